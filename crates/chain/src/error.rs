@@ -1,0 +1,102 @@
+//! `ChainError`: why the chain state refused something, or failed.
+//!
+//! *Invalid* errors are the sender's fault (ban the peer, answer 4xx); *failed* errors are
+//! ours (storage, a damaged data directory): retry or stop.
+
+use std::path::PathBuf;
+
+use powchain_consensus::{BlockHash, ConsensusError, DecodeError};
+use thiserror::Error;
+
+/// Why the chain state refused or failed an operation.
+#[derive(Debug, Error)]
+pub enum ChainError {
+    /// The block or header broke a consensus rule.
+    #[error("invalid block {hash}: {error} [{}]", error.rule())]
+    Invalid {
+        /// The block that broke it.
+        hash: BlockHash,
+        /// The rule.
+        error: ConsensusError,
+    },
+    /// The block is known to be invalid (it, or an ancestor, failed before).
+    #[error("block {hash} is known to be invalid (it or an ancestor broke a rule before)")]
+    KnownInvalid {
+        /// The block.
+        hash: BlockHash,
+    },
+    /// A header whose parent is unknown.
+    #[error("header {hash} does not connect: parent {parent} is unknown")]
+    UnknownParent {
+        /// The header's hash.
+        hash: BlockHash,
+        /// The missing parent.
+        parent: BlockHash,
+    },
+    /// The data directory belongs to another network.
+    #[error("data directory {path} holds a {found} chain, not {expected}; use another --data-dir")]
+    ForeignDataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What this node runs.
+        expected: String,
+        /// What the directory holds.
+        found: String,
+    },
+    /// The stored data is not what this code wrote.
+    #[error("chain data is damaged: {0}")]
+    Corrupt(String),
+    /// Stored bytes failed to decode.
+    #[error("chain data is damaged: {what} does not decode: {source}")]
+    CorruptRow {
+        /// What was read.
+        what: &'static str,
+        /// The decoding error.
+        source: DecodeError,
+    },
+    /// The storage engine failed.
+    #[error("storage failed: {0}")]
+    Storage(#[from] redb::Error),
+}
+
+impl ChainError {
+    /// True if the error is the fault of whoever sent the data.
+    pub fn is_invalid(&self) -> bool {
+        matches!(
+            self,
+            ChainError::Invalid { .. } | ChainError::KnownInvalid { .. }
+        )
+    }
+
+    /// The consensus rule name, if a rule was broken.
+    pub fn rule(&self) -> Option<&'static str> {
+        match self {
+            ChainError::Invalid { error, .. } => Some(error.rule()),
+            ChainError::KnownInvalid { .. } => Some("known-invalid"),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! storage_error {
+    ($($source:ty),*) => {
+        $(impl From<$source> for ChainError {
+            fn from(error: $source) -> ChainError {
+                ChainError::Storage(error.into())
+            }
+        })*
+    };
+}
+
+storage_error!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Shorthand for decoding a stored row.
+pub(crate) fn corrupt(what: &'static str) -> impl FnOnce(DecodeError) -> ChainError {
+    move |source| ChainError::CorruptRow { what, source }
+}

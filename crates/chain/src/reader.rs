@@ -1,0 +1,361 @@
+//! `ChainReader`: consistent read-only views of the stored chain, for the API and mempool.
+//!
+//! A [`Snapshot`] is one redb read transaction: everything read through it comes from the
+//! same committed state, and it never blocks the writer (nor the writer it).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use powchain_consensus::encode::{Decode, Reader};
+use powchain_consensus::{Address, Block, BlockHash, BlockHeight, Coin, OutPoint, Params, Txid};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+
+use crate::error::{ChainError, corrupt};
+use crate::store::{
+    ADDRESS_TXS, ADDRESS_UTXO, AddressCoin, AddressTx, BLOCK_INDEX, BLOCKS, HEIGHTS, IndexRecord,
+    META, META_TIP, TX_INDEX, TxLocation, UTXO, address_range, coin_from_bytes, outpoint_from_key,
+    outpoint_key, tx_location_from_bytes,
+};
+
+/// Opens read snapshots of a chain's store. Cheap to clone.
+#[derive(Clone)]
+pub struct ChainReader {
+    pub(crate) db: Arc<Database>,
+    pub(crate) params: &'static Params,
+}
+
+impl ChainReader {
+    /// The network's parameters.
+    pub fn params(&self) -> &'static Params {
+        self.params
+    }
+
+    /// A consistent view of the chain as last committed.
+    ///
+    /// # Errors
+    /// [`ChainError::Storage`].
+    pub fn snapshot(&self) -> Result<Snapshot, ChainError> {
+        Ok(Snapshot {
+            transaction: self.db.begin_read()?,
+            params: self.params,
+        })
+    }
+}
+
+/// The tip of the main chain as stored.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StoredTip {
+    /// Its hash.
+    pub hash: BlockHash,
+    /// Its index record.
+    pub record: IndexRecord,
+}
+
+/// One consistent read of the chain.
+pub struct Snapshot {
+    transaction: ReadTransaction,
+    params: &'static Params,
+}
+
+impl Snapshot {
+    /// The network's parameters.
+    pub fn params(&self) -> &'static Params {
+        self.params
+    }
+
+    /// The main chain's tip.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn tip(&self) -> Result<StoredTip, ChainError> {
+        let meta = self.transaction.open_table(META)?;
+        let hash_bytes = meta
+            .get(META_TIP)?
+            .ok_or_else(|| ChainError::Corrupt("no tip recorded".into()))?;
+        let hash = BlockHash(
+            hash_bytes
+                .value()
+                .try_into()
+                .map_err(|_| ChainError::Corrupt("tip is not 32 bytes".into()))?,
+        );
+        let record = self
+            .index_record(&hash)?
+            .ok_or_else(|| ChainError::Corrupt(format!("tip {hash} is not in the block index")))?;
+        Ok(StoredTip { hash, record })
+    }
+
+    /// The index record of a block, if known.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn index_record(&self, hash: &BlockHash) -> Result<Option<IndexRecord>, ChainError> {
+        let table = self.transaction.open_table(BLOCK_INDEX)?;
+        table
+            .get(hash.0.as_slice())?
+            .map(|row| IndexRecord::decode_exact(row.value()).map_err(corrupt("index record")))
+            .transpose()
+    }
+
+    /// The main-chain block hash at `height`.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn hash_at(&self, height: BlockHeight) -> Result<Option<BlockHash>, ChainError> {
+        let table = self.transaction.open_table(HEIGHTS)?;
+        table
+            .get(height.0)?
+            .map(|row| {
+                row.value().try_into().map(BlockHash).map_err(|_| {
+                    ChainError::Corrupt(format!("height {height} hash is not 32 bytes"))
+                })
+            })
+            .transpose()
+    }
+
+    /// A stored block (main chain or not).
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn block(&self, hash: &BlockHash) -> Result<Option<Block>, ChainError> {
+        let table = self.transaction.open_table(BLOCKS)?;
+        table
+            .get(hash.0.as_slice())?
+            .map(|row| Block::decode_exact(row.value()).map_err(corrupt("block")))
+            .transpose()
+    }
+
+    /// True if `hash` is on the main chain.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn is_on_main_chain(&self, hash: &BlockHash) -> Result<Option<IndexRecord>, ChainError> {
+        let Some(record) = self.index_record(hash)? else {
+            return Ok(None);
+        };
+        Ok((self.hash_at(record.height)? == Some(*hash)).then_some(record))
+    }
+
+    /// An unspent output.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, ChainError> {
+        let table = self.transaction.open_table(UTXO)?;
+        table
+            .get(outpoint_key(outpoint).as_slice())?
+            .map(|row| coin_from_bytes(row.value()).map_err(corrupt("coin")))
+            .transpose()
+    }
+
+    /// The unspent outputs among `outpoints`, as a UTXO view.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn coins<'a>(
+        &self,
+        outpoints: impl IntoIterator<Item = &'a OutPoint>,
+    ) -> Result<HashMap<OutPoint, Coin>, ChainError> {
+        let table = self.transaction.open_table(UTXO)?;
+        let mut coins = HashMap::new();
+        for outpoint in outpoints {
+            if let Some(row) = table.get(outpoint_key(outpoint).as_slice())? {
+                coins.insert(
+                    *outpoint,
+                    coin_from_bytes(row.value()).map_err(corrupt("coin"))?,
+                );
+            }
+        }
+        Ok(coins)
+    }
+
+    /// Where a main-chain transaction is.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn tx_location(&self, txid: &Txid) -> Result<Option<TxLocation>, ChainError> {
+        let table = self.transaction.open_table(TX_INDEX)?;
+        table
+            .get(txid.0.as_slice())?
+            .map(|row| tx_location_from_bytes(row.value()).map_err(corrupt("transaction location")))
+            .transpose()
+    }
+
+    /// The unspent outputs paying `address`, at most `limit` of them.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn address_coins(
+        &self,
+        address: &Address,
+        limit: usize,
+    ) -> Result<Vec<AddressCoin>, ChainError> {
+        let table = self.transaction.open_table(ADDRESS_UTXO)?;
+        let (start, end) = address_range(address);
+        let mut coins = Vec::new();
+        for row in table.range(start.as_slice()..end.as_slice())?.take(limit) {
+            let (key, value) = row?;
+            let outpoint =
+                outpoint_from_key(&key.value()[32..]).map_err(corrupt("address coin key"))?;
+            let coin = coin_from_bytes(value.value()).map_err(corrupt("address coin"))?;
+            coins.push(AddressCoin { outpoint, coin });
+        }
+        Ok(coins)
+    }
+
+    /// Main-chain transactions that paid or spent from `address`, newest first, skipping
+    /// `skip` and returning at most `limit`.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn address_history(
+        &self,
+        address: &Address,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<AddressTx>, ChainError> {
+        let table = self.transaction.open_table(ADDRESS_TXS)?;
+        let (start, end) = address_range(address);
+        let mut history = Vec::new();
+        for row in table
+            .range(start.as_slice()..end.as_slice())?
+            .rev()
+            .skip(skip)
+            .take(limit)
+        {
+            let (key, _) = row?;
+            let mut reader = Reader::new(&key.value()[32..]);
+            let height = BlockHeight(u64::from_be_bytes(
+                reader.read_array().map_err(corrupt("history key"))?,
+            ));
+            let txid = Txid(reader.read_array().map_err(corrupt("history key"))?);
+            history.push(AddressTx { height, txid });
+        }
+        Ok(history)
+    }
+
+    /// The whole UTXO set, in key order (for consistency checks and tests).
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn utxo_set(&self) -> Result<BTreeMap<OutPoint, Coin>, ChainError> {
+        let table = self.transaction.open_table(UTXO)?;
+        let mut set = BTreeMap::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            set.insert(
+                outpoint_from_key(key.value()).map_err(corrupt("utxo key"))?,
+                coin_from_bytes(value.value()).map_err(corrupt("coin"))?,
+            );
+        }
+        Ok(set)
+    }
+
+    /// Recomputes the UTXO set by replaying the main chain from genesis and compares it with
+    /// the stored one, along with the height index and the per-address index.
+    ///
+    /// # Errors
+    /// [`ChainError::Corrupt`] describing the first difference.
+    pub fn check_consistency(&self) -> Result<ConsistencyReport, ChainError> {
+        let tip = self.tip()?;
+        let mut rebuilt: BTreeMap<OutPoint, Coin> = BTreeMap::new();
+        let mut expected_prev = BlockHash::ZERO;
+        for height in 0..=tip.record.height.0 {
+            let height = BlockHeight(height);
+            let hash = self.hash_at(height)?.ok_or_else(|| {
+                ChainError::Corrupt(format!("no main-chain block at height {height}"))
+            })?;
+            let block = self.block(&hash)?.ok_or_else(|| {
+                ChainError::Corrupt(format!("main-chain block {hash} has no data"))
+            })?;
+            if block.header.prev_hash != expected_prev || block.compute_hash() != hash {
+                return Err(ChainError::Corrupt(format!(
+                    "main chain does not link at height {height}"
+                )));
+            }
+            expected_prev = hash;
+            if height == BlockHeight::GENESIS {
+                continue; // genesis outputs are not spendable
+            }
+            for transaction in &block.transactions {
+                for input in transaction.spends() {
+                    rebuilt.remove(&input.prevout).ok_or_else(|| {
+                        ChainError::Corrupt(format!(
+                            "block at height {height} spends missing {}",
+                            input.prevout
+                        ))
+                    })?;
+                }
+                let txid = transaction.compute_txid();
+                for (vout, output) in transaction.outputs.iter().enumerate() {
+                    rebuilt.insert(
+                        OutPoint {
+                            txid,
+                            vout: vout as u32,
+                        },
+                        Coin {
+                            output: *output,
+                            height,
+                            is_coinbase: transaction.is_coinbase(),
+                        },
+                    );
+                }
+            }
+        }
+        if expected_prev != tip.hash {
+            return Err(ChainError::Corrupt(
+                "height index does not end at the tip".into(),
+            ));
+        }
+        if self.hash_at(tip.record.height.next())?.is_some() {
+            return Err(ChainError::Corrupt("height index runs past the tip".into()));
+        }
+        let stored = self.utxo_set()?;
+        if stored != rebuilt {
+            let missing = rebuilt.keys().find(|key| !stored.contains_key(key));
+            let extra = stored.keys().find(|key| !rebuilt.contains_key(key));
+            return Err(ChainError::Corrupt(format!(
+                "UTXO set differs from a rebuild ({} stored, {} rebuilt; first missing {:?}, first extra {:?})",
+                stored.len(),
+                rebuilt.len(),
+                missing,
+                extra
+            )));
+        }
+        let address_table = self.transaction.open_table(ADDRESS_UTXO)?;
+        let mut address_rows = 0usize;
+        for row in address_table.iter()? {
+            let (key, value) = row?;
+            let outpoint =
+                outpoint_from_key(&key.value()[32..]).map_err(corrupt("address coin key"))?;
+            let coin = coin_from_bytes(value.value()).map_err(corrupt("address coin"))?;
+            if rebuilt.get(&outpoint) != Some(&coin) || key.value()[..32] != coin.output.address.0 {
+                return Err(ChainError::Corrupt(format!(
+                    "address index holds a stale entry {outpoint}"
+                )));
+            }
+            address_rows += 1;
+        }
+        if address_rows != rebuilt.len() {
+            return Err(ChainError::Corrupt(format!(
+                "address index has {address_rows} entries, the UTXO set {}",
+                rebuilt.len()
+            )));
+        }
+        Ok(ConsistencyReport {
+            height: tip.record.height,
+            tip: tip.hash,
+            utxo_count: rebuilt.len(),
+        })
+    }
+}
+
+/// What a consistency check covered.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ConsistencyReport {
+    /// Height of the tip checked.
+    pub height: BlockHeight,
+    /// The tip checked.
+    pub tip: BlockHash,
+    /// Unspent outputs, equal in store and rebuild.
+    pub utxo_count: usize,
+}

@@ -1,0 +1,36 @@
+//! Shared helpers for the chain state's integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use powchain_chain::{ChainOptions, ChainState};
+use powchain_consensus::Network;
+
+/// A clock far enough ahead that no test block is "too new".
+pub const NOW_MS: u64 = 1_795_564_800_000 + 1_000_000_000_000;
+
+pub fn store_path(dir: &Path) -> PathBuf {
+    dir.join("chain.redb")
+}
+
+pub fn open(dir: &Path) -> ChainState {
+    ChainState::open(
+        &store_path(dir),
+        Network::Regtest,
+        ChainOptions {
+            signature_threads: 2,
+        },
+    )
+    .expect("the store opens")
+}
+
+/// Asserts the stored UTXO set and indexes equal a rebuild from the main chain.
+pub fn assert_consistent(chain: &ChainState) {
+    let report = chain
+        .reader()
+        .snapshot()
+        .expect("snapshot")
+        .check_consistency()
+        .expect("the store is consistent");
+    assert_eq!(report.tip, chain.tip().hash);
+}

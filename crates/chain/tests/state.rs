@@ -1,0 +1,367 @@
+//! The chain state through its public API: connecting, reorganising, orphans, invalid
+//! blocks, restarts.
+
+mod common;
+
+use common::{NOW_MS, assert_consistent, open, store_path};
+use powchain_chain::{BlockOutcome, ChainError, ChainEvent, ChainOptions, ChainState};
+use powchain_consensus::testkit::{TestChain, test_address, test_key};
+use powchain_consensus::{Amount, Block, ConsensusError, Network, TxOut};
+
+fn feed(chain: &mut ChainState, blocks: &[Block]) {
+    for block in blocks {
+        chain
+            .accept_block(block.clone(), NOW_MS)
+            .expect("valid block");
+    }
+}
+
+/// A chain that spends a mature coinbase to address 7 in its last block.
+fn chain_with_payment() -> (TestChain, Amount) {
+    let mut test_chain = TestChain::regtest_with_mature_coins(2);
+    let (outpoint, coin) = test_chain.mature_coin(0);
+    let paid = Amount::from_coins(10).expect("in range");
+    let change = coin
+        .output
+        .value
+        .checked_sub(paid)
+        .and_then(|rest| rest.checked_sub(Amount::from_units(1_000).expect("ok")))
+        .expect("enough");
+    let spend = test_chain.spend(
+        &[outpoint],
+        vec![
+            TxOut {
+                value: paid,
+                address: test_address(7),
+            },
+            TxOut {
+                value: change,
+                address: test_address(1),
+            },
+        ],
+        &[test_key(1)],
+        &Default::default(),
+    );
+    let block = test_chain.build(vec![spend], Amount::from_units(1_000).expect("ok"));
+    test_chain.push(block).expect("valid");
+    (test_chain, paid)
+}
+
+#[test]
+fn a_new_store_starts_at_genesis_and_keeps_blocks_across_restarts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (test_chain, paid) = chain_with_payment();
+    {
+        let mut chain = open(dir.path());
+        assert_eq!(chain.tip().hash, Network::Regtest.params().genesis_hash());
+        feed(&mut chain, &test_chain.blocks[1..]);
+        assert_eq!(chain.tip().hash, test_chain.tip().compute_hash());
+        assert_consistent(&chain);
+    }
+    let chain = open(dir.path());
+    assert_eq!(chain.tip().hash, test_chain.tip().compute_hash());
+    assert_eq!(chain.tip().height, test_chain.height());
+    let snapshot = chain.reader().snapshot().expect("snapshot");
+    let coins = snapshot.address_coins(&test_address(7), 100).expect("read");
+    assert_eq!(coins.len(), 1);
+    assert_eq!(coins[0].coin.output.value, paid);
+    let history = snapshot
+        .address_history(&test_address(7), 0, 10)
+        .expect("read");
+    assert_eq!(history.len(), 1);
+    let location = snapshot
+        .tx_location(&history[0].txid)
+        .expect("read")
+        .expect("indexed");
+    assert_eq!(location.block_hash, test_chain.tip().compute_hash());
+    assert_eq!(location.position, 1);
+    assert_consistent(&chain);
+}
+
+#[test]
+fn a_heavier_branch_replaces_the_tip_and_restores_spent_coins() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (main, _) = chain_with_payment();
+    let mut chain = open(dir.path());
+    feed(&mut chain, &main.blocks[1..]);
+    chain.take_events();
+
+    // A branch from three blocks below the tip, one block longer, by another miner.
+    let fork_height = main.blocks.len() - 3;
+    let mut branch = TestChain::new(Network::Regtest);
+    for block in &main.blocks[1..fork_height] {
+        branch.push(block.clone()).expect("valid");
+    }
+    branch.miner = test_key(9);
+    branch.mine_empty(4);
+    for block in &branch.blocks[fork_height..branch.blocks.len() - 1] {
+        let outcome = chain.accept_block(block.clone(), NOW_MS).expect("valid");
+        assert_eq!(
+            outcome,
+            BlockOutcome::SideBranch,
+            "equal or less work does not move the tip"
+        );
+    }
+    let outcome = chain
+        .accept_block(branch.tip().clone(), NOW_MS)
+        .expect("valid");
+    assert_eq!(outcome, BlockOutcome::MainChain);
+    assert_eq!(chain.tip().hash, branch.tip().compute_hash());
+    let events = chain.take_events();
+    let disconnected = events
+        .iter()
+        .filter(|event| matches!(event, ChainEvent::BlockDisconnected { .. }))
+        .count();
+    let connected = events
+        .iter()
+        .filter(|event| matches!(event, ChainEvent::BlockConnected { .. }))
+        .count();
+    assert_eq!((disconnected, connected), (3, 4));
+    assert!(matches!(
+        events.last(),
+        Some(ChainEvent::TipChanged { reorg_depth: 3, .. })
+    ));
+    // The payment to address 7 was on the losing branch.
+    let snapshot = chain.reader().snapshot().expect("snapshot");
+    assert!(
+        snapshot
+            .address_coins(&test_address(7), 10)
+            .expect("read")
+            .is_empty()
+    );
+    assert!(
+        snapshot
+            .address_history(&test_address(7), 0, 10)
+            .expect("read")
+            .is_empty()
+    );
+    assert_consistent(&chain);
+    drop(snapshot);
+    drop(chain);
+    let chain = open(dir.path());
+    assert_eq!(chain.tip().hash, branch.tip().compute_hash());
+    assert_consistent(&chain);
+}
+
+#[test]
+fn blocks_in_reverse_order_wait_as_orphans_then_connect() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut test_chain = TestChain::new(Network::Regtest);
+    test_chain.mine_empty(6);
+    let mut chain = open(dir.path());
+    for block in test_chain.blocks[2..].iter().rev() {
+        let outcome = chain.accept_block(block.clone(), NOW_MS).expect("valid");
+        assert!(matches!(outcome, BlockOutcome::Orphan { .. }));
+    }
+    assert_eq!(chain.orphan_count(), 5);
+    let outcome = chain
+        .accept_block(test_chain.blocks[1].clone(), NOW_MS)
+        .expect("valid");
+    assert_eq!(outcome, BlockOutcome::MainChain);
+    assert_eq!(chain.tip().hash, test_chain.tip().compute_hash());
+    assert_eq!(chain.orphan_count(), 0);
+    assert_eq!(
+        chain
+            .accept_block(test_chain.blocks[3].clone(), NOW_MS)
+            .expect("known"),
+        BlockOutcome::Duplicate
+    );
+    assert_consistent(&chain);
+}
+
+#[test]
+fn an_invalid_block_is_marked_with_its_descendants_and_never_revalidated() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut test_chain = TestChain::regtest_with_mature_coins(1);
+    let mut chain = open(dir.path());
+    feed(&mut chain, &test_chain.blocks[1..]);
+    let tip_before = chain.tip().hash;
+
+    // The coinbase pays one unit more than allowed; the header is valid.
+    let mut greedy = test_chain.template(vec![], Amount::ZERO);
+    greedy.transactions[0].outputs[0].value = greedy.transactions[0].outputs[0]
+        .value
+        .checked_add(Amount::from_units(1).expect("ok"))
+        .expect("in range");
+    TestChain::seal(&mut greedy);
+    let error = chain
+        .accept_block(greedy.clone(), NOW_MS)
+        .expect_err("overpays");
+    assert!(matches!(
+        error,
+        ChainError::Invalid {
+            error: ConsensusError::CoinbaseOverpays { .. },
+            ..
+        }
+    ));
+    assert_eq!(error.rule(), Some("coinbase-overpays"));
+    assert_eq!(chain.tip().hash, tip_before, "nothing connected");
+    assert!(matches!(
+        chain.accept_block(greedy.clone(), NOW_MS),
+        Err(ChainError::KnownInvalid { .. })
+    ));
+    // A child of the invalid block is refused without validation.
+    let mut child_builder = test_chain.clone();
+    child_builder.blocks.push(greedy.clone());
+    let child = child_builder.build(vec![], Amount::ZERO);
+    assert!(chain.accept_block(child, NOW_MS).is_err());
+    assert_consistent(&chain);
+    // The valid alternative still connects.
+    test_chain.mine_empty(1);
+    feed(
+        &mut chain,
+        &test_chain.blocks[test_chain.blocks.len() - 1..],
+    );
+    assert_eq!(chain.tip().hash, test_chain.tip().compute_hash());
+    drop(chain);
+    let chain = open(dir.path());
+    assert_eq!(chain.tip().hash, test_chain.tip().compute_hash());
+}
+
+#[test]
+fn a_body_that_does_not_match_its_header_does_not_poison_the_header() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut test_chain = TestChain::new(Network::Regtest);
+    test_chain.mine_empty(1);
+    let valid = test_chain.build(vec![], Amount::ZERO);
+    let mut mutated = valid.clone();
+    mutated.transactions[0].outputs[0].value = Amount::from_units(1).expect("ok");
+    let mut chain = open(dir.path());
+    feed(&mut chain, &test_chain.blocks[1..]);
+    let error = chain.accept_block(mutated, NOW_MS).expect_err("mutated");
+    assert_eq!(error.rule(), Some("bad-merkle-root"));
+    assert_eq!(
+        chain.accept_block(valid.clone(), NOW_MS).expect("valid"),
+        BlockOutcome::MainChain
+    );
+    assert_eq!(chain.tip().hash, valid.compute_hash());
+}
+
+#[test]
+fn a_reorg_onto_a_branch_with_an_invalid_block_falls_back_to_the_best_valid_chain() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut base = TestChain::regtest_with_mature_coins(1);
+    let mut chain = open(dir.path());
+    feed(&mut chain, &base.blocks[1..]);
+    let mut main = base.clone();
+    main.mine_empty(2);
+    feed(&mut chain, &main.blocks[base.blocks.len()..]);
+    let main_tip = chain.tip().hash;
+
+    // A three-block branch whose first block overpays its coinbase.
+    base.miner = test_key(5);
+    let mut bad = base.template(vec![], Amount::ZERO);
+    bad.transactions[0].outputs[0].value = Amount::from_coins(51).expect("ok");
+    TestChain::seal(&mut bad);
+    let mut branch = base.clone();
+    branch.blocks.push(bad.clone());
+    let second = branch.build(vec![], Amount::ZERO);
+    branch.blocks.push(second.clone());
+    let third = branch.build(vec![], Amount::ZERO);
+    assert!(
+        chain.accept_block(bad, NOW_MS).is_ok(),
+        "a side branch is stored unvalidated"
+    );
+    assert!(chain.accept_block(second, NOW_MS).is_ok());
+    let error = chain
+        .accept_block(third, NOW_MS)
+        .expect_err("its ancestor is invalid");
+    assert_eq!(error.rule(), Some("coinbase-overpays"));
+    assert_eq!(chain.tip().hash, main_tip);
+    assert_consistent(&chain);
+}
+
+#[test]
+fn headers_first_then_blocks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut test_chain = TestChain::new(Network::Regtest);
+    test_chain.mine_empty(5);
+    let headers: Vec<_> = test_chain.blocks[1..]
+        .iter()
+        .map(|block| block.header)
+        .collect();
+    let mut chain = open(dir.path());
+    assert_eq!(chain.accept_headers(&headers, NOW_MS).expect("valid"), 5);
+    assert_eq!(chain.accept_headers(&headers, NOW_MS).expect("known"), 0);
+    let wanted = chain.blocks_to_download(3);
+    assert_eq!(
+        wanted,
+        test_chain.blocks[1..4]
+            .iter()
+            .map(Block::compute_hash)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(chain.best_header().0, test_chain.tip().compute_hash());
+    feed(&mut chain, &test_chain.blocks[1..]);
+    assert!(chain.blocks_to_download(10).is_empty());
+
+    // A header that skips its parent does not connect.
+    let mut later = test_chain.clone();
+    later.mine_empty(2);
+    let error = chain
+        .accept_headers(&[later.tip().header], NOW_MS)
+        .expect_err("does not connect");
+    assert!(matches!(error, ChainError::UnknownParent { .. }));
+    // A header without proof of work is refused with its rule.
+    let mut lazy = later.blocks[6].header;
+    let target = lazy.bits.to_target().expect("valid");
+    while target.is_met_by(lazy.compute_hash()) {
+        lazy.nonce += 1;
+    }
+    let error = chain.accept_headers(&[lazy], NOW_MS).expect_err("no work");
+    assert_eq!(error.rule(), Some("bad-proof-of-work"));
+}
+
+#[test]
+fn locators_find_the_fork_point() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut test_chain = TestChain::new(Network::Regtest);
+    test_chain.mine_empty(40);
+    let mut chain = open(dir.path());
+    feed(&mut chain, &test_chain.blocks[1..]);
+    let locator = chain.block_locator();
+    assert_eq!(locator[0], chain.tip().hash);
+    assert_eq!(
+        *locator.last().expect("non-empty"),
+        Network::Regtest.params().genesis_hash()
+    );
+    assert!(locator.len() < 20);
+    let peer_locator = vec![test_chain.blocks[30].compute_hash()];
+    let headers = chain.headers_after(&peer_locator, None, 5);
+    assert_eq!(headers.len(), 5);
+    assert_eq!(headers[0], test_chain.blocks[31].header);
+    assert_eq!(chain.headers_after(&[], None, 1000).len(), 40);
+}
+
+#[test]
+fn a_store_of_another_network_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    drop(open(dir.path()));
+    let result = ChainState::open(
+        &store_path(dir.path()),
+        Network::Devnet,
+        ChainOptions::default(),
+    );
+    let error = result.err().expect("foreign store");
+    assert!(
+        matches!(error, ChainError::ForeignDataDir { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("regtest"));
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        store_path(dir.path()),
+        b"this is not a redb file, just some bytes",
+    )
+    .expect("write");
+    let result = ChainState::open(
+        &store_path(dir.path()),
+        Network::Regtest,
+        ChainOptions::default(),
+    );
+    assert!(matches!(result, Err(ChainError::Storage(_))));
+}

@@ -144,13 +144,12 @@ impl FromStr for Amount {
                 .parse::<u64>()
                 .map_err(|_| malformed())?
         };
-        let units =
-            whole_units
-                .checked_add(fraction_units)
-                .ok_or(AmountError::TooLarge {
-                    units: u64::MAX,
-                    max: Amount::MAX_MONEY.0,
-                })?;
+        let units = whole_units
+            .checked_add(fraction_units)
+            .ok_or(AmountError::TooLarge {
+                units: u64::MAX,
+                max: Amount::MAX_MONEY.0,
+            })?;
         Amount::from_units(units)
     }
 }

@@ -113,6 +113,9 @@ pub struct Block {
     pub transactions: Vec<Transaction>,
 }
 
+/// Most elements reserved up front while decoding a list.
+const PREALLOCATE_LIMIT: usize = 1024;
+
 /// Smallest possible encoded transaction: version, tag, two empty counts.
 const MIN_TX_BYTES: usize = 4 + 1 + 1 + 1;
 
@@ -167,7 +170,9 @@ impl Decode for Block {
     fn decode_from(reader: &mut Reader<'_>) -> Result<Block, DecodeError> {
         let header = Header::decode_from(reader)?;
         let count = reader.read_count("transactions", MAX_BLOCK_TRANSACTIONS, MIN_TX_BYTES)?;
-        let mut transactions = Vec::with_capacity(count);
+        // Grow as transactions really decode: a decoded transaction takes several times its
+        // encoded size in memory, so reserving for the claimed count would multiply the input.
+        let mut transactions = Vec::with_capacity(count.min(PREALLOCATE_LIMIT));
         for _ in 0..count {
             transactions.push(Transaction::decode_from(reader)?);
         }

@@ -264,7 +264,7 @@ impl TestChain {
         block
     }
 
-    /// Validates `block` as the next block with the clock at its own time plus `clock_skew_ms`.
+    /// Validates `block` as the next block with the node's clock at `now_ms`.
     ///
     /// # Errors
     /// The first rule the block breaks.

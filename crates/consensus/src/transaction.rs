@@ -22,6 +22,9 @@ use crate::hex;
 /// The largest encoded transaction, in bytes. Bounds decoding and is a consensus rule.
 pub const MAX_TX_BYTES: usize = 100_000;
 
+/// Most elements reserved up front while decoding a list; larger lists grow as they decode.
+const PREALLOCATE_LIMIT: usize = 1024;
+
 /// The height of a block: the genesis block is at 0.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Debug)]
 pub struct BlockHeight(pub u64);
@@ -271,7 +274,7 @@ impl Decode for Transaction {
             }
             SPENDS_TAG => {
                 let count = reader.read_count("inputs", MAX_TX_BYTES, TxIn::ENCODED_BYTES)?;
-                let mut inputs = Vec::with_capacity(count);
+                let mut inputs = Vec::with_capacity(count.min(PREALLOCATE_LIMIT));
                 for _ in 0..count {
                     let prevout = OutPoint::decode_from(reader)?;
                     let signature = Signature(reader.read_array()?);
@@ -287,7 +290,7 @@ impl Decode for Transaction {
             }
         };
         let count = reader.read_count("outputs", MAX_TX_BYTES, TxOut::ENCODED_BYTES)?;
-        let mut outputs = Vec::with_capacity(count);
+        let mut outputs = Vec::with_capacity(count.min(PREALLOCATE_LIMIT));
         for _ in 0..count {
             outputs.push(TxOut::decode_from(reader)?);
         }

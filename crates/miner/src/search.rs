@@ -10,6 +10,11 @@ use powchain_consensus::{Block, Header};
 /// millisecond of work on one core.
 pub const NONCES_PER_CHUNK: u64 = 4096;
 
+/// Each thread's nonces start at `thread_index << THREAD_NONCE_SHIFT`. 2^40 nonces is hours
+/// of work per thread, and keeps nonces below 2^53 so JSON readers (JavaScript numbers)
+/// show them exactly.
+const THREAD_NONCE_SHIFT: u32 = 40;
+
 /// Counts hashes tried, for the hashrate report. Shared by every search of a node.
 #[derive(Clone, Debug, Default)]
 pub struct HashCounter(Arc<AtomicU64>);
@@ -35,7 +40,7 @@ pub enum SearchOutcome {
 }
 
 /// Searches nonces for `block` on `threads` OS threads until one meets its bits or `stop`
-/// is raised. Each thread starts at its own 2^56-wide nonce range and refreshes the header
+/// is raised. Each thread starts at its own 2^40-wide nonce range and refreshes the header
 /// time from `now_ms` (never below the template's time) between chunks.
 pub fn search(
     block: &Block,
@@ -58,7 +63,7 @@ pub fn search(
             scope.spawn(move || {
                 let mut header = block.header;
                 let mut hasher = HeaderHasher::new(&header);
-                let mut nonce = (thread_index as u64) << 56;
+                let mut nonce = (thread_index as u64) << THREAD_NONCE_SHIFT;
                 while !found.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
                     let time_ms = now_ms().max(min_time_ms);
                     if time_ms != header.time_ms {

@@ -1,0 +1,174 @@
+//! Blocks: the tutorial's `GET /blocks` (paged), `GET /blocks/{hash|height}`, and mining
+//! (`POST /mine`, `GET|POST /mine-transactions`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use powchain_consensus::{BlockHash, BlockHeight};
+use powchain_node::Node;
+use serde::Deserialize;
+
+use crate::body::JsonBody;
+use crate::dto::BlockJson;
+use crate::error::ApiError;
+use crate::router::blocking;
+
+/// Blocks a page holds unless `limit` says otherwise.
+pub const DEFAULT_PAGE: u64 = 100;
+/// The most blocks one page holds.
+pub const MAX_PAGE: u64 = 1000;
+
+/// `GET /blocks` query.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BlocksQuery {
+    /// First height of the page (default: so the page ends at the tip).
+    pub start: Option<u64>,
+    /// Blocks in the page (default 100, at most 1000).
+    pub limit: Option<u64>,
+}
+
+/// `GET /blocks`: main-chain blocks oldest first, `limit` of them from `start`. Without a
+/// query: the last 100 (the whole chain while it is short, as in the tutorial).
+pub async fn list_blocks(
+    State(node): State<Arc<Node>>,
+    query: Result<Query<BlocksQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}, got {limit}"
+        )));
+    }
+    let (blocks, tip_height) = blocking(&node, move |node| {
+        let snapshot = node.reader().snapshot()?;
+        let tip_height = snapshot.tip()?.record.height.0;
+        let start = query
+            .start
+            .unwrap_or_else(|| (tip_height + 1).saturating_sub(limit));
+        let end = start.saturating_add(limit).min(tip_height + 1);
+        let mut blocks = Vec::new();
+        for height in start..end {
+            let height = BlockHeight(height);
+            let hash = snapshot.hash_at(height)?.ok_or_else(|| {
+                ApiError::internal(format!("no block at main-chain height {height}"))
+            })?;
+            let block = snapshot
+                .block(&hash)?
+                .ok_or_else(|| ApiError::internal(format!("block {hash} has no data")))?;
+            blocks.push(BlockJson::new(
+                node.params(),
+                &block,
+                height,
+                Some(tip_height - height.0 + 1),
+            ));
+        }
+        Ok((blocks, tip_height))
+    })
+    .await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-chain-height",
+        tip_height
+            .to_string()
+            .parse()
+            .map_err(|_| ApiError::internal("header value"))?,
+    );
+    Ok((headers, Json(blocks)))
+}
+
+/// `GET /blocks/{id}`: a block by hash (any branch) or by main-chain height.
+pub async fn get_block(
+    State(node): State<Arc<Node>>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<BlockJson>, ApiError> {
+    let Path(id) = path?;
+    let block = blocking(&node, move |node| {
+        let snapshot = node.reader().snapshot()?;
+        let tip_height = snapshot.tip()?.record.height.0;
+        let hash = if id.len() == 64 {
+            id.parse::<BlockHash>().map_err(|error| {
+                ApiError::bad_request(format!("invalid block hash {id:?}: {error}"))
+            })?
+        } else if !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit()) {
+            let height: u64 = id
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("height {id} is out of range")))?;
+            snapshot.hash_at(BlockHeight(height))?.ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no block at height {height}: the tip is at {tip_height}"
+                ))
+            })?
+        } else {
+            return Err(ApiError::bad_request(format!(
+                "{id:?} is neither a block hash (64 hex digits) nor a height"
+            )));
+        };
+        let record = snapshot
+            .index_record(&hash)?
+            .ok_or_else(|| ApiError::not_found(format!("unknown block {hash}")))?;
+        let block = snapshot.block(&hash)?.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "block {hash} is known by its header only; its data has not arrived"
+            ))
+        })?;
+        let on_main_chain = snapshot.hash_at(record.height)? == Some(hash);
+        let confirmations = on_main_chain.then(|| tip_height - record.height.0 + 1);
+        Ok(BlockJson::new(
+            node.params(),
+            &block,
+            record.height,
+            confirmations,
+        ))
+    })
+    .await?;
+    Ok(Json(block))
+}
+
+/// `POST /mine` body: the tutorial's `{"data": ...}`, optional.
+#[derive(Deserialize, Debug, Default)]
+pub struct MineRequest {
+    /// The note for the coinbase: a string is stored as its UTF-8 bytes, anything else as
+    /// its JSON text.
+    pub data: Option<serde_json::Value>,
+}
+
+/// `POST /mine`: mines one block now (with the note and the pool's best transactions) and
+/// returns it.
+pub async fn mine(
+    State(node): State<Arc<Node>>,
+    JsonBody(request): JsonBody<Option<MineRequest>>,
+) -> Result<Json<BlockJson>, ApiError> {
+    let note = match request.and_then(|request| request.data) {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::String(text)) => text.into_bytes(),
+        Some(other) => other.to_string().into_bytes(),
+    };
+    let max = node.params().max_coinbase_data_bytes;
+    if note.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "data is {} bytes; a block's note holds at most {max}",
+            note.len()
+        )));
+    }
+    mine_and_describe(node, note).await
+}
+
+/// `GET|POST /mine-transactions`: mines one block with the pool's best transactions.
+pub async fn mine_transactions(State(node): State<Arc<Node>>) -> Result<Json<BlockJson>, ApiError> {
+    mine_and_describe(node, Vec::new()).await
+}
+
+async fn mine_and_describe(node: Arc<Node>, note: Vec<u8>) -> Result<Json<BlockJson>, ApiError> {
+    let block = blocking(&node, move |node| {
+        let block = node.mine_one(note, true)?;
+        let height = block.coinbase_height().unwrap_or_default();
+        Ok(BlockJson::new(node.params(), &block, height, Some(1)))
+    })
+    .await?;
+    Ok(Json(block))
+}

@@ -1,0 +1,72 @@
+//! The router: every endpoint, the body limit, JSON 404/405 answers, and `serve`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use powchain_node::Node;
+use tokio::net::TcpListener;
+
+use crate::error::ApiError;
+use crate::{blocks, status, transactions, wallet};
+
+/// The largest request body accepted: a hex-encoded maximum-size transaction fits.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Runs `work` on the blocking pool: node calls take locks and read the disk.
+pub(crate) async fn blocking<T: Send + 'static>(
+    node: &Arc<Node>,
+    work: impl FnOnce(&Node) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let node = Arc::clone(node);
+    tokio::task::spawn_blocking(move || work(&node)).await?
+}
+
+/// Every route of the API.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/blocks", get(blocks::list_blocks))
+        .route("/blocks/{id}", get(blocks::get_block))
+        .route("/mine", post(blocks::mine))
+        .route(
+            "/mine-transactions",
+            get(blocks::mine_transactions).post(blocks::mine_transactions),
+        )
+        .route("/transactions", get(transactions::list_pool))
+        .route("/transact", post(transactions::transact))
+        .route("/tx", post(transactions::submit_raw))
+        .route("/tx/{txid}", get(transactions::get_transaction))
+        .route("/public-key", get(wallet::public_key))
+        .route("/balance", get(wallet::balance))
+        .route("/wallet/addresses", post(wallet::new_address))
+        .route("/address/{address}", get(wallet::address))
+        .route("/status", get(status::status))
+        .route("/peers", get(status::peers).post(status::add_peer))
+        .route("/metrics", get(status::metrics))
+        .fallback(|| async { ApiError::not_found("no such endpoint; see docs/API.md") })
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                message: "method not allowed for this endpoint; see docs/API.md".into(),
+            }
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(node)
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+///
+/// # Errors
+/// The server's I/O error.
+pub async fn serve(
+    listener: TcpListener,
+    node: Arc<Node>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(node))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

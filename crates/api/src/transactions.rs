@@ -1,0 +1,252 @@
+//! Transactions: the pool (`GET /transactions`), payments from the node wallet
+//! (`POST /transact`), raw submission (`POST /tx`) and lookup (`GET /tx/{txid}`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use powchain_consensus::encode::Decode;
+use powchain_consensus::{Address, Amount, FeeRate, Transaction, Txid, hex};
+use powchain_node::{Node, PooledTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::body::JsonBody;
+use crate::dto::TransactionJson;
+use crate::error::ApiError;
+use crate::router::blocking;
+
+/// A pooled transaction.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolTransactionJson {
+    /// The transaction.
+    #[serde(flatten)]
+    pub transaction: TransactionJson,
+    /// Its fee, units.
+    pub fee: u64,
+    /// Fee per byte.
+    pub fee_rate: f64,
+    /// When the pool took it, ms since the epoch.
+    pub received_at: u64,
+}
+
+impl PoolTransactionJson {
+    fn new(node: &Node, pooled: &PooledTransaction) -> PoolTransactionJson {
+        PoolTransactionJson {
+            transaction: TransactionJson::new(node.params().network, &pooled.transaction),
+            fee: pooled.fee.to_units(),
+            fee_rate: pooled.fee_rate.to_units_per_kilobyte() as f64 / 1000.0,
+            received_at: pooled.time_ms,
+        }
+    }
+}
+
+/// `GET /transactions`: the pool, best fee rate first.
+pub async fn list_pool(
+    State(node): State<Arc<Node>>,
+) -> Result<Json<Vec<PoolTransactionJson>>, ApiError> {
+    let pool = blocking(&node, |node| {
+        Ok(node
+            .pool_transactions()
+            .iter()
+            .map(|pooled| PoolTransactionJson::new(node, pooled))
+            .collect())
+    })
+    .await?;
+    Ok(Json(pool))
+}
+
+/// `POST /transact` body.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransactRequest {
+    /// Who to pay: an address of this network.
+    pub recipient: String,
+    /// How much, in units.
+    pub amount: u64,
+    /// Units per byte to pay in fees (default: the node's wallet fee rate).
+    pub fee_rate: Option<u64>,
+}
+
+/// `POST /transact` answer.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactResponse {
+    /// The transaction, now in the pool.
+    #[serde(flatten)]
+    pub transaction: TransactionJson,
+    /// The fee it pays, units.
+    pub fee: u64,
+}
+
+/// `POST /transact`: pays `amount` to `recipient` from the node's wallet.
+pub async fn transact(
+    State(node): State<Arc<Node>>,
+    JsonBody(request): JsonBody<TransactRequest>,
+) -> Result<Json<TransactResponse>, ApiError> {
+    let network = node.params().network;
+    let recipient = Address::parse(request.recipient.trim(), network).map_err(|error| {
+        ApiError::bad_request(format!(
+            "invalid recipient {:?}: {error}",
+            request.recipient
+        ))
+    })?;
+    let amount = Amount::from_units(request.amount)
+        .map_err(|error| ApiError::bad_request(format!("invalid amount: {error}")))?;
+    if amount == Amount::ZERO {
+        return Err(ApiError::bad_request("amount must be at least 1 unit"));
+    }
+    let fee_rate = request.fee_rate.map(FeeRate::from_units_per_byte);
+    let payment = blocking(&node, move |node| {
+        Ok(node.send(recipient, amount, fee_rate)?)
+    })
+    .await?;
+    Ok(Json(TransactResponse {
+        transaction: TransactionJson::new(network, &payment.transaction),
+        fee: payment.fee.to_units(),
+    }))
+}
+
+/// `POST /tx` body: a signed transaction in its canonical encoding.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransactionRequest {
+    /// The encoding, hex.
+    pub hex: String,
+}
+
+/// `POST /tx` answer.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmitResponse {
+    /// The accepted transaction's id.
+    pub txid: String,
+    /// Its fee, units.
+    pub fee: u64,
+}
+
+/// `POST /tx`: submits a signed transaction to the pool.
+pub async fn submit_raw(
+    State(node): State<Arc<Node>>,
+    JsonBody(request): JsonBody<RawTransactionRequest>,
+) -> Result<Json<SubmitResponse>, ApiError> {
+    let bytes = hex::decode(request.hex.trim())
+        .map_err(|error| ApiError::bad_request(format!("invalid hex: {error}")))?;
+    let transaction = Transaction::decode_exact(&bytes)
+        .map_err(|error| ApiError::bad_request(format!("not a transaction: {error}")))?;
+    let accepted = blocking(&node, move |node| Ok(node.submit_transaction(transaction)?)).await?;
+    Ok(Json(SubmitResponse {
+        txid: accepted.txid.to_string(),
+        fee: accepted.fee.to_units(),
+    }))
+}
+
+/// `GET /tx/{txid}` answer.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionLookup {
+    /// The transaction, with input addresses and amounts where known.
+    #[serde(flatten)]
+    pub transaction: TransactionJson,
+    /// `"pool"` or `"confirmed"`.
+    pub status: &'static str,
+    /// Fee in units (absent for a coinbase).
+    pub fee: Option<u64>,
+    /// Blocks on top of its block plus one; 0 in the pool.
+    pub confirmations: u64,
+    /// Its block, when confirmed.
+    pub block_hash: Option<String>,
+    /// Its block's height, when confirmed.
+    pub block_height: Option<u64>,
+}
+
+/// `GET /tx/{txid}`: a pooled or confirmed transaction.
+pub async fn get_transaction(
+    State(node): State<Arc<Node>>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<TransactionLookup>, ApiError> {
+    let Path(text) = path?;
+    let txid: Txid = text.parse().map_err(|error| {
+        ApiError::bad_request(format!("invalid transaction id {text:?}: {error}"))
+    })?;
+    let lookup = blocking(&node, move |node| {
+        let network = node.params().network;
+        let snapshot = node.reader().snapshot()?;
+        let resolve = |transaction: &Transaction,
+                       json: &mut TransactionJson|
+         -> Result<Option<Amount>, ApiError> {
+            // Find each spent output through the transaction index (confirmed parents) or
+            // the pool (unconfirmed parents).
+            let mut input_total = Some(Amount::ZERO);
+            for (input, described) in transaction.spends().iter().zip(json.inputs.iter_mut()) {
+                let parent = match snapshot.tx_location(&input.prevout.txid)? {
+                    Some(location) => snapshot.block(&location.block_hash)?.and_then(|block| {
+                        block.transactions.get(location.position as usize).cloned()
+                    }),
+                    None => node
+                        .pool_transaction(&input.prevout.txid)
+                        .map(|pooled| pooled.transaction),
+                };
+                let output = parent
+                    .and_then(|parent| parent.outputs.get(input.prevout.vout as usize).copied());
+                match output {
+                    Some(output) => {
+                        described.address = Some(output.address.to_bech32(network));
+                        described.amount = Some(output.value.to_units());
+                        input_total = input_total.and_then(|total| total.checked_add(output.value));
+                    }
+                    None => input_total = None,
+                }
+            }
+            Ok(input_total)
+        };
+        if let Some(pooled) = node.pool_transaction(&txid) {
+            let mut json = TransactionJson::new(network, &pooled.transaction);
+            resolve(&pooled.transaction, &mut json)?;
+            return Ok(TransactionLookup {
+                transaction: json,
+                status: "pool",
+                fee: Some(pooled.fee.to_units()),
+                confirmations: 0,
+                block_hash: None,
+                block_height: None,
+            });
+        }
+        let location = snapshot.tx_location(&txid)?.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "transaction {txid} is neither in the pool nor in the main chain"
+            ))
+        })?;
+        let block = snapshot.block(&location.block_hash)?.ok_or_else(|| {
+            ApiError::internal(format!("indexed block {} has no data", location.block_hash))
+        })?;
+        let transaction = block
+            .transactions
+            .get(location.position as usize)
+            .cloned()
+            .ok_or_else(|| ApiError::internal("the transaction index points past the block"))?;
+        let record = snapshot
+            .index_record(&location.block_hash)?
+            .ok_or_else(|| ApiError::internal("indexed block missing from the block index"))?;
+        let tip_height = snapshot.tip()?.record.height.0;
+        let mut json = TransactionJson::new(network, &transaction);
+        let fee = if transaction.is_coinbase() {
+            None
+        } else {
+            resolve(&transaction, &mut json)?
+                .zip(transaction.output_total())
+                .and_then(|(inputs, outputs)| inputs.checked_sub(outputs))
+                .map(Amount::to_units)
+        };
+        Ok(TransactionLookup {
+            transaction: json,
+            status: "confirmed",
+            fee,
+            confirmations: tip_height.saturating_sub(record.height.0) + 1,
+            block_hash: Some(location.block_hash.to_string()),
+            block_height: Some(record.height.0),
+        })
+    })
+    .await?;
+    Ok(Json(lookup))
+}

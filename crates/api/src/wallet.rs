@@ -1,0 +1,224 @@
+//! The node wallet (`GET /public-key`, `GET /balance`, `POST /wallet/addresses`) and any
+//! address (`GET /address/{address}`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use powchain_consensus::{Address, Amount};
+use powchain_node::Node;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::router::blocking;
+
+/// `GET /public-key` answer.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicKeyJson {
+    /// The default key, x-only, hex (the tutorial's public key).
+    pub public_key: String,
+    /// The same key as an address.
+    pub address: String,
+}
+
+/// `GET /public-key`: the node wallet's default key and address.
+pub async fn public_key(State(node): State<Arc<Node>>) -> Json<PublicKeyJson> {
+    Json(PublicKeyJson {
+        public_key: node.wallet_public_key_hex(),
+        address: node.wallet_address().to_bech32(node.params().network),
+    })
+}
+
+/// `GET /balance` answer (units).
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct BalanceJson {
+    /// The default address.
+    pub address: String,
+    /// Every address of the wallet.
+    pub addresses: Vec<String>,
+    /// Confirmed coins, mature or not.
+    pub confirmed: u64,
+    /// Confirmed coinbase outputs not yet mature.
+    pub immature: u64,
+    /// Pool outputs paying the wallet.
+    pub unconfirmed_incoming: u64,
+    /// Confirmed coins spent by pooled transactions.
+    pub unconfirmed_outgoing: u64,
+    /// What a payment can use now.
+    pub spendable: u64,
+    /// Confirmed + incoming - outgoing.
+    pub total: u64,
+}
+
+/// `GET /balance`: the node wallet's balance.
+pub async fn balance(State(node): State<Arc<Node>>) -> Result<Json<BalanceJson>, ApiError> {
+    let json = blocking(&node, |node| {
+        let network = node.params().network;
+        let balance = node.wallet_balance()?;
+        Ok(BalanceJson {
+            address: node.wallet_address().to_bech32(network),
+            addresses: node
+                .wallet_addresses()
+                .iter()
+                .map(|address| address.to_bech32(network))
+                .collect(),
+            confirmed: balance.confirmed.to_units(),
+            immature: balance.immature.to_units(),
+            unconfirmed_incoming: balance.unconfirmed_incoming.to_units(),
+            unconfirmed_outgoing: balance.unconfirmed_outgoing.to_units(),
+            spendable: balance.spendable.to_units(),
+            total: balance.total().to_units(),
+        })
+    })
+    .await?;
+    Ok(Json(json))
+}
+
+/// `POST /wallet/addresses` answer.
+#[derive(Serialize, Debug)]
+pub struct NewAddressJson {
+    /// The fresh address.
+    pub address: String,
+}
+
+/// `POST /wallet/addresses`: a fresh receive address (its key is stored first).
+pub async fn new_address(State(node): State<Arc<Node>>) -> Result<Json<NewAddressJson>, ApiError> {
+    let address = blocking(&node, |node| Ok(node.new_wallet_address()?)).await?;
+    Ok(Json(NewAddressJson {
+        address: address.to_bech32(node.params().network),
+    }))
+}
+
+/// `GET /address/{address}` query.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AddressQuery {
+    /// History entries to skip (newest first).
+    pub offset: Option<usize>,
+    /// History entries and unspent outputs to return (default 50, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// An unspent output of an address.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct UtxoJson {
+    /// Its transaction.
+    pub txid: String,
+    /// Its index.
+    pub vout: u32,
+    /// Units.
+    pub amount: u64,
+    /// Height of its block.
+    pub height: u64,
+    /// True for a coinbase output.
+    pub coinbase: bool,
+    /// False for a coinbase output that cannot be spent yet.
+    pub mature: bool,
+}
+
+/// A transaction in an address's history.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryJson {
+    /// The transaction.
+    pub txid: String,
+    /// Its block's height.
+    pub height: u64,
+}
+
+/// `GET /address/{address}` answer.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct AddressJson {
+    /// The address.
+    pub address: String,
+    /// Sum of its confirmed unspent outputs, units.
+    pub balance: u64,
+    /// Number of its unspent outputs returned.
+    pub utxo_count: usize,
+    /// Its unspent outputs (at most `limit`).
+    pub utxos: Vec<UtxoJson>,
+    /// Main-chain transactions paying or spending it, newest first.
+    pub history: Vec<HistoryJson>,
+    /// Pooled transactions paying or spending it.
+    pub pending: Vec<String>,
+}
+
+/// `GET /address/{address}`: balance, unspent outputs and history of any address.
+pub async fn address(
+    State(node): State<Arc<Node>>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    query: Result<Query<AddressQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AddressJson>, ApiError> {
+    let Path(text) = path?;
+    let Query(query) = query?;
+    let network = node.params().network;
+    let address = Address::parse(text.trim(), network)
+        .map_err(|error| ApiError::bad_request(format!("invalid address {text:?}: {error}")))?;
+    let limit = query.limit.unwrap_or(50);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and 1000, got {limit}"
+        )));
+    }
+    let offset = query.offset.unwrap_or(0);
+    let json = blocking(&node, move |node| {
+        let snapshot = node.reader().snapshot()?;
+        let next_height = snapshot.tip()?.record.height.0 + 1;
+        let maturity = node.params().coinbase_maturity;
+        // The balance counts every unspent output, not just the page shown.
+        let all_coins = snapshot.address_coins(&address, usize::MAX)?;
+        let balance = Amount::checked_sum(all_coins.iter().map(|entry| entry.coin.output.value))
+            .unwrap_or(Amount::MAX_MONEY);
+        let utxos: Vec<UtxoJson> = all_coins
+            .iter()
+            .take(limit)
+            .map(|entry| UtxoJson {
+                txid: entry.outpoint.txid.to_string(),
+                vout: entry.outpoint.vout,
+                amount: entry.coin.output.value.to_units(),
+                height: entry.coin.height.0,
+                coinbase: entry.coin.is_coinbase,
+                mature: !entry.coin.is_coinbase || entry.coin.height.0 + maturity <= next_height,
+            })
+            .collect();
+        let history = snapshot
+            .address_history(&address, offset, limit)?
+            .into_iter()
+            .map(|entry| HistoryJson {
+                txid: entry.txid.to_string(),
+                height: entry.height.0,
+            })
+            .collect();
+        let pending = node
+            .pool_transactions()
+            .into_iter()
+            .filter(|pooled| {
+                pooled
+                    .transaction
+                    .outputs
+                    .iter()
+                    .any(|output| output.address == address)
+                    || pooled.transaction.spends().iter().any(|input| {
+                        all_coins
+                            .iter()
+                            .any(|entry| entry.outpoint == input.prevout)
+                    })
+            })
+            .map(|pooled| pooled.txid.to_string())
+            .collect();
+        Ok(AddressJson {
+            address: address.to_bech32(network),
+            balance: balance.to_units(),
+            utxo_count: all_coins.len(),
+            utxos,
+            history,
+            pending,
+        })
+    })
+    .await?;
+    Ok(Json(json))
+}

@@ -1,0 +1,182 @@
+//! Command-line flags (with the tutorial's environment variables) and their validation
+//! into settings, in one step.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use powchain_consensus::Network;
+
+/// powchain: a proof-of-work cryptocurrency node.
+///
+/// Without a subcommand, runs a node (the same as `powchain node`).
+#[derive(Parser, Debug)]
+#[command(
+    name = "powchain",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Node flags, when no subcommand is given.
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node (the default).
+    Node(NodeArgs),
+    /// Show a running node's status.
+    Status(ClientArgs),
+    /// Use a running node's wallet.
+    Wallet {
+        /// What to do with the wallet.
+        #[command(subcommand)]
+        action: WalletAction,
+        /// Which node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Ask a running node to mine one block.
+    Mine {
+        /// A note for the block's coinbase (the tutorial's `data`).
+        #[arg(long)]
+        data: Option<String>,
+        /// Which node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Wallet subcommands.
+#[derive(Subcommand, Debug)]
+pub enum WalletAction {
+    /// Print the wallet's default address.
+    Address {
+        /// Make and print a fresh address instead.
+        #[arg(long)]
+        new: bool,
+    },
+    /// Print the wallet's balance.
+    Balance,
+    /// Pay an address.
+    Send {
+        /// The recipient's address.
+        recipient: String,
+        /// The amount in coins (for example 1.5).
+        amount: String,
+        /// Fee rate in units per byte (default: the node's).
+        #[arg(long)]
+        fee_rate: Option<u64>,
+    },
+}
+
+/// How to reach a running node.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// The node's HTTP address.
+    #[arg(long, env = "POWCHAIN_NODE", default_value = "http://127.0.0.1:3001")]
+    pub node: String,
+}
+
+/// Flags of a node.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Port of the HTTP API.
+    #[arg(long, env = "HTTP_PORT", default_value_t = 3001)]
+    pub http_port: u16,
+    /// Port for peer-to-peer WebSocket connections.
+    #[arg(long, env = "P2P_PORT", default_value_t = 5001)]
+    pub p2p_port: u16,
+    /// Peers to connect to: comma-separated `ws://host:port` addresses.
+    #[arg(long, env = "PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Where the chain, pool and wallet live [default: ./data/<network>-<http port>].
+    #[arg(long, env = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `devnet` (real proof of work) or `regtest` (instant blocks).
+    #[arg(long, env = "NETWORK", default_value = "devnet")]
+    pub network: Network,
+    /// Mine continuously.
+    #[arg(long, env = "MINE")]
+    pub mine: bool,
+    /// Threads for mining [default: all cores].
+    #[arg(long, env = "MINER_THREADS")]
+    pub miner_threads: Option<usize>,
+    /// Interface for the HTTP API. Anything but loopback exposes the wallet: see docs/API.md.
+    #[arg(long, env = "HTTP_BIND", default_value = "127.0.0.1")]
+    pub http_bind: IpAddr,
+    /// Interface for peer-to-peer connections.
+    #[arg(long, env = "P2P_BIND", default_value = "0.0.0.0")]
+    pub p2p_bind: IpAddr,
+}
+
+impl NodeArgs {
+    /// The data directory: the flag, or one per network and HTTP port, so nodes started
+    /// from the same folder with different ports keep separate data.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| {
+            PathBuf::from("data").join(format!("{}-{}", self.network, self.http_port))
+        })
+    }
+
+    /// Checks flag combinations clap cannot.
+    ///
+    /// # Errors
+    /// A message naming the bad flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.miner_threads == Some(0) {
+            return Err("--miner-threads must be at least 1".into());
+        }
+        if self.http_port != 0 && self.http_port == self.p2p_port {
+            return Err(format!(
+                "--http-port and --p2p-port are both {}",
+                self.http_port
+            ));
+        }
+        for peer in &self.peers {
+            if !peer.trim().is_empty() && !peer.trim().starts_with("ws://") {
+                return Err(format!("peer {peer:?} must be a ws://host:port address"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn nodes_started_from_one_folder_with_other_ports_keep_separate_data() {
+        let first = Cli::try_parse_from(["powchain", "--http-port", "3001"]).expect("parses");
+        let second = Cli::try_parse_from(["powchain", "--http-port", "3002"]).expect("parses");
+        assert_ne!(first.node.data_dir(), second.node.data_dir());
+    }
+
+    #[test]
+    fn peers_split_on_commas_and_bad_ones_are_refused() {
+        let cli = Cli::try_parse_from([
+            "powchain",
+            "--peers",
+            "ws://localhost:5001,ws://localhost:5002",
+        ])
+        .expect("parses");
+        assert_eq!(cli.node.peers.len(), 2);
+        assert!(cli.node.validate().is_ok());
+        let cli = Cli::try_parse_from(["powchain", "--peers", "http://x:1"]).expect("parses");
+        assert!(cli.node.validate().is_err());
+        assert!(Cli::try_parse_from(["powchain", "--network", "mainnet"]).is_err());
+    }
+}

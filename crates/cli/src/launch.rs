@@ -1,0 +1,165 @@
+//! Starting and stopping a node: the node core, the HTTP API, and the background chores,
+//! all under one cancellation token and task tracker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use powchain_node::{Node, NodeConfig, SystemClock};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::args::NodeArgs;
+
+/// A node that is running.
+pub struct RunningNode {
+    /// The node core.
+    pub node: Arc<Node>,
+    /// Where the HTTP API listens.
+    pub http_address: SocketAddr,
+    token: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Opens the node's data and starts its API and chores.
+///
+/// # Errors
+/// If the data directory cannot be opened or a port cannot be bound.
+pub async fn launch(args: &NodeArgs, token: CancellationToken) -> anyhow::Result<RunningNode> {
+    args.validate().map_err(anyhow::Error::msg)?;
+    let data_dir = args.data_dir();
+    let mut config = NodeConfig::new(args.network, data_dir.clone());
+    if let Some(threads) = args.miner_threads {
+        config.miner_threads = threads;
+    }
+    let node = tokio::task::spawn_blocking(move || Node::open(config, Arc::new(SystemClock)))
+        .await
+        .context("the node's start-up task failed")?
+        .with_context(|| format!("cannot open the node's data in {}", data_dir.display()))?;
+    let tip = node.tip();
+    info!(
+        network = %args.network,
+        data_dir = %data_dir.display(),
+        height = tip.height.0,
+        tip = %tip.hash,
+        "node data opened"
+    );
+    println!("data directory: {}", data_dir.display());
+
+    let listener = TcpListener::bind((args.http_bind, args.http_port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for HTTP on {}:{}",
+                args.http_bind, args.http_port
+            )
+        })?;
+    let http_address = listener.local_addr()?;
+    if !http_address.ip().is_loopback() {
+        warn!(%http_address, "the HTTP API is reachable from other machines: anyone who reaches it can spend this node's wallet");
+    }
+    println!(
+        "HTTP API listening on http://{http_address} (port {})",
+        http_address.port()
+    );
+    info!(
+        port = http_address.port(),
+        "listening on port {}",
+        http_address.port()
+    );
+
+    let tasks = TaskTracker::new();
+    let server_node = Arc::clone(&node);
+    let server_token = token.clone();
+    tasks.spawn(async move {
+        if let Err(error) =
+            powchain_api::serve(listener, server_node, server_token.cancelled_owned()).await
+        {
+            warn!(%error, "the HTTP server stopped");
+        }
+    });
+
+    let chores_node = Arc::clone(&node);
+    let chores_token = token.clone();
+    tasks.spawn(async move {
+        let mut hashrate = tokio::time::interval(Duration::from_secs(1));
+        let mut expiry = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                () = chores_token.cancelled() => break,
+                _ = hashrate.tick() => chores_node.sample_hashrate(),
+                _ = expiry.tick() => {
+                    let node = Arc::clone(&chores_node);
+                    let _ = tokio::task::spawn_blocking(move || node.expire_pool()).await;
+                }
+            }
+        }
+    });
+
+    if args.mine {
+        node.start_mining();
+    }
+    Ok(RunningNode {
+        node,
+        http_address,
+        token,
+        tasks,
+    })
+}
+
+impl RunningNode {
+    /// Stops mining, the API and the chores, and waits for them.
+    pub async fn shutdown(self) {
+        self.node.begin_shutdown();
+        self.token.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("some tasks did not stop within 10 s");
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    warn!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// `powchain node`: runs until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// Start-up failures.
+pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let token = CancellationToken::new();
+    let running = launch(&args, token).await?;
+    shutdown_signal().await;
+    info!(http = %running.http_address, "stopping");
+    running.shutdown().await;
+    info!("stopped cleanly");
+    Ok(())
+}

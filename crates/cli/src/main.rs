@@ -1,0 +1,50 @@
+//! The `powchain` binary: parses flags, runs a node or a client command, prints the error
+//! chain once and owns the exit code.
+
+mod args;
+mod client;
+mod launch;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POWCHAIN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,redb=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => run_node(cli.node),
+        Some(Command::Node(args)) => run_node(args),
+        Some(Command::Status(client)) => client::status(&client),
+        Some(Command::Wallet { action, client }) => client::wallet(&client, action),
+        Some(Command::Mine { data, client }) => client::mine(&client, data),
+    }
+}
+
+fn run_node(args: args::NodeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(launch::run_node(args))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

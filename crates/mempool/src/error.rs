@@ -1,0 +1,97 @@
+//! `MempoolError`: why the pool refused a transaction.
+//!
+//! Two kinds of refusal share the enum. [`MempoolError::Invalid`] means the transaction
+//! breaks a consensus rule against the chain plus the pool (though a missing input may
+//! only mean its parent has not arrived yet). Every other variant is this node's policy:
+//! the transaction may be valid, the pool just does not keep it (a double spend of a
+//! pooled transaction, too low a fee rate, a full pool).
+
+use powchain_consensus::{ConsensusError, FeeRate, OutPoint, Txid};
+use thiserror::Error;
+
+/// Why a transaction was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MempoolError {
+    /// The pool already holds this transaction.
+    #[error("transaction {txid} is already in the pool")]
+    AlreadyInPool {
+        /// Its txid.
+        txid: Txid,
+    },
+    /// The transaction breaks a consensus rule when checked against the chain's coins and
+    /// the pool's outputs.
+    #[error("invalid transaction: {0}")]
+    Invalid(#[from] ConsensusError),
+    /// An input is already spent by a pooled transaction. The pool does no replacement:
+    /// the first spend seen stays.
+    #[error("input {outpoint} is already spent by pooled transaction {spent_by}")]
+    Conflict {
+        /// The output both spend.
+        outpoint: OutPoint,
+        /// The pooled transaction that spends it.
+        spent_by: Txid,
+    },
+    /// A pooled transaction already spends an output of this one, which it could only
+    /// have found in the chain: the pool still holds transactions from before a reorg
+    /// that were not re-admitted through `Mempool::take_all`.
+    #[error("output {outpoint} is already spent by pooled transaction {spent_by}")]
+    OutputAlreadySpentInPool {
+        /// The output of the refused transaction.
+        outpoint: OutPoint,
+        /// The pooled transaction that spends it.
+        spent_by: Txid,
+    },
+    /// The fee rate is below the pool's minimum.
+    #[error("fee rate {got} is below the minimum {min}")]
+    FeeRateTooLow {
+        /// The transaction's fee rate.
+        got: FeeRate,
+        /// The pool's minimum.
+        min: FeeRate,
+    },
+    /// The transaction would have too many unconfirmed ancestors in the pool.
+    #[error("transaction would have {count} pooled ancestors counting itself, the limit is {max}")]
+    TooManyAncestors {
+        /// Its pooled ancestors plus itself.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The pool is full and the transaction does not pay more than what would have to be
+    /// evicted to make room for it.
+    #[error(
+        "pool is full: fee rate {fee_rate} does not beat {lowest}, the lowest package that would have to go"
+    )]
+    PoolFull {
+        /// The transaction's fee rate.
+        fee_rate: FeeRate,
+        /// The descendant-package fee rate of the cheapest package that would have to be
+        /// evicted.
+        lowest: FeeRate,
+    },
+    /// The transaction alone is larger than the pool's whole byte budget.
+    #[error("transaction is {size} bytes, larger than the pool's {max} bytes")]
+    TooLarge {
+        /// Its encoded size.
+        size: usize,
+        /// The pool's byte budget.
+        max: usize,
+    },
+}
+
+impl MempoolError {
+    /// A short stable name of the reason, for logs, peer scoring and API errors; for
+    /// [`MempoolError::Invalid`], the consensus rule's own name.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            MempoolError::AlreadyInPool { .. } => "already-in-pool",
+            MempoolError::Invalid(error) => error.rule(),
+            MempoolError::Conflict { .. } => "conflict",
+            MempoolError::OutputAlreadySpentInPool { .. } => "output-already-spent-in-pool",
+            MempoolError::FeeRateTooLow { .. } => "fee-rate-too-low",
+            MempoolError::TooManyAncestors { .. } => "too-many-ancestors",
+            MempoolError::PoolFull { .. } => "pool-full",
+            MempoolError::TooLarge { .. } => "too-large-for-pool",
+        }
+    }
+}

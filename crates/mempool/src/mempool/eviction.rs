@@ -1,0 +1,120 @@
+//! Eviction: making room in a full pool for a better-paying newcomer.
+//!
+//! ```text
+//!   while the newcomer does not fit:
+//!     lowest descendant-package score that is not the newcomer's ancestor
+//!       pays less than the newcomer? ─yes─▶ evict it with its descendants, look again
+//!                                    ─no──▶ put back everything evicted, PoolFull
+//! ```
+//!
+//! A package is a transaction with all its pooled descendants: evicting a parent without
+//! its children would leave them spending outputs that no longer exist. Pricing by the
+//! descendant package means a low-fee parent whose child pays well is protected by the
+//! child, and a low-fee child of a well-paying parent goes alone. Each step is a lookup
+//! in `eviction_order` (O(log n), skipping at most `max_ancestors` ancestors) plus the
+//! removal of the package; the pool is never scanned.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+
+use powchain_consensus::{FeeRate, Txid};
+use tracing::debug;
+
+use super::Mempool;
+use crate::entry::{PackageScore, PoolEntry};
+use crate::error::MempoolError;
+
+impl Mempool {
+    /// The first step of [`Mempool::make_room`] without changing anything: refuses with
+    /// [`MempoolError::PoolFull`] if `incoming` does not fit and the first package that
+    /// would have to go does not pay less than it.
+    pub(super) fn check_room_can_be_made(
+        &self,
+        incoming: &PackageScore,
+        ancestors: &HashSet<Txid>,
+    ) -> Result<(), MempoolError> {
+        if self.total_bytes + incoming.size <= self.options.max_bytes {
+            return Ok(());
+        }
+        let candidate = self.lowest_evictable(ancestors);
+        if candidate.is_some_and(|candidate| pays_less(&candidate, incoming)) {
+            Ok(())
+        } else {
+            Err(self.pool_full_error(incoming, candidate))
+        }
+    }
+
+    /// The package eviction would take first: the lowest descendant-package score whose
+    /// entry is not an ancestor of the newcomer (evicting one would orphan it).
+    fn lowest_evictable(&self, ancestors: &HashSet<Txid>) -> Option<PackageScore> {
+        self.eviction_order
+            .iter()
+            .find(|score| !ancestors.contains(&score.txid))
+            .copied()
+    }
+
+    /// The refusal of `incoming`, naming the rate of `candidate`, the package that would
+    /// have had to go.
+    fn pool_full_error(
+        &self,
+        incoming: &PackageScore,
+        candidate: Option<PackageScore>,
+    ) -> MempoolError {
+        // Without a candidate, everything left is an ancestor of the newcomer; the
+        // cheapest of those is what would have to go.
+        let lowest = candidate
+            .or_else(|| self.eviction_order.first().copied())
+            .map_or(FeeRate::ZERO, |score| score.fee_rate());
+        MempoolError::PoolFull {
+            fee_rate: incoming.fee_rate(),
+            lowest,
+        }
+    }
+
+    /// Evicts the lowest-paying descendant packages until `incoming` fits, as long as each
+    /// pays a lower rate than `incoming`. If one that must go does not, puts everything
+    /// back and refuses with [`MempoolError::PoolFull`].
+    ///
+    /// Removing a package lowers its ancestors' descendant totals and so moves them in
+    /// `eviction_order`; evicting for real, one package at a time, and undoing on refusal
+    /// keeps every choice made on the pool as it then is.
+    pub(super) fn make_room(
+        &mut self,
+        incoming: &PackageScore,
+        ancestors: &HashSet<Txid>,
+    ) -> Result<Vec<Txid>, MempoolError> {
+        let mut evicted: Vec<PoolEntry> = Vec::new();
+        while self.total_bytes + incoming.size > self.options.max_bytes {
+            let candidate = self.lowest_evictable(ancestors);
+            match candidate {
+                Some(candidate) if pays_less(&candidate, incoming) => {
+                    let package = self.with_descendants([candidate.txid]);
+                    evicted.extend(self.remove_entries(&package));
+                }
+                _ => {
+                    let error = self.pool_full_error(incoming, candidate);
+                    evicted.sort_by_key(|entry| entry.sequence);
+                    for entry in evicted {
+                        self.link_entry(entry);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        evicted.sort_by_key(|entry| entry.sequence);
+        if !evicted.is_empty() {
+            debug!(
+                evicted = evicted.len(),
+                for_txid = %incoming.txid,
+                "pool full: evicted the lowest-paying packages"
+            );
+        }
+        Ok(evicted.into_iter().map(|entry| entry.txid).collect())
+    }
+}
+
+/// True if `candidate`'s package pays a strictly lower exact rate than `incoming`.
+fn pays_less(candidate: &PackageScore, incoming: &PackageScore) -> bool {
+    PackageScore::compare_rate(candidate.fee, candidate.size, incoming.fee, incoming.size)
+        == Ordering::Less
+}

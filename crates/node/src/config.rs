@@ -1,0 +1,53 @@
+//! `NodeConfig`: the node core's validated settings (the binary turns flags into these).
+
+use std::path::PathBuf;
+
+use powchain_consensus::{FeeRate, Network};
+use powchain_mempool::MempoolOptions;
+
+/// Settings of a node core.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Which network.
+    pub network: Network,
+    /// Where the chain, pool and wallet live.
+    pub data_dir: PathBuf,
+    /// Threads for the nonce search.
+    pub miner_threads: usize,
+    /// Threads for signature checks while connecting blocks.
+    pub signature_threads: usize,
+    /// Pool limits.
+    pub mempool: MempoolOptions,
+    /// Fee rate the wallet pays unless told otherwise.
+    pub wallet_fee_rate: FeeRate,
+}
+
+impl NodeConfig {
+    /// Defaults for `network` in `data_dir`: every core for mining and signature checks.
+    pub fn new(network: Network, data_dir: PathBuf) -> NodeConfig {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        NodeConfig {
+            network,
+            data_dir,
+            miner_threads: cores,
+            signature_threads: cores,
+            mempool: MempoolOptions::default(),
+            wallet_fee_rate: powchain_wallet::DEFAULT_FEE_RATE,
+        }
+    }
+
+    /// The chain store file.
+    pub fn chain_path(&self) -> PathBuf {
+        self.data_dir.join("chain.redb")
+    }
+
+    /// The pool's store file.
+    pub fn pool_path(&self) -> PathBuf {
+        self.data_dir.join("mempool.redb")
+    }
+
+    /// The wallet's key file.
+    pub fn wallet_path(&self) -> PathBuf {
+        self.data_dir.join("wallet.keys")
+    }
+}

@@ -1,0 +1,59 @@
+//! `NodeError`: every way a node operation can fail, kept apart by whose fault it is.
+
+use powchain_chain::ChainError;
+use powchain_mempool::MempoolError;
+use powchain_wallet::WalletError;
+use thiserror::Error;
+
+/// Why a node operation failed.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    /// The chain state refused the block or failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The pool refused the transaction.
+    #[error(transparent)]
+    Mempool(#[from] MempoolError),
+    /// The wallet could not build the payment or failed to store keys.
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
+    /// The pool's store failed.
+    #[error("pool store failed: {0}")]
+    PoolStore(String),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// Something that should not happen did; the message says what.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl NodeError {
+    /// True if the error is the caller's fault (invalid data, not enough coins, ...).
+    pub fn is_rejection(&self) -> bool {
+        match self {
+            NodeError::Chain(error) => {
+                error.is_invalid() || matches!(error, ChainError::UnknownParent { .. })
+            }
+            NodeError::Mempool(_) => true,
+            NodeError::Wallet(error) => matches!(
+                error,
+                WalletError::ZeroAmount
+                    | WalletError::InsufficientFunds { .. }
+                    | WalletError::AmountOverflow
+                    | WalletError::TooManyInputs { .. }
+                    | WalletError::NotOurs { .. }
+            ),
+            NodeError::PoolStore(_) | NodeError::ShuttingDown | NodeError::Internal(_) => false,
+        }
+    }
+
+    /// The consensus or policy rule broken, if any.
+    pub fn rule(&self) -> Option<&'static str> {
+        match self {
+            NodeError::Chain(error) => error.rule(),
+            NodeError::Mempool(error) => Some(error.rule()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! powchain's node core: the chain state, the transaction pool, the wallet and the miner
+//! behind one [`Node`] handle, with [`NodeEvent`]s for the HTTP API and the peer-to-peer
+//! layer (which are adapters on this crate: they hold an `Arc<Node>`).
+//!
+//! ```text
+//!   api ─┐                      ┌─▶ ChainState (powchain-chain) ──▶ redb
+//!        ├─▶ Node ──────────────┼─▶ Mempool (powchain-mempool) ──▶ pool store (redb)
+//!   p2p ─┘    │                 ├─▶ Wallet (powchain-wallet) ──▶ wallet.keys
+//!             └─▶ NodeEvent     └─▶ miner (powchain-miner, OS threads)
+//! ```
+//!
+//! Invariants: nothing here is async and nothing here touches a socket; the wall clock
+//! is read only through [`Clock`].
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod event;
+mod mining;
+pub mod node;
+pub mod peers;
+mod pool_store;
+
+pub use clock::{Clock, SystemClock};
+pub use config::NodeConfig;
+pub use error::NodeError;
+pub use event::NodeEvent;
+pub use node::{Core, Node, PooledTransaction, SentPayment, WalletBalance};
+pub use peers::{PeerError, PeerInfo, PeerManager, SyncProgress};

@@ -1,0 +1,183 @@
+//! Mining for the node: one block on demand, or continuously on a background OS thread,
+//! restarted whenever the tip moves.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use powchain_chain::BlockOutcome;
+use powchain_consensus::Block;
+use powchain_miner::{HashCounter, SearchOutcome, search};
+use tracing::{info, warn};
+
+use crate::error::NodeError;
+use crate::node::Node;
+
+/// The miner's shared state.
+pub(crate) struct MiningState {
+    threads: usize,
+    counter: HashCounter,
+    /// Stop flags of the searches under way; raised when the tip changes.
+    active: Mutex<Vec<Arc<AtomicBool>>>,
+    continuous: AtomicBool,
+    /// Hashes per second, as `f64` bits, smoothed.
+    hashrate_bits: AtomicU64,
+    last_sample: Mutex<Option<(u64, u64)>>,
+}
+
+impl MiningState {
+    pub(crate) fn new(threads: usize) -> MiningState {
+        MiningState {
+            threads: threads.max(1),
+            counter: HashCounter::default(),
+            active: Mutex::new(Vec::new()),
+            continuous: AtomicBool::new(false),
+            hashrate_bits: AtomicU64::new(0f64.to_bits()),
+            last_sample: Mutex::new(None),
+        }
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, Vec<Arc<AtomicBool>>> {
+        self.active
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Stops every search under way (they rebuild on the new tip).
+    pub(crate) fn interrupt_all(&self) {
+        for stop in self.active().iter() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn stop_continuous(&self) {
+        self.continuous.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Node {
+    /// Mines one block on the current tip, paying the wallet's default address, with `note`
+    /// in the coinbase and, if `include_pool`, the best-paying pooled transactions. If the
+    /// tip moves during the search, starts again on the new tip. Blocks until a block of
+    /// ours joins the main chain.
+    ///
+    /// # Errors
+    /// [`NodeError::ShuttingDown`] if the node stops first; chain errors.
+    pub fn mine_one(&self, note: Vec<u8>, include_pool: bool) -> Result<Block, NodeError> {
+        loop {
+            if self.is_shutting_down() {
+                return Err(NodeError::ShuttingDown);
+            }
+            let template =
+                self.block_template(self.wallet_address(), note.clone(), include_pool)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            self.mining.active().push(Arc::clone(&stop));
+            let outcome = search(
+                &template,
+                self.mining.threads,
+                &stop,
+                &self.mining.counter,
+                &|| self.now_ms(),
+            );
+            self.mining
+                .active()
+                .retain(|active| !Arc::ptr_eq(active, &stop));
+            match outcome {
+                SearchOutcome::Stopped => continue,
+                SearchOutcome::Found(block) => match self.submit_block(block.clone()) {
+                    Ok(BlockOutcome::MainChain) => {
+                        info!(
+                            hash = %block.compute_hash(),
+                            height = block.coinbase_height().map_or(0, |height| height.0),
+                            transactions = block.transactions.len(),
+                            "mined a block"
+                        );
+                        return Ok(block);
+                    }
+                    // Another block won the race; try again on the new tip.
+                    Ok(_) => continue,
+                    Err(error) => {
+                        warn!(%error, "a mined block was refused");
+                        return Err(error);
+                    }
+                },
+            }
+        }
+    }
+
+    /// Starts mining continuously on a background OS thread (no-op if already mining).
+    pub fn start_mining(self: &Arc<Self>) {
+        if self.mining.continuous.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let node = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("miner".into())
+            .spawn(move || {
+                info!(threads = node.mining.threads, "mining continuously");
+                while node.mining.continuous.load(Ordering::SeqCst) && !node.is_shutting_down() {
+                    if let Err(error) = node.mine_one(Vec::new(), true) {
+                        if !matches!(error, NodeError::ShuttingDown) {
+                            warn!(%error, "mining stopped after an error");
+                        }
+                        node.mining.continuous.store(false, Ordering::SeqCst);
+                    }
+                }
+                info!("stopped mining");
+            });
+        if let Err(error) = spawned {
+            warn!(%error, "could not start the miner thread");
+            self.mining.continuous.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Stops continuous mining (the search under way ends within milliseconds).
+    pub fn stop_mining(&self) {
+        self.mining.stop_continuous();
+        self.mining.interrupt_all();
+    }
+
+    /// True while mining continuously.
+    pub fn is_mining(&self) -> bool {
+        self.mining.continuous.load(Ordering::SeqCst)
+    }
+
+    /// Threads the nonce search uses.
+    pub fn miner_threads(&self) -> usize {
+        self.mining.threads
+    }
+
+    /// Hashes tried since start.
+    pub fn hashes_tried(&self) -> u64 {
+        self.mining.counter.total()
+    }
+
+    /// Updates the smoothed hashrate from the hash counter; call about once a second.
+    pub fn sample_hashrate(&self) {
+        let now = self.now_ms();
+        let total = self.mining.counter.total();
+        let mut last = self
+            .mining
+            .last_sample
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((last_time, last_total)) = *last {
+            let elapsed_ms = now.saturating_sub(last_time);
+            if elapsed_ms > 0 {
+                let instant =
+                    (total.saturating_sub(last_total)) as f64 * 1000.0 / elapsed_ms as f64;
+                let previous = f64::from_bits(self.mining.hashrate_bits.load(Ordering::Relaxed));
+                // Smooth over roughly five samples.
+                let smoothed = previous + (instant - previous) * 0.2;
+                self.mining
+                    .hashrate_bits
+                    .store(smoothed.to_bits(), Ordering::Relaxed);
+            }
+        }
+        *last = Some((now, total));
+    }
+
+    /// The smoothed hashrate, hashes per second.
+    pub fn hashrate(&self) -> f64 {
+        f64::from_bits(self.mining.hashrate_bits.load(Ordering::Relaxed))
+    }
+}

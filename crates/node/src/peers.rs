@@ -1,0 +1,53 @@
+//! How the node core sees its peer-to-peer layer: a trait the P2P crate implements, so
+//! the API can list and add peers without depending on it.
+
+use std::fmt;
+
+/// A connected peer, as `GET /peers` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its address (`ws://host:port`, the listening address it announced when known).
+    pub url: String,
+    /// True if we dialled it.
+    pub outbound: bool,
+    /// The best height it announced or that we saw from it.
+    pub best_height: u64,
+    /// When the connection was established, in ms since the epoch.
+    pub connected_since_ms: u64,
+}
+
+/// Sync progress, for `GET /status` and the progress bar.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SyncProgress {
+    /// Height of the best header known.
+    pub best_header_height: u64,
+    /// True while blocks are being downloaded towards it.
+    pub syncing: bool,
+}
+
+/// Why a peer could not be added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerError(pub String);
+
+impl fmt::Display for PeerError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PeerError {}
+
+/// The peer-to-peer layer, as the rest of the node uses it.
+pub trait PeerManager: Send + Sync {
+    /// The connected peers.
+    fn peers(&self) -> Vec<PeerInfo>;
+    /// Starts connecting to `url` (`ws://host:port`) and keeps reconnecting to it.
+    ///
+    /// # Errors
+    /// [`PeerError`] if the address is unusable.
+    fn add_peer(&self, url: &str) -> Result<(), PeerError>;
+    /// Peers banned for misbehaviour, with the rule they broke.
+    fn banned(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}

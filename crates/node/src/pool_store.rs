@@ -1,0 +1,98 @@
+//! The pool's own small store: every transaction the node accepted, so a crash or restart
+//! does not lose a payment the API has already acknowledged.
+//!
+//! A transaction is written (and synced) before `submit_transaction` returns; removals are
+//! written without a sync, since replaying an already-confirmed transaction at start-up only
+//! gets it refused again.
+
+use std::path::Path;
+
+use powchain_consensus::encode::{Decode, Encode};
+use powchain_consensus::{Transaction, Txid};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tracing::warn;
+
+use crate::error::NodeError;
+
+const POOL: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pool");
+
+/// The persisted pool.
+pub(crate) struct PoolStore {
+    db: Database,
+}
+
+fn store_error(error: impl std::fmt::Display) -> NodeError {
+    NodeError::PoolStore(error.to_string())
+}
+
+impl PoolStore {
+    pub(crate) fn open(path: &Path) -> Result<PoolStore, NodeError> {
+        let db = Database::create(path).map_err(store_error)?;
+        let write = db.begin_write().map_err(store_error)?;
+        write.open_table(POOL).map_err(store_error)?;
+        write.commit().map_err(store_error)?;
+        Ok(PoolStore { db })
+    }
+
+    /// Every stored transaction with the time it was accepted, oldest first.
+    pub(crate) fn load(&self) -> Result<Vec<(Transaction, u64)>, NodeError> {
+        let read = self.db.begin_read().map_err(store_error)?;
+        let table = read.open_table(POOL).map_err(store_error)?;
+        let mut transactions = Vec::new();
+        for row in table.iter().map_err(store_error)? {
+            let (key, value) = row.map_err(store_error)?;
+            let bytes = value.value();
+            if bytes.len() < 8 {
+                warn!("skipping a damaged pool entry");
+                continue;
+            }
+            let (time, encoded) = bytes.split_at(8);
+            match Transaction::decode_exact(encoded) {
+                Ok(transaction) => {
+                    let mut time_bytes = [0u8; 8];
+                    time_bytes.copy_from_slice(time);
+                    transactions.push((transaction, u64::from_le_bytes(time_bytes)));
+                }
+                Err(error) => warn!(key = ?key.value(), %error, "skipping a damaged pool entry"),
+            }
+        }
+        transactions.sort_by_key(|(_, time)| *time);
+        Ok(transactions)
+    }
+
+    /// Stores a transaction durably.
+    pub(crate) fn insert(
+        &self,
+        txid: &Txid,
+        transaction: &Transaction,
+        time_ms: u64,
+    ) -> Result<(), NodeError> {
+        let mut value = time_ms.to_le_bytes().to_vec();
+        transaction.encode_to(&mut value);
+        let write = self.db.begin_write().map_err(store_error)?;
+        write
+            .open_table(POOL)
+            .map_err(store_error)?
+            .insert(txid.0.as_slice(), value.as_slice())
+            .map_err(store_error)?;
+        write.commit().map_err(store_error)
+    }
+
+    /// Forgets transactions (without waiting for the disk).
+    pub(crate) fn remove(&self, txids: &[Txid]) -> Result<(), NodeError> {
+        if txids.is_empty() {
+            return Ok(());
+        }
+        let mut write = self.db.begin_write().map_err(store_error)?;
+        write
+            .set_durability(Durability::None)
+            .map_err(store_error)?;
+        {
+            let mut table = write.open_table(POOL).map_err(store_error)?;
+            for txid in txids {
+                table.remove(txid.0.as_slice()).map_err(store_error)?;
+            }
+        }
+        write.commit().map_err(store_error)
+    }
+}

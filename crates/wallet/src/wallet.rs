@@ -1,0 +1,860 @@
+//! `Wallet`: the keys of one node, bound to a network, and what they sign.
+//!
+//! ```text
+//!   open_or_create(path) ──▶ key file (read, or created with one fresh key)
+//!   new_address ──▶ fresh key ──▶ key file rewritten atomically ──▶ address returned
+//!   build_payment(coins) ──▶ owned coins ──select_coins──▶ transaction ──sign──▶ Payment
+//! ```
+//!
+//! **Invariant:** an address is handed out only after its key is durably in the key file,
+//! so a crash can never lose the key of an address someone may have been paid to.
+//!
+//! Secret keys stay inside this type: no accessor returns them, `Debug` shows addresses
+//! only, and nothing here logs them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use powchain_consensus::secp256k1::Keypair;
+use powchain_consensus::signature::{SighashCache, address_of, sign_schnorr};
+use powchain_consensus::{
+    Address, Amount, FeeRate, Network, Signature, Transaction, TxIn, TxInputs, TxOut, hex,
+};
+
+use crate::coin_selection::{SpendableCoin, select_coins};
+use crate::error::WalletError;
+use crate::key_file;
+use crate::payment::Payment;
+
+/// The keys of one node, bound to a network, kept in a key file.
+///
+/// The first key is the default one: its address receives mining rewards and change, and
+/// its public key is the tutorial's `GET /public-key`.
+pub struct Wallet {
+    path: PathBuf,
+    network: Network,
+    /// Oldest first; never empty.
+    keys: Vec<WalletKey>,
+    /// Position in `keys` of each address.
+    position_by_address: HashMap<Address, usize>,
+}
+
+struct WalletKey {
+    keypair: Keypair,
+    address: Address,
+}
+
+impl Wallet {
+    /// Opens the key file at `path`, or creates it with one fresh key (the default address)
+    /// if absent. The directory must exist.
+    ///
+    /// # Errors
+    /// [`WalletError::Corrupt`] if the file is damaged (it is left as it is),
+    /// [`WalletError::WrongNetwork`] if it belongs to another network,
+    /// [`WalletError::Io`] or [`WalletError::Randomness`] if reading or creating it failed.
+    pub fn open_or_create(path: &Path, network: Network) -> Result<Wallet, WalletError> {
+        if let Some(keypairs) = key_file::read_key_file(path, network)? {
+            let wallet = Wallet::from_keypairs(path, network, keypairs);
+            tracing::info!(
+                path = %path.display(),
+                addresses = wallet.keys.len(),
+                default_address = %wallet.default_address().to_bech32(network),
+                "opened wallet"
+            );
+            return Ok(wallet);
+        }
+        let keypair = generate_keypair()?;
+        match key_file::create_key_file(path, network, &[keypair]) {
+            Ok(()) => {
+                let wallet = Wallet::from_keypairs(path, network, vec![keypair]);
+                tracing::info!(
+                    path = %path.display(),
+                    default_address = %wallet.default_address().to_bech32(network),
+                    "created a new wallet"
+                );
+                Ok(wallet)
+            }
+            // Another process created the file between our read and our write: its key may
+            // already be in use, so it wins and ours is dropped unused.
+            Err(WalletError::Io { source, .. })
+                if source.kind() == io::ErrorKind::AlreadyExists =>
+            {
+                let keypairs =
+                    key_file::read_key_file(path, network)?.ok_or_else(|| WalletError::Io {
+                        path: path.to_owned(),
+                        source: io::Error::new(
+                            io::ErrorKind::NotFound,
+                            "the key file appeared and vanished while it was being created",
+                        ),
+                    })?;
+                Ok(Wallet::from_keypairs(path, network, keypairs))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A wallet holding exactly `keypairs` (the first is the default), written to a new key
+    /// file at `path`: for tests that give a wallet coins a `TestChain` mined to a known key.
+    ///
+    /// # Errors
+    /// [`WalletError::Io`], also if a file already exists at `path`.
+    ///
+    /// # Panics
+    /// If `keypairs` is empty.
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn create_with_keypairs(
+        path: &Path,
+        network: Network,
+        keypairs: Vec<Keypair>,
+    ) -> Result<Wallet, WalletError> {
+        assert!(!keypairs.is_empty(), "a wallet needs a default key");
+        key_file::create_key_file(path, network, &keypairs)?;
+        Ok(Wallet::from_keypairs(path, network, keypairs))
+    }
+
+    fn from_keypairs(path: &Path, network: Network, keypairs: Vec<Keypair>) -> Wallet {
+        let keys: Vec<WalletKey> = keypairs
+            .into_iter()
+            .map(|keypair| WalletKey {
+                address: address_of(&keypair),
+                keypair,
+            })
+            .collect();
+        let position_by_address = keys
+            .iter()
+            .enumerate()
+            .map(|(position, key)| (key.address, position))
+            .collect();
+        Wallet {
+            path: path.to_owned(),
+            network,
+            keys,
+            position_by_address,
+        }
+    }
+
+    /// The network the wallet's keys belong to.
+    pub fn network(&self) -> Network {
+        self.network
+    }
+
+    /// The key file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The address of the first key: where mining rewards and change go.
+    pub fn default_address(&self) -> Address {
+        self.keys
+            .first()
+            .expect("a wallet always holds its default key")
+            .address
+    }
+
+    /// The default address's x-only public key as 64 hex digits (the tutorial's
+    /// `GET /public-key`).
+    pub fn default_public_key_hex(&self) -> String {
+        hex::encode(self.default_address().as_bytes())
+    }
+
+    /// Makes a fresh key and returns its address, after the key file holding it is durably
+    /// written.
+    ///
+    /// # Errors
+    /// [`WalletError::Io`] or [`WalletError::Randomness`]; the wallet and its file are then
+    /// unchanged.
+    pub fn new_address(&mut self) -> Result<Address, WalletError> {
+        let keypair = generate_keypair()?;
+        let address = address_of(&keypair);
+        let mut keypairs: Vec<Keypair> = self.keys.iter().map(|key| key.keypair).collect();
+        keypairs.push(keypair);
+        key_file::replace_key_file(&self.path, self.network, &keypairs)?;
+        self.position_by_address.insert(address, self.keys.len());
+        self.keys.push(WalletKey { keypair, address });
+        tracing::info!(
+            address = %address.to_bech32(self.network),
+            "new wallet address"
+        );
+        Ok(address)
+    }
+
+    /// Every address of the wallet, the default first, then oldest first.
+    pub fn addresses(&self) -> Vec<Address> {
+        self.keys.iter().map(|key| key.address).collect()
+    }
+
+    /// True if the wallet holds the key of `address`.
+    pub fn owns(&self, address: &Address) -> bool {
+        self.position_by_address.contains_key(address)
+    }
+
+    /// Builds and signs a payment of `amount` to `recipient` from `available` coins, paying
+    /// `fee_rate`, with change (if any) to the default address.
+    ///
+    /// Coins of addresses the wallet does not own are skipped; the rest are chosen as
+    /// [`crate::coin_selection`] describes. Every coin given must be spendable now (mature,
+    /// not spent by a pending transaction).
+    ///
+    /// # Errors
+    /// [`WalletError::ZeroAmount`], [`WalletError::InsufficientFunds`],
+    /// [`WalletError::TooManyInputs`], [`WalletError::AmountOverflow`], or
+    /// [`WalletError::Randomness`] if no signature could be made.
+    pub fn build_payment(
+        &self,
+        available: &[SpendableCoin],
+        recipient: Address,
+        amount: Amount,
+        fee_rate: FeeRate,
+    ) -> Result<Payment, WalletError> {
+        let owned: Vec<SpendableCoin> = available
+            .iter()
+            .filter(|coin| self.owns(&coin.output.address))
+            .copied()
+            .collect();
+        let selection = select_coins(&owned, amount, fee_rate)?;
+        let mut outputs = vec![TxOut {
+            value: amount,
+            address: recipient,
+        }];
+        if let Some(change) = selection.change {
+            outputs.push(TxOut {
+                value: change,
+                address: self.default_address(),
+            });
+        }
+        let mut transaction = Transaction {
+            version: Transaction::CURRENT_VERSION,
+            inputs: TxInputs::Spends(
+                selection
+                    .inputs
+                    .iter()
+                    .map(|coin| TxIn {
+                        prevout: coin.outpoint,
+                        // Overwritten by signing; the sighash does not cover signatures.
+                        signature: Signature([0; 64]),
+                    })
+                    .collect(),
+            ),
+            outputs,
+        };
+        let spent_outputs: Vec<TxOut> = selection.inputs.iter().map(|coin| coin.output).collect();
+        self.sign_transaction(&mut transaction, &spent_outputs)?;
+        debug_assert_eq!(transaction.compute_size(), selection.size);
+        tracing::debug!(
+            txid = %transaction.compute_txid(),
+            amount = %amount,
+            fee = %selection.fee,
+            inputs = selection.inputs.len(),
+            "built a payment"
+        );
+        Ok(Payment {
+            transaction,
+            fee: selection.fee,
+            change: selection.change,
+            spent: selection.inputs.iter().map(|coin| coin.outpoint).collect(),
+        })
+    }
+
+    /// Signs every input of `transaction` with BIP-340, where `spent_outputs` are the
+    /// outputs its inputs spend, in input order.
+    ///
+    /// Each signature uses fresh auxiliary randomness from the OS, as BIP-340 recommends
+    /// against side-channel attacks (the nonce stays safe even if that randomness is poor).
+    ///
+    /// # Errors
+    /// [`WalletError::NotOurs`] if a spent output pays an address the wallet has no key for,
+    /// [`WalletError::Sighash`] if the counts differ, [`WalletError::Randomness`]. On any
+    /// error `transaction` is unchanged.
+    pub fn sign_transaction(
+        &self,
+        transaction: &mut Transaction,
+        spent_outputs: &[TxOut],
+    ) -> Result<(), WalletError> {
+        let cache = SighashCache::new(transaction, spent_outputs)?;
+        let mut signatures = Vec::with_capacity(spent_outputs.len());
+        for (input_index, spent_output) in spent_outputs.iter().enumerate() {
+            let keypair = self
+                .keypair_for(&spent_output.address)
+                .ok_or(WalletError::NotOurs {
+                    address: spent_output.address,
+                })?;
+            let sighash = cache
+                .compute_sighash(input_index)
+                .expect("the cache was built for one input per spent output");
+            let mut aux_randomness = [0u8; 32];
+            getrandom::fill(&mut aux_randomness)
+                .map_err(|source| WalletError::Randomness { source })?;
+            signatures.push(sign_schnorr(keypair, &sighash.0, &aux_randomness));
+        }
+        if let TxInputs::Spends(inputs) = &mut transaction.inputs {
+            for (input, signature) in inputs.iter_mut().zip(signatures) {
+                input.signature = signature;
+            }
+        }
+        Ok(())
+    }
+
+    fn keypair_for(&self, address: &Address) -> Option<&Keypair> {
+        self.position_by_address
+            .get(address)
+            .map(|position| &self.keys[*position].keypair)
+    }
+}
+
+impl fmt::Debug for Wallet {
+    /// Addresses only: a `Debug` print must never leak a secret key into a log.
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let addresses: Vec<String> = self
+            .keys
+            .iter()
+            .map(|key| key.address.to_bech32(self.network))
+            .collect();
+        formatter
+            .debug_struct("Wallet")
+            .field("path", &self.path)
+            .field("network", &self.network)
+            .field("addresses", &addresses)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Wallet {
+    /// Best effort: overwrites the secret keys so they do not linger in freed memory. Copies
+    /// the compiler made elsewhere may survive; this narrows the window, it is no guarantee.
+    fn drop(&mut self) {
+        for key in &mut self.keys {
+            key.keypair.non_secure_erase();
+        }
+    }
+}
+
+/// A fresh key pair from the OS random source.
+fn generate_keypair() -> Result<Keypair, WalletError> {
+    loop {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|source| WalletError::Randomness { source })?;
+        // Fails only for zero or a value at or above the group order: about one draw in
+        // 2^128, so drawing again is the whole remedy.
+        if let Ok(keypair) = Keypair::from_secret_bytes(secret) {
+            return Ok(keypair);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    use powchain_consensus::signature::SequentialVerifier;
+    use powchain_consensus::testkit::{TestChain, test_address, test_key};
+    use powchain_consensus::validation::validate_transaction;
+    use powchain_consensus::{BlockHeight, Coin, OutPoint, Txid};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    use super::*;
+    use crate::coin_selection::spend_transaction_size;
+    use crate::key_file::KEY_FILE_MODE;
+    use crate::payment::DEFAULT_FEE_RATE;
+
+    fn key_file_path(directory: &tempfile::TempDir) -> PathBuf {
+        directory.path().join("wallet.keys")
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path)
+            .expect("the key file exists")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    fn coins(units: u64) -> Amount {
+        Amount::from_units(units).expect("test amounts are in range")
+    }
+
+    /// The chain's unspent outputs as confirmed coins.
+    fn spendable_coins(chain: &TestChain) -> Vec<SpendableCoin> {
+        let mut spendable: Vec<SpendableCoin> = chain
+            .utxo
+            .iter()
+            .map(|(outpoint, coin)| SpendableCoin {
+                outpoint: *outpoint,
+                output: coin.output,
+                confirmed: true,
+            })
+            .collect();
+        spendable.sort_by_key(|coin| coin.outpoint);
+        spendable
+    }
+
+    /// A regtest chain whose miner (test key 1) has `count` mature coinbases, and a wallet
+    /// holding that key.
+    fn funded_wallet(directory: &tempfile::TempDir, count: usize) -> (TestChain, Wallet) {
+        let chain = TestChain::regtest_with_mature_coins(count);
+        let wallet = Wallet::create_with_keypairs(
+            &key_file_path(directory),
+            Network::Regtest,
+            vec![chain.miner],
+        )
+        .expect("a new key file");
+        (chain, wallet)
+    }
+
+    fn input_total(chain: &TestChain, transaction: &Transaction) -> Amount {
+        Amount::checked_sum(
+            transaction
+                .spends()
+                .iter()
+                .map(|input| chain.utxo[&input.prevout].output.value),
+        )
+        .expect("in range")
+    }
+
+    #[test]
+    fn create_then_reopen_keeps_keys_and_default_address() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = key_file_path(&directory);
+        let created = Wallet::open_or_create(&path, Network::Devnet).expect("created");
+        assert_eq!(created.addresses(), vec![created.default_address()]);
+        assert_eq!(created.default_public_key_hex().len(), 64);
+        assert_eq!(
+            created.default_public_key_hex(),
+            hex::encode(created.default_address().as_bytes())
+        );
+        let first_bytes = fs::read(&path).expect("written");
+        let reopened = Wallet::open_or_create(&path, Network::Devnet).expect("reopened");
+        assert_eq!(reopened.addresses(), created.addresses());
+        assert_eq!(reopened.default_address(), created.default_address());
+        assert_eq!(
+            fs::read(&path).expect("still there"),
+            first_bytes,
+            "opening never rewrites"
+        );
+
+        let other_directory = tempfile::tempdir().expect("temp dir");
+        let other = Wallet::open_or_create(&key_file_path(&other_directory), Network::Devnet)
+            .expect("created");
+        assert_ne!(
+            other.default_address(),
+            created.default_address(),
+            "fresh keys are random"
+        );
+    }
+
+    #[test]
+    fn new_address_is_persisted_before_it_is_returned() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = key_file_path(&directory);
+        let mut wallet = Wallet::open_or_create(&path, Network::Regtest).expect("created");
+        let default_address = wallet.default_address();
+        let second = wallet.new_address().expect("second");
+        let third = wallet.new_address().expect("third");
+        assert_eq!(wallet.addresses(), vec![default_address, second, third]);
+        assert!(wallet.owns(&second) && wallet.owns(&third) && wallet.owns(&default_address));
+        assert!(!wallet.owns(&test_address(9)));
+        assert_eq!(
+            wallet.default_address(),
+            default_address,
+            "the default stays the first key"
+        );
+
+        // A second handle reads the file as it is now, as a restarted node would.
+        let reopened = Wallet::open_or_create(&path, Network::Regtest).expect("reopened");
+        assert_eq!(reopened.addresses(), vec![default_address, second, third]);
+        assert!(
+            !directory.path().join("wallet.keys.tmp").exists(),
+            "no temporary copy of the secrets is left behind"
+        );
+    }
+
+    #[test]
+    fn key_file_is_readable_by_its_owner_only() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = key_file_path(&directory);
+        let mut wallet = Wallet::open_or_create(&path, Network::Regtest).expect("created");
+        assert_eq!(mode_of(&path), KEY_FILE_MODE);
+        assert_eq!(KEY_FILE_MODE, 0o600);
+        // A rewrite makes a new file: it must be created owner-only too.
+        wallet.new_address().expect("new address");
+        assert_eq!(mode_of(&path), 0o600);
+    }
+
+    #[test]
+    fn key_file_of_another_network_is_refused() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = key_file_path(&directory);
+        Wallet::open_or_create(&path, Network::Devnet).expect("created");
+        let before = fs::read(&path).expect("written");
+        let error = Wallet::open_or_create(&path, Network::Regtest).expect_err("wrong network");
+        assert!(
+            matches!(
+                &error,
+                WalletError::WrongNetwork { path: error_path, found: Network::Devnet, expected: Network::Regtest }
+                    if *error_path == path
+            ),
+            "{error:?}"
+        );
+        assert_eq!(fs::read(&path).expect("still there"), before);
+    }
+
+    #[test]
+    fn damaged_key_file_is_refused_and_left_untouched() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = key_file_path(&directory);
+        let wallet = Wallet::open_or_create(&path, Network::Regtest).expect("created");
+        drop(wallet);
+        let good = fs::read_to_string(&path).expect("written");
+        // One hex digit of the secret key changed: still a valid key, but not ours.
+        let secret_line_start = good.find('\n').expect("a header line") + 1;
+        let mut flipped = good.clone().into_bytes();
+        flipped[secret_line_start] = if flipped[secret_line_start] == b'a' {
+            b'b'
+        } else {
+            b'a'
+        };
+        let damaged_versions: Vec<Vec<u8>> = vec![
+            flipped,
+            Vec::new(),
+            b"not a key file\n".to_vec(),
+            good.as_bytes()[..good.len() / 2].to_vec(),
+        ];
+        for damaged in damaged_versions {
+            fs::write(&path, &damaged).expect("overwrite for the test");
+            let error = Wallet::open_or_create(&path, Network::Regtest).expect_err("damaged");
+            assert!(matches!(&error, WalletError::Corrupt { .. }), "{error:?}");
+            assert_eq!(
+                fs::read(&path).expect("still there"),
+                damaged,
+                "left as it was"
+            );
+            let message = error.to_string();
+            assert!(
+                message.contains("damaged") && message.contains("wallet.keys"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_output_shows_addresses_not_secrets() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let key = test_key(7);
+        let wallet =
+            Wallet::create_with_keypairs(&key_file_path(&directory), Network::Devnet, vec![key])
+                .expect("created");
+        let printed = format!("{wallet:?} {wallet:#?}");
+        let secret_hex = hex::encode(&key.to_secret_bytes());
+        assert!(!printed.contains(&secret_hex), "{printed}");
+        assert!(!printed.contains(&secret_hex[..16]), "{printed}");
+        assert!(printed.contains(&wallet.default_address().to_bech32(Network::Devnet)));
+        // The key file does hold it: the test would be vacuous otherwise.
+        let file = fs::read_to_string(key_file_path(&directory)).expect("written");
+        assert!(file.contains(&secret_hex));
+    }
+
+    #[test]
+    fn payment_validates_against_the_chain_and_pays_the_exact_fee() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let (mut chain, wallet) = funded_wallet(&directory, 3);
+        let mut available = spendable_coins(&chain);
+        // A coin of someone else's, as a careless caller might pass: it must be skipped.
+        let foreign = SpendableCoin {
+            outpoint: OutPoint {
+                txid: Txid([9; 32]),
+                vout: 0,
+            },
+            output: TxOut {
+                value: Amount::MAX_MONEY,
+                address: test_address(9),
+            },
+            confirmed: true,
+        };
+        available.push(foreign);
+        let recipient = test_address(2);
+        let amount = Amount::from_coins(60).expect("in range");
+
+        let payment = wallet
+            .build_payment(&available, recipient, amount, DEFAULT_FEE_RATE)
+            .expect("three 50-coin coinbases cover 60 coins");
+        let transaction = &payment.transaction;
+
+        assert!(!payment.spent.contains(&foreign.outpoint));
+        assert_eq!(
+            payment.spent.len(),
+            2,
+            "largest first: two coinbases suffice"
+        );
+        assert_eq!(
+            payment.spent,
+            transaction
+                .spends()
+                .iter()
+                .map(|input| input.prevout)
+                .collect::<Vec<_>>()
+        );
+        let size = transaction.compute_size();
+        assert_eq!(size, spend_transaction_size(2, 2));
+        assert_eq!(Some(payment.fee), DEFAULT_FEE_RATE.fee_for(size));
+        let outputs = transaction.output_total().expect("in range");
+        assert_eq!(
+            input_total(&chain, transaction).checked_sub(outputs),
+            Some(payment.fee)
+        );
+        assert_eq!(
+            transaction.outputs[0],
+            TxOut {
+                value: amount,
+                address: recipient
+            }
+        );
+        let change = payment.change.expect("40 coins minus the fee come back");
+        assert_eq!(
+            transaction.outputs[1],
+            TxOut {
+                value: change,
+                address: wallet.default_address()
+            }
+        );
+        assert_eq!(
+            change,
+            coins(40 * powchain_consensus::UNITS_PER_COIN - payment.fee.to_units())
+        );
+
+        let check = validate_transaction(
+            chain.params,
+            transaction,
+            &chain.utxo,
+            chain.height().next(),
+            &SequentialVerifier,
+        )
+        .expect("the payment is valid");
+        assert_eq!(check.fee, payment.fee);
+
+        // And a block carrying it connects.
+        let block = chain.build(vec![payment.transaction.clone()], payment.fee);
+        chain
+            .push(block)
+            .expect("the block with the payment is valid");
+    }
+
+    #[test]
+    fn coins_on_other_addresses_are_spent_and_change_goes_to_the_default() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let (mut chain, mut wallet) = funded_wallet(&directory, 2);
+        let second = wallet.new_address().expect("second address");
+        // Move 30 coins to the second address, then spend from there.
+        let to_second = wallet
+            .build_payment(
+                &spendable_coins(&chain),
+                second,
+                Amount::from_coins(30).expect("ok"),
+                DEFAULT_FEE_RATE,
+            )
+            .expect("funded");
+        let block = chain.build(vec![to_second.transaction.clone()], to_second.fee);
+        chain.push(block).expect("valid");
+        let on_second: Vec<SpendableCoin> = spendable_coins(&chain)
+            .into_iter()
+            .filter(|coin| coin.output.address == second)
+            .collect();
+        assert_eq!(on_second.len(), 1);
+        let payment = wallet
+            .build_payment(
+                &on_second,
+                test_address(3),
+                Amount::from_coins(10).expect("ok"),
+                DEFAULT_FEE_RATE,
+            )
+            .expect("30 coins cover 10");
+        assert_eq!(
+            payment.transaction.outputs[1].address,
+            wallet.default_address()
+        );
+        validate_transaction(
+            chain.params,
+            &payment.transaction,
+            &chain.utxo,
+            chain.height().next(),
+            &SequentialVerifier,
+        )
+        .expect("valid");
+    }
+
+    #[test]
+    fn refusals_name_exact_numbers() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let (chain, wallet) = funded_wallet(&directory, 2);
+        let available = spendable_coins(&chain);
+        let total =
+            Amount::checked_sum(available.iter().map(|coin| coin.output.value)).expect("in range");
+        assert_eq!(
+            total.to_units(),
+            available.len() as u64 * 50 * powchain_consensus::UNITS_PER_COIN
+        );
+
+        // Everything: not quite, the fee of spending every coin is missing.
+        let fee_all = DEFAULT_FEE_RATE
+            .fee_for(spend_transaction_size(available.len(), 1))
+            .expect("small");
+        let error = wallet
+            .build_payment(&available, test_address(2), total, DEFAULT_FEE_RATE)
+            .expect_err("the fee is not covered");
+        assert!(
+            matches!(
+                error,
+                WalletError::InsufficientFunds { needed, available }
+                    if needed == total.checked_add(fee_all).expect("ok") && available == total
+            ),
+            "{error:?}"
+        );
+        // Everything minus that fee: exactly enough, and no change.
+        let all_but_fee = total.checked_sub(fee_all).expect("ok");
+        let payment = wallet
+            .build_payment(&available, test_address(2), all_but_fee, DEFAULT_FEE_RATE)
+            .expect("exactly enough");
+        assert_eq!((payment.fee, payment.change), (fee_all, None));
+        assert_eq!(payment.spent.len(), available.len());
+
+        assert!(matches!(
+            wallet.build_payment(&available, test_address(2), Amount::ZERO, DEFAULT_FEE_RATE),
+            Err(WalletError::ZeroAmount)
+        ));
+
+        // Another wallet owns none of these coins.
+        let other_directory = tempfile::tempdir().expect("temp dir");
+        let stranger = Wallet::open_or_create(&key_file_path(&other_directory), Network::Regtest)
+            .expect("created");
+        let error = stranger
+            .build_payment(&available, test_address(2), coins(1), DEFAULT_FEE_RATE)
+            .expect_err("owns nothing");
+        assert!(
+            matches!(error, WalletError::InsufficientFunds { available, .. } if available == Amount::ZERO),
+            "{error:?}"
+        );
+        let mut transaction = payment.transaction.clone();
+        let spent: Vec<TxOut> = transaction
+            .spends()
+            .iter()
+            .map(|input| chain.utxo[&input.prevout].output)
+            .collect();
+        let error = stranger
+            .sign_transaction(&mut transaction, &spent)
+            .expect_err("not its keys");
+        assert!(
+            matches!(error, WalletError::NotOurs { address } if address == chain.utxo[&payment.spent[0]].output.address),
+            "{error:?}"
+        );
+        assert_eq!(
+            transaction, payment.transaction,
+            "left unsigned by the stranger"
+        );
+    }
+
+    #[test]
+    fn random_coin_sets_give_valid_payments_or_exact_refusals() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let wallet = Wallet::create_with_keypairs(
+            &key_file_path(&directory),
+            Network::Regtest,
+            vec![test_key(1), test_key(2)],
+        )
+        .expect("created");
+        let params = Network::Regtest.params();
+        let owners = [test_address(1), test_address(2), test_address(3)];
+        let strategy = (
+            proptest::collection::vec((1u64..300_000, 0usize..3, any::<bool>()), 0..10),
+            1u64..1_000_000,
+            0u64..4_000,
+        );
+        let mut runner = TestRunner::new(Config::with_cases(256));
+        runner
+            .run(&strategy, |(coin_specs, amount, units_per_kilobyte)| {
+                let fee_rate = FeeRate::from_units_per_kilobyte(units_per_kilobyte);
+                let amount = coins(amount);
+                let mut utxo = HashMap::new();
+                let mut available = Vec::new();
+                for (index, (value, owner, confirmed)) in coin_specs.iter().enumerate() {
+                    let output = TxOut {
+                        value: coins(*value),
+                        address: owners[*owner],
+                    };
+                    let outpoint = OutPoint {
+                        txid: Txid([index as u8 + 1; 32]),
+                        vout: index as u32,
+                    };
+                    utxo.insert(
+                        outpoint,
+                        Coin {
+                            output,
+                            height: BlockHeight(1),
+                            is_coinbase: false,
+                        },
+                    );
+                    available.push(SpendableCoin {
+                        outpoint,
+                        output,
+                        confirmed: *confirmed,
+                    });
+                }
+                // Address 3 is not the wallet's.
+                let owned: Vec<&SpendableCoin> = available
+                    .iter()
+                    .filter(|coin| coin.output.address != owners[2])
+                    .collect();
+                let owned_total: u64 = owned.iter().map(|coin| coin.output.value.to_units()).sum();
+                let fee_spending_all = fee_rate
+                    .fee_for(spend_transaction_size(owned.len().max(1), 1))
+                    .expect("small");
+                let needed_with_all = amount.to_units() + fee_spending_all.to_units();
+
+                match wallet.build_payment(&available, test_address(9), amount, fee_rate) {
+                    Ok(payment) => {
+                        let check = validate_transaction(
+                            params,
+                            &payment.transaction,
+                            &utxo,
+                            BlockHeight(2),
+                            &SequentialVerifier,
+                        );
+                        prop_assert!(check.is_ok(), "{check:?}");
+                        let check = check.expect("checked above");
+                        prop_assert_eq!(check.fee, payment.fee);
+                        let size = payment.transaction.compute_size();
+                        let exact_fee = fee_rate.fee_for(size).expect("small");
+                        if payment.change.is_some() {
+                            prop_assert_eq!(payment.fee, exact_fee);
+                        } else {
+                            prop_assert!(payment.fee >= exact_fee);
+                        }
+                        prop_assert!(
+                            check
+                                .spent
+                                .iter()
+                                .all(|coin| wallet.owns(&coin.output.address))
+                        );
+                    }
+                    Err(WalletError::InsufficientFunds { needed, available }) => {
+                        prop_assert_eq!(available.to_units(), owned_total);
+                        prop_assert_eq!(needed.to_units(), needed_with_all);
+                        prop_assert!(owned_total < needed_with_all);
+                    }
+                    Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+                }
+                if owned_total >= needed_with_all {
+                    prop_assert!(
+                        wallet
+                            .build_payment(&available, test_address(9), amount, fee_rate)
+                            .is_ok(),
+                        "spending every owned coin covers the payment"
+                    );
+                }
+                Ok(())
+            })
+            .expect("the property holds");
+    }
+}

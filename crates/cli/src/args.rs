@@ -96,7 +96,7 @@ pub struct NodeArgs {
     /// Peers to connect to: comma-separated `ws://host:port` addresses.
     #[arg(long, env = "PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
-    /// Where the chain, pool and wallet live [default: ./data/<network>-<http port>].
+    /// Where the chain, pool and wallet live (default: `./data/<network>-<http port>`).
     #[arg(long, env = "DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// `devnet` (real proof of work) or `regtest` (instant blocks).

@@ -238,13 +238,13 @@ pub(crate) fn address_tx_key(address: &Address, height: BlockHeight, txid: &Txid
     key
 }
 
-/// The key range holding every row of `address` in an address table.
-pub(crate) fn address_range(address: &Address) -> ([u8; 33], [u8; 33]) {
-    let mut start = [0u8; 33];
-    start[..32].copy_from_slice(&address.0);
-    let mut end = [0xffu8; 33];
+/// The key range holding every row of `address` in an address table: from the bare
+/// address (below every longer key it prefixes) to the address followed by more `0xff`
+/// bytes than any key holds (above every such key, even one whose txid starts with `0xff`).
+pub(crate) fn address_range(address: &Address) -> ([u8; 32], [u8; 73]) {
+    let mut end = [0xffu8; 73];
     end[..32].copy_from_slice(&address.0);
-    (start, end)
+    (address.0, end)
 }
 
 /// An unspent output of an address, as the API shows it.
@@ -263,4 +263,36 @@ pub struct AddressTx {
     pub height: BlockHeight,
     /// The transaction.
     pub txid: Txid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_range_includes_outpoints_whose_txid_starts_with_ff() {
+        let address = Address([0x42; 32]);
+        let (start, end) = address_range(&address);
+        let range = start.as_slice()..end.as_slice();
+        for first_byte in [0x00, 0x7f, 0xff] {
+            let mut txid = [first_byte; 32];
+            txid[1] = 0xff;
+            let outpoint = OutPoint {
+                txid: Txid(txid),
+                vout: u32::MAX,
+            };
+            let coin_key = address_utxo_key(&address, &outpoint);
+            assert!(range.contains(&coin_key.as_slice()), "{first_byte:#x}");
+            let tx_key = address_tx_key(&address, BlockHeight(u64::MAX), &Txid(txid));
+            assert!(range.contains(&tx_key.as_slice()), "{first_byte:#x}");
+        }
+        let mut next = address.0;
+        next[31] += 1;
+        let zero = OutPoint {
+            txid: Txid([0; 32]),
+            vout: 0,
+        };
+        let other = address_utxo_key(&Address(next), &zero);
+        assert!(!range.contains(&other.as_slice()));
+    }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use powchain_node::{Node, NodeConfig, SystemClock};
+use powchain_p2p::{P2p, P2pConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,6 +21,8 @@ pub struct RunningNode {
     pub node: Arc<Node>,
     /// Where the HTTP API listens.
     pub http_address: SocketAddr,
+    /// The peer-to-peer layer.
+    pub p2p: Arc<P2p>,
     token: CancellationToken,
     tasks: TaskTracker,
 }
@@ -71,6 +74,22 @@ pub async fn launch(args: &NodeArgs, token: CancellationToken) -> anyhow::Result
         http_address.port()
     );
 
+    let p2p = P2p::start(
+        Arc::clone(&node),
+        P2pConfig {
+            listen: Some(SocketAddr::new(args.p2p_bind, args.p2p_port)),
+            peers: args.peers.clone(),
+            ..P2pConfig::default()
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot listen for peers on {}:{}",
+            args.p2p_bind, args.p2p_port
+        )
+    })?;
+
     let tasks = TaskTracker::new();
     let server_node = Arc::clone(&node);
     let server_token = token.clone();
@@ -105,6 +124,7 @@ pub async fn launch(args: &NodeArgs, token: CancellationToken) -> anyhow::Result
     Ok(RunningNode {
         node,
         http_address,
+        p2p,
         token,
         tasks,
     })
@@ -115,6 +135,7 @@ impl RunningNode {
     pub async fn shutdown(self) {
         self.node.begin_shutdown();
         self.token.cancel();
+        self.p2p.shutdown().await;
         self.tasks.close();
         if tokio::time::timeout(Duration::from_secs(10), self.tasks.wait())
             .await

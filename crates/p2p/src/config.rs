@@ -1,0 +1,47 @@
+//! `P2pConfig`: limits and timings of the peer-to-peer layer.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Settings of the peer-to-peer layer.
+#[derive(Clone, Debug)]
+pub struct P2pConfig {
+    /// Where to accept peers (`None`: outbound only).
+    pub listen: Option<SocketAddr>,
+    /// Peers to keep connecting to (`ws://host:port`), the tutorial's `PEERS`.
+    pub peers: Vec<String>,
+    /// Most inbound connections.
+    pub max_inbound: usize,
+    /// Most outbound connections to addresses learned from peers (configured peers are
+    /// always dialled).
+    pub max_outbound: usize,
+    /// How long a peer that broke a rule stays banned.
+    pub ban_duration: Duration,
+    /// Time between pings.
+    pub ping_interval: Duration,
+    /// A peer that does not answer a ping within this time is dropped.
+    pub ping_timeout: Duration,
+    /// Time allowed for the WebSocket and protocol handshakes.
+    pub handshake_timeout: Duration,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+    /// A block asked for and not delivered within this time is asked of another peer.
+    pub block_timeout: Duration,
+}
+
+impl Default for P2pConfig {
+    fn default() -> P2pConfig {
+        P2pConfig {
+            listen: None,
+            peers: Vec::new(),
+            max_inbound: 32,
+            max_outbound: 8,
+            ban_duration: Duration::from_secs(600),
+            ping_interval: Duration::from_secs(15),
+            ping_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(30),
+            block_timeout: Duration::from_secs(20),
+        }
+    }
+}

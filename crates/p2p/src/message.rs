@@ -1,0 +1,512 @@
+//! The wire protocol's messages and their encoding.
+//!
+//! Every WebSocket binary message is one protocol message:
+//!
+//! ```text
+//!   [protocol version: u8] [message type: u8] [payload: canonical encoding]
+//! ```
+//!
+//! The payload uses the consensus crate's canonical encoding (LEB128 counts, little-endian
+//! integers); every list has a hard maximum checked before anything is allocated, and the
+//! WebSocket layer refuses frames above [`MAX_MESSAGE_BYTES`] before reading them.
+//! `docs/PROTOCOL.md` describes each message.
+
+use powchain_consensus::encode::{Decode, DecodeError, Encode, Reader, write_bytes, write_varint};
+use powchain_consensus::{Block, BlockHash, Header, Transaction, Work};
+use thiserror::Error;
+
+/// The protocol version this code speaks.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// The largest message: a maximum-size block plus framing.
+pub const MAX_MESSAGE_BYTES: usize = 2_000_000 + 1024;
+/// Most hashes in a block locator.
+pub const MAX_LOCATOR_HASHES: usize = 64;
+/// Most headers in one `Headers` message.
+pub const MAX_HEADERS: usize = 2000;
+/// Most items in one `Inv`, `GetData` or `NotFound`.
+pub const MAX_INVENTORY: usize = 1000;
+/// Most addresses in one `Addr`.
+pub const MAX_ADDRESSES: usize = 100;
+/// Longest peer address or user agent, in bytes.
+pub const MAX_TEXT_BYTES: usize = 128;
+
+/// What an inventory item names.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum InventoryKind {
+    /// A block, by hash.
+    Block,
+    /// A transaction, by txid.
+    Transaction,
+}
+
+/// A block or transaction, by hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct InventoryItem {
+    /// Block or transaction.
+    pub kind: InventoryKind,
+    /// Its hash (a `BlockHash` or a `Txid`).
+    pub hash: [u8; 32],
+}
+
+/// The first message each side sends.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Hello {
+    /// The sender's network (see `Network::magic`).
+    pub network_magic: u8,
+    /// The sender's genesis block.
+    pub genesis: BlockHash,
+    /// The sender's tip.
+    pub best_hash: BlockHash,
+    /// The sender's tip height.
+    pub best_height: u64,
+    /// The sender's chain work.
+    pub best_work: Work,
+    /// The port the sender accepts peers on (0: it does not).
+    pub listen_port: u16,
+    /// A random number fixed for the sender's lifetime: detects connections to ourselves
+    /// and second connections to the same node.
+    pub node_nonce: u64,
+    /// Free text naming the software.
+    pub user_agent: String,
+}
+
+/// A protocol message.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Message {
+    /// Handshake.
+    Hello(Hello),
+    /// Liveness check; answered with `Pong` and the same nonce.
+    Ping(u64),
+    /// Answer to `Ping`.
+    Pong(u64),
+    /// Asks for main-chain headers after the first locator hash the receiver knows, up to
+    /// `stop` (zero: no stop) or [`MAX_HEADERS`].
+    GetHeaders {
+        /// Hashes from the sender's tip back to genesis, sparser further back.
+        locator: Vec<BlockHash>,
+        /// Last header wanted, or zero.
+        stop: BlockHash,
+    },
+    /// Headers, each the child of the one before.
+    Headers(Vec<Header>),
+    /// Announces blocks or transactions the sender has.
+    Inventory(Vec<InventoryItem>),
+    /// Asks for blocks or transactions.
+    GetData(Vec<InventoryItem>),
+    /// Items asked for that the sender does not have.
+    NotFound(Vec<InventoryItem>),
+    /// A block.
+    Block(Box<Block>),
+    /// A transaction.
+    Transaction(Box<Transaction>),
+    /// Asks for peer addresses.
+    GetAddresses,
+    /// Peer addresses (`ws://host:port`).
+    Addresses(Vec<String>),
+}
+
+/// Why bytes are not a message.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MessageError {
+    /// Empty input.
+    #[error("empty message")]
+    Empty,
+    /// Another protocol version.
+    #[error("protocol version {got}, this node speaks {expected}")]
+    WrongVersion {
+        /// The version byte.
+        got: u8,
+        /// Ours.
+        expected: u8,
+    },
+    /// An unknown message type.
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    /// Larger than any message may be.
+    #[error("message of {size} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The payload does not decode.
+    #[error("malformed {kind} message: {source}")]
+    Malformed {
+        /// The message type.
+        kind: &'static str,
+        /// Why.
+        source: DecodeError,
+    },
+}
+
+impl MessageError {
+    /// The rule name used for bans and logs.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            MessageError::Empty | MessageError::Malformed { .. } => "malformed-message",
+            MessageError::WrongVersion { .. } => "wrong-protocol-version",
+            MessageError::UnknownType(_) => "unknown-message-type",
+            MessageError::TooLarge { .. } => "oversized-message",
+        }
+    }
+}
+
+const HELLO: u8 = 0;
+const PING: u8 = 1;
+const PONG: u8 = 2;
+const GET_HEADERS: u8 = 3;
+const HEADERS: u8 = 4;
+const INVENTORY: u8 = 5;
+const GET_DATA: u8 = 6;
+const NOT_FOUND: u8 = 7;
+const BLOCK: u8 = 8;
+const TRANSACTION: u8 = 9;
+const GET_ADDRESSES: u8 = 10;
+const ADDRESSES: u8 = 11;
+
+impl Message {
+    /// The message's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Ping(_) => "ping",
+            Message::Pong(_) => "pong",
+            Message::GetHeaders { .. } => "getheaders",
+            Message::Headers(_) => "headers",
+            Message::Inventory(_) => "inv",
+            Message::GetData(_) => "getdata",
+            Message::NotFound(_) => "notfound",
+            Message::Block(_) => "block",
+            Message::Transaction(_) => "tx",
+            Message::GetAddresses => "getaddr",
+            Message::Addresses(_) => "addr",
+        }
+    }
+
+    fn type_byte(&self) -> u8 {
+        match self {
+            Message::Hello(_) => HELLO,
+            Message::Ping(_) => PING,
+            Message::Pong(_) => PONG,
+            Message::GetHeaders { .. } => GET_HEADERS,
+            Message::Headers(_) => HEADERS,
+            Message::Inventory(_) => INVENTORY,
+            Message::GetData(_) => GET_DATA,
+            Message::NotFound(_) => NOT_FOUND,
+            Message::Block(_) => BLOCK,
+            Message::Transaction(_) => TRANSACTION,
+            Message::GetAddresses => GET_ADDRESSES,
+            Message::Addresses(_) => ADDRESSES,
+        }
+    }
+
+    /// The bytes of one WebSocket binary message.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![PROTOCOL_VERSION, self.type_byte()];
+        match self {
+            Message::Hello(hello) => {
+                out.push(hello.network_magic);
+                out.extend_from_slice(&hello.genesis.0);
+                out.extend_from_slice(&hello.best_hash.0);
+                out.extend_from_slice(&hello.best_height.to_le_bytes());
+                out.extend_from_slice(&hello.best_work.to_be_bytes());
+                out.extend_from_slice(&hello.listen_port.to_le_bytes());
+                out.extend_from_slice(&hello.node_nonce.to_le_bytes());
+                write_bytes(&mut out, hello.user_agent.as_bytes());
+            }
+            Message::Ping(nonce) | Message::Pong(nonce) => {
+                out.extend_from_slice(&nonce.to_le_bytes())
+            }
+            Message::GetHeaders { locator, stop } => {
+                write_varint(&mut out, locator.len() as u64);
+                for hash in locator {
+                    out.extend_from_slice(&hash.0);
+                }
+                out.extend_from_slice(&stop.0);
+            }
+            Message::Headers(headers) => {
+                write_varint(&mut out, headers.len() as u64);
+                for header in headers {
+                    header.encode_to(&mut out);
+                }
+            }
+            Message::Inventory(items) | Message::GetData(items) | Message::NotFound(items) => {
+                write_varint(&mut out, items.len() as u64);
+                for item in items {
+                    out.push(match item.kind {
+                        InventoryKind::Block => 0,
+                        InventoryKind::Transaction => 1,
+                    });
+                    out.extend_from_slice(&item.hash);
+                }
+            }
+            Message::Block(block) => block.encode_to(&mut out),
+            Message::Transaction(transaction) => transaction.encode_to(&mut out),
+            Message::GetAddresses => {}
+            Message::Addresses(addresses) => {
+                write_varint(&mut out, addresses.len() as u64);
+                for address in addresses {
+                    write_bytes(&mut out, address.as_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads one message.
+    ///
+    /// # Errors
+    /// [`MessageError`] naming what is wrong.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Message, MessageError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(MessageError::TooLarge {
+                size: bytes.len(),
+                max: MAX_MESSAGE_BYTES,
+            });
+        }
+        let [version, kind, payload @ ..] = bytes else {
+            return Err(MessageError::Empty);
+        };
+        if *version != PROTOCOL_VERSION {
+            return Err(MessageError::WrongVersion {
+                got: *version,
+                expected: PROTOCOL_VERSION,
+            });
+        }
+        let mut reader = Reader::new(payload);
+        let name = match *kind {
+            HELLO => "hello",
+            PING => "ping",
+            PONG => "pong",
+            GET_HEADERS => "getheaders",
+            HEADERS => "headers",
+            INVENTORY => "inv",
+            GET_DATA => "getdata",
+            NOT_FOUND => "notfound",
+            BLOCK => "block",
+            TRANSACTION => "tx",
+            GET_ADDRESSES => "getaddr",
+            ADDRESSES => "addr",
+            other => return Err(MessageError::UnknownType(other)),
+        };
+        let malformed = |source| MessageError::Malformed { kind: name, source };
+        let message = Self::decode_payload(*kind, &mut reader).map_err(malformed)?;
+        reader.finish().map_err(malformed)?;
+        Ok(message)
+    }
+
+    fn decode_payload(kind: u8, reader: &mut Reader<'_>) -> Result<Message, DecodeError> {
+        Ok(match kind {
+            HELLO => {
+                let network_magic = reader.read_u8()?;
+                let genesis = BlockHash(reader.read_array()?);
+                let best_hash = BlockHash(reader.read_array()?);
+                let best_height = reader.read_u64()?;
+                let best_work = Work::from_be_bytes(reader.read_array()?);
+                let listen_port = u16::from_le_bytes(reader.read_array()?);
+                let node_nonce = reader.read_u64()?;
+                let user_agent =
+                    std::str::from_utf8(reader.read_bytes("user agent", MAX_TEXT_BYTES)?)
+                        .map_err(|_| DecodeError::InvalidValue {
+                            what: "user agent",
+                            reason: "not UTF-8".into(),
+                        })?
+                        .to_owned();
+                Message::Hello(Hello {
+                    network_magic,
+                    genesis,
+                    best_hash,
+                    best_height,
+                    best_work,
+                    listen_port,
+                    node_nonce,
+                    user_agent,
+                })
+            }
+            PING => Message::Ping(reader.read_u64()?),
+            PONG => Message::Pong(reader.read_u64()?),
+            GET_HEADERS => {
+                let count = reader.read_count("locator", MAX_LOCATOR_HASHES, 32)?;
+                let mut locator = Vec::with_capacity(count);
+                for _ in 0..count {
+                    locator.push(BlockHash(reader.read_array()?));
+                }
+                Message::GetHeaders {
+                    locator,
+                    stop: BlockHash(reader.read_array()?),
+                }
+            }
+            HEADERS => {
+                let count = reader.read_count("headers", MAX_HEADERS, 88)?;
+                let mut headers = Vec::with_capacity(count);
+                for _ in 0..count {
+                    headers.push(Header::decode_from(reader)?);
+                }
+                Message::Headers(headers)
+            }
+            INVENTORY | GET_DATA | NOT_FOUND => {
+                let count = reader.read_count("inventory", MAX_INVENTORY, 33)?;
+                let mut items = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let item_kind = match reader.read_u8()? {
+                        0 => InventoryKind::Block,
+                        1 => InventoryKind::Transaction,
+                        tag => {
+                            return Err(DecodeError::UnknownTag {
+                                what: "inventory kind",
+                                tag,
+                            });
+                        }
+                    };
+                    items.push(InventoryItem {
+                        kind: item_kind,
+                        hash: reader.read_array()?,
+                    });
+                }
+                match kind {
+                    INVENTORY => Message::Inventory(items),
+                    GET_DATA => Message::GetData(items),
+                    _ => Message::NotFound(items),
+                }
+            }
+            BLOCK => Message::Block(Box::new(Block::decode_from(reader)?)),
+            TRANSACTION => Message::Transaction(Box::new(Transaction::decode_from(reader)?)),
+            GET_ADDRESSES => Message::GetAddresses,
+            ADDRESSES => {
+                let count = reader.read_count("addresses", MAX_ADDRESSES, 1)?;
+                let mut addresses = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let bytes = reader.read_bytes("address", MAX_TEXT_BYTES)?;
+                    let text =
+                        std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidValue {
+                            what: "address",
+                            reason: "not UTF-8".into(),
+                        })?;
+                    addresses.push(text.to_owned());
+                }
+                Message::Addresses(addresses)
+            }
+            other => {
+                return Err(DecodeError::UnknownTag {
+                    what: "message type",
+                    tag: other,
+                });
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use powchain_consensus::testkit::TestChain;
+    use powchain_consensus::{Amount, Network};
+    use proptest::prelude::*;
+
+    fn samples() -> Vec<Message> {
+        let mut chain = TestChain::regtest_with_mature_coins(1);
+        chain.mine_empty(1);
+        let block = chain.tip().clone();
+        vec![
+            Message::Hello(Hello {
+                network_magic: Network::Regtest.magic(),
+                genesis: chain.blocks[0].compute_hash(),
+                best_hash: block.compute_hash(),
+                best_height: 3,
+                best_work: Work::ZERO,
+                listen_port: 5001,
+                node_nonce: 42,
+                user_agent: "powchain/0.1".into(),
+            }),
+            Message::Ping(7),
+            Message::Pong(7),
+            Message::GetHeaders {
+                locator: vec![block.compute_hash(), BlockHash::ZERO],
+                stop: BlockHash::ZERO,
+            },
+            Message::Headers(chain.blocks.iter().map(|block| block.header).collect()),
+            Message::Inventory(vec![InventoryItem {
+                kind: InventoryKind::Block,
+                hash: [1; 32],
+            }]),
+            Message::GetData(vec![InventoryItem {
+                kind: InventoryKind::Transaction,
+                hash: [2; 32],
+            }]),
+            Message::NotFound(vec![]),
+            Message::Block(Box::new(chain.build(vec![], Amount::ZERO))),
+            Message::Transaction(Box::new(block.transactions[0].clone())),
+            Message::GetAddresses,
+            Message::Addresses(vec!["ws://127.0.0.1:5001".into()]),
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for message in samples() {
+            let bytes = message.to_bytes();
+            assert_eq!(
+                Message::from_bytes(&bytes),
+                Ok(message.clone()),
+                "{}",
+                message.name()
+            );
+        }
+    }
+
+    #[test]
+    fn framing_errors_are_named() {
+        assert_eq!(Message::from_bytes(&[]), Err(MessageError::Empty));
+        assert_eq!(
+            Message::from_bytes(&[PROTOCOL_VERSION]),
+            Err(MessageError::Empty)
+        );
+        assert!(matches!(
+            Message::from_bytes(&[9, PING, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(MessageError::WrongVersion { got: 9, .. })
+        ));
+        assert_eq!(
+            Message::from_bytes(&[PROTOCOL_VERSION, 200]),
+            Err(MessageError::UnknownType(200))
+        );
+        let mut trailing = Message::Ping(1).to_bytes();
+        trailing.push(0);
+        assert_eq!(
+            Message::from_bytes(&trailing).map_err(|error| error.rule()),
+            Err("malformed-message")
+        );
+        let huge = vec![PROTOCOL_VERSION; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            Message::from_bytes(&huge),
+            Err(MessageError::TooLarge { .. })
+        ));
+        // A headers message claiming more than the limit is refused before allocating.
+        let mut claim = vec![PROTOCOL_VERSION, HEADERS];
+        write_varint(&mut claim, 1 << 40);
+        assert_eq!(
+            Message::from_bytes(&claim).map_err(|error| error.rule()),
+            Err("malformed-message")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Message::from_bytes(&bytes);
+        }
+
+        #[test]
+        fn mutated_messages_never_panic(index in 0usize..12, position in any::<usize>(), value in any::<u8>(), cut in any::<usize>()) {
+            let samples = samples();
+            let mut bytes = samples[index % samples.len()].to_bytes();
+            let at = position % bytes.len();
+            bytes[at] = value;
+            bytes.truncate(cut % (bytes.len() + 1));
+            if let Ok(message) = Message::from_bytes(&bytes) {
+                // Whatever decodes re-encodes to the same bytes: one encoding per message.
+                prop_assert_eq!(message.to_bytes(), bytes);
+            }
+        }
+    }
+}

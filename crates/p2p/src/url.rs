@@ -1,0 +1,86 @@
+//! Peer addresses as the tutorial writes them: `ws://host:port`.
+
+use std::fmt;
+
+/// A peer's address.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct PeerUrl {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl PeerUrl {
+    /// Reads `ws://host:port` (a trailing `/` is allowed).
+    ///
+    /// # Errors
+    /// A message saying what is wrong.
+    pub fn parse(text: &str) -> Result<PeerUrl, String> {
+        let rest = text
+            .trim()
+            .strip_prefix("ws://")
+            .ok_or_else(|| format!("peer address {text:?} must start with ws://"))?;
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| {
+            format!("peer address {text:?} needs a port, like ws://localhost:5001")
+        })?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.len() > 100 || host.contains(['/', ' ', '@', '?', '#']) {
+            return Err(format!("peer address {text:?} has an invalid host"));
+        }
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| format!("peer address {text:?} has an invalid port"))?;
+        Ok(PeerUrl {
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// `host:port`, for connecting.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for PeerUrl {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "ws://{}", self.authority())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_tutorials_addresses() {
+        let url = PeerUrl::parse("ws://localhost:5001").expect("valid");
+        assert_eq!((url.host.as_str(), url.port), ("localhost", 5001));
+        assert_eq!(url.to_string(), "ws://localhost:5001");
+        assert_eq!(
+            PeerUrl::parse("ws://[::1]:5002/")
+                .expect("valid")
+                .to_string(),
+            "ws://[::1]:5002"
+        );
+        for bad in [
+            "localhost:5001",
+            "ws://localhost",
+            "ws://:5001",
+            "ws://host:0",
+            "ws://host:99999",
+            "http://x:1",
+            "ws://a b:1",
+        ] {
+            assert!(PeerUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

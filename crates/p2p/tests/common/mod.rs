@@ -1,0 +1,218 @@
+//! In-process test nodes: each a real `Node` with its own data directory and a real P2P
+//! layer listening on 127.0.0.1 (port 0), connected over loopback WebSockets.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use powchain_consensus::{Block, BlockHash, Network};
+use powchain_node::{Node, NodeConfig, SystemClock};
+use powchain_p2p::{P2p, P2pConfig};
+
+/// A running in-process node.
+pub struct TestNode {
+    pub node: Arc<Node>,
+    pub p2p: Arc<P2p>,
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+pub fn config(peers: Vec<String>, port: u16) -> P2pConfig {
+    P2pConfig {
+        listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+        peers,
+        ..P2pConfig::default()
+    }
+}
+
+impl TestNode {
+    /// A regtest node in a fresh directory, dialling `peers`.
+    pub async fn start(peers: Vec<String>) -> TestNode {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut node = TestNode::start_in(dir, config(peers, 0)).await;
+        node._temp = Some(temp);
+        node
+    }
+
+    /// A regtest node on `dir` with `config`.
+    pub async fn start_in(dir: PathBuf, config: P2pConfig) -> TestNode {
+        // POWCHAIN_LOG=debug shows what the nodes do.
+        if let Ok(filter) = std::env::var("POWCHAIN_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+        let mut node_config = NodeConfig::new(Network::Regtest, dir.clone());
+        node_config.miner_threads = 1;
+        node_config.signature_threads = 1;
+        let opened = {
+            let node_config = node_config.clone();
+            tokio::task::spawn_blocking(move || Node::open(node_config, Arc::new(SystemClock)))
+                .await
+                .expect("open task")
+                .expect("the node opens")
+        };
+        let p2p = P2p::start(Arc::clone(&opened), config)
+            .await
+            .expect("p2p starts");
+        TestNode {
+            node: opened,
+            p2p,
+            dir,
+            _temp: None,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.p2p.listen_port())
+    }
+
+    /// Keeps `temp` alive as long as the node.
+    pub fn keep(&mut self, temp: tempfile::TempDir) {
+        self._temp = Some(temp);
+    }
+
+    pub fn height(&self) -> u64 {
+        self.node.tip().height.0
+    }
+
+    pub fn tip(&self) -> BlockHash {
+        self.node.tip().hash
+    }
+
+    /// Mines one block with the pool's transactions.
+    pub async fn mine(&self) -> Block {
+        let node = Arc::clone(&self.node);
+        tokio::task::spawn_blocking(move || node.mine_one(Vec::new(), true))
+            .await
+            .expect("mining task")
+            .expect("mines")
+    }
+
+    pub async fn mine_blocks(&self, count: usize) {
+        for _ in 0..count {
+            self.mine().await;
+        }
+    }
+
+    pub async fn stop(self) -> (PathBuf, Option<tempfile::TempDir>) {
+        self.node.begin_shutdown();
+        self.p2p.shutdown().await;
+        (self.dir, self._temp)
+    }
+}
+
+/// Waits until `condition` holds, polling, or fails the test after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every node has the same tip.
+pub async fn wait_converged(nodes: &[&TestNode], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let first = nodes[0].tip();
+        if nodes.iter().all(|node| node.tip() == first) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let state: Vec<(u64, usize)> = nodes
+                .iter()
+                .map(|node| (node.height(), node.p2p.peers().len()))
+                .collect();
+            panic!(
+                "timed out after {limit:?} waiting for convergence; (height, peers) per node: {state:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP proxy between two nodes that a test can cut and heal: a network partition.
+pub struct Proxy {
+    pub port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    listener_task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Forwards connections on a fresh loopback port to `target_port`.
+    pub async fn start(target_port: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("address").port();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let listener_task = {
+            let cut = Arc::clone(&cut);
+            let connections = Arc::clone(&connections);
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if cut.load(std::sync::atomic::Ordering::SeqCst) {
+                        continue; // dropped: the connection closes at once
+                    }
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, target_port)).await
+                    else {
+                        continue;
+                    };
+                    let task = tokio::spawn(async move {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    });
+                    connections.lock().expect("lock").push(task.abort_handle());
+                }
+            })
+        };
+        Proxy {
+            port,
+            cut,
+            connections,
+            listener_task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Drops every connection through the proxy and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().expect("lock").drain(..) {
+            connection.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.listener_task.abort();
+    }
+}

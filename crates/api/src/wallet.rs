@@ -137,7 +137,7 @@ pub struct AddressJson {
     pub address: String,
     /// Sum of its confirmed unspent outputs, units.
     pub balance: u64,
-    /// Number of its unspent outputs returned.
+    /// Number of all its unspent outputs (`utxos` lists at most `limit`).
     pub utxo_count: usize,
     /// Its unspent outputs (at most `limit`).
     pub utxos: Vec<UtxoJson>,

@@ -31,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a node (the default).
     Node(NodeArgs),
+    /// Start a local network of connected nodes in one process (Ctrl-C stops them all).
+    Devnet(DevnetArgs),
     /// Show a running node's status.
     Status(ClientArgs),
     /// Use a running node's wallet.
@@ -74,6 +76,65 @@ pub enum WalletAction {
         #[arg(long)]
         fee_rate: Option<u64>,
     },
+}
+
+/// Flags of `powchain devnet`.
+#[derive(Args, Debug, Clone)]
+pub struct DevnetArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub nodes: u16,
+    /// Every node mines continuously.
+    #[arg(long)]
+    pub mine: bool,
+    /// `devnet` (real proof of work) or `regtest` (instant blocks).
+    #[arg(long, env = "NETWORK", default_value = "devnet")]
+    pub network: Network,
+    /// HTTP port of the first node; the others follow consecutively.
+    #[arg(long, default_value_t = 3001)]
+    pub http_port: u16,
+    /// P2P port of the first node; the others follow consecutively.
+    #[arg(long, default_value_t = 5001)]
+    pub p2p_port: u16,
+    /// Folder holding one data directory per node (default: `./data`).
+    #[arg(long, default_value = "data")]
+    pub data_root: PathBuf,
+    /// Mining threads per node (default: the cores shared among the nodes, at least 1).
+    #[arg(long)]
+    pub miner_threads: Option<usize>,
+}
+
+impl DevnetArgs {
+    /// The flags of node `index` (0-based): consecutive ports, its own data directory, and
+    /// the first and previous nodes as peers (peer exchange connects the rest).
+    pub fn node_args(&self, index: u16) -> NodeArgs {
+        let http_port = self.http_port.saturating_add(index);
+        let mut peers = Vec::new();
+        if index > 0 {
+            peers.push(format!("ws://127.0.0.1:{}", self.p2p_port));
+        }
+        if index > 1 {
+            peers.push(format!(
+                "ws://127.0.0.1:{}",
+                self.p2p_port.saturating_add(index - 1)
+            ));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        NodeArgs {
+            http_port,
+            p2p_port: self.p2p_port.saturating_add(index),
+            peers,
+            data_dir: Some(self.data_root.join(format!("{}-{http_port}", self.network))),
+            network: self.network,
+            mine: self.mine,
+            miner_threads: Some(
+                self.miner_threads
+                    .unwrap_or((cores / usize::from(self.nodes)).max(1)),
+            ),
+            http_bind: IpAddr::from([127, 0, 0, 1]),
+            p2p_bind: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
 }
 
 /// How to reach a running node.
@@ -163,6 +224,26 @@ mod tests {
         let first = Cli::try_parse_from(["powchain", "--http-port", "3001"]).expect("parses");
         let second = Cli::try_parse_from(["powchain", "--http-port", "3002"]).expect("parses");
         assert_ne!(first.node.data_dir(), second.node.data_dir());
+    }
+
+    #[test]
+    fn devnet_nodes_get_consecutive_ports_separate_data_and_peers() {
+        let cli = Cli::try_parse_from(["powchain", "devnet", "--nodes", "4"]).expect("parses");
+        let Some(Command::Devnet(devnet)) = cli.command else {
+            panic!("devnet subcommand");
+        };
+        let nodes: Vec<NodeArgs> = (0..4).map(|index| devnet.node_args(index)).collect();
+        assert_eq!(nodes[3].http_port, 3004);
+        assert_eq!(nodes[3].p2p_port, 5004);
+        assert!(nodes[0].peers.is_empty());
+        assert_eq!(
+            nodes[3].peers,
+            vec!["ws://127.0.0.1:5001", "ws://127.0.0.1:5003"]
+        );
+        let dirs: std::collections::HashSet<_> = nodes.iter().map(NodeArgs::data_dir).collect();
+        assert_eq!(dirs.len(), 4);
+        assert!(nodes.iter().all(|node| node.validate().is_ok()));
+        assert!(Cli::try_parse_from(["powchain", "devnet", "--nodes", "0"]).is_err());
     }
 
     #[test]

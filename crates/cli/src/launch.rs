@@ -31,7 +31,11 @@ pub struct RunningNode {
 ///
 /// # Errors
 /// If the data directory cannot be opened or a port cannot be bound.
-pub async fn launch(args: &NodeArgs, token: CancellationToken) -> anyhow::Result<RunningNode> {
+pub async fn launch(
+    args: &NodeArgs,
+    token: CancellationToken,
+    show_progress: bool,
+) -> anyhow::Result<RunningNode> {
     args.validate().map_err(anyhow::Error::msg)?;
     let data_dir = args.data_dir();
     let mut config = NodeConfig::new(args.network, data_dir.clone());
@@ -64,16 +68,6 @@ pub async fn launch(args: &NodeArgs, token: CancellationToken) -> anyhow::Result
     if !http_address.ip().is_loopback() {
         warn!(%http_address, "the HTTP API is reachable from other machines: anyone who reaches it can spend this node's wallet");
     }
-    println!(
-        "HTTP API listening on http://{http_address} (port {})",
-        http_address.port()
-    );
-    info!(
-        port = http_address.port(),
-        "listening on port {}",
-        http_address.port()
-    );
-
     let p2p = P2p::start(
         Arc::clone(&node),
         P2pConfig {
@@ -89,6 +83,17 @@ pub async fn launch(args: &NodeArgs, token: CancellationToken) -> anyhow::Result
             args.p2p_bind, args.p2p_port
         )
     })?;
+
+    // Printed once everything listens: scripts and tests wait for this line.
+    println!(
+        "HTTP API listening on http://{http_address} (port {})",
+        http_address.port()
+    );
+    info!(
+        port = http_address.port(),
+        "listening on port {}",
+        http_address.port()
+    );
 
     let tasks = TaskTracker::new();
     let server_node = Arc::clone(&node);
@@ -106,10 +111,22 @@ pub async fn launch(args: &NodeArgs, token: CancellationToken) -> anyhow::Result
     tasks.spawn(async move {
         let mut hashrate = tokio::time::interval(Duration::from_secs(1));
         let mut expiry = tokio::time::interval(Duration::from_secs(60));
+        let mut progress = tokio::time::interval(Duration::from_millis(500));
+        let mut bar = crate::progress::SyncProgressBar::default();
         loop {
             tokio::select! {
                 () = chores_token.cancelled() => break,
                 _ = hashrate.tick() => chores_node.sample_hashrate(),
+                _ = progress.tick(), if show_progress => {
+                    let node = Arc::clone(&chores_node);
+                    let heights = tokio::task::spawn_blocking(move || {
+                        node.with_core(|core| (core.chain.tip().height.0, core.chain.best_header().1.height.0))
+                    })
+                    .await;
+                    if let Ok((height, best)) = heights {
+                        bar.update(height, best);
+                    }
+                }
                 _ = expiry.tick() => {
                     let node = Arc::clone(&chores_node);
                     let _ = tokio::task::spawn_blocking(move || node.expire_pool()).await;
@@ -177,7 +194,7 @@ pub async fn shutdown_signal() {
 /// Start-up failures.
 pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let token = CancellationToken::new();
-    let running = launch(&args, token).await?;
+    let running = launch(&args, token, true).await?;
     shutdown_signal().await;
     info!(http = %running.http_address, "stopping");
     running.shutdown().await;

@@ -3,7 +3,9 @@
 
 mod args;
 mod client;
+mod devnet;
 mod launch;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -11,9 +13,9 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POWCHAIN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,redb=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -24,6 +26,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => run_node(cli.node),
         Some(Command::Node(args)) => run_node(args),
+        Some(Command::Devnet(args)) => {
+            init_logging("warn,powchain_p2p=warn");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(devnet::run(args))
+        }
         Some(Command::Status(client)) => client::status(&client),
         Some(Command::Wallet { action, client }) => client::wallet(&client, action),
         Some(Command::Mine { data, client }) => client::mine(&client, data),
@@ -31,7 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn run_node(args: args::NodeArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging("info,redb=warn");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -1,5 +1,6 @@
 //! powchain's HTTP API: the tutorial's endpoints at their exact paths, REST resources for
-//! blocks, transactions, addresses, the wallet, peers and status, and Prometheus metrics.
+//! blocks, transactions, addresses, the wallet, peers and status, Prometheus metrics, and
+//! the web dashboard at `/` with its live event stream (`dashboard`).
 //!
 //! ```text
 //!   HTTP request ──▶ router ──▶ handler ──spawn_blocking──▶ Node (powchain-node)
@@ -12,6 +13,7 @@
 
 mod blocks;
 mod body;
+mod dashboard;
 pub mod dto;
 pub mod error;
 mod router;

@@ -1,4 +1,5 @@
-//! The router: every endpoint, the body limit, JSON 404/405 answers, and `serve`.
+//! The router: every endpoint (the dashboard's page and assets included), the body limit,
+//! JSON 404/405 answers, and `serve`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use powchain_node::Node;
 use tokio::net::TcpListener;
 
 use crate::error::ApiError;
-use crate::{blocks, status, transactions, wallet};
+use crate::{blocks, dashboard, status, transactions, wallet};
 
 /// The largest request body accepted: a hex-encoded maximum-size transaction fits.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -28,6 +29,11 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// Every route of the API.
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/{file}", get(dashboard::asset))
+        .route("/events", get(dashboard::events))
+        .route("/headers", get(dashboard::headers))
+        .route("/charts", get(dashboard::charts))
         .route("/blocks", get(blocks::list_blocks))
         .route("/blocks/{id}", get(blocks::get_block))
         .route("/mine", post(blocks::mine))

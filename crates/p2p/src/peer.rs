@@ -487,13 +487,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Message::Pong(_) => Ok(()),
             Message::GetHeaders { locator, stop } => {
                 let stop = (stop != BlockHash::ZERO).then_some(stop);
-                let headers = self
+                // The locator starts at the peer's best block: a fresh view of its height.
+                let their_best = locator.first().copied();
+                let (headers, their_height) = self
                     .p2p
                     .blocking(move |node| {
-                        node.with_core(|core| core.chain.headers_after(&locator, stop, MAX_HEADERS))
+                        node.with_core(|core| {
+                            let height = their_best
+                                .and_then(|hash| core.chain.record(&hash))
+                                .map(|record| record.height.0);
+                            (
+                                core.chain.headers_after(&locator, stop, MAX_HEADERS),
+                                height,
+                            )
+                        })
                     })
                     .await
                     .ok_or(Err(SessionEnd::Shutdown))?;
+                if let (Some(hash), Some(height)) = (their_best, their_height) {
+                    self.p2p.note_peer_block(self.id, hash, height);
+                }
                 self.send(&Message::Headers(headers)).await.map_err(Err)
             }
             Message::Headers(headers) => self.on_headers(headers).await,
@@ -656,6 +669,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             match found {
                 Some(message) => {
                     self.known.insert(item);
+                    // A peer that asked for a block will have it: keeps its height current.
+                    if let Message::Block(block) = &message {
+                        if let Some(height) = block.coinbase_height() {
+                            self.p2p.note_peer_block(self.id, BlockHash(hash), height.0);
+                        }
+                    }
                     self.send(&message).await.map_err(Err)?;
                 }
                 None => missing.push(item),

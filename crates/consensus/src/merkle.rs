@@ -20,6 +20,18 @@ fn hash_node(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
     tagged_hash(NODE_TAG, &[left, right])
 }
 
+/// The level above `level`: pairs hashed together, an odd last node carried up unchanged.
+fn parent_level(level: &[[u8; 32]]) -> Vec<[u8; 32]> {
+    level
+        .chunks(2)
+        .map(|pair| match pair {
+            [left, right] => hash_node(left, right),
+            [single] => *single,
+            _ => unreachable!("chunks(2) yields one or two items"),
+        })
+        .collect()
+}
+
 /// The Merkle root of `txids`; zero for an empty list (no valid block has one).
 pub fn compute_merkle_root(txids: &[Txid]) -> MerkleRoot {
     if txids.is_empty() {
@@ -27,14 +39,7 @@ pub fn compute_merkle_root(txids: &[Txid]) -> MerkleRoot {
     }
     let mut level: Vec<[u8; 32]> = txids.iter().map(|txid| txid.0).collect();
     while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [left, right] => hash_node(left, right),
-                [single] => *single,
-                _ => unreachable!("chunks(2) yields one or two items"),
-            })
-            .collect();
+        level = parent_level(&level);
     }
     MerkleRoot(level[0])
 }
@@ -78,14 +83,7 @@ impl MerkleProof {
                 };
                 siblings.push((side, level[sibling]));
             }
-            level = level
-                .chunks(2)
-                .map(|pair| match pair {
-                    [left, right] => hash_node(left, right),
-                    [single] => *single,
-                    _ => unreachable!("chunks(2) yields one or two items"),
-                })
-                .collect();
+            level = parent_level(&level);
             position /= 2;
         }
         Some(MerkleProof {

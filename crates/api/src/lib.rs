@@ -3,16 +3,22 @@
 //! the web dashboard at `/` with its live event stream (`dashboard`).
 //!
 //! ```text
-//!   HTTP request ──▶ router ──▶ handler ──spawn_blocking──▶ Node (powchain-node)
-//!                                  │                          └─▶ snapshots of the chain
-//!                                  └──▶ DTO (camelCase JSON) | ApiError {"error": "..."}
+//!   HTTP request ──▶ router ──▶ auth guard ──▶ handler ──spawn_blocking──▶ Node (powchain-node)
+//!                                 │401/403          │                    └─▶ chain snapshots
+//!                                 ▼                 └──▶ DTO (camelCase JSON) | ApiError
+//!                          {"error": "..."}
 //! ```
+//!
+//! Spending, mining, new wallet addresses and new peers need the API token (`auth`, kept in
+//! the data directory's cookie file: `cookie`) when the node is reachable off loopback.
 //!
 //! Every failure is a 4xx/5xx with `{"error": "<what and why>"}`; no input makes a
 //! handler panic. `docs/API.md` lists every endpoint with a curl example.
 
+pub mod auth;
 mod blocks;
 mod body;
+pub mod cookie;
 mod dashboard;
 pub mod dto;
 pub mod error;
@@ -21,5 +27,6 @@ mod status;
 mod transactions;
 mod wallet;
 
+pub use auth::{ApiOptions, ApiToken, RequiredToken};
 pub use error::ApiError;
-pub use router::{MAX_BODY_BYTES, router, serve};
+pub use router::{MAX_BODY_BYTES, router, router_with, serve, serve_with};

@@ -1,5 +1,5 @@
-//! The router: every endpoint (the dashboard's page and assets included), the body limit,
-//! JSON 404/405 answers, and `serve`.
+//! The router: every endpoint (the dashboard's page and assets included), the access guard
+//! (`auth`), the body limit, JSON 404/405 answers, and `serve`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use powchain_node::Node;
 use tokio::net::TcpListener;
 
+use crate::auth::{self, ApiOptions};
 use crate::error::ApiError;
 use crate::{blocks, dashboard, status, transactions, wallet};
 
@@ -26,8 +27,15 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || work(&node)).await?
 }
 
-/// Every route of the API.
+/// Every route of the API, with the loopback default: no token required (see
+/// [`router_with`]).
 pub fn router(node: Arc<Node>) -> Router {
+    router_with(node, ApiOptions::default())
+}
+
+/// Every route of the API, with `options` deciding who may spend, mine and change peers
+/// (`auth` lists the protected endpoints).
+pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
     Router::new()
         .route("/", get(dashboard::index))
         .route("/assets/{file}", get(dashboard::asset))
@@ -52,6 +60,11 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/status", get(status::status))
         .route("/peers", get(status::peers).post(status::add_peer))
         .route("/metrics", get(status::metrics))
+        // After every `.route`: a route added below this line would not be guarded.
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(options),
+            auth::guard,
+        ))
         .fallback(|| async { ApiError::not_found("no such endpoint; see docs/API.md") })
         .method_not_allowed_fallback(|| async {
             ApiError {
@@ -63,7 +76,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes, with the loopback default: no
+/// token required (see [`serve_with`]).
 ///
 /// # Errors
 /// The server's I/O error.
@@ -72,7 +86,20 @@ pub async fn serve(
     node: Arc<Node>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node))
+    serve_with(listener, node, ApiOptions::default(), shutdown).await
+}
+
+/// Serves the API on `listener` with `options` until `shutdown` completes.
+///
+/// # Errors
+/// The server's I/O error.
+pub async fn serve_with(
+    listener: TcpListener,
+    node: Arc<Node>,
+    options: ApiOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router_with(node, options))
         .with_graceful_shutdown(shutdown)
         .await
 }

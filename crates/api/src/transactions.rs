@@ -171,7 +171,18 @@ pub async fn get_transaction(
     })?;
     let lookup = blocking(&node, move |node| {
         let network = node.params().network;
+        // The pool, then the chain, then the pool again. A block that confirms the
+        // transaction is committed before the pool lets go of it, and a reorganisation
+        // returns it to the pool after the chain let go of it (each under the core lock),
+        // so a transaction that stays in the pool or the main chain throughout is found.
+        let pooled_first = node.pool_transaction(&txid);
         let snapshot = node.reader().snapshot()?;
+        let location = snapshot.tx_location(&txid)?;
+        let pooled = match (pooled_first, location) {
+            (Some(pooled), _) => Some(pooled),
+            (None, None) => node.pool_transaction(&txid),
+            (None, Some(_)) => None,
+        };
         let resolve = |transaction: &Transaction,
                        json: &mut TransactionJson|
          -> Result<Option<Amount>, ApiError> {
@@ -200,7 +211,7 @@ pub async fn get_transaction(
             }
             Ok(input_total)
         };
-        if let Some(pooled) = node.pool_transaction(&txid) {
+        if let Some(pooled) = pooled {
             let mut json = TransactionJson::new(network, &pooled.transaction);
             resolve(&pooled.transaction, &mut json)?;
             return Ok(TransactionLookup {
@@ -212,7 +223,7 @@ pub async fn get_transaction(
                 block_height: None,
             });
         }
-        let location = snapshot.tx_location(&txid)?.ok_or_else(|| {
+        let location = location.ok_or_else(|| {
             ApiError::not_found(format!(
                 "transaction {txid} is neither in the pool nor in the main chain"
             ))

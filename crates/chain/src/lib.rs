@@ -11,7 +11,8 @@
 //! Invariants:
 //! - Only [`ChainState`] writes the store, and each connect or disconnect of a block is a
 //!   single redb write transaction: UTXO set, undo data, indexes and tip change together.
-//!   A process killed at any instant reopens at a block it had committed.
+//!   Each public call syncs its commits once before returning, so a process killed at any
+//!   instant reopens at the end of a call that returned (or later), never inside a block.
 //! - The main chain is the valid chain with the most work (ties: the first seen).
 //! - A block that broke a rule is marked failed, with its descendants, and never
 //!   validated again.
@@ -28,5 +29,8 @@ pub use error::ChainError;
 pub use event::ChainEvent;
 pub use orphan::{MAX_ORPHAN_BLOCKS, MAX_ORPHAN_BYTES};
 pub use reader::{ChainReader, ConsistencyReport, Snapshot, StoredTip};
-pub use state::{BlockOutcome, ChainOptions, ChainState, ChainTip};
+pub use state::{
+    BlockOutcome, ChainOptions, ChainState, ChainTip, DEFAULT_STORE_CACHE_BYTES,
+    MAX_DEFERRED_SYNC_MS, StoreDurability,
+};
 pub use store::{AddressCoin, AddressTx, BlockStatus, IndexRecord, TxLocation};

@@ -14,9 +14,17 @@
 //!   indexes and tip move together or not at all.
 //! ```
 //!
+//! Writes and syncs: every write transaction commits without waiting for the disk, and each
+//! public call that changes the store (`open`, `accept_headers`, `accept_block`) ends with
+//! one sync, which makes all its commits durable at once. A call that connects a branch of
+//! many blocks therefore pays for one sync, not one per block, and a crash rolls back to the
+//! end of the last call that returned: whole calls, never part of a block.
+//!
 //! The block index (headers, heights, work, status) is kept in memory as well as on disk,
 //! so choosing a chain never reads the disk; block data, the UTXO set and the indexes stay
-//! on disk.
+//! on disk. Each block also keeps a skip pointer to a far ancestor (as Bitcoin Core's
+//! `pskip`), so finding an ancestor at any height takes O(log height) steps: no per-block
+//! work grows with the length of the chain.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -26,14 +34,14 @@ use std::sync::Arc;
 use powchain_consensus::difficulty::compute_median_time_past;
 use powchain_consensus::encode::{Decode, Encode};
 use powchain_consensus::merkle::compute_merkle_root;
-use powchain_consensus::signature::ParallelVerifier;
+use powchain_consensus::signature::{ParallelVerifier, SignatureVerifier};
 use powchain_consensus::validation::{
     HeaderContext, HeaderSummary, connect_block_transactions, next_required_bits,
-    validate_block_structure, validate_header,
+    validate_block_structure_with_txids, validate_header,
 };
 use powchain_consensus::{
     Address, Block, BlockHash, BlockHeight, Coin, ConsensusError, Header, Network, OutPoint,
-    Params, Work,
+    Params, Txid, Work,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use tracing::{debug, info, warn};
@@ -49,17 +57,68 @@ use crate::store::{
     outpoint_key, tx_location_bytes,
 };
 
+/// The redb page cache of the chain store by default: enough for the UTXO set and the
+/// recent blocks of a chain of hundreds of thousands of blocks, and a bound on the
+/// memory the store may take (redb's own default is 1 GiB).
+pub const DEFAULT_STORE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Commits [`StoreDurability::UnsyncedForBenchmarks`] and
+/// [`ChainState::accept_block_deferring_sync`] let pile up before they sync anyway
+/// (unsynced commits keep their freed pages from reuse until a sync).
+const UNSYNCED_COMMITS_BEFORE_SYNC: u64 = 1_000;
+
+/// How long [`ChainState::accept_block_deferring_sync`] may leave blocks unsynced: a
+/// crash loses at most about this much of them (by the caller's clock).
+pub const MAX_DEFERRED_SYNC_MS: u64 = 1_000;
+
+/// When the chain state waits for the disk.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum StoreDurability {
+    /// Every call that changes the store syncs it before returning: a crash never loses
+    /// what a call acknowledged. The default, and the only choice for a node.
+    #[default]
+    Synced,
+    /// For benchmark and test set-up only (building long chains fast): calls return without
+    /// syncing; the store syncs every thousand commits and when closed. A crash rolls the
+    /// store back to an earlier consistent state and may lose any number of blocks.
+    UnsyncedForBenchmarks,
+}
+
 /// How the chain state runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct ChainOptions {
-    /// Threads that verify signatures while connecting a block.
+    /// Threads that verify signatures while connecting a block (used when `verifier` is
+    /// `None`).
     pub signature_threads: usize,
+    /// Verifies the signatures of connected blocks; `None`: a [`ParallelVerifier`] on
+    /// `signature_threads` threads. The node passes a verifier with the pool's signature
+    /// cache, so signatures checked at admission are not checked again.
+    pub verifier: Option<Arc<dyn SignatureVerifier + Send + Sync>>,
+    /// When to wait for the disk.
+    pub durability: StoreDurability,
+    /// The store's page cache, in bytes.
+    pub cache_bytes: usize,
+}
+
+impl std::fmt::Debug for ChainOptions {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ChainOptions")
+            .field("signature_threads", &self.signature_threads)
+            .field("custom_verifier", &self.verifier.is_some())
+            .field("durability", &self.durability)
+            .field("cache_bytes", &self.cache_bytes)
+            .finish()
+    }
 }
 
 impl Default for ChainOptions {
     fn default() -> ChainOptions {
         ChainOptions {
             signature_threads: std::thread::available_parallelism().map_or(1, usize::from),
+            verifier: None,
+            durability: StoreDurability::Synced,
+            cache_bytes: DEFAULT_STORE_CACHE_BYTES,
         }
     }
 }
@@ -108,10 +167,35 @@ pub struct ChainState {
     /// Blocks with chain data and more work than the tip: where the chain may move next.
     candidates: BTreeSet<CandidateKey>,
     best_header: BlockHash,
+    /// Each indexed block's skip pointer: its ancestor at [`skip_height`] of its height.
+    skips: HashMap<BlockHash, BlockHash>,
     orphans: OrphanPool,
     next_sequence: u64,
-    verifier: ParallelVerifier,
+    verifier: Arc<dyn SignatureVerifier + Send + Sync>,
+    durability: StoreDurability,
+    /// Commits since the store was last synced.
+    unsynced_commits: u64,
+    /// When `accept_block_deferring_sync` first left a commit unsynced.
+    first_deferred_ms: Option<u64>,
+    /// Syncs so far (for tests and diagnostics).
+    syncs: u64,
     events: Vec<ChainEvent>,
+}
+
+/// The height a block's skip pointer points to (Bitcoin Core's `GetSkipHeight`): chosen so
+/// that walking skips and parents reaches any ancestor in O(log height) steps.
+fn skip_height(height: u64) -> u64 {
+    fn clear_lowest_one(value: u64) -> u64 {
+        value & value.wrapping_sub(1)
+    }
+    if height < 2 {
+        return 0;
+    }
+    if height & 1 == 1 {
+        clear_lowest_one(clear_lowest_one(height - 1)) + 1
+    } else {
+        clear_lowest_one(height)
+    }
 }
 
 fn candidate_key(hash: BlockHash, record: &IndexRecord) -> CandidateKey {
@@ -138,8 +222,15 @@ impl ChainState {
         options: ChainOptions,
     ) -> Result<ChainState, ChainError> {
         let params = network.params();
-        let db = Database::builder().create(path)?;
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(path)?;
         Self::initialise(&db, params, path)?;
+        let verifier = options.verifier.clone().unwrap_or_else(|| {
+            Arc::new(ParallelVerifier {
+                threads: options.signature_threads.max(1),
+            })
+        });
         let mut state = ChainState {
             params,
             db: Arc::new(db),
@@ -149,17 +240,22 @@ impl ChainState {
             waiting_for_parent: HashMap::new(),
             candidates: BTreeSet::new(),
             best_header: params.genesis_hash(),
+            skips: HashMap::new(),
             orphans: OrphanPool::default(),
             next_sequence: 0,
-            verifier: ParallelVerifier {
-                threads: options.signature_threads.max(1),
-            },
+            verifier,
+            durability: options.durability,
+            unsynced_commits: 0,
+            first_deferred_ms: None,
+            syncs: 0,
             events: Vec::new(),
         };
         state.load()?;
         // A crash in the middle of a reorganisation leaves a lighter tip than the best
         // stored branch; finish the switch now.
-        state.activate_best_chain(None)?;
+        let activated = state.activate_best_chain(None);
+        state.sync_store(true)?;
+        activated?;
         state.events.clear();
         Ok(state)
     }
@@ -290,6 +386,7 @@ impl ChainState {
         by_height.sort_unstable();
         for (_, hash) in by_height {
             let record = self.index[&hash];
+            self.link_skip(hash, &record);
             if record.status == BlockStatus::DataStored {
                 if record.height == BlockHeight::GENESIS
                     || self.chain_data.contains(&record.header.prev_hash)
@@ -390,22 +487,74 @@ impl ChainState {
         self.orphans.len()
     }
 
-    /// The ancestor of `hash` at `height`, walking back until the main chain.
+    /// The ancestor of `hash` at `height` (`hash` itself at its own height), in O(log height)
+    /// steps: skip pointers and parents until the main chain, then the height index.
     pub fn ancestor(&self, hash: &BlockHash, height: BlockHeight) -> Option<BlockHash> {
+        let target = height.0;
         let mut cursor = *hash;
         loop {
             let record = self.index.get(&cursor)?;
-            if record.height < height {
+            let walk = record.height.0;
+            if walk < target {
                 return None;
             }
-            if record.height == height {
+            if walk == target {
                 return Some(cursor);
             }
             if self.hash_at(record.height) == Some(cursor) {
                 return self.hash_at(height);
             }
-            cursor = record.header.prev_hash;
+            // Bitcoin Core's `GetAncestor`: take the skip unless the parent's skip would
+            // land closer to the target without passing it.
+            let skip = skip_height(walk);
+            let skip_of_parent = skip_height(walk - 1);
+            let take_skip = skip == target
+                || (skip > target
+                    && !(skip_of_parent < skip.saturating_sub(2) && skip_of_parent >= target));
+            cursor = match self.skips.get(&cursor) {
+                Some(skip_hash) if take_skip => *skip_hash,
+                _ => record.header.prev_hash,
+            };
         }
+    }
+
+    /// Records the skip pointer of a newly indexed block (its parent's are in place).
+    fn link_skip(&mut self, hash: BlockHash, record: &IndexRecord) {
+        if record.height == BlockHeight::GENESIS {
+            return;
+        }
+        let target = BlockHeight(skip_height(record.height.0));
+        if let Some(skip) = self.ancestor(&record.header.prev_hash, target) {
+            self.skips.insert(hash, skip);
+        }
+    }
+
+    /// The height of the highest ancestor of `hash` (itself included) on the main chain,
+    /// by binary search over heights: O(log^2 height).
+    fn main_chain_fork_height(&self, hash: &BlockHash) -> Option<u64> {
+        let record = self.index.get(hash)?;
+        let on_main_chain = |height: u64| {
+            self.ancestor(hash, BlockHeight(height))
+                .is_some_and(|ancestor| self.hash_at(BlockHeight(height)) == Some(ancestor))
+        };
+        let tip_height = self.main_chain.len() as u64 - 1;
+        let mut high = record.height.0.min(tip_height);
+        // Usually the answer at once: a header chain that extends the tip.
+        if on_main_chain(high) {
+            return Some(high);
+        }
+        // Genesis is on every branch; the answer lies in low..high.
+        let mut low = 0u64;
+        high -= 1;
+        while low < high {
+            let middle = low + (high - low).div_ceil(2);
+            if on_main_chain(middle) {
+                low = middle;
+            } else {
+                high = middle - 1;
+            }
+        }
+        Some(low)
     }
 
     fn summary(&self, hash: &BlockHash) -> Option<HeaderSummary> {
@@ -495,6 +644,7 @@ impl ChainState {
         };
         self.next_sequence += 1;
         self.index.insert(hash, record);
+        self.link_skip(hash, &record);
         if record.chain_work > self.index[&self.best_header].chain_work {
             self.best_header = hash;
         }
@@ -507,6 +657,16 @@ impl ChainState {
     /// # Errors
     /// The first header that does not connect or breaks a rule; headers before it are kept.
     pub fn accept_headers(&mut self, headers: &[Header], now_ms: u64) -> Result<usize, ChainError> {
+        let result = self.accept_headers_unsynced(headers, now_ms);
+        self.sync_store(false)?;
+        result
+    }
+
+    fn accept_headers_unsynced(
+        &mut self,
+        headers: &[Header],
+        now_ms: u64,
+    ) -> Result<usize, ChainError> {
         let mut added = Vec::new();
         let mut failure = None;
         for header in headers {
@@ -527,14 +687,14 @@ impl ChainState {
             }
         }
         if !added.is_empty() {
-            let write = self.db.begin_write()?;
+            let write = self.begin_write()?;
             {
                 let mut table = write.open_table(BLOCK_INDEX)?;
                 for (hash, record) in &added {
                     table.insert(hash.0.as_slice(), record.encode_to_vec().as_slice())?;
                 }
             }
-            write.commit()?;
+            self.commit(write)?;
         }
         match failure {
             Some(error) => Err(error),
@@ -549,6 +709,93 @@ impl ChainState {
     /// [`ChainError::Invalid`] if the block (or the ancestor it needed) broke a rule,
     /// [`ChainError::KnownInvalid`] if it is known bad; storage failures.
     pub fn accept_block(&mut self, block: Block, now_ms: u64) -> Result<BlockOutcome, ChainError> {
+        let result = self.accept_block_unsynced(block, now_ms);
+        // Whatever the outcome, what was committed becomes durable before the caller hears.
+        self.sync_store(false)?;
+        result
+    }
+
+    /// [`ChainState::accept_block`] for a block nobody waits on (one from a peer): its
+    /// commits are not synced at once, but once [`MAX_DEFERRED_SYNC_MS`] have passed
+    /// since the first unsynced one (by `now_ms`) or a thousand commits have piled up, and
+    /// by any synced call or [`ChainState::sync`]. A crash loses at most those blocks
+    /// (the store reopens consistent at an earlier tip, and the peers send them again);
+    /// an in-order sync pays one disk sync a second instead of one a block.
+    ///
+    /// # Errors
+    /// As [`ChainState::accept_block`].
+    pub fn accept_block_deferring_sync(
+        &mut self,
+        block: Block,
+        now_ms: u64,
+    ) -> Result<BlockOutcome, ChainError> {
+        let result = self.accept_block_unsynced(block, now_ms);
+        if self.unsynced_commits > 0 {
+            let first = *self.first_deferred_ms.get_or_insert(now_ms);
+            if now_ms.saturating_sub(first) >= MAX_DEFERRED_SYNC_MS
+                || self.unsynced_commits >= UNSYNCED_COMMITS_BEFORE_SYNC
+            {
+                self.sync_store(true)?;
+            }
+        }
+        result
+    }
+
+    /// True if commits wait for a sync (see [`ChainState::accept_block_deferring_sync`]).
+    pub fn has_unsynced_changes(&self) -> bool {
+        self.unsynced_commits > 0
+    }
+
+    /// Makes every commit so far durable (a no-op if there is none): after
+    /// [`ChainState::accept_block_deferring_sync`] or with
+    /// [`StoreDurability::UnsyncedForBenchmarks`]. Closing the store does it too.
+    ///
+    /// # Errors
+    /// [`ChainError::Storage`].
+    pub fn sync(&mut self) -> Result<(), ChainError> {
+        self.sync_store(true)
+    }
+
+    /// A write transaction that commits without waiting for the disk: the calling public
+    /// method syncs once at its end (`sync_store`).
+    fn begin_write(&self) -> Result<WriteTransaction, ChainError> {
+        let mut write = self.db.begin_write()?;
+        write.set_durability(redb::Durability::None)?;
+        Ok(write)
+    }
+
+    fn commit(&mut self, write: WriteTransaction) -> Result<(), ChainError> {
+        write.commit()?;
+        self.unsynced_commits += 1;
+        Ok(())
+    }
+
+    /// Syncs the store if anything is unsynced (with [`StoreDurability::UnsyncedForBenchmarks`]
+    /// only when `force`d or after many commits). One durable commit makes every earlier
+    /// commit durable.
+    fn sync_store(&mut self, force: bool) -> Result<(), ChainError> {
+        if self.unsynced_commits == 0 {
+            return Ok(());
+        }
+        if self.durability == StoreDurability::UnsyncedForBenchmarks
+            && !force
+            && self.unsynced_commits < UNSYNCED_COMMITS_BEFORE_SYNC
+        {
+            return Ok(());
+        }
+        let write = self.db.begin_write()?;
+        write.commit()?;
+        self.unsynced_commits = 0;
+        self.first_deferred_ms = None;
+        self.syncs += 1;
+        Ok(())
+    }
+
+    fn accept_block_unsynced(
+        &mut self,
+        block: Block,
+        now_ms: u64,
+    ) -> Result<BlockOutcome, ChainError> {
         let hash = block.compute_hash();
         let outcome = self.accept_one_block(hash, block, now_ms)?;
         if matches!(outcome, BlockOutcome::SideBranch | BlockOutcome::MainChain) {
@@ -656,14 +903,19 @@ impl ChainState {
                 },
             });
         }
-        if let Err(error) = validate_block_structure(self.params, &block, record.height) {
+        if let Err(error) =
+            validate_block_structure_with_txids(self.params, &block, record.height, &txids)
+        {
             self.mark_failed(hash, BlockStatus::Failed)?;
             return Err(ChainError::Invalid { hash, error });
         }
 
         let mut stored = record;
         stored.status = BlockStatus::DataStored;
-        let write = self.db.begin_write()?;
+        if self.is_next_tip(hash, &stored) {
+            return self.store_and_connect(hash, stored, block, &txids);
+        }
+        let write = self.begin_write()?;
         {
             write
                 .open_table(BLOCKS)?
@@ -672,7 +924,7 @@ impl ChainState {
                 .open_table(BLOCK_INDEX)?
                 .insert(hash.0.as_slice(), stored.encode_to_vec().as_slice())?;
         }
-        write.commit()?;
+        self.commit(write)?;
         self.index.insert(hash, stored);
         self.note_chain_data(hash);
 
@@ -686,14 +938,97 @@ impl ChainState {
         })
     }
 
-    fn persist_record(&self, hash: BlockHash) -> Result<(), ChainError> {
+    /// True if `hash`, whose data is about to be stored, is exactly what
+    /// `activate_best_chain` would connect next and nothing waits on it: a child of the tip
+    /// with more work, ahead of every other candidate, with no stored children waiting for
+    /// its data. The common case (a miner's block, a block of an in-order sync).
+    fn is_next_tip(&self, hash: BlockHash, stored: &IndexRecord) -> bool {
+        let tip = self.tip();
+        stored.header.prev_hash == tip.hash
+            && stored.chain_work > tip.work
+            && !self.waiting_for_parent.contains_key(&hash)
+            && self
+                .candidates
+                .first()
+                .is_none_or(|first| candidate_key(hash, stored) < *first)
+    }
+
+    /// The fast path of [`ChainState::is_next_tip`]: stores the block and connects it in
+    /// one write transaction, without reading it back from the store. A block that breaks
+    /// a rule is marked failed (its data is not kept), as the slow path would.
+    fn store_and_connect(
+        &mut self,
+        hash: BlockHash,
+        stored: IndexRecord,
+        block: Block,
+        txids: &[Txid],
+    ) -> Result<BlockOutcome, ChainError> {
+        let write = self.begin_write()?;
+        let connected = (|| {
+            write
+                .open_table(BLOCKS)?
+                .insert(hash.0.as_slice(), block.encode_to_vec().as_slice())?;
+            write
+                .open_table(BLOCK_INDEX)?
+                .insert(hash.0.as_slice(), stored.encode_to_vec().as_slice())?;
+            self.write_connect(&write, hash, &stored, &block, txids)
+        })();
+        match connected {
+            Ok(()) => self.commit(write)?,
+            Err(error) => {
+                write.abort()?;
+                if let ChainError::Invalid {
+                    hash: failed,
+                    error: rule,
+                } = &error
+                {
+                    warn!(block = %failed, rule = rule.rule(), %rule, "block failed to connect");
+                    self.index.insert(hash, stored);
+                    self.mark_failed(hash, BlockStatus::Failed)?;
+                }
+                return Err(error);
+            }
+        }
+        self.index.insert(hash, stored);
+        self.chain_data.insert(hash);
+        self.main_chain.push(hash);
+        let tip = self.tip();
+        self.candidates
+            .retain(|(Reverse(work), _, candidate)| *work > tip.work && *candidate != hash);
+        debug!(block = %hash, height = stored.height.0, "connected block");
+        self.events.push(ChainEvent::BlockConnected {
+            hash,
+            height: stored.height,
+            block: Arc::new(block),
+        });
+        self.events.push(ChainEvent::TipChanged {
+            hash,
+            height: tip.height,
+            work: tip.work,
+            reorg_depth: 0,
+        });
+        Ok(BlockOutcome::MainChain)
+    }
+
+    fn persist_record(&mut self, hash: BlockHash) -> Result<(), ChainError> {
         let record = self.index[&hash];
-        let write = self.db.begin_write()?;
+        let write = self.begin_write()?;
         write
             .open_table(BLOCK_INDEX)?
             .insert(hash.0.as_slice(), record.encode_to_vec().as_slice())?;
-        write.commit()?;
-        Ok(())
+        self.commit(write)
+    }
+
+    /// Stores a failed block's record and drops its data, in one write: a block that broke
+    /// a rule is never validated, connected or served again, so its body is not kept.
+    fn persist_failed(&mut self, hash: BlockHash) -> Result<(), ChainError> {
+        let record = self.index[&hash];
+        let write = self.begin_write()?;
+        write
+            .open_table(BLOCK_INDEX)?
+            .insert(hash.0.as_slice(), record.encode_to_vec().as_slice())?;
+        write.open_table(BLOCKS)?.remove(hash.0.as_slice())?;
+        self.commit(write)
     }
 
     /// Records that `hash` has its data; if its parent has chain data, so do it and any
@@ -746,7 +1081,7 @@ impl ChainState {
         let record = *record;
         self.chain_data.remove(&hash);
         self.candidates.remove(&candidate_key(hash, &record));
-        self.persist_record(hash)?;
+        self.persist_failed(hash)?;
         let best = self.index[&self.best_header];
         if best.status.is_failed() || self.descends_from_failed(&best) {
             self.best_header = self
@@ -869,9 +1204,10 @@ impl ChainState {
     fn connect_tip(&mut self, hash: BlockHash) -> Result<(), ChainError> {
         let record = self.index[&hash];
         let block = self.load_block(&hash)?;
-        let write = self.db.begin_write()?;
-        match self.write_connect(&write, hash, &record, &block) {
-            Ok(()) => write.commit()?,
+        let txids = block.compute_txids();
+        let write = self.begin_write()?;
+        match self.write_connect(&write, hash, &record, &block, &txids) {
+            Ok(()) => self.commit(write)?,
             Err(error) => {
                 write.abort()?;
                 return Err(error);
@@ -894,9 +1230,9 @@ impl ChainState {
         hash: BlockHash,
         record: &IndexRecord,
         block: &Block,
+        txids: &[Txid],
     ) -> Result<(), ChainError> {
         let height = record.height;
-        let txids = block.compute_txids();
         let mut utxo = write.open_table(UTXO)?;
         let mut view: HashMap<OutPoint, Coin> = HashMap::new();
         for transaction in &block.transactions {
@@ -909,16 +1245,22 @@ impl ChainState {
                 }
             }
         }
-        let connection =
-            connect_block_transactions(self.params, block, &txids, height, &view, &self.verifier)
-                .map_err(|error| ChainError::Invalid { hash, error })?;
+        let connection = connect_block_transactions(
+            self.params,
+            block,
+            txids,
+            height,
+            &view,
+            self.verifier.as_ref(),
+        )
+        .map_err(|error| ChainError::Invalid { hash, error })?;
 
         // Addresses of every output the block spends, for the history index.
         let mut spent_addresses: HashMap<OutPoint, Address> = view
             .iter()
             .map(|(outpoint, coin)| (*outpoint, coin.output.address))
             .collect();
-        for (transaction, txid) in block.transactions.iter().zip(&txids) {
+        for (transaction, txid) in block.transactions.iter().zip(txids) {
             for (vout, output) in transaction.outputs.iter().enumerate() {
                 spent_addresses.insert(
                     OutPoint {
@@ -948,7 +1290,7 @@ impl ChainState {
             .insert(hash.0.as_slice(), encode_undo(&connection.spent).as_slice())?;
         let mut tx_index = write.open_table(TX_INDEX)?;
         let mut address_txs = write.open_table(ADDRESS_TXS)?;
-        for (position, (transaction, txid)) in block.transactions.iter().zip(&txids).enumerate() {
+        for (position, (transaction, txid)) in block.transactions.iter().zip(txids).enumerate() {
             let location = TxLocation {
                 block_hash: hash,
                 position: position as u32,
@@ -979,9 +1321,9 @@ impl ChainState {
             ));
         }
         let block = self.load_block(&tip.hash)?;
-        let write = self.db.begin_write()?;
+        let write = self.begin_write()?;
         match self.write_disconnect(&write, &tip, &block) {
-            Ok(()) => write.commit()?,
+            Ok(()) => self.commit(write)?,
             Err(error) => {
                 write.abort()?;
                 return Err(error);
@@ -1110,19 +1452,32 @@ impl ChainState {
     }
 
     /// Blocks to download next: those on the way to the best header whose data is
-    /// missing, oldest first, at most `max`.
+    /// missing, oldest first, among the `max` heights after the main chain's fork with it
+    /// (the download window). The cost is O(max + log^2 height), whatever the distance to
+    /// the best header.
     pub fn blocks_to_download(&self, max: usize) -> Vec<BlockHash> {
-        let mut path = Vec::new();
-        let mut cursor = self.best_header;
-        while !self.is_on_main_chain(&cursor) {
+        let best = self.best_header;
+        let Some(best_height) = self.index.get(&best).map(|record| record.height.0) else {
+            return Vec::new();
+        };
+        let Some(fork) = self.main_chain_fork_height(&best) else {
+            return Vec::new();
+        };
+        let last = best_height.min(fork.saturating_add(max as u64));
+        let Some(mut cursor) = self.ancestor(&best, BlockHeight(last)) else {
+            return Vec::new();
+        };
+        let mut window = Vec::with_capacity((last - fork) as usize);
+        for _ in fork..last {
             let Some(record) = self.index.get(&cursor) else {
                 break;
             };
-            path.push((cursor, record.status));
+            window.push((cursor, record.status));
             cursor = record.header.prev_hash;
         }
-        path.reverse();
-        path.into_iter()
+        window.reverse();
+        window
+            .into_iter()
             .filter(|(hash, status)| {
                 *status == BlockStatus::HeaderValid && !self.orphans.contains(hash)
             })
@@ -1148,4 +1503,213 @@ fn touched_addresses(
                 .filter_map(|input| spent_addresses.get(&input.prevout).copied()),
         )
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use powchain_consensus::testkit::TestChain;
+
+    const NOW_MS: u64 = 1_795_564_800_000 + 1_000_000_000_000;
+
+    fn open(dir: &Path) -> ChainState {
+        ChainState::open(
+            &dir.join("chain.redb"),
+            Network::Regtest,
+            ChainOptions::default(),
+        )
+        .expect("the store opens")
+    }
+
+    fn headers(chain: &TestChain, from: usize) -> Vec<Header> {
+        chain.blocks[from..]
+            .iter()
+            .map(|block| block.header)
+            .collect()
+    }
+
+    #[test]
+    fn skip_heights_point_below_and_match_bitcoin_core() {
+        // Values of Bitcoin Core's GetSkipHeight.
+        let expected = [0, 0, 0, 1, 0, 1, 4, 1, 0, 1, 8, 1, 8, 1, 12, 9, 0];
+        for (height, skip) in expected.iter().enumerate() {
+            assert_eq!(skip_height(height as u64), *skip, "height {height}");
+        }
+        for height in 1..10_000u64 {
+            assert!(skip_height(height) < height);
+        }
+    }
+
+    #[test]
+    fn ancestors_through_skip_pointers_equal_a_parent_walk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut chain = open(dir.path());
+        let mut main = TestChain::new(Network::Regtest);
+        main.mine_empty(150);
+        for block in &main.blocks[1..] {
+            chain.accept_block(block.clone(), NOW_MS).expect("valid");
+        }
+        // A branch of headers only, off height 40 and longer than the main chain: never
+        // connected, so its ancestors are found by skips and parents alone.
+        let mut branch = TestChain::new(Network::Regtest);
+        for block in &main.blocks[1..=40] {
+            branch.push(block.clone()).expect("valid");
+        }
+        branch.miner = powchain_consensus::testkit::test_key(7);
+        branch.mine_empty(170);
+        chain
+            .accept_headers(&headers(&branch, 41), NOW_MS)
+            .expect("valid headers");
+        let branch_tip = branch.tip().compute_hash();
+        assert_eq!(chain.best_header().0, branch_tip);
+        assert_eq!(chain.main_chain_fork_height(&branch_tip), Some(40));
+        for (blocks, tip) in [
+            (&branch.blocks, branch_tip),
+            (&main.blocks, main.tip().compute_hash()),
+        ] {
+            for (height, block) in blocks.iter().enumerate() {
+                assert_eq!(
+                    chain.ancestor(&tip, BlockHeight(height as u64)),
+                    Some(block.compute_hash()),
+                    "height {height}"
+                );
+            }
+            assert_eq!(chain.ancestor(&tip, BlockHeight(blocks.len() as u64)), None);
+        }
+        // The window starts after the fork and holds at most `max` heights.
+        let wanted = chain.blocks_to_download(5);
+        let expected: Vec<BlockHash> = branch.blocks[41..46]
+            .iter()
+            .map(Block::compute_hash)
+            .collect();
+        assert_eq!(wanted, expected);
+        assert_eq!(chain.blocks_to_download(10_000).len(), 170);
+
+        // Reopened, the skip pointers are rebuilt from the stored index.
+        drop(chain);
+        let chain = open(dir.path());
+        for (height, block) in branch.blocks.iter().enumerate().step_by(7) {
+            assert_eq!(
+                chain.ancestor(&branch_tip, BlockHeight(height as u64)),
+                Some(block.compute_hash())
+            );
+        }
+    }
+
+    #[test]
+    fn a_branch_of_many_blocks_connects_with_one_sync() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut chain = open(dir.path());
+        let mut test_chain = TestChain::new(Network::Regtest);
+        test_chain.mine_empty(30);
+        // Blocks 2..=30 first: stored, each waiting for its parent.
+        for block in &test_chain.blocks[2..] {
+            chain
+                .accept_headers(&[test_chain.blocks[1].header], NOW_MS)
+                .expect("valid");
+            chain.accept_block(block.clone(), NOW_MS).expect("valid");
+        }
+        assert_eq!(chain.tip().height, BlockHeight::GENESIS);
+        let syncs_before = chain.syncs;
+        let commits_before_block_one = chain.unsynced_commits;
+        assert_eq!(commits_before_block_one, 0, "every call ends synced");
+        chain
+            .accept_block(test_chain.blocks[1].clone(), NOW_MS)
+            .expect("valid");
+        assert_eq!(chain.tip().height, BlockHeight(30));
+        assert_eq!(chain.syncs, syncs_before + 1, "thirty connects, one sync");
+        assert_eq!(chain.unsynced_commits, 0);
+    }
+
+    #[test]
+    fn deferred_syncs_wait_for_the_interval_or_an_explicit_sync() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut chain = open(dir.path());
+        let mut test_chain = TestChain::new(Network::Regtest);
+        test_chain.mine_empty(6);
+        let syncs = chain.syncs;
+        for block in &test_chain.blocks[1..4] {
+            chain
+                .accept_block_deferring_sync(block.clone(), NOW_MS)
+                .expect("valid");
+        }
+        assert_eq!(chain.syncs, syncs, "no sync within the interval");
+        assert!(chain.has_unsynced_changes());
+        chain
+            .accept_block_deferring_sync(
+                test_chain.blocks[4].clone(),
+                NOW_MS + MAX_DEFERRED_SYNC_MS,
+            )
+            .expect("valid");
+        assert_eq!(chain.syncs, syncs + 1, "the interval passed");
+        assert!(!chain.has_unsynced_changes());
+        chain
+            .accept_block_deferring_sync(
+                test_chain.blocks[5].clone(),
+                NOW_MS + MAX_DEFERRED_SYNC_MS,
+            )
+            .expect("valid");
+        assert!(chain.has_unsynced_changes());
+        // A synced call makes everything durable.
+        chain
+            .accept_block(test_chain.blocks[6].clone(), NOW_MS)
+            .expect("valid");
+        assert!(!chain.has_unsynced_changes());
+        assert_eq!(chain.tip().height, BlockHeight(6));
+    }
+
+    #[test]
+    fn a_block_that_fails_on_the_fast_path_is_marked_failed() {
+        use powchain_consensus::testkit::{test_address, test_key};
+        use powchain_consensus::{Amount, TxOut};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut chain = open(dir.path());
+        let mut test_chain = TestChain::regtest_with_mature_coins(1);
+        for block in &test_chain.blocks[1..] {
+            chain.accept_block(block.clone(), NOW_MS).expect("valid");
+        }
+        let (outpoint, coin) = test_chain.mature_coin(0);
+        let mut spend = test_chain.spend(
+            &[outpoint],
+            vec![TxOut {
+                value: coin.output.value,
+                address: test_address(2),
+            }],
+            &[test_key(1)],
+            &Default::default(),
+        );
+        if let powchain_consensus::TxInputs::Spends(inputs) = &mut spend.inputs {
+            inputs[0].signature.0[5] ^= 1;
+        }
+        let mut bad = test_chain.template(vec![spend], Amount::ZERO);
+        TestChain::seal(&mut bad);
+        let hash = bad.compute_hash();
+        let error = chain
+            .accept_block(bad.clone(), NOW_MS)
+            .expect_err("bad signature");
+        assert_eq!(error.rule(), Some("bad-signature"));
+        assert!(
+            chain
+                .record(&hash)
+                .is_some_and(|record| record.status == BlockStatus::Failed)
+        );
+        assert!(matches!(
+            chain.accept_block(bad, NOW_MS),
+            Err(ChainError::KnownInvalid { .. })
+        ));
+        // The chain goes on with a valid block at the same height.
+        let good = test_chain.build(vec![], Amount::ZERO);
+        test_chain.push(good.clone()).expect("valid");
+        assert_eq!(
+            chain.accept_block(good, NOW_MS).expect("valid"),
+            BlockOutcome::MainChain
+        );
+        drop(chain);
+        let chain = open(dir.path());
+        assert!(
+            chain
+                .record(&hash)
+                .is_some_and(|record| record.status == BlockStatus::Failed)
+        );
+    }
 }

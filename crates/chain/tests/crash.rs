@@ -1,7 +1,9 @@
 //! Crash safety: a child process connects blocks and reorganises the chain while this test
 //! kills it with SIGKILL at random moments. After every kill the store must reopen with a
 //! tip at least as heavy as the last one the child reported committed, and a UTXO set
-//! equal to a rebuild from the main chain.
+//! equal to a rebuild from the main chain. A second run has the child accept blocks with
+//! deferred syncs (as a node does with peers' blocks), syncing only before it reports: the
+//! unsynced commits a kill loses must leave the store consistent.
 
 mod common;
 
@@ -16,6 +18,7 @@ use powchain_consensus::{Amount, BlockHash, Network, TxOut};
 
 const WORKER_DIR: &str = "POWCHAIN_CRASH_WORKER_DIR";
 const WORKER_SEED: &str = "POWCHAIN_CRASH_WORKER_SEED";
+const WORKER_DEFERRED: &str = "POWCHAIN_CRASH_WORKER_DEFERRED";
 const KILLS: u64 = 40;
 
 fn splitmix(state: &mut u64) -> u64 {
@@ -38,6 +41,7 @@ fn crash_worker() {
         .ok()
         .and_then(|seed| seed.parse().ok())
         .unwrap_or(1);
+    let deferred = std::env::var(WORKER_DEFERRED).is_ok();
     let mut chain = open(std::path::Path::new(&dir));
     // Mirror the stored main chain in memory, to build on it.
     let mut mirror = TestChain::new(Network::Regtest);
@@ -121,9 +125,18 @@ fn crash_worker() {
             }
             TestChain::seal(&mut block);
             builder.push(block.clone()).expect("valid");
-            chain
-                .accept_block(block, NOW_MS)
-                .expect("the worker's blocks are valid");
+            if deferred {
+                chain
+                    .accept_block_deferring_sync(block, NOW_MS)
+                    .expect("the worker's blocks are valid");
+            } else {
+                chain
+                    .accept_block(block, NOW_MS)
+                    .expect("the worker's blocks are valid");
+            }
+        }
+        if deferred {
+            chain.sync().expect("sync");
         }
         assert_eq!(chain.tip().hash, builder.tip().compute_hash());
         mirror = builder;
@@ -133,12 +146,22 @@ fn crash_worker() {
 
 #[test]
 fn survives_sigkill_during_connects_and_reorgs() {
+    kill_repeatedly(false, KILLS);
+}
+
+#[test]
+fn survives_sigkill_while_syncs_are_deferred() {
+    kill_repeatedly(true, KILLS / 2);
+}
+
+fn kill_repeatedly(deferred: bool, kills: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let executable = std::env::current_exe().expect("test binary path");
-    let mut seed = 0x5eed_u64;
+    let mut seed = 0x5eed_u64 + u64::from(deferred);
     let deadline = Instant::now() + Duration::from_secs(240);
-    for round in 0..KILLS {
-        let mut child = Command::new(&executable)
+    for round in 0..kills {
+        let mut command = Command::new(&executable);
+        command
             .args([
                 "crash_worker",
                 "--exact",
@@ -149,9 +172,11 @@ fn survives_sigkill_during_connects_and_reorgs() {
             .env(WORKER_DIR, dir.path())
             .env(WORKER_SEED, (round + 1).to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the worker");
+            .stderr(Stdio::null());
+        if deferred {
+            command.env(WORKER_DEFERRED, "1");
+        }
+        let mut child = command.spawn().expect("spawn the worker");
         let stdout = child.stdout.take().expect("piped stdout");
         let (sender, receiver) = mpsc::channel::<(BlockHash, u64)>();
         let reader = std::thread::spawn(move || {

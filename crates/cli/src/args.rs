@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use powchain_api::ApiToken;
 use powchain_consensus::Network;
 
 /// powchain: a proof-of-work cryptocurrency node.
@@ -44,6 +45,8 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Measure every hot path against this machine's own limits (release build).
+    Bench(BenchArgs),
     /// Ask a running node to mine one block.
     Mine {
         /// A note for the block's coinbase (the tutorial's `data`).
@@ -133,8 +136,27 @@ impl DevnetArgs {
             ),
             http_bind: IpAddr::from([127, 0, 0, 1]),
             p2p_bind: IpAddr::from([127, 0, 0, 1]),
+            require_token: false,
+            wallet_passphrase_file: None,
         }
     }
+}
+
+/// Flags of `powchain bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// A reduced suite that runs every code path in seconds (figures are noisy).
+    #[arg(long)]
+    pub quick: bool,
+    /// Only these groups: mining, signatures, connect, pool, sync, network (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Threads for the "all threads" figures [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// How to reach a running node.
@@ -143,6 +165,14 @@ pub struct ClientArgs {
     /// The node's HTTP address.
     #[arg(long, env = "POWCHAIN_NODE", default_value = "http://127.0.0.1:3001")]
     pub node: String,
+    /// The node's data directory, whose `.cookie` file holds the API token that spending,
+    /// mining and new addresses need (default: `./data/<network>-<port>`, as the node's).
+    #[arg(long, env = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The API token, instead of the one in the data directory's `.cookie` file (prefer the
+    /// environment variable: a flag's value shows in `ps` and shell history).
+    #[arg(long, env = "POWCHAIN_TOKEN", hide_env_values = true)]
+    pub token: Option<ApiToken>,
 }
 
 /// Flags of a node.
@@ -169,21 +199,36 @@ pub struct NodeArgs {
     /// Threads for mining [default: all cores].
     #[arg(long, env = "MINER_THREADS")]
     pub miner_threads: Option<usize>,
-    /// Interface for the HTTP API. Anything but loopback exposes the wallet: see docs/API.md.
+    /// Interface for the HTTP API. Off loopback, spending, mining and peer changes need the
+    /// API token from `<data-dir>/.cookie`; reads stay open: see docs/API.md.
     #[arg(long, env = "HTTP_BIND", default_value = "127.0.0.1")]
     pub http_bind: IpAddr,
     /// Interface for peer-to-peer connections.
     #[arg(long, env = "P2P_BIND", default_value = "0.0.0.0")]
     pub p2p_bind: IpAddr,
+    /// Require the API token (from `<data-dir>/.cookie`) for spending, mining and peer
+    /// changes on loopback too (always required off loopback).
+    #[arg(long, env = "REQUIRE_TOKEN")]
+    pub require_token: bool,
+    /// A file holding the wallet's passphrase: the key file is encrypted with it (a plaintext
+    /// one is encrypted in place at start). Never the passphrase itself on the command line.
+    #[arg(long, env = "WALLET_PASSPHRASE_FILE")]
+    pub wallet_passphrase_file: Option<PathBuf>,
+}
+
+/// A node's data directory when none is given: `./data/<network>-<http port>`, so nodes
+/// started from the same folder with different ports keep separate data (and a client run
+/// from that folder finds a node's cookie file by its port).
+pub fn default_data_dir(network: Network, http_port: u16) -> PathBuf {
+    PathBuf::from("data").join(format!("{network}-{http_port}"))
 }
 
 impl NodeArgs {
-    /// The data directory: the flag, or one per network and HTTP port, so nodes started
-    /// from the same folder with different ports keep separate data.
+    /// The data directory: the flag, or [`default_data_dir`].
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| {
-            PathBuf::from("data").join(format!("{}-{}", self.network, self.http_port))
-        })
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| default_data_dir(self.network, self.http_port))
     }
 
     /// Checks flag combinations clap cannot.
@@ -244,6 +289,77 @@ mod tests {
         assert_eq!(dirs.len(), 4);
         assert!(nodes.iter().all(|node| node.validate().is_ok()));
         assert!(Cli::try_parse_from(["powchain", "devnet", "--nodes", "0"]).is_err());
+    }
+
+    #[test]
+    fn bench_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "powchain",
+            "bench",
+            "--quick",
+            "--json",
+            "--only",
+            "mining,pool",
+        ])
+        .expect("parses");
+        let Some(Command::Bench(bench)) = cli.command else {
+            panic!("bench subcommand");
+        };
+        assert!(bench.quick && bench.json);
+        assert_eq!(bench.only, vec!["mining", "pool"]);
+    }
+
+    #[test]
+    fn security_flags_parse_and_the_client_token_never_shows_in_debug() {
+        let cli = Cli::try_parse_from([
+            "powchain",
+            "--require-token",
+            "--wallet-passphrase-file",
+            "/run/secrets/passphrase",
+        ])
+        .expect("parses");
+        assert!(cli.node.require_token);
+        assert_eq!(
+            cli.node.wallet_passphrase_file,
+            Some(PathBuf::from("/run/secrets/passphrase"))
+        );
+        let defaults = Cli::try_parse_from(["powchain"]).expect("parses");
+        assert!(!defaults.node.require_token && defaults.node.wallet_passphrase_file.is_none());
+
+        let cli = Cli::try_parse_from([
+            "powchain",
+            "mine",
+            "--token",
+            "s3cret-token-value",
+            "--data-dir",
+            "/tmp/node",
+        ])
+        .expect("parses");
+        let Some(Command::Mine { client, .. }) = &cli.command else {
+            panic!("mine subcommand");
+        };
+        assert_eq!(
+            client.token.as_ref().map(ApiToken::as_str),
+            Some("s3cret-token-value")
+        );
+        assert_eq!(client.data_dir, Some(PathBuf::from("/tmp/node")));
+        let printed = format!("{cli:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(Cli::try_parse_from(["powchain", "mine", "--token", "two words"]).is_err());
+    }
+
+    #[test]
+    fn the_client_default_data_dir_is_the_nodes() {
+        let node = Cli::try_parse_from(["powchain", "--network", "regtest", "--http-port", "3007"])
+            .expect("parses");
+        assert_eq!(
+            node.node.data_dir(),
+            default_data_dir(Network::Regtest, 3007)
+        );
+        assert_eq!(
+            default_data_dir(Network::Devnet, 3001),
+            PathBuf::from("data/devnet-3001")
+        );
     }
 
     #[test]

@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use anyhow::Context;
+use powchain_api::{ApiOptions, ApiToken, RequiredToken, cookie};
 use powchain_node::{Node, NodeConfig, SystemClock};
 use powchain_p2p::{P2p, P2pConfig};
 use tokio::net::TcpListener;
@@ -23,6 +26,8 @@ pub struct RunningNode {
     pub http_address: SocketAddr,
     /// The peer-to-peer layer.
     pub p2p: Arc<P2p>,
+    /// The API token and its cookie file, removed at a clean stop.
+    api_cookie: (ApiToken, PathBuf),
     token: CancellationToken,
     tasks: TaskTracker,
 }
@@ -42,6 +47,7 @@ pub async fn launch(
     if let Some(threads) = args.miner_threads {
         config.miner_threads = threads;
     }
+    config.wallet_passphrase_file = args.wallet_passphrase_file.clone();
     let node = tokio::task::spawn_blocking(move || Node::open(config, Arc::new(SystemClock)))
         .await
         .context("the node's start-up task failed")?
@@ -56,6 +62,10 @@ pub async fn launch(
     );
     println!("data directory: {}", data_dir.display());
 
+    // Written before the API listens, so a client that sees it listening finds the token.
+    let api_token = ApiToken::generate().context("cannot make an API token")?;
+    let cookie_path = cookie::write_cookie_file(&data_dir, &api_token)?;
+
     let listener = TcpListener::bind((args.http_bind, args.http_port))
         .await
         .with_context(|| {
@@ -65,9 +75,28 @@ pub async fn launch(
             )
         })?;
     let http_address = listener.local_addr()?;
+    let token_required = args.require_token || !http_address.ip().is_loopback();
     if !http_address.ip().is_loopback() {
-        warn!(%http_address, "the HTTP API is reachable from other machines: anyone who reaches it can spend this node's wallet");
+        warn!(
+            %http_address,
+            cookie = %cookie_path.display(),
+            "the HTTP API is reachable from other machines: spending, mining and peer changes \
+             need the API token from the cookie file, but reads (balances, addresses, history) \
+             are open to anyone who reaches the port, and plain HTTP carries the token in clear \
+             text"
+        );
     }
+    info!(
+        cookie = %cookie_path.display(),
+        token_required,
+        "wrote the API token to the cookie file"
+    );
+    let api_options = ApiOptions {
+        required_token: token_required.then(|| RequiredToken {
+            token: api_token.clone(),
+            cookie_path: cookie_path.clone(),
+        }),
+    };
     let p2p = P2p::start(
         Arc::clone(&node),
         P2pConfig {
@@ -99,8 +128,13 @@ pub async fn launch(
     let server_node = Arc::clone(&node);
     let server_token = token.clone();
     tasks.spawn(async move {
-        if let Err(error) =
-            powchain_api::serve(listener, server_node, server_token.cancelled_owned()).await
+        if let Err(error) = powchain_api::serve_with(
+            listener,
+            server_node,
+            api_options,
+            server_token.cancelled_owned(),
+        )
+        .await
         {
             warn!(%error, "the HTTP server stopped");
         }
@@ -111,6 +145,9 @@ pub async fn launch(
     tasks.spawn(async move {
         let mut hashrate = tokio::time::interval(Duration::from_secs(1));
         let mut expiry = tokio::time::interval(Duration::from_secs(60));
+        // Blocks from peers are synced to disk within a second (Node::submit_peer_block);
+        // this syncs the last of them when no more arrive.
+        let mut chain_sync = tokio::time::interval(Duration::from_secs(1));
         let mut progress = tokio::time::interval(Duration::from_millis(500));
         let mut bar = crate::progress::SyncProgressBar::default();
         loop {
@@ -131,6 +168,12 @@ pub async fn launch(
                     let node = Arc::clone(&chores_node);
                     let _ = tokio::task::spawn_blocking(move || node.expire_pool()).await;
                 }
+                _ = chain_sync.tick() => {
+                    let node = Arc::clone(&chores_node);
+                    if let Ok(Err(error)) = tokio::task::spawn_blocking(move || node.sync_chain()).await {
+                        warn!(%error, "could not sync the chain store");
+                    }
+                }
             }
         }
     });
@@ -142,6 +185,7 @@ pub async fn launch(
         node,
         http_address,
         p2p,
+        api_cookie: (api_token, cookie_path),
         token,
         tasks,
     })
@@ -153,6 +197,10 @@ impl RunningNode {
         self.node.begin_shutdown();
         self.token.cancel();
         self.p2p.shutdown().await;
+        let node = Arc::clone(&self.node);
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || node.sync_chain()).await {
+            warn!(%error, "could not sync the chain store");
+        }
         self.tasks.close();
         if tokio::time::timeout(Duration::from_secs(10), self.tasks.wait())
             .await
@@ -160,6 +208,8 @@ impl RunningNode {
         {
             warn!("some tasks did not stop within 10 s");
         }
+        let (api_token, cookie_path) = &self.api_cookie;
+        cookie::remove_cookie_file(cookie_path, api_token);
     }
 }
 

@@ -2,6 +2,7 @@
 //! chain once and owns the exit code.
 
 mod args;
+mod bench;
 mod client;
 mod devnet;
 mod launch;
@@ -36,6 +37,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Status(client)) => client::status(&client),
         Some(Command::Wallet { action, client }) => client::wallet(&client, action),
         Some(Command::Mine { data, client }) => client::mine(&client, data),
+        Some(Command::Bench(args)) => bench::run(&args),
     }
 }
 

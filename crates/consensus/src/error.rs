@@ -181,7 +181,7 @@ pub enum ConsensusError {
         maturity: u64,
     },
     /// The outputs pay more than the inputs hold.
-    #[error("outputs pay {outputs} units but inputs hold only {inputs}")]
+    #[error("outputs pay {outputs} coins but inputs hold only {inputs} coins")]
     InputsBelowOutputs {
         /// Sum of inputs.
         inputs: Amount,

@@ -17,6 +17,8 @@
 //! - data: [`transaction`], [`block`], [`encode`] (the canonical binary encoding)
 //! - rules: [`pow`], [`merkle`], [`difficulty`] (ASERT, median time past), [`signature`]
 //!   (sighash, BIP-340), [`validation`] (the `validate_*` functions), [`error`]
+//! - [`signature_cache`]: checks that passed, remembered so a block does not repeat the
+//!   pool's work (a bounded set; it can only skip checks that passed before)
 //! - [`params`]: every constant of devnet and regtest, and their genesis blocks.
 
 pub mod address;
@@ -32,6 +34,7 @@ pub mod merkle;
 pub mod params;
 pub mod pow;
 pub mod signature;
+pub mod signature_cache;
 pub mod target;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -14,6 +14,8 @@
 //! transactions. The three inner hashes are computed once per transaction, so signing
 //! or checking n inputs costs O(n), not O(n^2).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use secp256k1::{Keypair, XOnlyPublicKey, schnorr};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -182,49 +184,85 @@ impl SignatureVerifier for SequentialVerifier {
 }
 
 /// Checks signatures on several OS threads (scoped: they end before this returns).
+///
+/// The calling thread works too, and every thread takes the next batch of
+/// [`ParallelVerifier::BATCH`] checks from a shared counter, so a thread slowed by other
+/// work on the machine does not hold the rest up. Once a failure is known, batches past it
+/// are skipped: only the first failure in slice order matters.
 #[derive(Clone, Copy, Debug)]
 pub struct ParallelVerifier {
-    /// Threads to use; 1 means sequential.
+    /// Threads to use, the caller's included; 1 means sequential.
     pub threads: usize,
+}
+
+impl ParallelVerifier {
+    /// Checks a thread takes at a time (about half a millisecond of work).
+    pub const BATCH: usize = 8;
+    /// Fewer checks than this per thread are not worth starting a thread for.
+    pub const MIN_CHECKS_PER_THREAD: usize = 16;
 }
 
 impl SignatureVerifier for ParallelVerifier {
     fn verify_all(&self, checks: &[SignatureCheck]) -> Result<(), usize> {
-        const MIN_CHECKS_PER_THREAD: usize = 16;
         let threads = self
             .threads
-            .min(checks.len() / MIN_CHECKS_PER_THREAD)
+            .min(checks.len() / Self::MIN_CHECKS_PER_THREAD)
             .max(1);
         if threads == 1 {
             return SequentialVerifier.verify_all(checks);
         }
-        let chunk = checks.len().div_ceil(threads);
-        let first_failure = std::thread::scope(|scope| {
-            let handles: Vec<_> = checks
-                .chunks(chunk)
-                .enumerate()
-                .map(|(chunk_index, part)| {
-                    scope.spawn(move || {
-                        SequentialVerifier
-                            .verify_all(part)
-                            .err()
-                            .map(|index| chunk_index * chunk + index)
-                    })
-                })
+        let next_batch = AtomicUsize::new(0);
+        let first_failure = AtomicUsize::new(usize::MAX);
+        // Run by every thread; `current` holds the batch under way, so a thread that
+        // panicked can have that batch counted as failed.
+        let work = |current: &AtomicUsize| {
+            loop {
+                let start = next_batch.fetch_add(Self::BATCH, Ordering::Relaxed);
+                if start >= checks.len() || start >= first_failure.load(Ordering::Relaxed) {
+                    break;
+                }
+                current.store(start, Ordering::Relaxed);
+                let end = (start + Self::BATCH).min(checks.len());
+                if let Some(index) = checks[start..end]
+                    .iter()
+                    .position(|check| !check.is_valid())
+                {
+                    first_failure.fetch_min(start + index, Ordering::Relaxed);
+                }
+                current.store(usize::MAX, Ordering::Relaxed);
+            }
+        };
+        let helper_batches: Vec<AtomicUsize> =
+            (1..threads).map(|_| AtomicUsize::new(usize::MAX)).collect();
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = helper_batches
+                .iter()
+                .map(|current| scope.spawn(|| work(current)))
                 .collect();
-            handles
-                .into_iter()
-                .enumerate()
-                // A thread that panicked proved nothing: count its whole chunk as failed.
-                .filter_map(|(chunk_index, handle)| {
-                    handle.join().unwrap_or(Some(chunk_index * chunk))
-                })
-                .min()
+            work(&AtomicUsize::new(usize::MAX));
+            for (handle, current) in helpers.into_iter().zip(&helper_batches) {
+                // A thread that panicked proved nothing about its batch: count it as failed.
+                if handle.join().is_err() {
+                    first_failure.fetch_min(current.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+            }
         });
-        match first_failure {
-            None => Ok(()),
-            Some(index) => Err(index),
+        match first_failure.into_inner() {
+            usize::MAX => Ok(()),
+            index => Err(index),
         }
+    }
+}
+
+impl<V: SignatureVerifier + ?Sized> SignatureVerifier for &V {
+    fn verify_all(&self, checks: &[SignatureCheck]) -> Result<(), usize> {
+        (**self).verify_all(checks)
+    }
+}
+
+impl<V: SignatureVerifier + ?Sized> SignatureVerifier for std::sync::Arc<V> {
+    fn verify_all(&self, checks: &[SignatureCheck]) -> Result<(), usize> {
+        (**self).verify_all(checks)
     }
 }
 
@@ -352,5 +390,17 @@ mod tests {
         broken[30].signature.0[5] ^= 1;
         assert_eq!(ParallelVerifier { threads: 4 }.verify_all(&broken), Err(30));
         assert_eq!(SequentialVerifier.verify_all(&broken), Err(30));
+        // Failures in every position of a batch, and only the last check broken.
+        for broken_index in [0, 1, 7, 8, 9, 63, 99] {
+            let mut broken = checks.clone();
+            broken[broken_index].signature.0[0] ^= 1;
+            for threads in [2, 3, 4] {
+                assert_eq!(
+                    ParallelVerifier { threads }.verify_all(&broken),
+                    Err(broken_index),
+                    "{threads} threads"
+                );
+            }
+        }
     }
 }

@@ -197,6 +197,23 @@ pub fn validate_block_structure(
     block: &Block,
     height: BlockHeight,
 ) -> Result<Vec<Txid>, ConsensusError> {
+    let txids = block.compute_txids();
+    validate_block_structure_with_txids(params, block, height, &txids)?;
+    Ok(txids)
+}
+
+/// [`validate_block_structure`] for a caller that has computed the block's txids already
+/// (`txids` must be `block.compute_txids()`): hashing every transaction once is enough.
+///
+/// # Errors
+/// As [`validate_block_structure`].
+pub fn validate_block_structure_with_txids(
+    params: &Params,
+    block: &Block,
+    height: BlockHeight,
+    txids: &[Txid],
+) -> Result<(), ConsensusError> {
+    debug_assert_eq!(txids.len(), block.transactions.len());
     let Some(first) = block.transactions.first() else {
         return Err(ConsensusError::NoTransactions);
     };
@@ -224,8 +241,7 @@ pub fn validate_block_structure(
             expected: height,
         });
     }
-    let txids = block.compute_txids();
-    for (index, (transaction, txid)) in block.transactions.iter().zip(&txids).enumerate() {
+    for (index, (transaction, txid)) in block.transactions.iter().zip(txids).enumerate() {
         validate_transaction_stateless(params, transaction).map_err(|error| {
             ConsensusError::InTransaction {
                 index,
@@ -235,19 +251,19 @@ pub fn validate_block_structure(
         })?;
     }
     let mut seen = HashSet::with_capacity(txids.len());
-    for txid in &txids {
+    for txid in txids {
         if !seen.insert(*txid) {
             return Err(ConsensusError::DuplicateTransaction { txid: *txid });
         }
     }
-    let computed = compute_merkle_root(&txids);
+    let computed = compute_merkle_root(txids);
     if computed != block.header.merkle_root {
         return Err(ConsensusError::BadMerkleRoot {
             header: block.header.merkle_root,
             computed,
         });
     }
-    Ok(txids)
+    Ok(())
 }
 
 /// The coins a transaction spends, its fee and the signatures it needs checked.
@@ -341,7 +357,7 @@ pub fn validate_transaction(
     transaction: &Transaction,
     view: &impl UtxoView,
     spend_height: BlockHeight,
-    verifier: &impl SignatureVerifier,
+    verifier: &(impl SignatureVerifier + ?Sized),
 ) -> Result<InputCheck, ConsensusError> {
     if transaction.is_coinbase() {
         return Err(ConsensusError::UnexpectedCoinbase);
@@ -401,7 +417,7 @@ pub fn connect_block_transactions(
     txids: &[Txid],
     height: BlockHeight,
     view: &impl UtxoView,
-    verifier: &impl SignatureVerifier,
+    verifier: &(impl SignatureVerifier + ?Sized),
 ) -> Result<BlockConnection, ConsensusError> {
     let mut overlay = BlockOverlay {
         base: view,

@@ -157,7 +157,7 @@ impl Mempool {
         chain_coins: &impl UtxoView,
         next_height: BlockHeight,
         now_ms: u64,
-        verifier: &impl SignatureVerifier,
+        verifier: &(impl SignatureVerifier + ?Sized),
     ) -> Result<Accepted, MempoolError> {
         let txid = transaction.compute_txid();
         if self.entries.contains_key(&txid) {

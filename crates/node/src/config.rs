@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use powchain_consensus::signature_cache::DEFAULT_SIGNATURE_CACHE_ENTRIES;
 use powchain_consensus::{FeeRate, Network};
 use powchain_mempool::MempoolOptions;
 
@@ -16,10 +17,17 @@ pub struct NodeConfig {
     pub miner_threads: usize,
     /// Threads for signature checks while connecting blocks.
     pub signature_threads: usize,
+    /// Signature checks the pool remembers as passed, so blocks holding its transactions
+    /// are not checked again (0 turns the cache off).
+    pub signature_cache_entries: usize,
     /// Pool limits.
     pub mempool: MempoolOptions,
     /// Fee rate the wallet pays unless told otherwise.
     pub wallet_fee_rate: FeeRate,
+    /// A file holding the wallet's passphrase: the key file is then encrypted (a plaintext
+    /// one is encrypted in place at open). The path only: the passphrase is read at open,
+    /// used to derive the key, and wiped.
+    pub wallet_passphrase_file: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -31,8 +39,10 @@ impl NodeConfig {
             data_dir,
             miner_threads: cores,
             signature_threads: cores,
+            signature_cache_entries: DEFAULT_SIGNATURE_CACHE_ENTRIES,
             mempool: MempoolOptions::default(),
             wallet_fee_rate: powchain_wallet::DEFAULT_FEE_RATE,
+            wallet_passphrase_file: None,
         }
     }
 

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //!   submit_block ──▶ ChainState::accept_block ──▶ chain events ──▶ pool: drop confirmed and
-//!        │                                                          conflicting, re-admit a
-//!        │                                                          reorg's losers
+//!        │   (API, miner: synced before it returns;                 conflicting, re-admit a
+//!        │    submit_peer_block: synced within a second)            reorg's losers
 //!        └──────────────────────────────────────▶ NodeEvent (broadcast) ──▶ P2P, dashboard
 //!                                                 miner: stop searching on the old tip
 //!   submit_transaction ──▶ Mempool::accept (coins from a chain snapshot) ──▶ pool store (synced)
@@ -20,12 +20,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use powchain_chain::{BlockOutcome, ChainEvent, ChainOptions, ChainReader, ChainState, ChainTip};
-use powchain_consensus::signature::SequentialVerifier;
+use powchain_consensus::signature::{ParallelVerifier, SequentialVerifier};
+use powchain_consensus::signature_cache::{CacheMode, CachingVerifier, SignatureCache};
 use powchain_consensus::{
     Address, Amount, Block, BlockHash, FeeRate, Header, OutPoint, Params, Transaction, Txid,
 };
 use powchain_mempool::{Accepted, Mempool};
-use powchain_wallet::{SpendableCoin, Wallet};
+use powchain_wallet::{Passphrase, SpendableCoin, Wallet};
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
@@ -112,6 +113,9 @@ pub struct Node {
     reader: ChainReader,
     wallet: Mutex<Wallet>,
     pool_store: PoolStore,
+    /// Checks pool admissions' signatures and remembers those that pass, so the chain's
+    /// verifier (which shares the cache) skips them when a block holds the transaction.
+    pool_verifier: CachingVerifier<SequentialVerifier>,
     events: broadcast::Sender<NodeEvent>,
     clock: Arc<dyn Clock>,
     pub(crate) mining: MiningState,
@@ -128,10 +132,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Node {
-    /// Opens (or creates) the node's data directory: chain, pool and wallet.
+    /// Opens (or creates) the node's data directory: chain, pool and wallet (encrypted with
+    /// the passphrase in `config.wallet_passphrase_file`, if set).
     ///
     /// # Errors
-    /// [`NodeError`] if a store cannot be opened or belongs to another network.
+    /// [`NodeError`] if a store cannot be opened or belongs to another network, or the
+    /// wallet's passphrase cannot be read or does not open its key file.
     pub fn open(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<Arc<Node>, NodeError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|error| {
             NodeError::Internal(format!(
@@ -140,16 +146,38 @@ impl Node {
             ))
         })?;
         let params = config.network.params();
+        let signature_cache = Arc::new(SignatureCache::new(config.signature_cache_entries));
+        let block_verifier = CachingVerifier::new(
+            Arc::clone(&signature_cache),
+            ParallelVerifier {
+                threads: config.signature_threads.max(1),
+            },
+            CacheMode::Consume,
+        );
         let chain = ChainState::open(
             &config.chain_path(),
             config.network,
             ChainOptions {
                 signature_threads: config.signature_threads.max(1),
+                verifier: Some(Arc::new(block_verifier)),
+                ..ChainOptions::default()
             },
         )?;
         let reader = chain.reader();
         let mempool = Mempool::new(params, config.mempool);
-        let wallet = Wallet::open_or_create(&config.wallet_path(), config.network)?;
+        let wallet = match &config.wallet_passphrase_file {
+            Some(passphrase_file) => {
+                // Dropped (and wiped) at the end of this block: the wallet keeps only the
+                // derived key.
+                let passphrase = Passphrase::read_from_file(passphrase_file)?;
+                Wallet::open_or_create_with_passphrase(
+                    &config.wallet_path(),
+                    config.network,
+                    &passphrase,
+                )?
+            }
+            None => Wallet::open_or_create(&config.wallet_path(), config.network)?,
+        };
         let pool_store = PoolStore::open(&config.pool_path())?;
         let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
         let node = Arc::new(Node {
@@ -160,6 +188,11 @@ impl Node {
             reader,
             wallet: Mutex::new(wallet),
             pool_store,
+            pool_verifier: CachingVerifier::new(
+                signature_cache,
+                SequentialVerifier,
+                CacheMode::Remember,
+            ),
             events,
             clock,
             peers: OnceLock::new(),
@@ -289,15 +322,46 @@ impl Node {
         Ok(lock(&self.core).chain.accept_headers(headers, now)?)
     }
 
-    /// Accepts a block from a peer, the miner or the API.
+    /// Accepts a block from the miner or the API: stored durably before this returns.
     ///
     /// # Errors
     /// [`NodeError::Chain`] if it is invalid or storage failed.
     pub fn submit_block(&self, block: Block) -> Result<BlockOutcome, NodeError> {
+        self.submit_block_with(block, true)
+    }
+
+    /// Accepts a block from a peer. Nobody waits on it, so the chain store syncs it within
+    /// about a second rather than before returning (`ChainState::accept_block_deferring_sync`):
+    /// a sync from peers pays one disk sync a second, not one a block. A crash may lose
+    /// the last second of such blocks; peers send them again.
+    ///
+    /// # Errors
+    /// [`NodeError::Chain`] if it is invalid or storage failed.
+    pub fn submit_peer_block(&self, block: Block) -> Result<BlockOutcome, NodeError> {
+        self.submit_block_with(block, false)
+    }
+
+    /// Syncs chain changes still waiting for the disk (blocks from peers), if any.
+    ///
+    /// # Errors
+    /// [`NodeError::Chain`] if storage failed.
+    pub fn sync_chain(&self) -> Result<(), NodeError> {
+        let mut core = lock(&self.core);
+        if core.chain.has_unsynced_changes() {
+            core.chain.sync()?;
+        }
+        Ok(())
+    }
+
+    fn submit_block_with(&self, block: Block, synced: bool) -> Result<BlockOutcome, NodeError> {
         let now = self.clock.now_ms();
         let (result, node_events) = {
             let mut core = lock(&self.core);
-            let result = core.chain.accept_block(block, now);
+            let result = if synced {
+                core.chain.accept_block(block, now)
+            } else {
+                core.chain.accept_block_deferring_sync(block, now)
+            };
             let events = core.chain.take_events();
             let node_events = self.apply_chain_events(&mut core, events, now);
             (result, node_events)
@@ -406,7 +470,7 @@ impl Node {
         let next_height = core.chain.tip().height.next();
         Ok(core
             .mempool
-            .accept(transaction, &coins, next_height, now, &SequentialVerifier)?)
+            .accept(transaction, &coins, next_height, now, &self.pool_verifier)?)
     }
 
     /// Accepts a transaction into the pool and stores it durably before returning.
@@ -434,9 +498,19 @@ impl Node {
     ) -> Result<Accepted, NodeError> {
         let stored = transaction.clone();
         let accepted = self.accept_into_pool(core, transaction, now)?;
+        // The transaction may spend coins of peers' blocks not yet synced; acknowledging
+        // it must not outlive them (a restart would drop it as spending missing coins).
+        if core.chain.has_unsynced_changes() {
+            core.chain.sync()?;
+        }
         self.pool_store.insert(&accepted.txid, &stored, now)?;
         self.pool_store.remove(&accepted.evicted)?;
         Ok(accepted)
+    }
+
+    /// Signature checks remembered as passed by the pool and not yet met again in a block.
+    pub fn signature_cache_entries(&self) -> usize {
+        self.pool_verifier.cache().len()
     }
 
     /// Drops pooled transactions older than the pool's expiry.

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use powchain_consensus::{BlockHash, Txid};
+use powchain_consensus::{BlockHash, Transaction, Txid};
 use powchain_node::{Node, NodeEvent, PeerError, PeerInfo, PeerManager};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -45,6 +45,10 @@ const PEER_COMMAND_CAPACITY: usize = 512;
 const RECENT_TRANSACTIONS: usize = 50_000;
 /// A dialer for a learned (not configured) address gives up after this many failures.
 const MAX_LEARNED_FAILURES: u32 = 5;
+/// Transactions held while a parent they spend is missing, at most (the oldest go first).
+const MAX_ORPHAN_TRANSACTIONS: usize = 100;
+/// Encoded bytes of the transactions held while a parent is missing, at most.
+const MAX_ORPHAN_TRANSACTION_BYTES: usize = 5_000_000;
 
 /// What a session task is told to do.
 #[derive(Debug)]
@@ -79,6 +83,10 @@ struct State {
     in_flight: HashMap<BlockHash, (u64, Instant)>,
     recent_transactions: HashSet<Txid>,
     recent_order: VecDeque<Txid>,
+    /// Transactions from peers that spend an output nobody here has seen yet (their parent
+    /// may be in a block or pool still to come), oldest first: tried again whenever a
+    /// transaction enters the pool or the tip moves.
+    orphan_transactions: VecDeque<(Txid, Transaction)>,
 }
 
 /// The peer-to-peer layer of one node.
@@ -414,6 +422,78 @@ impl P2p {
         true
     }
 
+    /// Forgets that a transaction id was seen, so the next announcement of it is fetched
+    /// (its request was answered with `notfound`).
+    pub(crate) fn forget_transaction(&self, txid: &Txid) {
+        // Its place in `recent_order` stays; popping it later removes nothing or a newer
+        // sighting, which at worst fetches the transaction once more.
+        self.state().recent_transactions.remove(txid);
+    }
+
+    /// Holds a transaction whose parent is missing, until the parent arrives (bounded:
+    /// the oldest held go first).
+    pub(crate) fn hold_orphan_transaction(&self, txid: Txid, transaction: Transaction) {
+        let mut state = self.state();
+        if state
+            .orphan_transactions
+            .iter()
+            .any(|(held, _)| *held == txid)
+        {
+            return;
+        }
+        state.orphan_transactions.push_back((txid, transaction));
+        let mut bytes: usize = state
+            .orphan_transactions
+            .iter()
+            .map(|(_, held)| held.compute_size())
+            .sum();
+        while state.orphan_transactions.len() > MAX_ORPHAN_TRANSACTIONS
+            || bytes > MAX_ORPHAN_TRANSACTION_BYTES
+        {
+            match state.orphan_transactions.pop_front() {
+                Some((_, dropped)) => bytes -= dropped.compute_size(),
+                None => break,
+            }
+        }
+    }
+
+    /// Offers the pool the held transactions that spend an output of `parent` (all of them
+    /// if `None`: a block may have brought their parents). Accepted ones leave the hold and
+    /// are relayed as any accepted transaction; those still missing a parent stay.
+    async fn retry_orphan_transactions(&self, parent: Option<Txid>) {
+        let candidates: Vec<(Txid, Transaction)> = {
+            let mut state = self.state();
+            let (ready, waiting): (VecDeque<_>, VecDeque<_>) =
+                std::mem::take(&mut state.orphan_transactions)
+                    .into_iter()
+                    .partition(|(_, transaction)| {
+                        parent.is_none_or(|parent| {
+                            transaction
+                                .spends()
+                                .iter()
+                                .any(|input| input.prevout.txid == parent)
+                        })
+                    });
+            state.orphan_transactions = waiting;
+            ready.into_iter().collect()
+        };
+        for (txid, transaction) in candidates {
+            let held = transaction.clone();
+            let result = self
+                .blocking(move |node| node.submit_transaction(transaction))
+                .await;
+            match result {
+                Some(Err(powchain_node::NodeError::Mempool(error)))
+                    if error.rule() == "missing-input" =>
+                {
+                    self.state().orphan_transactions.push_back((txid, held));
+                }
+                Some(Ok(_)) => debug!(%txid, "a held transaction found its parent"),
+                _ => {}
+            }
+        }
+    }
+
     /// A block arrived (or was reported missing): it is no longer in flight.
     pub(crate) fn block_done(&self, hash: &BlockHash) {
         self.state().in_flight.remove(hash);
@@ -421,33 +501,57 @@ impl P2p {
 
     /// Asks peers with room for the next missing blocks towards the best header, each
     /// block of a peer whose chain holds it.
+    ///
+    /// It runs after every block received, so its cost matters to sync speed: it looks at
+    /// only as many heights past the tip as the blocks in flight and the free slots could
+    /// use (plus a margin), up to the download window, and returns at once when no peer
+    /// has room.
     pub(crate) async fn pump_downloads(&self) {
-        let peer_tips: Vec<(u64, BlockHash)> = self
-            .state()
-            .peers
-            .iter()
-            .filter_map(|(id, entry)| entry.best_known.map(|(hash, _)| (*id, hash)))
-            .collect();
+        let (peer_tips, scan) = {
+            let mut state = self.state();
+            let now = Instant::now();
+            let timeout = self.config.block_timeout;
+            state
+                .in_flight
+                .retain(|_, (_, since)| now.duration_since(*since) < timeout);
+            let peer_tips: Vec<(u64, BlockHash)> = state
+                .peers
+                .iter()
+                .filter_map(|(id, entry)| entry.best_known.map(|(hash, _)| (*id, hash)))
+                .collect();
+            let in_flight = state.in_flight.len();
+            let room = (peer_tips.len() * MAX_BLOCKS_IN_FLIGHT_PER_PEER).saturating_sub(in_flight);
+            (
+                peer_tips,
+                (room > 0).then(|| (in_flight + 2 * room + 64).min(DOWNLOAD_WINDOW)),
+            )
+        };
+        let Some(scan) = scan else {
+            return;
+        };
         if peer_tips.is_empty() {
             return;
         }
         let Some(wanted) = self
             .blocking(move |node| {
                 node.with_core(|core| {
-                    let wanted = core.chain.blocks_to_download(DOWNLOAD_WINDOW);
-                    let Some(lowest) = wanted
-                        .first()
-                        .and_then(|hash| core.chain.record(hash))
-                        .map(|record| record.height)
-                    else {
+                    let wanted = core.chain.blocks_to_download(scan);
+                    let height_of =
+                        |hash: Option<&BlockHash>| hash.and_then(|hash| core.chain.record(hash));
+                    let (Some(lowest), Some(highest)) = (
+                        height_of(wanted.first()).map(|record| record.height),
+                        height_of(wanted.last()).map(|record| record.height),
+                    ) else {
                         return Vec::new();
                     };
-                    // Each peer's chain from its best known block down to the window.
+                    // Each peer's chain within the window: from its ancestor at the top of
+                    // the window (skip pointers: O(log height)) down to the bottom, so the
+                    // work is bounded by the window, not by how far the peer is ahead.
                     let chains: Vec<(u64, HashSet<BlockHash>)> = peer_tips
                         .iter()
                         .map(|(id, tip)| {
                             let mut members = HashSet::new();
-                            let mut cursor = *tip;
+                            let mut cursor = core.chain.ancestor(tip, highest).unwrap_or(*tip);
                             while let Some(record) = core.chain.record(&cursor) {
                                 if record.height < lowest {
                                     break;
@@ -695,6 +799,7 @@ impl P2p {
                         })
                     });
                     self.pump_downloads().await;
+                    self.retry_orphan_transactions(None).await;
                 }
                 Ok(NodeEvent::TransactionAccepted { txid }) => {
                     self.first_sight_of_transaction(txid);
@@ -704,6 +809,7 @@ impl P2p {
                             hash: txid.0,
                         })
                     });
+                    self.retry_orphan_transactions(Some(txid)).await;
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {

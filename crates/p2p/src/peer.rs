@@ -118,6 +118,12 @@ impl KnownInventory {
         }
         true
     }
+
+    /// Forgets `item` (announced, but we could not deliver it), so it is announced again
+    /// when we have it.
+    fn forget(&mut self, item: &InventoryItem) {
+        self.items.remove(item);
+    }
 }
 
 /// A token bucket counting a peer's messages.
@@ -513,11 +519,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Message::Inventory(items) => self.on_inventory(items).await,
             Message::GetData(items) => self.on_get_data(items).await,
             Message::NotFound(items) => {
-                for item in items
-                    .iter()
-                    .filter(|item| item.kind == InventoryKind::Block)
-                {
-                    self.p2p.note_not_found(self.id, BlockHash(item.hash));
+                for item in &items {
+                    match item.kind {
+                        InventoryKind::Block => {
+                            self.p2p.note_not_found(self.id, BlockHash(item.hash));
+                        }
+                        // Gone from its pool before we asked (a block took it): ask again
+                        // if it is announced again (a reorganisation may bring it back).
+                        InventoryKind::Transaction => {
+                            self.p2p.forget_transaction(&Txid(item.hash));
+                        }
+                    }
                 }
                 self.p2p.pump_downloads().await;
                 Ok(())
@@ -681,6 +693,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             }
         }
         if !missing.is_empty() {
+            // The peer does not have what we could not send: announce it again if we get it.
+            for item in &missing {
+                self.known.forget(item);
+            }
             self.send(&Message::NotFound(missing)).await.map_err(Err)?;
         }
         Ok(())
@@ -698,7 +714,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let result = self
             .p2p
             .blocking(move |node| {
-                let result = node.submit_block(block);
+                let result = node.submit_peer_block(block);
                 let height =
                     node.with_core(|core| core.chain.record(&hash).map(|record| record.height.0));
                 (result, height)
@@ -738,6 +754,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             hash: txid.0,
         });
         self.p2p.first_sight_of_transaction(txid);
+        let held = transaction.clone();
         let result = self
             .p2p
             .blocking(move |node| node.submit_transaction(transaction))
@@ -756,6 +773,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                             rule.rule(),
                             format!("invalid transaction {txid}: {rule}"),
                         )))
+                    }
+                    // Its parent may still come (in a block, or after a reorganisation
+                    // returns it to a pool): held and tried again, never asked for again.
+                    powchain_mempool::MempoolError::Invalid(_) => {
+                        debug!(peer = %self.label, %txid, "holding a transaction until its parent arrives");
+                        self.p2p.hold_orphan_transaction(txid, held);
+                        Ok(())
                     }
                     other => {
                         debug!(peer = %self.label, %txid, reason = %other, "transaction not pooled");

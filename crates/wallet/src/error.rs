@@ -5,7 +5,8 @@
 //! key file is its own case: coins may depend on the keys in it, so the wallet stops and
 //! says so rather than guess or start afresh.
 //!
-//! No variant carries secret key material: errors are logged and shown to users.
+//! No variant carries secret key material or a passphrase: errors are logged and shown to
+//! users.
 
 use std::io;
 use std::path::PathBuf;
@@ -47,6 +48,44 @@ pub enum WalletError {
         found: Network,
         /// The network this node runs.
         expected: Network,
+    },
+    /// The key file is encrypted and no passphrase was given. It is left untouched.
+    #[error(
+        "wallet key file {path} is encrypted: give the node its passphrase with \
+         --wallet-passphrase-file <file> (or WALLET_PASSPHRASE_FILE)"
+    )]
+    PassphraseRequired {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The passphrase does not open the encrypted key file. It is left untouched.
+    #[error(
+        "the passphrase does not open wallet key file {path}: the passphrase is wrong (or the \
+         encrypted keys were altered); the file was left untouched"
+    )]
+    WrongPassphrase {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The passphrase file could not be read.
+    #[error("cannot read the wallet passphrase file {path}: {source}")]
+    PassphraseFile {
+        /// The passphrase file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// The passphrase file holds nothing (once one final line end is dropped).
+    #[error("the wallet passphrase file {path} is empty; an empty passphrase protects nothing")]
+    EmptyPassphrase {
+        /// The passphrase file.
+        path: PathBuf,
+    },
+    /// Deriving the key or encrypting failed (Argon2id out of memory, parameters out of range).
+    #[error("the wallet's encryption failed: {reason}")]
+    Cipher {
+        /// What failed, without any secret.
+        reason: String,
     },
     /// The operating system's random source failed, so no key or signature could be made.
     #[error("the operating system's random source failed: {source}")]

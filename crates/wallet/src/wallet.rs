@@ -2,15 +2,18 @@
 //!
 //! ```text
 //!   open_or_create(path) ──▶ key file (read, or created with one fresh key)
-//!   new_address ──▶ fresh key ──▶ key file rewritten atomically ──▶ address returned
+//!   open_or_create_with_passphrase(path, passphrase)
+//!       ──▶ v2 file: opened with the passphrase | v1 file: sealed in place | none: created sealed
+//!   new_address ──▶ fresh key ──▶ key file rewritten atomically (sealed if it was) ──▶ address
 //!   build_payment(coins) ──▶ owned coins ──select_coins──▶ transaction ──sign──▶ Payment
 //! ```
 //!
 //! **Invariant:** an address is handed out only after its key is durably in the key file,
 //! so a crash can never lose the key of an address someone may have been paid to.
 //!
-//! Secret keys stay inside this type: no accessor returns them, `Debug` shows addresses
-//! only, and nothing here logs them.
+//! Secret keys stay inside this type: no accessor returns them (outside tests), `Debug`
+//! shows addresses only, and nothing here logs them. An encrypted wallet keeps the key
+//! derived from its passphrase, not the passphrase.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,8 +27,10 @@ use powchain_consensus::{
 };
 
 use crate::coin_selection::{SpendableCoin, select_coins};
+use crate::encryption::{KdfParams, KeyFileCipher};
 use crate::error::WalletError;
-use crate::key_file;
+use crate::key_file::{self, StoredKeys};
+use crate::passphrase::Passphrase;
 use crate::payment::Payment;
 
 /// The keys of one node, bound to a network, kept in a key file.
@@ -39,6 +44,8 @@ pub struct Wallet {
     keys: Vec<WalletKey>,
     /// Position in `keys` of each address.
     position_by_address: HashMap<Address, usize>,
+    /// Seals every rewrite of the key file, if the wallet is encrypted.
+    cipher: Option<KeyFileCipher>,
 }
 
 struct WalletKey {
@@ -55,23 +62,49 @@ impl Wallet {
     /// [`WalletError::WrongNetwork`] if it belongs to another network,
     /// [`WalletError::Io`] or [`WalletError::Randomness`] if reading or creating it failed.
     pub fn open_or_create(path: &Path, network: Network) -> Result<Wallet, WalletError> {
-        if let Some(keypairs) = key_file::read_key_file(path, network)? {
-            let wallet = Wallet::from_keypairs(path, network, keypairs);
-            tracing::info!(
-                path = %path.display(),
-                addresses = wallet.keys.len(),
-                default_address = %wallet.default_address().to_bech32(network),
-                "opened wallet"
-            );
-            return Ok(wallet);
+        Wallet::open_or_create_sealed_with(path, network, None)
+    }
+
+    /// Opens the key file at `path` with `passphrase`, encrypting it first if it is a
+    /// plaintext (v1) file, or creates it encrypted with one fresh key if absent. Every later
+    /// write (each new address) is encrypted too.
+    ///
+    /// Deriving the key from the passphrase is deliberately slow (Argon2id, 64 MiB): this
+    /// takes a few tenths of a second, once.
+    ///
+    /// # Errors
+    /// [`WalletError::WrongPassphrase`] if the passphrase does not open an encrypted file,
+    /// and the errors of [`Wallet::open_or_create`]. A file that is refused is left as it
+    /// was; a plaintext file whose encryption fails stays the plaintext file it was.
+    pub fn open_or_create_with_passphrase(
+        path: &Path,
+        network: Network,
+        passphrase: &Passphrase,
+    ) -> Result<Wallet, WalletError> {
+        Wallet::open_or_create_sealed_with(path, network, Some(passphrase))
+    }
+
+    fn open_or_create_sealed_with(
+        path: &Path,
+        network: Network,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<Wallet, WalletError> {
+        if let Some(stored) = key_file::read_key_file(path, network)? {
+            return Wallet::from_stored(path, network, stored, passphrase);
         }
         let keypair = generate_keypair()?;
-        match key_file::create_key_file(path, network, &[keypair]) {
+        let cipher = passphrase
+            .map(|passphrase| {
+                KeyFileCipher::derive_with_fresh_salt(passphrase, KdfParams::FOR_NEW_FILES)
+            })
+            .transpose()?;
+        match key_file::create_key_file(path, network, &[keypair], cipher.as_ref()) {
             Ok(()) => {
-                let wallet = Wallet::from_keypairs(path, network, vec![keypair]);
+                let wallet = Wallet::from_keypairs(path, network, vec![keypair], cipher);
                 tracing::info!(
                     path = %path.display(),
                     default_address = %wallet.default_address().to_bech32(network),
+                    encrypted = wallet.is_encrypted(),
                     "created a new wallet"
                 );
                 Ok(wallet)
@@ -81,7 +114,7 @@ impl Wallet {
             Err(WalletError::Io { source, .. })
                 if source.kind() == io::ErrorKind::AlreadyExists =>
             {
-                let keypairs =
+                let stored =
                     key_file::read_key_file(path, network)?.ok_or_else(|| WalletError::Io {
                         path: path.to_owned(),
                         source: io::Error::new(
@@ -89,10 +122,53 @@ impl Wallet {
                             "the key file appeared and vanished while it was being created",
                         ),
                     })?;
-                Ok(Wallet::from_keypairs(path, network, keypairs))
+                Wallet::from_stored(path, network, stored, passphrase)
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// The wallet of a key file just read: opened with the passphrase if sealed, sealed in
+    /// place if plaintext and a passphrase is given.
+    fn from_stored(
+        path: &Path,
+        network: Network,
+        stored: StoredKeys,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<Wallet, WalletError> {
+        let wallet = match (stored, passphrase) {
+            (StoredKeys::Plaintext(keypairs), None) => {
+                Wallet::from_keypairs(path, network, keypairs, None)
+            }
+            (StoredKeys::Plaintext(keypairs), Some(passphrase)) => {
+                let cipher =
+                    KeyFileCipher::derive_with_fresh_salt(passphrase, KdfParams::FOR_NEW_FILES)?;
+                // One rename: a crash leaves the plaintext file or the encrypted one.
+                key_file::replace_key_file(path, network, &keypairs, Some(&cipher))?;
+                tracing::info!(
+                    path = %path.display(),
+                    "encrypted the wallet key file with the passphrase"
+                );
+                Wallet::from_keypairs(path, network, keypairs, Some(cipher))
+            }
+            (StoredKeys::Encrypted(_), None) => {
+                return Err(WalletError::PassphraseRequired {
+                    path: path.to_owned(),
+                });
+            }
+            (StoredKeys::Encrypted(sealed), Some(passphrase)) => {
+                let (keypairs, cipher) = sealed.open(path, passphrase)?;
+                Wallet::from_keypairs(path, network, keypairs, Some(cipher))
+            }
+        };
+        tracing::info!(
+            path = %path.display(),
+            addresses = wallet.keys.len(),
+            default_address = %wallet.default_address().to_bech32(network),
+            encrypted = wallet.is_encrypted(),
+            "opened wallet"
+        );
+        Ok(wallet)
     }
 
     /// A wallet holding exactly `keypairs` (the first is the default), written to a new key
@@ -110,11 +186,26 @@ impl Wallet {
         keypairs: Vec<Keypair>,
     ) -> Result<Wallet, WalletError> {
         assert!(!keypairs.is_empty(), "a wallet needs a default key");
-        key_file::create_key_file(path, network, &keypairs)?;
-        Ok(Wallet::from_keypairs(path, network, keypairs))
+        key_file::create_key_file(path, network, &keypairs, None)?;
+        Ok(Wallet::from_keypairs(path, network, keypairs, None))
     }
 
-    fn from_keypairs(path: &Path, network: Network, keypairs: Vec<Keypair>) -> Wallet {
+    /// Every secret key as 64 hex digits, the default first: for tests that check no
+    /// secret ever reaches a log. Not compiled into the node.
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn secret_keys_hex_for_tests(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|key| hex::encode(&key.keypair.to_secret_bytes()))
+            .collect()
+    }
+
+    fn from_keypairs(
+        path: &Path,
+        network: Network,
+        keypairs: Vec<Keypair>,
+        cipher: Option<KeyFileCipher>,
+    ) -> Wallet {
         let keys: Vec<WalletKey> = keypairs
             .into_iter()
             .map(|keypair| WalletKey {
@@ -132,6 +223,7 @@ impl Wallet {
             network,
             keys,
             position_by_address,
+            cipher,
         }
     }
 
@@ -143,6 +235,11 @@ impl Wallet {
     /// The key file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// True if the key file is encrypted with a passphrase (format v2).
+    pub fn is_encrypted(&self) -> bool {
+        self.cipher.is_some()
     }
 
     /// The address of the first key: where mining rewards and change go.
@@ -170,7 +267,13 @@ impl Wallet {
         let address = address_of(&keypair);
         let mut keypairs: Vec<Keypair> = self.keys.iter().map(|key| key.keypair).collect();
         keypairs.push(keypair);
-        key_file::replace_key_file(&self.path, self.network, &keypairs)?;
+        let written =
+            key_file::replace_key_file(&self.path, self.network, &keypairs, self.cipher.as_ref());
+        // The copies were only needed for the file; the wallet keeps its own.
+        for copy in &mut keypairs {
+            copy.non_secure_erase();
+        }
+        written?;
         self.position_by_address.insert(address, self.keys.len());
         self.keys.push(WalletKey { keypair, address });
         tracing::info!(
@@ -315,6 +418,7 @@ impl fmt::Debug for Wallet {
             .debug_struct("Wallet")
             .field("path", &self.path)
             .field("network", &self.network)
+            .field("encrypted", &self.is_encrypted())
             .field("addresses", &addresses)
             .finish_non_exhaustive()
     }
@@ -537,6 +641,210 @@ mod tests {
                 message.contains("damaged") && message.contains("wallet.keys"),
                 "{message}"
             );
+        }
+    }
+
+    fn passphrase(text: &str) -> Passphrase {
+        Passphrase::from_bytes(text.as_bytes()).expect("not empty")
+    }
+
+    fn first_line(path: &Path) -> String {
+        fs::read_to_string(path)
+            .expect("the key file exists")
+            .lines()
+            .next()
+            .expect("a header line")
+            .to_owned()
+    }
+
+    #[test]
+    fn encrypted_wallet_round_trip_with_new_addresses() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = key_file_path(&directory);
+        let secret = passphrase("correct horse battery staple");
+        let mut wallet = Wallet::open_or_create_with_passphrase(&path, Network::Regtest, &secret)
+            .expect("created");
+        assert!(wallet.is_encrypted());
+        assert_eq!(first_line(&path), "powchain-wallet v2 regtest encrypted");
+        assert_eq!(mode_of(&path), 0o600);
+        let second = wallet.new_address().expect("second address");
+        assert_eq!(first_line(&path), "powchain-wallet v2 regtest encrypted");
+        assert_eq!(mode_of(&path), 0o600, "a rewrite is owner-only too");
+        let file = fs::read_to_string(&path).expect("written");
+        for secret_hex in wallet.secret_keys_hex_for_tests() {
+            assert!(!file.contains(&secret_hex[..16]), "a key in the clear");
+        }
+
+        let reopened = Wallet::open_or_create_with_passphrase(&path, Network::Regtest, &secret)
+            .expect("reopened");
+        assert_eq!(reopened.addresses(), wallet.addresses());
+        assert_eq!(reopened.addresses()[1], second);
+        assert_eq!(
+            reopened.secret_keys_hex_for_tests(),
+            wallet.secret_keys_hex_for_tests()
+        );
+        assert!(!directory.path().join("wallet.keys.tmp").exists());
+    }
+
+    #[test]
+    fn wrong_or_missing_passphrase_is_refused_and_the_file_left_untouched() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = key_file_path(&directory);
+        Wallet::open_or_create_with_passphrase(&path, Network::Regtest, &passphrase("right"))
+            .expect("created");
+        let before = fs::read(&path).expect("written");
+
+        let error =
+            Wallet::open_or_create_with_passphrase(&path, Network::Regtest, &passphrase("wrong"))
+                .expect_err("wrong passphrase");
+        assert!(
+            matches!(&error, WalletError::WrongPassphrase { path: error_path } if *error_path == path),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("passphrase is wrong") && message.contains("wallet.keys"),
+            "{message}"
+        );
+        assert!(!message.contains("wrong\""), "{message}");
+        assert_eq!(fs::read(&path).expect("still there"), before);
+
+        let error = Wallet::open_or_create(&path, Network::Regtest).expect_err("no passphrase");
+        assert!(
+            matches!(&error, WalletError::PassphraseRequired { .. }),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains("--wallet-passphrase-file"),
+            "{error}"
+        );
+        assert_eq!(fs::read(&path).expect("still there"), before);
+
+        let error =
+            Wallet::open_or_create_with_passphrase(&path, Network::Devnet, &passphrase("right"))
+                .expect_err("another network");
+        assert!(
+            matches!(&error, WalletError::WrongNetwork { .. }),
+            "{error:?}"
+        );
+        assert_eq!(fs::read(&path).expect("still there"), before);
+    }
+
+    #[test]
+    fn tampered_ciphertext_is_refused_and_the_file_left_untouched() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = key_file_path(&directory);
+        let secret = passphrase("right");
+        Wallet::open_or_create_with_passphrase(&path, Network::Regtest, &secret).expect("created");
+        let good = fs::read_to_string(&path).expect("written");
+        let position = good.find("ciphertext ").expect("a ciphertext line") + 20;
+        let mut tampered = good.clone().into_bytes();
+        tampered[position] = if tampered[position] == b'a' {
+            b'b'
+        } else {
+            b'a'
+        };
+        // Damaged as a disk would: the checksum no longer matches.
+        fs::write(&path, &tampered).expect("tamper");
+        let error = Wallet::open_or_create_with_passphrase(&path, Network::Regtest, &secret)
+            .expect_err("tampered");
+        assert!(matches!(&error, WalletError::Corrupt { .. }), "{error:?}");
+        assert_eq!(fs::read(&path).expect("still there"), tampered);
+
+        // Altered on purpose, checksum recomputed: the AEAD tag still refuses it.
+        let body_end = good.rfind("checksum ").expect("a checksum line");
+        let mut forged = tampered[..body_end].to_vec();
+        let checksum = hex::encode(&powchain_consensus::hash::sha256(&forged));
+        forged.extend_from_slice(format!("checksum {checksum}\n").as_bytes());
+        fs::write(&path, &forged).expect("forge");
+        let error = Wallet::open_or_create_with_passphrase(&path, Network::Regtest, &secret)
+            .expect_err("forged");
+        assert!(
+            matches!(&error, WalletError::WrongPassphrase { .. }),
+            "{error:?}"
+        );
+        assert_eq!(fs::read(&path).expect("still there"), forged);
+    }
+
+    #[test]
+    fn plaintext_wallet_is_encrypted_in_place_with_the_same_keys() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = key_file_path(&directory);
+        let mut plaintext = Wallet::open_or_create(&path, Network::Regtest).expect("created");
+        plaintext.new_address().expect("second address");
+        let addresses = plaintext.addresses();
+        let secrets = plaintext.secret_keys_hex_for_tests();
+        drop(plaintext);
+        assert_eq!(first_line(&path), "powchain-wallet v1 regtest");
+        // Plaintext files still read as they are.
+        let still_plain = Wallet::open_or_create(&path, Network::Regtest).expect("v1 reads");
+        assert!(!still_plain.is_encrypted());
+        assert_eq!(still_plain.addresses(), addresses);
+        drop(still_plain);
+
+        let secret = passphrase("upgrade me");
+        let encrypted = Wallet::open_or_create_with_passphrase(&path, Network::Regtest, &secret)
+            .expect("encrypted in place");
+        assert!(encrypted.is_encrypted());
+        assert_eq!(encrypted.addresses(), addresses);
+        assert_eq!(first_line(&path), "powchain-wallet v2 regtest encrypted");
+        assert_eq!(mode_of(&path), 0o600);
+        let file = fs::read_to_string(&path).expect("written");
+        for secret_hex in &secrets {
+            assert!(!file.contains(&secret_hex[..16]), "a key left in the clear");
+        }
+        assert!(!directory.path().join("wallet.keys.tmp").exists());
+        drop(encrypted);
+
+        let reopened = Wallet::open_or_create_with_passphrase(&path, Network::Regtest, &secret)
+            .expect("reopened");
+        assert_eq!(reopened.secret_keys_hex_for_tests(), secrets);
+    }
+
+    #[test]
+    fn encrypting_in_place_is_atomic_a_failed_write_leaves_the_plaintext_file() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = key_file_path(&directory);
+        let plaintext = Wallet::open_or_create(&path, Network::Regtest).expect("created");
+        let addresses = plaintext.addresses();
+        drop(plaintext);
+        let before = fs::read(&path).expect("written");
+        // The temporary file cannot be made: a directory sits at its name.
+        let blocker = directory.path().join("wallet.keys.tmp");
+        fs::create_dir(&blocker).expect("block the temporary name");
+        let error = Wallet::open_or_create_with_passphrase(
+            &path,
+            Network::Regtest,
+            &passphrase("upgrade me"),
+        )
+        .expect_err("the write fails");
+        assert!(matches!(&error, WalletError::Io { .. }), "{error:?}");
+        assert_eq!(
+            fs::read(&path).expect("still there"),
+            before,
+            "v1 as it was"
+        );
+
+        fs::remove_dir(&blocker).expect("unblock");
+        let reopened = Wallet::open_or_create(&path, Network::Regtest).expect("still v1");
+        assert_eq!(reopened.addresses(), addresses);
+    }
+
+    #[test]
+    fn debug_of_an_encrypted_wallet_shows_no_secret() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = key_file_path(&directory);
+        let wallet = Wallet::open_or_create_with_passphrase(
+            &path,
+            Network::Regtest,
+            &passphrase("hunter2-passphrase"),
+        )
+        .expect("created");
+        let printed = format!("{wallet:?} {wallet:#?}");
+        assert!(printed.contains("encrypted: true"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        for secret_hex in wallet.secret_keys_hex_for_tests() {
+            assert!(!printed.contains(&secret_hex[..16]), "{printed}");
         }
     }
 

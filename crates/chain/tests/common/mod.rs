@@ -19,6 +19,7 @@ pub fn open(dir: &Path) -> ChainState {
         Network::Regtest,
         ChainOptions {
             signature_threads: 2,
+            ..ChainOptions::default()
         },
     )
     .expect("the store opens")

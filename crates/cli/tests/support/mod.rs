@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use powchain_consensus::encode::Encode;
@@ -112,8 +112,14 @@ pub struct TestNode {
     pub address: SocketAddr,
     /// A short name for log lines.
     pub name: String,
+    /// The port the node accepts peers on (`ws://127.0.0.1:PORT`).
+    pub p2p_port: u16,
     data_dir: TempDir,
     extra_args: Vec<String>,
+    /// Environment variables set for the child, after the harness's own (so they win).
+    extra_env: Vec<(String, String)>,
+    /// Every line the child wrote to stdout or stderr, across restarts.
+    output: Arc<Mutex<Vec<String>>>,
     child: Option<Child>,
 }
 
@@ -125,20 +131,117 @@ impl TestNode {
 
     /// Starts a regtest node with `extra_args` appended to the command line.
     pub fn start_with(name: &str, extra_args: &[&str]) -> TestNode {
+        TestNode::start_with_env(name, extra_args, &[])
+    }
+
+    /// Starts a regtest node with `extra_args` appended to the command line and `extra_env`
+    /// set (`POWCHAIN_LOG` among them replaces the harness's).
+    pub fn start_with_env(name: &str, extra_args: &[&str], extra_env: &[(&str, &str)]) -> TestNode {
         let data_dir = tempfile::Builder::new()
             .prefix(&format!("powchain-{name}-"))
             .tempdir()
             .expect("a temporary directory");
         let extra_args: Vec<String> = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
-        let (child, address) = spawn(name, data_dir.path(), &extra_args);
+        let extra_env: Vec<(String, String)> = extra_env
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let child = spawn_child(name, data_dir.path(), &extra_args, &extra_env, &output);
+        let (child, address, p2p_port) = wait_until_listening(name, child);
         TestNode {
             url: format!("http://{address}"),
             address,
             name: name.to_owned(),
+            p2p_port,
             data_dir,
             extra_args,
+            extra_env,
+            output,
             child: Some(child),
         }
+    }
+
+    /// Replaces the extra command-line arguments for the next `restart`.
+    pub fn set_extra_args(&mut self, extra_args: &[&str]) {
+        self.extra_args = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
+    }
+
+    /// Every line the node wrote to stdout and stderr so far (all runs), one per line.
+    pub fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .join("\n")
+    }
+
+    /// The API token the running node wrote to `<data dir>/.cookie`.
+    ///
+    /// # Panics
+    /// If there is no cookie file.
+    pub fn cookie_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join(".cookie"))
+            .expect("the node wrote its cookie file")
+            .trim()
+            .to_owned()
+    }
+
+    /// `POST path` with a JSON body and `Authorization: Bearer <token>`: status and JSON body.
+    pub fn post_with_token(&self, path: &str, body: &Value, token: &str) -> (u16, Value) {
+        let authorization = format!("Bearer {token}");
+        let response = self.request(
+            "POST",
+            path,
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &authorization),
+            ],
+            body.to_string().as_bytes(),
+        );
+        (response.status, response.json())
+    }
+
+    /// Starts the stopped node again, on the same data directory, expecting it to fail
+    /// before it listens: its exit status and everything it printed in that run.
+    ///
+    /// # Panics
+    /// If the node starts listening, or does not exit within [`START_DEADLINE`].
+    pub fn restart_expecting_failure(&mut self) -> (ExitStatus, String) {
+        assert!(self.child.is_none(), "stop or kill the node first");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        // Nobody waits for the announcement: the stdout lines are only captured.
+        let (mut child, _stdout_lines) = spawn_child(
+            &self.name,
+            self.data_dir.path(),
+            &self.extra_args,
+            &self.extra_env,
+            &output,
+        );
+        let mut exit = None;
+        let give_up = Instant::now() + START_DEADLINE;
+        while exit.is_none() && Instant::now() < give_up {
+            exit = child.try_wait().expect("poll the node");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let Some(exit) = exit else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} did not exit within {START_DEADLINE:?}", self.name);
+        };
+        // The forwarding threads end at the pipes' end, just after the exit.
+        wait_until(Duration::from_secs(5), "the node's output to end", || {
+            Arc::strong_count(&output) == 1
+        });
+        let printed = output
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .join("\n");
+        assert!(
+            !printed.contains("HTTP API listening"),
+            "{} started although it should have failed",
+            self.name
+        );
+        (exit, printed)
     }
 
     /// The node's data directory.
@@ -189,14 +292,22 @@ impl TestNode {
     /// HTTP port changes.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the node first");
-        let (child, address) = spawn(&self.name, self.data_dir.path(), &self.extra_args);
+        let child = spawn_child(
+            &self.name,
+            self.data_dir.path(),
+            &self.extra_args,
+            &self.extra_env,
+            &self.output,
+        );
+        let (child, address, p2p_port) = wait_until_listening(&self.name, child);
         self.child = Some(child);
         self.address = address;
+        self.p2p_port = p2p_port;
         self.url = format!("http://{address}");
     }
 
     /// Sends one request with `body` and extra `headers`; `Content-Length` is set unless
-    /// a `Transfer-Encoding` header is given.
+    /// a `Transfer-Encoding` header is given, and `Host` unless one is given.
     pub fn request(
         &self,
         method: &str,
@@ -204,10 +315,14 @@ impl TestNode {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.address
-        );
+        let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+        // A test may name another host (as a browser tricked by DNS rebinding would).
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            head.push_str(&format!("Host: {}\r\n", self.address));
+        }
         let chunked = headers
             .iter()
             .any(|(name, _)| name.eq_ignore_ascii_case("transfer-encoding"));
@@ -301,8 +416,15 @@ impl Drop for TestNode {
     }
 }
 
-/// Starts the binary and reads its stdout until it announces the HTTP address.
-fn spawn(name: &str, data_dir: &Path, extra_args: &[String]) -> (Child, SocketAddr) {
+/// Starts the binary; its output lines go to the test's output and to `output`, and its
+/// stdout lines to the returned receiver.
+fn spawn_child(
+    name: &str,
+    data_dir: &Path,
+    extra_args: &[String],
+    extra_env: &[(String, String)],
+    output: &Arc<Mutex<Vec<String>>>,
+) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_powchain"))
         .args([
             "--network",
@@ -322,6 +444,10 @@ fn spawn(name: &str, data_dir: &Path, extra_args: &[String]) -> (Child, SocketAd
         .env_remove("MINE")
         .env_remove("MINER_THREADS")
         .env_remove("HTTP_BIND")
+        .env_remove("DATA_DIR")
+        .env_remove("REQUIRE_TOKEN")
+        .env_remove("WALLET_PASSPHRASE_FILE")
+        .envs(extra_env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -330,10 +456,24 @@ fn spawn(name: &str, data_dir: &Path, extra_args: &[String]) -> (Child, SocketAd
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
     let (lines_sender, lines) = mpsc::channel::<String>();
-    forward_lines(format!("{name} out"), stdout, Some(lines_sender));
-    forward_lines(format!("{name} err"), stderr, None);
+    forward_lines(
+        format!("{name} out"),
+        stdout,
+        Some(lines_sender),
+        Arc::clone(output),
+    );
+    forward_lines(format!("{name} err"), stderr, None, Arc::clone(output));
+    (child, lines)
+}
 
+/// Reads the child's stdout until it announces the HTTP address (after the peer-to-peer
+/// port).
+fn wait_until_listening(
+    name: &str,
+    (mut child, lines): (Child, mpsc::Receiver<String>),
+) -> (Child, SocketAddr, u16) {
     let give_up = Instant::now() + START_DEADLINE;
+    let mut p2p_port = None;
     let address = loop {
         let left = give_up.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left) {
@@ -341,6 +481,7 @@ fn spawn(name: &str, data_dir: &Path, extra_args: &[String]) -> (Child, SocketAd
                 if let Some(address) = listening_address(&line) {
                     break address;
                 }
+                p2p_port = p2p_port.or_else(|| p2p_listening_port(&line));
             }
             Err(error) => {
                 let _ = child.kill();
@@ -352,21 +493,38 @@ fn spawn(name: &str, data_dir: &Path, extra_args: &[String]) -> (Child, SocketAd
             }
         }
     };
-    (child, address)
+    let p2p_port = p2p_port.unwrap_or_else(|| {
+        panic!("{name} announced its HTTP address before its peer-to-peer port")
+    });
+    (child, address, p2p_port)
 }
 
-/// `HTTP API listening on http://127.0.0.1:PORT (port PORT)` -> the address.
+/// `HTTP API listening on http://127.0.0.1:PORT (port PORT)` -> the address. A node bound
+/// to every interface (`0.0.0.0`, `::`) is reached on loopback.
 fn listening_address(line: &str) -> Option<SocketAddr> {
     let rest = line.strip_prefix("HTTP API listening on http://")?;
-    rest.split_whitespace().next()?.parse().ok()
+    let mut address: SocketAddr = rest.split_whitespace().next()?.parse().ok()?;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Some(address)
 }
 
-/// Copies every line of `pipe` to the test's output (shown when a test fails), and to
-/// `lines` while someone listens, so the child never blocks on a full pipe.
+/// `P2P listening on ws://127.0.0.1:PORT (port PORT)` -> the port.
+fn p2p_listening_port(line: &str) -> Option<u16> {
+    let rest = line.strip_prefix("P2P listening on ws://")?;
+    let address: SocketAddr = rest.split_whitespace().next()?.parse().ok()?;
+    Some(address.port())
+}
+
+/// Copies every line of `pipe` to the test's output (shown when a test fails), to
+/// `captured`, and to `lines` while someone listens, so the child never blocks on a full
+/// pipe. The thread drops its `captured` handle when the pipe ends.
 fn forward_lines(
     label: String,
     pipe: impl Read + Send + 'static,
     lines: Option<mpsc::Sender<String>>,
+    captured: Arc<Mutex<Vec<String>>>,
 ) {
     std::thread::Builder::new()
         .name(label.clone())
@@ -374,6 +532,10 @@ fn forward_lines(
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[{label}] {line}");
+                captured
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(line.clone());
                 if let Some(sender) = &lines {
                     // The starter stops listening once the node is up.
                     let _ = sender.send(line);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use powchain_consensus::{Block, BlockHash, Network};
-use powchain_node::{Node, NodeConfig, SystemClock};
+use powchain_node::{Clock, Node, NodeConfig, SystemClock};
 use powchain_p2p::{P2p, P2pConfig};
 
 /// A running in-process node.
@@ -40,6 +40,15 @@ impl TestNode {
 
     /// A regtest node on `dir` with `config`.
     pub async fn start_in(dir: PathBuf, config: P2pConfig) -> TestNode {
+        TestNode::start_with_clock(dir, config, Arc::new(SystemClock)).await
+    }
+
+    /// A regtest node on `dir` with `config`, reading time from `clock`.
+    pub async fn start_with_clock(
+        dir: PathBuf,
+        config: P2pConfig,
+        clock: Arc<dyn Clock>,
+    ) -> TestNode {
         // POWCHAIN_LOG=debug shows what the nodes do.
         if let Ok(filter) = std::env::var("POWCHAIN_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -52,7 +61,7 @@ impl TestNode {
         node_config.signature_threads = 1;
         let opened = {
             let node_config = node_config.clone();
-            tokio::task::spawn_blocking(move || Node::open(node_config, Arc::new(SystemClock)))
+            tokio::task::spawn_blocking(move || Node::open(node_config, clock))
                 .await
                 .expect("open task")
                 .expect("the node opens")
@@ -147,12 +156,53 @@ pub async fn wait_converged(nodes: &[&TestNode], limit: Duration) {
     }
 }
 
-/// A TCP proxy between two nodes that a test can cut and heal: a network partition.
+/// A TCP proxy between two nodes that a test can cut and heal (a network partition) and
+/// slow down (every chunk of bytes is held for the current latency before it is passed on,
+/// in order, in each direction).
 pub struct Proxy {
     pub port: u16,
     cut: Arc<std::sync::atomic::AtomicBool>,
+    latency_ms: Arc<std::sync::atomic::AtomicU64>,
     connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
     listener_task: tokio::task::JoinHandle<()>,
+}
+
+/// Copies `from` to `to`, each chunk delivered `latency_ms` (read when the chunk arrives)
+/// after it was read. Returns when either side closes.
+async fn pump_with_latency(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    latency_ms: Arc<std::sync::atomic::AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (chunks, mut due) =
+        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let reader = async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => {
+                    let delay = latency_ms.load(std::sync::atomic::Ordering::SeqCst);
+                    let at = tokio::time::Instant::now() + Duration::from_millis(delay);
+                    if chunks.send((at, buffer[..read].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((at, chunk)) = due.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    // The writer drains what the reader queued before the reader's end closes the channel.
+    tokio::join!(reader, writer);
 }
 
 impl Proxy {
@@ -163,22 +213,33 @@ impl Proxy {
             .expect("bind proxy");
         let port = listener.local_addr().expect("address").port();
         let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let latency_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
         let listener_task = {
             let cut = Arc::clone(&cut);
+            let latency_ms = Arc::clone(&latency_ms);
             let connections = Arc::clone(&connections);
             tokio::spawn(async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
+                while let Ok((inbound, _)) = listener.accept().await {
                     if cut.load(std::sync::atomic::Ordering::SeqCst) {
                         continue; // dropped: the connection closes at once
                     }
-                    let Ok(mut outbound) =
+                    let Ok(outbound) =
                         tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, target_port)).await
                     else {
                         continue;
                     };
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    let (in_read, in_write) = inbound.into_split();
+                    let (out_read, out_write) = outbound.into_split();
+                    let latency = Arc::clone(&latency_ms);
                     let task = tokio::spawn(async move {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        // Either direction ending ends the connection.
+                        tokio::select! {
+                            () = pump_with_latency(in_read, out_write, Arc::clone(&latency)) => {}
+                            () = pump_with_latency(out_read, in_write, latency) => {}
+                        }
                     });
                     connections.lock().expect("lock").push(task.abort_handle());
                 }
@@ -187,9 +248,18 @@ impl Proxy {
         Proxy {
             port,
             cut,
+            latency_ms,
             connections,
             listener_task,
         }
+    }
+
+    /// Holds every chunk for `latency` before passing it on (each direction), from now on.
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency_ms.store(
+            latency.as_millis() as u64,
+            std::sync::atomic::Ordering::SeqCst,
+        );
     }
 
     pub fn url(&self) -> String {

@@ -1,0 +1,375 @@
+//! Figures 5 to 7, with node processes talking over loopback.
+//!
+//! - Sync (5): a fresh node syncs a chain of blocks full of payments from one peer; blocks
+//!   per second against connecting the same blocks in process through
+//!   `ChainState::accept_block` with the node's options (the network and the protocol
+//!   should not be the bottleneck).
+//! - Memory (6): the peak resident memory of the syncing node, and of a node holding the
+//!   long chain the connect group built; against the size of its chain store on disk (the
+//!   chain lives on disk, not in memory).
+//! - End to end (7): three nodes; payments submitted to the first over HTTP, mined by the
+//!   second, until every node has the block confirming the last of them.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use powchain_chain::StoreDurability;
+use powchain_consensus::encode::Encode;
+use powchain_consensus::{Amount, Block, Transaction, hex};
+
+use crate::chain_builder::{
+    ChainBuilder, OwnedCoin, change_of, empty_blocks_to, payment, recipient,
+};
+use crate::connect::{feed, feed_as_from_peers, open_chain};
+use crate::error::{BenchError, failed};
+use crate::measure::timed;
+use crate::pool::{durable_commit_rate, funded_node_dir};
+use crate::process::{NodeProcess, status_height};
+use crate::report::{Figure, Goal};
+use crate::{Context, LongChain};
+
+/// The memory goal for a node, in MB.
+const MEMORY_GOAL_MB: f64 = 200.0;
+const MB: f64 = 1024.0 * 1024.0;
+
+/// The chain a fresh node syncs: `lanes + 1` funding blocks, then `blocks` blocks of one
+/// payment per lane (each lane spends its previous payment's change). Lanes are signed in
+/// parallel.
+fn sync_chain(blocks: usize, lanes: usize) -> Vec<Block> {
+    let mut builder = ChainBuilder::new();
+    let mut chain = Vec::with_capacity(blocks + lanes + 1);
+    let mut lane_coins: Vec<OwnedCoin> = Vec::new();
+    while lane_coins.len() < lanes {
+        let block = builder.next_block(Vec::new(), Amount::ZERO);
+        lane_coins.extend(ChainBuilder::coinbase_coin(&block));
+        chain.push(block);
+    }
+    chain.push(builder.next_block(Vec::new(), Amount::ZERO));
+    let key = *builder.key();
+    let recipient = recipient();
+    let lanes_of_payments: Vec<Vec<Transaction>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = lane_coins
+            .iter()
+            .map(|first| {
+                scope.spawn(move || {
+                    let mut coin = *first;
+                    (0..blocks)
+                        .map(|_| {
+                            let transaction = payment(&key, &coin, recipient);
+                            coin = change_of(&transaction);
+                            transaction
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("signing does not panic"))
+            .collect()
+    });
+    let mut lanes_of_payments: Vec<std::vec::IntoIter<Transaction>> =
+        lanes_of_payments.into_iter().map(Vec::into_iter).collect();
+    for _ in 0..blocks {
+        let transactions: Vec<Transaction> = lanes_of_payments
+            .iter_mut()
+            .filter_map(Iterator::next)
+            .collect();
+        chain.push(crate::chain_builder::block_of_payments(
+            &mut builder,
+            transactions,
+        ));
+    }
+    chain
+}
+
+fn file_size(path: &Path) -> Result<f64, BenchError> {
+    Ok(std::fs::metadata(path)?.len() as f64)
+}
+
+pub(crate) fn run_sync(
+    context: &Context,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Figure>, BenchError> {
+    let Some(executable) = &context.node_executable else {
+        progress("  skipped: no node executable");
+        return Ok(Vec::new());
+    };
+    let sizes = context.sizes;
+    let lanes = sizes.sync_transactions_per_block;
+    progress(&format!(
+        "  signing {} blocks of {lanes} payments",
+        sizes.sync_blocks
+    ));
+    let blocks = sync_chain(sizes.sync_blocks, lanes);
+    let block_count = blocks.len();
+    let final_height = block_count as u64;
+
+    progress("  connecting them in process (the bound)");
+    let serve_dir = tempfile::tempdir()?;
+    let chain_path = serve_dir.path().join("chain.redb");
+    let mut chain = open_chain(&chain_path, context.threads, StoreDurability::Synced)?;
+    let (result, connect_seconds) = timed(|| feed_as_from_peers(&mut chain, blocks));
+    result?;
+    drop(chain);
+    let connect_rate = block_count as f64 / connect_seconds;
+    let store_bytes = file_size(&chain_path)?;
+
+    progress("  syncing a fresh node from a node process over loopback");
+    let server = NodeProcess::start(executable, serve_dir.path(), &[])?;
+    let sync_dir = tempfile::tempdir()?;
+    let started = Instant::now();
+    let syncing = NodeProcess::start(executable, sync_dir.path(), &[server.p2p_url()])?;
+    let deadline = Duration::from_secs_f64((connect_seconds * 20.0).max(120.0));
+    syncing.wait_for_status(deadline, "the sync", |status| {
+        status_height(status) >= final_height
+    })?;
+    let sync_seconds = started.elapsed().as_secs_f64();
+    let syncing_rss = syncing.peak_rss_bytes()? as f64;
+    drop(syncing);
+    drop(server);
+
+    let mut figures = vec![
+        Figure::new(
+            "sync.blocks_per_second",
+            block_count as f64 / sync_seconds,
+            "blocks/s",
+            connect_rate,
+            "the same blocks connected in process as a node connects peers' blocks (accept_block_deferring_sync, node options)",
+            Some(Goal::RatioAtLeast(0.7)),
+            format!(
+                "a fresh node process syncs {block_count} blocks ({} payments) from one node \
+                 process over loopback, timed from its start to its tip at height \
+                 {final_height}; in process they connect in {connect_seconds:.1} s",
+                sizes.sync_blocks * lanes
+            ),
+        ),
+        Figure::new(
+            format!("memory.peak_rss.syncing_{block_count}_blocks"),
+            syncing_rss / MB,
+            "MB",
+            store_bytes / MB,
+            "the size of the synced chain store on disk",
+            Some(Goal::ValueAtMost(MEMORY_GOAL_MB)),
+            format!(
+                "VmHWM of the node process that synced {block_count} blocks, read when its tip reached the last"
+            ),
+        ),
+    ];
+
+    // A node holding the long chain of the connect group (built here if it did not run).
+    let long_chain = context
+        .long_chain
+        .lock()
+        .map_err(|_| failed("a benchmark thread panicked"))?
+        .take();
+    let long_chain = match long_chain {
+        Some(long_chain) => long_chain,
+        None => {
+            progress(&format!(
+                "  building a chain of {} blocks (unsynced set-up)",
+                sizes.heights[1]
+            ));
+            let dir = tempfile::tempdir()?;
+            let mut builder = ChainBuilder::new();
+            let mut chain = open_chain(
+                &dir.path().join("chain.redb"),
+                context.threads,
+                StoreDurability::UnsyncedForBenchmarks,
+            )?;
+            feed(&mut chain, empty_blocks_to(&mut builder, sizes.heights[1]))?;
+            chain.sync()?;
+            LongChain {
+                dir,
+                height: builder.height(),
+            }
+        }
+    };
+    progress(&format!(
+        "  starting a node holding {} blocks",
+        long_chain.height
+    ));
+    let store_bytes = file_size(&long_chain.dir.path().join("chain.redb"))?;
+    let (holding, open_seconds) =
+        timed(|| NodeProcess::start(executable, long_chain.dir.path(), &[]));
+    let holding = holding?;
+    let status = holding.status()?;
+    if status_height(&status) != long_chain.height {
+        return Err(failed(format!(
+            "the node opened at height {}, not {}",
+            status_height(&status),
+            long_chain.height
+        )));
+    }
+    let mut client = holding.client()?;
+    for height in [0, long_chain.height / 2, long_chain.height] {
+        client.expect_ok("GET", &format!("/blocks/{height}"), None)?;
+    }
+    client.expect_ok("POST", "/mine", Some("{\"data\":\"bench\"}"))?;
+    let holding_rss = holding.peak_rss_bytes()? as f64;
+    let holding_height = status_height(&holding.status()?);
+
+    // A fresh node syncing the long chain from the node holding it.
+    progress(&format!("  syncing those {holding_height} blocks into a fresh node"));
+    let fresh_dir = tempfile::tempdir()?;
+    let started = Instant::now();
+    let fresh = NodeProcess::start(executable, fresh_dir.path(), &[holding.p2p_url()])?;
+    fresh.wait_for_status(Duration::from_secs(1_800), "the long sync", |status| {
+        status_height(status) >= holding_height
+    })?;
+    let long_sync_seconds = started.elapsed().as_secs_f64();
+    let fresh_rss = fresh.peak_rss_bytes()? as f64;
+    drop(fresh);
+    drop(holding);
+    let fresh_store_bytes = file_size(&fresh_dir.path().join("chain.redb"))?;
+    figures.push(Figure::new(
+        format!("memory.peak_rss.holding_{}_blocks", long_chain.height),
+        holding_rss / MB,
+        "MB",
+        store_bytes / MB,
+        "the size of its chain store on disk",
+        Some(Goal::ValueAtMost(MEMORY_GOAL_MB)),
+        format!(
+            "VmHWM of a node process opened on a store of {} blocks (start to listening: \
+             {open_seconds:.1} s), after status, three block lookups and mining one block",
+            long_chain.height
+        ),
+    ));
+    figures.push(Figure::new(
+        format!("memory.peak_rss.syncing_{holding_height}_blocks"),
+        fresh_rss / MB,
+        "MB",
+        fresh_store_bytes / MB,
+        "the size of the synced chain store on disk",
+        Some(Goal::ValueAtMost(MEMORY_GOAL_MB)),
+        format!(
+            "VmHWM of a fresh node process that synced those {holding_height} blocks (mostly \
+             empty) from it over loopback, in {long_sync_seconds:.1} s ({:.0} blocks/s)",
+            holding_height as f64 / long_sync_seconds
+        ),
+    ));
+    Ok(figures)
+}
+
+pub(crate) fn run_end_to_end(
+    context: &Context,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Figure>, BenchError> {
+    let Some(executable) = &context.node_executable else {
+        progress("  skipped: no node executable");
+        return Ok(Vec::new());
+    };
+    let sizes = context.sizes;
+    let count = sizes.network_transactions;
+    progress("  starting three nodes");
+    let (first_dir, payments) = funded_node_dir(context, count)?;
+    let bound = durable_commit_rate(first_dir.path(), sizes.seconds)?;
+    let first = NodeProcess::start(executable, first_dir.path(), &[])?;
+    let second_dir = tempfile::tempdir()?;
+    let second = NodeProcess::start(executable, second_dir.path(), &[first.p2p_url()])?;
+    let third_dir = tempfile::tempdir()?;
+    let third = NodeProcess::start(
+        executable,
+        third_dir.path(),
+        &[first.p2p_url(), second.p2p_url()],
+    )?;
+    let funded_height = status_height(&first.status()?);
+    for node in [&second, &third] {
+        node.wait_for_status(Duration::from_secs(60), "the funding blocks", |status| {
+            status_height(status) >= funded_height && status["peers"].as_u64().unwrap_or(0) >= 2
+        })?;
+    }
+
+    progress(&format!(
+        "  {count} payments: submitted to node 1, mined by node 2, confirmed on all"
+    ));
+    let bodies: Vec<String> = payments
+        .iter()
+        .map(|payment| format!("{{\"hex\":\"{}\"}}", hex::encode(&payment.encode_to_vec())))
+        .collect();
+    let clients = sizes.http_clients.max(1);
+    let share = bodies.len().div_ceil(clients).max(1);
+    let submitting = AtomicBool::new(true);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(if count > 100 { 600 } else { 120 });
+    let outcome: Result<(u64, String), BenchError> = std::thread::scope(|scope| {
+        let submitters: Vec<_> = bodies
+            .chunks(share)
+            .map(|part| {
+                let first = &first;
+                scope.spawn(move || -> Result<(), BenchError> {
+                    let mut client = first.client()?;
+                    for body in part {
+                        client.expect_ok("POST", "/tx", Some(body))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let submitting = &submitting;
+        let watcher = scope.spawn(move || {
+            let mut results = Vec::new();
+            for handle in submitters {
+                results.push(
+                    handle
+                        .join()
+                        .unwrap_or_else(|_| Err(failed("a submitting thread panicked"))),
+                );
+            }
+            submitting.store(false, Ordering::Relaxed);
+            results.into_iter().collect::<Result<Vec<()>, _>>()
+        });
+        // Mine on node 2 until every payment is in a block.
+        let mut miner = second.client()?;
+        let mut confirmed = 0u64;
+        let mut last_hash = String::new();
+        while confirmed < count as u64 {
+            if Instant::now() > deadline {
+                return Err(failed(format!(
+                    "only {confirmed} of {count} payments were confirmed in time"
+                )));
+            }
+            let block = miner.expect_ok("POST", "/mine-transactions", None)?;
+            confirmed += block["transactionCount"]
+                .as_u64()
+                .unwrap_or(1)
+                .saturating_sub(1);
+            last_hash = block["hash"].as_str().unwrap_or_default().to_owned();
+            if block["transactionCount"].as_u64() == Some(1) {
+                // Nothing relayed yet: give the relay a moment rather than mining empty
+                // blocks back to back.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        watcher
+            .join()
+            .unwrap_or_else(|_| Err(failed("the watcher panicked")))?;
+        Ok((confirmed, last_hash))
+    });
+    let (confirmed, last_hash) = outcome?;
+    for node in [&first, &third] {
+        node.wait_for_status(Duration::from_secs(60), "the last block", |status| {
+            status["tip"].as_str() == Some(last_hash.as_str())
+        })?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if confirmed != count as u64 {
+        return Err(failed(format!(
+            "{confirmed} payments confirmed, {count} sent"
+        )));
+    }
+    Ok(vec![Figure::new(
+        "network.end_to_end",
+        count as f64 / seconds,
+        "transactions/s",
+        bound,
+        "durable commits/s of a small redb store on the same disk (node 1 acknowledges each submission with one)",
+        None,
+        format!(
+            "{count} pre-signed payments POSTed to node 1 from {clients} connections while \
+             node 2 mines (POST /mine-transactions) until all are in blocks and nodes 1 and 3 \
+             have the last block; three node processes on loopback"
+        ),
+    )])
+}

@@ -1,0 +1,215 @@
+//! Figure 4: pool admission of pre-signed single-input payments.
+//!
+//! - in memory: `Mempool::accept` with the node's pool verifier (checks and remembers the
+//!   signature), against raw BIP-340 verifies on one thread (admission runs under one lock);
+//! - in process: `Node::submit_transaction`, which also stores the transaction durably
+//!   before acknowledging it, against durable commits per second of a small redb store on
+//!   the same disk (each acknowledgement needs one);
+//! - over HTTP: `POST /tx {"hex"}` to a node process from several kept-alive connections,
+//!   against the same durable-commit bound.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use powchain_chain::StoreDurability;
+use powchain_consensus::encode::Encode;
+use powchain_consensus::signature::SequentialVerifier;
+use powchain_consensus::signature_cache::{CacheMode, CachingVerifier, SignatureCache};
+use powchain_consensus::{BlockHeight, Network, Transaction, hex};
+use powchain_mempool::{Mempool, MempoolOptions};
+use powchain_node::{Node, NodeConfig, SystemClock};
+use redb::{Database, TableDefinition};
+
+use crate::Context;
+use crate::chain_builder::{ChainBuilder, fund, sign_payments};
+use crate::connect::{feed, open_chain};
+use crate::error::{BenchError, failed};
+use crate::measure::timed;
+use crate::process::NodeProcess;
+use crate::report::Figure;
+use crate::signatures::{payment_block, raw_checks, raw_verify_rate};
+
+const PROBE: TableDefinition<u64, &[u8]> = TableDefinition::new("probe");
+
+/// Durable commits per second of a small redb store in `dir` (one ~200-byte row each,
+/// like a pool store insert), over about `seconds`.
+pub(crate) fn durable_commit_rate(dir: &Path, seconds: f64) -> Result<f64, BenchError> {
+    let path = dir.join("commit-probe.redb");
+    let db = Database::create(&path)?;
+    let row = [7u8; 200];
+    let started = Instant::now();
+    let mut commits = 0u64;
+    while commits < 3 || started.elapsed().as_secs_f64() < seconds {
+        let write = db.begin_write()?;
+        write.open_table(PROBE)?.insert(commits, row.as_slice())?;
+        write.commit()?;
+        commits += 1;
+    }
+    let rate = commits as f64 / started.elapsed().as_secs_f64();
+    drop(db);
+    std::fs::remove_file(path)?;
+    Ok(rate)
+}
+
+/// A node data directory whose chain gives the bench key `count` coins, and the signed
+/// payments spending them.
+pub(crate) fn funded_node_dir(
+    context: &Context,
+    count: usize,
+) -> Result<(tempfile::TempDir, Vec<Transaction>), BenchError> {
+    let dir = tempfile::tempdir()?;
+    let mut builder = ChainBuilder::new();
+    let (blocks, coins) = fund(&mut builder, count);
+    let mut chain = open_chain(
+        &dir.path().join("chain.redb"),
+        context.threads,
+        StoreDurability::Synced,
+    )?;
+    feed(&mut chain, blocks)?;
+    drop(chain);
+    let payments = sign_payments(builder.key(), &coins, context.threads);
+    Ok((dir, payments))
+}
+
+pub(crate) fn run(
+    context: &Context,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Figure>, BenchError> {
+    let sizes = context.sizes;
+    let mut figures = Vec::new();
+
+    progress("  admitting payments in memory");
+    let (block, view) = payment_block(sizes.pool_transactions, context.threads);
+    let raw = raw_checks(&block, &view);
+    let params = Network::Regtest.params();
+    let mut bound = f64::MIN;
+    let mut value = f64::MIN;
+    for _ in 0..sizes.rounds.max(1) {
+        bound = bound.max(raw_verify_rate(&raw, 1, sizes.seconds));
+        let mut pool = Mempool::new(params, MempoolOptions::default());
+        let verifier = CachingVerifier::new(
+            Arc::new(SignatureCache::new(sizes.pool_transactions)),
+            SequentialVerifier,
+            CacheMode::Remember,
+        );
+        let transactions: Vec<Transaction> = block.transactions[1..].to_vec();
+        let count = transactions.len();
+        let (result, seconds) = timed(|| {
+            transactions.into_iter().try_for_each(|transaction| {
+                pool.accept(transaction, &view, BlockHeight(2), 0, &verifier)
+                    .map(drop)
+            })
+        });
+        result.map_err(|error| failed(format!("the pool refused a payment: {error}")))?;
+        value = value.max(count as f64 / seconds);
+    }
+    figures.push(Figure::new(
+        "pool.accept.in_memory",
+        value,
+        "transactions/s",
+        bound,
+        "raw BIP-340 verifies on 1 thread (one per payment)",
+        None,
+        format!(
+            "Mempool::accept of {} single-input payments with the node's pool verifier \
+             (signature cache, remembering), no disk; best of {}",
+            sizes.pool_transactions, sizes.rounds
+        ),
+    ));
+
+    progress("  submitting payments to a node in process");
+    let submissions = sizes.pool_submissions;
+    let (dir, payments) = funded_node_dir(context, submissions)?;
+    let commit_bound = durable_commit_rate(dir.path(), sizes.seconds)?;
+    let node = Node::open(
+        NodeConfig::new(Network::Regtest, dir.path().to_path_buf()),
+        Arc::new(SystemClock),
+    )?;
+    let (result, seconds) = timed(|| {
+        payments
+            .iter()
+            .try_for_each(|payment| node.submit_transaction(payment.clone()).map(drop))
+    });
+    result?;
+    drop(node);
+    let commit_bound = commit_bound.max(durable_commit_rate(dir.path(), sizes.seconds)?);
+    figures.push(Figure::new(
+        "pool.submit.in_process",
+        submissions as f64 / seconds,
+        "transactions/s",
+        commit_bound,
+        "durable commits/s of a small redb store on the same disk (one per acknowledgement)",
+        None,
+        format!(
+            "Node::submit_transaction of {submissions} payments one after another: pool \
+             admission plus a synced pool-store write before each returns"
+        ),
+    ));
+
+    let Some(executable) = &context.node_executable else {
+        return Ok(figures);
+    };
+    progress(&format!(
+        "  submitting payments over HTTP from {} connections",
+        sizes.http_clients
+    ));
+    let (dir, payments) = funded_node_dir(context, submissions)?;
+    let node = NodeProcess::start(executable, dir.path(), &[])?;
+    let bodies: Vec<String> = payments
+        .iter()
+        .map(|payment| format!("{{\"hex\":\"{}\"}}", hex::encode(&payment.encode_to_vec())))
+        .collect();
+    let clients = sizes.http_clients.max(1);
+    let share = bodies.len().div_ceil(clients).max(1);
+    let started = Instant::now();
+    let results: Vec<Result<(), BenchError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = bodies
+            .chunks(share)
+            .map(|part| {
+                let node = &node;
+                scope.spawn(move || {
+                    let mut client = node.client()?;
+                    for body in part {
+                        client.expect_ok("POST", "/tx", Some(body))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(failed("an HTTP client thread panicked")))
+            })
+            .collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    let pooled = node.status()?["mempool"]["transactions"]
+        .as_u64()
+        .unwrap_or(0);
+    if pooled != bodies.len() as u64 {
+        return Err(failed(format!(
+            "the node pooled {pooled} of {} submissions",
+            bodies.len()
+        )));
+    }
+    drop(node);
+    figures.push(Figure::new(
+        "pool.submit.http",
+        bodies.len() as f64 / seconds,
+        "transactions/s",
+        commit_bound,
+        "durable commits/s of a small redb store on the same disk (one per acknowledgement)",
+        None,
+        format!(
+            "POST /tx of {} pre-signed payments from {clients} kept-alive connections to a \
+             node process; each answer waits for the synced pool-store write",
+            bodies.len()
+        ),
+    ));
+    Ok(figures)
+}

@@ -1,0 +1,202 @@
+//! Node processes: the `powchain` binary started on regtest on loopback ports chosen by
+//! the system, in a data directory the suite prepared, so its memory is its own.
+//!
+//! ```text
+//!   NodeProcess::start ──spawn──▶ powchain node --network regtest --http-port 0 --p2p-port 0
+//!        │                          stdout ──▶ reader thread ──▶ "P2P listening on ..."
+//!        │                                                     "HTTP API listening on ..."
+//!        ├─ client() ──▶ HttpClient         ├─ peak_rss_bytes() ◀── /proc/<pid>/status VmHWM
+//!        └─ Drop: SIGKILL and reap (the data directory is the caller's to delete)
+//! ```
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::error::{BenchError, failed};
+use crate::http::HttpClient;
+
+/// How long a node may take to open its data and listen.
+const START_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A running node process.
+pub(crate) struct NodeProcess {
+    child: Child,
+    data_dir: PathBuf,
+    pub(crate) http: SocketAddr,
+    pub(crate) p2p_port: u16,
+}
+
+fn port_in(line: &str) -> Option<u16> {
+    let (_, rest) = line.rsplit_once("(port ")?;
+    rest.trim_end_matches(')').trim().parse().ok()
+}
+
+impl NodeProcess {
+    /// Starts `executable` as a regtest node in `data_dir`, dialling `peers`, with the
+    /// node's defaults otherwise (every core for signatures, one mining thread).
+    pub(crate) fn start(
+        executable: &Path,
+        data_dir: &Path,
+        peers: &[String],
+    ) -> Result<NodeProcess, BenchError> {
+        let mut command = Command::new(executable);
+        command
+            .args([
+                "node",
+                "--network",
+                "regtest",
+                "--http-port",
+                "0",
+                "--p2p-port",
+                "0",
+            ])
+            .args(["--p2p-bind", "127.0.0.1", "--miner-threads", "1"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("POWCHAIN_LOG", "warn")
+            .env_remove("PEERS")
+            .env_remove("HTTP_PORT")
+            .env_remove("P2P_PORT")
+            .env_remove("DATA_DIR")
+            .env_remove("NETWORK")
+            .env_remove("MINE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if !peers.is_empty() {
+            command.arg("--peers").arg(peers.join(","));
+        }
+        let mut child = command.spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| failed("the node's stdout was not piped"))?;
+        let (sender, receiver) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // Keep draining after the listener lines, so the node never blocks on a
+                // full pipe.
+                let _ = sender.send(line);
+            }
+        });
+        let deadline = Instant::now() + START_DEADLINE;
+        let mut http = None;
+        let mut p2p_port = None;
+        while http.is_none() || p2p_port.is_none() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let line = match receiver.recv_timeout(remaining) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(failed(format!(
+                        "the node in {} did not start listening",
+                        data_dir.display()
+                    )));
+                }
+            };
+            if line.starts_with("P2P listening on") {
+                p2p_port = port_in(&line);
+            } else if line.starts_with("HTTP API listening on") {
+                http = port_in(&line).map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+            }
+        }
+        Ok(NodeProcess {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            http: http.ok_or_else(|| failed("no HTTP port"))?,
+            p2p_port: p2p_port.ok_or_else(|| failed("no P2P port"))?,
+        })
+    }
+
+    /// The address peers dial.
+    pub(crate) fn p2p_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.p2p_port)
+    }
+
+    /// A new HTTP connection to the node, carrying its API token if it wrote one (the
+    /// `.cookie` file in its data directory), as a local client of the node would.
+    pub(crate) fn client(&self) -> Result<HttpClient, BenchError> {
+        let token = std::fs::read_to_string(self.data_dir.join(".cookie"))
+            .ok()
+            .map(|text| text.trim().to_owned())
+            .filter(|token| !token.is_empty());
+        HttpClient::connect(self.http, token)
+    }
+
+    /// `GET /status`.
+    pub(crate) fn status(&self) -> Result<Value, BenchError> {
+        self.client()?.expect_ok("GET", "/status", None)
+    }
+
+    /// The node's peak resident memory so far (Linux `VmHWM`), in bytes.
+    pub(crate) fn peak_rss_bytes(&self) -> Result<u64, BenchError> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.split_whitespace().next())
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .ok_or_else(|| failed("no VmHWM in /proc/<pid>/status"))
+    }
+
+    /// Polls `GET /status` until `condition` holds, at most `deadline`.
+    pub(crate) fn wait_for_status(
+        &self,
+        deadline: Duration,
+        what: &str,
+        mut condition: impl FnMut(&Value) -> bool,
+    ) -> Result<Value, BenchError> {
+        let give_up = Instant::now() + deadline;
+        let mut client = self.client()?;
+        loop {
+            let status = client.expect_ok("GET", "/status", None)?;
+            if condition(&status) {
+                return Ok(status);
+            }
+            if Instant::now() > give_up {
+                return Err(failed(format!(
+                    "gave up after {deadline:?} waiting for {what}: {status}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `height` field of a status answer.
+pub(crate) fn status_height(status: &Value) -> u64 {
+    status["height"].as_u64().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_read_from_the_listener_lines() {
+        assert_eq!(
+            port_in("P2P listening on ws://127.0.0.1:40000 (port 40000)"),
+            Some(40000)
+        );
+        assert_eq!(
+            port_in("HTTP API listening on http://127.0.0.1:3001 (port 3001)"),
+            Some(3001)
+        );
+        assert_eq!(port_in("data directory: x"), None);
+    }
+}

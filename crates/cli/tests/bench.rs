@@ -1,0 +1,60 @@
+//! `powchain bench --quick --json` runs every figure of the suite, node processes
+//! included, and prints one JSON object with the figures and the machine: the suite cannot
+//! rot unnoticed. (The figures of a quick run in a test build mean nothing; CI does not
+//! check their values, only that each is a positive number held against a positive bound.)
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn the_quick_benchmark_suite_runs_every_figure_and_prints_json() {
+    let output = Command::new(env!("CARGO_BIN_EXE_powchain"))
+        .args(["bench", "--quick", "--json"])
+        .env_remove("POWCHAIN_LOG")
+        .output()
+        .expect("run powchain bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "powchain bench failed:\n{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("stdout is not one JSON object ({error}):\n{stderr}"));
+    let figures = report["figures"].as_array().expect("a figures array");
+    let names: Vec<&str> = figures
+        .iter()
+        .map(|figure| figure["name"].as_str().expect("a name"))
+        .collect();
+    for expected in [
+        "mining.hashes_per_second.1_thread",
+        "signatures.block_connect.1_thread",
+        "connect.full_block.",
+        "connect.height_cost.",
+        "pool.accept.in_memory",
+        "pool.submit.in_process",
+        "pool.submit.http",
+        "sync.blocks_per_second",
+        "memory.peak_rss.syncing_",
+        "memory.peak_rss.holding_",
+        "network.end_to_end",
+    ] {
+        assert!(
+            names.iter().any(|name| name.starts_with(expected)),
+            "{expected} missing from {names:?}"
+        );
+    }
+    for figure in figures {
+        for field in ["value", "bound", "ratio"] {
+            let number = figure[field].as_f64().unwrap_or(f64::NAN);
+            assert!(number > 0.0 && number.is_finite(), "{field} of {figure}");
+        }
+        assert!(figure["unit"].as_str().is_some_and(|unit| !unit.is_empty()));
+    }
+    let machine = &report["machine"];
+    assert!(
+        machine["logicalCpus"]
+            .as_u64()
+            .is_some_and(|cpus| cpus >= 1)
+    );
+    assert!(machine["shaExtensions"].is_boolean());
+    assert!(machine["cpuModel"].is_string() && machine["os"].is_string());
+    assert_eq!(report["suite"], "quick");
+}

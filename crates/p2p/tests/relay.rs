@@ -1,0 +1,262 @@
+//! Transaction relay across reorganisations and out-of-order arrival: the bugs the
+//! partition test (faults.rs) found, each pinned by a deterministic test over a raw peer.
+//!
+//! - A transaction whose parent had not arrived was refused and its id remembered as seen,
+//!   so it was never fetched again: a pool missed it for good.
+//! - A transaction asked for and answered with `notfound` (a block had just taken it from
+//!   the peer's pool) was remembered as seen: when a reorganisation put it back in the
+//!   peer's pool, it was not fetched again.
+//! - The node that answered `notfound` kept the transaction marked as known to the peer,
+//!   so it never announced it again once it was back in its pool.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestNode, wait_until};
+use futures_util::{SinkExt, StreamExt};
+use powchain_consensus::testkit::TestChain;
+use powchain_consensus::{Amount, BlockHeight, Network, Transaction, TxOut, Txid, Work};
+use powchain_p2p::{Hello, InventoryItem, InventoryKind, Message};
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A raw protocol peer announcing `port`, after the handshake.
+async fn raw_peer(node: &TestNode, port: u16) -> Socket {
+    let (mut socket, _) = tokio_tungstenite::connect_async(node.url())
+        .await
+        .expect("connects");
+    let params = Network::Regtest.params();
+    let hello = Message::Hello(Hello {
+        network_magic: Network::Regtest.magic(),
+        genesis: params.genesis_hash(),
+        best_hash: params.genesis_hash(),
+        best_height: 0,
+        best_work: Work::ZERO,
+        listen_port: port,
+        node_nonce: u64::from(port) << 8,
+        user_agent: "relay".into(),
+    });
+    socket
+        .send(Frame::binary(hello.to_bytes()))
+        .await
+        .expect("send hello");
+    socket
+}
+
+async fn send(socket: &mut Socket, message: Message) {
+    socket
+        .send(Frame::binary(message.to_bytes()))
+        .await
+        .expect("send");
+}
+
+/// Reads messages until one matches `wanted` (or fails after `LIMIT`).
+async fn expect_message(socket: &mut Socket, what: &str, wanted: impl Fn(&Message) -> bool) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Ok(Some(Ok(Frame::Binary(bytes)))) => {
+                if Message::from_bytes(&bytes).is_ok_and(|message| wanted(&message)) {
+                    return;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no {what}: {other:?}"),
+        }
+    }
+}
+
+fn transaction_item(txid: Txid) -> InventoryItem {
+    InventoryItem {
+        kind: InventoryKind::Transaction,
+        hash: txid.0,
+    }
+}
+
+fn names(message: &Message, kind: fn(&Message) -> Option<&Vec<InventoryItem>>, txid: Txid) -> bool {
+    kind(message).is_some_and(|items| items.contains(&transaction_item(txid)))
+}
+
+fn get_data(message: &Message) -> Option<&Vec<InventoryItem>> {
+    match message {
+        Message::GetData(items) => Some(items),
+        _ => None,
+    }
+}
+
+fn inventory(message: &Message) -> Option<&Vec<InventoryItem>> {
+    match message {
+        Message::Inventory(items) => Some(items),
+        _ => None,
+    }
+}
+
+/// A node holding the blocks of `chain` (mature coins for the test kit's miner key).
+async fn node_with(chain: &TestChain) -> TestNode {
+    let node = TestNode::start(vec![]).await;
+    let core = Arc::clone(&node.node);
+    let blocks = chain.blocks[1..].to_vec();
+    tokio::task::spawn_blocking(move || {
+        for block in blocks {
+            core.submit_block(block).expect("valid block");
+        }
+    })
+    .await
+    .expect("task");
+    node
+}
+
+fn out(units: u64, seed: u8) -> TxOut {
+    TxOut {
+        value: Amount::from_units(units).expect("in range"),
+        address: powchain_consensus::testkit::test_address(seed),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_whose_parent_comes_later_is_held_and_pooled_when_the_parent_arrives() {
+    let chain = TestChain::regtest_with_mature_coins(2);
+    let node = node_with(&chain).await;
+    let coin = chain.mature_coin(0);
+    let parent = chain.spend(
+        &[coin.0],
+        vec![out(40 * 100_000_000, 1)],
+        &[chain.miner],
+        &HashMap::new(),
+    );
+    let parent_coins = TestChain::coins_of(&parent, BlockHeight(99));
+    let child_input = *parent_coins.keys().next().expect("one output");
+    let child = chain.spend(
+        &[child_input],
+        vec![out(39 * 100_000_000, 2)],
+        &[chain.miner],
+        &parent_coins,
+    );
+
+    let mut peer = raw_peer(&node, 46_001).await;
+    // The child first: its parent is nowhere yet. Not a reason to ban; held.
+    send(&mut peer, Message::Transaction(Box::new(child.clone()))).await;
+    send(&mut peer, Message::Ping(1)).await;
+    expect_message(&mut peer, "pong", |message| *message == Message::Pong(1)).await;
+    assert!(node.node.pool_transaction(&child.compute_txid()).is_none());
+    assert!(
+        node.p2p.banned().is_empty(),
+        "a missing parent is not misbehaviour"
+    );
+    // The parent arrives: both are pooled.
+    send(&mut peer, Message::Transaction(Box::new(parent.clone()))).await;
+    wait_until(
+        "the held child joins its parent in the pool",
+        LIMIT,
+        || async {
+            node.node.pool_transaction(&parent.compute_txid()).is_some()
+                && node.node.pool_transaction(&child.compute_txid()).is_some()
+        },
+    )
+    .await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_answered_with_notfound_is_asked_for_again_when_announced_again() {
+    let chain = TestChain::regtest_with_mature_coins(1);
+    let node = node_with(&chain).await;
+    let payment: Transaction = chain.spend(
+        &[chain.mature_coin(0).0],
+        vec![out(49 * 100_000_000, 3)],
+        &[chain.miner],
+        &HashMap::new(),
+    );
+    let txid = payment.compute_txid();
+    let mut peer = raw_peer(&node, 46_002).await;
+    send(&mut peer, Message::Inventory(vec![transaction_item(txid)])).await;
+    expect_message(&mut peer, "getdata", |message| {
+        names(message, get_data, txid)
+    })
+    .await;
+    // We no longer have it (a block took it, say).
+    send(&mut peer, Message::NotFound(vec![transaction_item(txid)])).await;
+    // It is back (a reorganisation returned it to our pool): announced again, asked again.
+    send(&mut peer, Message::Inventory(vec![transaction_item(txid)])).await;
+    expect_message(&mut peer, "a second getdata", |message| {
+        names(message, get_data, txid)
+    })
+    .await;
+    send(&mut peer, Message::Transaction(Box::new(payment))).await;
+    wait_until("the payment is pooled", LIMIT, || async {
+        node.node.pool_transaction(&txid).is_some()
+    })
+    .await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_back_from_a_reorganisation_is_announced_again_to_a_peer_that_missed_it() {
+    let mut chain = TestChain::regtest_with_mature_coins(1);
+    let node = node_with(&chain).await;
+    let payment = chain.spend(
+        &[chain.mature_coin(0).0],
+        vec![out(49 * 100_000_000, 3)],
+        &[chain.miner],
+        &HashMap::new(),
+    );
+    let txid = payment.compute_txid();
+    let submitter = Arc::clone(&node.node);
+    let pooled = payment.clone();
+    tokio::task::spawn_blocking(move || submitter.submit_transaction(pooled))
+        .await
+        .expect("task")
+        .expect("a valid payment");
+    // The peer hears of it on connecting (the pool's contents) but has not asked yet.
+    let mut peer = raw_peer(&node, 46_003).await;
+    expect_message(&mut peer, "the pool's inventory", |message| {
+        names(message, inventory, txid)
+    })
+    .await;
+    // A block takes it; the peer's request comes too late.
+    let fork = chain.clone();
+    let block = chain.build(
+        vec![payment.clone()],
+        Amount::from_units(100_000_000).expect("fee"),
+    );
+    chain.push(block.clone()).expect("valid");
+    let submitter = Arc::clone(&node.node);
+    tokio::task::spawn_blocking(move || submitter.submit_block(block))
+        .await
+        .expect("task")
+        .expect("valid block");
+    assert!(node.node.pool_transaction(&txid).is_none());
+    send(&mut peer, Message::GetData(vec![transaction_item(txid)])).await;
+    expect_message(&mut peer, "notfound", |message| {
+        matches!(message, Message::NotFound(items) if items.contains(&transaction_item(txid)))
+    })
+    .await;
+    // A heavier branch without it: the payment returns to the pool and is announced again.
+    let mut branch = fork;
+    branch.mine_empty(2);
+    let submitter = Arc::clone(&node.node);
+    let blocks = branch.blocks[branch.blocks.len() - 2..].to_vec();
+    tokio::task::spawn_blocking(move || {
+        for block in blocks {
+            submitter.submit_block(block).expect("valid block");
+        }
+    })
+    .await
+    .expect("task");
+    assert!(
+        node.node.pool_transaction(&txid).is_some(),
+        "back in the pool"
+    );
+    expect_message(&mut peer, "the payment announced again", |message| {
+        names(message, inventory, txid)
+    })
+    .await;
+    node.stop().await;
+}

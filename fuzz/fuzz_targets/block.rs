@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use powchain_consensus::encode::{Decode, Encode};
-use powchain_consensus::{Block, Network};
 use powchain_consensus::validation::validate_block_structure;
+use powchain_consensus::{Block, Network};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(block) = Block::decode_exact(data) {

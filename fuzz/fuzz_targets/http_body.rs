@@ -83,8 +83,7 @@ fuzz_target!(|data: &[u8]| {
         "POST {path} answered {status}: {}",
         String::from_utf8_lossy(&bytes)
     );
-    let json: serde_json::Value =
-        serde_json::from_slice(&bytes).expect("every answer is JSON");
+    let json: serde_json::Value = serde_json::from_slice(&bytes).expect("every answer is JSON");
     if !status.is_success() {
         let object = json.as_object().expect("an error answer is an object");
         assert_eq!(object.len(), 1, "{json}");

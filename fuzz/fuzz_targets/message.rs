@@ -7,6 +7,11 @@ use powchain_p2p::Message;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(message) = Message::from_bytes(data) {
-        assert_eq!(message.to_bytes(), data, "{} does not round-trip", message.name());
+        assert_eq!(
+            message.to_bytes(),
+            data,
+            "{} does not round-trip",
+            message.name()
+        );
     }
 });

@@ -211,7 +211,9 @@ pub(crate) fn run_sync(
     let holding_height = status_height(&holding.status()?);
 
     // A fresh node syncing the long chain from the node holding it.
-    progress(&format!("  syncing those {holding_height} blocks into a fresh node"));
+    progress(&format!(
+        "  syncing those {holding_height} blocks into a fresh node"
+    ));
     let fresh_dir = tempfile::tempdir()?;
     let started = Instant::now();
     let fresh = NodeProcess::start(executable, fresh_dir.path(), &[holding.p2p_url()])?;

@@ -451,7 +451,11 @@ impl P2p {
             || bytes > MAX_ORPHAN_TRANSACTION_BYTES
         {
             match state.orphan_transactions.pop_front() {
-                Some((_, dropped)) => bytes -= dropped.compute_size(),
+                // Forgotten as seen too: a later announcement of it is fetched again.
+                Some((dropped_txid, dropped)) => {
+                    bytes -= dropped.compute_size();
+                    state.recent_transactions.remove(&dropped_txid);
+                }
                 None => break,
             }
         }

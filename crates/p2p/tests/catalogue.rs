@@ -1406,6 +1406,11 @@ async fn run_case(harness: &mut Harness, case: &Case) {
     // Frames claiming huge sizes are refused from their header: nothing near it is allocated.
     if matches!(case.expect, Expect::Banned("oversized-message")) {
         let grown = resident_bytes().saturating_sub(rss_before);
+        eprintln!(
+            "{name}: hung up after {:?}, resident memory grew by {} KiB",
+            started.elapsed(),
+            grown >> 10
+        );
         assert!(
             grown < 64 << 20,
             "{name}: resident memory grew by {grown} bytes"

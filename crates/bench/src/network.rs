@@ -29,6 +29,8 @@ use crate::process::{NodeProcess, status_height};
 use crate::report::{Figure, Goal};
 use crate::{Context, LongChain};
 
+/// A sync whose tip does not move for this long has stopped.
+const STALL: Duration = Duration::from_secs(60);
 /// The memory goal for a node, in MB.
 const MEMORY_GOAL_MB: f64 = 200.0;
 const MB: f64 = 1024.0 * 1024.0;
@@ -121,10 +123,7 @@ pub(crate) fn run_sync(
     let sync_dir = tempfile::tempdir()?;
     let started = Instant::now();
     let syncing = NodeProcess::start(executable, sync_dir.path(), &[server.p2p_url()])?;
-    let deadline = Duration::from_secs_f64((connect_seconds * 20.0).max(120.0));
-    syncing.wait_for_status(deadline, "the sync", |status| {
-        status_height(status) >= final_height
-    })?;
+    syncing.wait_for_height(final_height, STALL)?;
     let sync_seconds = started.elapsed().as_secs_f64();
     let syncing_rss = syncing.peak_rss_bytes()? as f64;
     drop(syncing);
@@ -217,9 +216,7 @@ pub(crate) fn run_sync(
     let fresh_dir = tempfile::tempdir()?;
     let started = Instant::now();
     let fresh = NodeProcess::start(executable, fresh_dir.path(), &[holding.p2p_url()])?;
-    fresh.wait_for_status(Duration::from_secs(1_800), "the long sync", |status| {
-        status_height(status) >= holding_height
-    })?;
+    fresh.wait_for_height(holding_height, STALL)?;
     let long_sync_seconds = started.elapsed().as_secs_f64();
     let fresh_rss = fresh.peak_rss_bytes()? as f64;
     drop(fresh);

@@ -178,6 +178,31 @@ impl Drop for NodeProcess {
     }
 }
 
+impl NodeProcess {
+    /// Polls `GET /status` until the tip reaches `height`; fails if the tip does not move
+    /// for `stall` (a sync that stopped: a dropped or banned peer).
+    pub(crate) fn wait_for_height(&self, height: u64, stall: Duration) -> Result<f64, BenchError> {
+        let started = Instant::now();
+        let mut client = self.client()?;
+        let mut last = (0u64, Instant::now());
+        loop {
+            let status = client.expect_ok("GET", "/status", None)?;
+            let now_height = status_height(&status);
+            if now_height >= height {
+                return Ok(started.elapsed().as_secs_f64());
+            }
+            if now_height != last.0 {
+                last = (now_height, Instant::now());
+            } else if last.1.elapsed() > stall {
+                return Err(failed(format!(
+                    "the sync stalled at height {now_height} of {height} for {stall:?}: {status}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// The `height` field of a status answer.
 pub(crate) fn status_height(status: &Value) -> u64 {
     status["height"].as_u64().unwrap_or(0)

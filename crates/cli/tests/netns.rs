@@ -340,6 +340,8 @@ fn nodes_in_network_namespaces_converge_after_partitions_and_keep_their_payments
         // Each side pays and mines; c's side mines more.
         payments.push(a.pay(&b, 100_000_000));
         a.mine();
+        // b spends what a just paid it: only once a's block (which confirms it) arrived.
+        wait_until("a's block at b", || b.status()["tip"] == a.status()["tip"]);
         payments.push(b.pay(&a, 10_000_000));
         payments.push(c.pay(&a, 100_000_000));
         c.mine();

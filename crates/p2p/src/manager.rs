@@ -36,6 +36,10 @@ use crate::url::PeerUrl;
 
 /// Blocks in flight from one peer at most.
 const MAX_BLOCKS_IN_FLIGHT_PER_PEER: usize = 16;
+/// A peer with blocks in flight is asked for more only once this many slots are free, so
+/// a sync sends one `getdata` per few blocks, not one per block (a fast sync would
+/// otherwise exceed the peer's message rate limit).
+const MIN_BLOCKS_PER_REQUEST: usize = 4;
 /// How far past the tip downloads reach.
 const DOWNLOAD_WINDOW: usize = 1024;
 /// Commands queued for one peer at most; a peer that falls this far behind misses
@@ -498,6 +502,14 @@ impl P2p {
         }
     }
 
+    /// True if `hash` is a block we asked peer `id` for and still wait on.
+    pub(crate) fn is_in_flight_from(&self, id: u64, hash: &BlockHash) -> bool {
+        self.state()
+            .in_flight
+            .get(hash)
+            .is_some_and(|(peer, _)| *peer == id)
+    }
+
     /// A block arrived (or was reported missing): it is no longer in flight.
     pub(crate) fn block_done(&self, hash: &BlockHash) {
         self.state().in_flight.remove(hash);
@@ -518,13 +530,17 @@ impl P2p {
             state
                 .in_flight
                 .retain(|_, (_, since)| now.duration_since(*since) < timeout);
+            let load = peer_loads(&state.in_flight);
             let peer_tips: Vec<(u64, BlockHash)> = state
                 .peers
                 .iter()
                 .filter_map(|(id, entry)| entry.best_known.map(|(hash, _)| (*id, hash)))
                 .collect();
             let in_flight = state.in_flight.len();
-            let room = (peer_tips.len() * MAX_BLOCKS_IN_FLIGHT_PER_PEER).saturating_sub(in_flight);
+            let room: usize = peer_tips
+                .iter()
+                .map(|(id, _)| free_slots(load.get(id).copied().unwrap_or(0)))
+                .sum();
             (
                 peer_tips,
                 (room > 0).then(|| (in_flight + 2 * room + 64).min(DOWNLOAD_WINDOW)),
@@ -594,10 +610,14 @@ impl P2p {
             state
                 .in_flight
                 .retain(|_, (_, since)| now.duration_since(*since) < timeout);
-            let mut load: HashMap<u64, usize> = HashMap::new();
-            for (peer, _) in state.in_flight.values() {
-                *load.entry(*peer).or_default() += 1;
-            }
+            let mut load = peer_loads(&state.in_flight);
+            // Who may be asked now: decided once, before this round's assignments.
+            let eligible: HashSet<u64> = state
+                .peers
+                .keys()
+                .filter(|id| free_slots(load.get(id).copied().unwrap_or(0)) > 0)
+                .copied()
+                .collect();
             let mut assigned: HashMap<u64, Vec<InventoryItem>> = HashMap::new();
             for (hash, holders) in wanted {
                 if state.in_flight.contains_key(&hash) {
@@ -607,10 +627,11 @@ impl P2p {
                 let chosen = holders
                     .iter()
                     .filter(|id| {
-                        state
-                            .peers
-                            .get(id)
-                            .is_some_and(|entry| !entry.not_found.contains(&hash))
+                        eligible.contains(id)
+                            && state
+                                .peers
+                                .get(id)
+                                .is_some_and(|entry| !entry.not_found.contains(&hash))
                             && load.get(id).copied().unwrap_or(0) < MAX_BLOCKS_IN_FLIGHT_PER_PEER
                     })
                     .min_by_key(|id| load.get(id).copied().unwrap_or(0))
@@ -832,5 +853,25 @@ impl P2p {
                 _ = tick.tick() => self.pump_downloads().await,
             }
         }
+    }
+}
+
+/// Blocks in flight per peer.
+fn peer_loads(in_flight: &HashMap<BlockHash, (u64, Instant)>) -> HashMap<u64, usize> {
+    let mut load: HashMap<u64, usize> = HashMap::new();
+    for (peer, _) in in_flight.values() {
+        *load.entry(*peer).or_default() += 1;
+    }
+    load
+}
+
+/// Slots a peer with `load` blocks in flight may be asked to fill now: all of them when it
+/// has none in flight, else only once at least [`MIN_BLOCKS_PER_REQUEST`] are free.
+fn free_slots(load: usize) -> usize {
+    let free = MAX_BLOCKS_IN_FLIGHT_PER_PEER.saturating_sub(load);
+    if load == 0 || free >= MIN_BLOCKS_PER_REQUEST {
+        free
+    } else {
+        0
     }
 }

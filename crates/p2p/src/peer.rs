@@ -152,6 +152,12 @@ impl RateLimit {
         self.tokens -= 1.0;
         true
     }
+
+    /// Gives back the token of a message that answered our own request (a block we asked
+    /// this peer for): a fast sync must not look like a flood.
+    fn refund(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(MESSAGE_BURST);
+    }
 }
 
 struct Session<S> {
@@ -364,6 +370,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                             continue;
                         }
                     };
+                    if let Message::Block(block) = &message {
+                        if self.p2p.is_in_flight_from(self.id, &block.compute_hash()) {
+                            limiter.refund();
+                        }
+                    }
                     if let Message::Pong(nonce) = message {
                         if awaiting_pong.is_some_and(|(expected, _)| expected == nonce) {
                             awaiting_pong = None;
@@ -430,6 +441,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .ok_or(SessionEnd::Shutdown)?;
         if let Some(height) = their_tip_height {
             self.p2p.note_peer_block(self.id, their_tip, height);
+            // Blocks we know by header and this peer has: ask now, not at the next tick
+            // (a node restarted in the middle of a sync resumes at once).
+            self.p2p.pump_downloads().await;
         }
         if theirs.best_work > our_best_work {
             self.request_headers(None).await?;

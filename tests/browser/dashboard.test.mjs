@@ -353,6 +353,39 @@ try {
     await screenshot(app, "charts-reorg-synthetic");
   });
 
+  const tokenNode = process.env.POWCHAIN_TOKEN_NODE;
+  const tokenNodeToken = process.env.POWCHAIN_TOKEN_NODE_TOKEN;
+  if (tokenNode && tokenNodeToken) {
+    await step("a node that requires a token: mining is refused until the token is entered", async () => {
+      const page = await context.newPage();
+      watch(page, "token tab");
+      await page.goto(`${tokenNode}/#/wallet`);
+      // The token node is the main node's peer: its block must extend the same chain.
+      const deadline = Date.now() + WAIT_MS;
+      while ((await apiFromPage(page, "/status")).json.height !== tipHeight) {
+        assert.ok(Date.now() < deadline, "the token node caught up with the main node");
+        await page.waitForTimeout(50);
+      }
+      await page.getByRole("button", { name: "Mine a block" }).click();
+      const refusal = await waitForText(page, "#mine-message", (value) => /token/.test(value) && !/Mining/.test(value), "the 401 refusal");
+      assert.match(refusal, /\.cookie/, "the refusal names the cookie file");
+      await page.getByLabel("Token", { exact: true }).fill("0".repeat(64));
+      await page.getByRole("button", { name: "Use token" }).click();
+      await page.getByRole("button", { name: "Mine a block" }).click();
+      await waitForText(page, "#mine-message", (value) => /token/.test(value) && !/Mining/.test(value), "a wrong token refused");
+      await page.getByLabel("Token", { exact: true }).fill(tokenNodeToken);
+      await page.getByRole("button", { name: "Use token" }).click();
+      await waitForText(page, "#token-message", (value) => value === "A token is set for this tab.", "the token kept");
+      await page.getByRole("button", { name: "Mine a block" }).click();
+      tipHeight += 1;
+      await waitForText(page, "#mine-message", (value) => value.startsWith(`Mined block #${tipHeight} `), "a block mined with the token");
+      await screenshot(page, "wallet-token");
+      await page.getByRole("button", { name: "Forget token" }).click();
+      await waitForText(page, "#token-message", (value) => value === "No token set.", "the token forgotten");
+      await page.close();
+    });
+  }
+
   await step("the overview followed everything live, and nothing threw", async () => {
     await waitForText(overview, '[data-stat="height"]', String(tipHeight), "final height");
     assert.equal(await overview.evaluate(() => window.notReloaded), true, "the overview was not reloaded");

@@ -192,9 +192,32 @@ class ApiError extends Error {
   }
 }
 
+// The API token (the node's `.cookie`), for a node that requires one for spending, mining and
+// peer changes. Kept in this tab's sessionStorage only, and sent only with writes.
+const TOKEN_KEY = "powchain.apiToken";
+
+function apiToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  } catch {
+    return "";
+  }
+}
+
+function setApiToken(value) {
+  try {
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // Storage disabled: the token cannot be kept, and writes will say so with a 401.
+  }
+}
+
 /** Fetches JSON; a 4xx/5xx becomes an ApiError carrying the node's own `error` text. */
 async function api(path, { method = "GET", body } = {}) {
   const options = { method, headers: { Accept: "application/json" } };
+  const token = apiToken();
+  if (token && method !== "GET") options.headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = typeof body === "string" ? body : JSON.stringify(body);
@@ -213,7 +236,8 @@ async function api(path, { method = "GET", body } = {}) {
     json = null;
   }
   if (!response.ok) {
-    const message = json && typeof json.error === "string" ? json.error : `HTTP ${response.status}`;
+    let message = json && typeof json.error === "string" ? json.error : `HTTP ${response.status}`;
+    if (response.status === 401) message += " Enter the token under \"API token\" on the Wallet page.";
     throw new ApiError(response.status, message);
   }
   return json;
@@ -761,6 +785,42 @@ async function walletView() {
     }
   });
 
+  // The API token form: only needed when the node requires a token.
+  const tokenInput = h("input", { id: "api-token", name: "token", type: "password", autocomplete: "off", spellcheck: "false", "aria-describedby": "api-token-hint" });
+  const tokenMessage = h("p", { id: "token-message", class: "message", role: "status" });
+  const showTokenState = () => {
+    tokenMessage.className = "message";
+    tokenMessage.textContent = apiToken() ? "A token is set for this tab." : "No token set.";
+  };
+  const forgetButton = h("button", { type: "button", class: "secondary" }, "Forget token");
+  forgetButton.addEventListener("click", () => {
+    setApiToken("");
+    tokenInput.value = "";
+    showTokenState();
+  });
+  const tokenForm = h("form", { class: "form", novalidate: true, "aria-labelledby": "token-heading" },
+    h("fieldset", {},
+      h("legend", { id: "token-heading" }, "API token"),
+      h("div", { class: "field" }, h("label", { for: "api-token" }, "Token"), tokenInput,
+        h("span", { class: "hint", id: "api-token-hint" },
+          "Needed only when the node requires one (its HTTP port bound off loopback, or --require-token): the contents of the .cookie file in its data directory. Kept in this browser tab only."))),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "secondary" }, "Use token"), forgetButton),
+    tokenMessage);
+  tokenForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = tokenInput.value.trim();
+    tokenInput.value = "";
+    if (!value) {
+      tokenMessage.className = "message error";
+      tokenMessage.textContent = "Paste the token first.";
+      tokenInput.focus();
+      return;
+    }
+    setApiToken(value);
+    showTokenState();
+  });
+  showTokenState();
+
   const element = h("div", {},
     heading("Wallet"),
     h("section", { class: "panel", "aria-labelledby": "address-heading" },
@@ -777,7 +837,8 @@ async function walletView() {
     h("section", { class: "panel" }, sendForm),
     h("section", { class: "panel", "aria-labelledby": "addresses-heading" },
       h("h2", { id: "addresses-heading" }, "Addresses"), addressesBody,
-      h("div", { class: "actions" }, newAddressButton), newAddressMessage));
+      h("div", { class: "actions" }, newAddressButton), newAddressMessage),
+    h("section", { class: "panel" }, tokenForm));
 
   const refresh = async () => {
     const balance = await api("/balance");

@@ -36,7 +36,7 @@ struct NodeProcess {
     child: Child,
     http_url: String,
     p2p_port: Option<u16>,
-    _data_dir: TempDir,
+    data_dir: TempDir,
 }
 
 impl Drop for NodeProcess {
@@ -123,7 +123,7 @@ fn start_node(extra_args: &[String]) -> NodeProcess {
         child,
         http_url,
         p2p_port,
-        _data_dir: data_dir,
+        data_dir: data_dir,
     }
 }
 
@@ -224,9 +224,20 @@ fn the_dashboard_works_in_headless_chromium() {
 
     let node = start_node(&[]);
     // A second node connected to the first, so the peers page has someone to show.
-    let peer = node
-        .p2p_port
-        .map(|port| start_node(&["--peers".into(), format!("ws://127.0.0.1:{port}")]));
+    // It requires the API token, so the browser also enters a token on its wallet page.
+    let peer = node.p2p_port.map(|port| {
+        start_node(&[
+            "--peers".into(),
+            format!("ws://127.0.0.1:{port}"),
+            "--require-token".into(),
+        ])
+    });
+    let peer_token = peer.as_ref().map(|peer| {
+        std::fs::read_to_string(peer.data_dir.path().join(".cookie"))
+            .expect("the peer wrote its cookie file")
+            .trim()
+            .to_owned()
+    });
 
     let started = Instant::now();
     let mut browser = Command::new("node")
@@ -237,6 +248,11 @@ fn the_dashboard_works_in_headless_chromium() {
             "POWCHAIN_EXPECT_PEERS",
             if peer.is_some() { "1" } else { "0" },
         )
+        .env(
+            "POWCHAIN_TOKEN_NODE",
+            peer.as_ref().map_or("", |peer| peer.http_url.as_str()),
+        )
+        .env("POWCHAIN_TOKEN_NODE_TOKEN", peer_token.unwrap_or_default())
         .current_dir(&root)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

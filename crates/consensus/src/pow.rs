@@ -165,7 +165,7 @@ impl HeaderHasher {
 
     /// Tries nonces `start..end` and returns the first whose hash meets `target`.
     ///
-    /// The loop hashes [`SEARCH_LANES`] nonces side by side, compares the raw SHA-256
+    /// The loop hashes `SEARCH_LANES` (4) nonces side by side, compares the raw SHA-256
     /// states with the target word by word, and builds hash bytes only for the winner:
     /// per nonce it costs the two compressions and little else.
     pub fn search(&mut self, target: Target, start: u64, end: u64) -> Option<(u64, BlockHash)> {

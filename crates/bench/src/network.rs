@@ -123,7 +123,9 @@ pub(crate) fn run_sync(
     let sync_dir = tempfile::tempdir()?;
     let started = Instant::now();
     let syncing = NodeProcess::start(executable, sync_dir.path(), &[server.p2p_url()])?;
-    syncing.wait_for_height(final_height, STALL)?;
+    syncing
+        .wait_for_height(final_height, STALL)
+        .map_err(|error| with_log_of(error, "the serving node", &server))?;
     let sync_seconds = started.elapsed().as_secs_f64();
     let syncing_rss = syncing.peak_rss_bytes()? as f64;
     drop(syncing);
@@ -216,7 +218,9 @@ pub(crate) fn run_sync(
     let fresh_dir = tempfile::tempdir()?;
     let started = Instant::now();
     let fresh = NodeProcess::start(executable, fresh_dir.path(), &[holding.p2p_url()])?;
-    fresh.wait_for_height(holding_height, STALL)?;
+    fresh
+        .wait_for_height(holding_height, STALL)
+        .map_err(|error| with_log_of(error, "the serving node", &holding))?;
     let long_sync_seconds = started.elapsed().as_secs_f64();
     let fresh_rss = fresh.peak_rss_bytes()? as f64;
     drop(fresh);
@@ -371,4 +375,9 @@ pub(crate) fn run_end_to_end(
              have the last block; three node processes on loopback"
         ),
     )])
+}
+
+/// `error` with the tail of `node`'s log appended.
+fn with_log_of(error: BenchError, who: &str, node: &NodeProcess) -> BenchError {
+    failed(format!("{error}\n{who}'s log ends:\n{}", node.log_tail(20)))
 }

@@ -21,6 +21,9 @@ use serde_json::Value;
 use crate::error::{BenchError, failed};
 use crate::http::HttpClient;
 
+/// The node's stderr, in its data directory.
+const LOG_FILE: &str = "node.log";
+
 /// How long a node may take to open its data and listen.
 const START_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -59,7 +62,10 @@ impl NodeProcess {
             .args(["--p2p-bind", "127.0.0.1", "--miner-threads", "1"])
             .arg("--data-dir")
             .arg(data_dir)
-            .env("POWCHAIN_LOG", "warn")
+            .env(
+                "POWCHAIN_LOG",
+                std::env::var("POWCHAIN_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .env_remove("PEERS")
             .env_remove("HTTP_PORT")
             .env_remove("P2P_PORT")
@@ -68,7 +74,8 @@ impl NodeProcess {
             .env_remove("MINE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            // Warnings only (bans, dropped peers): a failed figure quotes their tail.
+            .stderr(std::fs::File::create(data_dir.join(LOG_FILE))?);
         if !peers.is_empty() {
             command.arg("--peers").arg(peers.join(","));
         }
@@ -113,6 +120,13 @@ impl NodeProcess {
             http: http.ok_or_else(|| failed("no HTTP port"))?,
             p2p_port: p2p_port.ok_or_else(|| failed("no P2P port"))?,
         })
+    }
+
+    /// The last `lines` lines the node logged (warnings and errors), for error messages.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.data_dir.join(LOG_FILE)).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// The address peers dial.
@@ -195,7 +209,9 @@ impl NodeProcess {
                 last = (now_height, Instant::now());
             } else if last.1.elapsed() > stall {
                 return Err(failed(format!(
-                    "the sync stalled at height {now_height} of {height} for {stall:?}: {status}"
+                    "the sync stalled at height {now_height} of {height} for {stall:?}: \
+                     {status}\nits log ends:\n{}",
+                    self.log_tail(20)
                 )));
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -14,12 +14,14 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 
+/// Logs go to stderr: stdout carries the listening lines and client commands' answers.
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POWCHAIN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
         .try_init();
 }
 

@@ -123,7 +123,7 @@ fn start_node(extra_args: &[String]) -> NodeProcess {
         child,
         http_url,
         p2p_port,
-        data_dir: data_dir,
+        data_dir,
     }
 }
 

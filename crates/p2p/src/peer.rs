@@ -40,7 +40,7 @@ const KNOWN_INVENTORY: usize = 20_000;
 /// Messages a peer may send in a burst; refilled at [`MESSAGES_PER_SECOND`].
 const MESSAGE_BURST: f64 = 2_000.0;
 /// Sustained messages per second a peer may send before it counts as flooding.
-const MESSAGES_PER_SECOND: f64 = 500.0;
+pub(crate) const MESSAGES_PER_SECOND: f64 = 500.0;
 
 /// How a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -350,7 +350,11 @@ pub(crate) fn run_end_to_end(
             .unwrap_or_else(|_| Err(failed("the watcher panicked")))?;
         Ok((confirmed, last_hash))
     });
-    let (confirmed, last_hash) = outcome?;
+    let (confirmed, last_hash) = outcome.map_err(|error| {
+        let error = with_log_of(error, "node 1", &first);
+        let error = with_log_of(error, "node 2", &second);
+        with_log_of(error, "node 3", &third)
+    })?;
     for node in [&first, &third] {
         node.wait_for_status(Duration::from_secs(60), "the last block", |status| {
             status["tip"].as_str() == Some(last_hash.as_str())

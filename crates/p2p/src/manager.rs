@@ -16,7 +16,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use powchain_consensus::{BlockHash, Transaction, Txid};
@@ -47,9 +47,12 @@ const MIN_BLOCKS_PER_REQUEST: usize = 32;
 const STABLE_SESSION: Duration = Duration::from_secs(10);
 /// How far past the tip downloads reach.
 const DOWNLOAD_WINDOW: usize = 1024;
-/// Commands queued for one peer at most; a peer that falls this far behind misses
-/// announcements rather than growing our memory.
+/// Commands queued for one peer at most (requests and closes; announcements wait in the
+/// peer's [`Announcements`]).
 const PEER_COMMAND_CAPACITY: usize = 512;
+/// Items waiting to be announced to one peer at most; beyond, the oldest are dropped (a
+/// peer this far behind learns the pool again when it reconnects).
+const MAX_PENDING_ANNOUNCEMENTS: usize = 100_000;
 /// Transaction ids remembered as requested or refused.
 const RECENT_TRANSACTIONS: usize = 50_000;
 /// A dialer for a learned (not configured) address gives up after this many failures.
@@ -64,14 +67,48 @@ const MAX_ORPHAN_TRANSACTION_BYTES: usize = 5_000_000;
 pub(crate) enum PeerCommand {
     /// Send this message.
     Send(Message),
-    /// Announce this item unless the peer already knows it.
-    Announce(InventoryItem),
     /// Close the connection.
     Close(&'static str),
 }
 
+/// Items to announce to one peer. The session takes them all at once and sends them in
+/// as few `inv` messages as it can, so a burst of transactions costs the peer a few
+/// messages, not one each; and a session busy writing to a slow peer loses none (ids are
+/// 33 bytes, bounded by [`MAX_PENDING_ANNOUNCEMENTS`]).
+#[derive(Default)]
+pub(crate) struct Announcements {
+    items: Mutex<VecDeque<InventoryItem>>,
+    ready: tokio::sync::Notify,
+}
+
+impl Announcements {
+    fn push(&self, item: InventoryItem) {
+        {
+            let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+            if items.len() >= MAX_PENDING_ANNOUNCEMENTS {
+                items.pop_front();
+            }
+            items.push_back(item);
+        }
+        self.ready.notify_one();
+    }
+
+    /// Waits until something is pending (returns at once if something was pushed since
+    /// the last `take`).
+    pub(crate) async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Everything pending, oldest first.
+    pub(crate) fn take(&self) -> Vec<InventoryItem> {
+        let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *items).into()
+    }
+}
+
 pub(crate) struct PeerEntry {
     pub(crate) commands: mpsc::Sender<PeerCommand>,
+    pub(crate) announcements: Arc<Announcements>,
     pub(crate) info: PeerInfo,
     pub(crate) node_nonce: u64,
     pub(crate) listen_url: Option<PeerUrl>,
@@ -669,16 +706,19 @@ impl P2p {
         }
     }
 
-    /// Sends `command` to every peer (a full queue drops it for that peer).
-    fn broadcast(&self, make: impl Fn() -> PeerCommand) {
-        let senders: Vec<mpsc::Sender<PeerCommand>> = self
+    /// Queues `items` for announcement to every peer (each session skips what its peer
+    /// is known to have).
+    fn announce_to_all(&self, items: &[InventoryItem]) {
+        let queues: Vec<Arc<Announcements>> = self
             .state()
             .peers
             .values()
-            .map(|entry| entry.commands.clone())
+            .map(|entry| Arc::clone(&entry.announcements))
             .collect();
-        for sender in senders {
-            let _ = sender.try_send(make());
+        for queue in queues {
+            for item in items {
+                queue.push(*item);
+            }
         }
     }
 
@@ -824,28 +864,45 @@ impl P2p {
             };
             match event {
                 Ok(NodeEvent::TipChanged { hash, .. }) => {
-                    self.broadcast(|| {
-                        PeerCommand::Announce(InventoryItem {
-                            kind: InventoryKind::Block,
-                            hash: hash.0,
-                        })
-                    });
+                    self.announce_to_all(&[InventoryItem {
+                        kind: InventoryKind::Block,
+                        hash: hash.0,
+                    }]);
                     self.pump_downloads().await;
                     self.retry_orphan_transactions(None).await;
                 }
                 Ok(NodeEvent::TransactionAccepted { txid }) => {
                     self.first_sight_of_transaction(txid);
-                    self.broadcast(|| {
-                        PeerCommand::Announce(InventoryItem {
-                            kind: InventoryKind::Transaction,
-                            hash: txid.0,
-                        })
-                    });
+                    self.announce_to_all(&[InventoryItem {
+                        kind: InventoryKind::Transaction,
+                        hash: txid.0,
+                    }]);
                     self.retry_orphan_transactions(Some(txid)).await;
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    debug!(missed, "relay fell behind the node's events");
+                    // Announcements among the missed events would be lost: announce the
+                    // tip and the whole pool again (sessions skip what peers have).
+                    debug!(
+                        missed,
+                        "relay fell behind the node's events; announcing the pool"
+                    );
+                    let Some((tip, pool)) = self
+                        .blocking(|node| (node.tip(), node.pool_transactions()))
+                        .await
+                    else {
+                        return;
+                    };
+                    let mut items = vec![InventoryItem {
+                        kind: InventoryKind::Block,
+                        hash: tip.hash.0,
+                    }];
+                    items.extend(pool.iter().map(|pooled| InventoryItem {
+                        kind: InventoryKind::Transaction,
+                        hash: pooled.txid.0,
+                    }));
+                    self.announce_to_all(&items);
+                    self.pump_downloads().await;
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }

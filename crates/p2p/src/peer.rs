@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tracing::{debug, info, trace, warn};
 
 use crate::ban::BanKey;
-use crate::manager::{P2p, PeerCommand, PeerEntry};
+use crate::manager::{Announcements, P2p, PeerCommand, PeerEntry};
 use crate::message::{
     Hello, InventoryItem, InventoryKind, MAX_HEADERS, MAX_INVENTORY, Message, MessageError,
 };
@@ -37,6 +37,8 @@ use crate::url::PeerUrl;
 
 /// Inventory items remembered per peer as known to it.
 const KNOWN_INVENTORY: usize = 20_000;
+/// Transactions remembered as asked of one peer at most.
+const MAX_REQUESTED_TRANSACTIONS: usize = 50_000;
 /// Messages a peer may send in a burst; refilled at [`MESSAGES_PER_SECOND`].
 const MESSAGE_BURST: f64 = 2_000.0;
 /// Sustained messages per second a peer may send before it counts as flooding.
@@ -167,6 +169,11 @@ struct Session<S> {
     ban_key: BanKey,
     sink: SplitSink<WebSocketStream<S>, Frame>,
     known: KnownInventory,
+    /// What to announce to this peer, filled by the manager.
+    announcements: Arc<Announcements>,
+    /// Transactions asked of this peer and not yet received: their arrival does not count
+    /// against its rate limit.
+    requested_transactions: HashSet<Txid>,
 }
 
 async fn send_frame<S: AsyncRead + AsyncWrite + Unpin>(
@@ -275,8 +282,10 @@ where
     let label = listen_url
         .as_ref()
         .map_or_else(|| format!("ws://{remote}"), PeerUrl::to_string);
+    let announcements = Arc::new(Announcements::default());
     let entry = PeerEntry {
         commands: tokio::sync::mpsc::channel(1).0,
+        announcements: Arc::clone(&announcements),
         info: PeerInfo {
             url: label.clone(),
             outbound: dialled.is_some(),
@@ -303,6 +312,8 @@ where
         ban_key,
         sink,
         known: KnownInventory::default(),
+        announcements,
+        requested_transactions: HashSet::new(),
     };
     let end = session.run(&mut stream, &mut commands, &theirs).await;
     p2p.unregister(id);
@@ -331,6 +342,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             return end;
         }
         let mut limiter = RateLimit::new();
+        let announcements = Arc::clone(&self.announcements);
         let mut ping = tokio::time::interval(self.p2p.config.ping_interval);
         ping.tick().await;
         let mut awaiting_pong: Option<(u64, Instant)> = None;
@@ -370,10 +382,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                             continue;
                         }
                     };
-                    if let Message::Block(block) = &message {
-                        if self.p2p.is_in_flight_from(self.id, &block.compute_hash()) {
-                            limiter.refund();
+                    // Answers to our own requests do not count against the limit.
+                    let requested = match &message {
+                        Message::Block(block) => {
+                            self.p2p.is_in_flight_from(self.id, &block.compute_hash())
                         }
+                        Message::Transaction(transaction) => {
+                            self.requested_transactions.remove(&transaction.compute_txid())
+                        }
+                        _ => false,
+                    };
+                    if requested {
+                        limiter.refund();
                     }
                     if let Message::Pong(nonce) = message {
                         if awaiting_pong.is_some_and(|(expected, _)| expected == nonce) {
@@ -393,16 +413,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         None => return SessionEnd::Closed("dropped by the manager".into()),
                         Some(PeerCommand::Close(reason)) => return SessionEnd::Closed(reason.into()),
                         Some(PeerCommand::Send(message)) => self.send(&message).await,
-                        Some(PeerCommand::Announce(item)) => {
-                            if self.known.insert(item) {
-                                self.send(&Message::Inventory(vec![item])).await
-                            } else {
-                                Ok(())
-                            }
-                        }
                     };
                     if let Err(end) = result {
                         return end;
+                    }
+                }
+                () = announcements.ready() => {
+                    let items: Vec<InventoryItem> = announcements
+                        .take()
+                        .into_iter()
+                        .filter(|item| self.known.insert(*item))
+                        .collect();
+                    for chunk in items.chunks(MAX_INVENTORY) {
+                        if let Err(end) = self.send(&Message::Inventory(chunk.to_vec())).await {
+                            return end;
+                        }
                     }
                 }
                 _ = ping.tick() => {
@@ -541,6 +566,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         // Gone from its pool before we asked (a block took it): ask again
                         // if it is announced again (a reorganisation may bring it back).
                         InventoryKind::Transaction => {
+                            self.requested_transactions.remove(&Txid(item.hash));
                             self.p2p.forget_transaction(&Txid(item.hash));
                         }
                     }
@@ -653,6 +679,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             }
         }
         if !wanted_transactions.is_empty() {
+            if self.requested_transactions.len() + wanted_transactions.len()
+                > MAX_REQUESTED_TRANSACTIONS
+            {
+                // A peer that never answers: forget the old requests (their answers
+                // would count against its rate limit, nothing worse).
+                self.requested_transactions.clear();
+            }
+            self.requested_transactions
+                .extend(wanted_transactions.iter().map(|item| Txid(item.hash)));
             self.send(&Message::GetData(wanted_transactions))
                 .await
                 .map_err(Err)?;

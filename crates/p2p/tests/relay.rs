@@ -260,3 +260,69 @@ async fn a_transaction_back_from_a_reorganisation_is_announced_again_to_a_peer_t
     .await;
     node.stop().await;
 }
+
+/// Found by `powchain bench` (three nodes, 2,000 payments): announcements went through a
+/// per-peer command queue of 512 that dropped what did not fit while the session was busy
+/// writing to a slower peer, so most of a burst never reached the other pools. Now each
+/// peer has an announcement set the session drains into large `inv` messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_transactions_reaches_a_peer_s_pool_whole() {
+    const FAN_OUTS: usize = 2;
+    const PER_FAN_OUT: usize = 750;
+    let chain = TestChain::regtest_with_mature_coins(FAN_OUTS);
+    let a = node_with(&chain).await;
+    // Split mature coinbases into many coins of the miner's, confirmed in a block of A's.
+    let miner_address = powchain_consensus::testkit::test_address(1);
+    let mut coins = HashMap::new();
+    for index in 0..FAN_OUTS {
+        let (outpoint, coin) = chain.mature_coin(index as u64);
+        let each = (coin.output.value.to_units() - 1_000_000) / PER_FAN_OUT as u64;
+        let outputs = (0..PER_FAN_OUT)
+            .map(|_| TxOut {
+                value: Amount::from_units(each).expect("in range"),
+                address: miner_address,
+            })
+            .collect();
+        let fan_out = chain.spend(&[outpoint], outputs, &[chain.miner], &HashMap::new());
+        coins.extend(TestChain::coins_of(&fan_out, BlockHeight(0)));
+        let node = Arc::clone(&a.node);
+        tokio::task::spawn_blocking(move || node.submit_transaction(fan_out))
+            .await
+            .expect("task")
+            .expect("the fan-out is pooled");
+    }
+    a.mine().await;
+    assert_eq!(a.node.pool_size().0, 0, "the fan-outs are confirmed");
+
+    let b = TestNode::start(vec![a.url()]).await;
+    wait_until("b has a's chain", LIMIT, || async {
+        b.height() == a.height()
+    })
+    .await;
+    let payments: Vec<Transaction> = coins
+        .iter()
+        .map(|(outpoint, coin)| {
+            let output = out(coin.output.value.to_units() - 10_000, 2);
+            chain.spend(&[*outpoint], vec![output], &[chain.miner], &coins)
+        })
+        .collect();
+    let count = payments.len();
+    let node = Arc::clone(&a.node);
+    tokio::task::spawn_blocking(move || {
+        for payment in payments {
+            node.submit_transaction(payment)
+                .expect("a payment is pooled");
+        }
+    })
+    .await
+    .expect("task");
+    assert_eq!(a.node.pool_size().0, count);
+    wait_until(
+        "every payment of the burst in b's pool",
+        Duration::from_secs(60),
+        || async { b.node.pool_size().0 == count },
+    )
+    .await;
+    b.stop().await;
+    a.stop().await;
+}

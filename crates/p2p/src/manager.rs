@@ -891,7 +891,8 @@ impl P2p {
                         .blocking(|node| (node.tip(), node.pool_transactions()))
                         .await
                     else {
-                        return;
+                        // The node is shutting down (or the read failed): nothing to send.
+                        continue;
                     };
                     let mut items = vec![InventoryItem {
                         kind: InventoryKind::Block,

@@ -24,19 +24,17 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestNode, config, wait_until};
+use common::{Socket, TestNode, closed_by_node, config, hello, resident_bytes, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use powchain_chain::BlockStatus;
 use powchain_consensus::encode::{Encode, write_varint};
 use powchain_consensus::testkit::{TestChain, sign_all, solve, test_address, test_key};
 use powchain_consensus::{
     Amount, Block, BlockHash, BlockHeight, Coin, CompactTarget, Header, MerkleRoot, Network,
-    OutPoint, Signature, Transaction, TxIn, TxInputs, TxOut, Txid, Work,
+    OutPoint, Signature, Transaction, TxIn, TxInputs, TxOut, Txid,
 };
 use powchain_node::{Clock, SystemClock};
-use powchain_p2p::{
-    Hello, InventoryItem, InventoryKind, MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION,
-};
+use powchain_p2p::{InventoryItem, InventoryKind, MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
@@ -48,9 +46,6 @@ const SETUP_BLOCKS: usize = 100;
 const FIRST_FAKE_PORT: u16 = 48_000;
 /// The largest block.
 const MAX_BLOCK_BYTES: usize = 2_000_000;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A clock that stands still: the time rules are tested at their exact limits.
 struct FixedClock(u64);
@@ -866,20 +861,20 @@ fn cases() -> Vec<Case> {
             "message: hello with a user agent that is not UTF-8",
             Banned("malformed-message"),
             |h| {
-                let mut bytes = hello(h.fake_port(), Network::Regtest).to_bytes();
+                let mut bytes = hello(Network::Regtest, h.fake_port()).to_bytes();
                 let length = bytes.len();
                 bytes[length - 1] = 0xff;
                 Attack::InsteadOfHello(bytes)
             },
         ),
         case("message: hello of another network", ClosedNotBanned, |_| {
-            Attack::InsteadOfHello(hello(0, Network::Devnet).to_bytes())
+            Attack::InsteadOfHello(hello(Network::Devnet, 0).to_bytes())
         }),
         case(
             "message: hello with our magic but another genesis",
             ClosedNotBanned,
             |_| {
-                let Message::Hello(mut other) = hello(0, Network::Regtest) else {
+                let Message::Hello(mut other) = hello(Network::Regtest, 0) else {
                     unreachable!("hello builds a hello")
                 };
                 other.genesis = BlockHash([9; 32]);
@@ -889,7 +884,7 @@ fn cases() -> Vec<Case> {
         case(
             "message: a second hello",
             Banned("unexpected-hello"),
-            |_| Attack::Message(hello(1, Network::Regtest)),
+            |_| Attack::Message(hello(Network::Regtest, 1)),
         ),
         case(
             "message: garbage after the handshake",
@@ -1043,21 +1038,6 @@ fn cases() -> Vec<Case> {
 /// Base units per coin.
 const COIN: u64 = 100_000_000;
 
-/// A hello from a peer on `network` announcing `listen_port`.
-fn hello(listen_port: u16, network: Network) -> Message {
-    let params = network.params();
-    Message::Hello(Hello {
-        network_magic: network.magic(),
-        genesis: params.genesis_hash(),
-        best_hash: params.genesis_hash(),
-        best_height: 0,
-        best_work: Work::ZERO,
-        listen_port,
-        node_nonce: 0xca7a_1094 ^ u64::from(listen_port),
-        user_agent: "catalogue".into(),
-    })
-}
-
 /// A client-to-server WebSocket frame header (masked with a zero key) claiming `length`.
 fn frame_header(fin: bool, opcode: u8, length: u64) -> Vec<u8> {
     let mut bytes = vec![if fin { 0x80 } else { 0 } | opcode, 0x80 | 127];
@@ -1087,22 +1067,10 @@ async fn open(node: &TestNode) -> Socket {
 async fn handshake(node: &TestNode, port: u16) -> Socket {
     let mut socket = open(node).await;
     socket
-        .send(Frame::binary(hello(port, Network::Regtest).to_bytes()))
+        .send(Frame::binary(hello(Network::Regtest, port).to_bytes()))
         .await
         .expect("send hello");
     socket
-}
-
-/// Reads until the node closes the connection; false if it stays open for `LIMIT`.
-async fn closed_by_node(socket: &mut Socket) -> bool {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        match tokio::time::timeout_at(deadline, socket.next()).await {
-            Err(_) => return false,
-            Ok(None | Some(Err(_)) | Some(Ok(Frame::Close(_)))) => return true,
-            Ok(Some(Ok(_))) => {}
-        }
-    }
 }
 
 /// Sends a ping and reads until its pong: true if answered (everything the node was sent
@@ -1127,22 +1095,6 @@ async fn ping(socket: &mut Socket, nonce: u64) -> bool {
             Ok(Some(Ok(_))) => {}
         }
     }
-}
-
-/// The resident set size of this process (the node runs in it), bytes.
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kilobytes| kilobytes * 1024)
 }
 
 /// What must not change when the node refuses something.
@@ -1295,7 +1247,7 @@ async fn run_case(harness: &mut Harness, case: &Case) {
     match case.expect {
         Expect::Banned(rule) => {
             assert!(
-                closed_by_node(&mut socket).await,
+                closed_by_node(&mut socket, LIMIT).await,
                 "{name}: the node kept the connection open"
             );
             let who = format!("localhost port {ban_port}");
@@ -1309,7 +1261,7 @@ async fn run_case(harness: &mut Harness, case: &Case) {
         }
         Expect::ClosedNotBanned => {
             assert!(
-                closed_by_node(&mut socket).await,
+                closed_by_node(&mut socket, LIMIT).await,
                 "{name}: the node kept the connection open"
             );
             let who = format!("localhost port {ban_port}");

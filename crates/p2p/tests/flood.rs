@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestNode, wait_until};
+use common::{TestNode, raw_peer, resident_bytes, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use powchain_consensus::encode::write_varint;
-use powchain_consensus::{BlockHash, Network, Work};
-use powchain_p2p::{Hello, InventoryItem, InventoryKind, Message, PROTOCOL_VERSION};
+use powchain_consensus::{BlockHash, Network};
+use powchain_p2p::{InventoryItem, InventoryKind, Message, PROTOCOL_VERSION};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 /// How long the attack lasts.
@@ -35,48 +35,6 @@ const MAX_PING_ROUND_TRIP: Duration = Duration::from_secs(2);
 const MAX_BLOCK_DELAY: Duration = Duration::from_secs(2);
 /// How much the process may grow while under attack.
 const MAX_MEMORY_GROWTH_BYTES: u64 = 256 << 20;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn hello(listen_port: u16) -> Message {
-    let params = Network::Regtest.params();
-    Message::Hello(Hello {
-        network_magic: Network::Regtest.magic(),
-        genesis: params.genesis_hash(),
-        best_hash: params.genesis_hash(),
-        best_height: 0,
-        best_work: Work::ZERO,
-        listen_port,
-        node_nonce: 0xf100d ^ u64::from(listen_port),
-        user_agent: "flood".into(),
-    })
-}
-
-async fn handshake(url: &str, listen_port: u16) -> Option<Socket> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.ok()?;
-    socket
-        .send(Frame::binary(hello(listen_port).to_bytes()))
-        .await
-        .ok()?;
-    Some(socket)
-}
-
-/// The resident set size of this process (every node of the test runs in it), bytes.
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kilobytes| kilobytes * 1024)
-}
 
 /// The junk an attacker sends, by message number: announcement floods of ids nobody has,
 /// requests for headers and data, garbage, oversized claims, text frames.
@@ -148,7 +106,7 @@ async fn attack(
     let mut counter = 0u64;
     while !stop.load(Ordering::SeqCst) {
         port = port.wrapping_add(ATTACKERS);
-        let Some(socket) = handshake(&url, port).await else {
+        let Some(socket) = raw_peer(&url, port).await else {
             tokio::task::yield_now().await;
             continue;
         };
@@ -212,7 +170,7 @@ async fn a_flooded_node_keeps_serving_pings_and_blocks_with_bounded_memory() {
         let url = node.url();
         let stop = Arc::clone(&stop);
         tokio::spawn(async move {
-            let mut socket = handshake(&url, 49_999)
+            let mut socket = raw_peer(&url, 49_999)
                 .await
                 .expect("the honest peer connects");
             let mut round_trips = Vec::new();

@@ -15,40 +15,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestNode, wait_until};
+use common::{Socket, TestNode, raw_peer, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use powchain_consensus::testkit::TestChain;
-use powchain_consensus::{Amount, BlockHeight, Network, Transaction, TxOut, Txid, Work};
-use powchain_p2p::{Hello, InventoryItem, InventoryKind, Message};
+use powchain_consensus::{Amount, BlockHeight, Transaction, TxOut, Txid};
+use powchain_p2p::{InventoryItem, InventoryKind, Message};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A raw protocol peer announcing `port`, after the handshake.
-async fn raw_peer(node: &TestNode, port: u16) -> Socket {
-    let (mut socket, _) = tokio_tungstenite::connect_async(node.url())
-        .await
-        .expect("connects");
-    let params = Network::Regtest.params();
-    let hello = Message::Hello(Hello {
-        network_magic: Network::Regtest.magic(),
-        genesis: params.genesis_hash(),
-        best_hash: params.genesis_hash(),
-        best_height: 0,
-        best_work: Work::ZERO,
-        listen_port: port,
-        node_nonce: u64::from(port) << 8,
-        user_agent: "relay".into(),
-    });
-    socket
-        .send(Frame::binary(hello.to_bytes()))
-        .await
-        .expect("send hello");
-    socket
-}
 
 async fn send(socket: &mut Socket, message: Message) {
     socket
@@ -140,7 +114,7 @@ async fn a_transaction_whose_parent_comes_later_is_held_and_pooled_when_the_pare
         &parent_coins,
     );
 
-    let mut peer = raw_peer(&node, 46_001).await;
+    let mut peer = raw_peer(&node.url(), 46_001).await.expect("connects");
     // The child first: its parent is nowhere yet. Not a reason to ban; held.
     send(&mut peer, Message::Transaction(Box::new(child.clone()))).await;
     send(&mut peer, Message::Ping(1)).await;
@@ -175,7 +149,7 @@ async fn a_transaction_answered_with_notfound_is_asked_for_again_when_announced_
         &HashMap::new(),
     );
     let txid = payment.compute_txid();
-    let mut peer = raw_peer(&node, 46_002).await;
+    let mut peer = raw_peer(&node.url(), 46_002).await.expect("connects");
     send(&mut peer, Message::Inventory(vec![transaction_item(txid)])).await;
     expect_message(&mut peer, "getdata", |message| {
         names(message, get_data, txid)
@@ -215,7 +189,7 @@ async fn a_transaction_back_from_a_reorganisation_is_announced_again_to_a_peer_t
         .expect("task")
         .expect("a valid payment");
     // The peer hears of it on connecting (the pool's contents) but has not asked yet.
-    let mut peer = raw_peer(&node, 46_003).await;
+    let mut peer = raw_peer(&node.url(), 46_003).await.expect("connects");
     expect_message(&mut peer, "the pool's inventory", |message| {
         names(message, inventory, txid)
     })

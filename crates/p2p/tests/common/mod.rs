@@ -8,9 +8,72 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use powchain_consensus::{Block, BlockHash, Network};
+use futures_util::{SinkExt, StreamExt};
+use powchain_consensus::{Block, BlockHash, Network, Work};
 use powchain_node::{Clock, Node, NodeConfig, SystemClock};
-use powchain_p2p::{P2p, P2pConfig};
+use powchain_p2p::{Hello, Message, P2p, P2pConfig};
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+/// A raw protocol peer's WebSocket to a node.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A hello from a peer on `network` at its genesis, announcing `listen_port`; the node
+/// nonce derives from the port, so fake peers on different ports are different nodes.
+pub fn hello(network: Network, listen_port: u16) -> Message {
+    let params = network.params();
+    Message::Hello(Hello {
+        network_magic: network.magic(),
+        genesis: params.genesis_hash(),
+        best_hash: params.genesis_hash(),
+        best_height: 0,
+        best_work: Work::ZERO,
+        listen_port,
+        node_nonce: 0x7e57_0000 ^ u64::from(listen_port),
+        user_agent: "test".into(),
+    })
+}
+
+/// Connects to `url` as a raw regtest peer announcing `listen_port` and sends its hello
+/// (the node's own hello is left unread); `None` if the node cannot be reached.
+pub async fn raw_peer(url: &str, listen_port: u16) -> Option<Socket> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+    socket
+        .send(Frame::binary(
+            hello(Network::Regtest, listen_port).to_bytes(),
+        ))
+        .await
+        .ok()?;
+    Some(socket)
+}
+
+/// Reads until the node closes the connection; false if it stays open for `limit`.
+pub async fn closed_by_node(socket: &mut Socket, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return false,
+            Ok(None | Some(Err(_)) | Some(Ok(Frame::Close(_)))) => return true,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// The resident set size of this process (the test's nodes run in it), bytes.
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kilobytes| kilobytes * 1024)
+}
 
 /// A running in-process node.
 pub struct TestNode {

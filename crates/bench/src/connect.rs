@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use powchain_chain::{ChainOptions, ChainState, StoreDurability};
+use powchain_chain::{
+    ChainOptions, ChainState, DEFAULT_COIN_CACHE_BLOCKS, DEFAULT_COIN_CACHE_BYTES, StoreDurability,
+};
 use powchain_consensus::signature::ParallelVerifier;
 use powchain_consensus::signature_cache::{
     CacheMode, CachingVerifier, DEFAULT_SIGNATURE_CACHE_ENTRIES, SignatureCache,
@@ -112,7 +114,7 @@ pub(crate) fn run(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Figure>, BenchError> {
     let mut figures = full_blocks(context, progress)?;
-    figures.push(height_cost(context, progress)?);
+    figures.extend(height_cost(context, progress)?);
     Ok(figures)
 }
 
@@ -134,6 +136,7 @@ fn full_blocks(
         StoreDurability::Synced,
     )?;
     feed(&mut chain, funding)?;
+    chain.flush()?;
     let payments_by_size: Vec<Vec<Vec<_>>> = sizes
         .full_block_transactions
         .iter()
@@ -157,7 +160,11 @@ fn full_blocks(
             progress(&format!("  connecting a block of {count} payments"));
             let block = block_of_payments(&mut builder, transactions);
             let seconds = connect_seconds(&mut chain, block)?;
-            best[size_index] = best[size_index].max(count as f64 / seconds);
+            // Its rows written at once, as if the coin cache flushed after every block:
+            // the cost without the cache's batching (height_cost measures it amortised).
+            let (flushed, flush_seconds) = timed(|| chain.flush());
+            flushed?;
+            best[size_index] = best[size_index].max(count as f64 / (seconds + flush_seconds));
         }
     }
     Ok(sizes
@@ -177,7 +184,8 @@ fn full_blocks(
                 None,
                 format!(
                     "ChainState::accept_block of a block of {size} single-input payments on a \
-                     synced store, {} signature threads, best of {rounds}",
+                     synced store, then a flush of its rows from the coin cache, {} signature \
+                     threads, best of {rounds}",
                     context.threads
                 ),
             )
@@ -185,13 +193,27 @@ fn full_blocks(
         .collect())
 }
 
-/// Connects `count` blocks of payments, each timed; the chain is reopened synced first.
+/// What connecting a run of blocks cost.
+struct BlockRun {
+    /// Seconds per block, the coin cache's flushes included (the time of every connect
+    /// and of the final flush, over the blocks).
+    per_block: f64,
+    /// The median of the connects alone.
+    median_connect: f64,
+    /// Seconds spent in the final flush.
+    final_flush: f64,
+}
+
+/// Connects `count` blocks of payments, each timed, then flushes the coin cache (timed):
+/// the cost of a block includes its share of the writes the cache batches. The chain is
+/// reopened synced first, its coin cache holding at most `cache_blocks` blocks.
 fn timed_blocks(
     path: &Path,
     context: &Context,
     builder: &mut ChainBuilder,
     coins: &mut Vec<OwnedCoin>,
-) -> Result<Vec<f64>, BenchError> {
+    cache_blocks: usize,
+) -> Result<BlockRun, BenchError> {
     let sizes = context.sizes;
     let key = *builder.key();
     let batches: Vec<Vec<_>> = (0..sizes.blocks_per_height)
@@ -203,11 +225,25 @@ fn timed_blocks(
             )
         })
         .collect();
-    let mut chain = open_chain(path, context.threads, StoreDurability::Synced)?;
-    batches
+    let mut chain = ChainState::open(
+        path,
+        Network::Regtest,
+        ChainOptions {
+            coin_cache_blocks: cache_blocks,
+            ..node_chain_options(context.threads, StoreDurability::Synced)
+        },
+    )?;
+    let connects = batches
         .into_iter()
         .map(|payments| connect_seconds(&mut chain, block_of_payments(builder, payments)))
-        .collect()
+        .collect::<Result<Vec<f64>, BenchError>>()?;
+    let (flushed, final_flush) = timed(|| chain.flush());
+    flushed?;
+    Ok(BlockRun {
+        per_block: (connects.iter().sum::<f64>() + final_flush) / connects.len().max(1) as f64,
+        median_connect: median(&connects),
+        final_flush,
+    })
 }
 
 fn extend_unsynced(
@@ -226,42 +262,100 @@ fn extend_unsynced(
     Ok(())
 }
 
-fn height_cost(context: &Context, progress: &mut dyn FnMut(&str)) -> Result<Figure, BenchError> {
-    let sizes = context.sizes;
-    let [low, high] = sizes.heights;
-    let dir = tempfile::tempdir()?;
-    let path: PathBuf = dir.path().join("chain.redb");
-    let mut builder = ChainBuilder::new();
-    let per_height = sizes.blocks_per_height * sizes.height_block_transactions;
-    let (funding, mut coins) = fund(&mut builder, 2 * per_height);
+/// A store funded with `coins` coins of the builder's and extended with empty blocks to
+/// `height` (unsynced set-up); the seconds the extension took.
+fn funded_store_at(
+    path: &Path,
+    context: &Context,
+    builder: &mut ChainBuilder,
+    coins: usize,
+    height: u64,
+) -> Result<(Vec<OwnedCoin>, f64), BenchError> {
+    let (funding, coins) = fund(builder, coins);
     {
         let mut chain = open_chain(
-            &path,
+            path,
             context.threads,
             StoreDurability::UnsyncedForBenchmarks,
         )?;
         feed(&mut chain, funding)?;
     }
-    progress(&format!("  building a chain to height {low}"));
-    extend_unsynced(&path, context, &mut builder, low)?;
+    let (result, seconds) = timed(|| extend_unsynced(path, context, builder, height));
+    result?;
+    Ok((coins, seconds))
+}
+
+/// The same blocks connected on two stores built alike but for their height: with one
+/// store grown from the low height to the high one, the high blocks would also meet the
+/// coins and index rows the low blocks left, and the figure would mix the chain's length
+/// with the size of the tables.
+///
+/// A third store, built as the low one, connects the same blocks with the coin cache
+/// flushed after every block: what the cache's batching saves.
+fn height_cost(
+    context: &Context,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Figure>, BenchError> {
+    let sizes = context.sizes;
+    let [low, high] = sizes.heights;
+    let per_height = sizes.blocks_per_height * sizes.height_block_transactions;
+
+    progress(&format!("  building a funded chain to height {low}"));
+    let low_dir = tempfile::tempdir()?;
+    let low_path = low_dir.path().join("chain.redb");
+    let mut low_builder = ChainBuilder::new();
+    let (mut low_coins, _) =
+        funded_store_at(&low_path, context, &mut low_builder, per_height, low)?;
     progress(&format!("  connecting blocks at height ~{low}"));
-    let at_low = timed_blocks(&path, context, &mut builder, &mut coins)?;
+    let at_low = timed_blocks(
+        &low_path,
+        context,
+        &mut low_builder,
+        &mut low_coins,
+        DEFAULT_COIN_CACHE_BLOCKS,
+    )?;
+    drop(low_dir);
+
     progress(&format!(
-        "  building the chain on to height {high} (unsynced set-up)"
+        "  the same at height ~{low}, the coin cache flushed every block"
     ));
-    let ((), build_seconds) = {
-        let (result, seconds) = timed(|| extend_unsynced(&path, context, &mut builder, high));
-        (result?, seconds)
-    };
-    progress(&format!("  connecting blocks at height ~{high}"));
+    let every_dir = tempfile::tempdir()?;
+    let every_path = every_dir.path().join("chain.redb");
+    let mut every_builder = ChainBuilder::new();
+    let (mut every_coins, _) =
+        funded_store_at(&every_path, context, &mut every_builder, per_height, low)?;
+    let every_block = timed_blocks(
+        &every_path,
+        context,
+        &mut every_builder,
+        &mut every_coins,
+        0,
+    )?;
+    drop(every_dir);
+
+    progress(&format!(
+        "  building the same funded chain to height {high} (unsynced set-up)"
+    ));
+    let dir = tempfile::tempdir()?;
+    let path: PathBuf = dir.path().join("chain.redb");
+    let mut builder = ChainBuilder::new();
+    let (mut coins, build_seconds) =
+        funded_store_at(&path, context, &mut builder, per_height, high)?;
     let ((), open_seconds) = {
         let (result, seconds) =
             timed(|| open_chain(&path, context.threads, StoreDurability::Synced).map(drop));
         (result?, seconds)
     };
-    let at_high = timed_blocks(&path, context, &mut builder, &mut coins)?;
-    let low_ms = median(&at_low) * 1000.0;
-    let high_ms = median(&at_high) * 1000.0;
+    progress(&format!("  connecting blocks at height ~{high}"));
+    let at_high = timed_blocks(
+        &path,
+        context,
+        &mut builder,
+        &mut coins,
+        DEFAULT_COIN_CACHE_BLOCKS,
+    )?;
+    let low_ms = at_low.per_block * 1000.0;
+    let high_ms = at_high.per_block * 1000.0;
     let final_height = builder.height();
     *context
         .long_chain
@@ -270,7 +364,24 @@ fn height_cost(context: &Context, progress: &mut dyn FnMut(&str)) -> Result<Figu
         dir,
         height: final_height,
     });
-    Ok(Figure::new(
+    let batching = Figure::new(
+        "connect.coin_cache.batched_vs_every_block",
+        low_ms,
+        "ms/block",
+        every_block.per_block * 1000.0,
+        format!("the same blocks at height ~{low} with the coin cache flushed after every block"),
+        None,
+        format!(
+            "mean accept_block time of {} blocks of {} payments, flushes included, with the \
+             node's coin cache (at most {} blocks or {} MiB) against one that writes each \
+             block's rows with it",
+            sizes.blocks_per_height,
+            sizes.height_block_transactions,
+            DEFAULT_COIN_CACHE_BLOCKS,
+            DEFAULT_COIN_CACHE_BYTES >> 20,
+        ),
+    );
+    let height_cost = Figure::new(
         format!("connect.height_cost.{high}_vs_{low}"),
         high_ms,
         "ms/block",
@@ -278,14 +389,22 @@ fn height_cost(context: &Context, progress: &mut dyn FnMut(&str)) -> Result<Figu
         format!("the same kind of block at height ~{low}"),
         Some(Goal::RatioAtMost(1.2)),
         format!(
-            "median accept_block time of {} blocks of {} payments at height ~{high} against \
-             ~{low} (synced store, {} signature threads); building {} blocks unsynced took \
-             {build_seconds:.1} s ({:.0} blocks/s), reopening the store {open_seconds:.2} s",
+            "mean accept_block time of {} blocks of {} payments at height ~{high} against \
+             ~{low} (two stores built alike but for their height), the coin cache's flushes \
+             included (synced store, {} signature threads; \
+             median connect {:.1} / {:.1} ms, final flush {:.0} / {:.0} ms); building {} \
+             blocks unsynced took {build_seconds:.1} s ({:.0} blocks/s), reopening that store \
+             {open_seconds:.2} s",
             sizes.blocks_per_height,
             sizes.height_block_transactions,
             context.threads,
-            high - low,
-            (high - low) as f64 / build_seconds,
+            at_high.median_connect * 1000.0,
+            at_low.median_connect * 1000.0,
+            at_high.final_flush * 1000.0,
+            at_low.final_flush * 1000.0,
+            high,
+            high as f64 / build_seconds,
         ),
-    ))
+    );
+    Ok(vec![height_cost, batching])
 }

@@ -101,7 +101,8 @@ pub struct Sizes {
     pub full_block_transactions: [usize; 2],
     /// Heights at which the cost of a block is compared (figure 3).
     pub heights: [u64; 2],
-    /// Blocks connected at each of those heights (the median counts).
+    /// Blocks connected at each of those heights: enough for the coin cache to flush a few
+    /// times, as the mean cost counts its flushes.
     pub blocks_per_height: usize,
     /// Transactions in each of those blocks.
     pub height_block_transactions: usize,
@@ -127,7 +128,7 @@ impl Sizes {
         signature_block_transactions: 2_000,
         full_block_transactions: [1_000, 5_000],
         heights: [1_000, 100_000],
-        blocks_per_height: 5,
+        blocks_per_height: 120,
         height_block_transactions: 1_000,
         pool_transactions: 2_000,
         pool_submissions: 500,
@@ -289,6 +290,7 @@ mod tests {
             "signatures.block_connect.pool_verified",
             "connect.full_block",
             "connect.height_cost",
+            "connect.coin_cache.batched_vs_every_block",
             "pool.accept.in_memory",
             "pool.submit.in_process",
         ] {

@@ -1,16 +1,18 @@
 //! `ChainReader`: consistent read-only views of the stored chain, for the API and mempool.
 //!
-//! A [`Snapshot`] is one redb read transaction: everything read through it comes from the
-//! same committed state, and it never blocks the writer (nor the writer it).
+//! A [`Snapshot`] is one redb read transaction and the coin cache's layers taken with it
+//! under one lock: everything read through it comes from the same committed state, and it
+//! never blocks the writer (nor the writer it, beyond the copy of a few pointers).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use powchain_consensus::encode::{Decode, Reader};
 use powchain_consensus::{Address, Block, BlockHash, BlockHeight, Coin, OutPoint, Params, Txid};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use crate::error::{ChainError, corrupt};
+use crate::overlay::{CoinChange, Overlay};
 use crate::store::{
     ADDRESS_TXS, ADDRESS_UTXO, AddressCoin, AddressTx, BLOCK_INDEX, BLOCKS, HEIGHTS, IndexRecord,
     META, META_TIP, TX_INDEX, TxLocation, UTXO, address_range, coin_from_bytes, outpoint_from_key,
@@ -22,6 +24,7 @@ use crate::store::{
 pub struct ChainReader {
     pub(crate) db: Arc<Database>,
     pub(crate) params: &'static Params,
+    pub(crate) overlay: Arc<RwLock<Overlay>>,
 }
 
 impl ChainReader {
@@ -35,8 +38,11 @@ impl ChainReader {
     /// # Errors
     /// [`ChainError::Storage`].
     pub fn snapshot(&self) -> Result<Snapshot, ChainError> {
+        // The writer replaces the layers under this lock together with its commit.
+        let layers = self.overlay.read().unwrap_or_else(PoisonError::into_inner);
         Ok(Snapshot {
             transaction: self.db.begin_read()?,
+            overlay: layers.clone(),
             params: self.params,
         })
     }
@@ -54,6 +60,8 @@ pub struct StoredTip {
 /// One consistent read of the chain.
 pub struct Snapshot {
     transaction: ReadTransaction,
+    /// The changes of the main-chain blocks above the flushed tip, not in the tables.
+    overlay: Overlay,
     params: &'static Params,
 }
 
@@ -140,6 +148,9 @@ impl Snapshot {
     /// # Errors
     /// [`ChainError`] if the store is damaged or fails.
     pub fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, ChainError> {
+        if let Some(cached) = self.overlay.coin(outpoint) {
+            return Ok(cached);
+        }
         let table = self.transaction.open_table(UTXO)?;
         table
             .get(outpoint_key(outpoint).as_slice())?
@@ -158,7 +169,11 @@ impl Snapshot {
         let table = self.transaction.open_table(UTXO)?;
         let mut coins = HashMap::new();
         for outpoint in outpoints {
-            if let Some(row) = table.get(outpoint_key(outpoint).as_slice())? {
+            if let Some(cached) = self.overlay.coin(outpoint) {
+                if let Some(coin) = cached {
+                    coins.insert(*outpoint, coin);
+                }
+            } else if let Some(row) = table.get(outpoint_key(outpoint).as_slice())? {
                 coins.insert(
                     *outpoint,
                     coin_from_bytes(row.value()).map_err(corrupt("coin"))?,
@@ -173,6 +188,9 @@ impl Snapshot {
     /// # Errors
     /// [`ChainError`] if the store is damaged or fails.
     pub fn tx_location(&self, txid: &Txid) -> Result<Option<TxLocation>, ChainError> {
+        if let Some(location) = self.overlay.tx_location(txid) {
+            return Ok(Some(location));
+        }
         let table = self.transaction.open_table(TX_INDEX)?;
         table
             .get(txid.0.as_slice())?
@@ -189,17 +207,36 @@ impl Snapshot {
         address: &Address,
         limit: usize,
     ) -> Result<Vec<AddressCoin>, ChainError> {
+        let changes = self.overlay.address_coin_changes(address);
+        let hidden = changes.values().filter(|change| change.is_none()).count();
         let table = self.transaction.open_table(ADDRESS_UTXO)?;
         let (start, end) = address_range(address);
-        let mut coins = Vec::new();
-        for row in table.range(start.as_slice()..end.as_slice())?.take(limit) {
+        // The first `limit` coins in key order: at most `hidden` of the table's first
+        // `limit + hidden` rows are spent in the cache, and the cache adds its own.
+        let mut merged: BTreeMap<OutPoint, Coin> = BTreeMap::new();
+        for row in table
+            .range(start.as_slice()..end.as_slice())?
+            .take(limit.saturating_add(hidden))
+        {
             let (key, value) = row?;
             let outpoint =
                 outpoint_from_key(&key.value()[32..]).map_err(corrupt("address coin key"))?;
+            if changes.contains_key(&outpoint) {
+                continue;
+            }
             let coin = coin_from_bytes(value.value()).map_err(corrupt("address coin"))?;
-            coins.push(AddressCoin { outpoint, coin });
+            merged.insert(outpoint, coin);
         }
-        Ok(coins)
+        merged.extend(
+            changes
+                .into_iter()
+                .filter_map(|(outpoint, change)| change.map(|coin| (outpoint, coin))),
+        );
+        Ok(merged
+            .into_iter()
+            .take(limit)
+            .map(|(outpoint, coin)| AddressCoin { outpoint, coin })
+            .collect())
     }
 
     /// Main-chain transactions that paid or spent from `address`, newest first, skipping
@@ -213,14 +250,17 @@ impl Snapshot {
         skip: usize,
         limit: usize,
     ) -> Result<Vec<AddressTx>, ChainError> {
+        // Unflushed blocks are above every flushed one: their rows come first.
+        let cached = self.overlay.address_history(address);
+        let skip_stored = skip.saturating_sub(cached.len());
+        let mut history: Vec<AddressTx> = cached.into_iter().skip(skip).take(limit).collect();
         let table = self.transaction.open_table(ADDRESS_TXS)?;
         let (start, end) = address_range(address);
-        let mut history = Vec::new();
         for row in table
             .range(start.as_slice()..end.as_slice())?
             .rev()
-            .skip(skip)
-            .take(limit)
+            .skip(skip_stored)
+            .take(limit - history.len())
         {
             let (key, _) = row?;
             let mut reader = Reader::new(&key.value()[32..]);
@@ -247,7 +287,23 @@ impl Snapshot {
                 coin_from_bytes(value.value()).map_err(corrupt("coin"))?,
             );
         }
+        for (outpoint, change) in self.overlay.net_coin_changes() {
+            let consistent = match change {
+                CoinChange::Created(coin) => set.insert(outpoint, coin).is_none(),
+                CoinChange::Spent(coin) => set.remove(&outpoint) == Some(coin),
+            };
+            if !consistent {
+                return Err(ChainError::Corrupt(format!(
+                    "the coin cache's change to {outpoint} does not fit the stored UTXO set"
+                )));
+            }
+        }
         Ok(set)
+    }
+
+    /// Main-chain blocks whose changes are in the coin cache, not yet in the tables.
+    pub fn unflushed_blocks(&self) -> usize {
+        self.overlay.len()
     }
 
     /// Recomputes the UTXO set by replaying the main chain from genesis and compares it with
@@ -321,6 +377,8 @@ impl Snapshot {
                 extra
             )));
         }
+        let changes: HashMap<OutPoint, CoinChange> =
+            self.overlay.net_coin_changes().into_iter().collect();
         let address_table = self.transaction.open_table(ADDRESS_UTXO)?;
         let mut address_rows = 0usize;
         for row in address_table.iter()? {
@@ -328,12 +386,27 @@ impl Snapshot {
             let outpoint =
                 outpoint_from_key(&key.value()[32..]).map_err(corrupt("address coin key"))?;
             let coin = coin_from_bytes(value.value()).map_err(corrupt("address coin"))?;
-            if rebuilt.get(&outpoint) != Some(&coin) || key.value()[..32] != coin.output.address.0 {
+            let stale = match changes.get(&outpoint) {
+                Some(CoinChange::Spent(spent)) if *spent == coin => continue,
+                Some(_) => true,
+                None => rebuilt.get(&outpoint) != Some(&coin),
+            };
+            if stale || key.value()[..32] != coin.output.address.0 {
                 return Err(ChainError::Corrupt(format!(
                     "address index holds a stale entry {outpoint}"
                 )));
             }
             address_rows += 1;
+        }
+        for (outpoint, change) in &changes {
+            if let CoinChange::Created(coin) = change {
+                if rebuilt.get(outpoint) != Some(coin) {
+                    return Err(ChainError::Corrupt(format!(
+                        "the coin cache holds a stale coin {outpoint}"
+                    )));
+                }
+                address_rows += 1;
+            }
         }
         if address_rows != rebuilt.len() {
             return Err(ChainError::Corrupt(format!(

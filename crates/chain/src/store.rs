@@ -35,7 +35,13 @@ pub(crate) const META_NETWORK: &str = "network";
 pub(crate) const META_GENESIS: &str = "genesis";
 pub(crate) const META_TIP: &str = "tip";
 pub(crate) const META_SCHEMA: &str = "schema";
-pub(crate) const SCHEMA_VERSION: u64 = 1;
+/// The main-chain block up to which the coin tables and the per-transaction indexes are
+/// written (see `overlay`): blocks above it are re-applied from their data at open.
+pub(crate) const META_FLUSHED: &str = "flushed";
+/// Version 2 added [`META_FLUSHED`]; a version 1 store (written block by block) is
+/// upgraded at open by recording its tip as flushed.
+pub(crate) const SCHEMA_VERSION: u64 = 2;
+pub(crate) const SCHEMA_WITHOUT_FLUSHED_TIP: u64 = 1;
 
 /// Validation progress of a block in the index.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

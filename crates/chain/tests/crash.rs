@@ -3,7 +3,10 @@
 //! tip at least as heavy as the last one the child reported committed, and a UTXO set
 //! equal to a rebuild from the main chain. A second run has the child accept blocks with
 //! deferred syncs (as a node does with peers' blocks), syncing only before it reports: the
-//! unsynced commits a kill loses must leave the store consistent.
+//! unsynced commits a kill loses must leave the store consistent. The child's coin cache
+//! holds 0-3 blocks (by its seed), so kills land before, during and after flushes and
+//! reorganisations cross the flushed tip; the reopened store re-applies the unflushed
+//! blocks.
 
 mod common;
 
@@ -12,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{NOW_MS, assert_consistent, open};
+use common::{NOW_MS, assert_consistent, open, open_with_coin_cache};
 use powchain_consensus::testkit::{TestChain, test_address, test_key};
 use powchain_consensus::{Amount, BlockHash, Network, TxOut};
 
@@ -42,7 +45,7 @@ fn crash_worker() {
         .and_then(|seed| seed.parse().ok())
         .unwrap_or(1);
     let deferred = std::env::var(WORKER_DEFERRED).is_ok();
-    let mut chain = open(std::path::Path::new(&dir));
+    let mut chain = open_with_coin_cache(std::path::Path::new(&dir), (seed % 4) as usize);
     // Mirror the stored main chain in memory, to build on it.
     let mut mirror = TestChain::new(Network::Regtest);
     {
@@ -222,5 +225,11 @@ fn kill_repeatedly(deferred: bool, kills: u64) {
             chain.tip().height
         );
         assert_consistent(&chain);
+        if round % 2 == 0 {
+            // The next child opens with this cache over its budget and flushes it at once.
+            chain
+                .close_leaving_cache_unflushed()
+                .expect("close the store");
+        }
     }
 }

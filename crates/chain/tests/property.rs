@@ -1,10 +1,11 @@
 //! Property: random trees of blocks fed in random order (forks, late parents, duplicates,
 //! invalid blocks mixed in) always end on the most-work valid tip, with a UTXO set equal
-//! to one rebuilt from scratch along that chain, before and after a restart.
+//! to one rebuilt from scratch along that chain, before and after a restart, whatever the
+//! coin cache's size (flushed every block, every few blocks, or never until closed).
 
 mod common;
 
-use common::{NOW_MS, assert_consistent, open};
+use common::{NOW_MS, assert_consistent, open, open_with_coin_cache};
 use powchain_consensus::testkit::{TestChain, test_address, test_key};
 use powchain_consensus::{Amount, Block, BlockHash, BlockHeight, TxOut};
 use proptest::prelude::*;
@@ -159,6 +160,7 @@ proptest! {
         steps in prop::collection::vec(step(), 5..30),
         order_seed in any::<u64>(),
         duplicates in prop::collection::vec(any::<usize>(), 0..6),
+        cache_blocks in prop::sample::select(vec![0usize, 1, 2, 3, 5, 1_000]),
     ) {
         let tree = build_tree(&steps);
         let mut delivery: Vec<usize> = (0..tree.blocks.len()).collect();
@@ -181,7 +183,7 @@ proptest! {
         }
 
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut chain = open(dir.path());
+        let mut chain = open_with_coin_cache(dir.path(), cache_blocks);
         for index in delivery {
             let (block, is_valid) = &tree.blocks[index];
             let result = chain.accept_block(block.clone(), NOW_MS);
@@ -200,9 +202,19 @@ proptest! {
         }
         assert_consistent(&chain);
         let tip_hash = tip.hash;
-        drop(chain);
+        let utxo = chain.reader().snapshot().expect("snapshot").utxo_set().expect("read");
+        // Closed as a kill after the last sync would: the unflushed blocks are re-applied.
+        chain.close_leaving_cache_unflushed().expect("close");
         let chain = open(dir.path());
         prop_assert_eq!(chain.tip().hash, tip_hash);
         assert_consistent(&chain);
+        // Closed cleanly: everything flushed, nothing to re-apply.
+        drop(chain);
+        let chain = open_with_coin_cache(dir.path(), 0);
+        prop_assert_eq!(chain.unflushed_blocks(), 0);
+        prop_assert_eq!(chain.tip().hash, tip_hash);
+        assert_consistent(&chain);
+        let reopened = chain.reader().snapshot().expect("snapshot").utxo_set().expect("read");
+        prop_assert_eq!(reopened, utxo);
     }
 }

@@ -365,3 +365,196 @@ fn a_file_that_is_not_a_store_is_refused() {
     );
     assert!(matches!(result, Err(ChainError::Storage(_))));
 }
+
+/// A chain of `blocks` blocks after the mature coins, each with two or three payments
+/// among addresses 1, 2 and 7 that spend the oldest coins (some made one block before,
+/// some inside the same block), so coins are made and spent across and within blocks.
+fn busy_chain(blocks: usize) -> TestChain {
+    let mut test_chain = TestChain::regtest_with_mature_coins(4);
+    let keys = [test_key(1), test_key(2), test_key(7)];
+    let fee = Amount::from_units(1_000).expect("in range");
+    for round in 0..blocks {
+        let height = test_chain.height().next();
+        let maturity = test_chain.params.coinbase_maturity;
+        let mut spendable: Vec<_> = test_chain
+            .utxo
+            .iter()
+            .filter(|(_, coin)| !coin.is_coinbase || coin.height.0 + maturity <= height.0)
+            .map(|(outpoint, coin)| (*outpoint, *coin))
+            .collect();
+        spendable.sort_by_key(|(outpoint, coin)| (coin.height, *outpoint));
+        let mut transactions = Vec::new();
+        let mut extra = std::collections::HashMap::new();
+        for (index, (outpoint, coin)) in spendable.into_iter().take(2).enumerate() {
+            let to = [1, 2, 7][(round + index) % 3];
+            let half = Amount::from_units(coin.output.value.to_units() / 2).expect("in range");
+            let rest = coin
+                .output
+                .value
+                .checked_sub(half)
+                .and_then(|rest| rest.checked_sub(fee))
+                .expect("enough");
+            let payment = test_chain.spend(
+                &[outpoint],
+                vec![
+                    TxOut {
+                        value: half,
+                        address: test_address(to),
+                    },
+                    TxOut {
+                        value: rest,
+                        address: test_address(7),
+                    },
+                ],
+                &keys,
+                &extra,
+            );
+            extra.extend(TestChain::coins_of(&payment, height));
+            transactions.push(payment);
+        }
+        // Spend the first payment's change inside the block.
+        let change = powchain_consensus::OutPoint {
+            txid: transactions[0].compute_txid(),
+            vout: 1,
+        };
+        let value = extra[&change]
+            .output
+            .value
+            .checked_sub(fee)
+            .expect("enough");
+        transactions.push(test_chain.spend(
+            &[change],
+            vec![TxOut {
+                value,
+                address: test_address(1),
+            }],
+            &keys,
+            &extra,
+        ));
+        let fees = Amount::from_units(3 * fee.to_units()).expect("in range");
+        let block = test_chain.build(transactions, fees);
+        test_chain.push(block).expect("valid");
+    }
+    test_chain
+}
+
+/// Everything a snapshot answers about the chain's coins, transactions and addresses.
+#[derive(Debug, PartialEq)]
+struct ReaderView {
+    utxo: std::collections::BTreeMap<powchain_consensus::OutPoint, powchain_consensus::Coin>,
+    coins: Vec<Option<powchain_consensus::Coin>>,
+    locations: Vec<Option<powchain_chain::TxLocation>>,
+    address_coins: Vec<Vec<powchain_chain::AddressCoin>>,
+    histories: Vec<Vec<powchain_chain::AddressTx>>,
+}
+
+fn reader_view(snapshot: &powchain_chain::Snapshot, test_chain: &TestChain) -> ReaderView {
+    let mut coins = Vec::new();
+    let mut locations = Vec::new();
+    for block in &test_chain.blocks[1..] {
+        for transaction in &block.transactions {
+            let txid = transaction.compute_txid();
+            locations.push(snapshot.tx_location(&txid).expect("read"));
+            for vout in 0..transaction.outputs.len() as u32 {
+                let outpoint = powchain_consensus::OutPoint { txid, vout };
+                let coin = snapshot.coin(&outpoint).expect("read");
+                let batch = snapshot.coins([&outpoint]).expect("read");
+                assert_eq!(batch.get(&outpoint).copied(), coin);
+                coins.push(coin);
+            }
+        }
+    }
+    let mut address_coins = Vec::new();
+    let mut histories = Vec::new();
+    for address in [1, 2, 7].map(test_address) {
+        for limit in [0, 1, 2, 5, 1_000] {
+            address_coins.push(snapshot.address_coins(&address, limit).expect("read"));
+        }
+        for (skip, limit) in [(0, 1), (0, 3), (1, 2), (3, 4), (5, 1_000), (0, 1_000)] {
+            histories.push(
+                snapshot
+                    .address_history(&address, skip, limit)
+                    .expect("read"),
+            );
+        }
+    }
+    ReaderView {
+        utxo: snapshot.utxo_set().expect("read"),
+        coins,
+        locations,
+        address_coins,
+        histories,
+    }
+}
+
+#[test]
+fn readers_see_the_same_chain_whatever_the_coin_cache_holds() {
+    let test_chain = busy_chain(12);
+    let reference_dir = tempfile::tempdir().expect("temp dir");
+    let mut reference = common::open_with_coin_cache(reference_dir.path(), 0);
+    feed(&mut reference, &test_chain.blocks[1..]);
+    assert_eq!(reference.unflushed_blocks(), 0);
+    let expected = reader_view(
+        &reference.reader().snapshot().expect("snapshot"),
+        &test_chain,
+    );
+    assert!(expected.histories.iter().any(|history| history.len() > 5));
+    assert!(expected.address_coins.iter().any(|coins| coins.len() > 5));
+
+    for cache_blocks in [1, 3, 5, 1_000] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut chain = common::open_with_coin_cache(dir.path(), cache_blocks);
+        feed(&mut chain, &test_chain.blocks[1..]);
+        assert!(chain.unflushed_blocks() <= cache_blocks);
+        let before = chain.reader().snapshot().expect("snapshot");
+        assert_eq!(before.unflushed_blocks(), chain.unflushed_blocks());
+        assert_eq!(
+            reader_view(&before, &test_chain),
+            expected,
+            "{cache_blocks} blocks cached"
+        );
+        assert_consistent(&chain);
+        chain.flush().expect("flush");
+        assert_eq!(chain.unflushed_blocks(), 0);
+        // A snapshot taken before the flush still reads its own state.
+        assert_eq!(reader_view(&before, &test_chain), expected);
+        let after = chain.reader().snapshot().expect("snapshot");
+        assert_eq!(after.unflushed_blocks(), 0);
+        assert_eq!(reader_view(&after, &test_chain), expected);
+    }
+}
+
+#[test]
+fn a_reorganisation_below_the_flushed_tip_unwinds_cache_and_tables() {
+    let test_chain = busy_chain(8);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut chain = common::open_with_coin_cache(dir.path(), 3);
+    feed(&mut chain, &test_chain.blocks[1..]);
+    assert!(
+        chain.unflushed_blocks() > 0,
+        "some blocks wait in the cache"
+    );
+    // A heavier branch forking 7 blocks below the tip: past the cache, into the tables.
+    let fork_height = test_chain.blocks.len() - 7;
+    let mut branch = TestChain::new(Network::Regtest);
+    for block in &test_chain.blocks[1..fork_height] {
+        branch.push(block.clone()).expect("valid");
+    }
+    branch.miner = test_key(9);
+    branch.mine_empty(8);
+    feed(&mut chain, &branch.blocks[fork_height..]);
+    assert_eq!(chain.tip().hash, branch.tip().compute_hash());
+    assert_consistent(&chain);
+    let snapshot = chain.reader().snapshot().expect("snapshot");
+    let reference_dir = tempfile::tempdir().expect("temp dir");
+    let mut reference = common::open_with_coin_cache(reference_dir.path(), 0);
+    feed(&mut reference, &branch.blocks[1..]);
+    assert_eq!(
+        reader_view(&snapshot, &test_chain),
+        reader_view(
+            &reference.reader().snapshot().expect("snapshot"),
+            &test_chain
+        ),
+        "the losing branch's coins, transactions and history are gone"
+    );
+}

@@ -28,6 +28,7 @@ fn the_quick_benchmark_suite_runs_every_figure_and_prints_json() {
         "signatures.block_connect.1_thread",
         "connect.full_block.",
         "connect.height_cost.",
+        "connect.coin_cache.batched_vs_every_block",
         "pool.accept.in_memory",
         "pool.submit.in_process",
         "pool.submit.http",

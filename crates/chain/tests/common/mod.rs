@@ -14,11 +14,18 @@ pub fn store_path(dir: &Path) -> PathBuf {
 }
 
 pub fn open(dir: &Path) -> ChainState {
+    open_with_coin_cache(dir, powchain_chain::DEFAULT_COIN_CACHE_BLOCKS)
+}
+
+/// Opens the store with a coin cache that holds at most `blocks` unflushed blocks (0:
+/// every block's rows are written with it).
+pub fn open_with_coin_cache(dir: &Path, blocks: usize) -> ChainState {
     ChainState::open(
         &store_path(dir),
         Network::Regtest,
         ChainOptions {
             signature_threads: 2,
+            coin_cache_blocks: blocks,
             ..ChainOptions::default()
         },
     )

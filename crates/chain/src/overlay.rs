@@ -1,0 +1,403 @@
+//! The write-back cache in front of the coin tables and the per-transaction indexes.
+//!
+//! Connecting a block changes thousands of rows at random keys: coins by outpoint, the
+//! address index by address, the transaction index by txid, the history by address. In a
+//! copy-on-write B-tree each of those changes copies a whole leaf page, and once the tables
+//! are large next to one block every change lands on a leaf of its own: the cost of a block
+//! grows with the tables. So those rows are not written block by block. Each connected block
+//! leaves its changes here, as one immutable [`BlockChanges`] layer; when the layers hold
+//! more than a budget (bytes or blocks) they are written to the tables in one transaction,
+//! sorted by key, and a leaf that many blocks touched is copied once.
+//!
+//! What is stored with every block, in the block's own write transaction, is enough to
+//! rebuild its layer: the block itself, its undo data (the coins it spent) and the tip. The
+//! store records the block up to which the tables are written (the *flushed tip*, always on
+//! the main chain at or below the tip); opening a store rebuilds the layers of the blocks
+//! above it from their data and undo data. A crash at any instant therefore loses nothing a
+//! sync made durable: the tables are consistent at the flushed tip and the layers bring them
+//! to the tip.
+//!
+//! Readers see the layers through their snapshot: [`Overlay`] is a vector of shared layers,
+//! cloned (pointer copies) together with the redb read transaction under one lock, so a
+//! snapshot's tables and layers always describe the same tip.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use powchain_consensus::{
+    Address, Block, BlockHash, BlockHeight, Coin, OutPoint, Transaction, Txid,
+};
+
+use crate::store::{AddressTx, TxLocation};
+
+/// What a block did to one coin.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum CoinChange {
+    /// The block created it and it is unspent at the block's end.
+    Created(Coin),
+    /// The block spent it (it existed before the block).
+    Spent(Coin),
+}
+
+impl CoinChange {
+    fn coin(&self) -> &Coin {
+        match self {
+            CoinChange::Created(coin) | CoinChange::Spent(coin) => coin,
+        }
+    }
+}
+
+/// Approximate heap cost of one entry of each kind, for the cache budget: the key, the
+/// value and the hash table's overhead.
+const COIN_ENTRY_BYTES: usize = 128;
+const TRANSACTION_ENTRY_BYTES: usize = 72;
+const HISTORY_ENTRY_BYTES: usize = 72;
+
+/// The changes one connected block made to the coin tables and indexes.
+#[derive(Debug)]
+pub(crate) struct BlockChanges {
+    pub(crate) hash: BlockHash,
+    pub(crate) height: BlockHeight,
+    /// Coins it created (unspent at its end) and coins from before it that it spent.
+    pub(crate) coins: HashMap<OutPoint, CoinChange>,
+    /// Its transactions' positions.
+    pub(crate) transactions: HashMap<Txid, u32>,
+    /// (address, txid) for every address each transaction paid or spent from.
+    pub(crate) history: Vec<(Address, Txid)>,
+}
+
+impl BlockChanges {
+    /// The changes of `block` at `height`, given the coins from before it that it spent
+    /// and those it created (as `connect_block_transactions` returns them).
+    pub(crate) fn new(
+        hash: BlockHash,
+        height: BlockHeight,
+        block: &Block,
+        txids: &[Txid],
+        spent: &[(OutPoint, Coin)],
+        created: &[(OutPoint, Coin)],
+    ) -> BlockChanges {
+        let mut coins = HashMap::with_capacity(spent.len() + created.len());
+        for (outpoint, coin) in spent {
+            coins.insert(*outpoint, CoinChange::Spent(*coin));
+        }
+        for (outpoint, coin) in created {
+            coins.insert(*outpoint, CoinChange::Created(*coin));
+        }
+        let transactions = txids
+            .iter()
+            .enumerate()
+            .map(|(position, txid)| (*txid, position as u32))
+            .collect();
+        BlockChanges {
+            hash,
+            height,
+            coins,
+            transactions,
+            history: history_entries(block, txids, spent),
+        }
+    }
+
+    /// The changes of an already connected block, rebuilt from its data and its undo data
+    /// (the coins from before it that it spent): what opening a store does for the blocks
+    /// above the flushed tip.
+    pub(crate) fn replayed(
+        hash: BlockHash,
+        height: BlockHeight,
+        block: &Block,
+        txids: &[Txid],
+        spent: &[(OutPoint, Coin)],
+    ) -> BlockChanges {
+        let spent_inside: BTreeSet<OutPoint> = block
+            .transactions
+            .iter()
+            .flat_map(|transaction| transaction.spends().iter().map(|input| input.prevout))
+            .collect();
+        let mut created = Vec::new();
+        for (transaction, txid) in block.transactions.iter().zip(txids) {
+            for (vout, output) in transaction.outputs.iter().enumerate() {
+                let outpoint = OutPoint {
+                    txid: *txid,
+                    vout: vout as u32,
+                };
+                if !spent_inside.contains(&outpoint) {
+                    created.push((
+                        outpoint,
+                        Coin {
+                            output: *output,
+                            height,
+                            is_coinbase: transaction.is_coinbase(),
+                        },
+                    ));
+                }
+            }
+        }
+        BlockChanges::new(hash, height, block, txids, spent, &created)
+    }
+
+    fn approx_bytes(&self) -> usize {
+        self.coins.len() * COIN_ENTRY_BYTES
+            + self.transactions.len() * TRANSACTION_ENTRY_BYTES
+            + self.history.len() * HISTORY_ENTRY_BYTES
+    }
+}
+
+/// The history rows of a block: each transaction under every address it paid or spent from.
+fn history_entries(
+    block: &Block,
+    txids: &[Txid],
+    spent: &[(OutPoint, Coin)],
+) -> Vec<(Address, Txid)> {
+    // The address of every coin the block spends: from before it, or made inside it.
+    let mut spent_addresses: HashMap<OutPoint, Address> = spent
+        .iter()
+        .map(|(outpoint, coin)| (*outpoint, coin.output.address))
+        .collect();
+    for (transaction, txid) in block.transactions.iter().zip(txids) {
+        for (vout, output) in transaction.outputs.iter().enumerate() {
+            spent_addresses.insert(
+                OutPoint {
+                    txid: *txid,
+                    vout: vout as u32,
+                },
+                output.address,
+            );
+        }
+    }
+    let mut history = Vec::new();
+    for (transaction, txid) in block.transactions.iter().zip(txids) {
+        for address in touched_addresses(transaction, &spent_addresses) {
+            history.push((address, *txid));
+        }
+    }
+    history
+}
+
+/// Every address a transaction pays or spends from.
+pub(crate) fn touched_addresses(
+    transaction: &Transaction,
+    spent_addresses: &HashMap<OutPoint, Address>,
+) -> BTreeSet<Address> {
+    transaction
+        .outputs
+        .iter()
+        .map(|output| output.address)
+        .chain(
+            transaction
+                .spends()
+                .iter()
+                .filter_map(|input| spent_addresses.get(&input.prevout).copied()),
+        )
+        .collect()
+}
+
+/// The unflushed blocks' changes, oldest first: exactly the main-chain blocks above the
+/// flushed tip. Cloning copies pointers.
+#[derive(Clone, Default, Debug)]
+pub(crate) struct Overlay {
+    layers: Vec<Arc<BlockChanges>>,
+    bytes: usize,
+}
+
+impl Overlay {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// Unflushed blocks.
+    pub(crate) fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Approximate memory the layers take.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The newest unflushed block.
+    pub(crate) fn last_hash(&self) -> Option<BlockHash> {
+        self.layers.last().map(|layer| layer.hash)
+    }
+
+    pub(crate) fn layers(&self) -> &[Arc<BlockChanges>] {
+        &self.layers
+    }
+
+    pub(crate) fn push(&mut self, layer: BlockChanges) {
+        self.bytes += layer.approx_bytes();
+        self.layers.push(Arc::new(layer));
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Arc<BlockChanges>> {
+        let layer = self.layers.pop()?;
+        self.bytes -= layer.approx_bytes();
+        Some(layer)
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.layers.clear();
+        self.bytes = 0;
+    }
+
+    /// What the unflushed blocks say about a coin: `Some(Some(coin))` created and unspent,
+    /// `Some(None)` spent, `None` untouched (ask the table).
+    pub(crate) fn coin(&self, outpoint: &OutPoint) -> Option<Option<Coin>> {
+        self.layers.iter().rev().find_map(|layer| {
+            layer.coins.get(outpoint).map(|change| match change {
+                CoinChange::Created(coin) => Some(*coin),
+                CoinChange::Spent(_) => None,
+            })
+        })
+    }
+
+    /// Where an unflushed block holds `txid`.
+    pub(crate) fn tx_location(&self, txid: &Txid) -> Option<TxLocation> {
+        self.layers.iter().rev().find_map(|layer| {
+            layer.transactions.get(txid).map(|position| TxLocation {
+                block_hash: layer.hash,
+                position: *position,
+            })
+        })
+    }
+
+    /// The net change of every coin the unflushed blocks touched, in outpoint order (the
+    /// UTXO table's key order): a coin created and spent among them does not appear;
+    /// `Spent` coins are in the table, `Created` ones are not.
+    pub(crate) fn net_coin_changes(&self) -> Vec<(OutPoint, CoinChange)> {
+        let mut all: Vec<(OutPoint, usize, CoinChange)> = self
+            .layers
+            .iter()
+            .enumerate()
+            .flat_map(|(age, layer)| {
+                layer
+                    .coins
+                    .iter()
+                    .map(move |(outpoint, change)| (*outpoint, age, *change))
+            })
+            .collect();
+        all.sort_unstable_by_key(|(outpoint, age, _)| (*outpoint, *age));
+        let mut net: Vec<(OutPoint, CoinChange)> = Vec::with_capacity(all.len());
+        for (outpoint, _, change) in all {
+            match net.last() {
+                // Created by one unflushed block, spent by a later one: never in the table.
+                Some((last, CoinChange::Created(_))) if *last == outpoint => {
+                    net.pop();
+                }
+                _ => net.push((outpoint, change)),
+            }
+        }
+        net
+    }
+
+    /// The net change of the coins of `address`, by outpoint: `Some` created, `None` spent
+    /// (in the table, to be hidden).
+    pub(crate) fn address_coin_changes(
+        &self,
+        address: &Address,
+    ) -> BTreeMap<OutPoint, Option<Coin>> {
+        let mut changes: BTreeMap<OutPoint, Option<Coin>> = BTreeMap::new();
+        for layer in &self.layers {
+            for (outpoint, change) in &layer.coins {
+                if change.coin().output.address != *address {
+                    continue;
+                }
+                match change {
+                    CoinChange::Created(coin) => {
+                        changes.insert(*outpoint, Some(*coin));
+                    }
+                    CoinChange::Spent(_) => {
+                        if changes.remove(outpoint).is_none() {
+                            changes.insert(*outpoint, None);
+                        }
+                    }
+                }
+            }
+        }
+        changes
+    }
+
+    /// The unflushed history of `address`, newest first (by height, then txid descending,
+    /// as the table orders it): all of it is newer than anything in the table.
+    pub(crate) fn address_history(&self, address: &Address) -> Vec<AddressTx> {
+        let mut history = Vec::new();
+        for layer in self.layers.iter().rev() {
+            let mut txids: Vec<Txid> = layer
+                .history
+                .iter()
+                .filter(|(entry, _)| entry == address)
+                .map(|(_, txid)| *txid)
+                .collect();
+            txids.sort_unstable_by(|a, b| b.cmp(a));
+            history.extend(txids.into_iter().map(|txid| AddressTx {
+                height: layer.height,
+                txid,
+            }));
+        }
+        history
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use powchain_consensus::{Amount, TxOut};
+
+    fn coin(address: u8, height: u64) -> Coin {
+        Coin {
+            output: TxOut {
+                value: Amount::from_units(1).expect("in range"),
+                address: Address([address; 32]),
+            },
+            height: BlockHeight(height),
+            is_coinbase: false,
+        }
+    }
+
+    fn outpoint(byte: u8) -> OutPoint {
+        OutPoint {
+            txid: Txid([byte; 32]),
+            vout: 0,
+        }
+    }
+
+    fn layer(height: u64, coins: &[(OutPoint, CoinChange)]) -> BlockChanges {
+        BlockChanges {
+            hash: BlockHash([height as u8; 32]),
+            height: BlockHeight(height),
+            coins: coins.iter().copied().collect(),
+            transactions: HashMap::new(),
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn newer_layers_win_and_created_then_spent_cancels() {
+        let mut overlay = Overlay::default();
+        overlay.push(layer(
+            1,
+            &[
+                (outpoint(1), CoinChange::Created(coin(7, 1))),
+                (outpoint(2), CoinChange::Spent(coin(7, 0))),
+            ],
+        ));
+        overlay.push(layer(2, &[(outpoint(1), CoinChange::Spent(coin(7, 1)))]));
+        assert_eq!(overlay.coin(&outpoint(1)), Some(None));
+        assert_eq!(overlay.coin(&outpoint(2)), Some(None));
+        assert_eq!(overlay.coin(&outpoint(3)), None);
+        let net = overlay.net_coin_changes();
+        assert_eq!(
+            net,
+            vec![(outpoint(2), CoinChange::Spent(coin(7, 0)))],
+            "the coin made and spent above the table is gone"
+        );
+        let by_address = overlay.address_coin_changes(&Address([7; 32]));
+        assert_eq!(
+            by_address.into_iter().collect::<Vec<_>>(),
+            vec![(outpoint(2), None)]
+        );
+        let popped = overlay.pop().expect("a layer");
+        assert_eq!(popped.height, BlockHeight(2));
+        assert_eq!(overlay.coin(&outpoint(1)), Some(Some(coin(7, 1))));
+        assert_eq!(overlay.bytes(), 2 * COIN_ENTRY_BYTES);
+    }
+}

@@ -289,8 +289,8 @@ impl Snapshot {
         }
         for (outpoint, change) in self.overlay.net_coin_changes() {
             let consistent = match change {
-                CoinChange::Created(coin) => set.insert(outpoint, coin).is_none(),
-                CoinChange::Spent(coin) => set.remove(&outpoint) == Some(coin),
+                CoinChange::Created(coin) => set.insert(*outpoint, *coin).is_none(),
+                CoinChange::Spent(coin) => set.remove(outpoint) == Some(*coin),
             };
             if !consistent {
                 return Err(ChainError::Corrupt(format!(
@@ -377,8 +377,12 @@ impl Snapshot {
                 extra
             )));
         }
-        let changes: HashMap<OutPoint, CoinChange> =
-            self.overlay.net_coin_changes().into_iter().collect();
+        let changes: HashMap<OutPoint, CoinChange> = self
+            .overlay
+            .net_coin_changes()
+            .into_iter()
+            .map(|(outpoint, change)| (*outpoint, *change))
+            .collect();
         let address_table = self.transaction.open_table(ADDRESS_UTXO)?;
         let mut address_rows = 0usize;
         for row in address_table.iter()? {

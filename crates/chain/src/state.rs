@@ -63,15 +63,18 @@ use crate::store::{
     tx_location_bytes,
 };
 
-/// The redb page cache of the chain store by default: enough for the UTXO set and the
-/// recent blocks of a chain of hundreds of thousands of blocks, and a bound on the
-/// memory the store may take (redb's own default is 1 GiB).
-pub const DEFAULT_STORE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// The redb page cache of the chain store by default, and a bound on the memory the store
+/// may take (redb's own default is 1 GiB). The operating system caches the file as well,
+/// so a larger cache buys little (256 MiB connects blocks no faster) and costs more than
+/// its size: glibc keeps the page buffers each thread freed in that thread's arena, and a
+/// node's work moves between threads, so a syncing node held 150 MB with 32 MiB here and
+/// 96 MB with 16 MiB (docs/BENCHMARKS.md, figure 6).
+pub const DEFAULT_STORE_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The write-back coin cache's memory budget by default: the changes of the blocks not yet
-/// written to the coin tables and indexes (about 7,000 rows, 0.6 MB, for a block of 1,000
+/// written to the coin tables and indexes (about 6,000 rows, 0.75 MB, for a block of 1,000
 /// payments).
-pub const DEFAULT_COIN_CACHE_BYTES: usize = 32 * 1024 * 1024;
+pub const DEFAULT_COIN_CACHE_BYTES: usize = 24 * 1024 * 1024;
 
 /// Blocks the write-back coin cache holds at most by default (whatever their size): it
 /// bounds the work of opening a store, which re-applies them, and the layers a coin lookup
@@ -993,35 +996,40 @@ impl ChainState {
                 }
             }
         }
-        let mut locations: Vec<([u8; 32], [u8; 36])> = Vec::new();
-        let mut history: Vec<[u8; 72]> = Vec::new();
+        drop(coins);
+        let mut locations: Vec<(&Txid, BlockHash, u32)> = Vec::new();
+        let mut history: Vec<(&Address, BlockHeight, &Txid)> = Vec::new();
         for layer in self.overlay.layers() {
-            locations.extend(layer.transactions.iter().map(|(txid, position)| {
-                (
-                    txid.0,
-                    tx_location_bytes(&TxLocation {
-                        block_hash: layer.hash,
-                        position: *position,
-                    }),
-                )
-            }));
+            locations.extend(
+                layer
+                    .transactions
+                    .iter()
+                    .map(|(txid, position)| (txid, layer.hash, *position)),
+            );
             history.extend(
                 layer
                     .history
                     .iter()
-                    .map(|(address, txid)| address_tx_key(address, layer.height, txid)),
+                    .map(|(address, txid)| (address, layer.height, txid)),
             );
         }
-        locations.sort_unstable();
+        locations.sort_unstable_by_key(|(txid, _, _)| *txid);
         history.sort_unstable();
         {
             let mut tx_index = write.open_table(TX_INDEX)?;
-            for (txid, location) in &locations {
-                tx_index.insert(txid.as_slice(), location.as_slice())?;
+            for (txid, block_hash, position) in &locations {
+                let location = TxLocation {
+                    block_hash: *block_hash,
+                    position: *position,
+                };
+                tx_index.insert(txid.0.as_slice(), tx_location_bytes(&location).as_slice())?;
             }
             let mut address_txs = write.open_table(ADDRESS_TXS)?;
-            for key in &history {
-                address_txs.insert(key.as_slice(), [].as_slice())?;
+            for (address, height, txid) in &history {
+                address_txs.insert(
+                    address_tx_key(address, *height, txid).as_slice(),
+                    [].as_slice(),
+                )?;
             }
         }
         write

@@ -148,14 +148,30 @@ fn history_entries(
     txids: &[Txid],
     spent: &[(OutPoint, Coin)],
 ) -> Vec<(Address, Txid)> {
-    // The address of every coin the block spends: from before it, or made inside it.
-    let mut spent_addresses: HashMap<OutPoint, Address> = spent
+    let spent_addresses = spent_addresses(block, txids, spent);
+    let mut history = Vec::new();
+    for (transaction, txid) in block.transactions.iter().zip(txids) {
+        for address in touched_addresses(transaction, &spent_addresses) {
+            history.push((address, *txid));
+        }
+    }
+    history
+}
+
+/// The address of every coin `block` may spend: those from before it that it spent
+/// (`spent`, its undo data) and every output it makes.
+pub(crate) fn spent_addresses(
+    block: &Block,
+    txids: &[Txid],
+    spent: &[(OutPoint, Coin)],
+) -> HashMap<OutPoint, Address> {
+    let mut addresses: HashMap<OutPoint, Address> = spent
         .iter()
         .map(|(outpoint, coin)| (*outpoint, coin.output.address))
         .collect();
     for (transaction, txid) in block.transactions.iter().zip(txids) {
         for (vout, output) in transaction.outputs.iter().enumerate() {
-            spent_addresses.insert(
+            addresses.insert(
                 OutPoint {
                     txid: *txid,
                     vout: vout as u32,
@@ -164,13 +180,7 @@ fn history_entries(
             );
         }
     }
-    let mut history = Vec::new();
-    for (transaction, txid) in block.transactions.iter().zip(txids) {
-        for address in touched_addresses(transaction, &spent_addresses) {
-            history.push((address, *txid));
-        }
-    }
-    history
+    addresses
 }
 
 /// Every address a transaction pays or spends from.

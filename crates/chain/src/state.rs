@@ -53,7 +53,7 @@ use tracing::{debug, info, warn};
 use crate::error::{ChainError, corrupt};
 use crate::event::ChainEvent;
 use crate::orphan::OrphanPool;
-use crate::overlay::{BlockChanges, CoinChange, Overlay, touched_addresses};
+use crate::overlay::{BlockChanges, CoinChange, Overlay, spent_addresses, touched_addresses};
 use crate::reader::ChainReader;
 use crate::store::{
     ADDRESS_TXS, ADDRESS_UTXO, BLOCK_INDEX, BLOCKS, BlockStatus, HEIGHTS, IndexRecord, META,
@@ -1633,21 +1633,7 @@ impl ChainState {
         };
         undo_table.remove(tip.hash.0.as_slice())?;
         let txids = block.compute_txids();
-        let mut spent_addresses: HashMap<OutPoint, Address> = spent
-            .iter()
-            .map(|(outpoint, coin)| (*outpoint, coin.output.address))
-            .collect();
-        for (transaction, txid) in block.transactions.iter().zip(&txids) {
-            for (vout, output) in transaction.outputs.iter().enumerate() {
-                spent_addresses.insert(
-                    OutPoint {
-                        txid: *txid,
-                        vout: vout as u32,
-                    },
-                    output.address,
-                );
-            }
-        }
+        let spent_addresses = spent_addresses(block, &txids, &spent);
         let mut utxo = write.open_table(UTXO)?;
         let mut address_utxo = write.open_table(ADDRESS_UTXO)?;
         let mut tx_index = write.open_table(TX_INDEX)?;

@@ -14,6 +14,8 @@ use crate::launch::{RunningNode, launch, shutdown_signal};
 /// # Errors
 /// If a node cannot start (a port in use, a damaged data directory).
 pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
+    // Listening before the nodes start: Ctrl-C during start-up stops them cleanly.
+    let stop = shutdown_signal();
     let token = CancellationToken::new();
     let mut running: Vec<RunningNode> = Vec::new();
     for index in 0..args.nodes {
@@ -52,7 +54,6 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     println!();
 
     let mut report = tokio::time::interval(Duration::from_secs(5));
-    let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {

@@ -213,28 +213,36 @@ impl RunningNode {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Listens for Ctrl-C or SIGTERM from this call on and resolves when one arrives. The
+/// handlers are installed before it returns, so call it before starting anything: a
+/// signal that arrives while the node starts (a supervisor or a test stopping it as soon
+/// as it prints its ports) then stops it cleanly instead of killing it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(error) => {
-                    warn!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
-                    let _ = interrupt.await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+                (Err(error), _) | (_, Err(error)) => {
+                    warn!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -243,9 +251,10 @@ pub async fn shutdown_signal() {
 /// # Errors
 /// Start-up failures.
 pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
     let token = CancellationToken::new();
     let running = launch(&args, token, true).await?;
-    shutdown_signal().await;
+    stop.await;
     info!(http = %running.http_address, "stopping");
     running.shutdown().await;
     info!("stopped cleanly");

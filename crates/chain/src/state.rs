@@ -25,9 +25,9 @@
 //! so choosing a chain never reads the disk; block data, the UTXO set and the indexes stay
 //! on disk. The rows a block changes at random keys (coins, the address index, the
 //! transaction index, the history) reach their tables in batches of many blocks through the
-//! write-back cache of [`crate::overlay`]; the block's own write transaction stores what
-//! rebuilds them (its data, its undo data, the tip). Each block also keeps a skip pointer to a far ancestor (as Bitcoin Core's
-//! `pskip`), so finding an ancestor at any height takes O(log height) steps: no per-block
+//! write-back cache of `overlay.rs`; the block's own write transaction stores what
+//! rebuilds them (its data, its undo data, the tip). Each block also keeps a skip pointer
+//! to a far ancestor (as Bitcoin Core's `pskip`), so finding an ancestor at any height takes O(log height) steps: no per-block
 //! work grows with the length of the chain.
 
 use std::cmp::Reverse;

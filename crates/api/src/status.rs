@@ -80,13 +80,9 @@ pub async fn status(State(node): State<Arc<Node>>) -> Result<Json<StatusJson>, A
 
 /// The status, read from the node.
 pub fn build_status(node: &Node) -> StatusJson {
-    let (tip, best_header_height, orphans) = node.with_core(|core| {
-        (
-            core.chain.tip(),
-            core.chain.best_header().1.height.0,
-            core.chain.orphan_count(),
-        )
-    });
+    let summary = node.chain_summary();
+    let (tip, best_header_height, orphans) =
+        (summary.tip, summary.best_header_height.0, summary.orphans);
     let (transactions, bytes) = node.pool_size();
     let peers = node.peer_manager().map_or(0, |peers| peers.peers().len());
     let best = best_header_height.max(tip.height.0);

@@ -7,7 +7,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use powchain_consensus::encode::Decode;
 use powchain_consensus::{Address, Amount, FeeRate, Transaction, Txid, hex};
-use powchain_node::{Node, PooledTransaction};
+use powchain_mempool::PoolEntry;
+use powchain_node::Node;
 use serde::{Deserialize, Serialize};
 
 use crate::body::JsonBody;
@@ -31,7 +32,7 @@ pub struct PoolTransactionJson {
 }
 
 impl PoolTransactionJson {
-    fn new(node: &Node, pooled: &PooledTransaction) -> PoolTransactionJson {
+    fn new(node: &Node, pooled: &PoolEntry) -> PoolTransactionJson {
         PoolTransactionJson {
             transaction: TransactionJson::new(node.params().network, &pooled.transaction),
             fee: pooled.fee.to_units(),

@@ -167,8 +167,8 @@ pub async fn address(
     let offset = query.offset.unwrap_or(0);
     let json = blocking(&node, move |node| {
         let snapshot = node.reader().snapshot()?;
-        let next_height = snapshot.tip()?.record.height.0 + 1;
-        let maturity = node.params().coinbase_maturity;
+        let next_height = snapshot.tip()?.record.height.next();
+        let params = node.params();
         // The balance counts every unspent output, not just the page shown.
         let all_coins = snapshot.address_coins(&address, usize::MAX)?;
         let balance = Amount::checked_sum(all_coins.iter().map(|entry| entry.coin.output.value))
@@ -182,7 +182,7 @@ pub async fn address(
                 amount: entry.coin.output.value.to_units(),
                 height: entry.coin.height.0,
                 coinbase: entry.coin.is_coinbase,
-                mature: !entry.coin.is_coinbase || entry.coin.height.0 + maturity <= next_height,
+                mature: entry.coin.is_mature_at(next_height, params),
             })
             .collect();
         let history = snapshot

@@ -34,6 +34,7 @@ mod overlay;
 pub mod reader;
 pub mod state;
 pub mod store;
+mod sync;
 
 pub use error::ChainError;
 pub use event::ChainEvent;

@@ -97,6 +97,7 @@ pub async fn launch(
             cookie_path: cookie_path.clone(),
         }),
     };
+    let tasks = TaskTracker::new();
     let p2p = P2p::start(
         Arc::clone(&node),
         P2pConfig {
@@ -104,6 +105,8 @@ pub async fn launch(
             peers: args.peers.clone(),
             ..P2pConfig::default()
         },
+        token.clone(),
+        tasks.clone(),
     )
     .await
     .with_context(|| {
@@ -113,6 +116,12 @@ pub async fn launch(
         )
     })?;
 
+    println!(
+        "P2P listening on ws://{}:{} (port {})",
+        args.p2p_bind,
+        p2p.listen_port(),
+        p2p.listen_port()
+    );
     // Printed once everything listens: scripts and tests wait for this line.
     println!(
         "HTTP API listening on http://{http_address} (port {})",
@@ -124,7 +133,6 @@ pub async fn launch(
         http_address.port()
     );
 
-    let tasks = TaskTracker::new();
     let server_node = Arc::clone(&node);
     let server_token = token.clone();
     tasks.spawn(async move {
@@ -157,7 +165,8 @@ pub async fn launch(
                 _ = progress.tick(), if show_progress => {
                     let node = Arc::clone(&chores_node);
                     let heights = tokio::task::spawn_blocking(move || {
-                        node.with_core(|core| (core.chain.tip().height.0, core.chain.best_header().1.height.0))
+                        let summary = node.chain_summary();
+                        (summary.tip.height.0, summary.best_header_height.0)
                     })
                     .await;
                     if let Ok((height, best)) = heights {
@@ -196,7 +205,6 @@ impl RunningNode {
     pub async fn shutdown(self) {
         self.node.begin_shutdown();
         self.token.cancel();
-        self.p2p.shutdown().await;
         let node = Arc::clone(&self.node);
         if let Ok(Err(error)) = tokio::task::spawn_blocking(move || node.sync_chain()).await {
             warn!(%error, "could not sync the chain store");

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use crate::params::Params;
 use crate::transaction::{BlockHeight, OutPoint, TxOut};
 
 /// An unspent output and where it came from.
@@ -17,6 +18,16 @@ pub struct Coin {
     pub height: BlockHeight,
     /// True if it was created by a coinbase (and so must mature before it is spent).
     pub is_coinbase: bool,
+}
+
+impl Coin {
+    /// True if a transaction in a block at `spend_height` may spend this coin: any output
+    /// of an ordinary transaction, a coinbase output only once it has matured
+    /// (`params.coinbase_maturity` blocks after the block that created it).
+    pub fn is_mature_at(&self, spend_height: BlockHeight, params: &Params) -> bool {
+        !self.is_coinbase
+            || spend_height.0 >= self.height.0.saturating_add(params.coinbase_maturity)
+    }
 }
 
 /// Read access to unspent outputs.

@@ -300,9 +300,7 @@ pub fn check_transaction_inputs(
             .ok_or(ConsensusError::MissingInput {
                 outpoint: input.prevout,
             })?;
-        if coin.is_coinbase
-            && spend_height.0 < coin.height.0.saturating_add(params.coinbase_maturity)
-        {
+        if !coin.is_mature_at(spend_height, params) {
             return Err(ConsensusError::ImmatureCoinbaseSpend {
                 outpoint: input.prevout,
                 created: coin.height,

@@ -80,6 +80,21 @@ pub enum MempoolError {
 }
 
 impl MempoolError {
+    /// True if the transaction spends an output that neither the chain nor the pool holds:
+    /// its parent may still arrive, so it is not (yet) invalid.
+    pub fn is_missing_input(&self) -> bool {
+        matches!(
+            self,
+            MempoolError::Invalid(ConsensusError::MissingInput { .. })
+        )
+    }
+
+    /// True if the transaction breaks a consensus rule whatever else arrives later (the
+    /// sender's fault); false for policy refusals and for a missing parent.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, MempoolError::Invalid(_)) && !self.is_missing_input()
+    }
+
     /// A short stable name of the reason, for logs, peer scoring and API errors; for
     /// [`MempoolError::Invalid`], the consensus rule's own name.
     pub fn rule(&self) -> &'static str {

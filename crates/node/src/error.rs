@@ -17,15 +17,20 @@ pub enum NodeError {
     /// The wallet could not build the payment or failed to store keys.
     #[error(transparent)]
     Wallet(#[from] WalletError),
-    /// The pool's store failed.
+    /// The pool's store (`mempool.redb`) failed.
     #[error("pool store failed: {0}")]
-    PoolStore(String),
+    PoolStore(#[source] redb::Error),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
-    /// Something that should not happen did; the message says what.
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 impl NodeError {
@@ -44,7 +49,7 @@ impl NodeError {
                     | WalletError::TooManyInputs { .. }
                     | WalletError::NotOurs { .. }
             ),
-            NodeError::PoolStore(_) | NodeError::ShuttingDown | NodeError::Internal(_) => false,
+            NodeError::PoolStore(_) | NodeError::DataDir { .. } | NodeError::ShuttingDown => false,
         }
     }
 

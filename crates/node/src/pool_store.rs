@@ -21,8 +21,8 @@ pub(crate) struct PoolStore {
     db: Database,
 }
 
-fn store_error(error: impl std::fmt::Display) -> NodeError {
-    NodeError::PoolStore(error.to_string())
+fn store_error(error: impl Into<redb::Error>) -> NodeError {
+    NodeError::PoolStore(error.into())
 }
 
 impl PoolStore {

@@ -192,11 +192,18 @@ fn random_nonce() -> u64 {
 
 impl P2p {
     /// Starts the layer: binds the listener (if configured), dials the configured peers,
-    /// and relays the node's events. The node learns of it through `PeerManager`.
+    /// and relays the node's events. The node learns of it through `PeerManager`. Every
+    /// task it starts runs on `tasks` and ends when `shutdown` is cancelled: the node's one
+    /// token and tracker, so stopping the node stops the peers with everything else.
     ///
     /// # Errors
     /// If the listening address cannot be bound.
-    pub async fn start(node: Arc<Node>, config: P2pConfig) -> std::io::Result<Arc<P2p>> {
+    pub async fn start(
+        node: Arc<Node>,
+        config: P2pConfig,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> std::io::Result<Arc<P2p>> {
         let listener = match config.listen {
             Some(address) => Some(TcpListener::bind(address).await?),
             None => None,
@@ -211,14 +218,13 @@ impl P2p {
             node_nonce: random_nonce(),
             listen_port,
             state: Mutex::new(State::default()),
-            token: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            token: shutdown,
+            tasks,
             next_peer_id: AtomicU64::new(1),
         });
         node.set_peer_manager(Arc::new(PeerManagerHandle(Arc::downgrade(&p2p))));
         if let Some(listener) = listener {
             let address = listener.local_addr()?;
-            println!("P2P listening on ws://{address} (port {})", address.port());
             info!(
                 port = address.port(),
                 "listening for peer to peer connection on port {}",
@@ -243,18 +249,6 @@ impl P2p {
     /// The port peers connect to (0 if not listening).
     pub fn listen_port(&self) -> u16 {
         self.listen_port
-    }
-
-    /// Stops every connection and task, and waits for them.
-    pub async fn shutdown(&self) {
-        self.token.cancel();
-        self.tasks.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.tasks.wait())
-            .await
-            .is_err()
-        {
-            warn!("peer tasks did not stop within 10 s");
-        }
     }
 
     pub(crate) fn token(&self) -> &CancellationToken {
@@ -533,9 +527,7 @@ impl P2p {
                 .blocking(move |node| node.submit_transaction(transaction))
                 .await;
             match result {
-                Some(Err(powchain_node::NodeError::Mempool(error)))
-                    if error.rule() == "missing-input" =>
-                {
+                Some(Err(powchain_node::NodeError::Mempool(error))) if error.is_missing_input() => {
                     self.state().orphan_transactions.push_back((txid, held));
                 }
                 Some(Ok(_)) => debug!(%txid, "a held transaction found its parent"),
@@ -595,48 +587,7 @@ impl P2p {
             return;
         }
         let Some(wanted) = self
-            .blocking(move |node| {
-                node.with_core(|core| {
-                    let wanted = core.chain.blocks_to_download(scan);
-                    let height_of =
-                        |hash: Option<&BlockHash>| hash.and_then(|hash| core.chain.record(hash));
-                    let (Some(lowest), Some(highest)) = (
-                        height_of(wanted.first()).map(|record| record.height),
-                        height_of(wanted.last()).map(|record| record.height),
-                    ) else {
-                        return Vec::new();
-                    };
-                    // Each peer's chain within the window: from its ancestor at the top of
-                    // the window (skip pointers: O(log height)) down to the bottom, so the
-                    // work is bounded by the window, not by how far the peer is ahead.
-                    let chains: Vec<(u64, HashSet<BlockHash>)> = peer_tips
-                        .iter()
-                        .map(|(id, tip)| {
-                            let mut members = HashSet::new();
-                            let mut cursor = core.chain.ancestor(tip, highest).unwrap_or(*tip);
-                            while let Some(record) = core.chain.record(&cursor) {
-                                if record.height < lowest {
-                                    break;
-                                }
-                                members.insert(cursor);
-                                cursor = record.header.prev_hash;
-                            }
-                            (*id, members)
-                        })
-                        .collect();
-                    wanted
-                        .into_iter()
-                        .map(|hash| {
-                            let holders: Vec<u64> = chains
-                                .iter()
-                                .filter(|(_, members)| members.contains(&hash))
-                                .map(|(id, _)| *id)
-                                .collect();
-                            (hash, holders)
-                        })
-                        .collect::<Vec<(BlockHash, Vec<u64>)>>()
-                })
-            })
+            .blocking(move |node| node.download_plan(&peer_tips, scan))
             .await
         else {
             return;

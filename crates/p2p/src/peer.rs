@@ -22,7 +22,7 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use powchain_chain::{BlockOutcome, ChainError};
 use powchain_consensus::{BlockHash, Txid};
-use powchain_node::{NodeError, PeerInfo};
+use powchain_node::{NodeError, PeerBlock, PeerInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -455,17 +455,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let (our_best_work, their_tip_height) = self
             .p2p
             .blocking(move |node| {
-                node.with_core(|core| {
-                    (
-                        core.chain.best_header().1.chain_work,
-                        core.chain.record(&their_tip).map(|record| record.height.0),
-                    )
-                })
+                (
+                    node.chain_summary().best_header_work,
+                    node.block_height(&their_tip),
+                )
             })
             .await
             .ok_or(SessionEnd::Shutdown)?;
         if let Some(height) = their_tip_height {
-            self.p2p.note_peer_block(self.id, their_tip, height);
+            self.p2p.note_peer_block(self.id, their_tip, height.0);
             // Blocks we know by header and this peer has: ask now, not at the next tick
             // (a node restarted in the middle of a sync resumes at once).
             self.p2p.pump_downloads().await;
@@ -497,14 +495,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     async fn request_headers(&mut self, from: Option<BlockHash>) -> Result<(), SessionEnd> {
         let mut locator = self
             .p2p
-            .blocking(|node| {
-                node.with_core(|core| {
-                    let (best, _) = core.chain.best_header();
-                    let mut locator = vec![best];
-                    locator.extend(core.chain.block_locator());
-                    locator
-                })
-            })
+            .blocking(|node| node.header_locator())
             .await
             .ok_or(SessionEnd::Shutdown)?;
         if let Some(from) = from {
@@ -536,21 +527,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 let their_best = locator.first().copied();
                 let (headers, their_height) = self
                     .p2p
-                    .blocking(move |node| {
-                        node.with_core(|core| {
-                            let height = their_best
-                                .and_then(|hash| core.chain.record(&hash))
-                                .map(|record| record.height.0);
-                            (
-                                core.chain.headers_after(&locator, stop, MAX_HEADERS),
-                                height,
-                            )
-                        })
-                    })
+                    .blocking(move |node| node.headers_for_peer(&locator, stop, MAX_HEADERS))
                     .await
                     .ok_or(Err(SessionEnd::Shutdown))?;
                 if let (Some(hash), Some(height)) = (their_best, their_height) {
-                    self.p2p.note_peer_block(self.id, hash, height);
+                    self.p2p.note_peer_block(self.id, hash, height.0);
                 }
                 self.send(&Message::Headers(headers)).await.map_err(Err)
             }
@@ -597,18 +578,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let full = headers.len() == MAX_HEADERS;
         let result = self
             .p2p
-            .blocking(move |node| {
-                let result = node.accept_headers(&headers);
-                let height =
-                    node.with_core(|core| core.chain.record(&last).map(|record| record.height.0));
-                (result, height)
-            })
+            .blocking(move |node| node.accept_peer_headers(&headers))
             .await
             .ok_or(Err(SessionEnd::Shutdown))?;
         match result {
-            (Ok(_), height) => {
+            Ok(height) => {
                 if let Some(height) = height {
-                    self.p2p.note_peer_block(self.id, last, height);
+                    self.p2p.note_peer_block(self.id, last, height.0);
                 }
                 if full {
                     self.request_headers(Some(last)).await.map_err(Err)?;
@@ -616,7 +592,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 self.p2p.pump_downloads().await;
                 Ok(())
             }
-            (Err(error), _) => Err(Ok(node_error_misbehaviour(
+            Err(error) => Err(Ok(node_error_misbehaviour(
                 &error,
                 "headers-do-not-connect",
             ))),
@@ -642,20 +618,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .filter(|item| item.kind == InventoryKind::Transaction)
             .map(|item| Txid(item.hash))
             .collect();
-        let (known_blocks, pooled): (Vec<Option<u64>>, Vec<bool>) = self
+        let (known_blocks, pooled) = self
             .p2p
             .blocking(move |node| {
-                let known_blocks = node.with_core(|core| {
-                    blocks
-                        .iter()
-                        .map(|hash| core.chain.record(hash).map(|record| record.height.0))
-                        .collect()
-                });
-                let pooled = transactions
-                    .iter()
-                    .map(|txid| node.pool_transaction(txid).is_some())
-                    .collect();
-                (known_blocks, pooled)
+                (
+                    node.block_heights(&blocks),
+                    node.pool_contains(&transactions),
+                )
             })
             .await
             .ok_or(Err(SessionEnd::Shutdown))?;
@@ -666,7 +635,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             match height {
                 Some(height) => self
                     .p2p
-                    .note_peer_block(self.id, BlockHash(item.hash), *height),
+                    .note_peer_block(self.id, BlockHash(item.hash), height.0),
                 None => unknown_block = true,
             }
         }
@@ -762,19 +731,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         });
         let result = self
             .p2p
-            .blocking(move |node| {
-                let result = node.submit_peer_block(block);
-                let height =
-                    node.with_core(|core| core.chain.record(&hash).map(|record| record.height.0));
-                (result, height)
-            })
+            .blocking(move |node| node.submit_peer_block(block))
             .await
             .ok_or(Err(SessionEnd::Shutdown))?;
         self.p2p.block_done(&hash);
         match result {
-            (Ok(outcome), height) => {
+            Ok(PeerBlock { outcome, height }) => {
                 if let Some(height) = height {
-                    self.p2p.note_peer_block(self.id, hash, height);
+                    self.p2p.note_peer_block(self.id, hash, height.0);
                 }
                 if let BlockOutcome::Orphan { missing_parent } = outcome {
                     debug!(peer = %self.label, block = %hash, parent = %missing_parent, "orphan block; asking for headers");
@@ -783,10 +747,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 self.p2p.pump_downloads().await;
                 Ok(())
             }
-            (Err(error), _) if error.is_rejection() => {
+            Err(error) if error.is_rejection() => {
                 Err(Ok(node_error_misbehaviour(&error, "invalid-block")))
             }
-            (Err(error), _) => {
+            Err(error) => {
                 warn!(peer = %self.label, %error, "could not store a block");
                 Ok(())
             }
@@ -814,26 +778,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Err(NodeError::Mempool(error)) => {
                 // Consensus violations are the sender's fault; policy refusals (fees, a
                 // conflict, a parent not yet seen, a full pool) are not.
-                match error {
-                    powchain_mempool::MempoolError::Invalid(rule)
-                        if rule.rule() != "missing-input" =>
-                    {
-                        Err(Ok(Misbehaviour::new(
-                            rule.rule(),
-                            format!("invalid transaction {txid}: {rule}"),
-                        )))
-                    }
+                if error.is_invalid() {
+                    Err(Ok(Misbehaviour::new(
+                        error.rule(),
+                        format!("invalid transaction {txid}: {error}"),
+                    )))
+                } else if error.is_missing_input() {
                     // Its parent may still come (in a block, or after a reorganisation
                     // returns it to a pool): held and tried again, never asked for again.
-                    powchain_mempool::MempoolError::Invalid(_) => {
-                        debug!(peer = %self.label, %txid, "holding a transaction until its parent arrives");
-                        self.p2p.hold_orphan_transaction(txid, held);
-                        Ok(())
-                    }
-                    other => {
-                        debug!(peer = %self.label, %txid, reason = %other, "transaction not pooled");
-                        Ok(())
-                    }
+                    debug!(peer = %self.label, %txid, "holding a transaction until its parent arrives");
+                    self.p2p.hold_orphan_transaction(txid, held);
+                    Ok(())
+                } else {
+                    debug!(peer = %self.label, %txid, reason = %error, "transaction not pooled");
+                    Ok(())
                 }
             }
             Err(error) => {

@@ -1114,7 +1114,7 @@ fn observe(node: &TestNode) -> Observed {
             .iter()
             .map(|pooled| pooled.txid)
             .collect(),
-        orphans: node.node.with_core(|core| core.chain.orphan_count()),
+        orphans: node.node.chain_summary().orphans,
     }
 }
 
@@ -1143,10 +1143,10 @@ fn assert_block_not_stored(node: &TestNode, hash: &BlockHash, name: &str) {
         "{name}: the refused block's data is stored"
     );
     assert!(
-        !node.node.with_core(|core| core.chain.has_block(hash)),
+        !node.node.has_block(hash),
         "{name}: the refused block is held"
     );
-    if let Some(record) = node.node.with_core(|core| core.chain.record(hash).copied()) {
+    if let Some(record) = node.node.block_record(hash) {
         assert!(
             matches!(
                 record.status,
@@ -1333,11 +1333,7 @@ async fn run_case(harness: &mut Harness, case: &Case) {
         if let Some(block) = &block {
             let hash = block.compute_hash();
             assert_block_not_stored(&harness.node, &hash, name);
-            if !harness
-                .node
-                .node
-                .with_core(|core| core.chain.is_on_main_chain(&hash))
-            {
+            if !harness.node.node.is_on_main_chain(&hash) {
                 let port = harness.fake_port();
                 assert_not_served(&harness.node, port, hash, name).await;
             }
@@ -1510,16 +1506,11 @@ async fn every_hostile_peer_input_is_refused_with_its_rule_and_the_node_keeps_se
     .await;
     for hash in &harness.refused_blocks {
         // A mutated copy shares its hash with the valid block accepted after it.
-        if node
-            .node
-            .with_core(|core| core.chain.is_on_main_chain(hash))
-        {
+        if node.node.is_on_main_chain(hash) {
             continue;
         }
         assert!(
-            honest
-                .node
-                .with_core(|core| core.chain.record(hash).is_none()),
+            honest.node.block_record(hash).is_none(),
             "a refused block {hash} was relayed"
         );
     }

@@ -42,12 +42,7 @@ async fn a_peer_that_sends_an_invalid_block_is_banned_and_the_block_is_not_store
         .expect("snapshot")
         .block(&hash)
         .expect("read");
-    assert!(
-        stored.is_none()
-            || !node
-                .node
-                .with_core(|core| core.chain.is_on_main_chain(&hash))
-    );
+    assert!(stored.is_none() || !node.node.is_on_main_chain(&hash));
     let bans = node.p2p.banned();
     assert!(
         bans.iter()

@@ -13,6 +13,8 @@ use powchain_consensus::{Block, BlockHash, Network, Work};
 use powchain_node::{Clock, Node, NodeConfig, SystemClock};
 use powchain_p2p::{Hello, Message, P2p, P2pConfig};
 use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// A raw protocol peer's WebSocket to a node.
 pub type Socket =
@@ -80,6 +82,8 @@ pub struct TestNode {
     pub node: Arc<Node>,
     pub p2p: Arc<P2p>,
     pub dir: PathBuf,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -129,13 +133,17 @@ impl TestNode {
                 .expect("open task")
                 .expect("the node opens")
         };
-        let p2p = P2p::start(Arc::clone(&opened), config)
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let p2p = P2p::start(Arc::clone(&opened), config, shutdown.clone(), tasks.clone())
             .await
             .expect("p2p starts");
         TestNode {
             node: opened,
             p2p,
             dir,
+            shutdown,
+            tasks,
             _temp: None,
         }
     }
@@ -174,7 +182,11 @@ impl TestNode {
 
     pub async fn stop(self) -> (PathBuf, Option<tempfile::TempDir>) {
         self.node.begin_shutdown();
-        self.p2p.shutdown().await;
+        self.shutdown.cancel();
+        self.tasks.close();
+        tokio::time::timeout(Duration::from_secs(10), self.tasks.wait())
+            .await
+            .expect("the peer tasks stop within 10 s");
         (self.dir, self._temp)
     }
 }

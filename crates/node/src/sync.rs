@@ -1,0 +1,165 @@
+//! The chain as the peer layer and the API ask about it: where it stands, what a peer's
+//! headers and blocks change, the locator and headers a sync exchanges, and which blocks
+//! to download from whom. Each question is one method and one short lock.
+//!
+//! ```text
+//!   peer session ──▶ accept_peer_headers / submit_peer_block ──▶ ChainState (+ pool, events)
+//!                ──▶ header_locator / headers_for_peer ─────────▶ block index (memory)
+//!   download pump ─▶ download_plan(peer tips, window) ──────────▶ powchain-chain sync.rs
+//! ```
+
+use std::hash::Hash;
+
+use powchain_chain::{BlockOutcome, ChainTip, IndexRecord};
+use powchain_consensus::{Block, BlockHash, BlockHeight, Header, Work};
+
+use crate::error::NodeError;
+use crate::node::{Node, lock};
+
+/// Where the chain stands: its tip, the best header known, and blocks waiting for a parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainSummary {
+    /// The main chain's tip.
+    pub tip: ChainTip,
+    /// The most-work header known (at or ahead of the tip while blocks are missing).
+    pub best_header: BlockHash,
+    /// Its height.
+    pub best_header_height: BlockHeight,
+    /// The chain work up to it.
+    pub best_header_work: Work,
+    /// Blocks whose parent is unknown, waiting in the orphan pool.
+    pub orphans: usize,
+}
+
+/// What happened to a block a peer sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerBlock {
+    /// Where the chain put it.
+    pub outcome: BlockOutcome,
+    /// Its height, if its header is now in the block index (not for an orphan).
+    pub height: Option<BlockHeight>,
+}
+
+impl Node {
+    /// The main chain's tip.
+    pub fn tip(&self) -> ChainTip {
+        lock(&self.core).chain.tip()
+    }
+
+    /// The tip, the best header and the orphan count, read together.
+    pub fn chain_summary(&self) -> ChainSummary {
+        let core = lock(&self.core);
+        let (best_header, record) = core.chain.best_header();
+        ChainSummary {
+            tip: core.chain.tip(),
+            best_header,
+            best_header_height: record.height,
+            best_header_work: record.chain_work,
+            orphans: core.chain.orphan_count(),
+        }
+    }
+
+    /// The hash of the main-chain block at `height`, if any.
+    pub fn hash_at(&self, height: BlockHeight) -> Option<BlockHash> {
+        lock(&self.core).chain.hash_at(height)
+    }
+
+    /// The height of a block whose header is known (on any branch).
+    pub fn block_height(&self, hash: &BlockHash) -> Option<BlockHeight> {
+        lock(&self.core)
+            .chain
+            .record(hash)
+            .map(|record| record.height)
+    }
+
+    /// [`Node::block_height`] for many hashes under one lock.
+    pub fn block_heights(&self, hashes: &[BlockHash]) -> Vec<Option<BlockHeight>> {
+        let core = lock(&self.core);
+        hashes
+            .iter()
+            .map(|hash| core.chain.record(hash).map(|record| record.height))
+            .collect()
+    }
+
+    /// The block index's record of a known header: height, work, status.
+    pub fn block_record(&self, hash: &BlockHash) -> Option<IndexRecord> {
+        lock(&self.core).chain.record(hash).copied()
+    }
+
+    /// True if the block is on the main chain.
+    pub fn is_on_main_chain(&self, hash: &BlockHash) -> bool {
+        lock(&self.core).chain.is_on_main_chain(hash)
+    }
+
+    /// True if the block's data is stored (or waits in the orphan pool).
+    pub fn has_block(&self, hash: &BlockHash) -> bool {
+        lock(&self.core).chain.has_block(hash)
+    }
+
+    /// The locator for a `get_headers` request: our best header, then the main chain's
+    /// locator, so a peer finds the fork point whatever branch it is on.
+    pub fn header_locator(&self) -> Vec<BlockHash> {
+        lock(&self.core).chain.header_locator()
+    }
+
+    /// The main-chain headers a peer asks for with `locator` (at most `max`, ending at
+    /// `stop`), and the height of the locator's first hash if we know it: a peer's
+    /// locator starts at its best block, so that is a fresh view of its height.
+    pub fn headers_for_peer(
+        &self,
+        locator: &[BlockHash],
+        stop: Option<BlockHash>,
+        max: usize,
+    ) -> (Vec<Header>, Option<BlockHeight>) {
+        let core = lock(&self.core);
+        let their_height = locator
+            .first()
+            .and_then(|hash| core.chain.record(hash))
+            .map(|record| record.height);
+        (core.chain.headers_after(locator, stop, max), their_height)
+    }
+
+    /// Checks and stores a peer's headers (headers-first sync); returns the height of the
+    /// last one (`None` for an empty list).
+    ///
+    /// # Errors
+    /// [`NodeError::Chain`] for the first header that does not connect or breaks a rule.
+    pub fn accept_peer_headers(
+        &self,
+        headers: &[Header],
+    ) -> Result<Option<BlockHeight>, NodeError> {
+        let now = self.clock.now_ms();
+        let mut core = lock(&self.core);
+        core.chain.accept_headers(headers, now)?;
+        Ok(headers
+            .last()
+            .and_then(|header| core.chain.record(&header.compute_hash()))
+            .map(|record| record.height))
+    }
+
+    /// Accepts a block from a peer. Nobody waits on it, so the chain store syncs it within
+    /// about a second rather than before returning (`ChainState::accept_block_deferring_sync`):
+    /// a sync from peers pays one disk sync a second, not one a block. A crash may lose
+    /// the last second of such blocks; peers send them again.
+    ///
+    /// # Errors
+    /// [`NodeError::Chain`] if it is invalid or storage failed.
+    pub fn submit_peer_block(&self, block: Block) -> Result<PeerBlock, NodeError> {
+        let hash = block.compute_hash();
+        let outcome = self.submit_block_with(block, false)?;
+        Ok(PeerBlock {
+            outcome,
+            height: self.block_height(&hash),
+        })
+    }
+
+    /// The blocks to download next, each with the peers (by the caller's key) whose tip
+    /// descends from it; see `ChainState::download_plan`.
+    pub fn download_plan<P: Copy + Eq + Hash>(
+        &self,
+        peer_tips: &[(P, BlockHash)],
+        window: usize,
+    ) -> Vec<(BlockHash, Vec<P>)> {
+        lock(&self.core).chain.download_plan(peer_tips, window)
+    }
+}

@@ -1,8 +1,6 @@
 //! How the node core sees its peer-to-peer layer: a trait the P2P crate implements, so
 //! the API can list and add peers without depending on it.
 
-use std::fmt;
-
 /// A connected peer, as `GET /peers` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerInfo {
@@ -26,16 +24,15 @@ pub struct SyncProgress {
 }
 
 /// Why a peer could not be added.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerError(pub String);
-
-impl fmt::Display for PeerError {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(&self.0)
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The address is not a usable peer address (the source says why).
+    #[error("{0}")]
+    InvalidAddress(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The peer-to-peer layer has stopped.
+    #[error("the peer-to-peer layer has stopped")]
+    Stopped,
 }
-
-impl std::error::Error for PeerError {}
 
 /// The peer-to-peer layer, as the rest of the node uses it.
 pub trait PeerManager: Send + Sync {

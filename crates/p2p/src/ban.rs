@@ -7,6 +7,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{MutexGuard, PoisonError};
+
+use crate::service::P2p;
 
 /// Who a ban applies to.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -83,6 +86,37 @@ impl BanList {
             .filter(|(_, ban)| ban.until_ms > now_ms)
             .map(|(key, ban)| (*key, ban.clone()))
             .collect()
+    }
+}
+
+impl P2p {
+    fn bans(&self) -> MutexGuard<'_, BanList> {
+        self.bans.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Bans in force: who and the rule broken.
+    pub fn banned(&self) -> Vec<(String, String)> {
+        let now = self.node.now_ms();
+        self.bans()
+            .active(now)
+            .into_iter()
+            .map(|(key, ban)| (key.to_string(), ban.rule))
+            .collect()
+    }
+
+    /// True if `key` is banned now.
+    pub(crate) fn is_banned(&self, key: &BanKey) -> bool {
+        let now = self.node.now_ms();
+        self.bans().is_banned(key, now)
+    }
+
+    /// Bans `key` for breaking `rule`.
+    pub(crate) fn ban(&self, key: BanKey, rule: &str) {
+        let until = self
+            .node
+            .now_ms()
+            .saturating_add(self.config.ban_duration.as_millis() as u64);
+        self.bans().ban(key, until, rule);
     }
 }
 

@@ -2,29 +2,44 @@
 //! (`ws://host:port`, as in the tutorial) and keep one chain.
 //!
 //! ```text
-//!   P2p::start ──▶ listener ──▶ session per peer (peer.rs) ──▶ Node (blocks, headers, txs)
-//!              └─▶ dialers (PEERS, learned addresses; reconnect with backoff)
-//!              └─▶ relay: NodeEvent ──▶ Inventory to peers that lack the item
-//!              └─▶ sync: headers first, then blocks from several peers in windows
+//!   P2p::start (service.rs)
+//!     ├─▶ connection.rs: accept loop, dialers (PEERS, learned addresses; backoff)
+//!     │     └─▶ handshake.rs: hello ⇄ hello ──▶ registry.rs: one entry per peer
+//!     │           └─▶ session.rs: one task per peer, message dispatch, pings
+//!     │                 ├─▶ sync.rs: headers first, then blocks ──▶ Node
+//!     │                 └─▶ transactions, inv, get_data, addr ──▶ Node, address_book.rs
+//!     ├─▶ relay.rs: NodeEvent ──▶ announcements to peers that lack the item
+//!     └─▶ download.rs: missing blocks ──▶ getdata to the peers that hold them
+//!   message.rs: the wire format and its limits (MAX_MESSAGE_BYTES, MAX_HEADERS, ...)
+//!   ban.rs: who is refused, for which rule, until when
 //! ```
 //!
 //! Invariants: a message is size-checked by the WebSocket layer before it is read and
 //! decoded with hard limits; a peer that sends invalid data, malformed or oversized
 //! messages, or floods is banned and disconnected with the rule logged; invalid data is
-//! never stored or relayed (the node validates before anything is announced). The protocol
-//! is documented in `docs/PROTOCOL.md`.
+//! never stored or relayed (the node validates before anything is announced). The layer
+//! reaches the chain only through `Node`'s methods. The protocol is documented in
+//! `docs/PROTOCOL.md`.
 
+mod address_book;
 pub mod ban;
 pub mod config;
-mod manager;
+mod connection;
+mod download;
+mod handshake;
 pub mod message;
-mod peer;
+mod rate_limit;
+mod registry;
+mod relay;
+mod service;
+mod session;
+mod sync;
 pub mod url;
 
 pub use config::P2pConfig;
-pub use manager::P2p;
 pub use message::{
-    Hello, InventoryItem, InventoryKind, MAX_MESSAGE_BYTES, Message, MessageError, PROTOCOL_VERSION,
+    Hello, InventoryItem, MAX_MESSAGE_BYTES, Message, MessageError, PROTOCOL_VERSION,
 };
-pub use peer::SessionEnd;
-pub use url::PeerUrl;
+pub use service::P2p;
+pub use session::{CloseReason, HandshakeFailure, SessionEnd};
+pub use url::{PeerUrl, PeerUrlError, PeerUrlProblem};

@@ -12,7 +12,7 @@
 //! `docs/PROTOCOL.md` describes each message.
 
 use powchain_consensus::encode::{Decode, DecodeError, Encode, Reader, write_bytes, write_varint};
-use powchain_consensus::{Block, BlockHash, Header, Transaction, Work};
+use powchain_consensus::{Block, BlockHash, Header, Transaction, Txid, Work};
 use thiserror::Error;
 
 /// The protocol version this code speaks.
@@ -30,22 +30,14 @@ pub const MAX_ADDRESSES: usize = 100;
 /// Longest peer address or user agent, in bytes.
 pub const MAX_TEXT_BYTES: usize = 128;
 
-/// What an inventory item names.
+/// A block or a transaction, named by its hash (on the wire: a kind byte, 0 for a block
+/// and 1 for a transaction, then the 32-byte hash).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum InventoryKind {
+pub enum InventoryItem {
     /// A block, by hash.
-    Block,
+    Block(BlockHash),
     /// A transaction, by txid.
-    Transaction,
-}
-
-/// A block or transaction, by hash.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct InventoryItem {
-    /// Block or transaction.
-    pub kind: InventoryKind,
-    /// Its hash (a `BlockHash` or a `Txid`).
-    pub hash: [u8; 32],
+    Transaction(Txid),
 }
 
 /// The first message each side sends.
@@ -234,11 +226,12 @@ impl Message {
             Message::Inventory(items) | Message::GetData(items) | Message::NotFound(items) => {
                 write_varint(&mut out, items.len() as u64);
                 for item in items {
-                    out.push(match item.kind {
-                        InventoryKind::Block => 0,
-                        InventoryKind::Transaction => 1,
-                    });
-                    out.extend_from_slice(&item.hash);
+                    let (tag, hash) = match item {
+                        InventoryItem::Block(hash) => (0, &hash.0),
+                        InventoryItem::Transaction(txid) => (1, &txid.0),
+                    };
+                    out.push(tag);
+                    out.extend_from_slice(hash);
                 }
             }
             Message::Block(block) => block.encode_to(&mut out),
@@ -349,9 +342,9 @@ impl Message {
                 let count = reader.read_count("inventory", MAX_INVENTORY, 33)?;
                 let mut items = Vec::with_capacity(count);
                 for _ in 0..count {
-                    let item_kind = match reader.read_u8()? {
-                        0 => InventoryKind::Block,
-                        1 => InventoryKind::Transaction,
+                    let item: fn([u8; 32]) -> InventoryItem = match reader.read_u8()? {
+                        0 => |hash| InventoryItem::Block(BlockHash(hash)),
+                        1 => |hash| InventoryItem::Transaction(Txid(hash)),
                         tag => {
                             return Err(DecodeError::UnknownTag {
                                 what: "inventory kind",
@@ -359,10 +352,7 @@ impl Message {
                             });
                         }
                     };
-                    items.push(InventoryItem {
-                        kind: item_kind,
-                        hash: reader.read_array()?,
-                    });
+                    items.push(item(reader.read_array()?));
                 }
                 match kind {
                     INVENTORY => Message::Inventory(items),
@@ -426,14 +416,8 @@ mod tests {
                 stop: BlockHash::ZERO,
             },
             Message::Headers(chain.blocks.iter().map(|block| block.header).collect()),
-            Message::Inventory(vec![InventoryItem {
-                kind: InventoryKind::Block,
-                hash: [1; 32],
-            }]),
-            Message::GetData(vec![InventoryItem {
-                kind: InventoryKind::Transaction,
-                hash: [2; 32],
-            }]),
+            Message::Inventory(vec![InventoryItem::Block(BlockHash([1; 32]))]),
+            Message::GetData(vec![InventoryItem::Transaction(Txid([2; 32]))]),
             Message::NotFound(vec![]),
             Message::Block(Box::new(chain.build(vec![], Amount::ZERO))),
             Message::Transaction(Box::new(block.transactions[0].clone())),

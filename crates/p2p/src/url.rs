@@ -15,25 +15,29 @@ impl PeerUrl {
     /// Reads `ws://host:port` (a trailing `/` is allowed).
     ///
     /// # Errors
-    /// A message saying what is wrong.
-    pub fn parse(text: &str) -> Result<PeerUrl, String> {
+    /// [`PeerUrlError`] saying what is wrong, with the text.
+    pub fn parse(text: &str) -> Result<PeerUrl, PeerUrlError> {
+        let error = |problem| PeerUrlError {
+            text: text.to_owned(),
+            problem,
+        };
         let rest = text
             .trim()
             .strip_prefix("ws://")
-            .ok_or_else(|| format!("peer address {text:?} must start with ws://"))?;
+            .ok_or(error(PeerUrlProblem::Scheme))?;
         let rest = rest.trim_end_matches('/');
-        let (host, port) = rest.rsplit_once(':').ok_or_else(|| {
-            format!("peer address {text:?} needs a port, like ws://localhost:5001")
-        })?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or(error(PeerUrlProblem::MissingPort))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.len() > 100 || host.contains(['/', ' ', '@', '?', '#']) {
-            return Err(format!("peer address {text:?} has an invalid host"));
+            return Err(error(PeerUrlProblem::Host));
         }
         let port: u16 = port
             .parse()
             .ok()
             .filter(|port| *port != 0)
-            .ok_or_else(|| format!("peer address {text:?} has an invalid port"))?;
+            .ok_or(error(PeerUrlProblem::Port))?;
         Ok(PeerUrl {
             host: host.to_owned(),
             port,
@@ -48,6 +52,33 @@ impl PeerUrl {
             format!("{}:{}", self.host, self.port)
         }
     }
+}
+
+/// Why a text is not a peer address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("peer address {text:?} {problem}")]
+pub struct PeerUrlError {
+    /// The text as given.
+    pub text: String,
+    /// What is wrong with it.
+    pub problem: PeerUrlProblem,
+}
+
+/// What is wrong with a peer address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeerUrlProblem {
+    /// It does not start with `ws://`.
+    #[error("must start with ws://")]
+    Scheme,
+    /// It has no `:port`.
+    #[error("needs a port, like ws://localhost:5001")]
+    MissingPort,
+    /// The host is empty, too long or holds characters a host cannot.
+    #[error("has an invalid host")]
+    Host,
+    /// The port is not a number from 1 to 65535.
+    #[error("has an invalid port")]
+    Port,
 }
 
 impl fmt::Display for PeerUrl {

@@ -34,7 +34,7 @@ use powchain_consensus::{
     OutPoint, Signature, Transaction, TxIn, TxInputs, TxOut, Txid,
 };
 use powchain_node::{Clock, SystemClock};
-use powchain_p2p::{InventoryItem, InventoryKind, MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION};
+use powchain_p2p::{InventoryItem, MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
@@ -965,10 +965,9 @@ fn cases() -> Vec<Case> {
             Banned("malformed-message"),
             |_| {
                 Attack::Message(Message::Inventory(vec![
-                    InventoryItem {
-                        kind: InventoryKind::Transaction,
-                        hash: [3; 32],
-                    };
+                    InventoryItem::Transaction(Txid(
+                        [3; 32]
+                    ));
                     1_001
                 ]))
             },
@@ -1026,10 +1025,7 @@ fn cases() -> Vec<Case> {
             Attack::Flood(|counter| {
                 let mut hash = [0u8; 32];
                 hash[..8].copy_from_slice(&counter.to_le_bytes());
-                Message::Inventory(vec![InventoryItem {
-                    kind: InventoryKind::Transaction,
-                    hash,
-                }])
+                Message::Inventory(vec![InventoryItem::Transaction(Txid(hash))])
             })
         }),
     ]
@@ -1375,10 +1371,7 @@ async fn run_case(harness: &mut Harness, case: &Case) {
 /// A peer that asks for the refused block is told the node does not have it.
 async fn assert_not_served(node: &TestNode, port: u16, hash: BlockHash, name: &str) {
     let mut socket = handshake(node, port).await;
-    let item = InventoryItem {
-        kind: InventoryKind::Block,
-        hash: hash.0,
-    };
+    let item = InventoryItem::Block(hash);
     socket
         .send(Frame::binary(Message::GetData(vec![item]).to_bytes()))
         .await

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use common::{TestNode, raw_peer, resident_bytes, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use powchain_consensus::encode::write_varint;
-use powchain_consensus::{BlockHash, Network};
-use powchain_p2p::{InventoryItem, InventoryKind, Message, PROTOCOL_VERSION};
+use powchain_consensus::{BlockHash, Network, Txid};
+use powchain_p2p::{InventoryItem, Message, PROTOCOL_VERSION};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 /// How long the attack lasts.
@@ -50,10 +50,7 @@ fn junk(counter: u64) -> Frame {
                     .map(|item| {
                         let mut hash = hash;
                         hash[8] = item;
-                        InventoryItem {
-                            kind: InventoryKind::Transaction,
-                            hash,
-                        }
+                        InventoryItem::Transaction(Txid(hash))
                     })
                     .collect(),
             )
@@ -66,13 +63,9 @@ fn junk(counter: u64) -> Frame {
             }
             .to_bytes(),
         ),
-        50..=57 => Frame::binary(
-            Message::GetData(vec![InventoryItem {
-                kind: InventoryKind::Block,
-                hash,
-            }])
-            .to_bytes(),
-        ),
+        50..=57 => {
+            Frame::binary(Message::GetData(vec![InventoryItem::Block(BlockHash(hash))]).to_bytes())
+        }
         58 => Frame::binary(Message::Ping(counter).to_bytes()),
         // Then something that gets it banned.
         59 => Frame::binary(vec![PROTOCOL_VERSION, 8, 0xff, 0xff, 0xff]),

@@ -19,7 +19,7 @@ use common::{Socket, TestNode, raw_peer, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use powchain_consensus::testkit::TestChain;
 use powchain_consensus::{Amount, BlockHeight, Transaction, TxOut, Txid};
-use powchain_p2p::{InventoryItem, InventoryKind, Message};
+use powchain_p2p::{InventoryItem, Message};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -48,10 +48,7 @@ async fn expect_message(socket: &mut Socket, what: &str, wanted: impl Fn(&Messag
 }
 
 fn transaction_item(txid: Txid) -> InventoryItem {
-    InventoryItem {
-        kind: InventoryKind::Transaction,
-        hash: txid.0,
-    }
+    InventoryItem::Transaction(txid)
 }
 
 fn names(message: &Message, kind: fn(&Message) -> Option<&Vec<InventoryItem>>, txid: Txid) -> bool {

@@ -1,0 +1,188 @@
+//! Connections: accepting peers on the listener and dialling addresses, with the
+//! WebSocket handshake under a deadline, reconnection with backoff, and the slots that
+//! cap inbound and learned outbound connections.
+//!
+//! ```text
+//!   accept loop ──(banned? inbound full?)──▶ WebSocket accept ──▶ handshake.rs
+//!   dial(url) ──one dialler per address──▶ TCP connect + WebSocket ──▶ handshake.rs
+//!        └─ session ended ─▶ backoff (250 ms doubling to max_backoff, jitter) ─▶ again
+//!           (a learned address is given up after a few failures; PEERS never)
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, warn};
+
+use crate::ban::BanKey;
+use crate::handshake::run_session;
+use crate::service::{P2p, random_nonce, websocket_config};
+use crate::session::SessionEnd;
+use crate::url::PeerUrl;
+
+/// A session must last this long for its end to reset the dial backoff: a peer that
+/// closes at once (it banned us, say) is dialled less and less often, not every 250 ms.
+const STABLE_SESSION: Duration = Duration::from_secs(10);
+/// A dialer for a learned (not configured) address gives up after this many failures.
+const MAX_LEARNED_FAILURES: u32 = 5;
+/// The first wait before dialling an address again.
+const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Why dialling a peer did not reach the protocol handshake.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DialError {
+    /// The TCP connection failed.
+    #[error("cannot connect: {0}")]
+    Connect(#[source] std::io::Error),
+    /// The WebSocket upgrade failed.
+    #[error("WebSocket handshake failed: {0}")]
+    WebSocket(#[source] tokio_tungstenite::tungstenite::Error),
+    /// Connecting and upgrading took longer than the handshake timeout.
+    #[error("connecting timed out")]
+    Timeout,
+}
+
+impl P2p {
+    /// Remembers addresses a peer shared and dials some if outbound slots are free.
+    pub(crate) fn learn_addresses(self: &Arc<Self>, addresses: &[String]) {
+        let fresh = self.addresses().learn(addresses);
+        for url in fresh {
+            if self.registry.outbound_count() < self.config.max_outbound
+                && !self.registry.is_connected_to(&url)
+            {
+                self.dial(url, false);
+            }
+        }
+    }
+
+    /// Starts a dialer for `url` unless one runs. A `persistent` dialer (configured peers)
+    /// retries forever; others give up after a few failures.
+    pub(crate) fn dial(self: &Arc<Self>, url: PeerUrl, persistent: bool) {
+        if !self.addresses().begin_dial(&url) {
+            return;
+        }
+        let p2p = Arc::clone(self);
+        self.tasks.spawn(async move {
+            p2p.dial_loop(&url, persistent).await;
+            p2p.addresses().end_dial(&url);
+        });
+    }
+
+    async fn dial_loop(self: &Arc<Self>, url: &PeerUrl, persistent: bool) {
+        let mut backoff = INITIAL_BACKOFF;
+        let mut failures = 0u32;
+        loop {
+            if self.token.is_cancelled() || self.addresses().is_own(url) {
+                return;
+            }
+            let connected = self.registry.is_connected_to(url);
+            let room = persistent || self.registry.outbound_count() < self.config.max_outbound;
+            if !connected && room {
+                let dialled = Instant::now();
+                match self.connect(url).await {
+                    Ok(end) => {
+                        debug!(peer = %url, ?end, "session ended");
+                        match end {
+                            SessionEnd::SelfConnection => {
+                                self.addresses().note_own(url);
+                                return;
+                            }
+                            SessionEnd::WrongNetwork { .. } => {
+                                warn!(peer = %url, "peer is on another network; not dialling it again");
+                                return;
+                            }
+                            SessionEnd::Duplicate => backoff = self.config.max_backoff,
+                            end if end.was_established() && dialled.elapsed() >= STABLE_SESSION => {
+                                backoff = INITIAL_BACKOFF;
+                                failures = 0;
+                            }
+                            end if end.was_established() => {}
+                            _ => failures += 1,
+                        }
+                    }
+                    Err(error) => {
+                        failures += 1;
+                        debug!(peer = %url, %error, "could not connect");
+                    }
+                }
+                if !persistent && failures >= MAX_LEARNED_FAILURES {
+                    debug!(peer = %url, "giving up on a learned address");
+                    return;
+                }
+            }
+            // Jitter keeps restarted nodes from reconnecting in lockstep.
+            let jitter = Duration::from_millis(random_nonce() % 100);
+            tokio::select! {
+                () = self.token.cancelled() => return,
+                () = tokio::time::sleep(backoff + jitter) => {}
+            }
+            if !connected {
+                backoff = (backoff * 2).min(self.config.max_backoff);
+            }
+        }
+    }
+
+    async fn connect(self: &Arc<Self>, url: &PeerUrl) -> Result<SessionEnd, DialError> {
+        let handshake = async {
+            let stream = TcpStream::connect(url.authority())
+                .await
+                .map_err(DialError::Connect)?;
+            let remote = stream.peer_addr().map_err(DialError::Connect)?;
+            let _ = stream.set_nodelay(true);
+            let (websocket, _) = tokio_tungstenite::client_async_with_config(
+                url.to_string(),
+                stream,
+                Some(websocket_config()),
+            )
+            .await
+            .map_err(DialError::WebSocket)?;
+            Ok::<_, DialError>((websocket, remote))
+        };
+        let (websocket, remote) = tokio::time::timeout(self.config.handshake_timeout, handshake)
+            .await
+            .map_err(|_| DialError::Timeout)??;
+        Ok(run_session(Arc::clone(self), websocket, remote, Some(url.clone())).await)
+    }
+
+    /// Accepts peers until the layer stops.
+    pub(crate) async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let accepted = tokio::select! {
+                () = self.token.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, remote): (TcpStream, SocketAddr) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    warn!(%error, "accepting a peer failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if !remote.ip().is_loopback() && self.is_banned(&BanKey::Address(remote.ip())) {
+                debug!(%remote, "refused a banned peer");
+                continue;
+            }
+            if self.registry.inbound_count() >= self.config.max_inbound {
+                debug!(%remote, "refused a peer: inbound slots are full");
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let p2p = Arc::clone(&self);
+            self.tasks.spawn(async move {
+                let handshake =
+                    tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config()));
+                match tokio::time::timeout(p2p.config.handshake_timeout, handshake).await {
+                    Ok(Ok(websocket)) => {
+                        let end = run_session(Arc::clone(&p2p), websocket, remote, None).await;
+                        debug!(%remote, ?end, "inbound session ended");
+                    }
+                    Ok(Err(error)) => debug!(%remote, %error, "WebSocket handshake failed"),
+                    Err(_) => debug!(%remote, "WebSocket handshake timed out"),
+                }
+            });
+        }
+    }
+}

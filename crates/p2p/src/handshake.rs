@@ -1,0 +1,177 @@
+//! The protocol handshake: each side sends `hello` (network, genesis, tip, work, listen
+//! port, nonce) first; the connection becomes a session only if the peer is on our
+//! network, is not us, is not banned and has a slot.
+//!
+//! ```text
+//!   send our hello ──▶ first frame within handshake_timeout ──▶ binary hello?
+//!     ├─ other message / undecodable ──▶ ban, end (Misbehaved)
+//!     ├─ other network or genesis ─────▶ end (WrongNetwork)
+//!     ├─ our own nonce ────────────────▶ end (SelfConnection)
+//!     ├─ banned / duplicate / full ────▶ end
+//!     └─ register ──▶ Session::run (session.rs) ──▶ unregister, pump downloads
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use powchain_node::PeerInfo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tracing::{info, warn};
+
+use crate::ban::BanKey;
+use crate::message::{Hello, Message};
+use crate::registry::{PeerEntry, Refusal};
+use crate::relay::Announcements;
+use crate::service::P2p;
+use crate::session::{HandshakeFailure, Session, SessionEnd};
+use crate::url::PeerUrl;
+
+/// Writes one message as a binary frame.
+pub(crate) async fn send_frame<S: AsyncRead + AsyncWrite + Unpin>(
+    sink: &mut SplitSink<WebSocketStream<S>, Frame>,
+    message: &Message,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    sink.send(Frame::binary(message.to_bytes())).await
+}
+
+async fn our_hello(p2p: &P2p) -> Option<Hello> {
+    let tip = p2p.blocking(|node| node.tip()).await?;
+    let params = p2p.node.params();
+    Some(Hello {
+        network_magic: params.network.magic(),
+        genesis: params.genesis_hash(),
+        best_hash: tip.hash,
+        best_height: tip.height.0,
+        best_work: tip.work,
+        listen_port: p2p.listen_port,
+        node_nonce: p2p.node_nonce,
+        user_agent: format!("powchain/{}", env!("CARGO_PKG_VERSION")),
+    })
+}
+
+/// Runs a session on an open WebSocket until it ends. `dialled` is the address we dialled
+/// for an outbound connection, `None` for an inbound one.
+pub(crate) async fn run_session<S>(
+    p2p: Arc<P2p>,
+    websocket: WebSocketStream<S>,
+    remote: SocketAddr,
+    dialled: Option<PeerUrl>,
+) -> SessionEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = websocket.split();
+    let Some(hello) = our_hello(&p2p).await else {
+        return SessionEnd::Shutdown;
+    };
+    if let Err(error) = send_frame(&mut sink, &Message::Hello(hello)).await {
+        return SessionEnd::HandshakeFailed(HandshakeFailure::Transport(error));
+    }
+    let first = tokio::select! {
+        () = p2p.token.cancelled() => return SessionEnd::Shutdown,
+        first = tokio::time::timeout(p2p.config.handshake_timeout, stream.next()) => first,
+    };
+    let provisional_key = BanKey::for_peer(remote.ip(), remote.port());
+    let theirs = match first {
+        Err(_) => return SessionEnd::HandshakeFailed(HandshakeFailure::Timeout),
+        Ok(None) => return SessionEnd::HandshakeFailed(HandshakeFailure::ClosedEarly),
+        Ok(Some(Err(error))) => {
+            return SessionEnd::HandshakeFailed(HandshakeFailure::Transport(error));
+        }
+        Ok(Some(Ok(Frame::Binary(bytes)))) => match Message::from_bytes(&bytes) {
+            Ok(Message::Hello(hello)) => hello,
+            Ok(other) => {
+                let rule = "expected-hello";
+                p2p.ban(provisional_key, rule);
+                warn!(peer = %remote, rule, got = other.name(), "banned a peer: first message was not hello");
+                return SessionEnd::Misbehaved(rule);
+            }
+            Err(error) => {
+                p2p.ban(provisional_key, error.rule());
+                warn!(peer = %remote, rule = error.rule(), %error, "banned a peer: bad hello");
+                return SessionEnd::Misbehaved(error.rule());
+            }
+        },
+        Ok(Some(Ok(_))) => return SessionEnd::HandshakeFailed(HandshakeFailure::NotBinary),
+    };
+    let params = p2p.node.params();
+    if theirs.network_magic != params.network.magic() || theirs.genesis != params.genesis_hash() {
+        let end = SessionEnd::WrongNetwork {
+            magic: theirs.network_magic,
+            genesis: theirs.genesis,
+        };
+        info!(peer = %remote, reason = %end, ours = %params.genesis_hash(), "disconnected a peer on another network");
+        let _ = sink.close().await;
+        return end;
+    }
+    if theirs.node_nonce == p2p.node_nonce {
+        let _ = sink.close().await;
+        return SessionEnd::SelfConnection;
+    }
+    let ban_key = BanKey::for_peer(
+        remote.ip(),
+        if theirs.listen_port != 0 {
+            theirs.listen_port
+        } else {
+            remote.port()
+        },
+    );
+    if p2p.is_banned(&ban_key) {
+        let _ = sink.close().await;
+        return SessionEnd::Banned;
+    }
+    let listen_url = match &dialled {
+        Some(url) => Some(url.clone()),
+        None => (theirs.listen_port != 0).then(|| PeerUrl {
+            host: remote.ip().to_string(),
+            port: theirs.listen_port,
+        }),
+    };
+    let label = listen_url
+        .as_ref()
+        .map_or_else(|| format!("ws://{remote}"), PeerUrl::to_string);
+    let announcements = Arc::new(Announcements::default());
+    let entry = PeerEntry {
+        commands: tokio::sync::mpsc::channel(1).0,
+        announcements: Arc::clone(&announcements),
+        info: PeerInfo {
+            url: label.clone(),
+            outbound: dialled.is_some(),
+            best_height: theirs.best_height,
+            connected_since_ms: p2p.node.now_ms(),
+        },
+        node_nonce: theirs.node_nonce,
+        listen_url: listen_url.clone(),
+        best_known: None,
+    };
+    let registered = p2p
+        .registry
+        .register(entry, p2p.node_nonce, p2p.config.max_inbound);
+    let (id, mut commands) = match registered {
+        Ok(registered) => registered,
+        Err(refusal) => {
+            let _ = sink.close().await;
+            return match refusal {
+                Refusal::Duplicate => SessionEnd::Duplicate,
+                Refusal::Full => SessionEnd::Full,
+            };
+        }
+    };
+    if let Some(url) = listen_url {
+        p2p.addresses().insert(url);
+    }
+    info!(peer = %label, direction = if dialled.is_some() { "outbound" } else { "inbound" }, height = theirs.best_height, "socket connected");
+    let mut session = Session::new(Arc::clone(&p2p), id, label, ban_key, sink, announcements);
+    let end = session.run(&mut stream, &mut commands, &theirs).await;
+    p2p.registry.unregister(id);
+    p2p.forget_peer_downloads(id);
+    session.close().await;
+    info!(peer = %session.label(), %end, "peer disconnected");
+    // Blocks it had in flight go to other peers now.
+    p2p.pump_downloads().await;
+    end
+}

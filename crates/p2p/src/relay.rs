@@ -1,0 +1,239 @@
+//! Relay: what the node accepted goes out to every peer once, and transactions whose
+//! parent is still missing wait here until it comes.
+//!
+//! ```text
+//!   NodeEvent::TipChanged ─────────▶ announce the block to every peer's Announcements
+//!   NodeEvent::TransactionAccepted ─▶ announce the txid; retry held children of it
+//!   each session: Announcements ──▶ inv messages, skipping what its peer is known to have
+//!   a peer's transaction with a missing parent ──▶ held (bounded) ──▶ retried later
+//! ```
+//!
+//! Every transaction id is fetched once: the first sighting (an announcement, a delivery,
+//! our own acceptance) is remembered in a bounded set, so the same transaction announced
+//! by eight peers is asked of one.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use powchain_consensus::{Transaction, Txid};
+use powchain_node::{NodeError, NodeEvent};
+use tokio::sync::broadcast::error::RecvError;
+use tracing::debug;
+
+use crate::message::InventoryItem;
+use crate::service::P2p;
+
+/// Items waiting to be announced to one peer at most; beyond, the oldest are dropped (a
+/// peer this far behind learns the pool again when it reconnects).
+const MAX_PENDING_ANNOUNCEMENTS: usize = 100_000;
+/// Transaction ids remembered as requested or refused.
+const RECENT_TRANSACTIONS: usize = 50_000;
+/// Transactions held while a parent they spend is missing, at most (the oldest go first).
+const MAX_ORPHAN_TRANSACTIONS: usize = 100;
+/// Encoded bytes of the transactions held while a parent is missing, at most.
+const MAX_ORPHAN_TRANSACTION_BYTES: usize = 5_000_000;
+
+/// Items to announce to one peer. The session takes them all at once and sends them in
+/// as few `inv` messages as it can, so a burst of transactions costs the peer a few
+/// messages, not one each; and a session busy writing to a slow peer loses none (ids are
+/// 33 bytes, bounded by [`MAX_PENDING_ANNOUNCEMENTS`]).
+#[derive(Default)]
+pub(crate) struct Announcements {
+    items: Mutex<VecDeque<InventoryItem>>,
+    ready: tokio::sync::Notify,
+}
+
+impl Announcements {
+    fn push(&self, item: InventoryItem) {
+        {
+            let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+            if items.len() >= MAX_PENDING_ANNOUNCEMENTS {
+                items.pop_front();
+            }
+            items.push_back(item);
+        }
+        self.ready.notify_one();
+    }
+
+    /// Waits until something is pending (returns at once if something was pushed since
+    /// the last `take`).
+    pub(crate) async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Everything pending, oldest first.
+    pub(crate) fn take(&self) -> Vec<InventoryItem> {
+        let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *items).into()
+    }
+}
+
+/// Transactions seen recently, and those held for a missing parent.
+#[derive(Default)]
+pub(crate) struct TransactionRelay {
+    recent: HashSet<Txid>,
+    recent_order: VecDeque<Txid>,
+    /// Transactions from peers that spend an output nobody here has seen yet (their parent
+    /// may be in a block or pool still to come), oldest first: tried again whenever a
+    /// transaction enters the pool or the tip moves.
+    orphans: VecDeque<(Txid, Transaction)>,
+}
+
+impl TransactionRelay {
+    /// True the first time `txid` is seen; later calls say false.
+    fn first_sight(&mut self, txid: Txid) -> bool {
+        if !self.recent.insert(txid) {
+            return false;
+        }
+        self.recent_order.push_back(txid);
+        while self.recent_order.len() > RECENT_TRANSACTIONS {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+        true
+    }
+
+    fn hold(&mut self, txid: Txid, transaction: Transaction) {
+        if self.orphans.iter().any(|(held, _)| *held == txid) {
+            return;
+        }
+        self.orphans.push_back((txid, transaction));
+        let mut bytes: usize = self
+            .orphans
+            .iter()
+            .map(|(_, held)| held.compute_size())
+            .sum();
+        while self.orphans.len() > MAX_ORPHAN_TRANSACTIONS || bytes > MAX_ORPHAN_TRANSACTION_BYTES {
+            match self.orphans.pop_front() {
+                // Forgotten as seen too: a later announcement of it is fetched again.
+                Some((dropped_txid, dropped)) => {
+                    bytes -= dropped.compute_size();
+                    self.recent.remove(&dropped_txid);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Takes the held transactions that spend an output of `parent` (all if `None`).
+    fn take_children(&mut self, parent: Option<Txid>) -> Vec<(Txid, Transaction)> {
+        let (ready, waiting): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.orphans)
+            .into_iter()
+            .partition(|(_, transaction)| {
+                parent.is_none_or(|parent| {
+                    transaction
+                        .spends()
+                        .iter()
+                        .any(|input| input.prevout.txid == parent)
+                })
+            });
+        self.orphans = waiting;
+        ready.into_iter().collect()
+    }
+}
+
+impl P2p {
+    fn transactions(&self) -> MutexGuard<'_, TransactionRelay> {
+        self.transactions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// True the first time a transaction id is seen (requested or refused); later calls
+    /// say false, so every transaction is fetched once.
+    pub(crate) fn first_sight_of_transaction(&self, txid: Txid) -> bool {
+        self.transactions().first_sight(txid)
+    }
+
+    /// Forgets that a transaction id was seen, so the next announcement of it is fetched
+    /// (its request was answered with `notfound`).
+    pub(crate) fn forget_transaction(&self, txid: &Txid) {
+        // Its place in `recent_order` stays; popping it later removes nothing or a newer
+        // sighting, which at worst fetches the transaction once more.
+        self.transactions().recent.remove(txid);
+    }
+
+    /// Holds a transaction whose parent is missing, until the parent arrives (bounded:
+    /// the oldest held go first).
+    pub(crate) fn hold_orphan_transaction(&self, txid: Txid, transaction: Transaction) {
+        self.transactions().hold(txid, transaction);
+    }
+
+    /// Offers the pool the held transactions that spend an output of `parent` (all of them
+    /// if `None`: a block may have brought their parents). Accepted ones leave the hold and
+    /// are relayed as any accepted transaction; those still missing a parent stay.
+    async fn retry_orphan_transactions(&self, parent: Option<Txid>) {
+        let candidates = self.transactions().take_children(parent);
+        for (txid, transaction) in candidates {
+            let held = transaction.clone();
+            let result = self
+                .blocking(move |node| node.submit_transaction(transaction))
+                .await;
+            match result {
+                Some(Err(NodeError::Mempool(error))) if error.is_missing_input() => {
+                    self.transactions().orphans.push_back((txid, held));
+                }
+                Some(Ok(_)) => debug!(%txid, "a held transaction found its parent"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Queues `items` for announcement to every peer (each session skips what its peer
+    /// is known to have).
+    fn announce_to_all(&self, items: &[InventoryItem]) {
+        for queue in self.registry.announcement_queues() {
+            for item in items {
+                queue.push(*item);
+            }
+        }
+    }
+
+    /// Follows the node's events: announces new tips and pooled transactions.
+    pub(crate) async fn relay_loop(self: Arc<Self>) {
+        let mut events = self.node.subscribe();
+        loop {
+            let event = tokio::select! {
+                () = self.token.cancelled() => return,
+                event = events.recv() => event,
+            };
+            match event {
+                Ok(NodeEvent::TipChanged { hash, .. }) => {
+                    self.announce_to_all(&[InventoryItem::Block(hash)]);
+                    self.pump_downloads().await;
+                    self.retry_orphan_transactions(None).await;
+                }
+                Ok(NodeEvent::TransactionAccepted { txid }) => {
+                    self.first_sight_of_transaction(txid);
+                    self.announce_to_all(&[InventoryItem::Transaction(txid)]);
+                    self.retry_orphan_transactions(Some(txid)).await;
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => {
+                    // Announcements among the missed events would be lost: announce the
+                    // tip and the whole pool again (sessions skip what peers have).
+                    debug!(
+                        missed,
+                        "relay fell behind the node's events; announcing the pool"
+                    );
+                    let Some((tip, pool)) = self
+                        .blocking(|node| (node.tip(), node.pool_transactions()))
+                        .await
+                    else {
+                        // The node is shutting down (or the read failed): nothing to send.
+                        continue;
+                    };
+                    let mut items = vec![InventoryItem::Block(tip.hash)];
+                    items.extend(
+                        pool.iter()
+                            .map(|pooled| InventoryItem::Transaction(pooled.txid)),
+                    );
+                    self.announce_to_all(&items);
+                    self.pump_downloads().await;
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! `P2p`: the peer-to-peer layer of one node, and what it starts.
+//!
+//! ```text
+//!   P2p::start ──▶ accept loop (connection.rs) ──▶ handshake ──▶ session per peer
+//!              ├─▶ dialers for PEERS and learned addresses (connection.rs)
+//!              ├─▶ relay loop: node events ──▶ announcements (relay.rs)
+//!              └─▶ download loop: missing blocks ──▶ getdata (download.rs)
+//!   shared state: PeerRegistry (registry.rs), AddressBook (address_book.rs),
+//!                 Downloads (download.rs), TransactionRelay (relay.rs), BanList (ban.rs)
+//! ```
+//!
+//! Each part of the shared state has its own lock, held only for in-memory bookkeeping
+//! and never across an `.await` or while another part's lock is held.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use powchain_node::{Node, PeerError, PeerInfo, PeerManager};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::address_book::AddressBook;
+use crate::ban::BanList;
+use crate::config::P2pConfig;
+use crate::download::Downloads;
+use crate::message::MAX_MESSAGE_BYTES;
+use crate::registry::PeerRegistry;
+use crate::relay::TransactionRelay;
+use crate::url::PeerUrl;
+
+/// The peer-to-peer layer of one node.
+pub struct P2p {
+    pub(crate) node: Arc<Node>,
+    pub(crate) config: P2pConfig,
+    /// Identifies this node in hellos, to detect connections to itself and duplicates.
+    pub(crate) node_nonce: u64,
+    pub(crate) listen_port: u16,
+    pub(crate) registry: PeerRegistry,
+    pub(crate) addresses: Mutex<AddressBook>,
+    pub(crate) downloads: Mutex<Downloads>,
+    pub(crate) transactions: Mutex<TransactionRelay>,
+    pub(crate) bans: Mutex<BanList>,
+    pub(crate) token: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+}
+
+/// How the rest of the node sees the P2P layer (weak, so the node and the layer do not
+/// keep each other alive).
+struct PeerManagerHandle(Weak<P2p>);
+
+impl PeerManager for PeerManagerHandle {
+    fn peers(&self) -> Vec<PeerInfo> {
+        self.0.upgrade().map(|p2p| p2p.peers()).unwrap_or_default()
+    }
+
+    fn add_peer(&self, url: &str) -> Result<(), PeerError> {
+        let p2p = self.0.upgrade().ok_or(PeerError::Stopped)?;
+        let url =
+            PeerUrl::parse(url).map_err(|error| PeerError::InvalidAddress(Box::new(error)))?;
+        p2p.dial(url, true);
+        Ok(())
+    }
+
+    fn banned(&self) -> Vec<(String, String)> {
+        self.0.upgrade().map(|p2p| p2p.banned()).unwrap_or_default()
+    }
+}
+
+/// The WebSocket limits every connection uses: nothing larger than a message may be read.
+pub(crate) fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}
+
+/// A random number from the operating system (the clock if that fails).
+pub(crate) fn random_nonce() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Only self-connection detection and jitter depend on it; the clock will do.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+        bytes = now.to_le_bytes();
+    }
+    u64::from_le_bytes(bytes)
+}
+
+impl P2p {
+    /// Starts the layer: binds the listener (if configured), dials the configured peers,
+    /// and relays the node's events. The node learns of it through `PeerManager`. Every
+    /// task it starts runs on `tasks` and ends when `shutdown` is cancelled: the node's one
+    /// token and tracker, so stopping the node stops the peers with everything else.
+    ///
+    /// # Errors
+    /// If the listening address cannot be bound.
+    pub async fn start(
+        node: Arc<Node>,
+        config: P2pConfig,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> std::io::Result<Arc<P2p>> {
+        let listener = match config.listen {
+            Some(address) => Some(TcpListener::bind(address).await?),
+            None => None,
+        };
+        let listen_port = match &listener {
+            Some(listener) => listener.local_addr()?.port(),
+            None => 0,
+        };
+        let p2p = Arc::new(P2p {
+            node: Arc::clone(&node),
+            config,
+            node_nonce: random_nonce(),
+            listen_port,
+            registry: PeerRegistry::default(),
+            addresses: Mutex::new(AddressBook::default()),
+            downloads: Mutex::new(Downloads::default()),
+            transactions: Mutex::new(TransactionRelay::default()),
+            bans: Mutex::new(BanList::default()),
+            token: shutdown,
+            tasks,
+        });
+        node.set_peer_manager(Arc::new(PeerManagerHandle(Arc::downgrade(&p2p))));
+        if let Some(listener) = listener {
+            let port = listener.local_addr()?.port();
+            info!(port, "listening for peer to peer connection on port {port}");
+            p2p.tasks.spawn(Arc::clone(&p2p).accept_loop(listener));
+        }
+        p2p.tasks.spawn(Arc::clone(&p2p).relay_loop());
+        p2p.tasks.spawn(Arc::clone(&p2p).download_loop());
+        for peer in p2p.config.peers.clone() {
+            if peer.trim().is_empty() {
+                continue;
+            }
+            match PeerUrl::parse(&peer) {
+                Ok(url) => p2p.dial(url, true),
+                Err(error) => tracing::warn!(%error, "ignoring a configured peer"),
+            }
+        }
+        Ok(p2p)
+    }
+
+    /// The port peers connect to (0 if not listening).
+    pub fn listen_port(&self) -> u16 {
+        self.listen_port
+    }
+
+    /// The connected peers.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.registry.infos()
+    }
+
+    pub(crate) fn addresses(&self) -> MutexGuard<'_, AddressBook> {
+        self.addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs a node call on the blocking pool; `None` if the call panicked or the runtime
+    /// is shutting down.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Node) -> T + Send + 'static,
+    ) -> Option<T> {
+        let node = Arc::clone(&self.node);
+        tokio::task::spawn_blocking(move || work(&node)).await.ok()
+    }
+}

@@ -1,0 +1,586 @@
+//! One session per connected peer, after the handshake: a loop over the peer's messages,
+//! commands from the rest of the layer, announcements and pings; and how a session ends.
+//!
+//! ```text
+//!   peer frame ──size cap (WebSocket)──▶ rate limit ──▶ decode ──▶ dispatch (handle)
+//!        headers, blocks, get_headers ──▶ sync.rs (headers-first sync)
+//!        inv, get_data, tx, addr ───────▶ here, relay.rs, the address book
+//!   PeerCommand ──▶ send / close          Announcements ──▶ inv (once per item)
+//!   ping timer ──▶ ping; no pong in time ──▶ end
+//! ```
+//!
+//! Written over any `AsyncRead + AsyncWrite` stream, so the same session runs on TCP or
+//! on a simulated network. A peer that breaks a rule is banned and disconnected, and the
+//! rule is logged; nothing it sent is stored or relayed.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use powchain_chain::ChainError;
+use powchain_consensus::{BlockHash, Txid};
+use powchain_node::NodeError;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tracing::{debug, trace, warn};
+
+use crate::ban::BanKey;
+use crate::handshake::send_frame;
+use crate::message::{
+    Hello, InventoryItem, MAX_INVENTORY, MAX_MESSAGE_BYTES, Message, MessageError,
+};
+use crate::rate_limit::RateLimit;
+use crate::registry::{PeerCommand, PeerId};
+use crate::relay::Announcements;
+use crate::service::P2p;
+
+/// Inventory items remembered per peer as known to it.
+const KNOWN_INVENTORY: usize = 20_000;
+/// Transactions remembered as asked of one peer at most.
+const MAX_REQUESTED_TRANSACTIONS: usize = 50_000;
+
+/// How a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionEnd {
+    /// The handshake failed (timeout, bad first frame, closed early).
+    #[error("handshake failed: {0}")]
+    HandshakeFailed(HandshakeFailure),
+    /// The peer is on another network or chain.
+    #[error("peer is on another network (magic {magic:#04x}, genesis {genesis})")]
+    WrongNetwork {
+        /// The network magic of its hello.
+        magic: u8,
+        /// The genesis block of its hello.
+        genesis: BlockHash,
+    },
+    /// We connected to ourselves.
+    #[error("connected to this node itself")]
+    SelfConnection,
+    /// The node was already connected through another connection.
+    #[error("already connected to this node")]
+    Duplicate,
+    /// No inbound slot was free.
+    #[error("no inbound slot was free")]
+    Full,
+    /// The peer is banned.
+    #[error("the peer is banned")]
+    Banned,
+    /// The peer broke a rule and was banned.
+    #[error("banned for breaking the rule {0}")]
+    Misbehaved(&'static str),
+    /// The connection closed or failed after the handshake.
+    #[error("closed: {0}")]
+    Closed(CloseReason),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    Shutdown,
+}
+
+impl SessionEnd {
+    /// True if the session got past the handshake.
+    pub fn was_established(&self) -> bool {
+        matches!(
+            self,
+            SessionEnd::Closed(_) | SessionEnd::Misbehaved(_) | SessionEnd::Shutdown
+        )
+    }
+}
+
+/// Why a handshake did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeFailure {
+    /// No hello within the handshake timeout.
+    #[error("no hello in time")]
+    Timeout,
+    /// The connection closed before the peer's hello.
+    #[error("closed before hello")]
+    ClosedEarly,
+    /// The first frame was not a binary frame.
+    #[error("first frame was not binary")]
+    NotBinary,
+    /// The WebSocket failed.
+    #[error("{0}")]
+    Transport(#[source] tokio_tungstenite::tungstenite::Error),
+}
+
+/// Why an established session closed without a broken rule.
+#[derive(Debug, thiserror::Error)]
+pub enum CloseReason {
+    /// The peer closed the connection.
+    #[error("closed by peer")]
+    ByPeer,
+    /// The peer did not answer a ping in time.
+    #[error("ping timeout")]
+    PingTimeout,
+    /// The layer told the session to close (the reason says why).
+    #[error("{0}")]
+    Told(&'static str),
+    /// The layer dropped the session's command queue.
+    #[error("dropped by the peer layer")]
+    Dropped,
+    /// The WebSocket failed.
+    #[error("{0}")]
+    Transport(#[source] tokio_tungstenite::tungstenite::Error),
+}
+
+/// A rule a peer broke.
+#[derive(Debug)]
+pub(crate) struct Misbehaviour {
+    pub(crate) rule: &'static str,
+    pub(crate) detail: String,
+}
+
+impl Misbehaviour {
+    pub(crate) fn new(rule: &'static str, detail: impl Into<String>) -> Misbehaviour {
+        Misbehaviour {
+            rule,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<MessageError> for Misbehaviour {
+    fn from(error: MessageError) -> Misbehaviour {
+        Misbehaviour::new(error.rule(), error.to_string())
+    }
+}
+
+/// What handling a message can end in: a broken rule (ban) or the end of the session.
+pub(crate) enum Stop {
+    Misbehaved(Misbehaviour),
+    End(SessionEnd),
+}
+
+impl From<SessionEnd> for Stop {
+    fn from(end: SessionEnd) -> Stop {
+        Stop::End(end)
+    }
+}
+
+impl From<Misbehaviour> for Stop {
+    fn from(misbehaviour: Misbehaviour) -> Stop {
+        Stop::Misbehaved(misbehaviour)
+    }
+}
+
+/// The misbehaviour a node error stands for; `unconnected` names the rule for headers or
+/// blocks that do not connect.
+pub(crate) fn node_error_misbehaviour(
+    error: &NodeError,
+    unconnected: &'static str,
+) -> Misbehaviour {
+    match error {
+        NodeError::Chain(ChainError::UnknownParent { .. }) => {
+            Misbehaviour::new(unconnected, error.to_string())
+        }
+        other => Misbehaviour::new(other.rule().unwrap_or("invalid-data"), other.to_string()),
+    }
+}
+
+/// Items a peer is known to have, bounded.
+#[derive(Default)]
+pub(crate) struct KnownInventory {
+    items: HashSet<InventoryItem>,
+    order: VecDeque<InventoryItem>,
+}
+
+impl KnownInventory {
+    /// Records `item`; true if it was new.
+    pub(crate) fn insert(&mut self, item: InventoryItem) -> bool {
+        if !self.items.insert(item) {
+            return false;
+        }
+        self.order.push_back(item);
+        if self.order.len() > KNOWN_INVENTORY {
+            if let Some(old) = self.order.pop_front() {
+                self.items.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// Forgets `item` (announced, but we could not deliver it), so it is announced again
+    /// when we have it.
+    fn forget(&mut self, item: &InventoryItem) {
+        self.items.remove(item);
+    }
+}
+
+/// A connected peer's session.
+pub(crate) struct Session<S> {
+    pub(crate) p2p: Arc<P2p>,
+    pub(crate) id: PeerId,
+    pub(crate) label: String,
+    ban_key: BanKey,
+    sink: SplitSink<WebSocketStream<S>, Frame>,
+    pub(crate) known: KnownInventory,
+    /// What to announce to this peer, filled by the relay.
+    announcements: Arc<Announcements>,
+    /// Transactions asked of this peer and not yet received: their arrival does not count
+    /// against its rate limit.
+    pub(crate) requested_transactions: HashSet<Txid>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
+    pub(crate) fn new(
+        p2p: Arc<P2p>,
+        id: PeerId,
+        label: String,
+        ban_key: BanKey,
+        sink: SplitSink<WebSocketStream<S>, Frame>,
+        announcements: Arc<Announcements>,
+    ) -> Session<S> {
+        Session {
+            p2p,
+            id,
+            label,
+            ban_key,
+            sink,
+            known: KnownInventory::default(),
+            announcements,
+            requested_transactions: HashSet::new(),
+        }
+    }
+
+    /// The peer's address as logs show it.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Closes the connection (best effort).
+    pub(crate) async fn close(&mut self) {
+        let _ = self.sink.close().await;
+    }
+
+    pub(crate) async fn send(&mut self, message: &Message) -> Result<(), SessionEnd> {
+        trace!(peer = %self.label, message = message.name(), "send");
+        send_frame(&mut self.sink, message)
+            .await
+            .map_err(|error| SessionEnd::Closed(CloseReason::Transport(error)))
+    }
+
+    /// Runs the session until it ends.
+    pub(crate) async fn run(
+        &mut self,
+        stream: &mut SplitStream<WebSocketStream<S>>,
+        commands: &mut mpsc::Receiver<PeerCommand>,
+        theirs: &Hello,
+    ) -> SessionEnd {
+        if let Err(end) = self.start(theirs).await {
+            return end;
+        }
+        let mut limiter = RateLimit::new();
+        let announcements = Arc::clone(&self.announcements);
+        let mut ping = tokio::time::interval(self.p2p.config.ping_interval);
+        ping.tick().await;
+        let mut awaiting_pong: Option<(u64, Instant)> = None;
+        let mut ping_counter = 0u64;
+        loop {
+            tokio::select! {
+                () = self.p2p.token.cancelled() => return SessionEnd::Shutdown,
+                frame = stream.next() => {
+                    let message = match frame {
+                        None => return SessionEnd::Closed(CloseReason::ByPeer),
+                        Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(error))) => {
+                            // The WebSocket layer refuses frames above the size limit
+                            // before reading them.
+                            return self.punish(Misbehaviour::new(
+                                "oversized-message",
+                                format!("{error} (limit {MAX_MESSAGE_BYTES} bytes)"),
+                            ));
+                        }
+                        Some(Err(error)) => {
+                            return SessionEnd::Closed(CloseReason::Transport(error));
+                        }
+                        Some(Ok(Frame::Binary(bytes))) => {
+                            if !limiter.take() {
+                                return self.punish(Misbehaviour::new("flood", "more messages than the rate limit allows"));
+                            }
+                            match Message::from_bytes(&bytes) {
+                                Ok(message) => message,
+                                Err(error) => return self.punish(error.into()),
+                            }
+                        }
+                        Some(Ok(Frame::Text(_))) => {
+                            return self.punish(Misbehaviour::new("malformed-message", "text frame; the protocol is binary"));
+                        }
+                        Some(Ok(Frame::Close(_))) => return SessionEnd::Closed(CloseReason::ByPeer),
+                        Some(Ok(_)) => {
+                            if !limiter.take() {
+                                return self.punish(Misbehaviour::new("flood", "more frames than the rate limit allows"));
+                            }
+                            continue;
+                        }
+                    };
+                    // Answers to our own requests do not count against the limit.
+                    let requested = match &message {
+                        Message::Block(block) => {
+                            self.p2p.is_in_flight_from(self.id, &block.compute_hash())
+                        }
+                        Message::Transaction(transaction) => {
+                            self.requested_transactions.remove(&transaction.compute_txid())
+                        }
+                        _ => false,
+                    };
+                    if requested {
+                        limiter.refund();
+                    }
+                    if let Message::Pong(nonce) = message {
+                        if awaiting_pong.is_some_and(|(expected, _)| expected == nonce) {
+                            awaiting_pong = None;
+                        }
+                        continue;
+                    }
+                    trace!(peer = %self.label, message = message.name(), "received");
+                    match self.handle(message).await {
+                        Ok(()) => {}
+                        Err(Stop::Misbehaved(misbehaviour)) => return self.punish(misbehaviour),
+                        Err(Stop::End(end)) => return end,
+                    }
+                }
+                command = commands.recv() => {
+                    let result = match command {
+                        None => return SessionEnd::Closed(CloseReason::Dropped),
+                        Some(PeerCommand::Close(reason)) => return SessionEnd::Closed(CloseReason::Told(reason)),
+                        Some(PeerCommand::Send(message)) => self.send(&message).await,
+                    };
+                    if let Err(end) = result {
+                        return end;
+                    }
+                }
+                () = announcements.ready() => {
+                    let items: Vec<InventoryItem> = announcements
+                        .take()
+                        .into_iter()
+                        .filter(|item| self.known.insert(*item))
+                        .collect();
+                    for chunk in items.chunks(MAX_INVENTORY) {
+                        if let Err(end) = self.send(&Message::Inventory(chunk.to_vec())).await {
+                            return end;
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    if let Some((_, sent)) = awaiting_pong {
+                        if sent.elapsed() > self.p2p.config.ping_timeout {
+                            return SessionEnd::Closed(CloseReason::PingTimeout);
+                        }
+                    } else {
+                        ping_counter += 1;
+                        let nonce = self.p2p.node_nonce ^ ping_counter;
+                        awaiting_pong = Some((nonce, Instant::now()));
+                        if let Err(end) = self.send(&Message::Ping(nonce)).await {
+                            return end;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn punish(&mut self, misbehaviour: Misbehaviour) -> SessionEnd {
+        self.p2p.ban(self.ban_key, misbehaviour.rule);
+        warn!(peer = %self.label, rule = %misbehaviour.rule, detail = %misbehaviour.detail, "banned a misbehaving peer");
+        SessionEnd::Misbehaved(misbehaviour.rule)
+    }
+
+    /// Handles one message.
+    async fn handle(&mut self, message: Message) -> Result<(), Stop> {
+        match message {
+            Message::Hello(_) => {
+                Err(Misbehaviour::new("unexpected-hello", "a second hello").into())
+            }
+            Message::Ping(nonce) => Ok(self.send(&Message::Pong(nonce)).await?),
+            Message::Pong(_) => Ok(()),
+            Message::GetHeaders { locator, stop } => self.on_get_headers(locator, stop).await,
+            Message::Headers(headers) => self.on_headers(headers).await,
+            Message::Inventory(items) => self.on_inventory(items).await,
+            Message::GetData(items) => self.on_get_data(items).await,
+            Message::NotFound(items) => {
+                for item in &items {
+                    match item {
+                        InventoryItem::Block(hash) => self.p2p.note_not_found(self.id, *hash),
+                        // Gone from its pool before we asked (a block took it): ask again
+                        // if it is announced again (a reorganisation may bring it back).
+                        InventoryItem::Transaction(txid) => {
+                            self.requested_transactions.remove(txid);
+                            self.p2p.forget_transaction(txid);
+                        }
+                    }
+                }
+                self.p2p.pump_downloads().await;
+                Ok(())
+            }
+            Message::Block(block) => self.on_block(*block).await,
+            Message::Transaction(transaction) => self.on_transaction(*transaction).await,
+            Message::GetAddresses => {
+                let addresses = self
+                    .p2p
+                    .addresses()
+                    .shareable(crate::message::MAX_ADDRESSES);
+                Ok(self.send(&Message::Addresses(addresses)).await?)
+            }
+            Message::Addresses(addresses) => {
+                self.p2p.learn_addresses(&addresses);
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_inventory(&mut self, items: Vec<InventoryItem>) -> Result<(), Stop> {
+        for item in &items {
+            self.known.insert(*item);
+        }
+        let blocks: Vec<BlockHash> = items
+            .iter()
+            .filter_map(|item| match item {
+                InventoryItem::Block(hash) => Some(*hash),
+                InventoryItem::Transaction(_) => None,
+            })
+            .collect();
+        let transactions: Vec<Txid> = items
+            .iter()
+            .filter_map(|item| match item {
+                InventoryItem::Transaction(txid) => Some(*txid),
+                InventoryItem::Block(_) => None,
+            })
+            .collect();
+        let (known_blocks, pooled) = {
+            let (blocks, transactions) = (blocks.clone(), transactions.clone());
+            self.p2p
+                .blocking(move |node| {
+                    (
+                        node.block_heights(&blocks),
+                        node.pool_contains(&transactions),
+                    )
+                })
+                .await
+                .ok_or(SessionEnd::Shutdown)?
+        };
+        let mut unknown_block = false;
+        for (hash, height) in blocks.iter().zip(&known_blocks) {
+            match height {
+                Some(height) => self.p2p.registry.note_block(self.id, *hash, height.0),
+                None => unknown_block = true,
+            }
+        }
+        let wanted_transactions: Vec<InventoryItem> = transactions
+            .iter()
+            .zip(pooled)
+            .filter(|(txid, in_pool)| !in_pool && self.p2p.first_sight_of_transaction(**txid))
+            .map(|(txid, _)| InventoryItem::Transaction(*txid))
+            .collect();
+        if !wanted_transactions.is_empty() {
+            if self.requested_transactions.len() + wanted_transactions.len()
+                > MAX_REQUESTED_TRANSACTIONS
+            {
+                // A peer that never answers: forget the old requests (their answers
+                // would count against its rate limit, nothing worse).
+                self.requested_transactions.clear();
+            }
+            self.requested_transactions.extend(
+                transactions.iter().copied().filter(|txid| {
+                    wanted_transactions.contains(&InventoryItem::Transaction(*txid))
+                }),
+            );
+            self.send(&Message::GetData(wanted_transactions)).await?;
+        }
+        // Ask again even if a request is under way: its answer may end before this block.
+        if unknown_block {
+            self.request_headers(None).await?;
+        } else if known_blocks.iter().any(Option::is_some) {
+            self.p2p.pump_downloads().await;
+        }
+        Ok(())
+    }
+
+    async fn on_get_data(&mut self, items: Vec<InventoryItem>) -> Result<(), Stop> {
+        let mut missing = Vec::new();
+        for item in items {
+            let found = match item {
+                InventoryItem::Block(hash) => self
+                    .p2p
+                    .blocking(move |node| {
+                        node.reader()
+                            .snapshot()
+                            .ok()
+                            .and_then(|snapshot| snapshot.block(&hash).ok().flatten())
+                    })
+                    .await
+                    .ok_or(SessionEnd::Shutdown)?
+                    .map(|block| Message::Block(Box::new(block))),
+                InventoryItem::Transaction(txid) => self
+                    .p2p
+                    .blocking(move |node| node.pool_transaction(&txid))
+                    .await
+                    .ok_or(SessionEnd::Shutdown)?
+                    .map(|pooled| Message::Transaction(Box::new(pooled.transaction))),
+            };
+            match found {
+                Some(message) => {
+                    self.known.insert(item);
+                    // A peer that asked for a block will have it: keeps its height current.
+                    if let (Message::Block(block), InventoryItem::Block(hash)) = (&message, item) {
+                        if let Some(height) = block.coinbase_height() {
+                            self.p2p.registry.note_block(self.id, hash, height.0);
+                        }
+                    }
+                    self.send(&message).await?;
+                }
+                None => missing.push(item),
+            }
+        }
+        if !missing.is_empty() {
+            // The peer does not have what we could not send: announce it again if we get it.
+            for item in &missing {
+                self.known.forget(item);
+            }
+            self.send(&Message::NotFound(missing)).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_transaction(
+        &mut self,
+        transaction: powchain_consensus::Transaction,
+    ) -> Result<(), Stop> {
+        let txid = transaction.compute_txid();
+        self.known.insert(InventoryItem::Transaction(txid));
+        self.p2p.first_sight_of_transaction(txid);
+        let held = transaction.clone();
+        let result = self
+            .p2p
+            .blocking(move |node| node.submit_transaction(transaction))
+            .await
+            .ok_or(SessionEnd::Shutdown)?;
+        match result {
+            Ok(_) => Ok(()),
+            // Consensus violations are the sender's fault; policy refusals (fees, a
+            // conflict, a full pool) and a parent not yet seen are not.
+            Err(NodeError::Mempool(error)) if error.is_invalid() => Err(Misbehaviour::new(
+                error.rule(),
+                format!("invalid transaction {txid}: {error}"),
+            )
+            .into()),
+            Err(NodeError::Mempool(error)) if error.is_missing_input() => {
+                // Its parent may still come (in a block, or after a reorganisation
+                // returns it to a pool): held and tried again, never asked for again.
+                debug!(peer = %self.label, %txid, "holding a transaction until its parent arrives");
+                self.p2p.hold_orphan_transaction(txid, held);
+                Ok(())
+            }
+            Err(NodeError::Mempool(error)) => {
+                debug!(peer = %self.label, %txid, reason = %error, "transaction not pooled");
+                Ok(())
+            }
+            Err(error) => {
+                warn!(peer = %self.label, %txid, %error, "could not pool a transaction");
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Headers-first sync, the session's side: what a new session asks for, asking for and
+//! answering headers, and taking blocks.
+//!
+//! ```text
+//!   session start ──▶ get_addr; get_headers if the peer has more work; our pool's txids
+//!   get_headers(locator) ──▶ Node::headers_for_peer ──▶ headers (at most MAX_HEADERS)
+//!   headers ──▶ Node::accept_peer_headers ──▶ full batch? ask for the next ──▶ pump downloads
+//!   block ──▶ Node::submit_peer_block ──▶ orphan? ask for headers ──▶ pump downloads
+//! ```
+//!
+//! Which blocks to ask of whom is download.rs; what the chain is missing is the chain's.
+
+use powchain_chain::BlockOutcome;
+use powchain_consensus::{Block, BlockHash, Header};
+use powchain_node::PeerBlock;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{debug, warn};
+
+use crate::message::{
+    Hello, InventoryItem, MAX_HEADERS, MAX_INVENTORY, MAX_LOCATOR_HASHES, Message,
+};
+use crate::session::{Session, SessionEnd, Stop, node_error_misbehaviour};
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
+    /// What a new session asks for and offers.
+    pub(crate) async fn start(&mut self, theirs: &Hello) -> Result<(), SessionEnd> {
+        self.send(&Message::GetAddresses).await?;
+        let their_tip = theirs.best_hash;
+        let (our_best_work, their_tip_height) = self
+            .p2p
+            .blocking(move |node| {
+                (
+                    node.chain_summary().best_header_work,
+                    node.block_height(&their_tip),
+                )
+            })
+            .await
+            .ok_or(SessionEnd::Shutdown)?;
+        if let Some(height) = their_tip_height {
+            self.p2p.registry.note_block(self.id, their_tip, height.0);
+            // Blocks we know by header and this peer has: ask now, not at the next tick
+            // (a node restarted in the middle of a sync resumes at once).
+            self.p2p.pump_downloads().await;
+        }
+        if theirs.best_work > our_best_work {
+            self.request_headers(None).await?;
+        }
+        let pool: Vec<InventoryItem> = self
+            .p2p
+            .blocking(|node| node.pool_transactions())
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|pooled| InventoryItem::Transaction(pooled.txid))
+            .collect();
+        for chunk in pool.chunks(MAX_INVENTORY) {
+            for item in chunk {
+                self.known.insert(*item);
+            }
+            self.send(&Message::Inventory(chunk.to_vec())).await?;
+        }
+        Ok(())
+    }
+
+    /// Asks the peer for headers after our best header chain (or after `from`).
+    pub(crate) async fn request_headers(
+        &mut self,
+        from: Option<BlockHash>,
+    ) -> Result<(), SessionEnd> {
+        let mut locator = self
+            .p2p
+            .blocking(|node| node.header_locator())
+            .await
+            .ok_or(SessionEnd::Shutdown)?;
+        if let Some(from) = from {
+            locator.insert(0, from);
+        }
+        locator.truncate(MAX_LOCATOR_HASHES);
+        self.send(&Message::GetHeaders {
+            locator,
+            stop: BlockHash::ZERO,
+        })
+        .await
+    }
+
+    /// Answers `get_headers` with our main chain after the fork with the peer's locator.
+    pub(crate) async fn on_get_headers(
+        &mut self,
+        locator: Vec<BlockHash>,
+        stop: BlockHash,
+    ) -> Result<(), Stop> {
+        let stop = (stop != BlockHash::ZERO).then_some(stop);
+        // The locator starts at the peer's best block: a fresh view of its height.
+        let their_best = locator.first().copied();
+        let (headers, their_height) = self
+            .p2p
+            .blocking(move |node| node.headers_for_peer(&locator, stop, MAX_HEADERS))
+            .await
+            .ok_or(SessionEnd::Shutdown)?;
+        if let (Some(hash), Some(height)) = (their_best, their_height) {
+            self.p2p.registry.note_block(self.id, hash, height.0);
+        }
+        Ok(self.send(&Message::Headers(headers)).await?)
+    }
+
+    /// Stores a peer's headers; asks for more after a full batch.
+    pub(crate) async fn on_headers(&mut self, headers: Vec<Header>) -> Result<(), Stop> {
+        let Some(last) = headers.last().map(Header::compute_hash) else {
+            return Ok(());
+        };
+        let full = headers.len() == MAX_HEADERS;
+        let result = self
+            .p2p
+            .blocking(move |node| node.accept_peer_headers(&headers))
+            .await
+            .ok_or(SessionEnd::Shutdown)?;
+        match result {
+            Ok(height) => {
+                if let Some(height) = height {
+                    self.p2p.registry.note_block(self.id, last, height.0);
+                }
+                if full {
+                    self.request_headers(Some(last)).await?;
+                }
+                self.p2p.pump_downloads().await;
+                Ok(())
+            }
+            Err(error) => Err(node_error_misbehaviour(&error, "headers-do-not-connect").into()),
+        }
+    }
+
+    /// Hands a peer's block to the node.
+    pub(crate) async fn on_block(&mut self, block: Block) -> Result<(), Stop> {
+        let hash = block.compute_hash();
+        self.known.insert(InventoryItem::Block(hash));
+        let result = self
+            .p2p
+            .blocking(move |node| node.submit_peer_block(block))
+            .await
+            .ok_or(SessionEnd::Shutdown)?;
+        self.p2p.block_done(&hash);
+        match result {
+            Ok(PeerBlock { outcome, height }) => {
+                if let Some(height) = height {
+                    self.p2p.registry.note_block(self.id, hash, height.0);
+                }
+                if let BlockOutcome::Orphan { missing_parent } = outcome {
+                    debug!(peer = %self.label, block = %hash, parent = %missing_parent, "orphan block; asking for headers");
+                    self.request_headers(None).await?;
+                }
+                self.p2p.pump_downloads().await;
+                Ok(())
+            }
+            Err(error) if error.is_rejection() => {
+                Err(node_error_misbehaviour(&error, "invalid-block").into())
+            }
+            Err(error) => {
+                warn!(peer = %self.label, %error, "could not store a block");
+                Ok(())
+            }
+        }
+    }
+}

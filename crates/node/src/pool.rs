@@ -5,7 +5,8 @@
 //!   submit_transaction ──▶ Mempool::accept (coins from a chain snapshot, signatures
 //!        │                 remembered for the block that confirms it)
 //!        └──▶ pool store (synced) ──▶ NodeEvent::TransactionAccepted
-//!   open ──▶ restore_pool: stored transactions re-admitted, parents before children
+//!   open ──▶ restore_pool: stored transactions re-admitted, parents before children,
+//!            expired ones dropped
 //! ```
 
 use std::collections::HashSet;
@@ -19,7 +20,8 @@ use crate::event::NodeEvent;
 use crate::node::{Core, Node, lock};
 
 impl Node {
-    /// Re-admits the stored pool; transactions that are no longer valid are forgotten.
+    /// Re-admits the stored pool; transactions that are no longer valid or have expired
+    /// are forgotten.
     pub(crate) fn restore_pool(&self) -> Result<(), NodeError> {
         let stored = self.pool_store.load()?;
         if stored.is_empty() {
@@ -46,6 +48,9 @@ impl Node {
                 break;
             }
         }
+        // What waited past the expiry while the node was down leaves now, not at the next
+        // expiry round: until then it would be relayed and mined.
+        core.mempool.expire(now);
         let kept: HashSet<Txid> = core
             .mempool
             .entries_by_fee_rate()
@@ -235,6 +240,25 @@ mod tests {
             arrival(&parent),
             reopen_time,
             "now, earlier than the stored {parent_time}"
+        );
+    }
+
+    #[test]
+    fn restore_drops_and_forgets_a_transaction_that_expired_while_the_node_was_down() {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        let stored_time = test.node.now_ms();
+        let payment = test
+            .node
+            .send(test_address(3), Amount::ONE_COIN, None)
+            .expect("the wallet pays");
+        test.clock
+            .set(stored_time + test.node.config().mempool.expiry_ms + 1);
+        let test = test.reopen();
+        assert!(!test.pool_holds(&payment.txid), "expired, so not restored");
+        assert!(
+            test.stored_pool_txids().is_empty(),
+            "and its store row is gone"
         );
     }
 

@@ -1,6 +1,7 @@
 //! Pool reconciliation: what the pool does when the chain moves. Confirmed and
 //! conflicting transactions leave; on a reorganisation the losing branch's transactions
-//! come back, oldest block first, followed by what the pool held, and whatever the new
+//! come back, oldest block first, followed by what the pool held (with its arrival times,
+//! so a reorganisation does not restart its expiry), and whatever the new
 //! chain made invalid is dropped.
 //!
 //! ```text
@@ -9,7 +10,7 @@
 //!   every ChainEvent ──▶ NodeEvent (published by the caller, after the lock is released)
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use powchain_chain::ChainEvent;
@@ -64,6 +65,14 @@ impl Node {
         if !disconnected_blocks.is_empty() {
             // The losing branch's transactions go back to the pool, oldest block first,
             // followed by what the pool held; anything the new chain made invalid drops.
+            // What the pool held keeps its arrival time, so a reorganisation does not
+            // restart its expiry; the branch's transactions arrive now.
+            let arrival_times: HashMap<Txid, u64> = core
+                .mempool
+                .entries_by_arrival()
+                .into_iter()
+                .map(|entry| (entry.txid, entry.time_ms))
+                .collect();
             let previous_pool = core.mempool.take_all();
             let mut candidates: Vec<Transaction> = Vec::new();
             for block in disconnected_blocks.iter().rev() {
@@ -75,7 +84,10 @@ impl Node {
             let mut readmitted = 0usize;
             for transaction in candidates {
                 let txid = transaction.compute_txid();
-                match self.accept_into_pool(core, transaction.clone(), now) {
+                let time_ms = arrival_times
+                    .get(&txid)
+                    .map_or(now, |arrived| (*arrived).min(now));
+                match self.accept_into_pool(core, transaction.clone(), time_ms) {
                     Ok(_) => {
                         if returning.contains(&txid) {
                             readmitted += 1;
@@ -121,6 +133,10 @@ mod tests {
         child_in_block: Txid,
         /// Spends `child_in_block`; in the pool when B won.
         grandchild_in_pool: Txid,
+        /// When `grandchild_in_pool` entered the pool.
+        grandchild_arrival_ms: u64,
+        /// When B took over.
+        reorganised_at_ms: u64,
         /// Confirmed in A1; B1 confirms another spend of the same coin.
         double_spent_in_block: Txid,
         /// In the pool when B won; B1 confirms another spend of the same coin.
@@ -185,6 +201,7 @@ mod tests {
         let a2 = a.mine(true);
         assert!(a2.transactions.contains(&child_in_block));
         let grandchild_in_pool = spend_output(&child_in_block, 0, &test_key(5), test_address(6));
+        let grandchild_arrival_ms = a.node.now_ms();
         a.node
             .submit_transaction(grandchild_in_pool.clone())
             .expect("accepted");
@@ -205,6 +222,7 @@ mod tests {
         assert_eq!(branch_b[0].transactions.len(), 3);
 
         let mut events = a.node.subscribe();
+        let reorganised_at_ms = a.node.now_ms();
         a.submit_blocks(&branch_b);
         assert_eq!(
             a.node.tip().hash,
@@ -223,6 +241,8 @@ mod tests {
             payment: payment.txid,
             child_in_block: child_in_block.compute_txid(),
             grandchild_in_pool: grandchild_in_pool.compute_txid(),
+            grandchild_arrival_ms,
+            reorganised_at_ms,
             double_spent_in_block: double_spent_in_block.compute_txid(),
             double_spent_in_pool: double_spent_in_pool.compute_txid(),
             winning_spends: winning_spends
@@ -301,5 +321,34 @@ mod tests {
         ];
         expected.sort();
         assert_eq!(stored, expected);
+    }
+
+    #[test]
+    fn a_reorganisation_does_not_restart_the_expiry_of_what_the_pool_held() {
+        let reorganised = reorganise();
+        let test = &reorganised.test;
+        let arrival_ms = |txid: &Txid| {
+            test.node
+                .pool_transaction(txid)
+                .expect("in the pool")
+                .time_ms
+        };
+        assert!(reorganised.reorganised_at_ms > reorganised.grandchild_arrival_ms);
+        assert_eq!(
+            arrival_ms(&reorganised.grandchild_in_pool),
+            reorganised.grandchild_arrival_ms,
+            "the pool held it: it keeps its arrival time"
+        );
+        assert_eq!(
+            arrival_ms(&reorganised.payment),
+            reorganised.reorganised_at_ms,
+            "it came back from a block: it arrived at the reorganisation"
+        );
+        let expiry_ms = test.node.config().mempool.expiry_ms;
+        test.clock
+            .set(reorganised.grandchild_arrival_ms + expiry_ms + 1);
+        assert_eq!(test.node.expire_pool(), 1);
+        assert!(!test.pool_holds(&reorganised.grandchild_in_pool));
+        assert!(test.pool_holds(&reorganised.child_in_block));
     }
 }

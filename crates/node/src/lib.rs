@@ -24,6 +24,8 @@ mod pool_store;
 mod reorg;
 mod sync;
 mod template;
+#[cfg(test)]
+mod testing;
 mod wallet_view;
 
 pub use clock::{Clock, SystemClock};

@@ -5,7 +5,8 @@
 //!   submit_transaction ──▶ Mempool::accept (coins from a chain snapshot, signatures
 //!        │                 remembered for the block that confirms it)
 //!        └──▶ pool store (synced) ──▶ NodeEvent::TransactionAccepted
-//!   open ──▶ restore_pool: stored transactions re-admitted, parents before children
+//!   open ──▶ restore_pool: stored transactions re-admitted, parents before children,
+//!            expired ones dropped
 //! ```
 
 use std::collections::HashSet;
@@ -19,7 +20,8 @@ use crate::event::NodeEvent;
 use crate::node::{Core, Node, lock};
 
 impl Node {
-    /// Re-admits the stored pool; transactions that are no longer valid are forgotten.
+    /// Re-admits the stored pool; transactions that are no longer valid or have expired
+    /// are forgotten.
     pub(crate) fn restore_pool(&self) -> Result<(), NodeError> {
         let stored = self.pool_store.load()?;
         if stored.is_empty() {
@@ -46,6 +48,9 @@ impl Node {
                 break;
             }
         }
+        // What waited past the expiry while the node was down leaves now, not at the next
+        // expiry round: until then it would be relayed and mined.
+        core.mempool.expire(now);
         let kept: HashSet<Txid> = core
             .mempool
             .entries_by_fee_rate()
@@ -167,5 +172,165 @@ impl Node {
     /// The outpoints the pool spends, for explorers.
     pub fn pool_spender_of(&self, outpoint: &OutPoint) -> Option<Txid> {
         lock(&self.core).mempool.spender_of(outpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use powchain_consensus::testkit::{test_address, test_key};
+    use powchain_consensus::{Amount, Network, Txid};
+
+    use crate::testing::{TestNode, output_paying, spend_output};
+
+    /// A funded regtest node with a parent (a wallet payment) and its child in the pool,
+    /// the child stored with the earlier time: the clock was set back between them, so the
+    /// store lists the child first. Returns the node, the parent's and the child's txids
+    /// and the times they were stored at.
+    fn child_stored_before_parent() -> (TestNode, Txid, Txid, u64, u64) {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        let child_time = test.node.now_ms();
+        let parent_time = child_time + 10_000;
+        test.clock.set(parent_time);
+        let parent = test
+            .node
+            .send(test_address(3), Amount::ONE_COIN, None)
+            .expect("the wallet pays");
+        test.clock.set(child_time);
+        let child = spend_output(
+            &parent.transaction,
+            output_paying(&parent.transaction, &test_address(3)),
+            &test_key(3),
+            test_address(4),
+        );
+        let child_txid = test
+            .node
+            .submit_transaction(child)
+            .expect("the child spends its pooled parent")
+            .txid;
+        (test, parent.txid, child_txid, parent_time, child_time)
+    }
+
+    #[test]
+    fn restore_readmits_a_child_stored_before_its_parent() {
+        let (test, parent, child, _, _) = child_stored_before_parent();
+        let test = test.reopen();
+        assert!(test.pool_holds(&parent), "the parent is restored");
+        assert!(
+            test.pool_holds(&child),
+            "the child, met before its parent, is retried once the parent is in"
+        );
+        assert_eq!(test.stored_pool_txids().len(), 2, "both stay stored");
+    }
+
+    #[test]
+    fn restored_arrival_time_is_the_earlier_of_stored_and_now() {
+        let (test, parent, child, parent_time, child_time) = child_stored_before_parent();
+        // Between the two stored times: the parent's lies in the future of this clock.
+        let reopen_time = child_time + 5_000;
+        test.clock.set(reopen_time);
+        let test = test.reopen();
+        let arrival = |txid: &Txid| test.node.pool_transaction(txid).expect("restored").time_ms;
+        assert_eq!(
+            arrival(&child),
+            child_time,
+            "the stored time, earlier than now"
+        );
+        assert_eq!(
+            arrival(&parent),
+            reopen_time,
+            "now, earlier than the stored {parent_time}"
+        );
+    }
+
+    #[test]
+    fn restore_drops_and_forgets_a_transaction_that_expired_while_the_node_was_down() {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        let stored_time = test.node.now_ms();
+        let payment = test
+            .node
+            .send(test_address(3), Amount::ONE_COIN, None)
+            .expect("the wallet pays");
+        test.clock
+            .set(stored_time + test.node.config().mempool.expiry_ms + 1);
+        let test = test.reopen();
+        assert!(!test.pool_holds(&payment.txid), "expired, so not restored");
+        assert!(
+            test.stored_pool_txids().is_empty(),
+            "and its store row is gone"
+        );
+    }
+
+    #[test]
+    fn restore_drops_and_forgets_a_transaction_the_chain_already_confirmed() {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        let payment = test
+            .node
+            .send(test_address(3), Amount::ONE_COIN, None)
+            .expect("the wallet pays");
+        assert_eq!(test.stored_pool_txids(), vec![payment.txid]);
+        let mut stored_pool = Vec::new();
+        let test = test.reopen_after(|config| {
+            stored_pool = std::fs::read(config.pool_path()).expect("the pool store reads");
+        });
+        let block = test.mine(true);
+        assert!(block.transactions.contains(&payment.transaction));
+        assert!(
+            test.stored_pool_txids().is_empty(),
+            "confirmed, so forgotten"
+        );
+        // A crash may lose that removal: it is written without waiting for the disk.
+        let test = test.reopen_after(|config| {
+            std::fs::write(config.pool_path(), &stored_pool).expect("the pool store writes");
+        });
+        assert!(!test.pool_holds(&payment.txid), "its coins are spent");
+        assert!(
+            test.stored_pool_txids().is_empty(),
+            "and its store row is gone"
+        );
+    }
+
+    #[test]
+    fn expiry_drops_a_transaction_with_its_descendants_and_their_store_rows() {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        let parent_time = test.node.now_ms();
+        let parent = test
+            .node
+            .send(test_address(3), Amount::ONE_COIN, None)
+            .expect("the wallet pays");
+        test.clock.advance(1_000);
+        let child = spend_output(
+            &parent.transaction,
+            output_paying(&parent.transaction, &test_address(3)),
+            &test_key(3),
+            test_address(4),
+        );
+        test.node.submit_transaction(child).expect("accepted");
+        let expiry_ms = test.node.config().mempool.expiry_ms;
+
+        test.clock.set(parent_time + expiry_ms);
+        assert_eq!(test.node.expire_pool(), 0, "not older than the expiry yet");
+        assert_eq!(test.node.pool_size().0, 2);
+
+        test.clock.set(parent_time + expiry_ms + 1);
+        assert_eq!(
+            test.node.expire_pool(),
+            2,
+            "the parent expired; its child cannot be mined without it"
+        );
+        assert_eq!(test.node.pool_size().0, 0);
+        assert!(
+            test.stored_pool_txids().is_empty(),
+            "their store rows are gone"
+        );
+        let test = test.reopen();
+        assert_eq!(
+            test.node.pool_size().0,
+            0,
+            "nothing comes back at a restart"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Pool reconciliation: what the pool does when the chain moves. Confirmed and
 //! conflicting transactions leave; on a reorganisation the losing branch's transactions
-//! come back, oldest block first, followed by what the pool held, and whatever the new
+//! come back, oldest block first, followed by what the pool held (with its arrival times,
+//! so a reorganisation does not restart its expiry), and whatever the new
 //! chain made invalid is dropped.
 //!
 //! ```text
@@ -9,7 +10,7 @@
 //!   every ChainEvent ──▶ NodeEvent (published by the caller, after the lock is released)
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use powchain_chain::ChainEvent;
@@ -64,6 +65,14 @@ impl Node {
         if !disconnected_blocks.is_empty() {
             // The losing branch's transactions go back to the pool, oldest block first,
             // followed by what the pool held; anything the new chain made invalid drops.
+            // What the pool held keeps its arrival time, so a reorganisation does not
+            // restart its expiry; the branch's transactions arrive now.
+            let arrival_times: HashMap<Txid, u64> = core
+                .mempool
+                .entries_by_arrival()
+                .into_iter()
+                .map(|entry| (entry.txid, entry.time_ms))
+                .collect();
             let previous_pool = core.mempool.take_all();
             let mut candidates: Vec<Transaction> = Vec::new();
             for block in disconnected_blocks.iter().rev() {
@@ -75,7 +84,10 @@ impl Node {
             let mut readmitted = 0usize;
             for transaction in candidates {
                 let txid = transaction.compute_txid();
-                match self.accept_into_pool(core, transaction.clone(), now) {
+                let time_ms = arrival_times
+                    .get(&txid)
+                    .map_or(now, |arrived| (*arrived).min(now));
+                match self.accept_into_pool(core, transaction.clone(), time_ms) {
                     Ok(_) => {
                         if returning.contains(&txid) {
                             readmitted += 1;
@@ -97,5 +109,246 @@ impl Node {
             warn!(%error, "could not forget removed pool transactions");
         }
         node_events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use powchain_consensus::testkit::{test_address, test_key};
+    use powchain_consensus::{Amount, Network, OutPoint, Transaction, Txid};
+
+    use crate::event::NodeEvent;
+    use crate::testing::{TestNode, output_paying, spend_output};
+
+    /// A node after a reorganisation, and the transactions it was about.
+    struct Reorganised {
+        /// The node under test, now on branch B.
+        test: TestNode,
+        /// A wallet payment confirmed in A1 (B does not hold it).
+        payment: Txid,
+        /// Spends the payment; confirmed in A2.
+        child_in_block: Txid,
+        /// Spends `child_in_block`; in the pool when B won.
+        grandchild_in_pool: Txid,
+        /// When `grandchild_in_pool` entered the pool.
+        grandchild_arrival_ms: u64,
+        /// When B took over.
+        reorganised_at_ms: u64,
+        /// Confirmed in A1; B1 confirms another spend of the same coin.
+        double_spent_in_block: Txid,
+        /// In the pool when B won; B1 confirms another spend of the same coin.
+        double_spent_in_pool: Txid,
+        /// The spends B1 confirms instead.
+        winning_spends: Vec<Txid>,
+        /// The coins both branches spend.
+        contested_coins: Vec<OutPoint>,
+        /// Transactions announced while B took over.
+        announced: HashSet<Txid>,
+    }
+
+    /// Node A mines branch A (two blocks) on a common prefix while node B, sharing the
+    /// clock, mines branch B (three blocks, more work) on the same prefix; B's blocks are
+    /// then handed to A.
+    ///
+    /// ```text
+    ///   prefix ── A1 [payment, double_spent_in_block] ── A2 [child_in_block]
+    ///          │      pool: grandchild_in_pool, double_spent_in_pool
+    ///          └─ B1 [the other spends of both contested coins] ── B2 ── B3
+    /// ```
+    fn reorganise() -> Reorganised {
+        let a = TestNode::open(Network::Regtest);
+        let b = TestNode::open_with_clock(Network::Regtest, Arc::clone(&a.clock));
+        // Two coinbases paying a key the test holds, to spend on both branches; then
+        // coins for A's wallet.
+        let mut prefix = vec![
+            a.mine_paying(test_address(2)),
+            a.mine_paying(test_address(2)),
+        ];
+        let contested = [
+            prefix[0].transactions[0].clone(),
+            prefix[1].transactions[0].clone(),
+        ];
+        prefix.extend(a.mine_until_spendable());
+        b.submit_blocks(&prefix);
+        let spend_contested = |coinbase: &Transaction, recipient: u8| {
+            spend_output(coinbase, 0, &test_key(2), test_address(recipient))
+        };
+
+        // Branch A.
+        let payment = a
+            .node
+            .send(test_address(3), Amount::ONE_COIN, None)
+            .expect("the wallet pays");
+        let double_spent_in_block = spend_contested(&contested[0], 4);
+        a.node
+            .submit_transaction(double_spent_in_block.clone())
+            .expect("accepted");
+        let a1 = a.mine(true);
+        assert!(a1.transactions.contains(&payment.transaction));
+        assert!(a1.transactions.contains(&double_spent_in_block));
+        let child_in_block = spend_output(
+            &payment.transaction,
+            output_paying(&payment.transaction, &test_address(3)),
+            &test_key(3),
+            test_address(5),
+        );
+        a.node
+            .submit_transaction(child_in_block.clone())
+            .expect("accepted");
+        let a2 = a.mine(true);
+        assert!(a2.transactions.contains(&child_in_block));
+        let grandchild_in_pool = spend_output(&child_in_block, 0, &test_key(5), test_address(6));
+        let grandchild_arrival_ms = a.node.now_ms();
+        a.node
+            .submit_transaction(grandchild_in_pool.clone())
+            .expect("accepted");
+        let double_spent_in_pool = spend_contested(&contested[1], 4);
+        a.node
+            .submit_transaction(double_spent_in_pool.clone())
+            .expect("accepted");
+
+        // Branch B.
+        let winning_spends = [
+            spend_contested(&contested[0], 7),
+            spend_contested(&contested[1], 7),
+        ];
+        for spend in &winning_spends {
+            b.node.submit_transaction(spend.clone()).expect("accepted");
+        }
+        let branch_b = [b.mine(true), b.mine(false), b.mine(false)];
+        assert_eq!(branch_b[0].transactions.len(), 3);
+
+        let mut events = a.node.subscribe();
+        let reorganised_at_ms = a.node.now_ms();
+        a.submit_blocks(&branch_b);
+        assert_eq!(
+            a.node.tip().hash,
+            branch_b[2].compute_hash(),
+            "B has more work"
+        );
+        let mut announced = HashSet::new();
+        while let Ok(event) = events.try_recv() {
+            if let NodeEvent::TransactionAccepted { txid } = event {
+                announced.insert(txid);
+            }
+        }
+        drop(b);
+        Reorganised {
+            test: a,
+            payment: payment.txid,
+            child_in_block: child_in_block.compute_txid(),
+            grandchild_in_pool: grandchild_in_pool.compute_txid(),
+            grandchild_arrival_ms,
+            reorganised_at_ms,
+            double_spent_in_block: double_spent_in_block.compute_txid(),
+            double_spent_in_pool: double_spent_in_pool.compute_txid(),
+            winning_spends: winning_spends
+                .iter()
+                .map(Transaction::compute_txid)
+                .collect(),
+            contested_coins: contested
+                .iter()
+                .map(|coinbase| OutPoint {
+                    txid: coinbase.compute_txid(),
+                    vout: 0,
+                })
+                .collect(),
+            announced,
+        }
+    }
+
+    #[test]
+    fn the_losing_branch_returns_to_the_pool_and_to_its_store() {
+        let reorganised = reorganise();
+        let test = reorganised.test;
+        assert!(test.pool_holds(&reorganised.payment));
+        assert!(reorganised.announced.contains(&reorganised.payment));
+        let test = test.reopen();
+        assert!(
+            test.pool_holds(&reorganised.payment),
+            "stored, so a restart keeps it"
+        );
+        assert!(test.pool_holds(&reorganised.child_in_block));
+        assert!(test.pool_holds(&reorganised.grandchild_in_pool));
+        assert_eq!(test.node.pool_size().0, 3);
+    }
+
+    #[test]
+    fn transactions_the_winning_branch_double_spent_are_dropped_and_forgotten() {
+        let reorganised = reorganise();
+        let test = &reorganised.test;
+        for dropped in [
+            &reorganised.double_spent_in_block,
+            &reorganised.double_spent_in_pool,
+        ] {
+            assert!(!test.pool_holds(dropped), "B spent its coin");
+            assert!(!reorganised.announced.contains(dropped), "not announced");
+            assert!(
+                !test.stored_pool_txids().contains(dropped),
+                "not kept in the store"
+            );
+        }
+        for confirmed in &reorganised.winning_spends {
+            assert!(!test.pool_holds(confirmed), "confirmed in B");
+        }
+        for coin in &reorganised.contested_coins {
+            assert_eq!(test.node.pool_spender_of(coin), None);
+        }
+    }
+
+    #[test]
+    fn returning_transactions_come_back_oldest_block_first_then_the_pool() {
+        let reorganised = reorganise();
+        let test = &reorganised.test;
+        assert!(test.pool_holds(&reorganised.payment));
+        assert!(
+            test.pool_holds(&reorganised.child_in_block),
+            "its parent, from the older block A1, came back before it"
+        );
+        assert!(
+            test.pool_holds(&reorganised.grandchild_in_pool),
+            "its parent, from the disconnected A2, came back before the pool"
+        );
+        let mut stored = test.stored_pool_txids();
+        stored.sort();
+        let mut expected = vec![
+            reorganised.payment,
+            reorganised.child_in_block,
+            reorganised.grandchild_in_pool,
+        ];
+        expected.sort();
+        assert_eq!(stored, expected);
+    }
+
+    #[test]
+    fn a_reorganisation_does_not_restart_the_expiry_of_what_the_pool_held() {
+        let reorganised = reorganise();
+        let test = &reorganised.test;
+        let arrival_ms = |txid: &Txid| {
+            test.node
+                .pool_transaction(txid)
+                .expect("in the pool")
+                .time_ms
+        };
+        assert!(reorganised.reorganised_at_ms > reorganised.grandchild_arrival_ms);
+        assert_eq!(
+            arrival_ms(&reorganised.grandchild_in_pool),
+            reorganised.grandchild_arrival_ms,
+            "the pool held it: it keeps its arrival time"
+        );
+        assert_eq!(
+            arrival_ms(&reorganised.payment),
+            reorganised.reorganised_at_ms,
+            "it came back from a block: it arrived at the reorganisation"
+        );
+        let expiry_ms = test.node.config().mempool.expiry_ms;
+        test.clock
+            .set(reorganised.grandchild_arrival_ms + expiry_ms + 1);
+        assert_eq!(test.node.expire_pool(), 1);
+        assert!(!test.pool_holds(&reorganised.grandchild_in_pool));
+        assert!(test.pool_holds(&reorganised.child_in_block));
     }
 }

@@ -169,3 +169,168 @@ impl Node {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use powchain_consensus::testkit::test_address;
+    use powchain_consensus::{Amount, Block, BlockHeight, Network};
+
+    use super::WalletBalance;
+    use crate::testing::TestNode;
+
+    /// Devnet's difficulty falls to its floor when blocks come this late (ASERT halves the
+    /// work per minute late), so its blocks take milliseconds to mine.
+    const DEVNET_EASY_GAP_MS: u64 = 10 * 60 * 1000;
+
+    fn sum(amounts: impl IntoIterator<Item = Amount>) -> Amount {
+        Amount::checked_sum(amounts).expect("test amounts are small")
+    }
+
+    fn minus(left: Amount, right: Amount) -> Amount {
+        left.checked_sub(right).expect("no more than there is")
+    }
+
+    /// The relations between the buckets that hold whatever the wallet holds: every
+    /// confirmed coin is immature, spent by the pool or spendable, and what is spendable
+    /// beyond that is the pool's outputs paying the wallet.
+    fn check_invariants(balance: &WalletBalance) {
+        assert_eq!(
+            sum([
+                balance.spendable,
+                balance.immature,
+                balance.unconfirmed_outgoing
+            ]),
+            sum([balance.confirmed, balance.unconfirmed_incoming]),
+            "{balance:?}"
+        );
+        assert_eq!(
+            balance.total(),
+            minus(
+                sum([balance.confirmed, balance.unconfirmed_incoming]),
+                balance.unconfirmed_outgoing
+            ),
+            "{balance:?}"
+        );
+    }
+
+    /// Mines blocks paying the wallet and checks after each that a coinbase counts as
+    /// immature exactly until the block `Params::coinbase_maturity` after its own, which
+    /// is the next block the wallet could spend it in.
+    fn check_coinbase_maturity(network: Network, gap_ms: u64) {
+        let test = TestNode::open(network);
+        let maturity = test.node.params().coinbase_maturity;
+        let mut coinbases: Vec<(BlockHeight, Amount)> = Vec::new();
+        let mut saw_immature = false;
+        let mut saw_mature = false;
+        for _ in 0..maturity + 2 {
+            test.clock.advance(gap_ms);
+            let block: Block = test.mine(false);
+            let height = block.coinbase_height().expect("a coinbase");
+            coinbases.push((height, block.transactions[0].outputs[0].value));
+            let next_height = test.node.tip().height.next();
+            let (immature, mature): (Vec<_>, Vec<_>) = coinbases
+                .iter()
+                .partition(|(height, _)| next_height.0 < height.0 + maturity);
+            saw_immature |= !immature.is_empty();
+            saw_mature |= !mature.is_empty();
+            let immature = sum(immature.iter().map(|(_, value)| *value));
+            let confirmed = sum(coinbases.iter().map(|(_, value)| *value));
+            let balance = test.node.wallet_balance().expect("the balance reads");
+            assert_eq!(
+                balance,
+                WalletBalance {
+                    confirmed,
+                    immature,
+                    unconfirmed_incoming: Amount::ZERO,
+                    unconfirmed_outgoing: Amount::ZERO,
+                    spendable: minus(confirmed, immature),
+                },
+                "at height {}, maturity {maturity}",
+                next_height.0 - 1
+            );
+            check_invariants(&balance);
+        }
+        assert!(saw_mature);
+        // Regtest's maturity of one block leaves nothing immature: a coinbase may be spent
+        // in the very next block, the one the balance is for.
+        assert_eq!(saw_immature, maturity > 1);
+    }
+
+    #[test]
+    fn a_regtest_coinbase_is_spendable_in_the_next_block() {
+        check_coinbase_maturity(Network::Regtest, 0);
+    }
+
+    #[test]
+    fn a_devnet_coinbase_is_immature_until_its_maturity() {
+        check_coinbase_maturity(Network::Devnet, DEVNET_EASY_GAP_MS);
+    }
+
+    #[test]
+    fn a_pending_payment_moves_its_coins_to_outgoing_and_its_change_to_incoming() {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        test.mine(false);
+        let before = test.node.wallet_balance().expect("the balance reads");
+        check_invariants(&before);
+        assert_eq!(before.total(), before.confirmed);
+
+        let amount = Amount::ONE_COIN;
+        let payment = test
+            .node
+            .send(test_address(3), amount, None)
+            .expect("the wallet pays");
+        let wallet_address = test.node.wallet_address();
+        let change = sum(payment
+            .transaction
+            .outputs
+            .iter()
+            .filter(|output| output.address == wallet_address)
+            .map(|output| output.value));
+        assert!(
+            change > Amount::ZERO,
+            "a coinbase is worth more than one coin"
+        );
+        let spent = sum([amount, payment.fee, change]);
+
+        let pending = test.node.wallet_balance().expect("the balance reads");
+        check_invariants(&pending);
+        assert_eq!(pending.confirmed, before.confirmed, "nothing confirmed yet");
+        assert_eq!(pending.immature, before.immature);
+        assert_eq!(
+            pending.unconfirmed_outgoing, spent,
+            "the coins the payment spends"
+        );
+        assert_eq!(pending.unconfirmed_incoming, change, "the change");
+        assert_eq!(
+            pending.spendable,
+            sum([minus(before.spendable, spent), change]),
+            "the spent coins leave, the change may be spent already"
+        );
+        assert_eq!(
+            pending.total(),
+            minus(before.total(), sum([amount, payment.fee]))
+        );
+
+        let block = test.mine(true);
+        assert!(block.transactions.contains(&payment.transaction));
+        let coinbase = sum(block.transactions[0]
+            .outputs
+            .iter()
+            .map(|output| output.value));
+        let confirmed = test.node.wallet_balance().expect("the balance reads");
+        check_invariants(&confirmed);
+        assert_eq!(confirmed.unconfirmed_incoming, Amount::ZERO);
+        assert_eq!(confirmed.unconfirmed_outgoing, Amount::ZERO);
+        assert_eq!(
+            confirmed.confirmed,
+            sum([pending.total(), coinbase]),
+            "what was pending, plus the new coinbase (its fees included)"
+        );
+        assert_eq!(confirmed.total(), confirmed.confirmed);
+        assert_eq!(
+            confirmed.spendable,
+            minus(confirmed.confirmed, confirmed.immature)
+        );
+    }
+}

@@ -74,7 +74,11 @@ fn the_documentation_cites_only_files_that_exist() {
     let mut missing = Vec::new();
     for document in documents(&root) {
         let text = std::fs::read_to_string(&document).expect("a readable document");
-        let shown = document.strip_prefix(&root).unwrap_or(&document).display().to_string();
+        let shown = document
+            .strip_prefix(&root)
+            .unwrap_or(&document)
+            .display()
+            .to_string();
         for word in path_like_words(&text) {
             if TOP_LEVEL.iter().any(|prefix| word.starts_with(prefix)) {
                 let generated = GENERATED.iter().any(|folder| word.starts_with(folder));

@@ -1,5 +1,7 @@
-//! Network faults between real processes in Linux network namespaces (opt-in: needs root;
-//! `.ci/run` sets `POWCHAIN_NETNS_TESTS=1` when `ip netns add` works).
+//! Network faults between real processes in Linux network namespaces. It needs root and
+//! `ip netns`, so it is `#[ignore]`d in a plain `cargo test` (shown as ignored, never as
+//! passed); `.ci/run` runs it with `--ignored`, and there a machine that cannot make
+//! namespaces fails it.
 //!
 //! ```text
 //!   root namespace: bridge 10.213.N.254 (peers) and 10.214.N.254 (the test's HTTP)
@@ -25,10 +27,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn enabled() -> bool {
-    std::env::var("POWCHAIN_NETNS_TESTS").is_ok_and(|value| value == "1")
-}
 
 fn ip(args: &[&str]) {
     let status = Command::new("ip").args(args).status().expect("run ip");
@@ -299,11 +297,8 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 #[test]
+#[ignore = "needs root and `ip netns`; .ci/run runs it"]
 fn nodes_in_network_namespaces_converge_after_partitions_and_keep_their_payments() {
-    if !enabled() {
-        eprintln!("skipped: set POWCHAIN_NETNS_TESTS=1 (as root) to run it");
-        return;
-    }
     let network = Network::create(3);
     eprintln!(
         "netem delay on every link: {}",

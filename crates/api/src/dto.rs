@@ -8,10 +8,12 @@ use powchain_consensus::encode::Encode;
 use powchain_consensus::{Block, BlockHeight, Network, Params, Transaction, TxInputs, hex};
 use serde::Serialize;
 
-/// A block.
+/// What every block summary shows: the header's fields under the tutorial's names where
+/// it has them, the height, and the block's size. A block (`BlockJson`) and a header page
+/// entry (`HeaderJson`, `GET /headers`) both flatten it into their JSON.
 #[derive(Serialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
-pub struct BlockJson {
+pub struct BlockSummaryJson {
     /// Its hash.
     pub hash: String,
     /// Its height.
@@ -34,6 +36,34 @@ pub struct BlockJson {
     pub size: usize,
     /// Number of transactions.
     pub transaction_count: usize,
+}
+
+impl BlockSummaryJson {
+    /// Summarises `block` at `height`.
+    pub fn new(params: &Params, block: &Block, height: BlockHeight) -> BlockSummaryJson {
+        BlockSummaryJson {
+            hash: block.compute_hash().to_string(),
+            height: height.0,
+            last_hash: block.header.prev_hash.to_string(),
+            timestamp: block.header.time_ms,
+            nonce: block.header.nonce,
+            difficulty: params.difficulty(block.header.bits),
+            bits: block.header.bits.to_string(),
+            merkle_root: block.header.merkle_root.to_string(),
+            version: block.header.version,
+            size: block.compute_size(),
+            transaction_count: block.transactions.len(),
+        }
+    }
+}
+
+/// A block.
+#[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockJson {
+    /// Header fields, height and size.
+    #[serde(flatten)]
+    pub summary: BlockSummaryJson,
     /// Blocks on top of it plus one, if on the main chain.
     pub confirmations: Option<u64>,
     /// The transactions (the tutorial's `data`).
@@ -49,17 +79,7 @@ impl BlockJson {
         confirmations: Option<u64>,
     ) -> BlockJson {
         BlockJson {
-            hash: block.compute_hash().to_string(),
-            height: height.0,
-            last_hash: block.header.prev_hash.to_string(),
-            timestamp: block.header.time_ms,
-            nonce: block.header.nonce,
-            difficulty: params.difficulty(block.header.bits),
-            bits: block.header.bits.to_string(),
-            merkle_root: block.header.merkle_root.to_string(),
-            version: block.header.version,
-            size: block.compute_size(),
-            transaction_count: block.transactions.len(),
+            summary: BlockSummaryJson::new(params, block, height),
             confirmations,
             data: block
                 .transactions

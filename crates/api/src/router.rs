@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{self, ApiOptions};
 use crate::error::ApiError;
-use crate::{blocks, dashboard, status, transactions, wallet};
+use crate::{assets, blocks, charts, events, status, transactions, wallet};
 
 /// The largest request body accepted: a hex-encoded maximum-size transaction fits.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -37,11 +37,11 @@ pub fn router(node: Arc<Node>) -> Router {
 /// (`auth` lists the protected endpoints).
 pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
     Router::new()
-        .route("/", get(dashboard::index))
-        .route("/assets/{file}", get(dashboard::asset))
-        .route("/events", get(dashboard::events))
-        .route("/headers", get(dashboard::headers))
-        .route("/charts", get(dashboard::charts))
+        .route("/", get(assets::index))
+        .route("/assets/{file}", get(assets::asset))
+        .route("/events", get(events::events))
+        .route("/headers", get(charts::headers))
+        .route("/charts", get(charts::charts))
         .route("/blocks", get(blocks::list_blocks))
         .route("/blocks/{id}", get(blocks::get_block))
         .route("/mine", post(blocks::mine))

@@ -1,0 +1,260 @@
+//! The dashboard's live view: `GET /events`, the node's events as server-sent events.
+//!
+//! ```text
+//!   Node::subscribe ──NodeEvent──▶ EventJson (named, camelCase) ──▶ /events ──▶ app.js
+//!        a subscriber that falls behind gets `resync` and carries on; the stream ends
+//!        when the node stops
+//! ```
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, Stream, StreamExt};
+use powchain_node::{Node, NodeEvent};
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::error::ApiError;
+use crate::router::blocking;
+
+/// How often an idle event stream sends a comment, so proxies and browsers keep it open.
+const EVENT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often an event stream checks whether the node is stopping (graceful shutdown waits
+/// for open responses, and an event stream never ends by itself).
+const EVENT_SHUTDOWN_POLL: Duration = Duration::from_millis(500);
+/// How long a browser waits before reconnecting a dropped event stream.
+const EVENT_RETRY: Duration = Duration::from_secs(2);
+
+/// A [`NodeEvent`] as `GET /events` sends it: the SSE event name is `type`, and the data
+/// is this object as JSON.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum EventJson {
+    /// Sent first on every connection: where the chain stood when the stream began.
+    Ready {
+        /// The tip's height.
+        height: u64,
+        /// The tip's hash.
+        hash: String,
+    },
+    /// A block joined the main chain.
+    BlockConnected {
+        /// Its hash.
+        hash: String,
+        /// Its height.
+        height: u64,
+    },
+    /// A block left the main chain in a reorganisation.
+    BlockDisconnected {
+        /// Its hash.
+        hash: String,
+        /// Its height.
+        height: u64,
+    },
+    /// The tip settled after a change.
+    TipChanged {
+        /// The new tip's hash.
+        hash: String,
+        /// Its height.
+        height: u64,
+        /// Total chain work, hex.
+        work: String,
+        /// Blocks disconnected on the way (0 when the chain only grew).
+        reorg_depth: u64,
+    },
+    /// A transaction entered the pool.
+    TransactionAccepted {
+        /// Its id.
+        txid: String,
+    },
+    /// The stream fell behind and skipped events: reload what is shown.
+    Resync {
+        /// How many events were skipped.
+        missed: u64,
+    },
+}
+
+impl EventJson {
+    fn name(&self) -> &'static str {
+        match self {
+            EventJson::Ready { .. } => "ready",
+            EventJson::BlockConnected { .. } => "blockConnected",
+            EventJson::BlockDisconnected { .. } => "blockDisconnected",
+            EventJson::TipChanged { .. } => "tipChanged",
+            EventJson::TransactionAccepted { .. } => "transactionAccepted",
+            EventJson::Resync { .. } => "resync",
+        }
+    }
+
+    fn to_sse(&self) -> Event {
+        let data = serde_json::to_string(self).expect("event JSON has only strings and numbers");
+        Event::default().event(self.name()).data(data)
+    }
+}
+
+impl From<NodeEvent> for EventJson {
+    fn from(event: NodeEvent) -> EventJson {
+        match event {
+            NodeEvent::BlockConnected { hash, height } => EventJson::BlockConnected {
+                hash: hash.to_string(),
+                height: height.0,
+            },
+            NodeEvent::BlockDisconnected { hash, height } => EventJson::BlockDisconnected {
+                hash: hash.to_string(),
+                height: height.0,
+            },
+            NodeEvent::TipChanged {
+                hash,
+                height,
+                work,
+                reorg_depth,
+            } => EventJson::TipChanged {
+                hash: hash.to_string(),
+                height: height.0,
+                work: work.to_string(),
+                reorg_depth,
+            },
+            NodeEvent::TransactionAccepted { txid } => EventJson::TransactionAccepted {
+                txid: txid.to_string(),
+            },
+        }
+    }
+}
+
+/// `GET /events`: node events as server-sent events, for as long as the client listens.
+///
+/// Every connection starts with a `ready` event (the tip when the stream began), then one
+/// event per [`NodeEvent`]: `blockConnected`, `blockDisconnected`, `tipChanged` (with
+/// `reorgDepth`), `transactionAccepted`. The node never waits for a slow client: one that
+/// falls too far behind gets a `resync` event, meaning "some events were skipped, reload".
+/// An idle stream carries a keep-alive comment every 15 s; it ends when the node stops.
+pub async fn events(
+    State(node): State<Arc<Node>>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Subscribe before reading the tip, so nothing between the two is missed.
+    let receiver = node.subscribe();
+    let tip = blocking(&node, |node| Ok(node.tip())).await?;
+    let ready = EventJson::Ready {
+        height: tip.height.0,
+        hash: tip.hash.to_string(),
+    }
+    .to_sse()
+    .retry(EVENT_RETRY);
+    let live = live_events(receiver, move || node.is_shutting_down()).map(|event| event.to_sse());
+    let stream = stream::once(async move { ready })
+        .chain(live)
+        .map(Ok::<Event, Infallible>);
+    Ok(Sse::new(stream).keep_alive(
+        KeepAlive::new()
+            .interval(EVENT_KEEP_ALIVE)
+            .text("keep-alive"),
+    ))
+}
+
+/// The events after `ready`: one per [`NodeEvent`] received, `resync` where the receiver
+/// lagged, ending when the channel closes or, checked twice a second, `is_stopping` says so.
+fn live_events(
+    receiver: broadcast::Receiver<NodeEvent>,
+    is_stopping: impl Fn() -> bool + Send + 'static,
+) -> impl Stream<Item = EventJson> + Send + 'static {
+    stream::unfold(
+        (receiver, is_stopping),
+        |(mut receiver, is_stopping)| async move {
+            loop {
+                tokio::select! {
+                    received = receiver.recv() => {
+                        let event = match received {
+                            Ok(event) => EventJson::from(event),
+                            Err(RecvError::Lagged(missed)) => EventJson::Resync { missed },
+                            Err(RecvError::Closed) => return None,
+                        };
+                        return Some((event, (receiver, is_stopping)));
+                    }
+                    () = tokio::time::sleep(EVENT_SHUTDOWN_POLL) => {
+                        if is_stopping() {
+                            return None;
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use powchain_consensus::{BlockHash, BlockHeight, Txid, Work};
+
+    fn connected(height: u64) -> NodeEvent {
+        NodeEvent::BlockConnected {
+            hash: BlockHash([height as u8; 32]),
+            height: BlockHeight(height),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lagging_event_stream_says_resync_and_carries_on() {
+        let (sender, receiver) = broadcast::channel(2);
+        for height in 1..=5 {
+            sender.send(connected(height)).expect("a receiver exists");
+        }
+        drop(sender);
+        let events: Vec<EventJson> = live_events(receiver, || false).collect().await;
+        assert_eq!(
+            events,
+            vec![
+                EventJson::Resync { missed: 3 },
+                EventJson::from(connected(4)),
+                EventJson::from(connected(5)),
+            ],
+            "the stream ends when the channel closes"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_event_stream_ends_when_the_node_stops() {
+        let (_sender, receiver) = broadcast::channel::<NodeEvent>(2);
+        let events = tokio::time::timeout(
+            Duration::from_secs(10),
+            live_events(receiver, || true).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("the stream ends within a shutdown poll");
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn node_events_become_named_camel_case_json() {
+        let mut work_bytes = [0; 32];
+        work_bytes[31] = 0xff;
+        let event = EventJson::from(NodeEvent::TipChanged {
+            hash: BlockHash([0; 32]),
+            height: BlockHeight(7),
+            work: Work::from_be_bytes(work_bytes),
+            reorg_depth: 2,
+        });
+        assert_eq!(event.name(), "tipChanged");
+        let json = serde_json::to_value(&event).expect("serializes");
+        assert_eq!(json["type"], "tipChanged");
+        assert_eq!(json["height"], 7);
+        assert_eq!(json["reorgDepth"], 2);
+        assert_eq!(json["work"], "ff");
+        let accepted = EventJson::from(NodeEvent::TransactionAccepted {
+            txid: Txid([1; 32]),
+        });
+        assert_eq!(accepted.name(), "transactionAccepted");
+        let json = serde_json::to_value(&accepted).expect("serializes");
+        assert_eq!(json["txid"], Txid([1; 32]).to_string());
+        let resync = serde_json::to_value(EventJson::Resync { missed: 3 }).expect("serializes");
+        assert_eq!(resync, serde_json::json!({"type": "resync", "missed": 3}));
+    }
+}

@@ -29,6 +29,7 @@
 
 pub mod error;
 pub mod event;
+mod index;
 mod orphan;
 mod overlay;
 pub mod reader;

@@ -15,8 +15,8 @@ use crate::error::{ChainError, corrupt};
 use crate::overlay::{CoinChange, Overlay};
 use crate::store::{
     ADDRESS_TXS, ADDRESS_UTXO, AddressCoin, AddressTx, BLOCK_INDEX, BLOCKS, HEIGHTS, IndexRecord,
-    META, META_TIP, TX_INDEX, TxLocation, UTXO, address_range, coin_from_bytes, outpoint_from_key,
-    outpoint_key, tx_location_from_bytes,
+    META_TIP, TX_INDEX, TxLocation, UTXO, address_range, coin_from_bytes, outpoint_from_key,
+    outpoint_key, read_meta_hash, tx_location_from_bytes,
 };
 
 /// Opens read snapshots of a chain's store. Cheap to clone.
@@ -76,16 +76,7 @@ impl Snapshot {
     /// # Errors
     /// [`ChainError`] if the store is damaged or fails.
     pub fn tip(&self) -> Result<StoredTip, ChainError> {
-        let meta = self.transaction.open_table(META)?;
-        let hash_bytes = meta
-            .get(META_TIP)?
-            .ok_or_else(|| ChainError::Corrupt("no tip recorded".into()))?;
-        let hash = BlockHash(
-            hash_bytes
-                .value()
-                .try_into()
-                .map_err(|_| ChainError::Corrupt("tip is not 32 bytes".into()))?,
-        );
+        let hash = read_meta_hash(&self.transaction, META_TIP, "tip")?;
         let record = self
             .index_record(&hash)?
             .ok_or_else(|| ChainError::Corrupt(format!("tip {hash} is not in the block index")))?;

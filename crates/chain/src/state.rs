@@ -35,13 +35,11 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use powchain_consensus::difficulty::compute_median_time_past;
 use powchain_consensus::encode::{Decode, Encode};
 use powchain_consensus::merkle::compute_merkle_root;
 use powchain_consensus::signature::{ParallelVerifier, SignatureVerifier};
 use powchain_consensus::validation::{
-    HeaderContext, HeaderSummary, connect_block_transactions, next_required_bits,
-    validate_block_structure_with_txids, validate_header,
+    HeaderContext, connect_block_transactions, validate_block_structure_with_txids, validate_header,
 };
 use powchain_consensus::{
     Address, Block, BlockHash, BlockHeight, Coin, ConsensusError, Header, Network, OutPoint,
@@ -52,6 +50,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::{ChainError, corrupt};
 use crate::event::ChainEvent;
+use crate::index::{BlockIndex, BrokenMainChain};
 use crate::orphan::OrphanPool;
 use crate::overlay::{BlockChanges, CoinChange, Overlay, spent_addresses, touched_addresses};
 use crate::reader::ChainReader;
@@ -62,6 +61,7 @@ use crate::store::{
     coin_bytes, coin_from_bytes, decode_undo, encode_coin, encode_undo, outpoint_key,
     tx_location_bytes,
 };
+use crate::store::{hash_from_row, read_meta_hash};
 
 /// The redb page cache of the chain store by default, and a bound on the memory the store
 /// may take (redb's own default is 1 GiB). The operating system caches the file as well,
@@ -186,19 +186,15 @@ type CandidateKey = (Reverse<Work>, u64, BlockHash);
 pub struct ChainState {
     params: &'static Params,
     db: Arc<Database>,
-    index: HashMap<BlockHash, IndexRecord>,
-    main_chain: Vec<BlockHash>,
+    /// Every known header, the main chain and the best header (in memory).
+    index: BlockIndex,
     /// Blocks whose data, and all ancestors' data, are stored, and that have not failed.
     chain_data: HashSet<BlockHash>,
     /// Stored blocks waiting for an ancestor's data, by parent.
     waiting_for_parent: HashMap<BlockHash, Vec<BlockHash>>,
     /// Blocks with chain data and more work than the tip: where the chain may move next.
     candidates: BTreeSet<CandidateKey>,
-    best_header: BlockHash,
-    /// Each indexed block's skip pointer: its ancestor at [`skip_height`] of its height.
-    skips: HashMap<BlockHash, BlockHash>,
     orphans: OrphanPool,
-    next_sequence: u64,
     verifier: Arc<dyn SignatureVerifier + Send + Sync>,
     durability: StoreDurability,
     /// The unflushed blocks' changes to the coin tables and indexes (the writer's copy).
@@ -217,31 +213,8 @@ pub struct ChainState {
     events: Vec<ChainEvent>,
 }
 
-/// The height a block's skip pointer points to (Bitcoin Core's `GetSkipHeight`): chosen so
-/// that walking skips and parents reaches any ancestor in O(log height) steps.
-fn skip_height(height: u64) -> u64 {
-    fn clear_lowest_one(value: u64) -> u64 {
-        value & value.wrapping_sub(1)
-    }
-    if height < 2 {
-        return 0;
-    }
-    if height & 1 == 1 {
-        clear_lowest_one(clear_lowest_one(height - 1)) + 1
-    } else {
-        clear_lowest_one(height)
-    }
-}
-
 fn candidate_key(hash: BlockHash, record: &IndexRecord) -> CandidateKey {
     (Reverse(record.chain_work), record.sequence, hash)
-}
-
-fn hash_from_row(bytes: &[u8], what: &str) -> Result<BlockHash, ChainError> {
-    bytes
-        .try_into()
-        .map(BlockHash)
-        .map_err(|_| ChainError::Corrupt(format!("{what} is not a 32-byte hash")))
 }
 
 impl ChainState {
@@ -261,6 +234,7 @@ impl ChainState {
             .set_cache_size(options.cache_bytes)
             .create(path)?;
         Self::initialise(&db, params, path)?;
+        let index = Self::load_index(&db, params)?;
         let verifier = options.verifier.clone().unwrap_or_else(|| {
             Arc::new(ParallelVerifier {
                 threads: options.signature_threads.max(1),
@@ -269,15 +243,11 @@ impl ChainState {
         let mut state = ChainState {
             params,
             db: Arc::new(db),
-            index: HashMap::new(),
-            main_chain: Vec::new(),
+            index,
             chain_data: HashSet::new(),
             waiting_for_parent: HashMap::new(),
             candidates: BTreeSet::new(),
-            best_header: params.genesis_hash(),
-            skips: HashMap::new(),
             orphans: OrphanPool::default(),
-            next_sequence: 0,
             verifier,
             durability: options.durability,
             overlay: Overlay::default(),
@@ -387,44 +357,31 @@ impl ChainState {
         Ok(())
     }
 
-    fn load(&mut self) -> Result<(), ChainError> {
-        let read = self.db.begin_read()?;
+    /// Reads the block index and the tip, and rebuilds the main chain and skip pointers.
+    fn load_index(db: &Database, params: &'static Params) -> Result<BlockIndex, ChainError> {
+        let read = db.begin_read()?;
         let table = read.open_table(BLOCK_INDEX)?;
+        let mut records = HashMap::new();
         for row in table.iter()? {
             let (key, value) = row?;
             let hash = hash_from_row(key.value(), "block index key")?;
             let record =
                 IndexRecord::decode_exact(value.value()).map_err(corrupt("index record"))?;
-            self.next_sequence = self.next_sequence.max(record.sequence + 1);
-            self.index.insert(hash, record);
+            records.insert(hash, record);
         }
-        let tip_bytes = read
-            .open_table(META)?
-            .get(META_TIP)?
-            .ok_or_else(|| ChainError::Corrupt("no tip recorded".into()))?
-            .value()
-            .to_vec();
-        let tip = hash_from_row(&tip_bytes, "tip")?;
-        let mut cursor = tip;
-        let mut reversed = Vec::new();
-        loop {
-            let record = self.index.get(&cursor).ok_or_else(|| {
-                ChainError::Corrupt(format!("main-chain block {cursor} missing from the index"))
+        let tip = read_meta_hash(&read, META_TIP, "tip")?;
+        let index =
+            BlockIndex::from_records(records, tip, params.genesis_hash()).map_err(|broken| {
+                match broken {
+                    BrokenMainChain::MissingBlock(hash) => ChainError::Corrupt(format!(
+                        "main-chain block {hash} missing from the index"
+                    )),
+                    BrokenMainChain::WrongGenesis => {
+                        ChainError::Corrupt("the main chain does not start at genesis".into())
+                    }
+                }
             })?;
-            reversed.push(cursor);
-            if record.height == BlockHeight::GENESIS {
-                break;
-            }
-            cursor = record.header.prev_hash;
-        }
-        if cursor != self.params.genesis_hash() {
-            return Err(ChainError::Corrupt(
-                "the main chain does not start at genesis".into(),
-            ));
-        }
-        reversed.reverse();
-        self.main_chain = reversed;
-        let tip_height = self.main_chain.len() as u64 - 1;
+        let tip_height = index.tip_height().0;
         let stored_at_tip = read
             .open_table(HEIGHTS)?
             .get(tip_height)?
@@ -434,17 +391,16 @@ impl ChainState {
                 "height index disagrees with the tip at height {tip_height}"
             )));
         }
+        Ok(index)
+    }
 
+    /// Which stored blocks have their ancestors' data (candidates for the main chain), and
+    /// the coin cache of the unflushed blocks.
+    fn load(&mut self) -> Result<(), ChainError> {
+        let read = self.db.begin_read()?;
         // Which stored blocks have all their ancestors' data: parents before children.
-        let mut by_height: Vec<(BlockHeight, BlockHash)> = self
-            .index
-            .iter()
-            .map(|(hash, record)| (record.height, *hash))
-            .collect();
-        by_height.sort_unstable();
-        for (_, hash) in by_height {
+        for (_, hash) in self.index.by_height() {
             let record = self.index[&hash];
-            self.link_skip(hash, &record);
             if record.status == BlockStatus::DataStored {
                 if record.height == BlockHeight::GENESIS
                     || self.chain_data.contains(&record.header.prev_hash)
@@ -457,17 +413,12 @@ impl ChainState {
                         .push(hash);
                 }
             }
-            if !record.status.is_failed()
-                && record.chain_work > self.index[&self.best_header].chain_work
-            {
-                self.best_header = hash;
-            }
         }
         self.rebuild_candidates();
         self.replay_unflushed(&read)?;
         info!(
-            height = tip_height,
-            tip = %tip,
+            height = self.index.tip_height().0,
+            tip = %self.index.tip(),
             headers = self.index.len(),
             unflushed = self.overlay.len(),
             "opened the chain"
@@ -478,13 +429,7 @@ impl ChainState {
     /// Rebuilds the coin cache's layers of the main-chain blocks above the flushed tip
     /// from their data and undo data.
     fn replay_unflushed(&mut self, read: &redb::ReadTransaction) -> Result<(), ChainError> {
-        let flushed_bytes = read
-            .open_table(META)?
-            .get(META_FLUSHED)?
-            .ok_or_else(|| ChainError::Corrupt("no flushed tip recorded".into()))?
-            .value()
-            .to_vec();
-        let flushed = hash_from_row(&flushed_bytes, "flushed tip")?;
+        let flushed = read_meta_hash(read, META_FLUSHED, "flushed tip")?;
         let flushed_height = self
             .index
             .get(&flushed)
@@ -498,8 +443,11 @@ impl ChainState {
         let blocks = read.open_table(BLOCKS)?;
         let undo = read.open_table(UNDO)?;
         let mut overlay = Overlay::default();
-        for height in flushed_height.0 + 1..self.main_chain.len() as u64 {
-            let hash = self.main_chain[height as usize];
+        for height in flushed_height.0 + 1..=self.index.tip_height().0 {
+            let hash = self
+                .index
+                .hash_at(BlockHeight(height))
+                .expect("heights up to the tip are on the main chain");
             let block = blocks
                 .get(hash.0.as_slice())?
                 .ok_or_else(|| ChainError::Corrupt(format!("block {hash} has no stored data")))
@@ -546,10 +494,7 @@ impl ChainState {
 
     /// The main chain's tip.
     pub fn tip(&self) -> ChainTip {
-        let hash = *self
-            .main_chain
-            .last()
-            .expect("the main chain always holds genesis");
+        let hash = self.index.tip();
         let record = &self.index[&hash];
         ChainTip {
             hash,
@@ -566,17 +511,12 @@ impl ChainState {
 
     /// The main-chain hash at `height`.
     pub fn hash_at(&self, height: BlockHeight) -> Option<BlockHash> {
-        usize::try_from(height.0)
-            .ok()
-            .and_then(|height| self.main_chain.get(height))
-            .copied()
+        self.index.hash_at(height)
     }
 
     /// True if `hash` is on the main chain.
     pub fn is_on_main_chain(&self, hash: &BlockHash) -> bool {
-        self.index
-            .get(hash)
-            .is_some_and(|record| self.hash_at(record.height) == Some(*hash))
+        self.index.is_on_main_chain(hash)
     }
 
     /// True if the block's transactions are stored (or it waits in the orphan pool).
@@ -590,7 +530,18 @@ impl ChainState {
 
     /// The valid header with the most work: where the chain will go once blocks arrive.
     pub fn best_header(&self) -> (BlockHash, IndexRecord) {
-        (self.best_header, self.index[&self.best_header])
+        let best = self.index.best_header();
+        (best, self.index[&best])
+    }
+
+    /// The block index (in memory).
+    pub(crate) fn block_index(&self) -> &BlockIndex {
+        &self.index
+    }
+
+    /// True if the block waits in the orphan pool for its parent.
+    pub(crate) fn is_orphan(&self, hash: &BlockHash) -> bool {
+        self.orphans.contains(hash)
     }
 
     /// Number of orphan blocks held.
@@ -601,79 +552,7 @@ impl ChainState {
     /// The ancestor of `hash` at `height` (`hash` itself at its own height), in O(log height)
     /// steps: skip pointers and parents until the main chain, then the height index.
     pub fn ancestor(&self, hash: &BlockHash, height: BlockHeight) -> Option<BlockHash> {
-        let target = height.0;
-        let mut cursor = *hash;
-        loop {
-            let record = self.index.get(&cursor)?;
-            let walk = record.height.0;
-            if walk < target {
-                return None;
-            }
-            if walk == target {
-                return Some(cursor);
-            }
-            if self.hash_at(record.height) == Some(cursor) {
-                return self.hash_at(height);
-            }
-            // Bitcoin Core's `GetAncestor`: take the skip unless the parent's skip would
-            // land closer to the target without passing it.
-            let skip = skip_height(walk);
-            let skip_of_parent = skip_height(walk - 1);
-            let take_skip = skip == target
-                || (skip > target
-                    && !(skip_of_parent < skip.saturating_sub(2) && skip_of_parent >= target));
-            cursor = match self.skips.get(&cursor) {
-                Some(skip_hash) if take_skip => *skip_hash,
-                _ => record.header.prev_hash,
-            };
-        }
-    }
-
-    /// Records the skip pointer of a newly indexed block (its parent's are in place).
-    fn link_skip(&mut self, hash: BlockHash, record: &IndexRecord) {
-        if record.height == BlockHeight::GENESIS {
-            return;
-        }
-        let target = BlockHeight(skip_height(record.height.0));
-        if let Some(skip) = self.ancestor(&record.header.prev_hash, target) {
-            self.skips.insert(hash, skip);
-        }
-    }
-
-    /// The height of the highest ancestor of `hash` (itself included) on the main chain,
-    /// by binary search over heights: O(log^2 height).
-    fn main_chain_fork_height(&self, hash: &BlockHash) -> Option<u64> {
-        let record = self.index.get(hash)?;
-        let on_main_chain = |height: u64| {
-            self.ancestor(hash, BlockHeight(height))
-                .is_some_and(|ancestor| self.hash_at(BlockHeight(height)) == Some(ancestor))
-        };
-        let tip_height = self.main_chain.len() as u64 - 1;
-        let mut high = record.height.0.min(tip_height);
-        // Usually the answer at once: a header chain that extends the tip.
-        if on_main_chain(high) {
-            return Some(high);
-        }
-        // Genesis is on every branch; the answer lies in low..high.
-        let mut low = 0u64;
-        high -= 1;
-        while low < high {
-            let middle = low + (high - low).div_ceil(2);
-            if on_main_chain(middle) {
-                low = middle;
-            } else {
-                high = middle - 1;
-            }
-        }
-        Some(low)
-    }
-
-    fn summary(&self, hash: &BlockHash) -> Option<HeaderSummary> {
-        self.index.get(hash).map(|record| HeaderSummary {
-            height: record.height,
-            time_ms: record.header.time_ms,
-            bits: record.header.bits,
-        })
+        self.index.ancestor(hash, height)
     }
 
     /// What a child of `parent` is checked against, with the clock at `now_ms`.
@@ -685,32 +564,12 @@ impl ChainState {
         parent: &BlockHash,
         now_ms: u64,
     ) -> Result<HeaderContext, ChainError> {
-        let summary = self
-            .summary(parent)
-            .ok_or_else(|| ChainError::Corrupt(format!("unknown parent {parent}")))?;
-        let anchor = self
-            .ancestor(parent, Params::ASERT_ANCHOR_HEIGHT)
-            .and_then(|anchor| self.summary(&anchor));
-        let required_bits = next_required_bits(self.params, summary, anchor)
-            .ok_or_else(|| ChainError::Corrupt(format!("no difficulty anchor below {parent}")))?;
-        let mut times = Vec::with_capacity(11);
-        let mut cursor = *parent;
-        while times.len() < 11 {
-            let Some(record) = self.index.get(&cursor) else {
-                break;
-            };
-            times.push(record.header.time_ms);
-            if record.height == BlockHeight::GENESIS {
-                break;
-            }
-            cursor = record.header.prev_hash;
+        if self.index.get(parent).is_none() {
+            return Err(ChainError::Corrupt(format!("unknown parent {parent}")));
         }
-        times.reverse();
-        Ok(HeaderContext {
-            required_bits,
-            median_time_past_ms: compute_median_time_past(&times),
-            now_ms,
-        })
+        self.index
+            .header_context(self.params, parent, now_ms)
+            .ok_or_else(|| ChainError::Corrupt(format!("no difficulty anchor below {parent}")))
     }
 
     /// Checks a header against its parent and adds it to the index in memory.
@@ -746,20 +605,7 @@ impl ChainState {
                 },
             })?
             .to_work();
-        let record = IndexRecord {
-            header: *header,
-            height: parent.height.next(),
-            chain_work: parent.chain_work.saturating_add(work),
-            status: BlockStatus::HeaderValid,
-            sequence: self.next_sequence,
-        };
-        self.next_sequence += 1;
-        self.index.insert(hash, record);
-        self.link_skip(hash, &record);
-        if record.chain_work > self.index[&self.best_header].chain_work {
-            self.best_header = hash;
-        }
-        Ok((hash, record))
+        Ok((hash, self.index.add_header(hash, header, work)))
     }
 
     /// Checks headers in order (each may build on the one before) and adds them to the
@@ -1119,7 +965,7 @@ impl ChainState {
             }
             Some(_) => {}
             None => {
-                if !self.index.contains_key(&parent_hash) {
+                if self.index.get(&parent_hash).is_none() {
                     let size = block.compute_size();
                     if size > self.params.max_block_bytes {
                         return Err(ChainError::Invalid {
@@ -1193,7 +1039,7 @@ impl ChainState {
                 .insert(hash.0.as_slice(), stored.encode_to_vec().as_slice())?;
         }
         self.commit(write)?;
-        self.index.insert(hash, stored);
+        self.index.set_status(&hash, stored.status);
         self.note_chain_data(hash);
 
         if let Some(error) = self.activate_best_chain(Some(hash))? {
@@ -1251,15 +1097,15 @@ impl ChainState {
                 } = &error
                 {
                     warn!(block = %failed, rule = rule.rule(), %rule, "block failed to connect");
-                    self.index.insert(hash, stored);
+                    self.index.set_status(&hash, stored.status);
                     self.mark_failed(hash, BlockStatus::Failed)?;
                 }
                 return Err(error);
             }
         }
-        self.index.insert(hash, stored);
+        self.index.set_status(&hash, stored.status);
         self.chain_data.insert(hash);
-        self.main_chain.push(hash);
+        self.index.push_main(hash);
         self.flush_if_over_budget()?;
         let tip = self.tip();
         self.candidates
@@ -1343,41 +1189,14 @@ impl ChainState {
 
     /// Marks a block as failed (or as descending from one) in memory and on disk.
     fn mark_failed(&mut self, hash: BlockHash, status: BlockStatus) -> Result<(), ChainError> {
-        let Some(record) = self.index.get_mut(&hash) else {
+        let Some(record) = self.index.set_status(&hash, status) else {
             return Ok(());
         };
-        record.status = status;
-        let record = *record;
         self.chain_data.remove(&hash);
         self.candidates.remove(&candidate_key(hash, &record));
         self.persist_failed(hash)?;
-        let best = self.index[&self.best_header];
-        if best.status.is_failed() || self.descends_from_failed(&best) {
-            self.best_header = self
-                .index
-                .iter()
-                .filter(|(_, record)| {
-                    !record.status.is_failed() && !self.descends_from_failed(record)
-                })
-                .max_by_key(|(_, record)| (record.chain_work, Reverse(record.sequence)))
-                .map(|(hash, _)| *hash)
-                .unwrap_or(self.params.genesis_hash());
-        }
+        self.index.forget_failed_best_header();
         Ok(())
-    }
-
-    fn descends_from_failed(&self, record: &IndexRecord) -> bool {
-        let mut cursor = record.header.prev_hash;
-        while let Some(parent) = self.index.get(&cursor) {
-            if parent.status.is_failed() {
-                return true;
-            }
-            if self.hash_at(parent.height) == Some(cursor) {
-                return false;
-            }
-            cursor = parent.header.prev_hash;
-        }
-        false
     }
 
     /// Moves the main chain to the candidate with the most work, trying the next best when
@@ -1482,7 +1301,7 @@ impl ChainState {
                 return Err(error);
             }
         }
-        self.main_chain.push(hash);
+        self.index.push_main(hash);
         self.flush_if_over_budget()?;
         self.candidates.remove(&candidate_key(hash, &record));
         debug!(block = %hash, height = record.height.0, "connected block");
@@ -1587,7 +1406,7 @@ impl ChainState {
                 return Err(error);
             }
         }
-        self.main_chain.pop();
+        self.index.pop_main();
         let record = self.index[&tip.hash];
         if self.chain_data.contains(&tip.hash) {
             self.candidates.insert(candidate_key(tip.hash, &record));
@@ -1666,86 +1485,6 @@ impl ChainState {
         meta.insert(META_FLUSHED, tip.header.prev_hash.0.as_slice())?;
         Ok(())
     }
-
-    /// Hashes from the tip back to genesis, dense for the last ten blocks and then doubling
-    /// the step: a peer finds the fork point from it whatever branch it is on.
-    pub fn block_locator(&self) -> Vec<BlockHash> {
-        let mut locator = Vec::new();
-        let mut height = self.main_chain.len() as u64 - 1;
-        let mut step = 1u64;
-        loop {
-            locator.push(self.main_chain[height as usize]);
-            if height == 0 {
-                break;
-            }
-            if locator.len() >= 10 {
-                step *= 2;
-            }
-            height = height.saturating_sub(step);
-        }
-        locator
-    }
-
-    /// The height of the first locator hash on the main chain (genesis if none is).
-    pub fn find_fork(&self, locator: &[BlockHash]) -> BlockHeight {
-        locator
-            .iter()
-            .find_map(|hash| self.is_on_main_chain(hash).then(|| self.index[hash].height))
-            .unwrap_or(BlockHeight::GENESIS)
-    }
-
-    /// Main-chain headers after the fork with `locator`, at most `max`, stopping after `stop`.
-    pub fn headers_after(
-        &self,
-        locator: &[BlockHash],
-        stop: Option<BlockHash>,
-        max: usize,
-    ) -> Vec<Header> {
-        let start = self.find_fork(locator).0 as usize + 1;
-        let mut headers = Vec::new();
-        for hash in self.main_chain.iter().skip(start).take(max) {
-            headers.push(self.index[hash].header);
-            if Some(*hash) == stop {
-                break;
-            }
-        }
-        headers
-    }
-
-    /// Blocks to download next: those on the way to the best header whose data is
-    /// missing, oldest first, among the `max` heights after the main chain's fork with it
-    /// (the download window). The cost is O(max + log^2 height), whatever the distance to
-    /// the best header.
-    pub fn blocks_to_download(&self, max: usize) -> Vec<BlockHash> {
-        let best = self.best_header;
-        let Some(best_height) = self.index.get(&best).map(|record| record.height.0) else {
-            return Vec::new();
-        };
-        let Some(fork) = self.main_chain_fork_height(&best) else {
-            return Vec::new();
-        };
-        let last = best_height.min(fork.saturating_add(max as u64));
-        let Some(mut cursor) = self.ancestor(&best, BlockHeight(last)) else {
-            return Vec::new();
-        };
-        let mut window = Vec::with_capacity((last - fork) as usize);
-        for _ in fork..last {
-            let Some(record) = self.index.get(&cursor) else {
-                break;
-            };
-            window.push((cursor, record.status));
-            cursor = record.header.prev_hash;
-        }
-        window.reverse();
-        window
-            .into_iter()
-            .filter(|(hash, status)| {
-                *status == BlockStatus::HeaderValid && !self.orphans.contains(hash)
-            })
-            .map(|(hash, _)| hash)
-            .take(max)
-            .collect()
-    }
 }
 
 impl Drop for ChainState {
@@ -1785,18 +1524,6 @@ mod tests {
     }
 
     #[test]
-    fn skip_heights_point_below_and_match_bitcoin_core() {
-        // Values of Bitcoin Core's GetSkipHeight.
-        let expected = [0, 0, 0, 1, 0, 1, 4, 1, 0, 1, 8, 1, 8, 1, 12, 9, 0];
-        for (height, skip) in expected.iter().enumerate() {
-            assert_eq!(skip_height(height as u64), *skip, "height {height}");
-        }
-        for height in 1..10_000u64 {
-            assert!(skip_height(height) < height);
-        }
-    }
-
-    #[test]
     fn ancestors_through_skip_pointers_equal_a_parent_walk() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut chain = open(dir.path());
@@ -1818,7 +1545,10 @@ mod tests {
             .expect("valid headers");
         let branch_tip = branch.tip().compute_hash();
         assert_eq!(chain.best_header().0, branch_tip);
-        assert_eq!(chain.main_chain_fork_height(&branch_tip), Some(40));
+        assert_eq!(
+            chain.block_index().main_chain_fork_height(&branch_tip),
+            Some(40)
+        );
         for (blocks, tip) in [
             (&branch.blocks, branch_tip),
             (&main.blocks, main.tip().compute_hash()),

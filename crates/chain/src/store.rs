@@ -19,7 +19,9 @@ use powchain_consensus::encode::{Decode, DecodeError, Encode, Reader, write_vari
 use powchain_consensus::{
     Address, BlockHash, BlockHeight, Coin, Header, OutPoint, TxOut, Txid, Work,
 };
-use redb::TableDefinition;
+use redb::{ReadTransaction, TableDefinition};
+
+use crate::error::ChainError;
 
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
@@ -269,6 +271,29 @@ pub struct AddressTx {
     pub height: BlockHeight,
     /// The transaction.
     pub txid: Txid,
+}
+
+/// A 32-byte hash stored as a row's key or value; `what` names it in the error.
+pub(crate) fn hash_from_row(bytes: &[u8], what: &str) -> Result<BlockHash, ChainError> {
+    bytes
+        .try_into()
+        .map(BlockHash)
+        .map_err(|_| ChainError::Corrupt(format!("{what} is not a 32-byte hash")))
+}
+
+/// The block hash recorded under `key` in the META table (the tip, the flushed tip).
+pub(crate) fn read_meta_hash(
+    read: &ReadTransaction,
+    key: &str,
+    what: &str,
+) -> Result<BlockHash, ChainError> {
+    let bytes = read
+        .open_table(META)?
+        .get(key)?
+        .ok_or_else(|| ChainError::Corrupt(format!("no {what} recorded")))?
+        .value()
+        .to_vec();
+    hash_from_row(&bytes, what)
 }
 
 #[cfg(test)]

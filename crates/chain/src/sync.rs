@@ -14,11 +14,67 @@
 use std::collections::HashSet;
 use std::hash::Hash;
 
-use powchain_consensus::BlockHash;
+use powchain_consensus::{BlockHash, BlockHeight, Header};
 
 use crate::state::ChainState;
+use crate::store::BlockStatus;
 
 impl ChainState {
+    /// Hashes from the tip back to genesis, dense for the last ten blocks and then doubling
+    /// the step: a peer finds the fork point from it whatever branch it is on.
+    pub fn block_locator(&self) -> Vec<BlockHash> {
+        self.block_index().block_locator()
+    }
+
+    /// The height of the first locator hash on the main chain (genesis if none is).
+    pub fn find_fork(&self, locator: &[BlockHash]) -> BlockHeight {
+        self.block_index().find_fork(locator)
+    }
+
+    /// Main-chain headers after the fork with `locator`, at most `max`, stopping after `stop`.
+    pub fn headers_after(
+        &self,
+        locator: &[BlockHash],
+        stop: Option<BlockHash>,
+        max: usize,
+    ) -> Vec<Header> {
+        self.block_index().headers_after(locator, stop, max)
+    }
+
+    /// Blocks to download next: those on the way to the best header whose data is
+    /// missing, oldest first, among the `max` heights after the main chain's fork with it
+    /// (the download window). The cost is O(max + log^2 height), whatever the distance to
+    /// the best header.
+    pub fn blocks_to_download(&self, max: usize) -> Vec<BlockHash> {
+        let index = self.block_index();
+        let best = index.best_header();
+        let Some(best_height) = index.get(&best).map(|record| record.height.0) else {
+            return Vec::new();
+        };
+        let Some(fork) = index.main_chain_fork_height(&best) else {
+            return Vec::new();
+        };
+        let last = best_height.min(fork.saturating_add(max as u64));
+        let Some(mut cursor) = index.ancestor(&best, BlockHeight(last)) else {
+            return Vec::new();
+        };
+        let mut window = Vec::with_capacity((last - fork) as usize);
+        for _ in fork..last {
+            let Some(record) = index.get(&cursor) else {
+                break;
+            };
+            window.push((cursor, record.status));
+            cursor = record.header.prev_hash;
+        }
+        window.reverse();
+        window
+            .into_iter()
+            .filter(|(hash, status)| *status == BlockStatus::HeaderValid && !self.is_orphan(hash))
+            .map(|(hash, _)| hash)
+            .take(max)
+            .collect()
+    }
+
     /// The locator a `get_headers` request carries: the best header first (so the peer
     /// learns how far we know), then the main chain's locator.
     pub fn header_locator(&self) -> Vec<BlockHash> {

@@ -1,0 +1,298 @@
+//! Opening a store: create it with genesis or check it is this network's, upgrade an old
+//! schema, read the block index, and rebuild the coin cache of the unflushed blocks.
+//!
+//! ```text
+//!   open ──▶ initialise (genesis, or network + genesis + schema checks, schema upgrade)
+//!        ──▶ load_index (records + tip ──▶ BlockIndex) ──▶ load (chain data, candidates)
+//!        ──▶ replay_unflushed (layers of the blocks above the flushed tip)
+//!        ──▶ activate_best_chain (finish a reorganisation a crash interrupted)
+//! ```
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use powchain_consensus::encode::{Decode, Encode};
+use powchain_consensus::signature::ParallelVerifier;
+use powchain_consensus::{Block, BlockHeight, Network, Params};
+use redb::{Database, ReadableDatabase, ReadableTable};
+use tracing::info;
+
+use super::{ChainOptions, ChainState};
+use crate::error::{ChainError, corrupt};
+use crate::index::{BlockIndex, BrokenMainChain};
+use crate::orphan::OrphanPool;
+use crate::overlay::{BlockChanges, Overlay};
+use crate::store::{
+    ADDRESS_TXS, ADDRESS_UTXO, BLOCK_INDEX, BLOCKS, BlockStatus, HEIGHTS, IndexRecord, META,
+    META_FLUSHED, META_GENESIS, META_NETWORK, META_SCHEMA, META_TIP, SCHEMA_VERSION,
+    SCHEMA_WITHOUT_FLUSHED_TIP, TX_INDEX, UNDO, UTXO, decode_undo,
+};
+use crate::store::{hash_from_row, read_meta_hash};
+
+impl ChainState {
+    /// Opens the chain stored at `path` (a file), creating it with the genesis block of
+    /// `network` if it does not exist.
+    ///
+    /// # Errors
+    /// [`ChainError::ForeignDataDir`] for another network's store, [`ChainError::Corrupt`]
+    /// for a damaged one, [`ChainError::Storage`] if the file cannot be opened.
+    pub fn open(
+        path: &Path,
+        network: Network,
+        options: ChainOptions,
+    ) -> Result<ChainState, ChainError> {
+        let params = network.params();
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(path)?;
+        Self::initialise(&db, params, path)?;
+        let index = Self::load_index(&db, params)?;
+        let verifier = options.verifier.clone().unwrap_or_else(|| {
+            Arc::new(ParallelVerifier {
+                threads: options.signature_threads.max(1),
+            })
+        });
+        let mut state = ChainState {
+            params,
+            db: Arc::new(db),
+            index,
+            chain_data: HashSet::new(),
+            waiting_for_parent: HashMap::new(),
+            candidates: BTreeSet::new(),
+            orphans: OrphanPool::default(),
+            verifier,
+            durability: options.durability,
+            overlay: Overlay::default(),
+            shared_overlay: Arc::new(RwLock::new(Overlay::default())),
+            coin_cache_bytes: options.coin_cache_bytes,
+            coin_cache_blocks: options.coin_cache_blocks,
+            unsynced_commits: 0,
+            first_deferred_ms: None,
+            syncs: 0,
+            events: Vec::new(),
+        };
+        state.load()?;
+        // A crash in the middle of a reorganisation leaves a lighter tip than the best
+        // stored branch; finish the switch now.
+        let activated = state
+            .flush_if_over_budget()
+            .and_then(|()| state.activate_best_chain(None));
+        state.sync_store(true)?;
+        activated?;
+        state.events.clear();
+        Ok(state)
+    }
+
+    pub(super) fn initialise(
+        db: &Database,
+        params: &'static Params,
+        path: &Path,
+    ) -> Result<(), ChainError> {
+        let write = db.begin_write()?;
+        {
+            let mut meta = write.open_table(META)?;
+            let stored_network = meta.get(META_NETWORK)?.map(|row| row.value().to_vec());
+            match stored_network {
+                Some(name) => {
+                    let found = String::from_utf8_lossy(&name).into_owned();
+                    let genesis = meta.get(META_GENESIS)?.map(|row| row.value().to_vec());
+                    if found != params.network.name()
+                        || genesis.as_deref() != Some(params.genesis_hash().0.as_slice())
+                    {
+                        return Err(ChainError::ForeignDataDir {
+                            path: path.to_path_buf(),
+                            expected: format!(
+                                "{} (genesis {})",
+                                params.network,
+                                params.genesis_hash()
+                            ),
+                            found,
+                        });
+                    }
+                    let schema = meta.get(META_SCHEMA)?.map(|row| row.value().to_vec());
+                    if schema.as_deref()
+                        == Some(SCHEMA_WITHOUT_FLUSHED_TIP.to_le_bytes().as_slice())
+                    {
+                        // Written block by block: the tables are complete at the tip.
+                        let tip = meta
+                            .get(META_TIP)?
+                            .ok_or_else(|| ChainError::Corrupt("no tip recorded".into()))?
+                            .value()
+                            .to_vec();
+                        meta.insert(META_FLUSHED, tip.as_slice())?;
+                        meta.insert(META_SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())?;
+                        info!(
+                            from = SCHEMA_WITHOUT_FLUSHED_TIP,
+                            to = SCHEMA_VERSION,
+                            "upgraded the store's schema"
+                        );
+                    } else if schema.as_deref() != Some(SCHEMA_VERSION.to_le_bytes().as_slice()) {
+                        return Err(ChainError::Corrupt(format!(
+                            "unknown store schema {schema:?}, this build writes {SCHEMA_VERSION}"
+                        )));
+                    }
+                }
+                None => {
+                    let genesis = params.genesis();
+                    let hash = params.genesis_hash();
+                    let record = IndexRecord {
+                        header: genesis.header,
+                        height: BlockHeight::GENESIS,
+                        chain_work: genesis
+                            .header
+                            .bits
+                            .to_target()
+                            .map_err(|error| ChainError::Corrupt(format!("genesis bits: {error}")))?
+                            .to_work(),
+                        status: BlockStatus::DataStored,
+                        sequence: 0,
+                    };
+                    meta.insert(META_NETWORK, params.network.name().as_bytes())?;
+                    meta.insert(META_GENESIS, hash.0.as_slice())?;
+                    meta.insert(META_SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())?;
+                    meta.insert(META_TIP, hash.0.as_slice())?;
+                    meta.insert(META_FLUSHED, hash.0.as_slice())?;
+                    write
+                        .open_table(BLOCKS)?
+                        .insert(hash.0.as_slice(), genesis.encode_to_vec().as_slice())?;
+                    write
+                        .open_table(BLOCK_INDEX)?
+                        .insert(hash.0.as_slice(), record.encode_to_vec().as_slice())?;
+                    write.open_table(HEIGHTS)?.insert(0, hash.0.as_slice())?;
+                    info!(network = %params.network, genesis = %hash, "created a new chain");
+                }
+            }
+            // Create every table so readers never meet a missing one.
+            write.open_table(UTXO)?;
+            write.open_table(UNDO)?;
+            write.open_table(TX_INDEX)?;
+            write.open_table(ADDRESS_UTXO)?;
+            write.open_table(ADDRESS_TXS)?;
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// Reads the block index and the tip, and rebuilds the main chain and skip pointers.
+    pub(super) fn load_index(
+        db: &Database,
+        params: &'static Params,
+    ) -> Result<BlockIndex, ChainError> {
+        let read = db.begin_read()?;
+        let table = read.open_table(BLOCK_INDEX)?;
+        let mut records = HashMap::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            let hash = hash_from_row(key.value(), "block index key")?;
+            let record =
+                IndexRecord::decode_exact(value.value()).map_err(corrupt("index record"))?;
+            records.insert(hash, record);
+        }
+        let tip = read_meta_hash(&read, META_TIP, "tip")?;
+        let index =
+            BlockIndex::from_records(records, tip, params.genesis_hash()).map_err(|broken| {
+                match broken {
+                    BrokenMainChain::MissingBlock(hash) => ChainError::Corrupt(format!(
+                        "main-chain block {hash} missing from the index"
+                    )),
+                    BrokenMainChain::WrongGenesis => {
+                        ChainError::Corrupt("the main chain does not start at genesis".into())
+                    }
+                }
+            })?;
+        let tip_height = index.tip_height().0;
+        let stored_at_tip = read
+            .open_table(HEIGHTS)?
+            .get(tip_height)?
+            .map(|row| row.value().to_vec());
+        if stored_at_tip.as_deref() != Some(tip.0.as_slice()) {
+            return Err(ChainError::Corrupt(format!(
+                "height index disagrees with the tip at height {tip_height}"
+            )));
+        }
+        Ok(index)
+    }
+
+    /// Which stored blocks have their ancestors' data (candidates for the main chain), and
+    /// the coin cache of the unflushed blocks.
+    pub(super) fn load(&mut self) -> Result<(), ChainError> {
+        let read = self.db.begin_read()?;
+        // Which stored blocks have all their ancestors' data: parents before children.
+        for (_, hash) in self.index.by_height() {
+            let record = self.index[&hash];
+            if record.status == BlockStatus::DataStored {
+                if record.height == BlockHeight::GENESIS
+                    || self.chain_data.contains(&record.header.prev_hash)
+                {
+                    self.chain_data.insert(hash);
+                } else {
+                    self.waiting_for_parent
+                        .entry(record.header.prev_hash)
+                        .or_default()
+                        .push(hash);
+                }
+            }
+        }
+        self.rebuild_candidates();
+        self.replay_unflushed(&read)?;
+        info!(
+            height = self.index.tip_height().0,
+            tip = %self.index.tip(),
+            headers = self.index.len(),
+            unflushed = self.overlay.len(),
+            "opened the chain"
+        );
+        Ok(())
+    }
+
+    /// Rebuilds the coin cache's layers of the main-chain blocks above the flushed tip
+    /// from their data and undo data.
+    pub(super) fn replay_unflushed(
+        &mut self,
+        read: &redb::ReadTransaction,
+    ) -> Result<(), ChainError> {
+        let flushed = read_meta_hash(read, META_FLUSHED, "flushed tip")?;
+        let flushed_height = self
+            .index
+            .get(&flushed)
+            .map(|record| record.height)
+            .filter(|height| self.hash_at(*height) == Some(flushed))
+            .ok_or_else(|| {
+                ChainError::Corrupt(format!(
+                    "the flushed tip {flushed} is not on the main chain"
+                ))
+            })?;
+        let blocks = read.open_table(BLOCKS)?;
+        let undo = read.open_table(UNDO)?;
+        let mut overlay = Overlay::default();
+        for height in flushed_height.0 + 1..=self.index.tip_height().0 {
+            let hash = self
+                .index
+                .hash_at(BlockHeight(height))
+                .expect("heights up to the tip are on the main chain");
+            let block = blocks
+                .get(hash.0.as_slice())?
+                .ok_or_else(|| ChainError::Corrupt(format!("block {hash} has no stored data")))
+                .and_then(|row| Block::decode_exact(row.value()).map_err(corrupt("block")))?;
+            let spent = undo
+                .get(hash.0.as_slice())?
+                .ok_or_else(|| ChainError::Corrupt(format!("no undo data for block {hash}")))
+                .and_then(|row| decode_undo(row.value()).map_err(corrupt("undo data")))?;
+            let txids = block.compute_txids();
+            overlay.push(BlockChanges::replayed(
+                hash,
+                BlockHeight(height),
+                &block,
+                &txids,
+                &spent,
+            ));
+        }
+        self.overlay = overlay;
+        *self
+            .shared_overlay
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = self.overlay.clone();
+        Ok(())
+    }
+}

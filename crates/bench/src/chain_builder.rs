@@ -12,6 +12,7 @@
 use powchain_consensus::pow::HeaderHasher;
 use powchain_consensus::secp256k1::Keypair;
 use powchain_consensus::signature::{SighashCache, address_of, sign_schnorr};
+use powchain_consensus::utxo::created_outputs;
 use powchain_consensus::{
     Address, Amount, Block, BlockHash, BlockHeight, Header, Network, OutPoint, Params, Signature,
     Transaction, TxIn, TxInputs, TxOut,
@@ -224,14 +225,10 @@ pub(crate) fn fan_out(
             count
         ],
     );
-    let txid = transaction.compute_txid();
-    let coins = (0..count)
-        .map(|vout| OwnedCoin {
-            outpoint: OutPoint {
-                txid,
-                vout: vout as u32,
-            },
-            output: transaction.outputs[vout],
+    let coins = created_outputs(&transaction, transaction.compute_txid())
+        .map(|(outpoint, output)| OwnedCoin {
+            outpoint,
+            output: *output,
         })
         .collect();
     (transaction, coins)

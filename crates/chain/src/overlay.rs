@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use powchain_consensus::utxo::{created_coins, created_outputs};
 use powchain_consensus::{
     Address, Block, BlockHash, BlockHeight, Coin, OutPoint, Transaction, Txid,
 };
@@ -115,22 +116,10 @@ impl BlockChanges {
             .collect();
         let mut created = Vec::new();
         for (transaction, txid) in block.transactions.iter().zip(txids) {
-            for (vout, output) in transaction.outputs.iter().enumerate() {
-                let outpoint = OutPoint {
-                    txid: *txid,
-                    vout: vout as u32,
-                };
-                if !spent_inside.contains(&outpoint) {
-                    created.push((
-                        outpoint,
-                        Coin {
-                            output: *output,
-                            height,
-                            is_coinbase: transaction.is_coinbase(),
-                        },
-                    ));
-                }
-            }
+            created.extend(
+                created_coins(transaction, *txid, height)
+                    .filter(|(outpoint, _)| !spent_inside.contains(outpoint)),
+            );
         }
         BlockChanges::new(hash, height, block, txids, spent, &created)
     }
@@ -170,15 +159,10 @@ pub(crate) fn spent_addresses(
         .map(|(outpoint, coin)| (*outpoint, coin.output.address))
         .collect();
     for (transaction, txid) in block.transactions.iter().zip(txids) {
-        for (vout, output) in transaction.outputs.iter().enumerate() {
-            addresses.insert(
-                OutPoint {
-                    txid: *txid,
-                    vout: vout as u32,
-                },
-                output.address,
-            );
-        }
+        addresses.extend(
+            created_outputs(transaction, *txid)
+                .map(|(outpoint, output)| (outpoint, output.address)),
+        );
     }
     addresses
 }

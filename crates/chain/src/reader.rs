@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use powchain_consensus::encode::{Decode, Reader};
+use powchain_consensus::utxo::created_coins;
 use powchain_consensus::{Address, Block, BlockHash, BlockHeight, Coin, OutPoint, Params, Txid};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
@@ -333,19 +334,7 @@ impl Snapshot {
                     })?;
                 }
                 let txid = transaction.compute_txid();
-                for (vout, output) in transaction.outputs.iter().enumerate() {
-                    rebuilt.insert(
-                        OutPoint {
-                            txid,
-                            vout: vout as u32,
-                        },
-                        Coin {
-                            output: *output,
-                            height,
-                            is_coinbase: transaction.is_coinbase(),
-                        },
-                    );
-                }
+                rebuilt.extend(created_coins(transaction, txid, height));
             }
         }
         if expected_prev != tip.hash {

@@ -193,25 +193,7 @@ impl TestChain {
 
     /// The outputs of `transaction` as coins at `height`, to chain further spends.
     pub fn coins_of(transaction: &Transaction, height: BlockHeight) -> HashMap<OutPoint, Coin> {
-        let txid = transaction.compute_txid();
-        transaction
-            .outputs
-            .iter()
-            .enumerate()
-            .map(|(vout, output)| {
-                (
-                    OutPoint {
-                        txid,
-                        vout: vout as u32,
-                    },
-                    Coin {
-                        output: *output,
-                        height,
-                        is_coinbase: transaction.is_coinbase(),
-                    },
-                )
-            })
-            .collect()
+        crate::utxo::created_coins(transaction, transaction.compute_txid(), height).collect()
     }
 
     /// An unsolved next block: coinbase paying subsidy plus `fees` to the miner, then

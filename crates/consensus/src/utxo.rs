@@ -6,8 +6,9 @@
 
 use std::collections::HashMap;
 
+use crate::hash::Txid;
 use crate::params::Params;
-use crate::transaction::{BlockHeight, OutPoint, TxOut};
+use crate::transaction::{BlockHeight, OutPoint, Transaction, TxOut};
 
 /// An unspent output and where it came from.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -28,6 +29,43 @@ impl Coin {
         !self.is_coinbase
             || spend_height.0 >= self.height.0.saturating_add(params.coinbase_maturity)
     }
+}
+
+/// The outputs `transaction` (whose id is `txid`) creates, each with the outpoint that
+/// names it: output `n` is `txid:n`.
+pub fn created_outputs(
+    transaction: &Transaction,
+    txid: Txid,
+) -> impl Iterator<Item = (OutPoint, &TxOut)> + '_ {
+    transaction
+        .outputs
+        .iter()
+        .enumerate()
+        .map(move |(vout, output)| {
+            let vout =
+                u32::try_from(vout).expect("a decoded transaction has fewer than 2^32 outputs");
+            (OutPoint { txid, vout }, output)
+        })
+}
+
+/// The coins `transaction` (whose id is `txid`) creates in a block at `height`: one per
+/// output, coinbase coins marked so they mature before they are spent.
+pub fn created_coins(
+    transaction: &Transaction,
+    txid: Txid,
+    height: BlockHeight,
+) -> impl Iterator<Item = (OutPoint, Coin)> + '_ {
+    let is_coinbase = transaction.is_coinbase();
+    created_outputs(transaction, txid).map(move |(outpoint, output)| {
+        (
+            outpoint,
+            Coin {
+                output: *output,
+                height,
+                is_coinbase,
+            },
+        )
+    })
 }
 
 /// Read access to unspent outputs.

@@ -24,7 +24,7 @@ use crate::params::{Params, Retarget};
 use crate::signature::{SighashCache, SignatureCheck, SignatureVerifier};
 use crate::target::CompactTarget;
 use crate::transaction::{BlockHeight, MAX_TX_BYTES, OutPoint, Transaction, TxInputs, TxOut};
-use crate::utxo::{Coin, UtxoView};
+use crate::utxo::{Coin, UtxoView, created_coins};
 
 /// The few facts about a block that difficulty needs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -453,19 +453,8 @@ pub fn connect_block_transactions(
             }
             signature_checks.extend(check.signature_checks);
         }
-        for (vout, output) in transaction.outputs.iter().enumerate() {
-            let outpoint = OutPoint {
-                txid: txids[index],
-                vout: vout as u32,
-            };
-            overlay.created.insert(
-                outpoint,
-                Coin {
-                    output: *output,
-                    height,
-                    is_coinbase: transaction.is_coinbase(),
-                },
-            );
+        for (outpoint, coin) in created_coins(transaction, txids[index], height) {
+            overlay.created.insert(outpoint, coin);
             created_order.push(outpoint);
         }
     }

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use powchain_consensus::encode::{Decode, Encode};
+use powchain_consensus::utxo::created_outputs;
 use powchain_consensus::validation::connect_block_transactions;
 use powchain_consensus::{Block, BlockHash, BlockHeight, Coin, OutPoint, Txid};
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
@@ -369,11 +370,7 @@ impl ChainState {
         let mut tx_index = write.open_table(TX_INDEX)?;
         let mut address_txs = write.open_table(ADDRESS_TXS)?;
         for (transaction, txid) in block.transactions.iter().zip(&txids).rev() {
-            for (vout, output) in transaction.outputs.iter().enumerate() {
-                let outpoint = OutPoint {
-                    txid: *txid,
-                    vout: vout as u32,
-                };
+            for (outpoint, output) in created_outputs(transaction, *txid) {
                 utxo.remove(outpoint_key(&outpoint).as_slice())?;
                 address_utxo.remove(address_utxo_key(&output.address, &outpoint).as_slice())?;
             }

@@ -24,6 +24,7 @@
 mod chain_builder;
 mod connect;
 mod error;
+pub mod harness;
 mod http;
 mod machine;
 mod measure;

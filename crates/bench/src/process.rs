@@ -12,13 +12,14 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::error::{BenchError, failed};
+use crate::harness::{regtest_command, wait_for_ports};
 use crate::http::HttpClient;
 
 /// The node's stderr, in its data directory.
@@ -35,11 +36,6 @@ pub(crate) struct NodeProcess {
     pub(crate) p2p_port: u16,
 }
 
-fn port_in(line: &str) -> Option<u16> {
-    let (_, rest) = line.rsplit_once("(port ")?;
-    rest.trim_end_matches(')').trim().parse().ok()
-}
-
 impl NodeProcess {
     /// Starts `executable` as a regtest node in `data_dir`, dialling `peers`, with the
     /// node's defaults otherwise (every core for signatures, one mining thread).
@@ -48,30 +44,13 @@ impl NodeProcess {
         data_dir: &Path,
         peers: &[String],
     ) -> Result<NodeProcess, BenchError> {
-        let mut command = Command::new(executable);
+        let mut command = regtest_command(executable, data_dir);
         command
-            .args([
-                "node",
-                "--network",
-                "regtest",
-                "--http-port",
-                "0",
-                "--p2p-port",
-                "0",
-            ])
-            .args(["--p2p-bind", "127.0.0.1", "--miner-threads", "1"])
-            .arg("--data-dir")
-            .arg(data_dir)
+            .args(["--miner-threads", "1"])
             .env(
                 "POWCHAIN_LOG",
                 std::env::var("POWCHAIN_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".to_owned()),
             )
-            .env_remove("PEERS")
-            .env_remove("HTTP_PORT")
-            .env_remove("P2P_PORT")
-            .env_remove("DATA_DIR")
-            .env_remove("NETWORK")
-            .env_remove("MINE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             // Warnings only (bans, dropped peers): a failed figure quotes their tail.
@@ -92,33 +71,22 @@ impl NodeProcess {
                 let _ = sender.send(line);
             }
         });
-        let deadline = Instant::now() + START_DEADLINE;
-        let mut http = None;
-        let mut p2p_port = None;
-        while http.is_none() || p2p_port.is_none() {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let line = match receiver.recv_timeout(remaining) {
-                Ok(line) => line,
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(failed(format!(
-                        "the node in {} did not start listening",
-                        data_dir.display()
-                    )));
-                }
-            };
-            if line.starts_with("P2P listening on") {
-                p2p_port = port_in(&line);
-            } else if line.starts_with("HTTP API listening on") {
-                http = port_in(&line).map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+        let ports = match wait_for_ports(&receiver, START_DEADLINE) {
+            Ok(ports) => ports,
+            Err(reason) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(failed(format!(
+                    "the node in {} did not start listening: {reason}",
+                    data_dir.display()
+                )));
             }
-        }
+        };
         Ok(NodeProcess {
             child,
             data_dir: data_dir.to_path_buf(),
-            http: http.ok_or_else(|| failed("no HTTP port"))?,
-            p2p_port: p2p_port.ok_or_else(|| failed("no P2P port"))?,
+            http: ports.http,
+            p2p_port: ports.p2p_port,
         })
     }
 
@@ -222,22 +190,4 @@ impl NodeProcess {
 /// The `height` field of a status answer.
 pub(crate) fn status_height(status: &Value) -> u64 {
     status["height"].as_u64().unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_are_read_from_the_listener_lines() {
-        assert_eq!(
-            port_in("P2P listening on ws://127.0.0.1:40000 (port 40000)"),
-            Some(40000)
-        );
-        assert_eq!(
-            port_in("HTTP API listening on http://127.0.0.1:3001 (port 3001)"),
-            Some(3001)
-        );
-        assert_eq!(port_in("data directory: x"), None);
-    }
 }

@@ -1,12 +1,15 @@
 //! Command-line flags (with the tutorial's environment variables) and their validation
 //! into settings, in one step.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use powchain_api::ApiToken;
 use powchain_consensus::Network;
+use powchain_launch::Settings;
+use powchain_p2p::PeerUrl;
 
 /// powchain: a proof-of-work cryptocurrency node.
 ///
@@ -231,26 +234,43 @@ impl NodeArgs {
             .unwrap_or_else(|| default_data_dir(self.network, self.http_port))
     }
 
-    /// Checks flag combinations clap cannot.
+    /// The node's settings, checked in one step: what clap cannot check (combinations,
+    /// peer addresses) is checked here, and nothing downstream parses them again.
     ///
     /// # Errors
-    /// A message naming the bad flag.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.miner_threads == Some(0) {
-            return Err("--miner-threads must be at least 1".into());
-        }
+    /// A message naming the bad flag and its environment variable.
+    pub fn settings(&self) -> Result<Settings, String> {
+        let miner_threads = match self.miner_threads {
+            None => None,
+            Some(threads) => Some(
+                NonZeroUsize::new(threads)
+                    .ok_or("--miner-threads (MINER_THREADS) must be at least 1")?,
+            ),
+        };
         if self.http_port != 0 && self.http_port == self.p2p_port {
             return Err(format!(
-                "--http-port and --p2p-port are both {}",
+                "--http-port (HTTP_PORT) and --p2p-port (P2P_PORT) are both {}",
                 self.http_port
             ));
         }
-        for peer in &self.peers {
-            if !peer.trim().is_empty() && !peer.trim().starts_with("ws://") {
-                return Err(format!("peer {peer:?} must be a ws://host:port address"));
-            }
-        }
-        Ok(())
+        let peers = self
+            .peers
+            .iter()
+            .map(|peer| peer.trim())
+            .filter(|peer| !peer.is_empty())
+            .map(|peer| PeerUrl::parse(peer).map_err(|error| format!("--peers (PEERS): {error}")))
+            .collect::<Result<Vec<PeerUrl>, String>>()?;
+        Ok(Settings {
+            network: self.network,
+            data_dir: self.data_dir(),
+            http: SocketAddr::new(self.http_bind, self.http_port),
+            p2p: SocketAddr::new(self.p2p_bind, self.p2p_port),
+            peers,
+            mine: self.mine,
+            miner_threads,
+            require_token: self.require_token,
+            wallet_passphrase_file: self.wallet_passphrase_file.clone(),
+        })
     }
 }
 
@@ -287,7 +307,7 @@ mod tests {
         );
         let dirs: std::collections::HashSet<_> = nodes.iter().map(NodeArgs::data_dir).collect();
         assert_eq!(dirs.len(), 4);
-        assert!(nodes.iter().all(|node| node.validate().is_ok()));
+        assert!(nodes.iter().all(|node| node.settings().is_ok()));
         assert!(Cli::try_parse_from(["powchain", "devnet", "--nodes", "0"]).is_err());
     }
 
@@ -371,9 +391,17 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(cli.node.peers.len(), 2);
-        assert!(cli.node.validate().is_ok());
+        let settings = cli.node.settings().expect("valid");
+        assert_eq!(settings.peers.len(), 2);
+        assert_eq!(settings.peers[1].port, 5002);
         let cli = Cli::try_parse_from(["powchain", "--peers", "http://x:1"]).expect("parses");
-        assert!(cli.node.validate().is_err());
+        let error = cli.node.settings().expect_err("not a peer address");
+        assert!(
+            error.contains("--peers (PEERS)") && error.contains("ws://"),
+            "{error}"
+        );
+        let cli = Cli::try_parse_from(["powchain", "--miner-threads", "0"]).expect("parses");
+        assert!(cli.node.settings().is_err());
         assert!(Cli::try_parse_from(["powchain", "--network", "mainnet"]).is_err());
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::DevnetArgs;
-use crate::launch::{RunningNode, launch, shutdown_signal};
+use powchain_launch::{RunningNode, launch, shutdown_signal};
 
 /// Starts the nodes, prints where they are, reports heights until Ctrl-C, stops them.
 ///
@@ -19,8 +19,11 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     let mut running: Vec<RunningNode> = Vec::new();
     for index in 0..args.nodes {
-        let node_args = args.node_args(index);
-        match launch(&node_args, token.child_token(), false).await {
+        let settings = args
+            .node_args(index)
+            .settings()
+            .map_err(anyhow::Error::msg)?;
+        match launch(settings, token.child_token()).await {
             Ok(node) => running.push(node),
             Err(error) => {
                 for node in running {
@@ -43,7 +46,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
             "  node {}  http://{}  ws://127.0.0.1:{}  data {}",
             index + 1,
             node.http_address,
-            node.p2p.listen_port(),
+            node.p2p_address.port(),
             node_args.data_dir().display()
         );
     }

@@ -5,7 +5,7 @@ mod args;
 mod bench;
 mod client;
 mod devnet;
-mod launch;
+mod node;
 mod progress;
 
 use std::process::ExitCode;
@@ -44,11 +44,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn run_node(args: args::NodeArgs) -> anyhow::Result<()> {
+    let settings = args.settings().map_err(anyhow::Error::msg)?;
     init_logging("info,redb=warn");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(launch::run_node(args))
+    runtime.block_on(node::run(settings))
 }
 
 fn main() -> ExitCode {

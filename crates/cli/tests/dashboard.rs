@@ -18,16 +18,15 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use powchain_bench::harness::{regtest_command, wait_for_ports};
 use tempfile::TempDir;
 
-/// How long a node may take to print its HTTP address.
+/// How long a node may take to print its ports.
 const NODE_START_DEADLINE: Duration = Duration::from_secs(60);
-/// How long after its HTTP address a node may take to print its P2P address.
-const P2P_LINE_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the whole browser script may run (it takes about 10 s here).
 const BROWSER_DEADLINE: Duration = Duration::from_secs(300);
 
@@ -35,7 +34,7 @@ const BROWSER_DEADLINE: Duration = Duration::from_secs(300);
 struct NodeProcess {
     child: Child,
     http_url: String,
-    p2p_port: Option<u16>,
+    p2p_port: u16,
     data_dir: TempDir,
 }
 
@@ -46,38 +45,10 @@ impl Drop for NodeProcess {
     }
 }
 
-/// What a node printed that the test needs.
-enum Announcement {
-    Http(String),
-    P2p(u16),
-}
-
-fn announcement(line: &str) -> Option<Announcement> {
-    if let Some((_, rest)) = line.split_once("HTTP API listening on ") {
-        let url = rest.split_whitespace().next()?;
-        return Some(Announcement::Http(url.to_owned()));
-    }
-    if let Some((_, rest)) = line.split_once("P2P listening on ") {
-        let port = rest.split_whitespace().next()?.rsplit(':').next()?;
-        return port.parse().ok().map(Announcement::P2p);
-    }
-    None
-}
-
-/// Starts `powchain --network regtest` on free ports and waits for its HTTP address.
+/// Starts `powchain --network regtest` on free ports and waits for both of them.
 fn start_node(extra_args: &[String]) -> NodeProcess {
     let data_dir = tempfile::tempdir().expect("a temporary data directory");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_powchain"))
-        .args([
-            "--network",
-            "regtest",
-            "--http-port",
-            "0",
-            "--p2p-port",
-            "0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir.path())
+    let mut child = regtest_command(Path::new(env!("CARGO_BIN_EXE_powchain")), data_dir.path())
         .args(["--miner-threads", "1"])
         .args(extra_args)
         .stdin(Stdio::null())
@@ -87,42 +58,21 @@ fn start_node(extra_args: &[String]) -> NodeProcess {
         .expect("the powchain binary starts");
     let lines = forward_lines(child.stdout.take().expect("stdout is piped"));
     let errors = collect(child.stderr.take().expect("stderr is piped"));
-    // The two lines may come in either order; the P2P one only from a build that has P2P.
-    let mut http_url = None;
-    let mut p2p_port = None;
-    let mut deadline = Instant::now() + NODE_START_DEADLINE;
-    let http_url = loop {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            break http_url.unwrap_or_else(|| {
-                panic!("the node printed no HTTP address within {NODE_START_DEADLINE:?}")
-            });
-        };
-        match lines.recv_timeout(left) {
-            Ok(line) => match announcement(&line) {
-                Some(Announcement::Http(url)) => {
-                    http_url = Some(url);
-                    deadline = Instant::now() + P2P_LINE_DEADLINE;
-                }
-                Some(Announcement::P2p(port)) => p2p_port = Some(port),
-                None => {}
-            },
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = child.wait().expect("the node exited");
-                let errors = errors.join().unwrap_or_default();
-                panic!("the node exited before listening ({status}): {errors}");
-            }
-        }
-        if let (Some(url), Some(_)) = (&http_url, p2p_port) {
-            break url.clone();
+    let ports = match wait_for_ports(&lines, NODE_START_DEADLINE) {
+        Ok(ports) => ports,
+        Err(reason) => {
+            let _ = child.kill();
+            let status = child.wait();
+            let errors = errors.join().unwrap_or_default();
+            panic!("the node did not start: {reason} ({status:?}): {errors}");
         }
     };
     // Keep draining stdout so the node never blocks on a full pipe.
     thread::spawn(move || for _ in lines {});
     NodeProcess {
         child,
-        http_url,
-        p2p_port,
+        http_url: format!("http://{}", ports.http),
+        p2p_port: ports.p2p_port,
         data_dir,
     }
 }
@@ -219,7 +169,7 @@ fn the_dashboard_works_in_headless_chromium() {
     let node = start_node(&[]);
     // A second node connected to the first, so the peers page has someone to show.
     // It requires the API token, so the browser also enters a token on its wallet page.
-    let peer = node.p2p_port.map(|port| {
+    let peer = Some(node.p2p_port).map(|port| {
         start_node(&[
             "--peers".into(),
             format!("ws://127.0.0.1:{port}"),

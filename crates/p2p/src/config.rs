@@ -3,13 +3,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::url::PeerUrl;
+
 /// Settings of the peer-to-peer layer.
 #[derive(Clone, Debug)]
 pub struct P2pConfig {
     /// Where to accept peers (`None`: outbound only).
     pub listen: Option<SocketAddr>,
-    /// Peers to keep connecting to (`ws://host:port`), the tutorial's `PEERS`.
-    pub peers: Vec<String>,
+    /// Peers to keep connecting to, the tutorial's `PEERS`.
+    pub peers: Vec<PeerUrl>,
     /// Most inbound connections.
     pub max_inbound: usize,
     /// Most outbound connections to addresses learned from peers (configured peers are

@@ -131,14 +131,8 @@ impl P2p {
         }
         p2p.tasks.spawn(Arc::clone(&p2p).relay_loop());
         p2p.tasks.spawn(Arc::clone(&p2p).download_loop());
-        for peer in p2p.config.peers.clone() {
-            if peer.trim().is_empty() {
-                continue;
-            }
-            match PeerUrl::parse(&peer) {
-                Ok(url) => p2p.dial(url, true),
-                Err(error) => tracing::warn!(%error, "ignoring a configured peer"),
-            }
+        for url in p2p.config.peers.clone() {
+            p2p.dial(url, true);
         }
         Ok(p2p)
     }

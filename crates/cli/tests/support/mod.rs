@@ -22,6 +22,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use powchain_bench::harness::{regtest_command, wait_for_ports};
 use powchain_consensus::encode::Encode;
 use powchain_consensus::testkit::{sign_all, test_address, test_key};
 use powchain_consensus::{
@@ -425,28 +426,9 @@ fn spawn_child(
     extra_env: &[(String, String)],
     output: &Arc<Mutex<Vec<String>>>,
 ) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_powchain"))
-        .args([
-            "--network",
-            "regtest",
-            "--http-port",
-            "0",
-            "--p2p-port",
-            "0",
-        ])
-        .args(["--p2p-bind", "127.0.0.1", "--data-dir"])
-        .arg(data_dir)
+    let mut child = regtest_command(Path::new(env!("CARGO_BIN_EXE_powchain")), data_dir)
         .args(extra_args)
         .env("POWCHAIN_LOG", "info,redb=warn")
-        .env("NO_COLOR", "1")
-        // The tutorial's variables a developer may have exported must not reach the node.
-        .env_remove("PEERS")
-        .env_remove("MINE")
-        .env_remove("MINER_THREADS")
-        .env_remove("HTTP_BIND")
-        .env_remove("DATA_DIR")
-        .env_remove("REQUIRE_TOKEN")
-        .env_remove("WALLET_PASSPHRASE_FILE")
         .envs(extra_env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -472,49 +454,16 @@ fn wait_until_listening(
     name: &str,
     (mut child, lines): (Child, mpsc::Receiver<String>),
 ) -> (Child, SocketAddr, u16) {
-    let give_up = Instant::now() + START_DEADLINE;
-    let mut p2p_port = None;
-    let address = loop {
-        let left = give_up.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                if let Some(address) = listening_address(&line) {
-                    break address;
-                }
-                p2p_port = p2p_port.or_else(|| p2p_listening_port(&line));
-            }
-            Err(error) => {
-                let _ = child.kill();
-                let exit = child.wait();
-                panic!(
-                    "{name} did not announce its HTTP address within {START_DEADLINE:?} \
-                     ({error}; exit: {exit:?}); see its log lines above"
-                );
-            }
+    match wait_for_ports(&lines, START_DEADLINE) {
+        Ok(ports) => (child, ports.http, ports.p2p_port),
+        Err(reason) => {
+            let _ = child.kill();
+            let exit = child.wait();
+            panic!(
+                "{name} did not start listening: {reason} (exit: {exit:?}); see its log lines above"
+            );
         }
-    };
-    let p2p_port = p2p_port.unwrap_or_else(|| {
-        panic!("{name} announced its HTTP address before its peer-to-peer port")
-    });
-    (child, address, p2p_port)
-}
-
-/// `HTTP API listening on http://127.0.0.1:PORT (port PORT)` -> the address. A node bound
-/// to every interface (`0.0.0.0`, `::`) is reached on loopback.
-fn listening_address(line: &str) -> Option<SocketAddr> {
-    let rest = line.strip_prefix("HTTP API listening on http://")?;
-    let mut address: SocketAddr = rest.split_whitespace().next()?.parse().ok()?;
-    if address.ip().is_unspecified() {
-        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    Some(address)
-}
-
-/// `P2P listening on ws://127.0.0.1:PORT (port PORT)` -> the port.
-fn p2p_listening_port(line: &str) -> Option<u16> {
-    let rest = line.strip_prefix("P2P listening on ws://")?;
-    let address: SocketAddr = rest.split_whitespace().next()?.parse().ok()?;
-    Some(address.port())
 }
 
 /// Copies every line of `pipe` to the test's output (shown when a test fails), to

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use powchain_consensus::{Block, BlockHash, Network, Work};
 use powchain_node::{Clock, Node, NodeConfig, SystemClock};
-use powchain_p2p::{Hello, Message, P2p, P2pConfig};
+use powchain_p2p::{Hello, Message, P2p, P2pConfig, PeerUrl};
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -90,7 +90,10 @@ pub struct TestNode {
 pub fn config(peers: Vec<String>, port: u16) -> P2pConfig {
     P2pConfig {
         listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
-        peers,
+        peers: peers
+            .iter()
+            .map(|peer| PeerUrl::parse(peer).expect("a test peer address"))
+            .collect(),
         ..P2pConfig::default()
     }
 }

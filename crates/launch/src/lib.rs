@@ -1,0 +1,24 @@
+//! The composition root of a powchain node: [`Settings`] (validated once, from flags and
+//! the environment, by the binary) go in, a [`RunningNode`] comes out, and cancelling the
+//! token given to [`launch`] stops everything it started.
+//!
+//! ```text
+//!   Settings ──launch(settings, shutdown)──▶ Node::open (chain, pool, wallet)
+//!                                          ├─▶ cookie file (API token)
+//!                                          ├─▶ HTTP API (powchain-api)      ┐ one token,
+//!                                          ├─▶ peers (powchain-p2p)         │ one task
+//!                                          └─▶ chores: hashrate, pool expiry,│ tracker
+//!                                              chain sync, continuous mining ┘
+//!   RunningNode::shutdown: stop mining ─▶ cancel ─▶ wait for every task ─▶ sync ─▶ remove cookie
+//! ```
+//!
+//! Tests, the benchmark and the fuzz harness call [`launch`] as the binary does. This crate
+//! prints nothing: the binary prints the listening lines from [`RunningNode`]'s addresses.
+
+mod running;
+mod settings;
+mod signal;
+
+pub use running::{LaunchError, RunningNode, launch};
+pub use settings::Settings;
+pub use signal::shutdown_signal;

@@ -1,0 +1,322 @@
+//! `launch`: opens the node's data and starts the HTTP API, the peer layer and the chores
+//! under the caller's cancellation token and one task tracker; `RunningNode` stops them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use powchain_api::cookie::{self, CookieError};
+use powchain_api::{ApiOptions, ApiToken, RequiredToken};
+use powchain_node::{Node, NodeConfig, NodeError, SystemClock};
+use powchain_p2p::{P2p, P2pConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::settings::Settings;
+
+/// How long stopping waits for the node's tasks.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The data directory could not be opened (damaged, another network's, locked).
+    #[error("cannot open the node's data in {}", dir.display())]
+    Open {
+        /// The data directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: NodeError,
+    },
+    /// The blocking task opening the data panicked or was cancelled.
+    #[error("the node's start-up task failed")]
+    StartupTask(#[source] tokio::task::JoinError),
+    /// No randomness for the API token.
+    #[error("cannot make an API token")]
+    Token(#[source] getrandom::Error),
+    /// The cookie file could not be written.
+    #[error("cannot write the API token's cookie file")]
+    Cookie(#[source] CookieError),
+    /// The HTTP port could not be bound.
+    #[error("cannot listen for HTTP on {address}")]
+    BindHttp {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The peer port could not be bound.
+    #[error("cannot listen for peers on {address}")]
+    BindP2p {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A node that is running.
+pub struct RunningNode {
+    /// The node core.
+    pub node: Arc<Node>,
+    /// Where the HTTP API listens.
+    pub http_address: SocketAddr,
+    /// Where peers connect.
+    pub p2p_address: SocketAddr,
+    /// The peer-to-peer layer.
+    pub p2p: Arc<P2p>,
+    /// The API token and its cookie file, removed at a clean stop.
+    api_cookie: (ApiToken, PathBuf),
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Opens the node's data and starts its API, its peers and its chores. Every task runs
+/// until `shutdown` is cancelled; [`RunningNode::shutdown`] cancels it and waits.
+///
+/// # Errors
+/// [`LaunchError`] if the data directory cannot be opened or a port cannot be bound.
+pub async fn launch(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> Result<RunningNode, LaunchError> {
+    let data_dir = settings.data_dir.clone();
+    let mut config = NodeConfig::new(settings.network, data_dir.clone());
+    if let Some(threads) = settings.miner_threads {
+        config.miner_threads = threads.get();
+    }
+    config.wallet_passphrase_file = settings.wallet_passphrase_file.clone();
+    let node = tokio::task::spawn_blocking(move || Node::open(config, Arc::new(SystemClock)))
+        .await
+        .map_err(LaunchError::StartupTask)?
+        .map_err(|source| LaunchError::Open {
+            dir: data_dir.clone(),
+            source,
+        })?;
+    let tip = node.tip();
+    info!(
+        network = %settings.network,
+        data_dir = %data_dir.display(),
+        height = tip.height.0,
+        tip = %tip.hash,
+        "node data opened"
+    );
+
+    // Written before the API listens, so a client that sees it listening finds the token.
+    let api_token = ApiToken::generate().map_err(LaunchError::Token)?;
+    let cookie_path =
+        cookie::write_cookie_file(&data_dir, &api_token).map_err(LaunchError::Cookie)?;
+
+    let listener =
+        TcpListener::bind(settings.http)
+            .await
+            .map_err(|source| LaunchError::BindHttp {
+                address: settings.http,
+                source,
+            })?;
+    let http_address = listener
+        .local_addr()
+        .map_err(|source| LaunchError::BindHttp {
+            address: settings.http,
+            source,
+        })?;
+    let token_required = settings.require_token || !http_address.ip().is_loopback();
+    if !http_address.ip().is_loopback() {
+        warn!(
+            %http_address,
+            cookie = %cookie_path.display(),
+            "the HTTP API is reachable from other machines: spending, mining and peer changes \
+             need the API token from the cookie file, but reads (balances, addresses, history) \
+             are open to anyone who reaches the port, and plain HTTP carries the token in clear \
+             text"
+        );
+    }
+    info!(
+        cookie = %cookie_path.display(),
+        token_required,
+        "wrote the API token to the cookie file"
+    );
+    let api_options = ApiOptions {
+        required_token: token_required.then(|| RequiredToken {
+            token: api_token.clone(),
+            cookie_path: cookie_path.clone(),
+        }),
+    };
+
+    let tasks = TaskTracker::new();
+    let p2p = P2p::start(
+        Arc::clone(&node),
+        P2pConfig {
+            listen: Some(settings.p2p),
+            peers: settings.peers.clone(),
+            ..P2pConfig::default()
+        },
+        shutdown.clone(),
+        tasks.clone(),
+    )
+    .await
+    .map_err(|source| LaunchError::BindP2p {
+        address: settings.p2p,
+        source,
+    })?;
+    let p2p_address = SocketAddr::new(settings.p2p.ip(), p2p.listen_port());
+    info!(
+        port = http_address.port(),
+        "listening on port {}",
+        http_address.port()
+    );
+
+    let server_node = Arc::clone(&node);
+    let server_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(error) = powchain_api::serve_with(
+            listener,
+            server_node,
+            api_options,
+            server_shutdown.cancelled_owned(),
+        )
+        .await
+        {
+            warn!(%error, "the HTTP server stopped");
+        }
+    });
+    tasks.spawn(chores(Arc::clone(&node), shutdown.clone()));
+
+    if settings.mine {
+        node.start_mining();
+    }
+    Ok(RunningNode {
+        node,
+        http_address,
+        p2p_address,
+        p2p,
+        api_cookie: (api_token, cookie_path),
+        shutdown,
+        tasks,
+    })
+}
+
+/// The node's periodic work: the hashrate sample, pool expiry, and syncing blocks from
+/// peers to disk within a second (`Node::submit_peer_block` defers the sync).
+async fn chores(node: Arc<Node>, shutdown: CancellationToken) {
+    let mut hashrate = tokio::time::interval(Duration::from_secs(1));
+    let mut expiry = tokio::time::interval(Duration::from_secs(60));
+    let mut chain_sync = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = hashrate.tick() => node.sample_hashrate(),
+            _ = expiry.tick() => {
+                let node = Arc::clone(&node);
+                let _ = tokio::task::spawn_blocking(move || node.expire_pool()).await;
+            }
+            _ = chain_sync.tick() => {
+                let node = Arc::clone(&node);
+                if let Ok(Err(error)) = tokio::task::spawn_blocking(move || node.sync_chain()).await {
+                    warn!(%error, "could not sync the chain store");
+                }
+            }
+        }
+    }
+}
+
+impl RunningNode {
+    /// The token that stops this node (cancelled by [`RunningNode::shutdown`]).
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Stops mining, the API, the peers and the chores, waits for them, syncs the chain
+    /// and removes the cookie file.
+    pub async fn shutdown(self) {
+        self.node.begin_shutdown();
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(STOP_DEADLINE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("some tasks did not stop within {STOP_DEADLINE:?}");
+        }
+        let node = Arc::clone(&self.node);
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || node.sync_chain()).await {
+            warn!(%error, "could not sync the chain store");
+        }
+        let (api_token, cookie_path) = &self.api_cookie;
+        cookie::remove_cookie_file(cookie_path, api_token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    fn get(address: SocketAddr, path: &str) -> String {
+        let mut stream = std::net::TcpStream::connect(address).expect("the API accepts");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .expect("a request is written");
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .expect("an answer is read");
+        answer
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_launched_node_serves_and_stops_when_its_token_is_cancelled() {
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let settings = Settings::regtest_on_loopback(folder.path().to_path_buf());
+        let running = launch(settings, CancellationToken::new())
+            .await
+            .expect("the node starts");
+        let cookie = folder.path().join(".cookie");
+        assert!(
+            cookie.exists(),
+            "the API token is written before the API listens"
+        );
+        let address = running.http_address;
+        let status = tokio::task::spawn_blocking(move || get(address, "/status"))
+            .await
+            .expect("the request task");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        assert!(status.contains("\"network\":\"regtest\""), "{status}");
+        assert_ne!(running.p2p_address.port(), 0, "the peer port is bound");
+        running.shutdown().await;
+        assert!(!cookie.exists(), "a clean stop removes the cookie file");
+        assert!(
+            std::net::TcpStream::connect(address).is_err(),
+            "the HTTP port is closed"
+        );
+        // The data stays, and opens again.
+        let again = launch(
+            Settings::regtest_on_loopback(folder.path().to_path_buf()),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("the node starts again on its data");
+        again.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_port_in_use_is_a_clear_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let mut settings = Settings::regtest_on_loopback(folder.path().to_path_buf());
+        settings.http = taken.local_addr().expect("an address");
+        let Err(error) = launch(settings, CancellationToken::new()).await else {
+            panic!("the port is taken");
+        };
+        assert!(matches!(error, LaunchError::BindHttp { .. }), "{error}");
+    }
+}

@@ -444,20 +444,8 @@ mod tests {
     use powchain_consensus::{Block, Network};
 
     fn genesis_record(chain: &TestChain) -> (BlockHash, IndexRecord) {
-        let genesis = &chain.blocks[0];
-        let record = IndexRecord {
-            header: genesis.header,
-            height: BlockHeight::GENESIS,
-            chain_work: genesis
-                .header
-                .bits
-                .to_target()
-                .expect("genesis bits are valid")
-                .to_work(),
-            status: BlockStatus::DataStored,
-            sequence: 0,
-        };
-        (genesis.compute_hash(), record)
+        let record = IndexRecord::genesis(chain.params).expect("genesis bits are valid");
+        (chain.blocks[0].compute_hash(), record)
     }
 
     fn work_of(block: &Block) -> Work {

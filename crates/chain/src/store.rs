@@ -17,7 +17,7 @@
 
 use powchain_consensus::encode::{Decode, DecodeError, Encode, Reader, write_varint};
 use powchain_consensus::{
-    Address, BlockHash, BlockHeight, Coin, Header, OutPoint, TxOut, Txid, Work,
+    Address, BlockHash, BlockHeight, Coin, Header, OutPoint, Params, TxOut, Txid, Work,
 };
 use redb::{ReadTransaction, TableDefinition};
 
@@ -102,6 +102,21 @@ pub struct IndexRecord {
     pub status: BlockStatus,
     /// Order of arrival; among branches of equal work the first seen wins.
     pub sequence: u64,
+}
+
+impl IndexRecord {
+    /// The record of `params`' genesis block: height 0, its own work, data stored, first
+    /// seen. `None` if the genesis bits are not a valid target (a broken `Params`).
+    pub fn genesis(params: &Params) -> Option<IndexRecord> {
+        let header = params.genesis().header;
+        Some(IndexRecord {
+            header,
+            height: BlockHeight::GENESIS,
+            chain_work: header.bits.to_target().ok()?.to_work(),
+            status: BlockStatus::DataStored,
+            sequence: 0,
+        })
+    }
 }
 
 impl Encode for IndexRecord {

@@ -17,6 +17,7 @@ use powchain_consensus::encode::Encode;
 use powchain_consensus::merkle::compute_merkle_root;
 use powchain_consensus::validation::{validate_block_structure_with_txids, validate_header};
 use powchain_consensus::{Block, BlockHash, ConsensusError, Header, Txid};
+use redb::WriteTransaction;
 use tracing::{debug, warn};
 
 use super::{
@@ -282,14 +283,7 @@ impl ChainState {
             return self.store_and_connect(hash, stored, block, &txids);
         }
         let write = self.begin_write()?;
-        {
-            write
-                .open_table(BLOCKS)?
-                .insert(hash.0.as_slice(), block.encode_to_vec().as_slice())?;
-            write
-                .open_table(BLOCK_INDEX)?
-                .insert(hash.0.as_slice(), stored.encode_to_vec().as_slice())?;
-        }
+        write_block_and_record(&write, hash, &block, &stored)?;
         self.commit(write)?;
         self.index.set_status(&hash, stored.status);
         self.note_chain_data(hash);
@@ -331,12 +325,7 @@ impl ChainState {
     ) -> Result<BlockOutcome, ChainError> {
         let write = self.begin_write()?;
         let connected = (|| {
-            write
-                .open_table(BLOCKS)?
-                .insert(hash.0.as_slice(), block.encode_to_vec().as_slice())?;
-            write
-                .open_table(BLOCK_INDEX)?
-                .insert(hash.0.as_slice(), stored.encode_to_vec().as_slice())?;
+            write_block_and_record(&write, hash, &block, &stored)?;
             self.write_connect(&write, hash, &stored, &block, txids)
         })();
         match connected {
@@ -376,4 +365,20 @@ impl ChainState {
         });
         Ok(BlockOutcome::MainChain)
     }
+}
+
+/// Stores a block's data and its index record in `write`.
+fn write_block_and_record(
+    write: &WriteTransaction,
+    hash: BlockHash,
+    block: &Block,
+    record: &IndexRecord,
+) -> Result<(), ChainError> {
+    write
+        .open_table(BLOCKS)?
+        .insert(hash.0.as_slice(), block.encode_to_vec().as_slice())?;
+    write
+        .open_table(BLOCK_INDEX)?
+        .insert(hash.0.as_slice(), record.encode_to_vec().as_slice())?;
+    Ok(())
 }

@@ -136,18 +136,12 @@ impl ChainState {
                 None => {
                     let genesis = params.genesis();
                     let hash = params.genesis_hash();
-                    let record = IndexRecord {
-                        header: genesis.header,
-                        height: BlockHeight::GENESIS,
-                        chain_work: genesis
-                            .header
-                            .bits
-                            .to_target()
-                            .map_err(|error| ChainError::Corrupt(format!("genesis bits: {error}")))?
-                            .to_work(),
-                        status: BlockStatus::DataStored,
-                        sequence: 0,
-                    };
+                    let record = IndexRecord::genesis(params).ok_or_else(|| {
+                        ChainError::Corrupt(format!(
+                            "genesis bits {} are invalid",
+                            genesis.header.bits
+                        ))
+                    })?;
                     meta.insert(META_NETWORK, params.network.name().as_bytes())?;
                     meta.insert(META_GENESIS, hash.0.as_slice())?;
                     meta.insert(META_SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())?;

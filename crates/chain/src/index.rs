@@ -10,10 +10,13 @@
 //! ```
 //!
 //! Fork choice reads here: the best header is the valid header with the most work, the
-//! first seen winning a tie (lowest `sequence`).
+//! first seen winning a tie (lowest `sequence`). Valid headers are kept ranked in a sorted
+//! set and each header knows its children, so failing a block marks its descendants and
+//! finds the next best header in time linear in the descendants (times log of the index),
+//! never in the size of the index.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Index;
 
 use powchain_consensus::difficulty::compute_median_time_past;
@@ -47,6 +50,13 @@ pub(crate) enum BrokenMainChain {
     WrongGenesis,
 }
 
+/// A valid header's rank: more work first, then the first seen.
+type Rank = (Work, Reverse<u64>, BlockHash);
+
+fn rank(hash: BlockHash, record: &IndexRecord) -> Rank {
+    (record.chain_work, Reverse(record.sequence), hash)
+}
+
 /// Every known header, the main chain and the best header.
 pub(crate) struct BlockIndex {
     records: HashMap<BlockHash, IndexRecord>,
@@ -54,7 +64,11 @@ pub(crate) struct BlockIndex {
     main_chain: Vec<BlockHash>,
     /// Each indexed block's skip pointer: its ancestor at [`skip_height`] of its height.
     skips: HashMap<BlockHash, BlockHash>,
-    best_header: BlockHash,
+    /// Each indexed block's children.
+    children: HashMap<BlockHash, Vec<BlockHash>>,
+    /// Headers neither failed nor below a failed block; the last is the best header.
+    ranked: BTreeSet<Rank>,
+    genesis: BlockHash,
     next_sequence: u64,
 }
 
@@ -78,14 +92,17 @@ impl BlockIndex {
             records,
             main_chain: vec![genesis_hash],
             skips: HashMap::new(),
-            best_header: genesis_hash,
+            children: HashMap::new(),
+            ranked: BTreeSet::from([rank(genesis_hash, &genesis)]),
+            genesis: genesis_hash,
             next_sequence: genesis.sequence + 1,
         }
     }
 
     /// Builds the index from stored records and the stored tip: the main chain is the walk
-    /// from the tip to genesis, skip pointers are linked parents first, and the best header
-    /// is the valid one with the most work.
+    /// from the tip to genesis, skip pointers are linked parents first, a header below a
+    /// failed block is marked `FailedAncestor` (in memory: only the failed block's own
+    /// record is stored as failed), and the best header is the valid one with the most work.
     pub(crate) fn from_records(
         records: HashMap<BlockHash, IndexRecord>,
         tip: BlockHash,
@@ -116,21 +133,32 @@ impl BlockIndex {
             records,
             main_chain: reversed,
             skips: HashMap::new(),
-            best_header: genesis,
+            children: HashMap::new(),
+            ranked: BTreeSet::new(),
+            genesis,
             next_sequence,
         };
         for (_, hash) in index.by_height() {
-            let record = index.records[&hash];
+            let mut record = index.records[&hash];
             index.link_skip(hash, &record);
+            if record.height == BlockHeight::GENESIS {
+                index.ranked.insert(rank(hash, &record));
+                continue;
+            }
+            let parent = record.header.prev_hash;
+            index.children.entry(parent).or_default().push(hash);
+            let parent_failed = index
+                .records
+                .get(&parent)
+                .is_none_or(|parent| parent.status.is_failed());
+            if parent_failed && !record.status.is_failed() {
+                record.status = BlockStatus::FailedAncestor;
+                index.records.insert(hash, record);
+            }
+            if !record.status.is_failed() {
+                index.ranked.insert(rank(hash, &record));
+            }
         }
-        // Linear: a header below a failed block was refused when it arrived, or marked
-        // with the block that failed.
-        index.best_header = index
-            .records
-            .iter()
-            .filter(|(_, record)| !record.status.is_failed())
-            .max_by_key(|(_, record)| (record.chain_work, Reverse(record.sequence)))
-            .map_or(genesis, |(hash, _)| *hash);
         Ok(index)
     }
 
@@ -161,7 +189,8 @@ impl BlockIndex {
         self.records.iter()
     }
 
-    /// Sets a known block's status; returns its record as it is now.
+    /// Records a validation step of a known block that is not a failure (its data is
+    /// stored); failures go through [`BlockIndex::fail`]. Returns its record as it is now.
     pub(crate) fn set_status(
         &mut self,
         hash: &BlockHash,
@@ -191,51 +220,59 @@ impl BlockIndex {
         self.next_sequence += 1;
         self.records.insert(hash, record);
         self.link_skip(hash, &record);
-        if record.chain_work > self.records[&self.best_header].chain_work {
-            self.best_header = hash;
-        }
+        self.children
+            .entry(header.prev_hash)
+            .or_default()
+            .push(hash);
+        self.ranked.insert(rank(hash, &record));
         record
     }
 
-    /// The valid header with the most work.
+    /// The valid header with the most work (the first seen among equals).
     pub(crate) fn best_header(&self) -> BlockHash {
-        self.best_header
+        self.ranked
+            .last()
+            .map_or(self.genesis, |(_, _, hash)| *hash)
     }
 
-    /// After a block failed: if the best header is it or descends from a failed block,
-    /// the best is chosen again among headers that do not.
-    pub(crate) fn forget_failed_best_header(&mut self) {
-        let best = self.records[&self.best_header];
-        if best.status.is_failed() || self.descends_from_failed(&best) {
-            self.recompute_best_header();
+    /// Marks `hash` with the failed `status` and every descendant not yet failed as
+    /// `FailedAncestor`, and takes them out of the best-header race. Returns the blocks whose
+    /// status changed, with their records. Costs O(descendants × log index).
+    pub(crate) fn fail(
+        &mut self,
+        hash: BlockHash,
+        status: BlockStatus,
+    ) -> Vec<(BlockHash, IndexRecord)> {
+        let mut changed = Vec::new();
+        let Some(record) = self.records.get_mut(&hash) else {
+            return changed;
+        };
+        let was_failed = record.status.is_failed();
+        record.status = status;
+        let record = *record;
+        self.ranked.remove(&rank(hash, &record));
+        changed.push((hash, record));
+        if was_failed {
+            // Its descendants were marked when it first failed.
+            return changed;
         }
-    }
-
-    /// Chooses the best header among every valid header (most work, then first seen).
-    fn recompute_best_header(&mut self) {
-        let genesis = self.main_chain[0];
-        self.best_header = self
-            .records
-            .iter()
-            .filter(|(_, record)| !record.status.is_failed() && !self.descends_from_failed(record))
-            .max_by_key(|(_, record)| (record.chain_work, Reverse(record.sequence)))
-            .map(|(hash, _)| *hash)
-            .unwrap_or(genesis);
-    }
-
-    /// True if an ancestor of `record` off the main chain is marked failed.
-    pub(crate) fn descends_from_failed(&self, record: &IndexRecord) -> bool {
-        let mut cursor = record.header.prev_hash;
-        while let Some(parent) = self.records.get(&cursor) {
-            if parent.status.is_failed() {
-                return true;
+        let mut below: Vec<BlockHash> = self.children.get(&hash).cloned().unwrap_or_default();
+        while let Some(child) = below.pop() {
+            let Some(record) = self.records.get_mut(&child) else {
+                continue;
+            };
+            if record.status.is_failed() {
+                continue;
             }
-            if self.hash_at(parent.height) == Some(cursor) {
-                return false;
+            record.status = BlockStatus::FailedAncestor;
+            let record = *record;
+            self.ranked.remove(&rank(child, &record));
+            changed.push((child, record));
+            if let Some(grandchildren) = self.children.get(&child) {
+                below.extend(grandchildren.iter().copied());
             }
-            cursor = parent.header.prev_hash;
         }
-        false
+        changed
     }
 
     /// The main chain's tip.
@@ -539,11 +576,32 @@ mod tests {
         let branch_tip = branch.tip().compute_hash();
         assert_eq!(index.best_header(), branch_tip);
         let first_of_branch = branch.blocks[6].compute_hash();
-        index.set_status(&first_of_branch, BlockStatus::Failed);
-        assert!(index.descends_from_failed(&index[&branch_tip]));
-        assert!(!index.descends_from_failed(&index[&main.tip().compute_hash()]));
-        index.forget_failed_best_header();
+        let changed = index.fail(first_of_branch, BlockStatus::Failed);
+        assert_eq!(changed.len(), 8, "the block and its 7 descendants");
+        assert_eq!(index[&branch_tip].status, BlockStatus::FailedAncestor);
+        assert!(!index[&main.tip().compute_hash()].status.is_failed());
         assert_eq!(index.best_header(), main.tip().compute_hash());
+        assert_eq!(
+            index.fail(first_of_branch, BlockStatus::Failed).len(),
+            1,
+            "failing it again touches no descendant"
+        );
+        // Rebuilt from records where only the failed block is stored as failed, as at open.
+        let mut records: HashMap<BlockHash, IndexRecord> = index
+            .iter()
+            .map(|(hash, record)| (*hash, *record))
+            .collect();
+        records.insert(
+            branch_tip,
+            IndexRecord {
+                status: BlockStatus::HeaderValid,
+                ..records[&branch_tip]
+            },
+        );
+        let rebuilt = BlockIndex::from_records(records, index.tip(), main.blocks[0].compute_hash())
+            .expect("a main chain");
+        assert_eq!(rebuilt[&branch_tip].status, BlockStatus::FailedAncestor);
+        assert_eq!(rebuilt.best_header(), main.tip().compute_hash());
     }
 
     #[test]

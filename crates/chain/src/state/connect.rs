@@ -101,14 +101,33 @@ impl ChainState {
         hash: BlockHash,
         status: BlockStatus,
     ) -> Result<(), ChainError> {
-        let Some(record) = self.index.set_status(&hash, status) else {
+        let changed = self.index.fail(hash, status);
+        if changed.is_empty() {
             return Ok(());
-        };
-        self.chain_data.remove(&hash);
-        self.candidates.remove(&candidate_key(hash, &record));
-        self.persist_failed(hash)?;
-        self.index.forget_failed_best_header();
-        Ok(())
+        }
+        // Its descendants leave the race in memory; on disk only this block is marked, and
+        // opening the store marks what lies below it again (`BlockIndex::from_records`).
+        for (failed, record) in &changed {
+            self.chain_data.remove(failed);
+            self.candidates.remove(&candidate_key(*failed, record));
+        }
+        self.persist_failed(hash)
+    }
+
+    /// After a branch failed part-way: the blocks this activation disconnected are the
+    /// ones that may now have more work than the (lower) tip; they become candidates again.
+    /// Any other stored block with that much work was a candidate already.
+    fn restore_candidates(&mut self, disconnected: &[BlockHash]) {
+        let tip_work = self.tip().work;
+        for hash in disconnected {
+            let record = self.index[hash];
+            if self.chain_data.contains(hash)
+                && record.chain_work > tip_work
+                && !record.status.is_failed()
+            {
+                self.candidates.insert(candidate_key(*hash, &record));
+            }
+        }
     }
 
     /// Moves the main chain to the candidate with the most work, trying the next best when
@@ -118,7 +137,7 @@ impl ChainState {
         submitted: Option<BlockHash>,
     ) -> Result<Option<ChainError>, ChainError> {
         let start = self.tip();
-        let mut disconnected = 0u64;
+        let mut disconnected: Vec<BlockHash> = Vec::new();
         let mut submitted_error = None;
         'candidates: loop {
             let tip_work = self.tip().work;
@@ -143,8 +162,8 @@ impl ChainState {
             path.reverse();
             let fork = cursor;
             while self.tip().hash != fork {
+                disconnected.push(self.tip().hash);
                 self.disconnect_tip()?;
-                disconnected += 1;
             }
             for (position, hash) in path.iter().enumerate() {
                 match self.connect_tip(*hash) {
@@ -165,7 +184,7 @@ impl ChainState {
                                 error,
                             });
                         }
-                        self.rebuild_candidates();
+                        self.restore_candidates(&disconnected);
                         continue 'candidates;
                     }
                     Err(other) => return Err(other),
@@ -178,14 +197,15 @@ impl ChainState {
         }
         let tip = self.tip();
         if tip.hash != start.hash {
-            if disconnected > 0 {
-                info!(depth = disconnected, from = %start.hash, to = %tip.hash, height = tip.height.0, "reorganised the chain");
+            let depth = disconnected.len() as u64;
+            if depth > 0 {
+                info!(depth, from = %start.hash, to = %tip.hash, height = tip.height.0, "reorganised the chain");
             }
             self.events.push(ChainEvent::TipChanged {
                 hash: tip.hash,
                 height: tip.height,
                 work: tip.work,
-                reorg_depth: disconnected,
+                reorg_depth: depth,
             });
         }
         Ok(submitted_error)

@@ -68,6 +68,19 @@ impl ChainError {
         )
     }
 
+    /// True if the header's only fault is a time further ahead than this node's clock
+    /// allows: the sender's clock may simply run ahead of ours, and the same header becomes
+    /// valid a few seconds later. Nothing of it is stored, and its sender is not punished.
+    pub fn is_premature(&self) -> bool {
+        matches!(
+            self,
+            ChainError::Invalid {
+                error: ConsensusError::TimeTooNew { .. },
+                ..
+            }
+        )
+    }
+
     /// The consensus rule name, if a rule was broken.
     pub fn rule(&self) -> Option<&'static str> {
         match self {

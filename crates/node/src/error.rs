@@ -53,6 +53,12 @@ impl NodeError {
         }
     }
 
+    /// True for a header or block whose time is ahead of this node's clock
+    /// ([`ChainError::is_premature`]): ignored, not punished.
+    pub fn is_premature(&self) -> bool {
+        matches!(self, NodeError::Chain(error) if error.is_premature())
+    }
+
     /// The consensus or policy rule broken, if any.
     pub fn rule(&self) -> Option<&'static str> {
         match self {

@@ -125,6 +125,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 self.p2p.pump_downloads().await;
                 Ok(())
             }
+            // A clock ahead of ours is not a lie (Bitcoin Core only ignores such headers):
+            // the headers before it are kept and the rest may come again later.
+            Err(error) if error.is_premature() => {
+                debug!(peer = %self.label, %error, "ignored headers from the future");
+                Ok(())
+            }
             Err(error) => Err(node_error_misbehaviour(&error, "headers-do-not-connect").into()),
         }
     }
@@ -149,6 +155,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     self.request_headers(None).await?;
                 }
                 self.p2p.pump_downloads().await;
+                Ok(())
+            }
+            Err(error) if error.is_premature() => {
+                debug!(peer = %self.label, block = %hash, %error, "ignored a block from the future");
                 Ok(())
             }
             Err(error) if error.is_rejection() => {

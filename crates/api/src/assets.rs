@@ -63,8 +63,17 @@ macro_rules! asset {
 }
 
 const INDEX_HTML: Asset = asset!("index.html", "text/html; charset=utf-8");
-const ASSETS: [Asset; 3] = [
+/// The page's script is ES modules: `app.js` starts the page and imports the others by
+/// relative path (`/assets/views.js`, ...), so each is served here under its own name.
+const ASSETS: [Asset; 10] = [
     asset!("app.js", "text/javascript; charset=utf-8"),
+    asset!("api.js", "text/javascript; charset=utf-8"),
+    asset!("charts.js", "text/javascript; charset=utf-8"),
+    asset!("dom.js", "text/javascript; charset=utf-8"),
+    asset!("format.js", "text/javascript; charset=utf-8"),
+    asset!("state.js", "text/javascript; charset=utf-8"),
+    asset!("views.js", "text/javascript; charset=utf-8"),
+    asset!("wallet.js", "text/javascript; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
 ];
@@ -149,6 +158,24 @@ mod tests {
         match asset(Ok(Path(name.to_owned())), headers).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
+        }
+    }
+
+    #[test]
+    fn every_module_a_script_imports_is_served() {
+        let scripts = ASSETS.iter().filter(|asset| asset.name.ends_with(".js"));
+        for script in scripts {
+            for line in script.body.lines() {
+                let Some((_, rest)) = line.split_once(" from \"./") else {
+                    continue;
+                };
+                let imported = rest.split('"').next().unwrap_or_default();
+                assert!(
+                    ASSETS.iter().any(|asset| asset.name == imported),
+                    "{} imports {imported}, which is not served",
+                    script.name
+                );
+            }
         }
     }
 

@@ -5,6 +5,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use powchain_consensus::encode::Encode;
+use powchain_consensus::{Transaction, hex};
 use serde_json::Value;
 
 use crate::error::{BenchError, failed};
@@ -125,4 +127,17 @@ impl HttpClient {
         }
         Ok(json)
     }
+}
+
+/// The `POST /tx` bodies of `transactions`: `{"hex": "<canonical encoding>"}` each.
+pub(crate) fn raw_transaction_bodies(transactions: &[Transaction]) -> Vec<String> {
+    transactions
+        .iter()
+        .map(|transaction| {
+            format!(
+                "{{\"hex\":\"{}\"}}",
+                hex::encode(&transaction.encode_to_vec())
+            )
+        })
+        .collect()
 }

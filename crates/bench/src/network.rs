@@ -15,14 +15,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use powchain_chain::StoreDurability;
-use powchain_consensus::encode::Encode;
-use powchain_consensus::{Amount, Block, Transaction, hex};
+use powchain_consensus::{Amount, Block, Transaction};
 
 use crate::chain_builder::{
     ChainBuilder, OwnedCoin, change_of, empty_blocks_to, payment, recipient,
 };
 use crate::connect::{feed, feed_as_from_peers, open_chain};
 use crate::error::{BenchError, failed};
+use crate::http::raw_transaction_bodies;
 use crate::measure::timed;
 use crate::pool::{durable_commit_rate, funded_node_dir};
 use crate::process::{NodeProcess, status_height};
@@ -287,10 +287,7 @@ pub(crate) fn run_end_to_end(
     progress(&format!(
         "  {count} payments: submitted to node 1, mined by node 2, confirmed on all"
     ));
-    let bodies: Vec<String> = payments
-        .iter()
-        .map(|payment| format!("{{\"hex\":\"{}\"}}", hex::encode(&payment.encode_to_vec())))
-        .collect();
+    let bodies = raw_transaction_bodies(&payments);
     let clients = sizes.http_clients.max(1);
     let share = bodies.len().div_ceil(clients).max(1);
     let submitting = AtomicBool::new(true);

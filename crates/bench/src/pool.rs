@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use powchain_chain::StoreDurability;
-use powchain_consensus::encode::Encode;
 use powchain_consensus::signature::SequentialVerifier;
 use powchain_consensus::signature_cache::{CacheMode, CachingVerifier, SignatureCache};
-use powchain_consensus::{BlockHeight, Network, Transaction, hex};
+use powchain_consensus::{BlockHeight, Network, Transaction};
 use powchain_mempool::{Mempool, MempoolOptions};
 use powchain_node::{Node, NodeConfig, SystemClock};
 use redb::{Database, TableDefinition};
@@ -25,6 +24,7 @@ use crate::Context;
 use crate::chain_builder::{ChainBuilder, fund, sign_payments};
 use crate::connect::{feed, open_chain};
 use crate::error::{BenchError, failed};
+use crate::http::raw_transaction_bodies;
 use crate::measure::timed;
 use crate::process::NodeProcess;
 use crate::report::Figure;
@@ -156,10 +156,7 @@ pub(crate) fn run(
     ));
     let (dir, payments) = funded_node_dir(context, submissions)?;
     let node = NodeProcess::start(executable, dir.path(), &[])?;
-    let bodies: Vec<String> = payments
-        .iter()
-        .map(|payment| format!("{{\"hex\":\"{}\"}}", hex::encode(&payment.encode_to_vec())))
-        .collect();
+    let bodies = raw_transaction_bodies(&payments);
     let clients = sizes.http_clients.max(1);
     let share = bodies.len().div_ceil(clients).max(1);
     let started = Instant::now();

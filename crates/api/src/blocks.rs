@@ -7,12 +7,12 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
-use powchain_consensus::{BlockHash, BlockHeight};
+use powchain_consensus::{Block, BlockHash, BlockHeight, Params};
 use powchain_node::Node;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::body::JsonBody;
-use crate::dto::BlockJson;
+use crate::dto::{HeaderFieldsJson, TransactionJson};
 use crate::error::ApiError;
 use crate::router::blocking;
 
@@ -20,6 +20,46 @@ use crate::router::blocking;
 pub const DEFAULT_PAGE: u64 = 100;
 /// The most blocks one page holds.
 pub const MAX_PAGE: u64 = 1000;
+
+/// A block, as `GET /blocks`, `GET /blocks/{id}` and mining answer it: the tutorial's
+/// `lastHash`, `timestamp`, `nonce`, `difficulty` and `data` (the transactions) among them.
+#[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockJson {
+    /// The header's fields, first.
+    #[serde(flatten)]
+    pub header: HeaderFieldsJson,
+    /// Encoded size in bytes.
+    pub size: usize,
+    /// Number of transactions.
+    pub transaction_count: usize,
+    /// Blocks on top of it plus one, if on the main chain.
+    pub confirmations: Option<u64>,
+    /// The transactions (the tutorial's `data`).
+    pub data: Vec<TransactionJson>,
+}
+
+impl BlockJson {
+    /// Describes `block` at `height`; `confirmations` is `None` off the main chain.
+    pub fn new(
+        params: &Params,
+        block: &Block,
+        height: BlockHeight,
+        confirmations: Option<u64>,
+    ) -> BlockJson {
+        BlockJson {
+            header: HeaderFieldsJson::new(params, block.compute_hash(), &block.header, height),
+            size: block.compute_size(),
+            transaction_count: block.transactions.len(),
+            confirmations,
+            data: block
+                .transactions
+                .iter()
+                .map(|transaction| TransactionJson::new(params.network, transaction))
+                .collect(),
+        }
+    }
+}
 
 /// `GET /blocks` query.
 #[derive(Deserialize, Debug, Default)]
@@ -171,4 +211,35 @@ async fn mine_and_describe(node: Arc<Node>, note: Vec<u8>) -> Result<Json<BlockJ
     })
     .await?;
     Ok(Json(block))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use powchain_consensus::Network;
+
+    #[test]
+    fn block_json_keeps_its_documented_field_order() {
+        let params = Network::Regtest.params();
+        let block = BlockJson::new(params, params.genesis(), BlockHeight(0), Some(1));
+        let json = serde_json::to_string(&block).expect("serializes");
+        assert_eq!(
+            crate::dto::tests::keys_in_order(&json),
+            [
+                "hash",
+                "height",
+                "lastHash",
+                "timestamp",
+                "nonce",
+                "difficulty",
+                "bits",
+                "merkleRoot",
+                "version",
+                "size",
+                "transactionCount",
+                "confirmations",
+                "data",
+            ]
+        );
+    }
 }

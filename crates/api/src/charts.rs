@@ -17,7 +17,7 @@ use powchain_consensus::{BlockHash, BlockHeight};
 use powchain_node::Node;
 use serde::{Deserialize, Serialize};
 
-use crate::dto::BlockSummaryJson;
+use crate::dto::HeaderFieldsJson;
 use crate::error::ApiError;
 use crate::router::blocking;
 
@@ -44,11 +44,15 @@ pub struct HeadersQuery {
 #[derive(Serialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct HeaderJson {
-    /// Header fields, height and size.
+    /// The header's fields, first.
     #[serde(flatten)]
-    pub summary: BlockSummaryJson,
+    pub header: HeaderFieldsJson,
     /// Work of the chain up to and including it, hex.
     pub chain_work: String,
+    /// Number of transactions.
+    pub transaction_count: usize,
+    /// Encoded size in bytes.
+    pub size: usize,
     /// Blocks on top of it plus one.
     pub confirmations: u64,
 }
@@ -101,8 +105,10 @@ pub async fn headers(
                 .block(&hash)?
                 .ok_or_else(|| ApiError::internal(format!("block {hash} has no data")))?;
             headers.push(HeaderJson {
-                summary: BlockSummaryJson::new(params, &block, BlockHeight(height)),
+                header: HeaderFieldsJson::new(params, hash, &record.header, BlockHeight(height)),
                 chain_work: record.chain_work.to_string(),
+                transaction_count: block.transactions.len(),
+                size: block.compute_size(),
                 confirmations: tip_height - height + 1,
             });
         }
@@ -242,7 +248,7 @@ mod tests {
     fn heights(page: &HeadersPage) -> Vec<u64> {
         page.headers
             .iter()
-            .map(|header| header.summary.height)
+            .map(|header| header.header.height)
             .collect()
     }
 
@@ -253,12 +259,12 @@ mod tests {
         assert_eq!(first.tip_height, 30);
         assert_eq!(heights(&first), (11..=30).rev().collect::<Vec<_>>());
         assert_eq!(first.next_before, Some(11));
-        assert_eq!(first.headers[0].summary.hash, node.tip().hash.to_string());
+        assert_eq!(first.headers[0].header.hash, node.tip().hash.to_string());
         assert_eq!(first.headers[0].confirmations, 1);
-        assert_eq!(first.headers[0].summary.transaction_count, 1);
+        assert_eq!(first.headers[0].transaction_count, 1);
         for pair in first.headers.windows(2) {
             assert_eq!(
-                pair[0].summary.last_hash, pair[1].summary.hash,
+                pair[0].header.last_hash, pair[1].header.hash,
                 "each links to the next"
             );
         }
@@ -288,6 +294,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn header_page_entries_keep_their_documented_field_order() {
+        let (_folder, node) = regtest_node(1);
+        let page = headers_page(&node, None, Some(1)).await.expect("a page");
+        let json = serde_json::to_string(&page.headers[0]).expect("serializes");
+        assert_eq!(
+            crate::dto::tests::keys_in_order(&json),
+            [
+                "hash",
+                "height",
+                "lastHash",
+                "timestamp",
+                "nonce",
+                "difficulty",
+                "bits",
+                "merkleRoot",
+                "version",
+                "chainWork",
+                "transactionCount",
+                "size",
+                "confirmations",
+            ]
+        );
+    }
+
+    #[tokio::test]
     async fn chart_data_covers_the_newest_blocks_with_their_intervals() {
         let (_folder, node) = regtest_node(10);
         let chart = |last| {
@@ -308,7 +339,7 @@ mod tests {
             .expect("block 6");
         assert_eq!(
             newest.blocks[0].interval_ms,
-            Some(newest.blocks[0].timestamp as i64 - parent.headers[0].summary.timestamp as i64)
+            Some(newest.blocks[0].timestamp as i64 - parent.headers[0].header.timestamp as i64)
         );
         for pair in newest.blocks.windows(2) {
             assert_eq!(

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::body::JsonBody;
 use crate::dto::{HeaderFieldsJson, TransactionJson};
 use crate::error::ApiError;
+use crate::input::{page_size, parse_hash};
 use crate::router::blocking;
 
 /// Blocks a page holds unless `limit` says otherwise.
@@ -78,12 +79,7 @@ pub async fn list_blocks(
     query: Result<Query<BlocksQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(query) = query?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_PAGE}, got {limit}"
-        )));
-    }
+    let limit = page_size("limit", query.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let (blocks, tip_height) = blocking(&node, move |node| {
         let snapshot = node.reader().snapshot()?;
         let tip_height = snapshot.tip()?.record.height.0;
@@ -131,9 +127,7 @@ pub async fn get_block(
         let snapshot = node.reader().snapshot()?;
         let tip_height = snapshot.tip()?.record.height.0;
         let hash = if id.len() == 64 {
-            id.parse::<BlockHash>().map_err(|error| {
-                ApiError::bad_request(format!("invalid block hash {id:?}: {error}"))
-            })?
+            parse_hash::<BlockHash>("block hash", &id)?
         } else if !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit()) {
             let height: u64 = id
                 .parse()

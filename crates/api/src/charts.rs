@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dto::HeaderFieldsJson;
 use crate::error::ApiError;
+use crate::input::page_size;
 use crate::router::blocking;
 
 /// Headers a `GET /headers` page holds unless `limit` says otherwise.
@@ -83,12 +84,7 @@ pub async fn headers(
     query: Result<Query<HeadersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<HeadersPage>, ApiError> {
     let Query(query) = query?;
-    let limit = query.limit.unwrap_or(DEFAULT_HEADERS_PAGE);
-    if limit == 0 || limit > MAX_HEADERS_PAGE {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_HEADERS_PAGE}, got {limit}"
-        )));
-    }
+    let limit = page_size("limit", query.limit, DEFAULT_HEADERS_PAGE, MAX_HEADERS_PAGE)?;
     let page = blocking(&node, move |node| {
         let params = node.params();
         let snapshot = node.reader().snapshot()?;
@@ -168,12 +164,7 @@ pub async fn charts(
     query: Result<Query<ChartsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ChartsJson>, ApiError> {
     let Query(query) = query?;
-    let last = query.last.unwrap_or(DEFAULT_CHART_BLOCKS);
-    if last == 0 || last > MAX_CHART_BLOCKS {
-        return Err(ApiError::bad_request(format!(
-            "last must be between 1 and {MAX_CHART_BLOCKS}, got {last}"
-        )));
-    }
+    let last = page_size("last", query.last, DEFAULT_CHART_BLOCKS, MAX_CHART_BLOCKS)?;
     let json = blocking(&node, move |node| {
         let params = node.params();
         let snapshot = node.reader().snapshot()?;

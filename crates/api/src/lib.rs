@@ -58,6 +58,7 @@ pub mod cookie;
 pub mod dto;
 pub mod error;
 mod events;
+mod input;
 mod router;
 mod status;
 mod transactions;

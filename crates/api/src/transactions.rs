@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use powchain_consensus::encode::Decode;
-use powchain_consensus::{Address, Amount, FeeRate, Transaction, Txid, hex};
+use powchain_consensus::{Amount, FeeRate, Transaction, Txid, hex};
 use powchain_mempool::PoolEntry;
 use powchain_node::Node;
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::body::JsonBody;
 use crate::dto::TransactionJson;
 use crate::error::ApiError;
+use crate::input::{parse_address, parse_hash};
 use crate::router::blocking;
 
 /// A pooled transaction.
@@ -86,12 +87,7 @@ pub async fn transact(
     JsonBody(request): JsonBody<TransactRequest>,
 ) -> Result<Json<TransactResponse>, ApiError> {
     let network = node.params().network;
-    let recipient = Address::parse(request.recipient.trim(), network).map_err(|error| {
-        ApiError::bad_request(format!(
-            "invalid recipient {:?}: {error}",
-            request.recipient
-        ))
-    })?;
+    let recipient = parse_address("recipient", &request.recipient, network)?;
     let amount = Amount::from_units(request.amount)
         .map_err(|error| ApiError::bad_request(format!("invalid amount: {error}")))?;
     if amount == Amount::ZERO {
@@ -167,9 +163,7 @@ pub async fn get_transaction(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<TransactionLookup>, ApiError> {
     let Path(text) = path?;
-    let txid: Txid = text.parse().map_err(|error| {
-        ApiError::bad_request(format!("invalid transaction id {text:?}: {error}"))
-    })?;
+    let txid: Txid = parse_hash("transaction id", &text)?;
     let lookup = blocking(&node, move |node| {
         let network = node.params().network;
         // The pool, then the chain, then the pool again. A block that confirms the

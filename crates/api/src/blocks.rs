@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::IntoResponse;
 use powchain_consensus::{Block, BlockHash, BlockHeight, Params};
 use powchain_node::Node;
@@ -15,6 +15,7 @@ use crate::body::JsonBody;
 use crate::dto::{HeaderFieldsJson, TransactionJson};
 use crate::error::ApiError;
 use crate::input::{page_size, parse_hash};
+use crate::main_chain::{confirmations, main_chain_hash, stored_block, tip_height};
 use crate::router::blocking;
 
 /// Blocks a page holds unless `limit` says otherwise.
@@ -82,38 +83,26 @@ pub async fn list_blocks(
     let limit = page_size("limit", query.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let (blocks, tip_height) = blocking(&node, move |node| {
         let snapshot = node.reader().snapshot()?;
-        let tip_height = snapshot.tip()?.record.height.0;
+        let tip_height = tip_height(&snapshot)?;
         let start = query
             .start
-            .unwrap_or_else(|| (tip_height + 1).saturating_sub(limit));
-        let end = start.saturating_add(limit).min(tip_height + 1);
+            .unwrap_or_else(|| (tip_height.0 + 1).saturating_sub(limit));
+        let end = start.saturating_add(limit).min(tip_height.0 + 1);
         let mut blocks = Vec::new();
-        for height in start..end {
-            let height = BlockHeight(height);
-            let hash = snapshot.hash_at(height)?.ok_or_else(|| {
-                ApiError::internal(format!("no block at main-chain height {height}"))
-            })?;
-            let block = snapshot
-                .block(&hash)?
-                .ok_or_else(|| ApiError::internal(format!("block {hash} has no data")))?;
+        for height in (start..end).map(BlockHeight) {
+            let block = stored_block(&snapshot, &main_chain_hash(&snapshot, height)?)?;
             blocks.push(BlockJson::new(
                 node.params(),
                 &block,
                 height,
-                Some(tip_height - height.0 + 1),
+                Some(confirmations(tip_height, height)),
             ));
         }
         Ok((blocks, tip_height))
     })
     .await?;
     let mut headers = HeaderMap::new();
-    headers.insert(
-        "x-chain-height",
-        tip_height
-            .to_string()
-            .parse()
-            .map_err(|_| ApiError::internal("header value"))?,
-    );
+    headers.insert("x-chain-height", HeaderValue::from(tip_height.0));
     Ok((headers, Json(blocks)))
 }
 
@@ -125,7 +114,7 @@ pub async fn get_block(
     let Path(id) = path?;
     let block = blocking(&node, move |node| {
         let snapshot = node.reader().snapshot()?;
-        let tip_height = snapshot.tip()?.record.height.0;
+        let tip_height = tip_height(&snapshot)?;
         let hash = if id.len() == 64 {
             parse_hash::<BlockHash>("block hash", &id)?
         } else if !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit()) {
@@ -151,12 +140,11 @@ pub async fn get_block(
             ))
         })?;
         let on_main_chain = snapshot.hash_at(record.height)? == Some(hash);
-        let confirmations = on_main_chain.then(|| tip_height - record.height.0 + 1);
         Ok(BlockJson::new(
             node.params(),
             &block,
             record.height,
-            confirmations,
+            on_main_chain.then(|| confirmations(tip_height, record.height)),
         ))
     })
     .await?;
@@ -212,28 +200,14 @@ mod tests {
     use super::*;
     use powchain_consensus::Network;
 
+    use crate::dto::tests::{HEADER_FIELDS, keys_in_order};
+
     #[test]
     fn block_json_keeps_its_documented_field_order() {
         let params = Network::Regtest.params();
         let block = BlockJson::new(params, params.genesis(), BlockHeight(0), Some(1));
         let json = serde_json::to_string(&block).expect("serializes");
-        assert_eq!(
-            crate::dto::tests::keys_in_order(&json),
-            [
-                "hash",
-                "height",
-                "lastHash",
-                "timestamp",
-                "nonce",
-                "difficulty",
-                "bits",
-                "merkleRoot",
-                "version",
-                "size",
-                "transactionCount",
-                "confirmations",
-                "data",
-            ]
-        );
+        let own = ["size", "transactionCount", "confirmations", "data"];
+        assert_eq!(keys_in_order(&json), [&HEADER_FIELDS[..], &own].concat());
     }
 }

@@ -12,14 +12,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use powchain_chain::Snapshot;
-use powchain_consensus::{BlockHash, BlockHeight};
+use powchain_consensus::BlockHeight;
 use powchain_node::Node;
 use serde::{Deserialize, Serialize};
 
 use crate::dto::HeaderFieldsJson;
 use crate::error::ApiError;
 use crate::input::page_size;
+use crate::main_chain::{confirmations, indexed_record, main_chain_hash, stored_block, tip_height};
 use crate::router::blocking;
 
 /// Headers a `GET /headers` page holds unless `limit` says otherwise.
@@ -70,12 +70,6 @@ pub struct HeadersPage {
     pub next_before: Option<u64>,
 }
 
-fn main_chain_hash(snapshot: &Snapshot, height: u64) -> Result<BlockHash, ApiError> {
-    snapshot
-        .hash_at(BlockHeight(height))?
-        .ok_or_else(|| ApiError::internal(format!("no block at main-chain height {height}")))
-}
-
 /// `GET /headers?before=<height>&limit=<n>`: main-chain blocks newest first, without their
 /// transactions. It reads only the page's blocks from one chain snapshot, so a page costs
 /// the same at height 100 as at height 100,000.
@@ -88,28 +82,24 @@ pub async fn headers(
     let page = blocking(&node, move |node| {
         let params = node.params();
         let snapshot = node.reader().snapshot()?;
-        let tip_height = snapshot.tip()?.record.height.0;
-        let end = query.before.unwrap_or(u64::MAX).min(tip_height + 1);
+        let tip_height = tip_height(&snapshot)?;
+        let end = query.before.unwrap_or(u64::MAX).min(tip_height.0 + 1);
         let start = end.saturating_sub(limit);
         let mut headers = Vec::with_capacity((end - start) as usize);
-        for height in (start..end).rev() {
+        for height in (start..end).rev().map(BlockHeight) {
             let hash = main_chain_hash(&snapshot, height)?;
-            let record = snapshot
-                .index_record(&hash)?
-                .ok_or_else(|| ApiError::internal(format!("block {hash} is not indexed")))?;
-            let block = snapshot
-                .block(&hash)?
-                .ok_or_else(|| ApiError::internal(format!("block {hash} has no data")))?;
+            let record = indexed_record(&snapshot, &hash)?;
+            let block = stored_block(&snapshot, &hash)?;
             headers.push(HeaderJson {
-                header: HeaderFieldsJson::new(params, hash, &record.header, BlockHeight(height)),
+                header: HeaderFieldsJson::new(params, hash, &record.header, height),
                 chain_work: record.chain_work.to_string(),
                 transaction_count: block.transactions.len(),
                 size: block.compute_size(),
-                confirmations: tip_height - height + 1,
+                confirmations: confirmations(tip_height, height),
             });
         }
         Ok(HeadersPage {
-            tip_height,
+            tip_height: tip_height.0,
             headers,
             next_before: (start > 0).then_some(start),
         })
@@ -168,22 +158,19 @@ pub async fn charts(
     let json = blocking(&node, move |node| {
         let params = node.params();
         let snapshot = node.reader().snapshot()?;
-        let tip_height = snapshot.tip()?.record.height.0;
+        let tip_height = tip_height(&snapshot)?.0;
         let start = (tip_height + 1).saturating_sub(last);
         let mut previous_time: Option<u64> = None;
         if start > 0 {
-            let parent = main_chain_hash(&snapshot, start - 1)?;
+            let parent = main_chain_hash(&snapshot, BlockHeight(start - 1))?;
             previous_time = snapshot
                 .index_record(&parent)?
                 .map(|record| record.header.time_ms);
         }
         let mut blocks = Vec::with_capacity((tip_height + 1 - start) as usize);
         for height in start..=tip_height {
-            let hash = main_chain_hash(&snapshot, height)?;
-            let header = snapshot
-                .index_record(&hash)?
-                .ok_or_else(|| ApiError::internal(format!("block {hash} is not indexed")))?
-                .header;
+            let hash = main_chain_hash(&snapshot, BlockHeight(height))?;
+            let header = indexed_record(&snapshot, &hash)?.header;
             blocks.push(ChartPoint {
                 height,
                 hash: hash.to_string(),
@@ -211,6 +198,8 @@ mod tests {
     use powchain_consensus::Network;
     use powchain_node::{NodeConfig, SystemClock};
     use tempfile::TempDir;
+
+    use crate::dto::tests::{HEADER_FIELDS, keys_in_order};
 
     /// A regtest node in a temporary folder with `blocks` mined on genesis.
     fn regtest_node(blocks: u64) -> (TempDir, Arc<Node>) {
@@ -289,24 +278,8 @@ mod tests {
         let (_folder, node) = regtest_node(1);
         let page = headers_page(&node, None, Some(1)).await.expect("a page");
         let json = serde_json::to_string(&page.headers[0]).expect("serializes");
-        assert_eq!(
-            crate::dto::tests::keys_in_order(&json),
-            [
-                "hash",
-                "height",
-                "lastHash",
-                "timestamp",
-                "nonce",
-                "difficulty",
-                "bits",
-                "merkleRoot",
-                "version",
-                "chainWork",
-                "transactionCount",
-                "size",
-                "confirmations",
-            ]
-        );
+        let own = ["chainWork", "transactionCount", "size", "confirmations"];
+        assert_eq!(keys_in_order(&json), [&HEADER_FIELDS[..], &own].concat());
     }
 
     #[tokio::test]

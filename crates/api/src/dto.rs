@@ -175,8 +175,25 @@ impl TransactionJson {
 pub(crate) mod tests {
     use std::fmt;
 
+    use powchain_consensus::Network;
     use serde::Deserializer as _;
     use serde::de::{IgnoredAny, MapAccess, Visitor};
+
+    use super::*;
+
+    /// The keys of `HeaderFieldsJson`, in the order the tutorial's block JSON has them; a
+    /// block and a header page entry both start with them.
+    pub(crate) const HEADER_FIELDS: [&str; 9] = [
+        "hash",
+        "height",
+        "lastHash",
+        "timestamp",
+        "nonce",
+        "difficulty",
+        "bits",
+        "merkleRoot",
+        "version",
+    ];
 
     /// The keys of the JSON object `json` in the order they were written (a
     /// `serde_json::Value` would sort them), so a test can pin a shape's field order.
@@ -200,5 +217,19 @@ pub(crate) mod tests {
         serde_json::Deserializer::from_str(json)
             .deserialize_map(Keys)
             .expect("a JSON object")
+    }
+
+    #[test]
+    fn header_fields_keep_the_tutorials_order() {
+        let params = Network::Regtest.params();
+        let genesis = params.genesis();
+        let fields = HeaderFieldsJson::new(
+            params,
+            genesis.compute_hash(),
+            &genesis.header,
+            BlockHeight(0),
+        );
+        let json = serde_json::to_string(&fields).expect("serializes");
+        assert_eq!(keys_in_order(&json), HEADER_FIELDS);
     }
 }

@@ -59,6 +59,7 @@ pub mod dto;
 pub mod error;
 mod events;
 mod input;
+mod main_chain;
 mod router;
 mod status;
 mod transactions;

@@ -15,6 +15,7 @@ use crate::body::JsonBody;
 use crate::dto::TransactionJson;
 use crate::error::ApiError;
 use crate::input::{parse_address, parse_hash};
+use crate::main_chain::{confirmations, tip_height};
 use crate::router::blocking;
 
 /// A pooled transaction.
@@ -234,7 +235,7 @@ pub async fn get_transaction(
         let record = snapshot
             .index_record(&location.block_hash)?
             .ok_or_else(|| ApiError::internal("indexed block missing from the block index"))?;
-        let tip_height = snapshot.tip()?.record.height.0;
+        let tip_height = tip_height(&snapshot)?;
         let mut json = TransactionJson::new(network, &transaction);
         let fee = if transaction.is_coinbase() {
             None
@@ -248,7 +249,7 @@ pub async fn get_transaction(
             transaction: json,
             status: "confirmed",
             fee,
-            confirmations: tip_height.saturating_sub(record.height.0) + 1,
+            confirmations: confirmations(tip_height, record.height),
             block_hash: Some(location.block_hash.to_string()),
             block_height: Some(record.height.0),
         })

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::input::{page_size, parse_address};
+use crate::main_chain::tip_height;
 use crate::router::blocking;
 
 /// History entries and unspent outputs `GET /address/{address}` returns unless `limit`
@@ -169,7 +170,7 @@ pub async fn address(
     let offset = query.offset.unwrap_or(0);
     let json = blocking(&node, move |node| {
         let snapshot = node.reader().snapshot()?;
-        let next_height = snapshot.tip()?.record.height.next();
+        let next_height = tip_height(&snapshot)?.next();
         let params = node.params();
         // The balance counts every unspent output, not just the page shown.
         let all_coins = snapshot.address_coins(&address, usize::MAX)?;

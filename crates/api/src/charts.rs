@@ -2,7 +2,8 @@
 //! (`GET /headers`) and chart data of block times and difficulty (`GET /charts`).
 //!
 //! ```text
-//!   Snapshot::hash_at + index_record + block (one page only) ──▶ /headers, /charts
+//!   one Snapshot ──main_chain: hash, index record (and data, for /headers) of each
+//!                  height in the page only──▶ HeadersPage (/headers) | ChartsJson (/charts)
 //! ```
 //!
 //! Each reads only its page's blocks from one chain snapshot, so it costs the same at

@@ -46,8 +46,11 @@
 //! | `GET /headers` | `charts.rs` | `HeadersPage` |
 //! | `GET /charts` | `charts.rs` | `ChartsJson` |
 //!
-//! `router.rs` wires them with the guard (`auth.rs`), the body limit (`body.rs`) and the
-//! JSON 404/405 answers; `error.rs` is `ApiError`.
+//! `router.rs` wires them with the guard (`auth.rs`), the body limit and the JSON 404/405
+//! answers, and holds `blocking`, the one way handlers reach the node. Handlers share
+//! `body.rs` (JSON request bodies), `input.rs` (page sizes, hashes and addresses from the
+//! path and query), `main_chain.rs` (the tip, blocks by height, confirmations, from one
+//! snapshot) and `dto.rs`; `error.rs` is `ApiError`.
 
 mod assets;
 pub mod auth;

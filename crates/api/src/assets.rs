@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 
+/// One embedded file.
 struct Asset {
     name: &'static str,
     content_type: &'static str,

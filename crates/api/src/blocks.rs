@@ -5,21 +5,63 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::IntoResponse;
-use powchain_consensus::{BlockHash, BlockHeight};
+use powchain_consensus::{Block, BlockHash, BlockHeight, Params};
 use powchain_node::Node;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::body::JsonBody;
-use crate::dto::BlockJson;
+use crate::dto::{HeaderFieldsJson, TransactionJson};
 use crate::error::ApiError;
+use crate::input::{page_size, parse_hash};
+use crate::main_chain::{confirmations, main_chain_hash, stored_block, tip_height};
 use crate::router::blocking;
 
 /// Blocks a page holds unless `limit` says otherwise.
 pub const DEFAULT_PAGE: u64 = 100;
 /// The most blocks one page holds.
 pub const MAX_PAGE: u64 = 1000;
+
+/// A block, as `GET /blocks`, `GET /blocks/{id}` and mining answer it: the tutorial's
+/// `lastHash`, `timestamp`, `nonce`, `difficulty` and `data` (the transactions) among them.
+#[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockJson {
+    /// The header's fields, first.
+    #[serde(flatten)]
+    pub header: HeaderFieldsJson,
+    /// Encoded size in bytes.
+    pub size: usize,
+    /// Number of transactions.
+    pub transaction_count: usize,
+    /// Blocks on top of it plus one, if on the main chain.
+    pub confirmations: Option<u64>,
+    /// The transactions (the tutorial's `data`).
+    pub data: Vec<TransactionJson>,
+}
+
+impl BlockJson {
+    /// Describes `block` at `height`; `confirmations` is `None` off the main chain.
+    pub fn new(
+        params: &Params,
+        block: &Block,
+        height: BlockHeight,
+        confirmations: Option<u64>,
+    ) -> BlockJson {
+        BlockJson {
+            header: HeaderFieldsJson::new(params, block.compute_hash(), &block.header, height),
+            size: block.compute_size(),
+            transaction_count: block.transactions.len(),
+            confirmations,
+            data: block
+                .transactions
+                .iter()
+                .map(|transaction| TransactionJson::new(params.network, transaction))
+                .collect(),
+        }
+    }
+}
 
 /// `GET /blocks` query.
 #[derive(Deserialize, Debug, Default)]
@@ -38,46 +80,29 @@ pub async fn list_blocks(
     query: Result<Query<BlocksQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(query) = query?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_PAGE}, got {limit}"
-        )));
-    }
+    let limit = page_size("limit", query.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let (blocks, tip_height) = blocking(&node, move |node| {
         let snapshot = node.reader().snapshot()?;
-        let tip_height = snapshot.tip()?.record.height.0;
+        let tip_height = tip_height(&snapshot)?;
         let start = query
             .start
-            .unwrap_or_else(|| (tip_height + 1).saturating_sub(limit));
-        let end = start.saturating_add(limit).min(tip_height + 1);
+            .unwrap_or_else(|| (tip_height.0 + 1).saturating_sub(limit));
+        let end = start.saturating_add(limit).min(tip_height.0 + 1);
         let mut blocks = Vec::new();
-        for height in start..end {
-            let height = BlockHeight(height);
-            let hash = snapshot.hash_at(height)?.ok_or_else(|| {
-                ApiError::internal(format!("no block at main-chain height {height}"))
-            })?;
-            let block = snapshot
-                .block(&hash)?
-                .ok_or_else(|| ApiError::internal(format!("block {hash} has no data")))?;
+        for height in (start..end).map(BlockHeight) {
+            let block = stored_block(&snapshot, &main_chain_hash(&snapshot, height)?)?;
             blocks.push(BlockJson::new(
                 node.params(),
                 &block,
                 height,
-                Some(tip_height - height.0 + 1),
+                Some(confirmations(tip_height, height)),
             ));
         }
         Ok((blocks, tip_height))
     })
     .await?;
     let mut headers = HeaderMap::new();
-    headers.insert(
-        "x-chain-height",
-        tip_height
-            .to_string()
-            .parse()
-            .map_err(|_| ApiError::internal("header value"))?,
-    );
+    headers.insert("x-chain-height", HeaderValue::from(tip_height.0));
     Ok((headers, Json(blocks)))
 }
 
@@ -89,11 +114,9 @@ pub async fn get_block(
     let Path(id) = path?;
     let block = blocking(&node, move |node| {
         let snapshot = node.reader().snapshot()?;
-        let tip_height = snapshot.tip()?.record.height.0;
+        let tip_height = tip_height(&snapshot)?;
         let hash = if id.len() == 64 {
-            id.parse::<BlockHash>().map_err(|error| {
-                ApiError::bad_request(format!("invalid block hash {id:?}: {error}"))
-            })?
+            parse_hash::<BlockHash>("block hash", &id)?
         } else if !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit()) {
             let height: u64 = id
                 .parse()
@@ -117,12 +140,11 @@ pub async fn get_block(
             ))
         })?;
         let on_main_chain = snapshot.hash_at(record.height)? == Some(hash);
-        let confirmations = on_main_chain.then(|| tip_height - record.height.0 + 1);
         Ok(BlockJson::new(
             node.params(),
             &block,
             record.height,
-            confirmations,
+            on_main_chain.then(|| confirmations(tip_height, record.height)),
         ))
     })
     .await?;
@@ -171,4 +193,21 @@ async fn mine_and_describe(node: Arc<Node>, note: Vec<u8>) -> Result<Json<BlockJ
     })
     .await?;
     Ok(Json(block))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use powchain_consensus::Network;
+
+    use crate::dto::tests::{HEADER_FIELDS, keys_in_order};
+
+    #[test]
+    fn block_json_keeps_its_documented_field_order() {
+        let params = Network::Regtest.params();
+        let block = BlockJson::new(params, params.genesis(), BlockHeight(0), Some(1));
+        let json = serde_json::to_string(&block).expect("serializes");
+        let own = ["size", "transactionCount", "confirmations", "data"];
+        assert_eq!(keys_in_order(&json), [&HEADER_FIELDS[..], &own].concat());
+    }
 }

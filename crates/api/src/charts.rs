@@ -2,7 +2,8 @@
 //! (`GET /headers`) and chart data of block times and difficulty (`GET /charts`).
 //!
 //! ```text
-//!   Snapshot::hash_at + index_record + block (one page only) ──▶ /headers, /charts
+//!   one Snapshot ──main_chain: hash, index record (and data, for /headers) of each
+//!                  height in the page only──▶ HeadersPage (/headers) | ChartsJson (/charts)
 //! ```
 //!
 //! Each reads only its page's blocks from one chain snapshot, so it costs the same at
@@ -12,13 +13,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use powchain_chain::Snapshot;
-use powchain_consensus::{BlockHash, BlockHeight};
+use powchain_consensus::BlockHeight;
 use powchain_node::Node;
 use serde::{Deserialize, Serialize};
 
-use crate::dto::BlockSummaryJson;
+use crate::dto::HeaderFieldsJson;
 use crate::error::ApiError;
+use crate::input::page_size;
+use crate::main_chain::{confirmations, indexed_record, main_chain_hash, stored_block, tip_height};
 use crate::router::blocking;
 
 /// Headers a `GET /headers` page holds unless `limit` says otherwise.
@@ -44,11 +46,15 @@ pub struct HeadersQuery {
 #[derive(Serialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct HeaderJson {
-    /// Header fields, height and size.
+    /// The header's fields, first.
     #[serde(flatten)]
-    pub summary: BlockSummaryJson,
+    pub header: HeaderFieldsJson,
     /// Work of the chain up to and including it, hex.
     pub chain_work: String,
+    /// Number of transactions.
+    pub transaction_count: usize,
+    /// Encoded size in bytes.
+    pub size: usize,
     /// Blocks on top of it plus one.
     pub confirmations: u64,
 }
@@ -65,12 +71,6 @@ pub struct HeadersPage {
     pub next_before: Option<u64>,
 }
 
-fn main_chain_hash(snapshot: &Snapshot, height: u64) -> Result<BlockHash, ApiError> {
-    snapshot
-        .hash_at(BlockHeight(height))?
-        .ok_or_else(|| ApiError::internal(format!("no block at main-chain height {height}")))
-}
-
 /// `GET /headers?before=<height>&limit=<n>`: main-chain blocks newest first, without their
 /// transactions. It reads only the page's blocks from one chain snapshot, so a page costs
 /// the same at height 100 as at height 100,000.
@@ -79,35 +79,28 @@ pub async fn headers(
     query: Result<Query<HeadersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<HeadersPage>, ApiError> {
     let Query(query) = query?;
-    let limit = query.limit.unwrap_or(DEFAULT_HEADERS_PAGE);
-    if limit == 0 || limit > MAX_HEADERS_PAGE {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_HEADERS_PAGE}, got {limit}"
-        )));
-    }
+    let limit = page_size("limit", query.limit, DEFAULT_HEADERS_PAGE, MAX_HEADERS_PAGE)?;
     let page = blocking(&node, move |node| {
         let params = node.params();
         let snapshot = node.reader().snapshot()?;
-        let tip_height = snapshot.tip()?.record.height.0;
-        let end = query.before.unwrap_or(u64::MAX).min(tip_height + 1);
+        let tip_height = tip_height(&snapshot)?;
+        let end = query.before.unwrap_or(u64::MAX).min(tip_height.0 + 1);
         let start = end.saturating_sub(limit);
         let mut headers = Vec::with_capacity((end - start) as usize);
-        for height in (start..end).rev() {
+        for height in (start..end).rev().map(BlockHeight) {
             let hash = main_chain_hash(&snapshot, height)?;
-            let record = snapshot
-                .index_record(&hash)?
-                .ok_or_else(|| ApiError::internal(format!("block {hash} is not indexed")))?;
-            let block = snapshot
-                .block(&hash)?
-                .ok_or_else(|| ApiError::internal(format!("block {hash} has no data")))?;
+            let record = indexed_record(&snapshot, &hash)?;
+            let block = stored_block(&snapshot, &hash)?;
             headers.push(HeaderJson {
-                summary: BlockSummaryJson::new(params, &block, BlockHeight(height)),
+                header: HeaderFieldsJson::new(params, hash, &record.header, height),
                 chain_work: record.chain_work.to_string(),
-                confirmations: tip_height - height + 1,
+                transaction_count: block.transactions.len(),
+                size: block.compute_size(),
+                confirmations: confirmations(tip_height, height),
             });
         }
         Ok(HeadersPage {
-            tip_height,
+            tip_height: tip_height.0,
             headers,
             next_before: (start > 0).then_some(start),
         })
@@ -162,31 +155,23 @@ pub async fn charts(
     query: Result<Query<ChartsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ChartsJson>, ApiError> {
     let Query(query) = query?;
-    let last = query.last.unwrap_or(DEFAULT_CHART_BLOCKS);
-    if last == 0 || last > MAX_CHART_BLOCKS {
-        return Err(ApiError::bad_request(format!(
-            "last must be between 1 and {MAX_CHART_BLOCKS}, got {last}"
-        )));
-    }
+    let last = page_size("last", query.last, DEFAULT_CHART_BLOCKS, MAX_CHART_BLOCKS)?;
     let json = blocking(&node, move |node| {
         let params = node.params();
         let snapshot = node.reader().snapshot()?;
-        let tip_height = snapshot.tip()?.record.height.0;
+        let tip_height = tip_height(&snapshot)?.0;
         let start = (tip_height + 1).saturating_sub(last);
         let mut previous_time: Option<u64> = None;
         if start > 0 {
-            let parent = main_chain_hash(&snapshot, start - 1)?;
+            let parent = main_chain_hash(&snapshot, BlockHeight(start - 1))?;
             previous_time = snapshot
                 .index_record(&parent)?
                 .map(|record| record.header.time_ms);
         }
         let mut blocks = Vec::with_capacity((tip_height + 1 - start) as usize);
         for height in start..=tip_height {
-            let hash = main_chain_hash(&snapshot, height)?;
-            let header = snapshot
-                .index_record(&hash)?
-                .ok_or_else(|| ApiError::internal(format!("block {hash} is not indexed")))?
-                .header;
+            let hash = main_chain_hash(&snapshot, BlockHeight(height))?;
+            let header = indexed_record(&snapshot, &hash)?.header;
             blocks.push(ChartPoint {
                 height,
                 hash: hash.to_string(),
@@ -215,6 +200,8 @@ mod tests {
     use powchain_node::{NodeConfig, SystemClock};
     use tempfile::TempDir;
 
+    use crate::dto::tests::{HEADER_FIELDS, keys_in_order};
+
     /// A regtest node in a temporary folder with `blocks` mined on genesis.
     fn regtest_node(blocks: u64) -> (TempDir, Arc<Node>) {
         let folder = tempfile::tempdir().expect("a temporary folder");
@@ -242,7 +229,7 @@ mod tests {
     fn heights(page: &HeadersPage) -> Vec<u64> {
         page.headers
             .iter()
-            .map(|header| header.summary.height)
+            .map(|header| header.header.height)
             .collect()
     }
 
@@ -253,12 +240,12 @@ mod tests {
         assert_eq!(first.tip_height, 30);
         assert_eq!(heights(&first), (11..=30).rev().collect::<Vec<_>>());
         assert_eq!(first.next_before, Some(11));
-        assert_eq!(first.headers[0].summary.hash, node.tip().hash.to_string());
+        assert_eq!(first.headers[0].header.hash, node.tip().hash.to_string());
         assert_eq!(first.headers[0].confirmations, 1);
-        assert_eq!(first.headers[0].summary.transaction_count, 1);
+        assert_eq!(first.headers[0].transaction_count, 1);
         for pair in first.headers.windows(2) {
             assert_eq!(
-                pair[0].summary.last_hash, pair[1].summary.hash,
+                pair[0].header.last_hash, pair[1].header.hash,
                 "each links to the next"
             );
         }
@@ -288,6 +275,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn header_page_entries_keep_their_documented_field_order() {
+        let (_folder, node) = regtest_node(1);
+        let page = headers_page(&node, None, Some(1)).await.expect("a page");
+        let json = serde_json::to_string(&page.headers[0]).expect("serializes");
+        let own = ["chainWork", "transactionCount", "size", "confirmations"];
+        assert_eq!(keys_in_order(&json), [&HEADER_FIELDS[..], &own].concat());
+    }
+
+    #[tokio::test]
     async fn chart_data_covers_the_newest_blocks_with_their_intervals() {
         let (_folder, node) = regtest_node(10);
         let chart = |last| {
@@ -308,7 +304,7 @@ mod tests {
             .expect("block 6");
         assert_eq!(
             newest.blocks[0].interval_ms,
-            Some(newest.blocks[0].timestamp as i64 - parent.headers[0].summary.timestamp as i64)
+            Some(newest.blocks[0].timestamp as i64 - parent.headers[0].header.timestamp as i64)
         );
         for pair in newest.blocks.windows(2) {
             assert_eq!(

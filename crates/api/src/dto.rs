@@ -1,19 +1,23 @@
-//! The JSON shapes of the API (camelCase), built from consensus and node types.
+//! The JSON shapes that more than one route file serves (camelCase): a block's header
+//! fields (blocks and header pages) and transactions with their inputs and outputs (blocks,
+//! the pool, payments, lookups). A shape only one route file serves lives in that file.
 //!
-//! Blocks keep the tutorial's names where they exist (`hash`, `lastHash`, `timestamp`,
-//! `nonce`, `difficulty`, `data` = the transactions) and add `height`, `bits`,
-//! `merkleRoot`. Amounts are integers of base units (1 coin = 100,000,000 units).
+//! Header fields keep the tutorial's names where they exist (`hash`, `lastHash`,
+//! `timestamp`, `nonce`, `difficulty`) and add `height`, `bits`, `merkleRoot`. Amounts are
+//! integers of base units (1 coin = 100,000,000 units).
 
 use powchain_consensus::encode::Encode;
-use powchain_consensus::{Block, BlockHeight, Network, Params, Transaction, TxInputs, hex};
+use powchain_consensus::{
+    BlockHash, BlockHeight, Header, Network, Params, Transaction, TxInputs, hex,
+};
 use serde::Serialize;
 
-/// What every block summary shows: the header's fields under the tutorial's names where
-/// it has them, the height, and the block's size. A block (`BlockJson`) and a header page
-/// entry (`HeaderJson`, `GET /headers`) both flatten it into their JSON.
+/// The header fields a block (`GET /blocks`, `blocks.rs`) and a header page entry
+/// (`GET /headers`, `charts.rs`) both show first, under the tutorial's names where it has
+/// them. Each flattens it into its own JSON and adds its fields after these.
 #[derive(Serialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
-pub struct BlockSummaryJson {
+pub struct HeaderFieldsJson {
     /// Its hash.
     pub hash: String,
     /// Its height.
@@ -32,60 +36,26 @@ pub struct BlockSummaryJson {
     pub merkle_root: String,
     /// Header version.
     pub version: u32,
-    /// Encoded size in bytes.
-    pub size: usize,
-    /// Number of transactions.
-    pub transaction_count: usize,
 }
 
-impl BlockSummaryJson {
-    /// Summarises `block` at `height`.
-    pub fn new(params: &Params, block: &Block, height: BlockHeight) -> BlockSummaryJson {
-        BlockSummaryJson {
-            hash: block.compute_hash().to_string(),
-            height: height.0,
-            last_hash: block.header.prev_hash.to_string(),
-            timestamp: block.header.time_ms,
-            nonce: block.header.nonce,
-            difficulty: params.difficulty(block.header.bits),
-            bits: block.header.bits.to_string(),
-            merkle_root: block.header.merkle_root.to_string(),
-            version: block.header.version,
-            size: block.compute_size(),
-            transaction_count: block.transactions.len(),
-        }
-    }
-}
-
-/// A block.
-#[derive(Serialize, Debug, Clone)]
-#[serde(rename_all = "camelCase")]
-pub struct BlockJson {
-    /// Header fields, height and size.
-    #[serde(flatten)]
-    pub summary: BlockSummaryJson,
-    /// Blocks on top of it plus one, if on the main chain.
-    pub confirmations: Option<u64>,
-    /// The transactions (the tutorial's `data`).
-    pub data: Vec<TransactionJson>,
-}
-
-impl BlockJson {
-    /// Describes `block` at `height`; `confirmations` is `None` off the main chain.
+impl HeaderFieldsJson {
+    /// Describes `header`, whose hash is `hash`, at `height`.
     pub fn new(
         params: &Params,
-        block: &Block,
+        hash: BlockHash,
+        header: &Header,
         height: BlockHeight,
-        confirmations: Option<u64>,
-    ) -> BlockJson {
-        BlockJson {
-            summary: BlockSummaryJson::new(params, block, height),
-            confirmations,
-            data: block
-                .transactions
-                .iter()
-                .map(|transaction| TransactionJson::new(params.network, transaction))
-                .collect(),
+    ) -> HeaderFieldsJson {
+        HeaderFieldsJson {
+            hash: hash.to_string(),
+            height: height.0,
+            last_hash: header.prev_hash.to_string(),
+            timestamp: header.time_ms,
+            nonce: header.nonce,
+            difficulty: params.difficulty(header.bits),
+            bits: header.bits.to_string(),
+            merkle_root: header.merkle_root.to_string(),
+            version: header.version,
         }
     }
 }
@@ -198,5 +168,68 @@ impl TransactionJson {
                 .map_or(0, |total| total.to_units()),
             hex: hex::encode(&encoded),
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::fmt;
+
+    use powchain_consensus::Network;
+    use serde::Deserializer as _;
+    use serde::de::{IgnoredAny, MapAccess, Visitor};
+
+    use super::*;
+
+    /// The keys of `HeaderFieldsJson`, in the order the tutorial's block JSON has them; a
+    /// block and a header page entry both start with them.
+    pub(crate) const HEADER_FIELDS: [&str; 9] = [
+        "hash",
+        "height",
+        "lastHash",
+        "timestamp",
+        "nonce",
+        "difficulty",
+        "bits",
+        "merkleRoot",
+        "version",
+    ];
+
+    /// The keys of the JSON object `json` in the order they were written (a
+    /// `serde_json::Value` would sort them), so a test can pin a shape's field order.
+    pub(crate) fn keys_in_order(json: &str) -> Vec<String> {
+        struct Keys;
+        impl<'de> Visitor<'de> for Keys {
+            type Value = Vec<String>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+                let mut keys = Vec::new();
+                while let Some((key, IgnoredAny)) = map.next_entry::<String, IgnoredAny>()? {
+                    keys.push(key);
+                }
+                Ok(keys)
+            }
+        }
+        serde_json::Deserializer::from_str(json)
+            .deserialize_map(Keys)
+            .expect("a JSON object")
+    }
+
+    #[test]
+    fn header_fields_keep_the_tutorials_order() {
+        let params = Network::Regtest.params();
+        let genesis = params.genesis();
+        let fields = HeaderFieldsJson::new(
+            params,
+            genesis.compute_hash(),
+            &genesis.header,
+            BlockHeight(0),
+        );
+        let json = serde_json::to_string(&fields).expect("serializes");
+        assert_eq!(keys_in_order(&json), HEADER_FIELDS);
     }
 }

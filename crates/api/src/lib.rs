@@ -16,21 +16,41 @@
 //! Every failure is a 4xx/5xx with `{"error": "<what and why>"}`; no input makes a
 //! handler panic. `docs/API.md` lists every endpoint with a curl example.
 //!
-//! Where each route lives (each route file owns the JSON shapes it alone serves; `dto.rs`
-//! holds the shapes several routes share: blocks, transactions, inputs and outputs):
+//! **Where JSON shapes live:** each route file owns the JSON shapes (answers, queries and
+//! bodies) that only it serves; `dto.rs` holds only the shapes that more than one route
+//! file serves (a block's header fields, transactions with their inputs and outputs).
 //!
-//! | routes | file |
-//! |---|---|
-//! | `GET /blocks`, `GET /blocks/{id}`, `POST /mine`, `GET/POST /mine-transactions` | `blocks.rs` |
-//! | `GET /transactions`, `POST /transact`, `POST /tx`, `GET /tx/{txid}` | `transactions.rs` |
-//! | `GET /public-key`, `GET /balance`, `POST /wallet/addresses`, `GET /address/{address}` | `wallet.rs` |
-//! | `GET /status`, `GET|POST /peers`, `GET /metrics` | `status.rs` |
-//! | `GET /`, `GET /assets/{file}` (the dashboard's files) | `assets.rs` |
-//! | `GET /events` (server-sent node events) | `events.rs` |
-//! | `GET /headers`, `GET /charts` (the dashboard's chain views) | `charts.rs` |
+//! Which file serves which route, and the type of its answer:
 //!
-//! `router.rs` wires them with the guard (`auth.rs`), the body limit (`body.rs`) and the
-//! JSON 404/405 answers; `error.rs` is `ApiError`.
+//! | route | file | answer |
+//! |---|---|---|
+//! | `GET /blocks` | `blocks.rs` | `Vec<BlockJson>` |
+//! | `GET /blocks/{id}` | `blocks.rs` | `BlockJson` |
+//! | `POST /mine` | `blocks.rs` | `BlockJson` |
+//! | `GET`, `POST /mine-transactions` | `blocks.rs` | `BlockJson` |
+//! | `GET /transactions` | `transactions.rs` | `Vec<PoolTransactionJson>` |
+//! | `POST /transact` | `transactions.rs` | `TransactResponse` |
+//! | `POST /tx` | `transactions.rs` | `SubmitResponse` |
+//! | `GET /tx/{txid}` | `transactions.rs` | `TransactionLookup` |
+//! | `GET /public-key` | `wallet.rs` | `PublicKeyJson` |
+//! | `GET /balance` | `wallet.rs` | `BalanceJson` |
+//! | `POST /wallet/addresses` | `wallet.rs` | `NewAddressJson` |
+//! | `GET /address/{address}` | `wallet.rs` | `AddressJson` |
+//! | `GET /status` | `status.rs` | `StatusJson` |
+//! | `GET /peers` | `status.rs` | `Vec<PeerJson>` |
+//! | `POST /peers` | `status.rs` | `{"url", "status"}` |
+//! | `GET /metrics` | `status.rs` | Prometheus text |
+//! | `GET /` | `assets.rs` | the dashboard's page |
+//! | `GET /assets/{file}` | `assets.rs` | its script, style sheet and icon |
+//! | `GET /events` | `events.rs` | server-sent `EventJson` |
+//! | `GET /headers` | `charts.rs` | `HeadersPage` |
+//! | `GET /charts` | `charts.rs` | `ChartsJson` |
+//!
+//! `router.rs` wires them with the guard (`auth.rs`), the body limit and the JSON 404/405
+//! answers, and holds `blocking`, the one way handlers reach the node. Handlers share
+//! `body.rs` (JSON request bodies), `input.rs` (page sizes, hashes and addresses from the
+//! path and query), `main_chain.rs` (the tip, blocks by height, confirmations, from one
+//! snapshot) and `dto.rs`; `error.rs` is `ApiError`.
 
 mod assets;
 pub mod auth;
@@ -41,6 +61,8 @@ pub mod cookie;
 pub mod dto;
 pub mod error;
 mod events;
+mod input;
+mod main_chain;
 mod router;
 mod status;
 mod transactions;

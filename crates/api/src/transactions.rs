@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use powchain_consensus::encode::Decode;
-use powchain_consensus::{Address, Amount, FeeRate, Transaction, Txid, hex};
+use powchain_consensus::{Amount, FeeRate, Transaction, Txid, hex};
 use powchain_mempool::PoolEntry;
 use powchain_node::Node;
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::body::JsonBody;
 use crate::dto::TransactionJson;
 use crate::error::ApiError;
+use crate::input::{parse_address, parse_hash};
+use crate::main_chain::{confirmations, tip_height};
 use crate::router::blocking;
 
 /// A pooled transaction.
@@ -86,12 +88,7 @@ pub async fn transact(
     JsonBody(request): JsonBody<TransactRequest>,
 ) -> Result<Json<TransactResponse>, ApiError> {
     let network = node.params().network;
-    let recipient = Address::parse(request.recipient.trim(), network).map_err(|error| {
-        ApiError::bad_request(format!(
-            "invalid recipient {:?}: {error}",
-            request.recipient
-        ))
-    })?;
+    let recipient = parse_address("recipient", &request.recipient, network)?;
     let amount = Amount::from_units(request.amount)
         .map_err(|error| ApiError::bad_request(format!("invalid amount: {error}")))?;
     if amount == Amount::ZERO {
@@ -167,9 +164,7 @@ pub async fn get_transaction(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<TransactionLookup>, ApiError> {
     let Path(text) = path?;
-    let txid: Txid = text.parse().map_err(|error| {
-        ApiError::bad_request(format!("invalid transaction id {text:?}: {error}"))
-    })?;
+    let txid: Txid = parse_hash("transaction id", &text)?;
     let lookup = blocking(&node, move |node| {
         let network = node.params().network;
         // The pool, then the chain, then the pool again. A block that confirms the
@@ -240,7 +235,7 @@ pub async fn get_transaction(
         let record = snapshot
             .index_record(&location.block_hash)?
             .ok_or_else(|| ApiError::internal("indexed block missing from the block index"))?;
-        let tip_height = snapshot.tip()?.record.height.0;
+        let tip_height = tip_height(&snapshot)?;
         let mut json = TransactionJson::new(network, &transaction);
         let fee = if transaction.is_coinbase() {
             None
@@ -254,7 +249,7 @@ pub async fn get_transaction(
             transaction: json,
             status: "confirmed",
             fee,
-            confirmations: tip_height.saturating_sub(record.height.0) + 1,
+            confirmations: confirmations(tip_height, record.height),
             block_hash: Some(location.block_hash.to_string()),
             block_height: Some(record.height.0),
         })

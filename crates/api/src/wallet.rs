@@ -5,12 +5,20 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use powchain_consensus::{Address, Amount};
+use powchain_consensus::Amount;
 use powchain_node::Node;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::input::{page_size, parse_address};
+use crate::main_chain::tip_height;
 use crate::router::blocking;
+
+/// History entries and unspent outputs `GET /address/{address}` returns unless `limit`
+/// says otherwise.
+pub const DEFAULT_ADDRESS_PAGE: u64 = 50;
+/// The most history entries and unspent outputs one `GET /address/{address}` returns.
+pub const MAX_ADDRESS_PAGE: u64 = 1000;
 
 /// `GET /public-key` answer.
 #[derive(Serialize, Debug)]
@@ -98,7 +106,7 @@ pub struct AddressQuery {
     /// History entries to skip (newest first).
     pub offset: Option<usize>,
     /// History entries and unspent outputs to return (default 50, at most 1000).
-    pub limit: Option<usize>,
+    pub limit: Option<u64>,
 }
 
 /// An unspent output of an address.
@@ -156,18 +164,13 @@ pub async fn address(
     let Path(text) = path?;
     let Query(query) = query?;
     let network = node.params().network;
-    let address = Address::parse(text.trim(), network)
-        .map_err(|error| ApiError::bad_request(format!("invalid address {text:?}: {error}")))?;
-    let limit = query.limit.unwrap_or(50);
-    if limit == 0 || limit > 1000 {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and 1000, got {limit}"
-        )));
-    }
+    let address = parse_address("address", &text, network)?;
+    // At most MAX_ADDRESS_PAGE, so it fits a usize.
+    let limit = page_size("limit", query.limit, DEFAULT_ADDRESS_PAGE, MAX_ADDRESS_PAGE)? as usize;
     let offset = query.offset.unwrap_or(0);
     let json = blocking(&node, move |node| {
         let snapshot = node.reader().snapshot()?;
-        let next_height = snapshot.tip()?.record.height.next();
+        let next_height = tip_height(&snapshot)?.next();
         let params = node.params();
         // The balance counts every unspent output, not just the page shown.
         let all_coins = snapshot.address_coins(&address, usize::MAX)?;

@@ -10,13 +10,15 @@
 //! ```
 //!
 //! Fork choice reads here: the best header is the valid header with the most work, the
-//! first seen winning a tie (lowest `sequence`). Valid headers are kept ranked in a sorted
-//! set and each header knows its children, so failing a block marks its descendants and
-//! finds the next best header in time linear in the descendants (times log of the index),
-//! never in the size of the index.
+//! first seen winning a tie (lowest `sequence`). The best header is always a *leaf*: a
+//! valid header without a valid child (a child has more work than its parent). The index
+//! keeps only the leaves ranked, a handful in a healthy network, so failing a block finds
+//! the leaves below it (skip pointers), marks its descendants by walking back from them,
+//! and picks the next best leaf in time linear in the descendants, never in the size of the
+//! index, and at no memory cost per header.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Index;
 
 use powchain_consensus::difficulty::compute_median_time_past;
@@ -64,10 +66,8 @@ pub(crate) struct BlockIndex {
     main_chain: Vec<BlockHash>,
     /// Each indexed block's skip pointer: its ancestor at [`skip_height`] of its height.
     skips: HashMap<BlockHash, BlockHash>,
-    /// Each indexed block's children.
-    children: HashMap<BlockHash, Vec<BlockHash>>,
-    /// Headers neither failed nor below a failed block; the last is the best header.
-    ranked: BTreeSet<Rank>,
+    /// Valid headers without a valid child, ranked; the last is the best header.
+    leaves: BTreeSet<Rank>,
     genesis: BlockHash,
     next_sequence: u64,
 }
@@ -92,8 +92,7 @@ impl BlockIndex {
             records,
             main_chain: vec![genesis_hash],
             skips: HashMap::new(),
-            children: HashMap::new(),
-            ranked: BTreeSet::from([rank(genesis_hash, &genesis)]),
+            leaves: BTreeSet::from([rank(genesis_hash, &genesis)]),
             genesis: genesis_hash,
             next_sequence: genesis.sequence + 1,
         }
@@ -133,30 +132,36 @@ impl BlockIndex {
             records,
             main_chain: reversed,
             skips: HashMap::new(),
-            children: HashMap::new(),
-            ranked: BTreeSet::new(),
+            leaves: BTreeSet::new(),
             genesis,
             next_sequence,
         };
-        for (_, hash) in index.by_height() {
-            let mut record = index.records[&hash];
-            index.link_skip(hash, &record);
-            if record.height == BlockHeight::GENESIS {
-                index.ranked.insert(rank(hash, &record));
+        let by_height = index.by_height();
+        // Parents of valid headers: every other valid header is a leaf.
+        let mut valid_parents = HashSet::new();
+        for (height, hash) in &by_height {
+            let mut record = index.records[hash];
+            index.link_skip(*hash, &record);
+            if *height == BlockHeight::GENESIS {
                 continue;
             }
             let parent = record.header.prev_hash;
-            index.children.entry(parent).or_default().push(hash);
             let parent_failed = index
                 .records
                 .get(&parent)
                 .is_none_or(|parent| parent.status.is_failed());
             if parent_failed && !record.status.is_failed() {
                 record.status = BlockStatus::FailedAncestor;
-                index.records.insert(hash, record);
+                index.records.insert(*hash, record);
             }
             if !record.status.is_failed() {
-                index.ranked.insert(rank(hash, &record));
+                valid_parents.insert(parent);
+            }
+        }
+        for (_, hash) in by_height {
+            let record = index.records[&hash];
+            if !record.status.is_failed() && !valid_parents.contains(&hash) {
+                index.leaves.insert(rank(hash, &record));
             }
         }
         Ok(index)
@@ -220,24 +225,21 @@ impl BlockIndex {
         self.next_sequence += 1;
         self.records.insert(hash, record);
         self.link_skip(hash, &record);
-        self.children
-            .entry(header.prev_hash)
-            .or_default()
-            .push(hash);
-        self.ranked.insert(rank(hash, &record));
+        self.leaves.remove(&rank(header.prev_hash, &parent));
+        self.leaves.insert(rank(hash, &record));
         record
     }
 
     /// The valid header with the most work (the first seen among equals).
     pub(crate) fn best_header(&self) -> BlockHash {
-        self.ranked
+        self.leaves
             .last()
             .map_or(self.genesis, |(_, _, hash)| *hash)
     }
 
     /// Marks `hash` with the failed `status` and every descendant not yet failed as
     /// `FailedAncestor`, and takes them out of the best-header race. Returns the blocks whose
-    /// status changed, with their records. Costs O(descendants × log index).
+    /// status changed, with their records. Costs O(leaves × log index + descendants).
     pub(crate) fn fail(
         &mut self,
         hash: BlockHash,
@@ -250,26 +252,42 @@ impl BlockIndex {
         let was_failed = record.status.is_failed();
         record.status = status;
         let record = *record;
-        self.ranked.remove(&rank(hash, &record));
         changed.push((hash, record));
         if was_failed {
             // Its descendants were marked when it first failed.
             return changed;
         }
-        let mut below: Vec<BlockHash> = self.children.get(&hash).cloned().unwrap_or_default();
-        while let Some(child) = below.pop() {
-            let Some(record) = self.records.get_mut(&child) else {
-                continue;
-            };
-            if record.status.is_failed() {
-                continue;
+        // Every valid descendant lies on the way from a leaf below it back to it.
+        let below: Vec<Rank> = self
+            .leaves
+            .iter()
+            .filter(|(_, _, leaf)| self.ancestor(leaf, record.height) == Some(hash))
+            .copied()
+            .collect();
+        for leaf in below {
+            self.leaves.remove(&leaf);
+            let mut cursor = leaf.2;
+            while cursor != hash {
+                let Some(descendant) = self.records.get_mut(&cursor) else {
+                    break;
+                };
+                if descendant.status.is_failed() {
+                    break;
+                }
+                descendant.status = BlockStatus::FailedAncestor;
+                changed.push((cursor, *descendant));
+                cursor = descendant.header.prev_hash;
             }
-            record.status = BlockStatus::FailedAncestor;
-            let record = *record;
-            self.ranked.remove(&rank(child, &record));
-            changed.push((child, record));
-            if let Some(grandchildren) = self.children.get(&child) {
-                below.extend(grandchildren.iter().copied());
+        }
+        // Its parent is a leaf again if no valid header is left below it.
+        let parent_hash = record.header.prev_hash;
+        if let Some(parent) = self.records.get(&parent_hash).copied() {
+            let still_has_valid_child = self
+                .leaves
+                .iter()
+                .any(|(_, _, leaf)| self.ancestor(leaf, parent.height) == Some(parent_hash));
+            if !parent.status.is_failed() && !still_has_valid_child {
+                self.leaves.insert(rank(parent_hash, &parent));
             }
         }
         changed
@@ -602,6 +620,44 @@ mod tests {
             .expect("a main chain");
         assert_eq!(rebuilt[&branch_tip].status, BlockStatus::FailedAncestor);
         assert_eq!(rebuilt.best_header(), main.tip().compute_hash());
+    }
+
+    #[test]
+    fn failing_a_fork_point_marks_every_branch_above_it_and_its_parent_leads_again() {
+        let mut main = TestChain::new(Network::Regtest);
+        main.mine_empty(6);
+        // Two branches of headers off height 6 of a longer header chain: 6 ─ a7 ─ a8 ─ a9
+        // and a7 ─ b8 ─ b9 ─ b10 (b is heaviest).
+        let long = branch_off(&main, 6, 3);
+        let mut other = TestChain::new(Network::Regtest);
+        for block in &long.blocks[1..=7] {
+            other.push(block.clone()).expect("valid");
+        }
+        other.miner = test_key(8);
+        other.mine_empty(3);
+        let mut index = index_of(&main, &long);
+        for block in &other.blocks[8..] {
+            index.add_header(block.compute_hash(), &block.header, work_of(block));
+        }
+        assert_eq!(index.best_header(), other.tip().compute_hash());
+        let fork = long.blocks[7].compute_hash();
+        let changed = index.fail(fork, BlockStatus::Failed);
+        assert_eq!(
+            changed.len(),
+            1 + 2 + 3,
+            "the fork block and both branches above it"
+        );
+        for block in long.blocks[8..].iter().chain(&other.blocks[8..]) {
+            assert_eq!(
+                index[&block.compute_hash()].status,
+                BlockStatus::FailedAncestor
+            );
+        }
+        assert_eq!(
+            index.best_header(),
+            main.tip().compute_hash(),
+            "the main tip, no longer below a valid header, leads again"
+        );
     }
 
     #[test]

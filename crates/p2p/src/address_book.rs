@@ -2,39 +2,109 @@
 //! other peers' `addr` messages; which of them are being dialled; which reach this node.
 //!
 //! ```text
-//!   addr message ──learn──▶ known addresses ──▶ dialler (connection.rs), if outbound room
+//!   addr message ──rate limit (session)──▶ learn ──▶ known addresses (bounded, oldest
+//!        learned evicted; one source may fill at most a share) ──▶ a dialler, if a
+//!        learned-dial slot and an outbound slot are free (connection.rs)
 //!   handshake ──insert──▶ known addresses ──shareable──▶ our answer to get_addr
 //!   hello with our own nonce ──note_own──▶ never dialled again
 //! ```
+//!
+//! Bounds (Bitcoin Core's addrman holds up to 81,920 addresses in buckets chosen by the
+//! source's network group; a WebSocket address here is a full URL, and a small node needs
+//! far fewer): [`MAX_KNOWN_ADDRESSES`] in all, [`MAX_ADDRESSES_PER_SOURCE`] learned from
+//! any one peer, and [`MAX_LEARNED_DIALS`] dials of learned addresses at a time.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::url::PeerUrl;
+
+/// Addresses kept at most; beyond, the oldest learned one is forgotten.
+pub const MAX_KNOWN_ADDRESSES: usize = 2_000;
+/// Addresses one source may have in the book at most, so one peer's gossip cannot fill it.
+pub const MAX_ADDRESSES_PER_SOURCE: usize = 200;
+/// Dials of learned (not configured) addresses in progress at most: each holds a socket
+/// while it connects, so gossip about unreachable addresses cannot take the node's files.
+pub const MAX_LEARNED_DIALS: usize = 4;
+
+/// Who told us an address: a peer (by the key the caller uses) or this node's own
+/// knowledge (`PEERS`, a handshake).
+pub(crate) type Source = u64;
 
 /// Known peer addresses and the dials in progress.
 #[derive(Default)]
 pub(crate) struct AddressBook {
     known: BTreeSet<PeerUrl>,
+    /// Learned addresses, oldest first, with who told us: the eviction order.
+    learned: VecDeque<(PeerUrl, Source)>,
+    per_source: HashMap<Source, usize>,
     dialing: HashSet<PeerUrl>,
+    learned_dials: HashSet<PeerUrl>,
     own: HashSet<PeerUrl>,
 }
 
 impl AddressBook {
-    /// Remembers the parseable addresses among `addresses` that are not ours; returns
-    /// those it did not know.
-    pub(crate) fn learn(&mut self, addresses: &[String]) -> Vec<PeerUrl> {
+    /// Remembers the parseable addresses among `addresses` that `source` told us and that
+    /// are not ours, within the bounds; returns those it did not know.
+    pub(crate) fn learn(&mut self, addresses: &[String], source: Source) -> Vec<PeerUrl> {
         let mut fresh = Vec::new();
         for text in addresses {
-            if let Ok(url) = PeerUrl::parse(text) {
-                if !self.own.contains(&url) && self.known.insert(url.clone()) {
-                    fresh.push(url);
-                }
+            let Ok(url) = PeerUrl::parse(text) else {
+                continue;
+            };
+            if self.own.contains(&url) || self.known.contains(&url) {
+                continue;
             }
+            let from_source = self.per_source.get(&source).copied().unwrap_or(0);
+            if from_source >= MAX_ADDRESSES_PER_SOURCE {
+                break;
+            }
+            if self.known.len() >= MAX_KNOWN_ADDRESSES && !self.evict_oldest_learned() {
+                break;
+            }
+            self.known.insert(url.clone());
+            self.learned.push_back((url.clone(), source));
+            *self.per_source.entry(source).or_default() += 1;
+            fresh.push(url);
         }
         fresh
     }
 
-    /// Remembers where a connected peer listens.
+    /// Forgets the oldest learned address that is not being dialled; false if none can go.
+    fn evict_oldest_learned(&mut self) -> bool {
+        let Some(position) = self
+            .learned
+            .iter()
+            .position(|(url, _)| !self.dialing.contains(url))
+        else {
+            return false;
+        };
+        if let Some((url, source)) = self.learned.remove(position) {
+            self.known.remove(&url);
+            self.release_source(source);
+        }
+        true
+    }
+
+    fn release_source(&mut self, source: Source) {
+        if let Some(count) = self.per_source.get_mut(&source) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.per_source.remove(&source);
+            }
+        }
+    }
+
+    /// Forgets a learned address that could not be reached.
+    pub(crate) fn forget(&mut self, url: &PeerUrl) {
+        if let Some(position) = self.learned.iter().position(|(learned, _)| learned == url) {
+            if let Some((_, source)) = self.learned.remove(position) {
+                self.release_source(source);
+            }
+            self.known.remove(url);
+        }
+    }
+
+    /// Remembers where a connected peer listens (never evicted while known this way).
     pub(crate) fn insert(&mut self, url: PeerUrl) {
         if !self.own.contains(&url) {
             self.known.insert(url);
@@ -53,6 +123,7 @@ impl AddressBook {
     /// `url` reaches this very node: never dial or share it.
     pub(crate) fn note_own(&mut self, url: &PeerUrl) {
         self.own.insert(url.clone());
+        self.forget(url);
         self.known.remove(url);
     }
 
@@ -61,11 +132,24 @@ impl AddressBook {
         self.own.contains(url)
     }
 
-    /// Marks `url` as being dialled; false if it is ours or a dialler already runs for it.
-    pub(crate) fn begin_dial(&mut self, url: &PeerUrl) -> bool {
-        if self.own.contains(url) || !self.dialing.insert(url.clone()) {
+    /// Dials of learned addresses in progress.
+    pub(crate) fn learned_dials(&self) -> usize {
+        self.learned_dials.len()
+    }
+
+    /// Marks `url` as being dialled; false if it is ours, a dialler already runs for it,
+    /// or (for a learned address, `persistent` false) every learned-dial slot is taken.
+    pub(crate) fn begin_dial(&mut self, url: &PeerUrl, persistent: bool) -> bool {
+        if self.own.contains(url) || self.dialing.contains(url) {
             return false;
         }
+        if !persistent {
+            if self.learned_dials.len() >= MAX_LEARNED_DIALS {
+                return false;
+            }
+            self.learned_dials.insert(url.clone());
+        }
+        self.dialing.insert(url.clone());
         self.known.insert(url.clone());
         true
     }
@@ -73,6 +157,12 @@ impl AddressBook {
     /// The dialler for `url` stopped.
     pub(crate) fn end_dial(&mut self, url: &PeerUrl) {
         self.dialing.remove(url);
+        self.learned_dials.remove(url);
+    }
+
+    /// Addresses known.
+    pub(crate) fn len(&self) -> usize {
+        self.known.len()
     }
 }
 
@@ -87,23 +177,81 @@ mod tests {
         }
     }
 
+    fn texts(ports: std::ops::Range<u16>) -> Vec<String> {
+        ports.map(|port| url(port).to_string()).collect()
+    }
+
     #[test]
     fn learns_each_address_once_and_never_its_own() {
         let mut book = AddressBook::default();
         book.note_own(&url(5001));
-        let fresh = book.learn(&[
-            "ws://127.0.0.1:5001".into(),
-            "ws://127.0.0.1:5002".into(),
-            "not an address".into(),
-            "ws://127.0.0.1:5002".into(),
-        ]);
+        let fresh = book.learn(
+            &[
+                "ws://127.0.0.1:5001".into(),
+                "ws://127.0.0.1:5002".into(),
+                "not an address".into(),
+                "ws://127.0.0.1:5002".into(),
+            ],
+            1,
+        );
         assert_eq!(fresh, vec![url(5002)]);
-        assert!(book.learn(&["ws://127.0.0.1:5002".into()]).is_empty());
+        assert!(book.learn(&["ws://127.0.0.1:5002".into()], 1).is_empty());
         assert_eq!(book.shareable(10), vec!["ws://127.0.0.1:5002".to_owned()]);
-        assert!(!book.begin_dial(&url(5001)), "never dial ourselves");
-        assert!(book.begin_dial(&url(5003)));
-        assert!(!book.begin_dial(&url(5003)), "one dialler per address");
+        assert!(!book.begin_dial(&url(5001), true), "never dial ourselves");
+        assert!(book.begin_dial(&url(5003), true));
+        assert!(
+            !book.begin_dial(&url(5003), true),
+            "one dialler per address"
+        );
         book.end_dial(&url(5003));
-        assert!(book.begin_dial(&url(5003)));
+        assert!(book.begin_dial(&url(5003), true));
+    }
+
+    #[test]
+    fn one_source_fills_at_most_its_share_and_the_book_stays_bounded() {
+        let mut book = AddressBook::default();
+        let fresh = book.learn(&texts(10_000..11_000), 1);
+        assert_eq!(fresh.len(), MAX_ADDRESSES_PER_SOURCE, "one gossiping peer");
+        let mut source = 2;
+        let mut port = 20_000u16;
+        while port < 40_000 {
+            book.learn(&texts(port..port + 150), source);
+            source += 1;
+            port += 150;
+        }
+        assert_eq!(
+            book.len(),
+            MAX_KNOWN_ADDRESSES,
+            "bounded, the oldest learned evicted"
+        );
+        assert!(
+            !book
+                .shareable(MAX_KNOWN_ADDRESSES)
+                .contains(&url(10_000).to_string()),
+            "the first learned address was evicted"
+        );
+        book.forget(&url(port - 1));
+        assert_eq!(book.len(), MAX_KNOWN_ADDRESSES - 1);
+    }
+
+    #[test]
+    fn learned_addresses_are_dialled_a_few_at_a_time() {
+        let mut book = AddressBook::default();
+        let fresh = book.learn(&texts(10_000..10_010), 1);
+        let started = fresh
+            .iter()
+            .filter(|url| book.begin_dial(url, false))
+            .count();
+        assert_eq!(started, MAX_LEARNED_DIALS);
+        assert_eq!(book.learned_dials(), MAX_LEARNED_DIALS);
+        assert!(
+            book.begin_dial(&url(5001), true),
+            "configured peers are always dialled"
+        );
+        book.end_dial(&fresh[0]);
+        assert!(
+            book.begin_dial(&fresh[MAX_LEARNED_DIALS], false),
+            "a slot was freed"
+        );
     }
 }

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
+use crate::address_book::MAX_LEARNED_DIALS;
 use crate::ban::BanKey;
 use crate::handshake::run_session;
+use crate::registry::PeerId;
 use crate::service::{P2p, random_nonce, websocket_config};
 use crate::session::SessionEnd;
 use crate::url::PeerUrl;
@@ -45,13 +47,18 @@ pub(crate) enum DialError {
 }
 
 impl P2p {
-    /// Remembers addresses a peer shared and dials some if outbound slots are free.
-    pub(crate) fn learn_addresses(self: &Arc<Self>, addresses: &[String]) {
-        let fresh = self.addresses().learn(addresses);
+    /// Remembers addresses `source` shared and dials some while outbound slots are free
+    /// (dials of learned addresses in progress count against them).
+    pub(crate) fn learn_addresses(self: &Arc<Self>, addresses: &[String], source: PeerId) {
+        let fresh = self.addresses().learn(addresses, source.number());
         for url in fresh {
-            if self.registry.outbound_count() < self.config.max_outbound
-                && !self.registry.is_connected_to(&url)
+            let dialing = self.addresses().learned_dials();
+            if self.registry.outbound_count() + dialing >= self.config.max_outbound
+                || dialing >= MAX_LEARNED_DIALS
             {
+                break;
+            }
+            if !self.registry.is_connected_to(&url) {
                 self.dial(url, false);
             }
         }
@@ -60,7 +67,7 @@ impl P2p {
     /// Starts a dialer for `url` unless one runs. A `persistent` dialer (configured peers)
     /// retries forever; others give up after a few failures.
     pub(crate) fn dial(self: &Arc<Self>, url: PeerUrl, persistent: bool) {
-        if !self.addresses().begin_dial(&url) {
+        if !self.addresses().begin_dial(&url, persistent) {
             return;
         }
         let p2p = Arc::clone(self);
@@ -81,7 +88,11 @@ impl P2p {
             let room = persistent || self.registry.outbound_count() < self.config.max_outbound;
             if !connected && room {
                 let dialled = Instant::now();
-                match self.connect(url).await {
+                let attempt = tokio::select! {
+                    () = self.token.cancelled() => return,
+                    attempt = self.connect(url) => attempt,
+                };
+                match attempt {
                     Ok(end) => {
                         debug!(peer = %url, ?end, "session ended");
                         match end {
@@ -109,6 +120,7 @@ impl P2p {
                 }
                 if !persistent && failures >= MAX_LEARNED_FAILURES {
                     debug!(peer = %url, "giving up on a learned address");
+                    self.addresses().forget(url);
                     return;
                 }
             }

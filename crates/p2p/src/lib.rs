@@ -36,6 +36,7 @@ mod session;
 mod sync;
 pub mod url;
 
+pub use address_book::{MAX_ADDRESSES_PER_SOURCE, MAX_KNOWN_ADDRESSES, MAX_LEARNED_DIALS};
 pub use config::P2pConfig;
 pub use message::{
     Hello, InventoryItem, MAX_MESSAGE_BYTES, Message, MessageError, PROTOCOL_VERSION,

@@ -32,6 +32,11 @@ const PEER_COMMAND_CAPACITY: usize = 512;
 pub(crate) struct PeerId(u64);
 
 impl PeerId {
+    /// The number behind the id.
+    pub(crate) fn number(self) -> u64 {
+        self.0
+    }
+
     /// A peer id for unit tests.
     #[cfg(test)]
     pub(crate) fn for_test(number: u64) -> PeerId {

@@ -147,6 +147,16 @@ impl P2p {
         self.registry.infos()
     }
 
+    /// How many peer addresses the address book holds.
+    pub fn known_addresses(&self) -> usize {
+        self.addresses().len()
+    }
+
+    /// How many learned (not configured) addresses are being dialled now.
+    pub fn learned_dials(&self) -> usize {
+        self.addresses().learned_dials()
+    }
+
     pub(crate) fn addresses(&self) -> MutexGuard<'_, AddressBook> {
         self.addresses
             .lock()

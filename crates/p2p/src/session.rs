@@ -223,6 +223,8 @@ pub(crate) struct Session<S> {
     /// Transactions asked of this peer and not yet received: their arrival does not count
     /// against its rate limit.
     pub(crate) requested_transactions: HashSet<Txid>,
+    /// How many more addresses this peer may share now.
+    address_budget: RateLimit,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
@@ -243,6 +245,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             known: KnownInventory::default(),
             announcements,
             requested_transactions: HashSet::new(),
+            address_budget: RateLimit::addresses(),
         }
     }
 
@@ -273,7 +276,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if let Err(end) = self.start(theirs).await {
             return end;
         }
-        let mut limiter = RateLimit::new();
+        let mut limiter = RateLimit::messages();
         let announcements = Arc::clone(&self.announcements);
         let mut ping = tokio::time::interval(self.p2p.config.ping_interval);
         ping.tick().await;
@@ -424,8 +427,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     .shareable(crate::message::MAX_ADDRESSES);
                 Ok(self.send(&Message::Addresses(addresses)).await?)
             }
-            Message::Addresses(addresses) => {
-                self.p2p.learn_addresses(&addresses);
+            Message::Addresses(mut addresses) => {
+                // Beyond the peer's address budget the rest is ignored, not punished.
+                addresses.truncate(self.address_budget.take_up_to(addresses.len()));
+                if !addresses.is_empty() {
+                    self.p2p.learn_addresses(&addresses, self.id);
+                }
                 Ok(())
             }
         }

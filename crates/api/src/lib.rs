@@ -39,6 +39,8 @@
 //! | `GET /status` | `status.rs` | `StatusJson` |
 //! | `GET /peers` | `status.rs` | `Vec<PeerJson>` |
 //! | `POST /peers` | `status.rs` | `{"url", "status"}` |
+//! | `GET /peers/banned` | `status.rs` | `Vec<BanJson>` |
+//! | `GET /peers/disconnected` | `status.rs` | `Vec<DisconnectJson>` |
 //! | `GET /metrics` | `status.rs` | Prometheus text |
 //! | `GET /` | `assets.rs` | the dashboard's page |
 //! | `GET /assets/{file}` | `assets.rs` | its script, style sheet and icon |

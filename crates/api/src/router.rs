@@ -59,6 +59,8 @@ pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
         .route("/address/{address}", get(wallet::address))
         .route("/status", get(status::status))
         .route("/peers", get(status::peers).post(status::add_peer))
+        .route("/peers/banned", get(status::banned))
+        .route("/peers/disconnected", get(status::disconnected))
         .route("/metrics", get(status::metrics))
         // After every `.route`: a route added below this line would not be guarded.
         .route_layer(axum::middleware::from_fn_with_state(

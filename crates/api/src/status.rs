@@ -1,4 +1,5 @@
-//! `GET /status`, `GET /peers`, `POST /peers` and `GET /metrics`.
+//! `GET /status`, `GET /peers` (and `/peers/banned`, `/peers/disconnected`), `POST /peers`
+//! and `GET /metrics`.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -128,6 +129,8 @@ pub struct PeerJson {
     pub best_height: u64,
     /// Connected since, ms.
     pub connected_since: u64,
+    /// Its lowest ping round trip, ms (`null` until it answered a ping).
+    pub ping_ms: Option<u64>,
 }
 
 /// `GET /peers`.
@@ -144,6 +147,69 @@ pub async fn peers(State(node): State<Arc<Node>>) -> Json<Vec<PeerJson>> {
                 direction: if peer.outbound { "outbound" } else { "inbound" },
                 best_height: peer.best_height,
                 connected_since: peer.connected_since_ms,
+                ping_ms: peer.ping_ms,
+            })
+            .collect(),
+    )
+}
+
+/// A ban in force.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct BanJson {
+    /// Who: an address, or `localhost port N` for a local peer.
+    pub peer: String,
+    /// The rule it broke.
+    pub rule: String,
+    /// When the ban ends, ms.
+    pub until: u64,
+}
+
+/// `GET /peers/banned`: bans in force, with the rule broken.
+pub async fn banned(State(node): State<Arc<Node>>) -> Json<Vec<BanJson>> {
+    let bans = node
+        .peer_manager()
+        .map(|manager| manager.banned())
+        .unwrap_or_default();
+    Json(
+        bans.into_iter()
+            .map(|ban| BanJson {
+                peer: ban.peer,
+                rule: ban.rule,
+                until: ban.until_ms,
+            })
+            .collect(),
+    )
+}
+
+/// A session that ended.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct DisconnectJson {
+    /// Its address.
+    pub url: String,
+    /// `"outbound"` or `"inbound"`.
+    pub direction: &'static str,
+    /// Why it ended.
+    pub reason: String,
+    /// When, ms.
+    pub at: u64,
+}
+
+/// `GET /peers/disconnected`: the last sessions that ended (and inbound peers refused a
+/// slot), newest first, with why.
+pub async fn disconnected(State(node): State<Arc<Node>>) -> Json<Vec<DisconnectJson>> {
+    let ends = node
+        .peer_manager()
+        .map(|manager| manager.disconnected())
+        .unwrap_or_default();
+    Json(
+        ends.into_iter()
+            .map(|end| DisconnectJson {
+                url: end.url,
+                direction: if end.outbound { "outbound" } else { "inbound" },
+                reason: end.reason,
+                at: end.at_ms,
             })
             .collect(),
     )

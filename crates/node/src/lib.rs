@@ -33,6 +33,6 @@ pub use config::NodeConfig;
 pub use error::NodeError;
 pub use event::NodeEvent;
 pub use node::Node;
-pub use peers::{PeerError, PeerInfo, PeerManager, SyncProgress};
+pub use peers::{BanInfo, DisconnectInfo, PeerError, PeerInfo, PeerManager, SyncProgress};
 pub use sync::{ChainSummary, PeerBlock};
 pub use wallet_view::{SentPayment, WalletBalance};

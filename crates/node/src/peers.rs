@@ -12,6 +12,33 @@ pub struct PeerInfo {
     pub best_height: u64,
     /// When the connection was established, in ms since the epoch.
     pub connected_since_ms: u64,
+    /// Its lowest ping round trip in ms, once it answered a ping.
+    pub ping_ms: Option<u64>,
+}
+
+/// A session that ended, and why (`GET /peers/disconnected`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisconnectInfo {
+    /// Its address, as [`PeerInfo::url`] showed it.
+    pub url: String,
+    /// True if we dialled it.
+    pub outbound: bool,
+    /// Why it ended ("banned for breaking the rule bad-proof-of-work", "ping timeout",
+    /// "evicted: ...").
+    pub reason: String,
+    /// When it ended, ms since the epoch.
+    pub at_ms: u64,
+}
+
+/// A ban in force (`GET /peers/banned`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BanInfo {
+    /// Who: an address, or `localhost port N` for a local peer.
+    pub peer: String,
+    /// The rule it broke.
+    pub rule: String,
+    /// When the ban ends, ms since the epoch.
+    pub until_ms: u64,
 }
 
 /// Sync progress, for `GET /status` and the progress bar.
@@ -43,8 +70,12 @@ pub trait PeerManager: Send + Sync {
     /// # Errors
     /// [`PeerError`] if the address is unusable.
     fn add_peer(&self, url: &str) -> Result<(), PeerError>;
-    /// Peers banned for misbehaviour, with the rule they broke.
-    fn banned(&self) -> Vec<(String, String)> {
+    /// Peers banned for misbehaviour, with the rule they broke and until when.
+    fn banned(&self) -> Vec<BanInfo> {
+        Vec::new()
+    }
+    /// The last sessions that ended, newest first, with why.
+    fn disconnected(&self) -> Vec<DisconnectInfo> {
         Vec::new()
     }
 }

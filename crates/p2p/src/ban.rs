@@ -49,6 +49,11 @@ pub struct Ban {
     pub rule: String,
 }
 
+/// Bans held at most: a stranger with many addresses cannot grow the list without bound.
+/// When full, the ban that ends first makes room (Bitcoin Core's ban list is unbounded,
+/// but filled only by the operator).
+pub const MAX_BANS: usize = 10_000;
+
 /// Bans in force.
 #[derive(Default, Debug)]
 pub struct BanList {
@@ -58,6 +63,16 @@ pub struct BanList {
 impl BanList {
     /// Bans `key` until `until_ms` for breaking `rule`.
     pub fn ban(&mut self, key: BanKey, until_ms: u64, rule: &str) {
+        if self.bans.len() >= MAX_BANS && !self.bans.contains_key(&key) {
+            let soonest = self
+                .bans
+                .iter()
+                .min_by_key(|(_, ban)| ban.until_ms)
+                .map(|(key, _)| *key);
+            if let Some(soonest) = soonest {
+                self.bans.remove(&soonest);
+            }
+        }
         self.bans.insert(
             key,
             Ban {
@@ -94,6 +109,20 @@ impl P2p {
         self.bans.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Bans in force, with the rule broken and when each ends.
+    pub fn bans_in_force(&self) -> Vec<powchain_node::BanInfo> {
+        let now = self.node.now_ms();
+        self.bans()
+            .active(now)
+            .into_iter()
+            .map(|(key, ban)| powchain_node::BanInfo {
+                peer: key.to_string(),
+                rule: ban.rule,
+                until_ms: ban.until_ms,
+            })
+            .collect()
+    }
+
     /// Bans in force: who and the rule broken.
     pub fn banned(&self) -> Vec<(String, String)> {
         let now = self.node.now_ms();
@@ -124,6 +153,22 @@ impl P2p {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn the_list_is_bounded_and_the_ban_ending_first_makes_room() {
+        let mut bans = BanList::default();
+        for port in 0..MAX_BANS as u16 {
+            bans.ban(BanKey::LocalPort(port), 1_000 + u64::from(port), "rule");
+        }
+        bans.ban(BanKey::LocalPort(u16::MAX), 50_000, "rule");
+        assert_eq!(bans.active(0).len(), MAX_BANS);
+        assert!(
+            !bans.is_banned(&BanKey::LocalPort(0), 0),
+            "the soonest to end went"
+        );
+        assert!(bans.is_banned(&BanKey::LocalPort(1), 0));
+        assert!(bans.is_banned(&BanKey::LocalPort(u16::MAX), 0));
+    }
 
     #[test]
     fn bans_expire_and_loopback_bans_are_per_port() {

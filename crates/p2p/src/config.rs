@@ -12,8 +12,16 @@ pub struct P2pConfig {
     pub listen: Option<SocketAddr>,
     /// Peers to keep connecting to, the tutorial's `PEERS`.
     pub peers: Vec<PeerUrl>,
-    /// Most inbound connections.
+    /// Most inbound connections (when all are taken, the least useful inbound peer is
+    /// evicted for a newcomer: `eviction.rs`).
     pub max_inbound: usize,
+    /// Most inbound connections from one address group (`address_group.rs`; connections
+    /// from `127.0.0.1` and `::1` are not limited by it).
+    pub max_inbound_per_group: usize,
+    /// Most connections in their handshake (accepted, no `hello` yet) at once.
+    pub max_pending: usize,
+    /// Most connections in their handshake from one address group.
+    pub max_pending_per_group: usize,
     /// Most outbound connections to addresses learned from peers (configured peers are
     /// always dialled).
     pub max_outbound: usize,
@@ -23,7 +31,8 @@ pub struct P2pConfig {
     pub ping_interval: Duration,
     /// A peer that does not answer a ping within this time is dropped.
     pub ping_timeout: Duration,
-    /// Time allowed for the WebSocket and protocol handshakes.
+    /// Time allowed for the TCP connect (outbound), the WebSocket upgrade and the `hello`s,
+    /// all together: one deadline from the moment a connection is accepted or dialled.
     pub handshake_timeout: Duration,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
@@ -37,6 +46,9 @@ impl Default for P2pConfig {
             listen: None,
             peers: Vec::new(),
             max_inbound: 32,
+            max_inbound_per_group: 8,
+            max_pending: 64,
+            max_pending_per_group: 8,
             max_outbound: 8,
             ban_duration: Duration::from_secs(600),
             ping_interval: Duration::from_secs(15),

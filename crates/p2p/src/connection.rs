@@ -3,8 +3,9 @@
 //! cap inbound and learned outbound connections.
 //!
 //! ```text
-//!   accept loop ──(banned? inbound full?)──▶ WebSocket accept ──▶ handshake.rs
+//!   accept loop ──(banned? a pending slot for its group?)──▶ WebSocket accept ──▶ handshake.rs
 //!   dial(url) ──one dialler per address──▶ TCP connect + WebSocket ──▶ handshake.rs
+//!        both under one deadline (handshake_timeout) and a pre-hello byte budget
 //!        └─ session ended ─▶ backoff (250 ms doubling to max_backoff, jitter) ─▶ again
 //!           (a learned address is given up after a few failures; PEERS never)
 //! ```
@@ -17,8 +18,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use crate::address_book::MAX_LEARNED_DIALS;
+use crate::address_group::AddressGroup;
 use crate::ban::BanKey;
-use crate::handshake::run_session;
+use crate::handshake::{Handshake, run_session};
+use crate::pending::PRE_HELLO_BYTES;
+use crate::read_budget::BudgetedStream;
 use crate::registry::PeerId;
 use crate::service::{P2p, random_nonce, websocket_config};
 use crate::session::SessionEnd;
@@ -137,12 +141,14 @@ impl P2p {
     }
 
     async fn connect(self: &Arc<Self>, url: &PeerUrl) -> Result<SessionEnd, DialError> {
+        let deadline = tokio::time::Instant::now() + self.config.handshake_timeout;
         let handshake = async {
             let stream = TcpStream::connect(url.authority())
                 .await
                 .map_err(DialError::Connect)?;
             let remote = stream.peer_addr().map_err(DialError::Connect)?;
             let _ = stream.set_nodelay(true);
+            let (stream, budget) = BudgetedStream::new(stream, PRE_HELLO_BYTES);
             let (websocket, _) = tokio_tungstenite::client_async_with_config(
                 url.to_string(),
                 stream,
@@ -150,12 +156,19 @@ impl P2p {
             )
             .await
             .map_err(DialError::WebSocket)?;
-            Ok::<_, DialError>((websocket, remote))
+            Ok::<_, DialError>((websocket, remote, budget))
         };
-        let (websocket, remote) = tokio::time::timeout(self.config.handshake_timeout, handshake)
+        let (websocket, remote, budget) = tokio::time::timeout_at(deadline, handshake)
             .await
             .map_err(|_| DialError::Timeout)??;
-        Ok(run_session(Arc::clone(self), websocket, remote, Some(url.clone())).await)
+        let handshake = Handshake {
+            remote,
+            dialled: Some(url.clone()),
+            deadline,
+            budget,
+            pending: None,
+        };
+        Ok(run_session(Arc::clone(self), websocket, handshake).await)
     }
 
     /// Accepts peers until the layer stops.
@@ -177,18 +190,36 @@ impl P2p {
                 debug!(%remote, "refused a banned peer");
                 continue;
             }
-            if self.registry.inbound_count() >= self.config.max_inbound {
-                debug!(%remote, "refused a peer: inbound slots are full");
-                continue;
-            }
+            // Inbound slots are not checked here: a full node still lets a newcomer
+            // through its handshake, and evicts for it if it deserves a slot.
+            let pending = match self.pending.try_begin(AddressGroup::of(remote.ip())) {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    debug!(%remote, %refusal, "refused a connection");
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let p2p = Arc::clone(&self);
             self.tasks.spawn(async move {
-                let handshake =
+                let deadline = tokio::time::Instant::now() + p2p.config.handshake_timeout;
+                let (stream, budget) = BudgetedStream::new(stream, PRE_HELLO_BYTES);
+                let upgrade =
                     tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config()));
-                match tokio::time::timeout(p2p.config.handshake_timeout, handshake).await {
+                let upgraded = tokio::select! {
+                    () = p2p.token.cancelled() => return,
+                    upgraded = tokio::time::timeout_at(deadline, upgrade) => upgraded,
+                };
+                match upgraded {
                     Ok(Ok(websocket)) => {
-                        let end = run_session(Arc::clone(&p2p), websocket, remote, None).await;
+                        let handshake = Handshake {
+                            remote,
+                            dialled: None,
+                            deadline,
+                            budget,
+                            pending: Some(pending),
+                        };
+                        let end = run_session(Arc::clone(&p2p), websocket, handshake).await;
                         debug!(%remote, ?end, "inbound session ended");
                     }
                     Ok(Err(error)) => debug!(%remote, %error, "WebSocket handshake failed"),

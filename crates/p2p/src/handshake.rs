@@ -3,11 +3,13 @@
 //! network, is not us, is not banned and has a slot.
 //!
 //! ```text
-//!   send our hello ──▶ first frame within handshake_timeout ──▶ binary hello?
+//!   send our hello ──▶ first frame by the deadline (set when the connection was accepted
+//!   or dialled) ──▶ binary hello? ──▶ the pre-hello byte budget is lifted
 //!     ├─ other message / undecodable ──▶ ban, end (Misbehaved)
 //!     ├─ other network or genesis ─────▶ end (WrongNetwork)
 //!     ├─ our own nonce ────────────────▶ end (SelfConnection)
-//!     ├─ banned / duplicate / full ────▶ end
+//!     ├─ banned / duplicate ───────────▶ end
+//!     ├─ group full / full, nobody to evict ─▶ end
 //!     └─ register ──▶ Session::run (session.rs) ──▶ unregister, pump downloads
 //! ```
 
@@ -16,15 +18,18 @@ use std::sync::Arc;
 
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use powchain_node::PeerInfo;
+use powchain_node::{DisconnectInfo, PeerInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tracing::{info, warn};
 
+use crate::address_group::AddressGroup;
 use crate::ban::BanKey;
 use crate::message::{Hello, Message};
-use crate::registry::{PeerEntry, Refusal};
+use crate::pending::PendingSlot;
+use crate::read_budget::BudgetHandle;
+use crate::registry::{InboundLimits, PeerEntry, Refusal};
 use crate::relay::Announcements;
 use crate::service::P2p;
 use crate::session::{HandshakeFailure, Session, SessionEnd};
@@ -53,17 +58,35 @@ async fn our_hello(p2p: &P2p) -> Option<Hello> {
     })
 }
 
-/// Runs a session on an open WebSocket until it ends. `dialled` is the address we dialled
-/// for an outbound connection, `None` for an inbound one.
+/// A connection on its way to becoming a session.
+pub(crate) struct Handshake {
+    pub(crate) remote: SocketAddr,
+    /// The address we dialled for an outbound connection, `None` for an inbound one.
+    pub(crate) dialled: Option<PeerUrl>,
+    /// When the peer's hello must have arrived by.
+    pub(crate) deadline: tokio::time::Instant,
+    /// Lifted once the hello is read.
+    pub(crate) budget: BudgetHandle,
+    /// The inbound connection's pending slot, freed once the hello is read.
+    pub(crate) pending: Option<PendingSlot>,
+}
+
+/// Runs a session on an open WebSocket until it ends.
 pub(crate) async fn run_session<S>(
     p2p: Arc<P2p>,
     websocket: WebSocketStream<S>,
-    remote: SocketAddr,
-    dialled: Option<PeerUrl>,
+    handshake: Handshake,
 ) -> SessionEnd
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Handshake {
+        remote,
+        dialled,
+        deadline,
+        budget,
+        pending,
+    } = handshake;
     let (mut sink, mut stream) = websocket.split();
     let Some(hello) = our_hello(&p2p).await else {
         return SessionEnd::Shutdown;
@@ -73,7 +96,7 @@ where
     }
     let first = tokio::select! {
         () = p2p.token.cancelled() => return SessionEnd::Shutdown,
-        first = tokio::time::timeout(p2p.config.handshake_timeout, stream.next()) => first,
+        first = tokio::time::timeout_at(deadline, stream.next()) => first,
     };
     let provisional_key = BanKey::for_peer(remote.ip(), remote.port());
     let theirs = match first {
@@ -98,6 +121,8 @@ where
         },
         Ok(Some(Ok(_))) => return SessionEnd::HandshakeFailed(HandshakeFailure::NotBinary),
     };
+    budget.lift();
+    drop(pending);
     let params = p2p.node.params();
     if theirs.network_magic != params.network.magic() || theirs.genesis != params.genesis_hash() {
         let end = SessionEnd::WrongNetwork {
@@ -143,22 +168,38 @@ where
             outbound: dialled.is_some(),
             best_height: theirs.best_height,
             connected_since_ms: p2p.node.now_ms(),
+            ping_ms: None,
         },
         node_nonce: theirs.node_nonce,
         listen_url: listen_url.clone(),
         best_known: None,
+        group: AddressGroup::of(remote.ip()),
+        min_ping_ms: None,
+        last_block_ms: None,
+        last_transaction_ms: None,
     };
-    let registered = p2p
-        .registry
-        .register(entry, p2p.node_nonce, p2p.config.max_inbound);
+    let limits = InboundLimits {
+        max_inbound: p2p.config.max_inbound,
+        max_per_group: p2p.config.max_inbound_per_group,
+    };
+    let registered = p2p.registry.register(entry, p2p.node_nonce, limits);
     let (id, mut commands) = match registered {
         Ok(registered) => registered,
         Err(refusal) => {
             let _ = sink.close().await;
-            return match refusal {
-                Refusal::Duplicate => SessionEnd::Duplicate,
+            let end = match refusal {
+                Refusal::Duplicate => return SessionEnd::Duplicate,
                 Refusal::Full => SessionEnd::Full,
+                Refusal::GroupFull => SessionEnd::GroupFull,
             };
+            info!(peer = %label, reason = %end, "refused an inbound peer");
+            p2p.registry.record_disconnect(DisconnectInfo {
+                url: label,
+                outbound: false,
+                reason: end.to_string(),
+                at_ms: p2p.node.now_ms(),
+            });
+            return end;
         }
     };
     if let Some(url) = listen_url {
@@ -170,7 +211,13 @@ where
     p2p.registry.unregister(id);
     p2p.forget_peer_downloads(id);
     session.close().await;
-    info!(peer = %session.label(), %end, "peer disconnected");
+    info!(peer = %session.label(), reason = %end, "peer disconnected: {end}");
+    p2p.registry.record_disconnect(DisconnectInfo {
+        url: session.label().to_owned(),
+        outbound: dialled.is_some(),
+        reason: end.to_string(),
+        at_ms: p2p.node.now_ms(),
+    });
     // Blocks it had in flight go to other peers now.
     p2p.pump_downloads().await;
     end

@@ -4,7 +4,11 @@
 //! ```text
 //!   P2p::start (service.rs)
 //!     ├─▶ connection.rs: accept loop, dialers (PEERS, learned addresses; backoff)
-//!     │     └─▶ handshake.rs: hello ⇄ hello ──▶ registry.rs: one entry per peer
+//!     │     │   pending.rs: connections before hello, capped in total and per group
+//!     │     │   read_budget.rs: a few KiB may be read before hello
+//!     │     └─▶ handshake.rs: hello ⇄ hello, one deadline ──▶ registry.rs: one entry
+//!     │           per peer; inbound capped per address group (address_group.rs),
+//!     │           the least useful inbound peer evicted when full (eviction.rs)
 //!     │           └─▶ session.rs: one task per peer, message dispatch, pings
 //!     │                 ├─▶ sync.rs: headers first, then blocks ──▶ Node
 //!     │                 └─▶ transactions, inv, get_data, addr ──▶ Node, address_book.rs
@@ -22,13 +26,17 @@
 //! `docs/PROTOCOL.md`.
 
 mod address_book;
+pub mod address_group;
 pub mod ban;
 pub mod config;
 mod connection;
 mod download;
+mod eviction;
 mod handshake;
 pub mod message;
+pub mod pending;
 mod rate_limit;
+mod read_budget;
 mod registry;
 mod relay;
 mod service;

@@ -3,22 +3,29 @@
 //!
 //! ```text
 //!   handshake done ──register──▶ PeerRegistry { id ─▶ PeerEntry } ◀──unregister── session end
-//!        (one connection per node: the dial of the smaller nonce wins; inbound slots capped)
+//!        one connection per node: the dial of the smaller nonce wins
+//!        inbound: at most max_inbound_per_group from one address group (address_group.rs);
+//!                 when all max_inbound slots are taken, the least useful inbound peer is
+//!                 evicted (eviction.rs), or the newcomer refused if every one is protected
 //!   download pump ──tips()──▶ [(id, best block known)]     relay ──queues()──▶ announcements
+//!   session end ──closed()──▶ the last DISCONNECT_HISTORY ends, with their reasons
 //! ```
 //!
 //! The registry knows nothing of sessions or messages beyond the command channel: it is
 //! the map the other parts of the layer (downloads, relay, the address book) consult.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use powchain_consensus::BlockHash;
-use powchain_node::PeerInfo;
+use powchain_node::{DisconnectInfo, PeerInfo};
 use tokio::sync::mpsc;
 
+use crate::address_group::AddressGroup;
+use crate::eviction::{Candidate, select_victim};
 use crate::message::Message;
 use crate::relay::Announcements;
 use crate::url::PeerUrl;
@@ -26,6 +33,10 @@ use crate::url::PeerUrl;
 /// Commands queued for one peer at most (requests and closes; announcements wait in the
 /// peer's [`Announcements`]).
 const PEER_COMMAND_CAPACITY: usize = 512;
+/// Session ends remembered for `GET /peers/disconnected`.
+pub(crate) const DISCONNECT_HISTORY: usize = 64;
+/// What an evicted peer's session is told.
+pub(crate) const EVICTED: &str = "evicted: inbound slots were full and a new peer needed one";
 
 /// A connected peer's number, unique for the life of the layer.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -74,6 +85,14 @@ pub(crate) struct PeerEntry {
     /// The highest block this peer is known to have (from its headers, announcements and
     /// blocks): blocks are asked only of peers whose chain holds them.
     pub(crate) best_known: Option<(BlockHash, u64)>,
+    /// The address group it connected from.
+    pub(crate) group: AddressGroup,
+    /// Its lowest ping round trip, once it answered one.
+    pub(crate) min_ping_ms: Option<u64>,
+    /// When it last sent a block new to us.
+    pub(crate) last_block_ms: Option<u64>,
+    /// When it last sent a transaction we pooled.
+    pub(crate) last_transaction_ms: Option<u64>,
 }
 
 /// Why a finished handshake does not become a registered peer.
@@ -81,8 +100,17 @@ pub(crate) struct PeerEntry {
 pub(crate) enum Refusal {
     /// The node is already connected through a preferred connection.
     Duplicate,
-    /// No inbound slot is free.
+    /// No inbound slot is free and every inbound peer is protected from eviction.
     Full,
+    /// Its address group holds its share of inbound slots.
+    GroupFull,
+}
+
+/// The inbound limits [`PeerRegistry::register`] enforces.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InboundLimits {
+    pub(crate) max_inbound: usize,
+    pub(crate) max_per_group: usize,
 }
 
 /// The connected peers.
@@ -90,6 +118,10 @@ pub(crate) enum Refusal {
 pub(crate) struct PeerRegistry {
     peers: Mutex<HashMap<PeerId, PeerEntry>>,
     next_id: AtomicU64,
+    /// Keys the hash of address groups that eviction protects: drawn at random, so no
+    /// stranger can tell which groups are protected.
+    group_keys: RandomState,
+    closed: Mutex<VecDeque<DisconnectInfo>>,
 }
 
 impl PeerRegistry {
@@ -100,12 +132,15 @@ impl PeerRegistry {
     /// Records a finished handshake (`entry.commands` is replaced by the returned
     /// channel's sender). Keeps one connection per node: if the node is already connected,
     /// the connection dialled by the node with the smaller nonce wins on both sides, so
-    /// simultaneous dials settle on the same connection; the loser is told to close.
+    /// simultaneous dials settle on the same connection; the loser is told to close. An
+    /// inbound peer is refused if its group has its share of slots; if all slots are
+    /// taken, the least useful inbound peer is evicted to make room (told to close), or,
+    /// if all are protected, the newcomer is refused.
     pub(crate) fn register(
         &self,
         entry: PeerEntry,
         our_nonce: u64,
-        max_inbound: usize,
+        limits: InboundLimits,
     ) -> Result<(PeerId, mpsc::Receiver<PeerCommand>), Refusal> {
         let (sender, receiver) = mpsc::channel(PEER_COMMAND_CAPACITY);
         let mut peers = self.peers();
@@ -125,9 +160,26 @@ impl PeerRegistry {
                     .try_send(PeerCommand::Close("replaced by a preferred connection"));
             }
         }
-        let inbound = peers.values().filter(|peer| !peer.info.outbound).count();
-        if !entry.info.outbound && inbound >= max_inbound {
-            return Err(Refusal::Full);
+        if !entry.info.outbound {
+            let in_group = peers
+                .values()
+                .filter(|peer| !peer.info.outbound && peer.group == entry.group)
+                .count();
+            if entry.group.is_capped() && in_group >= limits.max_per_group {
+                return Err(Refusal::GroupFull);
+            }
+            let inbound = peers.values().filter(|peer| !peer.info.outbound).count();
+            if inbound >= limits.max_inbound {
+                let candidates = peers
+                    .iter()
+                    .filter(|(_, peer)| !peer.info.outbound)
+                    .map(|(id, peer)| self.candidate(*id, peer))
+                    .collect();
+                let victim = select_victim(candidates).ok_or(Refusal::Full)?;
+                if let Some(evicted) = peers.remove(&victim) {
+                    let _ = evicted.commands.try_send(PeerCommand::Close(EVICTED));
+                }
+            }
         }
         let id = PeerId(self.next_id.fetch_add(1, Ordering::Relaxed));
         peers.insert(
@@ -140,17 +192,59 @@ impl PeerRegistry {
         Ok((id, receiver))
     }
 
+    fn candidate(&self, id: PeerId, peer: &PeerEntry) -> Candidate {
+        Candidate {
+            id,
+            group: peer.group,
+            group_key: self.group_keys.hash_one(peer.group),
+            connected_ms: peer.info.connected_since_ms,
+            min_ping_ms: peer.min_ping_ms,
+            last_block_ms: peer.last_block_ms,
+            last_transaction_ms: peer.last_transaction_ms,
+        }
+    }
+
     /// Forgets a closed session.
     pub(crate) fn unregister(&self, id: PeerId) {
         self.peers().remove(&id);
     }
 
-    /// Connected peers we accepted.
-    pub(crate) fn inbound_count(&self) -> usize {
-        self.peers()
-            .values()
-            .filter(|entry| !entry.info.outbound)
-            .count()
+    /// Remembers how a session ended (the last [`DISCONNECT_HISTORY`]).
+    pub(crate) fn record_disconnect(&self, disconnect: DisconnectInfo) {
+        let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        if closed.len() >= DISCONNECT_HISTORY {
+            closed.pop_front();
+        }
+        closed.push_back(disconnect);
+    }
+
+    /// The last sessions that ended, newest first.
+    pub(crate) fn disconnected(&self) -> Vec<DisconnectInfo> {
+        let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        closed.iter().rev().cloned().collect()
+    }
+
+    /// Records a ping round trip of `rtt_ms`.
+    pub(crate) fn note_ping(&self, id: PeerId, rtt_ms: u64) {
+        if let Some(entry) = self.peers().get_mut(&id) {
+            let lowest = entry.min_ping_ms.map_or(rtt_ms, |min| min.min(rtt_ms));
+            entry.min_ping_ms = Some(lowest);
+            entry.info.ping_ms = Some(lowest);
+        }
+    }
+
+    /// Records that a peer sent a block new to us at `now_ms`.
+    pub(crate) fn note_useful_block(&self, id: PeerId, now_ms: u64) {
+        if let Some(entry) = self.peers().get_mut(&id) {
+            entry.last_block_ms = Some(now_ms);
+        }
+    }
+
+    /// Records that a peer sent a transaction we pooled at `now_ms`.
+    pub(crate) fn note_useful_transaction(&self, id: PeerId, now_ms: u64) {
+        if let Some(entry) = self.peers().get_mut(&id) {
+            entry.last_transaction_ms = Some(now_ms);
+        }
     }
 
     /// Connected peers we dialled.

@@ -14,7 +14,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use powchain_node::{Node, PeerError, PeerInfo, PeerManager};
+use powchain_node::{BanInfo, DisconnectInfo, Node, PeerError, PeerInfo, PeerManager};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,7 @@ use crate::ban::BanList;
 use crate::config::P2pConfig;
 use crate::download::Downloads;
 use crate::message::MAX_MESSAGE_BYTES;
+use crate::pending::PendingConnections;
 use crate::registry::PeerRegistry;
 use crate::relay::TransactionRelay;
 use crate::url::PeerUrl;
@@ -42,6 +43,7 @@ pub struct P2p {
     pub(crate) downloads: Mutex<Downloads>,
     pub(crate) transactions: Mutex<TransactionRelay>,
     pub(crate) bans: Mutex<BanList>,
+    pub(crate) pending: Arc<PendingConnections>,
     pub(crate) token: CancellationToken,
     pub(crate) tasks: TaskTracker,
 }
@@ -63,8 +65,18 @@ impl PeerManager for PeerManagerHandle {
         Ok(())
     }
 
-    fn banned(&self) -> Vec<(String, String)> {
-        self.0.upgrade().map(|p2p| p2p.banned()).unwrap_or_default()
+    fn banned(&self) -> Vec<BanInfo> {
+        self.0
+            .upgrade()
+            .map(|p2p| p2p.bans_in_force())
+            .unwrap_or_default()
+    }
+
+    fn disconnected(&self) -> Vec<DisconnectInfo> {
+        self.0
+            .upgrade()
+            .map(|p2p| p2p.registry.disconnected())
+            .unwrap_or_default()
     }
 }
 
@@ -110,6 +122,7 @@ impl P2p {
             Some(listener) => listener.local_addr()?.port(),
             None => 0,
         };
+        let pending = PendingConnections::new(config.max_pending, config.max_pending_per_group);
         let p2p = Arc::new(P2p {
             node: Arc::clone(&node),
             config,
@@ -120,6 +133,7 @@ impl P2p {
             downloads: Mutex::new(Downloads::default()),
             transactions: Mutex::new(TransactionRelay::default()),
             bans: Mutex::new(BanList::default()),
+            pending,
             token: shutdown,
             tasks,
         });
@@ -150,6 +164,16 @@ impl P2p {
     /// How many peer addresses the address book holds.
     pub fn known_addresses(&self) -> usize {
         self.addresses().len()
+    }
+
+    /// How many connections are in their handshake now.
+    pub fn pending_connections(&self) -> usize {
+        self.pending.count()
+    }
+
+    /// The last sessions that ended, newest first, with why.
+    pub fn disconnected(&self) -> Vec<DisconnectInfo> {
+        self.registry.disconnected()
     }
 
     /// How many learned (not configured) addresses are being dialled now.

@@ -63,9 +63,12 @@ pub enum SessionEnd {
     /// The node was already connected through another connection.
     #[error("already connected to this node")]
     Duplicate,
-    /// No inbound slot was free.
-    #[error("no inbound slot was free")]
+    /// No inbound slot was free and no inbound peer could be evicted.
+    #[error("no inbound slot was free and every inbound peer is protected from eviction")]
     Full,
+    /// Its address group holds its share of inbound slots.
+    #[error("its address group holds its share of inbound slots")]
+    GroupFull,
     /// The peer is banned.
     #[error("the peer is banned")]
     Banned,
@@ -278,8 +281,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
         let mut limiter = RateLimit::messages();
         let announcements = Arc::clone(&self.announcements);
+        // The first ping goes at once: its round trip is what protects a live peer from
+        // eviction (eviction.rs).
         let mut ping = tokio::time::interval(self.p2p.config.ping_interval);
-        ping.tick().await;
         let mut awaiting_pong: Option<(u64, Instant)> = None;
         let mut ping_counter = 0u64;
         loop {
@@ -333,8 +337,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         limiter.refund();
                     }
                     if let Message::Pong(nonce) = message {
-                        if awaiting_pong.is_some_and(|(expected, _)| expected == nonce) {
-                            awaiting_pong = None;
+                        if let Some((expected, sent)) = awaiting_pong {
+                            if expected == nonce {
+                                let rtt = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
+                                self.p2p.registry.note_ping(self.id, rtt);
+                                awaiting_pong = None;
+                            }
                         }
                         continue;
                     }
@@ -565,7 +573,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .await
             .ok_or(SessionEnd::Shutdown)?;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.p2p
+                    .registry
+                    .note_useful_transaction(self.id, self.p2p.node.now_ms());
+                Ok(())
+            }
             // Consensus violations are the sender's fault; policy refusals (fees, a
             // conflict, a full pool) and a parent not yet seen are not.
             Err(NodeError::Mempool(error)) if error.is_invalid() => Err(Misbehaviour::new(

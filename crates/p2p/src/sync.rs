@@ -147,6 +147,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         self.p2p.block_done(&hash);
         match result {
             Ok(PeerBlock { outcome, height }) => {
+                if matches!(outcome, BlockOutcome::MainChain | BlockOutcome::SideBranch) {
+                    self.p2p
+                        .registry
+                        .note_useful_block(self.id, self.p2p.node.now_ms());
+                }
                 if let Some(height) = height {
                     self.p2p.registry.note_block(self.id, hash, height.0);
                 }

@@ -33,6 +33,16 @@ pub enum ChainError {
         /// The missing parent.
         parent: BlockHash,
     },
+    /// A header in a batch that does not build on the header before it.
+    #[error(
+        "header {hash} does not build on the header before it ({expected}) [headers-not-continuous]"
+    )]
+    NotContinuous {
+        /// The header's hash.
+        hash: BlockHash,
+        /// The hash it should have built on.
+        expected: BlockHash,
+    },
     /// The data directory belongs to another network.
     #[error("data directory {path} holds a {found} chain, not {expected}; use another --data-dir")]
     ForeignDataDir {
@@ -64,7 +74,9 @@ impl ChainError {
     pub fn is_invalid(&self) -> bool {
         matches!(
             self,
-            ChainError::Invalid { .. } | ChainError::KnownInvalid { .. }
+            ChainError::Invalid { .. }
+                | ChainError::KnownInvalid { .. }
+                | ChainError::NotContinuous { .. }
         )
     }
 
@@ -86,6 +98,7 @@ impl ChainError {
         match self {
             ChainError::Invalid { error, .. } => Some(error.rule()),
             ChainError::KnownInvalid { .. } => Some("known-invalid"),
+            ChainError::NotContinuous { .. } => Some("headers-not-continuous"),
             _ => None,
         }
     }

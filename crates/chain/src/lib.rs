@@ -30,6 +30,7 @@
 pub mod error;
 pub mod event;
 mod index;
+pub mod low_work;
 mod orphan;
 mod overlay;
 pub mod reader;
@@ -39,6 +40,7 @@ mod sync;
 
 pub use error::ChainError;
 pub use event::ChainEvent;
+pub use low_work::{ANTI_DOS_BLOCKS, presync_work};
 pub use orphan::{MAX_ORPHAN_BLOCKS, MAX_ORPHAN_BYTES};
 pub use reader::{ChainReader, ConsistencyReport, Snapshot, StoredTip};
 pub use state::{

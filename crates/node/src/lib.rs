@@ -34,5 +34,5 @@ pub use error::NodeError;
 pub use event::NodeEvent;
 pub use node::Node;
 pub use peers::{BanInfo, DisconnectInfo, PeerError, PeerInfo, PeerManager, SyncProgress};
-pub use sync::{ChainSummary, PeerBlock};
+pub use sync::{ChainSummary, PeerBlock, PeerHeaders};
 pub use wallet_view::{SentPayment, WalletBalance};

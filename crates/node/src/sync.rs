@@ -16,6 +16,20 @@ use powchain_consensus::{Block, BlockHash, BlockHeight, Header, Work};
 use crate::error::NodeError;
 use crate::node::{Node, lock};
 
+/// What became of a peer's headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerHeaders {
+    /// Stored, or already known; the last header's height.
+    Stored(Option<BlockHeight>),
+    /// Not stored: the chain they end in has less work than the anti-DoS threshold.
+    LowWork {
+        /// The work of the chain at the last header.
+        end_work: Work,
+        /// The work it needed.
+        threshold: Work,
+    },
+}
+
 /// Where the chain stands: its tip, the best header known, and blocks waiting for a parent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainSummary {
@@ -119,22 +133,59 @@ impl Node {
         (core.chain.headers_after(locator, stop, max), their_height)
     }
 
-    /// Checks and stores a peer's headers (headers-first sync); returns the height of the
-    /// last one (`None` for an empty list).
+    /// Checks and stores a peer's headers (headers-first sync). With `require_work`, a
+    /// batch whose chain ends below the anti-DoS work threshold is not stored
+    /// (`powchain_chain::low_work`): [`PeerHeaders::LowWork`]. Without it (a branch the
+    /// peer layer pre-synced and found worth it), every valid header is stored.
     ///
     /// # Errors
-    /// [`NodeError::Chain`] for the first header that does not connect or breaks a rule.
+    /// [`NodeError::Chain`] for the first header that does not connect, does not build on
+    /// the one before, or breaks a rule.
     pub fn accept_peer_headers(
         &self,
         headers: &[Header],
-    ) -> Result<Option<BlockHeight>, NodeError> {
+        require_work: bool,
+    ) -> Result<PeerHeaders, NodeError> {
         let now = self.clock.now_ms();
         let mut core = lock(&self.core);
+        if require_work {
+            if let Some(end_work) = core.chain.headers_chain_work(headers)? {
+                let threshold = core.chain.anti_dos_work_threshold();
+                if end_work < threshold {
+                    return Ok(PeerHeaders::LowWork {
+                        end_work,
+                        threshold,
+                    });
+                }
+            }
+        }
         core.chain.accept_headers(headers, now)?;
-        Ok(headers
-            .last()
-            .and_then(|header| core.chain.record(&header.compute_hash()))
-            .map(|record| record.height))
+        Ok(PeerHeaders::Stored(
+            headers
+                .last()
+                .and_then(|header| core.chain.record(&header.compute_hash()))
+                .map(|record| record.height),
+        ))
+    }
+
+    /// Counts the work of headers that continue a branch being pre-synced from the block
+    /// `prev` with `start_work` (nothing is stored); returns the new total and the
+    /// threshold it must reach to be stored.
+    ///
+    /// # Errors
+    /// [`NodeError::Chain`] if a header does not build on the one before or misses its
+    /// own target.
+    pub fn presync_peer_headers(
+        &self,
+        prev: BlockHash,
+        start_work: Work,
+        headers: &[Header],
+    ) -> Result<(Work, Work), NodeError> {
+        let pow_limit = self.params().pow_limit_target();
+        // Proof-of-work checks need no lock; only the threshold reads the chain.
+        let work = powchain_chain::presync_work(prev, start_work, headers, pow_limit)?;
+        let threshold = lock(&self.core).chain.anti_dos_work_threshold();
+        Ok((work, threshold))
     }
 
     /// Accepts a block from a peer. Nobody waits on it, so the chain store syncs it within

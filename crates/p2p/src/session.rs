@@ -213,6 +213,24 @@ impl KnownInventory {
     }
 }
 
+/// A branch a peer is showing us with too little work so far: counted, not stored.
+pub(crate) struct Presync {
+    /// The last header counted.
+    pub(crate) last: BlockHash,
+    /// The branch's chain work at it.
+    pub(crate) work: powchain_consensus::Work,
+    /// Headers counted.
+    pub(crate) headers: u64,
+}
+
+/// A pre-synced branch that has the work, being downloaded again to be stored.
+pub(crate) struct Redownload {
+    /// The branch's last pre-synced header.
+    pub(crate) target: BlockHash,
+    /// Headers the peer may still send without the work check.
+    pub(crate) remaining: u64,
+}
+
 /// A connected peer's session.
 pub(crate) struct Session<S> {
     pub(crate) p2p: Arc<P2p>,
@@ -228,6 +246,10 @@ pub(crate) struct Session<S> {
     pub(crate) requested_transactions: HashSet<Txid>,
     /// How many more addresses this peer may share now.
     address_budget: RateLimit,
+    /// A low-work branch this peer is showing us.
+    pub(crate) presync: Option<Presync>,
+    /// A pre-synced branch being stored.
+    pub(crate) redownload: Option<Redownload>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
@@ -249,6 +271,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             announcements,
             requested_transactions: HashSet::new(),
             address_budget: RateLimit::addresses(),
+            presync: None,
+            redownload: None,
         }
     }
 

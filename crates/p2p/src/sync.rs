@@ -5,6 +5,9 @@
 //!   session start ──▶ get_addr; get_headers if the peer has more work; our pool's txids
 //!   get_headers(locator) ──▶ Node::headers_for_peer ──▶ headers (at most MAX_HEADERS)
 //!   headers ──▶ Node::accept_peer_headers ──▶ full batch? ask for the next ──▶ pump downloads
+//!      └─ too little work (powchain_chain::low_work): full batch? pre-sync: count the next
+//!         batches (presync_peer_headers, nothing stored) ──▶ enough? ask again from the
+//!         fork and store (redownload) : drop
 //!   block ──▶ Node::submit_peer_block ──▶ orphan? ask for headers ──▶ pump downloads
 //! ```
 //!
@@ -12,14 +15,14 @@
 
 use powchain_chain::BlockOutcome;
 use powchain_consensus::{Block, BlockHash, Header};
-use powchain_node::PeerBlock;
+use powchain_node::{PeerBlock, PeerHeaders};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
 use crate::message::{
     Hello, InventoryItem, MAX_HEADERS, MAX_INVENTORY, MAX_LOCATOR_HASHES, Message,
 };
-use crate::session::{Session, SessionEnd, Stop, node_error_misbehaviour};
+use crate::session::{Presync, Redownload, Session, SessionEnd, Stop, node_error_misbehaviour};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// What a new session asks for and offers.
@@ -103,26 +106,74 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         Ok(self.send(&Message::Headers(headers)).await?)
     }
 
-    /// Stores a peer's headers; asks for more after a full batch.
+    /// Stores a peer's headers; asks for more after a full batch. Headers of a chain
+    /// with too little work are not stored (`powchain_chain::low_work`): a full batch of
+    /// them is pre-synced (counted, not kept), and downloaded again to be stored if the
+    /// branch's work passes the threshold.
     pub(crate) async fn on_headers(&mut self, headers: Vec<Header>) -> Result<(), Stop> {
-        let Some(last) = headers.last().map(Header::compute_hash) else {
+        let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
             return Ok(());
         };
+        let (parent, last) = (first.prev_hash, last.compute_hash());
+        if self
+            .presync
+            .as_ref()
+            .is_some_and(|presync| presync.last == parent)
+        {
+            return self.continue_presync(headers, last).await;
+        }
         let full = headers.len() == MAX_HEADERS;
+        let count = headers.len() as u64;
+        let require_work = match &mut self.redownload {
+            Some(redownload) if redownload.remaining >= count => {
+                redownload.remaining -= count;
+                false
+            }
+            _ => {
+                self.redownload = None;
+                true
+            }
+        };
+        let reaches_target = self.redownload.as_ref().is_some_and(|redownload| {
+            headers
+                .iter()
+                .any(|header| header.compute_hash() == redownload.target)
+        });
         let result = self
             .p2p
-            .blocking(move |node| node.accept_peer_headers(&headers))
+            .blocking(move |node| node.accept_peer_headers(&headers, require_work))
             .await
             .ok_or(SessionEnd::Shutdown)?;
         match result {
-            Ok(height) => {
+            Ok(PeerHeaders::Stored(height)) => {
                 if let Some(height) = height {
                     self.p2p.registry.note_block(self.id, last, height.0);
+                }
+                if reaches_target {
+                    debug!(peer = %self.label, "stored a pre-synced branch");
+                    self.redownload = None;
                 }
                 if full {
                     self.request_headers(Some(last)).await?;
                 }
                 self.p2p.pump_downloads().await;
+                Ok(())
+            }
+            Ok(PeerHeaders::LowWork {
+                end_work,
+                threshold,
+            }) => {
+                if full {
+                    debug!(peer = %self.label, %end_work, %threshold, "pre-syncing a branch with too little work so far");
+                    self.presync = Some(Presync {
+                        last,
+                        work: end_work,
+                        headers: count,
+                    });
+                    self.request_headers(Some(last)).await?;
+                } else {
+                    debug!(peer = %self.label, %end_work, %threshold, "ignored headers of a chain with too little work");
+                }
                 Ok(())
             }
             // A clock ahead of ours is not a lie (Bitcoin Core only ignores such headers):
@@ -133,6 +184,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             }
             Err(error) => Err(node_error_misbehaviour(&error, "headers-do-not-connect").into()),
         }
+    }
+
+    /// Counts a batch that continues a pre-synced branch; once the branch has the work,
+    /// asks for it again from the fork, to be stored.
+    async fn continue_presync(
+        &mut self,
+        headers: Vec<Header>,
+        last: BlockHash,
+    ) -> Result<(), Stop> {
+        let Some(presync) = self.presync.take() else {
+            return Ok(());
+        };
+        let full = headers.len() == MAX_HEADERS;
+        let count = presync.headers + headers.len() as u64;
+        let result = self
+            .p2p
+            .blocking(move |node| node.presync_peer_headers(presync.last, presync.work, &headers))
+            .await
+            .ok_or(SessionEnd::Shutdown)?;
+        let (work, threshold) =
+            result.map_err(|error| node_error_misbehaviour(&error, "headers-do-not-connect"))?;
+        if work >= threshold {
+            debug!(peer = %self.label, headers = count, "a pre-synced branch has the work; downloading it again to store it");
+            self.redownload = Some(Redownload {
+                target: last,
+                remaining: count + MAX_HEADERS as u64,
+            });
+            self.request_headers(None).await?;
+        } else if full {
+            self.presync = Some(Presync {
+                last,
+                work,
+                headers: count,
+            });
+            self.request_headers(Some(last)).await?;
+        } else {
+            debug!(peer = %self.label, headers = count, "a pre-synced branch ended with too little work");
+        }
+        Ok(())
     }
 
     /// Hands a peer's block to the node.

@@ -1,0 +1,207 @@
+//! Headers with too little work (issue 13): a stranger's cheap branch far below the tip is
+//! neither stored nor punished, a batch that does not build on itself is, and an honest
+//! branch that forks deeper than one batch of headers reaches is pre-synced (counted, not
+//! stored), then downloaded again and stored once its work passes the threshold.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestNode, raw_peer, wait_until};
+use futures_util::{SinkExt, StreamExt};
+use powchain_chain::ANTI_DOS_BLOCKS;
+use powchain_consensus::testkit::{TestChain, solve};
+use powchain_consensus::{BlockHash, Header, Network, Work};
+use powchain_p2p::{Hello, MAX_MESSAGE_BYTES, Message};
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const MAX_HEADERS: usize = 2_000;
+
+/// `count` headers building on `parent` at its bits, their times offset by `salt` ms.
+fn branch(parent: &Header, count: usize, salt: u64) -> Vec<Header> {
+    let mut headers: Vec<Header> = Vec::with_capacity(count);
+    let mut previous = *parent;
+    for _ in 0..count {
+        let mut header = Header {
+            prev_hash: previous.compute_hash(),
+            time_ms: previous.time_ms + 1_000 + salt,
+            nonce: 0,
+            ..previous
+        };
+        solve(&mut header);
+        headers.push(header);
+        previous = header;
+    }
+    headers
+}
+
+/// A node whose main chain holds `length` blocks of `chain`.
+async fn node_with_chain(chain: &TestChain) -> TestNode {
+    let node = TestNode::start(vec![]).await;
+    let blocks = chain.blocks[1..].to_vec();
+    let inner = Arc::clone(&node.node);
+    tokio::task::spawn_blocking(move || {
+        for block in blocks {
+            inner.submit_peer_block(block).expect("a valid block");
+        }
+    })
+    .await
+    .expect("feeding task");
+    node
+}
+
+fn frame(message: &Message) -> Frame {
+    Frame::binary(message.to_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cheap_branch_far_below_the_tip_is_not_stored_and_not_punished() {
+    let mut main = TestChain::new(Network::Regtest);
+    main.mine_empty(ANTI_DOS_BLOCKS as usize + 100);
+    let node = node_with_chain(&main).await;
+    let tip = node.tip();
+    let mut socket = raw_peer(&node.url(), 47_301).await.expect("connects");
+
+    // Branches forking at block 1, 30 batches of 50 headers: each ends ~50 blocks of
+    // work below the threshold (the tip's work less 144 blocks').
+    let mut last_hashes = Vec::new();
+    for salt in 0..30u64 {
+        let headers = branch(&main.blocks[1].header, 50, salt);
+        last_hashes.push(headers[49].compute_hash());
+        socket
+            .send(frame(&Message::Headers(headers)))
+            .await
+            .expect("sent");
+    }
+    // The node answers a ping after reading them all: they were handled.
+    socket.send(frame(&Message::Ping(77))).await.expect("sent");
+    let answered = tokio::time::timeout(LIMIT, async {
+        while let Some(Ok(frame)) = socket.next().await {
+            if let Frame::Binary(bytes) = frame {
+                if let Ok(Message::Pong(77)) = Message::from_bytes(&bytes) {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(answered);
+    for hash in &last_hashes {
+        assert_eq!(
+            node.node.block_height(hash),
+            None,
+            "nothing of it is stored"
+        );
+    }
+    assert_eq!(node.tip(), tip);
+    assert_eq!(node.node.chain_summary().best_header, tip);
+    assert!(node.p2p.banned().is_empty(), "{:?}", node.p2p.banned());
+    assert_eq!(node.p2p.peers().len(), 1, "the peer is still connected");
+
+    // Headers that do not build on each other are a lie: banned.
+    let mut broken = branch(&main.blocks[1].header, 10, 5_000);
+    broken.remove(4);
+    socket
+        .send(frame(&Message::Headers(broken)))
+        .await
+        .expect("sent");
+    wait_until("the liar is banned", LIMIT, || {
+        let banned = node.p2p.banned();
+        async move {
+            banned
+                .iter()
+                .any(|(_, rule)| rule == "headers-not-continuous")
+        }
+    })
+    .await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_branch_forking_deeper_than_a_batch_is_presynced_then_stored() {
+    // The node's chain is longer than one batch plus the threshold's margin, so the first
+    // batch of a branch forking at genesis ends below the threshold.
+    let depth = MAX_HEADERS + ANTI_DOS_BLOCKS as usize + 100;
+    let mut main = TestChain::new(Network::Regtest);
+    main.mine_empty(depth);
+    let node = node_with_chain(&main).await;
+    let branch_headers = branch(&main.blocks[0].header, depth + 400, 250);
+    let branch_tip = branch_headers[branch_headers.len() - 1].compute_hash();
+    let genesis = main.blocks[0].compute_hash();
+
+    // A raw peer that announces the branch and answers getheaders from it.
+    let params = Network::Regtest.params();
+    let (mut socket, _) = tokio_tungstenite::connect_async(node.url())
+        .await
+        .expect("connects");
+    let hello = Message::Hello(Hello {
+        network_magic: Network::Regtest.magic(),
+        genesis: params.genesis_hash(),
+        best_hash: branch_tip,
+        best_height: branch_headers.len() as u64,
+        best_work: Work::from_be_bytes([0xff; 32]),
+        listen_port: 47_302,
+        node_nonce: 0x5eed,
+        user_agent: "presync-test".into(),
+    });
+    socket.send(frame(&hello)).await.expect("hello");
+    let served = Arc::clone(&node.node);
+    let headers = branch_headers.clone();
+    let server = tokio::spawn(async move {
+        let mut presynced = false;
+        while let Some(Ok(frame_in)) = socket.next().await {
+            let Frame::Binary(bytes) = frame_in else {
+                continue;
+            };
+            let reply = match Message::from_bytes(&bytes) {
+                Ok(Message::Ping(nonce)) => Message::Pong(nonce),
+                Ok(Message::GetHeaders { locator, .. }) => {
+                    // The first locator hash on the branch (or genesis).
+                    let start = locator.iter().find_map(|hash| {
+                        if *hash == genesis {
+                            return Some(0);
+                        }
+                        headers
+                            .iter()
+                            .position(|header| header.compute_hash() == *hash)
+                            .map(|index| index + 1)
+                    });
+                    let Some(start) = start else { continue };
+                    if start > 0 && served.block_height(&locator[0]).is_none() {
+                        // Asked for what follows a header the node did not store.
+                        presynced = true;
+                    }
+                    let end = (start + MAX_HEADERS).min(headers.len());
+                    Message::Headers(headers[start..end].to_vec())
+                }
+                _ => continue,
+            };
+            assert!(reply.to_bytes().len() <= MAX_MESSAGE_BYTES);
+            if socket.send(frame(&reply)).await.is_err() {
+                break;
+            }
+        }
+        presynced
+    });
+    wait_until("the branch's headers are stored", LIMIT, || {
+        let best = node.node.chain_summary().best_header;
+        async move { best == branch_tip }
+    })
+    .await;
+    assert!(node.p2p.banned().is_empty());
+    let stored: Vec<BlockHash> = branch_headers
+        .iter()
+        .map(Header::compute_hash)
+        .filter(|hash| node.node.block_height(hash).is_some())
+        .collect();
+    assert_eq!(stored.len(), branch_headers.len(), "every header stored");
+    node.stop().await;
+    assert!(
+        server.await.expect("the peer task"),
+        "the first batch was pre-synced, not stored"
+    );
+}

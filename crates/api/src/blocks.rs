@@ -305,6 +305,7 @@ mod tests {
         let page = crate::testing::get(server.address, "/blocks?start=2&limit=1000").await;
         assert_eq!(page.header(crate::PAGE_TRUNCATED_HEADER), Some("true"));
         assert_eq!(page.header(NEXT_START_HEADER), Some("4"));
+        assert_eq!(page.header("content-type"), Some("application/json"));
         assert_eq!(page.header("x-chain-height"), Some("5"));
         assert!(page.body.len() <= budget);
         assert_eq!(page.json().as_array().map(Vec::len), Some(2));

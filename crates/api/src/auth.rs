@@ -40,6 +40,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::options::ApiOptions;
 use powchain_consensus::hex;
 
 /// Random bytes in a token.
@@ -112,14 +113,6 @@ impl fmt::Debug for ApiToken {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("ApiToken(<redacted>)")
     }
-}
-
-/// How the API decides who may use the protected endpoints.
-#[derive(Clone, Debug, Default)]
-pub struct ApiOptions {
-    /// If set, every protected endpoint needs this token; if not (the loopback default),
-    /// they are open to clients that are not browsers and to the node's own dashboard.
-    pub required_token: Option<RequiredToken>,
 }
 
 /// The token protected endpoints require, and where a client finds it.
@@ -359,6 +352,7 @@ mod tests {
                 token: token.clone(),
                 cookie_path: PathBuf::from(".cookie"),
             }),
+            ..ApiOptions::default()
         };
         let printed = format!("{token:?} {options:?} {options:#?}");
         assert!(!printed.contains(token.as_str()), "{printed}");

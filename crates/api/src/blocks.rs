@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::IntoResponse;
+use axum::response::Response;
 use powchain_consensus::{Block, BlockHash, BlockHeight, Params};
 use powchain_node::Node;
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,7 @@ use crate::dto::{HeaderFieldsJson, TransactionJson};
 use crate::error::ApiError;
 use crate::input::{page_size, parse_hash};
 use crate::main_chain::{confirmations, main_chain_hash, stored_block, tip_height};
+use crate::page::{JsonArrayPage, PageBytes};
 use crate::router::blocking;
 
 /// Blocks a page holds unless `limit` says otherwise.
@@ -73,37 +74,56 @@ pub struct BlocksQuery {
     pub limit: Option<u64>,
 }
 
+/// The header naming the height where the blocks after a `GET /blocks` page start: the
+/// `start` of the request that continues it. Absent when the page ends at the tip.
+pub const NEXT_START_HEADER: &str = "x-next-start";
+
 /// `GET /blocks`: main-chain blocks oldest first, `limit` of them from `start`. Without a
 /// query: the last 100 (the whole chain while it is short, as in the tutorial).
+///
+/// The page also stops before its JSON passes `page_bytes` (it always holds one block):
+/// then it carries `x-page-truncated: true`, and `x-next-start` says where to go on.
 pub async fn list_blocks(
     State(node): State<Arc<Node>>,
+    Extension(page_bytes): Extension<PageBytes>,
     query: Result<Query<BlocksQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let limit = page_size("limit", query.limit, DEFAULT_PAGE, MAX_PAGE)?;
-    let (blocks, tip_height) = blocking(&node, move |node| {
+    let (page, tip_height, next_start) = blocking(&node, move |node| {
         let snapshot = node.reader().snapshot()?;
         let tip_height = tip_height(&snapshot)?;
         let start = query
             .start
             .unwrap_or_else(|| (tip_height.0 + 1).saturating_sub(limit));
         let end = start.saturating_add(limit).min(tip_height.0 + 1);
-        let mut blocks = Vec::new();
+        // Each block is read, described and written before the next: only the page's
+        // bytes and one block's values are held at once.
+        let mut page = JsonArrayPage::new(page_bytes);
+        let mut next_start = end;
         for height in (start..end).map(BlockHeight) {
             let block = stored_block(&snapshot, &main_chain_hash(&snapshot, height)?)?;
-            blocks.push(BlockJson::new(
+            let json = BlockJson::new(
                 node.params(),
                 &block,
                 height,
                 Some(confirmations(tip_height, height)),
-            ));
+            );
+            if !page.push(&json)? {
+                next_start = height.0;
+                break;
+            }
         }
-        Ok((blocks, tip_height))
+        Ok((page, tip_height, next_start))
     })
     .await?;
     let mut headers = HeaderMap::new();
     headers.insert("x-chain-height", HeaderValue::from(tip_height.0));
-    Ok((headers, Json(blocks)))
+    if next_start <= tip_height.0 {
+        headers.insert(NEXT_START_HEADER, HeaderValue::from(next_start));
+    }
+    let truncated = page.is_truncated();
+    Ok(page.into_response(headers, truncated))
 }
 
 /// `GET /blocks/{id}`: a block by hash (any branch) or by main-chain height.
@@ -209,5 +229,119 @@ mod tests {
         let json = serde_json::to_string(&block).expect("serializes");
         let own = ["size", "transactionCount", "confirmations", "data"];
         assert_eq!(keys_in_order(&json), [&HEADER_FIELDS[..], &own].concat());
+    }
+
+    /// Follows `x-next-start` from `path` to the end, checking each page; returns the
+    /// heights of every block seen and how many pages the budget cut.
+    async fn walk_pages(
+        address: std::net::SocketAddr,
+        first: &str,
+        budget: usize,
+    ) -> (Vec<u64>, usize) {
+        let mut path = first.to_owned();
+        let mut heights = Vec::new();
+        let mut cut_pages = 0;
+        loop {
+            let page = crate::testing::get(address, &path).await;
+            assert_eq!(page.status, 200, "{path}");
+            let blocks = page.json();
+            let blocks = blocks.as_array().expect("an array");
+            assert!(!blocks.is_empty(), "a page always holds a block");
+            assert!(
+                page.body.len() <= budget || blocks.len() == 1,
+                "{} bytes in {} blocks past the budget {budget}",
+                page.body.len(),
+                blocks.len()
+            );
+            heights.extend(
+                blocks
+                    .iter()
+                    .map(|block| block["height"].as_u64().expect("a height")),
+            );
+            if page.header(crate::PAGE_TRUNCATED_HEADER) == Some("true") {
+                cut_pages += 1;
+            }
+            match page.header(NEXT_START_HEADER) {
+                Some(next) => path = format!("/blocks?start={next}&limit=1000"),
+                None => return (heights, cut_pages),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_of_large_blocks_is_cut_by_bytes_and_says_where_to_go_on() {
+        let (_folder, node) = crate::testing::node_with_full_blocks(4, 10);
+        let tip = node.tip().height.0;
+        assert_eq!(tip, 5);
+        let block_bytes = |height: u64| {
+            let snapshot = node.reader().snapshot().expect("a snapshot");
+            let block = stored_block(
+                &snapshot,
+                &main_chain_hash(&snapshot, BlockHeight(height)).expect("a hash"),
+            )
+            .expect("a block");
+            serde_json::to_vec(&BlockJson::new(
+                node.params(),
+                &block,
+                BlockHeight(height),
+                Some(confirmations(BlockHeight(tip), BlockHeight(height))),
+            ))
+            .expect("serializes")
+            .len()
+        };
+        // Room for two of the full blocks, not three.
+        let budget = block_bytes(2) + block_bytes(3) + 3;
+        assert!(
+            block_bytes(2) > 5_000,
+            "the blocks are large: {}",
+            block_bytes(2)
+        );
+        let options = crate::ApiOptions {
+            max_page_bytes: budget,
+            ..crate::ApiOptions::default()
+        };
+        let server = crate::testing::TestServer::api(Arc::clone(&node), options).await;
+
+        let page = crate::testing::get(server.address, "/blocks?start=2&limit=1000").await;
+        assert_eq!(page.header(crate::PAGE_TRUNCATED_HEADER), Some("true"));
+        assert_eq!(page.header(NEXT_START_HEADER), Some("4"));
+        assert_eq!(page.header("content-type"), Some("application/json"));
+        assert_eq!(page.header("x-chain-height"), Some("5"));
+        assert!(page.body.len() <= budget);
+        assert_eq!(page.json().as_array().map(Vec::len), Some(2));
+
+        let (heights, cut_pages) =
+            walk_pages(server.address, "/blocks?start=0&limit=1000", budget).await;
+        assert_eq!(
+            heights,
+            (0..=tip).collect::<Vec<_>>(),
+            "every block once, in order"
+        );
+        assert!(cut_pages >= 2, "{cut_pages}");
+
+        // A count-limited page that fits is not marked cut, but says where the rest starts.
+        let small = crate::testing::get(server.address, "/blocks?start=0&limit=2").await;
+        assert_eq!(small.header(crate::PAGE_TRUNCATED_HEADER), None);
+        assert_eq!(small.header(NEXT_START_HEADER), Some("2"));
+        let last = crate::testing::get(server.address, "/blocks?limit=1").await;
+        assert_eq!(
+            last.header(NEXT_START_HEADER),
+            None,
+            "the page ends at the tip"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_block_larger_than_the_budget_still_makes_a_page_of_one() {
+        let (_folder, node) = crate::testing::node_with_full_blocks(2, 5);
+        let options = crate::ApiOptions {
+            max_page_bytes: 100,
+            ..crate::ApiOptions::default()
+        };
+        let server = crate::testing::TestServer::api(node, options).await;
+        let (heights, cut_pages) =
+            walk_pages(server.address, "/blocks?start=0&limit=1000", 100).await;
+        assert_eq!(heights, vec![0, 1, 2, 3]);
+        assert_eq!(cut_pages, 3, "every page but the last is cut");
     }
 }

@@ -10,13 +10,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use powchain_node::{Node, NodeEvent};
 use serde::Serialize;
-use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 
 use crate::error::ApiError;
 use crate::router::blocking;
@@ -129,6 +129,39 @@ impl From<NodeEvent> for EventJson {
     }
 }
 
+/// The open `GET /events` streams, at most `ApiOptions::max_event_subscribers`: each holds
+/// a permit until its client leaves (the stream, and the permit with it, is dropped when
+/// the connection closes).
+#[derive(Clone, Debug)]
+pub(crate) struct EventSubscribers {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl EventSubscribers {
+    /// Room for `max` streams at once.
+    pub(crate) fn new(max: usize) -> EventSubscribers {
+        EventSubscribers {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// A place for one more stream, held until the permit drops.
+    ///
+    /// # Errors
+    /// A 503 when all `max` places are taken.
+    fn join(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
+            ApiError::unavailable(format!(
+                "the node already streams events to {max} clients, the most it serves at \
+                 once; try again later [too-many-subscribers]",
+                max = self.max
+            ))
+        })
+    }
+}
+
 /// `GET /events`: node events as server-sent events, for as long as the client listens.
 ///
 /// Every connection starts with a `ready` event (the tip when the stream began), then one
@@ -136,9 +169,13 @@ impl From<NodeEvent> for EventJson {
 /// `reorgDepth`), `transactionAccepted`. The node never waits for a slow client: one that
 /// falls too far behind gets a `resync` event, meaning "some events were skipped, reload".
 /// An idle stream carries a keep-alive comment every 15 s; it ends when the node stops.
+///
+/// At most `max_event_subscribers` streams are open at once; past that the answer is 503.
 pub async fn events(
     State(node): State<Arc<Node>>,
+    Extension(subscribers): Extension<EventSubscribers>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let permit = subscribers.join()?;
     // Subscribe before reading the tip, so nothing between the two is missed.
     let receiver = node.subscribe();
     let tip = blocking(&node, |node| Ok(node.tip())).await?;
@@ -151,7 +188,11 @@ pub async fn events(
     let live = live_events(receiver, move || node.is_shutting_down()).map(|event| event.to_sse());
     let stream = stream::once(async move { ready })
         .chain(live)
-        .map(Ok::<Event, Infallible>);
+        .map(move |event| {
+            // The stream owns the permit: it is released when the stream is dropped.
+            let _held = &permit;
+            Ok::<Event, Infallible>(event)
+        });
     Ok(Sse::new(stream).keep_alive(
         KeepAlive::new()
             .interval(EVENT_KEEP_ALIVE)
@@ -256,5 +297,72 @@ mod tests {
         assert_eq!(json["txid"], Txid([1; 32]).to_string());
         let resync = serde_json::to_value(EventJson::Resync { missed: 3 }).expect("serializes");
         assert_eq!(resync, serde_json::json!({"type": "resync", "missed": 3}));
+    }
+
+    /// Opens `GET /events` and reads until the `ready` event: a subscriber.
+    async fn subscribe(address: std::net::SocketAddr) -> tokio::net::TcpStream {
+        use tokio::io::AsyncReadExt;
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connects");
+        crate::testing::send_get(&mut stream, "/events", true).await;
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 1024];
+        tokio::time::timeout(crate::testing::DEADLINE, async {
+            while !String::from_utf8_lossy(&seen).contains("event: ready") {
+                let read = stream.read(&mut buffer).await.expect("reads");
+                assert!(
+                    read > 0,
+                    "the stream closed: {}",
+                    String::from_utf8_lossy(&seen)
+                );
+                seen.extend_from_slice(&buffer[..read]);
+            }
+        })
+        .await
+        .expect("the ready event arrives");
+        assert!(seen.starts_with(b"HTTP/1.1 200"));
+        stream
+    }
+
+    #[tokio::test]
+    async fn event_subscribers_past_the_cap_get_503_and_a_place_frees_when_one_leaves() {
+        use crate::testing::{TestServer, get, regtest_node, wait_until};
+        let (_folder, node) = regtest_node(0);
+        let options = crate::ApiOptions {
+            max_event_subscribers: 2,
+            ..crate::ApiOptions::default()
+        };
+        let server = TestServer::api(node, options).await;
+        let first = subscribe(server.address).await;
+        let _second = subscribe(server.address).await;
+
+        let refused = get(server.address, "/events").await;
+        assert_eq!(refused.status, 503);
+        let message = refused.json()["error"]
+            .as_str()
+            .expect("an error message")
+            .to_owned();
+        assert!(message.contains("2 clients"), "{message}");
+        assert!(message.ends_with("[too-many-subscribers]"), "{message}");
+        assert_eq!(
+            get(server.address, "/status").await.status,
+            200,
+            "other routes serve"
+        );
+
+        drop(first);
+        wait_until("a subscriber's place is free again", || async {
+            let mut stream = tokio::net::TcpStream::connect(server.address)
+                .await
+                .expect("connects");
+            crate::testing::send_get(&mut stream, "/events", true).await;
+            let mut status_line = [0u8; 12];
+            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut status_line)
+                .await
+                .expect("a status line");
+            &status_line == b"HTTP/1.1 200"
+        })
+        .await;
     }
 }

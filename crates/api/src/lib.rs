@@ -48,8 +48,11 @@
 //! | `GET /headers` | `charts.rs` | `HeadersPage` |
 //! | `GET /charts` | `charts.rs` | `ChartsJson` |
 //!
-//! `router.rs` wires them with the guard (`auth.rs`), the body limit and the JSON 404/405
-//! answers, and holds `blocking`, the one way handlers reach the node. Handlers share
+//! `router.rs` wires them with the guard (`auth.rs`), the body limit, the request timeout
+//! (`timeout.rs`) and the JSON 404/405 answers, and holds `blocking`, the one way handlers
+//! reach the node. `server.rs` is the accept loop (connection cap, header-read timeout,
+//! graceful shutdown); `options.rs` holds every limit with its default; `page.rs` writes
+//! list answers that stop at a byte budget. Handlers share
 //! `body.rs` (JSON request bodies), `input.rs` (page sizes, hashes and addresses from the
 //! path and query), `main_chain.rs` (the tip, blocks by height, confirmations, from one
 //! snapshot) and `dto.rs`; `error.rs` is `ApiError`.
@@ -65,11 +68,19 @@ pub mod error;
 mod events;
 mod input;
 mod main_chain;
+pub mod options;
+mod page;
 mod router;
+mod server;
 mod status;
+#[cfg(test)]
+mod testing;
+mod timeout;
 mod transactions;
 mod wallet;
 
-pub use auth::{ApiOptions, ApiToken, RequiredToken};
+pub use auth::{ApiToken, RequiredToken};
 pub use error::ApiError;
+pub use options::ApiOptions;
+pub use page::PAGE_TRUNCATED_HEADER;
 pub use router::{MAX_BODY_BYTES, router, router_with, serve, serve_with};

@@ -1,18 +1,24 @@
 //! The router: every endpoint (the dashboard's page and assets included), the access guard
-//! (`auth`), the body limit, JSON 404/405 answers, and `serve`.
+//! (`auth`), the body limit, the request timeout (`timeout`), the page and event-stream
+//! limits handlers read, JSON 404/405 answers, and `serve` (on `server`'s accept loop).
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use powchain_node::Node;
 use tokio::net::TcpListener;
 
-use crate::auth::{self, ApiOptions};
+use crate::auth;
 use crate::error::ApiError;
+use crate::events::EventSubscribers;
+use crate::options::ApiOptions;
+use crate::page::PageBytes;
+use crate::server::{ConnectionLimits, serve_router};
+use crate::timeout::with_request_timeout;
 use crate::{assets, blocks, charts, events, status, transactions, wallet};
 
 /// The largest request body accepted: a hex-encoded maximum-size transaction fits.
@@ -34,9 +40,14 @@ pub fn router(node: Arc<Node>) -> Router {
 }
 
 /// Every route of the API, with `options` deciding who may spend, mine and change peers
-/// (`auth` lists the protected endpoints).
+/// (`auth` lists the protected endpoints), how long a request may take, how many event
+/// streams may be open and how many bytes a page holds. The connection limits are
+/// `serve_with`'s.
 pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
-    Router::new()
+    let request_timeout = options.request_timeout;
+    let page_bytes = PageBytes(options.max_page_bytes);
+    let subscribers = EventSubscribers::new(options.max_event_subscribers);
+    let router = Router::new()
         .route("/", get(assets::index))
         .route("/assets/{file}", get(assets::asset))
         .route("/events", get(events::events))
@@ -75,7 +86,11 @@ pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(node)
+        .layer(Extension(page_bytes))
+        .layer(Extension(subscribers))
+        .with_state(node);
+    // Outermost, so the guard, the fallbacks and body reads are bounded too.
+    with_request_timeout(router, request_timeout)
 }
 
 /// Serves the API on `listener` until `shutdown` completes, with the loopback default: no
@@ -91,7 +106,10 @@ pub async fn serve(
     serve_with(listener, node, ApiOptions::default(), shutdown).await
 }
 
-/// Serves the API on `listener` with `options` until `shutdown` completes.
+/// Serves the API on `listener` with `options` until `shutdown` completes: at most
+/// `max_connections` at once, each closed when its client is silent for
+/// `header_read_timeout` (while sending a request's head or between requests). Then it stops
+/// accepting and lets the requests in flight finish, for at most `shutdown_grace`.
 ///
 /// # Errors
 /// The server's I/O error.
@@ -101,7 +119,10 @@ pub async fn serve_with(
     options: ApiOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router_with(node, options))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = ConnectionLimits {
+        max_connections: options.max_connections,
+        header_read_timeout: options.header_read_timeout,
+        shutdown_grace: options.shutdown_grace,
+    };
+    serve_router(listener, router_with(node, options), limits, shutdown).await
 }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
 use powchain_consensus::encode::Decode;
 use powchain_consensus::{Amount, FeeRate, Transaction, Txid, hex};
 use powchain_mempool::PoolEntry;
@@ -16,6 +18,7 @@ use crate::dto::TransactionJson;
 use crate::error::ApiError;
 use crate::input::{parse_address, parse_hash};
 use crate::main_chain::{confirmations, tip_height};
+use crate::page::{JsonArrayPage, PageBytes};
 use crate::router::blocking;
 
 /// A pooled transaction.
@@ -44,19 +47,47 @@ impl PoolTransactionJson {
     }
 }
 
-/// `GET /transactions`: the pool, best fee rate first.
+/// The header naming the `offset` of the request that continues a `GET /transactions` page
+/// the byte budget cut. Absent when the page holds the rest of the pool.
+pub const NEXT_OFFSET_HEADER: &str = "x-next-offset";
+
+/// `GET /transactions` query.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PoolQuery {
+    /// Pooled transactions to skip, best fee rate first (default 0).
+    pub offset: Option<usize>,
+}
+
+/// `GET /transactions`: the pool, best fee rate first, from `offset`, as many as fit the
+/// page's bytes (at least one). A cut page carries `x-page-truncated: true` and
+/// `x-next-offset`.
 pub async fn list_pool(
     State(node): State<Arc<Node>>,
-) -> Result<Json<Vec<PoolTransactionJson>>, ApiError> {
-    let pool = blocking(&node, |node| {
-        Ok(node
-            .pool_transactions()
-            .iter()
-            .map(|pooled| PoolTransactionJson::new(node, pooled))
-            .collect())
+    Extension(page_bytes): Extension<PageBytes>,
+    query: Result<Query<PoolQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let offset = query.offset.unwrap_or(0);
+    let (page, next_offset) = blocking(&node, move |node| {
+        // A transaction's JSON is more than its encoded size (the `hex` field alone is
+        // twice that), so a window of `page_bytes` encoded bytes fills the page.
+        let (window, more) = node.pool_transactions_page(offset, page_bytes.0);
+        let mut page = JsonArrayPage::new(page_bytes);
+        for pooled in &window {
+            if !page.push(&PoolTransactionJson::new(node, pooled))? {
+                break;
+            }
+        }
+        let next_offset = (page.is_truncated() || more).then(|| offset.saturating_add(page.len()));
+        Ok((page, next_offset))
     })
     .await?;
-    Ok(Json(pool))
+    let mut headers = HeaderMap::new();
+    if let Some(next_offset) = next_offset {
+        headers.insert(NEXT_OFFSET_HEADER, HeaderValue::from(next_offset));
+    }
+    Ok(page.into_response(headers, next_offset.is_some()))
 }
 
 /// `POST /transact` body.
@@ -256,4 +287,72 @@ pub async fn get_transaction(
     })
     .await?;
     Ok(Json(lookup))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::testing::{TestServer, fill_pool, get, regtest_node};
+
+    #[tokio::test]
+    async fn the_pool_is_paged_by_bytes_from_an_offset_to_its_end() {
+        let (_folder, node) = regtest_node(1);
+        fill_pool(&node, 12);
+        let pool: Vec<String> = node
+            .pool_transactions()
+            .iter()
+            .map(|entry| entry.txid.to_string())
+            .collect();
+        let whole = serde_json::to_vec(
+            &node
+                .pool_transactions()
+                .iter()
+                .map(|pooled| PoolTransactionJson::new(&node, pooled))
+                .collect::<Vec<_>>(),
+        )
+        .expect("serializes");
+        let budget = whole.len() / 4;
+        let options = crate::ApiOptions {
+            max_page_bytes: budget,
+            ..crate::ApiOptions::default()
+        };
+        let server = TestServer::api(Arc::clone(&node), options).await;
+
+        let mut seen = Vec::new();
+        let mut path = "/transactions".to_owned();
+        let mut pages = 0;
+        loop {
+            let page = get(server.address, &path).await;
+            assert_eq!(page.status, 200, "{path}");
+            assert!(page.body.len() <= budget, "{} > {budget}", page.body.len());
+            let items = page.json();
+            let items = items.as_array().expect("an array").clone();
+            assert!(!items.is_empty());
+            seen.extend(
+                items
+                    .iter()
+                    .map(|item| item["txid"].as_str().expect("a txid").to_owned()),
+            );
+            pages += 1;
+            match page.header(NEXT_OFFSET_HEADER) {
+                Some(next) => {
+                    assert_eq!(page.header(crate::PAGE_TRUNCATED_HEADER), Some("true"));
+                    assert_eq!(next, seen.len().to_string());
+                    path = format!("/transactions?offset={next}");
+                }
+                None => break,
+            }
+        }
+        assert!(pages >= 4, "{pages} pages");
+        assert_eq!(seen, pool, "the whole pool, best fee rate first, once");
+        assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 12);
+
+        let past = get(server.address, "/transactions?offset=99").await;
+        assert_eq!(past.body, b"[]");
+        assert_eq!(past.header(NEXT_OFFSET_HEADER), None);
+        let unknown = get(server.address, "/transactions?page=2").await;
+        assert_eq!(unknown.status, 400);
+    }
 }

@@ -147,6 +147,7 @@ pub async fn launch(
             token: api_token.clone(),
             cookie_path: cookie_path.clone(),
         }),
+        ..ApiOptions::default()
     };
 
     let tasks = TaskTracker::new();

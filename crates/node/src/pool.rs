@@ -149,6 +149,30 @@ impl Node {
             .collect()
     }
 
+    /// A window of the pool, best fee rate first: the entries after the first `offset`, up
+    /// to and including the one whose encoded size brings the window to `max_bytes`, and
+    /// whether more follow. Only the window is cloned, so a reader paging a full pool holds
+    /// about `max_bytes` of it, not the whole pool.
+    pub fn pool_transactions_page(
+        &self,
+        offset: usize,
+        max_bytes: usize,
+    ) -> (Vec<PoolEntry>, bool) {
+        let core = lock(&self.core);
+        let mut remaining = core.mempool.entries_by_fee_rate().into_iter().skip(offset);
+        let mut page = Vec::new();
+        let mut bytes = 0usize;
+        for entry in remaining.by_ref() {
+            bytes = bytes.saturating_add(entry.size);
+            page.push(entry.clone());
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        let more = remaining.next().is_some();
+        (page, more)
+    }
+
     /// One pooled transaction.
     pub fn pool_transaction(&self, txid: &Txid) -> Option<PoolEntry> {
         lock(&self.core).mempool.get(txid).cloned()
@@ -179,8 +203,55 @@ impl Node {
 mod tests {
     use powchain_consensus::testkit::{test_address, test_key};
     use powchain_consensus::{Amount, Network, Txid};
+    use powchain_mempool::PoolEntry;
 
     use crate::testing::{TestNode, output_paying, spend_output};
+
+    #[test]
+    fn a_pool_page_clones_a_window_by_fee_rate_up_to_its_bytes() {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        for recipient in 1..=3 {
+            test.node
+                .send(test_address(recipient), Amount::ONE_COIN, None)
+                .expect("the wallet pays");
+        }
+        let whole: Vec<Txid> = test
+            .node
+            .pool_transactions()
+            .iter()
+            .map(|entry| entry.txid)
+            .collect();
+        assert_eq!(whole.len(), 3);
+        let txids = |(page, more): (Vec<PoolEntry>, bool)| {
+            (
+                page.iter().map(|entry| entry.txid).collect::<Vec<_>>(),
+                more,
+            )
+        };
+        assert_eq!(
+            txids(test.node.pool_transactions_page(0, usize::MAX)),
+            (whole.clone(), false)
+        );
+        assert_eq!(
+            txids(test.node.pool_transactions_page(0, 1)),
+            (whole[..1].to_vec(), true)
+        );
+        let first_size = test.node.pool_transactions()[0].size;
+        assert_eq!(
+            txids(test.node.pool_transactions_page(0, first_size + 1)),
+            (whole[..2].to_vec(), true),
+            "the entry that reaches the bytes is taken"
+        );
+        assert_eq!(
+            txids(test.node.pool_transactions_page(1, usize::MAX)),
+            (whole[1..].to_vec(), false)
+        );
+        assert_eq!(
+            txids(test.node.pool_transactions_page(3, 1)),
+            (Vec::new(), false)
+        );
+    }
 
     /// A funded regtest node with a parent (a wallet payment) and its child in the pool,
     /// the child stored with the earlier time: the clock was set back between them, so the

@@ -1,0 +1,69 @@
+//! `ApiOptions`: who may use the protected endpoints, and every limit that keeps a stranger
+//! from exhausting the node through its HTTP port. Each limit has a `DEFAULT_*` constant;
+//! `docs/API.md` ("Limits") lists them for users.
+//!
+//! ```text
+//!   accept ──(max_connections)──▶ connection ──(header_read_timeout, also between
+//!   requests)──▶ request ──(request_timeout; not GET /events)──▶ handler
+//!                                   GET /events ──(max_event_subscribers)──▶ stream
+//!                                   GET /blocks, /transactions ──(max_page_bytes)──▶ page
+//! ```
+
+use std::time::Duration;
+
+use crate::auth::RequiredToken;
+
+/// How long a client may take to send a request's line and headers, and how long a
+/// keep-alive connection may wait idle for its next request, before it is closed.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request (reading its body included) may take before it is answered 503;
+/// `GET /events` and mining are exempt (see `timeout.rs`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most HTTP connections open at once; past it the server stops accepting until one
+/// closes (new ones wait in the kernel's listen queue, holding no file of the node's).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// The most `GET /events` streams open at once; past it a new one is answered 503.
+pub const DEFAULT_MAX_EVENT_SUBSCRIBERS: usize = 64;
+/// The most bytes of JSON one page of `GET /blocks` or `GET /transactions` holds (a page
+/// always holds at least one item, so a single item may pass it).
+pub const DEFAULT_MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How long a stopping server waits for the requests in flight before it drops them.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How the API decides who may use the protected endpoints, and its resource limits.
+///
+/// Every field is plain, so the launcher can derive one from its own budget (for example
+/// `max_connections` from the process's file limit).
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    /// If set, every protected endpoint needs this token; if not (the loopback default),
+    /// they are open to clients that are not browsers and to the node's own dashboard.
+    pub required_token: Option<RequiredToken>,
+    /// See [`DEFAULT_HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// See [`DEFAULT_REQUEST_TIMEOUT`].
+    pub request_timeout: Duration,
+    /// See [`DEFAULT_MAX_CONNECTIONS`]. At least 1.
+    pub max_connections: usize,
+    /// See [`DEFAULT_MAX_EVENT_SUBSCRIBERS`].
+    pub max_event_subscribers: usize,
+    /// See [`DEFAULT_MAX_PAGE_BYTES`].
+    pub max_page_bytes: usize,
+    /// See [`DEFAULT_SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ApiOptions {
+    /// No token required (the loopback default) and the `DEFAULT_*` limits.
+    fn default() -> ApiOptions {
+        ApiOptions {
+            required_token: None,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_event_subscribers: DEFAULT_MAX_EVENT_SUBSCRIBERS,
+            max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}

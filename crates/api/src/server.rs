@@ -1,0 +1,350 @@
+//! The HTTP server: our own accept loop on hyper, so every connection is bounded.
+//!
+//! ```text
+//!   shutdown? ──▶ stop accepting, finish in-flight requests (at most shutdown_grace), drop the rest
+//!   permit (max_connections; none free: wait) ──▶ accept ──▶ task: hyper http1 connection
+//!        header_read_timeout: request line and headers, and the idle wait between
+//!        keep-alive requests; then the router (request timeout, limits) answers
+//! ```
+//!
+//! Why not `axum::serve`: it sets no header-read timeout (a client dribbling headers held
+//! its connection forever) and no connection cap (enough of them exhausted the process's
+//! files, and with them both ports).
+//!
+//! hyper's HTTP/1 `header_read_timeout` also runs while a keep-alive connection waits for
+//! its next request (hyper 1.x restarts it when the connection goes idle: `Conn::idle` in
+//! `proto/h1/conn.rs`), so idle connections need no timer of their own; a test below holds
+//! hyper to it. No connection is upgraded (the API has no WebSockets).
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long the accept loop waits after an accept error that is not about one connection
+/// (out of files, say) before it tries again, so it does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// The connection limits `serve_router` enforces (the rest of `ApiOptions` is the router's).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnectionLimits {
+    /// The most connections open at once (at least one is allowed).
+    pub(crate) max_connections: usize,
+    /// How long a client may take to send a request's head, or stay idle between requests.
+    pub(crate) header_read_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting, lets the
+/// requests in flight finish for at most `limits.shutdown_grace`, and drops what is left.
+///
+/// # Errors
+/// None today: accept errors are logged and retried, connection errors are the client's.
+/// The `Result` keeps room for a failure that should stop the server.
+pub(crate) async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    // Pausing, not refusing, when the cap is reached: while every place is taken, new
+    // connections wait in the kernel's listen queue, which costs the node no file, and are
+    // served in arrival order as places free. Every place frees within a bound (the header
+    // read timeout while a client is silent, the request timeout while a request runs), so
+    // an honest client is served late rather than turned away; accepting and closing at once
+    // would spend a file and a syscall per attempt and tell the honest client only to retry.
+    let places = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let stopping = CancellationToken::new();
+    let forced = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let place = tokio::select! {
+            place = Arc::clone(&places).acquire_owned() => {
+                place.expect("the semaphore is never closed")
+            }
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    if pause_after_accept_error(&error, &mut shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        connections.spawn(serve_connection(
+            stream,
+            place,
+            http.clone(),
+            router.clone(),
+            stopping.clone(),
+            forced.clone(),
+        ));
+    }
+    drop(listener);
+    stopping.cancel();
+    connections.close();
+    if tokio::time::timeout(limits.shutdown_grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            grace = ?limits.shutdown_grace,
+            "HTTP connections still busy after the shutdown grace; dropping them"
+        );
+        forced.cancel();
+        connections.wait().await;
+    }
+    Ok(())
+}
+
+/// One connection, holding its `place` until it closes: served until the client leaves or
+/// a timeout closes it; on `stopping`, it finishes the request in flight and closes; on
+/// `forced`, it is dropped.
+async fn serve_connection(
+    stream: TcpStream,
+    place: OwnedSemaphorePermit,
+    http: http1::Builder,
+    router: Router,
+    stopping: CancellationToken,
+    forced: CancellationToken,
+) {
+    let _place = place;
+    // Small answers go out at once instead of waiting for more bytes to fill a segment.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "could not set TCP_NODELAY");
+    }
+    let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
+    let mut connection = std::pin::pin!(connection);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    // The client's doing (a timeout, a reset, a malformed request): not ours.
+                    tracing::debug!(%error, "HTTP connection ended with an error");
+                }
+                return;
+            }
+            () = stopping.cancelled(), if !draining => {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = forced.cancelled() => return,
+        }
+    }
+}
+
+/// After a failed accept: nothing for errors about the one connection (it was reset before
+/// we took it); for the others, a short pause, logged. True if `shutdown` completed
+/// meanwhile (it must not be polled again).
+async fn pause_after_accept_error(
+    error: &io::Error,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> bool {
+    if matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    ) {
+        return false;
+    }
+    tracing::warn!(%error, "could not accept an HTTP connection");
+    tokio::select! {
+        () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => false,
+        () = shutdown.as_mut() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use axum::routing::get;
+    use tokio::io::AsyncWriteExt;
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::options::ApiOptions;
+    use crate::testing::{
+        TestServer, get as http_get, read_answer, regtest_node, send_get, wait_closed,
+    };
+
+    const SHORT: Duration = Duration::from_millis(300);
+
+    fn short_header_timeout() -> ApiOptions {
+        ApiOptions {
+            header_read_timeout: SHORT,
+            ..ApiOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_mid_request_line_is_closed_while_others_are_served() {
+        let (_folder, node) = regtest_node(0);
+        let server = TestServer::api(node, short_header_timeout()).await;
+        let mut silent = TcpStream::connect(server.address).await.expect("connects");
+        silent.write_all(b"GET /sta").await.expect("writes");
+        let started = Instant::now();
+
+        let status = http_get(server.address, "/status").await;
+        assert_eq!(status.status, 200, "served while the silent client is open");
+
+        wait_closed(&mut silent).await;
+        assert!(
+            started.elapsed() >= SHORT - Duration::from_millis(50),
+            "closed by the header-read timeout, not at once: {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+        let (_folder, node) = regtest_node(0);
+        let server = TestServer::api(node, short_header_timeout()).await;
+        let mut idle = TcpStream::connect(server.address).await.expect("connects");
+        send_get(&mut idle, "/status", true).await;
+        assert_eq!(read_answer(&mut idle).await.status, 200);
+        // Still open for a second request...
+        send_get(&mut idle, "/status", true).await;
+        assert_eq!(read_answer(&mut idle).await.status, 200);
+        // ...but not forever.
+        let idle_for = wait_closed(&mut idle).await;
+        assert!(
+            idle_for >= SHORT - Duration::from_millis(50),
+            "{idle_for:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_wait_and_are_served_once_others_close() {
+        let (_folder, node) = regtest_node(0);
+        let options = ApiOptions {
+            max_connections: 2,
+            ..ApiOptions::default()
+        };
+        let server = TestServer::api(node, options).await;
+        // Two kept-alive connections, answered once, so the server holds both places.
+        let mut holders = Vec::new();
+        for _ in 0..2 {
+            let mut holder = TcpStream::connect(server.address).await.expect("connects");
+            send_get(&mut holder, "/status", true).await;
+            assert_eq!(read_answer(&mut holder).await.status, 200);
+            holders.push(holder);
+        }
+        let mut waiting = TcpStream::connect(server.address)
+            .await
+            .expect("the kernel queues it");
+        send_get(&mut waiting, "/status", false).await;
+        // A bounded wait for something that must not happen: the third is not served
+        // while both places are taken.
+        let mut byte = [0u8; 1];
+        let early = tokio::time::timeout(
+            SHORT,
+            tokio::io::AsyncReadExt::read(&mut waiting, &mut byte),
+        )
+        .await;
+        assert!(early.is_err(), "served past the cap: {early:?}");
+
+        drop(holders.pop());
+        let answer = tokio::time::timeout(crate::testing::DEADLINE, async {
+            let mut bytes = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut waiting, &mut bytes)
+                .await
+                .expect("reads");
+            bytes
+        })
+        .await
+        .expect("served once a place frees");
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_accepting_and_lets_the_request_in_flight_finish() {
+        let release = Arc::new(Notify::new());
+        let entered = Arc::new(Notify::new());
+        let router = Router::new().route(
+            "/slow",
+            get({
+                let (release, entered) = (Arc::clone(&release), Arc::clone(&entered));
+                move || async move {
+                    entered.notify_one();
+                    release.notified().await;
+                    "done"
+                }
+            }),
+        );
+        let limits = ConnectionLimits {
+            max_connections: 8,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        };
+        let mut server = TestServer::router(router, limits).await;
+        let address = server.address;
+        let in_flight = tokio::spawn(async move { http_get(address, "/slow").await });
+        entered.notified().await;
+
+        server.begin_stop();
+        // The listener closes: new connections are refused.
+        crate::testing::wait_until("the listener is closed", || async {
+            TcpStream::connect(address).await.is_err()
+        })
+        .await;
+        release.notify_one();
+        let answer = in_flight.await.expect("the client task ends");
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, b"done");
+        server.join().await.expect("the server stops cleanly");
+    }
+
+    #[tokio::test]
+    async fn shutdown_drops_requests_still_running_after_the_grace() {
+        let entered = Arc::new(Notify::new());
+        let router = Router::new().route(
+            "/forever",
+            get({
+                let entered = Arc::clone(&entered);
+                move || async move {
+                    entered.notify_one();
+                    std::future::pending::<()>().await;
+                }
+            }),
+        );
+        let limits = ConnectionLimits {
+            max_connections: 8,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: SHORT,
+        };
+        let mut server = TestServer::router(router, limits).await;
+        let mut stuck = TcpStream::connect(server.address).await.expect("connects");
+        send_get(&mut stuck, "/forever", false).await;
+        entered.notified().await;
+        server.begin_stop();
+        server
+            .join()
+            .await
+            .expect("the server stops after its grace");
+        wait_closed(&mut stuck).await;
+    }
+}

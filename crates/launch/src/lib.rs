@@ -15,6 +15,7 @@
 //! Tests, the benchmark and the fuzz harness call [`launch`] as the binary does. This crate
 //! prints nothing: the binary prints the listening lines from [`RunningNode`]'s addresses.
 
+pub mod files;
 mod running;
 mod settings;
 mod signal;

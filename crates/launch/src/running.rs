@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::files::{FileBudget, RESERVED_FILES, raise_file_limit};
 use crate::settings::Settings;
 
 /// How long stopping waits for the node's tasks.
@@ -142,22 +143,41 @@ pub async fn launch(
         token_required,
         "wrote the API token to the cookie file"
     );
+    let mut p2p_config = P2pConfig {
+        listen: Some(settings.p2p),
+        peers: settings.peers.clone(),
+        ..P2pConfig::default()
+    };
+    let defaults = ApiOptions::default();
+    let budget = FileBudget::plan(
+        raise_file_limit().unwrap_or(RESERVED_FILES + 1_024),
+        &p2p_config,
+        defaults.max_connections,
+    );
+    p2p_config.max_inbound = budget.max_inbound;
+    p2p_config.max_pending = budget.max_pending;
+    info!(
+        open_files = budget.limit,
+        peer_files = budget.p2p_files,
+        http_connections = budget.http_connections,
+        "file budget: {} files, up to {} for peers, {} HTTP connections",
+        budget.limit,
+        budget.p2p_files,
+        budget.http_connections
+    );
     let api_options = ApiOptions {
         required_token: token_required.then(|| RequiredToken {
             token: api_token.clone(),
             cookie_path: cookie_path.clone(),
         }),
-        ..ApiOptions::default()
+        max_connections: budget.http_connections,
+        ..defaults
     };
 
     let tasks = TaskTracker::new();
     let p2p = P2p::start(
         Arc::clone(&node),
-        P2pConfig {
-            listen: Some(settings.p2p),
-            peers: settings.peers.clone(),
-            ..P2pConfig::default()
-        },
+        p2p_config,
         shutdown.clone(),
         tasks.clone(),
     )

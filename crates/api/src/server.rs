@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!   shutdown? ──▶ stop accepting, finish in-flight requests (at most shutdown_grace), drop the rest
-//!   permit (max_connections; none free: wait) ──▶ accept ──▶ task: hyper http1 connection
+//!   a place (max_connections; none free: evict the oldest connection without a request;
+//!   none of those: wait) ──▶ accept ──▶ task: hyper http1 connection
 //!        header_read_timeout: request line and headers, and the idle wait between
 //!        keep-alive requests; then the router (request timeout, limits) answers
 //! ```
@@ -16,9 +17,11 @@
 //! `proto/h1/conn.rs`), so idle connections need no timer of their own; a test below holds
 //! hyper to it. No connection is upgraded (the API has no WebSockets).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -26,7 +29,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -45,6 +48,95 @@ pub(crate) struct ConnectionLimits {
     pub(crate) shutdown_grace: Duration,
 }
 
+/// The open connections, oldest first, each with whether it has started a request.
+///
+/// When every place is taken, a new connection takes the place of the oldest one that has
+/// not sent a whole request head yet: a client dribbling its headers (or sending nothing)
+/// cannot keep an honest client waiting, since the honest one sends its request at once
+/// and the stalled ones go first. Connections that have started a request (one in
+/// progress, an event stream, a kept-alive client between requests) are never evicted;
+/// when all places hold such connections, accepting pauses until one closes (each is
+/// bounded by the request or header-read timeout, event streams by their own cap), and new
+/// connections wait in the kernel's listen queue, costing the node no file.
+#[derive(Default)]
+struct ConnectionTable {
+    open: Mutex<BTreeMap<u64, OpenConnection>>,
+    next_id: AtomicU64,
+    closed: Notify,
+}
+
+struct OpenConnection {
+    evict: CancellationToken,
+    started: Arc<AtomicBool>,
+}
+
+impl ConnectionTable {
+    fn open(&self) -> MutexGuard<'_, BTreeMap<u64, OpenConnection>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// True if a new connection can have a place now (a free one or an evictable one).
+    fn has_room(&self, max: usize) -> bool {
+        let open = self.open();
+        open.len() < max || open.values().any(|c| !c.started.load(Ordering::Relaxed))
+    }
+
+    /// Makes room for one more connection: true if there was a free place, or the oldest
+    /// connection without a request was told to close (its place is free at once).
+    fn make_room(&self, max: usize) -> bool {
+        let mut open = self.open();
+        if open.len() < max {
+            return true;
+        }
+        let silent = open
+            .iter()
+            .find(|(_, connection)| !connection.started.load(Ordering::Relaxed))
+            .map(|(id, _)| *id);
+        match silent.and_then(|id| open.remove(&id)) {
+            Some(evicted) => {
+                evicted.evict.cancel();
+                tracing::debug!("closed the oldest HTTP connection without a request to make room");
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn insert(self: &Arc<Self>) -> TableEntry {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let evict = CancellationToken::new();
+        let started = Arc::new(AtomicBool::new(false));
+        self.open().insert(
+            id,
+            OpenConnection {
+                evict: evict.clone(),
+                started: Arc::clone(&started),
+            },
+        );
+        TableEntry {
+            table: Arc::clone(self),
+            id,
+            evict,
+            started,
+        }
+    }
+}
+
+/// A connection's entry in the table, removed when dropped.
+struct TableEntry {
+    table: Arc<ConnectionTable>,
+    id: u64,
+    evict: CancellationToken,
+    started: Arc<AtomicBool>,
+}
+
+impl Drop for TableEntry {
+    fn drop(&mut self) {
+        self.table.open().remove(&self.id);
+        self.table.closed.notify_waiters();
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting, lets the
 /// requests in flight finish for at most `limits.shutdown_grace`, and drops what is left.
 ///
@@ -61,24 +153,24 @@ pub(crate) async fn serve_router(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
-    // Pausing, not refusing, when the cap is reached: while every place is taken, new
-    // connections wait in the kernel's listen queue, which costs the node no file, and are
-    // served in arrival order as places free. Every place frees within a bound (the header
-    // read timeout while a client is silent, the request timeout while a request runs), so
-    // an honest client is served late rather than turned away; accepting and closing at once
-    // would spend a file and a syscall per attempt and tell the honest client only to retry.
-    let places = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let max = limits.max_connections.max(1);
+    let table = Arc::new(ConnectionTable::default());
     let stopping = CancellationToken::new();
     let forced = CancellationToken::new();
     let connections = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let place = tokio::select! {
-            place = Arc::clone(&places).acquire_owned() => {
-                place.expect("the semaphore is never closed")
+    'accepting: loop {
+        // Wait for a place (free, or held by a connection without a request).
+        loop {
+            let closed = table.closed.notified();
+            if table.has_room(max) {
+                break;
             }
-            () = &mut shutdown => break,
-        };
+            tokio::select! {
+                () = closed => {}
+                () = &mut shutdown => break 'accepting,
+            }
+        }
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
@@ -91,9 +183,21 @@ pub(crate) async fn serve_router(
             },
             () = &mut shutdown => break,
         };
+        // Every place may have started a request since the wait: then this connection
+        // waits (one file) for a place to close.
+        loop {
+            let closed = table.closed.notified();
+            if table.make_room(max) {
+                break;
+            }
+            tokio::select! {
+                () = closed => {}
+                () = &mut shutdown => break 'accepting,
+            }
+        }
         connections.spawn(serve_connection(
             stream,
-            place,
+            table.insert(),
             http.clone(),
             router.clone(),
             stopping.clone(),
@@ -118,23 +222,28 @@ pub(crate) async fn serve_router(
     Ok(())
 }
 
-/// One connection, holding its `place` until it closes: served until the client leaves or
-/// a timeout closes it; on `stopping`, it finishes the request in flight and closes; on
-/// `forced`, it is dropped.
+/// One connection, holding its place in the table until it closes: served until the client
+/// leaves, a timeout closes it, or a newcomer evicts it before its first request; on
+/// `stopping`, it finishes the request in flight and closes; on `forced`, it is dropped.
 async fn serve_connection(
     stream: TcpStream,
-    place: OwnedSemaphorePermit,
+    entry: TableEntry,
     http: http1::Builder,
     router: Router,
     stopping: CancellationToken,
     forced: CancellationToken,
 ) {
-    let _place = place;
     // Small answers go out at once instead of waiting for more bytes to fill a segment.
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, "could not set TCP_NODELAY");
     }
-    let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
+    let inner = TowerToHyperService::new(router);
+    let started = Arc::clone(&entry.started);
+    let service = hyper::service::service_fn(move |request| {
+        started.store(true, Ordering::Relaxed);
+        hyper::service::Service::call(&inner, request)
+    });
+    let connection = http.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     let mut draining = false;
     loop {
@@ -150,6 +259,7 @@ async fn serve_connection(
                 draining = true;
                 connection.as_mut().graceful_shutdown();
             }
+            () = entry.evict.cancelled() => return,
             () = forced.cancelled() => return,
         }
     }
@@ -278,6 +388,45 @@ mod tests {
         .await
         .expect("served once a place frees");
         assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_takes_the_place_of_the_oldest_connection_without_a_request() {
+        let (_folder, node) = regtest_node(0);
+        let options = ApiOptions {
+            max_connections: 3,
+            ..ApiOptions::default()
+        };
+        let server = TestServer::api(node, options).await;
+        // A kept-alive client that made a request, and two that dribble their request line.
+        let mut kept = TcpStream::connect(server.address).await.expect("connects");
+        send_get(&mut kept, "/status", true).await;
+        assert_eq!(read_answer(&mut kept).await.status, 200);
+        let mut stalled = Vec::new();
+        for _ in 0..2 {
+            let mut stream = TcpStream::connect(server.address).await.expect("connects");
+            stream.write_all(b"GET /st").await.expect("writes");
+            stalled.push(stream);
+        }
+        // Every place is taken; newcomers are served at once, each closing a stalled one.
+        let started = Instant::now();
+        let mut newcomers = Vec::new();
+        for _ in 0..2 {
+            let mut newcomer = TcpStream::connect(server.address).await.expect("connects");
+            send_get(&mut newcomer, "/status", true).await;
+            assert_eq!(read_answer(&mut newcomer).await.status, 200);
+            newcomers.push(newcomer);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "served without waiting for the header-read timeout (10 s)"
+        );
+        for stream in &mut stalled {
+            wait_closed(stream).await;
+        }
+        // The client that made a request keeps its connection.
+        send_get(&mut kept, "/status", true).await;
+        assert_eq!(read_answer(&mut kept).await.status, 200);
     }
 
     #[tokio::test]

@@ -70,6 +70,13 @@ struct OpenConnection {
     started: Arc<AtomicBool>,
 }
 
+impl OpenConnection {
+    /// Not yet past a request head, and not already told to close.
+    fn evictable(&self) -> bool {
+        !self.started.load(Ordering::Relaxed) && !self.evict.is_cancelled()
+    }
+}
+
 impl ConnectionTable {
     fn open(&self) -> MutexGuard<'_, BTreeMap<u64, OpenConnection>> {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
@@ -78,28 +85,22 @@ impl ConnectionTable {
     /// True if a new connection can have a place now (a free one or an evictable one).
     fn has_room(&self, max: usize) -> bool {
         let open = self.open();
-        open.len() < max || open.values().any(|c| !c.started.load(Ordering::Relaxed))
+        open.len() < max || open.values().any(OpenConnection::evictable)
     }
 
-    /// Makes room for one more connection: true if there was a free place, or the oldest
-    /// connection without a request was told to close (its place is free at once).
+    /// True if a place is free for one more connection. If not, tells the oldest connection
+    /// without a request to close; its place is free once its task has closed it (and
+    /// `closed` is notified), so the open files never exceed the cap.
     fn make_room(&self, max: usize) -> bool {
-        let mut open = self.open();
+        let open = self.open();
         if open.len() < max {
             return true;
         }
-        let silent = open
-            .iter()
-            .find(|(_, connection)| !connection.started.load(Ordering::Relaxed))
-            .map(|(id, _)| *id);
-        match silent.and_then(|id| open.remove(&id)) {
-            Some(evicted) => {
-                evicted.evict.cancel();
-                tracing::debug!("closed the oldest HTTP connection without a request to make room");
-                true
-            }
-            None => false,
+        if let Some(oldest) = open.values().find(|connection| connection.evictable()) {
+            oldest.evict.cancel();
+            tracing::debug!("closing the oldest HTTP connection without a request to make room");
         }
+        false
     }
 
     fn insert(self: &Arc<Self>) -> TableEntry {
@@ -183,8 +184,9 @@ pub(crate) async fn serve_router(
             },
             () = &mut shutdown => break,
         };
-        // Every place may have started a request since the wait: then this connection
-        // waits (one file) for a place to close.
+        // Wait (holding this one connection's file) until a place is free: at once if one
+        // is, after the evicted connection has closed if one was evictable, or until any
+        // connection closes if every one has started a request meanwhile.
         loop {
             let closed = table.closed.notified();
             if table.make_room(max) {

@@ -115,6 +115,7 @@ pub(crate) fn run(
 ) -> Result<Vec<Figure>, BenchError> {
     let mut figures = full_blocks(context, progress)?;
     figures.extend(height_cost(context, progress)?);
+    figures.push(crate::failing::fail_header_branch(context, progress)?);
     Ok(figures)
 }
 

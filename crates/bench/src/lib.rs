@@ -5,7 +5,8 @@
 //!   Suite::run ──▶ machine (cpu, cores, memory, SHA extensions, load)
 //!              ──▶ mining      nonce loop            vs raw SHA-256 compressions, same threads
 //!              ──▶ signatures  block connect         vs raw BIP-340 verifies, same threads
-//!              ──▶ connect     full blocks; height ~1,000 vs ~100,000
+//!              ──▶ connect     full blocks; height ~1,000 vs ~100,000; failing a block
+//!                              under 100,000 headers vs indexing them
 //!              ──▶ pool        admission in memory, in process, over HTTP
 //!              ──▶ sync        a fresh node (child process) syncs from another over loopback
 //!              ──▶ memory      peak RSS of a node holding the long chain, and while syncing
@@ -24,6 +25,7 @@
 mod chain_builder;
 mod connect;
 mod error;
+mod failing;
 pub mod harness;
 mod http;
 mod machine;
@@ -119,6 +121,8 @@ pub struct Sizes {
     pub sync_transactions_per_block: usize,
     /// Transactions sent through the three-node network (figure 7).
     pub network_transactions: usize,
+    /// Headers on top of a block that then fails to connect (figure 3).
+    pub failed_branch_headers: usize,
 }
 
 impl Sizes {
@@ -137,6 +141,7 @@ impl Sizes {
         sync_blocks: 10_000,
         sync_transactions_per_block: 10,
         network_transactions: 2_000,
+        failed_branch_headers: 100_000,
     };
 
     /// A smoke run of every code path (CI): seconds, not minutes; the figures are noisy.
@@ -154,6 +159,7 @@ impl Sizes {
         sync_blocks: 60,
         sync_transactions_per_block: 3,
         network_transactions: 30,
+        failed_branch_headers: 2_000,
     };
 }
 

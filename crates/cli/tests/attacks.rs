@@ -617,8 +617,14 @@ async fn connections_that_never_say_hello() {
     let p2p_port = node.p2p_port;
     under_attack("2,000 silent connections", &node, move |stop| async move {
         keep_open(2_000, stop, move |index, stop| async move {
-            // Half raw TCP, half WebSocket upgrades; all from one address.
-            let Some(mut stream) = tcp_from(Ipv4Addr::new(127, 77, 0, 1), p2p_port).await else {
+            // Half raw TCP, half WebSocket upgrades; half from one address, half from 60
+            // address groups (enough to keep every pending slot taken).
+            let source = if index % 4 < 2 {
+                Ipv4Addr::new(127, 77, 0, 1)
+            } else {
+                Ipv4Addr::new(127, 180 + (index % 60) as u8, 0, 1)
+            };
+            let Some(mut stream) = tcp_from(source, p2p_port).await else {
                 return;
             };
             if index % 2 == 1 {

@@ -206,8 +206,13 @@ impl P2p {
                 let (stream, budget) = BudgetedStream::new(stream, PRE_HELLO_BYTES);
                 let upgrade =
                     tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config()));
+                let evicted = pending.evicted();
                 let upgraded = tokio::select! {
                     () = p2p.token.cancelled() => return,
+                    () = evicted.cancelled() => {
+                        debug!(%remote, "a pending connection made room for a newcomer");
+                        return;
+                    }
                     upgraded = tokio::time::timeout_at(deadline, upgrade) => upgraded,
                 };
                 match upgraded {

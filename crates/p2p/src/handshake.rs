@@ -94,8 +94,16 @@ where
     if let Err(error) = send_frame(&mut sink, &Message::Hello(hello)).await {
         return SessionEnd::HandshakeFailed(HandshakeFailure::Transport(error));
     }
+    let evicted = pending.as_ref().map(PendingSlot::evicted);
+    let evicted = async {
+        match evicted {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
     let first = tokio::select! {
         () = p2p.token.cancelled() => return SessionEnd::Shutdown,
+        () = evicted => return SessionEnd::HandshakeFailed(HandshakeFailure::Evicted),
         first = tokio::time::timeout_at(deadline, stream.next()) => first,
     };
     let provisional_key = BanKey::for_peer(remote.ip(), remote.port());

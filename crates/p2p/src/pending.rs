@@ -9,11 +9,19 @@
 //!
 //! ```text
 //!   accept ──try_begin(group)──▶ PendingSlot (held through the handshake) ──drop──▶ freed
-//!              └─ full (in total or for the group) ──▶ closed at once
+//!              ├─ the group holds its share ──▶ closed at once
+//!              └─ all slots taken ──▶ the oldest pending connection of the most crowded
+//!                 group is told to close and the newcomer takes its slot; if the
+//!                 newcomer's group would then be the most crowded, it is closed instead
 //! ```
+//!
+//! So strangers who keep every slot busy from many groups still cannot keep out a peer
+//! from a group of its own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio_util::sync::CancellationToken;
 
 use crate::address_group::AddressGroup;
 
@@ -34,8 +42,23 @@ pub enum PendingRefusal {
 
 #[derive(Default)]
 struct Counts {
-    total: usize,
     by_group: HashMap<AddressGroup, usize>,
+    /// Every pending connection, oldest first.
+    open: BTreeMap<u64, (AddressGroup, CancellationToken)>,
+    next: u64,
+}
+
+impl Counts {
+    fn remove(&mut self, sequence: u64) -> Option<(AddressGroup, CancellationToken)> {
+        let (group, token) = self.open.remove(&sequence)?;
+        if let Some(count) = self.by_group.get_mut(&group) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.by_group.remove(&group);
+            }
+        }
+        Some((group, token))
+    }
 }
 
 /// The pending connections, counted.
@@ -58,49 +81,72 @@ impl PendingConnections {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes a slot for a connection from `group`, held until the slot is dropped.
+    /// Takes a slot for a connection from `group`, held until the slot is dropped; when
+    /// all are taken, evicts the oldest pending connection of the most crowded group if
+    /// that group holds more than the newcomer's would.
     pub(crate) fn try_begin(
         self: &Arc<Self>,
         group: AddressGroup,
     ) -> Result<PendingSlot, PendingRefusal> {
         let mut counts = self.counts();
-        if counts.total >= self.max_total {
-            return Err(PendingRefusal::Full(counts.total));
-        }
         let in_group = counts.by_group.get(&group).copied().unwrap_or(0);
         if group.is_capped() && in_group >= self.max_per_group {
             return Err(PendingRefusal::GroupFull(in_group));
         }
-        counts.total += 1;
-        counts.by_group.insert(group, in_group + 1);
+        if counts.open.len() >= self.max_total {
+            let crowded = counts
+                .by_group
+                .iter()
+                .max_by_key(|(_, count)| **count)
+                .map(|(crowded, count)| (*crowded, *count))
+                .filter(|(_, count)| *count > in_group + 1);
+            let victim = crowded.and_then(|(crowded, _)| {
+                counts
+                    .open
+                    .iter()
+                    .find(|(_, (victim_group, _))| *victim_group == crowded)
+                    .map(|(sequence, _)| *sequence)
+            });
+            match victim.and_then(|sequence| counts.remove(sequence)) {
+                Some((_, token)) => token.cancel(),
+                None => return Err(PendingRefusal::Full(counts.open.len())),
+            }
+        }
+        let sequence = counts.next;
+        counts.next += 1;
+        let evicted = CancellationToken::new();
+        counts.open.insert(sequence, (group, evicted.clone()));
+        *counts.by_group.entry(group).or_insert(0) += 1;
         Ok(PendingSlot {
             pending: Arc::clone(self),
-            group,
+            sequence,
+            evicted,
         })
     }
 
     /// Connections in their handshake now.
     pub(crate) fn count(&self) -> usize {
-        self.counts().total
+        self.counts().open.len()
     }
 }
 
 /// One pending connection's slot; dropping it frees the slot.
 pub(crate) struct PendingSlot {
     pending: Arc<PendingConnections>,
-    group: AddressGroup,
+    sequence: u64,
+    evicted: CancellationToken,
+}
+
+impl PendingSlot {
+    /// Cancelled if a newcomer took this connection's slot: the handshake must end.
+    pub(crate) fn evicted(&self) -> CancellationToken {
+        self.evicted.clone()
+    }
 }
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        let mut counts = self.pending.counts();
-        counts.total = counts.total.saturating_sub(1);
-        if let Some(count) = counts.by_group.get_mut(&self.group) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.by_group.remove(&self.group);
-            }
-        }
+        self.pending.counts().remove(self.sequence);
     }
 }
 
@@ -122,13 +168,46 @@ mod tests {
         let _other = pending
             .try_begin(AddressGroup::V4([198, 51]))
             .expect("another group has room");
+        // Full: a third group's newcomer takes the slot of the crowded group's oldest.
+        let _third = pending
+            .try_begin(AddressGroup::V4([192, 0]))
+            .expect("evicts the crowd's oldest");
+        assert!(first.evicted().is_cancelled());
+        drop(first);
+        assert_eq!(pending.count(), 3);
         assert_eq!(
             pending.try_begin(AddressGroup::V4([192, 0])).err(),
-            Some(PendingRefusal::Full(3))
+            Some(PendingRefusal::Full(3)),
+            "no group holds more than the newcomer's would"
         );
-        drop(first);
-        assert_eq!(pending.count(), 2);
-        pending.try_begin(STRANGER).expect("the freed slot");
+    }
+
+    #[test]
+    fn a_newcomer_of_another_group_evicts_the_oldest_of_the_most_crowded() {
+        let pending = PendingConnections::new(4, 3);
+        let crowd: Vec<PendingSlot> = (0..3)
+            .map(|_| pending.try_begin(STRANGER).expect("a slot"))
+            .collect();
+        let other = pending
+            .try_begin(AddressGroup::V4([198, 51]))
+            .expect("a slot");
+        let newcomer = pending
+            .try_begin(AddressGroup::Local)
+            .expect("the newcomer takes a crowded group's slot");
+        assert!(crowd[0].evicted().is_cancelled(), "the oldest of the crowd");
+        assert!(!crowd[1].evicted().is_cancelled());
+        assert!(!other.evicted().is_cancelled());
+        assert_eq!(pending.count(), 4);
+        // The crowd's group and the newcomer's now hold 2 and 1: a third group's newcomer
+        // still evicts the crowd; one more of the crowd's own is refused.
+        assert_eq!(
+            pending.try_begin(STRANGER).err(),
+            Some(PendingRefusal::Full(4))
+        );
+        drop(crowd);
+        assert_eq!(pending.count(), 2, "evicted slots are not freed twice");
+        drop((other, newcomer));
+        assert_eq!(pending.count(), 0);
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub enum HandshakeFailure {
     /// The connection closed before the peer's hello.
     #[error("closed before hello")]
     ClosedEarly,
+    /// A newcomer took its pending slot (all were taken, its group the most crowded).
+    #[error("made room for a newcomer while waiting for hello")]
+    Evicted,
     /// The first frame was not a binary frame.
     #[error("first frame was not binary")]
     NotBinary,

@@ -1,5 +1,6 @@
 //! Connection slots against strangers (issue 13): connections before `hello` are capped in
-//! total and per address group, may send only a few KiB, and end at one deadline; inbound
+//! total and per address group (a newcomer evicts the most crowded group's oldest when all
+//! are taken), may send only a few KiB, and end at one deadline; inbound
 //! peers are capped per address group; a full node evicts its least useful inbound peer
 //! for a newcomer. Strangers from many address groups come from other loopback addresses
 //! (`127.N.0.1`): the kernel routes all of 127.0.0.0/8 to this machine.
@@ -153,8 +154,16 @@ async fn silent_connections_are_capped_per_group_and_in_total_and_end_at_the_dea
         async move { pending == 12 }
     })
     .await;
-    let mut over = tcp_from(Ipv4Addr::new(127, 60, 0, 1), &node).await;
-    assert!(tcp_closed_within(&mut over, Duration::from_secs(2)).await);
+    // All taken: a newcomer from a group of its own takes the slot of the crowd's oldest.
+    let mut newcomer = tcp_from(Ipv4Addr::new(127, 60, 0, 1), &node).await;
+    assert!(
+        tcp_closed_within(&mut silent[0], Duration::from_secs(2)).await,
+        "the crowd's oldest made room"
+    );
+    assert!(!tcp_closed_within(&mut newcomer, Duration::from_millis(200)).await);
+    assert_eq!(node.p2p.pending_connections(), 12);
+    silent.remove(0);
+    silent.push(newcomer);
     // The deadline frees every slot, and a newcomer then gets through.
     for stream in &mut silent {
         assert!(

@@ -9,7 +9,7 @@
 //!   within the file budget its launch computed (`powchain_launch::files`);
 //!
 //! and, after the attacker leaves, that the node's memory returns to within 20% of idle
-//! (or 8 MB, what glibc's arenas keep of freed connection buffers).
+//! (or 12 MB, what glibc's arenas keep of freed connection buffers; see `AFTER_ALLOWANCE`).
 //! "Idle" is measured after a 3 s warm-up run of the same attack and a pause: the node's
 //! steady state with the attack's code paths run once, so what the allocator keeps from
 //! any first use is not counted as the attack's, and what grows with the attack is. Strangers come from other loopback
@@ -45,9 +45,11 @@ const STATUS_P99_UNDER: Duration = Duration::from_millis(200);
 const RSS_GROWTH_LIMIT: u64 = 150 * 1024 * 1024;
 const WARM_UP: Duration = Duration::from_secs(3);
 /// What the allocator may keep of memory the node freed: glibc keeps freed buffers of many
-/// connections in per-thread arenas rather than returning them (a few MB here). What the
-/// check is for is state the node keeps (issue 13 measured 470 MB kept after an attack).
-const AFTER_ALLOWANCE: u64 = 8 * 1024 * 1024;
+/// connections in per-thread arenas rather than returning them. After 512 HTTP
+/// connections it kept 4.5, 5.7, 8.5 and 7.1 MB beyond idle after runs of 10, 30, 30 and
+/// 60 s: not growing with the attack's length, so not state the node keeps, which is
+/// what the check is for (issue 13 measured 470 MB kept after an attack).
+const AFTER_ALLOWANCE: u64 = 12 * 1024 * 1024;
 
 type Socket = WebSocketStream<TcpStream>;
 

@@ -11,7 +11,8 @@
 //!     protect 8  with the lowest ping                     (close, live peers)
 //!     protect 4  that most recently sent a new transaction
 //!     protect 4  that most recently sent a new block
-//!     protect half of the rest, the longest connected
+//!     protect half of the rest, the longest connected, up to half of those places
+//!       going first to local peers (127.0.0.1, ::1), oldest first
 //!   rest ──▶ the group with most peers (ties: the one with the youngest) ──▶ its youngest
 //!   no rest ──▶ nobody is evicted; the newcomer is refused
 //! ```
@@ -53,8 +54,19 @@ pub(crate) fn select_victim(mut candidates: Vec<Candidate>) -> Option<PeerId> {
     });
     protect(&mut candidates, 4, |c| Reverse(c.last_transaction_ms));
     protect(&mut candidates, 4, |c| Reverse(c.last_block_ms));
+    // Half of the rest by uptime; up to half of those places go first to local peers
+    // (127.0.0.1, ::1: the operator's own nodes, or a local proxy such as Tor's), as Bitcoin
+    // Core reserves them for networks that are otherwise at a disadvantage.
     let half = candidates.len() / 2;
-    protect(&mut candidates, half, |c| c.connected_ms);
+    let mut locals: Vec<(u64, PeerId)> = candidates
+        .iter()
+        .filter(|c| c.group == AddressGroup::Local)
+        .map(|c| (c.connected_ms, c.id))
+        .collect();
+    locals.sort();
+    locals.truncate(half / 2);
+    candidates.retain(|c| !locals.iter().any(|(_, id)| *id == c.id));
+    protect(&mut candidates, half - locals.len(), |c| c.connected_ms);
     let mut groups: HashMap<AddressGroup, Vec<&Candidate>> = HashMap::new();
     for candidate in &candidates {
         groups.entry(candidate.group).or_default().push(candidate);
@@ -131,6 +143,21 @@ mod tests {
         let victim = select_victim(peers).expect("someone goes");
         assert_ne!(victim, PeerId::for_test(99));
         assert_eq!(victim, PeerId::for_test(30), "the youngest idle one");
+    }
+
+    #[test]
+    fn a_local_peer_is_protected_from_a_crowd_of_strangers_in_single_groups() {
+        let mut peers = spread(32);
+        for peer in &mut peers {
+            peer.group_key = 0;
+        }
+        // The youngest peer is local and has answered no ping yet.
+        if let Some(last) = peers.last_mut() {
+            last.group = AddressGroup::Local;
+        }
+        let victim = select_victim(peers).expect("someone goes");
+        assert_ne!(victim, PeerId::for_test(31));
+        assert_eq!(victim, PeerId::for_test(30), "the youngest stranger");
     }
 
     #[test]

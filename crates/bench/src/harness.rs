@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 /// The environment variables a node reads (the tutorial's and powchain's own): a harness
 /// removes them so that what a developer exported does not reach its nodes.
-pub const NODE_ENVIRONMENT: [&str; 12] = [
+pub const NODE_ENVIRONMENT: [&str; 14] = [
     "HTTP_PORT",
     "P2P_PORT",
     "PEERS",
@@ -30,6 +30,8 @@ pub const NODE_ENVIRONMENT: [&str; 12] = [
     "P2P_BIND",
     "REQUIRE_TOKEN",
     "WALLET_PASSPHRASE_FILE",
+    "REINDEX",
+    "NEW_WALLET",
     "POWCHAIN_TOKEN",
 ];
 

@@ -122,10 +122,10 @@ pub(crate) fn run(
     let submissions = sizes.pool_submissions;
     let (dir, payments) = funded_node_dir(context, submissions)?;
     let commit_bound = durable_commit_rate(dir.path(), sizes.seconds)?;
-    let node = Node::open(
-        NodeConfig::new(Network::Regtest, dir.path().to_path_buf()),
-        Arc::new(SystemClock),
-    )?;
+    let mut config = NodeConfig::new(Network::Regtest, dir.path().to_path_buf());
+    // The chain pays the suite's key, not a wallet that was lost.
+    config.new_wallet = true;
+    let node = Node::open(config, Arc::new(SystemClock))?;
     let (result, seconds) = timed(|| {
         payments
             .iter()

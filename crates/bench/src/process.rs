@@ -45,8 +45,10 @@ impl NodeProcess {
         peers: &[String],
     ) -> Result<NodeProcess, BenchError> {
         let mut command = regtest_command(executable, data_dir);
+        // The suite builds chain stores that pay its own keys: a node started on one makes
+        // a wallet of its own, which it would refuse next to a chain unless asked.
         command
-            .args(["--miner-threads", "1"])
+            .args(["--miner-threads", "1", "--new-wallet"])
             .env(
                 "POWCHAIN_LOG",
                 std::env::var("POWCHAIN_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".to_owned()),

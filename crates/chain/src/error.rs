@@ -67,6 +67,30 @@ pub enum ChainError {
     /// The storage engine failed.
     #[error("storage failed: {0}")]
     Storage(#[from] redb::Error),
+    /// The store file could not be opened and read: the storage engine failed or panicked
+    /// on it, or what it holds is not what this code wrote.
+    #[error(
+        "{} is damaged ({detail}); restore it from a backup, or start the node once with \
+         --reindex, which moves it aside and syncs the chain again from peers (the wallet \
+         is kept)",
+        path.display()
+    )]
+    Damaged {
+        /// The store file.
+        path: PathBuf,
+        /// What failed, in the storage engine's words where it spoke.
+        detail: String,
+    },
+    /// Another process holds the store open.
+    #[error(
+        "{} is in use by another process: another node (or `powchain check`) uses this data \
+         directory; stop it first",
+        path.display()
+    )]
+    InUse {
+        /// The store file.
+        path: PathBuf,
+    },
 }
 
 impl ChainError {
@@ -102,6 +126,37 @@ impl ChainError {
             _ => None,
         }
     }
+}
+
+impl ChainError {
+    /// What an error met while opening the store at `path` means to its user: a lock held
+    /// by another process, or a damaged file (named, with what to do); other errors (a
+    /// foreign network's store) stay as they are.
+    pub(crate) fn at_open(self, path: &std::path::Path) -> ChainError {
+        let path = path.to_path_buf();
+        match self {
+            ChainError::Storage(redb::Error::DatabaseAlreadyOpen) => ChainError::InUse { path },
+            ChainError::Storage(error) => ChainError::Damaged {
+                path,
+                detail: error.to_string(),
+            },
+            ChainError::Corrupt(detail) => ChainError::Damaged { path, detail },
+            error @ ChainError::CorruptRow { .. } => ChainError::Damaged {
+                path,
+                detail: error.to_string(),
+            },
+            other => other,
+        }
+    }
+}
+
+/// The message of a caught panic's payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 macro_rules! storage_error {

@@ -27,6 +27,7 @@
 //! - Opening a store reads the block index and re-applies only the unflushed blocks (at
 //!   most the cache's block budget); it never replays the chain.
 
+pub mod check;
 pub mod error;
 pub mod event;
 mod index;

@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use powchain_consensus::encode::{Decode, Reader};
-use powchain_consensus::utxo::created_coins;
-use powchain_consensus::{Address, Block, BlockHash, BlockHeight, Coin, OutPoint, Params, Txid};
+use powchain_consensus::{
+    Address, Amount, Block, BlockHash, BlockHeight, Coin, OutPoint, Params, Txid,
+};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use crate::error::{ChainError, corrupt};
@@ -298,65 +299,23 @@ impl Snapshot {
         self.overlay.len()
     }
 
-    /// Recomputes the UTXO set by replaying the main chain from genesis and compares it with
-    /// the stored one, along with the height index and the per-address index.
+    /// Recomputes the UTXO set by connecting the main chain from genesis (trusting the
+    /// signatures the chain checked when it connected each block) and compares it with the
+    /// stored one, along with the height index and the per-address index: what
+    /// `crate::check::check_chain` does.
     ///
     /// # Errors
     /// [`ChainError::Corrupt`] describing the first difference.
     pub fn check_consistency(&self) -> Result<ConsistencyReport, ChainError> {
-        let tip = self.tip()?;
-        let mut rebuilt: BTreeMap<OutPoint, Coin> = BTreeMap::new();
-        let mut expected_prev = BlockHash::ZERO;
-        for height in 0..=tip.record.height.0 {
-            let height = BlockHeight(height);
-            let hash = self.hash_at(height)?.ok_or_else(|| {
-                ChainError::Corrupt(format!("no main-chain block at height {height}"))
-            })?;
-            let block = self.block(&hash)?.ok_or_else(|| {
-                ChainError::Corrupt(format!("main-chain block {hash} has no data"))
-            })?;
-            if block.header.prev_hash != expected_prev || block.compute_hash() != hash {
-                return Err(ChainError::Corrupt(format!(
-                    "main chain does not link at height {height}"
-                )));
-            }
-            expected_prev = hash;
-            if height == BlockHeight::GENESIS {
-                continue; // genesis outputs are not spendable
-            }
-            for transaction in &block.transactions {
-                for input in transaction.spends() {
-                    rebuilt.remove(&input.prevout).ok_or_else(|| {
-                        ChainError::Corrupt(format!(
-                            "block at height {height} spends missing {}",
-                            input.prevout
-                        ))
-                    })?;
-                }
-                let txid = transaction.compute_txid();
-                rebuilt.extend(created_coins(transaction, txid, height));
-            }
-        }
-        if expected_prev != tip.hash {
-            return Err(ChainError::Corrupt(
-                "height index does not end at the tip".into(),
-            ));
-        }
-        if self.hash_at(tip.record.height.next())?.is_some() {
-            return Err(ChainError::Corrupt("height index runs past the tip".into()));
-        }
-        let stored = self.utxo_set()?;
-        if stored != rebuilt {
-            let missing = rebuilt.keys().find(|key| !stored.contains_key(key));
-            let extra = stored.keys().find(|key| !rebuilt.contains_key(key));
-            return Err(ChainError::Corrupt(format!(
-                "UTXO set differs from a rebuild ({} stored, {} rebuilt; first missing {:?}, first extra {:?})",
-                stored.len(),
-                rebuilt.len(),
-                missing,
-                extra
-            )));
-        }
+        crate::check::check_storage(self)
+    }
+
+    /// Checks the per-address index (tables and coin cache) holds exactly the coins of
+    /// `rebuilt`, a UTXO set rebuilt from the main chain.
+    pub(crate) fn check_address_index(
+        &self,
+        rebuilt: &BTreeMap<OutPoint, Coin>,
+    ) -> Result<(), ChainError> {
         let changes: HashMap<OutPoint, CoinChange> = self
             .overlay
             .net_coin_changes()
@@ -398,11 +357,7 @@ impl Snapshot {
                 rebuilt.len()
             )));
         }
-        Ok(ConsistencyReport {
-            height: tip.record.height,
-            tip: tip.hash,
-            utxo_count: rebuilt.len(),
-        })
+        Ok(())
     }
 }
 
@@ -413,6 +368,12 @@ pub struct ConsistencyReport {
     pub height: BlockHeight,
     /// The tip checked.
     pub tip: BlockHash,
+    /// Main-chain blocks checked, genesis included.
+    pub blocks: u64,
+    /// Transactions in them.
+    pub transactions: u64,
     /// Unspent outputs, equal in store and rebuild.
     pub utxo_count: usize,
+    /// Their total value.
+    pub value: Amount,
 }

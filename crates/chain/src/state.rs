@@ -578,6 +578,8 @@ mod tests {
             Network::Regtest,
             ChainOptions::default(),
         );
-        assert!(matches!(result, Err(ChainError::Corrupt(message)) if message.contains("schema")));
+        assert!(
+            matches!(result, Err(ChainError::Damaged { detail, .. }) if detail.contains("schema"))
+        );
     }
 }

@@ -363,7 +363,14 @@ fn a_file_that_is_not_a_store_is_refused() {
         Network::Regtest,
         ChainOptions::default(),
     );
-    assert!(matches!(result, Err(ChainError::Storage(_))));
+    let error = result.err().expect("not a store");
+    assert!(matches!(error, ChainError::Damaged { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&store_path(dir.path()).display().to_string())
+            && message.contains("--reindex"),
+        "{message}"
+    );
 }
 
 /// A chain of `blocks` blocks after the mature coins, each with two or three payments

@@ -50,6 +50,9 @@ pub enum Command {
     },
     /// Measure every hot path against this machine's own limits (release build).
     Bench(BenchArgs),
+    /// Check a stopped node's data: every main-chain block, and the UTXO set against one
+    /// rebuilt from genesis (exits non-zero with the first difference).
+    Check(CheckArgs),
     /// Ask a running node to mine one block.
     Mine {
         /// A note for the block's coinbase (the tutorial's `data`).
@@ -141,6 +144,8 @@ impl DevnetArgs {
             p2p_bind: IpAddr::from([127, 0, 0, 1]),
             require_token: false,
             wallet_passphrase_file: None,
+            reindex: false,
+            new_wallet: false,
         }
     }
 }
@@ -217,6 +222,41 @@ pub struct NodeArgs {
     /// one is encrypted in place at start). Never the passphrase itself on the command line.
     #[arg(long, env = "WALLET_PASSPHRASE_FILE")]
     pub wallet_passphrase_file: Option<PathBuf>,
+    /// Start the chain again: move `chain.redb` aside (to `chain.redb.damaged-<unix
+    /// seconds>`), as well as a damaged `mempool.redb`, and sync again from peers, keeping
+    /// the wallet. For a damaged or lost chain file; use it for one start only.
+    #[arg(long, env = "REINDEX")]
+    pub reindex: bool,
+    /// Create a new wallet although `wallet.keys` is missing next to a chain above genesis
+    /// (the chain may pay the wallet that is gone: restore it instead if you can).
+    #[arg(long, env = "NEW_WALLET")]
+    pub new_wallet: bool,
+}
+
+/// Flags of `powchain check`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// The data directory to check (default: `./data/<network>-<http port>`, as the node's).
+    #[arg(long, env = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The network the data directory belongs to.
+    #[arg(long, env = "NETWORK", default_value = "devnet")]
+    pub network: Network,
+    /// The node's HTTP port, only to find the default data directory.
+    #[arg(long, env = "HTTP_PORT", default_value_t = 3001)]
+    pub http_port: u16,
+    /// Threads for the signature checks [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl CheckArgs {
+    /// The data directory: the flag, or [`default_data_dir`].
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| default_data_dir(self.network, self.http_port))
+    }
 }
 
 /// A node's data directory when none is given: `./data/<network>-<http port>`, so nodes
@@ -270,6 +310,8 @@ impl NodeArgs {
             miner_threads,
             require_token: self.require_token,
             wallet_passphrase_file: self.wallet_passphrase_file.clone(),
+            reindex: self.reindex,
+            new_wallet: self.new_wallet,
         })
     }
 }
@@ -366,6 +408,26 @@ mod tests {
         let printed = format!("{cli:?}");
         assert!(!printed.contains("s3cret"), "{printed}");
         assert!(Cli::try_parse_from(["powchain", "mine", "--token", "two words"]).is_err());
+    }
+
+    #[test]
+    fn data_recovery_flags_reach_the_settings_and_check_finds_the_nodes_directory() {
+        let defaults = Cli::try_parse_from(["powchain"]).expect("parses");
+        let settings = defaults.node.settings().expect("valid");
+        assert!(!settings.reindex && !settings.new_wallet);
+        let cli =
+            Cli::try_parse_from(["powchain", "node", "--reindex", "--new-wallet"]).expect("parses");
+        let Some(Command::Node(node)) = cli.command else {
+            panic!("node subcommand");
+        };
+        let settings = node.settings().expect("valid");
+        assert!(settings.reindex && settings.new_wallet);
+        let cli =
+            Cli::try_parse_from(["powchain", "check", "--network", "regtest"]).expect("parses");
+        let Some(Command::Check(check)) = cli.command else {
+            panic!("check subcommand");
+        };
+        assert_eq!(check.data_dir(), default_data_dir(Network::Regtest, 3001));
     }
 
     #[test]

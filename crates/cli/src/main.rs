@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod check;
 mod client;
 mod devnet;
 mod node;
@@ -40,6 +41,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Wallet { action, client }) => client::wallet(&client, action),
         Some(Command::Mine { data, client }) => client::mine(&client, data),
         Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Check(args)) => {
+            init_logging("warn,redb=warn");
+            check::run(&args)
+        }
     }
 }
 
@@ -52,7 +57,32 @@ fn run_node(args: args::NodeArgs) -> anyhow::Result<()> {
     runtime.block_on(node::run(settings))
 }
 
+/// Replaces the default panic report for panics inside redb with one log line: the chain
+/// and pool stores catch those while opening and report them as an error naming the file
+/// and what to do, which the default report (thread, source path, backtrace hint) only
+/// buries. Every other panic is reported as before.
+fn quiet_storage_engine_panics() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let Some(location) = info
+            .location()
+            .filter(|location| location.file().contains("/redb-"))
+        else {
+            default_hook(info);
+            return;
+        };
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|message| (*message).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::warn!(%location, %message, "the storage engine (redb) panicked");
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_storage_engine_panics();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,7 +24,8 @@ const STOP_DEADLINE: Duration = Duration::from_secs(10);
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    /// The data directory could not be opened (damaged, another network's, locked).
+    /// The data directory could not be opened (damaged, another network's, locked, or a
+    /// chain or wallet of an earlier run missing).
     #[error("cannot open the node's data in {}", dir.display())]
     Open {
         /// The data directory.
@@ -93,6 +94,8 @@ pub async fn launch(
         config.miner_threads = threads.get();
     }
     config.wallet_passphrase_file = settings.wallet_passphrase_file.clone();
+    config.reindex = settings.reindex;
+    config.new_wallet = settings.new_wallet;
     let node = tokio::task::spawn_blocking(move || Node::open(config, Arc::new(SystemClock)))
         .await
         .map_err(LaunchError::StartupTask)?

@@ -31,6 +31,12 @@ pub struct Settings {
     pub require_token: bool,
     /// A file holding the wallet's passphrase, if the key file is to be encrypted.
     pub wallet_passphrase_file: Option<PathBuf>,
+    /// Move `chain.redb` (and a damaged pool store) aside and sync the chain again from
+    /// peers, keeping the wallet (`NodeConfig::reindex`).
+    pub reindex: bool,
+    /// Create a new wallet although `wallet.keys` is missing next to a chain above genesis
+    /// (`NodeConfig::new_wallet`).
+    pub new_wallet: bool,
 }
 
 impl Settings {
@@ -48,6 +54,8 @@ impl Settings {
             miner_threads: NonZeroUsize::new(1),
             require_token: false,
             wallet_passphrase_file: None,
+            reindex: false,
+            new_wallet: false,
         }
     }
 }

@@ -28,6 +28,14 @@ pub struct NodeConfig {
     /// one is encrypted in place at open). The path only: the passphrase is read at open,
     /// used to derive the key, and wiped.
     pub wallet_passphrase_file: Option<PathBuf>,
+    /// Start the chain again from genesis: `chain.redb` is moved aside (to
+    /// `chain.redb.damaged-<unix seconds>`), as is a damaged pool store, and the chain is
+    /// synced again from peers; the wallet is kept. Also what lets a node start when the
+    /// chain file is missing or empty next to a wallet.
+    pub reindex: bool,
+    /// Create a new wallet although `wallet.keys` is missing next to a chain above genesis
+    /// (which may pay the wallet that is gone).
+    pub new_wallet: bool,
 }
 
 impl NodeConfig {
@@ -43,6 +51,8 @@ impl NodeConfig {
             mempool: MempoolOptions::default(),
             wallet_fee_rate: powchain_wallet::DEFAULT_FEE_RATE,
             wallet_passphrase_file: None,
+            reindex: false,
+            new_wallet: false,
         }
     }
 

@@ -20,6 +20,56 @@ pub enum NodeError {
     /// The pool's store (`mempool.redb`) failed.
     #[error("pool store failed: {0}")]
     PoolStore(#[source] redb::Error),
+    /// The pool's store could not be opened and read.
+    #[error(
+        "{} is damaged ({detail}); it holds only unconfirmed transactions: delete it, or \
+         start the node with --reindex, which moves it aside",
+        path.display()
+    )]
+    PoolStoreDamaged {
+        /// The pool store file.
+        path: std::path::PathBuf,
+        /// What failed, in the storage engine's words.
+        detail: String,
+    },
+    /// The chain file is missing or empty in a directory that held a chain.
+    #[error(
+        "{} is {}, but {} from an earlier run is there: the chain was lost. Restore \
+         chain.redb from a backup, or start with --reindex to sync the chain again from \
+         peers (the wallet is kept)",
+        path.display(),
+        if *empty { "empty" } else { "missing" },
+        found.display()
+    )]
+    ChainMissing {
+        /// The chain file.
+        path: std::path::PathBuf,
+        /// True if the file exists with no bytes.
+        empty: bool,
+        /// The file that shows the directory held state.
+        found: std::path::PathBuf,
+    },
+    /// The wallet's key file is missing next to a chain that may pay it.
+    #[error(
+        "{} is missing, but the chain here is {height} blocks high and may pay the wallet \
+         that is gone. Restore wallet.keys from a backup, or start with --new-wallet to \
+         create a new one",
+        path.display()
+    )]
+    WalletMissing {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// The chain's height.
+        height: powchain_consensus::BlockHeight,
+    },
+    /// A damaged store could not be moved aside.
+    #[error("cannot move {} aside: {source}", path.display())]
+    MoveAside {
+        /// The store file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
@@ -49,7 +99,13 @@ impl NodeError {
                     | WalletError::TooManyInputs { .. }
                     | WalletError::NotOurs { .. }
             ),
-            NodeError::PoolStore(_) | NodeError::DataDir { .. } | NodeError::ShuttingDown => false,
+            NodeError::PoolStore(_)
+            | NodeError::PoolStoreDamaged { .. }
+            | NodeError::ChainMissing { .. }
+            | NodeError::WalletMissing { .. }
+            | NodeError::MoveAside { .. }
+            | NodeError::DataDir { .. }
+            | NodeError::ShuttingDown => false,
         }
     }
 

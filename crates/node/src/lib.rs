@@ -14,6 +14,7 @@
 
 pub mod clock;
 pub mod config;
+mod data_dir;
 pub mod error;
 pub mod event;
 mod mining;

@@ -28,6 +28,7 @@ use tokio::sync::broadcast;
 
 use crate::clock::Clock;
 use crate::config::NodeConfig;
+use crate::data_dir;
 use crate::error::NodeError;
 use crate::event::NodeEvent;
 use crate::mining::MiningState;
@@ -72,16 +73,24 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Node {
     /// Opens (or creates) the node's data directory: chain, pool and wallet (encrypted with
-    /// the passphrase in `config.wallet_passphrase_file`, if set).
+    /// the passphrase in `config.wallet_passphrase_file`, if set). A directory that held a
+    /// chain or a wallet is never silently started afresh (see `data_dir.rs`).
     ///
     /// # Errors
-    /// [`NodeError`] if a store cannot be opened or belongs to another network, or the
-    /// wallet's passphrase cannot be read or does not open its key file.
+    /// [`NodeError`] if a store cannot be opened, is damaged or belongs to another network,
+    /// the chain or the wallet of an earlier run is missing ([`NodeError::ChainMissing`],
+    /// [`NodeError::WalletMissing`]), or the wallet's passphrase cannot be read or does not
+    /// open its key file.
     pub fn open(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<Arc<Node>, NodeError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
+        if config.reindex {
+            data_dir::move_aside(&config.chain_path(), clock.now_ms())?;
+        } else {
+            data_dir::refuse_lost_chain(&config)?;
+        }
         let params = config.network.params();
         let signature_cache = Arc::new(SignatureCache::new(config.signature_cache_entries));
         let block_verifier = CachingVerifier::new(
@@ -100,6 +109,7 @@ impl Node {
                 ..ChainOptions::default()
             },
         )?;
+        data_dir::refuse_lost_wallet(&config, chain.tip().height)?;
         let reader = chain.reader();
         let mempool = Mempool::new(params, config.mempool);
         let wallet = match &config.wallet_passphrase_file {
@@ -115,7 +125,7 @@ impl Node {
             }
             None => Wallet::open_or_create(&config.wallet_path(), config.network)?,
         };
-        let pool_store = PoolStore::open(&config.pool_path())?;
+        let pool_store = PoolStore::open(&config.pool_path(), config.reindex, clock.now_ms())?;
         let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
         let node = Arc::new(Node {
             mining: MiningState::new(config.miner_threads),

@@ -108,6 +108,16 @@ impl TestNode {
         TestNode { node, clock, dir }
     }
 
+    /// Closes the node and hands back what reopens its data directory: its settings,
+    /// clock and the directory itself (deleted when dropped).
+    pub(crate) fn close(self) -> (NodeConfig, Arc<ManualClock>, TempDir) {
+        let TestNode { node, clock, dir } = self;
+        let config = node.config().clone();
+        assert_eq!(Arc::strong_count(&node), 1, "nothing else holds the node");
+        drop(node);
+        (config, clock, dir)
+    }
+
     /// What the pool store holds. The one look behind the node's boundary: a store row
     /// otherwise shows only at the next start, and a row for a transaction that can never
     /// be valid again does not show at all.

@@ -9,6 +9,7 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -19,7 +20,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tracing::info;
 
 use super::{ChainOptions, ChainState};
-use crate::error::{ChainError, corrupt};
+use crate::error::{ChainError, corrupt, panic_message};
 use crate::index::{BlockIndex, BrokenMainChain};
 use crate::orphan::OrphanPool;
 use crate::overlay::{BlockChanges, Overlay};
@@ -34,10 +35,32 @@ impl ChainState {
     /// Opens the chain stored at `path` (a file), creating it with the genesis block of
     /// `network` if it does not exist.
     ///
+    /// Every failure of the storage engine while opening and loading, a panic inside it
+    /// included (redb panics on some damaged pages), comes back as an error naming the
+    /// file.
+    ///
     /// # Errors
-    /// [`ChainError::ForeignDataDir`] for another network's store, [`ChainError::Corrupt`]
-    /// for a damaged one, [`ChainError::Storage`] if the file cannot be opened.
+    /// [`ChainError::ForeignDataDir`] for another network's store, [`ChainError::InUse`]
+    /// if another process has it open, [`ChainError::Damaged`] for one that cannot be read
+    /// or does not hold what this code wrote.
     pub fn open(
+        path: &Path,
+        network: Network,
+        options: ChainOptions,
+    ) -> Result<ChainState, ChainError> {
+        // Nothing of a state that panicked is used afterwards: it is dropped unseen.
+        match panic::catch_unwind(AssertUnwindSafe(|| {
+            Self::open_unguarded(path, network, options)
+        })) {
+            Ok(opened) => opened.map_err(|error| error.at_open(path)),
+            Err(payload) => Err(ChainError::Damaged {
+                path: path.to_path_buf(),
+                detail: format!("the storage engine panicked: {}", panic_message(&*payload)),
+            }),
+        }
+    }
+
+    fn open_unguarded(
         path: &Path,
         network: Network,
         options: ChainOptions,

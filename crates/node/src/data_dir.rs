@@ -1,0 +1,264 @@
+//! The checks a data directory passes before the node opens it: a chain that was lost is
+//! not silently replaced by a new one, nor a wallet the chain may pay by a new wallet,
+//! unless the user asked (`--reindex`, `--new-wallet`).
+//!
+//! ```text
+//!   Node::open ──▶ reindex? move chain.redb aside ──▶ else: chain.redb missing or empty
+//!                  (chain.redb.damaged-<secs>)           next to wallet.keys or
+//!                                                        mempool.redb? refuse
+//!              ──▶ ChainState::open ──▶ wallet.keys missing above genesis and no
+//!                                       --new-wallet? refuse ──▶ wallet, pool store
+//! ```
+//!
+//! A brand new, empty data directory passes every check: that is how a node starts the
+//! first time.
+
+use std::path::{Path, PathBuf};
+
+use powchain_consensus::BlockHeight;
+use tracing::warn;
+
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+
+/// True if `path` is missing or holds no bytes (a store that was never written).
+fn is_missing_or_empty(path: &Path) -> bool {
+    std::fs::metadata(path).map_or(true, |metadata| metadata.len() == 0)
+}
+
+/// Refuses to start a new chain in a directory that held one: `chain.redb` missing or
+/// empty while the wallet or the pool store of an earlier run is there.
+///
+/// # Errors
+/// [`NodeError::ChainMissing`] naming the chain file and what was found beside it.
+pub(crate) fn refuse_lost_chain(config: &NodeConfig) -> Result<(), NodeError> {
+    let chain = config.chain_path();
+    if !is_missing_or_empty(&chain) {
+        return Ok(());
+    }
+    let earlier_state = [config.wallet_path(), config.pool_path()]
+        .into_iter()
+        .find(|path| path.exists());
+    match earlier_state {
+        None => Ok(()),
+        Some(found) => Err(NodeError::ChainMissing {
+            empty: chain.exists(),
+            path: chain,
+            found,
+        }),
+    }
+}
+
+/// Refuses to make a new wallet next to a chain above genesis, which may pay the wallet
+/// that is gone, unless `config.new_wallet` asks for one.
+///
+/// # Errors
+/// [`NodeError::WalletMissing`] naming the key file and the chain's height.
+pub(crate) fn refuse_lost_wallet(
+    config: &NodeConfig,
+    chain_height: BlockHeight,
+) -> Result<(), NodeError> {
+    let wallet = config.wallet_path();
+    if config.new_wallet || chain_height == BlockHeight::GENESIS || wallet.exists() {
+        return Ok(());
+    }
+    Err(NodeError::WalletMissing {
+        path: wallet,
+        height: chain_height,
+    })
+}
+
+/// Renames `path` to `<path>.damaged-<unix seconds>` if it exists, so a new store starts
+/// in its place and the old one stays for a look or a restore.
+///
+/// # Errors
+/// [`NodeError::MoveAside`] if the rename fails.
+pub(crate) fn move_aside(path: &Path, now_ms: u64) -> Result<Option<PathBuf>, NodeError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".damaged-{}", now_ms / 1000));
+    let mut aside = PathBuf::from(name);
+    let mut attempt = 1u32;
+    while aside.exists() {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".damaged-{}-{attempt}", now_ms / 1000));
+        aside = PathBuf::from(name);
+        attempt += 1;
+    }
+    std::fs::rename(path, &aside).map_err(|source| NodeError::MoveAside {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    warn!(
+        from = %path.display(),
+        to = %aside.display(),
+        "moved the store aside; a new one starts in its place"
+    );
+    Ok(Some(aside))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use powchain_chain::ChainError;
+    use powchain_consensus::{Address, Network};
+
+    use crate::clock::Clock;
+    use crate::node::Node;
+    use crate::testing::{ManualClock, TestNode};
+
+    use super::*;
+
+    /// A closed node whose chain is three blocks above genesis, paying its wallet.
+    fn closed_with_chain() -> (NodeConfig, Arc<ManualClock>, tempfile::TempDir, Address) {
+        let node = TestNode::open(Network::Regtest);
+        for _ in 0..3 {
+            node.mine(false);
+        }
+        let address = node.node.wallet_address();
+        let (config, clock, dir) = node.close();
+        (config, clock, dir, address)
+    }
+
+    fn open(config: &NodeConfig, clock: &Arc<ManualClock>) -> Result<Arc<Node>, NodeError> {
+        Node::open(config.clone(), Arc::clone(clock) as Arc<dyn Clock>)
+    }
+
+    fn moved_aside(dir: &Path, name: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .expect("list the data directory")
+            .map(|entry| entry.expect("an entry").path())
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|file| file.to_str())
+                    .is_some_and(|file| file.starts_with(&format!("{name}.damaged-")))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_missing_chain_next_to_a_wallet_is_refused_and_reindex_starts_keeping_the_wallet() {
+        let (mut config, clock, dir, address) = closed_with_chain();
+        std::fs::remove_file(config.chain_path()).expect("delete the chain");
+        let error = open(&config, &clock).err().expect("refused");
+        let message = error.to_string();
+        assert!(matches!(
+            error,
+            NodeError::ChainMissing { empty: false, .. }
+        ));
+        assert!(
+            message.contains(&config.chain_path().display().to_string())
+                && message.contains("missing")
+                && message.contains("--reindex"),
+            "{message}"
+        );
+        assert!(!config.chain_path().exists(), "nothing was created");
+        config.reindex = true;
+        let node = open(&config, &clock).expect("--reindex starts");
+        assert_eq!(node.tip().height, BlockHeight::GENESIS);
+        assert_eq!(node.wallet_address(), address);
+        drop(node);
+        drop(dir);
+    }
+
+    #[test]
+    fn an_empty_chain_file_next_to_a_wallet_is_refused() {
+        let (config, clock, _dir, _) = closed_with_chain();
+        std::fs::write(config.chain_path(), b"").expect("empty the chain");
+        let error = open(&config, &clock).err().expect("refused");
+        assert!(
+            matches!(error, NodeError::ChainMissing { empty: true, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("is empty"), "{error}");
+        assert_eq!(
+            std::fs::metadata(config.chain_path())
+                .expect("still there")
+                .len(),
+            0,
+            "left as it was"
+        );
+    }
+
+    #[test]
+    fn a_missing_wallet_next_to_a_chain_is_refused_unless_a_new_one_is_asked_for() {
+        let (mut config, clock, _dir, address) = closed_with_chain();
+        std::fs::remove_file(config.wallet_path()).expect("delete the wallet");
+        let error = open(&config, &clock).err().expect("refused");
+        let message = error.to_string();
+        assert!(
+            matches!(error, NodeError::WalletMissing { .. }),
+            "{message}"
+        );
+        assert!(
+            message.contains(&config.wallet_path().display().to_string())
+                && message.contains("--new-wallet")
+                && message.contains("3 blocks high"),
+            "{message}"
+        );
+        assert!(!config.wallet_path().exists(), "no wallet was made");
+        config.new_wallet = true;
+        let node = open(&config, &clock).expect("--new-wallet starts");
+        assert_ne!(node.wallet_address(), address);
+        assert!(config.wallet_path().exists());
+    }
+
+    #[test]
+    fn a_missing_wallet_next_to_a_chain_at_genesis_is_made_as_on_a_first_start() {
+        let (config, clock, _dir) = TestNode::open(Network::Regtest).close();
+        std::fs::remove_file(config.wallet_path()).expect("delete the wallet");
+        open(&config, &clock).expect("a chain at genesis pays nobody");
+        assert!(config.wallet_path().exists());
+    }
+
+    #[test]
+    fn a_damaged_chain_is_named_and_reindex_moves_it_aside() {
+        let (mut config, clock, dir, address) = closed_with_chain();
+        std::fs::write(config.chain_path(), [0x5a; 8192]).expect("damage the chain");
+        let error = open(&config, &clock).err().expect("refused");
+        assert!(
+            matches!(error, NodeError::Chain(ChainError::Damaged { .. })),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains(&config.chain_path().display().to_string()),
+            "{error}"
+        );
+        config.reindex = true;
+        let node = open(&config, &clock).expect("--reindex starts");
+        assert_eq!(node.tip().height, BlockHeight::GENESIS);
+        assert_eq!(node.wallet_address(), address);
+        let aside = moved_aside(dir.path(), "chain.redb");
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(
+            std::fs::read(&aside[0]).expect("kept"),
+            vec![0x5a; 8192],
+            "the damaged file is kept as it was"
+        );
+    }
+
+    #[test]
+    fn a_damaged_pool_store_is_named_and_reindex_moves_it_aside() {
+        let (mut config, clock, dir, _) = closed_with_chain();
+        std::fs::write(config.pool_path(), [0x5a; 8192]).expect("damage the pool store");
+        let error = open(&config, &clock).err().expect("refused");
+        assert!(
+            matches!(error, NodeError::PoolStoreDamaged { .. }),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains(&config.pool_path().display().to_string()),
+            "{error}"
+        );
+        config.reindex = true;
+        open(&config, &clock).expect("--reindex starts");
+        assert_eq!(moved_aside(dir.path(), "mempool.redb").len(), 1);
+    }
+}

@@ -212,8 +212,8 @@ impl Snapshot {
             .take(limit.saturating_add(hidden))
         {
             let (key, value) = row?;
-            let outpoint =
-                outpoint_from_key(&key.value()[32..]).map_err(corrupt("address coin key"))?;
+            let (_, key_outpoint) = split_address_key(key.value())?;
+            let outpoint = outpoint_from_key(key_outpoint).map_err(corrupt("address coin key"))?;
             if changes.contains_key(&outpoint) {
                 continue;
             }
@@ -256,7 +256,8 @@ impl Snapshot {
             .take(limit - history.len())
         {
             let (key, _) = row?;
-            let mut reader = Reader::new(&key.value()[32..]);
+            let (_, rest) = split_address_key(key.value())?;
+            let mut reader = Reader::new(rest);
             let height = BlockHeight(u64::from_be_bytes(
                 reader.read_array().map_err(corrupt("history key"))?,
             ));
@@ -326,15 +327,15 @@ impl Snapshot {
         let mut address_rows = 0usize;
         for row in address_table.iter()? {
             let (key, value) = row?;
-            let outpoint =
-                outpoint_from_key(&key.value()[32..]).map_err(corrupt("address coin key"))?;
+            let (key_address, key_outpoint) = split_address_key(key.value())?;
+            let outpoint = outpoint_from_key(key_outpoint).map_err(corrupt("address coin key"))?;
             let coin = coin_from_bytes(value.value()).map_err(corrupt("address coin"))?;
             let stale = match changes.get(&outpoint) {
                 Some(CoinChange::Spent(spent)) if *spent == coin => continue,
                 Some(_) => true,
                 None => rebuilt.get(&outpoint) != Some(&coin),
             };
-            if stale || key.value()[..32] != coin.output.address.0 {
+            if stale || key_address != coin.output.address.0 {
                 return Err(ChainError::Corrupt(format!(
                     "address index holds a stale entry {outpoint}"
                 )));
@@ -376,4 +377,16 @@ pub struct ConsistencyReport {
     pub utxo_count: usize,
     /// Their total value.
     pub value: Amount,
+}
+
+/// Splits a key of the address tables into its 32-byte address and the rest; a shorter
+/// key is damaged data, not a panic.
+fn split_address_key(key: &[u8]) -> Result<(&[u8], &[u8]), ChainError> {
+    if key.len() < 32 {
+        return Err(ChainError::Corrupt(format!(
+            "an address index key of {} bytes (at least 32 expected)",
+            key.len()
+        )));
+    }
+    Ok(key.split_at(32))
 }

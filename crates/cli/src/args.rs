@@ -167,19 +167,25 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
 }
 
-/// How to reach a running node.
+/// How to reach a running node. Global, so they may follow a subcommand as well
+/// (`powchain wallet balance --node URL`).
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
     /// The node's HTTP address.
-    #[arg(long, env = "POWCHAIN_NODE", default_value = "http://127.0.0.1:3001")]
+    #[arg(
+        long,
+        global = true,
+        env = "POWCHAIN_NODE",
+        default_value = "http://127.0.0.1:3001"
+    )]
     pub node: String,
     /// The node's data directory, whose `.cookie` file holds the API token that spending,
     /// mining and new addresses need (default: `./data/<network>-<port>`, as the node's).
-    #[arg(long, env = "DATA_DIR")]
+    #[arg(long, global = true, env = "DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// The API token, instead of the one in the data directory's `.cookie` file (prefer the
     /// environment variable: a flag's value shows in `ps` and shell history).
-    #[arg(long, env = "POWCHAIN_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "POWCHAIN_TOKEN", hide_env_values = true)]
     pub token: Option<ApiToken>,
 }
 
@@ -465,5 +471,31 @@ mod tests {
         let cli = Cli::try_parse_from(["powchain", "--miner-threads", "0"]).expect("parses");
         assert!(cli.node.settings().is_err());
         assert!(Cli::try_parse_from(["powchain", "--network", "mainnet"]).is_err());
+    }
+
+    #[test]
+    fn client_flags_may_follow_a_wallet_subcommand() {
+        for action in [
+            vec!["balance"],
+            vec!["address"],
+            vec!["send", "pc1x", "1.5"],
+        ] {
+            let mut words = vec!["powchain", "wallet"];
+            words.extend(action);
+            words.extend(["--node", "http://127.0.0.1:4000"]);
+            let cli = Cli::try_parse_from(&words).expect("parses");
+            match cli.command {
+                Some(Command::Wallet { client, .. }) => {
+                    assert_eq!(client.node, "http://127.0.0.1:4000", "{words:?}");
+                }
+                other => panic!("not a wallet command: {other:?}"),
+            }
+        }
+        let before = Cli::try_parse_from(["powchain", "wallet", "--node", "http://h:1", "balance"])
+            .expect("parses");
+        assert!(matches!(
+            before.command,
+            Some(Command::Wallet { client, .. }) if client.node == "http://h:1"
+        ));
     }
 }

@@ -16,12 +16,17 @@ use clap::Parser;
 use crate::args::{Cli, Command};
 
 /// Logs go to stderr: stdout carries the listening lines and client commands' answers.
+/// Coloured only on a terminal, and never with `NO_COLOR` set: escape codes in a log file
+/// are noise.
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POWCHAIN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -81,9 +86,53 @@ fn quiet_storage_engine_panics() {
     }));
 }
 
+/// The environment variable a refused value came from, and the value, if it came from one:
+/// clap names the flag (`--network`), but a user who set `NETWORK=foo` looks for the
+/// variable.
+fn value_from_environment(error: &clap::Error) -> Option<(String, String)> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(argument)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue) else {
+        return None;
+    };
+    let long = argument.split_whitespace().next()?.trim_start_matches("--");
+    let command = Cli::command();
+    let mut commands = vec![&command];
+    let mut variable = None;
+    while let Some(command) = commands.pop() {
+        commands.extend(command.get_subcommands());
+        variable = variable.or_else(|| {
+            command
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some(long))
+                .and_then(|arg| arg.get_env())
+                .map(|name| name.to_string_lossy().into_owned())
+        });
+    }
+    let variable = variable?;
+    (std::env::var(&variable).ok().as_deref() == Some(value.as_str()))
+        .then(|| (variable, value.clone()))
+}
+
 fn main() -> ExitCode {
     quiet_storage_engine_panics();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            if let Some((variable, value)) = value_from_environment(&error) {
+                let _ = error.print();
+                eprintln!(
+                    "note: the value {value:?} came from the environment variable {variable}; \
+                     fix or unset {variable}"
+                );
+                return ExitCode::from(2);
+            }
+            error.exit();
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

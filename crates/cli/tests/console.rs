@@ -1,0 +1,76 @@
+//! What a person reads from the node's console (issue 15): logs written to a file or a pipe
+//! carry no colour codes (bug 7); a bad value in a tutorial variable names the variable
+//! (bug 9).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use powchain_bench::harness::regtest_command;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = regtest_command(Path::new(env!("CARGO_BIN_EXE_powchain")), dir.path())
+        .env_remove("NO_COLOR")
+        .env("POWCHAIN_LOG", "info,redb=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().expect("piped");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while let Ok(line) = received.recv_timeout(LIMIT) {
+        let done = line.contains("listening on port");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.iter().any(|line| line.contains("listening on port")),
+        "the node logged its start: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|line| !line.contains('\u{1b}')),
+        "no escape codes in piped logs: {seen:?}"
+    );
+}
+
+#[test]
+fn a_bad_network_variable_is_named_as_the_variable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_powchain"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("NETWORK", "foo")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("NETWORK") && message.contains("foo"),
+        "names the variable and its value: {message}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).is_ok_and(|mut entries| entries.next().is_none()),
+        "nothing created"
+    );
+}

@@ -1,6 +1,6 @@
-//! What a person reads from the node's console (issue 15): logs written to a file or a pipe
+//! What a person meets at the node's console (issue 15): logs written to a file or a pipe
 //! carry no colour codes (bug 7); a bad value in a tutorial variable names the variable
-//! (bug 9).
+//! (bug 9); a start that fails on a port in use leaves nothing behind (bug 2).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -73,4 +73,45 @@ fn a_bad_network_variable_is_named_as_the_variable() {
         std::fs::read_dir(dir.path()).is_ok_and(|mut entries| entries.next().is_none()),
         "nothing created"
     );
+}
+
+#[test]
+fn a_start_that_fails_on_a_port_in_use_creates_nothing() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = taken.local_addr().expect("bound").port().to_string();
+    for (flag, other) in [("--http-port", "--p2p-port"), ("--p2p-port", "--http-port")] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("node");
+        let output = Command::new(env!("CARGO_BIN_EXE_powchain"))
+            .args([
+                "node",
+                "--network",
+                "regtest",
+                other,
+                "0",
+                flag,
+                port.as_str(),
+            ])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("NO_COLOR", "1")
+            .env_remove("HTTP_PORT")
+            .env_remove("P2P_PORT")
+            .env_remove("DATA_DIR")
+            .env_remove("PEERS")
+            .stdin(Stdio::null())
+            .output()
+            .expect("the binary runs");
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flag}: {message}");
+        assert!(
+            message.contains(port.as_str()),
+            "{flag}: names the port: {message}"
+        );
+        assert!(
+            !data_dir.exists(),
+            "{flag}: nothing created: {:?}",
+            std::fs::read_dir(&data_dir).map(|entries| entries.count())
+        );
+    }
 }

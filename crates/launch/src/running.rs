@@ -88,6 +88,23 @@ pub async fn launch(
     settings: Settings,
     shutdown: CancellationToken,
 ) -> Result<RunningNode, LaunchError> {
+    // Both ports first: a port in use must leave nothing behind (no data directory, no
+    // wallet, no cookie file).
+    let listener =
+        TcpListener::bind(settings.http)
+            .await
+            .map_err(|source| LaunchError::BindHttp {
+                address: settings.http,
+                source,
+            })?;
+    let p2p_listener =
+        TcpListener::bind(settings.p2p)
+            .await
+            .map_err(|source| LaunchError::BindP2p {
+                address: settings.p2p,
+                source,
+            })?;
+
     let data_dir = settings.data_dir.clone();
     let mut config = NodeConfig::new(settings.network, data_dir.clone());
     if let Some(threads) = settings.miner_threads {
@@ -117,13 +134,6 @@ pub async fn launch(
     let cookie_path =
         cookie::write_cookie_file(&data_dir, &api_token).map_err(LaunchError::Cookie)?;
 
-    let listener =
-        TcpListener::bind(settings.http)
-            .await
-            .map_err(|source| LaunchError::BindHttp {
-                address: settings.http,
-                source,
-            })?;
     let http_address = listener
         .local_addr()
         .map_err(|source| LaunchError::BindHttp {
@@ -178,13 +188,13 @@ pub async fn launch(
     };
 
     let tasks = TaskTracker::new();
-    let p2p = P2p::start(
+    let p2p = P2p::start_on(
         Arc::clone(&node),
         p2p_config,
+        Some(p2p_listener),
         shutdown.clone(),
         tasks.clone(),
     )
-    .await
     .map_err(|source| LaunchError::BindP2p {
         address: settings.p2p,
         source,

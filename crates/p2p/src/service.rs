@@ -118,6 +118,22 @@ impl P2p {
             Some(address) => Some(TcpListener::bind(address).await?),
             None => None,
         };
+        P2p::start_on(node, config, listener, shutdown, tasks)
+    }
+
+    /// [`P2p::start`] on a listener bound already (`config.listen` is then ignored): a
+    /// launcher binds its ports before it opens or creates anything, so a port in use
+    /// leaves no trace.
+    ///
+    /// # Errors
+    /// If the listener's address cannot be read.
+    pub fn start_on(
+        node: Arc<Node>,
+        config: P2pConfig,
+        listener: Option<TcpListener>,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> std::io::Result<Arc<P2p>> {
         let listen_port = match &listener {
             Some(listener) => listener.local_addr()?.port(),
             None => 0,

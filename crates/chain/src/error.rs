@@ -84,7 +84,9 @@ pub enum ChainError {
     /// Another process holds the store open.
     #[error(
         "{} is in use by another process: another node (or `powchain check`) uses this data \
-         directory; stop it first",
+         directory; stop it first, or give this node its own: another HTTP_PORT \
+         (`--http-port`; the default directory is data/<network>-<http port>) or \
+         `--data-dir`",
         path.display()
     )]
     InUse {

@@ -347,7 +347,18 @@ fn a_store_of_another_network_is_refused() {
         matches!(error, ChainError::ForeignDataDir { .. }),
         "{error}"
     );
-    assert!(error.to_string().contains("regtest"));
+    // Each network is named beside its own genesis (issue 15, bug 6).
+    let message = error.to_string();
+    let regtest = Network::Regtest.params().genesis_hash().to_string();
+    let devnet = Network::Devnet.params().genesis_hash().to_string();
+    assert!(
+        message.contains(&format!("regtest (genesis {regtest})")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("devnet (genesis {devnet})")),
+        "{message}"
+    );
 }
 
 #[test]

@@ -1,6 +1,10 @@
 //! What a person meets at the node's console (issue 15): logs written to a file or a pipe
 //! carry no colour codes (bug 7); a bad value in a tutorial variable names the variable
-//! (bug 9); a start that fails on a port in use leaves nothing behind (bug 2).
+//! (bug 9); a start that fails on a port in use leaves nothing behind (bug 2); a second
+//! node in the same folder is told once what to do (bug 3); the largest amount is
+//! insufficient funds, not an overflow (bug 4).
+
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -9,6 +13,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use powchain_bench::harness::regtest_command;
+use serde_json::json;
+use support::TestNode;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -114,4 +120,40 @@ fn a_start_that_fails_on_a_port_in_use_creates_nothing() {
             std::fs::read_dir(&data_dir).map(|entries| entries.count())
         );
     }
+}
+
+#[test]
+fn a_second_node_in_the_same_folder_is_told_once_what_to_do() {
+    let node = TestNode::start("console-first");
+    let output = regtest_command(Path::new(env!("CARGO_BIN_EXE_powchain")), node.data_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{message}");
+    assert!(message.contains("in use"), "{message}");
+    assert!(
+        message.contains("HTTP_PORT") && message.contains("--data-dir"),
+        "suggests another folder: {message}"
+    );
+    assert_eq!(
+        message.matches("in use").count(),
+        1,
+        "said once, not repeated down the error chain: {message}"
+    );
+    node.assert_serving();
+}
+
+#[test]
+fn the_largest_amount_is_insufficient_funds() {
+    let node = TestNode::start("console-amount");
+    node.mine("coins");
+    let recipient = node.address_of_wallet();
+    let (status, body) = node.post(
+        "/transact",
+        &json!({ "recipient": recipient, "amount": 2_100_000_000_000_000u64 }),
+    );
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(message.contains("insufficient funds"), "{message}");
 }

@@ -124,6 +124,13 @@ pub fn select_coins(
     });
     let available = Amount::checked_sum(ordered.iter().map(|coin| coin.output.value))
         .ok_or(WalletError::AmountOverflow)?;
+    // More than the wallet holds: say so, even when the amount plus its fee would not fit
+    // in the money range (the largest amount anyone can ask for is not an "overflow").
+    if amount > available {
+        let size = spend_transaction_size(ordered.len().max(1), 1);
+        let needed = amount_plus_fee(amount, fee_rate, size).unwrap_or(amount);
+        return Err(WalletError::InsufficientFunds { needed, available });
+    }
 
     let max_inputs = max_payment_inputs();
     let mut selected_total = Amount::ZERO;
@@ -381,6 +388,17 @@ mod tests {
             ),
             Err(WalletError::AmountOverflow)
         ));
+    }
+
+    #[test]
+    fn the_largest_amount_is_insufficient_funds_not_an_overflow() {
+        let coins = [coin(1, 5_000_000_000, true)];
+        match select_coins(&coins, Amount::MAX_MONEY, FeeRate::from_units_per_byte(1)) {
+            Err(WalletError::InsufficientFunds { available, .. }) => {
+                assert_eq!(available, units(5_000_000_000));
+            }
+            other => panic!("expected insufficient funds: {other:?}"),
+        }
     }
 
     proptest! {

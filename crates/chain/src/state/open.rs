@@ -15,7 +15,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use powchain_consensus::encode::{Decode, Encode};
 use powchain_consensus::signature::ParallelVerifier;
-use powchain_consensus::{Block, BlockHeight, Network, Params};
+use powchain_consensus::{Block, BlockHash, BlockHeight, Network, Params};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tracing::info;
 
@@ -123,6 +123,14 @@ impl ChainState {
                     if found != params.network.name()
                         || genesis.as_deref() != Some(params.genesis_hash().0.as_slice())
                     {
+                        // Each network beside its own genesis: the stored one as stored.
+                        let stored_genesis = genesis
+                            .as_deref()
+                            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                            .map_or_else(
+                                || "unknown".to_owned(),
+                                |bytes| BlockHash(bytes).to_string(),
+                            );
                         return Err(ChainError::ForeignDataDir {
                             path: path.to_path_buf(),
                             expected: format!(
@@ -130,7 +138,7 @@ impl ChainState {
                                 params.network,
                                 params.genesis_hash()
                             ),
-                            found,
+                            found: format!("{found} (genesis {stored_genesis})"),
                         });
                     }
                     let schema = meta.get(META_SCHEMA)?.map(|row| row.value().to_vec());

@@ -127,7 +127,7 @@ fn hostile_http_requests_are_refused_with_what_is_wrong_and_change_nothing() {
         case("bytes that are not UTF-8", "/transact", String::from_utf8_lossy(&[b'{', 0xff, 0xfe, b'}']).into_owned(), 400, "invalid JSON body"),
         case("a JSON string, not an object", "/transact", r#""pay me""#.to_owned(), 400, "invalid JSON body"),
         // Amounts and fee rates at and past their limits.
-        case("amount exactly the money supply (plus the fee: past it)", "/transact", transact(&Amount::MAX_MONEY.to_units().to_string(), ""), 400, "amount overflow"),
+        case("amount exactly the money supply: more than the wallet holds (issue 15, bug 4)", "/transact", transact(&Amount::MAX_MONEY.to_units().to_string(), ""), 400, "insufficient funds"),
         case("amount one unit past the money supply", "/transact", transact(&(Amount::MAX_MONEY.to_units() + 1).to_string(), ""), 400, "above the maximum"),
         case("amount -1", "/transact", transact("-1", ""), 400, "expected u64"),
         case("fee rate 2^64 - 1 units a byte", "/transact", transact("5", r#", "feeRate": 18446744073709551615"#), 400, "amount overflow"),

@@ -194,19 +194,22 @@ where
     let (id, mut commands) = match registered {
         Ok(registered) => registered,
         Err(refusal) => {
-            let _ = sink.close().await;
             let end = match refusal {
-                Refusal::Duplicate => return SessionEnd::Duplicate,
+                Refusal::Duplicate => SessionEnd::Duplicate,
                 Refusal::Full => SessionEnd::Full,
                 Refusal::GroupFull => SessionEnd::GroupFull,
             };
-            info!(peer = %label, reason = %end, "refused an inbound peer");
-            p2p.registry.record_disconnect(DisconnectInfo {
-                url: label,
-                outbound: false,
-                reason: end.to_string(),
-                at_ms: p2p.node.now_ms(),
-            });
+            if !matches!(end, SessionEnd::Duplicate) {
+                // Listed before the peer sees the close, so whoever it tells finds the reason.
+                info!(peer = %label, reason = %end, "refused an inbound peer");
+                p2p.registry.record_disconnect(DisconnectInfo {
+                    url: label,
+                    outbound: false,
+                    reason: end.to_string(),
+                    at_ms: p2p.node.now_ms(),
+                });
+            }
+            let _ = sink.close().await;
             return end;
         }
     };

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 /// The environment variables a node reads (the tutorial's and powchain's own): a harness
 /// removes them so that what a developer exported does not reach its nodes.
-pub const NODE_ENVIRONMENT: [&str; 14] = [
+pub const NODE_ENVIRONMENT: [&str; 15] = [
     "HTTP_PORT",
     "P2P_PORT",
     "PEERS",
@@ -33,6 +33,7 @@ pub const NODE_ENVIRONMENT: [&str; 14] = [
     "REINDEX",
     "NEW_WALLET",
     "POWCHAIN_TOKEN",
+    "POWCHAIN_CONFIG",
 ];
 
 /// The command that starts `executable` as a regtest node in `data_dir`, on loopback ports

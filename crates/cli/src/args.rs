@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use powchain_api::ApiToken;
 use powchain_consensus::Network;
@@ -146,6 +147,7 @@ impl DevnetArgs {
             wallet_passphrase_file: None,
             reindex: false,
             new_wallet: false,
+            config: None,
         }
     }
 }
@@ -208,7 +210,7 @@ pub struct NodeArgs {
     #[arg(long, env = "NETWORK", default_value = "devnet")]
     pub network: Network,
     /// Mine continuously.
-    #[arg(long, env = "MINE")]
+    #[arg(long, env = "MINE", value_parser = BoolishValueParser::new())]
     pub mine: bool,
     /// Threads for mining [default: all cores].
     #[arg(long, env = "MINER_THREADS")]
@@ -222,7 +224,7 @@ pub struct NodeArgs {
     pub p2p_bind: IpAddr,
     /// Require the API token (from `<data-dir>/.cookie`) for spending, mining and peer
     /// changes on loopback too (always required off loopback).
-    #[arg(long, env = "REQUIRE_TOKEN")]
+    #[arg(long, env = "REQUIRE_TOKEN", value_parser = BoolishValueParser::new())]
     pub require_token: bool,
     /// A file holding the wallet's passphrase: the key file is encrypted with it (a plaintext
     /// one is encrypted in place at start). Never the passphrase itself on the command line.
@@ -231,12 +233,17 @@ pub struct NodeArgs {
     /// Start the chain again: move `chain.redb` aside (to `chain.redb.damaged-<unix
     /// seconds>`), as well as a damaged `mempool.redb`, and sync again from peers, keeping
     /// the wallet. For a damaged or lost chain file; use it for one start only.
-    #[arg(long, env = "REINDEX")]
+    #[arg(long, env = "REINDEX", value_parser = BoolishValueParser::new())]
     pub reindex: bool,
     /// Create a new wallet although `wallet.keys` is missing next to a chain above genesis
     /// (the chain may pay the wallet that is gone: restore it instead if you can).
-    #[arg(long, env = "NEW_WALLET")]
+    #[arg(long, env = "NEW_WALLET", value_parser = BoolishValueParser::new())]
     pub new_wallet: bool,
+    /// A configuration file of node flags by long name (`mine = true`), used where neither
+    /// the command line nor the environment sets a flag [default:
+    /// `<data-dir>/powchain.toml`, if it exists].
+    #[arg(long, env = "POWCHAIN_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 /// Flags of `powchain check`.

@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod check;
 mod client;
+mod config_file;
 mod devnet;
 mod node;
 mod progress;
@@ -31,10 +32,10 @@ fn init_logging(default: &str) {
         .try_init();
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, config: Option<config_file::LoadedFile>) -> anyhow::Result<()> {
     match cli.command {
-        None => run_node(cli.node),
-        Some(Command::Node(args)) => run_node(args),
+        None => run_node(cli.node, config),
+        Some(Command::Node(args)) => run_node(args, config),
         Some(Command::Devnet(args)) => {
             init_logging("warn,powchain_p2p=warn");
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -53,9 +54,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn run_node(args: args::NodeArgs) -> anyhow::Result<()> {
-    let settings = args.settings().map_err(anyhow::Error::msg)?;
+fn run_node(args: args::NodeArgs, config: Option<config_file::LoadedFile>) -> anyhow::Result<()> {
+    let settings = args.settings().map_err(|error| {
+        let from_file = config.as_ref().and_then(|file| {
+            file.applied
+                .iter()
+                .find(|key| error.contains(&format!("--{key} ")))
+                .map(|key| (file, key))
+        });
+        match from_file {
+            Some((file, key)) => anyhow::anyhow!(
+                "{error} (set by `{key}` in the configuration file {})",
+                file.path.display()
+            ),
+            None => anyhow::Error::msg(error),
+        }
+    })?;
     init_logging("info,redb=warn");
+    if let Some(file) = &config {
+        tracing::info!(
+            "configuration file {}: using {}{}",
+            file.path.display(),
+            if file.applied.is_empty() {
+                "nothing".to_owned()
+            } else {
+                file.applied.join(", ")
+            },
+            if file.overridden.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; the command line or environment overrides {}",
+                    file.overridden.join(", ")
+                )
+            }
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -119,9 +153,26 @@ fn value_from_environment(error: &clap::Error) -> Option<(String, String)> {
 
 fn main() -> ExitCode {
     quiet_storage_engine_panics();
-    let cli = match Cli::try_parse() {
+    let resolved = match config_file::resolve(std::env::args_os().collect()) {
+        Ok(resolved) => resolved,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::try_parse_from(resolved.argv) {
         Ok(cli) => cli,
         Err(error) => {
+            if let Some(file) = &resolved.file
+                && let Some(key) = config_file::key_of_error(&error, file)
+            {
+                let _ = error.print();
+                eprintln!(
+                    "note: the value came from `{key}` in the configuration file {}",
+                    file.path.display()
+                );
+                return ExitCode::from(2);
+            }
             if let Some((variable, value)) = value_from_environment(&error) {
                 let _ = error.print();
                 eprintln!(
@@ -133,7 +184,7 @@ fn main() -> ExitCode {
             error.exit();
         }
     };
-    match run(cli) {
+    match run(cli, resolved.file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -168,6 +168,14 @@ impl TestNode {
         self.extra_args = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
     }
 
+    /// Replaces the extra environment variables for the next `restart`.
+    pub fn set_extra_env(&mut self, extra_env: &[(&str, &str)]) {
+        self.extra_env = extra_env
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+    }
+
     /// Every line the node wrote to stdout and stderr so far (all runs), one per line.
     pub fn output(&self) -> String {
         self.output

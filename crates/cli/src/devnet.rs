@@ -1,9 +1,11 @@
 //! `powchain devnet`: N connected nodes in one process, on consecutive ports, each with its
 //! own data, stopped together on Ctrl-C. A network a newcomer can watch.
 
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::DevnetArgs;
@@ -16,6 +18,9 @@ use powchain_launch::{RunningNode, launch, shutdown_signal};
 pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     // Listening before the nodes start: Ctrl-C during start-up stops them cleanly.
     let stop = shutdown_signal();
+    if args.fresh {
+        start_fresh(&args)?;
+    }
     let token = CancellationToken::new();
     let mut running: Vec<RunningNode> = Vec::new();
     for index in 0..args.nodes {
@@ -85,4 +90,125 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
         node.shutdown().await;
     }
     Ok(())
+}
+
+/// The files a node writes in its data directory, which `--fresh` deletes: the stores, the
+/// wallet, the cookie, their temporary files and stores moved aside by `--reindex`.
+fn is_node_data(name: &str) -> bool {
+    const FILES: [&str; 4] = ["chain.redb", "mempool.redb", "wallet.keys", ".cookie"];
+    FILES.iter().any(|file| {
+        name == *file
+            || name
+                .strip_prefix(file)
+                .is_some_and(|rest| rest == ".tmp" || rest.starts_with(".damaged-"))
+    })
+}
+
+/// Deletes the node data files in `data_dir` (see [`is_node_data`]); anything else stays.
+/// The names deleted, sorted.
+///
+/// # Errors
+/// If the directory cannot be listed or a file cannot be deleted.
+fn delete_node_data(data_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(data_dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot list {}", data_dir.display()));
+        }
+    };
+    let mut deleted = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", data_dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !is_node_data(&name) || !entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            continue;
+        }
+        let path: PathBuf = entry.path();
+        std::fs::remove_file(&path).with_context(|| format!("cannot delete {}", path.display()))?;
+        deleted.push(name);
+    }
+    deleted.sort();
+    Ok(deleted)
+}
+
+/// `--fresh`: refuses while any node's port is taken (a devnet still running on this data
+/// would lose its files under it), then deletes each node's data files.
+///
+/// # Errors
+/// A port in use, or a file that cannot be deleted.
+fn start_fresh(args: &DevnetArgs) -> anyhow::Result<()> {
+    for index in 0..args.nodes {
+        let node = args.node_args(index);
+        for port in [node.http_port, node.p2p_port] {
+            if port != 0 && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
+                bail!(
+                    "--fresh: port {port} is in use; stop the devnet (or whatever listens \
+                     there) before deleting its data"
+                );
+            }
+        }
+    }
+    for index in 0..args.nodes {
+        let data_dir = args.node_args(index).data_dir();
+        let deleted = delete_node_data(&data_dir)?;
+        if !deleted.is_empty() {
+            println!(
+                "fresh start: deleted {} from {}",
+                deleted.join(", "),
+                data_dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_deletes_the_node_data_and_keeps_everything_else() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let names = [
+            "chain.redb",
+            "mempool.redb",
+            "wallet.keys",
+            ".cookie",
+            "wallet.keys.tmp",
+            "chain.redb.damaged-1764800000",
+            "powchain.toml",
+            "notes.txt",
+            "chain.redb.backup",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"x").expect("write");
+        }
+        std::fs::create_dir(dir.path().join("wallet.keys.d")).expect("mkdir");
+        let deleted = delete_node_data(dir.path()).expect("deletes");
+        assert_eq!(
+            deleted,
+            vec![
+                ".cookie",
+                "chain.redb",
+                "chain.redb.damaged-1764800000",
+                "mempool.redb",
+                "wallet.keys",
+                "wallet.keys.tmp"
+            ]
+        );
+        for kept in [
+            "powchain.toml",
+            "notes.txt",
+            "chain.redb.backup",
+            "wallet.keys.d",
+        ] {
+            assert!(dir.path().join(kept).exists(), "{kept} stays");
+        }
+        assert!(
+            delete_node_data(&dir.path().join("missing"))
+                .expect("nothing")
+                .is_empty()
+        );
+    }
 }

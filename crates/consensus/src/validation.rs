@@ -74,6 +74,33 @@ pub fn next_required_bits(
     ))
 }
 
+/// How far the chain ending at `tip` runs behind its ASERT schedule at `now_ms`, in
+/// milliseconds (negative: ahead): the time since the schedule's reference less one ideal
+/// interval per block. ASERT eases the target by half for every half-life behind, so a
+/// chain far behind (a devnet left idle) mines about `lag / ideal interval` fast blocks
+/// before it is back on schedule.
+///
+/// `None` without retargeting (regtest) or below the anchor, whose summary `anchor` is
+/// (see [`next_required_bits`]).
+pub fn schedule_lag_ms(
+    params: &Params,
+    tip: HeaderSummary,
+    anchor: HeaderSummary,
+    now_ms: u64,
+) -> Option<i64> {
+    let Retarget::Asert(schedule) = params.retarget else {
+        return None;
+    };
+    if anchor.height != Params::ASERT_ANCHOR_HEIGHT || tip.height < anchor.height {
+        return None;
+    }
+    let reference_ms = i128::from(anchor.time_ms) - i128::from(schedule.ideal_block_time);
+    let scheduled_ms = reference_ms
+        + i128::from(schedule.ideal_block_time) * i128::from(tip.height.0 - anchor.height.0 + 1);
+    let lag = i128::from(now_ms) - scheduled_ms;
+    Some(lag.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+}
+
 /// What a header is checked against.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct HeaderContext {
@@ -488,4 +515,49 @@ pub fn connect_block_transactions(
         created,
         fees,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Network;
+
+    fn summary(params: &Params, height: u64, time_ms: u64) -> HeaderSummary {
+        HeaderSummary {
+            height: BlockHeight(height),
+            time_ms,
+            bits: params.genesis_bits,
+        }
+    }
+
+    #[test]
+    fn the_schedule_lag_is_the_time_not_covered_by_ideal_intervals() {
+        let params = Network::Devnet.params();
+        let anchor = summary(params, 1, 1_000_000);
+        // Block 1 sits exactly on schedule when it is found.
+        assert_eq!(schedule_lag_ms(params, anchor, anchor, 1_000_000), Some(0));
+        // 100 blocks in 300 s: on schedule; an hour idle after them: an hour behind.
+        let tip = summary(params, 101, 1_300_000);
+        assert_eq!(schedule_lag_ms(params, tip, anchor, 1_300_000), Some(0));
+        assert_eq!(
+            schedule_lag_ms(params, tip, anchor, 1_300_000 + 3_600_000),
+            Some(3_600_000)
+        );
+        // 100 blocks in 30 s: 270 s ahead.
+        let fast = summary(params, 101, 1_030_000);
+        assert_eq!(
+            schedule_lag_ms(params, fast, anchor, 1_030_000),
+            Some(-270_000)
+        );
+    }
+
+    #[test]
+    fn no_schedule_without_retargeting_or_an_anchor() {
+        let regtest = Network::Regtest.params();
+        let anchor = summary(regtest, 1, 0);
+        assert_eq!(schedule_lag_ms(regtest, anchor, anchor, 5), None);
+        let devnet = Network::Devnet.params();
+        let genesis = summary(devnet, 0, 0);
+        assert_eq!(schedule_lag_ms(devnet, genesis, genesis, 5), None);
+    }
 }

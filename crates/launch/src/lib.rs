@@ -17,6 +17,7 @@
 
 pub mod files;
 mod running;
+mod schedule;
 mod settings;
 mod signal;
 

@@ -128,6 +128,14 @@ pub async fn launch(
         tip = %tip.hash,
         "node data opened"
     );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    if let Some(explanation) = crate::schedule::explain_for(&node, settings.mine, now_ms) {
+        info!("{explanation}");
+    }
 
     // Written before the API listens, so a client that sees it listening finds the token.
     let api_token = ApiToken::generate().map_err(LaunchError::Token)?;

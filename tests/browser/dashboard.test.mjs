@@ -217,9 +217,9 @@ try {
 
   await step("bad input in the send form shows the node's own error", async () => {
     const cases = [
-      { recipient: "garbage", amount: "1", expect: /invalid recipient/ },
-      { recipient: freshAddress, amount: "0", expect: /at least 1 unit/ },
-      { recipient: freshAddress, amount: "1000000", expect: /insufficient funds/ },
+      { recipient: "garbage", amount: "1", expect: /invalid recipient/, field: "send-recipient" },
+      { recipient: freshAddress, amount: "0", expect: /at least 1 unit/, field: "send-amount" },
+      { recipient: freshAddress, amount: "1000000", expect: /insufficient funds/, field: "send-amount" },
     ];
     for (const bad of cases) {
       await app.getByLabel("Recipient address").fill(bad.recipient);
@@ -237,6 +237,15 @@ try {
       await waitForText(app, "#send-message", direct.json.error, `the node's error for ${JSON.stringify(bad)}`);
       assert.equal(await app.locator("#send-message").getAttribute("class"), "message error");
       assert.equal(await app.locator("#send-message").getAttribute("role"), "alert");
+      // Shown at the field it is about too: marked invalid, described by the error, focused.
+      assert.equal(await text(app, `#${bad.field}-error`), direct.json.error, `the error under ${bad.field}`);
+      assert.equal(await app.locator(`#${bad.field}`).getAttribute("aria-invalid"), "true");
+      assert.match(await app.locator(`#${bad.field}`).getAttribute("aria-describedby"), new RegExp(`${bad.field}-error`));
+      assert.equal(await app.evaluate(() => document.activeElement.id), bad.field);
+      const others = ["send-recipient", "send-amount", "send-fee-rate"].filter((id) => id !== bad.field);
+      for (const other of others) {
+        assert.equal(await app.locator(`#${other}`).getAttribute("aria-invalid"), null, `${other} is not marked`);
+      }
     }
     await app.getByLabel("Amount (coins)").fill("1.123456789");
     await app.getByRole("button", { name: "Send", exact: true }).click();
@@ -369,6 +378,9 @@ try {
       await page.getByRole("button", { name: "Mine a block" }).click();
       const refusal = await waitForText(page, "#mine-message", (value) => /token/.test(value) && !/Mining/.test(value), "the 401 refusal");
       assert.match(refusal, /\.cookie/, "the refusal names the cookie file");
+      // The refusal offers the way to the token form, at the bottom of the page.
+      await page.locator("#mine-message").getByRole("button", { name: "Enter the API token" }).click();
+      assert.equal(await page.evaluate(() => document.activeElement.id), "api-token");
       await page.getByLabel("Token", { exact: true }).fill("0".repeat(64));
       await page.getByRole("button", { name: "Use token" }).click();
       await page.getByRole("button", { name: "Mine a block" }).click();

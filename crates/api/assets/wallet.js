@@ -38,8 +38,12 @@ export async function walletView() {
       newAddressMessage.replaceChildren("New address: ", addressLink(answer.address));
       await refresh();
     } catch (error) {
-      newAddressMessage.className = "message error";
-      newAddressMessage.textContent = error.message;
+      if (error.status === 401) {
+        showTokenNeeded(newAddressMessage, error.message);
+      } else {
+        newAddressMessage.className = "message error";
+        newAddressMessage.textContent = error.message;
+      }
     } finally {
       newAddressButton.disabled = false;
     }
@@ -52,35 +56,70 @@ export async function walletView() {
   const feeRate = h("input", { id: "send-fee-rate", name: "feeRate", type: "text", inputmode: "numeric", autocomplete: "off", placeholder: "node default", "aria-describedby": "send-fee-rate-hint" });
   const sendButton = h("button", { type: "submit" }, "Send");
   const sendMessage = h("p", { id: "send-message", class: "message", role: "alert" });
+  // Each field's own error line, under it: an error is shown at the field it is about, the
+  // field is marked invalid and focused, and the form's message (by the Send button)
+  // repeats it for screen readers.
+  const fieldError = (id) => h("span", { class: "field-error", id: `${id}-error` });
+  const recipientError = fieldError("send-recipient");
+  const amountError = fieldError("send-amount");
+  const feeRateError = fieldError("send-fee-rate");
+  const fieldsWithErrors = [[recipient, recipientError], [amount, amountError], [feeRate, feeRateError]];
+  const clearFieldErrors = () => {
+    for (const [input, error] of fieldsWithErrors) {
+      input.removeAttribute("aria-invalid");
+      input.setAttribute("aria-describedby", `${input.id}-hint`);
+      error.textContent = "";
+    }
+  };
+  const showSendError = (text, input) => {
+    sendMessage.className = "message error";
+    sendMessage.replaceChildren(text);
+    const pair = fieldsWithErrors.find(([candidate]) => candidate === input);
+    if (pair) {
+      const [field, error] = pair;
+      error.textContent = text;
+      field.setAttribute("aria-invalid", "true");
+      field.setAttribute("aria-describedby", `${field.id}-hint ${error.id}`);
+      field.focus();
+      field.scrollIntoView({ block: "center" });
+    } else {
+      sendMessage.scrollIntoView({ block: "nearest" });
+    }
+  };
+  // The field a node's refusal of a payment is about, from its text (the node's words are
+  // shown unchanged; only their place is chosen here).
+  const fieldOfNodeError = (text) => {
+    if (/recipient|address|public key|checksum|network/i.test(text)) return recipient;
+    if (/insufficient funds|amount|at least 1 unit|money supply/i.test(text)) return amount;
+    if (/fee rate/i.test(text)) return feeRate;
+    return null;
+  };
   const sendForm = h("form", { class: "form", novalidate: true, "aria-labelledby": "send-heading" },
     h("fieldset", {},
       h("legend", { id: "send-heading" }, "Send coins"),
       h("div", { class: "field" }, h("label", { for: "send-recipient" }, "Recipient address"), recipient,
-        h("span", { class: "hint", id: "send-recipient-hint" }, `An address of this network (${status.network}).`)),
+        h("span", { class: "hint", id: "send-recipient-hint" }, `An address of this network (${status.network}).`), recipientError),
       h("div", { class: "field" }, h("label", { for: "send-amount" }, "Amount (coins)"), amount,
-        h("span", { class: "hint", id: "send-amount-hint" }, "For example 1.5; up to 8 decimal places.")),
+        h("span", { class: "hint", id: "send-amount-hint" }, "For example 1.5; up to 8 decimal places."), amountError),
       h("div", { class: "field" }, h("label", { for: "send-fee-rate" }, "Fee rate (units per byte, optional)"), feeRate,
-        h("span", { class: "hint", id: "send-fee-rate-hint" }, "Leave empty for the node's default rate."))),
+        h("span", { class: "hint", id: "send-fee-rate-hint" }, "Leave empty for the node's default rate."), feeRateError)),
     h("div", { class: "actions" }, sendButton),
     sendMessage);
   sendForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     sendMessage.className = "message";
     sendMessage.textContent = "";
+    clearFieldErrors();
     let units;
     try {
       units = parseCoins(amount.value);
     } catch (error) {
-      sendMessage.className = "message error";
-      sendMessage.textContent = error.message;
-      amount.focus();
+      showSendError(error.message, amount);
       return;
     }
     const feeText = feeRate.value.trim();
     if (feeText && !/^\d+$/.test(feeText)) {
-      sendMessage.className = "message error";
-      sendMessage.textContent = "The fee rate is a whole number of units per byte, for example 2.";
-      feeRate.focus();
+      showSendError("The fee rate is a whole number of units per byte, for example 2.", feeRate);
       return;
     }
     // Built as text so amounts beyond JavaScript's exact integers reach the node unrounded.
@@ -95,8 +134,11 @@ export async function walletView() {
       amount.value = "";
       await refresh();
     } catch (error) {
-      sendMessage.className = "message error";
-      sendMessage.textContent = error.message;
+      if (error.status === 401) {
+        showTokenNeeded(sendMessage, error.message);
+      } else {
+        showSendError(error.message, fieldOfNodeError(error.message));
+      }
     } finally {
       sendButton.disabled = false;
       sendButton.removeAttribute("aria-busy");
@@ -116,13 +158,30 @@ export async function walletView() {
       mineMessage.replaceChildren(`Mined block #${block.height} `, blockLink(block.hash),
         ` with ${block.transactionCount} transaction(s); the reward goes to this wallet.`);
     } catch (error) {
-      mineMessage.className = "message error";
-      mineMessage.textContent = error.message;
+      if (error.status === 401) {
+        showTokenNeeded(mineMessage, error.message);
+      } else {
+        mineMessage.className = "message error";
+        mineMessage.textContent = error.message;
+      }
     } finally {
       mineButton.disabled = false;
       mineButton.removeAttribute("aria-busy");
     }
   });
+
+  // A refusal for want of the token is shown where the user clicked, with a button that
+  // takes them to the token form at the bottom of the page.
+  function showTokenNeeded(message, text) {
+    const goToToken = h("button", { type: "button", class: "secondary inline" }, "Enter the API token");
+    goToToken.addEventListener("click", () => {
+      tokenInput.scrollIntoView({ block: "center" });
+      tokenInput.focus();
+    });
+    message.className = "message error";
+    message.replaceChildren(text, " ", goToToken);
+    message.scrollIntoView({ block: "nearest" });
+  }
 
   // The API token form: only needed when the node requires a token.
   const tokenInput = h("input", { id: "api-token", name: "token", type: "password", autocomplete: "off", spellcheck: "false", "aria-describedby": "api-token-hint" });

@@ -50,7 +50,7 @@ impl PoolTransactionJson {
 }
 
 /// The header naming the `offset` of the request that continues a `GET /transactions` page
-/// the byte budget cut. Absent when the page holds the rest of the pool.
+/// that `limit` or the byte budget cut. Absent when the page holds the rest of the pool.
 pub const NEXT_OFFSET_HEADER: &str = "x-next-offset";
 
 /// The most pooled transactions one `GET /transactions` page holds when `limit` is given

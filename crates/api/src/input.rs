@@ -228,6 +228,26 @@ mod tests {
         );
     }
 
+    /// Every name a route lists is a field its query reads (a listed name the struct lacked
+    /// would pass the name check, then fail as serde's unknown field).
+    #[test]
+    fn every_listed_parameter_is_read_by_its_route() {
+        fn check<T: QueryParameters + std::fmt::Debug>() {
+            for name in T::NAMES {
+                let uri: axum::http::Uri = format!("/?{name}=1").parse().expect("a URI");
+                if let Err(error) = Query::<T>::try_from_uri(&uri) {
+                    panic!("{name}: {}", error.body_text());
+                }
+            }
+        }
+        check::<crate::blocks::BlocksQuery>();
+        check::<crate::transactions::PoolQuery>();
+        check::<crate::wallet::AddressQuery>();
+        check::<crate::charts::HeadersQuery>();
+        check::<crate::charts::ChartsQuery>();
+        check::<NoParameters>();
+    }
+
     #[test]
     fn a_recipient_is_an_address_or_a_public_key_in_hex() {
         let network = Network::Regtest;

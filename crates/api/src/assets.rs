@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::input::NoQuery;
 
 /// One embedded file.
 struct Asset {
@@ -107,7 +108,7 @@ fn serve_asset(asset: &Asset, request_headers: &HeaderMap) -> Response {
 }
 
 /// `GET /`: the dashboard's page (everything else it loads from `/assets/` and the API).
-pub async fn index(request_headers: HeaderMap) -> Response {
+pub async fn index(_query: NoQuery, request_headers: HeaderMap) -> Response {
     let mut response = serve_asset(&INDEX_HTML, &request_headers);
     let headers = response.headers_mut();
     headers.insert(
@@ -124,6 +125,7 @@ pub async fn index(request_headers: HeaderMap) -> Response {
 /// `GET /assets/{file}`: the dashboard's script, style sheet and icon.
 pub async fn asset(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    _query: NoQuery,
     request_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Path(name) = path?;
@@ -137,6 +139,7 @@ pub async fn asset(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::{CheckedQuery, NoParameters};
 
     #[test]
     fn every_asset_has_a_distinct_quoted_etag() {
@@ -156,7 +159,13 @@ mod tests {
         if let Some(tag) = if_none_match {
             headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static(tag));
         }
-        match asset(Ok(Path(name.to_owned())), headers).await {
+        match asset(
+            Ok(Path(name.to_owned())),
+            CheckedQuery(NoParameters {}),
+            headers,
+        )
+        .await
+        {
             Ok(response) => response,
             Err(error) => error.into_response(),
         }
@@ -208,7 +217,7 @@ mod tests {
             get_asset("../Cargo.toml", None).await.status(),
             StatusCode::NOT_FOUND
         );
-        let page = index(HeaderMap::new()).await;
+        let page = index(CheckedQuery(NoParameters {}), HeaderMap::new()).await;
         assert_eq!(
             page.headers()[header::CONTENT_TYPE],
             "text/html; charset=utf-8"

@@ -4,17 +4,18 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, State};
+use axum::http::header::LINK;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use powchain_consensus::{Block, BlockHash, BlockHeight, Params};
 use powchain_node::Node;
 use serde::{Deserialize, Serialize};
 
-use crate::body::JsonBody;
+use crate::body::{JsonBody, NoFields};
 use crate::dto::{HeaderFieldsJson, TransactionJson};
 use crate::error::ApiError;
-use crate::input::{page_size, parse_hash};
+use crate::input::{CheckedQuery, NoQuery, QueryParameters, page_size, parse_hash};
 use crate::main_chain::{confirmations, main_chain_hash, stored_block, tip_height};
 use crate::page::{JsonArrayPage, PageBytes};
 use crate::router::blocking;
@@ -74,23 +75,101 @@ pub struct BlocksQuery {
     pub limit: Option<u64>,
 }
 
+impl QueryParameters for BlocksQuery {
+    const NAMES: &'static [&'static str] = &["start", "limit"];
+}
+
 /// The header naming the height where the blocks after a `GET /blocks` page start: the
 /// `start` of the request that continues it. Absent when the page ends at the tip.
 pub const NEXT_START_HEADER: &str = "x-next-start";
+
+/// The header that says, in words, which heights a `GET /blocks` page holds and how to
+/// reach genesis from it (a tutorial client checks that the first block is genesis, which
+/// holds only while the chain fits one page).
+pub const PAGE_NOTE_HEADER: &str = "x-page-note";
+
+/// How a `GET /blocks` page sits in the chain: what its `Link` and `x-page-note` headers
+/// say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BlocksPagePlace {
+    /// The height asked for first.
+    start: u64,
+    /// The height after the page's last block (`start` when it is empty).
+    end: u64,
+    /// Blocks asked for.
+    limit: u64,
+    /// The tip's height.
+    tip: u64,
+}
+
+impl BlocksPagePlace {
+    /// `Link` (RFC 8288): `first` (from genesis), `prev` (the blocks just below; absent
+    /// at genesis), `next` (the blocks just above; absent at the tip), `last` (the newest
+    /// page, as without a query).
+    fn link(&self) -> String {
+        let Self {
+            start,
+            end,
+            limit,
+            tip,
+        } = *self;
+        let mut links = vec![format!("</blocks?start=0&limit={limit}>; rel=\"first\"")];
+        if start > 0 && start <= tip {
+            let prev_start = start.saturating_sub(limit);
+            links.push(format!(
+                "</blocks?start={prev_start}&limit={}>; rel=\"prev\"",
+                start - prev_start
+            ));
+        }
+        if end > start && end <= tip {
+            links.push(format!("</blocks?start={end}&limit={limit}>; rel=\"next\""));
+        }
+        links.push(format!("</blocks?limit={limit}>; rel=\"last\""));
+        links.join(", ")
+    }
+
+    /// `x-page-note`: the heights held, and the way to genesis when it is not among them.
+    fn note(&self) -> String {
+        let Self {
+            start,
+            end,
+            limit,
+            tip,
+        } = *self;
+        if end <= start {
+            return format!("no blocks: start {start} is past the tip at height {tip}");
+        }
+        let last = end - 1;
+        let held = format!("heights {start} to {last} of 0 to {tip}");
+        match (start == 0, last == tip) {
+            (true, true) => format!("{held}: the whole chain, genesis first"),
+            (true, false) => {
+                format!("{held}, genesis first; the rest follows: Link rel=\"next\", x-next-start")
+            }
+            (false, true) => format!(
+                "{held}: the newest blocks, so the first is not genesis; walk back with Link rel=\"prev\" or read from genesis with /blocks?start=0&limit={limit}"
+            ),
+            (false, false) => format!(
+                "{held}: the first is not genesis; Link rel=\"prev\" and rel=\"next\" walk the chain"
+            ),
+        }
+    }
+}
 
 /// `GET /blocks`: main-chain blocks oldest first, `limit` of them from `start`. Without a
 /// query: the last 100 (the whole chain while it is short, as in the tutorial).
 ///
 /// The page also stops before its JSON passes `page_bytes` (it always holds one block):
-/// then it carries `x-page-truncated: true`, and `x-next-start` says where to go on.
+/// then it carries `x-page-truncated: true`, and `x-next-start` says where to go on. Every
+/// page says where it sits: `x-chain-height`, `Link` (first, prev, next, last) and
+/// `x-page-note`.
 pub async fn list_blocks(
     State(node): State<Arc<Node>>,
     Extension(page_bytes): Extension<PageBytes>,
-    query: Result<Query<BlocksQuery>, axum::extract::rejection::QueryRejection>,
+    CheckedQuery(query): CheckedQuery<BlocksQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query?;
     let limit = page_size("limit", query.limit, DEFAULT_PAGE, MAX_PAGE)?;
-    let (page, tip_height, next_start) = blocking(&node, move |node| {
+    let (page, place) = blocking(&node, move |node| {
         let snapshot = node.reader().snapshot()?;
         let tip_height = tip_height(&snapshot)?;
         let start = query
@@ -114,13 +193,27 @@ pub async fn list_blocks(
                 break;
             }
         }
-        Ok((page, tip_height, next_start))
+        let place = BlocksPagePlace {
+            start,
+            end: next_start.max(start),
+            limit,
+            tip: tip_height.0,
+        };
+        Ok((page, place))
     })
     .await?;
     let mut headers = HeaderMap::new();
-    headers.insert("x-chain-height", HeaderValue::from(tip_height.0));
-    if next_start <= tip_height.0 {
-        headers.insert(NEXT_START_HEADER, HeaderValue::from(next_start));
+    headers.insert("x-chain-height", HeaderValue::from(place.tip));
+    if place.end > place.start && place.end <= place.tip {
+        headers.insert(NEXT_START_HEADER, HeaderValue::from(place.end));
+    }
+    for (name, value) in [
+        (LINK.as_str(), place.link()),
+        (PAGE_NOTE_HEADER, place.note()),
+    ] {
+        let value = HeaderValue::from_str(&value)
+            .map_err(|error| ApiError::internal(format!("could not write {name}: {error}")))?;
+        headers.insert(name, value);
     }
     let truncated = page.is_truncated();
     Ok(page.into_response(headers, truncated))
@@ -130,6 +223,7 @@ pub async fn list_blocks(
 pub async fn get_block(
     State(node): State<Arc<Node>>,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    _query: NoQuery,
 ) -> Result<Json<BlockJson>, ApiError> {
     let Path(id) = path?;
     let block = blocking(&node, move |node| {
@@ -171,8 +265,9 @@ pub async fn get_block(
     Ok(Json(block))
 }
 
-/// `POST /mine` body: the tutorial's `{"data": ...}`, optional.
+/// `POST /mine` body: the tutorial's `{"data": ...}`, optional; any other field is refused.
 #[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct MineRequest {
     /// The note for the coinbase: a string is stored as its UTF-8 bytes, anything else as
     /// its JSON text.
@@ -183,6 +278,7 @@ pub struct MineRequest {
 /// returns it.
 pub async fn mine(
     State(node): State<Arc<Node>>,
+    _query: NoQuery,
     JsonBody(request): JsonBody<Option<MineRequest>>,
 ) -> Result<Json<BlockJson>, ApiError> {
     let note = match request.and_then(|request| request.data) {
@@ -200,8 +296,13 @@ pub async fn mine(
     mine_and_describe(node, note).await
 }
 
-/// `GET|POST /mine-transactions`: mines one block with the pool's best transactions.
-pub async fn mine_transactions(State(node): State<Arc<Node>>) -> Result<Json<BlockJson>, ApiError> {
+/// `GET|POST /mine-transactions`: mines one block with the pool's best transactions. It
+/// takes no body fields (an empty body, `null` or `{}`).
+pub async fn mine_transactions(
+    State(node): State<Arc<Node>>,
+    _query: NoQuery,
+    JsonBody(_): JsonBody<Option<NoFields>>,
+) -> Result<Json<BlockJson>, ApiError> {
     mine_and_describe(node, Vec::new()).await
 }
 
@@ -266,6 +367,51 @@ mod tests {
                 None => return (heights, cut_pages),
             }
         }
+    }
+
+    #[test]
+    fn a_page_says_where_it_sits_and_how_to_reach_genesis() {
+        let place = |start, end, limit, tip| BlocksPagePlace {
+            start,
+            end,
+            limit,
+            tip,
+        };
+        let newest = place(151, 251, 100, 250);
+        assert_eq!(
+            newest.link(),
+            "</blocks?start=0&limit=100>; rel=\"first\", </blocks?start=51&limit=100>; rel=\"prev\", </blocks?limit=100>; rel=\"last\""
+        );
+        assert!(newest.note().starts_with(
+            "heights 151 to 250 of 0 to 250: the newest blocks, so the first is not genesis"
+        ));
+        // Just above genesis: `prev` holds only the blocks below, not the page again.
+        let near = place(30, 130, 100, 250);
+        assert!(
+            near.link()
+                .contains("</blocks?start=0&limit=30>; rel=\"prev\""),
+            "{}",
+            near.link()
+        );
+        assert!(
+            near.link()
+                .contains("</blocks?start=130&limit=100>; rel=\"next\"")
+        );
+        let whole = place(0, 3, 100, 2);
+        assert_eq!(
+            whole.link(),
+            "</blocks?start=0&limit=100>; rel=\"first\", </blocks?limit=100>; rel=\"last\""
+        );
+        assert_eq!(
+            whole.note(),
+            "heights 0 to 2 of 0 to 2: the whole chain, genesis first"
+        );
+        let past = place(9, 9, 100, 2);
+        assert_eq!(
+            past.note(),
+            "no blocks: start 9 is past the tip at height 2"
+        );
+        assert!(!past.link().contains("prev") && !past.link().contains("next"));
     }
 
     #[tokio::test]

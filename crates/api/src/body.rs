@@ -4,9 +4,16 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+
+/// The body of an endpoint that takes no fields: empty, `null` or `{}` (read it as
+/// `JsonBody<Option<NoFields>>`); a field is refused by name, as on every endpoint.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
 
 /// A JSON request body; an empty body reads as `null` (so optional bodies work).
 pub struct JsonBody<T>(pub T);

@@ -12,14 +12,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use powchain_consensus::BlockHeight;
 use powchain_node::Node;
 use serde::{Deserialize, Serialize};
 
 use crate::dto::HeaderFieldsJson;
 use crate::error::ApiError;
-use crate::input::page_size;
+use crate::input::{CheckedQuery, QueryParameters, page_size};
 use crate::main_chain::{confirmations, indexed_record, main_chain_hash, stored_block, tip_height};
 use crate::router::blocking;
 
@@ -40,6 +40,10 @@ pub struct HeadersQuery {
     pub before: Option<u64>,
     /// Headers in the page (default 20, at most 100).
     pub limit: Option<u64>,
+}
+
+impl QueryParameters for HeadersQuery {
+    const NAMES: &'static [&'static str] = &["before", "limit"];
 }
 
 /// A main-chain block without its transactions.
@@ -76,9 +80,8 @@ pub struct HeadersPage {
 /// the same at height 100 as at height 100,000.
 pub async fn headers(
     State(node): State<Arc<Node>>,
-    query: Result<Query<HeadersQuery>, axum::extract::rejection::QueryRejection>,
+    CheckedQuery(query): CheckedQuery<HeadersQuery>,
 ) -> Result<Json<HeadersPage>, ApiError> {
-    let Query(query) = query?;
     let limit = page_size("limit", query.limit, DEFAULT_HEADERS_PAGE, MAX_HEADERS_PAGE)?;
     let page = blocking(&node, move |node| {
         let params = node.params();
@@ -117,6 +120,10 @@ pub struct ChartsQuery {
     pub last: Option<u64>,
 }
 
+impl QueryParameters for ChartsQuery {
+    const NAMES: &'static [&'static str] = &["last"];
+}
+
 /// One block in the chart data.
 #[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -152,9 +159,8 @@ pub struct ChartsJson {
 /// blocks, oldest first. Reads headers only (the in-store block index), `n + 1` of them.
 pub async fn charts(
     State(node): State<Arc<Node>>,
-    query: Result<Query<ChartsQuery>, axum::extract::rejection::QueryRejection>,
+    CheckedQuery(query): CheckedQuery<ChartsQuery>,
 ) -> Result<Json<ChartsJson>, ApiError> {
-    let Query(query) = query?;
     let last = page_size("last", query.last, DEFAULT_CHART_BLOCKS, MAX_CHART_BLOCKS)?;
     let json = blocking(&node, move |node| {
         let params = node.params();
@@ -221,7 +227,7 @@ mod tests {
         limit: Option<u64>,
     ) -> Result<HeadersPage, ApiError> {
         let query = HeadersQuery { before, limit };
-        headers(State(Arc::clone(node)), Ok(Query(query)))
+        headers(State(Arc::clone(node)), CheckedQuery(query))
             .await
             .map(|Json(page)| page)
     }
@@ -289,7 +295,7 @@ mod tests {
         let chart = |last| {
             let node = Arc::clone(&node);
             async move {
-                charts(State(node), Ok(Query(ChartsQuery { last })))
+                charts(State(node), CheckedQuery(ChartsQuery { last }))
                     .await
                     .map(|Json(chart)| chart)
             }

@@ -19,6 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 
 use crate::error::ApiError;
+use crate::input::NoQuery;
 use crate::router::blocking;
 
 /// How often an idle event stream sends a comment, so proxies and browsers keep it open.
@@ -174,6 +175,7 @@ impl EventSubscribers {
 pub async fn events(
     State(node): State<Arc<Node>>,
     Extension(subscribers): Extension<EventSubscribers>,
+    _query: NoQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let permit = subscribers.join()?;
     // Subscribe before reading the tip, so nothing between the two is missed.

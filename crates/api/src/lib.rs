@@ -53,8 +53,8 @@
 //! reach the node. `server.rs` is the accept loop (connection cap, header-read timeout,
 //! graceful shutdown); `options.rs` holds every limit with its default; `page.rs` writes
 //! list answers that stop at a byte budget. Handlers share
-//! `body.rs` (JSON request bodies), `input.rs` (page sizes, hashes and addresses from the
-//! path and query), `main_chain.rs` (the tip, blocks by height, confirmations, from one
+//! `body.rs` (JSON request bodies), `input.rs` (the query string, checked against what the
+//! route takes, and page sizes, hashes, addresses and recipients), `main_chain.rs` (the tip, blocks by height, confirmations, from one
 //! snapshot) and `dto.rs`; `error.rs` is `ApiError`.
 
 mod assets;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::input::NoQuery;
 use crate::router::blocking;
 
 /// The pool part of the status.
@@ -74,7 +75,10 @@ pub struct StatusJson {
 }
 
 /// `GET /status`.
-pub async fn status(State(node): State<Arc<Node>>) -> Result<Json<StatusJson>, ApiError> {
+pub async fn status(
+    State(node): State<Arc<Node>>,
+    _query: NoQuery,
+) -> Result<Json<StatusJson>, ApiError> {
     let json = blocking(&node, |node| Ok(build_status(node))).await?;
     Ok(Json(json))
 }
@@ -134,7 +138,7 @@ pub struct PeerJson {
 }
 
 /// `GET /peers`.
-pub async fn peers(State(node): State<Arc<Node>>) -> Json<Vec<PeerJson>> {
+pub async fn peers(State(node): State<Arc<Node>>, _query: NoQuery) -> Json<Vec<PeerJson>> {
     let peers = node
         .peer_manager()
         .map(|manager| manager.peers())
@@ -166,7 +170,7 @@ pub struct BanJson {
 }
 
 /// `GET /peers/banned`: bans in force, with the rule broken.
-pub async fn banned(State(node): State<Arc<Node>>) -> Json<Vec<BanJson>> {
+pub async fn banned(State(node): State<Arc<Node>>, _query: NoQuery) -> Json<Vec<BanJson>> {
     let bans = node
         .peer_manager()
         .map(|manager| manager.banned())
@@ -198,7 +202,10 @@ pub struct DisconnectJson {
 
 /// `GET /peers/disconnected`: the last sessions that ended (and inbound peers refused a
 /// slot), newest first, with why.
-pub async fn disconnected(State(node): State<Arc<Node>>) -> Json<Vec<DisconnectJson>> {
+pub async fn disconnected(
+    State(node): State<Arc<Node>>,
+    _query: NoQuery,
+) -> Json<Vec<DisconnectJson>> {
     let ends = node
         .peer_manager()
         .map(|manager| manager.disconnected())
@@ -226,6 +233,7 @@ pub struct AddPeerRequest {
 /// `POST /peers`: connect to another node (and keep reconnecting).
 pub async fn add_peer(
     State(node): State<Arc<Node>>,
+    _query: NoQuery,
     JsonBody(request): JsonBody<AddPeerRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let manager = node
@@ -240,7 +248,10 @@ pub async fn add_peer(
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(node): State<Arc<Node>>) -> Result<impl IntoResponse, ApiError> {
+pub async fn metrics(
+    State(node): State<Arc<Node>>,
+    _query: NoQuery,
+) -> Result<impl IntoResponse, ApiError> {
     let text = blocking(&node, |node| {
         let status = build_status(node);
         let mut text = String::new();

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use powchain_consensus::Amount;
 use powchain_node::Node;
 use serde::{Deserialize, Serialize};
 
+use crate::body::{JsonBody, NoFields};
 use crate::error::ApiError;
-use crate::input::{page_size, parse_address};
+use crate::input::{CheckedQuery, NoQuery, QueryParameters, page_size, parse_address};
 use crate::main_chain::tip_height;
 use crate::router::blocking;
 
@@ -31,7 +32,7 @@ pub struct PublicKeyJson {
 }
 
 /// `GET /public-key`: the node wallet's default key and address.
-pub async fn public_key(State(node): State<Arc<Node>>) -> Json<PublicKeyJson> {
+pub async fn public_key(State(node): State<Arc<Node>>, _query: NoQuery) -> Json<PublicKeyJson> {
     Json(PublicKeyJson {
         public_key: node.wallet_public_key_hex(),
         address: node.wallet_address().to_bech32(node.params().network),
@@ -61,7 +62,10 @@ pub struct BalanceJson {
 }
 
 /// `GET /balance`: the node wallet's balance.
-pub async fn balance(State(node): State<Arc<Node>>) -> Result<Json<BalanceJson>, ApiError> {
+pub async fn balance(
+    State(node): State<Arc<Node>>,
+    _query: NoQuery,
+) -> Result<Json<BalanceJson>, ApiError> {
     let json = blocking(&node, |node| {
         let network = node.params().network;
         let balance = node.wallet_balance()?;
@@ -91,8 +95,13 @@ pub struct NewAddressJson {
     pub address: String,
 }
 
-/// `POST /wallet/addresses`: a fresh receive address (its key is stored first).
-pub async fn new_address(State(node): State<Arc<Node>>) -> Result<Json<NewAddressJson>, ApiError> {
+/// `POST /wallet/addresses`: a fresh receive address (its key is stored first). It takes no
+/// body fields.
+pub async fn new_address(
+    State(node): State<Arc<Node>>,
+    _query: NoQuery,
+    JsonBody(_): JsonBody<Option<NoFields>>,
+) -> Result<Json<NewAddressJson>, ApiError> {
     let address = blocking(&node, |node| Ok(node.new_wallet_address()?)).await?;
     Ok(Json(NewAddressJson {
         address: address.to_bech32(node.params().network),
@@ -107,6 +116,10 @@ pub struct AddressQuery {
     pub offset: Option<usize>,
     /// History entries and unspent outputs to return (default 50, at most 1000).
     pub limit: Option<u64>,
+}
+
+impl QueryParameters for AddressQuery {
+    const NAMES: &'static [&'static str] = &["offset", "limit"];
 }
 
 /// An unspent output of an address.
@@ -159,10 +172,9 @@ pub struct AddressJson {
 pub async fn address(
     State(node): State<Arc<Node>>,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    query: Result<Query<AddressQuery>, axum::extract::rejection::QueryRejection>,
+    CheckedQuery(query): CheckedQuery<AddressQuery>,
 ) -> Result<Json<AddressJson>, ApiError> {
     let Path(text) = path?;
-    let Query(query) = query?;
     let network = node.params().network;
     let address = parse_address("address", &text, network)?;
     // At most MAX_ADDRESS_PAGE, so it fits a usize.

@@ -133,6 +133,14 @@ fn hostile_http_requests_are_refused_with_what_is_wrong_and_change_nothing() {
         case("fee rate 2^64 - 1 units a byte", "/transact", transact("5", r#", "feeRate": 18446744073709551615"#), 400, "amount overflow"),
         case("fee rate 2^64", "/transact", transact("5", r#", "feeRate": 18446744073709551616"#), 400, "invalid JSON body"),
         case("fee rate 1.5", "/transact", transact("5", r#", "feeRate": 1.5"#), 400, "invalid JSON body"),
+        // Public keys as recipients, and coins as a decimal string (issue 15).
+        case("recipient: 130 hex digits that are not a point on the curve", "/transact", format!(r#"{{"recipient": "04{}", "amount": 5}}"#, "ab".repeat(64)), 400, "the 65 bytes are not a public key on secp256k1"),
+        case("recipient: 65 hex digits, a key's length is 64, 66 or 130", "/transact", format!(r#"{{"recipient": "{}", "amount": 5}}"#, "a".repeat(65)), 400, "got 65"),
+        case("coins as a JSON number (it could be units)", "/transact", format!(r#"{{"recipient": "{other}", "coins": 1.5}}"#), 400, "expected a string"),
+        case("both amount and coins", "/transact", format!(r#"{{"recipient": "{other}", "amount": 5, "coins": "5"}}"#), 400, "not both"),
+        case("coins with nine decimals", "/transact", format!(r#"{{"recipient": "{other}", "coins": "0.000000001"}}"#), 400, "at most 8 decimals"),
+        case("coins one unit past the money supply", "/transact", format!(r#"{{"recipient": "{other}", "coins": "21000000.00000001"}}"#), 400, "above the maximum"),
+        case("an unknown query parameter on a protected endpoint mines nothing", "/mine?difficulty=1", "{}".to_owned(), 400, "unknown query parameter `difficulty`: POST /mine takes no query parameters"),
         // Raw transactions breaking each rule (the rule is named).
         case("tx: an output of zero", "/tx", raw(&spend(&coin, 1, vec![pay(COIN), zero])), 400, "[zero-value-output]"),
         case("tx: outputs summing past the money supply", "/tx", raw(&spend(&coin, 1, vec![max, pay(1)])), 400, "[output-total-too-large]"),

@@ -40,6 +40,14 @@ pub enum AddressError {
     /// The payload is not an x-only public key on secp256k1.
     #[error("address payload is not a valid secp256k1 x-only public key")]
     NotAPublicKey,
+    /// A public key of none of the three lengths secp256k1 keys are written in.
+    #[error(
+        "a public key is 32 bytes (x-only, BIP-340), 33 (compressed SEC) or 65 (uncompressed SEC), got {0}"
+    )]
+    PublicKeyLength(usize),
+    /// Bytes of a public key's length that are not a point on secp256k1.
+    #[error("the {0} bytes are not a public key on secp256k1")]
+    PublicKeyOffCurve(usize),
 }
 
 impl Address {
@@ -67,6 +75,33 @@ impl Address {
             .map_err(|_| AddressError::WrongLength(payload.len()))?;
         secp256k1::XOnlyPublicKey::from_byte_array(key).map_err(|_| AddressError::NotAPublicKey)?;
         Ok(Address(key))
+    }
+
+    /// The address that pays `key`: a BIP-340 x-only key (32 bytes), or a SEC key, compressed
+    /// (33 bytes) or uncompressed (65, the tutorial's `04...` keys). A SEC key pays its x
+    /// coordinate, which the same secret key spends (BIP-340 signing drops the parity).
+    ///
+    /// # Errors
+    /// [`AddressError::PublicKeyLength`] for any other length,
+    /// [`AddressError::PublicKeyOffCurve`] for bytes that are not a point on the curve.
+    pub fn from_public_key(key: &[u8]) -> Result<Address, AddressError> {
+        let off_curve = |_| AddressError::PublicKeyOffCurve(key.len());
+        let x_only = match key.len() {
+            32 => {
+                let bytes: [u8; 32] = key
+                    .try_into()
+                    .map_err(|_| AddressError::PublicKeyLength(key.len()))?;
+                secp256k1::XOnlyPublicKey::from_byte_array(bytes).map_err(off_curve)?
+            }
+            33 | 65 => {
+                secp256k1::PublicKey::from_slice(key)
+                    .map_err(off_curve)?
+                    .x_only_public_key()
+                    .0
+            }
+            other => return Err(AddressError::PublicKeyLength(other)),
+        };
+        Ok(Address(x_only.to_byte_array()))
     }
 
     /// The bech32m text of this address on `network`.
@@ -145,5 +180,38 @@ mod tests {
             Err(AddressError::Bech32(_))
         ));
         assert!(Address::parse("", Network::Devnet).is_err());
+    }
+
+    #[test]
+    fn a_public_key_in_any_of_its_three_forms_pays_its_x_only_address() {
+        // Secret key 3: its SEC forms (x is BIP-340 vector 0's key; y is even).
+        let compressed = format!("02{KEY}");
+        let uncompressed = "04f9308a019258c31049344f85f89d5229b531c845836f99b08601f113bce036f9\
+             388f7b0f632de8140fe337e62a37f3566500a99934c2231b6cb9fd7584b8e672";
+        for text in [KEY, compressed.as_str(), uncompressed] {
+            let bytes = hex::decode(text).expect("hex");
+            assert_eq!(Address::from_public_key(&bytes), Ok(key()), "{text}");
+        }
+        // The odd-y point with the same x pays the same address.
+        let odd = hex::decode(&format!("03{KEY}")).expect("hex");
+        assert_eq!(Address::from_public_key(&odd), Ok(key()));
+        for length in [0, 31, 34, 64, 66] {
+            assert_eq!(
+                Address::from_public_key(&vec![2; length]),
+                Err(AddressError::PublicKeyLength(length))
+            );
+        }
+        let mut off_curve = [0u8; 32];
+        off_curve[31] = 5;
+        assert_eq!(
+            Address::from_public_key(&off_curve),
+            Err(AddressError::PublicKeyOffCurve(32))
+        );
+        let mut bad_prefix = hex::decode(&compressed).expect("hex");
+        bad_prefix[0] = 5;
+        assert_eq!(
+            Address::from_public_key(&bad_prefix),
+            Err(AddressError::PublicKeyOffCurve(33))
+        );
     }
 }

@@ -10,7 +10,7 @@
 //!                          {"error": "..."}
 //! ```
 //!
-//! Spending, mining, new wallet addresses and new peers need the API token (`auth`, kept in
+//! Spending, mining, new wallet addresses and peer changes need the API token (`auth`, kept in
 //! the data directory's cookie file: `cookie`) when the node is reachable off loopback.
 //!
 //! Every failure is a 4xx/5xx with `{"error": "<what and why>"}`; no input makes a

@@ -8,9 +8,10 @@
 //!             no  ──▶ sent by a web page of another site? ─────────────────────▶ 403 | handler
 //! ```
 //!
-//! The protected endpoints ([`is_protected`]) are those that spend (`POST /transact`), mine
-//! (`POST /mine`, `GET|POST /mine-transactions`), write the key file
-//! (`POST /wallet/addresses`) or dial out (`POST /peers`). Everything else reads, and stays
+//! The protected endpoints ([`is_protected`]) are those that spend (`POST /transact`,
+//! `POST /faucet`), mine (`POST /mine`, `GET|POST /mine-transactions`), write the key file
+//! (`POST /wallet/addresses`) or change peers (`POST /peers`, `DELETE /peers/{url}`,
+//! `DELETE /peers/banned/{peer}`). Everything else reads, and stays
 //! open. `POST /tx` stays open too: it takes a transaction someone else already signed,
 //! which cannot spend the node's coins, and any peer may send the same transaction over the
 //! peer-to-peer port without any token.
@@ -129,7 +130,13 @@ pub struct RequiredToken {
 /// `HEAD /mine-transactions` runs the `GET` handler, which mines.
 pub fn is_protected(method: &Method, path: &str) -> bool {
     match path {
-        "/mine" | "/mine-transactions" | "/transact" | "/wallet/addresses" => true,
+        "/mine"
+        | "/mine-transactions"
+        | "/transact"
+        | "/wallet/addresses"
+        | "/faucet"
+        | "/peers/{*url}"
+        | "/peers/banned/{peer}" => true,
         "/peers" => !matches!(*method, Method::GET | Method::HEAD),
         _ => false,
     }
@@ -370,6 +377,9 @@ mod tests {
             (Method::POST, "/wallet/addresses"),
             (Method::POST, "/peers"),
             (Method::DELETE, "/peers"),
+            (Method::POST, "/faucet"),
+            (Method::DELETE, "/peers/{*url}"),
+            (Method::DELETE, "/peers/banned/{peer}"),
         ];
         for (method, path) in protected {
             assert!(is_protected(&method, path), "{method} {path}");
@@ -382,6 +392,8 @@ mod tests {
             (Method::GET, "/blocks"),
             (Method::GET, "/blocks/{id}"),
             (Method::GET, "/balance"),
+            (Method::GET, "/wallet/history"),
+            (Method::GET, "/peers/banned"),
             (Method::GET, "/public-key"),
             (Method::GET, "/transactions"),
             (Method::GET, "/status"),

@@ -10,7 +10,7 @@
 //!                          {"error": "..."}
 //! ```
 //!
-//! Spending, mining, new wallet addresses and new peers need the API token (`auth`, kept in
+//! Spending, mining, new wallet addresses and peer changes need the API token (`auth`, kept in
 //! the data directory's cookie file: `cookie`) when the node is reachable off loopback.
 //!
 //! Every failure is a 4xx/5xx with `{"error": "<what and why>"}`; no input makes a
@@ -35,12 +35,16 @@
 //! | `GET /public-key` | `wallet.rs` | `PublicKeyJson` |
 //! | `GET /balance` | `wallet.rs` | `BalanceJson` |
 //! | `POST /wallet/addresses` | `wallet.rs` | `NewAddressJson` |
+//! | `GET /wallet/history` | `wallet.rs` | `Vec<WalletTransactionJson>` |
 //! | `GET /address/{address}` | `wallet.rs` | `AddressJson` |
+//! | `POST /faucet` | `faucet.rs` | `FaucetResponse` |
 //! | `GET /status` | `status.rs` | `StatusJson` |
 //! | `GET /peers` | `status.rs` | `Vec<PeerJson>` |
 //! | `POST /peers` | `status.rs` | `{"url", "status"}` |
 //! | `GET /peers/banned` | `status.rs` | `Vec<BanJson>` |
 //! | `GET /peers/disconnected` | `status.rs` | `Vec<DisconnectJson>` |
+//! | `DELETE /peers/{url}` | `peers.rs` | `RemovedPeerJson` |
+//! | `DELETE /peers/banned/{peer}` | `peers.rs` | `UnbannedJson` |
 //! | `GET /metrics` | `status.rs` | Prometheus text |
 //! | `GET /` | `assets.rs` | the dashboard's page |
 //! | `GET /assets/{file}` | `assets.rs` | its script, style sheet and icon |
@@ -66,10 +70,12 @@ pub mod cookie;
 pub mod dto;
 pub mod error;
 mod events;
+mod faucet;
 mod input;
 mod main_chain;
 pub mod options;
 mod page;
+mod peers;
 mod router;
 mod server;
 mod status;

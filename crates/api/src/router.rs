@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
 use powchain_node::Node;
 use tokio::net::TcpListener;
@@ -19,7 +19,7 @@ use crate::options::ApiOptions;
 use crate::page::PageBytes;
 use crate::server::{ConnectionLimits, serve_router};
 use crate::timeout::with_request_timeout;
-use crate::{assets, blocks, charts, events, status, transactions, wallet};
+use crate::{assets, blocks, charts, events, faucet, peers, status, transactions, wallet};
 
 /// The largest request body accepted: a hex-encoded maximum-size transaction fits.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -67,11 +67,15 @@ pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
         .route("/public-key", get(wallet::public_key))
         .route("/balance", get(wallet::balance))
         .route("/wallet/addresses", post(wallet::new_address))
+        .route("/wallet/history", get(wallet::history))
+        .route("/faucet", post(faucet::faucet))
         .route("/address/{address}", get(wallet::address))
         .route("/status", get(status::status))
         .route("/peers", get(status::peers).post(status::add_peer))
         .route("/peers/banned", get(status::banned))
         .route("/peers/disconnected", get(status::disconnected))
+        .route("/peers/{*url}", delete(peers::remove_peer))
+        .route("/peers/banned/{peer}", delete(peers::unban))
         .route("/metrics", get(status::metrics))
         // After every `.route`: a route added below this line would not be guarded.
         .route_layer(axum::middleware::from_fn_with_state(

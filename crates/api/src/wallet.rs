@@ -1,18 +1,20 @@
-//! The node wallet (`GET /public-key`, `GET /balance`, `POST /wallet/addresses`) and any
-//! address (`GET /address/{address}`).
+//! The node wallet (`GET /public-key`, `GET /balance`, `POST /wallet/addresses`,
+//! `GET /wallet/history`) and any address (`GET /address/{address}`).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use powchain_consensus::Amount;
-use powchain_node::Node;
+use powchain_node::{Node, WalletHistoryError, WalletTxPlace};
 use serde::{Deserialize, Serialize};
 
 use crate::body::{JsonBody, NoFields};
 use crate::error::ApiError;
 use crate::input::{CheckedQuery, NoQuery, QueryParameters, page_size, parse_address};
-use crate::main_chain::tip_height;
+use crate::main_chain::{confirmations, tip_height};
 use crate::router::blocking;
 
 /// History entries and unspent outputs `GET /address/{address}` returns unless `limit`
@@ -236,4 +238,104 @@ pub async fn address(
     })
     .await?;
     Ok(Json(json))
+}
+
+/// `GET /wallet/history` query.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WalletHistoryQuery {
+    /// Entries to skip, newest first (default 0).
+    pub offset: Option<usize>,
+    /// Entries to return (default 50, at most 1000).
+    pub limit: Option<u64>,
+}
+
+impl QueryParameters for WalletHistoryQuery {
+    const NAMES: &'static [&'static str] = &["offset", "limit"];
+}
+
+/// A transaction of the node's wallet.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletTransactionJson {
+    /// The transaction.
+    pub txid: String,
+    /// `"pool"` or `"confirmed"`.
+    pub status: &'static str,
+    /// Its block's height (`null` in the pool).
+    pub height: Option<u64>,
+    /// Blocks on top of its block, plus one (0 in the pool).
+    pub confirmations: u64,
+    /// Its block's time, or when the pool took it, ms.
+    pub time: u64,
+    /// What it paid the wallet minus what it spent of the wallet's coins, units: negative for
+    /// a payment (its fee included).
+    pub amount: i64,
+    /// What its outputs pay the wallet, units.
+    pub received: u64,
+    /// What the wallet's coins it spends held, units.
+    pub sent: u64,
+    /// True for a mining reward.
+    pub coinbase: bool,
+}
+
+/// `GET /wallet/history`: the wallet's transactions, newest first (pooled ones, then
+/// confirmed ones by height), `limit` of them after `offset`. When older ones follow, the
+/// answer carries `x-next-offset`.
+pub async fn history(
+    State(node): State<Arc<Node>>,
+    CheckedQuery(query): CheckedQuery<WalletHistoryQuery>,
+) -> Result<Response, ApiError> {
+    // At most MAX_ADDRESS_PAGE, so it fits a usize.
+    let limit = page_size("limit", query.limit, DEFAULT_ADDRESS_PAGE, MAX_ADDRESS_PAGE)? as usize;
+    let offset = query.offset.unwrap_or(0);
+    let (entries, next_offset) = blocking(&node, move |node| {
+        let page = node
+            .wallet_history(offset, limit)
+            .map_err(|error| match error {
+                WalletHistoryError::TooDeep { .. } => ApiError::bad_request(error.to_string()),
+                WalletHistoryError::Node(error) => ApiError::from(error),
+            })?;
+        let shown = page.transactions.len();
+        let entries: Vec<WalletTransactionJson> = page
+            .transactions
+            .into_iter()
+            .map(|transaction| {
+                let (status, height, confirmed, time) = match transaction.place {
+                    WalletTxPlace::Pool { received_ms } => ("pool", None, 0, received_ms),
+                    WalletTxPlace::Confirmed {
+                        height,
+                        block_time_ms,
+                    } => (
+                        "confirmed",
+                        Some(height.0),
+                        confirmations(page.tip_height, height),
+                        block_time_ms,
+                    ),
+                };
+                WalletTransactionJson {
+                    txid: transaction.txid.to_string(),
+                    status,
+                    height,
+                    confirmations: confirmed,
+                    time,
+                    amount: transaction.net_units(),
+                    received: transaction.received.to_units(),
+                    sent: transaction.sent.to_units(),
+                    coinbase: transaction.coinbase,
+                }
+            })
+            .collect();
+        let next_offset = page.more.then(|| offset.saturating_add(shown));
+        Ok((entries, next_offset))
+    })
+    .await?;
+    let mut headers = HeaderMap::new();
+    if let Some(next_offset) = next_offset {
+        headers.insert(
+            crate::transactions::NEXT_OFFSET_HEADER,
+            HeaderValue::from(next_offset),
+        );
+    }
+    Ok((headers, Json(entries)).into_response())
 }

@@ -38,13 +38,42 @@ pub enum Command {
     Node(NodeArgs),
     /// Start a local network of connected nodes in one process (Ctrl-C stops them all).
     Devnet(DevnetArgs),
-    /// Show a running node's status.
-    Status(ClientArgs),
+    /// Show a running node's status: a summary for a person, or `--json` for scripts.
+    Status {
+        /// Print the node's raw `GET /status` answer instead of the summary.
+        #[arg(long)]
+        json: bool,
+        /// Which node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Use a running node's wallet.
     Wallet {
         /// What to do with the wallet.
         #[command(subcommand)]
         action: WalletAction,
+        /// Which node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a running node's peers, or add, remove, list banned and unban peers.
+    Peers {
+        /// What to do (default: list the connected peers).
+        #[command(subcommand)]
+        action: Option<PeersAction>,
+        /// Print the node's raw JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        /// Which node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Send test coins from the node's wallet (devnet and regtest only, at most 10 coins).
+    Faucet {
+        /// The address to pay.
+        address: String,
+        /// How many coins (for example 1.5).
+        coins: String,
         /// Which node.
         #[command(flatten)]
         client: ClientArgs,
@@ -74,8 +103,21 @@ pub enum WalletAction {
         #[arg(long)]
         new: bool,
     },
-    /// Print the wallet's balance.
-    Balance,
+    /// Print the wallet's balance in coins.
+    Balance {
+        /// Print the node's raw `GET /balance` answer (units) instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the wallet's transactions, newest first.
+    History {
+        /// How many to show (1 to 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        /// Print the node's raw `GET /wallet/history` answer (units) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pay an address.
     Send {
         /// The recipient's address.
@@ -85,6 +127,29 @@ pub enum WalletAction {
         /// Fee rate in units per byte (default: the node's).
         #[arg(long)]
         fee_rate: Option<u64>,
+    },
+}
+
+/// Peer subcommands.
+#[derive(Subcommand, Debug)]
+pub enum PeersAction {
+    /// Connect to a node and keep reconnecting (`ws://host:port`).
+    Add {
+        /// The peer's address.
+        url: String,
+    },
+    /// Disconnect a peer and stop dialling it (until `peers add` names it again).
+    Remove {
+        /// The peer's address, as `powchain peers` lists it.
+        url: String,
+    },
+    /// List the bans in force.
+    Banned,
+    /// Lift a ban.
+    Unban {
+        /// The banned peer, as `powchain peers banned` lists it (an IP address, or
+        /// `localhost:PORT` for a local node).
+        address: String,
     },
 }
 

@@ -9,6 +9,7 @@ mod config_file;
 mod devnet;
 mod node;
 mod progress;
+mod render;
 
 use std::process::ExitCode;
 
@@ -43,7 +44,17 @@ fn run(cli: Cli, config: Option<config_file::LoadedFile>) -> anyhow::Result<()> 
                 .build()?;
             runtime.block_on(devnet::run(args))
         }
-        Some(Command::Status(client)) => client::status(&client),
+        Some(Command::Status { json, client }) => client::status(&client, json),
+        Some(Command::Peers {
+            action,
+            json,
+            client,
+        }) => client::peers(&client, action, json),
+        Some(Command::Faucet {
+            address,
+            coins,
+            client,
+        }) => client::faucet(&client, &address, &coins),
         Some(Command::Wallet { action, client }) => client::wallet(&client, action),
         Some(Command::Mine { data, client }) => client::mine(&client, data),
         Some(Command::Bench(args)) => bench::run(&args),

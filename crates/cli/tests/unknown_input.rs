@@ -78,6 +78,9 @@ fn every_endpoint_refuses_unknown_query_parameters_and_body_fields_by_name() {
         ),
         ("{address}", node.address_of_wallet()),
         ("{file}", "app.js".to_owned()),
+        // The query is refused before the peer is looked up: nothing is removed or unbanned.
+        ("{url}", "ws%3A%2F%2F127.0.0.1%3A9".to_owned()),
+        ("{peer}", "10.0.0.1".to_owned()),
     ];
     let endpoints = documented_endpoints();
     assert!(endpoints.len() >= 20, "{endpoints:?}");

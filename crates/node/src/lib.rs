@@ -17,6 +17,7 @@ pub mod config;
 mod data_dir;
 pub mod error;
 pub mod event;
+pub mod faucet;
 mod mining;
 mod node;
 pub mod peers;
@@ -27,6 +28,7 @@ mod sync;
 mod template;
 #[cfg(test)]
 mod testing;
+mod wallet_history;
 mod wallet_view;
 
 pub use clock::{Clock, SystemClock};
@@ -34,6 +36,12 @@ pub use config::NodeConfig;
 pub use error::NodeError;
 pub use event::NodeEvent;
 pub use node::Node;
-pub use peers::{BanInfo, DisconnectInfo, PeerError, PeerInfo, PeerManager, SyncProgress};
+pub use peers::{
+    BanInfo, DisconnectInfo, PeerError, PeerInfo, PeerManager, PeerRemoval, SyncProgress,
+};
 pub use sync::{ChainSummary, PeerBlock, PeerHeaders};
+pub use wallet_history::{
+    MAX_WALLET_HISTORY_DEPTH, WalletHistoryError, WalletHistoryPage, WalletTransaction,
+    WalletTxPlace,
+};
 pub use wallet_view::{SentPayment, WalletBalance};

@@ -1,5 +1,5 @@
 //! How the node core sees its peer-to-peer layer: a trait the P2P crate implements, so
-//! the API can list and add peers without depending on it.
+//! the API can list, add and remove peers and lift bans without depending on it.
 
 /// A connected peer, as `GET /peers` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +41,15 @@ pub struct BanInfo {
     pub until_ms: u64,
 }
 
+/// A peer the operator removed (`DELETE /peers/{url}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerRemoval {
+    /// Its address, as the peer-to-peer layer writes it.
+    pub url: String,
+    /// Connections to it that were closed (0 if it was only being dialled or known).
+    pub disconnected: usize,
+}
+
 /// Sync progress, for `GET /status` and the progress bar.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SyncProgress {
@@ -56,6 +65,12 @@ pub enum PeerError {
     /// The address is not a usable peer address (the source says why).
     #[error("{0}")]
     InvalidAddress(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// No peer is connected at this address, and none is dialled or known there.
+    #[error("no peer at {0} is connected, dialled or known")]
+    UnknownPeer(String),
+    /// No ban on this peer is in force.
+    #[error("no ban on {0} is in force")]
+    NotBanned(String),
     /// The peer-to-peer layer has stopped.
     #[error("the peer-to-peer layer has stopped")]
     Stopped,
@@ -70,6 +85,17 @@ pub trait PeerManager: Send + Sync {
     /// # Errors
     /// [`PeerError`] if the address is unusable.
     fn add_peer(&self, url: &str) -> Result<(), PeerError>;
+    /// Disconnects the peer at `url` and stops dialling it (until [`PeerManager::add_peer`]
+    /// names it again).
+    ///
+    /// # Errors
+    /// [`PeerError::InvalidAddress`], [`PeerError::UnknownPeer`].
+    fn remove_peer(&self, url: &str) -> Result<PeerRemoval, PeerError>;
+    /// Lifts the ban on `peer`, named as [`BanInfo::peer`] shows it.
+    ///
+    /// # Errors
+    /// [`PeerError::InvalidAddress`] if `peer` names no peer, [`PeerError::NotBanned`].
+    fn unban(&self, peer: &str) -> Result<(), PeerError>;
     /// Peers banned for misbehaviour, with the rule they broke and until when.
     fn banned(&self) -> Vec<BanInfo> {
         Vec::new()

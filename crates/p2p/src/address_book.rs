@@ -7,6 +7,8 @@
 //!        learned-dial slot and an outbound slot are free (connection.rs)
 //!   handshake ──insert──▶ known addresses ──shareable──▶ our answer to get_addr
 //!   hello with our own nonce ──note_own──▶ never dialled again
+//!   DELETE /peers/{url} ──remove──▶ forgotten, never dialled, learned or let in again
+//!        until POST /peers names it (readmit)
 //! ```
 //!
 //! Bounds (Bitcoin Core's addrman holds up to 81,920 addresses in buckets chosen by the
@@ -40,6 +42,9 @@ pub(crate) struct AddressBook {
     dialing: HashSet<PeerUrl>,
     learned_dials: HashSet<PeerUrl>,
     own: HashSet<PeerUrl>,
+    /// Addresses the operator removed: only the operator fills it, through a protected
+    /// endpoint, and only with addresses the book knew, so it needs no bound of its own.
+    removed: HashSet<PeerUrl>,
 }
 
 impl AddressBook {
@@ -51,7 +56,7 @@ impl AddressBook {
             let Ok(url) = PeerUrl::parse(text) else {
                 continue;
             };
-            if self.own.contains(&url) || self.known.contains(&url) {
+            if self.own.contains(&url) || self.known.contains(&url) || self.removed.contains(&url) {
                 continue;
             }
             let from_source = self.per_source.get(&source).copied().unwrap_or(0);
@@ -106,7 +111,7 @@ impl AddressBook {
 
     /// Remembers where a connected peer listens (never evicted while known this way).
     pub(crate) fn insert(&mut self, url: PeerUrl) {
-        if !self.own.contains(&url) {
+        if !self.own.contains(&url) && !self.removed.contains(&url) {
             self.known.insert(url);
         }
     }
@@ -132,6 +137,27 @@ impl AddressBook {
         self.own.contains(url)
     }
 
+    /// The operator removed `url`: forget it, and let no dialler, gossip or handshake bring
+    /// it back until [`AddressBook::readmit`]. True if the book knew it or was dialling it.
+    pub(crate) fn remove(&mut self, url: &PeerUrl) -> bool {
+        let was_known = self.known.contains(url) || self.dialing.contains(url);
+        self.removed.insert(url.clone());
+        self.forget(url);
+        self.known.remove(url);
+        was_known
+    }
+
+    /// The operator asked for `url` again (`POST /peers`), or a removal found nothing to
+    /// remove: it may be dialled, learned and let in again.
+    pub(crate) fn readmit(&mut self, url: &PeerUrl) {
+        self.removed.remove(url);
+    }
+
+    /// True if the operator removed `url`.
+    pub(crate) fn is_removed(&self, url: &PeerUrl) -> bool {
+        self.removed.contains(url)
+    }
+
     /// Dials of learned addresses in progress.
     pub(crate) fn learned_dials(&self) -> usize {
         self.learned_dials.len()
@@ -140,7 +166,7 @@ impl AddressBook {
     /// Marks `url` as being dialled; false if it is ours, a dialler already runs for it,
     /// or (for a learned address, `persistent` false) every learned-dial slot is taken.
     pub(crate) fn begin_dial(&mut self, url: &PeerUrl, persistent: bool) -> bool {
-        if self.own.contains(url) || self.dialing.contains(url) {
+        if self.own.contains(url) || self.dialing.contains(url) || self.removed.contains(url) {
             return false;
         }
         if !persistent {
@@ -205,6 +231,30 @@ mod tests {
         );
         book.end_dial(&url(5003));
         assert!(book.begin_dial(&url(5003), true));
+    }
+
+    #[test]
+    fn a_removed_address_is_forgotten_and_stays_out_until_readmitted() {
+        let mut book = AddressBook::default();
+        book.learn(&texts(5002..5003), 1);
+        assert!(book.begin_dial(&url(5002), false));
+        assert!(book.remove(&url(5002)), "it was known");
+        assert!(book.is_removed(&url(5002)));
+        assert!(book.shareable(10).is_empty(), "no longer shared");
+        assert!(
+            book.learn(&texts(5002..5003), 2).is_empty(),
+            "not learned again"
+        );
+        book.insert(url(5002));
+        assert_eq!(book.len(), 0, "a handshake does not bring it back");
+        book.end_dial(&url(5002));
+        assert!(!book.begin_dial(&url(5002), true), "not dialled again");
+        assert!(!book.remove(&url(5003)), "never known");
+        book.readmit(&url(5002));
+        assert!(
+            book.begin_dial(&url(5002), true),
+            "dialled once asked for again"
+        );
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! address, so there a ban applies to the listening port the peer announced (or, if it
 //! announced none, the port it connected from): local devnets keep working while the
 //! misbehaving node is shut out.
+//!
+//! The operator may lift a ban early (`DELETE /peers/banned/{peer}`): the peer is named as
+//! `GET /peers/banned` shows it ([`BanKey`]'s `Display` and `FromStr` agree).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -28,6 +31,45 @@ impl BanKey {
         } else {
             BanKey::Address(ip)
         }
+    }
+}
+
+/// Why a text names no peer a ban could apply to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} names no banned peer: give an IP address (10.0.0.7, 2001:db8::1) or a local node as \
+     `localhost port N` (or `localhost:N`), as GET /peers/banned lists them"
+)]
+pub struct BanKeyError(pub String);
+
+impl std::str::FromStr for BanKey {
+    type Err = BanKeyError;
+
+    /// Reads a ban's peer as [`BanKey`]'s `Display` writes it (`10.0.0.7`, `localhost port
+    /// 5002`), or `localhost:5002`. A loopback address alone names no ban: local peers are
+    /// banned by port.
+    fn from_str(text: &str) -> Result<BanKey, BanKeyError> {
+        let error = || BanKeyError(text.to_owned());
+        let trimmed = text.trim();
+        let local_port = trimmed
+            .strip_prefix("localhost port ")
+            .or_else(|| trimmed.strip_prefix("localhost:"));
+        if let Some(port) = local_port {
+            return port
+                .trim()
+                .parse()
+                .map(BanKey::LocalPort)
+                .map_err(|_| error());
+        }
+        let address: IpAddr = trimmed
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| error())?;
+        if address.is_loopback() {
+            return Err(error());
+        }
+        Ok(BanKey::Address(address))
     }
 }
 
@@ -94,6 +136,14 @@ impl BanList {
         }
     }
 
+    /// Lifts the ban on `key`; true if one was in force at `now_ms` (an expired one is
+    /// dropped all the same).
+    pub fn unban(&mut self, key: &BanKey, now_ms: u64) -> bool {
+        self.bans
+            .remove(key)
+            .is_some_and(|ban| ban.until_ms > now_ms)
+    }
+
     /// Bans in force at `now_ms`.
     pub fn active(&self, now_ms: u64) -> Vec<(BanKey, Ban)> {
         self.bans
@@ -131,6 +181,13 @@ impl P2p {
             .into_iter()
             .map(|(key, ban)| (key.to_string(), ban.rule))
             .collect()
+    }
+
+    /// Lifts the ban on `key` (the operator's `DELETE /peers/banned/{peer}`); true if one
+    /// was in force. A dialler that kept trying the peer connects at its next attempt.
+    pub fn unban(&self, key: &BanKey) -> bool {
+        let now = self.node.now_ms();
+        self.bans().unban(key, now)
     }
 
     /// True if `key` is banned now.
@@ -186,5 +243,52 @@ mod tests {
             remote,
             BanKey::Address(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
         );
+    }
+
+    #[test]
+    fn an_unban_lifts_a_ban_in_force_only() {
+        let mut bans = BanList::default();
+        let local = BanKey::LocalPort(5002);
+        let remote = BanKey::Address(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        bans.ban(local, 1_000, "bad-proof-of-work");
+        bans.ban(remote, 1_000, "oversized-message");
+        assert!(bans.unban(&local, 500));
+        assert!(!bans.is_banned(&local, 500), "lifted");
+        assert!(bans.is_banned(&remote, 500), "the other ban stays");
+        assert!(!bans.unban(&local, 500), "nothing left to lift");
+        assert!(
+            !bans.unban(&remote, 1_000),
+            "expired: nothing in force to lift"
+        );
+        assert!(bans.active(0).is_empty());
+    }
+
+    #[test]
+    fn a_ban_key_reads_back_as_the_ban_list_shows_it() {
+        let keys = [
+            BanKey::LocalPort(5002),
+            BanKey::Address(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
+            BanKey::Address("2001:db8::1".parse().expect("an IPv6 address")),
+        ];
+        for key in keys {
+            assert_eq!(key.to_string().parse::<BanKey>(), Ok(key), "{key}");
+        }
+        assert_eq!("localhost:5002".parse(), Ok(BanKey::LocalPort(5002)));
+        assert_eq!(
+            "[2001:db8::1]".parse::<BanKey>(),
+            Ok(BanKey::Address(
+                "2001:db8::1".parse().expect("an IPv6 address")
+            ))
+        );
+        for bad in [
+            "",
+            "127.0.0.1",
+            "::1",
+            "localhost port x",
+            "localhost:70000",
+            "ws://a:1",
+        ] {
+            assert!(bad.parse::<BanKey>().is_err(), "{bad:?}");
+        }
     }
 }

@@ -7,7 +7,8 @@
 //!   dial(url) ──one dialler per address──▶ TCP connect + WebSocket ──▶ handshake.rs
 //!        both under one deadline (handshake_timeout) and a pre-hello byte budget
 //!        └─ session ended ─▶ backoff (250 ms doubling to max_backoff, jitter) ─▶ again
-//!           (a learned address is given up after a few failures; PEERS never)
+//!           (a learned address is given up after a few failures; PEERS never; an
+//!           address the operator removed, at once)
 //! ```
 
 use std::net::SocketAddr;
@@ -85,7 +86,7 @@ impl P2p {
         let mut backoff = INITIAL_BACKOFF;
         let mut failures = 0u32;
         loop {
-            if self.token.is_cancelled() || self.addresses().is_own(url) {
+            if self.token.is_cancelled() || self.stops_dialling(url) {
                 return;
             }
             let connected = self.registry.is_connected_to(url);
@@ -122,6 +123,9 @@ impl P2p {
                         debug!(peer = %url, %error, "could not connect");
                     }
                 }
+                if self.stops_dialling(url) {
+                    return;
+                }
                 if !persistent && failures >= MAX_LEARNED_FAILURES {
                     debug!(peer = %url, "giving up on a learned address");
                     self.addresses().forget(url);
@@ -138,6 +142,12 @@ impl P2p {
                 backoff = (backoff * 2).min(self.config.max_backoff);
             }
         }
+    }
+
+    /// True if `url` is this node or the operator removed it.
+    fn stops_dialling(&self, url: &PeerUrl) -> bool {
+        let addresses = self.addresses();
+        addresses.is_own(url) || addresses.is_removed(url)
     }
 
     async fn connect(self: &Arc<Self>, url: &PeerUrl) -> Result<SessionEnd, DialError> {

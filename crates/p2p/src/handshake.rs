@@ -10,6 +10,7 @@
 //!     ├─ our own nonce ────────────────▶ end (SelfConnection)
 //!     ├─ banned / duplicate ───────────▶ end
 //!     ├─ group full / full, nobody to evict ─▶ end
+//!     ├─ registered, but its address was removed by the operator ─▶ end
 //!     └─ register ──▶ Session::run (session.rs) ──▶ unregister, pump downloads
 //! ```
 
@@ -29,10 +30,10 @@ use crate::ban::BanKey;
 use crate::message::{Hello, Message};
 use crate::pending::PendingSlot;
 use crate::read_budget::BudgetHandle;
-use crate::registry::{InboundLimits, PeerEntry, Refusal};
+use crate::registry::{InboundLimits, PeerEntry, REMOVED, Refusal};
 use crate::relay::Announcements;
 use crate::service::P2p;
-use crate::session::{HandshakeFailure, Session, SessionEnd};
+use crate::session::{CloseReason, HandshakeFailure, Session, SessionEnd};
 use crate::url::PeerUrl;
 
 /// Writes one message as a binary frame.
@@ -213,8 +214,14 @@ where
             return end;
         }
     };
-    if let Some(url) = listen_url {
-        p2p.addresses().insert(url);
+    // After registering: a removal marks the address before it searches the registry.
+    if let Some(url) = &listen_url {
+        if p2p.addresses().is_removed(url) {
+            p2p.registry.unregister(id);
+            let _ = sink.close().await;
+            return SessionEnd::Closed(CloseReason::Told(REMOVED));
+        }
+        p2p.addresses().insert(url.clone());
     }
     info!(peer = %label, direction = if dialled.is_some() { "outbound" } else { "inbound" }, height = theirs.best_height, "socket connected");
     let mut session = Session::new(Arc::clone(&p2p), id, label, ban_key, sink, announcements);

@@ -35,6 +35,8 @@ use crate::url::PeerUrl;
 const PEER_COMMAND_CAPACITY: usize = 512;
 /// Session ends remembered for `GET /peers/disconnected`.
 pub(crate) const DISCONNECT_HISTORY: usize = 64;
+/// What a session closed by the operator (`DELETE /peers/{url}`) is told.
+pub(crate) const REMOVED: &str = "removed by the operator";
 /// What an evicted peer's session is told.
 pub(crate) const EVICTED: &str = "evicted: inbound slots were full and a new peer needed one";
 
@@ -245,6 +247,24 @@ impl PeerRegistry {
         if let Some(entry) = self.peers().get_mut(&id) {
             entry.last_transaction_ms = Some(now_ms);
         }
+    }
+
+    /// Forgets every connected peer that listens at `url` or is shown as `url`, and tells
+    /// its session to close with `reason`; how many there were.
+    pub(crate) fn close_matching(&self, url: &PeerUrl, reason: &'static str) -> usize {
+        let shown = url.to_string();
+        let mut peers = self.peers();
+        let matching: Vec<PeerId> = peers
+            .iter()
+            .filter(|(_, entry)| entry.listen_url.as_ref() == Some(url) || entry.info.url == shown)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &matching {
+            if let Some(closed) = peers.remove(id) {
+                let _ = closed.commands.try_send(PeerCommand::Close(reason));
+            }
+        }
+        matching.len()
     }
 
     /// Connected peers we dialled.

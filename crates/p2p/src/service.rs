@@ -14,7 +14,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use powchain_node::{BanInfo, DisconnectInfo, Node, PeerError, PeerInfo, PeerManager};
+use powchain_node::{BanInfo, DisconnectInfo, Node, PeerError, PeerInfo, PeerManager, PeerRemoval};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
@@ -22,12 +22,12 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::address_book::AddressBook;
-use crate::ban::BanList;
+use crate::ban::{BanKey, BanList};
 use crate::config::P2pConfig;
 use crate::download::Downloads;
 use crate::message::MAX_MESSAGE_BYTES;
 use crate::pending::PendingConnections;
-use crate::registry::PeerRegistry;
+use crate::registry::{PeerRegistry, REMOVED};
 use crate::relay::TransactionRelay;
 use crate::url::PeerUrl;
 
@@ -61,8 +61,28 @@ impl PeerManager for PeerManagerHandle {
         let p2p = self.0.upgrade().ok_or(PeerError::Stopped)?;
         let url =
             PeerUrl::parse(url).map_err(|error| PeerError::InvalidAddress(Box::new(error)))?;
+        p2p.addresses().readmit(&url);
         p2p.dial(url, true);
         Ok(())
+    }
+
+    fn remove_peer(&self, url: &str) -> Result<PeerRemoval, PeerError> {
+        let p2p = self.0.upgrade().ok_or(PeerError::Stopped)?;
+        let url =
+            PeerUrl::parse(url).map_err(|error| PeerError::InvalidAddress(Box::new(error)))?;
+        p2p.remove_peer(&url)
+    }
+
+    fn unban(&self, peer: &str) -> Result<(), PeerError> {
+        let p2p = self.0.upgrade().ok_or(PeerError::Stopped)?;
+        let key: BanKey = peer
+            .parse()
+            .map_err(|error| PeerError::InvalidAddress(Box::new(error)))?;
+        if p2p.unban(&key) {
+            Ok(())
+        } else {
+            Err(PeerError::NotBanned(key.to_string()))
+        }
     }
 
     fn banned(&self) -> Vec<BanInfo> {
@@ -175,6 +195,28 @@ impl P2p {
     /// The connected peers.
     pub fn peers(&self) -> Vec<PeerInfo> {
         self.registry.infos()
+    }
+
+    /// Disconnects every peer at `url` and stops dialling it; until `POST /peers` names it
+    /// again it is neither dialled, learned from gossip, nor let in (see the address book).
+    ///
+    /// # Errors
+    /// [`PeerError::UnknownPeer`] if no peer is connected at `url` and the address book
+    /// neither knows nor dials it.
+    pub fn remove_peer(&self, url: &PeerUrl) -> Result<PeerRemoval, PeerError> {
+        // Marked removed before the registry is searched: a session that registers after the
+        // search finds the mark (handshake.rs), so none slips through.
+        let was_known = self.addresses().remove(url);
+        let disconnected = self.registry.close_matching(url, REMOVED);
+        if !was_known && disconnected == 0 {
+            self.addresses().readmit(url);
+            return Err(PeerError::UnknownPeer(url.to_string()));
+        }
+        info!(peer = %url, disconnected, "removed a peer at the operator's request");
+        Ok(PeerRemoval {
+            url: url.to_string(),
+            disconnected,
+        })
     }
 
     /// How many peer addresses the address book holds.

@@ -422,7 +422,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
 
     fn punish(&mut self, misbehaviour: Misbehaviour) -> SessionEnd {
         self.p2p.ban(self.ban_key, misbehaviour.rule);
-        warn!(peer = %self.label, rule = %misbehaviour.rule, detail = %misbehaviour.detail, "banned a misbehaving peer");
+        self.p2p.warn_connection(format_args!(
+            "banned a misbehaving peer: {} broke the rule {} ({})",
+            self.label, misbehaviour.rule, misbehaviour.detail
+        ));
         SessionEnd::Misbehaved(misbehaviour.rule)
     }
 

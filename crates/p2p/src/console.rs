@@ -36,7 +36,7 @@ pub(crate) const CONNECTION_LINES_BURST: u32 = 32;
 /// One more connection line may be logged every this many milliseconds.
 pub(crate) const CONNECTION_LINE_INTERVAL_MS: u64 = 1_000;
 /// Characters of a stranger's text frame a log line shows at most.
-const PREVIEW_CHARS: usize = 40;
+const PREVIEW_CHARS: usize = 64;
 
 /// A block a peer sent that joined the main chain.
 #[derive(Clone, Copy, Debug)]
@@ -385,7 +385,7 @@ mod tests {
         );
         assert_eq!(preview("a\nb\u{1b}[31mc"), "a?b?[31mc");
         let long = "x".repeat(1_000);
-        assert_eq!(preview(&long), format!("{}…", "x".repeat(40)));
+        assert_eq!(preview(&long), format!("{}…", "x".repeat(PREVIEW_CHARS)));
         assert_eq!(preview("é"), "?");
     }
 }

@@ -257,7 +257,7 @@ where
     let end = session.run(&mut stream, &mut commands, &theirs).await;
     p2p.registry.unregister(id);
     p2p.forget_peer_downloads(id);
-    session.close().await;
+    session.close(&end).await;
     p2p.say_connection(format_args!("peer left: {} ({end})", session.label()));
     p2p.registry.record_disconnect(DisconnectInfo {
         url: session.label().to_owned(),

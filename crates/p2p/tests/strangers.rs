@@ -74,7 +74,9 @@ async fn a_binary_message_before_hello_is_banned_and_told_so() {
         .send(Frame::binary(Message::Ping(7).to_bytes()))
         .await
         .expect("send a ping message");
-    let close = close_frame(&mut socket, LIMIT).await.expect("a close frame");
+    let close = close_frame(&mut socket, LIMIT)
+        .await
+        .expect("a close frame");
     assert_eq!(close.code, CloseCode::Policy, "{close:?}");
     assert!(
         close
@@ -101,7 +103,9 @@ async fn more_than_the_pre_hello_budget_is_closed_with_a_reason() {
     );
     // The node stops reading at the budget: the rest of the frame may never be taken.
     let _ = tokio::time::timeout(LIMIT, socket.send(Frame::text(long_chain))).await;
-    let close = close_frame(&mut socket, LIMIT).await.expect("a close frame");
+    let close = close_frame(&mut socket, LIMIT)
+        .await
+        .expect("a close frame");
     assert_eq!(close.code, CloseCode::Size, "{close:?}");
     assert!(
         close.reason.as_str().contains("bytes came first"),

@@ -18,6 +18,7 @@ mod data_dir;
 pub mod error;
 pub mod event;
 pub mod faucet;
+pub mod log_budget;
 mod mining;
 mod node;
 pub mod peers;
@@ -35,6 +36,7 @@ pub use clock::{Clock, SystemClock};
 pub use config::NodeConfig;
 pub use error::NodeError;
 pub use event::NodeEvent;
+pub use log_budget::{HeldBack, LogBudget};
 pub use node::Node;
 pub use peers::{
     BanInfo, DisconnectInfo, PeerError, PeerInfo, PeerManager, PeerRemoval, SyncProgress,

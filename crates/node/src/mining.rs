@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use powchain_chain::BlockOutcome;
 use powchain_consensus::Block;
 use powchain_miner::{HashCounter, SearchOutcome, search};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::NodeError;
 use crate::node::Node;
@@ -85,12 +85,13 @@ impl Node {
                 SearchOutcome::Stopped => continue,
                 SearchOutcome::Found(block) => match self.submit_block(block.clone()) {
                     Ok(BlockOutcome::MainChain) => {
+                        let transactions = block.transactions.len();
                         info!(
-                            hash = %block.compute_hash(),
-                            height = block.coinbase_height().map_or(0, |height| height.0),
-                            transactions = block.transactions.len(),
-                            "mined a block"
+                            "mined block #{} ({transactions} {})",
+                            block.coinbase_height().map_or(0, |height| height.0),
+                            if transactions == 1 { "tx" } else { "txs" }
                         );
+                        debug!(hash = %block.compute_hash(), "mined block");
                         return Ok(block);
                     }
                     // Another block won the race; try again on the new tip.

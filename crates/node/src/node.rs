@@ -31,18 +31,33 @@ use crate::config::NodeConfig;
 use crate::data_dir;
 use crate::error::NodeError;
 use crate::event::NodeEvent;
+use crate::log_budget::LogBudget;
 use crate::mining::MiningState;
 use crate::peers::PeerManager;
 use crate::pool_store::PoolStore;
 
 /// Capacity of the event channel; a subscriber further behind than this skips events.
 const EVENT_CHANNEL_CAPACITY: usize = 4096;
+/// Reorganisation lines logged at once at most (a peer can win cheap reorganisations on
+/// regtest at will), then one a second.
+const REORG_LINES_BURST: u32 = 10;
+/// One more reorganisation line may be logged every this many milliseconds.
+const REORG_LINE_INTERVAL_MS: u64 = 1_000;
 
 /// The chain state and the pool, changed together under one lock. Private to the node:
 /// callers ask [`Node`] for what they need, so every lock is taken here.
 pub(crate) struct Core {
     pub(crate) chain: ChainState,
     pub(crate) mempool: Mempool,
+}
+
+/// What accepting one block did.
+pub(crate) struct Submitted {
+    /// Where the chain put the block.
+    pub(crate) outcome: BlockOutcome,
+    /// Blocks that joined the main chain in the call: the block, orphans that were
+    /// waiting for it, a reorganisation's new branch.
+    pub(crate) connected: u64,
 }
 
 /// The node core.
@@ -61,6 +76,8 @@ pub struct Node {
     pub(crate) mining: MiningState,
     pub(crate) peers: OnceLock<Arc<dyn PeerManager>>,
     pub(crate) shutting_down: AtomicBool,
+    /// Keeps reorganisation lines from flooding the console.
+    pub(crate) reorg_lines: LogBudget,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -144,6 +161,7 @@ impl Node {
             clock,
             peers: OnceLock::new(),
             shutting_down: AtomicBool::new(false),
+            reorg_lines: LogBudget::new(REORG_LINES_BURST, REORG_LINE_INTERVAL_MS),
         });
         node.restore_pool()?;
         Ok(node)
@@ -207,6 +225,7 @@ impl Node {
     /// [`NodeError::Chain`] if it is invalid or storage failed.
     pub fn submit_block(&self, block: Block) -> Result<BlockOutcome, NodeError> {
         self.submit_block_with(block, true)
+            .map(|submitted| submitted.outcome)
     }
 
     /// Syncs chain changes still waiting for the disk (blocks from peers), if any.
@@ -225,7 +244,7 @@ impl Node {
         &self,
         block: Block,
         synced: bool,
-    ) -> Result<BlockOutcome, NodeError> {
+    ) -> Result<Submitted, NodeError> {
         let now = self.clock.now_ms();
         let (result, node_events) = {
             let mut core = lock(&self.core);
@@ -238,6 +257,10 @@ impl Node {
             let node_events = self.apply_chain_events(&mut core, events, now);
             (result, node_events)
         };
+        let connected = node_events
+            .iter()
+            .filter(|event| matches!(event, NodeEvent::BlockConnected { .. }))
+            .count() as u64;
         let tip_changed = node_events
             .iter()
             .any(|event| matches!(event, NodeEvent::TipChanged { .. }));
@@ -247,6 +270,9 @@ impl Node {
         for event in node_events {
             self.publish(event);
         }
-        Ok(result?)
+        Ok(Submitted {
+            outcome: result?,
+            connected,
+        })
     }
 }

@@ -14,8 +14,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use powchain_chain::ChainEvent;
-use powchain_consensus::{Block, Transaction, Txid};
-use tracing::{info, warn};
+use powchain_consensus::{Block, BlockHash, BlockHeight, Transaction, Txid};
+use tracing::{debug, info, warn};
 
 use crate::event::NodeEvent;
 use crate::node::{Core, Node};
@@ -31,6 +31,7 @@ impl Node {
         let mut node_events = Vec::with_capacity(events.len());
         let mut disconnected_blocks: Vec<Arc<Block>> = Vec::new();
         let mut removed: Vec<Txid> = Vec::new();
+        let mut reorganised: Option<(u64, BlockHeight, BlockHash)> = None;
         for event in events {
             match event {
                 ChainEvent::BlockConnected {
@@ -54,12 +55,17 @@ impl Node {
                     height,
                     work,
                     reorg_depth,
-                } => node_events.push(NodeEvent::TipChanged {
-                    hash,
-                    height,
-                    work,
-                    reorg_depth,
-                }),
+                } => {
+                    if reorg_depth > 0 {
+                        reorganised = Some((reorg_depth, height, hash));
+                    }
+                    node_events.push(NodeEvent::TipChanged {
+                        hash,
+                        height,
+                        work,
+                        reorg_depth,
+                    });
+                }
             }
         }
         if !disconnected_blocks.is_empty() {
@@ -81,7 +87,7 @@ impl Node {
             let returning: HashSet<Txid> =
                 candidates.iter().map(Transaction::compute_txid).collect();
             candidates.extend(previous_pool);
-            let mut readmitted = 0usize;
+            let mut readmitted = 0u64;
             for transaction in candidates {
                 let txid = transaction.compute_txid();
                 let time_ms = arrival_times
@@ -100,16 +106,44 @@ impl Node {
                     Err(_) => removed.push(txid),
                 }
             }
-            info!(
+            debug!(
                 readmitted,
                 "returned a reorganisation's transactions to the pool"
             );
+            if let Some((depth, height, hash)) = reorganised {
+                if let Some(held_back) = self.reorg_lines.admit(now) {
+                    info!(
+                        "{}{held_back}",
+                        reorg_line(depth, height, &hash, readmitted)
+                    );
+                }
+            }
         }
         if let Err(error) = self.pool_store.remove(&removed) {
             warn!(%error, "could not forget removed pool transactions");
         }
         node_events
     }
+}
+
+/// Hex digits of a block hash a console line shows.
+const HASH_PREFIX_CHARS: usize = 16;
+
+/// The tutorial's "Replacing the current chain": `reorg: 2 blocks replaced, new tip #7
+/// 3f9a0c1e5b2d4a68 (1 transaction back in the pool)`.
+fn reorg_line(depth: u64, height: BlockHeight, hash: &BlockHash, readmitted: u64) -> String {
+    let blocks = if depth == 1 { "block" } else { "blocks" };
+    let hash = hash.to_string();
+    let prefix = hash.get(..HASH_PREFIX_CHARS).unwrap_or(&hash);
+    let returned = match readmitted {
+        0 => String::new(),
+        1 => " (1 transaction back in the pool)".to_owned(),
+        count => format!(" ({count} transactions back in the pool)"),
+    };
+    format!(
+        "reorg: {depth} {blocks} replaced, new tip #{} {prefix}{returned}",
+        height.0
+    )
 }
 
 #[cfg(test)]
@@ -258,6 +292,19 @@ mod tests {
                 .collect(),
             announced,
         }
+    }
+
+    #[test]
+    fn a_reorg_line_says_its_depth_and_the_new_tip() {
+        let hash = powchain_consensus::BlockHash([0xab; 32]);
+        assert_eq!(
+            super::reorg_line(1, powchain_consensus::BlockHeight(7), &hash, 0),
+            "reorg: 1 block replaced, new tip #7 abababababababab"
+        );
+        assert_eq!(
+            super::reorg_line(3, powchain_consensus::BlockHeight(12), &hash, 2),
+            "reorg: 3 blocks replaced, new tip #12 abababababababab (2 transactions back in the pool)"
+        );
     }
 
     #[test]

@@ -52,6 +52,14 @@ pub struct PeerBlock {
     pub outcome: BlockOutcome,
     /// Its height, if its header is now in the block index (not for an orphan).
     pub height: Option<BlockHeight>,
+    /// Blocks that joined the main chain because of it: itself, orphans that were waiting
+    /// for it, or a reorganisation's whole new branch (0 if the tip did not move).
+    pub connected: u64,
+    /// The main chain's height after it.
+    pub tip_height: BlockHeight,
+    /// The best header's height after it: above `tip_height` while a sync still has
+    /// blocks to fetch.
+    pub best_header_height: BlockHeight,
 }
 
 impl Node {
@@ -197,10 +205,14 @@ impl Node {
     /// [`NodeError::Chain`] if it is invalid or storage failed.
     pub fn submit_peer_block(&self, block: Block) -> Result<PeerBlock, NodeError> {
         let hash = block.compute_hash();
-        let outcome = self.submit_block_with(block, false)?;
+        let submitted = self.submit_block_with(block, false)?;
+        let core = lock(&self.core);
         Ok(PeerBlock {
-            outcome,
-            height: self.block_height(&hash),
+            outcome: submitted.outcome,
+            height: core.chain.record(&hash).map(|record| record.height),
+            connected: submitted.connected,
+            tip_height: core.chain.tip().height,
+            best_header_height: core.chain.best_header().1.height,
         })
     }
 

@@ -93,10 +93,12 @@ impl P2p {
             let room = persistent || self.registry.outbound_count() < self.config.max_outbound;
             if !connected && room {
                 let dialled = Instant::now();
-                let attempt = tokio::select! {
-                    () = self.token.cancelled() => return,
-                    attempt = self.connect(url) => attempt,
-                };
+                // Not raced with the token: `connect` watches it, and a session it runs
+                // closes with a close frame when the node stops.
+                let attempt = self.connect(url).await;
+                if self.token.is_cancelled() {
+                    return;
+                }
                 match attempt {
                     Ok(end) => {
                         debug!(peer = %url, ?end, "session ended");
@@ -168,9 +170,11 @@ impl P2p {
             .map_err(DialError::WebSocket)?;
             Ok::<_, DialError>((websocket, remote, budget))
         };
-        let (websocket, remote, budget) = tokio::time::timeout_at(deadline, handshake)
-            .await
-            .map_err(|_| DialError::Timeout)??;
+        let connected = tokio::select! {
+            () = self.token.cancelled() => return Ok(SessionEnd::Shutdown),
+            connected = tokio::time::timeout_at(deadline, handshake) => connected,
+        };
+        let (websocket, remote, budget) = connected.map_err(|_| DialError::Timeout)??;
         let handshake = Handshake {
             remote,
             dialled: Some(url.clone()),

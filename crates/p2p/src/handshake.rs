@@ -5,7 +5,8 @@
 //! ```text
 //!   send our hello ──▶ first frame by the deadline (set when the connection was accepted
 //!   or dialled) ──▶ binary hello? ──▶ the pre-hello byte budget is lifted
-//!     ├─ other message / undecodable ──▶ ban, end (Misbehaved)
+//!     ├─ other message / undecodable ──▶ ban, close frame with the reason (stranger.rs)
+//!     ├─ text or control frame, too many bytes ──▶ close frame with the reason, no ban
 //!     ├─ other network or genesis ─────▶ end (WrongNetwork)
 //!     ├─ our own nonce ────────────────▶ end (SelfConnection)
 //!     ├─ banned / duplicate ───────────▶ end
@@ -23,17 +24,18 @@ use powchain_node::{DisconnectInfo, PeerInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
-use tracing::{info, warn};
+use tracing::debug;
 
 use crate::address_group::AddressGroup;
 use crate::ban::BanKey;
 use crate::message::{Hello, Message};
 use crate::pending::PendingSlot;
-use crate::read_budget::BudgetHandle;
+use crate::read_budget::{BudgetHandle, OverBudget};
 use crate::registry::{InboundLimits, PeerEntry, REMOVED, Refusal};
 use crate::relay::Announcements;
 use crate::service::P2p;
 use crate::session::{CloseReason, HandshakeFailure, Session, SessionEnd};
+use crate::stranger::Stranger;
 use crate::url::PeerUrl;
 
 /// Writes one message as a binary frame.
@@ -108,27 +110,54 @@ where
         first = tokio::time::timeout_at(deadline, stream.next()) => first,
     };
     let provisional_key = BanKey::for_peer(remote.ip(), remote.port());
-    let theirs = match first {
+    let outbound = dialled.is_some();
+    // Before a hello the peer's listening address is unknown: the dialled one, or where
+    // it connected from.
+    let who = dialled
+        .as_ref()
+        .map_or_else(|| remote.to_string(), PeerUrl::to_string);
+    let first = match first {
         Err(_) => return SessionEnd::HandshakeFailed(HandshakeFailure::Timeout),
-        Ok(None) => return SessionEnd::HandshakeFailed(HandshakeFailure::ClosedEarly),
+        Ok(None | Some(Ok(Frame::Close(_)))) => {
+            return SessionEnd::HandshakeFailed(HandshakeFailure::ClosedEarly);
+        }
         Ok(Some(Err(error))) => {
-            return SessionEnd::HandshakeFailed(HandshakeFailure::Transport(error));
+            let over_budget = matches!(
+                &error,
+                tokio_tungstenite::tungstenite::Error::Io(io) if OverBudget::caused(io)
+            );
+            let end = SessionEnd::HandshakeFailed(HandshakeFailure::Transport(error));
+            if !over_budget {
+                return end;
+            }
+            Err((Stranger::TooMuch, end))
         }
         Ok(Some(Ok(Frame::Binary(bytes)))) => match Message::from_bytes(&bytes) {
-            Ok(Message::Hello(hello)) => hello,
-            Ok(other) => {
-                let rule = "expected-hello";
-                p2p.ban(provisional_key, rule);
-                warn!(peer = %remote, rule, got = other.name(), "banned a peer: first message was not hello");
-                return SessionEnd::Misbehaved(rule);
-            }
-            Err(error) => {
-                p2p.ban(provisional_key, error.rule());
-                warn!(peer = %remote, rule = error.rule(), %error, "banned a peer: bad hello");
-                return SessionEnd::Misbehaved(error.rule());
-            }
+            Ok(Message::Hello(hello)) => Ok(hello),
+            Ok(other) => Err((
+                Stranger::OtherMessage(other.name()),
+                SessionEnd::Misbehaved("expected-hello"),
+            )),
+            Err(error) => Err((
+                Stranger::Undecodable(error.rule()),
+                SessionEnd::Misbehaved(error.rule()),
+            )),
         },
-        Ok(Some(Ok(_))) => return SessionEnd::HandshakeFailed(HandshakeFailure::NotBinary),
+        Ok(Some(Ok(frame))) => Err((
+            Stranger::of_frame(&frame),
+            SessionEnd::HandshakeFailed(HandshakeFailure::NotBinary),
+        )),
+    };
+    let theirs = match first {
+        Ok(hello) => hello,
+        Err((stranger, end)) => {
+            if let Some(rule) = stranger.banned_for() {
+                p2p.ban(provisional_key, rule);
+            }
+            p2p.refuse_stranger(&stranger, &who, outbound, &mut sink, &mut stream)
+                .await;
+            return end;
+        }
     };
     budget.lift();
     drop(pending);
@@ -138,7 +167,10 @@ where
             magic: theirs.network_magic,
             genesis: theirs.genesis,
         };
-        info!(peer = %remote, reason = %end, ours = %params.genesis_hash(), "disconnected a peer on another network");
+        p2p.say_connection(format_args!(
+            "peer on another network: {who} ({end}); closed"
+        ));
+        debug!(peer = %remote, ours = %params.genesis_hash(), "disconnected a peer on another network");
         let _ = sink.close().await;
         return end;
     }
@@ -174,7 +206,7 @@ where
         announcements: Arc::clone(&announcements),
         info: PeerInfo {
             url: label.clone(),
-            outbound: dialled.is_some(),
+            outbound,
             best_height: theirs.best_height,
             connected_since_ms: p2p.node.now_ms(),
             ping_ms: None,
@@ -202,7 +234,7 @@ where
             };
             if !matches!(end, SessionEnd::Duplicate) {
                 // Listed before the peer sees the close, so whoever it tells finds the reason.
-                info!(peer = %label, reason = %end, "refused an inbound peer");
+                p2p.say_connection(format_args!("refused an inbound peer: {label} ({end})"));
                 p2p.registry.record_disconnect(DisconnectInfo {
                     url: label,
                     outbound: false,
@@ -223,13 +255,17 @@ where
         }
         p2p.addresses().insert(url.clone());
     }
-    info!(peer = %label, direction = if dialled.is_some() { "outbound" } else { "inbound" }, height = theirs.best_height, "socket connected");
+    p2p.say_connection(format_args!(
+        "peer connected: {label} ({}, height {})",
+        if outbound { "outbound" } else { "inbound" },
+        theirs.best_height
+    ));
     let mut session = Session::new(Arc::clone(&p2p), id, label, ban_key, sink, announcements);
     let end = session.run(&mut stream, &mut commands, &theirs).await;
     p2p.registry.unregister(id);
     p2p.forget_peer_downloads(id);
-    session.close().await;
-    info!(peer = %session.label(), reason = %end, "peer disconnected: {end}");
+    session.close(&end).await;
+    p2p.say_connection(format_args!("peer left: {} ({end})", session.label()));
     p2p.registry.record_disconnect(DisconnectInfo {
         url: session.label().to_owned(),
         outbound: dialled.is_some(),

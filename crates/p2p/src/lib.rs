@@ -6,6 +6,7 @@
 //!     ├─▶ connection.rs: accept loop, dialers (PEERS, learned addresses; backoff)
 //!     │     │   pending.rs: connections before hello, capped in total and per group
 //!     │     │   read_budget.rs: a few KiB may be read before hello
+//!     │     │   stranger.rs: no binary hello first? a close frame with the reason
 //!     │     └─▶ handshake.rs: hello ⇄ hello, one deadline ──▶ registry.rs: one entry
 //!     │           per peer; inbound capped per address group (address_group.rs),
 //!     │           the least useful inbound peer evicted when full (eviction.rs)
@@ -16,6 +17,7 @@
 //!     └─▶ download.rs: missing blocks ──▶ getdata to the peers that hold them
 //!   message.rs: the wire format and its limits (MAX_MESSAGE_BYTES, MAX_HEADERS, ...)
 //!   ban.rs: who is refused, for which rule, until when
+//!   console.rs: the lines a person follows at `info` (peers, blocks, syncs), rate-limited
 //! ```
 //!
 //! Invariants: a message is size-checked by the WebSocket layer before it is read and
@@ -30,6 +32,7 @@ pub mod address_group;
 pub mod ban;
 pub mod config;
 mod connection;
+mod console;
 mod download;
 mod eviction;
 mod handshake;
@@ -41,6 +44,7 @@ mod registry;
 mod relay;
 mod service;
 mod session;
+mod stranger;
 mod sync;
 pub mod url;
 

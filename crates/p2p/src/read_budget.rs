@@ -18,6 +18,21 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// The budget's value once lifted.
 const UNLIMITED: usize = usize::MAX;
 
+/// The read error of a stream over its budget: the peer sent more than it may before its
+/// hello (the handshake tells such a stranger why it is closed).
+#[derive(Debug, thiserror::Error)]
+#[error("the peer sent more than it may before its hello")]
+pub(crate) struct OverBudget;
+
+impl OverBudget {
+    /// True if `error` is a read that failed on the budget.
+    pub(crate) fn caused(error: &io::Error) -> bool {
+        error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<OverBudget>())
+    }
+}
+
 /// Lifts the budget of the stream it came from.
 #[derive(Clone)]
 pub(crate) struct BudgetHandle(Arc<AtomicUsize>);
@@ -56,10 +71,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for BudgetedStream<S> {
             return Pin::new(&mut this.inner).poll_read(context, buffer);
         }
         if remaining == 0 {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the peer sent more than it may before its hello",
-            )));
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, OverBudget)));
         }
         // Read into a window of at most `remaining` bytes of the caller's buffer.
         let window_len = remaining.min(buffer.remaining());
@@ -125,6 +137,8 @@ mod tests {
         assert_eq!(first, 10, "never more than the budget");
         let refused = reader.read(&mut got).await.expect_err("over the budget");
         assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
+        assert!(OverBudget::caused(&refused), "told apart from other errors");
+        assert!(!OverBudget::caused(&io::Error::other("another")));
         handle.lift();
         let rest = reader.read(&mut got).await.expect("lifted");
         assert_eq!(rest, 30);

@@ -4,7 +4,8 @@
 //!   P2p::start ──▶ accept loop (connection.rs) ──▶ handshake ──▶ session per peer
 //!              ├─▶ dialers for PEERS and learned addresses (connection.rs)
 //!              ├─▶ relay loop: node events ──▶ announcements (relay.rs)
-//!              └─▶ download loop: missing blocks ──▶ getdata (download.rs)
+//!              ├─▶ download loop: missing blocks ──▶ getdata (download.rs)
+//!              └─▶ console loop: the last line of a sync (console.rs)
 //!   shared state: PeerRegistry (registry.rs), AddressBook (address_book.rs),
 //!                 Downloads (download.rs), TransactionRelay (relay.rs), BanList (ban.rs)
 //! ```
@@ -14,7 +15,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use powchain_node::{BanInfo, DisconnectInfo, Node, PeerError, PeerInfo, PeerManager, PeerRemoval};
+use powchain_node::{
+    BanInfo, DisconnectInfo, LogBudget, Node, PeerError, PeerInfo, PeerManager, PeerRemoval,
+};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +27,7 @@ use tracing::info;
 use crate::address_book::AddressBook;
 use crate::ban::{BanKey, BanList};
 use crate::config::P2pConfig;
+use crate::console::{BlockLog, CONNECTION_LINE_INTERVAL_MS, CONNECTION_LINES_BURST};
 use crate::download::Downloads;
 use crate::message::MAX_MESSAGE_BYTES;
 use crate::pending::PendingConnections;
@@ -44,6 +48,11 @@ pub struct P2p {
     pub(crate) transactions: Mutex<TransactionRelay>,
     pub(crate) bans: Mutex<BanList>,
     pub(crate) pending: Arc<PendingConnections>,
+    /// Which block lines are logged (console.rs).
+    pub(crate) block_log: Mutex<BlockLog>,
+    /// Keeps connection lines (connected, left, refused, strangers, bans) from flooding
+    /// the console: any stranger can connect and leave at will.
+    pub(crate) connection_lines: LogBudget,
     pub(crate) token: CancellationToken,
     pub(crate) tasks: TaskTracker,
 }
@@ -170,6 +179,8 @@ impl P2p {
             transactions: Mutex::new(TransactionRelay::default()),
             bans: Mutex::new(BanList::default()),
             pending,
+            block_log: Mutex::new(BlockLog::default()),
+            connection_lines: LogBudget::new(CONNECTION_LINES_BURST, CONNECTION_LINE_INTERVAL_MS),
             token: shutdown,
             tasks,
         });
@@ -181,6 +192,7 @@ impl P2p {
         }
         p2p.tasks.spawn(Arc::clone(&p2p).relay_loop());
         p2p.tasks.spawn(Arc::clone(&p2p).download_loop());
+        p2p.tasks.spawn(Arc::clone(&p2p).console_loop());
         for url in p2p.config.peers.clone() {
             p2p.dial(url, true);
         }

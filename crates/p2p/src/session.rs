@@ -15,7 +15,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -26,9 +26,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::{debug, trace, warn};
 
 use crate::ban::BanKey;
+use crate::console::preview;
 use crate::handshake::send_frame;
 use crate::message::{
     Hello, InventoryItem, MAX_INVENTORY, MAX_MESSAGE_BYTES, Message, MessageError,
@@ -38,6 +42,8 @@ use crate::registry::{PeerCommand, PeerId};
 use crate::relay::Announcements;
 use crate::service::P2p;
 
+/// How long closing a session may take: a peer that does not read cannot hold it open.
+const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 /// Inventory items remembered per peer as known to it.
 const KNOWN_INVENTORY: usize = 20_000;
 /// Transactions remembered as asked of one peer at most.
@@ -76,11 +82,20 @@ pub enum SessionEnd {
     #[error("banned for breaking the rule {0}")]
     Misbehaved(&'static str),
     /// The connection closed or failed after the handshake.
-    #[error("closed: {0}")]
+    #[error("{}", closed_text(.0))]
     Closed(CloseReason),
     /// The node is shutting down.
     #[error("the node is shutting down")]
     Shutdown,
+}
+
+/// `closed: ping timeout`, but `closed by peer: <its reason>` and `connection lost ...`
+/// as they are.
+fn closed_text(reason: &CloseReason) -> String {
+    match reason {
+        CloseReason::ByPeer(_) | CloseReason::Lost => reason.to_string(),
+        other => format!("closed: {other}"),
+    }
 }
 
 impl SessionEnd {
@@ -116,9 +131,13 @@ pub enum HandshakeFailure {
 /// Why an established session closed without a broken rule.
 #[derive(Debug, thiserror::Error)]
 pub enum CloseReason {
-    /// The peer closed the connection.
-    #[error("closed by peer")]
-    ByPeer,
+    /// The peer closed the connection, with the start of its close frame's reason (made
+    /// printable) if it gave one.
+    #[error("closed by peer{}", .0.as_ref().map_or_else(String::new, |reason| format!(": {reason}")))]
+    ByPeer(Option<String>),
+    /// The connection ended without a close frame (the peer's process or network went).
+    #[error("connection lost without a close frame")]
+    Lost,
     /// The peer did not answer a ping in time.
     #[error("ping timeout")]
     PingTimeout,
@@ -284,9 +303,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         &self.label
     }
 
-    /// Closes the connection (best effort).
-    pub(crate) async fn close(&mut self) {
-        let _ = self.sink.close().await;
+    /// Closes the connection (best effort, within [`CLOSE_WITHIN`]), telling the peer why
+    /// in the close frame when the reason is ours to give.
+    pub(crate) async fn close(&mut self, end: &SessionEnd) {
+        let told = match end {
+            SessionEnd::Shutdown => Some((CloseCode::Away, "the node is shutting down".to_owned())),
+            SessionEnd::Misbehaved(rule) => Some((
+                CloseCode::Policy,
+                format!("banned for breaking the rule {rule}"),
+            )),
+            SessionEnd::Closed(CloseReason::Told(reason)) => {
+                Some((CloseCode::Normal, (*reason).to_owned()))
+            }
+            SessionEnd::Closed(CloseReason::PingTimeout) => {
+                Some((CloseCode::Policy, "no answer to a ping in time".to_owned()))
+            }
+            _ => None,
+        };
+        let closing = async {
+            if let Some((code, reason)) = told {
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                let _ = self.sink.send(Frame::Close(Some(frame))).await;
+            }
+            let _ = self.sink.close().await;
+        };
+        let _ = tokio::time::timeout(CLOSE_WITHIN, closing).await;
     }
 
     pub(crate) async fn send(&mut self, message: &Message) -> Result<(), SessionEnd> {
@@ -318,7 +362,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 () = self.p2p.token.cancelled() => return SessionEnd::Shutdown,
                 frame = stream.next() => {
                     let message = match frame {
-                        None => return SessionEnd::Closed(CloseReason::ByPeer),
+                        None => return SessionEnd::Closed(CloseReason::Lost),
                         Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(error))) => {
                             // The WebSocket layer refuses frames above the size limit
                             // before reading them.
@@ -327,6 +371,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                                 format!("{error} (limit {MAX_MESSAGE_BYTES} bytes)"),
                             ));
                         }
+                        Some(Err(tokio_tungstenite::tungstenite::Error::Protocol(
+                            ProtocolError::ResetWithoutClosingHandshake,
+                        ))) => return SessionEnd::Closed(CloseReason::Lost),
                         Some(Err(error)) => {
                             return SessionEnd::Closed(CloseReason::Transport(error));
                         }
@@ -342,7 +389,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         Some(Ok(Frame::Text(_))) => {
                             return self.punish(Misbehaviour::new("malformed-message", "text frame; the protocol is binary"));
                         }
-                        Some(Ok(Frame::Close(_))) => return SessionEnd::Closed(CloseReason::ByPeer),
+                        Some(Ok(Frame::Close(frame))) => {
+                            let reason = frame
+                                .map(|frame| preview(frame.reason.as_str()))
+                                .filter(|reason| !reason.is_empty());
+                            return SessionEnd::Closed(CloseReason::ByPeer(reason));
+                        }
                         Some(Ok(_)) => {
                             if !limiter.take() {
                                 return self.punish(Misbehaviour::new("flood", "more frames than the rate limit allows"));
@@ -422,7 +474,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
 
     fn punish(&mut self, misbehaviour: Misbehaviour) -> SessionEnd {
         self.p2p.ban(self.ban_key, misbehaviour.rule);
-        warn!(peer = %self.label, rule = %misbehaviour.rule, detail = %misbehaviour.detail, "banned a misbehaving peer");
+        self.p2p.warn_connection(format_args!(
+            "banned a misbehaving peer: {} broke the rule {} ({})",
+            self.label, misbehaviour.rule, misbehaviour.detail
+        ));
         SessionEnd::Misbehaved(misbehaviour.rule)
     }
 
@@ -629,5 +684,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_end_reads_as_a_short_reason() {
+        let by_peer = SessionEnd::Closed(CloseReason::ByPeer(Some(
+            "the node is shutting down".into(),
+        )));
+        assert_eq!(
+            by_peer.to_string(),
+            "closed by peer: the node is shutting down"
+        );
+        assert_eq!(
+            SessionEnd::Closed(CloseReason::ByPeer(None)).to_string(),
+            "closed by peer"
+        );
+        assert_eq!(
+            SessionEnd::Closed(CloseReason::Lost).to_string(),
+            "connection lost without a close frame"
+        );
+        assert_eq!(
+            SessionEnd::Closed(CloseReason::PingTimeout).to_string(),
+            "closed: ping timeout"
+        );
+        assert_eq!(
+            SessionEnd::Misbehaved("flood").to_string(),
+            "banned for breaking the rule flood"
+        );
     }
 }

@@ -9,6 +9,7 @@
 //!         batches (presync_peer_headers, nothing stored) ──▶ enough? ask again from the
 //!         fork and store (redownload) : drop
 //!   block ──▶ Node::submit_peer_block ──▶ orphan? ask for headers ──▶ pump downloads
+//!        └─ joined the main chain ──▶ console.rs (`block #H from ...`, `synced N blocks ...`)
 //! ```
 //!
 //! Which blocks to ask of whom is download.rs; what the chain is missing is the chain's.
@@ -19,6 +20,7 @@ use powchain_node::{PeerBlock, PeerHeaders};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
+use crate::console::BlockArrival;
 use crate::message::{
     Hello, InventoryItem, MAX_HEADERS, MAX_INVENTORY, MAX_LOCATOR_HASHES, Message,
 };
@@ -228,6 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// Hands a peer's block to the node.
     pub(crate) async fn on_block(&mut self, block: Block) -> Result<(), Stop> {
         let hash = block.compute_hash();
+        let (transactions, block_time_ms) = (block.transactions.len(), block.header.time_ms);
         self.known.insert(InventoryItem::Block(hash));
         let result = self
             .p2p
@@ -236,7 +239,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .ok_or(SessionEnd::Shutdown)?;
         self.p2p.block_done(&hash);
         match result {
-            Ok(PeerBlock { outcome, height }) => {
+            Ok(PeerBlock {
+                outcome,
+                height,
+                connected,
+                tip_height,
+                best_header_height,
+            }) => {
+                self.p2p.log_block_arrival(BlockArrival {
+                    peer: &self.label,
+                    height: height.map_or(tip_height.0, |height| height.0),
+                    transactions,
+                    block_time_ms,
+                    connected,
+                    tip_height: tip_height.0,
+                    caught_up: best_header_height <= tip_height,
+                });
                 if matches!(outcome, BlockOutcome::MainChain | BlockOutcome::SideBranch) {
                     self.p2p
                         .registry

@@ -20,7 +20,7 @@ use powchain_consensus::utxo::created_outputs;
 use powchain_consensus::validation::connect_block_transactions;
 use powchain_consensus::{Block, BlockHash, BlockHeight, Coin, OutPoint, Txid};
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::{ChainState, ChainTip, candidate_key};
 use crate::error::{ChainError, corrupt};
@@ -199,7 +199,8 @@ impl ChainState {
         if tip.hash != start.hash {
             let depth = disconnected.len() as u64;
             if depth > 0 {
-                info!(depth, from = %start.hash, to = %tip.hash, height = tip.height.0, "reorganised the chain");
+                // The node logs the line a person reads (`reorg: ...`); this is the detail.
+                debug!(depth, from = %start.hash, to = %tip.hash, height = tip.height.0, "reorganised the chain");
             }
             self.events.push(ChainEvent::TipChanged {
                 hash: tip.hash,

@@ -39,12 +39,19 @@ pub const NODE_ENVIRONMENT: [&str; 15] = [
 /// The command that starts `executable` as a regtest node in `data_dir`, on loopback ports
 /// the system chooses. Callers add flags, environment and pipes.
 pub fn regtest_command(executable: &Path, data_dir: &Path) -> Command {
+    node_command(executable, data_dir, "regtest")
+}
+
+/// The command that starts `executable` as a node of `network` (`devnet`, `regtest`) in
+/// `data_dir`, on loopback ports the system chooses, without the node variables a developer
+/// exported. Callers add flags, environment and pipes.
+pub fn node_command(executable: &Path, data_dir: &Path, network: &str) -> Command {
     let mut command = Command::new(executable);
     command
         .args([
             "node",
             "--network",
-            "regtest",
+            network,
             "--http-port",
             "0",
             "--p2p-port",

@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use powchain_consensus::testkit::solve;
-use powchain_consensus::{BlockHash, Header, Network, Work};
+use powchain_consensus::{BlockHash, Header, Network};
 use powchain_launch::files::{FileBudget, RESERVED_FILES, raise_file_limit};
-use powchain_p2p::{Hello, InventoryItem, Message, P2pConfig};
-use support::TestNode;
+use powchain_p2p::{InventoryItem, Message, P2pConfig};
+use support::{TestNode, regtest_hello};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinSet;
@@ -88,17 +88,7 @@ fn file_budget() -> u64 {
 }
 
 fn hello(listen_port: u16, nonce: u64) -> Message {
-    let params = Network::Regtest.params();
-    Message::Hello(Hello {
-        network_magic: Network::Regtest.magic(),
-        genesis: params.genesis_hash(),
-        best_hash: params.genesis_hash(),
-        best_height: 0,
-        best_work: Work::ZERO,
-        listen_port,
-        node_nonce: nonce,
-        user_agent: "attack-test".into(),
-    })
+    regtest_hello(listen_port, nonce, "attack-test")
 }
 
 fn frame(message: &Message) -> Frame {

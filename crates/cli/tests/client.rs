@@ -13,11 +13,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use powchain_bench::harness::wait_for_ports;
-use powchain_consensus::{Amount, Network, Work};
-use powchain_p2p::{Hello, Message};
+use powchain_bench::harness::{node_command, wait_for_ports};
+use powchain_consensus::Amount;
 use serde_json::{Value, json};
-use support::{COIN, SUBSIDY, TestNode, error_message, test_key_address, wait_until};
+use support::{
+    COIN, SUBSIDY, TestNode, error_message, regtest_hello, test_key_address, wait_until,
+};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -294,17 +295,11 @@ async fn hostile_peer(p2p_port: u16, listen_port: u16, then: Option<Vec<u8>>) ->
     let (mut socket, _) = tokio_tungstenite::client_async(url, stream)
         .await
         .expect("the node accepts WebSockets");
-    let params = Network::Regtest.params();
-    let hello = Message::Hello(Hello {
-        network_magic: Network::Regtest.magic(),
-        genesis: params.genesis_hash(),
-        best_hash: params.genesis_hash(),
-        best_height: 0,
-        best_work: Work::ZERO,
+    let hello = regtest_hello(
         listen_port,
-        node_nonce: 0x0bad_cafe ^ u64::from(listen_port),
-        user_agent: "cli-test".into(),
-    });
+        0x0bad_cafe ^ u64::from(listen_port),
+        "cli-test",
+    );
     socket
         .send(Frame::binary(hello.to_bytes()))
         .await
@@ -436,28 +431,16 @@ fn the_regtest_faucet_mines_if_it_must_and_pays_the_address() {
 
 /// A devnet node (not the harness's regtest): the child and its HTTP address.
 fn start_devnet(data_dir: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_powchain"))
-        .args([
-            "node",
-            "--network",
-            "devnet",
-            "--http-port",
-            "0",
-            "--p2p-port",
-            "0",
-            "--p2p-bind",
-            "127.0.0.1",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("NO_COLOR", "1")
-        .env_remove("PEERS")
-        .env_remove("MINE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start a devnet node");
+    let mut child = node_command(
+        Path::new(env!("CARGO_BIN_EXE_powchain")),
+        data_dir,
+        "devnet",
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start a devnet node");
     let stdout = child.stdout.take().expect("piped stdout");
     let (lines, received) = mpsc::channel();
     std::thread::spawn(move || {

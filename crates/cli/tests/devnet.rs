@@ -120,6 +120,25 @@ impl Devnet {
         }
     }
 
+    /// Waits until the devnet has started, announcing its dashboard.
+    fn wait_until_ready(&mut self) {
+        self.wait_for("announcing the dashboard", |line| {
+            line.contains("for the dashboard")
+        });
+    }
+
+    /// A one-node regtest devnet run from start to a clean stop, with `extra` flags; the
+    /// lines it printed.
+    fn run_once(data_root: &Path, http: u16, p2p: u16, extra: &[&str]) -> Vec<String> {
+        let mut flags = vec!["--nodes", "1", "--network", "regtest"];
+        flags.extend_from_slice(extra);
+        let mut devnet = Devnet::start(data_root, http, p2p, &flags);
+        devnet.wait_until_ready();
+        let seen = devnet.seen.clone();
+        devnet.stop();
+        seen
+    }
+
     /// Waits for the exit of a devnet expected to fail; everything it printed.
     fn failure(mut self) -> String {
         let give_up = Instant::now() + DEADLINE;
@@ -157,9 +176,7 @@ fn a_mining_devnet_connects_its_nodes_and_they_agree() {
         p2p,
         &["--nodes", "2", "--mine", "--network", "devnet"],
     );
-    devnet.wait_for("announcing the dashboard", |line| {
-        line.contains("for the dashboard")
-    });
+    devnet.wait_until_ready();
     let report = devnet.wait_for("with both nodes mining, connected and agreeing", |line| {
         line.contains("node 1: height")
             && line.contains("node 2: height")
@@ -179,16 +196,7 @@ fn fresh_starts_from_new_data_and_keeps_other_files() {
     let data_dir = root.path().join(format!("regtest-{http}"));
     let wallet_file = data_dir.join("wallet.keys");
 
-    let mut devnet = Devnet::start(
-        root.path(),
-        http,
-        p2p,
-        &["--nodes", "1", "--network", "regtest"],
-    );
-    devnet.wait_for("announcing the dashboard", |line| {
-        line.contains("for the dashboard")
-    });
-    devnet.stop();
+    Devnet::run_once(root.path(), http, p2p, &[]);
     let first_wallet = std::fs::read(&wallet_file).expect("the first run made a wallet");
     std::fs::write(data_dir.join("powchain.toml"), "miner-threads = 1\n").expect("write");
     std::fs::write(data_dir.join("notes.txt"), "mine").expect("write");
@@ -209,37 +217,20 @@ fn fresh_starts_from_new_data_and_keeps_other_files() {
     assert_eq!(std::fs::read(&wallet_file).expect("kept"), first_wallet);
     drop(holder);
 
-    let mut devnet = Devnet::start(
-        root.path(),
-        http,
-        p2p,
-        &["--nodes", "1", "--network", "regtest", "--fresh"],
-    );
-    let line = devnet.wait_for("saying what was deleted", |line| {
-        line.contains("fresh start")
-    });
+    let printed = Devnet::run_once(root.path(), http, p2p, &["--fresh"]);
+    let line = printed
+        .iter()
+        .find(|line| line.contains("fresh start"))
+        .unwrap_or_else(|| panic!("--fresh says what it deleted: {printed:#?}"));
     assert!(
         line.contains("chain.redb") && line.contains("wallet.keys"),
         "{line}"
     );
-    devnet.wait_for("announcing the dashboard", |line| {
-        line.contains("for the dashboard")
-    });
-    devnet.stop();
     let second_wallet = std::fs::read(&wallet_file).expect("a new wallet");
     assert_ne!(second_wallet, first_wallet, "--fresh made a new wallet");
     assert!(data_dir.join("powchain.toml").exists() && data_dir.join("notes.txt").exists());
 
     // Without --fresh the data stays.
-    let mut devnet = Devnet::start(
-        root.path(),
-        http,
-        p2p,
-        &["--nodes", "1", "--network", "regtest"],
-    );
-    devnet.wait_for("announcing the dashboard", |line| {
-        line.contains("for the dashboard")
-    });
-    devnet.stop();
+    Devnet::run_once(root.path(), http, p2p, &[]);
     assert_eq!(std::fs::read(&wallet_file).expect("kept"), second_wallet);
 }

@@ -8,20 +8,8 @@ mod support;
 use serde_json::{Value, json};
 use support::{
     COIN, DEFAULT_FEE_RATE, SUBSIDY, TestNode, error_message, fund_test_key, spend_test_coin,
-    test_key_address, transaction_hex,
+    test_key_address, text, transaction_hex, units,
 };
-
-fn text(value: &Value) -> &str {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {value}"))
-}
-
-fn units(value: &Value) -> u64 {
-    value
-        .as_u64()
-        .unwrap_or_else(|| panic!("expected an integer, got {value}"))
-}
 
 /// Checks the shape every block answer has and returns its coinbase.
 fn check_block(block: &Value, height: u64) -> &Value {

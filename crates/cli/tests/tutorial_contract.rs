@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use powchain_consensus::{Address, Network, hex};
 use serde_json::{Value, json};
-use support::{COIN, Response, TestNode, error_message, wait_until};
+use support::{COIN, Response, TestNode, error_message, text, units, wait_until};
 
 /// The document and the section holding the table.
 const DOCUMENT: &str = "docs/TUTORIAL.md";
@@ -167,18 +167,6 @@ fn answered(response: &Response, row: &Row) -> Value {
         row.id
     );
     response.json()
-}
-
-fn text(value: &Value) -> &str {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {value}"))
-}
-
-fn units(value: &Value) -> u64 {
-    value
-        .as_u64()
-        .unwrap_or_else(|| panic!("expected an integer, got {value}"))
 }
 
 /// The target of `rel` in a `Link` header.

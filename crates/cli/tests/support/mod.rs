@@ -26,8 +26,10 @@ use powchain_bench::harness::{regtest_command, wait_for_ports};
 use powchain_consensus::encode::Encode;
 use powchain_consensus::testkit::{sign_all, test_address, test_key};
 use powchain_consensus::{
-    Address, Amount, OutPoint, Signature, Transaction, TxIn, TxInputs, TxOut, Txid, hex,
+    Address, Amount, Network, OutPoint, Signature, Transaction, TxIn, TxInputs, TxOut, Txid, Work,
+    hex,
 };
+use powchain_p2p::{Hello, Message};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -44,6 +46,41 @@ pub const COIN: u64 = 100_000_000;
 pub const SUBSIDY: u64 = 50 * COIN;
 /// The wallet's default fee rate, units per byte.
 pub const DEFAULT_FEE_RATE: u64 = 2;
+
+/// A regtest `hello` from a raw test peer at genesis, announcing `listen_port`.
+pub fn regtest_hello(listen_port: u16, node_nonce: u64, user_agent: &str) -> Message {
+    let params = Network::Regtest.params();
+    Message::Hello(Hello {
+        network_magic: Network::Regtest.magic(),
+        genesis: params.genesis_hash(),
+        best_hash: params.genesis_hash(),
+        best_height: 0,
+        best_work: Work::ZERO,
+        listen_port,
+        node_nonce,
+        user_agent: user_agent.into(),
+    })
+}
+
+/// The text of a JSON string.
+///
+/// # Panics
+/// If `value` is not a string.
+pub fn text(value: &Value) -> &str {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {value}"))
+}
+
+/// The number of a JSON integer.
+///
+/// # Panics
+/// If `value` is not an unsigned integer.
+pub fn units(value: &Value) -> u64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("expected an integer, got {value}"))
+}
 
 /// Polls `condition` until it holds or `deadline` has passed.
 ///

@@ -309,8 +309,8 @@ pub struct NodeArgs {
     #[arg(long, env = "NEW_WALLET", value_parser = BoolishValueParser::new())]
     pub new_wallet: bool,
     /// A configuration file of node flags by long name (`mine = true`), used where neither
-    /// the command line nor the environment sets a flag [default:
-    /// `<data-dir>/powchain.toml`, if it exists].
+    /// the command line nor the environment sets a flag (by default
+    /// `<data-dir>/powchain.toml`, if it exists).
     #[arg(long, env = "POWCHAIN_CONFIG")]
     pub config: Option<PathBuf>,
 }

@@ -2,6 +2,7 @@
 //! (`auth`), the body limit, the request timeout (`timeout`), the page and event-stream
 //! limits handlers read, JSON 404/405 answers, and `serve` (on `server`'s accept loop).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ use crate::{assets, blocks, charts, events, faucet, peers, status, transactions,
 
 /// The largest request body accepted: a hex-encoded maximum-size transaction fits.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Largest `POST /txs` body: 1,000 payments of a few inputs in hex.
+pub const MAX_BATCH_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Runs `work` on the blocking pool: node calls take locks and read the disk.
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -63,6 +66,12 @@ pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
         .route("/transactions", get(transactions::list_pool))
         .route("/transact", post(transactions::transact))
         .route("/tx", post(transactions::submit_raw))
+        .route(
+            "/txs",
+            post(transactions::submit_raw_batch)
+                .layer::<_, Infallible>(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES))
+                .layer::<_, Infallible>(Extension(transactions::BatchSlots::default())),
+        )
         .route("/tx/{txid}", get(transactions::get_transaction))
         .route("/public-key", get(wallet::public_key))
         .route("/balance", get(wallet::balance))

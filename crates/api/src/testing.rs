@@ -149,6 +149,33 @@ pub(crate) async fn get(address: SocketAddr, path: &str) -> Answer {
     parse_answer(&bytes)
 }
 
+/// `POST path` with `body` (declared `content_length` bytes long, which may be more than
+/// `body` holds: the rest is never sent) on a new connection, read to the end.
+pub(crate) async fn post(
+    address: SocketAddr,
+    path: &str,
+    body: &[u8],
+    content_length: usize,
+) -> Answer {
+    let mut stream = TcpStream::connect(address).await.expect("connects");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {content_length}\r\n\r\n"
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("the head is written");
+    // The server may answer (and close) before reading a body it refuses.
+    let _ = stream.write_all(body).await;
+    let mut bytes = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut bytes))
+        .await
+        .expect("answered within the deadline")
+        .expect("reads");
+    parse_answer(&bytes)
+}
+
 /// Writes `GET path`, keeping the connection open after the answer if `keep_alive`.
 pub(crate) async fn send_get(stream: &mut TcpStream, path: &str, keep_alive: bool) {
     let connection = if keep_alive { "keep-alive" } else { "close" };

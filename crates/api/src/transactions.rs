@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use powchain_consensus::encode::Decode;
@@ -227,20 +227,152 @@ pub struct SubmitResponse {
     pub fee: u64,
 }
 
+/// A transaction from its canonical encoding in hex.
+fn decode_raw(text: &str) -> Result<Transaction, ApiError> {
+    let bytes = hex::decode(text.trim())
+        .map_err(|error| ApiError::bad_request(format!("invalid hex: {error}")))?;
+    Transaction::decode_exact(&bytes)
+        .map_err(|error| ApiError::bad_request(format!("not a transaction: {error}")))
+}
+
 /// `POST /tx`: submits a signed transaction to the pool.
 pub async fn submit_raw(
     State(node): State<Arc<Node>>,
     _query: NoQuery,
     JsonBody(request): JsonBody<RawTransactionRequest>,
 ) -> Result<Json<SubmitResponse>, ApiError> {
-    let bytes = hex::decode(request.hex.trim())
-        .map_err(|error| ApiError::bad_request(format!("invalid hex: {error}")))?;
-    let transaction = Transaction::decode_exact(&bytes)
-        .map_err(|error| ApiError::bad_request(format!("not a transaction: {error}")))?;
+    let transaction = decode_raw(&request.hex)?;
     let accepted = blocking(&node, move |node| Ok(node.submit_transaction(transaction)?)).await?;
     Ok(Json(SubmitResponse {
         txid: accepted.txid.to_string(),
         fee: accepted.fee.to_units(),
+    }))
+}
+
+/// `POST /txs` requests read and admitted at once.
+pub const BATCH_SLOTS: usize = 4;
+
+/// The slots of [`BATCH_SLOTS`], shared by one router's `POST /txs` requests.
+#[derive(Clone, Debug)]
+pub struct BatchSlots(Arc<tokio::sync::Semaphore>);
+
+impl Default for BatchSlots {
+    fn default() -> BatchSlots {
+        BatchSlots(Arc::new(tokio::sync::Semaphore::new(BATCH_SLOTS)))
+    }
+}
+
+/// Most transactions one `POST /txs` takes.
+pub const MAX_BATCH_TRANSACTIONS: usize = 1_000;
+
+/// `POST /txs` body: signed transactions in their canonical encoding, in the order they
+/// are to be admitted (a parent before its child).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransactionsRequest {
+    /// The encodings, hex.
+    pub hex: Vec<String>,
+}
+
+/// What became of one transaction of a `POST /txs`: `{txid, fee}` as `POST /tx` answers,
+/// or `{error, status}` with the error and status `POST /tx` would have given it.
+#[derive(Serialize, Debug)]
+#[serde(untagged)]
+pub enum BatchResult {
+    /// Pooled and stored.
+    Accepted(SubmitResponse),
+    /// Refused or not stored.
+    Refused {
+        /// What and why.
+        error: String,
+        /// The status `POST /tx` answers with for it.
+        status: u16,
+    },
+}
+
+/// `POST /txs` answer.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmitBatchResponse {
+    /// Transactions pooled and stored.
+    pub accepted: usize,
+    /// Transactions refused or not stored.
+    pub refused: usize,
+    /// One result per transaction of the request, in its order.
+    pub results: Vec<BatchResult>,
+}
+
+impl BatchResult {
+    fn refused(error: ApiError) -> BatchResult {
+        BatchResult::Refused {
+            error: error.message,
+            status: error.status.as_u16(),
+        }
+    }
+}
+
+/// `POST /txs`: submits many signed transactions at once, for clients that send many: one
+/// request, one lock per 64 admissions and the stored rows in shared commits, instead of a
+/// round trip and a sync each. Each transaction succeeds or fails on its own.
+///
+/// At most [`BATCH_SLOTS`] batches are read and admitted at once (the others wait for a
+/// slot before their body is read), so bodies of up to 2 MiB cannot add up to more than a
+/// few of them in memory however many connections send one.
+pub async fn submit_raw_batch(
+    State(node): State<Arc<Node>>,
+    Extension(slots): Extension<BatchSlots>,
+    _query: NoQuery,
+    request: Request,
+) -> Result<Json<SubmitBatchResponse>, ApiError> {
+    let _slot = slots
+        .0
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
+    let JsonBody(request) = JsonBody::<RawTransactionsRequest>::from_request(request, &()).await?;
+    if request.hex.is_empty() || request.hex.len() > MAX_BATCH_TRANSACTIONS {
+        return Err(ApiError::bad_request(format!(
+            "`hex` holds {} transactions; a batch holds 1 to {MAX_BATCH_TRANSACTIONS}",
+            request.hex.len()
+        )));
+    }
+    let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(request.hex.len());
+    let mut decoded = Vec::with_capacity(request.hex.len());
+    for text in &request.hex {
+        match decode_raw(text) {
+            Ok(transaction) => {
+                decoded.push(transaction);
+                results.push(None);
+            }
+            Err(error) => results.push(Some(BatchResult::refused(error))),
+        }
+    }
+    let mut outcomes = blocking(&node, move |node| Ok(node.submit_transactions(decoded)))
+        .await?
+        .into_iter();
+    let results: Vec<BatchResult> = results
+        .into_iter()
+        .map(|decode_failure| {
+            decode_failure.unwrap_or_else(|| match outcomes.next() {
+                Some(Ok(accepted)) => BatchResult::Accepted(SubmitResponse {
+                    txid: accepted.txid.to_string(),
+                    fee: accepted.fee.to_units(),
+                }),
+                Some(Err(error)) => BatchResult::refused(error.into()),
+                None => BatchResult::refused(ApiError::internal(
+                    "the node answered fewer transactions than it was given",
+                )),
+            })
+        })
+        .collect();
+    let accepted = results
+        .iter()
+        .filter(|result| matches!(result, BatchResult::Accepted(_)))
+        .count();
+    Ok(Json(SubmitBatchResponse {
+        accepted,
+        refused: results.len() - accepted,
+        results,
     }))
 }
 
@@ -368,8 +500,137 @@ pub async fn get_transaction(
 mod tests {
     use std::collections::HashSet;
 
+    use powchain_consensus::encode::Encode;
+
     use super::*;
-    use crate::testing::{TestServer, fill_pool, get, regtest_node};
+    use crate::testing::{TestServer, fill_pool, get, post, regtest_node};
+
+    /// `POST /txs` with `hexes` as its list.
+    async fn post_batch(server: &TestServer, hexes: &[String]) -> crate::testing::Answer {
+        let body = serde_json::to_vec(&serde_json::json!({ "hex": hexes })).expect("encodes");
+        post(server.address, "/txs", &body, body.len()).await
+    }
+
+    #[tokio::test]
+    async fn a_batch_admits_parents_before_children_and_answers_each_transaction() {
+        // The payer mines the chain and signs three payments, each spending the change of
+        // the one before; the receiving node has the same chain and an empty pool.
+        let (_payer_folder, payer) = regtest_node(0);
+        let (_folder, node) = regtest_node(0);
+        let block = payer.mine_one(Vec::new(), false).expect("mines");
+        node.submit_block(block).expect("the same chain");
+        let payments: Vec<Transaction> = (0..3)
+            .map(|_| {
+                payer
+                    .send(payer.wallet_address(), Amount::ONE_COIN, None)
+                    .expect("pays")
+                    .transaction
+            })
+            .collect();
+        let hexes: Vec<String> = payments
+            .iter()
+            .map(|payment| hex::encode(&payment.encode_to_vec()))
+            .collect();
+        let server = TestServer::api(Arc::clone(&node), crate::ApiOptions::default()).await;
+
+        let batch = vec![
+            hexes[0].clone(),
+            hexes[1].clone(),
+            "zz".to_owned(),
+            hexes[2].clone(),
+            hexes[0].clone(),
+        ];
+        let answer = post_batch(&server, &batch).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let json = answer.json();
+        assert_eq!(json["accepted"], 3);
+        assert_eq!(json["refused"], 2);
+        let results = json["results"].as_array().expect("results");
+        assert_eq!(results.len(), 5, "one per transaction, in order");
+        for (result, payment) in [(0, 0), (1, 1), (3, 2)] {
+            assert_eq!(
+                results[result]["txid"],
+                payments[payment].compute_txid().to_string()
+            );
+            assert!(results[result]["fee"].as_u64().expect("a fee") > 0);
+        }
+        assert_eq!(results[2]["status"], 400);
+        assert!(
+            results[2]["error"]
+                .as_str()
+                .expect("an error")
+                .starts_with("invalid hex")
+        );
+        assert_eq!(results[4]["status"], 409, "the same transaction again");
+        assert!(
+            results[4]["error"]
+                .as_str()
+                .expect("an error")
+                .contains("[already-in-pool]")
+        );
+        assert_eq!(node.pool_size().0, 3, "the child came after its parents");
+
+        let mut server = server;
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_refused_whole_when_empty_too_long_or_too_large() {
+        let (_folder, node) = regtest_node(0);
+        let server = TestServer::api(Arc::clone(&node), crate::ApiOptions::default()).await;
+
+        let empty = post_batch(&server, &[]).await;
+        assert_eq!(empty.status, 400);
+        assert!(String::from_utf8_lossy(&empty.body).contains("a batch holds 1 to 1000"));
+
+        let too_many = vec!["00".to_owned(); MAX_BATCH_TRANSACTIONS + 1];
+        let answer = post_batch(&server, &too_many).await;
+        assert_eq!(answer.status, 400);
+        assert!(String::from_utf8_lossy(&answer.body).contains("holds 1001 transactions"));
+
+        // Larger than any other endpoint takes, within the batch's own limit: read, and
+        // each entry refused on its own.
+        let large = vec!["ab".repeat(300); MAX_BATCH_TRANSACTIONS];
+        let answer = post_batch(&server, &large).await;
+        assert_eq!(answer.status, 200);
+        let json = answer.json();
+        assert_eq!(json["refused"], MAX_BATCH_TRANSACTIONS);
+        assert!(
+            json["results"][0]["error"]
+                .as_str()
+                .expect("an error")
+                .starts_with("not a transaction")
+        );
+
+        let declared = crate::router::MAX_BATCH_BODY_BYTES + 1;
+        let answer = post(server.address, "/txs", &vec![b' '; declared], declared).await;
+        assert_eq!(
+            answer.status,
+            413,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert!(
+            String::from_utf8_lossy(&answer.body).contains("length limit exceeded"),
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+
+        let body = br#"{"hex": ["00"], "x": 1}"#;
+        let unknown = post(server.address, "/txs", body, body.len()).await;
+        assert_eq!(unknown.status, 400);
+        assert!(String::from_utf8_lossy(&unknown.body).contains("unknown field `x`"));
+
+        let mut server = server;
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
 
     #[tokio::test]
     async fn the_pool_is_paged_by_bytes_from_an_offset_to_its_end() {

@@ -141,3 +141,12 @@ pub(crate) fn raw_transaction_bodies(transactions: &[Transaction]) -> Vec<String
         })
         .collect()
 }
+
+/// The `POST /txs` body of `transactions`: `{"hex": ["<canonical encoding>", ...]}`.
+pub(crate) fn raw_transactions_body(transactions: &[Transaction]) -> String {
+    let hexes: Vec<String> = transactions
+        .iter()
+        .map(|transaction| format!("\"{}\"", hex::encode(&transaction.encode_to_vec())))
+        .collect();
+    format!("{{\"hex\":[{}]}}", hexes.join(","))
+}

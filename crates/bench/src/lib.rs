@@ -115,6 +115,8 @@ pub struct Sizes {
     pub pool_submissions: usize,
     /// Concurrent HTTP clients submitting (figure 4).
     pub http_clients: usize,
+    /// Transactions per `POST /txs` (figure 4).
+    pub http_batch: usize,
     /// Blocks and transactions per block of the synced chain (figure 5).
     pub sync_blocks: usize,
     /// Transactions per synced block.
@@ -136,8 +138,9 @@ impl Sizes {
         blocks_per_height: 120,
         height_block_transactions: 1_000,
         pool_transactions: 2_000,
-        pool_submissions: 500,
+        pool_submissions: 2_000,
         http_clients: 8,
+        http_batch: 250,
         sync_blocks: 10_000,
         sync_transactions_per_block: 10,
         network_transactions: 2_000,
@@ -156,6 +159,7 @@ impl Sizes {
         pool_transactions: 40,
         pool_submissions: 20,
         http_clients: 2,
+        http_batch: 8,
         sync_blocks: 60,
         sync_transactions_per_block: 3,
         network_transactions: 30,

@@ -394,6 +394,17 @@ impl Mempool {
         removed.into_iter().map(|entry| entry.txid).collect()
     }
 
+    /// Removes `txids` with their descendants (they cannot be mined without them), for a
+    /// node whose pool store could not keep them. Returns the removed txids in arrival order;
+    /// txids the pool does not hold are ignored.
+    pub fn remove_with_descendants(&mut self, txids: impl IntoIterator<Item = Txid>) -> Vec<Txid> {
+        let doomed = self.with_descendants(txids.into_iter().filter(|txid| self.contains(txid)));
+        self.remove_entries(&doomed)
+            .into_iter()
+            .map(|entry| entry.txid)
+            .collect()
+    }
+
     /// Transactions for a block template: best ancestor-fee-rate packages first (a child
     /// pays for its parent), every parent before its children, total encoded size at
     /// most `max_bytes`.

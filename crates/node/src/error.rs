@@ -17,9 +17,13 @@ pub enum NodeError {
     /// The wallet could not build the payment or failed to store keys.
     #[error(transparent)]
     Wallet(#[from] WalletError),
-    /// The pool's store (`mempool.redb`) failed.
-    #[error("pool store failed: {0}")]
-    PoolStore(#[source] redb::Error),
+    /// A commit to the pool's store failed: what it held (an acknowledgement's row among
+    /// them) was not stored, and the transaction was taken back out of the pool.
+    #[error("pool store failed: {detail}")]
+    PoolStore {
+        /// What failed, in the storage engine's words.
+        detail: String,
+    },
     /// The pool's store could not be opened and read.
     #[error(
         "{} is damaged ({detail}); it holds only unconfirmed transactions: delete it, or \
@@ -99,7 +103,7 @@ impl NodeError {
                     | WalletError::TooManyInputs { .. }
                     | WalletError::NotOurs { .. }
             ),
-            NodeError::PoolStore(_)
+            NodeError::PoolStore { .. }
             | NodeError::PoolStoreDamaged { .. }
             | NodeError::ChainMissing { .. }
             | NodeError::WalletMissing { .. }

@@ -18,6 +18,7 @@ mod data_dir;
 pub mod error;
 pub mod event;
 pub mod faucet;
+mod group_commit;
 pub mod log_budget;
 mod mining;
 mod node;

@@ -4,7 +4,8 @@
 //! ```text
 //!   submit_transaction ──▶ Mempool::accept (coins from a chain snapshot, signatures
 //!        │                 remembered for the block that confirms it)
-//!        └──▶ pool store (synced) ──▶ NodeEvent::TransactionAccepted
+//!        └──▶ row queued (under the lock) ──▶ group commit of the pool store (synced,
+//!             shared with concurrent submitters; no lock held) ──▶ NodeEvent::TransactionAccepted
 //!   open ──▶ restore_pool: stored transactions re-admitted, parents before children,
 //!            expired ones dropped
 //! ```
@@ -17,7 +18,12 @@ use tracing::{info, warn};
 
 use crate::error::NodeError;
 use crate::event::NodeEvent;
+use crate::group_commit::Ticket;
 use crate::node::{Core, Node, lock};
+use crate::pool_store::PoolWrite;
+
+/// Admissions of one [`Node::submit_transactions`] call made under one taking of the lock.
+const SUBMIT_BATCH_PER_LOCK: usize = 64;
 
 impl Node {
     /// Re-admits the stored pool; transactions that are no longer valid or have expired
@@ -91,37 +97,119 @@ impl Node {
 
     /// Accepts a transaction into the pool and stores it durably before returning.
     ///
+    /// Admission runs under the node's lock; the store's synced write does not: the row is
+    /// queued under the lock and the caller waits for the group commit that holds it, so
+    /// concurrent submitters (HTTP clients, peers' relays) share their syncs.
+    ///
     /// # Errors
-    /// [`NodeError::Mempool`] if the pool refuses it, [`NodeError::PoolStore`] if it could
-    /// not be stored.
+    /// [`NodeError::Mempool`] if the pool refuses it, [`NodeError::PoolStore`] if it
+    /// could not be stored (it is then taken back out of the pool).
     pub fn submit_transaction(&self, transaction: Transaction) -> Result<Accepted, NodeError> {
         let now = self.clock.now_ms();
-        let accepted = {
+        let (accepted, ticket) = {
             let mut core = lock(&self.core);
-            self.accept_and_store(&mut core, transaction, now)?
+            self.accept_and_queue(&mut core, transaction, now)?
         };
+        self.await_stored(&accepted, ticket)?;
         self.publish(NodeEvent::TransactionAccepted {
             txid: accepted.txid,
         });
         Ok(accepted)
     }
 
-    pub(crate) fn accept_and_store(
+    /// Accepts many transactions, in order (a parent before its child), and stores them
+    /// durably before returning: one result per transaction, in the same order.
+    ///
+    /// The lock is taken for 64 admissions at a time, so blocks and other submitters get in
+    /// between, and the rows share group commits. If a commit fails, what it held leaves
+    /// the pool with its descendants, and a later transaction of the batch that left with
+    /// them is reported as not stored either.
+    pub fn submit_transactions(
+        &self,
+        transactions: Vec<Transaction>,
+    ) -> Vec<Result<Accepted, NodeError>> {
+        let mut admitted: Vec<Result<(Accepted, Ticket), NodeError>> =
+            Vec::with_capacity(transactions.len());
+        let mut transactions = transactions.into_iter().peekable();
+        while transactions.peek().is_some() {
+            let now = self.clock.now_ms();
+            let mut core = lock(&self.core);
+            for transaction in transactions.by_ref().take(SUBMIT_BATCH_PER_LOCK) {
+                admitted.push(self.accept_and_queue(&mut core, transaction, now));
+            }
+        }
+        let mut store_failed = false;
+        admitted
+            .into_iter()
+            .map(|admission| {
+                let (accepted, ticket) = admission?;
+                self.await_stored(&accepted, ticket)
+                    .inspect_err(|_| store_failed = true)?;
+                if store_failed && !lock(&self.core).mempool.contains(&accepted.txid) {
+                    return Err(NodeError::PoolStore {
+                        detail: format!(
+                            "{} left the pool with a transaction before it that could not \
+                             be stored",
+                            accepted.txid
+                        ),
+                    });
+                }
+                self.publish(NodeEvent::TransactionAccepted {
+                    txid: accepted.txid,
+                });
+                Ok(accepted)
+            })
+            .collect()
+    }
+
+    /// Admits `transaction` and queues its store row (and the removal of what it evicted);
+    /// the caller releases its locks and then calls [`Node::await_stored`].
+    pub(crate) fn accept_and_queue(
         &self,
         core: &mut Core,
         transaction: Transaction,
         now: u64,
-    ) -> Result<Accepted, NodeError> {
+    ) -> Result<(Accepted, Ticket), NodeError> {
         let stored = transaction.clone();
         let accepted = self.accept_into_pool(core, transaction, now)?;
         // The transaction may spend coins of peers' blocks not yet synced; acknowledging
         // it must not outlive them (a restart would drop it as spending missing coins).
         if core.chain.has_unsynced_changes() {
-            core.chain.sync()?;
+            if let Err(error) = core.chain.sync() {
+                core.mempool.remove_with_descendants([accepted.txid]);
+                return Err(error.into());
+            }
         }
-        self.pool_store.insert(&accepted.txid, &stored, now)?;
-        self.pool_store.remove(&accepted.evicted)?;
-        Ok(accepted)
+        let mut writes = Vec::with_capacity(1 + accepted.evicted.len());
+        writes.push(PoolWrite::Insert {
+            txid: accepted.txid,
+            transaction: stored,
+            time_ms: now,
+        });
+        writes.extend(accepted.evicted.iter().copied().map(PoolWrite::Remove));
+        let ticket = self.pool_store.queue(writes);
+        Ok((accepted, ticket))
+    }
+
+    /// Waits (holding no lock) until the row `accept_and_queue` queued for `accepted` is
+    /// stored. If its commit failed, the transaction leaves the pool again with whatever
+    /// spent it meanwhile: nothing is acknowledged that a restart would not bring back.
+    pub(crate) fn await_stored(
+        &self,
+        accepted: &Accepted,
+        ticket: Ticket,
+    ) -> Result<(), NodeError> {
+        self.pool_store.wait(ticket).inspect_err(|error| {
+            let removed = lock(&self.core)
+                .mempool
+                .remove_with_descendants([accepted.txid]);
+            warn!(
+                txid = %accepted.txid,
+                removed = removed.len(),
+                %error,
+                "took a transaction back out of the pool: it could not be stored"
+            );
+        })
     }
 
     /// Signature checks remembered as passed by the pool and not yet met again in a block.
@@ -205,7 +293,88 @@ mod tests {
     use powchain_consensus::{Amount, Network, Txid};
     use powchain_mempool::PoolEntry;
 
+    use std::sync::atomic::Ordering::SeqCst;
+
+    use crate::error::NodeError;
     use crate::testing::{TestNode, output_paying, spend_output};
+
+    #[test]
+    fn concurrent_payments_are_each_stored_before_they_are_acknowledged() {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        let threads = 4;
+        let each = 5;
+        let sent: Vec<Txid> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|thread| {
+                    let node = &test.node;
+                    scope.spawn(move || {
+                        (0..each)
+                            .map(|_| {
+                                node.send(test_address(10 + thread), Amount::ONE_COIN, None)
+                                    .expect("the wallet pays")
+                                    .txid
+                            })
+                            .collect::<Vec<Txid>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|handle| handle.join().expect("a sender finished"))
+                .collect()
+        });
+        assert_eq!(sent.len(), (threads * each) as usize);
+        let mut stored = test.stored_pool_txids();
+        let mut expected = sent.clone();
+        stored.sort();
+        expected.sort();
+        assert_eq!(stored, expected, "every acknowledged payment has its row");
+        let test = test.reopen();
+        for txid in &sent {
+            assert!(test.pool_holds(txid), "{txid} comes back after a restart");
+        }
+    }
+
+    #[test]
+    fn a_payment_whose_row_cannot_be_stored_is_refused_and_leaves_the_pool() {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        let parent = test
+            .node
+            .send(test_address(3), Amount::ONE_COIN, None)
+            .expect("the wallet pays");
+        let child = spend_output(
+            &parent.transaction,
+            output_paying(&parent.transaction, &test_address(3)),
+            &test_key(3),
+            test_address(4),
+        );
+        test.node.pool_store.fail_commits.store(true, SeqCst);
+        let error = test
+            .node
+            .submit_transaction(child.clone())
+            .expect_err("its row was not stored");
+        assert!(
+            matches!(error, NodeError::PoolStore { .. }) && !error.is_rejection(),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("injected failure"), "{error}");
+        assert!(
+            !test.pool_holds(&child.compute_txid()),
+            "not acknowledged, not pooled"
+        );
+        assert!(test.pool_holds(&parent.txid), "the rest of the pool stays");
+        assert_eq!(test.stored_pool_txids(), vec![parent.txid]);
+
+        test.node.pool_store.fail_commits.store(false, SeqCst);
+        let accepted = test
+            .node
+            .submit_transaction(child)
+            .expect("the same payment is accepted once the store works");
+        assert!(test.pool_holds(&accepted.txid));
+        assert_eq!(test.stored_pool_txids().len(), 2);
+    }
 
     #[test]
     fn a_pool_page_clones_a_window_by_fee_rate_up_to_its_bytes() {

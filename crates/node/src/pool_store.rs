@@ -4,6 +4,12 @@
 //! A transaction is written (and synced) before `submit_transaction` returns; removals are
 //! written without a sync, since replaying an already-confirmed transaction at start-up only
 //! gets it refused again.
+//!
+//! Every write reaches the disk through a [`GroupCommit`]: an admission queues its row (and
+//! the removals of what it evicted) as [`PoolWrite`]s under the node's lock, releases the
+//! lock, and waits; the queue is written by one redb transaction, so submitters that arrive
+//! while a commit is in flight share the next one instead of taking a sync each. A
+//! submitter is answered only after the commit holding its row returned.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -15,17 +21,31 @@ use tracing::warn;
 
 use crate::data_dir::move_aside;
 use crate::error::NodeError;
+use crate::group_commit::{CommitFailed, GroupCommit, Ticket};
 
 const POOL: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pool");
+
+/// One change to the stored pool, queued for the next group commit.
+pub(crate) enum PoolWrite {
+    /// Store an admitted transaction with the time it was accepted.
+    Insert {
+        txid: Txid,
+        transaction: Transaction,
+        time_ms: u64,
+    },
+    /// Forget a transaction (evicted, confirmed, expired or conflicted).
+    Remove(Txid),
+}
 
 /// The persisted pool.
 pub(crate) struct PoolStore {
     db: Database,
     path: PathBuf,
-}
-
-fn store_error(error: impl Into<redb::Error>) -> NodeError {
-    NodeError::PoolStore(error.into())
+    /// Writes waiting for the next commit.
+    commits: GroupCommit<PoolWrite>,
+    /// Makes every commit fail, for tests of what a failed commit leaves behind.
+    #[cfg(test)]
+    pub(crate) fail_commits: std::sync::atomic::AtomicBool,
 }
 
 /// What opening or reading the store at `path` gave, with its failures and panics named
@@ -74,6 +94,9 @@ impl PoolStore {
             Ok(PoolStore {
                 db,
                 path: path.to_path_buf(),
+                commits: GroupCommit::new(),
+                #[cfg(test)]
+                fail_commits: std::sync::atomic::AtomicBool::new(false),
             })
         }));
         let store = damaged_at(path, opened)?;
@@ -113,39 +136,85 @@ impl PoolStore {
         Ok(transactions)
     }
 
-    /// Stores a transaction durably.
-    pub(crate) fn insert(
-        &self,
-        txid: &Txid,
-        transaction: &Transaction,
-        time_ms: u64,
-    ) -> Result<(), NodeError> {
-        let mut value = time_ms.to_le_bytes().to_vec();
-        transaction.encode_to(&mut value);
-        let write = self.db.begin_write().map_err(store_error)?;
-        write
-            .open_table(POOL)
-            .map_err(store_error)?
-            .insert(txid.0.as_slice(), value.as_slice())
-            .map_err(store_error)?;
-        write.commit().map_err(store_error)
+    /// Queues `writes` for the next group commit without waiting: the caller may release
+    /// its locks and then [`PoolStore::wait`] for the ticket. Writes reach the disk in the
+    /// order they were queued, so a row queued before its removal ends up removed.
+    pub(crate) fn queue(&self, writes: Vec<PoolWrite>) -> Ticket {
+        self.commits.enqueue(writes)
     }
 
-    /// Forgets transactions (without waiting for the disk).
-    pub(crate) fn remove(&self, txids: &[Txid]) -> Result<(), NodeError> {
-        if txids.is_empty() {
+    /// Blocks until the commit holding `ticket`'s writes returned, committing the queue
+    /// itself if no other caller is.
+    ///
+    /// # Errors
+    /// [`NodeError::PoolStore`] if that commit failed: none of its writes is stored.
+    pub(crate) fn wait(&self, ticket: Ticket) -> Result<(), NodeError> {
+        self.commits
+            .wait(ticket, |writes| self.commit_writes(&writes))
+            .map_err(|CommitFailed(detail)| NodeError::PoolStore { detail })
+    }
+
+    /// Queues `writes` and waits for their commit.
+    pub(crate) fn store(&self, writes: Vec<PoolWrite>) -> Result<(), NodeError> {
+        if writes.is_empty() {
             return Ok(());
         }
-        let mut write = self.db.begin_write().map_err(store_error)?;
-        write
-            .set_durability(Durability::None)
-            .map_err(store_error)?;
+        let ticket = self.queue(writes);
+        self.wait(ticket)
+    }
+
+    /// Forgets transactions. Goes through the queue like admissions, so a removal is never
+    /// overtaken by the insert of the same row still waiting there.
+    pub(crate) fn remove(&self, txids: &[Txid]) -> Result<(), NodeError> {
+        self.store(txids.iter().copied().map(PoolWrite::Remove).collect())
+    }
+
+    /// Applies `writes` in order in one write transaction: a group commit. Synced if it
+    /// stores a transaction (an acknowledgement waits for it); a commit of removals only is
+    /// not, since replaying an already-confirmed transaction at start-up only gets it
+    /// refused again (the next synced commit makes it durable too).
+    fn commit_writes(&self, writes: &[PoolWrite]) -> Result<(), CommitFailed> {
+        let committed = panic::catch_unwind(AssertUnwindSafe(|| self.commit_unguarded(writes)));
+        damaged_at(&self.path, committed).map_err(|error| CommitFailed(error.to_string()))
+    }
+
+    fn commit_unguarded(&self, writes: &[PoolWrite]) -> Result<(), redb::Error> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        #[cfg(test)]
+        if self.fail_commits.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(redb::Error::Io(std::io::Error::other("injected failure")));
+        }
+        let mut write = self.db.begin_write()?;
+        if !writes
+            .iter()
+            .any(|pool_write| matches!(pool_write, PoolWrite::Insert { .. }))
         {
-            let mut table = write.open_table(POOL).map_err(store_error)?;
-            for txid in txids {
-                table.remove(txid.0.as_slice()).map_err(store_error)?;
+            write.set_durability(Durability::None)?;
+        }
+        {
+            let mut table = write.open_table(POOL)?;
+            let mut value = Vec::new();
+            for pool_write in writes {
+                match pool_write {
+                    PoolWrite::Insert {
+                        txid,
+                        transaction,
+                        time_ms,
+                    } => {
+                        value.clear();
+                        value.extend_from_slice(&time_ms.to_le_bytes());
+                        transaction.encode_to(&mut value);
+                        table.insert(txid.0.as_slice(), value.as_slice())?;
+                    }
+                    PoolWrite::Remove(txid) => {
+                        table.remove(txid.0.as_slice())?;
+                    }
+                }
             }
         }
-        write.commit().map_err(store_error)
+        write.commit()?;
+        Ok(())
     }
 }

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::event::NodeEvent;
 use crate::node::{Core, Node};
+use crate::pool_store::PoolWrite;
 
 impl Node {
     /// Brings the pool in line with chain changes; returns the events to publish.
@@ -31,6 +32,9 @@ impl Node {
         let mut node_events = Vec::with_capacity(events.len());
         let mut disconnected_blocks: Vec<Arc<Block>> = Vec::new();
         let mut removed: Vec<Txid> = Vec::new();
+        // Store rows of the branch's transactions back in the pool, written with the
+        // removals in one commit at the end (a synced one only if there are rows).
+        let mut readmitted_rows: Vec<PoolWrite> = Vec::new();
         let mut reorganised: Option<(u64, BlockHeight, BlockHash)> = None;
         for event in events {
             match event {
@@ -94,12 +98,15 @@ impl Node {
                     .get(&txid)
                     .map_or(now, |arrived| (*arrived).min(now));
                 match self.accept_into_pool(core, transaction.clone(), time_ms) {
-                    Ok(_) => {
+                    Ok(accepted) => {
+                        removed.extend(accepted.evicted);
                         if returning.contains(&txid) {
                             readmitted += 1;
-                            if let Err(error) = self.pool_store.insert(&txid, &transaction, now) {
-                                warn!(%txid, %error, "could not store a re-admitted transaction");
-                            }
+                            readmitted_rows.push(PoolWrite::Insert {
+                                txid,
+                                transaction,
+                                time_ms: now,
+                            });
                             node_events.push(NodeEvent::TransactionAccepted { txid });
                         }
                     }
@@ -119,8 +126,13 @@ impl Node {
                 }
             }
         }
-        if let Err(error) = self.pool_store.remove(&removed) {
-            warn!(%error, "could not forget removed pool transactions");
+        // Rows first: a row evicted by a later re-admission is removed after it is written.
+        let writes: Vec<PoolWrite> = readmitted_rows
+            .into_iter()
+            .chain(removed.into_iter().map(PoolWrite::Remove))
+            .collect();
+        if let Err(error) = self.pool_store.store(writes) {
+            warn!(%error, "could not store the pool's changes for a chain change");
         }
         node_events
     }

@@ -156,9 +156,12 @@ impl Node {
             amount,
             fee_rate.unwrap_or(self.config.wallet_fee_rate),
         )?;
-        let accepted = self.accept_and_store(&mut core, payment.transaction.clone(), now)?;
+        let (accepted, ticket) =
+            self.accept_and_queue(&mut core, payment.transaction.clone(), now)?;
         drop(core);
+        // The pool spends the payment's coins now: the next payment cannot pick them.
         drop(wallet);
+        self.await_stored(&accepted, ticket)?;
         self.publish(NodeEvent::TransactionAccepted {
             txid: accepted.txid,
         });

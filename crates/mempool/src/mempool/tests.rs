@@ -203,6 +203,36 @@ fn accepts_a_chain_of_three_unconfirmed_transactions() {
 }
 
 #[test]
+fn remove_with_descendants_takes_the_family_below_and_leaves_the_rest_whole() {
+    let chain = TestChain::regtest_with_mature_coins(2);
+    let mut pool = pool_for(&chain, options());
+    let grandparent = spend(&chain, &pool, &[chain.mature_coin(0).0], 2, 1_000);
+    accept(&mut pool, &chain, grandparent.clone()).expect("spends a chain coin");
+    let parent = spend(&chain, &pool, &[first_output(&grandparent)], 1, 2_000);
+    accept(&mut pool, &chain, parent.clone()).expect("spends a pooled output");
+    let child = spend(&chain, &pool, &[first_output(&parent)], 1, 3_000);
+    accept(&mut pool, &chain, child.clone()).expect("spends a pooled output");
+    let other = spend(&chain, &pool, &[chain.mature_coin(1).0], 1, 1_000);
+    accept(&mut pool, &chain, other.clone()).expect("spends a chain coin");
+
+    let unknown = Txid([7; 32]);
+    let removed = pool.remove_with_descendants([parent.compute_txid(), unknown]);
+    assert_eq!(removed, vec![parent.compute_txid(), child.compute_txid()]);
+    assert_eq!(pool.len(), 2);
+    let grandparent_entry = pool.get(&grandparent.compute_txid()).expect("kept");
+    assert_eq!(
+        grandparent_entry.descendant_package.count, 1,
+        "totals follow"
+    );
+    assert_eq!(
+        pool.spender_of(&first_output(&grandparent)),
+        None,
+        "its output is free again"
+    );
+    accept(&mut pool, &chain, parent).expect("the removed parent can come back");
+}
+
+#[test]
 fn double_spend_of_a_pooled_input_is_a_conflict_naming_the_spender() {
     let chain = TestChain::regtest_with_mature_coins(1);
     let mut pool = pool_for(&chain, options());

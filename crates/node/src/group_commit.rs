@@ -1,169 +1,277 @@
-//! Group commit: submissions that arrive while a durable write is in flight are written
-//! together by the next one, so concurrent submitters share one sync instead of queueing
-//! for one each.
+//! Group commit: whoever commits the pool store's queue takes all of it, so writes that
+//! queued while a commit ran share the next one, and concurrent submitters share one sync
+//! instead of queueing for one each.
 //!
 //! ```text
-//!   submitter ── enqueue(writes) ──▶ queue ──▶ ticket
-//!       └── wait(ticket, commit): the first waiter that finds no commit in flight becomes
-//!           the committer: it takes the whole queue, runs `commit` once on it (no lock
-//!           held), and records one outcome for every ticket in it; the others sleep until
-//!           their ticket has an outcome
+//!   submitter ── enqueue(writes) ──▶ queue ──▶ ticket ── wait(ticket): commits the queue
+//!   peer, chain ── enqueue_unawaited ──▶ │       itself if no commit runs, else sleeps until
+//!                                        │       the commit holding its writes returned
+//!                                  writer thread: commits what nobody waits for, when no
+//!                                  commit runs
 //! ```
+//!
+//! One commit runs at a time (`committing`): it takes the whole queue, runs `commit` once on
+//! it without the queue's lock, and records one outcome for every awaited ticket in it. A
+//! lone submitter commits on its own thread (no hand-off); writes nobody waits for (a
+//! peer's transaction, a removal) are committed by the writer thread.
 //!
 //! A ticket is answered exactly once, and only after the commit that held its writes
 //! returned: success means they are stored, a failure is given to every ticket of that
-//! commit. Writes queued behind a failed commit go into the next one.
+//! commit. Writes nobody waits for (a peer's transaction, a removal) are committed the same
+//! way, in queue order; their failures are only the commit function's to report. Dropping
+//! the queue lets the writer commit what is queued, then joins it.
 
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 /// One submitter's place in the queue.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(crate) struct Ticket(u64);
 
-/// Why a ticket's writes were not made durable, in words shared by every ticket of the
-/// commit that failed.
+/// Why a ticket's writes were not stored, in words shared by every ticket of the commit
+/// that failed.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub(crate) struct CommitFailed(pub(crate) String);
 
-struct Queued<W> {
-    ticket: Ticket,
-    writes: Vec<W>,
-}
-
 struct State<W> {
-    queue: Vec<Queued<W>>,
-    committing: bool,
+    /// Writes in queue order, each with the ticket that waits for it (if any).
+    queue: Vec<(Option<Ticket>, Vec<W>)>,
     outcomes: HashMap<Ticket, Result<(), CommitFailed>>,
     next_ticket: u64,
+    /// A commit is running (the writer's or a waiter's).
+    committing: bool,
+    stopping: bool,
+    /// False once the writer has returned: nothing queued later will be committed.
+    writer_running: bool,
 }
 
-/// A queue of writes and the one committer draining it. See the module documentation.
-pub(crate) struct GroupCommit<W> {
+/// The commit function, shared by the writer and the waiters that commit themselves.
+type CommitFn<W> = Box<dyn FnMut(Vec<W>) -> Result<(), CommitFailed> + Send>;
+
+struct Shared<W> {
     state: Mutex<State<W>>,
+    /// Taken by whoever commits (under `committing`, so never contended).
+    commit: Mutex<CommitFn<W>>,
+    /// The writer sleeps on this while the queue is empty.
+    queued: Condvar,
+    /// Waiters sleep on this until their ticket has an outcome.
     answered: Condvar,
 }
 
-impl<W> GroupCommit<W> {
-    pub(crate) fn new() -> GroupCommit<W> {
-        GroupCommit {
-            state: Mutex::new(State {
-                queue: Vec::new(),
-                committing: false,
-                outcomes: HashMap::new(),
-                next_ticket: 0,
-            }),
-            answered: Condvar::new(),
-        }
-    }
-
+impl<W> Shared<W> {
     fn state(&self) -> MutexGuard<'_, State<W>> {
-        // Nothing runs user code under this lock, so a poisoned state is still whole.
+        // Nothing runs foreign code under this lock, so a poisoned state is still whole.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues `writes` for the next commit; never blocks on the disk. Writes are committed
-    /// in the order they were queued.
-    pub(crate) fn enqueue(&self, writes: Vec<W>) -> Ticket {
+    /// Commits the whole queue; `state` has `committing` unset and a non-empty queue. Sets
+    /// `committing` while the commit runs without the lock, records the outcome of every
+    /// awaited ticket in the batch, and returns the lock.
+    fn commit_queue<'a>(&'a self, mut state: MutexGuard<'a, State<W>>) -> MutexGuard<'a, State<W>> {
+        state.committing = true;
+        let batch = std::mem::take(&mut state.queue);
+        drop(state);
+        let mut tickets = Vec::new();
+        let mut writes = Vec::new();
+        for (ticket, part) in batch {
+            tickets.extend(ticket);
+            writes.extend(part);
+        }
+        let outcome = {
+            let mut commit = self
+                .commit
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            panic::catch_unwind(AssertUnwindSafe(|| (*commit)(writes)))
+                .unwrap_or_else(|_| Err(CommitFailed("the pool store's commit panicked".into())))
+        };
         let mut state = self.state();
+        state.committing = false;
+        for ticket in tickets {
+            state.outcomes.insert(ticket, outcome.clone());
+        }
+        self.answered.notify_all();
+        // The writer may have found the queue busy and gone back to sleep.
+        self.queued.notify_one();
+        state
+    }
+}
+
+/// A queue of writes and the thread that commits it. See the module documentation.
+pub(crate) struct GroupCommit<W> {
+    shared: Arc<Shared<W>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl<W: Send + 'static> GroupCommit<W> {
+    /// Starts the writer thread, named `name`, committing with `commit`: it gets every
+    /// queued write in order; a panic in it fails the commit.
+    ///
+    /// # Errors
+    /// The operating system's, if the thread cannot be started.
+    pub(crate) fn start(
+        name: &str,
+        commit: impl FnMut(Vec<W>) -> Result<(), CommitFailed> + Send + 'static,
+    ) -> std::io::Result<GroupCommit<W>> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: Vec::new(),
+                outcomes: HashMap::new(),
+                next_ticket: 0,
+                committing: false,
+                stopping: false,
+                writer_running: true,
+            }),
+            commit: Mutex::new(Box::new(commit)),
+            queued: Condvar::new(),
+            answered: Condvar::new(),
+        });
+        let writer = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || write_loop(&shared))?
+        };
+        Ok(GroupCommit {
+            shared,
+            writer: Some(writer),
+        })
+    }
+}
+
+impl<W> GroupCommit<W> {
+    /// Queues `writes` for the next commit and returns the ticket to [`GroupCommit::wait`]
+    /// on (every ticket must be waited on: its outcome is kept until then). Never blocks
+    /// on the disk.
+    pub(crate) fn enqueue(&self, writes: Vec<W>) -> Ticket {
+        let mut state = self.shared.state();
         let ticket = Ticket(state.next_ticket);
         state.next_ticket += 1;
-        state.queue.push(Queued { ticket, writes });
+        state.queue.push((Some(ticket), writes));
+        drop(state);
+        self.shared.queued.notify_one();
         ticket
     }
 
-    /// Blocks until `ticket`'s writes were committed (or failed), committing the queue with
-    /// `commit` whenever no other waiter is. `commit` gets every queued write in order and
-    /// runs without this queue's lock; a panic in it fails the commit.
+    /// Queues `writes` for the next commit; nobody waits for them.
+    pub(crate) fn enqueue_unawaited(&self, writes: Vec<W>) {
+        if writes.is_empty() {
+            return;
+        }
+        self.shared.state().queue.push((None, writes));
+        self.shared.queued.notify_one();
+    }
+
+    /// Blocks until the commit holding `ticket`'s writes returned.
     ///
     /// # Errors
-    /// [`CommitFailed`] from the commit that held `ticket`'s writes.
-    pub(crate) fn wait(
-        &self,
-        ticket: Ticket,
-        mut commit: impl FnMut(Vec<W>) -> Result<(), CommitFailed>,
-    ) -> Result<(), CommitFailed> {
-        let mut state = self.state();
+    /// [`CommitFailed`] from that commit, or if the writer stopped without committing it.
+    pub(crate) fn wait(&self, ticket: Ticket) -> Result<(), CommitFailed> {
+        let mut state = self.shared.state();
         loop {
             if let Some(outcome) = state.outcomes.remove(&ticket) {
                 return outcome;
             }
-            if state.committing {
-                // Another waiter is committing: our writes are in its batch or the next.
-                state = self
-                    .answered
-                    .wait(state)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !state.committing && !state.queue.is_empty() {
+                // Nobody is committing: commit the queue (ours is in it) here rather than
+                // wake the writer, which would add a thread hand-off to every lone write.
+                state = self.shared.commit_queue(state);
                 continue;
             }
-            if state.queue.is_empty() {
-                // Neither answered nor queued: not a ticket of this queue.
-                return Err(CommitFailed(format!(
-                    "{ticket:?} is unknown to the pool store"
-                )));
+            if !state.writer_running && !state.committing {
+                return Err(CommitFailed("the pool store's writer has stopped".into()));
             }
-            state.committing = true;
-            let batch = std::mem::take(&mut state.queue);
-            drop(state);
-            let tickets: Vec<Ticket> = batch.iter().map(|entry| entry.ticket).collect();
-            let writes: Vec<W> = batch.into_iter().flat_map(|entry| entry.writes).collect();
-            let outcome = panic::catch_unwind(AssertUnwindSafe(|| commit(writes)))
-                .unwrap_or_else(|_| Err(CommitFailed("the pool store's commit panicked".into())));
-            state = self.state();
-            state.committing = false;
-            for ticket in tickets {
-                state.outcomes.insert(ticket, outcome.clone());
-            }
-            self.answered.notify_all();
+            state = self
+                .shared
+                .answered
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
     }
+}
+
+impl<W> Drop for GroupCommit<W> {
+    fn drop(&mut self) {
+        self.shared.state().stopping = true;
+        self.shared.queued.notify_all();
+        if let Some(writer) = self.writer.take() {
+            // The writer catches the commit's panics; a join error would be its own bug,
+            // and there is nothing left to do about it at drop.
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The writer thread: commits whatever is queued while no waiter does, until stopped with
+/// an empty queue.
+fn write_loop<W>(shared: &Shared<W>) {
+    let mut state = shared.state();
+    loop {
+        if state.queue.is_empty() || state.committing {
+            if state.queue.is_empty() && state.stopping && !state.committing {
+                break;
+            }
+            state = shared
+                .queued
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            continue;
+        }
+        state = shared.commit_queue(state);
+    }
+    state.writer_running = false;
+    drop(state);
+    shared.answered.notify_all();
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
-    use std::sync::{Arc, Barrier};
+    use std::sync::Barrier;
 
     use super::*;
 
-    #[test]
-    fn concurrent_submitters_share_commits_and_each_is_answered_once_after_its_commit() {
-        let group = Arc::new(GroupCommit::<u32>::new());
+    /// Each commit's writes, in commit order.
+    type Commits = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    /// A queue whose commits append their writes to the returned list.
+    fn recording() -> (GroupCommit<u32>, Commits) {
         let committed = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
+        let log = Arc::clone(&committed);
+        let group = GroupCommit::start("test-writer", move |writes| {
+            log.lock().expect("not poisoned").push(writes);
+            Ok(())
+        })
+        .expect("the writer starts");
+        (group, committed)
+    }
+
+    #[test]
+    fn concurrent_submitters_are_each_answered_once_after_their_commit() {
+        let (group, committed) = recording();
         let submitters = 32u32;
-        let start = Arc::new(Barrier::new(submitters as usize));
-        let handles: Vec<_> = (0..submitters)
-            .map(|id| {
-                let (group, committed, start) = (
-                    Arc::clone(&group),
-                    Arc::clone(&committed),
-                    Arc::clone(&start),
-                );
-                std::thread::spawn(move || {
+        let start = Barrier::new(submitters as usize);
+        std::thread::scope(|scope| {
+            for id in 0..submitters {
+                let (group, committed, start) = (&group, &committed, &start);
+                scope.spawn(move || {
                     start.wait();
                     let ticket = group.enqueue(vec![id * 2, id * 2 + 1]);
-                    let outcome = group.wait(ticket, |writes| {
-                        committed.lock().expect("not poisoned").push(writes);
-                        Ok(())
-                    });
+                    assert_eq!(group.wait(ticket), Ok(()));
                     // Answered only once the commit holding our writes returned.
                     let durable =
                         committed.lock().expect("not poisoned").iter().any(|batch| {
                             batch.contains(&(id * 2)) && batch.contains(&(id * 2 + 1))
                         });
-                    (outcome, durable)
-                })
-            })
-            .collect();
-        for handle in handles {
-            let (outcome, durable) = handle.join().expect("a submitter finished");
-            assert_eq!(outcome, Ok(()));
-            assert!(durable, "acknowledged before its commit");
-        }
-        let batches = committed.lock().expect("not poisoned");
+                    assert!(durable, "acknowledged before its commit");
+                });
+            }
+        });
+        let batches = committed.lock().expect("not poisoned").clone();
         let all: Vec<u32> = batches.iter().flatten().copied().collect();
         assert_eq!(
             all.len(),
@@ -171,91 +279,101 @@ mod tests {
             "each write committed once"
         );
         assert_eq!(all.iter().copied().collect::<HashSet<_>>().len(), all.len());
-        for batch in batches.iter() {
+        for batch in &batches {
             for pair in batch.chunks(2) {
                 assert_eq!(pair[0] + 1, pair[1], "a submitter's writes stay together");
             }
         }
-        let state = group.state();
         assert!(
-            state.outcomes.is_empty(),
+            group.shared.state().outcomes.is_empty(),
             "every outcome was collected once"
         );
-        assert!(state.queue.is_empty() && !state.committing);
     }
 
     #[test]
-    fn writes_queued_during_a_commit_go_together_into_the_next() {
-        let group = Arc::new(GroupCommit::<u32>::new());
-        let first = group.enqueue(vec![1]);
+    fn writes_queued_during_a_commit_go_together_into_the_next_in_order() {
         let (in_commit, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
-        let committer = {
-            let (group, in_commit, release) = (
-                Arc::clone(&group),
+        let committed = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
+        let group = {
+            let (in_commit, release, log) = (
                 Arc::clone(&in_commit),
                 Arc::clone(&release),
+                Arc::clone(&committed),
             );
-            std::thread::spawn(move || {
-                group.wait(first, |writes| {
-                    assert_eq!(writes, vec![1]);
+            GroupCommit::start("test-writer", move |writes: Vec<u32>| {
+                let first = writes == vec![1];
+                log.lock().expect("not poisoned").push(writes);
+                if first {
                     in_commit.wait();
                     release.wait();
-                    Ok(())
-                })
+                }
+                Ok(())
             })
+            .expect("the writer starts")
         };
+        let first = group.enqueue(vec![1]);
         in_commit.wait();
         let second = group.enqueue(vec![2]);
-        let third = group.enqueue(vec![3]);
+        group.enqueue_unawaited(vec![3]);
+        let fourth = group.enqueue(vec![4]);
         release.wait();
-        assert_eq!(committer.join().expect("committed"), Ok(()));
-        let batches = Mutex::new(Vec::new());
-        let commit = |writes: Vec<u32>| {
-            batches.lock().expect("not poisoned").push(writes);
-            Ok(())
-        };
-        assert_eq!(group.wait(second, commit), Ok(()));
-        assert_eq!(group.wait(third, commit), Ok(()), "already answered");
-        assert_eq!(*batches.lock().expect("not poisoned"), vec![vec![2, 3]]);
+        assert_eq!(group.wait(first), Ok(()));
+        assert_eq!(group.wait(fourth), Ok(()));
+        assert_eq!(group.wait(second), Ok(()), "answered by the same commit");
+        assert_eq!(
+            *committed.lock().expect("not poisoned"),
+            vec![vec![1], vec![2, 3, 4]]
+        );
     }
 
     #[test]
     fn a_failed_commit_fails_every_ticket_in_it_and_the_next_commit_runs() {
-        let group = GroupCommit::<u32>::new();
-        let tickets: Vec<Ticket> = (0..3).map(|id| group.enqueue(vec![id])).collect();
-        let failure = CommitFailed("disk full".into());
-        let mut behind = None;
-        let outcome = group.wait(tickets[0], |writes| {
-            assert_eq!(writes, vec![0, 1, 2]);
-            behind = Some(group.enqueue(vec![9]));
-            Err(failure.clone())
-        });
-        assert_eq!(outcome, Err(failure.clone()));
-        let never = |_: Vec<u32>| -> Result<(), CommitFailed> { panic!("nothing left to commit") };
-        for ticket in &tickets[1..] {
-            assert_eq!(group.wait(*ticket, never), Err(failure.clone()));
-        }
-        let behind = behind.expect("queued during the commit");
-        let mut committed = Vec::new();
-        let outcome = group.wait(behind, |writes| {
-            committed = writes;
-            Ok(())
-        });
-        assert_eq!(
-            outcome,
-            Ok(()),
-            "queued behind the failure, written by the next"
-        );
-        assert_eq!(committed, vec![9]);
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let group = {
+            let fail = Arc::clone(&fail);
+            GroupCommit::start("test-writer", move |_: Vec<u32>| {
+                if fail.load(std::sync::atomic::Ordering::SeqCst) {
+                    Err(CommitFailed("disk full".into()))
+                } else {
+                    Ok(())
+                }
+            })
+            .expect("the writer starts")
+        };
+        let ticket = group.enqueue(vec![1]);
+        assert_eq!(group.wait(ticket), Err(CommitFailed("disk full".into())));
+        fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let ticket = group.enqueue(vec![2]);
+        assert_eq!(group.wait(ticket), Ok(()));
     }
 
     #[test]
     fn a_panicking_commit_fails_its_tickets_and_the_next_commit_runs() {
-        let group = GroupCommit::<u32>::new();
+        let group = GroupCommit::start("test-writer", |writes: Vec<u32>| {
+            assert_ne!(writes, vec![1], "engine bug");
+            Ok(())
+        })
+        .expect("the writer starts");
         let ticket = group.enqueue(vec![1]);
-        let outcome = group.wait(ticket, |_| panic!("engine bug"));
-        assert!(outcome.is_err());
+        assert!(group.wait(ticket).is_err());
         let ticket = group.enqueue(vec![2]);
-        assert_eq!(group.wait(ticket, |_| Ok(())), Ok(()));
+        assert_eq!(group.wait(ticket), Ok(()));
+    }
+
+    #[test]
+    fn dropping_the_queue_commits_what_nobody_waited_for() {
+        let (group, committed) = recording();
+        for write in 0..100 {
+            group.enqueue_unawaited(vec![write]);
+        }
+        drop(group);
+        let all: Vec<u32> = committed
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(all, (0..100).collect::<Vec<_>>(), "all of it, in order");
     }
 }

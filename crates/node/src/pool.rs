@@ -22,6 +22,18 @@ use crate::group_commit::Ticket;
 use crate::node::{Core, Node, lock};
 use crate::pool_store::PoolWrite;
 
+/// The pool store's changes for an admission: its row, and the removal of what it evicted.
+fn store_rows(accepted: &Accepted, transaction: Transaction, now: u64) -> Vec<PoolWrite> {
+    let mut writes = Vec::with_capacity(1 + accepted.evicted.len());
+    writes.push(PoolWrite::Insert {
+        txid: accepted.txid,
+        transaction,
+        time_ms: now,
+    });
+    writes.extend(accepted.evicted.iter().copied().map(PoolWrite::Remove));
+    writes
+}
+
 /// Admissions of one [`Node::submit_transactions`] call made under one taking of the lock.
 const SUBMIT_BATCH_PER_LOCK: usize = 64;
 
@@ -70,7 +82,7 @@ impl Node {
             .map(|(transaction, _)| transaction.compute_txid())
             .filter(|txid| !kept.contains(txid))
             .collect();
-        self.pool_store.remove(&dropped)?;
+        self.pool_store.remove(&dropped);
         info!(
             restored = kept.len(),
             dropped = dropped.len(),
@@ -111,6 +123,30 @@ impl Node {
             self.accept_and_queue(&mut core, transaction, now)?
         };
         self.await_stored(&accepted, ticket)?;
+        self.publish(NodeEvent::TransactionAccepted {
+            txid: accepted.txid,
+        });
+        Ok(accepted)
+    }
+
+    /// Accepts a transaction a peer relayed. Like [`Node::submit_transaction`], except that
+    /// it does not wait for the disk: nobody was promised this transaction is stored (the
+    /// peer keeps it), so its row goes with the next commit and the peer's session reads on
+    /// instead of waiting for a sync per transaction.
+    ///
+    /// # Errors
+    /// [`NodeError::Mempool`] if the pool refuses it, [`NodeError::Chain`] if the chain
+    /// state cannot be read.
+    pub fn submit_peer_transaction(&self, transaction: Transaction) -> Result<Accepted, NodeError> {
+        let now = self.clock.now_ms();
+        let accepted = {
+            let mut core = lock(&self.core);
+            let stored = transaction.clone();
+            let accepted = self.accept_into_pool(&mut core, transaction, now)?;
+            self.pool_store
+                .queue_unawaited(store_rows(&accepted, stored, now));
+            accepted
+        };
         self.publish(NodeEvent::TransactionAccepted {
             txid: accepted.txid,
         });
@@ -180,14 +216,7 @@ impl Node {
                 return Err(error.into());
             }
         }
-        let mut writes = Vec::with_capacity(1 + accepted.evicted.len());
-        writes.push(PoolWrite::Insert {
-            txid: accepted.txid,
-            transaction: stored,
-            time_ms: now,
-        });
-        writes.extend(accepted.evicted.iter().copied().map(PoolWrite::Remove));
-        let ticket = self.pool_store.queue(writes);
+        let ticket = self.pool_store.queue(store_rows(&accepted, stored, now));
         Ok((accepted, ticket))
     }
 
@@ -221,9 +250,7 @@ impl Node {
     pub fn expire_pool(&self) -> usize {
         let now = self.clock.now_ms();
         let expired = lock(&self.core).mempool.expire(now);
-        if let Err(error) = self.pool_store.remove(&expired) {
-            warn!(%error, "could not forget expired pool transactions");
-        }
+        self.pool_store.remove(&expired);
         expired.len()
     }
 
@@ -334,6 +361,41 @@ mod tests {
         for txid in &sent {
             assert!(test.pool_holds(txid), "{txid} comes back after a restart");
         }
+    }
+
+    #[test]
+    fn a_peer_s_transaction_is_stored_with_the_next_commit_and_comes_back_after_a_restart() {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        let parent = test
+            .node
+            .send(test_address(3), Amount::ONE_COIN, None)
+            .expect("the wallet pays");
+        let child = spend_output(
+            &parent.transaction,
+            output_paying(&parent.transaction, &test_address(3)),
+            &test_key(3),
+            test_address(4),
+        );
+        let mut events = test.node.subscribe();
+        let accepted = test
+            .node
+            .submit_peer_transaction(child)
+            .expect("it spends a pooled output");
+        assert!(
+            matches!(
+                events.try_recv(),
+                Ok(crate::NodeEvent::TransactionAccepted { txid }) if txid == accepted.txid
+            ),
+            "announced for relay at once"
+        );
+        let mut stored = test.stored_pool_txids();
+        stored.sort();
+        let mut expected = vec![parent.txid, accepted.txid];
+        expected.sort();
+        assert_eq!(stored, expected, "its row follows the parent's");
+        let test = test.reopen();
+        assert!(test.pool_holds(&accepted.txid));
     }
 
     #[test]

@@ -13,6 +13,9 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+#[cfg(test)]
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use powchain_consensus::encode::{Decode, Encode};
 use powchain_consensus::{Transaction, Txid};
@@ -39,13 +42,13 @@ pub(crate) enum PoolWrite {
 
 /// The persisted pool.
 pub(crate) struct PoolStore {
-    db: Database,
+    db: Arc<Database>,
     path: PathBuf,
-    /// Writes waiting for the next commit.
+    /// Writes waiting for the next commit, and the thread that makes it.
     commits: GroupCommit<PoolWrite>,
     /// Makes every commit fail, for tests of what a failed commit leaves behind.
     #[cfg(test)]
-    pub(crate) fail_commits: std::sync::atomic::AtomicBool,
+    pub(crate) fail_commits: Arc<AtomicBool>,
 }
 
 /// What opening or reading the store at `path` gave, with its failures and panics named
@@ -86,27 +89,48 @@ impl PoolStore {
     }
 
     fn open_guarded(path: &Path) -> Result<PoolStore, NodeError> {
-        let opened = panic::catch_unwind(AssertUnwindSafe(|| -> Result<PoolStore, redb::Error> {
+        let opened = panic::catch_unwind(AssertUnwindSafe(|| -> Result<Database, redb::Error> {
             let db = Database::create(path)?;
             let write = db.begin_write()?;
             write.open_table(POOL)?;
             write.commit()?;
-            Ok(PoolStore {
-                db,
-                path: path.to_path_buf(),
-                commits: GroupCommit::new(),
-                #[cfg(test)]
-                fail_commits: std::sync::atomic::AtomicBool::new(false),
-            })
+            Ok(db)
         }));
-        let store = damaged_at(path, opened)?;
+        let db = Arc::new(damaged_at(path, opened)?);
+        #[cfg(test)]
+        let fail_commits = Arc::new(AtomicBool::new(false));
+        let commits = {
+            let (db, store_path) = (Arc::clone(&db), path.to_path_buf());
+            #[cfg(test)]
+            let fail_commits = Arc::clone(&fail_commits);
+            GroupCommit::start("pool-store", move |writes: Vec<PoolWrite>| {
+                #[cfg(test)]
+                if fail_commits.load(Ordering::SeqCst) && !writes.is_empty() {
+                    return Err(CommitFailed("injected failure".into()));
+                }
+                commit_writes(&db, &store_path, &writes)
+            })
+            .map_err(|source| NodeError::DataDir {
+                path: path.to_path_buf(),
+                source,
+            })?
+        };
+        let store = PoolStore {
+            db,
+            path: path.to_path_buf(),
+            commits,
+            #[cfg(test)]
+            fail_commits,
+        };
         // Read it once now: a damaged page met later would fail every admission.
         store.load()?;
         Ok(store)
     }
 
-    /// Every stored transaction with the time it was accepted, oldest first.
+    /// Every stored transaction with the time it was accepted, oldest first, once what was
+    /// queued before the call is written.
     pub(crate) fn load(&self) -> Result<Vec<(Transaction, u64)>, NodeError> {
+        self.wait(self.queue(Vec::new()))?;
         let loaded = panic::catch_unwind(AssertUnwindSafe(|| self.load_unguarded()));
         damaged_at(&self.path, loaded)
     }
@@ -150,71 +174,74 @@ impl PoolStore {
     /// [`NodeError::PoolStore`] if that commit failed: none of its writes is stored.
     pub(crate) fn wait(&self, ticket: Ticket) -> Result<(), NodeError> {
         self.commits
-            .wait(ticket, |writes| self.commit_writes(&writes))
+            .wait(ticket)
             .map_err(|CommitFailed(detail)| NodeError::PoolStore { detail })
     }
 
-    /// Queues `writes` and waits for their commit.
-    pub(crate) fn store(&self, writes: Vec<PoolWrite>) -> Result<(), NodeError> {
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let ticket = self.queue(writes);
-        self.wait(ticket)
+    /// Queues `writes` for the next commit; nobody waits for them. For what no client was
+    /// promised is on disk: a peer's transaction, a reorganisation's returning ones, and
+    /// removals (replaying an already-confirmed transaction at start-up only gets it
+    /// refused again). A failed commit of them is logged.
+    pub(crate) fn queue_unawaited(&self, writes: Vec<PoolWrite>) {
+        self.commits.enqueue_unawaited(writes);
     }
 
-    /// Forgets transactions. Goes through the queue like admissions, so a removal is never
-    /// overtaken by the insert of the same row still waiting there.
-    pub(crate) fn remove(&self, txids: &[Txid]) -> Result<(), NodeError> {
-        self.store(txids.iter().copied().map(PoolWrite::Remove).collect())
+    /// Forgets transactions, in queue order: a removal is never overtaken by the insert of
+    /// the same row still waiting there.
+    pub(crate) fn remove(&self, txids: &[Txid]) {
+        self.queue_unawaited(txids.iter().copied().map(PoolWrite::Remove).collect());
     }
+}
 
-    /// Applies `writes` in order in one write transaction: a group commit. Synced if it
-    /// stores a transaction (an acknowledgement waits for it); a commit of removals only is
-    /// not, since replaying an already-confirmed transaction at start-up only gets it
-    /// refused again (the next synced commit makes it durable too).
-    fn commit_writes(&self, writes: &[PoolWrite]) -> Result<(), CommitFailed> {
-        let committed = panic::catch_unwind(AssertUnwindSafe(|| self.commit_unguarded(writes)));
-        damaged_at(&self.path, committed).map_err(|error| CommitFailed(error.to_string()))
+/// Applies `writes` in order in one write transaction: a group commit. Synced if it stores a
+/// transaction (an acknowledgement may wait for it); a commit of removals only is not, since
+/// replaying an already-confirmed transaction at start-up only gets it refused again (the
+/// next synced commit makes it durable too).
+fn commit_writes(db: &Database, path: &Path, writes: &[PoolWrite]) -> Result<(), CommitFailed> {
+    let committed = panic::catch_unwind(AssertUnwindSafe(|| commit_unguarded(db, writes)));
+    damaged_at(path, committed).map_err(|error| {
+        warn!(
+            %error,
+            writes = writes.len(),
+            "the pool store could not write; transactions not stored stay in the pool until \
+             a restart"
+        );
+        CommitFailed(error.to_string())
+    })
+}
+
+fn commit_unguarded(db: &Database, writes: &[PoolWrite]) -> Result<(), redb::Error> {
+    if writes.is_empty() {
+        return Ok(());
     }
-
-    fn commit_unguarded(&self, writes: &[PoolWrite]) -> Result<(), redb::Error> {
-        if writes.is_empty() {
-            return Ok(());
-        }
-        #[cfg(test)]
-        if self.fail_commits.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(redb::Error::Io(std::io::Error::other("injected failure")));
-        }
-        let mut write = self.db.begin_write()?;
-        if !writes
-            .iter()
-            .any(|pool_write| matches!(pool_write, PoolWrite::Insert { .. }))
-        {
-            write.set_durability(Durability::None)?;
-        }
-        {
-            let mut table = write.open_table(POOL)?;
-            let mut value = Vec::new();
-            for pool_write in writes {
-                match pool_write {
-                    PoolWrite::Insert {
-                        txid,
-                        transaction,
-                        time_ms,
-                    } => {
-                        value.clear();
-                        value.extend_from_slice(&time_ms.to_le_bytes());
-                        transaction.encode_to(&mut value);
-                        table.insert(txid.0.as_slice(), value.as_slice())?;
-                    }
-                    PoolWrite::Remove(txid) => {
-                        table.remove(txid.0.as_slice())?;
-                    }
+    let mut write = db.begin_write()?;
+    if !writes
+        .iter()
+        .any(|pool_write| matches!(pool_write, PoolWrite::Insert { .. }))
+    {
+        write.set_durability(Durability::None)?;
+    }
+    {
+        let mut table = write.open_table(POOL)?;
+        let mut value = Vec::new();
+        for pool_write in writes {
+            match pool_write {
+                PoolWrite::Insert {
+                    txid,
+                    transaction,
+                    time_ms,
+                } => {
+                    value.clear();
+                    value.extend_from_slice(&time_ms.to_le_bytes());
+                    transaction.encode_to(&mut value);
+                    table.insert(txid.0.as_slice(), value.as_slice())?;
+                }
+                PoolWrite::Remove(txid) => {
+                    table.remove(txid.0.as_slice())?;
                 }
             }
         }
-        write.commit()?;
-        Ok(())
     }
+    write.commit()?;
+    Ok(())
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use powchain_chain::ChainEvent;
 use powchain_consensus::{Block, BlockHash, BlockHeight, Transaction, Txid};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::event::NodeEvent;
 use crate::node::{Core, Node};
@@ -131,9 +131,7 @@ impl Node {
             .into_iter()
             .chain(removed.into_iter().map(PoolWrite::Remove))
             .collect();
-        if let Err(error) = self.pool_store.store(writes) {
-            warn!(%error, "could not store the pool's changes for a chain change");
-        }
+        self.pool_store.queue_unawaited(writes);
         node_events
     }
 }

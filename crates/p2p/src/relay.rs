@@ -168,7 +168,7 @@ impl P2p {
         for (txid, transaction) in candidates {
             let held = transaction.clone();
             let result = self
-                .blocking(move |node| node.submit_transaction(transaction))
+                .blocking(move |node| node.submit_peer_transaction(transaction))
                 .await;
             match result {
                 Some(Err(NodeError::Mempool(error))) if error.is_missing_input() => {

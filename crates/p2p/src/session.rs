@@ -651,7 +651,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let held = transaction.clone();
         let result = self
             .p2p
-            .blocking(move |node| node.submit_transaction(transaction))
+            .blocking(move |node| node.submit_peer_transaction(transaction))
             .await
             .ok_or(SessionEnd::Shutdown)?;
         match result {

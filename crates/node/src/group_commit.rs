@@ -95,8 +95,10 @@ impl<W> Shared<W> {
             state.outcomes.insert(ticket, outcome.clone());
         }
         self.answered.notify_all();
-        // The writer may have found the queue busy and gone back to sleep.
-        self.queued.notify_one();
+        if !state.queue.is_empty() {
+            // What queued meanwhile may have nobody waiting to commit it.
+            self.queued.notify_one();
+        }
         state
     }
 }
@@ -152,8 +154,9 @@ impl<W> GroupCommit<W> {
         let ticket = Ticket(state.next_ticket);
         state.next_ticket += 1;
         state.queue.push((Some(ticket), writes));
-        drop(state);
-        self.shared.queued.notify_one();
+        // Not the writer's: the waiter commits it (or the commit running now, then the
+        // writer, if that commit leaves it queued). Waking the writer here would race the
+        // waiter for the queue and add a thread hand-off to a lone write.
         ticket
     }
 

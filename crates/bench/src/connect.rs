@@ -409,3 +409,77 @@ fn height_cost(
     );
     Ok(vec![height_cost, batching])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A driver for profilers, not a test: connects `POWCHAIN_PROFILE_BLOCKS` (default 12)
+    /// blocks of `POWCHAIN_PROFILE_PAYMENTS` (default 5,000) payments as `full_blocks` does
+    /// (each flushed after it; with `POWCHAIN_PROFILE_BATCHED=1` the coin cache flushes on
+    /// its own budget instead, as a node's does), printing the raw verify rate and the time
+    /// of each connect and flush. It writes `connecting` to stderr once its set-up is done,
+    /// so a profiler can attach then (issue 16; docs/profiles/):
+    /// `cargo test --release -p powchain-bench profile_full_blocks -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a profiling driver (issue 16), minutes long"]
+    fn profile_full_blocks() {
+        let number = |name: &str, default: usize| {
+            std::env::var(name)
+                .ok()
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(default)
+        };
+        let blocks = number("POWCHAIN_PROFILE_BLOCKS", 12);
+        let payments = number("POWCHAIN_PROFILE_PAYMENTS", 5_000);
+        let batched = number("POWCHAIN_PROFILE_BATCHED", 0) == 1;
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut builder = ChainBuilder::new();
+        let (funding, mut coins) = fund(&mut builder, blocks * payments);
+        let key = *builder.key();
+        let mut chain = open_chain(
+            &dir.path().join("chain.redb"),
+            threads,
+            StoreDurability::Synced,
+        )
+        .expect("a store");
+        feed(&mut chain, funding).expect("funding connects");
+        chain.flush().expect("flushed");
+        let signed: Vec<_> = (0..blocks)
+            .map(|_| sign_payments(&key, &take(&mut coins, payments), threads))
+            .collect();
+        let blocks: Vec<Block> = signed
+            .into_iter()
+            .map(|transactions| block_of_payments(&mut builder, transactions))
+            .collect();
+        let (sample, view) = payment_block(64, threads);
+        let raw = raw_checks(&sample, &view);
+        eprintln!(
+            "raw verifies on {threads} threads: {:.0}/s",
+            raw_verify_rate(&raw, threads, 1.0)
+        );
+        eprintln!("connecting");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let (mut connects, mut flushes) = (0.0, 0.0);
+        for block in blocks {
+            let connect = connect_seconds(&mut chain, block).expect("connects");
+            let (flushed, flush) = if batched {
+                (Ok(()), 0.0)
+            } else {
+                timed(|| chain.flush())
+            };
+            flushed.expect("flushed");
+            eprintln!(
+                "connect {:.1} ms, flush {:.1} ms: {:.0} tx/s ({} blocks in the coin cache)",
+                connect * 1e3,
+                flush * 1e3,
+                payments as f64 / (connect + flush),
+                chain.unflushed_blocks()
+            );
+            connects += connect;
+            flushes += flush;
+        }
+        eprintln!("total connect {connects:.3} s, flush {flushes:.3} s");
+    }
+}

@@ -22,7 +22,7 @@ use crate::chain_builder::{
 };
 use crate::connect::{feed, feed_as_from_peers, open_chain};
 use crate::error::{BenchError, failed};
-use crate::http::raw_transaction_bodies;
+use crate::http::{raw_transaction_bodies, raw_transactions_body};
 use crate::measure::timed;
 use crate::pool::funded_node_dir;
 use crate::process::{NodeProcess, status_height};
@@ -267,9 +267,6 @@ pub(crate) fn run_end_to_end(
         return Ok(Vec::new());
     };
     let sizes = context.sizes;
-    let count = sizes.network_transactions;
-    progress("  starting three nodes");
-    let (first_dir, payments) = funded_node_dir(context, count)?;
     // Each payment is verified once by each of the three nodes (a block's signatures are
     // found in the signature cache), and the three share this machine's cores: the network
     // cannot confirm more than a third of the raw verifies all threads make.
@@ -280,6 +277,31 @@ pub(crate) fn run_end_to_end(
         all_threads = all_threads.max(raw_verify_rate(&checks, context.threads, sizes.seconds));
     }
     let bound = all_threads / 3.0;
+    Ok(vec![
+        end_to_end(context, executable, bound, None, progress)?,
+        end_to_end(
+            context,
+            executable,
+            bound,
+            Some(sizes.http_batch.max(1)),
+            progress,
+        )?,
+    ])
+}
+
+/// One three-node run: payments submitted to node 1 (`POST /tx` each, or `POST /txs` of
+/// `batch`), mined by node 2, until every node has them in its chain.
+fn end_to_end(
+    context: &Context,
+    executable: &Path,
+    bound: f64,
+    batch: Option<usize>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Figure, BenchError> {
+    let sizes = context.sizes;
+    let count = sizes.network_transactions;
+    progress("  starting three nodes");
+    let (first_dir, payments) = funded_node_dir(context, count)?;
     let first = NodeProcess::start(executable, first_dir.path(), &[])?;
     let second_dir = tempfile::tempdir()?;
     let second = NodeProcess::start(executable, second_dir.path(), &[first.p2p_url()])?;
@@ -299,8 +321,18 @@ pub(crate) fn run_end_to_end(
     progress(&format!(
         "  {count} payments: submitted to node 1, mined by node 2, confirmed on all"
     ));
-    let bodies = raw_transaction_bodies(&payments);
-    let clients = sizes.http_clients.max(1);
+    let (bodies, path, clients) = match batch {
+        None => (
+            raw_transaction_bodies(&payments),
+            "/tx",
+            sizes.http_clients.max(1),
+        ),
+        Some(batch) => (
+            payments.chunks(batch).map(raw_transactions_body).collect(),
+            "/txs",
+            2,
+        ),
+    };
     let share = bodies.len().div_ceil(clients).max(1);
     let submitting = AtomicBool::new(true);
     let started = Instant::now();
@@ -313,7 +345,10 @@ pub(crate) fn run_end_to_end(
                 scope.spawn(move || -> Result<(), BenchError> {
                     let mut client = first.client()?;
                     for body in part {
-                        client.expect_ok("POST", "/tx", Some(body))?;
+                        let answer = client.expect_ok("POST", path, Some(body))?;
+                        if batch.is_some() && answer["refused"].as_u64() != Some(0) {
+                            return Err(failed(format!("POST /txs refused some: {answer}")));
+                        }
                     }
                     Ok(())
                 })
@@ -386,20 +421,30 @@ pub(crate) fn run_end_to_end(
             "{confirmed} payments confirmed, {count} sent"
         )));
     }
-    Ok(vec![Figure::new(
-        "network.end_to_end",
+    let (name, how) = match batch {
+        None => (
+            "network.end_to_end".to_owned(),
+            "POSTed one a request".to_owned(),
+        ),
+        Some(batch) => (
+            "network.end_to_end.batched".to_owned(),
+            format!("POSTed {batch} a request (POST /txs)"),
+        ),
+    };
+    Ok(Figure::new(
+        name,
         count as f64 / seconds,
         "transactions/s",
         bound,
         "raw BIP-340 verifies/s on all threads / 3 (each of the three nodes verifies each payment once)",
         None,
         format!(
-            "{count} pre-signed payments POSTed to node 1 from {clients} connections while \
+            "{count} pre-signed payments {how} to node 1 from {clients} connections while \
              node 2 mines (POST /mine-transactions) until all are in blocks and nodes 1 and 3 \
              have the last block; three node processes on loopback. Submitted in {submitted:.2} \
              s, all mined in {mined:.2} s ({blocks} blocks), on every node in {seconds:.2} s"
         ),
-    )])
+    ))
 }
 
 /// `error` with the tail of `node`'s log appended.

@@ -138,19 +138,43 @@ impl Node {
     /// [`NodeError::Mempool`] if the pool refuses it, [`NodeError::Chain`] if the chain
     /// state cannot be read.
     pub fn submit_peer_transaction(&self, transaction: Transaction) -> Result<Accepted, NodeError> {
-        let now = self.clock.now_ms();
-        let accepted = {
+        self.submit_peer_transactions(vec![transaction])
+            .pop()
+            .unwrap_or(Err(NodeError::ShuttingDown))
+    }
+
+    /// Accepts transactions a peer relayed, in order (a parent before its child), under one
+    /// taking of the lock per 64: one result each, in the same order. See
+    /// [`Node::submit_peer_transaction`].
+    pub fn submit_peer_transactions(
+        &self,
+        transactions: Vec<Transaction>,
+    ) -> Vec<Result<Accepted, NodeError>> {
+        let mut results = Vec::with_capacity(transactions.len());
+        let mut transactions = transactions.into_iter().peekable();
+        while transactions.peek().is_some() {
+            let now = self.clock.now_ms();
+            let mut rows = Vec::new();
             let mut core = lock(&self.core);
-            let stored = transaction.clone();
-            let accepted = self.accept_into_pool(&mut core, transaction, now)?;
-            self.pool_store
-                .queue_unawaited(store_rows(&accepted, stored, now));
-            accepted
-        };
-        self.publish(NodeEvent::TransactionAccepted {
-            txid: accepted.txid,
-        });
-        Ok(accepted)
+            for transaction in transactions.by_ref().take(SUBMIT_BATCH_PER_LOCK) {
+                let stored = transaction.clone();
+                let result = self.accept_into_pool(&mut core, transaction, now);
+                if let Ok(accepted) = &result {
+                    rows.extend(store_rows(accepted, stored, now));
+                }
+                results.push(result);
+            }
+            // Queued under the lock, as every pool-store write: a block that confirms one
+            // of them next queues its removal after its row.
+            self.pool_store.queue_unawaited(rows);
+            drop(core);
+        }
+        for accepted in results.iter().flatten() {
+            self.publish(NodeEvent::TransactionAccepted {
+                txid: accepted.txid,
+            });
+        }
+        results
     }
 
     /// Accepts many transactions, in order (a parent before its child), and stores them
@@ -249,8 +273,12 @@ impl Node {
     /// Drops pooled transactions older than the pool's expiry.
     pub fn expire_pool(&self) -> usize {
         let now = self.clock.now_ms();
-        let expired = lock(&self.core).mempool.expire(now);
+        let mut core = lock(&self.core);
+        let expired = core.mempool.expire(now);
+        // Under the lock: the same transaction submitted again next queues its row after
+        // this removal.
         self.pool_store.remove(&expired);
+        drop(core);
         expired.len()
     }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use powchain_chain::ChainError;
 use powchain_consensus::{BlockHash, Txid};
 use powchain_node::NodeError;
@@ -46,6 +46,8 @@ use crate::service::P2p;
 const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 /// Inventory items remembered per peer as known to it.
 const KNOWN_INVENTORY: usize = 20_000;
+/// Transactions already read off the connection that are admitted in one call.
+const MAX_TRANSACTION_BATCH: usize = 64;
 /// Transactions remembered as asked of one peer at most.
 const MAX_REQUESTED_TRANSACTIONS: usize = 50_000;
 
@@ -361,72 +363,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             tokio::select! {
                 () = self.p2p.token.cancelled() => return SessionEnd::Shutdown,
                 frame = stream.next() => {
-                    let message = match frame {
-                        None => return SessionEnd::Closed(CloseReason::Lost),
-                        Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(error))) => {
-                            // The WebSocket layer refuses frames above the size limit
-                            // before reading them.
-                            return self.punish(Misbehaviour::new(
-                                "oversized-message",
-                                format!("{error} (limit {MAX_MESSAGE_BYTES} bytes)"),
-                            ));
-                        }
-                        Some(Err(tokio_tungstenite::tungstenite::Error::Protocol(
-                            ProtocolError::ResetWithoutClosingHandshake,
-                        ))) => return SessionEnd::Closed(CloseReason::Lost),
-                        Some(Err(error)) => {
-                            return SessionEnd::Closed(CloseReason::Transport(error));
-                        }
-                        Some(Ok(Frame::Binary(bytes))) => {
-                            if !limiter.take() {
-                                return self.punish(Misbehaviour::new("flood", "more messages than the rate limit allows"));
+                    let message = match self.read_frame(frame, &mut limiter) {
+                        Ok(Some(message)) => message,
+                        Ok(None) => continue,
+                        Err(end) => return end,
+                    };
+                    let mut messages = VecDeque::from([message]);
+                    if matches!(messages[0], Message::Transaction(_)) {
+                        // A peer answering our request sends transactions back to back:
+                        // those already read join one admission (one lock, one hand-off to
+                        // a blocking thread) instead of one each. The first other message
+                        // ends the batch and is handled after it, in order.
+                        while messages.len() < MAX_TRANSACTION_BATCH {
+                            let Some(frame) = stream.next().now_or_never() else {
+                                break;
+                            };
+                            match self.read_frame(frame, &mut limiter) {
+                                Ok(Some(message)) => {
+                                    let more = matches!(message, Message::Transaction(_));
+                                    messages.push_back(message);
+                                    if !more {
+                                        break;
+                                    }
+                                }
+                                Ok(None) => {}
+                                Err(end) => return end,
                             }
-                            match Message::from_bytes(&bytes) {
-                                Ok(message) => message,
-                                Err(error) => return self.punish(error.into()),
-                            }
                         }
-                        Some(Ok(Frame::Text(_))) => {
-                            return self.punish(Misbehaviour::new("malformed-message", "text frame; the protocol is binary"));
+                    }
+                    let mut transactions = Vec::new();
+                    while let Some(Message::Transaction(_)) = messages.front() {
+                        if let Some(Message::Transaction(transaction)) = messages.pop_front() {
+                            transactions.push(*transaction);
                         }
-                        Some(Ok(Frame::Close(frame))) => {
-                            let reason = frame
-                                .map(|frame| preview(frame.reason.as_str()))
-                                .filter(|reason| !reason.is_empty());
-                            return SessionEnd::Closed(CloseReason::ByPeer(reason));
+                    }
+                    let mut outcome = if transactions.is_empty() {
+                        Ok(())
+                    } else {
+                        self.on_transactions(transactions).await
+                    };
+                    for message in messages {
+                        if outcome.is_err() {
+                            break;
                         }
-                        Some(Ok(_)) => {
-                            if !limiter.take() {
-                                return self.punish(Misbehaviour::new("flood", "more frames than the rate limit allows"));
+                        if let Message::Pong(nonce) = message {
+                            if let Some((expected, sent)) = awaiting_pong {
+                                if expected == nonce {
+                                    let rtt = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
+                                    self.p2p.registry.note_ping(self.id, rtt);
+                                    awaiting_pong = None;
+                                }
                             }
                             continue;
                         }
-                    };
-                    // Answers to our own requests do not count against the limit.
-                    let requested = match &message {
-                        Message::Block(block) => {
-                            self.p2p.is_in_flight_from(self.id, &block.compute_hash())
-                        }
-                        Message::Transaction(transaction) => {
-                            self.requested_transactions.remove(&transaction.compute_txid())
-                        }
-                        _ => false,
-                    };
-                    if requested {
-                        limiter.refund();
+                        trace!(peer = %self.label, message = message.name(), "received");
+                        outcome = self.handle(message).await;
                     }
-                    if let Message::Pong(nonce) = message {
-                        if let Some((expected, sent)) = awaiting_pong {
-                            if expected == nonce {
-                                let rtt = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
-                                self.p2p.registry.note_ping(self.id, rtt);
-                                awaiting_pong = None;
-                            }
-                        }
-                        continue;
-                    }
-                    trace!(peer = %self.label, message = message.name(), "received");
-                    match self.handle(message).await {
+                    match outcome {
                         Ok(()) => {}
                         Err(Stop::Misbehaved(misbehaviour)) => return self.punish(misbehaviour),
                         Err(Stop::End(end)) => return end,
@@ -472,6 +465,79 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
     }
 
+    /// The message in `frame`, checked against the rate limit (answers to our own requests
+    /// are refunded); `None` for a frame that carries none (WebSocket pings and pongs).
+    ///
+    /// # Errors
+    /// The session's end: the connection closed or failed, or the peer broke a rule (it is
+    /// banned).
+    fn read_frame(
+        &mut self,
+        frame: Option<Result<Frame, tokio_tungstenite::tungstenite::Error>>,
+        limiter: &mut RateLimit,
+    ) -> Result<Option<Message>, SessionEnd> {
+        let message = match frame {
+            None => return Err(SessionEnd::Closed(CloseReason::Lost)),
+            Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(error))) => {
+                // The WebSocket layer refuses frames above the size limit before reading
+                // them.
+                return Err(self.punish(Misbehaviour::new(
+                    "oversized-message",
+                    format!("{error} (limit {MAX_MESSAGE_BYTES} bytes)"),
+                )));
+            }
+            Some(Err(tokio_tungstenite::tungstenite::Error::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake,
+            ))) => return Err(SessionEnd::Closed(CloseReason::Lost)),
+            Some(Err(error)) => return Err(SessionEnd::Closed(CloseReason::Transport(error))),
+            Some(Ok(Frame::Binary(bytes))) => {
+                if !limiter.take() {
+                    return Err(self.punish(Misbehaviour::new(
+                        "flood",
+                        "more messages than the rate limit allows",
+                    )));
+                }
+                match Message::from_bytes(&bytes) {
+                    Ok(message) => message,
+                    Err(error) => return Err(self.punish(error.into())),
+                }
+            }
+            Some(Ok(Frame::Text(_))) => {
+                return Err(self.punish(Misbehaviour::new(
+                    "malformed-message",
+                    "text frame; the protocol is binary",
+                )));
+            }
+            Some(Ok(Frame::Close(frame))) => {
+                let reason = frame
+                    .map(|frame| preview(frame.reason.as_str()))
+                    .filter(|reason| !reason.is_empty());
+                return Err(SessionEnd::Closed(CloseReason::ByPeer(reason)));
+            }
+            Some(Ok(_)) => {
+                if !limiter.take() {
+                    return Err(self.punish(Misbehaviour::new(
+                        "flood",
+                        "more frames than the rate limit allows",
+                    )));
+                }
+                return Ok(None);
+            }
+        };
+        // Answers to our own requests do not count against the limit.
+        let requested = match &message {
+            Message::Block(block) => self.p2p.is_in_flight_from(self.id, &block.compute_hash()),
+            Message::Transaction(transaction) => self
+                .requested_transactions
+                .remove(&transaction.compute_txid()),
+            _ => false,
+        };
+        if requested {
+            limiter.refund();
+        }
+        Ok(Some(message))
+    }
+
     fn punish(&mut self, misbehaviour: Misbehaviour) -> SessionEnd {
         self.p2p.ban(self.ban_key, misbehaviour.rule);
         self.p2p.warn_connection(format_args!(
@@ -509,7 +575,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 Ok(())
             }
             Message::Block(block) => self.on_block(*block).await,
-            Message::Transaction(transaction) => self.on_transaction(*transaction).await,
+            Message::Transaction(transaction) => self.on_transactions(vec![*transaction]).await,
             Message::GetAddresses => {
                 let addresses = self
                     .p2p
@@ -641,49 +707,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         Ok(())
     }
 
-    async fn on_transaction(
+    /// Admits transactions the peer sent, in one call to the node; each result is judged
+    /// as its own message would be.
+    async fn on_transactions(
         &mut self,
-        transaction: powchain_consensus::Transaction,
+        transactions: Vec<powchain_consensus::Transaction>,
     ) -> Result<(), Stop> {
-        let txid = transaction.compute_txid();
-        self.known.insert(InventoryItem::Transaction(txid));
-        self.p2p.first_sight_of_transaction(txid);
-        let held = transaction.clone();
-        let result = self
+        let held: Vec<(Txid, powchain_consensus::Transaction)> = transactions
+            .iter()
+            .map(|transaction| (transaction.compute_txid(), transaction.clone()))
+            .collect();
+        for (txid, _) in &held {
+            self.known.insert(InventoryItem::Transaction(*txid));
+            self.p2p.first_sight_of_transaction(*txid);
+        }
+        let results = self
             .p2p
-            .blocking(move |node| node.submit_peer_transaction(transaction))
+            .blocking(move |node| node.submit_peer_transactions(transactions))
             .await
             .ok_or(SessionEnd::Shutdown)?;
-        match result {
-            Ok(_) => {
-                self.p2p
-                    .registry
-                    .note_useful_transaction(self.id, self.p2p.node.now_ms());
-                Ok(())
-            }
-            // Consensus violations are the sender's fault; policy refusals (fees, a
-            // conflict, a full pool) and a parent not yet seen are not.
-            Err(NodeError::Mempool(error)) if error.is_invalid() => Err(Misbehaviour::new(
-                error.rule(),
-                format!("invalid transaction {txid}: {error}"),
-            )
-            .into()),
-            Err(NodeError::Mempool(error)) if error.is_missing_input() => {
-                // Its parent may still come (in a block, or after a reorganisation
-                // returns it to a pool): held and tried again, never asked for again.
-                debug!(peer = %self.label, %txid, "holding a transaction until its parent arrives");
-                self.p2p.hold_orphan_transaction(txid, held);
-                Ok(())
-            }
-            Err(NodeError::Mempool(error)) => {
-                debug!(peer = %self.label, %txid, reason = %error, "transaction not pooled");
-                Ok(())
-            }
-            Err(error) => {
-                warn!(peer = %self.label, %txid, %error, "could not pool a transaction");
-                Ok(())
+        for ((txid, held), result) in held.into_iter().zip(results) {
+            match result {
+                Ok(_) => {
+                    self.p2p
+                        .registry
+                        .note_useful_transaction(self.id, self.p2p.node.now_ms());
+                }
+                // Consensus violations are the sender's fault; policy refusals (fees, a
+                // conflict, a full pool) and a parent not yet seen are not.
+                Err(NodeError::Mempool(error)) if error.is_invalid() => {
+                    return Err(Misbehaviour::new(
+                        error.rule(),
+                        format!("invalid transaction {txid}: {error}"),
+                    )
+                    .into());
+                }
+                Err(NodeError::Mempool(error)) if error.is_missing_input() => {
+                    // Its parent may still come (in a block, or after a reorganisation
+                    // returns it to a pool): held and tried again, never asked for again.
+                    debug!(peer = %self.label, %txid, "holding a transaction until its parent arrives");
+                    self.p2p.hold_orphan_transaction(txid, held);
+                }
+                Err(NodeError::Mempool(error)) => {
+                    debug!(peer = %self.label, %txid, reason = %error, "transaction not pooled");
+                }
+                Err(error) => {
+                    warn!(peer = %self.label, %txid, %error, "could not pool a transaction");
+                }
             }
         }
+        Ok(())
     }
 }
 

@@ -297,3 +297,55 @@ async fn a_burst_of_transactions_reaches_a_peer_s_pool_whole() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_sent_back_to_back_are_admitted_in_order_and_an_invalid_one_bans_the_sender() {
+    let chain = TestChain::regtest_with_mature_coins(2);
+    let node = node_with(&chain).await;
+    let parent = chain.spend(
+        &[chain.mature_coin(0).0],
+        vec![out(40 * 100_000_000, 1)],
+        &[chain.miner],
+        &HashMap::new(),
+    );
+    let parent_coins = TestChain::coins_of(&parent, BlockHeight(99));
+    let child = chain.spend(
+        &[*parent_coins.keys().next().expect("one output")],
+        vec![out(39 * 100_000_000, 2)],
+        &[chain.miner],
+        &parent_coins,
+    );
+    // Signed for one output value, sent with another: its signature no longer holds.
+    let mut forged = chain.spend(
+        &[chain.mature_coin(1).0],
+        vec![out(40 * 100_000_000, 3)],
+        &[chain.miner],
+        &HashMap::new(),
+    );
+    forged.outputs[0].value = Amount::from_units(45 * 100_000_000).expect("in range");
+
+    let mut peer = raw_peer(&node.url(), 46_004).await.expect("connects");
+    // One burst: the session reads them as one batch (a parent before its child, then the
+    // forgery), and each is judged as if it had come alone.
+    for transaction in [&parent, &child, &forged] {
+        peer.feed(Frame::binary(
+            Message::Transaction(Box::new(transaction.clone())).to_bytes(),
+        ))
+        .await
+        .expect("queued");
+    }
+    peer.flush().await.expect("sent");
+    wait_until("the forger is banned", LIMIT, || async {
+        !node.p2p.banned().is_empty()
+    })
+    .await;
+    let banned = node.p2p.banned();
+    assert!(banned[0].1.contains("bad-signature"), "{banned:?}");
+    assert!(
+        node.node.pool_transaction(&parent.compute_txid()).is_some()
+            && node.node.pool_transaction(&child.compute_txid()).is_some(),
+        "what came before the forgery is pooled, the child after its parent"
+    );
+    assert!(node.node.pool_transaction(&forged.compute_txid()).is_none());
+    node.stop().await;
+}

@@ -37,6 +37,7 @@ fn the_quick_benchmark_suite_runs_every_figure_and_prints_json() {
         "memory.peak_rss.syncing_",
         "memory.peak_rss.holding_",
         "network.end_to_end",
+        "network.end_to_end.batched",
     ] {
         assert!(
             names.iter().any(|name| name.starts_with(expected)),

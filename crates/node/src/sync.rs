@@ -216,6 +216,24 @@ impl Node {
         })
     }
 
+    /// Accepts blocks a peer sent, in order, as [`Node::submit_peer_block`] each: one
+    /// result a block. Stops after the first block the caller would punish the peer for (a
+    /// rejection), so nothing after it is taken from that peer.
+    pub fn submit_peer_blocks(&self, blocks: Vec<Block>) -> Vec<Result<PeerBlock, NodeError>> {
+        let mut results = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            let result = self.submit_peer_block(block);
+            let rejected = result
+                .as_ref()
+                .is_err_and(|error| error.is_rejection() && !error.is_premature());
+            results.push(result);
+            if rejected {
+                break;
+            }
+        }
+        results
+    }
+
     /// The blocks to download next, each with the peers (by the caller's key) whose tip
     /// descends from it; see `ChainState::download_plan`.
     pub fn download_plan<P: Copy + Eq + Hash>(
@@ -224,5 +242,42 @@ impl Node {
         window: usize,
     ) -> Vec<(BlockHash, Vec<P>)> {
         lock(&self.core).chain.download_plan(peer_tips, window)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use powchain_consensus::Network;
+
+    use crate::testing::TestNode;
+
+    #[test]
+    fn a_batch_of_peer_blocks_stops_at_the_first_rejected_one() {
+        let miner = TestNode::open(Network::Regtest);
+        let first = miner.mine(false);
+        let mut second = miner.mine(false);
+        let third = miner.mine(false);
+        // The header no longer commits to the transactions: a rejection, and the peer's
+        // fault.
+        second.transactions[0].outputs[0].value =
+            powchain_consensus::Amount::from_units(1).expect("in range");
+
+        let receiver = TestNode::open_with_clock(Network::Regtest, miner.clock.clone());
+        let results = receiver
+            .node
+            .submit_peer_blocks(vec![first.clone(), second, third]);
+        assert_eq!(results.len(), 2, "the third block was not submitted");
+        let connected = results[0].as_ref().expect("the first block connects");
+        assert_eq!(connected.tip_height.0, 1);
+        let error = results[1].as_ref().expect_err("the second is refused");
+        assert!(error.is_rejection(), "{error}");
+        assert_eq!(
+            receiver.node.hash_at(powchain_consensus::BlockHeight(1)),
+            Some(first.compute_hash())
+        );
+        assert_eq!(
+            receiver.node.hash_at(powchain_consensus::BlockHeight(2)),
+            None
+        );
     }
 }

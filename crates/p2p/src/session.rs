@@ -48,6 +48,8 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 const KNOWN_INVENTORY: usize = 20_000;
 /// Transactions already read off the connection that are admitted in one call.
 const MAX_TRANSACTION_BATCH: usize = 64;
+/// Blocks already read off the connection that are handed to the node in one call.
+const MAX_BLOCK_BATCH: usize = 16;
 /// Transactions remembered as asked of one peer at most.
 const MAX_REQUESTED_TRANSACTIONS: usize = 50_000;
 
@@ -369,38 +371,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         Err(end) => return end,
                     };
                     let mut messages = VecDeque::from([message]);
-                    if matches!(messages[0], Message::Transaction(_)) {
-                        // A peer answering our request sends transactions back to back:
-                        // those already read join one admission (one lock, one hand-off to
-                        // a blocking thread) instead of one each. The first other message
-                        // ends the batch and is handled after it, in order.
-                        while messages.len() < MAX_TRANSACTION_BATCH {
-                            let Some(frame) = stream.next().now_or_never() else {
-                                break;
-                            };
-                            match self.read_frame(frame, &mut limiter) {
-                                Ok(Some(message)) => {
-                                    let more = matches!(message, Message::Transaction(_));
-                                    messages.push_back(message);
-                                    if !more {
-                                        break;
-                                    }
+                    let batch_of = match messages[0] {
+                        Message::Transaction(_) => MAX_TRANSACTION_BATCH,
+                        Message::Block(_) => MAX_BLOCK_BATCH,
+                        _ => 1,
+                    };
+                    // A peer answering our requests sends transactions, or blocks, back to
+                    // back: those already read off the connection join one call to the
+                    // node (one hand-off to a blocking thread) instead of one each. The
+                    // first message of another kind ends the batch and is handled after
+                    // it, in order.
+                    while messages.len() < batch_of {
+                        let Some(frame) = stream.next().now_or_never() else {
+                            break;
+                        };
+                        match self.read_frame(frame, &mut limiter) {
+                            Ok(Some(message)) => {
+                                let more = std::mem::discriminant(&message)
+                                    == std::mem::discriminant(&messages[0]);
+                                messages.push_back(message);
+                                if !more {
+                                    break;
                                 }
-                                Ok(None) => {}
-                                Err(end) => return end,
                             }
+                            Ok(None) => {}
+                            Err(end) => return end,
                         }
                     }
                     let mut transactions = Vec::new();
-                    while let Some(Message::Transaction(_)) = messages.front() {
-                        if let Some(Message::Transaction(transaction)) = messages.pop_front() {
-                            transactions.push(*transaction);
+                    let mut blocks = Vec::new();
+                    let kind = std::mem::discriminant(&messages[0]);
+                    while messages
+                        .front()
+                        .is_some_and(|message| std::mem::discriminant(message) == kind)
+                    {
+                        match messages.pop_front() {
+                            Some(Message::Transaction(transaction)) => transactions.push(*transaction),
+                            Some(Message::Block(block)) => blocks.push(*block),
+                            Some(other) => {
+                                messages.push_front(other);
+                                break;
+                            }
+                            None => break,
                         }
                     }
-                    let mut outcome = if transactions.is_empty() {
-                        Ok(())
-                    } else {
+                    let mut outcome = if !transactions.is_empty() {
                         self.on_transactions(transactions).await
+                    } else if !blocks.is_empty() {
+                        self.on_blocks(blocks).await
+                    } else {
+                        Ok(())
                     };
                     for message in messages {
                         if outcome.is_err() {

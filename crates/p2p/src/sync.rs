@@ -229,58 +229,83 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
 
     /// Hands a peer's block to the node.
     pub(crate) async fn on_block(&mut self, block: Block) -> Result<(), Stop> {
-        let hash = block.compute_hash();
-        let (transactions, block_time_ms) = (block.transactions.len(), block.header.time_ms);
-        self.known.insert(InventoryItem::Block(hash));
-        let result = self
+        self.on_blocks(vec![block]).await
+    }
+
+    /// Hands blocks the peer sent to the node in one call (one hand-off to a blocking
+    /// thread), then judges each result as if its block had come alone, and asks for more
+    /// once.
+    pub(crate) async fn on_blocks(&mut self, blocks: Vec<Block>) -> Result<(), Stop> {
+        let arrivals: Vec<(BlockHash, usize, u64)> = blocks
+            .iter()
+            .map(|block| {
+                (
+                    block.compute_hash(),
+                    block.transactions.len(),
+                    block.header.time_ms,
+                )
+            })
+            .collect();
+        for (hash, _, _) in &arrivals {
+            self.known.insert(InventoryItem::Block(*hash));
+        }
+        let results = self
             .p2p
-            .blocking(move |node| node.submit_peer_block(block))
+            .blocking(move |node| node.submit_peer_blocks(blocks))
             .await
             .ok_or(SessionEnd::Shutdown)?;
-        self.p2p.block_done(&hash);
-        match result {
-            Ok(PeerBlock {
-                outcome,
-                height,
-                connected,
-                tip_height,
-                best_header_height,
-            }) => {
-                self.p2p.log_block_arrival(BlockArrival {
-                    peer: &self.label,
-                    height: height.map_or(tip_height.0, |height| height.0),
-                    transactions,
-                    block_time_ms,
+        // Blocks after a rejected one were not submitted: they are no longer in flight
+        // either (the session ends).
+        for (hash, _, _) in &arrivals {
+            self.p2p.block_done(hash);
+        }
+        let mut ask_for_headers = false;
+        for ((hash, transactions, block_time_ms), result) in arrivals.into_iter().zip(results) {
+            match result {
+                Ok(PeerBlock {
+                    outcome,
+                    height,
                     connected,
-                    tip_height: tip_height.0,
-                    caught_up: best_header_height <= tip_height,
-                });
-                if matches!(outcome, BlockOutcome::MainChain | BlockOutcome::SideBranch) {
-                    self.p2p
-                        .registry
-                        .note_useful_block(self.id, self.p2p.node.now_ms());
+                    tip_height,
+                    best_header_height,
+                }) => {
+                    self.p2p.log_block_arrival(BlockArrival {
+                        peer: &self.label,
+                        height: height.map_or(tip_height.0, |height| height.0),
+                        transactions,
+                        block_time_ms,
+                        connected,
+                        tip_height: tip_height.0,
+                        caught_up: best_header_height <= tip_height,
+                    });
+                    if matches!(outcome, BlockOutcome::MainChain | BlockOutcome::SideBranch) {
+                        self.p2p
+                            .registry
+                            .note_useful_block(self.id, self.p2p.node.now_ms());
+                    }
+                    if let Some(height) = height {
+                        self.p2p.registry.note_block(self.id, hash, height.0);
+                    }
+                    if let BlockOutcome::Orphan { missing_parent } = outcome {
+                        debug!(peer = %self.label, block = %hash, parent = %missing_parent, "orphan block; asking for headers");
+                        ask_for_headers = true;
+                    }
                 }
-                if let Some(height) = height {
-                    self.p2p.registry.note_block(self.id, hash, height.0);
+                Err(error) if error.is_premature() => {
+                    debug!(peer = %self.label, block = %hash, %error, "ignored a block from the future");
                 }
-                if let BlockOutcome::Orphan { missing_parent } = outcome {
-                    debug!(peer = %self.label, block = %hash, parent = %missing_parent, "orphan block; asking for headers");
-                    self.request_headers(None).await?;
+                Err(error) if error.is_rejection() => {
+                    return Err(node_error_misbehaviour(&error, "invalid-block").into());
                 }
-                self.p2p.pump_downloads().await;
-                Ok(())
-            }
-            Err(error) if error.is_premature() => {
-                debug!(peer = %self.label, block = %hash, %error, "ignored a block from the future");
-                Ok(())
-            }
-            Err(error) if error.is_rejection() => {
-                Err(node_error_misbehaviour(&error, "invalid-block").into())
-            }
-            Err(error) => {
-                warn!(peer = %self.label, %error, "could not store a block");
-                Ok(())
+                Err(error) => {
+                    warn!(peer = %self.label, %error, "could not store a block");
+                }
             }
         }
+        if ask_for_headers {
+            self.request_headers(None).await?;
+        }
+        self.p2p.pump_downloads().await;
+        Ok(())
     }
 }

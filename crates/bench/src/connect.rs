@@ -182,7 +182,7 @@ fn full_blocks(
                     "raw BIP-340 verifies on {} thread(s) (one per payment)",
                     context.threads
                 ),
-                None,
+                Some(Goal::RatioAtLeast(0.7)),
                 format!(
                     "ChainState::accept_block of a block of {size} single-input payments on a \
                      synced store, then a flush of its rows from the coin cache, {} signature \

@@ -30,7 +30,7 @@ use crate::error::{BenchError, failed};
 use crate::http::{raw_transaction_bodies, raw_transactions_body};
 use crate::measure::timed;
 use crate::process::NodeProcess;
-use crate::report::Figure;
+use crate::report::{Figure, Goal};
 use crate::signatures::{payment_block, raw_checks, raw_verify_rate};
 
 const PROBE: TableDefinition<u64, &[u8]> = TableDefinition::new("probe");
@@ -166,7 +166,7 @@ pub(crate) fn run(
         commit_bound,
         "durable commits/s of a small redb store on the same disk (one per acknowledgement \
          without group commit)",
-        None,
+        Some(Goal::RatioAtLeast(0.8)),
         format!(
             "POST /tx of {count} pre-signed payments from {clients} kept-alive connections to \
              a node process; each answer waits for the synced pool-store write, which \

@@ -141,12 +141,7 @@ impl Answer {
 pub(crate) async fn get(address: SocketAddr, path: &str) -> Answer {
     let mut stream = TcpStream::connect(address).await.expect("connects");
     send_get(&mut stream, path, false).await;
-    let mut bytes = Vec::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut bytes))
-        .await
-        .expect("answered within the deadline")
-        .expect("reads");
-    parse_answer(&bytes)
+    read_to_end(&mut stream).await
 }
 
 /// `POST path` with `body` (declared `content_length` bytes long, which may be more than
@@ -168,6 +163,11 @@ pub(crate) async fn post(
         .expect("the head is written");
     // The server may answer (and close) before reading a body it refuses.
     let _ = stream.write_all(body).await;
+    read_to_end(&mut stream).await
+}
+
+/// The answer on `stream`, read until the server closes it.
+async fn read_to_end(stream: &mut TcpStream) -> Answer {
     let mut bytes = Vec::new();
     tokio::time::timeout(DEADLINE, stream.read_to_end(&mut bytes))
         .await

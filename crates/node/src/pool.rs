@@ -353,6 +353,28 @@ mod tests {
     use crate::error::NodeError;
     use crate::testing::{TestNode, output_paying, spend_output};
 
+    /// A funded regtest node with a wallet payment in its pool, and a transaction (not
+    /// submitted) spending that payment's output.
+    fn pooled_parent_and_its_child() -> (
+        TestNode,
+        crate::SentPayment,
+        powchain_consensus::Transaction,
+    ) {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        let parent = test
+            .node
+            .send(test_address(3), Amount::ONE_COIN, None)
+            .expect("the wallet pays");
+        let child = spend_output(
+            &parent.transaction,
+            output_paying(&parent.transaction, &test_address(3)),
+            &test_key(3),
+            test_address(4),
+        );
+        (test, parent, child)
+    }
+
     #[test]
     fn concurrent_payments_are_each_stored_before_they_are_acknowledged() {
         let test = TestNode::open(Network::Regtest);
@@ -393,18 +415,7 @@ mod tests {
 
     #[test]
     fn a_peer_s_transaction_is_stored_with_the_next_commit_and_comes_back_after_a_restart() {
-        let test = TestNode::open(Network::Regtest);
-        test.mine_until_spendable();
-        let parent = test
-            .node
-            .send(test_address(3), Amount::ONE_COIN, None)
-            .expect("the wallet pays");
-        let child = spend_output(
-            &parent.transaction,
-            output_paying(&parent.transaction, &test_address(3)),
-            &test_key(3),
-            test_address(4),
-        );
+        let (test, parent, child) = pooled_parent_and_its_child();
         let mut events = test.node.subscribe();
         let accepted = test
             .node
@@ -428,18 +439,7 @@ mod tests {
 
     #[test]
     fn a_payment_whose_row_cannot_be_stored_is_refused_and_leaves_the_pool() {
-        let test = TestNode::open(Network::Regtest);
-        test.mine_until_spendable();
-        let parent = test
-            .node
-            .send(test_address(3), Amount::ONE_COIN, None)
-            .expect("the wallet pays");
-        let child = spend_output(
-            &parent.transaction,
-            output_paying(&parent.transaction, &test_address(3)),
-            &test_key(3),
-            test_address(4),
-        );
+        let (test, parent, child) = pooled_parent_and_its_child();
         test.node.pool_store.fail_commits.store(true, SeqCst);
         let error = test
             .node

@@ -17,9 +17,9 @@
 //!
 //! A ticket is answered exactly once, and only after the commit that held its writes
 //! returned: success means they are stored, a failure is given to every ticket of that
-//! commit. Writes nobody waits for (a peer's transaction, a removal) are committed the same
-//! way, in queue order; their failures are only the commit function's to report. Dropping
-//! the queue lets the writer commit what is queued, then joins it.
+//! commit. Writes go to disk in queue order whoever commits them; the failure of writes
+//! nobody waits for is only the commit function's to report. Dropping the queue lets the
+//! writer commit what is queued, then joins it.
 
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};

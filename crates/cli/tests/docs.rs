@@ -36,10 +36,14 @@ fn documents(root: &Path) -> Vec<PathBuf> {
 
 /// Every file name below `folder`, skipping build output and dependencies.
 fn file_names(folder: &Path, names: &mut BTreeSet<String>) {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return;
-    };
-    for entry in entries.flatten() {
+    // A folder of the checkout that cannot be read fails the test: skipping it would let a
+    // document name a file that is not there.
+    let entries = std::fs::read_dir(folder)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", folder.display()));
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|error| {
+            panic!("cannot read an entry of {}: {error}", folder.display())
+        });
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         if path.is_dir() {

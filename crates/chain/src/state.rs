@@ -117,6 +117,10 @@ pub struct ChainOptions {
     pub coin_cache_bytes: usize,
     /// The most blocks the coin cache holds before it is flushed. 0 flushes every block.
     pub coin_cache_blocks: usize,
+    /// Keep the store in memory (redb's in-memory backend) instead of the file at the
+    /// path, which then only names the chain in errors: nothing survives the process. For
+    /// simulations (`crates/sim`), which run hundreds of nodes in one.
+    pub in_memory: bool,
 }
 
 impl std::fmt::Debug for ChainOptions {
@@ -129,6 +133,7 @@ impl std::fmt::Debug for ChainOptions {
             .field("cache_bytes", &self.cache_bytes)
             .field("coin_cache_bytes", &self.coin_cache_bytes)
             .field("coin_cache_blocks", &self.coin_cache_blocks)
+            .field("in_memory", &self.in_memory)
             .finish()
     }
 }
@@ -142,6 +147,7 @@ impl Default for ChainOptions {
             cache_bytes: DEFAULT_STORE_CACHE_BYTES,
             coin_cache_bytes: DEFAULT_COIN_CACHE_BYTES,
             coin_cache_blocks: DEFAULT_COIN_CACHE_BLOCKS,
+            in_memory: false,
         }
     }
 }

@@ -261,4 +261,27 @@ mod tests {
         open(&config, &clock).expect("--reindex starts");
         assert_eq!(moved_aside(dir.path(), "mempool.redb").len(), 1);
     }
+
+    #[test]
+    fn an_in_memory_node_keeps_its_chain_and_pool_off_the_disk() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let params = Network::Regtest.params();
+        let clock =
+            ManualClock::starting_at(params.genesis().header.time_ms + params.target_block_time_ms);
+        let mut config = NodeConfig::new(Network::Regtest, dir.path().to_path_buf());
+        config.miner_threads = 1;
+        config.signature_threads = 1;
+        config.in_memory = true;
+        let node = open(&config, &clock).expect("opens");
+        for _ in 0..3 {
+            node.mine_one(Vec::new(), false).expect("mined");
+        }
+        assert_eq!(node.tip().height.0, 3);
+        assert!(!config.chain_path().exists(), "no chain file");
+        assert!(!config.pool_path().exists(), "no pool file");
+        drop(node);
+        // Opened again, it starts from genesis: nothing was kept.
+        let node = open(&config, &clock).expect("opens again");
+        assert_eq!(node.tip().height.0, 0);
+    }
 }

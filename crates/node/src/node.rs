@@ -103,7 +103,9 @@ impl Node {
             path: config.data_dir.clone(),
             source,
         })?;
-        if config.reindex {
+        if config.in_memory {
+            // Nothing on disk to move aside or to find missing.
+        } else if config.reindex {
             data_dir::move_aside(&config.chain_path(), clock.now_ms())?;
         } else {
             data_dir::refuse_lost_chain(&config)?;
@@ -123,6 +125,7 @@ impl Node {
             ChainOptions {
                 signature_threads: config.signature_threads.max(1),
                 verifier: Some(Arc::new(block_verifier)),
+                in_memory: config.in_memory,
                 ..ChainOptions::default()
             },
         )?;
@@ -142,7 +145,11 @@ impl Node {
             }
             None => Wallet::open_or_create(&config.wallet_path(), config.network)?,
         };
-        let pool_store = PoolStore::open(&config.pool_path(), config.reindex, clock.now_ms())?;
+        let pool_store = if config.in_memory {
+            PoolStore::in_memory(&config.pool_path())?
+        } else {
+            PoolStore::open(&config.pool_path(), config.reindex, clock.now_ms())?
+        };
         let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
         let node = Arc::new(Node {
             mining: MiningState::new(config.miner_threads),

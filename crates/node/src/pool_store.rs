@@ -79,18 +79,27 @@ impl PoolStore {
     /// Opens (or creates) the pool store at `path`. A store the storage engine fails or
     /// panics on is an error naming it, or, with `reindex`, moved aside and started anew.
     pub(crate) fn open(path: &Path, reindex: bool, now_ms: u64) -> Result<PoolStore, NodeError> {
-        match Self::open_guarded(path) {
+        match Self::open_guarded(path, false) {
             Err(NodeError::PoolStoreDamaged { .. }) if reindex => {
                 move_aside(path, now_ms)?;
-                Self::open_guarded(path)
+                Self::open_guarded(path, false)
             }
             opened => opened,
         }
     }
 
-    fn open_guarded(path: &Path) -> Result<PoolStore, NodeError> {
+    /// A pool store in memory (redb's in-memory backend); `path` only names it in errors.
+    pub(crate) fn in_memory(path: &Path) -> Result<PoolStore, NodeError> {
+        Self::open_guarded(path, true)
+    }
+
+    fn open_guarded(path: &Path, in_memory: bool) -> Result<PoolStore, NodeError> {
         let opened = panic::catch_unwind(AssertUnwindSafe(|| -> Result<Database, redb::Error> {
-            let db = Database::create(path)?;
+            let db = if in_memory {
+                Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?
+            } else {
+                Database::create(path)?
+            };
             let write = db.begin_write()?;
             write.open_table(POOL)?;
             write.commit()?;

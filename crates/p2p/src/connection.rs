@@ -13,9 +13,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::address_book::MAX_LEARNED_DIALS;
@@ -25,8 +25,9 @@ use crate::handshake::{Handshake, run_session};
 use crate::pending::PRE_HELLO_BYTES;
 use crate::read_budget::BudgetedStream;
 use crate::registry::PeerId;
-use crate::service::{P2p, random_nonce, websocket_config};
+use crate::service::{P2p, websocket_config};
 use crate::session::SessionEnd;
+use crate::transport::Listener;
 use crate::url::PeerUrl;
 
 /// A session must last this long for its end to reset the dial backoff: a peer that
@@ -135,7 +136,7 @@ impl P2p {
                 }
             }
             // Jitter keeps restarted nodes from reconnecting in lockstep.
-            let jitter = Duration::from_millis(random_nonce() % 100);
+            let jitter = Duration::from_millis(self.random() % 100);
             tokio::select! {
                 () = self.token.cancelled() => return,
                 () = tokio::time::sleep(backoff + jitter) => {}
@@ -155,11 +156,13 @@ impl P2p {
     async fn connect(self: &Arc<Self>, url: &PeerUrl) -> Result<SessionEnd, DialError> {
         let deadline = tokio::time::Instant::now() + self.config.handshake_timeout;
         let handshake = async {
-            let stream = TcpStream::connect(url.authority())
+            let authority = url.authority();
+            let (stream, remote) = self
+                .environment
+                .transport
+                .connect(&authority)
                 .await
                 .map_err(DialError::Connect)?;
-            let remote = stream.peer_addr().map_err(DialError::Connect)?;
-            let _ = stream.set_nodelay(true);
             let (stream, budget) = BudgetedStream::new(stream, PRE_HELLO_BYTES);
             let (websocket, _) = tokio_tungstenite::client_async_with_config(
                 url.to_string(),
@@ -186,13 +189,13 @@ impl P2p {
     }
 
     /// Accepts peers until the layer stops.
-    pub(crate) async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+    pub(crate) async fn accept_loop(self: Arc<Self>, mut listener: Box<dyn Listener>) {
         loop {
             let accepted = tokio::select! {
                 () = self.token.cancelled() => return,
                 accepted = listener.accept() => accepted,
             };
-            let (stream, remote): (TcpStream, SocketAddr) = match accepted {
+            let (stream, remote): (_, SocketAddr) = match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     warn!(%error, "accepting a peer failed");
@@ -213,7 +216,6 @@ impl P2p {
                     continue;
                 }
             };
-            let _ = stream.set_nodelay(true);
             let p2p = Arc::clone(&self);
             self.tasks.spawn(async move {
                 let deadline = tokio::time::Instant::now() + p2p.config.handshake_timeout;

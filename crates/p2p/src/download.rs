@@ -13,9 +13,11 @@
 //! [`MAX_BLOCKS_IN_FLIGHT_PER_PEER`] outstanding, and a block not delivered within
 //! `block_timeout` goes to another peer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use powchain_consensus::BlockHash;
 use tracing::debug;
@@ -100,7 +102,7 @@ impl Downloads {
         plan: Vec<(BlockHash, Vec<PeerId>)>,
         now: Instant,
         timeout: Duration,
-    ) -> HashMap<PeerId, Vec<BlockHash>> {
+    ) -> BTreeMap<PeerId, Vec<BlockHash>> {
         self.expire(now, timeout);
         let mut load = self.loads();
         let eligible: HashSet<PeerId> = plan
@@ -108,7 +110,7 @@ impl Downloads {
             .flat_map(|(_, holders)| holders.iter().copied())
             .filter(|peer| free_slots(load.get(peer).copied().unwrap_or(0)) > 0)
             .collect();
-        let mut assigned: HashMap<PeerId, Vec<BlockHash>> = HashMap::new();
+        let mut assigned: BTreeMap<PeerId, Vec<BlockHash>> = BTreeMap::new();
         for (hash, holders) in plan {
             if self.in_flight.contains_key(&hash) {
                 continue;

@@ -18,6 +18,7 @@
 //!   message.rs: the wire format and its limits (MAX_MESSAGE_BYTES, MAX_HEADERS, ...)
 //!   ban.rs: who is refused, for which rule, until when
 //!   console.rs: the lines a person follows at `info` (peers, blocks, syncs), rate-limited
+//!   transport.rs: what it runs on (TCP or a simulated network, randomness, node calls)
 //! ```
 //!
 //! Invariants: a message is size-checked by the WebSocket layer before it is read and
@@ -46,6 +47,7 @@ mod service;
 mod session;
 mod stranger;
 mod sync;
+pub mod transport;
 pub mod url;
 
 pub use address_book::{MAX_ADDRESSES_PER_SOURCE, MAX_KNOWN_ADDRESSES, MAX_LEARNED_DIALS};
@@ -55,4 +57,7 @@ pub use message::{
 };
 pub use service::P2p;
 pub use session::{CloseReason, HandshakeFailure, SessionEnd};
+pub use transport::{
+    BoxedStream, Environment, Listener, NodeCalls, PeerStream, Randomness, Tcp, Transport,
+};
 pub use url::{PeerUrl, PeerUrlError, PeerUrlProblem};

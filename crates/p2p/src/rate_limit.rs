@@ -3,7 +3,7 @@
 //! like a flood. Addresses (`addr`): as Bitcoin Core, 0.1 a second with a burst of 1,000;
 //! addresses beyond the budget are ignored, not punished (an honest peer may relay a burst).
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// Messages a peer may send in a burst; refilled at [`MESSAGES_PER_SECOND`].
 const MESSAGE_BURST: f64 = 2_000.0;

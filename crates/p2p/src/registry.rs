@@ -14,7 +14,7 @@
 //! The registry knows nothing of sessions or messages beyond the command channel: it is
 //! the map the other parts of the layer (downloads, relay, the address book) consult.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,7 +118,7 @@ pub(crate) struct InboundLimits {
 /// The connected peers.
 #[derive(Default)]
 pub(crate) struct PeerRegistry {
-    peers: Mutex<HashMap<PeerId, PeerEntry>>,
+    peers: Mutex<BTreeMap<PeerId, PeerEntry>>,
     next_id: AtomicU64,
     /// Keys the hash of address groups that eviction protects: drawn at random, so no
     /// stranger can tell which groups are protected.
@@ -127,7 +127,7 @@ pub(crate) struct PeerRegistry {
 }
 
 impl PeerRegistry {
-    fn peers(&self) -> MutexGuard<'_, HashMap<PeerId, PeerEntry>> {
+    fn peers(&self) -> MutexGuard<'_, BTreeMap<PeerId, PeerEntry>> {
         self.peers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -33,6 +33,7 @@ use crate::message::MAX_MESSAGE_BYTES;
 use crate::pending::PendingConnections;
 use crate::registry::{PeerRegistry, REMOVED};
 use crate::relay::TransactionRelay;
+use crate::transport::{Environment, Listener, NodeCalls};
 use crate::url::PeerUrl;
 
 /// The peer-to-peer layer of one node.
@@ -55,6 +56,8 @@ pub struct P2p {
     pub(crate) connection_lines: LogBudget,
     pub(crate) token: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// Streams, randomness and node calls (transport.rs).
+    pub(crate) environment: Environment,
 }
 
 /// How the rest of the node sees the P2P layer (weak, so the node and the layer do not
@@ -116,19 +119,6 @@ pub(crate) fn websocket_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
 }
 
-/// A random number from the operating system (the clock if that fails).
-pub(crate) fn random_nonce() -> u64 {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        // Only self-connection detection and jitter depend on it; the clock will do.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos() as u64);
-        bytes = now.to_le_bytes();
-    }
-    u64::from_le_bytes(bytes)
-}
-
 impl P2p {
     /// Starts the layer: binds the listener (if configured), dials the configured peers,
     /// and relays the node's events. The node learns of it through `PeerManager`. Every
@@ -163,6 +153,30 @@ impl P2p {
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> std::io::Result<Arc<P2p>> {
+        let listener = listener.map(|listener| Box::new(listener) as Box<dyn Listener>);
+        P2p::start_in(
+            node,
+            config,
+            listener,
+            Environment::default(),
+            shutdown,
+            tasks,
+        )
+    }
+
+    /// [`P2p::start_on`] in an [`Environment`] of the caller's: a simulation's network,
+    /// seeded randomness and inline node calls.
+    ///
+    /// # Errors
+    /// If the listener's address cannot be read.
+    pub fn start_in(
+        node: Arc<Node>,
+        config: P2pConfig,
+        listener: Option<Box<dyn Listener>>,
+        environment: Environment,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> std::io::Result<Arc<P2p>> {
         let listen_port = match &listener {
             Some(listener) => listener.local_addr()?.port(),
             None => 0,
@@ -171,7 +185,7 @@ impl P2p {
         let p2p = Arc::new(P2p {
             node: Arc::clone(&node),
             config,
-            node_nonce: random_nonce(),
+            node_nonce: environment.randomness.next_u64(),
             listen_port,
             registry: PeerRegistry::default(),
             addresses: Mutex::new(AddressBook::default()),
@@ -183,6 +197,7 @@ impl P2p {
             connection_lines: LogBudget::new(CONNECTION_LINES_BURST, CONNECTION_LINE_INTERVAL_MS),
             token: shutdown,
             tasks,
+            environment,
         });
         node.set_peer_manager(Arc::new(PeerManagerHandle(Arc::downgrade(&p2p))));
         if let Some(listener) = listener {
@@ -257,13 +272,23 @@ impl P2p {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs a node call on the blocking pool; `None` if the call panicked or the runtime
-    /// is shutting down.
+    /// Runs a node call on the blocking pool (inline in a simulation: transport.rs);
+    /// `None` if the call panicked or the runtime is shutting down.
     pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Node) -> T + Send + 'static,
     ) -> Option<T> {
-        let node = Arc::clone(&self.node);
-        tokio::task::spawn_blocking(move || work(&node)).await.ok()
+        match self.environment.node_calls {
+            NodeCalls::BlockingPool => {
+                let node = Arc::clone(&self.node);
+                tokio::task::spawn_blocking(move || work(&node)).await.ok()
+            }
+            NodeCalls::Inline => Some(work(&self.node)),
+        }
+    }
+
+    /// A random number (transport.rs: the system's, or a simulation's seeded one).
+    pub(crate) fn random(&self) -> u64 {
+        self.environment.randomness.next_u64()
     }
 }

@@ -66,9 +66,13 @@ impl ChainState {
         options: ChainOptions,
     ) -> Result<ChainState, ChainError> {
         let params = network.params();
-        let db = Database::builder()
-            .set_cache_size(options.cache_bytes)
-            .create(path)?;
+        let mut builder = Database::builder();
+        builder.set_cache_size(options.cache_bytes);
+        let db = if options.in_memory {
+            builder.create_with_backend(redb::backends::InMemoryBackend::new())?
+        } else {
+            builder.create(path)?
+        };
         Self::initialise(&db, params, path)?;
         let index = Self::load_index(&db, params)?;
         let verifier = options.verifier.clone().unwrap_or_else(|| {

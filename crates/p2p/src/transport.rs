@@ -175,7 +175,8 @@ mod tests {
         let mut listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = Listener::local_addr(&listener).expect("address");
         let authority = address.to_string();
-        let (dialled, accepted) = tokio::join!(Tcp.connect(&authority), listener.accept());
+        let (dialled, accepted) =
+            tokio::join!(Tcp.connect(&authority), Listener::accept(&mut listener));
         let (_, remote) = dialled.expect("connected");
         assert_eq!(remote, address);
         let (_, from) = accepted.expect("accepted");

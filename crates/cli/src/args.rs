@@ -80,6 +80,9 @@ pub enum Command {
     },
     /// Measure every hot path against this machine's own limits (release build).
     Bench(BenchArgs),
+    /// Run a deterministic simulated network of real nodes (docs/SIMULATION.md): the same
+    /// seed prints the same report.
+    Simulate(SimulateArgs),
     /// Check a stopped node's data: every main-chain block, and the UTXO set against one
     /// rebuilt from genesis (exits non-zero with the first difference).
     Check(CheckArgs),
@@ -236,6 +239,53 @@ pub struct BenchArgs {
     /// Threads for the "all threads" figures [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+/// Flags of `powchain simulate`.
+#[derive(Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 30)]
+    pub nodes: usize,
+    /// Every random draw (topology, latencies, who finds which block) follows from it.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Simulated time during which blocks are found: 90s, 10m, 2h.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub duration: std::time::Duration,
+    /// How links delay messages: wan (between cloud regions) or lan (1 ms).
+    #[arg(long, default_value = "wan")]
+    pub latency: powchain_sim::LatencyModel,
+    /// Peers each node dials.
+    #[arg(long, default_value_t = 8)]
+    pub outbound: usize,
+    /// The mean time between blocks, in milliseconds.
+    #[arg(long, default_value_t = 3_000)]
+    pub block_interval_ms: u64,
+    /// Write the report as JSON to this file as well.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// A duration as `90s`, `10m` or `2h` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 10m or 2h"))?;
+    let seconds = match unit {
+        "s" => value,
+        "m" => value.saturating_mul(60),
+        "h" => value.saturating_mul(3_600),
+        _ => return Err(format!("{text:?}: the unit must be s, m or h")),
+    };
+    if seconds == 0 {
+        return Err("the duration must be above zero".into());
+    }
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// How to reach a running node. Global, so they may follow a subcommand as well

@@ -10,6 +10,7 @@ mod devnet;
 mod node;
 mod progress;
 mod render;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -58,6 +59,10 @@ fn run(cli: Cli, config: Option<config_file::LoadedFile>) -> anyhow::Result<()> 
         Some(Command::Wallet { action, client }) => client::wallet(&client, action),
         Some(Command::Mine { data, client }) => client::mine(&client, data),
         Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Simulate(args)) => {
+            init_logging("error");
+            simulate::run(&args)
+        }
         Some(Command::Check(args)) => {
             init_logging("warn,redb=warn");
             check::run(&args)

@@ -138,6 +138,7 @@ impl P2p {
             // Jitter keeps restarted nodes from reconnecting in lockstep.
             let jitter = Duration::from_millis(self.random() % 100);
             tokio::select! {
+                biased;
                 () = self.token.cancelled() => return,
                 () = tokio::time::sleep(backoff + jitter) => {}
             }
@@ -174,6 +175,7 @@ impl P2p {
             Ok::<_, DialError>((websocket, remote, budget))
         };
         let connected = tokio::select! {
+            biased;
             () = self.token.cancelled() => return Ok(SessionEnd::Shutdown),
             connected = tokio::time::timeout_at(deadline, handshake) => connected,
         };
@@ -192,6 +194,7 @@ impl P2p {
     pub(crate) async fn accept_loop(self: Arc<Self>, mut listener: Box<dyn Listener>) {
         loop {
             let accepted = tokio::select! {
+                biased;
                 () = self.token.cancelled() => return,
                 accepted = listener.accept() => accepted,
             };
@@ -224,6 +227,7 @@ impl P2p {
                     tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config()));
                 let evicted = pending.evicted();
                 let upgraded = tokio::select! {
+                    biased;
                     () = p2p.token.cancelled() => return,
                     () = evicted.cancelled() => {
                         debug!(%remote, "a pending connection made room for a newcomer");

@@ -246,6 +246,7 @@ impl P2p {
         let mut tick = tokio::time::interval(TICK);
         loop {
             tokio::select! {
+                biased;
                 () = self.token.cancelled() => return,
                 _ = tick.tick() => {
                     let line = self.block_log().on_tick(self.node.now_ms());

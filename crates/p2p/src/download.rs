@@ -231,6 +231,7 @@ impl P2p {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
+                biased;
                 () = self.token.cancelled() => return,
                 _ = tick.tick() => self.pump_downloads().await,
             }

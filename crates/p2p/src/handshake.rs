@@ -105,6 +105,7 @@ where
         }
     };
     let first = tokio::select! {
+        biased;
         () = p2p.token.cancelled() => return SessionEnd::Shutdown,
         () = evicted => return SessionEnd::HandshakeFailed(HandshakeFailure::Evicted),
         first = tokio::time::timeout_at(deadline, stream.next()) => first,

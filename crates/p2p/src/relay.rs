@@ -195,6 +195,7 @@ impl P2p {
         let mut events = self.node.subscribe();
         loop {
             let event = tokio::select! {
+                biased;
                 () = self.token.cancelled() => return,
                 event = events.recv() => event,
             };

@@ -365,7 +365,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let mut ping_counter = 0u64;
         loop {
             tokio::select! {
+                // In this order, every time: the same events give the same messages (a
+                // simulation replays them), our own commands and announcements leave before
+                // more is read (a peer that keeps sending cannot starve them), and a flood
+                // of commands cannot starve reading: the queue is bounded and drains.
+                biased;
                 () = self.p2p.token.cancelled() => return SessionEnd::Shutdown,
+                command = commands.recv() => {
+                    let result = match command {
+                        None => return SessionEnd::Closed(CloseReason::Dropped),
+                        Some(PeerCommand::Close(reason)) => return SessionEnd::Closed(CloseReason::Told(reason)),
+                        Some(PeerCommand::Send(message)) => self.send(&message).await,
+                    };
+                    if let Err(end) = result {
+                        return end;
+                    }
+                }
+                () = announcements.ready() => {
+                    let items: Vec<InventoryItem> = announcements
+                        .take()
+                        .into_iter()
+                        .filter(|item| self.known.insert(*item))
+                        .collect();
+                    for chunk in items.chunks(MAX_INVENTORY) {
+                        if let Err(end) = self.send(&Message::Inventory(chunk.to_vec())).await {
+                            return end;
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    if let Some((_, sent)) = awaiting_pong {
+                        if sent.elapsed() > self.p2p.config.ping_timeout {
+                            return SessionEnd::Closed(CloseReason::PingTimeout);
+                        }
+                    } else {
+                        ping_counter += 1;
+                        let nonce = self.p2p.node_nonce ^ ping_counter;
+                        awaiting_pong = Some((nonce, Instant::now()));
+                        if let Err(end) = self.send(&Message::Ping(nonce)).await {
+                            return end;
+                        }
+                    }
+                }
                 frame = stream.next() => {
                     let message = match self.read_frame(frame, &mut limiter) {
                         Ok(Some(message)) => message,
@@ -445,42 +486,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         Ok(()) => {}
                         Err(Stop::Misbehaved(misbehaviour)) => return self.punish(misbehaviour),
                         Err(Stop::End(end)) => return end,
-                    }
-                }
-                command = commands.recv() => {
-                    let result = match command {
-                        None => return SessionEnd::Closed(CloseReason::Dropped),
-                        Some(PeerCommand::Close(reason)) => return SessionEnd::Closed(CloseReason::Told(reason)),
-                        Some(PeerCommand::Send(message)) => self.send(&message).await,
-                    };
-                    if let Err(end) = result {
-                        return end;
-                    }
-                }
-                () = announcements.ready() => {
-                    let items: Vec<InventoryItem> = announcements
-                        .take()
-                        .into_iter()
-                        .filter(|item| self.known.insert(*item))
-                        .collect();
-                    for chunk in items.chunks(MAX_INVENTORY) {
-                        if let Err(end) = self.send(&Message::Inventory(chunk.to_vec())).await {
-                            return end;
-                        }
-                    }
-                }
-                _ = ping.tick() => {
-                    if let Some((_, sent)) = awaiting_pong {
-                        if sent.elapsed() > self.p2p.config.ping_timeout {
-                            return SessionEnd::Closed(CloseReason::PingTimeout);
-                        }
-                    } else {
-                        ping_counter += 1;
-                        let nonce = self.p2p.node_nonce ^ ping_counter;
-                        awaiting_pong = Some((nonce, Instant::now()));
-                        if let Err(end) = self.send(&Message::Ping(nonce)).await {
-                            return end;
-                        }
                     }
                 }
             }

@@ -1,0 +1,28 @@
+//! `powchain simulate`: runs a simulated network (`powchain-sim`) and prints its report;
+//! `--json FILE` writes it as JSON too.
+
+use anyhow::Context;
+use powchain_sim::SimConfig;
+
+use crate::args::SimulateArgs;
+
+/// Runs the simulation `args` describe and prints what it measured.
+///
+/// # Errors
+/// Settings that describe no network, a host that failed, or a report file that cannot be
+/// written.
+pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+    let mut config = SimConfig::new(args.nodes, args.seed, args.duration);
+    config.latency = args.latency;
+    config.outbound = args.outbound;
+    config.block_interval = std::time::Duration::from_millis(args.block_interval_ms);
+    let started = std::time::Instant::now();
+    let report = powchain_sim::run(&config).context("the simulation failed")?;
+    println!("{report}");
+    eprintln!("(wall time {:.1} s)", started.elapsed().as_secs_f64());
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.to_json())
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    Ok(())
+}

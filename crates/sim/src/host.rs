@@ -1,0 +1,210 @@
+//! One simulated host: a real [`Node`] (chain and pool in memory) and its real peer
+//! layer on the simulated network, mining on its own seeded schedule, and reporting what
+//! its node connects to the run's [`Recorder`].
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use powchain_consensus::pow::HeaderHasher;
+use powchain_consensus::{Address, BlockHash, Network};
+use powchain_node::{Clock, Node, NodeConfig, NodeEvent};
+use powchain_p2p::{Environment, NodeCalls, P2p, P2pConfig, PeerUrl, Randomness};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::network::{SimListener, SimTransport, Uplink};
+use crate::random::SimRng;
+
+/// The port every simulated node listens on.
+pub(crate) const PORT: u16 = 8333;
+
+/// The simulation's clock: its epoch plus simulated time.
+struct SimClock {
+    epoch_ms: u64,
+}
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> u64 {
+        let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+        self.epoch_ms + u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Simulated time now (zero outside the simulation).
+pub(crate) fn now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+/// A block a simulated miner found.
+#[derive(Clone, Debug)]
+pub(crate) struct Mined {
+    pub(crate) hash: BlockHash,
+    pub(crate) height: u64,
+    pub(crate) at: Duration,
+}
+
+/// What every host reports, in the order it happens.
+#[derive(Default)]
+pub(crate) struct Recorder {
+    pub(crate) mined: Vec<Mined>,
+    /// For each block, when each node first connected it: (node, time).
+    pub(crate) connected: std::collections::HashMap<BlockHash, Vec<(usize, Duration)>>,
+    /// Reorganisations: (node, blocks disconnected, time).
+    pub(crate) reorgs: Vec<(usize, u64, Duration)>,
+    /// Events a host's recorder missed because it fell behind the node's channel.
+    pub(crate) missed_events: u64,
+    /// Errors that stopped a host's miner (none is expected).
+    pub(crate) errors: Vec<String>,
+}
+
+impl Recorder {
+    fn connected(&mut self, hash: BlockHash, node: usize, at: Duration) {
+        let arrivals = self.connected.entry(hash).or_default();
+        if !arrivals.iter().any(|(seen_by, _)| *seen_by == node) {
+            arrivals.push((node, at));
+        }
+    }
+}
+
+/// Everything a host needs, shared with the run.
+pub(crate) struct HostPlan {
+    pub(crate) index: usize,
+    pub(crate) seed: u64,
+    /// Where its wallet's key file goes (the chain and pool stay in memory).
+    pub(crate) data_dir: PathBuf,
+    pub(crate) epoch_ms: u64,
+    /// Host names it dials.
+    pub(crate) peers: Vec<String>,
+    pub(crate) max_outbound: usize,
+    /// When it finds blocks, in simulated time from the start.
+    pub(crate) schedule: Vec<Duration>,
+    pub(crate) uplink: Arc<Uplink>,
+    pub(crate) recorder: Arc<Mutex<Recorder>>,
+    /// The run reads each node's final state from here.
+    pub(crate) nodes: Arc<Mutex<Vec<Option<Arc<Node>>>>>,
+}
+
+/// The host's software: opens the node, starts its peer layer, records its events and
+/// mines on its schedule, then keeps serving peers until the simulation ends.
+pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
+    let mut config = NodeConfig::new(Network::Regtest, plan.data_dir.clone());
+    config.in_memory = true;
+    config.miner_threads = 1;
+    config.signature_threads = 1;
+    let node = Node::open(
+        config,
+        Arc::new(SimClock {
+            epoch_ms: plan.epoch_ms,
+        }),
+    )?;
+    lock(&plan.nodes)[plan.index] = Some(Arc::clone(&node));
+    let listener =
+        turmoil::net::TcpListener::bind((IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT)).await?;
+    let peers = plan
+        .peers
+        .iter()
+        .map(|host| PeerUrl::parse(&format!("ws://{host}:{PORT}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let p2p_config = P2pConfig {
+        peers,
+        max_outbound: plan.max_outbound,
+        // Every simulated address is in one private range: one "group".
+        max_inbound: 125,
+        max_inbound_per_group: 125,
+        max_pending_per_group: 64,
+        ..P2pConfig::default()
+    };
+    let environment = Environment {
+        transport: Box::new(SimTransport {
+            uplink: Arc::clone(&plan.uplink),
+        }),
+        randomness: Randomness::seeded(plan.seed ^ (plan.index as u64).wrapping_mul(0x5851_f42d)),
+        node_calls: NodeCalls::Inline,
+    };
+    let token = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let listener = SimListener {
+        listener,
+        uplink: Arc::clone(&plan.uplink),
+    };
+    let _p2p = P2p::start_in(
+        Arc::clone(&node),
+        p2p_config,
+        Some(Box::new(listener)),
+        environment,
+        token.clone(),
+        tasks.clone(),
+    )?;
+    let mut events = node.subscribe();
+    let recorder = Arc::clone(&plan.recorder);
+    let index = plan.index;
+    tasks.spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::BlockConnected { hash, .. }) => {
+                    lock(&recorder).connected(hash, index, now());
+                }
+                Ok(NodeEvent::TipChanged { reorg_depth, .. }) if reorg_depth > 0 => {
+                    lock(&recorder).reorgs.push((index, reorg_depth, now()));
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => lock(&recorder).missed_events += missed,
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    let payout = payout_address(plan.seed, plan.index);
+    for (found, at) in plan.schedule.iter().enumerate() {
+        tokio::time::sleep(at.saturating_sub(now())).await;
+        if let Err(error) = mine(&node, &plan, payout, found) {
+            lock(&plan.recorder)
+                .errors
+                .push(format!("node {} could not mine: {error}", plan.index));
+        }
+    }
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Finds a block on the node's tip (regtest's target is met by every other hash: no real
+/// hashing) and submits it.
+fn mine(
+    node: &Node,
+    plan: &HostPlan,
+    payout: Address,
+    found: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let note = format!("sim {} {found}", plan.index).into_bytes();
+    let mut block = node.block_template(payout, note, true)?;
+    let target = block.header.bits.to_target()?;
+    let (nonce, hash) = HeaderHasher::new(&block.header)
+        .search(target, 0, u64::MAX)
+        .ok_or("no nonce meets the target")?;
+    block.header.nonce = nonce;
+    let height = block.coinbase_height().map_or(0, |height| height.0);
+    lock(&plan.recorder).mined.push(Mined {
+        hash,
+        height,
+        at: now(),
+    });
+    node.submit_block(block)?;
+    Ok(())
+}
+
+/// A fixed payout address per node (its key is never needed: the simulation spends
+/// nothing), so blocks are the same from run to run.
+fn payout_address(seed: u64, index: usize) -> Address {
+    let mut rng = SimRng::new(seed ^ 0x0add_7e55 ^ index as u64);
+    let mut bytes = [0u8; 32];
+    for chunk in bytes.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    Address(bytes)
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,344 @@
+//! A deterministic simulated network of powchain nodes: the real `Node` and peer layer
+//! (`powchain-p2p`) run on tokio-rs/turmoil's simulated TCP, with simulated time, per-link
+//! WAN latencies, paced uplinks and a seeded schedule of blocks, so questions about a
+//! network (how fast a block reaches the miners, how often blocks race) get reproducible
+//! answers from hundreds of nodes on one machine. `docs/SIMULATION.md` says how to run it
+//! and what it found.
+//!
+//! ```text
+//!   SimConfig ──▶ topology.rs: regions, 8 outbound peers each, hash power, uplinks
+//!             ──▶ mining schedule: a Poisson process, each block to a node by hash share
+//!             ──▶ turmoil Sim: one host per node (host.rs)
+//!                   Node (chain and pool in memory) + P2p over network.rs (simulated TCP,
+//!                   paced by the node's uplink) + a recorder of the node's events
+//!             ──▶ step until mining ends and the network settles ──▶ report.rs
+//! ```
+//!
+//! Determinism: every random draw comes from the seed (topology, schedule, the peer
+//! layer's nonces and jitter, turmoil's own generator), time is turmoil's, hosts run one at
+//! a time in a fixed order, and node calls run inline. A test runs the same seed twice and
+//! compares the reports byte for byte.
+
+mod host;
+mod network;
+mod random;
+mod report;
+mod topology;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use report::{Propagation, Report, RunSettings, Spread};
+pub use topology::LatencyModel;
+
+use crate::host::{HostPlan, Recorder, lock};
+use crate::network::Uplink;
+use crate::random::SimRng;
+use crate::topology::Topology;
+
+/// Simulated time before the first block: the nodes dial each other and shake hands.
+const WARM_UP: Duration = Duration::from_secs(10);
+/// Simulated time after the last block, for it to reach every node.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// How many nodes.
+    pub nodes: usize,
+    /// Every random draw follows from it.
+    pub seed: u64,
+    /// Simulated time during which blocks are found (after a warm-up of 10 s, before a
+    /// settle of 30 s).
+    pub duration: Duration,
+    /// Peers each node dials.
+    pub outbound: usize,
+    /// How links delay messages.
+    pub latency: LatencyModel,
+    /// The mean time between blocks (regtest's 3 s by default).
+    pub block_interval: Duration,
+    /// Each node's uplink is drawn between these, in Mbit/s.
+    pub uplink_mbit: (u64, u64),
+    /// Simulated time per step: the resolution of every delay.
+    pub tick: Duration,
+}
+
+impl SimConfig {
+    /// `nodes` nodes for `duration` with the defaults: 8 outbound peers, WAN latencies,
+    /// 3 s blocks, 20-100 Mbit/s uplinks, 1 ms steps.
+    pub fn new(nodes: usize, seed: u64, duration: Duration) -> SimConfig {
+        SimConfig {
+            nodes,
+            seed,
+            duration,
+            outbound: 8,
+            latency: LatencyModel::Wan,
+            block_interval: Duration::from_secs(3),
+            uplink_mbit: (20, 100),
+            tick: Duration::from_millis(1),
+        }
+    }
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The settings cannot describe a network.
+    #[error("invalid simulation settings: {0}")]
+    Settings(String),
+    /// The wallets' temporary directory could not be made.
+    #[error("cannot create a temporary directory: {0}")]
+    TempDir(#[source] std::io::Error),
+    /// A host's software failed.
+    #[error("a simulated host failed: {0}")]
+    Host(String),
+}
+
+/// Runs a simulation and measures it.
+///
+/// # Errors
+/// [`SimError`] for settings that describe no network or a host that fails.
+pub fn run(config: &SimConfig) -> Result<Report, SimError> {
+    if config.nodes < 2 {
+        return Err(SimError::Settings(
+            "a network needs at least 2 nodes".into(),
+        ));
+    }
+    if config.block_interval.is_zero() || config.tick.is_zero() {
+        return Err(SimError::Settings(
+            "the block interval and the step must be above zero".into(),
+        ));
+    }
+    if config.uplink_mbit.0 == 0 || config.uplink_mbit.0 > config.uplink_mbit.1 {
+        return Err(SimError::Settings(
+            "uplinks need 0 < min <= max Mbit/s".into(),
+        ));
+    }
+    let mut rng = SimRng::new(config.seed);
+    let topology = Topology::draw(
+        &mut rng.fork(1),
+        config.nodes,
+        config.outbound,
+        config.latency,
+        config.uplink_mbit,
+    );
+    let schedules = mining_schedule(&mut rng.fork(2), &topology, config);
+    let blocks_scheduled: usize = schedules.iter().map(Vec::len).sum();
+    let wallets = tempfile::tempdir().map_err(SimError::TempDir)?;
+    let recorder = Arc::new(Mutex::new(Recorder::default()));
+    let nodes = Arc::new(Mutex::new(vec![None; config.nodes]));
+    let uplinks: Vec<Arc<Uplink>> = topology
+        .nodes
+        .iter()
+        .map(|node| Uplink::new(node.uplink_bits_per_second))
+        .collect();
+    let end = WARM_UP + config.duration + SETTLE;
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(end + Duration::from_secs(60))
+        .tick_duration(config.tick)
+        .rng_seed(config.seed)
+        .build();
+    let epoch_ms = powchain_consensus::Network::Regtest
+        .params()
+        .genesis()
+        .header
+        .time_ms
+        + 60_000;
+    for (index, schedule) in schedules.into_iter().enumerate() {
+        let plan = Arc::new(HostPlan {
+            index,
+            seed: config.seed,
+            data_dir: wallets.path().join(format!("node-{index}")),
+            epoch_ms,
+            peers: topology.nodes[index]
+                .outbound
+                .iter()
+                .map(|peer| host_name(*peer))
+                .collect(),
+            max_outbound: config.outbound,
+            schedule,
+            uplink: Arc::clone(&uplinks[index]),
+            recorder: Arc::clone(&recorder),
+            nodes: Arc::clone(&nodes),
+        });
+        sim.host(host_name(index), move || host::run(Arc::clone(&plan)));
+    }
+    for a in 0..config.nodes {
+        for b in a + 1..config.nodes {
+            sim.set_link_latency(host_name(a), host_name(b), topology.one_way(a, b));
+        }
+    }
+    while sim.elapsed() < end {
+        sim.step()
+            .map_err(|error| SimError::Host(error.to_string()))?;
+    }
+    let nodes: Vec<_> = lock(&nodes).iter().flatten().cloned().collect();
+    let bytes_sent: u64 = uplinks.iter().map(|uplink| uplink.bytes_sent()).sum();
+    let recorder = std::mem::take(&mut *lock(&recorder));
+    drop(sim);
+    Ok(measure(
+        config,
+        &nodes,
+        recorder,
+        bytes_sent,
+        blocks_scheduled,
+    ))
+}
+
+/// The simulated host name of node `index`.
+fn host_name(index: usize) -> String {
+    format!("node-{index}")
+}
+
+/// When each node finds blocks: a Poisson process of the block interval over the mining
+/// window, each block given to a node in proportion to its hash power.
+fn mining_schedule(
+    rng: &mut SimRng,
+    topology: &Topology,
+    config: &SimConfig,
+) -> Vec<Vec<Duration>> {
+    let shares: Vec<f64> = topology.nodes.iter().map(|node| node.hash_share).collect();
+    let mut schedules = vec![Vec::new(); topology.nodes.len()];
+    let mean = config.block_interval.as_secs_f64();
+    let end = (WARM_UP + config.duration).as_secs_f64();
+    let mut at = WARM_UP.as_secs_f64();
+    loop {
+        at += rng.exponential(mean);
+        if at >= end {
+            return schedules;
+        }
+        // Whole milliseconds, so the schedule does not depend on float printing.
+        schedules[rng.weighted(&shares)].push(Duration::from_millis((at * 1000.0) as u64));
+    }
+}
+
+fn measure(
+    config: &SimConfig,
+    nodes: &[Arc<powchain_node::Node>],
+    recorder: Recorder,
+    bytes_sent: u64,
+    blocks_scheduled: usize,
+) -> Report {
+    let mut errors = recorder.errors;
+    if nodes.len() != config.nodes {
+        errors.push(format!("{} of {} nodes started", nodes.len(), config.nodes));
+    }
+    // The most common final tip (ties: the lowest hash, for a stable answer).
+    let mut tips: std::collections::BTreeMap<_, usize> = std::collections::BTreeMap::new();
+    for node in nodes {
+        let tip = node.tip();
+        *tips.entry((tip.hash, tip.height.0)).or_default() += 1;
+    }
+    let main = tips
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(tip, _)| *tip);
+    let reference =
+        main.and_then(|(hash, _)| nodes.iter().find(|node| node.tip().hash == hash).cloned());
+    let on_main = |hash, height| {
+        reference
+            .as_ref()
+            .is_some_and(|node| node.hash_at(powchain_consensus::BlockHeight(height)) == Some(hash))
+    };
+    let mut to_50 = Vec::new();
+    let mut to_90 = Vec::new();
+    let mut to_100 = Vec::new();
+    let mut stale = 0;
+    let mut not_everywhere = 0;
+    let mut measured = 0;
+    for mined in &recorder.mined {
+        if !on_main(mined.hash, mined.height) {
+            stale += 1;
+            continue;
+        }
+        measured += 1;
+        let mut arrivals: Vec<u64> = recorder
+            .connected
+            .get(&mined.hash)
+            .map(|arrivals| {
+                arrivals
+                    .iter()
+                    .map(|(_, at)| at.saturating_sub(mined.at).as_millis() as u64)
+                    .collect()
+            })
+            .unwrap_or_default();
+        arrivals.sort_unstable();
+        let reached = |share: usize| {
+            let needed = (config.nodes * share).div_ceil(100).max(1);
+            arrivals.get(needed - 1).copied()
+        };
+        if let (Some(half), Some(most)) = (reached(50), reached(90)) {
+            to_50.push(half);
+            to_90.push(most);
+        }
+        match reached(100) {
+            Some(all) => to_100.push(all),
+            None => not_everywhere += 1,
+        }
+    }
+    let found = recorder.mined.len();
+    if found != blocks_scheduled {
+        errors.push(format!(
+            "{blocks_scheduled} blocks scheduled, {found} found"
+        ));
+    }
+    let mut reorg_depths = std::collections::BTreeMap::new();
+    for (_, depth, _) in &recorder.reorgs {
+        *reorg_depths.entry(*depth).or_default() += 1;
+    }
+    Report {
+        settings: RunSettings {
+            nodes: config.nodes,
+            seed: config.seed,
+            duration_seconds: config.duration.as_secs(),
+            outbound_per_node: config.outbound,
+            latency: config.latency,
+            block_interval_ms: config.block_interval.as_millis() as u64,
+            uplink_mbit: config.uplink_mbit,
+            tick_ms: config.tick.as_millis() as u64,
+        },
+        blocks_found: found,
+        main_chain_height: main.map_or(0, |(_, height)| height),
+        stale_blocks: stale,
+        stale_rate_ppm: if found == 0 {
+            0
+        } else {
+            (stale as u64 * 1_000_000) / found as u64
+        },
+        propagation: Propagation {
+            blocks: measured,
+            to_50_percent_ms: Spread::of(to_50),
+            to_90_percent_ms: Spread::of(to_90),
+            to_100_percent_ms: Spread::of(to_100),
+            blocks_not_everywhere: not_everywhere,
+        },
+        bytes_sent_per_node_per_block: if found == 0 {
+            0
+        } else {
+            bytes_sent / (config.nodes as u64 * found as u64)
+        },
+        reorg_depths,
+        converged: tips.len() == 1,
+        distinct_final_tips: tips.len(),
+        missed_events: recorder.missed_events,
+        errors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_network_converges_and_the_same_seed_reports_the_same() {
+        let config = SimConfig::new(8, 7, Duration::from_secs(60));
+        let first = run(&config).expect("runs");
+        println!("{first}");
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        assert!(first.converged, "{first}");
+        assert!(first.blocks_found >= 5, "{first}");
+        assert_eq!(first.propagation.blocks_not_everywhere, 0, "{first}");
+        let second = run(&config).expect("runs again");
+        assert_eq!(first.to_json(), second.to_json());
+    }
+}

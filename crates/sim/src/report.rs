@@ -1,0 +1,203 @@
+//! What a run measured, as JSON and as text.
+//!
+//! Every figure is in simulated time, in whole milliseconds, so the same seed prints the
+//! same report byte for byte.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::topology::LatencyModel;
+
+/// A run's settings as the report echoes them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunSettings {
+    /// How many nodes.
+    pub nodes: usize,
+    /// The seed every draw followed.
+    pub seed: u64,
+    /// Simulated seconds of mining.
+    pub duration_seconds: u64,
+    /// Peers each node dialled.
+    pub outbound_per_node: usize,
+    /// How links delayed messages.
+    pub latency: LatencyModel,
+    /// The mean time between blocks.
+    pub block_interval_ms: u64,
+    /// The range uplinks were drawn from, in Mbit/s.
+    pub uplink_mbit: (u64, u64),
+    /// Simulated time per step.
+    pub tick_ms: u64,
+}
+
+/// The p50, p95 and largest of a set of durations, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Spread {
+    /// The median.
+    pub p50: u64,
+    /// The 95th percentile.
+    pub p95: u64,
+    /// The largest.
+    pub max: u64,
+}
+
+impl Spread {
+    /// Nearest-rank percentiles of `values` (zeros if empty).
+    pub(crate) fn of(mut values: Vec<u64>) -> Spread {
+        if values.is_empty() {
+            return Spread::default();
+        }
+        values.sort_unstable();
+        let rank = |percent: usize| values[(values.len() * percent).div_ceil(100).max(1) - 1];
+        Spread {
+            p50: rank(50),
+            p95: rank(95),
+            max: values[values.len() - 1],
+        }
+    }
+}
+
+/// How long the blocks of the final main chain took to reach a share of the nodes, from
+/// the moment they were found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Propagation {
+    /// Blocks measured: those found in the run that ended on the main chain.
+    pub blocks: usize,
+    /// Until half the nodes had connected it.
+    pub to_50_percent_ms: Spread,
+    /// Until 90% of the nodes had connected it.
+    pub to_90_percent_ms: Spread,
+    /// Over the blocks that reached every node.
+    pub to_100_percent_ms: Spread,
+    /// Main-chain blocks some node never connected (it should be none after the settle).
+    pub blocks_not_everywhere: usize,
+}
+
+/// What one run measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// What was simulated.
+    pub settings: RunSettings,
+    /// Blocks the miners found.
+    pub blocks_found: usize,
+    /// Height of the most common final tip.
+    pub main_chain_height: u64,
+    /// Blocks found that are not on the final main chain.
+    pub stale_blocks: usize,
+    /// `stale_blocks / blocks_found`, in parts per million.
+    pub stale_rate_ppm: u64,
+    /// How fast main-chain blocks spread.
+    pub propagation: Propagation,
+    /// Bytes every node sent, on average, per block found (everything the peer layer
+    /// wrote: blocks, headers, inventories, pings).
+    pub bytes_sent_per_node_per_block: u64,
+    /// Reorganisations seen by any node: how many of each depth.
+    pub reorg_depths: BTreeMap<u64, usize>,
+    /// True if every node ended on the same tip.
+    pub converged: bool,
+    /// How many different tips the nodes ended on.
+    pub distinct_final_tips: usize,
+    /// Events a node's recorder missed (its channel overflowed); none is expected.
+    pub missed_events: u64,
+    /// Anything that went wrong on a host (none is expected).
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    /// The report as pretty JSON with a final newline.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_else(|error| {
+            format!("{{\"error\": \"the report could not be written: {error}\"}}")
+        });
+        text.push('\n');
+        text
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let settings = &self.settings;
+        writeln!(
+            formatter,
+            "{} nodes, seed {}, {} s simulated, {:?} latency, {} ms blocks, {}-{} Mbit/s uplinks",
+            settings.nodes,
+            settings.seed,
+            settings.duration_seconds,
+            settings.latency,
+            settings.block_interval_ms,
+            settings.uplink_mbit.0,
+            settings.uplink_mbit.1
+        )?;
+        writeln!(
+            formatter,
+            "blocks found {}, main chain height {}, stale {} ({:.2}%)",
+            self.blocks_found,
+            self.main_chain_height,
+            self.stale_blocks,
+            self.stale_rate_ppm as f64 / 10_000.0
+        )?;
+        let propagation = &self.propagation;
+        for (label, spread) in [
+            ("50%", propagation.to_50_percent_ms),
+            ("90%", propagation.to_90_percent_ms),
+            ("100%", propagation.to_100_percent_ms),
+        ] {
+            writeln!(
+                formatter,
+                "propagation to {label:>4} of nodes: p50 {} ms, p95 {} ms, max {} ms",
+                spread.p50, spread.p95, spread.max
+            )?;
+        }
+        writeln!(
+            formatter,
+            "bytes sent per node per block {}, reorgs {:?} (depth: count)",
+            self.bytes_sent_per_node_per_block, self.reorg_depths
+        )?;
+        write!(
+            formatter,
+            "converged: {} ({} distinct final tips)",
+            self.converged, self.distinct_final_tips
+        )?;
+        if !self.errors.is_empty()
+            || self.missed_events > 0
+            || propagation.blocks_not_everywhere > 0
+        {
+            write!(
+                formatter,
+                "\nproblems: {} errors, {} missed events, {} blocks not everywhere",
+                self.errors.len(),
+                self.missed_events,
+                propagation.blocks_not_everywhere
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        assert_eq!(Spread::of(Vec::new()), Spread::default());
+        assert_eq!(
+            Spread::of(vec![7]),
+            Spread {
+                p50: 7,
+                p95: 7,
+                max: 7
+            }
+        );
+        let spread = Spread::of((1..=100).rev().collect());
+        assert_eq!(
+            spread,
+            Spread {
+                p50: 50,
+                p95: 95,
+                max: 100
+            }
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! Where the simulated nodes are, whom they dial, how long their links take and how much
+//! hash power each has.
+//!
+//! Latencies come from a published table of average round trips between cloud regions
+//! ("Latency Between AWS Global Regions", 2017, as tabulated at
+//! acomputerscientistlearnsaws.blogspot.com/2017/04/aws-regions.html), symmetrised and
+//! halved for one way; two nodes in the same region are 1 ms apart. Hash power is skewed as
+//! in a real network: a few large miners hold most of it (see [`MINER_SHARES`]).
+
+use std::time::Duration;
+
+use crate::random::SimRng;
+
+/// A region nodes can be in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Region(usize);
+
+/// The regions: name and the share of nodes placed there (most public nodes of a real
+/// network are in North America and Europe).
+pub(crate) const REGIONS: [(&str, f64); 7] = [
+    ("us-east", 0.24),
+    ("us-west", 0.12),
+    ("eu-ireland", 0.18),
+    ("eu-frankfurt", 0.24),
+    ("ap-tokyo", 0.09),
+    ("ap-singapore", 0.09),
+    ("sa-saopaulo", 0.04),
+];
+
+/// Average round trips in milliseconds between the regions above, in their order.
+const ROUND_TRIP_MS: [[f64; 7]; 7] = [
+    [2.0, 87.8, 80.5, 88.6, 145.3, 216.7, 119.5],
+    [87.8, 2.0, 137.0, 159.5, 89.1, 161.4, 182.7],
+    [80.5, 137.0, 2.0, 19.6, 212.4, 238.5, 191.3],
+    [88.6, 159.5, 19.6, 2.0, 236.5, 325.9, 194.9],
+    [145.3, 89.1, 212.4, 236.5, 2.0, 73.8, 256.8],
+    [216.7, 161.4, 238.5, 325.9, 73.8, 2.0, 328.1],
+    [119.5, 182.7, 191.3, 194.9, 256.8, 328.1, 2.0],
+];
+
+/// Shares of the hash power of the largest miners (roughly the largest pools' shares on
+/// a large proof-of-work network); the rest is spread evenly over the other nodes.
+pub(crate) const MINER_SHARES: [f64; 6] = [0.28, 0.22, 0.12, 0.10, 0.08, 0.05];
+
+/// How links delay messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatencyModel {
+    /// Every link 1 ms one way.
+    Lan,
+    /// One way: half the round trip between the two nodes' regions.
+    Wan,
+}
+
+impl std::str::FromStr for LatencyModel {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<LatencyModel, String> {
+        match text {
+            "lan" => Ok(LatencyModel::Lan),
+            "wan" => Ok(LatencyModel::Wan),
+            other => Err(format!("unknown latency model {other:?}: use lan or wan")),
+        }
+    }
+}
+
+/// One simulated node's place in the network.
+#[derive(Clone, Debug)]
+pub(crate) struct Placement {
+    pub(crate) region: Region,
+    /// Nodes it dials.
+    pub(crate) outbound: Vec<usize>,
+    /// Its share of the hash power (all shares sum to 1).
+    pub(crate) hash_share: f64,
+    /// Its uplink, in bits per second.
+    pub(crate) uplink_bits_per_second: u64,
+}
+
+/// The whole network's layout.
+#[derive(Clone, Debug)]
+pub(crate) struct Topology {
+    pub(crate) nodes: Vec<Placement>,
+    latency: LatencyModel,
+}
+
+impl Topology {
+    /// Draws a network of `count` nodes, each dialling `outbound` distinct others, with
+    /// uplinks between `min_mbit` and `max_mbit`.
+    pub(crate) fn draw(
+        rng: &mut SimRng,
+        count: usize,
+        outbound: usize,
+        latency: LatencyModel,
+        (min_mbit, max_mbit): (u64, u64),
+    ) -> Topology {
+        let weights: Vec<f64> = REGIONS.iter().map(|(_, share)| *share).collect();
+        let mut order: Vec<usize> = (0..count).collect();
+        rng.shuffle(&mut order);
+        let mut shares = vec![0.0; count];
+        let large = MINER_SHARES.len().min(count.saturating_sub(1)).max(1);
+        let large_total: f64 = MINER_SHARES[..large].iter().sum();
+        let rest = 1.0 - large_total;
+        for (rank, node) in order.iter().enumerate() {
+            shares[*node] = if rank < large {
+                MINER_SHARES[rank]
+            } else {
+                rest / (count - large) as f64
+            };
+        }
+        if count <= large {
+            // Too few nodes for a tail: the large shares are scaled to sum to 1.
+            for share in &mut shares {
+                *share /= large_total;
+            }
+        }
+        let nodes = (0..count)
+            .map(|node| {
+                let region = Region(rng.weighted(&weights));
+                let wanted = outbound.min(count - 1);
+                let mut outbound = Vec::with_capacity(wanted);
+                while outbound.len() < wanted {
+                    let other = rng.below(count);
+                    if other != node && !outbound.contains(&other) {
+                        outbound.push(other);
+                    }
+                }
+                let spread = max_mbit.saturating_sub(min_mbit);
+                let mbit = min_mbit
+                    + if spread == 0 {
+                        0
+                    } else {
+                        rng.next_u64() % (spread + 1)
+                    };
+                Placement {
+                    region,
+                    outbound,
+                    hash_share: shares[node],
+                    uplink_bits_per_second: mbit * 1_000_000,
+                }
+            })
+            .collect();
+        Topology { nodes, latency }
+    }
+
+    /// The one-way delay between two nodes.
+    pub(crate) fn one_way(&self, a: usize, b: usize) -> Duration {
+        match self.latency {
+            LatencyModel::Lan => Duration::from_millis(1),
+            LatencyModel::Wan => {
+                let (Region(x), Region(y)) = (self.nodes[a].region, self.nodes[b].region);
+                Duration::from_micros((ROUND_TRIP_MS[x][y] * 500.0) as u64)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_symmetric_and_shares_sum_to_one() {
+        for (x, row) in ROUND_TRIP_MS.iter().enumerate() {
+            for (y, value) in row.iter().enumerate() {
+                assert_eq!(*value, ROUND_TRIP_MS[y][x]);
+            }
+        }
+        for count in [1, 2, 5, 7, 30, 200] {
+            let topology =
+                Topology::draw(&mut SimRng::new(3), count, 8, LatencyModel::Wan, (20, 100));
+            let total: f64 = topology.nodes.iter().map(|node| node.hash_share).sum();
+            assert!(
+                (total - 1.0).abs() < 1e-9,
+                "{count} nodes: shares sum to {total}"
+            );
+            for (index, node) in topology.nodes.iter().enumerate() {
+                assert_eq!(node.outbound.len(), 8.min(count - 1));
+                assert!(!node.outbound.contains(&index));
+                let mbit = node.uplink_bits_per_second / 1_000_000;
+                assert!((20..=100).contains(&mbit));
+            }
+        }
+    }
+
+    #[test]
+    fn wan_links_take_half_the_regions_round_trip() {
+        let topology = Topology::draw(&mut SimRng::new(9), 50, 8, LatencyModel::Wan, (20, 20));
+        for a in 0..50 {
+            for b in 0..50 {
+                let one_way = topology.one_way(a, b);
+                assert_eq!(one_way, topology.one_way(b, a));
+                assert!(
+                    one_way >= Duration::from_millis(1) && one_way <= Duration::from_millis(165)
+                );
+            }
+        }
+    }
+}

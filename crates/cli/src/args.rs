@@ -262,9 +262,16 @@ pub struct SimulateArgs {
     /// The mean time between blocks, in milliseconds.
     #[arg(long, default_value_t = 3_000)]
     pub block_interval_ms: u64,
+    /// Simulated time per step, in milliseconds: the resolution of every delay (larger
+    /// steps run faster).
+    #[arg(long, default_value_t = 1)]
+    pub tick_ms: u64,
     /// Write the report as JSON to this file as well.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write the propagation plot (SVG) to this file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
 }
 
 /// A duration as `90s`, `10m` or `2h` (a bare number is seconds).

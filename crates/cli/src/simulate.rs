@@ -1,5 +1,5 @@
 //! `powchain simulate`: runs a simulated network (`powchain-sim`) and prints its report;
-//! `--json FILE` writes it as JSON too.
+//! `--json FILE` writes it as JSON too, `--svg FILE` the propagation plot.
 
 use anyhow::Context;
 use powchain_sim::SimConfig;
@@ -16,6 +16,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.latency = args.latency;
     config.outbound = args.outbound;
     config.block_interval = std::time::Duration::from_millis(args.block_interval_ms);
+    config.tick = std::time::Duration::from_millis(args.tick_ms);
     let started = std::time::Instant::now();
     let report = powchain_sim::run(&config).context("the simulation failed")?;
     println!("{report}");
@@ -23,6 +24,10 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         std::fs::write(path, report.to_json())
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, report.to_svg())
+            .with_context(|| format!("cannot write the plot to {}", path.display()))?;
     }
     Ok(())
 }

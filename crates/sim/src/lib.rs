@@ -21,6 +21,7 @@
 
 mod host;
 mod network;
+mod plot;
 mod random;
 mod report;
 mod topology;
@@ -137,6 +138,8 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         .simulation_duration(end + Duration::from_secs(60))
         .tick_duration(config.tick)
         .rng_seed(config.seed)
+        .min_message_latency(topology.typical_one_way())
+        .max_message_latency(topology.typical_one_way())
         .build();
     let epoch_ms = powchain_consensus::Network::Regtest
         .params()
@@ -163,9 +166,12 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         });
         sim.host(host_name(index), move || host::run(Arc::clone(&plan)));
     }
-    for a in 0..config.nodes {
-        for b in a + 1..config.nodes {
-            sim.set_link_latency(host_name(a), host_name(b), topology.one_way(a, b));
+    // Only the links the topology dials get their own latency: turmoil visits every
+    // configured link for every host at every step. A link between nodes that meet
+    // through gossip takes the typical delay.
+    for (a, node) in topology.nodes.iter().enumerate() {
+        for b in &node.outbound {
+            sim.set_link_latency(host_name(a), host_name(*b), topology.one_way(a, *b));
         }
     }
     while sim.elapsed() < end {
@@ -245,6 +251,7 @@ fn measure(
     let mut to_100 = Vec::new();
     let mut stale = 0;
     let mut not_everywhere = 0;
+    let mut arrival_curves = Vec::new();
     let mut measured = 0;
     for mined in &recorder.mined {
         if !on_main(mined.hash, mined.height) {
@@ -275,6 +282,7 @@ fn measure(
             Some(all) => to_100.push(all),
             None => not_everywhere += 1,
         }
+        arrival_curves.push(arrivals);
     }
     let found = recorder.mined.len();
     if found != blocks_scheduled {
@@ -322,6 +330,7 @@ fn measure(
         distinct_final_tips: tips.len(),
         missed_events: recorder.missed_events,
         errors,
+        arrival_curves,
     }
 }
 
@@ -331,14 +340,46 @@ mod tests {
 
     #[test]
     fn a_small_network_converges_and_the_same_seed_reports_the_same() {
-        let config = SimConfig::new(8, 7, Duration::from_secs(60));
+        let mut config = SimConfig::new(30, 7, Duration::from_secs(120));
+        config.tick = Duration::from_millis(5);
         let first = run(&config).expect("runs");
         println!("{first}");
         assert!(first.errors.is_empty(), "{:?}", first.errors);
         assert!(first.converged, "{first}");
-        assert!(first.blocks_found >= 5, "{first}");
+        assert!(first.blocks_found >= 20, "{first}");
         assert_eq!(first.propagation.blocks_not_everywhere, 0, "{first}");
+        assert!(first.propagation.blocks + first.stale_blocks == first.blocks_found);
+        // Simulated time: a block crosses 30 nodes on WAN links in well under a block
+        // interval (a figure of the simulation, not of this machine's speed).
+        assert!(first.propagation.to_90_percent_ms.p95 < 3_000, "{first}");
         let second = run(&config).expect("runs again");
         assert_eq!(first.to_json(), second.to_json());
+        assert_eq!(first.to_svg(), second.to_svg());
+        let svg = first.to_svg();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(
+            svg.matches("<polyline").count(),
+            first.propagation.blocks + 1
+        );
+        let mut other_seed = config.clone();
+        other_seed.seed = 8;
+        let third = run(&other_seed).expect("runs with another seed");
+        assert_ne!(
+            first.to_json(),
+            third.to_json(),
+            "another seed, another network"
+        );
+    }
+
+    #[test]
+    fn settings_that_describe_no_network_are_refused() {
+        let mut config = SimConfig::new(1, 7, Duration::from_secs(60));
+        assert!(matches!(run(&config), Err(SimError::Settings(_))));
+        config.nodes = 4;
+        config.uplink_mbit = (0, 10);
+        assert!(matches!(run(&config), Err(SimError::Settings(_))));
+        config.uplink_mbit = (20, 100);
+        config.tick = Duration::ZERO;
+        assert!(matches!(run(&config), Err(SimError::Settings(_))));
     }
 }

@@ -102,9 +102,18 @@ pub struct Report {
     pub missed_events: u64,
     /// Anything that went wrong on a host (none is expected).
     pub errors: Vec<String>,
+    /// For each main-chain block found in the run, when each node connected it (ms since
+    /// it was found, sorted): what the plot draws. Not in the JSON.
+    #[serde(skip)]
+    pub arrival_curves: Vec<Vec<u64>>,
 }
 
 impl Report {
+    /// The propagation plot as an SVG document (`plot.rs`).
+    pub fn to_svg(&self) -> String {
+        crate::plot::propagation_svg(self)
+    }
+
     /// The report as pretty JSON with a final newline.
     pub fn to_json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).unwrap_or_else(|error| {

@@ -262,6 +262,11 @@ pub struct SimulateArgs {
     /// The mean time between blocks, in milliseconds.
     #[arg(long, default_value_t = 3_000)]
     pub block_interval_ms: u64,
+    /// Split the network into two halves for this long (90s, 10m), from a quarter of the
+    /// mining window, then heal it and measure how soon every node is on the most-work
+    /// chain.
+    #[arg(long, value_parser = parse_duration)]
+    pub partition: Option<std::time::Duration>,
     /// Simulated time per step, in milliseconds: the resolution of every delay (larger
     /// steps run faster).
     #[arg(long, default_value_t = 1)]

@@ -17,6 +17,9 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.outbound = args.outbound;
     config.block_interval = std::time::Duration::from_millis(args.block_interval_ms);
     config.tick = std::time::Duration::from_millis(args.tick_ms);
+    if let Some(length) = args.partition {
+        config.scenario = powchain_sim::Scenario::Partition { length };
+    }
     let started = std::time::Instant::now();
     let report = powchain_sim::run(&config).context("the simulation failed")?;
     println!("{report}");

@@ -42,6 +42,7 @@ pub(crate) fn now() -> Duration {
 #[derive(Clone, Debug)]
 pub(crate) struct Mined {
     pub(crate) hash: BlockHash,
+    pub(crate) miner: usize,
     pub(crate) height: u64,
     pub(crate) at: Duration,
 }
@@ -187,6 +188,7 @@ fn mine(
     let height = block.coinbase_height().map_or(0, |height| height.0);
     lock(&plan.recorder).mined.push(Mined {
         hash,
+        miner: plan.index,
         height,
         at: now(),
     });

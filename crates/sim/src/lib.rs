@@ -24,17 +24,20 @@ mod network;
 mod plot;
 mod random;
 mod report;
+mod scenario;
 mod topology;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use report::{Propagation, Report, RunSettings, Spread};
+pub use scenario::{PartitionReport, Scenario};
 pub use topology::LatencyModel;
 
 use crate::host::{HostPlan, Recorder, lock};
 use crate::network::Uplink;
 use crate::random::SimRng;
+use crate::scenario::{Action, Partition};
 use crate::topology::Topology;
 
 /// Simulated time before the first block: the nodes dial each other and shake hands.
@@ -62,6 +65,8 @@ pub struct SimConfig {
     pub uplink_mbit: (u64, u64),
     /// Simulated time per step: the resolution of every delay.
     pub tick: Duration,
+    /// Faults injected (scenario.rs).
+    pub scenario: Scenario,
 }
 
 impl SimConfig {
@@ -77,6 +82,7 @@ impl SimConfig {
             block_interval: Duration::from_secs(3),
             uplink_mbit: (20, 100),
             tick: Duration::from_millis(1),
+            scenario: Scenario::Steady,
         }
     }
 }
@@ -115,6 +121,17 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             "uplinks need 0 < min <= max Mbit/s".into(),
         ));
     }
+    let mining_end = WARM_UP + config.duration;
+    let split_at = WARM_UP + config.duration / 4;
+    if let Scenario::Partition { length } = config.scenario {
+        if length.is_zero() || split_at + length >= mining_end {
+            return Err(SimError::Settings(format!(
+                "a partition of {} s must end before mining does: it starts after a quarter of the {} s",
+                length.as_secs(),
+                config.duration.as_secs()
+            )));
+        }
+    }
     let mut rng = SimRng::new(config.seed);
     let topology = Topology::draw(
         &mut rng.fork(1),
@@ -138,8 +155,6 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         .simulation_duration(end + Duration::from_secs(60))
         .tick_duration(config.tick)
         .rng_seed(config.seed)
-        .min_message_latency(topology.typical_one_way())
-        .max_message_latency(topology.typical_one_way())
         .build();
     let epoch_ms = powchain_consensus::Network::Regtest
         .params()
@@ -166,29 +181,54 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         });
         sim.host(host_name(index), move || host::run(Arc::clone(&plan)));
     }
-    // Only the links the topology dials get their own latency: turmoil visits every
-    // configured link for every host at every step. A link between nodes that meet
-    // through gossip takes the typical delay.
-    for (a, node) in topology.nodes.iter().enumerate() {
-        for b in &node.outbound {
-            sim.set_link_latency(host_name(a), host_name(*b), topology.one_way(a, *b));
+    // Every pair of nodes gets its regions' latency: gossip may connect any two.
+    for a in 0..config.nodes {
+        for b in a + 1..config.nodes {
+            sim.set_link_latency(host_name(a), host_name(b), topology.one_way(a, b));
         }
     }
+    let mut partition = match config.scenario {
+        Scenario::Steady => None,
+        Scenario::Partition { length } => Some(Partition::new(
+            &mut rng.fork(3),
+            config.nodes,
+            split_at,
+            length,
+        )),
+    };
     while sim.elapsed() < end {
         sim.step()
             .map_err(|error| SimError::Host(error.to_string()))?;
+        if let Some(partition) = &mut partition {
+            let action = partition.at(sim.elapsed(), &lock(&nodes));
+            match action {
+                Action::Nothing => {}
+                Action::Split => {
+                    for (a, b) in partition.crossing_pairs() {
+                        sim.partition(host_name(a), host_name(b));
+                    }
+                }
+                Action::Heal => {
+                    for (a, b) in partition.crossing_pairs() {
+                        sim.repair(host_name(a), host_name(b));
+                    }
+                }
+            }
+        }
     }
     let nodes: Vec<_> = lock(&nodes).iter().flatten().cloned().collect();
     let bytes_sent: u64 = uplinks.iter().map(|uplink| uplink.bytes_sent()).sum();
     let recorder = std::mem::take(&mut *lock(&recorder));
     drop(sim);
-    Ok(measure(
-        config,
-        &nodes,
-        recorder,
-        bytes_sent,
-        blocks_scheduled,
-    ))
+    let shares: Vec<f64> = topology.nodes.iter().map(|node| node.hash_share).collect();
+    let found: Vec<(usize, Duration)> = recorder
+        .mined
+        .iter()
+        .map(|mined| (mined.miner, mined.at))
+        .collect();
+    let mut report = measure(config, &nodes, recorder, bytes_sent, blocks_scheduled);
+    report.partition = partition.map(|partition| partition.report(&found, &shares));
+    Ok(report)
 }
 
 /// The simulated host name of node `index`.
@@ -330,6 +370,7 @@ fn measure(
         distinct_final_tips: tips.len(),
         missed_events: recorder.missed_events,
         errors,
+        partition: None,
         arrival_curves,
     }
 }
@@ -372,6 +413,31 @@ mod tests {
     }
 
     #[test]
+    fn a_healed_partition_puts_every_node_on_the_most_work_chain_within_10_seconds() {
+        let mut config = SimConfig::new(12, 11, Duration::from_secs(240));
+        config.tick = Duration::from_millis(5);
+        config.scenario = Scenario::Partition {
+            length: Duration::from_secs(90),
+        };
+        let report = run(&config).expect("runs");
+        println!("{report}");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let partition = report.partition.clone().expect("a partition report");
+        let (first, second) = partition.blocks_found_while_split;
+        assert!(
+            first > 0 && second > 0,
+            "both halves mined while split: {report}"
+        );
+        assert!(
+            report.reorg_depths.keys().any(|depth| *depth > 1),
+            "the lighter half reorganised: {report}"
+        );
+        let converged = partition.converged_after_ms.expect("converged");
+        assert!(converged < 10_000, "{report}");
+        assert!(report.converged, "{report}");
+    }
+
+    #[test]
     fn settings_that_describe_no_network_are_refused() {
         let mut config = SimConfig::new(1, 7, Duration::from_secs(60));
         assert!(matches!(run(&config), Err(SimError::Settings(_))));
@@ -381,5 +447,13 @@ mod tests {
         config.uplink_mbit = (20, 100);
         config.tick = Duration::ZERO;
         assert!(matches!(run(&config), Err(SimError::Settings(_))));
+        config.tick = Duration::from_millis(1);
+        config.scenario = Scenario::Partition {
+            length: Duration::from_secs(50),
+        };
+        assert!(
+            matches!(run(&config), Err(SimError::Settings(_))),
+            "ends after mining"
+        );
     }
 }

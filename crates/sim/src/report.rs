@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::scenario::PartitionReport;
 use crate::topology::LatencyModel;
 
 /// A run's settings as the report echoes them.
@@ -102,6 +103,8 @@ pub struct Report {
     pub missed_events: u64,
     /// Anything that went wrong on a host (none is expected).
     pub errors: Vec<String>,
+    /// What the partition did, in that scenario.
+    pub partition: Option<PartitionReport>,
     /// For each main-chain block found in the run, when each node connected it (ms since
     /// it was found, sorted): what the plot draws. Not in the JSON.
     #[serde(skip)]
@@ -168,6 +171,31 @@ impl fmt::Display for Report {
             "converged: {} ({} distinct final tips)",
             self.converged, self.distinct_final_tips
         )?;
+        if let Some(partition) = &self.partition {
+            write!(
+                formatter,
+                "\npartition: {} + {} nodes ({:.1}% + {:.1}% of the hash power) split at {} s, \
+                 healed at {} s; {} + {} blocks found while split; ",
+                partition.nodes.0,
+                partition.nodes.1,
+                partition.hash_share_ppm.0 as f64 / 10_000.0,
+                partition.hash_share_ppm.1 as f64 / 10_000.0,
+                partition.split_at_ms / 1000,
+                partition.healed_at_ms / 1000,
+                partition.blocks_found_while_split.0,
+                partition.blocks_found_while_split.1
+            )?;
+            match partition.converged_after_ms {
+                Some(after) => write!(
+                    formatter,
+                    "every node on the most-work chain {after} ms after healing"
+                )?,
+                None => write!(
+                    formatter,
+                    "the nodes did NOT converge on the most-work chain within the run"
+                )?,
+            }
+        }
         if !self.errors.is_empty()
             || self.missed_events > 0
             || propagation.blocks_not_everywhere > 0

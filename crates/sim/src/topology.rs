@@ -142,22 +142,6 @@ impl Topology {
         Topology { nodes, latency }
     }
 
-    /// The mean one-way delay between two nodes drawn at random (by region shares).
-    pub(crate) fn typical_one_way(&self) -> Duration {
-        match self.latency {
-            LatencyModel::Lan => Duration::from_millis(1),
-            LatencyModel::Wan => {
-                let mut mean = 0.0;
-                for (x, (_, share_x)) in REGIONS.iter().enumerate() {
-                    for (y, (_, share_y)) in REGIONS.iter().enumerate() {
-                        mean += share_x * share_y * ROUND_TRIP_MS[x][y] / 2.0;
-                    }
-                }
-                Duration::from_micros((mean * 1000.0) as u64)
-            }
-        }
-    }
-
     /// The one-way delay between two nodes.
     pub(crate) fn one_way(&self, a: usize, b: usize) -> Duration {
         match self.latency {

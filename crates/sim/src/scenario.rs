@@ -1,0 +1,224 @@
+//! Faults a run injects, and what they did: today a partition of the network into two
+//! halves, healed after a while.
+//!
+//! ```text
+//!   mining ─────────────────────────────────────────────────────────▶
+//!            ¼ of the window │ partitioned for `length` │ healed
+//!                            split: turmoil drops every message between the halves
+//!                                                      repair ──▶ every 10 ms: do all
+//!                                                      nodes' chains hold the most-work
+//!                                                      tip of the moment of healing?
+//! ```
+
+use std::time::Duration;
+
+use powchain_consensus::{BlockHash, BlockHeight, Work};
+use powchain_node::Node;
+use serde::Serialize;
+
+use crate::random::SimRng;
+
+/// How often convergence is checked after healing, in simulated time.
+const CONVERGENCE_CHECK: Duration = Duration::from_millis(10);
+
+/// What a run does to the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Nothing: a steady network.
+    Steady,
+    /// From a quarter of the mining window, the nodes are split into two halves drawn
+    /// from the seed, which cannot reach each other for `length`; then the split heals.
+    Partition {
+        /// How long the halves stay apart.
+        length: Duration,
+    },
+}
+
+/// What a partition did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PartitionReport {
+    /// When the network split, in simulated ms from the start.
+    pub split_at_ms: u64,
+    /// When it healed.
+    pub healed_at_ms: u64,
+    /// Nodes in each half.
+    pub nodes: (usize, usize),
+    /// Each half's share of the hash power, in parts per million.
+    pub hash_share_ppm: (u64, u64),
+    /// Blocks found in each half while split.
+    pub blocks_found_while_split: (usize, usize),
+    /// How many different tips had the most work at the moment of healing (1 unless the
+    /// halves tied).
+    pub most_work_tips_at_heal: usize,
+    /// Simulated time from healing until every node's chain held a most-work tip of the
+    /// moment of healing (`None`: not within the run).
+    pub converged_after_ms: Option<u64>,
+}
+
+/// Drives a partition: when to split, when to heal, and convergence after.
+pub(crate) struct Partition {
+    /// `side[node]`: false for the first half, true for the second.
+    side: Vec<bool>,
+    split_at: Duration,
+    heal_at: Duration,
+    state: State,
+    most_work: Vec<(BlockHash, BlockHeight)>,
+    converged_after: Option<Duration>,
+    next_check: Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Joined,
+    Split,
+    Healing,
+    Converged,
+}
+
+impl Partition {
+    /// Halves drawn from `rng`; the split starts at `split_at` and lasts `length`.
+    pub(crate) fn new(
+        rng: &mut SimRng,
+        nodes: usize,
+        split_at: Duration,
+        length: Duration,
+    ) -> Partition {
+        let mut order: Vec<usize> = (0..nodes).collect();
+        rng.shuffle(&mut order);
+        let mut side = vec![false; nodes];
+        for node in &order[nodes / 2..] {
+            side[*node] = true;
+        }
+        Partition {
+            side,
+            split_at,
+            heal_at: split_at + length,
+            state: State::Joined,
+            most_work: Vec::new(),
+            converged_after: None,
+            next_check: Duration::ZERO,
+        }
+    }
+
+    /// The node pairs across the split.
+    pub(crate) fn crossing_pairs(&self) -> Vec<(usize, usize)> {
+        let mut pairs = Vec::new();
+        for (a, side_a) in self.side.iter().enumerate() {
+            for (b, side_b) in self.side.iter().enumerate().skip(a + 1) {
+                if side_a != side_b {
+                    pairs.push((a, b));
+                }
+            }
+        }
+        pairs
+    }
+
+    /// What to do at simulated time `now`: split, heal, or check convergence over
+    /// `nodes`.
+    pub(crate) fn at(&mut self, now: Duration, nodes: &[Option<std::sync::Arc<Node>>]) -> Action {
+        match self.state {
+            State::Joined if now >= self.split_at => {
+                self.state = State::Split;
+                Action::Split
+            }
+            State::Split if now >= self.heal_at => {
+                self.state = State::Healing;
+                self.most_work = most_work_tips(nodes);
+                self.next_check = now;
+                Action::Heal
+            }
+            State::Healing if now >= self.next_check => {
+                self.next_check = now + CONVERGENCE_CHECK;
+                if self.holds_most_work_tip(nodes) {
+                    self.state = State::Converged;
+                    self.converged_after = Some(now.saturating_sub(self.heal_at));
+                }
+                Action::Nothing
+            }
+            _ => Action::Nothing,
+        }
+    }
+
+    /// True if every node's main chain holds one of the tips that had the most work at
+    /// the moment of healing, the same one.
+    fn holds_most_work_tip(&self, nodes: &[Option<std::sync::Arc<Node>>]) -> bool {
+        self.most_work.iter().any(|(hash, height)| {
+            nodes.iter().all(|node| {
+                node.as_ref()
+                    .is_some_and(|node| node.hash_at(*height) == Some(*hash))
+            })
+        })
+    }
+
+    /// The report, given the run's blocks (finder, time) and hash shares.
+    pub(crate) fn report(&self, found: &[(usize, Duration)], shares: &[f64]) -> PartitionReport {
+        let in_half =
+            |second: bool| (0..self.side.len()).filter(move |node| self.side[*node] == second);
+        let share = |second: bool| {
+            (in_half(second).map(|node| shares[node]).sum::<f64>() * 1e6).round() as u64
+        };
+        let while_split = |second: bool| {
+            found
+                .iter()
+                .filter(|(miner, at)| {
+                    self.side[*miner] == second && *at >= self.split_at && *at < self.heal_at
+                })
+                .count()
+        };
+        PartitionReport {
+            split_at_ms: self.split_at.as_millis() as u64,
+            healed_at_ms: self.heal_at.as_millis() as u64,
+            nodes: (in_half(false).count(), in_half(true).count()),
+            hash_share_ppm: (share(false), share(true)),
+            blocks_found_while_split: (while_split(false), while_split(true)),
+            most_work_tips_at_heal: self.most_work.len(),
+            converged_after_ms: self.converged_after.map(|after| after.as_millis() as u64),
+        }
+    }
+}
+
+/// What the run does at a step.
+pub(crate) enum Action {
+    Nothing,
+    Split,
+    Heal,
+}
+
+/// The distinct tips with the most work among `nodes`.
+fn most_work_tips(nodes: &[Option<std::sync::Arc<Node>>]) -> Vec<(BlockHash, BlockHeight)> {
+    let tips: Vec<(Work, BlockHash, BlockHeight)> = nodes
+        .iter()
+        .flatten()
+        .map(|node| {
+            let tip = node.tip();
+            (tip.work, tip.hash, tip.height)
+        })
+        .collect();
+    let Some(best) = tips.iter().map(|(work, _, _)| *work).max() else {
+        return Vec::new();
+    };
+    let mut most: Vec<(BlockHash, BlockHeight)> = tips
+        .into_iter()
+        .filter(|(work, _, _)| *work == best)
+        .map(|(_, hash, height)| (hash, height))
+        .collect();
+    most.sort_unstable();
+    most.dedup();
+    most
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_halves_split_every_node_and_cross_pairs_join_them() {
+        let partition = Partition::new(&mut SimRng::new(4), 7, Duration::ZERO, Duration::ZERO);
+        let second = partition.side.iter().filter(|side| **side).count();
+        assert_eq!((7 - second, second), (3, 4));
+        assert_eq!(partition.crossing_pairs().len(), 12);
+        for (a, b) in partition.crossing_pairs() {
+            assert!(a < b && partition.side[a] != partition.side[b]);
+        }
+    }
+}

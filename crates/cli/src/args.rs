@@ -262,6 +262,10 @@ pub struct SimulateArgs {
     /// The mean time between blocks, in milliseconds.
     #[arg(long, default_value_t = 3_000)]
     pub block_interval_ms: u64,
+    /// Payments a second over the whole network (signed transactions through random
+    /// nodes).
+    #[arg(long, default_value_t = 20.0)]
+    pub payments_per_second: f64,
     /// Split the network into two halves for this long (90s, 10m), from a quarter of the
     /// mining window, then heal it and measure how soon every node is on the most-work
     /// chain.

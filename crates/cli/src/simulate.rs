@@ -17,6 +17,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.outbound = args.outbound;
     config.block_interval = std::time::Duration::from_millis(args.block_interval_ms);
     config.tick = std::time::Duration::from_millis(args.tick_ms);
+    config.payments_per_second = args.payments_per_second;
     if let Some(length) = args.partition {
         config.scenario = powchain_sim::Scenario::Partition { length };
     }

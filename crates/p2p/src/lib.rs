@@ -59,5 +59,6 @@ pub use service::P2p;
 pub use session::{CloseReason, HandshakeFailure, SessionEnd};
 pub use transport::{
     BoxedStream, Environment, Listener, NodeCalls, PeerStream, Randomness, Tcp, Transport,
+    ValidationDelay,
 };
 pub use url::{PeerUrl, PeerUrlError, PeerUrlProblem};

@@ -112,11 +112,18 @@ impl PeerManager for PeerManagerHandle {
     }
 }
 
+/// The read buffer of a connection. tungstenite's default, 128 KiB, is zeroed up to its
+/// capacity on every read: a profile of a simulated network (many small reads) spent a
+/// fifth of its time there. 16 KiB reads a 2 MB block in 128 reads instead of 16 and
+/// keeps 112 KiB less per connection.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// The WebSocket limits every connection uses: nothing larger than a message may be read.
 pub(crate) fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
+        .read_buffer_size(READ_BUFFER_BYTES)
 }
 
 impl P2p {
@@ -284,6 +291,18 @@ impl P2p {
                 tokio::task::spawn_blocking(move || work(&node)).await.ok()
             }
             NodeCalls::Inline => Some(work(&self.node)),
+        }
+    }
+
+    /// Waits as long as validating `blocks` blocks of `payments` payments in all and
+    /// `transactions` lone transactions would take, in a simulation (transport.rs's
+    /// `ValidationDelay`); returns at once otherwise.
+    pub(crate) async fn simulated_validation(&self, blocks: u32, payments: u32, transactions: u32) {
+        if let Some(delay) = self.environment.validation_delay {
+            let wait = delay.per_block * blocks
+                + delay.per_payment * payments
+                + delay.per_transaction * transactions;
+            tokio::time::sleep(wait).await;
         }
     }
 

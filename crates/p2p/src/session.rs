@@ -147,6 +147,10 @@ pub enum CloseReason {
     /// The peer did not answer a ping in time.
     #[error("ping timeout")]
     PingTimeout,
+    /// A message could not be written within the ping timeout: the peer stopped reading,
+    /// or the network between us went.
+    #[error("write timeout: the peer stopped reading")]
+    WriteTimeout,
     /// The layer told the session to close (the reason says why).
     #[error("{0}")]
     Told(&'static str),
@@ -339,11 +343,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let _ = tokio::time::timeout(CLOSE_WITHIN, closing).await;
     }
 
+    /// Writes `message`, within the ping timeout: a peer that stops reading (or a network
+    /// that stops carrying) would otherwise hold the session in this write for good, where
+    /// no ping timer is looked at.
     pub(crate) async fn send(&mut self, message: &Message) -> Result<(), SessionEnd> {
         trace!(peer = %self.label, message = message.name(), "send");
-        send_frame(&mut self.sink, message)
-            .await
-            .map_err(|error| SessionEnd::Closed(CloseReason::Transport(error)))
+        let deadline = self.p2p.config.ping_timeout;
+        match tokio::time::timeout(deadline, send_frame(&mut self.sink, message)).await {
+            Ok(sent) => sent.map_err(|error| SessionEnd::Closed(CloseReason::Transport(error))),
+            Err(_) => Err(SessionEnd::Closed(CloseReason::WriteTimeout)),
+        }
     }
 
     /// Runs the session until it ends.
@@ -748,6 +757,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             self.known.insert(InventoryItem::Transaction(*txid));
             self.p2p.first_sight_of_transaction(*txid);
         }
+        let count = u32::try_from(transactions.len()).unwrap_or(u32::MAX);
+        self.p2p.simulated_validation(0, 0, count).await;
         let results = self
             .p2p
             .blocking(move |node| node.submit_peer_transactions(transactions))
@@ -811,6 +822,10 @@ mod tests {
         assert_eq!(
             SessionEnd::Closed(CloseReason::PingTimeout).to_string(),
             "closed: ping timeout"
+        );
+        assert_eq!(
+            SessionEnd::Closed(CloseReason::WriteTimeout).to_string(),
+            "closed: write timeout: the peer stopped reading"
         );
         assert_eq!(
             SessionEnd::Misbehaved("flood").to_string(),

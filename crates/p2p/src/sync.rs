@@ -249,6 +249,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         for (hash, _, _) in &arrivals {
             self.known.insert(InventoryItem::Block(*hash));
         }
+        let payments: usize = arrivals
+            .iter()
+            .map(|(_, transactions, _)| transactions.saturating_sub(1))
+            .sum();
+        self.p2p
+            .simulated_validation(
+                u32::try_from(arrivals.len()).unwrap_or(u32::MAX),
+                u32::try_from(payments).unwrap_or(u32::MAX),
+                0,
+            )
+            .await;
         let results = self
             .p2p
             .blocking(move |node| node.submit_peer_blocks(blocks))

@@ -17,6 +17,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -133,6 +134,20 @@ pub enum NodeCalls {
     Inline,
 }
 
+/// How long a simulated node takes to validate what peers send it. A node in a
+/// simulation checks a block in no simulated time (its calls run inline between steps);
+/// this is the time it would take on a real machine, waited before the node is given the
+/// block or transactions. Production has none: validation takes the time it takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValidationDelay {
+    /// Per block, whatever it holds.
+    pub per_block: Duration,
+    /// Per payment (non-coinbase transaction) in a block.
+    pub per_payment: Duration,
+    /// Per transaction relayed on its own (admission to the pool).
+    pub per_transaction: Duration,
+}
+
 /// What the layer runs on.
 pub struct Environment {
     /// Opens outbound connections.
@@ -141,6 +156,8 @@ pub struct Environment {
     pub randomness: Randomness,
     /// How node calls run.
     pub node_calls: NodeCalls,
+    /// Simulated validation time (`None` outside a simulation).
+    pub validation_delay: Option<ValidationDelay>,
 }
 
 impl Default for Environment {
@@ -150,6 +167,7 @@ impl Default for Environment {
             transport: Box::new(Tcp),
             randomness: Randomness::System,
             node_calls: NodeCalls::BlockingPool,
+            validation_delay: None,
         }
     }
 }

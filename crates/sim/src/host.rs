@@ -10,13 +10,13 @@ use std::time::Duration;
 use powchain_consensus::pow::HeaderHasher;
 use powchain_consensus::{Address, BlockHash, Network};
 use powchain_node::{Clock, Node, NodeConfig, NodeEvent};
-use powchain_p2p::{Environment, NodeCalls, P2p, P2pConfig, PeerUrl, Randomness};
+use powchain_p2p::{Environment, NodeCalls, P2p, P2pConfig, PeerUrl, Randomness, ValidationDelay};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::network::{SimListener, SimTransport, Uplink};
-use crate::random::SimRng;
+use crate::payments::Users;
 
 /// The port every simulated node listens on.
 pub(crate) const PORT: u16 = 8333;
@@ -82,6 +82,10 @@ pub(crate) struct HostPlan {
     pub(crate) max_outbound: usize,
     /// When it finds blocks, in simulated time from the start.
     pub(crate) schedule: Vec<Duration>,
+    /// When a user pays through it.
+    pub(crate) payments: Vec<Duration>,
+    pub(crate) users: Arc<Mutex<Users>>,
+    pub(crate) validation_delay: Option<ValidationDelay>,
     pub(crate) uplink: Arc<Uplink>,
     pub(crate) recorder: Arc<Mutex<Recorder>>,
     /// The run reads each node's final state from here.
@@ -124,6 +128,7 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
         }),
         randomness: Randomness::seeded(plan.seed ^ (plan.index as u64).wrapping_mul(0x5851_f42d)),
         node_calls: NodeCalls::Inline,
+        validation_delay: plan.validation_delay,
     };
     let token = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -157,7 +162,16 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
             }
         }
     });
-    let payout = payout_address(plan.seed, plan.index);
+    let payments = plan.payments.clone();
+    let users = Arc::clone(&plan.users);
+    let paying = Arc::clone(&node);
+    tasks.spawn(async move {
+        for at in payments {
+            tokio::time::sleep(at.saturating_sub(now())).await;
+            lock(&users).pay(&paying);
+        }
+    });
+    let payout = lock(&plan.users).address();
     for (found, at) in plan.schedule.iter().enumerate() {
         tokio::time::sleep(at.saturating_sub(now())).await;
         if let Err(error) = mine(&node, &plan, payout, found) {
@@ -170,8 +184,8 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
     Ok(())
 }
 
-/// Finds a block on the node's tip (regtest's target is met by every other hash: no real
-/// hashing) and submits it.
+/// Finds a block on the node's tip, with the pool's best transactions, paying the users
+/// (regtest's target is met by every other hash: no real hashing), and submits it.
 fn mine(
     node: &Node,
     plan: &HostPlan,
@@ -194,17 +208,6 @@ fn mine(
     });
     node.submit_block(block)?;
     Ok(())
-}
-
-/// A fixed payout address per node (its key is never needed: the simulation spends
-/// nothing), so blocks are the same from run to run.
-fn payout_address(seed: u64, index: usize) -> Address {
-    let mut rng = SimRng::new(seed ^ 0x0add_7e55 ^ index as u64);
-    let mut bytes = [0u8; 32];
-    for chunk in bytes.chunks_mut(8) {
-        chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    Address(bytes)
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -21,6 +21,7 @@
 
 mod host;
 mod network;
+mod payments;
 mod plot;
 mod random;
 mod report;
@@ -30,12 +31,15 @@ mod topology;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use payments::PaymentsReport;
+pub use powchain_p2p::ValidationDelay;
 pub use report::{Propagation, Report, RunSettings, Spread};
 pub use scenario::{PartitionReport, Scenario};
 pub use topology::LatencyModel;
 
 use crate::host::{HostPlan, Recorder, lock};
 use crate::network::Uplink;
+use crate::payments::Users;
 use crate::random::SimRng;
 use crate::scenario::{Action, Partition};
 use crate::topology::Topology;
@@ -67,11 +71,26 @@ pub struct SimConfig {
     pub tick: Duration,
     /// Faults injected (scenario.rs).
     pub scenario: Scenario,
+    /// Payments a second, over the whole network (payments.rs).
+    pub payments_per_second: f64,
+    /// How long validation takes (`None`: no simulated time).
+    pub validation_delay: Option<ValidationDelay>,
 }
+
+/// Validation times of a 2-core machine, from `docs/BENCHMARKS.md`: a block 0.6 ms
+/// besides its payments (`sync.blocks_per_second`, 929 blocks of 10 payments a second), a
+/// payment in a block 45 µs (`connect.full_block`, about 22,000 a second), a relayed
+/// transaction 100 µs (a signature check, 50 µs on one core, and the pool's work).
+pub const MEASURED_VALIDATION: ValidationDelay = ValidationDelay {
+    per_block: Duration::from_micros(600),
+    per_payment: Duration::from_micros(45),
+    per_transaction: Duration::from_micros(100),
+};
 
 impl SimConfig {
     /// `nodes` nodes for `duration` with the defaults: 8 outbound peers, WAN latencies,
-    /// 3 s blocks, 20-100 Mbit/s uplinks, 1 ms steps.
+    /// 3 s blocks, 20-100 Mbit/s uplinks, 1 ms steps, 20 payments a second, validation
+    /// as measured.
     pub fn new(nodes: usize, seed: u64, duration: Duration) -> SimConfig {
         SimConfig {
             nodes,
@@ -83,6 +102,8 @@ impl SimConfig {
             uplink_mbit: (20, 100),
             tick: Duration::from_millis(1),
             scenario: Scenario::Steady,
+            payments_per_second: 20.0,
+            validation_delay: Some(MEASURED_VALIDATION),
         }
     }
 }
@@ -140,7 +161,14 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         config.latency,
         config.uplink_mbit,
     );
+    if !(config.payments_per_second >= 0.0 && config.payments_per_second <= 10_000.0) {
+        return Err(SimError::Settings(
+            "payments a second must be from 0 to 10,000".into(),
+        ));
+    }
     let schedules = mining_schedule(&mut rng.fork(2), &topology, config);
+    let payments = payment_schedule(&mut rng.fork(4), config);
+    let users = Arc::new(Mutex::new(Users::new(config.seed)));
     let blocks_scheduled: usize = schedules.iter().map(Vec::len).sum();
     let wallets = tempfile::tempdir().map_err(SimError::TempDir)?;
     let recorder = Arc::new(Mutex::new(Recorder::default()));
@@ -162,7 +190,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         .header
         .time_ms
         + 60_000;
-    for (index, schedule) in schedules.into_iter().enumerate() {
+    for (index, (schedule, payments)) in schedules.into_iter().zip(payments).enumerate() {
         let plan = Arc::new(HostPlan {
             index,
             seed: config.seed,
@@ -175,6 +203,9 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
                 .collect(),
             max_outbound: config.outbound,
             schedule,
+            payments,
+            users: Arc::clone(&users),
+            validation_delay: config.validation_delay,
             uplink: Arc::clone(&uplinks[index]),
             recorder: Arc::clone(&recorder),
             nodes: Arc::clone(&nodes),
@@ -227,6 +258,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         .map(|mined| (mined.miner, mined.at))
         .collect();
     let mut report = measure(config, &nodes, recorder, bytes_sent, blocks_scheduled);
+    report.payments = payments_report(&lock(&users), &nodes, &report);
     report.partition = partition.map(|partition| partition.report(&found, &shares));
     Ok(report)
 }
@@ -234,6 +266,25 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
 /// The simulated host name of node `index`.
 fn host_name(index: usize) -> String {
     format!("node-{index}")
+}
+
+/// When users pay through each node: a Poisson process of the payment rate over the
+/// mining window, each payment through a node drawn uniformly.
+fn payment_schedule(rng: &mut SimRng, config: &SimConfig) -> Vec<Vec<Duration>> {
+    let mut schedules = vec![Vec::new(); config.nodes];
+    if config.payments_per_second == 0.0 {
+        return schedules;
+    }
+    let mean = 1.0 / config.payments_per_second;
+    let end = (WARM_UP + config.duration).as_secs_f64();
+    let mut at = WARM_UP.as_secs_f64();
+    loop {
+        at += rng.exponential(mean);
+        if at >= end {
+            return schedules;
+        }
+        schedules[rng.below(config.nodes)].push(Duration::from_micros((at * 1e6) as u64));
+    }
 }
 
 /// When each node finds blocks: a Poisson process of the block interval over the mining
@@ -256,6 +307,26 @@ fn mining_schedule(
         // Whole milliseconds, so the schedule does not depend on float printing.
         schedules[rng.weighted(&shares)].push(Duration::from_millis((at * 1000.0) as u64));
     }
+}
+
+/// What the users did, and how many of their payments the final main chain holds.
+fn payments_report(
+    users: &Users,
+    nodes: &[Arc<powchain_node::Node>],
+    report: &Report,
+) -> PaymentsReport {
+    let mut payments = users.report.clone();
+    let reference = nodes
+        .iter()
+        .find(|node| node.tip().height.0 == report.main_chain_height);
+    if let Some(snapshot) = reference.and_then(|node| node.reader().snapshot().ok()) {
+        payments.confirmed = users
+            .made()
+            .iter()
+            .filter(|txid| matches!(snapshot.tx_location(txid), Ok(Some(_))))
+            .count() as u64;
+    }
+    payments
 }
 
 fn measure(
@@ -344,6 +415,14 @@ fn measure(
             block_interval_ms: config.block_interval.as_millis() as u64,
             uplink_mbit: config.uplink_mbit,
             tick_ms: config.tick.as_millis() as u64,
+            payments_per_second: config.payments_per_second,
+            validation_delay_us: config.validation_delay.map(|delay| {
+                (
+                    delay.per_block.as_micros() as u64,
+                    delay.per_payment.as_micros() as u64,
+                    delay.per_transaction.as_micros() as u64,
+                )
+            }),
         },
         blocks_found: found,
         main_chain_height: main.map_or(0, |(_, height)| height),
@@ -371,6 +450,7 @@ fn measure(
         missed_events: recorder.missed_events,
         errors,
         partition: None,
+        payments: PaymentsReport::default(),
         arrival_curves,
     }
 }

@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::payments::PaymentsReport;
 use crate::scenario::PartitionReport;
 use crate::topology::LatencyModel;
 
@@ -30,6 +31,10 @@ pub struct RunSettings {
     pub uplink_mbit: (u64, u64),
     /// Simulated time per step.
     pub tick_ms: u64,
+    /// Payments a second over the network.
+    pub payments_per_second: f64,
+    /// Validation times: per block, per payment in a block, per relayed transaction (µs).
+    pub validation_delay_us: Option<(u64, u64, u64)>,
 }
 
 /// The p50, p95 and largest of a set of durations, in milliseconds.
@@ -105,6 +110,8 @@ pub struct Report {
     pub errors: Vec<String>,
     /// What the partition did, in that scenario.
     pub partition: Option<PartitionReport>,
+    /// What the users paid.
+    pub payments: PaymentsReport,
     /// For each main-chain block found in the run, when each node connected it (ms since
     /// it was found, sorted): what the plot draws. Not in the JSON.
     #[serde(skip)]
@@ -161,6 +168,16 @@ impl fmt::Display for Report {
                 spread.p50, spread.p95, spread.max
             )?;
         }
+        let payments = &self.payments;
+        writeln!(
+            formatter,
+            "payments: {} scheduled, {} accepted, {} confirmed, {} refused, {} without a coin yet",
+            payments.scheduled,
+            payments.accepted,
+            payments.confirmed,
+            payments.refused,
+            payments.no_coin
+        )?;
         writeln!(
             formatter,
             "bytes sent per node per block {}, reorgs {:?} (depth: count)",

@@ -18,7 +18,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use powchain_chain::{BlockOutcome, ChainOptions, ChainReader, ChainState};
+use powchain_chain::{
+    BlockOutcome, ChainOptions, ChainReader, ChainState, DEFAULT_COIN_CACHE_BYTES,
+    DEFAULT_STORE_CACHE_BYTES,
+};
 use powchain_consensus::signature::{ParallelVerifier, SequentialVerifier};
 use powchain_consensus::signature_cache::{CacheMode, CachingVerifier, SignatureCache};
 use powchain_consensus::{Block, Params};
@@ -88,6 +91,10 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The page cache and the coin cache of a node whose stores are in memory
+/// (`NodeConfig::in_memory`): a simulation runs hundreds of them.
+const IN_MEMORY_CACHE_BYTES: usize = 1024 * 1024;
+
 impl Node {
     /// Opens (or creates) the node's data directory: chain, pool and wallet (encrypted with
     /// the passphrase in `config.wallet_passphrase_file`, if set). A directory that held a
@@ -126,6 +133,18 @@ impl Node {
                 signature_threads: config.signature_threads.max(1),
                 verifier: Some(Arc::new(block_verifier)),
                 in_memory: config.in_memory,
+                // In memory, the store's pages are in memory already: a page cache would
+                // hold them twice, and a large coin cache would only delay the writes.
+                cache_bytes: if config.in_memory {
+                    IN_MEMORY_CACHE_BYTES
+                } else {
+                    DEFAULT_STORE_CACHE_BYTES
+                },
+                coin_cache_bytes: if config.in_memory {
+                    IN_MEMORY_CACHE_BYTES
+                } else {
+                    DEFAULT_COIN_CACHE_BYTES
+                },
                 ..ChainOptions::default()
             },
         )?;

@@ -470,6 +470,11 @@ mod tests {
         assert!(first.blocks_found >= 20, "{first}");
         assert_eq!(first.propagation.blocks_not_everywhere, 0, "{first}");
         assert!(first.propagation.blocks + first.stale_blocks == first.blocks_found);
+        // Payments flowed: signed, validated, relayed and mined by real nodes.
+        let payments = &first.payments;
+        assert!(payments.accepted > payments.scheduled / 2, "{first}");
+        assert_eq!(payments.refused, 0, "{first}");
+        assert!(payments.confirmed > payments.accepted * 9 / 10, "{first}");
         // Simulated time: a block crosses 30 nodes on WAN links in well under a block
         // interval (a figure of the simulation, not of this machine's speed).
         assert!(first.propagation.to_90_percent_ms.p95 < 3_000, "{first}");

@@ -268,35 +268,15 @@ fn host_name(index: usize) -> String {
     format!("node-{index}")
 }
 
-/// When users pay through each node: a Poisson process of the payment rate over the
-/// mining window, each payment through a node drawn uniformly.
-fn payment_schedule(rng: &mut SimRng, config: &SimConfig) -> Vec<Vec<Duration>> {
-    let mut schedules = vec![Vec::new(); config.nodes];
-    if config.payments_per_second == 0.0 {
-        return schedules;
-    }
-    let mean = 1.0 / config.payments_per_second;
-    let end = (WARM_UP + config.duration).as_secs_f64();
-    let mut at = WARM_UP.as_secs_f64();
-    loop {
-        at += rng.exponential(mean);
-        if at >= end {
-            return schedules;
-        }
-        schedules[rng.below(config.nodes)].push(Duration::from_micros((at * 1e6) as u64));
-    }
-}
-
-/// When each node finds blocks: a Poisson process of the block interval over the mining
-/// window, each block given to a node in proportion to its hash power.
-fn mining_schedule(
+/// The times of a Poisson process with mean gap `mean` (seconds) over the mining window,
+/// each given to the node `choose` draws (after the gap, from the same generator).
+fn poisson_schedule(
     rng: &mut SimRng,
-    topology: &Topology,
     config: &SimConfig,
+    mean: f64,
+    choose: impl Fn(&mut SimRng) -> usize,
 ) -> Vec<Vec<Duration>> {
-    let shares: Vec<f64> = topology.nodes.iter().map(|node| node.hash_share).collect();
-    let mut schedules = vec![Vec::new(); topology.nodes.len()];
-    let mean = config.block_interval.as_secs_f64();
+    let mut schedules = vec![Vec::new(); config.nodes];
     let end = (WARM_UP + config.duration).as_secs_f64();
     let mut at = WARM_UP.as_secs_f64();
     loop {
@@ -305,8 +285,33 @@ fn mining_schedule(
             return schedules;
         }
         // Whole milliseconds, so the schedule does not depend on float printing.
-        schedules[rng.weighted(&shares)].push(Duration::from_millis((at * 1000.0) as u64));
+        let node = choose(rng);
+        schedules[node].push(Duration::from_millis((at * 1000.0) as u64));
     }
+}
+
+/// When users pay through each node: the payment rate, each payment through a node drawn
+/// uniformly.
+fn payment_schedule(rng: &mut SimRng, config: &SimConfig) -> Vec<Vec<Duration>> {
+    if config.payments_per_second == 0.0 {
+        return vec![Vec::new(); config.nodes];
+    }
+    poisson_schedule(rng, config, 1.0 / config.payments_per_second, |rng| {
+        rng.below(config.nodes)
+    })
+}
+
+/// When each node finds blocks: the block interval, each block given to a node in
+/// proportion to its hash power.
+fn mining_schedule(
+    rng: &mut SimRng,
+    topology: &Topology,
+    config: &SimConfig,
+) -> Vec<Vec<Duration>> {
+    let shares: Vec<f64> = topology.nodes.iter().map(|node| node.hash_share).collect();
+    poisson_schedule(rng, config, config.block_interval.as_secs_f64(), |rng| {
+        rng.weighted(&shares)
+    })
 }
 
 /// What the users did, and how many of their payments the final main chain holds.

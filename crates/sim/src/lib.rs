@@ -368,6 +368,13 @@ fn measure(
     let mut stale = 0;
     let mut not_everywhere = 0;
     let mut arrival_curves = Vec::new();
+    let mut to_90_uncontested = Vec::new();
+    let mut races_won = 0;
+    let reorganised: std::collections::HashSet<(usize, Duration)> = recorder
+        .reorgs
+        .iter()
+        .map(|(node, _, at)| (*node, *at))
+        .collect();
     let mut measured = 0;
     for mined in &recorder.mined {
         if !on_main(mined.hash, mined.height) {
@@ -375,16 +382,20 @@ fn measure(
             continue;
         }
         measured += 1;
-        let mut arrivals: Vec<u64> = recorder
+        let connections = recorder
             .connected
             .get(&mined.hash)
-            .map(|arrivals| {
-                arrivals
-                    .iter()
-                    .map(|(_, at)| at.saturating_sub(mined.at).as_millis() as u64)
-                    .collect()
-            })
+            .map(Vec::as_slice)
             .unwrap_or_default();
+        // Some node connected it in a reorganisation: it lost a race there first and won
+        // with a later block, so its time is the wait for that block, not its travel.
+        let won_a_race = connections
+            .iter()
+            .any(|(node, at)| reorganised.contains(&(*node, *at)));
+        let mut arrivals: Vec<u64> = connections
+            .iter()
+            .map(|(_, at)| at.saturating_sub(mined.at).as_millis() as u64)
+            .collect();
         arrivals.sort_unstable();
         let reached = |share: usize| {
             let needed = (config.nodes * share).div_ceil(100).max(1);
@@ -393,6 +404,12 @@ fn measure(
         if let (Some(half), Some(most)) = (reached(50), reached(90)) {
             to_50.push(half);
             to_90.push(most);
+            if !won_a_race {
+                to_90_uncontested.push(most);
+            }
+        }
+        if won_a_race {
+            races_won += 1;
         }
         match reached(100) {
             Some(all) => to_100.push(all),
@@ -443,6 +460,8 @@ fn measure(
             to_90_percent_ms: Spread::of(to_90),
             to_100_percent_ms: Spread::of(to_100),
             blocks_not_everywhere: not_everywhere,
+            blocks_that_won_a_race: races_won,
+            to_90_percent_uncontested_ms: Spread::of(to_90_uncontested),
         },
         bytes_sent_per_node_per_block: if found == 0 {
             0

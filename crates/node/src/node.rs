@@ -126,6 +126,13 @@ impl Node {
             },
             CacheMode::Consume,
         );
+        // In memory, the store's pages are in memory already: a page cache would hold them
+        // twice, and a large coin cache would only delay the writes.
+        let (cache_bytes, coin_cache_bytes) = if config.in_memory {
+            (IN_MEMORY_CACHE_BYTES, IN_MEMORY_CACHE_BYTES)
+        } else {
+            (DEFAULT_STORE_CACHE_BYTES, DEFAULT_COIN_CACHE_BYTES)
+        };
         let chain = ChainState::open(
             &config.chain_path(),
             config.network,
@@ -133,18 +140,8 @@ impl Node {
                 signature_threads: config.signature_threads.max(1),
                 verifier: Some(Arc::new(block_verifier)),
                 in_memory: config.in_memory,
-                // In memory, the store's pages are in memory already: a page cache would
-                // hold them twice, and a large coin cache would only delay the writes.
-                cache_bytes: if config.in_memory {
-                    IN_MEMORY_CACHE_BYTES
-                } else {
-                    DEFAULT_STORE_CACHE_BYTES
-                },
-                coin_cache_bytes: if config.in_memory {
-                    IN_MEMORY_CACHE_BYTES
-                } else {
-                    DEFAULT_COIN_CACHE_BYTES
-                },
+                cache_bytes,
+                coin_cache_bytes,
                 ..ChainOptions::default()
             },
         )?;

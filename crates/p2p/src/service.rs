@@ -279,8 +279,9 @@ impl P2p {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs a node call on the blocking pool (inline in a simulation: transport.rs);
-    /// `None` if the call panicked or the runtime is shutting down.
+    /// Runs a node call on the blocking pool; `None` if the call panicked or the runtime
+    /// is shutting down. In a simulation (transport.rs) it runs inline, and a panic ends
+    /// the simulated host, which fails the run.
     pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Node) -> T + Send + 'static,

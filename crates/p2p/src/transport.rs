@@ -100,15 +100,20 @@ impl Randomness {
         match self {
             Randomness::System => system_random(),
             Randomness::Seeded(state) => {
-                let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-                *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut mixed = *state;
-                mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                mixed ^ (mixed >> 31)
+                splitmix64(&mut state.lock().unwrap_or_else(PoisonError::into_inner))
             }
         }
     }
+}
+
+/// The next number of the splitmix64 generator whose state is `state` (small, fast, and
+/// the same numbers for the same seed everywhere; not for secrets).
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut mixed = *state;
+    mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    mixed ^ (mixed >> 31)
 }
 
 fn system_random() -> u64 {

@@ -1,4 +1,5 @@
-//! The simulation's one source of randomness: splitmix64 from the run's seed, so the same
+//! The simulation's one source of randomness: splitmix64 (the peer layer's, transport.rs)
+//! from the run's seed, so the same
 //! seed draws the same topology, latencies, bandwidths and mining schedule.
 
 /// A seeded generator (splitmix64: small, fast, and good enough for drawing a schedule).
@@ -16,11 +17,7 @@ impl SimRng {
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut mixed = self.0;
-        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        mixed ^ (mixed >> 31)
+        powchain_p2p::transport::splitmix64(&mut self.0)
     }
 
     /// Uniform in (0, 1].

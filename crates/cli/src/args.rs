@@ -262,6 +262,10 @@ pub struct SimulateArgs {
     /// The mean time between blocks, in milliseconds.
     #[arg(long, default_value_t = 3_000)]
     pub block_interval_ms: u64,
+    /// How blocks cross links: compact (BIP-152 compact blocks, pushed before
+    /// validation by three peers) or full (whole blocks by inv and getdata, as before).
+    #[arg(long, default_value = "compact")]
+    pub relay: powchain_sim::Relay,
     /// Payments a second over the whole network (signed transactions through random
     /// nodes).
     #[arg(long, default_value_t = 20.0)]

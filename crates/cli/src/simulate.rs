@@ -18,6 +18,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.block_interval = std::time::Duration::from_millis(args.block_interval_ms);
     config.tick = std::time::Duration::from_millis(args.tick_ms);
     config.payments_per_second = args.payments_per_second;
+    config.relay = args.relay;
     if let Some(length) = args.partition {
         config.scenario = powchain_sim::Scenario::Partition { length };
     }

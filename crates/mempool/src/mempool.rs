@@ -302,6 +302,11 @@ impl Mempool {
         entries
     }
 
+    /// Every entry, in no particular order (the cheapest walk of the pool).
+    pub fn iter(&self) -> impl Iterator<Item = &PoolEntry> {
+        self.entries.values()
+    }
+
     /// Every entry in arrival order, which puts parents before children.
     pub fn entries_by_arrival(&self) -> Vec<&PoolEntry> {
         self.arrival_order

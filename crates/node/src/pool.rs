@@ -321,6 +321,20 @@ impl Node {
         lock(&self.core).mempool.get(txid).cloned()
     }
 
+    /// The pooled transactions `pick` wants, with the slot it gives each: `pick` sees every
+    /// pooled txid under one lock, and only what it picks is cloned. A compact block's
+    /// receiver finds its transactions by short id this way.
+    pub fn pool_transactions_by(
+        &self,
+        mut pick: impl FnMut(&Txid) -> Option<usize>,
+    ) -> Vec<(usize, Transaction)> {
+        let core = lock(&self.core);
+        core.mempool
+            .iter()
+            .filter_map(|entry| pick(&entry.txid).map(|slot| (slot, entry.transaction.clone())))
+            .collect()
+    }
+
     /// For each txid, true if the pool holds it (one lock for the whole list).
     pub fn pool_contains(&self, txids: &[Txid]) -> Vec<bool> {
         let core = lock(&self.core);

@@ -30,6 +30,25 @@ pub enum PeerHeaders {
     },
 }
 
+/// What a header relayed ahead of its block (a compact block's) is to the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayedHeader {
+    /// Not stored: its chain has less work than the anti-DoS threshold.
+    LowWork,
+    /// Valid and in the block index.
+    Known {
+        /// Its height.
+        height: BlockHeight,
+        /// True if the block's data is here already.
+        have_block: bool,
+        /// True if its chain has more work than the main chain: its block would become
+        /// the tip.
+        extends_best: bool,
+        /// True if it builds on the tip.
+        extends_tip: bool,
+    },
+}
+
 /// Where the chain stands: its tip, the best header known, and blocks waiting for a parent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainSummary {
@@ -174,6 +193,31 @@ impl Node {
                 .and_then(|header| core.chain.record(&header.compute_hash()))
                 .map(|record| record.height),
         ))
+    }
+
+    /// Checks and stores one header a peer relays ahead of its block (compact block
+    /// relay), as [`Node::accept_peer_headers`] does, and says whether the block is here
+    /// and whether it would become the tip.
+    ///
+    /// # Errors
+    /// As [`Node::accept_peer_headers`].
+    pub fn accept_relayed_header(&self, header: &Header) -> Result<RelayedHeader, NodeError> {
+        if let PeerHeaders::LowWork { .. } =
+            self.accept_peer_headers(std::slice::from_ref(header), true)?
+        {
+            return Ok(RelayedHeader::LowWork);
+        }
+        let hash = header.compute_hash();
+        let core = lock(&self.core);
+        Ok(match core.chain.record(&hash) {
+            Some(record) => RelayedHeader::Known {
+                height: record.height,
+                have_block: core.chain.has_block(&hash),
+                extends_best: record.chain_work > core.chain.tip().work,
+                extends_tip: header.prev_hash == core.chain.tip().hash,
+            },
+            None => RelayedHeader::LowWork,
+        })
     }
 
     /// Counts the work of headers that continue a branch being pre-synced from the block

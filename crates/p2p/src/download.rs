@@ -36,6 +36,9 @@ pub(crate) const MAX_BLOCKS_IN_FLIGHT_PER_PEER: usize = 64;
 pub(crate) const MIN_BLOCKS_PER_REQUEST: usize = 32;
 /// How far past the tip downloads reach.
 pub(crate) const DOWNLOAD_WINDOW: usize = 1024;
+/// Blocks missing at most for a download to count as following the tip (not a sync):
+/// such blocks are asked for as compact blocks.
+const NEAR_TIP_BLOCKS: u64 = 2;
 
 /// Who was asked for which block, and which blocks peers said they lack.
 #[derive(Default)]
@@ -65,6 +68,13 @@ impl Downloads {
         self.in_flight
             .get(hash)
             .is_some_and(|(asked, _)| *asked == peer)
+    }
+
+    /// Marks `hash` as in flight from `peer` (a compact block it is completing), unless
+    /// another peer was asked for it; true if it is now `peer`'s to deliver.
+    fn claim(&mut self, peer: PeerId, hash: BlockHash, now: Instant) -> bool {
+        let (asked, _) = *self.in_flight.entry(hash).or_insert((peer, now));
+        asked == peer
     }
 
     /// The block arrived (or was reported missing): it is no longer in flight.
@@ -161,6 +171,12 @@ impl P2p {
         self.downloads().is_in_flight_from(peer, hash)
     }
 
+    /// Marks a block `peer` is completing as in flight from it (so the scheduler does not
+    /// fetch it whole meanwhile); false if another peer was asked for it already.
+    pub(crate) fn claim_download(&self, peer: PeerId, hash: BlockHash) -> bool {
+        self.downloads().claim(peer, hash, Instant::now())
+    }
+
     /// A block arrived: it is no longer in flight.
     pub(crate) fn block_done(&self, hash: &BlockHash) {
         self.downloads().done(hash);
@@ -198,12 +214,17 @@ impl P2p {
             }
             (downloads.in_flight.len() + 2 * room + 64).min(DOWNLOAD_WINDOW)
         };
-        let Some(plan) = self
-            .blocking(move |node| node.download_plan(&peer_tips, scan))
+        let Some((plan, summary)) = self
+            .blocking(move |node| (node.download_plan(&peer_tips, scan), node.chain_summary()))
             .await
         else {
             return;
         };
+        // Near the tip (a new block or two, not a sync), blocks are asked of peers that
+        // relay compact blocks as compact blocks: the peer's pool-mates cross as short
+        // ids (BIP-152's low-bandwidth mode).
+        let near_tip = self.config.compact_blocks
+            && summary.best_header_height.0 <= summary.tip.height.0 + NEAR_TIP_BLOCKS;
         if plan.is_empty() {
             return;
         }
@@ -214,8 +235,13 @@ impl P2p {
                 self.forget_peer_downloads(peer);
                 continue;
             };
+            let as_item = if near_tip && self.registry.relays_compact(peer) {
+                InventoryItem::CompactBlock
+            } else {
+                InventoryItem::Block
+            };
             for chunk in hashes.chunks(MAX_INVENTORY) {
-                let items = chunk.iter().copied().map(InventoryItem::Block).collect();
+                let items = chunk.iter().copied().map(as_item).collect();
                 if commands
                     .try_send(PeerCommand::Send(Message::GetData(items)))
                     .is_err()

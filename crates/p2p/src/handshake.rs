@@ -42,8 +42,11 @@ use crate::url::PeerUrl;
 pub(crate) async fn send_frame<S: AsyncRead + AsyncWrite + Unpin>(
     sink: &mut SplitSink<WebSocketStream<S>, Frame>,
     message: &Message,
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-    sink.send(Frame::binary(message.to_bytes())).await
+) -> Result<usize, tokio_tungstenite::tungstenite::Error> {
+    let bytes = message.to_bytes();
+    let length = bytes.len();
+    sink.send(Frame::binary(bytes)).await?;
+    Ok(length)
 }
 
 async fn our_hello(p2p: &P2p) -> Option<Hello> {
@@ -219,6 +222,8 @@ where
         min_ping_ms: None,
         last_block_ms: None,
         last_transaction_ms: None,
+        relays_compact: false,
+        push_compact: false,
     };
     let limits = InboundLimits {
         max_inbound: p2p.config.max_inbound,
@@ -265,6 +270,7 @@ where
     let end = session.run(&mut stream, &mut commands, &theirs).await;
     p2p.registry.unregister(id);
     p2p.forget_peer_downloads(id);
+    p2p.forget_high_bandwidth(id);
     session.close(&end).await;
     p2p.say_connection(format_args!("peer left: {} ({end})", session.label()));
     p2p.registry.record_disconnect(DisconnectInfo {

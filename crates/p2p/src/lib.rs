@@ -14,9 +14,12 @@
 //!     │                 ├─▶ sync.rs: headers first, then blocks ──▶ Node
 //!     │                 └─▶ transactions, inv, get_data, addr ──▶ Node, address_book.rs
 //!     ├─▶ relay.rs: NodeEvent ──▶ announcements to peers that lack the item
+//!     ├─▶ compact.rs: new blocks pushed as compact blocks, rebuilt from the pool
+//!     │     short_id.rs: SipHash-2-4 short transaction ids
 //!     └─▶ download.rs: missing blocks ──▶ getdata to the peers that hold them
 //!   message.rs: the wire format and its limits (MAX_MESSAGE_BYTES, MAX_HEADERS, ...)
 //!   ban.rs: who is refused, for which rule, until when
+//!   traffic.rs: messages and bytes by type, sent and received
 //!   console.rs: the lines a person follows at `info` (peers, blocks, syncs), rate-limited
 //!   transport.rs: what it runs on (TCP or a simulated network, randomness, node calls)
 //! ```
@@ -31,6 +34,7 @@
 mod address_book;
 pub mod address_group;
 pub mod ban;
+mod compact;
 pub mod config;
 mod connection;
 mod console;
@@ -45,18 +49,22 @@ mod registry;
 mod relay;
 mod service;
 mod session;
+mod short_id;
 mod stranger;
 mod sync;
+mod traffic;
 pub mod transport;
 pub mod url;
 
 pub use address_book::{MAX_ADDRESSES_PER_SOURCE, MAX_KNOWN_ADDRESSES, MAX_LEARNED_DIALS};
 pub use config::P2pConfig;
 pub use message::{
-    Hello, InventoryItem, MAX_MESSAGE_BYTES, Message, MessageError, PROTOCOL_VERSION,
+    CompactBlock, Hello, InventoryItem, MAX_COMPACT_TRANSACTIONS, MAX_MESSAGE_BYTES, Message,
+    MessageError, PROTOCOL_VERSION, PrefilledTransaction,
 };
 pub use service::P2p;
 pub use session::{CloseReason, HandshakeFailure, SessionEnd};
+pub use traffic::MessageTraffic;
 pub use transport::{
     BoxedStream, Environment, Listener, NodeCalls, PeerStream, Randomness, Tcp, Transport,
     ValidationDelay,

@@ -12,8 +12,10 @@
 //! `docs/PROTOCOL.md` describes each message.
 
 use powchain_consensus::encode::{Decode, DecodeError, Encode, Reader, write_bytes, write_varint};
-use powchain_consensus::{Block, BlockHash, Header, Transaction, Txid, Work};
+use powchain_consensus::{Block, BlockHash, Header, Transaction, TxIn, TxOut, Txid, Work};
 use thiserror::Error;
+
+use crate::short_id::{SHORT_ID_BYTES, SHORT_ID_MASK};
 
 /// The protocol version this code speaks.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -29,15 +31,58 @@ pub const MAX_INVENTORY: usize = 1000;
 pub const MAX_ADDRESSES: usize = 100;
 /// Longest peer address or user agent, in bytes.
 pub const MAX_TEXT_BYTES: usize = 128;
+/// The smallest valid payment: version, tag, one input, one output, two counts.
+const MIN_PAYMENT_BYTES: usize = 4 + 1 + 1 + TxIn::ENCODED_BYTES + 1 + TxOut::ENCODED_BYTES;
+/// The smallest transaction that decodes (version, tag, two empty counts).
+const MIN_TRANSACTION_BYTES: usize = 4 + 1 + 1 + 1;
+/// Most transactions a `cmpctblock`, `getblocktxn` or `blocktxn` may name: the smallest
+/// valid payments that fit in a maximum-size message, plus a coinbase (13,613). Checked
+/// before anything is allocated, so a compact block cannot make a node reserve more
+/// slots than a real block could fill.
+pub const MAX_COMPACT_TRANSACTIONS: usize = MAX_MESSAGE_BYTES / MIN_PAYMENT_BYTES + 1;
 
-/// A block or a transaction, named by its hash (on the wire: a kind byte, 0 for a block
-/// and 1 for a transaction, then the 32-byte hash).
+/// A block as its header, short ids of the transactions the receiver probably has, and
+/// the transactions it probably lacks (BIP-152's `cmpctblock`; `docs/PROTOCOL.md`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct CompactBlock {
+    /// The block's header.
+    pub header: Header,
+    /// Keys the short ids with the header (`short_id.rs`).
+    pub nonce: u64,
+    /// 48-bit short ids of the transactions not prefilled, in block order.
+    pub short_ids: Vec<u64>,
+    /// Transactions sent whole, by their index in the block, ascending.
+    pub prefilled: Vec<PrefilledTransaction>,
+}
+
+impl CompactBlock {
+    /// How many transactions the block holds.
+    pub fn transaction_count(&self) -> usize {
+        self.short_ids.len() + self.prefilled.len()
+    }
+}
+
+/// A transaction a compact block carries whole.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PrefilledTransaction {
+    /// Its index in the block.
+    pub index: usize,
+    /// The transaction.
+    pub transaction: Transaction,
+}
+
+/// A block or a transaction, named by its hash (on the wire: a kind byte, 0 for a block,
+/// 1 for a transaction and 2 for a block wanted as a compact block, then the 32-byte
+/// hash).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum InventoryItem {
     /// A block, by hash.
     Block(BlockHash),
     /// A transaction, by txid.
     Transaction(Txid),
+    /// A block asked for as a compact block (`getdata` only; BIP-152's low-bandwidth
+    /// mode), or reported missing (`notfound`).
+    CompactBlock(BlockHash),
 }
 
 /// The first message each side sends.
@@ -95,6 +140,28 @@ pub enum Message {
     GetAddresses,
     /// Peer addresses (`ws://host:port`).
     Addresses(Vec<String>),
+    /// Says the sender relays compact blocks, and whether it asks to be sent new blocks
+    /// as `cmpctblock` at once, before they are fully validated (high-bandwidth mode).
+    SendCompact {
+        /// True: push new blocks to the sender unasked.
+        high_bandwidth: bool,
+    },
+    /// A block as header, short ids and prefilled transactions.
+    CompactBlock(Box<CompactBlock>),
+    /// Asks for the transactions of a compact block at these indexes.
+    GetBlockTransactions {
+        /// The block.
+        block: BlockHash,
+        /// Indexes in the block, ascending.
+        indexes: Vec<usize>,
+    },
+    /// The transactions a `getblocktxn` asked for, in its order.
+    BlockTransactions {
+        /// The block.
+        block: BlockHash,
+        /// The transactions.
+        transactions: Vec<Transaction>,
+    },
 }
 
 /// Why bytes are not a message.
@@ -156,27 +223,76 @@ const BLOCK: u8 = 8;
 const TRANSACTION: u8 = 9;
 const GET_ADDRESSES: u8 = 10;
 const ADDRESSES: u8 = 11;
+const SEND_COMPACT: u8 = 12;
+const COMPACT_BLOCK: u8 = 13;
+const GET_BLOCK_TRANSACTIONS: u8 = 14;
+const BLOCK_TRANSACTIONS: u8 = 15;
+/// Message types there are (type bytes 0 to 15).
+pub(crate) const MESSAGE_TYPES: usize = 16;
+
+/// The name of the message with type byte `kind`, if there is one.
+pub(crate) fn type_name(kind: u8) -> Option<&'static str> {
+    Some(match kind {
+        HELLO => "hello",
+        PING => "ping",
+        PONG => "pong",
+        GET_HEADERS => "getheaders",
+        HEADERS => "headers",
+        INVENTORY => "inv",
+        GET_DATA => "getdata",
+        NOT_FOUND => "notfound",
+        BLOCK => "block",
+        TRANSACTION => "tx",
+        GET_ADDRESSES => "getaddr",
+        ADDRESSES => "addr",
+        SEND_COMPACT => "sendcmpct",
+        COMPACT_BLOCK => "cmpctblock",
+        GET_BLOCK_TRANSACTIONS => "getblocktxn",
+        BLOCK_TRANSACTIONS => "blocktxn",
+        _ => return None,
+    })
+}
+
+/// Writes ascending indexes as BIP-152 does: each as its distance from the one before
+/// plus one, so runs of neighbours take a byte each.
+fn write_indexes(out: &mut Vec<u8>, indexes: impl Iterator<Item = usize>) {
+    let mut next = 0usize;
+    for index in indexes {
+        write_varint(out, index.saturating_sub(next) as u64);
+        next = index + 1;
+    }
+}
+
+/// Reads `count` indexes written by [`write_indexes`]; each must stay below `limit`.
+fn read_indexes(
+    reader: &mut Reader<'_>,
+    count: usize,
+    limit: usize,
+) -> Result<Vec<usize>, DecodeError> {
+    let mut indexes = Vec::with_capacity(count);
+    let mut next = 0u64;
+    for _ in 0..count {
+        let index = next.saturating_add(reader.read_varint()?);
+        if index >= limit as u64 {
+            return Err(DecodeError::InvalidValue {
+                what: "transaction index",
+                reason: format!("{index} is past the block's {limit} transactions"),
+            });
+        }
+        indexes.push(index as usize);
+        next = index + 1;
+    }
+    Ok(indexes)
+}
 
 impl Message {
     /// The message's name, for logs.
     pub fn name(&self) -> &'static str {
-        match self {
-            Message::Hello(_) => "hello",
-            Message::Ping(_) => "ping",
-            Message::Pong(_) => "pong",
-            Message::GetHeaders { .. } => "getheaders",
-            Message::Headers(_) => "headers",
-            Message::Inventory(_) => "inv",
-            Message::GetData(_) => "getdata",
-            Message::NotFound(_) => "notfound",
-            Message::Block(_) => "block",
-            Message::Transaction(_) => "tx",
-            Message::GetAddresses => "getaddr",
-            Message::Addresses(_) => "addr",
-        }
+        type_name(self.type_byte()).unwrap_or("unknown")
     }
 
-    fn type_byte(&self) -> u8 {
+    /// The message's type byte.
+    pub(crate) fn type_byte(&self) -> u8 {
         match self {
             Message::Hello(_) => HELLO,
             Message::Ping(_) => PING,
@@ -190,6 +306,10 @@ impl Message {
             Message::Transaction(_) => TRANSACTION,
             Message::GetAddresses => GET_ADDRESSES,
             Message::Addresses(_) => ADDRESSES,
+            Message::SendCompact { .. } => SEND_COMPACT,
+            Message::CompactBlock(_) => COMPACT_BLOCK,
+            Message::GetBlockTransactions { .. } => GET_BLOCK_TRANSACTIONS,
+            Message::BlockTransactions { .. } => BLOCK_TRANSACTIONS,
         }
     }
 
@@ -229,6 +349,7 @@ impl Message {
                     let (tag, hash) = match item {
                         InventoryItem::Block(hash) => (0, &hash.0),
                         InventoryItem::Transaction(txid) => (1, &txid.0),
+                        InventoryItem::CompactBlock(hash) => (2, &hash.0),
                     };
                     out.push(tag);
                     out.extend_from_slice(hash);
@@ -241,6 +362,37 @@ impl Message {
                 write_varint(&mut out, addresses.len() as u64);
                 for address in addresses {
                     write_bytes(&mut out, address.as_bytes());
+                }
+            }
+            Message::SendCompact { high_bandwidth } => out.push(u8::from(*high_bandwidth)),
+            Message::CompactBlock(compact) => {
+                compact.header.encode_to(&mut out);
+                out.extend_from_slice(&compact.nonce.to_le_bytes());
+                write_varint(&mut out, compact.short_ids.len() as u64);
+                for id in &compact.short_ids {
+                    out.extend_from_slice(&id.to_le_bytes()[..SHORT_ID_BYTES]);
+                }
+                write_varint(&mut out, compact.prefilled.len() as u64);
+                let mut next = 0usize;
+                for prefilled in &compact.prefilled {
+                    write_varint(&mut out, prefilled.index.saturating_sub(next) as u64);
+                    next = prefilled.index + 1;
+                    prefilled.transaction.encode_to(&mut out);
+                }
+            }
+            Message::GetBlockTransactions { block, indexes } => {
+                out.extend_from_slice(&block.0);
+                write_varint(&mut out, indexes.len() as u64);
+                write_indexes(&mut out, indexes.iter().copied());
+            }
+            Message::BlockTransactions {
+                block,
+                transactions,
+            } => {
+                out.extend_from_slice(&block.0);
+                write_varint(&mut out, transactions.len() as u64);
+                for transaction in transactions {
+                    transaction.encode_to(&mut out);
                 }
             }
         }
@@ -268,21 +420,7 @@ impl Message {
             });
         }
         let mut reader = Reader::new(payload);
-        let name = match *kind {
-            HELLO => "hello",
-            PING => "ping",
-            PONG => "pong",
-            GET_HEADERS => "getheaders",
-            HEADERS => "headers",
-            INVENTORY => "inv",
-            GET_DATA => "getdata",
-            NOT_FOUND => "notfound",
-            BLOCK => "block",
-            TRANSACTION => "tx",
-            GET_ADDRESSES => "getaddr",
-            ADDRESSES => "addr",
-            other => return Err(MessageError::UnknownType(other)),
-        };
+        let name = type_name(*kind).ok_or(MessageError::UnknownType(*kind))?;
         let malformed = |source| MessageError::Malformed { kind: name, source };
         let message = Self::decode_payload(*kind, &mut reader).map_err(malformed)?;
         reader.finish().map_err(malformed)?;
@@ -345,6 +483,7 @@ impl Message {
                     let item: fn([u8; 32]) -> InventoryItem = match reader.read_u8()? {
                         0 => |hash| InventoryItem::Block(BlockHash(hash)),
                         1 => |hash| InventoryItem::Transaction(Txid(hash)),
+                        2 => |hash| InventoryItem::CompactBlock(BlockHash(hash)),
                         tag => {
                             return Err(DecodeError::UnknownTag {
                                 what: "inventory kind",
@@ -377,6 +516,43 @@ impl Message {
                 }
                 Message::Addresses(addresses)
             }
+            SEND_COMPACT => Message::SendCompact {
+                high_bandwidth: match reader.read_u8()? {
+                    0 => false,
+                    1 => true,
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "high-bandwidth flag",
+                            tag,
+                        });
+                    }
+                },
+            },
+            COMPACT_BLOCK => Message::CompactBlock(Box::new(decode_compact_block(reader)?)),
+            GET_BLOCK_TRANSACTIONS => {
+                let block = BlockHash(reader.read_array()?);
+                let count = reader.read_count("indexes", MAX_COMPACT_TRANSACTIONS, 1)?;
+                let indexes = read_indexes(reader, count, MAX_COMPACT_TRANSACTIONS)?;
+                Message::GetBlockTransactions { block, indexes }
+            }
+            BLOCK_TRANSACTIONS => {
+                let block = BlockHash(reader.read_array()?);
+                let count = reader.read_count(
+                    "transactions",
+                    MAX_COMPACT_TRANSACTIONS,
+                    MIN_TRANSACTION_BYTES,
+                )?;
+                // Grown as they decode: a decoded transaction takes more memory than its
+                // bytes, so the claimed count is not reserved up front.
+                let mut transactions = Vec::with_capacity(count.min(1024));
+                for _ in 0..count {
+                    transactions.push(Transaction::decode_from(reader)?);
+                }
+                Message::BlockTransactions {
+                    block,
+                    transactions,
+                }
+            }
             other => {
                 return Err(DecodeError::UnknownTag {
                     what: "message type",
@@ -385,6 +561,51 @@ impl Message {
             }
         })
     }
+}
+
+/// A `cmpctblock` payload: at most [`MAX_COMPACT_TRANSACTIONS`] transactions in all, at
+/// least one, prefilled indexes ascending and inside the block.
+fn decode_compact_block(reader: &mut Reader<'_>) -> Result<CompactBlock, DecodeError> {
+    let header = Header::decode_from(reader)?;
+    let nonce = reader.read_u64()?;
+    let count = reader.read_count("short ids", MAX_COMPACT_TRANSACTIONS, SHORT_ID_BYTES)?;
+    let mut short_ids = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut bytes = [0u8; 8];
+        bytes[..SHORT_ID_BYTES].copy_from_slice(reader.read_slice(SHORT_ID_BYTES)?);
+        short_ids.push(u64::from_le_bytes(bytes) & SHORT_ID_MASK);
+    }
+    let room = MAX_COMPACT_TRANSACTIONS - short_ids.len();
+    let prefilled_count = reader.read_count("prefilled", room, 1 + MIN_TRANSACTION_BYTES)?;
+    let total = short_ids.len() + prefilled_count;
+    if total == 0 {
+        return Err(DecodeError::InvalidValue {
+            what: "compact block",
+            reason: "it names no transaction".into(),
+        });
+    }
+    let mut prefilled = Vec::with_capacity(prefilled_count.min(1024));
+    let mut next = 0u64;
+    for _ in 0..prefilled_count {
+        let index = next.saturating_add(reader.read_varint()?);
+        if index >= total as u64 {
+            return Err(DecodeError::InvalidValue {
+                what: "prefilled index",
+                reason: format!("{index} is past the block's {total} transactions"),
+            });
+        }
+        next = index + 1;
+        prefilled.push(PrefilledTransaction {
+            index: index as usize,
+            transaction: Transaction::decode_from(reader)?,
+        });
+    }
+    Ok(CompactBlock {
+        header,
+        nonce,
+        short_ids,
+        prefilled,
+    })
 }
 
 #[cfg(test)]
@@ -417,12 +638,41 @@ mod tests {
             },
             Message::Headers(chain.blocks.iter().map(|block| block.header).collect()),
             Message::Inventory(vec![InventoryItem::Block(BlockHash([1; 32]))]),
-            Message::GetData(vec![InventoryItem::Transaction(Txid([2; 32]))]),
+            Message::GetData(vec![
+                InventoryItem::Transaction(Txid([2; 32])),
+                InventoryItem::CompactBlock(BlockHash([3; 32])),
+            ]),
             Message::NotFound(vec![]),
             Message::Block(Box::new(chain.build(vec![], Amount::ZERO))),
             Message::Transaction(Box::new(block.transactions[0].clone())),
             Message::GetAddresses,
             Message::Addresses(vec!["ws://127.0.0.1:5001".into()]),
+            Message::SendCompact {
+                high_bandwidth: true,
+            },
+            Message::CompactBlock(Box::new(CompactBlock {
+                header: block.header,
+                nonce: 9,
+                short_ids: vec![SHORT_ID_MASK, 1, 0x0102_0304_0506],
+                prefilled: vec![
+                    PrefilledTransaction {
+                        index: 0,
+                        transaction: block.transactions[0].clone(),
+                    },
+                    PrefilledTransaction {
+                        index: 3,
+                        transaction: block.transactions[0].clone(),
+                    },
+                ],
+            })),
+            Message::GetBlockTransactions {
+                block: block.compute_hash(),
+                indexes: vec![1, 2, 200, 13_000],
+            },
+            Message::BlockTransactions {
+                block: block.compute_hash(),
+                transactions: block.transactions.clone(),
+            },
         ]
     }
 
@@ -481,7 +731,7 @@ mod tests {
         }
 
         #[test]
-        fn mutated_messages_never_panic(index in 0usize..12, position in any::<usize>(), value in any::<u8>(), cut in any::<usize>()) {
+        fn mutated_messages_never_panic(index in 0usize..16, position in any::<usize>(), value in any::<u8>(), cut in any::<usize>()) {
             let samples = samples();
             let mut bytes = samples[index % samples.len()].to_bytes();
             let at = position % bytes.len();

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::address_group::AddressGroup;
 use crate::eviction::{Candidate, select_victim};
-use crate::message::Message;
+use crate::message::{CompactBlock, Message};
 use crate::relay::Announcements;
 use crate::url::PeerUrl;
 
@@ -70,6 +70,13 @@ pub(crate) enum PeerCommand {
     Send(Message),
     /// Close the connection.
     Close(&'static str),
+    /// Send this compact block unless the peer is known to have the block.
+    Push {
+        /// The block's hash.
+        hash: BlockHash,
+        /// The block, shared by every peer it is pushed to.
+        compact: Arc<CompactBlock>,
+    },
 }
 
 /// A connected peer.
@@ -95,6 +102,11 @@ pub(crate) struct PeerEntry {
     pub(crate) last_block_ms: Option<u64>,
     /// When it last sent a transaction we pooled.
     pub(crate) last_transaction_ms: Option<u64>,
+    /// It relays compact blocks (it sent `sendcmpct`): blocks near the tip are asked of
+    /// it as compact blocks.
+    pub(crate) relays_compact: bool,
+    /// It asked us to push new blocks as compact blocks (`sendcmpct`, high-bandwidth).
+    pub(crate) push_compact: bool,
 }
 
 /// Why a finished handshake does not become a registered peer.
@@ -314,6 +326,36 @@ impl PeerRegistry {
     /// The command channel of a connected peer.
     pub(crate) fn commands(&self, id: PeerId) -> Option<mpsc::Sender<PeerCommand>> {
         self.peers().get(&id).map(|entry| entry.commands.clone())
+    }
+
+    /// Records that a peer relays compact blocks, and whether it asked us to push new
+    /// blocks.
+    pub(crate) fn set_compact_relay(&self, id: PeerId, push: bool) {
+        if let Some(entry) = self.peers().get_mut(&id) {
+            entry.relays_compact = true;
+            entry.push_compact = push;
+        }
+    }
+
+    /// True if the peer relays compact blocks.
+    pub(crate) fn relays_compact(&self, id: PeerId) -> bool {
+        self.peers()
+            .get(&id)
+            .is_some_and(|entry| entry.relays_compact)
+    }
+
+    /// The command channels of the peers that asked us to push new blocks.
+    pub(crate) fn push_targets(&self) -> Vec<mpsc::Sender<PeerCommand>> {
+        self.peers()
+            .values()
+            .filter(|entry| entry.push_compact)
+            .map(|entry| entry.commands.clone())
+            .collect()
+    }
+
+    /// True if any peer asked us to push new blocks.
+    pub(crate) fn has_push_targets(&self) -> bool {
+        self.peers().values().any(|entry| entry.push_compact)
     }
 
     /// Every connected peer's announcement queue.

@@ -201,6 +201,9 @@ impl P2p {
             };
             match event {
                 Ok(NodeEvent::TipChanged { hash, .. }) => {
+                    // Pushes first: a session serves its commands before announcements,
+                    // so a peer that asked for pushes gets the compact block, not the inv.
+                    self.push_tip(hash).await;
                     self.announce_to_all(&[InventoryItem::Block(hash)]);
                     self.pump_downloads().await;
                     self.retry_orphan_transactions(None).await;

@@ -26,6 +26,7 @@ use tracing::info;
 
 use crate::address_book::AddressBook;
 use crate::ban::{BanKey, BanList};
+use crate::compact::CompactRelay;
 use crate::config::P2pConfig;
 use crate::console::{BlockLog, CONNECTION_LINE_INTERVAL_MS, CONNECTION_LINES_BURST};
 use crate::download::Downloads;
@@ -33,6 +34,7 @@ use crate::message::MAX_MESSAGE_BYTES;
 use crate::pending::PendingConnections;
 use crate::registry::{PeerRegistry, REMOVED};
 use crate::relay::TransactionRelay;
+use crate::traffic::{MessageTraffic, Traffic};
 use crate::transport::{Environment, Listener, NodeCalls};
 use crate::url::PeerUrl;
 
@@ -47,6 +49,10 @@ pub struct P2p {
     pub(crate) addresses: Mutex<AddressBook>,
     pub(crate) downloads: Mutex<Downloads>,
     pub(crate) transactions: Mutex<TransactionRelay>,
+    /// Messages and bytes by type (traffic.rs).
+    pub(crate) traffic: Traffic,
+    /// Compact block relay: whom we asked for pushes, what we pushed (compact.rs).
+    pub(crate) compact: Mutex<CompactRelay>,
     pub(crate) bans: Mutex<BanList>,
     pub(crate) pending: Arc<PendingConnections>,
     /// Which block lines are logged (console.rs).
@@ -198,6 +204,8 @@ impl P2p {
             addresses: Mutex::new(AddressBook::default()),
             downloads: Mutex::new(Downloads::default()),
             transactions: Mutex::new(TransactionRelay::default()),
+            compact: Mutex::new(CompactRelay::default()),
+            traffic: Traffic::default(),
             bans: Mutex::new(BanList::default()),
             pending,
             block_log: Mutex::new(BlockLog::default()),
@@ -251,6 +259,12 @@ impl P2p {
             url: url.to_string(),
             disconnected,
         })
+    }
+
+    /// Messages and bytes sent and received over every session since the start, by
+    /// message type (only types that crossed a connection).
+    pub fn traffic(&self) -> Vec<MessageTraffic> {
+        self.traffic.snapshot()
     }
 
     /// How many peer addresses the address book holds.

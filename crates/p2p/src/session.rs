@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use powchain_chain::ChainError;
-use powchain_consensus::{BlockHash, Txid};
+use powchain_consensus::{Block, BlockHash, Txid};
 use powchain_node::NodeError;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -34,6 +34,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::{debug, trace, warn};
 
 use crate::ban::BanKey;
+use crate::compact::{PartialBlock, compact_block};
 use crate::console::preview;
 use crate::handshake::send_frame;
 use crate::message::{
@@ -238,6 +239,11 @@ impl KnownInventory {
         true
     }
 
+    /// True if the peer is known to have `item`.
+    pub(crate) fn contains(&self, item: &InventoryItem) -> bool {
+        self.items.contains(item)
+    }
+
     /// Forgets `item` (announced, but we could not deliver it), so it is announced again
     /// when we have it.
     fn forget(&mut self, item: &InventoryItem) {
@@ -282,6 +288,9 @@ pub(crate) struct Session<S> {
     pub(crate) presync: Option<Presync>,
     /// A pre-synced branch being stored.
     pub(crate) redownload: Option<Redownload>,
+    /// Compact blocks waiting for the transactions we asked this peer for, oldest first
+    /// (at most `compact::MAX_PARTIAL_BLOCKS`).
+    pub(crate) compact_in_progress: VecDeque<PartialBlock>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
@@ -305,6 +314,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             address_budget: RateLimit::addresses(),
             presync: None,
             redownload: None,
+            compact_in_progress: VecDeque::new(),
         }
     }
 
@@ -350,7 +360,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         trace!(peer = %self.label, message = message.name(), "send");
         let deadline = self.p2p.config.ping_timeout;
         match tokio::time::timeout(deadline, send_frame(&mut self.sink, message)).await {
-            Ok(sent) => sent.map_err(|error| SessionEnd::Closed(CloseReason::Transport(error))),
+            Ok(Ok(bytes)) => {
+                self.p2p.traffic.sent(message.type_byte(), bytes);
+                Ok(())
+            }
+            Ok(Err(error)) => Err(SessionEnd::Closed(CloseReason::Transport(error))),
             Err(_) => Err(SessionEnd::Closed(CloseReason::WriteTimeout)),
         }
     }
@@ -385,6 +399,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         None => return SessionEnd::Closed(CloseReason::Dropped),
                         Some(PeerCommand::Close(reason)) => return SessionEnd::Closed(CloseReason::Told(reason)),
                         Some(PeerCommand::Send(message)) => self.send(&message).await,
+                        Some(PeerCommand::Push { hash, compact }) => self.send_pushed(hash, &compact).await,
                     };
                     if let Err(end) = result {
                         return end;
@@ -470,7 +485,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     let mut outcome = if !transactions.is_empty() {
                         self.on_transactions(transactions).await
                     } else if !blocks.is_empty() {
-                        self.on_blocks(blocks).await
+                        self.on_blocks(blocks, false).await
                     } else {
                         Ok(())
                     };
@@ -534,7 +549,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     )));
                 }
                 match Message::from_bytes(&bytes) {
-                    Ok(message) => message,
+                    Ok(message) => {
+                        self.p2p.traffic.received(message.type_byte(), bytes.len());
+                        message
+                    }
                     Err(error) => return Err(self.punish(error.into())),
                 }
             }
@@ -566,6 +584,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Message::Transaction(transaction) => self
                 .requested_transactions
                 .remove(&transaction.compute_txid()),
+            Message::CompactBlock(compact) => self
+                .p2p
+                .is_in_flight_from(self.id, &compact.header.compute_hash()),
+            Message::BlockTransactions { block, .. } => self
+                .compact_in_progress
+                .iter()
+                .any(|partial| partial.hash == *block),
             _ => false,
         };
         if requested {
@@ -598,7 +623,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Message::NotFound(items) => {
                 for item in &items {
                     match item {
-                        InventoryItem::Block(hash) => self.p2p.note_not_found(self.id, *hash),
+                        InventoryItem::Block(hash) | InventoryItem::CompactBlock(hash) => {
+                            self.p2p.note_not_found(self.id, *hash)
+                        }
                         // Gone from its pool before we asked (a block took it): ask again
                         // if it is announced again (a reorganisation may bring it back).
                         InventoryItem::Transaction(txid) => {
@@ -619,6 +646,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     .shareable(crate::message::MAX_ADDRESSES);
                 Ok(self.send(&Message::Addresses(addresses)).await?)
             }
+            Message::SendCompact { high_bandwidth } => {
+                let push = high_bandwidth && self.p2p.config.compact_blocks;
+                self.p2p.registry.set_compact_relay(self.id, push);
+                Ok(())
+            }
+            Message::CompactBlock(compact) => self.on_compact_block(*compact).await,
+            Message::GetBlockTransactions { block, indexes } => {
+                self.on_get_block_transactions(block, indexes).await
+            }
+            Message::BlockTransactions {
+                block,
+                transactions,
+            } => self.on_block_transactions(block, transactions).await,
             Message::Addresses(mut addresses) => {
                 // Beyond the peer's address budget the rest is ignored, not punished.
                 addresses.truncate(self.address_budget.take_up_to(addresses.len()));
@@ -630,7 +670,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
     }
 
-    async fn on_inventory(&mut self, items: Vec<InventoryItem>) -> Result<(), Stop> {
+    async fn on_inventory(&mut self, mut items: Vec<InventoryItem>) -> Result<(), Stop> {
+        // A compact block is something to ask for, not to announce: ignored.
+        items.retain(|item| !matches!(item, InventoryItem::CompactBlock(_)));
         for item in &items {
             self.known.insert(*item);
         }
@@ -638,14 +680,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .iter()
             .filter_map(|item| match item {
                 InventoryItem::Block(hash) => Some(*hash),
-                InventoryItem::Transaction(_) => None,
+                InventoryItem::Transaction(_) | InventoryItem::CompactBlock(_) => None,
             })
             .collect();
         let transactions: Vec<Txid> = items
             .iter()
             .filter_map(|item| match item {
                 InventoryItem::Transaction(txid) => Some(*txid),
-                InventoryItem::Block(_) => None,
+                InventoryItem::Block(_) | InventoryItem::CompactBlock(_) => None,
             })
             .collect();
         let (known_blocks, pooled) = {
@@ -701,17 +743,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let mut missing = Vec::new();
         for item in items {
             let found = match item {
-                InventoryItem::Block(hash) => self
-                    .p2p
-                    .blocking(move |node| {
-                        node.reader()
-                            .snapshot()
-                            .ok()
-                            .and_then(|snapshot| snapshot.block(&hash).ok().flatten())
+                InventoryItem::Block(hash) | InventoryItem::CompactBlock(hash) => {
+                    let block = self
+                        .p2p
+                        .blocking(move |node| {
+                            node.reader()
+                                .snapshot()
+                                .ok()
+                                .and_then(|snapshot| snapshot.block(&hash).ok().flatten())
+                        })
+                        .await
+                        .ok_or(SessionEnd::Shutdown)?;
+                    if let Some(height) = block.as_ref().and_then(Block::coinbase_height) {
+                        // A peer that asked for a block will have it: keeps its height
+                        // current.
+                        self.p2p.registry.note_block(self.id, hash, height.0);
+                    }
+                    block.map(|block| match item {
+                        // Served after it joined our chain: its transactions have left
+                        // our pool, and the peer's pool likely holds them.
+                        InventoryItem::CompactBlock(_) => Message::CompactBlock(Box::new(
+                            compact_block(&block, self.p2p.random(), |_| false),
+                        )),
+                        _ => Message::Block(Box::new(block)),
                     })
-                    .await
-                    .ok_or(SessionEnd::Shutdown)?
-                    .map(|block| Message::Block(Box::new(block))),
+                }
                 InventoryItem::Transaction(txid) => self
                     .p2p
                     .blocking(move |node| node.pool_transaction(&txid))
@@ -721,13 +777,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             };
             match found {
                 Some(message) => {
-                    self.known.insert(item);
-                    // A peer that asked for a block will have it: keeps its height current.
-                    if let (Message::Block(block), InventoryItem::Block(hash)) = (&message, item) {
-                        if let Some(height) = block.coinbase_height() {
-                            self.p2p.registry.note_block(self.id, hash, height.0);
-                        }
-                    }
+                    self.known.insert(match item {
+                        InventoryItem::CompactBlock(hash) => InventoryItem::Block(hash),
+                        other => other,
+                    });
                     self.send(&message).await?;
                 }
                 None => missing.push(item),

@@ -30,6 +30,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// What a new session asks for and offers.
     pub(crate) async fn start(&mut self, theirs: &Hello) -> Result<(), SessionEnd> {
         self.send(&Message::GetAddresses).await?;
+        self.announce_compact_relay().await?;
         let their_tip = theirs.best_hash;
         let (our_best_work, their_tip_height) = self
             .p2p
@@ -229,13 +230,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
 
     /// Hands a peer's block to the node.
     pub(crate) async fn on_block(&mut self, block: Block) -> Result<(), Stop> {
-        self.on_blocks(vec![block]).await
+        self.on_blocks(vec![block], false).await
     }
 
     /// Hands blocks the peer sent to the node in one call (one hand-off to a blocking
     /// thread), then judges each result as if its block had come alone, and asks for more
-    /// once.
-    pub(crate) async fn on_blocks(&mut self, blocks: Vec<Block>) -> Result<(), Stop> {
+    /// once. A lone new block is first pushed to the peers that asked for pushes
+    /// (compact.rs). A block rebuilt from a compact block (`via_compact`) that fails
+    /// validation does not ban its sender: it may have pushed it before validating it,
+    /// as BIP-152 allows; its header's proof of work was checked.
+    pub(crate) async fn on_blocks(
+        &mut self,
+        blocks: Vec<Block>,
+        via_compact: bool,
+    ) -> Result<(), Stop> {
+        if let [block] = blocks.as_slice() {
+            self.push_before_validation(block).await?;
+        }
         let arrivals: Vec<(BlockHash, usize, u64)> = blocks
             .iter()
             .map(|block| {
@@ -294,6 +305,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                             .registry
                             .note_useful_block(self.id, self.p2p.node.now_ms());
                     }
+                    if outcome == BlockOutcome::MainChain && connected > 0 {
+                        self.promote_high_bandwidth().await?;
+                    }
                     if let Some(height) = height {
                         self.p2p.registry.note_block(self.id, hash, height.0);
                     }
@@ -304,6 +318,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 }
                 Err(error) if error.is_premature() => {
                     debug!(peer = %self.label, block = %hash, %error, "ignored a block from the future");
+                }
+                Err(error) if error.is_rejection() && via_compact => {
+                    debug!(peer = %self.label, block = %hash, %error, "a compact block failed validation; not punished (pushed before validation)");
                 }
                 Err(error) if error.is_rejection() => {
                     return Err(node_error_misbehaviour(&error, "invalid-block").into());

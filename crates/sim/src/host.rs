@@ -86,10 +86,14 @@ pub(crate) struct HostPlan {
     pub(crate) payments: Vec<Duration>,
     pub(crate) users: Arc<Mutex<Users>>,
     pub(crate) validation_delay: Option<ValidationDelay>,
+    /// Relay new blocks as compact blocks (else whole, by inv and getdata).
+    pub(crate) compact_blocks: bool,
     pub(crate) uplink: Arc<Uplink>,
     pub(crate) recorder: Arc<Mutex<Recorder>>,
     /// The run reads each node's final state from here.
     pub(crate) nodes: Arc<Mutex<Vec<Option<Arc<Node>>>>>,
+    /// And each peer layer's traffic from here.
+    pub(crate) peer_layers: Arc<Mutex<Vec<Option<Arc<P2p>>>>>,
 }
 
 /// The host's software: opens the node, starts its peer layer, records its events and
@@ -120,6 +124,7 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
         max_inbound: 125,
         max_inbound_per_group: 125,
         max_pending_per_group: 64,
+        compact_blocks: plan.compact_blocks,
         ..P2pConfig::default()
     };
     let environment = Environment {
@@ -136,7 +141,7 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
         listener,
         uplink: Arc::clone(&plan.uplink),
     };
-    let _p2p = P2p::start_in(
+    let p2p = P2p::start_in(
         Arc::clone(&node),
         p2p_config,
         Some(Box::new(listener)),
@@ -144,6 +149,7 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
         token.clone(),
         tasks.clone(),
     )?;
+    lock(&plan.peer_layers)[plan.index] = Some(p2p);
     let mut events = node.subscribe();
     let recorder = Arc::clone(&plan.recorder);
     let index = plan.index;

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 pub use payments::PaymentsReport;
 pub use powchain_p2p::ValidationDelay;
-pub use report::{Propagation, Report, RunSettings, Spread};
+pub use report::{MessageTotals, Propagation, Report, RunSettings, Spread};
 pub use scenario::{PartitionReport, Scenario};
 pub use topology::LatencyModel;
 
@@ -75,6 +75,30 @@ pub struct SimConfig {
     pub payments_per_second: f64,
     /// How long validation takes (`None`: no simulated time).
     pub validation_delay: Option<ValidationDelay>,
+    /// How blocks cross links.
+    pub relay: Relay,
+}
+
+/// How blocks cross links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Relay {
+    /// Compact blocks (BIP-152): short ids, three peers pushing before validation.
+    Compact,
+    /// Whole blocks, announced by `inv` and fetched by `getdata` after validation.
+    Full,
+}
+
+impl std::str::FromStr for Relay {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Relay, String> {
+        match text {
+            "compact" => Ok(Relay::Compact),
+            "full" => Ok(Relay::Full),
+            other => Err(format!("unknown relay {other:?}: compact or full")),
+        }
+    }
 }
 
 /// Validation times of a 2-core machine, from `docs/BENCHMARKS.md`: a block 0.6 ms
@@ -104,6 +128,7 @@ impl SimConfig {
             scenario: Scenario::Steady,
             payments_per_second: 20.0,
             validation_delay: Some(MEASURED_VALIDATION),
+            relay: Relay::Compact,
         }
     }
 }
@@ -173,6 +198,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
     let wallets = tempfile::tempdir().map_err(SimError::TempDir)?;
     let recorder = Arc::new(Mutex::new(Recorder::default()));
     let nodes = Arc::new(Mutex::new(vec![None; config.nodes]));
+    let peer_layers = Arc::new(Mutex::new(vec![None; config.nodes]));
     let uplinks: Vec<Arc<Uplink>> = topology
         .nodes
         .iter()
@@ -206,9 +232,11 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             payments,
             users: Arc::clone(&users),
             validation_delay: config.validation_delay,
+            compact_blocks: config.relay == Relay::Compact,
             uplink: Arc::clone(&uplinks[index]),
             recorder: Arc::clone(&recorder),
             nodes: Arc::clone(&nodes),
+            peer_layers: Arc::clone(&peer_layers),
         });
         sim.host(host_name(index), move || host::run(Arc::clone(&plan)));
     }
@@ -249,6 +277,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
     }
     let nodes: Vec<_> = lock(&nodes).iter().flatten().cloned().collect();
     let bytes_sent: u64 = uplinks.iter().map(|uplink| uplink.bytes_sent()).sum();
+    let traffic = total_traffic(&lock(&peer_layers));
     let recorder = std::mem::take(&mut *lock(&recorder));
     drop(sim);
     let shares: Vec<f64> = topology.nodes.iter().map(|node| node.hash_share).collect();
@@ -258,9 +287,24 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         .map(|mined| (mined.miner, mined.at))
         .collect();
     let mut report = measure(config, &nodes, recorder, bytes_sent, blocks_scheduled);
+    report.set_traffic(traffic, config.nodes);
     report.payments = payments_report(&lock(&users), &nodes, &report);
     report.partition = partition.map(|partition| partition.report(&found, &shares));
     Ok(report)
+}
+
+/// Messages and bytes every node sent, by message type, over the run.
+fn total_traffic(
+    peer_layers: &[Option<Arc<powchain_p2p::P2p>>],
+) -> std::collections::BTreeMap<String, MessageTotals> {
+    let mut totals: std::collections::BTreeMap<String, MessageTotals> =
+        std::collections::BTreeMap::new();
+    for traffic in peer_layers.iter().flatten().flat_map(|p2p| p2p.traffic()) {
+        let total = totals.entry(traffic.name.to_owned()).or_default();
+        total.messages += traffic.sent;
+        total.bytes += traffic.sent_bytes;
+    }
+    totals
 }
 
 /// The simulated host name of node `index`.
@@ -438,6 +482,7 @@ fn measure(
             uplink_mbit: config.uplink_mbit,
             tick_ms: config.tick.as_millis() as u64,
             payments_per_second: config.payments_per_second,
+            relay: config.relay,
             validation_delay_us: config.validation_delay.map(|delay| {
                 (
                     delay.per_block.as_micros() as u64,
@@ -468,6 +513,8 @@ fn measure(
         } else {
             bytes_sent / (config.nodes as u64 * found as u64)
         },
+        block_relay_bytes_per_node_per_block: 0,
+        messages_sent: std::collections::BTreeMap::new(),
         reorg_depths,
         converged: tips.len() == 1,
         distinct_final_tips: tips.len(),

@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::Relay;
 use crate::payments::PaymentsReport;
 use crate::scenario::PartitionReport;
 use crate::topology::LatencyModel;
@@ -33,6 +34,8 @@ pub struct RunSettings {
     pub tick_ms: u64,
     /// Payments a second over the network.
     pub payments_per_second: f64,
+    /// How blocks crossed links.
+    pub relay: Relay,
     /// Validation times: per block, per payment in a block, per relayed transaction (µs).
     pub validation_delay_us: Option<(u64, u64, u64)>,
 }
@@ -104,6 +107,12 @@ pub struct Report {
     /// Bytes every node sent, on average, per block found (everything the peer layer
     /// wrote: blocks, headers, inventories, pings).
     pub bytes_sent_per_node_per_block: u64,
+    /// Of those, the bytes of messages that carry blocks or ask for them (`block`,
+    /// `cmpctblock`, `getblocktxn`, `blocktxn`, `headers`, `getheaders`, `sendcmpct`;
+    /// protocol bytes, without WebSocket framing): what compact relay saves on.
+    pub block_relay_bytes_per_node_per_block: u64,
+    /// Messages and protocol bytes all nodes sent over the run, by message type.
+    pub messages_sent: BTreeMap<String, MessageTotals>,
     /// Reorganisations seen by any node: how many of each depth.
     pub reorg_depths: BTreeMap<u64, usize>,
     /// True if every node ended on the same tip.
@@ -124,7 +133,40 @@ pub struct Report {
     pub arrival_curves: Vec<Vec<u64>>,
 }
 
+/// Messages of one type sent over a run, and their bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MessageTotals {
+    /// How many.
+    pub messages: u64,
+    /// Their protocol bytes.
+    pub bytes: u64,
+}
+
+/// The messages that carry blocks or ask for them.
+const BLOCK_RELAY_MESSAGES: [&str; 7] = [
+    "block",
+    "cmpctblock",
+    "getblocktxn",
+    "blocktxn",
+    "headers",
+    "getheaders",
+    "sendcmpct",
+];
+
 impl Report {
+    /// Records the run's traffic by message type, and the block relay's share per node
+    /// per block found.
+    pub(crate) fn set_traffic(&mut self, traffic: BTreeMap<String, MessageTotals>, nodes: usize) {
+        let block_bytes: u64 = traffic
+            .iter()
+            .filter(|(name, _)| BLOCK_RELAY_MESSAGES.contains(&name.as_str()))
+            .map(|(_, totals)| totals.bytes)
+            .sum();
+        let per = nodes as u64 * self.blocks_found as u64;
+        self.block_relay_bytes_per_node_per_block = block_bytes.checked_div(per).unwrap_or(0);
+        self.messages_sent = traffic;
+    }
+
     /// The propagation plot as an SVG document (`plot.rs`).
     pub fn to_svg(&self) -> String {
         crate::plot::propagation_svg(self)
@@ -145,14 +187,15 @@ impl fmt::Display for Report {
         let settings = &self.settings;
         writeln!(
             formatter,
-            "{} nodes, seed {}, {} s simulated, {:?} latency, {} ms blocks, {}-{} Mbit/s uplinks",
+            "{} nodes, seed {}, {} s simulated, {:?} latency, {} ms blocks, {}-{} Mbit/s uplinks, {:?} relay",
             settings.nodes,
             settings.seed,
             settings.duration_seconds,
             settings.latency,
             settings.block_interval_ms,
             settings.uplink_mbit.0,
-            settings.uplink_mbit.1
+            settings.uplink_mbit.1,
+            settings.relay
         )?;
         writeln!(
             formatter,
@@ -194,8 +237,10 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             formatter,
-            "bytes sent per node per block {}, reorgs {:?} (depth: count)",
-            self.bytes_sent_per_node_per_block, self.reorg_depths
+            "bytes sent per node per block {} (block relay {}), reorgs {:?} (depth: count)",
+            self.bytes_sent_per_node_per_block,
+            self.block_relay_bytes_per_node_per_block,
+            self.reorg_depths
         )?;
         write!(
             formatter,

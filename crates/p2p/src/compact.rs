@@ -1,0 +1,715 @@
+//! Compact block relay (BIP-152): a new block crosses a link as its header, 6-byte short
+//! ids of the transactions the receiver already has in its pool, and the few it lacks;
+//! and the three peers that most recently brought us a new block first push theirs at
+//! once, before validating it (high-bandwidth mode).
+//!
+//! ```text
+//!   session start ──▶ sendcmpct(high-bandwidth: one of our 3?)
+//!   a new block (ours, or a peer's whose header checks out and extends the best chain)
+//!      └─▶ push_compact: cmpctblock to every peer that asked for pushes, once per block
+//!   cmpctblock ──▶ header checked and stored ──▶ slots filled from the pool by short id
+//!      ├─ all filled, Merkle root right ──▶ on_blocks (validate, connect, relay)
+//!      ├─ some missing ──▶ getblocktxn(indexes) ──▶ blocktxn ──▶ filled ──▶ on_blocks
+//!      └─ short ids collide, or the root is wrong ──▶ getdata(block): the whole block
+//!   a peer whose block became our tip first ──▶ one of our 3 (sendcmpct(true)); the
+//!      longest-serving of the 3 is told sendcmpct(false)
+//! ```
+//!
+//! A block being reconstructed counts as in flight from its peer (download.rs), so the
+//! download scheduler does not fetch it whole meanwhile; if the peer never answers, the
+//! request times out and the block is fetched from another peer as usual.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, MutexGuard, PoisonError};
+
+use powchain_chain::ChainError;
+use powchain_consensus::merkle::compute_merkle_root;
+use powchain_consensus::validation::validate_block_structure_with_txids;
+use powchain_consensus::{Block, BlockHash, Header, Transaction};
+use powchain_node::{NodeError, RelayedHeader};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::debug;
+
+use crate::message::{CompactBlock, InventoryItem, Message, PrefilledTransaction};
+use crate::registry::{PeerCommand, PeerId};
+use crate::service::P2p;
+use crate::session::{Misbehaviour, Session, SessionEnd, Stop, node_error_misbehaviour};
+use crate::short_id::ShortIdKey;
+
+/// Peers asked to push new blocks to us at once (BIP-152's three).
+pub(crate) const HIGH_BANDWIDTH_PEERS: usize = 3;
+/// Compact blocks one session completes at once at most (each holds at most
+/// `MAX_COMPACT_TRANSACTIONS` slots); beyond, the oldest is given up.
+pub(crate) const MAX_PARTIAL_BLOCKS: usize = 4;
+/// Blocks remembered as pushed already, so a block is pushed once (before validation, or
+/// when it becomes the tip, whichever comes first).
+const PUSHED_BLOCKS: usize = 16;
+
+/// The compact relay's shared state: whom we asked for pushes, what we pushed.
+#[derive(Default)]
+pub(crate) struct CompactRelay {
+    /// The peers asked to push new blocks to us, longest-serving first.
+    high_bandwidth: VecDeque<PeerId>,
+    /// Blocks pushed to our peers, oldest first.
+    pushed: VecDeque<BlockHash>,
+}
+
+impl CompactRelay {
+    /// A new peer: asked for pushes if fewer than [`HIGH_BANDWIDTH_PEERS`] are.
+    fn admit(&mut self, peer: PeerId) -> bool {
+        if self.high_bandwidth.len() < HIGH_BANDWIDTH_PEERS {
+            self.high_bandwidth.push_back(peer);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `peer` brought us a new tip first: it becomes the latest of the three. Returns
+    /// whether it must be asked for pushes (it was not one) and who, if anyone, no longer
+    /// is.
+    fn promote(&mut self, peer: PeerId) -> (bool, Option<PeerId>) {
+        if let Some(at) = self.high_bandwidth.iter().position(|id| *id == peer) {
+            self.high_bandwidth.remove(at);
+            self.high_bandwidth.push_back(peer);
+            return (false, None);
+        }
+        self.high_bandwidth.push_back(peer);
+        let dropped = if self.high_bandwidth.len() > HIGH_BANDWIDTH_PEERS {
+            self.high_bandwidth.pop_front()
+        } else {
+            None
+        };
+        (true, dropped)
+    }
+
+    fn forget(&mut self, peer: PeerId) {
+        self.high_bandwidth.retain(|id| *id != peer);
+    }
+
+    /// True the first time `hash` is pushed.
+    fn first_push(&mut self, hash: BlockHash) -> bool {
+        if self.pushed.contains(&hash) {
+            return false;
+        }
+        if self.pushed.len() >= PUSHED_BLOCKS {
+            self.pushed.pop_front();
+        }
+        self.pushed.push_back(hash);
+        true
+    }
+}
+
+/// `block` as a compact block under `nonce`: the coinbase and the transactions `prefill`
+/// picks (by index) whole, the others as short ids.
+pub(crate) fn compact_block(
+    block: &Block,
+    nonce: u64,
+    prefill: impl Fn(usize) -> bool,
+) -> CompactBlock {
+    let key = ShortIdKey::new(&block.header, nonce);
+    let mut short_ids = Vec::with_capacity(block.transactions.len());
+    let mut prefilled = Vec::new();
+    for (index, transaction) in block.transactions.iter().enumerate() {
+        if index == 0 || prefill(index) {
+            prefilled.push(PrefilledTransaction {
+                index,
+                transaction: transaction.clone(),
+            });
+        } else {
+            short_ids.push(key.short_id(&transaction.compute_txid()));
+        }
+    }
+    CompactBlock {
+        header: block.header,
+        nonce,
+        short_ids,
+        prefilled,
+    }
+}
+
+/// Why a compact block cannot be reconstructed and the whole block is needed instead.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unrecoverable {
+    /// Two of its short ids are equal: no pool lookup can tell them apart.
+    DuplicateShortIds,
+    /// Every slot is filled but the Merkle root differs: a short id matched the wrong
+    /// transaction (or the peer sent wrong ones).
+    WrongMerkleRoot,
+}
+
+/// A compact block being filled in.
+pub(crate) struct PartialBlock {
+    pub(crate) hash: BlockHash,
+    header: Header,
+    slots: Vec<Option<Transaction>>,
+    /// Slots two candidates claimed: left for the peer to fill.
+    ambiguous: HashSet<usize>,
+}
+
+impl PartialBlock {
+    /// The compact block's prefilled transactions in place; with it, its key and the slot
+    /// of each short id, to look the rest up by.
+    pub(crate) fn new(
+        compact: CompactBlock,
+    ) -> Result<(PartialBlock, ShortIdKey, HashMap<u64, usize>), Unrecoverable> {
+        let total = compact.transaction_count();
+        let mut slots: Vec<Option<Transaction>> = vec![None; total];
+        for prefilled in compact.prefilled {
+            // Decoding checked each index is inside the block and ascending.
+            if let Some(slot) = slots.get_mut(prefilled.index) {
+                *slot = Some(prefilled.transaction);
+            }
+        }
+        let mut wanted = HashMap::with_capacity(compact.short_ids.len());
+        let mut ids = compact.short_ids.into_iter();
+        for (index, slot) in slots.iter().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let Some(id) = ids.next() else { break };
+            if wanted.insert(id, index).is_some() {
+                return Err(Unrecoverable::DuplicateShortIds);
+            }
+        }
+        let key = ShortIdKey::new(&compact.header, compact.nonce);
+        Ok((
+            PartialBlock {
+                hash: compact.header.compute_hash(),
+                header: compact.header,
+                slots,
+                ambiguous: HashSet::new(),
+            },
+            key,
+            wanted,
+        ))
+    }
+
+    /// Fills slots with `candidates` (slot, transaction): a slot two candidates claim is
+    /// emptied and left for the peer to fill.
+    pub(crate) fn offer(&mut self, candidates: Vec<(usize, Transaction)>) {
+        for (index, transaction) in candidates {
+            if self.ambiguous.contains(&index) {
+                continue;
+            }
+            let Some(slot) = self.slots.get_mut(index) else {
+                continue;
+            };
+            if slot.is_some() {
+                *slot = None;
+                self.ambiguous.insert(index);
+            } else {
+                *slot = Some(transaction);
+            }
+        }
+    }
+
+    /// The indexes still empty, ascending.
+    pub(crate) fn missing(&self) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|index| self.slots[*index].is_none())
+            .collect()
+    }
+
+    /// Fills the empty slots, in order, with the transactions a `blocktxn` brought.
+    ///
+    /// # Errors
+    /// The number of transactions the slots needed, if `transactions` has another count.
+    pub(crate) fn fill_missing(&mut self, transactions: Vec<Transaction>) -> Result<(), usize> {
+        let missing = self.missing();
+        if missing.len() != transactions.len() {
+            return Err(missing.len());
+        }
+        for (index, transaction) in missing.into_iter().zip(transactions) {
+            self.slots[index] = Some(transaction);
+        }
+        Ok(())
+    }
+
+    /// The block, once every slot is filled and the transactions match the header's
+    /// Merkle root; `None` while slots are empty.
+    pub(crate) fn finish(self) -> Option<Result<Block, Unrecoverable>> {
+        let transactions: Option<Vec<Transaction>> = self.slots.into_iter().collect();
+        let transactions = transactions?;
+        let txids: Vec<_> = transactions.iter().map(Transaction::compute_txid).collect();
+        if compute_merkle_root(&txids) != self.header.merkle_root {
+            return Some(Err(Unrecoverable::WrongMerkleRoot));
+        }
+        Some(Ok(Block {
+            header: self.header,
+            transactions,
+        }))
+    }
+}
+
+impl P2p {
+    fn compact(&self) -> MutexGuard<'_, CompactRelay> {
+        self.compact.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether a new peer is asked to push blocks to us (one of the first three).
+    pub(crate) fn admit_high_bandwidth(&self, peer: PeerId) -> bool {
+        self.compact().admit(peer)
+    }
+
+    /// A peer left: no longer one of our three.
+    pub(crate) fn forget_high_bandwidth(&self, peer: PeerId) {
+        self.compact().forget(peer);
+    }
+
+    /// True if `hash` was pushed already.
+    pub(crate) fn was_pushed(&self, hash: &BlockHash) -> bool {
+        self.compact().pushed.contains(hash)
+    }
+
+    /// Pushes `block` as a compact block to every peer that asked for pushes and is not
+    /// known to have it, once per block. `prefill` picks transactions to send whole (the
+    /// coinbase always is).
+    pub(crate) fn push_compact(&self, block: &Block, prefill: impl Fn(usize) -> bool) {
+        if !self.config.compact_blocks {
+            return;
+        }
+        let hash = block.compute_hash();
+        let targets = self.registry.push_targets();
+        if targets.is_empty() || !self.compact().first_push(hash) {
+            return;
+        }
+        let compact = Arc::new(compact_block(block, self.random(), prefill));
+        for commands in targets {
+            let push = PeerCommand::Push {
+                hash,
+                compact: Arc::clone(&compact),
+            };
+            if commands.try_send(push).is_err() {
+                debug!(block = %hash, "a peer's queue is full; it learns the block by inv");
+            }
+        }
+    }
+
+    /// Pushes our new tip to the peers that asked for pushes, if it was not pushed before
+    /// it was validated (a block this node mined, or one that came whole).
+    pub(crate) async fn push_tip(&self, hash: BlockHash) {
+        if !self.config.compact_blocks || self.was_pushed(&hash) {
+            return;
+        }
+        let block = self
+            .blocking(move |node| {
+                node.reader()
+                    .snapshot()
+                    .ok()
+                    .and_then(|snapshot| snapshot.block(&hash).ok().flatten())
+            })
+            .await
+            .flatten();
+        if let Some(block) = block {
+            // Its transactions have left our pool by now: only the coinbase goes whole.
+            self.push_compact(&block, |_| false);
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
+    /// Tells the peer we relay compact blocks, and whether it is one of the three we ask
+    /// to push new blocks at once.
+    pub(crate) async fn announce_compact_relay(&mut self) -> Result<(), SessionEnd> {
+        if !self.p2p.config.compact_blocks {
+            return Ok(());
+        }
+        let high_bandwidth = self.p2p.admit_high_bandwidth(self.id);
+        self.send(&Message::SendCompact { high_bandwidth }).await
+    }
+
+    /// The peer brought us a new tip first: it becomes one of our three (and the
+    /// longest-serving one stops being asked).
+    pub(crate) async fn promote_high_bandwidth(&mut self) -> Result<(), SessionEnd> {
+        if !self.p2p.config.compact_blocks {
+            return Ok(());
+        }
+        let (ask, dropped) = self.p2p.compact().promote(self.id);
+        if let Some(dropped) = dropped {
+            if let Some(commands) = self.p2p.registry.commands(dropped) {
+                let _ = commands.try_send(PeerCommand::Send(Message::SendCompact {
+                    high_bandwidth: false,
+                }));
+            }
+        }
+        if ask {
+            self.send(&Message::SendCompact {
+                high_bandwidth: true,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a pushed compact block unless the peer is known to have the block.
+    pub(crate) async fn send_pushed(
+        &mut self,
+        hash: BlockHash,
+        compact: &CompactBlock,
+    ) -> Result<(), SessionEnd> {
+        // Not marked as known: the push may come before the peer can place the block
+        // (its parent still on its way), so the `inv` after validation follows as usual.
+        if !self.known.contains(&InventoryItem::Block(hash)) {
+            self.send(&Message::CompactBlock(Box::new(compact.clone())))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Pushes a block that just came whole, before validating it, if its header checks
+    /// out and it builds on our tip: what makes high-bandwidth relay fast (each hop
+    /// costs a header check, not a full validation). The block is validated next, as
+    /// any; a peer is not banned for an invalid block pushed this way (BIP-152), since
+    /// its header carried real proof of work.
+    pub(crate) async fn push_before_validation(&mut self, block: &Block) -> Result<(), Stop> {
+        let hash = block.compute_hash();
+        if !self.p2p.config.compact_blocks
+            || self.p2p.was_pushed(&hash)
+            || !self.p2p.registry.has_push_targets()
+        {
+            return Ok(());
+        }
+        let txids: Vec<_> = block.compute_txids();
+        let header = block.header;
+        let lookup = txids.clone();
+        let (verdict, in_pool) = self
+            .p2p
+            .blocking(move |node| {
+                (
+                    node.accept_relayed_header(&header),
+                    node.pool_contains(&lookup),
+                )
+            })
+            .await
+            .ok_or(SessionEnd::Shutdown)?;
+        // Only a block on our tip, as Bitcoin Core does: a peer that cannot place it asks
+        // us for headers, and our main chain must then lead to its parent.
+        let Ok(RelayedHeader::Known {
+            height,
+            have_block: false,
+            extends_best: true,
+            extends_tip: true,
+        }) = verdict
+        else {
+            return Ok(());
+        };
+        // The checks that need no chain state (a coinbase first, sizes, the Merkle root,
+        // each transaction's form), as Bitcoin Core makes before it pushes: a block that
+        // fails them is judged by validation next and never pushed.
+        let params = self.p2p.node.params();
+        if validate_block_structure_with_txids(params, block, height, &txids).is_err() {
+            return Ok(());
+        }
+        // What we lacked, the next peer probably lacks too: sent whole.
+        self.p2p
+            .push_compact(block, |index| !in_pool.get(index).copied().unwrap_or(false));
+        Ok(())
+    }
+
+    /// A compact block: checks and stores its header, then rebuilds the block from the
+    /// pool, asking the peer for what is missing.
+    pub(crate) async fn on_compact_block(&mut self, compact: CompactBlock) -> Result<(), Stop> {
+        let hash = compact.header.compute_hash();
+        self.known.insert(InventoryItem::Block(hash));
+        // Asked of this peer (low-bandwidth mode), or pushed unasked.
+        let requested = self.p2p.is_in_flight_from(self.id, &hash);
+        let header = compact.header;
+        let verdict = self
+            .p2p
+            .blocking(move |node| node.accept_relayed_header(&header))
+            .await
+            .ok_or(SessionEnd::Shutdown)?;
+        if requested
+            && !matches!(
+                verdict,
+                Ok(RelayedHeader::Known {
+                    have_block: false,
+                    ..
+                })
+            )
+        {
+            // Not going to be rebuilt here: no longer awaited from this peer.
+            self.p2p.block_done(&hash);
+        }
+        match verdict {
+            Ok(RelayedHeader::LowWork) => {
+                debug!(peer = %self.label, block = %hash, "ignored a compact block of a chain with too little work");
+                return Ok(());
+            }
+            Ok(RelayedHeader::Known {
+                height,
+                have_block,
+                extends_best,
+                ..
+            }) => {
+                self.p2p.registry.note_block(self.id, hash, height.0);
+                if have_block {
+                    return Ok(());
+                }
+                if !extends_best && !requested {
+                    // A side branch pushed to us: fetched if it ever leads, like any block.
+                    self.p2p.pump_downloads().await;
+                    return Ok(());
+                }
+            }
+            Err(error) if error.is_premature() => {
+                debug!(peer = %self.label, block = %hash, %error, "ignored a compact block from the future");
+                return Ok(());
+            }
+            Err(NodeError::Chain(ChainError::UnknownParent { .. })) => {
+                // We are behind: headers first, then its block through the downloads.
+                self.request_headers(None).await?;
+                return Ok(());
+            }
+            Err(error) => {
+                return Err(node_error_misbehaviour(&error, "headers-do-not-connect").into());
+            }
+        }
+        let claimed = self.p2p.claim_download(self.id, hash);
+        let (mut partial, key, wanted) = match PartialBlock::new(compact) {
+            Ok(parts) => parts,
+            Err(why) => return self.fetch_whole(hash, claimed, why).await,
+        };
+        let from_pool = self
+            .p2p
+            .blocking(move |node| {
+                node.pool_transactions_by(|txid| wanted.get(&key.short_id(txid)).copied())
+            })
+            .await
+            .ok_or(SessionEnd::Shutdown)?;
+        partial.offer(from_pool);
+        let missing = partial.missing();
+        if missing.is_empty() {
+            return self.finish_compact(partial, claimed).await;
+        }
+        if !claimed {
+            // Another peer is sending it whole already.
+            return Ok(());
+        }
+        debug!(peer = %self.label, block = %hash, missing = missing.len(), "asking for the transactions a compact block needs");
+        if self.compact_in_progress.len() >= MAX_PARTIAL_BLOCKS {
+            // The oldest is given up: whoever is asked next may send it whole.
+            if let Some(oldest) = self.compact_in_progress.pop_front() {
+                self.p2p.block_done(&oldest.hash);
+            }
+        }
+        self.compact_in_progress.push_back(partial);
+        self.send(&Message::GetBlockTransactions {
+            block: hash,
+            indexes: missing,
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The transactions we asked for to complete a compact block.
+    pub(crate) async fn on_block_transactions(
+        &mut self,
+        block: BlockHash,
+        transactions: Vec<Transaction>,
+    ) -> Result<(), Stop> {
+        let position = self
+            .compact_in_progress
+            .iter()
+            .position(|partial| partial.hash == block);
+        let Some(mut partial) = position.and_then(|at| self.compact_in_progress.remove(at)) else {
+            debug!(peer = %self.label, %block, "ignored transactions of a block we are not rebuilding");
+            return Ok(());
+        };
+        if let Err(needed) = partial.fill_missing(transactions) {
+            return Err(Misbehaviour::new(
+                "bad-blocktxn",
+                format!("blocktxn for {block} does not carry the {needed} transactions asked for"),
+            )
+            .into());
+        }
+        self.finish_compact(partial, true).await
+    }
+
+    /// Answers `getblocktxn` with the block's transactions at the indexes asked.
+    pub(crate) async fn on_get_block_transactions(
+        &mut self,
+        block: BlockHash,
+        indexes: Vec<usize>,
+    ) -> Result<(), Stop> {
+        let found = self
+            .p2p
+            .blocking(move |node| {
+                node.reader()
+                    .snapshot()
+                    .ok()
+                    .and_then(|snapshot| snapshot.block(&block).ok().flatten())
+            })
+            .await
+            .ok_or(SessionEnd::Shutdown)?;
+        let Some(found) = found else {
+            self.send(&Message::NotFound(vec![InventoryItem::Block(block)]))
+                .await?;
+            return Ok(());
+        };
+        let count = found.transactions.len();
+        if let Some(index) = indexes.iter().find(|index| **index >= count) {
+            return Err(Misbehaviour::new(
+                "bad-getblocktxn",
+                format!("asked for transaction {index} of block {block}, which has {count}"),
+            )
+            .into());
+        }
+        // Indexes are ascending (decoding checked it): each is taken once.
+        let mut transactions: Vec<Option<Transaction>> =
+            found.transactions.into_iter().map(Some).collect();
+        let picked = indexes
+            .iter()
+            .filter_map(|index| transactions[*index].take())
+            .collect();
+        self.send(&Message::BlockTransactions {
+            block,
+            transactions: picked,
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// A rebuilt block goes on like any block; one that cannot be rebuilt is fetched
+    /// whole.
+    async fn finish_compact(&mut self, partial: PartialBlock, claimed: bool) -> Result<(), Stop> {
+        let hash = partial.hash;
+        match partial.finish() {
+            Some(Ok(block)) => self.on_blocks(vec![block], true).await,
+            Some(Err(why)) => self.fetch_whole(hash, claimed, why).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Asks the peer for the whole block (if it is ours to fetch).
+    async fn fetch_whole(
+        &mut self,
+        hash: BlockHash,
+        claimed: bool,
+        why: Unrecoverable,
+    ) -> Result<(), Stop> {
+        debug!(peer = %self.label, block = %hash, ?why, "fetching a compact block whole");
+        if claimed {
+            self.send(&Message::GetData(vec![InventoryItem::Block(hash)]))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use powchain_consensus::testkit::TestChain;
+
+    /// A block of `count` payments, each spending one of the miner's mature coins.
+    fn block_with_payments(count: usize) -> Block {
+        let chain = TestChain::regtest_with_mature_coins(count);
+        let payments = (0..count as u64)
+            .map(|index| {
+                let (outpoint, coin) = chain.mature_coin(index);
+                chain.spend(
+                    &[outpoint],
+                    vec![coin.output],
+                    std::slice::from_ref(&chain.miner),
+                    &std::collections::HashMap::new(),
+                )
+            })
+            .collect();
+        chain.build(payments, powchain_consensus::Amount::ZERO)
+    }
+
+    #[test]
+    fn a_block_rebuilds_from_its_short_ids_and_a_pool_that_has_every_transaction() {
+        let block = block_with_payments(5);
+        let compact = compact_block(&block, 7, |_| false);
+        assert_eq!(compact.prefilled.len(), 1, "the coinbase goes whole");
+        assert_eq!(compact.short_ids.len(), 5);
+        let (mut partial, key, wanted) = PartialBlock::new(compact).expect("no duplicates");
+        assert_eq!(partial.missing(), vec![1, 2, 3, 4, 5]);
+        let pool: Vec<(usize, Transaction)> = block.transactions[1..]
+            .iter()
+            .filter_map(|transaction| {
+                wanted
+                    .get(&key.short_id(&transaction.compute_txid()))
+                    .map(|slot| (*slot, transaction.clone()))
+            })
+            .collect();
+        partial.offer(pool);
+        assert!(partial.missing().is_empty());
+        assert_eq!(partial.finish(), Some(Ok(block)));
+    }
+
+    #[test]
+    fn missing_transactions_come_by_index_and_a_wrong_one_fails_the_merkle_root() {
+        let block = block_with_payments(4);
+        let compact = compact_block(&block, 1, |index| index == 2);
+        assert_eq!(compact.prefilled.len(), 2);
+        let (mut partial, _, _) = PartialBlock::new(compact.clone()).expect("parts");
+        assert_eq!(partial.missing(), vec![1, 3, 4]);
+        assert_eq!(
+            partial.fill_missing(vec![]),
+            Err(3),
+            "a short answer is refused"
+        );
+        let mut answer: Vec<Transaction> = [1, 3, 4]
+            .iter()
+            .map(|index| block.transactions[*index].clone())
+            .collect();
+        partial
+            .fill_missing(answer.clone())
+            .expect("three for three");
+        assert_eq!(partial.finish(), Some(Ok(block.clone())));
+
+        let (mut partial, _, _) = PartialBlock::new(compact).expect("parts");
+        answer.swap(0, 1);
+        partial.fill_missing(answer).expect("three for three");
+        assert_eq!(partial.finish(), Some(Err(Unrecoverable::WrongMerkleRoot)));
+    }
+
+    #[test]
+    fn two_candidates_for_one_slot_leave_it_to_the_peer() {
+        let block = block_with_payments(2);
+        let (mut partial, _, _) =
+            PartialBlock::new(compact_block(&block, 3, |_| false)).expect("parts");
+        partial.offer(vec![
+            (1, block.transactions[1].clone()),
+            (1, block.transactions[2].clone()),
+            (1, block.transactions[1].clone()),
+            (2, block.transactions[2].clone()),
+        ]);
+        assert_eq!(partial.missing(), vec![1]);
+    }
+
+    #[test]
+    fn duplicate_short_ids_need_the_whole_block() {
+        let block = block_with_payments(2);
+        let mut compact = compact_block(&block, 3, |_| false);
+        compact.short_ids[1] = compact.short_ids[0];
+        assert!(matches!(
+            PartialBlock::new(compact),
+            Err(Unrecoverable::DuplicateShortIds)
+        ));
+    }
+
+    #[test]
+    fn the_three_latest_block_bringers_are_asked_for_pushes() {
+        let peer = PeerId::for_test;
+        let mut relay = CompactRelay::default();
+        assert!(relay.admit(peer(1)));
+        assert!(relay.admit(peer(2)));
+        assert!(relay.admit(peer(3)));
+        assert!(!relay.admit(peer(4)), "three at most");
+        assert_eq!(relay.promote(peer(1)), (false, None), "already one");
+        assert_eq!(
+            relay.promote(peer(4)),
+            (true, Some(peer(2))),
+            "the longest-serving goes"
+        );
+        relay.forget(peer(3));
+        assert_eq!(relay.promote(peer(5)), (true, None), "a free place");
+        assert!(relay.first_push(BlockHash([1; 32])));
+        assert!(!relay.first_push(BlockHash([1; 32])));
+    }
+}

@@ -1,0 +1,330 @@
+//! Compact block relay (BIP-152) between real nodes over loopback, and against a raw peer
+//! that plays each part of the exchange: a block whose transactions are pooled crosses
+//! as a compact block and is rebuilt; a missing transaction is asked for by index; a
+//! wrong one makes the node fetch the whole block; a peer that asked for pushes gets new
+//! blocks pushed; a lying answer bans.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Socket, TestNode, closed_by_node, raw_peer, wait_converged, wait_until};
+use futures_util::{SinkExt, StreamExt};
+use powchain_consensus::testkit::TestChain;
+use powchain_consensus::{Amount, Block, Transaction, TxOut};
+use powchain_p2p::{CompactBlock, InventoryItem, Message, MessageTraffic, PrefilledTransaction};
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn send(socket: &mut Socket, message: Message) {
+    socket
+        .send(Frame::binary(message.to_bytes()))
+        .await
+        .expect("send");
+}
+
+/// Reads messages until `wanted` picks one (or fails after `LIMIT`).
+async fn expect<T>(socket: &mut Socket, what: &str, wanted: impl Fn(Message) -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Ok(Some(Ok(Frame::Binary(bytes)))) => {
+                if let Some(found) = Message::from_bytes(&bytes).ok().and_then(&wanted) {
+                    return found;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no {what}: {other:?}"),
+        }
+    }
+}
+
+/// A node holding the blocks of `chain`.
+async fn node_with(chain: &TestChain, peers: Vec<String>) -> TestNode {
+    let node = TestNode::start(peers).await;
+    let core = Arc::clone(&node.node);
+    let blocks = chain.blocks[1..].to_vec();
+    tokio::task::spawn_blocking(move || {
+        for block in blocks {
+            core.submit_block(block).expect("valid block");
+        }
+    })
+    .await
+    .expect("task");
+    node
+}
+
+/// Payments spending the miner's mature coins `coins`, each paying a coin of fee.
+fn payments(chain: &TestChain, coins: std::ops::Range<u64>) -> Vec<Transaction> {
+    coins
+        .map(|index| {
+            let (outpoint, coin) = chain.mature_coin(index);
+            let value = coin
+                .output
+                .value
+                .checked_sub(Amount::from_units(100_000_000).expect("a coin"))
+                .expect("the coin covers the fee");
+            chain.spend(
+                &[outpoint],
+                vec![TxOut {
+                    value,
+                    address: powchain_consensus::testkit::test_address(9),
+                }],
+                &[chain.miner],
+                &HashMap::new(),
+            )
+        })
+        .collect()
+}
+
+async fn pool(node: &TestNode, transactions: &[Transaction]) {
+    for transaction in transactions.iter().cloned() {
+        let core = Arc::clone(&node.node);
+        tokio::task::spawn_blocking(move || core.submit_transaction(transaction))
+            .await
+            .expect("task")
+            .expect("a valid payment");
+    }
+}
+
+fn fees(count: u64) -> Amount {
+    Amount::from_units(count * 100_000_000).expect("fees")
+}
+
+/// Messages of `name` sent by every node, and their bytes.
+fn sent(nodes: &[&TestNode], name: &str) -> (u64, u64) {
+    nodes
+        .iter()
+        .flat_map(|node| node.p2p.traffic())
+        .filter(|traffic: &MessageTraffic| traffic.name == name)
+        .fold((0, 0), |(count, bytes), traffic| {
+            (count + traffic.sent, bytes + traffic.sent_bytes)
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_whose_transactions_every_pool_holds_crosses_two_hops_as_compact_blocks() {
+    let chain = TestChain::regtest_with_mature_coins(20);
+    let first = node_with(&chain, vec![]).await;
+    let second = node_with(&chain, vec![first.url()]).await;
+    let third = node_with(&chain, vec![second.url()]).await;
+    let nodes = [&first, &second, &third];
+    pool(&first, &payments(&chain, 0..20)).await;
+    wait_until("every pool holds the 20 payments", LIMIT, || async {
+        nodes.iter().all(|node| node.node.pool_size().0 == 20)
+    })
+    .await;
+    let (blocks_before, _) = sent(&nodes, "block");
+    let block = first.mine().await;
+    assert_eq!(block.transactions.len(), 21);
+    wait_converged(&nodes, LIMIT).await;
+    assert_eq!(third.tip(), block.compute_hash());
+    let (blocks_after, _) = sent(&nodes, "block");
+    let (compact, compact_bytes) = sent(&nodes, "cmpctblock");
+    let (asked, _) = sent(&nodes, "getblocktxn");
+    assert_eq!(blocks_after, blocks_before, "no whole block crossed");
+    assert!(compact >= 2, "one compact block a hop: {compact}");
+    assert_eq!(asked, 0, "every transaction was pooled");
+    let size = Message::Block(Box::new(block)).to_bytes().len() as u64;
+    assert!(
+        compact_bytes / compact * 5 < size,
+        "a compact block ({} bytes) is far smaller than the block ({size} bytes)",
+        compact_bytes / compact
+    );
+    for node in nodes.iter() {
+        assert!(node.p2p.banned().is_empty());
+    }
+    for node in [first, second, third] {
+        node.stop().await;
+    }
+}
+
+/// Connects a raw peer that asked for pushes, reads past the node's greeting.
+async fn pushing_peer(node: &TestNode, port: u16) -> Socket {
+    let mut peer = raw_peer(&node.url(), port).await.expect("connects");
+    send(
+        &mut peer,
+        Message::SendCompact {
+            high_bandwidth: true,
+        },
+    )
+    .await;
+    peer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_transaction_is_asked_for_by_index_and_a_peer_that_asked_gets_pushes() {
+    let mut chain = TestChain::regtest_with_mature_coins(3);
+    let node = node_with(&chain, vec![]).await;
+    let spends = payments(&chain, 0..3);
+    // The node has the first payment, not the other two.
+    pool(&node, &spends[..1]).await;
+    let block = chain.build(spends.clone(), fees(3));
+    chain.push(block.clone()).expect("valid");
+    let mut peer = pushing_peer(&node, 47_101).await;
+    // The node says it relays compact blocks and asks this peer (its first) for pushes.
+    let asked = expect(&mut peer, "sendcmpct", |message| match message {
+        Message::SendCompact { high_bandwidth } => Some(high_bandwidth),
+        _ => None,
+    })
+    .await;
+    assert!(asked, "its first peer is asked for pushes");
+    let compact = compact_of(&block, &[0]);
+    send(&mut peer, Message::CompactBlock(Box::new(compact))).await;
+    let indexes = expect(&mut peer, "getblocktxn", |message| match message {
+        Message::GetBlockTransactions {
+            block: hash,
+            indexes,
+        } if hash == block.compute_hash() => Some(indexes),
+        _ => None,
+    })
+    .await;
+    assert_eq!(indexes, vec![2, 3], "the two payments the pool lacks");
+    send(
+        &mut peer,
+        Message::BlockTransactions {
+            block: block.compute_hash(),
+            transactions: vec![spends[1].clone(), spends[2].clone()],
+        },
+    )
+    .await;
+    wait_until("the rebuilt block is the tip", LIMIT, || async {
+        node.tip() == block.compute_hash()
+    })
+    .await;
+
+    // The node's next block is pushed to this peer as a compact block, not announced.
+    let mined = node.mine().await;
+    let pushed = expect(&mut peer, "a pushed block", |message| match message {
+        Message::CompactBlock(compact) => Some(*compact),
+        Message::Inventory(items)
+            if items.contains(&InventoryItem::Block(mined.compute_hash())) =>
+        {
+            panic!("announced by inv before the push")
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(pushed.header, mined.header);
+    assert_eq!(pushed.prefilled.len(), 1, "the coinbase goes whole");
+    assert_eq!(pushed.prefilled[0].index, 0);
+    assert!(node.p2p.banned().is_empty());
+    node.stop().await;
+}
+
+/// `block` as a compact block, with the transactions at `prefilled` whole.
+fn compact_of(block: &Block, prefilled: &[usize]) -> CompactBlock {
+    // Built by hand, as a peer would: SipHash-2-4 short ids keyed by the header and nonce.
+    let nonce = 5;
+    let mut preimage = block.header.to_bytes().to_vec();
+    preimage.extend_from_slice(&u64::to_le_bytes(nonce));
+    let digest = powchain_consensus::hash::sha256(&preimage);
+    let k0 = u64::from_le_bytes(digest[0..8].try_into().expect("8 bytes"));
+    let k1 = u64::from_le_bytes(digest[8..16].try_into().expect("8 bytes"));
+    let mut compact = CompactBlock {
+        header: block.header,
+        nonce,
+        short_ids: Vec::new(),
+        prefilled: Vec::new(),
+    };
+    for (index, transaction) in block.transactions.iter().enumerate() {
+        if prefilled.contains(&index) {
+            compact.prefilled.push(PrefilledTransaction {
+                index,
+                transaction: transaction.clone(),
+            });
+        } else {
+            #[allow(deprecated)]
+            let mut hasher = std::hash::SipHasher::new_with_keys(k0, k1);
+            std::hash::Hasher::write(&mut hasher, &transaction.compute_txid().0);
+            compact
+                .short_ids
+                .push(std::hash::Hasher::finish(&hasher) & 0xffff_ffff_ffff);
+        }
+    }
+    compact
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_transaction_makes_the_node_fetch_the_whole_block_and_a_short_answer_bans() {
+    let mut chain = TestChain::regtest_with_mature_coins(3);
+    let node = node_with(&chain, vec![]).await;
+    let spends = payments(&chain, 0..2);
+    let block = chain.build(spends.clone(), fees(2));
+    chain.push(block.clone()).expect("valid");
+    let hash = block.compute_hash();
+    let mut peer = pushing_peer(&node, 47_102).await;
+    send(
+        &mut peer,
+        Message::CompactBlock(Box::new(compact_of(&block, &[0]))),
+    )
+    .await;
+    let indexes = expect(&mut peer, "getblocktxn", |message| match message {
+        Message::GetBlockTransactions { indexes, .. } => Some(indexes),
+        _ => None,
+    })
+    .await;
+    assert_eq!(indexes, vec![1, 2]);
+    // The right count, in the wrong order: the Merkle root tells; the node asks for the
+    // block whole (a collision is possible, so no ban).
+    send(
+        &mut peer,
+        Message::BlockTransactions {
+            block: hash,
+            transactions: vec![spends[1].clone(), spends[0].clone()],
+        },
+    )
+    .await;
+    expect(
+        &mut peer,
+        "getdata for the whole block",
+        |message| match message {
+            Message::GetData(items) if items.contains(&InventoryItem::Block(hash)) => Some(()),
+            _ => None,
+        },
+    )
+    .await;
+    send(&mut peer, Message::Block(Box::new(block.clone()))).await;
+    wait_until("the whole block is the tip", LIMIT, || async {
+        node.tip() == hash
+    })
+    .await;
+    assert!(node.p2p.banned().is_empty(), "a wrong guess is not a lie");
+
+    // Next block: an answer with fewer transactions than asked for is a lie.
+    let spends = payments(&chain, 2..3);
+    let next = chain.build(spends, fees(1));
+    let mut liar = pushing_peer(&node, 47_103).await;
+    send(
+        &mut liar,
+        Message::CompactBlock(Box::new(compact_of(&next, &[0]))),
+    )
+    .await;
+    expect(&mut liar, "getblocktxn", |message| match message {
+        Message::GetBlockTransactions { .. } => Some(()),
+        _ => None,
+    })
+    .await;
+    send(
+        &mut liar,
+        Message::BlockTransactions {
+            block: next.compute_hash(),
+            transactions: vec![],
+        },
+    )
+    .await;
+    assert!(closed_by_node(&mut liar, LIMIT).await, "banned and closed");
+    assert!(
+        node.p2p
+            .banned()
+            .iter()
+            .any(|(_, rule)| rule == "bad-blocktxn"),
+        "{:?}",
+        node.p2p.banned()
+    );
+    drop(peer);
+    node.stop().await;
+}

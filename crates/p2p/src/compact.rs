@@ -292,16 +292,7 @@ impl P2p {
         if !self.config.compact_blocks || self.was_pushed(&hash) {
             return;
         }
-        let block = self
-            .blocking(move |node| {
-                node.reader()
-                    .snapshot()
-                    .ok()
-                    .and_then(|snapshot| snapshot.block(&hash).ok().flatten())
-            })
-            .await
-            .flatten();
-        if let Some(block) = block {
+        if let Some(Some(block)) = self.stored_block(hash).await {
             // Its transactions have left our pool by now: only the coinbase goes whole.
             self.push_compact(&block, |_| false);
         }
@@ -535,12 +526,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     ) -> Result<(), Stop> {
         let found = self
             .p2p
-            .blocking(move |node| {
-                node.reader()
-                    .snapshot()
-                    .ok()
-                    .and_then(|snapshot| snapshot.block(&block).ok().flatten())
-            })
+            .stored_block(block)
             .await
             .ok_or(SessionEnd::Shutdown)?;
         let Some(found) = found else {

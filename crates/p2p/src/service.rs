@@ -321,6 +321,21 @@ impl P2p {
         }
     }
 
+    /// A stored block, by hash (`None` inside if it is not stored); `None` if the node
+    /// is shutting down.
+    pub(crate) async fn stored_block(
+        &self,
+        hash: powchain_consensus::BlockHash,
+    ) -> Option<Option<powchain_consensus::Block>> {
+        self.blocking(move |node| {
+            node.reader()
+                .snapshot()
+                .ok()
+                .and_then(|snapshot| snapshot.block(&hash).ok().flatten())
+        })
+        .await
+    }
+
     /// A random number (transport.rs: the system's, or a simulation's seeded one).
     pub(crate) fn random(&self) -> u64 {
         self.environment.randomness.next_u64()

@@ -746,12 +746,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 InventoryItem::Block(hash) | InventoryItem::CompactBlock(hash) => {
                     let block = self
                         .p2p
-                        .blocking(move |node| {
-                            node.reader()
-                                .snapshot()
-                                .ok()
-                                .and_then(|snapshot| snapshot.block(&hash).ok().flatten())
-                        })
+                        .stored_block(hash)
                         .await
                         .ok_or(SessionEnd::Shutdown)?;
                     if let Some(height) = block.as_ref().and_then(Block::coinbase_height) {

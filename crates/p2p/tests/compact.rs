@@ -42,21 +42,6 @@ async fn expect<T>(socket: &mut Socket, what: &str, wanted: impl Fn(Message) -> 
     }
 }
 
-/// A node holding the blocks of `chain`.
-async fn node_with(chain: &TestChain, peers: Vec<String>) -> TestNode {
-    let node = TestNode::start(peers).await;
-    let core = Arc::clone(&node.node);
-    let blocks = chain.blocks[1..].to_vec();
-    tokio::task::spawn_blocking(move || {
-        for block in blocks {
-            core.submit_block(block).expect("valid block");
-        }
-    })
-    .await
-    .expect("task");
-    node
-}
-
 /// Payments spending the miner's mature coins `coins`, each paying a coin of fee.
 fn payments(chain: &TestChain, coins: std::ops::Range<u64>) -> Vec<Transaction> {
     coins
@@ -108,9 +93,9 @@ fn sent(nodes: &[&TestNode], name: &str) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_whose_transactions_every_pool_holds_crosses_two_hops_as_compact_blocks() {
     let chain = TestChain::regtest_with_mature_coins(20);
-    let first = node_with(&chain, vec![]).await;
-    let second = node_with(&chain, vec![first.url()]).await;
-    let third = node_with(&chain, vec![second.url()]).await;
+    let first = TestNode::with_chain(&chain, vec![]).await;
+    let second = TestNode::with_chain(&chain, vec![first.url()]).await;
+    let third = TestNode::with_chain(&chain, vec![second.url()]).await;
     let nodes = [&first, &second, &third];
     pool(&first, &payments(&chain, 0..20)).await;
     wait_until("every pool holds the 20 payments", LIMIT, || async {
@@ -158,7 +143,7 @@ async fn pushing_peer(node: &TestNode, port: u16) -> Socket {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_transaction_is_asked_for_by_index_and_a_peer_that_asked_gets_pushes() {
     let mut chain = TestChain::regtest_with_mature_coins(3);
-    let node = node_with(&chain, vec![]).await;
+    let node = TestNode::with_chain(&chain, vec![]).await;
     let spends = payments(&chain, 0..3);
     // The node has the first payment, not the other two.
     pool(&node, &spends[..1]).await;
@@ -251,7 +236,7 @@ fn compact_of(block: &Block, prefilled: &[usize]) -> CompactBlock {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_transaction_makes_the_node_fetch_the_whole_block_and_a_short_answer_bans() {
     let mut chain = TestChain::regtest_with_mature_coins(3);
-    let node = node_with(&chain, vec![]).await;
+    let node = TestNode::with_chain(&chain, vec![]).await;
     let spends = payments(&chain, 0..2);
     let block = chain.build(spends.clone(), fees(2));
     chain.push(block.clone()).expect("valid");

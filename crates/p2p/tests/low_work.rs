@@ -37,21 +37,6 @@ fn branch(parent: &Header, count: usize, salt: u64) -> Vec<Header> {
     headers
 }
 
-/// A node whose main chain holds `length` blocks of `chain`.
-async fn node_with_chain(chain: &TestChain) -> TestNode {
-    let node = TestNode::start(vec![]).await;
-    let blocks = chain.blocks[1..].to_vec();
-    let inner = Arc::clone(&node.node);
-    tokio::task::spawn_blocking(move || {
-        for block in blocks {
-            inner.submit_peer_block(block).expect("a valid block");
-        }
-    })
-    .await
-    .expect("feeding task");
-    node
-}
-
 fn frame(message: &Message) -> Frame {
     Frame::binary(message.to_bytes())
 }
@@ -60,7 +45,7 @@ fn frame(message: &Message) -> Frame {
 async fn a_cheap_branch_far_below_the_tip_is_not_stored_and_not_punished() {
     let mut main = TestChain::new(Network::Regtest);
     main.mine_empty(ANTI_DOS_BLOCKS as usize + 100);
-    let node = node_with_chain(&main).await;
+    let node = TestNode::with_chain(&main, vec![]).await;
     let tip = node.tip();
     let mut socket = raw_peer(&node.url(), 47_301).await.expect("connects");
 
@@ -128,7 +113,7 @@ async fn an_honest_branch_forking_deeper_than_a_batch_is_presynced_then_stored()
     let depth = MAX_HEADERS + ANTI_DOS_BLOCKS as usize + 100;
     let mut main = TestChain::new(Network::Regtest);
     main.mine_empty(depth);
-    let node = node_with_chain(&main).await;
+    let node = TestNode::with_chain(&main, vec![]).await;
     let branch_headers = branch(&main.blocks[0].header, depth + 400, 250);
     let branch_tip = branch_headers[branch_headers.len() - 1].compute_hash();
     let genesis = main.blocks[0].compute_hash();

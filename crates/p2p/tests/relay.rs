@@ -71,17 +71,7 @@ fn inventory(message: &Message) -> Option<&Vec<InventoryItem>> {
 
 /// A node holding the blocks of `chain` (mature coins for the test kit's miner key).
 async fn node_with(chain: &TestChain) -> TestNode {
-    let node = TestNode::start(vec![]).await;
-    let core = Arc::clone(&node.node);
-    let blocks = chain.blocks[1..].to_vec();
-    tokio::task::spawn_blocking(move || {
-        for block in blocks {
-            core.submit_block(block).expect("valid block");
-        }
-    })
-    .await
-    .expect("task");
-    node
+    TestNode::with_chain(chain, vec![]).await
 }
 
 fn out(units: u64, seed: u8) -> TxOut {

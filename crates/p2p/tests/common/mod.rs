@@ -151,6 +151,25 @@ impl TestNode {
         }
     }
 
+    /// A regtest node dialling `peers` whose main chain holds the blocks of `chain` (the
+    /// test kit's miner owns their coins).
+    pub async fn with_chain(
+        chain: &powchain_consensus::testkit::TestChain,
+        peers: Vec<String>,
+    ) -> TestNode {
+        let node = TestNode::start(peers).await;
+        let core = Arc::clone(&node.node);
+        let blocks = chain.blocks[1..].to_vec();
+        tokio::task::spawn_blocking(move || {
+            for block in blocks {
+                core.submit_block(block).expect("valid block");
+            }
+        })
+        .await
+        .expect("task");
+        node
+    }
+
     pub fn url(&self) -> String {
         format!("ws://127.0.0.1:{}", self.p2p.listen_port())
     }

@@ -137,6 +137,23 @@ impl Node {
         lock(&self.core).chain.has_block(hash)
     }
 
+    /// The header of `hash` and up to `count - 1` of its ancestors, oldest first (empty if
+    /// the header is unknown): what announcing a block by its headers sends.
+    pub fn headers_ending_at(&self, hash: &BlockHash, count: usize) -> Vec<Header> {
+        let core = lock(&self.core);
+        let mut headers = Vec::with_capacity(count);
+        let mut next = Some(*hash);
+        while headers.len() < count {
+            let Some(record) = next.and_then(|hash| core.chain.record(&hash)) else {
+                break;
+            };
+            headers.push(record.header);
+            next = (record.height.0 > 0).then_some(record.header.prev_hash);
+        }
+        headers.reverse();
+        headers
+    }
+
     /// The locator for a `get_headers` request: our best header, then the main chain's
     /// locator, so a peer finds the fork point whatever branch it is on.
     pub fn header_locator(&self) -> Vec<BlockHash> {

@@ -291,6 +291,9 @@ pub(crate) struct Session<S> {
     /// Compact blocks waiting for the transactions we asked this peer for, oldest first
     /// (at most `compact::MAX_PARTIAL_BLOCKS`).
     pub(crate) compact_in_progress: VecDeque<PartialBlock>,
+    /// When we last asked for headers because an announcement did not connect: at most
+    /// one such request a second (sync.rs).
+    pub(crate) last_unconnected_request: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
@@ -315,6 +318,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             presync: None,
             redownload: None,
             compact_in_progress: VecDeque::new(),
+            last_unconnected_request: None,
         }
     }
 
@@ -406,11 +410,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     }
                 }
                 () = announcements.ready() => {
-                    let items: Vec<InventoryItem> = announcements
+                    let mut items: Vec<InventoryItem> = announcements
                         .take()
                         .into_iter()
-                        .filter(|item| self.known.insert(*item))
+                        .filter(|item| !self.known.contains(item))
                         .collect();
+                    if let Err(end) = self.announce_blocks_by_headers(&mut items).await {
+                        return end;
+                    }
+                    items.retain(|item| self.known.insert(*item));
                     for chunk in items.chunks(MAX_INVENTORY) {
                         if let Err(end) = self.send(&Message::Inventory(chunk.to_vec())).await {
                             return end;

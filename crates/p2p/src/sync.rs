@@ -14,9 +14,9 @@
 //!
 //! Which blocks to ask of whom is download.rs; what the chain is missing is the chain's.
 
-use powchain_chain::BlockOutcome;
+use powchain_chain::{BlockOutcome, ChainError};
 use powchain_consensus::{Block, BlockHash, Header};
-use powchain_node::{PeerBlock, PeerHeaders};
+use powchain_node::{NodeError, PeerBlock, PeerHeaders};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
@@ -25,6 +25,14 @@ use crate::message::{
     Hello, InventoryItem, MAX_HEADERS, MAX_INVENTORY, MAX_LOCATOR_HASHES, Message,
 };
 use crate::session::{Presync, Redownload, Session, SessionEnd, Stop, node_error_misbehaviour};
+
+/// Headers at most in a block announcement (BIP-130's 8): a new tip and the blocks
+/// before it that the peer is not known to have. A `headers` message this short whose
+/// first header does not connect is answered with `getheaders`, not a ban: the
+/// announcer may simply be ahead of what it thinks we have.
+pub(crate) const MAX_ANNOUNCED_HEADERS: usize = 8;
+/// Unconnected announcements are answered with `getheaders` at most this often.
+const UNCONNECTED_REQUEST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// What a new session asks for and offers.
@@ -185,8 +193,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 debug!(peer = %self.label, %error, "ignored headers from the future");
                 Ok(())
             }
+            Err(NodeError::Chain(ChainError::UnknownParent { .. }))
+                if count as usize <= MAX_ANNOUNCED_HEADERS =>
+            {
+                // An announcement of blocks whose parent we lack (we missed a block, or
+                // the peer thought we had it): ask for the headers in between.
+                let now = tokio::time::Instant::now();
+                let recent = self
+                    .last_unconnected_request
+                    .is_some_and(|at| now.duration_since(at) < UNCONNECTED_REQUEST_INTERVAL);
+                if !recent {
+                    self.last_unconnected_request = Some(now);
+                    self.request_headers(None).await?;
+                }
+                Ok(())
+            }
             Err(error) => Err(node_error_misbehaviour(&error, "headers-do-not-connect").into()),
         }
+    }
+
+    /// Announces the new blocks among `items` by their headers (BIP-130) when the peer is
+    /// known to have a recent ancestor: the headers from there to the block, at most
+    /// [`MAX_ANNOUNCED_HEADERS`]; the peer can then ask for the block at once, without a
+    /// `getheaders` round trip. Those blocks leave `items`; the others stay, to go by
+    /// `inv`. Only with compact relay on (off, the relay is the one before both).
+    pub(crate) async fn announce_blocks_by_headers(
+        &mut self,
+        items: &mut Vec<InventoryItem>,
+    ) -> Result<(), SessionEnd> {
+        if !self.p2p.config.compact_blocks {
+            return Ok(());
+        }
+        let blocks: Vec<BlockHash> = items
+            .iter()
+            .filter_map(|item| match item {
+                InventoryItem::Block(hash) => Some(*hash),
+                _ => None,
+            })
+            .collect();
+        for hash in blocks {
+            let chain = self
+                .p2p
+                .blocking(move |node| node.headers_ending_at(&hash, MAX_ANNOUNCED_HEADERS))
+                .await
+                .ok_or(SessionEnd::Shutdown)?;
+            let Some(from) = chain
+                .iter()
+                .rposition(|header| self.known.contains(&InventoryItem::Block(header.prev_hash)))
+            else {
+                continue;
+            };
+            let headers = chain[from..].to_vec();
+            for header in &headers {
+                self.known
+                    .insert(InventoryItem::Block(header.compute_hash()));
+            }
+            items.retain(|item| *item != InventoryItem::Block(hash));
+            self.send(&Message::Headers(headers)).await?;
+        }
+        Ok(())
     }
 
     /// Counts a batch that continues a pre-synced branch; once the branch has the work,

@@ -34,7 +34,9 @@ use powchain_consensus::{
     OutPoint, Signature, Transaction, TxIn, TxInputs, TxOut, Txid,
 };
 use powchain_node::{Clock, SystemClock};
-use powchain_p2p::{InventoryItem, MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION};
+use powchain_p2p::{
+    InventoryItem, MAX_COMPACT_TRANSACTIONS, MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION,
+};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
@@ -644,11 +646,21 @@ fn cases() -> Vec<Case> {
         ),
         // ---- Headers ------------------------------------------------------------------
         case(
-            "headers: first header's parent unknown",
+            "headers: more than an announcement (9) whose first parent is unknown",
             Banned("headers-do-not-connect"),
             |h| {
                 let mut block = h.template(vec![], 0);
                 block.header.prev_hash = BlockHash([0x77; 32]);
+                solve(&mut block.header);
+                Attack::Message(Message::Headers(vec![block.header; 9]))
+            },
+        ),
+        case(
+            "headers: an announcement whose parent is unknown (answered with getheaders)",
+            Refused,
+            |h| {
+                let mut block = h.template(vec![], 0);
+                block.header.prev_hash = BlockHash([0x78; 32]);
                 solve(&mut block.header);
                 Attack::Message(Message::Headers(vec![block.header]))
             },
@@ -997,6 +1009,44 @@ fn cases() -> Vec<Case> {
                 let mut bytes = vec![PROTOCOL_VERSION, 4];
                 write_varint(&mut bytes, 1 << 40);
                 Attack::Bytes(bytes)
+            },
+        ),
+        case(
+            "message: a compact block claiming 13,614 short ids (before allocation)",
+            Banned("malformed-message"),
+            |h| {
+                let mut bytes = vec![PROTOCOL_VERSION, 13];
+                bytes.extend(h.template(vec![], 0).header.to_bytes());
+                bytes.extend(7u64.to_le_bytes());
+                write_varint(&mut bytes, MAX_COMPACT_TRANSACTIONS as u64 + 1);
+                bytes.resize(bytes.len() + 6 * (MAX_COMPACT_TRANSACTIONS + 1), 0);
+                Attack::Bytes(bytes)
+            },
+        ),
+        case(
+            "message: a compact block whose prefilled index is past its transactions",
+            Banned("malformed-message"),
+            |h| {
+                let block = h.template(vec![], 0);
+                let mut bytes = vec![PROTOCOL_VERSION, 13];
+                bytes.extend(block.header.to_bytes());
+                bytes.extend(7u64.to_le_bytes());
+                write_varint(&mut bytes, 0);
+                write_varint(&mut bytes, 1);
+                write_varint(&mut bytes, 1);
+                block.transactions[0].encode_to(&mut bytes);
+                Attack::Bytes(bytes)
+            },
+        ),
+        case(
+            "message: getblocktxn for a transaction past the block",
+            Banned("bad-getblocktxn"),
+            |h| {
+                let tip = h.chain.tip();
+                Attack::Message(Message::GetBlockTransactions {
+                    block: tip.compute_hash(),
+                    indexes: vec![tip.transactions.len()],
+                })
             },
         ),
         case(

@@ -266,6 +266,10 @@ pub struct SimulateArgs {
     /// validation by three peers) or full (whole blocks by inv and getdata, as before).
     #[arg(long, default_value = "compact")]
     pub relay: powchain_sim::Relay,
+    /// Peers each node asks to push new blocks at once (compact relay's high-bandwidth
+    /// mode, 0 to 3): more is faster and sends more duplicate compact blocks.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub high_bandwidth_peers: u8,
     /// Payments a second over the whole network (signed transactions through random
     /// nodes).
     #[arg(long, default_value_t = 20.0)]
@@ -275,6 +279,10 @@ pub struct SimulateArgs {
     /// chain.
     #[arg(long, value_parser = parse_duration)]
     pub partition: Option<std::time::Duration>,
+    /// The largest miner holds each block it finds this long (1s, 3s) before publishing
+    /// it; the report gives its share of the main chain against its hash power.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "partition")]
+    pub withhold: Option<std::time::Duration>,
     /// Simulated time per step, in milliseconds: the resolution of every delay (larger
     /// steps run faster).
     #[arg(long, default_value_t = 1)]

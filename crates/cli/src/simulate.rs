@@ -19,8 +19,12 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.tick = std::time::Duration::from_millis(args.tick_ms);
     config.payments_per_second = args.payments_per_second;
     config.relay = args.relay;
+    config.high_bandwidth_peers = usize::from(args.high_bandwidth_peers);
     if let Some(length) = args.partition {
         config.scenario = powchain_sim::Scenario::Partition { length };
+    }
+    if let Some(delay) = args.withhold {
+        config.scenario = powchain_sim::Scenario::Withholding { delay };
     }
     let started = std::time::Instant::now();
     let report = powchain_sim::run(&config).context("the simulation failed")?;

@@ -36,8 +36,6 @@ use crate::service::P2p;
 use crate::session::{Misbehaviour, Session, SessionEnd, Stop, node_error_misbehaviour};
 use crate::short_id::ShortIdKey;
 
-/// Peers asked to push new blocks to us at once (BIP-152's three).
-pub(crate) const HIGH_BANDWIDTH_PEERS: usize = 3;
 /// Compact blocks one session completes at once at most (each holds at most
 /// `MAX_COMPACT_TRANSACTIONS` slots); beyond, the oldest is given up.
 pub(crate) const MAX_PARTIAL_BLOCKS: usize = 4;
@@ -46,8 +44,9 @@ pub(crate) const MAX_PARTIAL_BLOCKS: usize = 4;
 const PUSHED_BLOCKS: usize = 16;
 
 /// The compact relay's shared state: whom we asked for pushes, what we pushed.
-#[derive(Default)]
 pub(crate) struct CompactRelay {
+    /// How many peers are asked for pushes at most (`P2pConfig::high_bandwidth_peers`).
+    limit: usize,
     /// The peers asked to push new blocks to us, longest-serving first.
     high_bandwidth: VecDeque<PeerId>,
     /// Blocks pushed to our peers, oldest first.
@@ -55,9 +54,18 @@ pub(crate) struct CompactRelay {
 }
 
 impl CompactRelay {
-    /// A new peer: asked for pushes if fewer than [`HIGH_BANDWIDTH_PEERS`] are.
+    /// Asks at most `limit` peers for pushes.
+    pub(crate) fn new(limit: usize) -> CompactRelay {
+        CompactRelay {
+            limit,
+            high_bandwidth: VecDeque::new(),
+            pushed: VecDeque::new(),
+        }
+    }
+
+    /// A new peer: asked for pushes if fewer than the limit are.
     fn admit(&mut self, peer: PeerId) -> bool {
-        if self.high_bandwidth.len() < HIGH_BANDWIDTH_PEERS {
+        if self.high_bandwidth.len() < self.limit {
             self.high_bandwidth.push_back(peer);
             true
         } else {
@@ -69,13 +77,16 @@ impl CompactRelay {
     /// whether it must be asked for pushes (it was not one) and who, if anyone, no longer
     /// is.
     fn promote(&mut self, peer: PeerId) -> (bool, Option<PeerId>) {
+        if self.limit == 0 {
+            return (false, None);
+        }
         if let Some(at) = self.high_bandwidth.iter().position(|id| *id == peer) {
             self.high_bandwidth.remove(at);
             self.high_bandwidth.push_back(peer);
             return (false, None);
         }
         self.high_bandwidth.push_back(peer);
-        let dropped = if self.high_bandwidth.len() > HIGH_BANDWIDTH_PEERS {
+        let dropped = if self.high_bandwidth.len() > self.limit {
             self.high_bandwidth.pop_front()
         } else {
             None
@@ -682,7 +693,7 @@ mod tests {
     #[test]
     fn the_three_latest_block_bringers_are_asked_for_pushes() {
         let peer = PeerId::for_test;
-        let mut relay = CompactRelay::default();
+        let mut relay = CompactRelay::new(3);
         assert!(relay.admit(peer(1)));
         assert!(relay.admit(peer(2)));
         assert!(relay.admit(peer(3)));
@@ -697,5 +708,8 @@ mod tests {
         assert_eq!(relay.promote(peer(5)), (true, None), "a free place");
         assert!(relay.first_push(BlockHash([1; 32])));
         assert!(!relay.first_push(BlockHash([1; 32])));
+        let mut none = CompactRelay::new(0);
+        assert!(!none.admit(peer(1)));
+        assert_eq!(none.promote(peer(1)), (false, None), "nobody is asked");
     }
 }

@@ -45,6 +45,10 @@ pub struct P2pConfig {
     /// push them, push ours to peers that ask. Off, blocks go by `inv` and `getdata`
     /// only, as before compact relay (a simulation compares the two).
     pub compact_blocks: bool,
+    /// Peers asked to push new blocks at once (BIP-152's high-bandwidth mode; it allows
+    /// up to 3, Bitcoin Core asks 3). Each costs a redundant compact block now and then;
+    /// fewer save bytes and give up some speed (`docs/SIMULATION.md` measures both).
+    pub high_bandwidth_peers: usize,
 }
 
 impl Default for P2pConfig {
@@ -64,6 +68,7 @@ impl Default for P2pConfig {
             max_backoff: Duration::from_secs(10),
             block_timeout: Duration::from_secs(20),
             compact_blocks: true,
+            high_bandwidth_peers: 3,
         }
     }
 }

@@ -195,6 +195,7 @@ impl P2p {
             None => 0,
         };
         let pending = PendingConnections::new(config.max_pending, config.max_pending_per_group);
+        let compact = Mutex::new(CompactRelay::new(config.high_bandwidth_peers));
         let p2p = Arc::new(P2p {
             node: Arc::clone(&node),
             config,
@@ -204,7 +205,7 @@ impl P2p {
             addresses: Mutex::new(AddressBook::default()),
             downloads: Mutex::new(Downloads::default()),
             transactions: Mutex::new(TransactionRelay::default()),
-            compact: Mutex::new(CompactRelay::default()),
+            compact,
             traffic: Traffic::default(),
             bans: Mutex::new(BanList::default()),
             pending,

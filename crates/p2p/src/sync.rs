@@ -126,6 +126,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             return Ok(());
         };
         let (parent, last) = (first.prev_hash, last.compute_hash());
+        // A peer that sends headers has their blocks' headers at least: never announce
+        // them back to it (an announcement by headers would otherwise echo on every
+        // link). Only short batches: a sync's 2,000 would churn the bounded set.
+        if headers.len() <= MAX_ANNOUNCED_HEADERS {
+            for header in &headers {
+                self.known
+                    .insert(InventoryItem::Block(header.compute_hash()));
+            }
+        }
         if self
             .presync
             .as_ref()

@@ -313,3 +313,48 @@ async fn a_wrong_transaction_makes_the_node_fetch_the_whole_block_and_a_short_an
     drop(peer);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_block_is_announced_by_its_header_to_a_peer_that_has_its_parent() {
+    let chain = TestChain::regtest_with_mature_coins(1);
+    let node = TestNode::with_chain(&chain, vec![]).await;
+    let parent = node.tip();
+    let mut peer = raw_peer(&node.url(), 47_104).await.expect("connects");
+    // The peer shows it has the node's tip; it does not ask for pushes.
+    send(
+        &mut peer,
+        Message::Inventory(vec![InventoryItem::Block(parent)]),
+    )
+    .await;
+    send(&mut peer, Message::Ping(3)).await;
+    expect(&mut peer, "pong", |message| {
+        (message == Message::Pong(3)).then_some(())
+    })
+    .await;
+    let mined = node.mine().await;
+    let announced = expect(&mut peer, "an announcement", |message| match message {
+        Message::Headers(headers) => Some(headers),
+        Message::Inventory(items)
+            if items.contains(&InventoryItem::Block(mined.compute_hash())) =>
+        {
+            panic!("announced by hash to a peer known to have the parent")
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(announced, vec![mined.header]);
+    assert_eq!(announced[0].prev_hash, parent);
+
+    // A short announcement that does not connect is answered with getheaders, no ban.
+    let mut stray = mined.header;
+    stray.prev_hash = powchain_consensus::BlockHash([0x55; 32]);
+    powchain_consensus::testkit::solve(&mut stray);
+    send(&mut peer, Message::Headers(vec![stray])).await;
+    expect(&mut peer, "getheaders", |message| match message {
+        Message::GetHeaders { .. } => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(node.p2p.banned().is_empty());
+    node.stop().await;
+}

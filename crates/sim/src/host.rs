@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use powchain_consensus::pow::HeaderHasher;
-use powchain_consensus::{Address, BlockHash, Network};
+use powchain_consensus::{Address, Block, BlockHash, Network};
 use powchain_node::{Clock, Node, NodeConfig, NodeEvent};
 use powchain_p2p::{Environment, NodeCalls, P2p, P2pConfig, PeerUrl, Randomness, ValidationDelay};
 use tokio::sync::broadcast::error::RecvError;
@@ -88,6 +88,10 @@ pub(crate) struct HostPlan {
     pub(crate) validation_delay: Option<ValidationDelay>,
     /// Relay new blocks as compact blocks (else whole, by inv and getdata).
     pub(crate) compact_blocks: bool,
+    /// Peers it asks to push new blocks.
+    pub(crate) high_bandwidth_peers: usize,
+    /// Hold each block found this long before publishing it (the withholding scenario).
+    pub(crate) withhold: Option<Duration>,
     pub(crate) uplink: Arc<Uplink>,
     pub(crate) recorder: Arc<Mutex<Recorder>>,
     /// The run reads each node's final state from here.
@@ -125,6 +129,7 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
         max_inbound_per_group: 125,
         max_pending_per_group: 64,
         compact_blocks: plan.compact_blocks,
+        high_bandwidth_peers: plan.high_bandwidth_peers,
         ..P2pConfig::default()
     };
     let environment = Environment {
@@ -180,10 +185,25 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
     let payout = lock(&plan.users).address();
     for (found, at) in plan.schedule.iter().enumerate() {
         tokio::time::sleep(at.saturating_sub(now())).await;
-        if let Err(error) = mine(&node, &plan, payout, found) {
-            lock(&plan.recorder)
-                .errors
-                .push(format!("node {} could not mine: {error}", plan.index));
+        let block = match find(&node, &plan, payout, found) {
+            Ok(block) => block,
+            Err(error) => {
+                lock(&plan.recorder)
+                    .errors
+                    .push(format!("node {} could not mine: {error}", plan.index));
+                continue;
+            }
+        };
+        match plan.withhold {
+            None => publish(&node, &plan, block),
+            Some(delay) => {
+                // Held back while the miner goes on mining on the public tip.
+                let (node, plan) = (Arc::clone(&node), Arc::clone(&plan));
+                tasks.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    publish(&node, &plan, block);
+                });
+            }
         }
     }
     std::future::pending::<()>().await;
@@ -191,29 +211,39 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
 }
 
 /// Finds a block on the node's tip, with the pool's best transactions, paying the users
-/// (regtest's target is met by every other hash: no real hashing), and submits it.
-fn mine(
+/// (regtest's target is met by every other hash: no real hashing).
+fn find(
     node: &Node,
     plan: &HostPlan,
     payout: Address,
     found: usize,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<Block, Box<dyn std::error::Error>> {
     let note = format!("sim {} {found}", plan.index).into_bytes();
     let mut block = node.block_template(payout, note, true)?;
     let target = block.header.bits.to_target()?;
-    let (nonce, hash) = HeaderHasher::new(&block.header)
+    let (nonce, _) = HeaderHasher::new(&block.header)
         .search(target, 0, u64::MAX)
         .ok_or("no nonce meets the target")?;
     block.header.nonce = nonce;
+    Ok(block)
+}
+
+/// Hands a found block to the miner's node (which relays it), recording it as found
+/// now: propagation is timed from publication.
+fn publish(node: &Node, plan: &HostPlan, block: Block) {
     let height = block.coinbase_height().map_or(0, |height| height.0);
     lock(&plan.recorder).mined.push(Mined {
-        hash,
+        hash: block.compute_hash(),
         miner: plan.index,
         height,
         at: now(),
     });
-    node.submit_block(block)?;
-    Ok(())
+    if let Err(error) = node.submit_block(block) {
+        lock(&plan.recorder).errors.push(format!(
+            "node {} could not publish a block: {error}",
+            plan.index
+        ));
+    }
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

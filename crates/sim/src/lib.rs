@@ -34,7 +34,7 @@ use std::time::Duration;
 pub use payments::PaymentsReport;
 pub use powchain_p2p::ValidationDelay;
 pub use report::{MessageTotals, Propagation, Report, RunSettings, Spread};
-pub use scenario::{PartitionReport, Scenario};
+pub use scenario::{PartitionReport, Scenario, WithholdingReport};
 pub use topology::LatencyModel;
 
 use crate::host::{HostPlan, Recorder, lock};
@@ -77,6 +77,8 @@ pub struct SimConfig {
     pub validation_delay: Option<ValidationDelay>,
     /// How blocks cross links.
     pub relay: Relay,
+    /// Peers each node asks to push new blocks (compact relay's high-bandwidth mode).
+    pub high_bandwidth_peers: usize,
 }
 
 /// How blocks cross links.
@@ -129,6 +131,7 @@ impl SimConfig {
             payments_per_second: 20.0,
             validation_delay: Some(MEASURED_VALIDATION),
             relay: Relay::Compact,
+            high_bandwidth_peers: 3,
         }
     }
 }
@@ -169,6 +172,14 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
     }
     let mining_end = WARM_UP + config.duration;
     let split_at = WARM_UP + config.duration / 4;
+    if let Scenario::Withholding { delay } = config.scenario {
+        if delay.is_zero() || delay >= SETTLE {
+            return Err(SimError::Settings(format!(
+                "a withholding delay must be above zero and below the {} s the run settles",
+                SETTLE.as_secs()
+            )));
+        }
+    }
     if let Scenario::Partition { length } = config.scenario {
         if length.is_zero() || split_at + length >= mining_end {
             return Err(SimError::Settings(format!(
@@ -233,6 +244,11 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             users: Arc::clone(&users),
             validation_delay: config.validation_delay,
             compact_blocks: config.relay == Relay::Compact,
+            high_bandwidth_peers: config.high_bandwidth_peers,
+            withhold: match config.scenario {
+                Scenario::Withholding { delay } if index == topology.largest_miner() => Some(delay),
+                _ => None,
+            },
             uplink: Arc::clone(&uplinks[index]),
             recorder: Arc::clone(&recorder),
             nodes: Arc::clone(&nodes),
@@ -247,7 +263,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         }
     }
     let mut partition = match config.scenario {
-        Scenario::Steady => None,
+        Scenario::Steady | Scenario::Withholding { .. } => None,
         Scenario::Partition { length } => Some(Partition::new(
             &mut rng.fork(3),
             config.nodes,
@@ -286,10 +302,21 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         .iter()
         .map(|mined| (mined.miner, mined.at))
         .collect();
+    let mined = recorder.mined.clone();
     let mut report = measure(config, &nodes, recorder, bytes_sent, blocks_scheduled);
+    report.stale_floor_ppm = topology.stale_floor_ppm(config.block_interval);
     report.set_traffic(traffic, config.nodes);
     report.payments = payments_report(&lock(&users), &nodes, &report);
     report.partition = partition.map(|partition| partition.report(&found, &shares));
+    if let Scenario::Withholding { delay } = config.scenario {
+        report.withholding = Some(withholding_report(
+            &nodes,
+            &mined,
+            topology.largest_miner(),
+            &shares,
+            delay,
+        ));
+    }
     Ok(report)
 }
 
@@ -305,6 +332,49 @@ fn total_traffic(
         total.bytes += traffic.sent_bytes;
     }
     totals
+}
+
+/// How many blocks the withholding `miner` found and how many of them, and of all blocks
+/// found in the run, the final main chain holds.
+fn withholding_report(
+    nodes: &[Arc<powchain_node::Node>],
+    mined: &[host::Mined],
+    miner: usize,
+    shares: &[f64],
+    delay: Duration,
+) -> WithholdingReport {
+    // The most common final tip's chain (the nodes converge by the end of a run).
+    let reference = nodes.iter().max_by_key(|node| {
+        let tip = node.tip();
+        (
+            nodes
+                .iter()
+                .filter(|other| other.tip().hash == tip.hash)
+                .count(),
+            std::cmp::Reverse(tip.hash),
+        )
+    });
+    let on_main = |block: &&host::Mined| {
+        reference.is_some_and(|node| {
+            node.hash_at(powchain_consensus::BlockHeight(block.height)) == Some(block.hash)
+        })
+    };
+    let main_chain = mined.iter().filter(on_main).count();
+    let ours_on_main = mined
+        .iter()
+        .filter(|block| block.miner == miner)
+        .filter(on_main)
+        .count();
+    WithholdingReport {
+        miner,
+        delay_ms: delay.as_millis() as u64,
+        hash_share_ppm: (shares.get(miner).copied().unwrap_or(0.0) * 1e6).round() as u64,
+        blocks_found: mined.iter().filter(|block| block.miner == miner).count(),
+        blocks_on_main_chain: ours_on_main,
+        main_chain_share_ppm: (ours_on_main as u64 * 1_000_000)
+            .checked_div(main_chain as u64)
+            .unwrap_or(0),
+    }
 }
 
 /// The simulated host name of node `index`.
@@ -483,6 +553,7 @@ fn measure(
             tick_ms: config.tick.as_millis() as u64,
             payments_per_second: config.payments_per_second,
             relay: config.relay,
+            high_bandwidth_peers: config.high_bandwidth_peers,
             validation_delay_us: config.validation_delay.map(|delay| {
                 (
                     delay.per_block.as_micros() as u64,
@@ -494,6 +565,7 @@ fn measure(
         blocks_found: found,
         main_chain_height: main.map_or(0, |(_, height)| height),
         stale_blocks: stale,
+        stale_floor_ppm: 0,
         stale_rate_ppm: if found == 0 {
             0
         } else {
@@ -521,6 +593,7 @@ fn measure(
         missed_events: recorder.missed_events,
         errors,
         partition: None,
+        withholding: None,
         payments: PaymentsReport::default(),
         arrival_curves,
     }
@@ -594,6 +667,27 @@ mod tests {
     }
 
     #[test]
+    fn a_miner_that_holds_its_blocks_back_loses_them_to_the_network() {
+        let mut config = SimConfig::new(10, 5, Duration::from_secs(90));
+        config.tick = Duration::from_millis(5);
+        config.payments_per_second = 2.0;
+        config.scenario = Scenario::Withholding {
+            delay: Duration::from_secs(6),
+        };
+        let report = run(&config).expect("runs");
+        println!("{report}");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert!(report.converged, "{report}");
+        let withholding = report.withholding.clone().expect("a withholding report");
+        assert!(withholding.blocks_found >= 3, "{report}");
+        // Two block intervals late, most of its blocks have a rival with a head start.
+        assert!(
+            withholding.main_chain_share_ppm < withholding.hash_share_ppm / 2,
+            "{report}"
+        );
+    }
+
+    #[test]
     fn settings_that_describe_no_network_are_refused() {
         let mut config = SimConfig::new(1, 7, Duration::from_secs(60));
         assert!(matches!(run(&config), Err(SimError::Settings(_))));
@@ -610,6 +704,13 @@ mod tests {
         assert!(
             matches!(run(&config), Err(SimError::Settings(_))),
             "ends after mining"
+        );
+        config.scenario = Scenario::Withholding {
+            delay: Duration::from_secs(30),
+        };
+        assert!(
+            matches!(run(&config), Err(SimError::Settings(_))),
+            "published after the run"
         );
     }
 }

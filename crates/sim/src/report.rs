@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::Relay;
 use crate::payments::PaymentsReport;
-use crate::scenario::PartitionReport;
+use crate::scenario::{PartitionReport, WithholdingReport};
 use crate::topology::LatencyModel;
 
 /// A run's settings as the report echoes them.
@@ -36,6 +36,8 @@ pub struct RunSettings {
     pub payments_per_second: f64,
     /// How blocks crossed links.
     pub relay: Relay,
+    /// Peers each node asked to push new blocks.
+    pub high_bandwidth_peers: usize,
     /// Validation times: per block, per payment in a block, per relayed transaction (µs).
     pub validation_delay_us: Option<(u64, u64, u64)>,
 }
@@ -102,6 +104,11 @@ pub struct Report {
     pub stale_blocks: usize,
     /// `stale_blocks / blocks_found`, in parts per million.
     pub stale_rate_ppm: u64,
+    /// The stale rate the network's latencies allow at best, in parts per million: if
+    /// every block reached every node over its direct link at once, with no validation
+    /// or bandwidth cost (`Topology::stale_floor_ppm`). The bound the measured rate is
+    /// read against.
+    pub stale_floor_ppm: u64,
     /// How fast main-chain blocks spread.
     pub propagation: Propagation,
     /// Bytes every node sent, on average, per block found (everything the peer layer
@@ -125,6 +132,8 @@ pub struct Report {
     pub errors: Vec<String>,
     /// What the partition did, in that scenario.
     pub partition: Option<PartitionReport>,
+    /// What the withholding miner got, in that scenario.
+    pub withholding: Option<WithholdingReport>,
     /// What the users paid.
     pub payments: PaymentsReport,
     /// For each main-chain block found in the run, when each node connected it (ms since
@@ -199,11 +208,12 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             formatter,
-            "blocks found {}, main chain height {}, stale {} ({:.2}%)",
+            "blocks found {}, main chain height {}, stale {} ({:.2}%; latency floor {:.2}%)",
             self.blocks_found,
             self.main_chain_height,
             self.stale_blocks,
-            self.stale_rate_ppm as f64 / 10_000.0
+            self.stale_rate_ppm as f64 / 10_000.0,
+            self.stale_floor_ppm as f64 / 10_000.0
         )?;
         let propagation = &self.propagation;
         for (label, spread) in [
@@ -271,6 +281,19 @@ impl fmt::Display for Report {
                     "the nodes did NOT converge on the most-work chain within the run"
                 )?,
             }
+        }
+        if let Some(withholding) = &self.withholding {
+            write!(
+                formatter,
+                "\nwithholding: node {} ({:.1}% of the hash power) held each block {} ms: \
+                 found {}, {} on the main chain ({:.1}% of the main chain's blocks)",
+                withholding.miner,
+                withholding.hash_share_ppm as f64 / 10_000.0,
+                withholding.delay_ms,
+                withholding.blocks_found,
+                withholding.blocks_on_main_chain,
+                withholding.main_chain_share_ppm as f64 / 10_000.0
+            )?;
         }
         if !self.errors.is_empty()
             || self.missed_events > 0

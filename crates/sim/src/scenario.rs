@@ -1,5 +1,6 @@
-//! Faults a run injects, and what they did: today a partition of the network into two
-//! halves, healed after a while.
+//! Faults a run injects, and what they did: a partition of the network into two halves,
+//! healed after a while; or the largest miner withholding each block it finds for a
+//! while before publishing it.
 //!
 //! ```text
 //!   mining ─────────────────────────────────────────────────────────▶
@@ -32,6 +33,32 @@ pub enum Scenario {
         /// How long the halves stay apart.
         length: Duration,
     },
+    /// The node with the most hash power holds each block it finds for `delay` before
+    /// publishing it (to its own node, and so to the network), mining on the public tip
+    /// meanwhile: what late publication costs a miner, or what a withholding pool
+    /// risks.
+    Withholding {
+        /// How long each of its blocks is held.
+        delay: Duration,
+    },
+}
+
+/// What the withholding miner got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WithholdingReport {
+    /// The withholding node.
+    pub miner: usize,
+    /// How long it held each block, in ms.
+    pub delay_ms: u64,
+    /// Its share of the hash power, in parts per million.
+    pub hash_share_ppm: u64,
+    /// Blocks it found.
+    pub blocks_found: usize,
+    /// Of those, on the final main chain.
+    pub blocks_on_main_chain: usize,
+    /// Its share of the main chain's blocks found in the run, in parts per million: the
+    /// figure to read against its hash share.
+    pub main_chain_share_ppm: u64,
 }
 
 /// What a partition did.

@@ -142,6 +142,43 @@ impl Topology {
         Topology { nodes, latency }
     }
 
+    /// The stale rate physics allows at mean block interval `interval`: the share of
+    /// blocks some other miner would beat if every block reached every node over its
+    /// direct link at once (no validation, no bandwidth, no relay hops). A block of node
+    /// `i` races while another miner `j` has not heard of it, for the one-way latency
+    /// between them: the chance that a block is found by someone in that window is
+    /// `1 - exp(-sum over j of share_j * latency_ij / interval)`; averaged over who finds
+    /// the block. In parts per million.
+    pub(crate) fn stale_floor_ppm(&self, interval: Duration) -> u64 {
+        let interval = interval.as_secs_f64();
+        if interval <= 0.0 {
+            return 0;
+        }
+        let floor: f64 = (0..self.nodes.len())
+            .map(|finder| {
+                let exposure: f64 = (0..self.nodes.len())
+                    .filter(|other| *other != finder)
+                    .map(|other| {
+                        self.nodes[other].hash_share * self.one_way(finder, other).as_secs_f64()
+                    })
+                    .sum();
+                self.nodes[finder].hash_share * (1.0 - (-exposure / interval).exp())
+            })
+            .sum();
+        (floor * 1_000_000.0).round() as u64
+    }
+
+    /// The node with the most hash power (the first of equals).
+    pub(crate) fn largest_miner(&self) -> usize {
+        let mut largest = 0;
+        for (index, node) in self.nodes.iter().enumerate() {
+            if node.hash_share > self.nodes[largest].hash_share {
+                largest = index;
+            }
+        }
+        largest
+    }
+
     /// The one-way delay between two nodes.
     pub(crate) fn one_way(&self, a: usize, b: usize) -> Duration {
         match self.latency {
@@ -194,5 +231,22 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_stale_floor_grows_with_latency_and_shrinks_with_the_interval() {
+        let draw = |latency| Topology::draw(&mut SimRng::new(4), 30, 8, latency, (20, 100));
+        let (wan, lan) = (draw(LatencyModel::Wan), draw(LatencyModel::Lan));
+        let three = Duration::from_secs(3);
+        // On a LAN every link takes 1 ms: about (1 - the finder's share) * 1 ms / 3 s.
+        let lan_floor = lan.stale_floor_ppm(three);
+        assert!((200..=334).contains(&lan_floor), "{lan_floor} ppm");
+        let wan_floor = wan.stale_floor_ppm(three);
+        assert!(
+            wan_floor > 10 * lan_floor,
+            "{wan_floor} against {lan_floor} ppm"
+        );
+        assert!(wan.stale_floor_ppm(Duration::from_secs(600)) < wan_floor / 100);
+        assert_eq!(wan.stale_floor_ppm(Duration::ZERO), 0);
     }
 }

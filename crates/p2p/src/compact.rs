@@ -350,9 +350,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         hash: BlockHash,
         compact: &CompactBlock,
     ) -> Result<(), SessionEnd> {
-        // Not marked as known: the push may come before the peer can place the block
-        // (its parent still on its way), so the `inv` after validation follows as usual.
-        if !self.known.contains(&InventoryItem::Block(hash)) {
+        // A peer that cannot place it yet (its parent still on the way) asks for headers
+        // and rebuilds it then: no announcement needs to follow.
+        if self.known.insert(InventoryItem::Block(hash)) {
             self.send(&Message::CompactBlock(Box::new(compact.clone())))
                 .await?;
         }
@@ -460,7 +460,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 return Ok(());
             }
             Err(NodeError::Chain(ChainError::UnknownParent { .. })) => {
-                // We are behind: headers first, then its block through the downloads.
+                // We are behind: headers first; the block is rebuilt once its parent's
+                // header has come (sync.rs), so the pusher need not announce it again.
+                self.unplaced_compact = Some(compact);
                 self.request_headers(None).await?;
                 return Ok(());
             }

@@ -294,6 +294,9 @@ pub(crate) struct Session<S> {
     /// When we last asked for headers because an announcement did not connect: at most
     /// one such request a second (sync.rs).
     pub(crate) last_unconnected_request: Option<Instant>,
+    /// A compact block whose parent we did not know: rebuilt when headers bring the
+    /// parent (compact.rs, sync.rs).
+    pub(crate) unplaced_compact: Option<crate::message::CompactBlock>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
@@ -319,6 +322,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             redownload: None,
             compact_in_progress: VecDeque::new(),
             last_unconnected_request: None,
+            unplaced_compact: None,
         }
     }
 

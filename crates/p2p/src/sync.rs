@@ -159,6 +159,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 .iter()
                 .any(|header| header.compute_hash() == redownload.target)
         });
+        let stored_hashes: Vec<BlockHash> = if self.unplaced_compact.is_some() {
+            headers.iter().map(Header::compute_hash).collect()
+        } else {
+            Vec::new()
+        };
         let result = self
             .p2p
             .blocking(move |node| node.accept_peer_headers(&headers, require_work))
@@ -177,6 +182,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     self.request_headers(Some(last)).await?;
                 }
                 self.p2p.pump_downloads().await;
+                // A compact block we could not place waited for one of these.
+                let placed = self
+                    .unplaced_compact
+                    .take_if(|compact| stored_hashes.contains(&compact.header.prev_hash));
+                if let Some(compact) = placed {
+                    self.on_compact_block(compact).await?;
+                }
                 Ok(())
             }
             Ok(PeerHeaders::LowWork {

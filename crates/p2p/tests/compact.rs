@@ -358,3 +358,51 @@ async fn a_new_block_is_announced_by_its_header_to_a_peer_that_has_its_parent() 
     assert!(node.p2p.banned().is_empty());
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_block_whose_parent_is_missing_is_rebuilt_once_headers_bring_the_parent() {
+    let mut chain = TestChain::regtest_with_mature_coins(1);
+    let node = TestNode::with_chain(&chain, vec![]).await;
+    chain.mine_empty(2);
+    let (parent, child) = (
+        chain.blocks[chain.blocks.len() - 2].clone(),
+        chain.blocks[chain.blocks.len() - 1].clone(),
+    );
+    let mut peer = pushing_peer(&node, 47_105).await;
+    // The child first: the node cannot place it, and asks for headers.
+    send(
+        &mut peer,
+        Message::CompactBlock(Box::new(compact_of(&child, &[0]))),
+    )
+    .await;
+    expect(&mut peer, "getheaders", |message| match message {
+        Message::GetHeaders { .. } => Some(()),
+        _ => None,
+    })
+    .await;
+    // Headers bring the parent's; the node fetches the parent and, with no further
+    // announcement of the child, ends on the child: it kept the compact block.
+    send(&mut peer, Message::Headers(vec![parent.header])).await;
+    let asked = expect(
+        &mut peer,
+        "getdata for the parent",
+        |message| match message {
+            Message::GetData(items) => Some(items),
+            _ => None,
+        },
+    )
+    .await;
+    let hash = parent.compute_hash();
+    assert!(
+        asked == vec![InventoryItem::CompactBlock(hash)]
+            || asked == vec![InventoryItem::Block(hash)],
+        "{asked:?}"
+    );
+    send(&mut peer, Message::Block(Box::new(parent))).await;
+    wait_until("the node is on the pushed block", LIMIT, || async {
+        node.tip() == child.compute_hash()
+    })
+    .await;
+    assert!(node.p2p.banned().is_empty());
+    node.stop().await;
+}

@@ -34,7 +34,7 @@ use std::time::Duration;
 pub use payments::PaymentsReport;
 pub use powchain_p2p::ValidationDelay;
 pub use report::{MessageTotals, Propagation, Report, RunSettings, Spread};
-pub use scenario::{PartitionReport, Scenario, WithholdingReport};
+pub use scenario::{MinerShare, PartitionReport, Scenario};
 pub use topology::LatencyModel;
 
 use crate::host::{HostPlan, Recorder, lock};
@@ -308,15 +308,11 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
     report.set_traffic(traffic, config.nodes);
     report.payments = payments_report(&lock(&users), &nodes, &report);
     report.partition = partition.map(|partition| partition.report(&found, &shares));
-    if let Scenario::Withholding { delay } = config.scenario {
-        report.withholding = Some(withholding_report(
-            &nodes,
-            &mined,
-            topology.largest_miner(),
-            &shares,
-            delay,
-        ));
-    }
+    let held = match config.scenario {
+        Scenario::Withholding { delay } => delay,
+        _ => Duration::ZERO,
+    };
+    report.largest_miner = miner_share(&nodes, &mined, topology.largest_miner(), &shares, held);
     Ok(report)
 }
 
@@ -334,15 +330,15 @@ fn total_traffic(
     totals
 }
 
-/// How many blocks the withholding `miner` found and how many of them, and of all blocks
-/// found in the run, the final main chain holds.
-fn withholding_report(
+/// How many blocks `miner` found and how many of them, and of all blocks found in the
+/// run, the final main chain holds.
+fn miner_share(
     nodes: &[Arc<powchain_node::Node>],
     mined: &[host::Mined],
     miner: usize,
     shares: &[f64],
     delay: Duration,
-) -> WithholdingReport {
+) -> MinerShare {
     // The most common final tip's chain (the nodes converge by the end of a run).
     let reference = nodes.iter().max_by_key(|node| {
         let tip = node.tip();
@@ -365,9 +361,9 @@ fn withholding_report(
         .filter(|block| block.miner == miner)
         .filter(on_main)
         .count();
-    WithholdingReport {
+    MinerShare {
         miner,
-        delay_ms: delay.as_millis() as u64,
+        held_ms: delay.as_millis() as u64,
         hash_share_ppm: (shares.get(miner).copied().unwrap_or(0.0) * 1e6).round() as u64,
         blocks_found: mined.iter().filter(|block| block.miner == miner).count(),
         blocks_on_main_chain: ours_on_main,
@@ -593,7 +589,7 @@ fn measure(
         missed_events: recorder.missed_events,
         errors,
         partition: None,
-        withholding: None,
+        largest_miner: MinerShare::default(),
         payments: PaymentsReport::default(),
         arrival_curves,
     }
@@ -678,7 +674,8 @@ mod tests {
         println!("{report}");
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         assert!(report.converged, "{report}");
-        let withholding = report.withholding.clone().expect("a withholding report");
+        let withholding = report.largest_miner.clone();
+        assert_eq!(withholding.held_ms, 6_000);
         assert!(withholding.blocks_found >= 3, "{report}");
         // Two block intervals late, most of its blocks have a rival with a head start.
         assert!(

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::Relay;
 use crate::payments::PaymentsReport;
-use crate::scenario::{PartitionReport, WithholdingReport};
+use crate::scenario::{MinerShare, PartitionReport};
 use crate::topology::LatencyModel;
 
 /// A run's settings as the report echoes them.
@@ -132,8 +132,9 @@ pub struct Report {
     pub errors: Vec<String>,
     /// What the partition did, in that scenario.
     pub partition: Option<PartitionReport>,
-    /// What the withholding miner got, in that scenario.
-    pub withholding: Option<WithholdingReport>,
+    /// What the largest miner got (the one that withholds, in that scenario): its share
+    /// of the main chain against its hash power.
+    pub largest_miner: MinerShare,
     /// What the users paid.
     pub payments: PaymentsReport,
     /// For each main-chain block found in the run, when each node connected it (ms since
@@ -282,19 +283,18 @@ impl fmt::Display for Report {
                 )?,
             }
         }
-        if let Some(withholding) = &self.withholding {
-            write!(
-                formatter,
-                "\nwithholding: node {} ({:.1}% of the hash power) held each block {} ms: \
-                 found {}, {} on the main chain ({:.1}% of the main chain's blocks)",
-                withholding.miner,
-                withholding.hash_share_ppm as f64 / 10_000.0,
-                withholding.delay_ms,
-                withholding.blocks_found,
-                withholding.blocks_on_main_chain,
-                withholding.main_chain_share_ppm as f64 / 10_000.0
-            )?;
-        }
+        let miner = &self.largest_miner;
+        write!(
+            formatter,
+            "\nlargest miner: node {} ({:.1}% of the hash power), held each block {} ms: \
+             found {}, {} on the main chain ({:.1}% of the main chain's blocks)",
+            miner.miner,
+            miner.hash_share_ppm as f64 / 10_000.0,
+            miner.held_ms,
+            miner.blocks_found,
+            miner.blocks_on_main_chain,
+            miner.main_chain_share_ppm as f64 / 10_000.0
+        )?;
         if !self.errors.is_empty()
             || self.missed_events > 0
             || propagation.blocks_not_everywhere > 0

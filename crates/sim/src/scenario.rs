@@ -43,13 +43,13 @@ pub enum Scenario {
     },
 }
 
-/// What the withholding miner got.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct WithholdingReport {
-    /// The withholding node.
+/// What the largest miner got: in the withholding scenario, the miner that withholds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MinerShare {
+    /// The node with the most hash power.
     pub miner: usize,
-    /// How long it held each block, in ms.
-    pub delay_ms: u64,
+    /// How long it held each block before publishing it, in ms (0: it did not).
+    pub held_ms: u64,
     /// Its share of the hash power, in parts per million.
     pub hash_share_ppm: u64,
     /// Blocks it found.

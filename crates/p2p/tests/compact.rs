@@ -10,21 +10,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Socket, TestNode, closed_by_node, raw_peer, wait_converged, wait_until};
-use futures_util::{SinkExt, StreamExt};
+use common::{Socket, TestNode, closed_by_node, raw_peer, send, wait_converged, wait_until};
+use futures_util::StreamExt;
 use powchain_consensus::testkit::TestChain;
 use powchain_consensus::{Amount, Block, Transaction, TxOut};
 use powchain_p2p::{CompactBlock, InventoryItem, Message, MessageTraffic, PrefilledTransaction};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-async fn send(socket: &mut Socket, message: Message) {
-    socket
-        .send(Frame::binary(message.to_bytes()))
-        .await
-        .expect("send");
-}
 
 /// Reads messages until `wanted` picks one (or fails after `LIMIT`).
 async fn expect<T>(socket: &mut Socket, what: &str, wanted: impl Fn(Message) -> Option<T>) -> T {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Socket, TestNode, raw_peer, wait_until};
+use common::{Socket, TestNode, raw_peer, send, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use powchain_consensus::testkit::TestChain;
 use powchain_consensus::{Amount, BlockHeight, Transaction, TxOut, Txid};
@@ -23,13 +23,6 @@ use powchain_p2p::{InventoryItem, Message};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-async fn send(socket: &mut Socket, message: Message) {
-    socket
-        .send(Frame::binary(message.to_bytes()))
-        .await
-        .expect("send");
-}
 
 /// Reads messages until one matches `wanted` (or fails after `LIMIT`).
 async fn expect_message(socket: &mut Socket, what: &str, wanted: impl Fn(&Message) -> bool) {

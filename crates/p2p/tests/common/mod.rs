@@ -49,6 +49,14 @@ pub async fn raw_peer(url: &str, listen_port: u16) -> Option<Socket> {
     Some(socket)
 }
 
+/// Sends one protocol message over a raw peer's socket.
+pub async fn send(socket: &mut Socket, message: Message) {
+    socket
+        .send(Frame::binary(message.to_bytes()))
+        .await
+        .expect("send");
+}
+
 /// Reads until the node closes the connection; false if it stays open for `limit`.
 pub async fn closed_by_node(socket: &mut Socket, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;

@@ -414,6 +414,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     pub(crate) async fn on_compact_block(&mut self, compact: CompactBlock) -> Result<(), Stop> {
         let hash = compact.header.compute_hash();
         self.known.insert(InventoryItem::Block(hash));
+        if self
+            .compact_in_progress
+            .iter()
+            .any(|partial| partial.hash == hash)
+        {
+            // Sent again while we wait for its transactions: one pool lookup is enough.
+            return Ok(());
+        }
         // Asked of this peer (low-bandwidth mode), or pushed unasked.
         let requested = self.p2p.is_in_flight_from(self.id, &hash);
         let header = compact.header;
@@ -463,7 +471,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 // We are behind: headers first; the block is rebuilt once its parent's
                 // header has come (sync.rs), so the pusher need not announce it again.
                 self.unplaced_compact = Some(compact);
-                self.request_headers(None).await?;
+                self.request_unconnected_headers().await?;
                 return Ok(());
             }
             Err(error) => {

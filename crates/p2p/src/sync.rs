@@ -219,18 +219,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             {
                 // An announcement of blocks whose parent we lack (we missed a block, or
                 // the peer thought we had it): ask for the headers in between.
-                let now = tokio::time::Instant::now();
-                let recent = self
-                    .last_unconnected_request
-                    .is_some_and(|at| now.duration_since(at) < UNCONNECTED_REQUEST_INTERVAL);
-                if !recent {
-                    self.last_unconnected_request = Some(now);
-                    self.request_headers(None).await?;
-                }
-                Ok(())
+                Ok(self.request_unconnected_headers().await?)
             }
             Err(error) => Err(node_error_misbehaviour(&error, "headers-do-not-connect").into()),
         }
+    }
+
+    /// Asks for headers because an announcement (headers or a compact block) did not
+    /// connect, at most once per [`UNCONNECTED_REQUEST_INTERVAL`]: a peer sending
+    /// announcements of unknown parents cannot make us send a locator for each.
+    pub(crate) async fn request_unconnected_headers(&mut self) -> Result<(), SessionEnd> {
+        let now = tokio::time::Instant::now();
+        let recent = self
+            .last_unconnected_request
+            .is_some_and(|at| now.duration_since(at) < UNCONNECTED_REQUEST_INTERVAL);
+        if recent {
+            return Ok(());
+        }
+        self.last_unconnected_request = Some(now);
+        self.request_headers(None).await
     }
 
     /// Announces the new blocks among `items` by their headers (BIP-130) when the peer is

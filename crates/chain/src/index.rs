@@ -16,14 +16,20 @@
 //! the leaves below it (skip pointers), marks its descendants by walking back from them,
 //! and picks the next best leaf in time linear in the descendants, never in the size of the
 //! index, and at no memory cost per header.
+//!
+//! Memory: a block is one `Entry` of 152 bytes (its header with the parent as an id,
+//! height, work, status, arrival order, skip pointer and chain-data flag) in chunks of
+//! `CHUNK`, plus a 4-byte id in a hash table keyed by block hash and a 4-byte id in the
+//! main chain: about 16 MB at 100,000 blocks (docs/BENCHMARKS.md).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ops::Index;
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, RandomState};
 
+use hashbrown::HashTable;
 use powchain_consensus::difficulty::compute_median_time_past;
 use powchain_consensus::validation::{HeaderContext, HeaderSummary, next_required_bits};
-use powchain_consensus::{BlockHash, BlockHeight, Header, Params, Work};
+use powchain_consensus::{BlockHash, BlockHeight, CompactTarget, Header, MerkleRoot, Params, Work};
 
 use crate::store::{BlockStatus, IndexRecord};
 
@@ -59,139 +65,362 @@ fn rank(hash: BlockHash, record: &IndexRecord) -> Rank {
     (record.chain_work, Reverse(record.sequence), hash)
 }
 
+/// An indexed block's place in [`BlockIndex`]'s entries: ids are given in the order blocks
+/// are indexed and never reused (the index only grows).
+type Id = u32;
+
+/// No block: genesis's parent, a block without a skip pointer.
+const NO_ID: Id = Id::MAX;
+
+/// Entries per chunk. The entries grow a chunk at a time: no reallocation copies the whole
+/// index, and at most one chunk is allocated ahead of use.
+const CHUNK: usize = 1024;
+
+/// One indexed block: its header with the parent as an id instead of a hash, and what the
+/// chain knows of it. About 150 bytes; the `HashMap<BlockHash, IndexRecord>` and the map of
+/// skip pointers it replaces took 300 to 500 bytes a block, depending on where the maps
+/// were in their doubling.
+#[derive(Clone, Copy)]
+struct Entry {
+    hash: BlockHash,
+    merkle_root: MerkleRoot,
+    chain_work: Work,
+    time_ms: u64,
+    nonce: u64,
+    height: BlockHeight,
+    sequence: u64,
+    version: u32,
+    bits: CompactTarget,
+    parent: Id,
+    skip: Id,
+    status: BlockStatus,
+    /// Its data and all its ancestors' data are stored, and it has not failed: it can be on
+    /// the main chain. Kept here for `ChainState`; not stored (rebuilt at open).
+    chain_data: bool,
+}
+
+/// The entry of `id` in chunks of [`CHUNK`] entries.
+fn entry_in(chunks: &[Vec<Entry>], id: Id) -> &Entry {
+    let id = id as usize;
+    &chunks[id / CHUNK][id % CHUNK]
+}
+
 /// Every known header, the main chain and the best header.
 pub(crate) struct BlockIndex {
-    records: HashMap<BlockHash, IndexRecord>,
-    /// Main-chain hashes by height; never empty (genesis).
-    main_chain: Vec<BlockHash>,
-    /// Each indexed block's skip pointer: its ancestor at [`skip_height`] of its height.
-    skips: HashMap<BlockHash, BlockHash>,
+    /// Entries by id, in chunks of [`CHUNK`].
+    chunks: Vec<Vec<Entry>>,
+    /// Ids by block hash, hashed with `hasher` (keyed: peers choose the headers).
+    ids: HashTable<Id>,
+    hasher: RandomState,
+    /// Main-chain ids by height; never empty (genesis).
+    main_chain: Vec<Id>,
     /// Valid headers without a valid child, ranked; the last is the best header.
     leaves: BTreeSet<Rank>,
     genesis: BlockHash,
     next_sequence: u64,
 }
 
-impl Index<&BlockHash> for BlockIndex {
-    type Output = IndexRecord;
-
-    /// The record of a block the caller knows is indexed (a main-chain block, the best
-    /// header, a parent of an indexed block).
-    fn index(&self, hash: &BlockHash) -> &IndexRecord {
-        &self.records[hash]
-    }
+/// Builds a [`BlockIndex`] from stored records in any order (the store's key order), holding
+/// no more than the index itself and a parent hash per record.
+pub(crate) struct IndexBuilder {
+    index: BlockIndex,
+    /// Each entry's parent hash, by id, until parents are linked.
+    parents: Vec<BlockHash>,
 }
 
-impl BlockIndex {
-    /// An index holding only `genesis`, the main chain's first block.
-    #[cfg(test)]
-    pub(crate) fn new(genesis_hash: BlockHash, genesis: IndexRecord) -> BlockIndex {
-        let mut records = HashMap::new();
-        records.insert(genesis_hash, genesis);
-        BlockIndex {
-            records,
-            main_chain: vec![genesis_hash],
-            skips: HashMap::new(),
-            leaves: BTreeSet::from([rank(genesis_hash, &genesis)]),
-            genesis: genesis_hash,
-            next_sequence: genesis.sequence + 1,
+impl IndexBuilder {
+    /// An empty builder for the chain that starts at `genesis`.
+    pub(crate) fn new(genesis: BlockHash) -> IndexBuilder {
+        IndexBuilder {
+            index: BlockIndex::empty(genesis),
+            parents: Vec::new(),
         }
     }
 
-    /// Builds the index from stored records and the stored tip: the main chain is the walk
-    /// from the tip to genesis, skip pointers are linked parents first, a header below a
-    /// failed block is marked `FailedAncestor` (in memory: only the failed block's own
-    /// record is stored as failed), and the best header is the valid one with the most work.
-    pub(crate) fn from_records(
-        records: HashMap<BlockHash, IndexRecord>,
-        tip: BlockHash,
-        genesis: BlockHash,
-    ) -> Result<BlockIndex, BrokenMainChain> {
+    /// Adds a stored record (a second record of the same hash is ignored).
+    pub(crate) fn add(&mut self, hash: BlockHash, record: IndexRecord) {
+        if self.index.id_of(&hash).is_some() {
+            return;
+        }
+        self.index.push_entry(hash, &record, NO_ID);
+        self.parents.push(record.header.prev_hash);
+    }
+
+    /// Links parents and skip pointers and rebuilds the main chain from `tip`. A header
+    /// whose parent is not indexed at the height below it (a damaged store) is left out,
+    /// with its descendants; a header below a failed block is marked `FailedAncestor` (in
+    /// memory: only the failed block's own record is stored as failed); the best header is
+    /// the valid one with the most work.
+    pub(crate) fn finish(self, tip: BlockHash) -> Result<BlockIndex, BrokenMainChain> {
+        let IndexBuilder { mut index, parents } = self;
+        // The main chain must lead from the tip down to genesis (at most one step a record:
+        // a damaged store may hold a cycle).
         let mut cursor = tip;
-        let mut reversed = Vec::new();
-        loop {
-            let record = records
-                .get(&cursor)
+        for _ in 0..=index.len() {
+            let id = index
+                .id_of(&cursor)
                 .ok_or(BrokenMainChain::MissingBlock(cursor))?;
-            reversed.push(cursor);
-            if record.height == BlockHeight::GENESIS {
+            if index.entry(id).height == BlockHeight::GENESIS {
+                if cursor != index.genesis {
+                    return Err(BrokenMainChain::WrongGenesis);
+                }
                 break;
             }
-            cursor = record.header.prev_hash;
+            cursor = parents[id as usize];
         }
-        if cursor != genesis {
+        if cursor != index.genesis {
             return Err(BrokenMainChain::WrongGenesis);
         }
+        let mut order: Vec<(BlockHeight, Id)> = (0..index.len())
+            .map(|id| {
+                let id = id as Id;
+                (index.entry(id).height, id)
+            })
+            .collect();
+        order.sort_unstable();
+        // Link parents, heights first; a record that cannot be placed is dropped.
+        let mut placed = vec![false; index.len()];
+        for &(height, id) in &order {
+            placed[id as usize] = if height == BlockHeight::GENESIS {
+                index.entry(id).hash == index.genesis
+            } else {
+                match index.id_of(&parents[id as usize]) {
+                    Some(parent)
+                        if placed[parent as usize]
+                            && index.entry(parent).height.next() == height =>
+                    {
+                        index.entry_mut(id).parent = parent;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+        }
+        let dropped = placed.contains(&false);
+        if dropped {
+            // Terminates: each pass holds fewer entries.
+            return Self::without_unplaced(index, &parents, &order, &placed).finish(tip);
+        }
+        // The main chain: the walk from the tip down to genesis.
+        let mut cursor = index
+            .id_of(&tip)
+            .ok_or(BrokenMainChain::MissingBlock(tip))?;
+        let mut reversed = Vec::with_capacity(index.entry(cursor).height.0 as usize + 1);
+        loop {
+            reversed.push(cursor);
+            let entry = index.entry(cursor);
+            if entry.parent == NO_ID {
+                if entry.hash != index.genesis {
+                    return Err(BrokenMainChain::WrongGenesis);
+                }
+                break;
+            }
+            cursor = entry.parent;
+        }
         reversed.reverse();
-        let next_sequence = records
-            .values()
-            .map(|record| record.sequence + 1)
+        index.main_chain = reversed;
+        index.next_sequence = (0..index.len())
+            .map(|id| index.entry(id as Id).sequence + 1)
             .max()
             .unwrap_or(0);
-        let mut index = BlockIndex {
-            records,
-            main_chain: reversed,
-            skips: HashMap::new(),
-            leaves: BTreeSet::new(),
-            genesis,
-            next_sequence,
-        };
-        let by_height = index.by_height();
-        // Parents of valid headers: every other valid header is a leaf.
-        let mut valid_parents = HashSet::new();
-        for (height, hash) in &by_height {
-            let mut record = index.records[hash];
-            index.link_skip(*hash, &record);
-            if *height == BlockHeight::GENESIS {
+        // Skip pointers and inherited failures, parents first; then the leaves.
+        let mut has_valid_child = vec![false; index.len()];
+        for &(height, id) in &order {
+            index.link_skip(id);
+            if height == BlockHeight::GENESIS {
                 continue;
             }
-            let parent = record.header.prev_hash;
-            let parent_failed = index
-                .records
-                .get(&parent)
-                .is_none_or(|parent| parent.status.is_failed());
-            if parent_failed && !record.status.is_failed() {
-                record.status = BlockStatus::FailedAncestor;
-                index.records.insert(*hash, record);
+            let parent = index.entry(id).parent;
+            if index.entry(parent).status.is_failed() && !index.entry(id).status.is_failed() {
+                index.entry_mut(id).status = BlockStatus::FailedAncestor;
             }
-            if !record.status.is_failed() {
-                valid_parents.insert(parent);
+            if !index.entry(id).status.is_failed() {
+                has_valid_child[parent as usize] = true;
             }
         }
-        for (_, hash) in by_height {
-            let record = index.records[&hash];
-            if !record.status.is_failed() && !valid_parents.contains(&hash) {
+        for (id, has_valid_child) in has_valid_child.into_iter().enumerate() {
+            let (hash, record) = index.hash_and_record(id as Id);
+            if !record.status.is_failed() && !has_valid_child {
                 index.leaves.insert(rank(hash, &record));
             }
         }
         Ok(index)
     }
 
+    /// A builder holding only the entries of `index` that were placed (rare: a damaged
+    /// store).
+    fn without_unplaced(
+        index: BlockIndex,
+        parents: &[BlockHash],
+        order: &[(BlockHeight, Id)],
+        placed: &[bool],
+    ) -> IndexBuilder {
+        let mut builder = IndexBuilder::new(index.genesis);
+        for &(_, id) in order {
+            if placed[id as usize] {
+                let (hash, mut record) = index.hash_and_record(id);
+                record.header.prev_hash = parents[id as usize];
+                builder.add(hash, record);
+            }
+        }
+        builder
+    }
+}
+
+impl BlockIndex {
+    fn empty(genesis: BlockHash) -> BlockIndex {
+        BlockIndex {
+            chunks: Vec::new(),
+            ids: HashTable::new(),
+            hasher: RandomState::new(),
+            main_chain: Vec::new(),
+            leaves: BTreeSet::new(),
+            genesis,
+            next_sequence: 0,
+        }
+    }
+
+    /// An index holding only `genesis`, the main chain's first block.
+    #[cfg(test)]
+    pub(crate) fn new(genesis_hash: BlockHash, genesis: IndexRecord) -> BlockIndex {
+        let mut builder = IndexBuilder::new(genesis_hash);
+        builder.add(genesis_hash, genesis);
+        builder
+            .finish(genesis_hash)
+            .expect("genesis alone is a main chain")
+    }
+
+    /// Builds the index from stored records (see [`IndexBuilder::finish`]).
+    #[cfg(test)]
+    pub(crate) fn from_records(
+        records: impl IntoIterator<Item = (BlockHash, IndexRecord)>,
+        tip: BlockHash,
+        genesis: BlockHash,
+    ) -> Result<BlockIndex, BrokenMainChain> {
+        let mut builder = IndexBuilder::new(genesis);
+        for (hash, record) in records {
+            builder.add(hash, record);
+        }
+        builder.finish(tip)
+    }
+
+    fn entry(&self, id: Id) -> &Entry {
+        entry_in(&self.chunks, id)
+    }
+
+    fn entry_mut(&mut self, id: Id) -> &mut Entry {
+        let id = id as usize;
+        &mut self.chunks[id / CHUNK][id % CHUNK]
+    }
+
+    fn id_of(&self, hash: &BlockHash) -> Option<Id> {
+        self.ids
+            .find(self.hasher.hash_one(hash), |&id| {
+                entry_in(&self.chunks, id).hash == *hash
+            })
+            .copied()
+    }
+
+    /// Appends an entry for `hash` with `parent` and no skip pointer yet; returns its id.
+    fn push_entry(&mut self, hash: BlockHash, record: &IndexRecord, parent: Id) -> Id {
+        let id = self.len();
+        // 2^32 - 1 headers would take over 600 GB of memory: a process never gets there.
+        let id = Id::try_from(id).expect("fewer than 2^32 - 1 indexed headers");
+        if self.chunks.last().is_none_or(|chunk| chunk.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let header = &record.header;
+        let entry = Entry {
+            hash,
+            merkle_root: header.merkle_root,
+            chain_work: record.chain_work,
+            time_ms: header.time_ms,
+            nonce: header.nonce,
+            height: record.height,
+            sequence: record.sequence,
+            version: header.version,
+            bits: header.bits,
+            parent,
+            skip: NO_ID,
+            status: record.status,
+            chain_data: false,
+        };
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.push(entry);
+        }
+        let chunks = &self.chunks;
+        let hasher = &self.hasher;
+        self.ids.insert_unique(hasher.hash_one(hash), id, |&id| {
+            hasher.hash_one(entry_in(chunks, id).hash)
+        });
+        id
+    }
+
+    /// The hash and record of an indexed block.
+    fn hash_and_record(&self, id: Id) -> (BlockHash, IndexRecord) {
+        let entry = self.entry(id);
+        let prev_hash = if entry.parent == NO_ID {
+            BlockHash::ZERO
+        } else {
+            self.entry(entry.parent).hash
+        };
+        (
+            entry.hash,
+            IndexRecord {
+                header: Header {
+                    version: entry.version,
+                    prev_hash,
+                    merkle_root: entry.merkle_root,
+                    time_ms: entry.time_ms,
+                    bits: entry.bits,
+                    nonce: entry.nonce,
+                },
+                height: entry.height,
+                chain_work: entry.chain_work,
+                status: entry.status,
+                sequence: entry.sequence,
+            },
+        )
+    }
+
     /// Every indexed block, lowest height first (parents before children).
     pub(crate) fn by_height(&self) -> Vec<(BlockHeight, BlockHash)> {
-        let mut by_height: Vec<(BlockHeight, BlockHash)> = self
-            .records
-            .iter()
-            .map(|(hash, record)| (record.height, *hash))
+        let mut by_height: Vec<(BlockHeight, BlockHash)> = (0..self.len())
+            .map(|id| {
+                let entry = self.entry(id as Id);
+                (entry.height, entry.hash)
+            })
             .collect();
         by_height.sort_unstable();
         by_height
     }
 
     /// The record of a known header.
-    pub(crate) fn get(&self, hash: &BlockHash) -> Option<&IndexRecord> {
-        self.records.get(hash)
+    pub(crate) fn get(&self, hash: &BlockHash) -> Option<IndexRecord> {
+        self.id_of(hash).map(|id| self.hash_and_record(id).1)
+    }
+
+    /// The record of a block the caller knows is indexed (a main-chain block, the best
+    /// header, a parent of an indexed block).
+    ///
+    /// # Panics
+    /// If `hash` is not indexed: a broken invariant of the caller.
+    pub(crate) fn record(&self, hash: &BlockHash) -> IndexRecord {
+        self.get(hash)
+            .unwrap_or_else(|| panic!("block {hash} is not in the block index"))
     }
 
     /// Number of known headers.
     pub(crate) fn len(&self) -> usize {
-        self.records.len()
+        self.chunks
+            .last()
+            .map_or(0, |last| (self.chunks.len() - 1) * CHUNK + last.len())
     }
 
     /// Every known header.
     #[cfg(test)]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&BlockHash, &IndexRecord)> {
-        self.records.iter()
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (BlockHash, IndexRecord)> + '_ {
+        (0..self.len()).map(|id| self.hash_and_record(id as Id))
     }
 
     /// Records a validation step of a known block that is not a failure (its data is
@@ -201,20 +430,51 @@ impl BlockIndex {
         hash: &BlockHash,
         status: BlockStatus,
     ) -> Option<IndexRecord> {
-        let record = self.records.get_mut(hash)?;
-        record.status = status;
-        Some(*record)
+        let id = self.id_of(hash)?;
+        self.entry_mut(id).status = status;
+        Some(self.hash_and_record(id).1)
+    }
+
+    /// True if the block's data and all its ancestors' data are stored and it has not
+    /// failed (as `ChainState` last said with [`BlockIndex::set_chain_data`]).
+    pub(crate) fn has_chain_data(&self, hash: &BlockHash) -> bool {
+        self.id_of(hash).is_some_and(|id| self.entry(id).chain_data)
+    }
+
+    /// Says whether a known block has chain data (see [`BlockIndex::has_chain_data`]).
+    pub(crate) fn set_chain_data(&mut self, hash: &BlockHash, chain_data: bool) {
+        if let Some(id) = self.id_of(hash) {
+            self.entry_mut(id).chain_data = chain_data;
+        }
+    }
+
+    /// The blocks with chain data whose chain has more work than `work`, with their
+    /// records: a scan of the whole index.
+    pub(crate) fn chain_data_above(&self, work: Work) -> Vec<(BlockHash, IndexRecord)> {
+        (0..self.len() as Id)
+            .filter(|&id| {
+                let entry = self.entry(id);
+                entry.chain_data && entry.chain_work > work
+            })
+            .map(|id| self.hash_and_record(id))
+            .collect()
     }
 
     /// Adds a header whose parent is indexed: its height and chain work follow from the
     /// parent's, its sequence is the next arrival number. Returns its record.
+    ///
+    /// # Panics
+    /// If the parent is not indexed: callers check it first.
     pub(crate) fn add_header(
         &mut self,
         hash: BlockHash,
         header: &Header,
         work: Work,
     ) -> IndexRecord {
-        let parent = self.records[&header.prev_hash];
+        let parent_id = self
+            .id_of(&header.prev_hash)
+            .unwrap_or_else(|| panic!("the parent of {hash} is not in the block index"));
+        let (parent_hash, parent) = self.hash_and_record(parent_id);
         let record = IndexRecord {
             header: *header,
             height: parent.height.next(),
@@ -223,9 +483,9 @@ impl BlockIndex {
             sequence: self.next_sequence,
         };
         self.next_sequence += 1;
-        self.records.insert(hash, record);
-        self.link_skip(hash, &record);
-        self.leaves.remove(&rank(header.prev_hash, &parent));
+        let id = self.push_entry(hash, &record, parent_id);
+        self.link_skip(id);
+        self.leaves.remove(&rank(parent_hash, &parent));
         self.leaves.insert(rank(hash, &record));
         record
     }
@@ -246,12 +506,12 @@ impl BlockIndex {
         status: BlockStatus,
     ) -> Vec<(BlockHash, IndexRecord)> {
         let mut changed = Vec::new();
-        let Some(record) = self.records.get_mut(&hash) else {
+        let Some(id) = self.id_of(&hash) else {
             return changed;
         };
-        let was_failed = record.status.is_failed();
-        record.status = status;
-        let record = *record;
+        let was_failed = self.entry(id).status.is_failed();
+        self.entry_mut(id).status = status;
+        let (_, record) = self.hash_and_record(id);
         changed.push((hash, record));
         if was_failed {
             // Its descendants were marked when it first failed.
@@ -266,22 +526,22 @@ impl BlockIndex {
             .collect();
         for leaf in below {
             self.leaves.remove(&leaf);
-            let mut cursor = leaf.2;
-            while cursor != hash {
-                let Some(descendant) = self.records.get_mut(&cursor) else {
-                    break;
-                };
-                if descendant.status.is_failed() {
+            let Some(mut cursor) = self.id_of(&leaf.2) else {
+                continue;
+            };
+            while cursor != id && cursor != NO_ID {
+                if self.entry(cursor).status.is_failed() {
                     break;
                 }
-                descendant.status = BlockStatus::FailedAncestor;
-                changed.push((cursor, *descendant));
-                cursor = descendant.header.prev_hash;
+                self.entry_mut(cursor).status = BlockStatus::FailedAncestor;
+                changed.push(self.hash_and_record(cursor));
+                cursor = self.entry(cursor).parent;
             }
         }
         // Its parent is a leaf again if no valid header is left below it.
-        let parent_hash = record.header.prev_hash;
-        if let Some(parent) = self.records.get(&parent_hash).copied() {
+        let parent_id = self.entry(id).parent;
+        if parent_id != NO_ID {
+            let (parent_hash, parent) = self.hash_and_record(parent_id);
             let still_has_valid_child = self
                 .leaves
                 .iter()
@@ -295,10 +555,11 @@ impl BlockIndex {
 
     /// The main chain's tip.
     pub(crate) fn tip(&self) -> BlockHash {
-        *self
+        let tip = *self
             .main_chain
             .last()
-            .expect("the main chain always holds genesis")
+            .expect("the main chain always holds genesis");
+        self.entry(tip).hash
     }
 
     /// The main chain's tip height.
@@ -307,8 +568,14 @@ impl BlockIndex {
     }
 
     /// `hash`, a child of the tip, becomes the tip.
+    ///
+    /// # Panics
+    /// If `hash` is not indexed: callers connect only indexed blocks.
     pub(crate) fn push_main(&mut self, hash: BlockHash) {
-        self.main_chain.push(hash);
+        let id = self
+            .id_of(&hash)
+            .unwrap_or_else(|| panic!("block {hash} is not in the block index"));
+        self.main_chain.push(id);
     }
 
     /// The tip leaves the main chain (never genesis).
@@ -318,37 +585,48 @@ impl BlockIndex {
         }
     }
 
-    /// The main-chain hash at `height`.
-    pub(crate) fn hash_at(&self, height: BlockHeight) -> Option<BlockHash> {
-        usize::try_from(height.0)
+    fn id_at(&self, height: u64) -> Option<Id> {
+        usize::try_from(height)
             .ok()
             .and_then(|height| self.main_chain.get(height))
             .copied()
     }
 
+    /// The main-chain hash at `height`.
+    pub(crate) fn hash_at(&self, height: BlockHeight) -> Option<BlockHash> {
+        self.id_at(height.0).map(|id| self.entry(id).hash)
+    }
+
     /// True if `hash` is on the main chain.
     pub(crate) fn is_on_main_chain(&self, hash: &BlockHash) -> bool {
-        self.records
-            .get(hash)
-            .is_some_and(|record| self.hash_at(record.height) == Some(*hash))
+        self.id_of(hash)
+            .is_some_and(|id| self.id_at(self.entry(id).height.0) == Some(id))
     }
 
     /// The ancestor of `hash` at `height` (`hash` itself at its own height), in O(log height)
     /// steps: skip pointers and parents until the main chain, then the height index.
     pub(crate) fn ancestor(&self, hash: &BlockHash, height: BlockHeight) -> Option<BlockHash> {
-        let target = height.0;
-        let mut cursor = *hash;
+        let id = self.id_of(hash)?;
+        self.ancestor_id(id, height.0)
+            .map(|ancestor| self.entry(ancestor).hash)
+    }
+
+    fn ancestor_id(&self, id: Id, target: u64) -> Option<Id> {
+        let mut cursor = id;
         loop {
-            let record = self.records.get(&cursor)?;
-            let walk = record.height.0;
+            if cursor == NO_ID {
+                return None;
+            }
+            let entry = self.entry(cursor);
+            let walk = entry.height.0;
             if walk < target {
                 return None;
             }
             if walk == target {
                 return Some(cursor);
             }
-            if self.hash_at(record.height) == Some(cursor) {
-                return self.hash_at(height);
+            if self.id_at(walk) == Some(cursor) {
+                return self.id_at(target);
             }
             // Bitcoin Core's `GetAncestor`: take the skip unless the parent's skip would
             // land closer to the target without passing it.
@@ -357,33 +635,35 @@ impl BlockIndex {
             let take_skip = skip == target
                 || (skip > target
                     && !(skip_of_parent < skip.saturating_sub(2) && skip_of_parent >= target));
-            cursor = match self.skips.get(&cursor) {
-                Some(skip_hash) if take_skip => *skip_hash,
-                _ => record.header.prev_hash,
+            cursor = if take_skip && entry.skip != NO_ID {
+                entry.skip
+            } else {
+                entry.parent
             };
         }
     }
 
-    /// Records the skip pointer of a newly indexed block (its parent's are in place).
-    fn link_skip(&mut self, hash: BlockHash, record: &IndexRecord) {
-        if record.height == BlockHeight::GENESIS {
+    /// Links the skip pointer of a newly indexed block (its parent's are in place).
+    fn link_skip(&mut self, id: Id) {
+        let entry = self.entry(id);
+        if entry.height == BlockHeight::GENESIS || entry.parent == NO_ID {
             return;
         }
-        let target = BlockHeight(skip_height(record.height.0));
-        if let Some(skip) = self.ancestor(&record.header.prev_hash, target) {
-            self.skips.insert(hash, skip);
+        let target = skip_height(entry.height.0);
+        if let Some(skip) = self.ancestor_id(entry.parent, target) {
+            self.entry_mut(id).skip = skip;
         }
     }
 
     /// The height of the highest ancestor of `hash` (itself included) on the main chain,
     /// by binary search over heights: O(log^2 height).
     pub(crate) fn main_chain_fork_height(&self, hash: &BlockHash) -> Option<u64> {
-        let record = self.records.get(hash)?;
+        let id = self.id_of(hash)?;
         let on_main_chain = |height: u64| {
-            self.ancestor(hash, BlockHeight(height))
-                .is_some_and(|ancestor| self.hash_at(BlockHeight(height)) == Some(ancestor))
+            self.ancestor_id(id, height)
+                .is_some_and(|ancestor| self.id_at(height) == Some(ancestor))
         };
-        let mut high = record.height.0.min(self.tip_height().0);
+        let mut high = self.entry(id).height.0.min(self.tip_height().0);
         // Usually the answer at once: a header chain that extends the tip.
         if on_main_chain(high) {
             return Some(high);
@@ -402,12 +682,13 @@ impl BlockIndex {
         Some(low)
     }
 
-    fn summary(&self, hash: &BlockHash) -> Option<HeaderSummary> {
-        self.records.get(hash).map(|record| HeaderSummary {
-            height: record.height,
-            time_ms: record.header.time_ms,
-            bits: record.header.bits,
-        })
+    fn summary(&self, id: Id) -> HeaderSummary {
+        let entry = self.entry(id);
+        HeaderSummary {
+            height: entry.height,
+            time_ms: entry.time_ms,
+            bits: entry.bits,
+        }
     }
 
     /// What a child of `parent` is checked against, with the clock at `now_ms`; `None` if
@@ -418,22 +699,18 @@ impl BlockIndex {
         parent: &BlockHash,
         now_ms: u64,
     ) -> Option<HeaderContext> {
-        let summary = self.summary(parent)?;
+        let parent = self.id_of(parent)?;
+        let summary = self.summary(parent);
         let anchor = self
-            .ancestor(parent, Params::ASERT_ANCHOR_HEIGHT)
-            .and_then(|anchor| self.summary(&anchor));
+            .ancestor_id(parent, Params::ASERT_ANCHOR_HEIGHT.0)
+            .map(|anchor| self.summary(anchor));
         let required_bits = next_required_bits(params, summary, anchor)?;
         let mut times = Vec::with_capacity(11);
-        let mut cursor = *parent;
-        while times.len() < 11 {
-            let Some(record) = self.records.get(&cursor) else {
-                break;
-            };
-            times.push(record.header.time_ms);
-            if record.height == BlockHeight::GENESIS {
-                break;
-            }
-            cursor = record.header.prev_hash;
+        let mut cursor = parent;
+        while times.len() < 11 && cursor != NO_ID {
+            let entry = self.entry(cursor);
+            times.push(entry.time_ms);
+            cursor = entry.parent;
         }
         times.reverse();
         Some(HeaderContext {
@@ -450,7 +727,7 @@ impl BlockIndex {
         let mut height = self.tip_height().0;
         let mut step = 1u64;
         loop {
-            locator.push(self.main_chain[height as usize]);
+            locator.push(self.entry(self.main_chain[height as usize]).hash);
             if height == 0 {
                 break;
             }
@@ -467,8 +744,9 @@ impl BlockIndex {
         locator
             .iter()
             .find_map(|hash| {
-                self.is_on_main_chain(hash)
-                    .then(|| self.records[hash].height)
+                let id = self.id_of(hash)?;
+                let height = self.entry(id).height;
+                (self.id_at(height.0) == Some(id)).then_some(height)
             })
             .unwrap_or(BlockHeight::GENESIS)
     }
@@ -482,9 +760,10 @@ impl BlockIndex {
     ) -> Vec<Header> {
         let start = self.find_fork(locator).0 as usize + 1;
         let mut headers = Vec::new();
-        for hash in self.main_chain.iter().skip(start).take(max) {
-            headers.push(self.records[hash].header);
-            if Some(*hash) == stop {
+        for &id in self.main_chain.iter().skip(start).take(max) {
+            let (hash, record) = self.hash_and_record(id);
+            headers.push(record.header);
+            if Some(hash) == stop {
                 break;
             }
         }
@@ -497,6 +776,7 @@ mod tests {
     use super::*;
     use powchain_consensus::testkit::{TestChain, test_key};
     use powchain_consensus::{Block, Network};
+    use std::collections::HashMap;
 
     fn genesis_record(chain: &TestChain) -> (BlockHash, IndexRecord) {
         let record = IndexRecord::genesis(chain.params).expect("genesis bits are valid");
@@ -548,6 +828,107 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_stays_compact() {
+        // The point of the layout (issue 16): a 100,000-block index in about 16 MB.
+        assert!(
+            std::mem::size_of::<Entry>() <= 152,
+            "an index entry takes {} bytes",
+            std::mem::size_of::<Entry>()
+        );
+    }
+
+    #[test]
+    fn records_read_back_whole_across_chunks_and_from_the_store_order() {
+        // More blocks than a chunk holds, with a branch, so ids, parents and skips cross
+        // chunk boundaries.
+        let mut main = TestChain::new(Network::Regtest);
+        main.mine_empty(CHUNK + 300);
+        let branch = branch_off(&main, CHUNK - 10, 40);
+        let index = index_of(&main, &branch);
+        assert_eq!(index.len(), main.blocks.len() + 40);
+        for blocks in [&main.blocks, &branch.blocks] {
+            for (height, block) in blocks.iter().enumerate() {
+                let record = index.get(&block.compute_hash()).expect("indexed");
+                assert_eq!(record.header, block.header, "height {height}");
+                assert_eq!(record.height, BlockHeight(height as u64));
+            }
+        }
+        // Rebuilt from its records in another order (the store's is by hash), it is the same.
+        let mut records: Vec<(BlockHash, IndexRecord)> = index.iter().collect();
+        records.sort_unstable_by_key(|(hash, _)| *hash);
+        let rebuilt = BlockIndex::from_records(records, index.tip(), main.blocks[0].compute_hash())
+            .expect("a main chain");
+        assert_eq!(rebuilt.len(), index.len());
+        assert_eq!(rebuilt.tip(), index.tip());
+        assert_eq!(rebuilt.best_header(), index.best_header());
+        for (hash, record) in index.iter() {
+            assert_eq!(rebuilt.get(&hash), Some(record));
+            assert_eq!(
+                rebuilt.is_on_main_chain(&hash),
+                index.is_on_main_chain(&hash)
+            );
+        }
+        let branch_tip = branch.tip().compute_hash();
+        for height in (0..=(CHUNK as u64 + 30)).step_by(97) {
+            assert_eq!(
+                rebuilt.ancestor(&branch_tip, BlockHeight(height)),
+                Some(branch.blocks[height as usize].compute_hash())
+            );
+        }
+    }
+
+    #[test]
+    fn a_damaged_store_s_unplaceable_headers_are_left_out() {
+        let mut main = TestChain::new(Network::Regtest);
+        main.mine_empty(8);
+        let branch = branch_off(&main, 3, 4);
+        let index = index_of(&main, &branch);
+        let mut records: HashMap<BlockHash, IndexRecord> = index.iter().collect();
+        // The branch's first header is lost: the three above it cannot be placed.
+        records.remove(&branch.blocks[4].compute_hash());
+        // A header whose stored height disagrees with its parent's.
+        let mut wrong_height = records[&main.tip().compute_hash()];
+        wrong_height.header.time_ms += 1;
+        wrong_height.height = BlockHeight(20);
+        let stray = wrong_height.header.compute_hash();
+        records.insert(stray, wrong_height);
+        // A second record claiming height 0.
+        let mut second_genesis = records[&main.blocks[2].compute_hash()];
+        second_genesis.height = BlockHeight::GENESIS;
+        let second_genesis_hash = BlockHash([9; 32]);
+        records.insert(second_genesis_hash, second_genesis);
+        let rebuilt = BlockIndex::from_records(records, index.tip(), main.blocks[0].compute_hash())
+            .expect("the main chain is whole");
+        assert_eq!(rebuilt.len(), main.blocks.len());
+        for hash in [stray, second_genesis_hash, branch.tip().compute_hash()] {
+            assert_eq!(rebuilt.get(&hash), None);
+        }
+        assert_eq!(rebuilt.best_header(), main.tip().compute_hash());
+        assert_eq!(rebuilt.tip_height(), BlockHeight(8));
+    }
+
+    #[test]
+    fn chain_data_is_kept_per_block_and_listed_above_a_work() {
+        let mut main = TestChain::new(Network::Regtest);
+        main.mine_empty(5);
+        let mut index = index_of(&main, &main);
+        let hashes: Vec<BlockHash> = main.blocks.iter().map(Block::compute_hash).collect();
+        for hash in &hashes {
+            assert!(!index.has_chain_data(hash));
+            index.set_chain_data(hash, true);
+        }
+        index.set_chain_data(&hashes[5], false);
+        assert!(!index.has_chain_data(&hashes[5]));
+        assert!(!index.has_chain_data(&BlockHash([1; 32])), "unknown");
+        let above: Vec<BlockHash> = index
+            .chain_data_above(index.record(&hashes[2]).chain_work)
+            .into_iter()
+            .map(|(hash, _)| hash)
+            .collect();
+        assert_eq!(above, vec![hashes[3], hashes[4]]);
+    }
+
+    #[test]
     fn ancestors_through_skip_pointers_equal_a_parent_walk_without_a_store() {
         let mut main = TestChain::new(Network::Regtest);
         main.mine_empty(150);
@@ -570,10 +951,7 @@ mod tests {
             assert_eq!(index.ancestor(&tip, BlockHeight(blocks.len() as u64)), None);
         }
         // Rebuilt from its records, as at open, the index answers the same.
-        let records: HashMap<BlockHash, IndexRecord> = index
-            .iter()
-            .map(|(hash, record)| (*hash, *record))
-            .collect();
+        let records: HashMap<BlockHash, IndexRecord> = index.iter().collect();
         let rebuilt = BlockIndex::from_records(records, index.tip(), main.blocks[0].compute_hash())
             .expect("a main chain");
         assert_eq!(rebuilt.best_header(), branch_tip);
@@ -596,8 +974,11 @@ mod tests {
         let first_of_branch = branch.blocks[6].compute_hash();
         let changed = index.fail(first_of_branch, BlockStatus::Failed);
         assert_eq!(changed.len(), 8, "the block and its 7 descendants");
-        assert_eq!(index[&branch_tip].status, BlockStatus::FailedAncestor);
-        assert!(!index[&main.tip().compute_hash()].status.is_failed());
+        assert_eq!(
+            index.record(&branch_tip).status,
+            BlockStatus::FailedAncestor
+        );
+        assert!(!index.record(&main.tip().compute_hash()).status.is_failed());
         assert_eq!(index.best_header(), main.tip().compute_hash());
         assert_eq!(
             index.fail(first_of_branch, BlockStatus::Failed).len(),
@@ -605,10 +986,7 @@ mod tests {
             "failing it again touches no descendant"
         );
         // Rebuilt from records where only the failed block is stored as failed, as at open.
-        let mut records: HashMap<BlockHash, IndexRecord> = index
-            .iter()
-            .map(|(hash, record)| (*hash, *record))
-            .collect();
+        let mut records: HashMap<BlockHash, IndexRecord> = index.iter().collect();
         records.insert(
             branch_tip,
             IndexRecord {
@@ -618,7 +996,10 @@ mod tests {
         );
         let rebuilt = BlockIndex::from_records(records, index.tip(), main.blocks[0].compute_hash())
             .expect("a main chain");
-        assert_eq!(rebuilt[&branch_tip].status, BlockStatus::FailedAncestor);
+        assert_eq!(
+            rebuilt.record(&branch_tip).status,
+            BlockStatus::FailedAncestor
+        );
         assert_eq!(rebuilt.best_header(), main.tip().compute_hash());
     }
 
@@ -649,7 +1030,7 @@ mod tests {
         );
         for block in long.blocks[8..].iter().chain(&other.blocks[8..]) {
             assert_eq!(
-                index[&block.compute_hash()].status,
+                index.record(&block.compute_hash()).status,
                 BlockStatus::FailedAncestor
             );
         }
@@ -694,10 +1075,7 @@ mod tests {
         let mut main = TestChain::new(Network::Regtest);
         main.mine_empty(3);
         let index = index_of(&main, &main);
-        let mut records: HashMap<BlockHash, IndexRecord> = index
-            .iter()
-            .map(|(hash, record)| (*hash, *record))
-            .collect();
+        let mut records: HashMap<BlockHash, IndexRecord> = index.iter().collect();
         let middle = main.blocks[2].compute_hash();
         records.remove(&middle);
         assert_eq!(

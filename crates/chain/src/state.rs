@@ -37,7 +37,7 @@
 //! `index.rs`; what a syncing peer is asked for is `sync.rs`.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use powchain_consensus::signature::SignatureVerifier;
@@ -189,8 +189,6 @@ pub struct ChainState {
     db: Arc<Database>,
     /// Every known header, the main chain and the best header (in memory).
     index: BlockIndex,
-    /// Blocks whose data, and all ancestors' data, are stored, and that have not failed.
-    chain_data: HashSet<BlockHash>,
     /// Stored blocks waiting for an ancestor's data, by parent.
     waiting_for_parent: HashMap<BlockHash, Vec<BlockHash>>,
     /// Blocks with chain data and more work than the tip: where the chain may move next.
@@ -241,7 +239,7 @@ impl ChainState {
     /// The main chain's tip.
     pub fn tip(&self) -> ChainTip {
         let hash = self.index.tip();
-        let record = &self.index[&hash];
+        let record = self.index.record(&hash);
         ChainTip {
             hash,
             height: record.height,
@@ -251,7 +249,7 @@ impl ChainState {
     }
 
     /// The index record of a known block or header.
-    pub fn record(&self, hash: &BlockHash) -> Option<&IndexRecord> {
+    pub fn record(&self, hash: &BlockHash) -> Option<IndexRecord> {
         self.index.get(hash)
     }
 
@@ -277,7 +275,7 @@ impl ChainState {
     /// The valid header with the most work: where the chain will go once blocks arrive.
     pub fn best_header(&self) -> (BlockHash, IndexRecord) {
         let best = self.index.best_header();
-        (best, self.index[&best])
+        (best, self.index.record(&best))
     }
 
     /// The block index (in memory).

@@ -124,7 +124,7 @@ impl Node {
 
     /// The block index's record of a known header: height, work, status.
     pub fn block_record(&self, hash: &BlockHash) -> Option<IndexRecord> {
-        lock(&self.core).chain.record(hash).copied()
+        lock(&self.core).chain.record(hash)
     }
 
     /// True if the block is on the main chain.

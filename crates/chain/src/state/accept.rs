@@ -35,7 +35,7 @@ impl ChainState {
         now_ms: u64,
     ) -> Result<(BlockHash, IndexRecord), ChainError> {
         let hash = header.compute_hash();
-        let parent = *self
+        let parent = self
             .index
             .get(&header.prev_hash)
             .ok_or(ChainError::UnknownParent {
@@ -252,7 +252,7 @@ impl ChainState {
                 new_record = Some(self.index_new_header(&block.header, now_ms)?);
             }
         }
-        let record = self.index[&hash];
+        let record = self.index.record(&hash);
 
         // A body that does not match its header says nothing about the header: reject it
         // without marking the block, or anyone could poison a valid header with junk.
@@ -345,7 +345,7 @@ impl ChainState {
             }
         }
         self.index.set_status(&hash, stored.status);
-        self.chain_data.insert(hash);
+        self.index.set_chain_data(&hash, true);
         self.index.push_main(hash);
         self.flush_if_over_budget()?;
         let tip = self.tip();

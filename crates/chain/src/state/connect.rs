@@ -34,7 +34,7 @@ use crate::store::{
 
 impl ChainState {
     pub(super) fn persist_record(&mut self, hash: BlockHash) -> Result<(), ChainError> {
-        let record = self.index[&hash];
+        let record = self.index.record(&hash);
         let write = self.begin_write()?;
         write
             .open_table(BLOCK_INDEX)?
@@ -45,7 +45,7 @@ impl ChainState {
     /// Stores a failed block's record and drops its data, in one write: a block that broke
     /// a rule is never validated, connected or served again, so its body is not kept.
     pub(super) fn persist_failed(&mut self, hash: BlockHash) -> Result<(), ChainError> {
-        let record = self.index[&hash];
+        let record = self.index.record(&hash);
         let write = self.begin_write()?;
         write
             .open_table(BLOCK_INDEX)?
@@ -57,8 +57,8 @@ impl ChainState {
     /// Records that `hash` has its data; if its parent has chain data, so do it and any
     /// stored descendants that were waiting.
     pub(super) fn note_chain_data(&mut self, hash: BlockHash) {
-        let parent = self.index[&hash].header.prev_hash;
-        if !self.chain_data.contains(&parent) {
+        let parent = self.index.record(&hash).header.prev_hash;
+        if !self.index.has_chain_data(&parent) {
             self.waiting_for_parent
                 .entry(parent)
                 .or_default()
@@ -68,11 +68,11 @@ impl ChainState {
         let tip_work = self.tip().work;
         let mut ready = vec![hash];
         while let Some(next) = ready.pop() {
-            let record = self.index[&next];
+            let record = self.index.record(&next);
             if record.status != BlockStatus::DataStored {
                 continue;
             }
-            self.chain_data.insert(next);
+            self.index.set_chain_data(&next, true);
             if record.chain_work > tip_work {
                 self.candidates.insert(candidate_key(next, &record));
             }
@@ -85,13 +85,11 @@ impl ChainState {
     pub(super) fn rebuild_candidates(&mut self) {
         let tip_work = self.tip().work;
         self.candidates = self
-            .chain_data
-            .iter()
-            .filter_map(|hash| {
-                let record = &self.index[hash];
-                (record.chain_work > tip_work && !record.status.is_failed())
-                    .then(|| candidate_key(*hash, record))
-            })
+            .index
+            .chain_data_above(tip_work)
+            .into_iter()
+            .filter(|(_, record)| !record.status.is_failed())
+            .map(|(hash, record)| candidate_key(hash, &record))
             .collect();
     }
 
@@ -106,9 +104,9 @@ impl ChainState {
             return Ok(());
         }
         // Its descendants leave the race in memory; on disk only this block is marked, and
-        // opening the store marks what lies below it again (`BlockIndex::from_records`).
+        // opening the store marks what lies below it again (`IndexBuilder::finish`).
         for (failed, record) in &changed {
-            self.chain_data.remove(failed);
+            self.index.set_chain_data(failed, false);
             self.candidates.remove(&candidate_key(*failed, record));
         }
         self.persist_failed(hash)
@@ -120,8 +118,8 @@ impl ChainState {
     fn restore_candidates(&mut self, disconnected: &[BlockHash]) {
         let tip_work = self.tip().work;
         for hash in disconnected {
-            let record = self.index[hash];
-            if self.chain_data.contains(hash)
+            let record = self.index.record(hash);
+            if self.index.has_chain_data(hash)
                 && record.chain_work > tip_work
                 && !record.status.is_failed()
             {
@@ -151,7 +149,7 @@ impl ChainState {
             let mut path = Vec::new();
             let mut cursor = best;
             while !self.is_on_main_chain(&cursor) {
-                let record = self.index[&cursor];
+                let record = self.index.record(&cursor);
                 if record.status.is_failed() {
                     self.mark_failed(best, BlockStatus::FailedAncestor)?;
                     continue 'candidates;
@@ -223,7 +221,7 @@ impl ChainState {
 
     /// Connects the child `hash` of the current tip in one write transaction.
     pub(super) fn connect_tip(&mut self, hash: BlockHash) -> Result<(), ChainError> {
-        let record = self.index[&hash];
+        let record = self.index.record(&hash);
         let block = self.load_block(&hash)?;
         let txids = block.compute_txids();
         let write = self.begin_write()?;
@@ -340,8 +338,8 @@ impl ChainState {
             }
         }
         self.index.pop_main();
-        let record = self.index[&tip.hash];
-        if self.chain_data.contains(&tip.hash) {
+        let record = self.index.record(&tip.hash);
+        if self.index.has_chain_data(&tip.hash) {
             self.candidates.insert(candidate_key(tip.hash, &record));
         }
         debug!(block = %tip.hash, height = tip.height.0, "disconnected block");

@@ -8,7 +8,7 @@
 //!        ──▶ activate_best_chain (finish a reorganisation a crash interrupted)
 //! ```
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -21,7 +21,7 @@ use tracing::info;
 
 use super::{ChainOptions, ChainState};
 use crate::error::{ChainError, corrupt, panic_message};
-use crate::index::{BlockIndex, BrokenMainChain};
+use crate::index::{BlockIndex, BrokenMainChain, IndexBuilder};
 use crate::orphan::OrphanPool;
 use crate::overlay::{BlockChanges, Overlay};
 use crate::store::{
@@ -84,7 +84,6 @@ impl ChainState {
             params,
             db: Arc::new(db),
             index,
-            chain_data: HashSet::new(),
             waiting_for_parent: HashMap::new(),
             candidates: BTreeSet::new(),
             orphans: OrphanPool::default(),
@@ -210,26 +209,23 @@ impl ChainState {
     ) -> Result<BlockIndex, ChainError> {
         let read = db.begin_read()?;
         let table = read.open_table(BLOCK_INDEX)?;
-        let mut records = HashMap::new();
+        let mut builder = IndexBuilder::new(params.genesis_hash());
         for row in table.iter()? {
             let (key, value) = row?;
             let hash = hash_from_row(key.value(), "block index key")?;
             let record =
                 IndexRecord::decode_exact(value.value()).map_err(corrupt("index record"))?;
-            records.insert(hash, record);
+            builder.add(hash, record);
         }
         let tip = read_meta_hash(&read, META_TIP, "tip")?;
-        let index =
-            BlockIndex::from_records(records, tip, params.genesis_hash()).map_err(|broken| {
-                match broken {
-                    BrokenMainChain::MissingBlock(hash) => ChainError::Corrupt(format!(
-                        "main-chain block {hash} missing from the index"
-                    )),
-                    BrokenMainChain::WrongGenesis => {
-                        ChainError::Corrupt("the main chain does not start at genesis".into())
-                    }
-                }
-            })?;
+        let index = builder.finish(tip).map_err(|broken| match broken {
+            BrokenMainChain::MissingBlock(hash) => {
+                ChainError::Corrupt(format!("main-chain block {hash} missing from the index"))
+            }
+            BrokenMainChain::WrongGenesis => {
+                ChainError::Corrupt("the main chain does not start at genesis".into())
+            }
+        })?;
         let tip_height = index.tip_height().0;
         let stored_at_tip = read
             .open_table(HEIGHTS)?
@@ -249,12 +245,12 @@ impl ChainState {
         let read = self.db.begin_read()?;
         // Which stored blocks have all their ancestors' data: parents before children.
         for (_, hash) in self.index.by_height() {
-            let record = self.index[&hash];
+            let record = self.index.record(&hash);
             if record.status == BlockStatus::DataStored {
                 if record.height == BlockHeight::GENESIS
-                    || self.chain_data.contains(&record.header.prev_hash)
+                    || self.index.has_chain_data(&record.header.prev_hash)
                 {
-                    self.chain_data.insert(hash);
+                    self.index.set_chain_data(&hash, true);
                 } else {
                     self.waiting_for_parent
                         .entry(record.header.prev_hash)

@@ -253,13 +253,45 @@ pub(crate) fn type_name(kind: u8) -> Option<&'static str> {
     })
 }
 
-/// Writes ascending indexes as BIP-152 does: each as its distance from the one before
-/// plus one, so runs of neighbours take a byte each.
+/// Ascending transaction indexes as BIP-152 writes them: each as its distance from the one
+/// before plus one, so runs of neighbours take a byte each. One cursor serves a list of
+/// indexes (`getblocktxn`) and indexes interleaved with transactions (`cmpctblock`).
+#[derive(Default)]
+struct IndexGaps {
+    /// The smallest index the next one may be.
+    next: u64,
+}
+
+impl IndexGaps {
+    fn write(&mut self, out: &mut Vec<u8>, index: usize) {
+        write_varint(out, (index as u64).saturating_sub(self.next));
+        self.next = index as u64 + 1;
+    }
+
+    /// Reads the next index; it must stay below `limit`.
+    fn read(
+        &mut self,
+        reader: &mut Reader<'_>,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<usize, DecodeError> {
+        let index = self.next.saturating_add(reader.read_varint()?);
+        if index >= limit as u64 {
+            return Err(DecodeError::InvalidValue {
+                what,
+                reason: format!("{index} is past the block's {limit} transactions"),
+            });
+        }
+        self.next = index + 1;
+        Ok(index as usize)
+    }
+}
+
+/// Writes ascending indexes (see [`IndexGaps`]).
 fn write_indexes(out: &mut Vec<u8>, indexes: impl Iterator<Item = usize>) {
-    let mut next = 0usize;
+    let mut gaps = IndexGaps::default();
     for index in indexes {
-        write_varint(out, index.saturating_sub(next) as u64);
-        next = index + 1;
+        gaps.write(out, index);
     }
 }
 
@@ -269,20 +301,10 @@ fn read_indexes(
     count: usize,
     limit: usize,
 ) -> Result<Vec<usize>, DecodeError> {
-    let mut indexes = Vec::with_capacity(count);
-    let mut next = 0u64;
-    for _ in 0..count {
-        let index = next.saturating_add(reader.read_varint()?);
-        if index >= limit as u64 {
-            return Err(DecodeError::InvalidValue {
-                what: "transaction index",
-                reason: format!("{index} is past the block's {limit} transactions"),
-            });
-        }
-        indexes.push(index as usize);
-        next = index + 1;
-    }
-    Ok(indexes)
+    let mut gaps = IndexGaps::default();
+    (0..count)
+        .map(|_| gaps.read(reader, limit, "transaction index"))
+        .collect()
 }
 
 impl Message {
@@ -373,10 +395,9 @@ impl Message {
                     out.extend_from_slice(&id.to_le_bytes()[..SHORT_ID_BYTES]);
                 }
                 write_varint(&mut out, compact.prefilled.len() as u64);
-                let mut next = 0usize;
+                let mut gaps = IndexGaps::default();
                 for prefilled in &compact.prefilled {
-                    write_varint(&mut out, prefilled.index.saturating_sub(next) as u64);
-                    next = prefilled.index + 1;
+                    gaps.write(&mut out, prefilled.index);
                     prefilled.transaction.encode_to(&mut out);
                 }
             }
@@ -585,18 +606,11 @@ fn decode_compact_block(reader: &mut Reader<'_>) -> Result<CompactBlock, DecodeE
         });
     }
     let mut prefilled = Vec::with_capacity(prefilled_count.min(1024));
-    let mut next = 0u64;
+    let mut gaps = IndexGaps::default();
     for _ in 0..prefilled_count {
-        let index = next.saturating_add(reader.read_varint()?);
-        if index >= total as u64 {
-            return Err(DecodeError::InvalidValue {
-                what: "prefilled index",
-                reason: format!("{index} is past the block's {total} transactions"),
-            });
-        }
-        next = index + 1;
+        let index = gaps.read(reader, total, "prefilled index")?;
         prefilled.push(PrefilledTransaction {
-            index: index as usize,
+            index,
             transaction: Transaction::decode_from(reader)?,
         });
     }

@@ -2,7 +2,8 @@
 //! that plays each part of the exchange: a block whose transactions are pooled crosses
 //! as a compact block and is rebuilt; a missing transaction is asked for by index; a
 //! wrong one makes the node fetch the whole block; a peer that asked for pushes gets new
-//! blocks pushed; a lying answer bans.
+//! blocks pushed; a lying answer bans; a session completes at most four compact blocks at
+//! once, and the one it gives up is fetched again.
 
 mod common;
 
@@ -397,5 +398,81 @@ async fn a_pushed_block_whose_parent_is_missing_is_rebuilt_once_headers_bring_th
     })
     .await;
     assert!(node.p2p.banned().is_empty());
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifth_compact_block_in_progress_gives_up_the_oldest_which_is_fetched_again() {
+    // Five blocks in a row, each with a payment the node's pool lacks, pushed as compact
+    // blocks by one peer that never answers in time: a session completes at most four at
+    // once (MAX_PARTIAL_BLOCKS), so the fifth gives up the first.
+    let mut chain = TestChain::regtest_with_mature_coins(5);
+    let node = TestNode::with_chain(&chain, vec![]).await;
+    let mut blocks = Vec::new();
+    for coin in 0..5 {
+        let block = chain.build(payments(&chain, coin..coin + 1), fees(1));
+        chain.push(block.clone()).expect("valid");
+        blocks.push(block);
+    }
+    let mut peer = pushing_peer(&node, 47_106).await;
+    for block in &blocks {
+        let hash = block.compute_hash();
+        send(
+            &mut peer,
+            Message::CompactBlock(Box::new(compact_of(block, &[0]))),
+        )
+        .await;
+        let indexes = expect(&mut peer, "getblocktxn", |message| match message {
+            Message::GetBlockTransactions { block, indexes } if block == hash => Some(indexes),
+            _ => None,
+        })
+        .await;
+        assert_eq!(indexes, vec![1], "the payment the pool lacks");
+    }
+    // The first block's transactions come too late: ignored, and not a lie.
+    send(
+        &mut peer,
+        Message::BlockTransactions {
+            block: blocks[0].compute_hash(),
+            transactions: vec![blocks[0].transactions[1].clone()],
+        },
+    )
+    .await;
+    // The four still in progress complete.
+    for block in &blocks[1..] {
+        send(
+            &mut peer,
+            Message::BlockTransactions {
+                block: block.compute_hash(),
+                transactions: vec![block.transactions[1].clone()],
+            },
+        )
+        .await;
+    }
+    // The first is asked for again (whole, or as a compact block) and then connects, and
+    // the four stored above it with it.
+    let first = blocks[0].compute_hash();
+    let asked = expect(
+        &mut peer,
+        "getdata for the first block",
+        |message| match message {
+            Message::GetData(items)
+                if items.contains(&InventoryItem::Block(first))
+                    || items.contains(&InventoryItem::CompactBlock(first)) =>
+            {
+                Some(items)
+            }
+            _ => None,
+        },
+    )
+    .await;
+    assert!(!asked.is_empty());
+    send(&mut peer, Message::Block(Box::new(blocks[0].clone()))).await;
+    let last = blocks[4].compute_hash();
+    wait_until("the node is on the fifth block", LIMIT, || async {
+        node.tip() == last
+    })
+    .await;
+    assert!(node.p2p.banned().is_empty(), "{:?}", node.p2p.banned());
     node.stop().await;
 }

@@ -3,7 +3,8 @@
 //! as a compact block and is rebuilt; a missing transaction is asked for by index; a
 //! wrong one makes the node fetch the whole block; a peer that asked for pushes gets new
 //! blocks pushed; a lying answer bans; a session completes at most four compact blocks at
-//! once, and the one it gives up is fetched again.
+//! once, and the one it gives up is fetched again; the peer that brings a new tip first is
+//! asked for pushes in place of the longest-serving one.
 
 mod common;
 
@@ -473,6 +474,73 @@ async fn a_fifth_compact_block_in_progress_gives_up_the_oldest_which_is_fetched_
         node.tip() == last
     })
     .await;
+    assert!(node.p2p.banned().is_empty(), "{:?}", node.p2p.banned());
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_that_brings_a_new_tip_first_is_asked_for_pushes_in_place_of_the_oldest() {
+    // One pushing peer at most: the first to connect is asked; the second is not, until
+    // it brings a new tip first, when it takes the first's place.
+    let mut chain = TestChain::regtest_with_mature_coins(1);
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut node = TestNode::start_in(
+        temp.path().to_path_buf(),
+        powchain_p2p::P2pConfig {
+            high_bandwidth_peers: 1,
+            ..common::config(vec![], 0)
+        },
+    )
+    .await;
+    node.keep(temp);
+    let core = Arc::clone(&node.node);
+    let blocks = chain.blocks[1..].to_vec();
+    tokio::task::spawn_blocking(move || {
+        for block in blocks {
+            core.submit_block(block).expect("valid block");
+        }
+    })
+    .await
+    .expect("task");
+    let asked = |message| match message {
+        Message::SendCompact { high_bandwidth } => Some(high_bandwidth),
+        _ => None,
+    };
+    let mut first = pushing_peer(&node, 47_107).await;
+    assert!(
+        expect(&mut first, "sendcmpct", asked).await,
+        "the first is asked"
+    );
+    let mut second = pushing_peer(&node, 47_108).await;
+    assert!(
+        !expect(&mut second, "sendcmpct", asked).await,
+        "the second is not: one pushing peer at most"
+    );
+    // The second brings a new block first (announced by its header, fetched whole).
+    chain.mine_empty(1);
+    let block = chain.tip().clone();
+    let hash = block.compute_hash();
+    send(&mut second, Message::Headers(vec![block.header])).await;
+    expect(&mut second, "getdata", |message| match message {
+        Message::GetData(items)
+            if items.contains(&InventoryItem::Block(hash))
+                || items.contains(&InventoryItem::CompactBlock(hash)) =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    send(&mut second, Message::Block(Box::new(block))).await;
+    assert!(
+        expect(&mut second, "sendcmpct", asked).await,
+        "the peer that brought the tip is asked for pushes"
+    );
+    assert!(
+        !expect(&mut first, "sendcmpct", asked).await,
+        "the longest-serving one is no longer asked"
+    );
+    assert_eq!(node.tip(), hash);
     assert!(node.p2p.banned().is_empty(), "{:?}", node.p2p.banned());
     node.stop().await;
 }

@@ -1083,4 +1083,107 @@ mod tests {
             Some(BrokenMainChain::MissingBlock(middle))
         );
     }
+
+    mod property {
+        use super::*;
+        use powchain_consensus::uint::U256;
+        use proptest::prelude::*;
+
+        /// A header of `parent` told apart by `salt`; the index checks no proof of work.
+        fn header_on(parent: BlockHash, salt: u64) -> Header {
+            Header {
+                version: 1,
+                prev_hash: parent,
+                merkle_root: MerkleRoot([7; 32]),
+                time_ms: 1_700_000_000_000 + salt,
+                bits: CompactTarget(0x207f_ffff),
+                nonce: salt,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any tree of headers, indexed as they arrive and rebuilt from its records in
+            /// the store's order, answers as a walk over parents does: ancestors, the fork
+            /// with the main chain, the best header (most work, first seen on a tie).
+            #[test]
+            fn any_tree_of_headers_answers_as_a_parent_walk(
+                shape in proptest::collection::vec((any::<prop::sample::Index>(), 1u64..4), 1..300),
+                main_pick in any::<prop::sample::Index>(),
+                probes in proptest::collection::vec(
+                    (any::<prop::sample::Index>(), any::<prop::sample::Index>()), 1..40),
+            ) {
+                let genesis_header = header_on(BlockHash::ZERO, 0);
+                let genesis = genesis_header.compute_hash();
+                let mut index = BlockIndex::new(genesis, IndexRecord {
+                    header: genesis_header,
+                    height: BlockHeight::GENESIS,
+                    chain_work: Work::from_u256(U256::from_u64(1)),
+                    status: BlockStatus::DataStored,
+                    sequence: 0,
+                });
+                // hashes[i], parents[i] (by position), heights and work, for the naive walk.
+                let mut hashes = vec![genesis];
+                let mut parents: Vec<Option<usize>> = vec![None];
+                let mut works = vec![1u64];
+                let mut heights = vec![0u64];
+                for (salt, (parent, work)) in shape.iter().enumerate() {
+                    let parent = parent.index(hashes.len());
+                    let header = header_on(hashes[parent], salt as u64 + 1);
+                    let hash = header.compute_hash();
+                    index.add_header(hash, &header, Work::from_u256(U256::from_u64(*work)));
+                    hashes.push(hash);
+                    parents.push(Some(parent));
+                    works.push(works[parent] + work);
+                    heights.push(heights[parent] + 1);
+                }
+                // The main chain: the path from genesis to one of the headers.
+                let tip = main_pick.index(hashes.len());
+                let mut path = vec![tip];
+                while let Some(parent) = parents[*path.last().expect("not empty")] {
+                    path.push(parent);
+                }
+                for position in path.iter().rev().skip(1) {
+                    index.push_main(hashes[*position]);
+                }
+                let walk = |from: usize, height: u64| {
+                    let mut cursor = from;
+                    while heights[cursor] > height {
+                        cursor = parents[cursor].expect("above genesis");
+                    }
+                    hashes[cursor]
+                };
+                // Most work, then the first seen (the lowest position).
+                let best = (0..hashes.len())
+                    .max_by_key(|&position| (works[position], Reverse(position)))
+                    .expect("not empty");
+                let mut records: Vec<(BlockHash, IndexRecord)> = index.iter().collect();
+                records.sort_unstable_by_key(|(hash, _)| *hash);
+                let rebuilt = BlockIndex::from_records(records, hashes[tip], genesis)
+                    .expect("a main chain");
+                for built in [&index, &rebuilt] {
+                    prop_assert_eq!(built.len(), hashes.len());
+                    prop_assert_eq!(built.tip(), hashes[tip]);
+                    prop_assert_eq!(built.best_header(), hashes[best]);
+                    for &(from, height) in &probes {
+                        let from = from.index(hashes.len());
+                        let height = height.index(heights[from] as usize + 1) as u64;
+                        prop_assert_eq!(
+                            built.ancestor(&hashes[from], BlockHeight(height)),
+                            Some(walk(from, height))
+                        );
+                        let fork = (0..=heights[from].min(heights[tip]))
+                            .rev()
+                            .find(|&height| walk(from, height) == walk(tip, height))
+                            .expect("genesis is shared");
+                        prop_assert_eq!(built.main_chain_fork_height(&hashes[from]), Some(fork));
+                        let record = built.get(&hashes[from]).expect("indexed");
+                        prop_assert_eq!(record.height, BlockHeight(heights[from]));
+                        prop_assert_eq!(record.header.compute_hash(), hashes[from]);
+                    }
+                }
+            }
+        }
+    }
 }

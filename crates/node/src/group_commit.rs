@@ -25,6 +25,14 @@ use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the writer lets writes nobody waits for gather before it commits them. A
+/// relaying node receives peers' transactions a batch at a time, and every commit copies
+/// each B-tree page it touches and writes it out: one commit per `LINGER` instead of one
+/// per batch. No acknowledgement waits on it (a waiter commits the queue itself), and
+/// stopping commits at once.
+const LINGER: Duration = Duration::from_millis(50);
 
 /// One submitter's place in the queue.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -165,8 +173,15 @@ impl<W> GroupCommit<W> {
         if writes.is_empty() {
             return;
         }
-        self.shared.state().queue.push((None, writes));
-        self.shared.queued.notify_one();
+        let mut state = self.shared.state();
+        let was_empty = state.queue.is_empty();
+        state.queue.push((None, writes));
+        drop(state);
+        // Behind other writes, the writer is already lingering on them (or a commit will
+        // call it when it returns).
+        if was_empty {
+            self.shared.queued.notify_one();
+        }
     }
 
     /// Blocks until the commit holding `ticket`'s writes returned.
@@ -209,14 +224,19 @@ impl<W> Drop for GroupCommit<W> {
     }
 }
 
-/// The writer thread: commits whatever is queued while no waiter does, until stopped with
-/// an empty queue.
+/// The writer thread: commits whatever is queued while no waiter does, [`LINGER`] after it
+/// first found it, until stopped with an empty queue.
 fn write_loop<W>(shared: &Shared<W>) {
     let mut state = shared.state();
+    let mut gathering_since: Option<Instant> = None;
     loop {
         if state.queue.is_empty() || state.committing {
-            if state.queue.is_empty() && state.stopping && !state.committing {
-                break;
+            if state.queue.is_empty() {
+                // A waiter took it.
+                gathering_since = None;
+                if state.stopping && !state.committing {
+                    break;
+                }
             }
             state = shared
                 .queued
@@ -224,6 +244,18 @@ fn write_loop<W>(shared: &Shared<W>) {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             continue;
         }
+        if !state.stopping {
+            let since = *gathering_since.get_or_insert_with(Instant::now);
+            let left = LINGER.saturating_sub(since.elapsed());
+            if !left.is_zero() {
+                state = match shared.queued.wait_timeout(state, left) {
+                    Ok((state, _)) => state,
+                    Err(poisoned) => poisoned.into_inner().0,
+                };
+                continue;
+            }
+        }
+        gathering_since = None;
         state = shared.commit_queue(state);
     }
     state.writer_running = false;

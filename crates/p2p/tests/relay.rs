@@ -62,6 +62,16 @@ fn inventory(message: &Message) -> Option<&Vec<InventoryItem>> {
     }
 }
 
+/// `inv` messages `node` has sent.
+fn inventories_sent(node: &TestNode) -> u64 {
+    node.p2p
+        .traffic()
+        .iter()
+        .filter(|traffic| traffic.name == "inv")
+        .map(|traffic| traffic.sent)
+        .sum()
+}
+
 /// A node holding the blocks of `chain` (mature coins for the test kit's miner key).
 async fn node_with(chain: &TestChain) -> TestNode {
     TestNode::with_chain(chain, vec![]).await
@@ -261,6 +271,8 @@ async fn a_burst_of_transactions_reaches_a_peer_s_pool_whole() {
         })
         .collect();
     let count = payments.len();
+    let invs_before = inventories_sent(&a);
+    let started = std::time::Instant::now();
     let node = Arc::clone(&a.node);
     tokio::task::spawn_blocking(move || {
         for payment in payments {
@@ -277,6 +289,15 @@ async fn a_burst_of_transactions_reaches_a_peer_s_pool_whole() {
         || async { b.node.pool_size().0 == count },
     )
     .await;
+    // Announced in a few `inv`s, at most one each 20 ms: one per admission would make a
+    // busy relay look like a flood to its peer (it did, at 20,000 payments in the bench).
+    let invs = inventories_sent(&a) - invs_before;
+    let bound = started.elapsed().as_millis() as u64 / 20 + 2;
+    assert!(
+        invs <= bound,
+        "{invs} inv messages for {count} payments in {:?} (at most {bound})",
+        started.elapsed()
+    );
     b.stop().await;
     a.stop().await;
 }

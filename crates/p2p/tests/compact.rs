@@ -495,15 +495,7 @@ async fn the_peer_that_brings_a_new_tip_first_is_asked_for_pushes_in_place_of_th
     )
     .await;
     node.keep(temp);
-    let core = Arc::clone(&node.node);
-    let blocks = chain.blocks[1..].to_vec();
-    tokio::task::spawn_blocking(move || {
-        for block in blocks {
-            core.submit_block(block).expect("valid block");
-        }
-    })
-    .await
-    .expect("task");
+    node.submit_chain(&chain).await;
     let asked = |message| match message {
         Message::SendCompact { high_bandwidth } => Some(high_bandwidth),
         _ => None,

@@ -166,7 +166,13 @@ impl TestNode {
         peers: Vec<String>,
     ) -> TestNode {
         let node = TestNode::start(peers).await;
-        let core = Arc::clone(&node.node);
+        node.submit_chain(chain).await;
+        node
+    }
+
+    /// Submits the blocks of `chain` above genesis.
+    pub async fn submit_chain(&self, chain: &powchain_consensus::testkit::TestChain) {
+        let core = Arc::clone(&self.node);
         let blocks = chain.blocks[1..].to_vec();
         tokio::task::spawn_blocking(move || {
             for block in blocks {
@@ -175,7 +181,6 @@ impl TestNode {
         })
         .await
         .expect("task");
-        node
     }
 
     pub fn url(&self) -> String {

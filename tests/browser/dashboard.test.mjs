@@ -255,7 +255,9 @@ try {
 
   await step("blocks page, newest first, and a block page with its header and transactions", async () => {
     await app.getByRole("link", { name: "Blocks", exact: true }).click();
-    await app.locator("main tbody tr").first().waitFor();
+    // The wallet page's table rows may still be there until the blocks page renders: wait
+    // for the list's last row (genesis), not for any row.
+    await app.locator('main tbody tr[data-height="0"]').waitFor();
     const heights = await app.locator("main tbody tr").evaluateAll((rows) => rows.map((row) => Number(row.dataset.height)));
     assert.deepEqual(heights, [3, 2, 1, 0]);
     await screenshot(app, "blocks");

@@ -41,6 +41,9 @@ pub struct P2pConfig {
     pub max_backoff: Duration,
     /// A block asked for and not delivered within this time is asked of another peer.
     pub block_timeout: Duration,
+    /// A transaction asked for and not delivered within this time is asked of another peer
+    /// that announced it (`transaction_requests.rs`).
+    pub transaction_timeout: Duration,
     /// Relay new blocks as compact blocks (BIP-152, `compact.rs`): ask three peers to
     /// push them, push ours to peers that ask. Off, blocks go by `inv` and `getdata`
     /// only, as before compact relay (a simulation compares the two).
@@ -67,6 +70,7 @@ impl Default for P2pConfig {
             handshake_timeout: Duration::from_secs(10),
             max_backoff: Duration::from_secs(10),
             block_timeout: Duration::from_secs(20),
+            transaction_timeout: Duration::from_secs(30),
             compact_blocks: true,
             high_bandwidth_peers: 3,
         }

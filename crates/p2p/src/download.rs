@@ -252,14 +252,18 @@ impl P2p {
         }
     }
 
-    /// Pumps downloads once a second, so timed-out requests move on without new traffic.
+    /// Pumps downloads once a second, so timed-out requests (of blocks and of
+    /// transactions) move on without new traffic.
     pub(crate) async fn download_loop(self: std::sync::Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 biased;
                 () = self.token.cancelled() => return,
-                _ = tick.tick() => self.pump_downloads().await,
+                _ = tick.tick() => {
+                    self.expire_transaction_requests();
+                    self.pump_downloads().await;
+                }
             }
         }
     }

@@ -270,6 +270,7 @@ where
     let end = session.run(&mut stream, &mut commands, &theirs).await;
     p2p.registry.unregister(id);
     p2p.forget_peer_downloads(id);
+    p2p.forget_peer_transactions(id);
     p2p.forget_high_bandwidth(id);
     session.close(&end).await;
     p2p.say_connection(format_args!("peer left: {} ({end})", session.label()));

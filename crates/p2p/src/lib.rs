@@ -14,6 +14,8 @@
 //!     │                 ├─▶ sync.rs: headers first, then blocks ──▶ Node
 //!     │                 └─▶ transactions, inv, get_data, addr ──▶ Node, address_book.rs
 //!     ├─▶ relay.rs: NodeEvent ──▶ announcements to peers that lack the item
+//!     │     transaction_requests.rs: one peer asked per transaction; the next
+//!     │     announcer asked on notfound, departure or timeout
 //!     ├─▶ compact.rs: new blocks pushed as compact blocks, rebuilt from the pool
 //!     │     short_id.rs: SipHash-2-4 short transaction ids
 //!     └─▶ download.rs: missing blocks ──▶ getdata to the peers that hold them
@@ -53,6 +55,7 @@ mod short_id;
 mod stranger;
 mod sync;
 mod traffic;
+mod transaction_requests;
 pub mod transport;
 pub mod url;
 

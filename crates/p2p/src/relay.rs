@@ -8,9 +8,10 @@
 //!   a peer's transaction with a missing parent ──▶ held (bounded) ──▶ retried later
 //! ```
 //!
-//! Every transaction id is fetched once: the first sighting (an announcement, a delivery,
-//! our own acceptance) is remembered in a bounded set, so the same transaction announced
-//! by eight peers is asked of one.
+//! A transaction delivered, accepted or refused is remembered in a bounded set, so its
+//! later announcements are not fetched; one still on its way is asked of one announcer
+//! at a time (transaction_requests.rs), so the same transaction announced by eight peers
+//! crosses once.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -140,18 +141,15 @@ impl P2p {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// True the first time a transaction id is seen (requested or refused); later calls
-    /// say false, so every transaction is fetched once.
+    /// Remembers a transaction id as seen (delivered, accepted or refused): announcements
+    /// of it are not fetched. True the first time.
     pub(crate) fn first_sight_of_transaction(&self, txid: Txid) -> bool {
         self.transactions().first_sight(txid)
     }
 
-    /// Forgets that a transaction id was seen, so the next announcement of it is fetched
-    /// (its request was answered with `notfound`).
-    pub(crate) fn forget_transaction(&self, txid: &Txid) {
-        // Its place in `recent_order` stays; popping it later removes nothing or a newer
-        // sighting, which at worst fetches the transaction once more.
-        self.transactions().recent.remove(txid);
+    /// True if a transaction id was seen (delivered, accepted or refused) recently.
+    pub(crate) fn has_seen_transaction(&self, txid: &Txid) -> bool {
+        self.transactions().recent.contains(txid)
     }
 
     /// Holds a transaction whose parent is missing, until the parent arrives (bounded:
@@ -210,6 +208,7 @@ impl P2p {
                 }
                 Ok(NodeEvent::TransactionAccepted { txid }) => {
                     self.first_sight_of_transaction(txid);
+                    self.transaction_arrived(&txid);
                     self.announce_to_all(&[InventoryItem::Transaction(txid)]);
                     self.retry_orphan_transactions(Some(txid)).await;
                 }

@@ -7,7 +7,8 @@
 //!              ├─▶ download loop: missing blocks ──▶ getdata (download.rs)
 //!              └─▶ console loop: the last line of a sync (console.rs)
 //!   shared state: PeerRegistry (registry.rs), AddressBook (address_book.rs),
-//!                 Downloads (download.rs), TransactionRelay (relay.rs), BanList (ban.rs)
+//!                 Downloads (download.rs), TransactionRelay (relay.rs),
+//!                 TransactionRequests (transaction_requests.rs), BanList (ban.rs)
 //! ```
 //!
 //! Each part of the shared state has its own lock, held only for in-memory bookkeeping
@@ -35,6 +36,7 @@ use crate::pending::PendingConnections;
 use crate::registry::{PeerRegistry, REMOVED};
 use crate::relay::TransactionRelay;
 use crate::traffic::{MessageTraffic, Traffic};
+use crate::transaction_requests::TransactionRequests;
 use crate::transport::{Environment, Listener, NodeCalls};
 use crate::url::PeerUrl;
 
@@ -49,6 +51,8 @@ pub struct P2p {
     pub(crate) addresses: Mutex<AddressBook>,
     pub(crate) downloads: Mutex<Downloads>,
     pub(crate) transactions: Mutex<TransactionRelay>,
+    /// Transactions being fetched, and from whom (transaction_requests.rs).
+    pub(crate) transaction_requests: Mutex<TransactionRequests>,
     /// Messages and bytes by type (traffic.rs).
     pub(crate) traffic: Traffic,
     /// Compact block relay: whom we asked for pushes, what we pushed (compact.rs).
@@ -196,6 +200,7 @@ impl P2p {
         };
         let pending = PendingConnections::new(config.max_pending, config.max_pending_per_group);
         let compact = Mutex::new(CompactRelay::new(config.high_bandwidth_peers));
+        let transaction_requests = Mutex::new(TransactionRequests::new(config.transaction_timeout));
         let p2p = Arc::new(P2p {
             node: Arc::clone(&node),
             config,
@@ -205,6 +210,7 @@ impl P2p {
             addresses: Mutex::new(AddressBook::default()),
             downloads: Mutex::new(Downloads::default()),
             transactions: Mutex::new(TransactionRelay::default()),
+            transaction_requests,
             compact,
             traffic: Traffic::default(),
             bans: Mutex::new(BanList::default()),

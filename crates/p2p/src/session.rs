@@ -59,8 +59,6 @@ const MAX_BLOCK_BATCH: usize = 16;
 /// banned it as a flood (found by `powchain bench` at 20,000 payments). Blocks are never
 /// held back.
 const TRANSACTION_ANNOUNCEMENT_INTERVAL: Duration = Duration::from_millis(20);
-/// Transactions remembered as asked of one peer at most.
-const MAX_REQUESTED_TRANSACTIONS: usize = 50_000;
 
 /// How a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -285,9 +283,6 @@ pub(crate) struct Session<S> {
     pub(crate) known: KnownInventory,
     /// What to announce to this peer, filled by the relay.
     announcements: Arc<Announcements>,
-    /// Transactions asked of this peer and not yet received: their arrival does not count
-    /// against its rate limit.
-    pub(crate) requested_transactions: HashSet<Txid>,
     /// How many more addresses this peer may share now.
     address_budget: RateLimit,
     /// A low-work branch this peer is showing us.
@@ -322,7 +317,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             sink,
             known: KnownInventory::default(),
             announcements,
-            requested_transactions: HashSet::new(),
             address_budget: RateLimit::addresses(),
             presync: None,
             redownload: None,
@@ -629,8 +623,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let requested = match &message {
             Message::Block(block) => self.p2p.is_in_flight_from(self.id, &block.compute_hash()),
             Message::Transaction(transaction) => self
-                .requested_transactions
-                .remove(&transaction.compute_txid()),
+                .p2p
+                .is_transaction_asked_of(self.id, &transaction.compute_txid()),
             Message::CompactBlock(compact) => self
                 .p2p
                 .is_in_flight_from(self.id, &compact.header.compute_hash()),
@@ -673,11 +667,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         InventoryItem::Block(hash) | InventoryItem::CompactBlock(hash) => {
                             self.p2p.note_not_found(self.id, *hash)
                         }
-                        // Gone from its pool before we asked (a block took it): ask again
-                        // if it is announced again (a reorganisation may bring it back).
+                        // Gone from its pool before we asked (a block took it): asked of
+                        // another announcer, or again when announced again (a
+                        // reorganisation may bring it back).
                         InventoryItem::Transaction(txid) => {
-                            self.requested_transactions.remove(txid);
-                            self.p2p.forget_transaction(txid);
+                            self.p2p.transaction_not_found(self.id, txid);
                         }
                     }
                 }
@@ -756,26 +750,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 None => unknown_block = true,
             }
         }
-        let wanted_transactions: Vec<InventoryItem> = transactions
+        let unseen: Vec<Txid> = transactions
             .iter()
             .zip(pooled)
-            .filter(|(txid, in_pool)| !in_pool && self.p2p.first_sight_of_transaction(**txid))
-            .map(|(txid, _)| InventoryItem::Transaction(*txid))
+            .filter(|(txid, in_pool)| !in_pool && !self.p2p.has_seen_transaction(txid))
+            .map(|(txid, _)| *txid)
             .collect();
-        if !wanted_transactions.is_empty() {
-            if self.requested_transactions.len() + wanted_transactions.len()
-                > MAX_REQUESTED_TRANSACTIONS
-            {
-                // A peer that never answers: forget the old requests (their answers
-                // would count against its rate limit, nothing worse).
-                self.requested_transactions.clear();
-            }
-            self.requested_transactions.extend(
-                transactions.iter().copied().filter(|txid| {
-                    wanted_transactions.contains(&InventoryItem::Transaction(*txid))
-                }),
-            );
-            self.send(&Message::GetData(wanted_transactions)).await?;
+        let wanted = self.p2p.transactions_announced(self.id, &unseen);
+        if !wanted.is_empty() {
+            let items = wanted.into_iter().map(InventoryItem::Transaction).collect();
+            self.send(&Message::GetData(items)).await?;
         }
         // Ask again even if a request is under way: its answer may end before this block.
         if unknown_block {
@@ -851,6 +835,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         for (txid, _) in &held {
             self.known.insert(InventoryItem::Transaction(*txid));
             self.p2p.first_sight_of_transaction(*txid);
+            self.p2p.transaction_arrived(txid);
         }
         let count = u32::try_from(transactions.len()).unwrap_or(u32::MAX);
         self.p2p.simulated_validation(0, 0, count).await;

@@ -8,6 +8,9 @@
 //!   peer's pool, it was not fetched again.
 //! - The node that answered `notfound` kept the transaction marked as known to the peer,
 //!   so it never announced it again once it was back in its pool.
+//! - A transaction asked of a peer that then left, lacked it, or never answered was not
+//!   asked of the other peers that had announced it (the three-node bench waited forever
+//!   for such a payment).
 
 mod common;
 
@@ -15,11 +18,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Socket, TestNode, raw_peer, send, wait_until};
+use common::{Socket, TestNode, config, raw_peer, send, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use powchain_consensus::testkit::TestChain;
 use powchain_consensus::{Amount, BlockHeight, Transaction, TxOut, Txid};
-use powchain_p2p::{InventoryItem, Message};
+use powchain_p2p::{InventoryItem, Message, P2pConfig};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -351,5 +354,69 @@ async fn transactions_sent_back_to_back_are_admitted_in_order_and_an_invalid_one
         "what came before the forgery is pooled, the child after its parent"
     );
     assert!(node.node.pool_transaction(&forged.compute_txid()).is_none());
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_is_asked_of_the_next_announcer_when_the_first_leaves_lacks_it_or_is_silent()
+{
+    let chain = TestChain::regtest_with_mature_coins(3);
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut node = TestNode::start_in(
+        temp.path().to_path_buf(),
+        P2pConfig {
+            transaction_timeout: Duration::from_millis(300),
+            ..config(vec![], 0)
+        },
+    )
+    .await;
+    node.keep(temp);
+    node.submit_chain(&chain).await;
+    let payments: Vec<Transaction> = (0..3)
+        .map(|index| {
+            chain.spend(
+                &[chain.mature_coin(index).0],
+                vec![out(49 * 100_000_000, 10 + index as u8)],
+                &[chain.miner],
+                &HashMap::new(),
+            )
+        })
+        .collect();
+    // The peer that announces each payment second, and delivers it once asked.
+    let mut second = raw_peer(&node.url(), 46_020).await.expect("connects");
+    for (case, payment) in payments.into_iter().enumerate() {
+        let txid = payment.compute_txid();
+        let port = 46_021 + u16::try_from(case).expect("small");
+        let mut first = raw_peer(&node.url(), port).await.expect("connects");
+        send(&mut first, Message::Inventory(vec![transaction_item(txid)])).await;
+        expect_message(&mut first, "getdata from the first announcer", |message| {
+            names(message, get_data, txid)
+        })
+        .await;
+        send(
+            &mut second,
+            Message::Inventory(vec![transaction_item(txid)]),
+        )
+        .await;
+        match case {
+            0 => {
+                // It leaves without answering.
+                first.close(None).await.expect("close");
+            }
+            1 => send(&mut first, Message::NotFound(vec![transaction_item(txid)])).await,
+            // It stays connected and silent past the node's deadline.
+            _ => {}
+        }
+        expect_message(&mut second, "getdata from the next announcer", |message| {
+            names(message, get_data, txid)
+        })
+        .await;
+        send(&mut second, Message::Transaction(Box::new(payment))).await;
+        wait_until("the payment is pooled", LIMIT, || async {
+            node.node.pool_transaction(&txid).is_some()
+        })
+        .await;
+    }
+    assert!(node.p2p.banned().is_empty(), "nobody broke a rule");
     node.stop().await;
 }

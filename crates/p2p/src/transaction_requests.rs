@@ -1,0 +1,413 @@
+//! Transaction requests: which peers announced a transaction we lack, which one of them
+//! we asked for it, and until when.
+//!
+//! ```text
+//!   inv from P ──▶ announced: P is asked now if nobody is, else remembered as a source
+//!   the transaction arrives (or enters the pool) ──▶ done: forgotten
+//!   notfound from P, P leaves, or P's deadline passes ──▶ the next source is asked
+//! ```
+//!
+//! One peer is asked at a time, so a transaction announced by eight peers crosses the
+//! network once. Without the other sources, a transaction asked of a peer that then left
+//! (or never answered) was lost to this node until someone announced it again; the
+//! three-node bench once waited forever for such a payment. Bitcoin Core's
+//! `TxRequestTracker` does the same, with preferences and delays this node does without.
+//!
+//! Bounded: a peer is remembered as a source of at most [`MAX_ANNOUNCED_PER_PEER`]
+//! transactions at once (more announcements are ignored, as Core does), so the whole
+//! table holds at most that many entries per connected peer.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{MutexGuard, PoisonError};
+use std::time::Duration;
+
+use powchain_consensus::Txid;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::message::{InventoryItem, MAX_INVENTORY, Message};
+use crate::registry::{PeerCommand, PeerId};
+use crate::service::P2p;
+
+/// Transactions one peer may be the source of (asked or waiting) at once.
+pub(crate) const MAX_ANNOUNCED_PER_PEER: usize = 5_000;
+
+/// A transaction we lack and are fetching.
+#[derive(Debug)]
+struct Wanted {
+    /// The peer asked for it.
+    asked: PeerId,
+    /// When the asked peer's time is up.
+    deadline: Instant,
+    /// Peers that announced it too and have not been asked, in announcement order.
+    sources: Vec<PeerId>,
+}
+
+/// The transactions being fetched, and from whom.
+#[derive(Debug)]
+pub(crate) struct TransactionRequests {
+    wanted: HashMap<Txid, Wanted>,
+    /// Entries naming each peer (asked or as a source).
+    load: HashMap<PeerId, usize>,
+    /// How long an asked peer has to deliver.
+    timeout: Duration,
+}
+
+impl TransactionRequests {
+    pub(crate) fn new(timeout: Duration) -> TransactionRequests {
+        TransactionRequests {
+            wanted: HashMap::new(),
+            load: HashMap::new(),
+            timeout,
+        }
+    }
+
+    /// `peer` announced `txids` (ones this node lacks): those to ask it for now, because
+    /// nobody is asked for them yet. It is remembered as a source of the others, up to
+    /// [`MAX_ANNOUNCED_PER_PEER`].
+    pub(crate) fn announced(&mut self, peer: PeerId, txids: &[Txid], now: Instant) -> Vec<Txid> {
+        let mut ask = Vec::new();
+        for &txid in txids {
+            let load = self.load.entry(peer).or_default();
+            if *load >= MAX_ANNOUNCED_PER_PEER {
+                break;
+            }
+            match self.wanted.entry(txid) {
+                Entry::Vacant(entry) => {
+                    entry.insert(Wanted {
+                        asked: peer,
+                        deadline: now + self.timeout,
+                        sources: Vec::new(),
+                    });
+                    *load += 1;
+                    ask.push(txid);
+                }
+                Entry::Occupied(mut entry) => {
+                    let wanted = entry.get_mut();
+                    if wanted.asked != peer && !wanted.sources.contains(&peer) {
+                        wanted.sources.push(peer);
+                        *load += 1;
+                    }
+                }
+            }
+        }
+        ask
+    }
+
+    /// True if `txid` is asked of `peer` and not yet delivered.
+    pub(crate) fn is_asked_of(&self, peer: PeerId, txid: &Txid) -> bool {
+        self.wanted
+            .get(txid)
+            .is_some_and(|wanted| wanted.asked == peer)
+    }
+
+    /// `txid` arrived (from anyone) or entered the pool: nobody needs asking.
+    pub(crate) fn done(&mut self, txid: &Txid) {
+        if let Some(wanted) = self.wanted.remove(txid) {
+            self.release(wanted.asked);
+            for source in wanted.sources {
+                self.release(source);
+            }
+        }
+    }
+
+    /// `peer` answered `notfound` for `txid`: the next source is asked, if any (returned).
+    pub(crate) fn not_found(
+        &mut self,
+        peer: PeerId,
+        txid: &Txid,
+        now: Instant,
+    ) -> Option<(PeerId, Txid)> {
+        let wanted = self.wanted.get_mut(txid)?;
+        if wanted.asked == peer {
+            self.ask_next(*txid, now)
+        } else {
+            // A source that no longer has it (or never did) is not asked later.
+            let before = wanted.sources.len();
+            wanted.sources.retain(|source| *source != peer);
+            if wanted.sources.len() < before {
+                self.release(peer);
+            }
+            None
+        }
+    }
+
+    /// `peer` left: what it was asked for goes to the next source of each, oldest
+    /// announcement first (returned, sorted so a simulation replays them in order).
+    pub(crate) fn forget_peer(&mut self, peer: PeerId, now: Instant) -> Vec<(PeerId, Txid)> {
+        let mut asked = Vec::new();
+        for (txid, wanted) in &mut self.wanted {
+            if wanted.asked == peer {
+                asked.push(*txid);
+            } else {
+                wanted.sources.retain(|source| *source != peer);
+            }
+        }
+        asked.sort_unstable();
+        let next = asked
+            .into_iter()
+            .filter_map(|txid| self.ask_next(txid, now))
+            .collect();
+        self.load.remove(&peer);
+        next
+    }
+
+    /// Requests whose deadline has passed: the next source of each is asked (returned,
+    /// sorted); the slow peer is not asked for it again.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<(PeerId, Txid)> {
+        let mut late: Vec<Txid> = self
+            .wanted
+            .iter()
+            .filter(|(_, wanted)| wanted.deadline <= now)
+            .map(|(txid, _)| *txid)
+            .collect();
+        late.sort_unstable();
+        late.into_iter()
+            .filter_map(|txid| self.ask_next(txid, now))
+            .collect()
+    }
+
+    /// Transactions being fetched.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.wanted.len()
+    }
+
+    /// Drops the asked peer of `txid` and asks its next source; with none left, the
+    /// transaction is forgotten (a later announcement starts over).
+    fn ask_next(&mut self, txid: Txid, now: Instant) -> Option<(PeerId, Txid)> {
+        let wanted = self.wanted.get_mut(&txid)?;
+        let previous = wanted.asked;
+        let next = if wanted.sources.is_empty() {
+            None
+        } else {
+            Some(wanted.sources.remove(0))
+        };
+        match next {
+            Some(next) => {
+                wanted.asked = next;
+                wanted.deadline = now + self.timeout;
+                self.release(previous);
+                Some((next, txid))
+            }
+            None => {
+                self.wanted.remove(&txid);
+                self.release(previous);
+                None
+            }
+        }
+    }
+
+    fn release(&mut self, peer: PeerId) {
+        if let Entry::Occupied(mut entry) = self.load.entry(peer) {
+            *entry.get_mut() -= 1;
+            if *entry.get() == 0 {
+                entry.remove();
+            }
+        }
+    }
+}
+
+impl P2p {
+    fn transaction_requests(&self) -> MutexGuard<'_, TransactionRequests> {
+        self.transaction_requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `peer` announced `txids`, ones this node has neither pooled nor seen: those to ask
+    /// it for now (the others are asked of another peer already, or over its bound).
+    pub(crate) fn transactions_announced(&self, peer: PeerId, txids: &[Txid]) -> Vec<Txid> {
+        self.transaction_requests()
+            .announced(peer, txids, Instant::now())
+    }
+
+    /// True if `txid` was asked of `peer` and is still awaited.
+    pub(crate) fn is_transaction_asked_of(&self, peer: PeerId, txid: &Txid) -> bool {
+        self.transaction_requests().is_asked_of(peer, txid)
+    }
+
+    /// `txid` arrived, or entered the pool another way: nobody needs asking for it.
+    pub(crate) fn transaction_arrived(&self, txid: &Txid) {
+        self.transaction_requests().done(txid);
+    }
+
+    /// `peer` does not have `txid` (`notfound`): its next source is asked.
+    pub(crate) fn transaction_not_found(&self, peer: PeerId, txid: &Txid) {
+        let next = self
+            .transaction_requests()
+            .not_found(peer, txid, Instant::now());
+        self.ask_for_transactions(next.into_iter().collect());
+    }
+
+    /// `peer` left: what it was asked for is asked of the next source of each.
+    pub(crate) fn forget_peer_transactions(&self, peer: PeerId) {
+        let next = self
+            .transaction_requests()
+            .forget_peer(peer, Instant::now());
+        self.ask_for_transactions(next);
+    }
+
+    /// Requests past their deadline go to the next source (the download loop calls this
+    /// once a second).
+    pub(crate) fn expire_transaction_requests(&self) {
+        let next = self.transaction_requests().expire(Instant::now());
+        self.ask_for_transactions(next);
+    }
+
+    /// Sends each peer one `getdata` (per [`MAX_INVENTORY`] items) for its share. A peer
+    /// that left meanwhile, or whose queue is full, keeps its share until its deadline.
+    fn ask_for_transactions(&self, requests: Vec<(PeerId, Txid)>) {
+        let mut by_peer: BTreeMap<PeerId, Vec<InventoryItem>> = BTreeMap::new();
+        for (peer, txid) in requests {
+            by_peer
+                .entry(peer)
+                .or_default()
+                .push(InventoryItem::Transaction(txid));
+        }
+        for (peer, items) in by_peer {
+            let Some(commands) = self.registry.commands(peer) else {
+                continue;
+            };
+            for chunk in items.chunks(MAX_INVENTORY) {
+                if commands
+                    .try_send(PeerCommand::Send(Message::GetData(chunk.to_vec())))
+                    .is_err()
+                {
+                    debug!(%peer, "a peer's queue is full; its transactions wait for their deadline");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(number: u64) -> PeerId {
+        PeerId::for_test(number)
+    }
+
+    fn txid(byte: u8) -> Txid {
+        Txid([byte; 32])
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The load table agrees with the entries: each peer counted once per entry naming it.
+    fn assert_consistent(requests: &TransactionRequests) {
+        let mut counted: HashMap<PeerId, usize> = HashMap::new();
+        for wanted in requests.wanted.values() {
+            *counted.entry(wanted.asked).or_default() += 1;
+            for source in &wanted.sources {
+                assert_ne!(*source, wanted.asked, "the asked peer is not also a source");
+                *counted.entry(*source).or_default() += 1;
+            }
+        }
+        assert_eq!(counted, requests.load);
+    }
+
+    #[test]
+    fn one_peer_is_asked_and_the_others_wait_as_sources() {
+        let mut requests = TransactionRequests::new(TIMEOUT);
+        let now = Instant::now();
+        assert_eq!(requests.announced(peer(1), &[txid(1)], now), vec![txid(1)]);
+        assert!(requests.announced(peer(2), &[txid(1)], now).is_empty());
+        assert!(requests.announced(peer(1), &[txid(1)], now).is_empty());
+        assert!(requests.is_asked_of(peer(1), &txid(1)));
+        assert!(!requests.is_asked_of(peer(2), &txid(1)));
+        assert_consistent(&requests);
+        requests.done(&txid(1));
+        assert_eq!(requests.len(), 0);
+        assert!(requests.load.is_empty());
+        // Done means forgotten: a new announcement is asked again.
+        assert_eq!(requests.announced(peer(2), &[txid(1)], now), vec![txid(1)]);
+    }
+
+    #[test]
+    fn a_peer_that_leaves_hands_its_requests_to_the_next_source() {
+        let mut requests = TransactionRequests::new(TIMEOUT);
+        let now = Instant::now();
+        requests.announced(peer(1), &[txid(1), txid(2), txid(3)], now);
+        requests.announced(peer(2), &[txid(2)], now);
+        requests.announced(peer(3), &[txid(1), txid(2)], now);
+        let next = requests.forget_peer(peer(1), now);
+        assert_eq!(
+            next,
+            vec![(peer(3), txid(1)), (peer(2), txid(2))],
+            "the oldest source of each, in txid order"
+        );
+        assert_eq!(requests.len(), 2, "txid 3 had no other source: forgotten");
+        assert!(!requests.load.contains_key(&peer(1)));
+        assert_consistent(&requests);
+        // Peer 3 leaves: txid 1 (asked of it, no source left) is forgotten, and it is no
+        // longer a source of txid 2.
+        assert!(requests.forget_peer(peer(3), now).is_empty());
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests.not_found(peer(2), &txid(2), now), None);
+        assert_eq!(requests.len(), 0);
+        assert_consistent(&requests);
+    }
+
+    #[test]
+    fn notfound_from_the_asked_peer_moves_on_and_from_a_source_drops_it() {
+        let mut requests = TransactionRequests::new(TIMEOUT);
+        let now = Instant::now();
+        requests.announced(peer(1), &[txid(1)], now);
+        requests.announced(peer(2), &[txid(1)], now);
+        requests.announced(peer(3), &[txid(1)], now);
+        assert_eq!(requests.not_found(peer(3), &txid(1), now), None);
+        assert_eq!(
+            requests.not_found(peer(1), &txid(1), now),
+            Some((peer(2), txid(1)))
+        );
+        assert_consistent(&requests);
+        assert_eq!(requests.not_found(peer(2), &txid(1), now), None);
+        assert_eq!(requests.len(), 0, "no source left");
+        assert!(requests.load.is_empty());
+    }
+
+    #[test]
+    fn a_request_past_its_deadline_goes_to_the_next_source() {
+        let mut requests = TransactionRequests::new(TIMEOUT);
+        let start = Instant::now();
+        requests.announced(peer(1), &[txid(1), txid(2)], start);
+        requests.announced(peer(2), &[txid(1)], start);
+        assert!(requests.expire(start + TIMEOUT / 2).is_empty());
+        let later = start + TIMEOUT;
+        assert_eq!(requests.expire(later), vec![(peer(2), txid(1))]);
+        assert_eq!(requests.len(), 1, "txid 2 had no other source");
+        assert!(requests.is_asked_of(peer(2), &txid(1)));
+        assert!(
+            requests.expire(later + TIMEOUT / 2).is_empty(),
+            "the new deadline counts from the new request"
+        );
+        assert_consistent(&requests);
+    }
+
+    #[test]
+    fn a_peer_is_the_source_of_a_bounded_number_of_transactions() {
+        let mut requests = TransactionRequests::new(TIMEOUT);
+        let now = Instant::now();
+        let many: Vec<Txid> = (0..MAX_ANNOUNCED_PER_PEER + 10)
+            .map(|n| {
+                let mut bytes = [0u8; 32];
+                bytes[..8].copy_from_slice(&(n as u64).to_le_bytes());
+                Txid(bytes)
+            })
+            .collect();
+        let asked = requests.announced(peer(1), &many, now);
+        assert_eq!(asked.len(), MAX_ANNOUNCED_PER_PEER);
+        assert_eq!(requests.len(), MAX_ANNOUNCED_PER_PEER);
+        // Others still get through, and the first peer again once its load falls.
+        assert_eq!(requests.announced(peer(2), &[txid(200)], now).len(), 1);
+        requests.done(&many[0]);
+        assert_eq!(
+            requests.announced(peer(1), &many[MAX_ANNOUNCED_PER_PEER..], now),
+            vec![many[MAX_ANNOUNCED_PER_PEER]]
+        );
+        assert_consistent(&requests);
+    }
+}

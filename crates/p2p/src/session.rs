@@ -53,12 +53,6 @@ const KNOWN_INVENTORY: usize = 20_000;
 const MAX_TRANSACTION_BATCH: usize = 64;
 /// Blocks already read off the connection that are handed to the node in one call.
 const MAX_BLOCK_BATCH: usize = 16;
-/// Transaction announcements leave at most once per interval, each `inv` carrying all that
-/// gathered meanwhile: a node relaying thousands of transactions a second sent one `inv`
-/// per batch it admitted, and its peer's `getdata` answers came as fast, until the peer
-/// banned it as a flood (found by `powchain bench` at 20,000 payments). Blocks are never
-/// held back.
-const TRANSACTION_ANNOUNCEMENT_INTERVAL: Duration = Duration::from_millis(20);
 
 /// How a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -378,25 +372,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     }
 
     /// Announces `items` the peer is not known to have: blocks by headers where it can,
-    /// the rest in `inv` messages. The next transaction announcement may leave
-    /// [`TRANSACTION_ANNOUNCEMENT_INTERVAL`] after this one if it announced any.
-    async fn announce(
-        &mut self,
-        items: Vec<InventoryItem>,
-        next_announcement: &mut Instant,
-    ) -> Result<(), SessionEnd> {
+    /// the rest in `inv` messages.
+    async fn announce(&mut self, items: Vec<InventoryItem>) -> Result<(), SessionEnd> {
         let mut items: Vec<InventoryItem> = items
             .into_iter()
             .filter(|item| !self.known.contains(item))
             .collect();
         self.announce_blocks_by_headers(&mut items).await?;
         items.retain(|item| self.known.insert(*item));
-        if items
-            .iter()
-            .any(|item| matches!(item, InventoryItem::Transaction(_)))
-        {
-            *next_announcement = Instant::now() + TRANSACTION_ANNOUNCEMENT_INTERVAL;
-        }
         for chunk in items.chunks(MAX_INVENTORY) {
             self.send(&Message::Inventory(chunk.to_vec())).await?;
         }
@@ -420,9 +403,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let mut ping = tokio::time::interval(self.p2p.config.ping_interval);
         let mut awaiting_pong: Option<(u64, Instant)> = None;
         let mut ping_counter = 0u64;
-        // Announcements taken but held until `next_announcement` (transactions only).
-        let mut held: Vec<InventoryItem> = Vec::new();
-        let mut next_announcement = Instant::now();
         loop {
             tokio::select! {
                 // In this order, every time: the same events give the same messages (a
@@ -442,19 +422,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         return end;
                     }
                 }
-                () = announcements.ready() => {
-                    held.extend(announcements.take());
-                    let has_block = held
-                        .iter()
-                        .any(|item| !matches!(item, InventoryItem::Transaction(_)));
-                    if has_block || Instant::now() >= next_announcement {
-                        if let Err(end) = self.announce(std::mem::take(&mut held), &mut next_announcement).await {
-                            return end;
-                        }
-                    }
-                }
-                () = tokio::time::sleep_until(next_announcement), if !held.is_empty() => {
-                    if let Err(end) = self.announce(std::mem::take(&mut held), &mut next_announcement).await {
+                () = announcements.due() => {
+                    if let Err(end) = self.announce(announcements.take()).await {
                         return end;
                     }
                 }

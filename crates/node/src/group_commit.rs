@@ -411,4 +411,48 @@ mod tests {
             .collect();
         assert_eq!(all, (0..100).collect::<Vec<_>>(), "all of it, in order");
     }
+
+    #[test]
+    fn unawaited_writes_linger_and_go_together_into_one_commit() {
+        // Each commit's start and writes.
+        let commits = Arc::new(Mutex::new(Vec::<(Instant, Vec<u32>)>::new()));
+        let log = Arc::clone(&commits);
+        let group = GroupCommit::start("test-writer", move |writes| {
+            log.lock()
+                .expect("not poisoned")
+                .push((Instant::now(), writes));
+            Ok(())
+        })
+        .expect("the writer starts");
+        let first_queued = Instant::now();
+        group.enqueue_unawaited(vec![1]);
+        // When each later write was queued (the call had returned).
+        let mut queued_at = Vec::new();
+        for write in 2..=5 {
+            group.enqueue_unawaited(vec![write]);
+            queued_at.push((write, Instant::now()));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (started, batch) = loop {
+            if let Some(first) = commits.lock().expect("not poisoned").first().cloned() {
+                break first;
+            }
+            assert!(Instant::now() < deadline, "no commit within 20 s");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(
+            started.duration_since(first_queued) >= LINGER,
+            "the first commit waited out the linger"
+        );
+        assert_eq!(batch[0], 1);
+        for (write, at) in queued_at {
+            if at < started {
+                assert!(
+                    batch.contains(&write),
+                    "write {write}, queued before the commit started, went with it"
+                );
+            }
+        }
+        drop(group);
+    }
 }

@@ -283,6 +283,25 @@ pub struct SimulateArgs {
     /// it; the report gives its share of the main chain against its hash power.
     #[arg(long, value_parser = parse_duration, conflicts_with = "partition")]
     pub withhold: Option<std::time::Duration>,
+    /// A tenth of the nodes crash for this long (30s, 2m), from a quarter of the mining
+    /// window, then restart from their disks; the report gives how soon every node is on
+    /// the most-work chain again.
+    #[arg(long, value_parser = parse_duration, conflicts_with_all = ["partition", "withhold"])]
+    pub crash: Option<std::time::Duration>,
+    /// This many hostile hosts (not nodes) each dial 8 nodes from a quarter of the mining
+    /// window: every other one floods them with legal messages over the rate limit, the
+    /// rest announce transactions that do not exist; the report says how each was met.
+    #[arg(long, conflicts_with_all = ["partition", "withhold", "crash"])]
+    pub hostile: Option<usize>,
+    /// Percent of TCP segments lost on every link (0.5, 2): a write that loses one leaves
+    /// a retransmission timeout late (the round trip plus 200 ms), and its connection's
+    /// later writes wait behind it.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_loss_percent)]
+    pub loss_percent: f64,
+    /// Each node's uplink bandwidth is drawn between these, in Mbit/s (`1-5` for slow
+    /// links).
+    #[arg(long, default_value = "20-100", value_parser = parse_mbit_range)]
+    pub uplink_mbit: (u64, u64),
     /// Simulated time per step, in milliseconds: the resolution of every delay (larger
     /// steps run faster).
     #[arg(long, default_value_t = 1)]
@@ -293,6 +312,38 @@ pub struct SimulateArgs {
     /// Write the propagation plot (SVG) to this file.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+}
+
+/// A loss rate in percent, from 0 to below 100.
+fn parse_loss_percent(text: &str) -> Result<f64, String> {
+    let percent: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of percent (0.5, 2)"))?;
+    if (0.0..100.0).contains(&percent) {
+        Ok(percent)
+    } else {
+        Err(format!(
+            "{percent}% is not a loss rate: from 0 to below 100"
+        ))
+    }
+}
+
+/// A bandwidth range in Mbit/s as `MIN-MAX` (`20-100`), 1 <= MIN <= MAX.
+fn parse_mbit_range(text: &str) -> Result<(u64, u64), String> {
+    let (low, high) = text
+        .split_once('-')
+        .ok_or_else(|| format!("{text:?} is not a range: MIN-MAX, as 20-100"))?;
+    let parse = |number: &str| {
+        number
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{number:?} is not a whole number of Mbit/s"))
+    };
+    let (low, high) = (parse(low)?, parse(high)?);
+    if low == 0 || low > high {
+        return Err(format!("{text:?}: need 1 <= MIN <= MAX"));
+    }
+    Ok((low, high))
 }
 
 /// A duration as `90s`, `10m` or `2h` (a bare number is seconds).
@@ -484,6 +535,38 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn simulate_reads_loss_and_uplink_ranges_and_refuses_impossible_ones() {
+        let parse = |flags: &[&str]| {
+            let mut line = vec!["powchain", "simulate"];
+            line.extend_from_slice(flags);
+            Cli::try_parse_from(line).map(|cli| match cli.command {
+                Some(Command::Simulate(args)) => (args.loss_percent, args.uplink_mbit),
+                _ => panic!("simulate subcommand"),
+            })
+        };
+        assert_eq!(parse(&[]).expect("defaults"), (0.0, (20, 100)));
+        assert_eq!(
+            parse(&["--loss-percent", "0.5", "--uplink-mbit", "1-5"]).expect("parses"),
+            (0.5, (1, 5))
+        );
+        for bad in [
+            ["--loss-percent", "100"],
+            ["--loss-percent", "-1"],
+            ["--loss-percent", "lots"],
+            ["--uplink-mbit", "0-5"],
+            ["--uplink-mbit", "10-5"],
+            ["--uplink-mbit", "10"],
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?} is refused");
+        }
+        assert!(
+            parse(&["--crash", "30s", "--partition", "60s"]).is_err(),
+            "one scenario at a time"
+        );
+        assert!(parse(&["--hostile", "4", "--crash", "30s"]).is_err());
     }
 
     #[test]

@@ -20,11 +20,19 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.payments_per_second = args.payments_per_second;
     config.relay = args.relay;
     config.high_bandwidth_peers = usize::from(args.high_bandwidth_peers);
+    config.uplink_mbit = args.uplink_mbit;
+    config.segment_loss_ppm = (args.loss_percent * 10_000.0).round() as u32;
     if let Some(length) = args.partition {
         config.scenario = powchain_sim::Scenario::Partition { length };
     }
     if let Some(delay) = args.withhold {
         config.scenario = powchain_sim::Scenario::Withholding { delay };
+    }
+    if let Some(down) = args.crash {
+        config.scenario = powchain_sim::Scenario::Crash { down };
+    }
+    if let Some(hosts) = args.hostile {
+        config.scenario = powchain_sim::Scenario::Hostile { hosts };
     }
     let started = std::time::Instant::now();
     let report = powchain_sim::run(&config).context("the simulation failed")?;

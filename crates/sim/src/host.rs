@@ -15,7 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::network::{SimListener, SimTransport, Uplink};
+use crate::network::{Loss, SimListener, SimTransport, Uplink};
 use crate::payments::Users;
 
 /// The port every simulated node listens on.
@@ -59,6 +59,13 @@ pub(crate) struct Recorder {
     pub(crate) missed_events: u64,
     /// Errors that stopped a host's miner (none is expected).
     pub(crate) errors: Vec<String>,
+    /// Restarted hosts, with the height and the pool their node reopened with: (node,
+    /// height, pool transactions).
+    pub(crate) reopened: Vec<(usize, u64, usize)>,
+    /// Blocks scheduled to a host while it was down (not found).
+    pub(crate) blocks_not_found: usize,
+    /// Payments scheduled through a host while it was down (not made).
+    pub(crate) payments_not_made: usize,
 }
 
 impl Recorder {
@@ -92,7 +99,13 @@ pub(crate) struct HostPlan {
     pub(crate) high_bandwidth_peers: usize,
     /// Hold each block found this long before publishing it (the withholding scenario).
     pub(crate) withhold: Option<Duration>,
+    /// Keep the chain and pool on disk, in `data_dir` (a host that crashes and restarts).
+    pub(crate) on_disk: bool,
+    /// How far it got, across restarts.
+    pub(crate) progress: Mutex<Progress>,
     pub(crate) uplink: Arc<Uplink>,
+    /// Packet loss on its connections (`None`: none).
+    pub(crate) loss: Option<Arc<Loss>>,
     pub(crate) recorder: Arc<Mutex<Recorder>>,
     /// The run reads each node's final state from here.
     pub(crate) nodes: Arc<Mutex<Vec<Option<Arc<Node>>>>>,
@@ -100,11 +113,30 @@ pub(crate) struct HostPlan {
     pub(crate) peer_layers: Arc<Mutex<Vec<Option<Arc<P2p>>>>>,
 }
 
+/// How far a host got through its schedules, and how often it started.
+#[derive(Default)]
+pub(crate) struct Progress {
+    starts: u32,
+    /// The next block of its schedule to find.
+    next_block: usize,
+    /// The next payment to make.
+    next_payment: usize,
+}
+
 /// The host's software: opens the node, starts its peer layer, records its events and
 /// mines on its schedule, then keeps serving peers until the simulation ends.
 pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
+    let starts = {
+        let mut progress = lock(&plan.progress);
+        progress.starts += 1;
+        progress.starts
+    };
+    let restarted = starts > 1;
+    if restarted {
+        plan.uplink.restart();
+    }
     let mut config = NodeConfig::new(Network::Regtest, plan.data_dir.clone());
-    config.in_memory = true;
+    config.in_memory = !plan.on_disk;
     config.miner_threads = 1;
     config.signature_threads = 1;
     let node = Node::open(
@@ -113,6 +145,11 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
             epoch_ms: plan.epoch_ms,
         }),
     )?;
+    if restarted {
+        lock(&plan.recorder)
+            .reopened
+            .push((plan.index, node.tip().height.0, node.pool_size().0));
+    }
     lock(&plan.nodes)[plan.index] = Some(Arc::clone(&node));
     let listener =
         turmoil::net::TcpListener::bind((IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT)).await?;
@@ -135,8 +172,15 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
     let environment = Environment {
         transport: Box::new(SimTransport {
             uplink: Arc::clone(&plan.uplink),
+            loss: plan.loss.clone(),
         }),
-        randomness: Randomness::seeded(plan.seed ^ (plan.index as u64).wrapping_mul(0x5851_f42d)),
+        // A restarted node draws new nonces, as a new process would: its peers may still
+        // hold its old sessions, and would refuse the same nonce as a duplicate.
+        randomness: Randomness::seeded(
+            plan.seed
+                ^ (plan.index as u64).wrapping_mul(0x5851_f42d)
+                ^ u64::from(starts - 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        ),
         node_calls: NodeCalls::Inline,
         validation_delay: plan.validation_delay,
     };
@@ -145,6 +189,7 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
     let listener = SimListener {
         listener,
         uplink: Arc::clone(&plan.uplink),
+        loss: plan.loss.clone(),
     };
     let p2p = P2p::start_in(
         Arc::clone(&node),
@@ -173,17 +218,30 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
             }
         }
     });
-    let payments = plan.payments.clone();
-    let users = Arc::clone(&plan.users);
     let paying = Arc::clone(&node);
+    let payer = Arc::clone(&plan);
     tasks.spawn(async move {
-        for at in payments {
-            tokio::time::sleep(at.saturating_sub(now())).await;
-            lock(&users).pay(&paying);
+        let first = lock(&payer.progress).next_payment;
+        for (number, at) in payer.payments.iter().enumerate().skip(first) {
+            if *at < now() {
+                // Due while the host was down.
+                lock(&payer.recorder).payments_not_made += 1;
+            } else {
+                tokio::time::sleep(at.saturating_sub(now())).await;
+                lock(&payer.users).pay(&paying);
+            }
+            lock(&payer.progress).next_payment = number + 1;
         }
     });
     let payout = lock(&plan.users).address();
-    for (found, at) in plan.schedule.iter().enumerate() {
+    let first = lock(&plan.progress).next_block;
+    for (found, at) in plan.schedule.iter().enumerate().skip(first) {
+        if *at < now() {
+            // Its hash power was off.
+            lock(&plan.recorder).blocks_not_found += 1;
+            lock(&plan.progress).next_block = found + 1;
+            continue;
+        }
         tokio::time::sleep(at.saturating_sub(now())).await;
         let block = match find(&node, &plan, payout, found) {
             Ok(block) => block,
@@ -191,6 +249,7 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
                 lock(&plan.recorder)
                     .errors
                     .push(format!("node {} could not mine: {error}", plan.index));
+                lock(&plan.progress).next_block = found + 1;
                 continue;
             }
         };
@@ -205,6 +264,7 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
                 });
             }
         }
+        lock(&plan.progress).next_block = found + 1;
     }
     std::future::pending::<()>().await;
     Ok(())

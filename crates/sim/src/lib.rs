@@ -19,7 +19,9 @@
 //! a time in a fixed order, and node calls run inline. A test runs the same seed twice and
 //! compares the reports byte for byte.
 
+mod crash;
 mod host;
+mod hostile;
 mod network;
 mod payments;
 mod plot;
@@ -31,12 +33,15 @@ mod topology;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use crash::CrashReport;
+pub use hostile::{Behaviour, BehaviourReport, HostileReport};
 pub use payments::PaymentsReport;
 pub use powchain_p2p::ValidationDelay;
 pub use report::{MessageTotals, Propagation, Report, RunSettings, Spread};
 pub use scenario::{MinerShare, PartitionReport, Scenario};
 pub use topology::LatencyModel;
 
+use crate::crash::{Outage, OutageAction};
 use crate::host::{HostPlan, Recorder, lock};
 use crate::network::Uplink;
 use crate::payments::Users;
@@ -46,6 +51,12 @@ use crate::topology::Topology;
 
 /// Simulated time before the first block: the nodes dial each other and shake hands.
 const WARM_UP: Duration = Duration::from_secs(10);
+/// Honest nodes each hostile host dials.
+const HOSTILE_TARGETS: usize = 8;
+/// The most hostile hosts a run takes.
+const MAX_HOSTILE_HOSTS: usize = 1_000;
+/// The one-way latency between a hostile host and its targets.
+const HOSTILE_LATENCY: Duration = Duration::from_millis(50);
 /// Simulated time after the last block, for it to reach every node.
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -67,6 +78,9 @@ pub struct SimConfig {
     pub block_interval: Duration,
     /// Each node's uplink is drawn between these, in Mbit/s.
     pub uplink_mbit: (u64, u64),
+    /// Probability that a TCP segment is lost, in parts per million (network.rs: a write
+    /// that loses one leaves a retransmission timeout late).
+    pub segment_loss_ppm: u32,
     /// Simulated time per step: the resolution of every delay.
     pub tick: Duration,
     /// Faults injected (scenario.rs).
@@ -126,6 +140,7 @@ impl SimConfig {
             latency: LatencyModel::Wan,
             block_interval: Duration::from_secs(3),
             uplink_mbit: (20, 100),
+            segment_loss_ppm: 0,
             tick: Duration::from_millis(1),
             scenario: Scenario::Steady,
             payments_per_second: 20.0,
@@ -165,6 +180,11 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             "the block interval and the step must be above zero".into(),
         ));
     }
+    if config.segment_loss_ppm >= 1_000_000 {
+        return Err(SimError::Settings(
+            "a segment loss must be below 100%".into(),
+        ));
+    }
     if config.uplink_mbit.0 == 0 || config.uplink_mbit.0 > config.uplink_mbit.1 {
         return Err(SimError::Settings(
             "uplinks need 0 < min <= max Mbit/s".into(),
@@ -177,6 +197,22 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             return Err(SimError::Settings(format!(
                 "a withholding delay must be above zero and below the {} s the run settles",
                 SETTLE.as_secs()
+            )));
+        }
+    }
+    if let Scenario::Crash { down } = config.scenario {
+        if down.is_zero() || split_at + down >= mining_end {
+            return Err(SimError::Settings(format!(
+                "a crash of {} s must end before mining does: it starts after a quarter of the {} s",
+                down.as_secs(),
+                config.duration.as_secs()
+            )));
+        }
+    }
+    if let Scenario::Hostile { hosts } = config.scenario {
+        if hosts == 0 || hosts > MAX_HOSTILE_HOSTS {
+            return Err(SimError::Settings(format!(
+                "hostile hosts must number from 1 to {MAX_HOSTILE_HOSTS}"
             )));
         }
     }
@@ -227,6 +263,12 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         .header
         .time_ms
         + 60_000;
+    let mut outage = match config.scenario {
+        Scenario::Crash { down } => {
+            Some(Outage::new(&mut rng.fork(5), config.nodes, split_at, down))
+        }
+        _ => None,
+    };
     for (index, (schedule, payments)) in schedules.into_iter().zip(payments).enumerate() {
         let plan = Arc::new(HostPlan {
             index,
@@ -249,13 +291,35 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
                 Scenario::Withholding { delay } if index == topology.largest_miner() => Some(delay),
                 _ => None,
             },
+            on_disk: outage.as_ref().is_some_and(|outage| outage.crashes(index)),
+            progress: Mutex::default(),
             uplink: Arc::clone(&uplinks[index]),
+            loss: (config.segment_loss_ppm > 0).then(|| {
+                Arc::new(network::Loss {
+                    segment_loss_ppm: config.segment_loss_ppm,
+                    one_way: (0..config.nodes)
+                        .map(|peer| topology.one_way(index, peer))
+                        .collect(),
+                    seed: config.seed ^ (index as u64).wrapping_mul(0x6a09_e667_f3bc_c909),
+                    connections: std::sync::atomic::AtomicU32::new(0),
+                })
+            }),
             recorder: Arc::clone(&recorder),
             nodes: Arc::clone(&nodes),
             peer_layers: Arc::clone(&peer_layers),
         });
         sim.host(host_name(index), move || host::run(Arc::clone(&plan)));
     }
+    let hostile_report = match config.scenario {
+        Scenario::Hostile { hosts } => Some(start_hostile_hosts(
+            &mut sim,
+            &mut rng.fork(6),
+            config,
+            hosts,
+            split_at,
+        )),
+        _ => None,
+    };
     // Every pair of nodes gets its regions' latency: gossip may connect any two.
     for a in 0..config.nodes {
         for b in a + 1..config.nodes {
@@ -263,7 +327,10 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         }
     }
     let mut partition = match config.scenario {
-        Scenario::Steady | Scenario::Withholding { .. } => None,
+        Scenario::Steady
+        | Scenario::Withholding { .. }
+        | Scenario::Crash { .. }
+        | Scenario::Hostile { .. } => None,
         Scenario::Partition { length } => Some(Partition::new(
             &mut rng.fork(3),
             config.nodes,
@@ -271,6 +338,8 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             length,
         )),
     };
+    // Traffic of peer layers that crashed.
+    let mut retired_traffic = Vec::new();
     while sim.elapsed() < end {
         sim.step()
             .map_err(|error| SimError::Host(error.to_string()))?;
@@ -290,10 +359,32 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
                 }
             }
         }
+        if let Some(outage) = &mut outage {
+            let action = outage.at(sim.elapsed(), &lock(&nodes));
+            match action {
+                OutageAction::Nothing => {}
+                OutageAction::Crash => {
+                    for index in outage.nodes() {
+                        // What it sent counts; then nothing here keeps its node alive,
+                        // so the crash closes its files.
+                        if let Some(p2p) = lock(&peer_layers)[*index].take() {
+                            retired_traffic.extend(p2p.traffic());
+                        }
+                        lock(&nodes)[*index] = None;
+                        sim.crash(host_name(*index));
+                    }
+                }
+                OutageAction::Restart => {
+                    for index in outage.nodes() {
+                        sim.bounce(host_name(*index));
+                    }
+                }
+            }
+        }
     }
     let nodes: Vec<_> = lock(&nodes).iter().flatten().cloned().collect();
     let bytes_sent: u64 = uplinks.iter().map(|uplink| uplink.bytes_sent()).sum();
-    let traffic = total_traffic(&lock(&peer_layers));
+    let traffic = total_traffic(&lock(&peer_layers), retired_traffic);
     let recorder = std::mem::take(&mut *lock(&recorder));
     drop(sim);
     let shares: Vec<f64> = topology.nodes.iter().map(|node| node.hash_share).collect();
@@ -303,11 +394,21 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         .map(|mined| (mined.miner, mined.at))
         .collect();
     let mined = recorder.mined.clone();
+    let crash = outage.map(|outage| {
+        outage.report(
+            &shares,
+            &recorder.reopened,
+            recorder.blocks_not_found,
+            recorder.payments_not_made,
+        )
+    });
     let mut report = measure(config, &nodes, recorder, bytes_sent, blocks_scheduled);
     report.stale_floor_ppm = topology.stale_floor_ppm(config.block_interval);
     report.set_traffic(traffic, config.nodes);
     report.payments = payments_report(&lock(&users), &nodes, &report);
     report.partition = partition.map(|partition| partition.report(&found, &shares));
+    report.crash = crash;
+    report.hostile = hostile_report.map(|report| lock(&report).clone());
     let held = match config.scenario {
         Scenario::Withholding { delay } => delay,
         _ => Duration::ZERO,
@@ -316,13 +417,56 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
     Ok(report)
 }
 
+/// Starts `hosts` hostile hosts (hostile.rs), each dialling [`HOSTILE_TARGETS`] honest
+/// nodes drawn from `rng` from `start`, every other one flooding; returns the report
+/// they fill.
+fn start_hostile_hosts(
+    sim: &mut turmoil::Sim<'_>,
+    rng: &mut SimRng,
+    config: &SimConfig,
+    hosts: usize,
+    start: Duration,
+) -> Arc<Mutex<HostileReport>> {
+    let targets_per_host = HOSTILE_TARGETS.min(config.nodes);
+    let report = Arc::new(Mutex::new(HostileReport {
+        hosts,
+        targets_per_host,
+        started_at_ms: start.as_millis() as u64,
+        ..HostileReport::default()
+    }));
+    for index in 0..hosts {
+        let mut order: Vec<usize> = (0..config.nodes).collect();
+        rng.shuffle(&mut order);
+        let targets: Vec<usize> = order[..targets_per_host].to_vec();
+        let name = format!("hostile-{index}");
+        let plan = Arc::new(hostile::HostilePlan {
+            behaviour: if index % 2 == 0 {
+                Behaviour::Flood
+            } else {
+                Behaviour::Phantom
+            },
+            targets: targets.iter().map(|target| host_name(*target)).collect(),
+            start,
+            seed: config.seed ^ (index as u64 + 1).wrapping_mul(0xbb67_ae85_84ca_a73b),
+            report: Arc::clone(&report),
+        });
+        sim.host(name.as_str(), move || hostile::run(Arc::clone(&plan)));
+        for target in targets {
+            sim.set_link_latency(name.as_str(), host_name(target), HOSTILE_LATENCY);
+        }
+    }
+    report
+}
+
 /// Messages and bytes every node sent, by message type, over the run.
 fn total_traffic(
     peer_layers: &[Option<Arc<powchain_p2p::P2p>>],
+    retired: Vec<powchain_p2p::MessageTraffic>,
 ) -> std::collections::BTreeMap<String, MessageTotals> {
     let mut totals: std::collections::BTreeMap<String, MessageTotals> =
         std::collections::BTreeMap::new();
-    for traffic in peer_layers.iter().flatten().flat_map(|p2p| p2p.traffic()) {
+    let live = peer_layers.iter().flatten().flat_map(|p2p| p2p.traffic());
+    for traffic in live.chain(retired) {
         let total = totals.entry(traffic.name.to_owned()).or_default();
         total.messages += traffic.sent;
         total.bytes += traffic.sent_bytes;
@@ -528,9 +672,12 @@ fn measure(
         arrival_curves.push(arrivals);
     }
     let found = recorder.mined.len();
-    if found != blocks_scheduled {
+    // Blocks scheduled to a crashed host while it was down are not found.
+    let expected = blocks_scheduled - recorder.blocks_not_found;
+    if found != expected {
         errors.push(format!(
-            "{blocks_scheduled} blocks scheduled, {found} found"
+            "{blocks_scheduled} blocks scheduled, {} while their miner was down, {found} found",
+            recorder.blocks_not_found
         ));
     }
     let mut reorg_depths = std::collections::BTreeMap::new();
@@ -546,6 +693,7 @@ fn measure(
             latency: config.latency,
             block_interval_ms: config.block_interval.as_millis() as u64,
             uplink_mbit: config.uplink_mbit,
+            segment_loss_ppm: config.segment_loss_ppm,
             tick_ms: config.tick.as_millis() as u64,
             payments_per_second: config.payments_per_second,
             relay: config.relay,
@@ -589,6 +737,8 @@ fn measure(
         missed_events: recorder.missed_events,
         errors,
         partition: None,
+        crash: None,
+        hostile: None,
         largest_miner: MinerShare::default(),
         payments: PaymentsReport::default(),
         arrival_curves,
@@ -685,6 +835,103 @@ mod tests {
     }
 
     #[test]
+    fn crashed_nodes_reopen_their_disks_and_catch_up_with_the_network() {
+        let mut config = SimConfig::new(20, 13, Duration::from_secs(120));
+        config.tick = Duration::from_millis(5);
+        config.scenario = Scenario::Crash {
+            down: Duration::from_secs(30),
+        };
+        let report = run(&config).expect("runs");
+        println!("{report}");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert!(report.converged, "{report}");
+        let crash = report.crash.clone().expect("a crash report");
+        assert_eq!(crash.nodes.len(), 2, "a tenth of 20");
+        for (at_crash, reopened) in crash.heights_at_crash.iter().zip(&crash.heights_at_reopen) {
+            assert!(*at_crash > 0, "mining had begun: {report}");
+            assert_eq!(
+                *reopened,
+                Some(*at_crash),
+                "a node reopens at the height it crashed at: {report}"
+            );
+        }
+        for (at_crash, reopened) in crash.pools_at_crash.iter().zip(&crash.pools_at_reopen) {
+            assert!(*at_crash > 0, "payments were flowing: {report}");
+            assert_eq!(
+                *reopened,
+                Some(*at_crash),
+                "a node reopens with the pool it crashed with: {report}"
+            );
+        }
+        let caught_up = crash.caught_up_after_ms.expect("caught up");
+        assert!(caught_up < 10_000, "{report}");
+        // The restarted nodes' pools and the rest carried the payments on.
+        let payments = &report.payments;
+        assert_eq!(payments.refused, 0, "{report}");
+        assert!(payments.confirmed > payments.accepted * 9 / 10, "{report}");
+        // Disks and restarts replay too.
+        assert_eq!(
+            report.to_json(),
+            run(&config).expect("runs again").to_json()
+        );
+    }
+
+    #[test]
+    fn lost_segments_slow_blocks_down_and_the_network_still_converges() {
+        let mut config = SimConfig::new(10, 21, Duration::from_secs(60));
+        config.tick = Duration::from_millis(5);
+        config.payments_per_second = 5.0;
+        let clean = run(&config).expect("runs");
+        config.segment_loss_ppm = 100_000;
+        let lossy = run(&config).expect("runs with loss");
+        println!("{clean}\n{lossy}");
+        assert!(lossy.errors.is_empty(), "{:?}", lossy.errors);
+        assert!(lossy.converged, "{lossy}");
+        assert_eq!(lossy.propagation.blocks_not_everywhere, 0, "{lossy}");
+        assert_eq!(lossy.settings.segment_loss_ppm, 100_000);
+        // A compact block is a few segments: at 10%, many wait out a retransmission.
+        assert!(
+            lossy.propagation.to_100_percent_ms.p95 > clean.propagation.to_100_percent_ms.p95,
+            "{clean}\n{lossy}"
+        );
+    }
+
+    #[test]
+    fn hostile_peers_are_banned_or_bounded_and_the_honest_network_carries_on() {
+        let mut config = SimConfig::new(12, 17, Duration::from_secs(120));
+        config.tick = Duration::from_millis(5);
+        config.payments_per_second = 5.0;
+        config.scenario = Scenario::Hostile { hosts: 4 };
+        let report = run(&config).expect("runs");
+        println!("{report}");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert!(report.converged, "{report}");
+        assert_eq!(report.propagation.blocks_not_everywhere, 0, "{report}");
+        let hostile = report.hostile.clone().expect("a hostile report");
+        // Two flooding hosts, 8 targets each: every connection is banned.
+        assert_eq!(hostile.flood.connections, 16, "{report}");
+        assert_eq!(hostile.flood.banned, 16, "{report}");
+        // Phantom announcements are legal: the connections stay, and what they cost each
+        // honest node is bounded by the request tracker, not by what they announce.
+        let phantom = &hostile.phantom;
+        assert_eq!(phantom.connections, 16, "{report}");
+        assert_eq!(phantom.open_at_end, 16, "{report}");
+        let announced = phantom.messages_sent * 500;
+        let attack_seconds = (config.duration * 3 / 4 + Duration::from_secs(30)).as_secs();
+        let bound = 16 * 5_000 * (attack_seconds / 30 + 1);
+        assert!(
+            phantom.transactions_requested > 0
+                && phantom.transactions_requested <= bound
+                && phantom.transactions_requested * 4 < announced,
+            "asked {} of {announced} announced (bound {bound}): {report}",
+            phantom.transactions_requested
+        );
+        let payments = &report.payments;
+        assert_eq!(payments.refused, 0, "{report}");
+        assert!(payments.confirmed > payments.accepted * 9 / 10, "{report}");
+    }
+
+    #[test]
     fn settings_that_describe_no_network_are_refused() {
         let mut config = SimConfig::new(1, 7, Duration::from_secs(60));
         assert!(matches!(run(&config), Err(SimError::Settings(_))));
@@ -692,6 +939,9 @@ mod tests {
         config.uplink_mbit = (0, 10);
         assert!(matches!(run(&config), Err(SimError::Settings(_))));
         config.uplink_mbit = (20, 100);
+        config.segment_loss_ppm = 1_000_000;
+        assert!(matches!(run(&config), Err(SimError::Settings(_))));
+        config.segment_loss_ppm = 0;
         config.tick = Duration::ZERO;
         assert!(matches!(run(&config), Err(SimError::Settings(_))));
         config.tick = Duration::from_millis(1);
@@ -708,6 +958,13 @@ mod tests {
         assert!(
             matches!(run(&config), Err(SimError::Settings(_))),
             "published after the run"
+        );
+        config.scenario = Scenario::Crash {
+            down: Duration::from_secs(50),
+        };
+        assert!(
+            matches!(run(&config), Err(SimError::Settings(_))),
+            "restarts after mining"
         );
     }
 }

@@ -6,11 +6,17 @@
 //! reserves the uplink for its size over the bandwidth, after whatever was reserved before
 //! it (from any of the node's connections), and goes out when its reservation ends. So a
 //! block sent to eight peers takes eight times as long to leave as one copy.
+//!
+//! Nor does turmoil lose packets the way TCP lives it: its message loss cuts a stream
+//! short. [`Loss`] does: each 1,460-byte segment of a write is lost with a set
+//! probability, and a write that loses one leaves a retransmission timeout late (the
+//! link's round trip plus Linux's 200 ms minimum), the connection's later writes waiting
+//! behind it, as TCP's in-order delivery makes them.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -19,6 +25,64 @@ use powchain_p2p::transport::TransportFuture;
 use powchain_p2p::{BoxedStream, Listener, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use crate::random::SimRng;
+
+/// Bytes in one TCP segment (a 1,500-byte Ethernet frame less the IP and TCP headers).
+const SEGMENT_BYTES: usize = 1_460;
+/// Linux's smallest retransmission timeout, added to the link's round trip.
+const MIN_RETRANSMISSION_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// One host's packet loss: the rate, the one-way latency to every host (for the round
+/// trip a retransmission waits), and a seed for each connection's draws.
+pub(crate) struct Loss {
+    /// Probability that a segment is lost, in parts per million.
+    pub(crate) segment_loss_ppm: u32,
+    /// One-way latency from this host to each host, by index.
+    pub(crate) one_way: Vec<Duration>,
+    /// Every connection's draws follow from it and the connection's number.
+    pub(crate) seed: u64,
+    /// Connections made so far (by this host's software, across restarts).
+    pub(crate) connections: AtomicU32,
+}
+
+impl Loss {
+    /// The draws and retransmission timeout of a new connection to `remote`.
+    fn connection(&self, remote: SocketAddr) -> StreamLoss {
+        let number = self.connections.fetch_add(1, Ordering::Relaxed);
+        let round_trip = turmoil::reverse_lookup(remote.ip())
+            .and_then(|name| name.strip_prefix("node-")?.parse::<usize>().ok())
+            .and_then(|index| self.one_way.get(index))
+            .map_or(Duration::ZERO, |one_way| *one_way * 2);
+        StreamLoss {
+            segment_loss_ppm: self.segment_loss_ppm,
+            retransmission: round_trip + MIN_RETRANSMISSION_TIMEOUT,
+            rng: SimRng::new(self.seed ^ u64::from(number).wrapping_mul(0x2545_f491_4f6c_dd1d)),
+        }
+    }
+}
+
+/// One connection's losses.
+struct StreamLoss {
+    segment_loss_ppm: u32,
+    retransmission: Duration,
+    rng: SimRng,
+}
+
+impl StreamLoss {
+    /// How late a write of `bytes` leaves: one retransmission timeout if any of its
+    /// segments is lost.
+    fn delay(&mut self, bytes: usize) -> Duration {
+        let segments = bytes.div_ceil(SEGMENT_BYTES);
+        let lost =
+            (0..segments).any(|_| self.rng.below(1_000_000) < self.segment_loss_ppm as usize);
+        if lost {
+            self.retransmission
+        } else {
+            Duration::ZERO
+        }
+    }
+}
 
 /// One node's uplink: its bandwidth, when it is next free, and what it has sent.
 pub(crate) struct Uplink {
@@ -34,6 +98,17 @@ impl Uplink {
             next_free: Mutex::new(None),
             sent: AtomicU64::new(0),
         })
+    }
+
+    /// Forgets its reservations: its host restarted. They were made on the clock of the
+    /// host's runtime before the crash, and a restarted host runs on a new runtime whose
+    /// instants have another origin (a reservation carried over held every write of the
+    /// restarted node for half a minute).
+    pub(crate) fn restart(&self) {
+        *self
+            .next_free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// Bytes written so far.
@@ -58,19 +133,27 @@ impl Uplink {
     }
 }
 
-/// A simulated TCP stream whose writes go through the node's [`Uplink`].
+/// A simulated TCP stream whose writes go through the node's [`Uplink`], and lose
+/// segments if the run says so.
 struct PacedStream {
     inner: turmoil::net::TcpStream,
     uplink: Arc<Uplink>,
+    loss: Option<StreamLoss>,
     /// A write waiting for its reservation: the wait and how many bytes it reserved.
     waiting: Option<(Pin<Box<Sleep>>, usize)>,
 }
 
 impl PacedStream {
-    fn boxed(inner: turmoil::net::TcpStream, uplink: &Arc<Uplink>) -> BoxedStream {
+    fn boxed(
+        inner: turmoil::net::TcpStream,
+        remote: SocketAddr,
+        uplink: &Arc<Uplink>,
+        loss: Option<&Loss>,
+    ) -> BoxedStream {
         Box::new(PacedStream {
             inner,
             uplink: Arc::clone(uplink),
+            loss: loss.map(|loss| loss.connection(remote)),
             waiting: None,
         })
     }
@@ -102,7 +185,11 @@ impl AsyncWrite for PacedStream {
                 *reserved
             }
             None => {
-                let done = this.uplink.reserve(buffer.len());
+                let late = this
+                    .loss
+                    .as_mut()
+                    .map_or(Duration::ZERO, |loss| loss.delay(buffer.len()));
+                let done = this.uplink.reserve(buffer.len()) + late;
                 let mut sleep = Box::pin(tokio::time::sleep_until(done));
                 if sleep.as_mut().poll(context).is_pending() {
                     this.waiting = Some((sleep, buffer.len()));
@@ -134,6 +221,7 @@ impl AsyncWrite for PacedStream {
 /// Dials over turmoil's network.
 pub(crate) struct SimTransport {
     pub(crate) uplink: Arc<Uplink>,
+    pub(crate) loss: Option<Arc<Loss>>,
 }
 
 impl Transport for SimTransport {
@@ -141,7 +229,8 @@ impl Transport for SimTransport {
         Box::pin(async move {
             let stream = turmoil::net::TcpStream::connect(authority).await?;
             let remote = stream.peer_addr()?;
-            Ok((PacedStream::boxed(stream, &self.uplink), remote))
+            let paced = PacedStream::boxed(stream, remote, &self.uplink, self.loss.as_deref());
+            Ok((paced, remote))
         })
     }
 }
@@ -150,13 +239,15 @@ impl Transport for SimTransport {
 pub(crate) struct SimListener {
     pub(crate) listener: turmoil::net::TcpListener,
     pub(crate) uplink: Arc<Uplink>,
+    pub(crate) loss: Option<Arc<Loss>>,
 }
 
 impl Listener for SimListener {
     fn accept(&mut self) -> TransportFuture<'_, (BoxedStream, SocketAddr)> {
         Box::pin(async move {
             let (stream, remote) = self.listener.accept().await?;
-            Ok((PacedStream::boxed(stream, &self.uplink), remote))
+            let paced = PacedStream::boxed(stream, remote, &self.uplink, self.loss.as_deref());
+            Ok((paced, remote))
         })
     }
 

@@ -9,6 +9,8 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::Relay;
+use crate::crash::CrashReport;
+use crate::hostile::{BehaviourReport, HostileReport};
 use crate::payments::PaymentsReport;
 use crate::scenario::{MinerShare, PartitionReport};
 use crate::topology::LatencyModel;
@@ -30,6 +32,8 @@ pub struct RunSettings {
     pub block_interval_ms: u64,
     /// The range uplinks were drawn from, in Mbit/s.
     pub uplink_mbit: (u64, u64),
+    /// Probability that a TCP segment is lost, in parts per million.
+    pub segment_loss_ppm: u32,
     /// Simulated time per step.
     pub tick_ms: u64,
     /// Payments a second over the network.
@@ -132,6 +136,10 @@ pub struct Report {
     pub errors: Vec<String>,
     /// What the partition did, in that scenario.
     pub partition: Option<PartitionReport>,
+    /// What the crash did, in that scenario.
+    pub crash: Option<CrashReport>,
+    /// What the hostile peers did and met, in that scenario.
+    pub hostile: Option<HostileReport>,
     /// What the largest miner got (the one that withholds, in that scenario): its share
     /// of the main chain against its hash power.
     pub largest_miner: MinerShare,
@@ -197,7 +205,7 @@ impl fmt::Display for Report {
         let settings = &self.settings;
         writeln!(
             formatter,
-            "{} nodes, seed {}, {} s simulated, {:?} latency, {} ms blocks, {}-{} Mbit/s uplinks, {:?} relay",
+            "{} nodes, seed {}, {} s simulated, {:?} latency, {} ms blocks, {}-{} Mbit/s uplinks, {:?} relay{}",
             settings.nodes,
             settings.seed,
             settings.duration_seconds,
@@ -205,7 +213,15 @@ impl fmt::Display for Report {
             settings.block_interval_ms,
             settings.uplink_mbit.0,
             settings.uplink_mbit.1,
-            settings.relay
+            settings.relay,
+            if settings.segment_loss_ppm > 0 {
+                format!(
+                    ", {:.2}% of segments lost",
+                    f64::from(settings.segment_loss_ppm) / 10_000.0
+                )
+            } else {
+                String::new()
+            }
         )?;
         writeln!(
             formatter,
@@ -281,6 +297,85 @@ impl fmt::Display for Report {
                     formatter,
                     "the nodes did NOT converge on the most-work chain within the run"
                 )?,
+            }
+        }
+        if let Some(crash) = &self.crash {
+            let heights = |heights: &[Option<u64>]| {
+                heights
+                    .iter()
+                    .map(|height| height.map_or("-".to_owned(), |height| height.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            write!(
+                formatter,
+                "\ncrash: nodes {:?} ({:.1}% of the hash power) down from {} s to {} s; \
+                 heights at crash [{}], reopened at [{}]; pools at crash [{}], reopened with \
+                 [{}]; {} blocks and {} payments not made while down; ",
+                crash.nodes,
+                crash.hash_share_ppm as f64 / 10_000.0,
+                crash.crashed_at_ms / 1000,
+                crash.restarted_at_ms / 1000,
+                heights(
+                    &crash
+                        .heights_at_crash
+                        .iter()
+                        .copied()
+                        .map(Some)
+                        .collect::<Vec<_>>()
+                ),
+                heights(&crash.heights_at_reopen),
+                heights(
+                    &crash
+                        .pools_at_crash
+                        .iter()
+                        .map(|pool| Some(*pool as u64))
+                        .collect::<Vec<_>>()
+                ),
+                heights(
+                    &crash
+                        .pools_at_reopen
+                        .iter()
+                        .map(|pool| pool.map(|pool| pool as u64))
+                        .collect::<Vec<_>>()
+                ),
+                crash.blocks_not_found,
+                crash.payments_not_made
+            )?;
+            match crash.caught_up_after_ms {
+                Some(after) => write!(
+                    formatter,
+                    "every node on the most-work chain {after} ms after the restart"
+                )?,
+                None => write!(
+                    formatter,
+                    "the restarted nodes did NOT catch up within the run"
+                )?,
+            }
+        }
+        if let Some(hostile) = &self.hostile {
+            write!(
+                formatter,
+                "\nhostile: {} hosts from {} s, each dialling {} nodes",
+                hostile.hosts,
+                hostile.started_at_ms / 1000,
+                hostile.targets_per_host
+            )?;
+            for (name, behaviour) in [("flood", &hostile.flood), ("phantom", &hostile.phantom)] {
+                let BehaviourReport {
+                    connections,
+                    banned,
+                    ended_otherwise,
+                    open_at_end,
+                    messages_sent,
+                    transactions_requested,
+                } = behaviour;
+                write!(
+                    formatter,
+                    "\n  {name}: {connections} connections, {banned} banned, {ended_otherwise} \
+                     ended otherwise, {open_at_end} open at the end; {messages_sent} messages \
+                     sent, {transactions_requested} transactions asked of them"
+                )?;
             }
         }
         let miner = &self.largest_miner;

@@ -1,6 +1,7 @@
 //! Faults a run injects, and what they did: a partition of the network into two halves,
 //! healed after a while; or the largest miner withholding each block it finds for a
-//! while before publishing it.
+//! while before publishing it; or a tenth of the nodes crashing (driven by crash.rs).
+//! Both the partition and the crash measure convergence the same way ([`Convergence`]).
 //!
 //! ```text
 //!   mining ─────────────────────────────────────────────────────────▶
@@ -11,6 +12,7 @@
 //!                                                      tip of the moment of healing?
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use powchain_consensus::{BlockHash, BlockHeight, Work};
@@ -27,6 +29,22 @@ const CONVERGENCE_CHECK: Duration = Duration::from_millis(10);
 pub enum Scenario {
     /// Nothing: a steady network.
     Steady,
+    /// From a quarter of the mining window, a tenth of the nodes (at least one, drawn
+    /// from the seed) crash: their software stops at once, their connections drop, and
+    /// the blocks and payments scheduled to them meanwhile are not made. After `down`
+    /// they restart from what their disks hold (crash.rs).
+    Crash {
+        /// How long they stay down.
+        down: Duration,
+    },
+    /// From a quarter of the mining window, `hosts` hostile hosts (not nodes) each dial 8
+    /// honest nodes and attack them: every other host floods them with legal messages
+    /// over the rate limit, the rest announce transactions that do not exist
+    /// (hostile.rs).
+    Hostile {
+        /// Hostile hosts.
+        hosts: usize,
+    },
     /// From a quarter of the mining window, the nodes are split into two halves drawn
     /// from the seed, which cannot reach each other for `length`; then the split heals.
     Partition {
@@ -89,9 +107,8 @@ pub(crate) struct Partition {
     split_at: Duration,
     heal_at: Duration,
     state: State,
-    most_work: Vec<(BlockHash, BlockHeight)>,
-    converged_after: Option<Duration>,
-    next_check: Duration,
+    /// From the moment of healing.
+    convergence: Option<Convergence>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -121,9 +138,7 @@ impl Partition {
             split_at,
             heal_at: split_at + length,
             state: State::Joined,
-            most_work: Vec::new(),
-            converged_after: None,
-            next_check: Duration::ZERO,
+            convergence: None,
         }
     }
 
@@ -142,7 +157,7 @@ impl Partition {
 
     /// What to do at simulated time `now`: split, heal, or check convergence over
     /// `nodes`.
-    pub(crate) fn at(&mut self, now: Duration, nodes: &[Option<std::sync::Arc<Node>>]) -> Action {
+    pub(crate) fn at(&mut self, now: Duration, nodes: &[Option<Arc<Node>>]) -> Action {
         match self.state {
             State::Joined if now >= self.split_at => {
                 self.state = State::Split;
@@ -150,31 +165,21 @@ impl Partition {
             }
             State::Split if now >= self.heal_at => {
                 self.state = State::Healing;
-                self.most_work = most_work_tips(nodes);
-                self.next_check = now;
+                self.convergence = Some(Convergence::start(now, nodes));
                 Action::Heal
             }
-            State::Healing if now >= self.next_check => {
-                self.next_check = now + CONVERGENCE_CHECK;
-                if self.holds_most_work_tip(nodes) {
+            State::Healing => {
+                if self
+                    .convergence
+                    .as_mut()
+                    .is_some_and(|convergence| convergence.check(now, nodes))
+                {
                     self.state = State::Converged;
-                    self.converged_after = Some(now.saturating_sub(self.heal_at));
                 }
                 Action::Nothing
             }
             _ => Action::Nothing,
         }
-    }
-
-    /// True if every node's main chain holds one of the tips that had the most work at
-    /// the moment of healing, the same one.
-    fn holds_most_work_tip(&self, nodes: &[Option<std::sync::Arc<Node>>]) -> bool {
-        self.most_work.iter().any(|(hash, height)| {
-            nodes.iter().all(|node| {
-                node.as_ref()
-                    .is_some_and(|node| node.hash_at(*height) == Some(*hash))
-            })
-        })
     }
 
     /// The report, given the run's blocks (finder, time) and hash shares.
@@ -198,8 +203,12 @@ impl Partition {
             nodes: (in_half(false).count(), in_half(true).count()),
             hash_share_ppm: (share(false), share(true)),
             blocks_found_while_split: (while_split(false), while_split(true)),
-            most_work_tips_at_heal: self.most_work.len(),
-            converged_after_ms: self.converged_after.map(|after| after.as_millis() as u64),
+            most_work_tips_at_heal: self.convergence.as_ref().map_or(0, Convergence::tips),
+            converged_after_ms: self
+                .convergence
+                .as_ref()
+                .and_then(Convergence::after)
+                .map(|after| after.as_millis() as u64),
         }
     }
 }
@@ -211,8 +220,57 @@ pub(crate) enum Action {
     Heal,
 }
 
+/// Whether every node's chain came to hold a tip that had the most work at one moment
+/// (a healing, a restart), and how soon after it.
+pub(crate) struct Convergence {
+    most_work: Vec<(BlockHash, BlockHeight)>,
+    since: Duration,
+    next_check: Duration,
+    after: Option<Duration>,
+}
+
+impl Convergence {
+    /// From `now`: the most-work tips among the running `nodes`.
+    pub(crate) fn start(now: Duration, nodes: &[Option<Arc<Node>>]) -> Convergence {
+        Convergence {
+            most_work: most_work_tips(nodes),
+            since: now,
+            next_check: now,
+            after: None,
+        }
+    }
+
+    /// True once every node (all running) holds one of those tips, the same one; looks
+    /// every [`CONVERGENCE_CHECK`] of simulated time.
+    pub(crate) fn check(&mut self, now: Duration, nodes: &[Option<Arc<Node>>]) -> bool {
+        if self.after.is_none() && now >= self.next_check {
+            self.next_check = now + CONVERGENCE_CHECK;
+            let held = self.most_work.iter().any(|(hash, height)| {
+                nodes.iter().all(|node| {
+                    node.as_ref()
+                        .is_some_and(|node| node.hash_at(*height) == Some(*hash))
+                })
+            });
+            if held {
+                self.after = Some(now.saturating_sub(self.since));
+            }
+        }
+        self.after.is_some()
+    }
+
+    /// How long it took (`None`: not yet).
+    pub(crate) fn after(&self) -> Option<Duration> {
+        self.after
+    }
+
+    /// How many different tips had the most work at the start (1 unless they tied).
+    pub(crate) fn tips(&self) -> usize {
+        self.most_work.len()
+    }
+}
+
 /// The distinct tips with the most work among `nodes`.
-fn most_work_tips(nodes: &[Option<std::sync::Arc<Node>>]) -> Vec<(BlockHash, BlockHeight)> {
+fn most_work_tips(nodes: &[Option<Arc<Node>>]) -> Vec<(BlockHash, BlockHeight)> {
     let tips: Vec<(Work, BlockHash, BlockHeight)> = nodes
         .iter()
         .flatten()

@@ -749,6 +749,25 @@ fn measure(
 mod tests {
     use super::*;
 
+    /// `nodes` nodes (seed `seed`) for `seconds` of mining under `scenario`, in 5 ms
+    /// steps; `adjust` changes the rest. Prints the report and checks no host failed.
+    fn run_scenario(
+        nodes: usize,
+        seed: u64,
+        seconds: u64,
+        scenario: Scenario,
+        adjust: impl FnOnce(&mut SimConfig),
+    ) -> (SimConfig, Report) {
+        let mut config = SimConfig::new(nodes, seed, Duration::from_secs(seconds));
+        config.tick = Duration::from_millis(5);
+        config.scenario = scenario;
+        adjust(&mut config);
+        let report = run(&config).expect("runs");
+        println!("{report}");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        (config, report)
+    }
+
     #[test]
     fn a_small_network_converges_and_the_same_seed_reports_the_same() {
         let mut config = SimConfig::new(30, 7, Duration::from_secs(120));
@@ -789,14 +808,8 @@ mod tests {
 
     #[test]
     fn a_healed_partition_puts_every_node_on_the_most_work_chain_within_10_seconds() {
-        let mut config = SimConfig::new(12, 11, Duration::from_secs(240));
-        config.tick = Duration::from_millis(5);
-        config.scenario = Scenario::Partition {
-            length: Duration::from_secs(90),
-        };
-        let report = run(&config).expect("runs");
-        println!("{report}");
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let length = Duration::from_secs(90);
+        let (_, report) = run_scenario(12, 11, 240, Scenario::Partition { length }, |_| {});
         let partition = report.partition.clone().expect("a partition report");
         let (first, second) = partition.blocks_found_while_split;
         assert!(
@@ -814,15 +827,10 @@ mod tests {
 
     #[test]
     fn a_miner_that_holds_its_blocks_back_loses_them_to_the_network() {
-        let mut config = SimConfig::new(10, 5, Duration::from_secs(90));
-        config.tick = Duration::from_millis(5);
-        config.payments_per_second = 2.0;
-        config.scenario = Scenario::Withholding {
-            delay: Duration::from_secs(6),
-        };
-        let report = run(&config).expect("runs");
-        println!("{report}");
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let delay = Duration::from_secs(6);
+        let (_, report) = run_scenario(10, 5, 90, Scenario::Withholding { delay }, |config| {
+            config.payments_per_second = 2.0;
+        });
         assert!(report.converged, "{report}");
         let withholding = report.largest_miner.clone();
         assert_eq!(withholding.held_ms, 6_000);
@@ -836,14 +844,8 @@ mod tests {
 
     #[test]
     fn crashed_nodes_reopen_their_disks_and_catch_up_with_the_network() {
-        let mut config = SimConfig::new(20, 13, Duration::from_secs(120));
-        config.tick = Duration::from_millis(5);
-        config.scenario = Scenario::Crash {
-            down: Duration::from_secs(30),
-        };
-        let report = run(&config).expect("runs");
-        println!("{report}");
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let down = Duration::from_secs(30);
+        let (config, report) = run_scenario(20, 13, 120, Scenario::Crash { down }, |_| {});
         assert!(report.converged, "{report}");
         let crash = report.crash.clone().expect("a crash report");
         assert_eq!(crash.nodes.len(), 2, "a tenth of 20");
@@ -898,13 +900,10 @@ mod tests {
 
     #[test]
     fn hostile_peers_are_banned_or_bounded_and_the_honest_network_carries_on() {
-        let mut config = SimConfig::new(12, 17, Duration::from_secs(120));
-        config.tick = Duration::from_millis(5);
-        config.payments_per_second = 5.0;
-        config.scenario = Scenario::Hostile { hosts: 4 };
-        let report = run(&config).expect("runs");
-        println!("{report}");
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let (config, report) =
+            run_scenario(12, 17, 120, Scenario::Hostile { hosts: 4 }, |config| {
+                config.payments_per_second = 5.0;
+            });
         assert!(report.converged, "{report}");
         assert_eq!(report.propagation.blocks_not_everywhere, 0, "{report}");
         let hostile = report.hostile.clone().expect("a hostile report");

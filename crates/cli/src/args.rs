@@ -293,6 +293,11 @@ pub struct SimulateArgs {
     /// rest announce transactions that do not exist; the report says how each was met.
     #[arg(long, conflicts_with_all = ["partition", "withhold", "crash"])]
     pub hostile: Option<usize>,
+    /// The largest miner mines selfishly (Eyal and Sirer): it keeps its blocks private
+    /// and publishes them to overtake the public chain; the report gives its share of
+    /// the main chain against its hash power.
+    #[arg(long, conflicts_with_all = ["partition", "withhold", "crash", "hostile"])]
+    pub selfish: bool,
     /// Percent of TCP segments lost on every link (0.5, 2): a write that loses one leaves
     /// a retransmission timeout late (the round trip plus 200 ms), and its connection's
     /// later writes wait behind it.
@@ -567,6 +572,7 @@ mod tests {
             "one scenario at a time"
         );
         assert!(parse(&["--hostile", "4", "--crash", "30s"]).is_err());
+        assert!(parse(&["--selfish", "--withhold", "1s"]).is_err());
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     if let Some(hosts) = args.hostile {
         config.scenario = powchain_sim::Scenario::Hostile { hosts };
     }
+    if args.selfish {
+        config.scenario = powchain_sim::Scenario::Selfish;
+    }
     let started = std::time::Instant::now();
     let report = powchain_sim::run(&config).context("the simulation failed")?;
     println!("{report}");

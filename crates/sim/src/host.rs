@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::network::{Loss, SimListener, SimTransport, Uplink};
 use crate::payments::Users;
+use crate::selfish::{SelfishMiner, Tip};
 
 /// The port every simulated node listens on.
 pub(crate) const PORT: u16 = 8333;
@@ -66,6 +67,8 @@ pub(crate) struct Recorder {
     pub(crate) blocks_not_found: usize,
     /// Payments scheduled through a host while it was down (not made).
     pub(crate) payments_not_made: usize,
+    /// Blocks the selfish miner found and dropped unpublished (the public chain won).
+    pub(crate) never_published: usize,
 }
 
 impl Recorder {
@@ -99,6 +102,8 @@ pub(crate) struct HostPlan {
     pub(crate) high_bandwidth_peers: usize,
     /// Hold each block found this long before publishing it (the withholding scenario).
     pub(crate) withhold: Option<Duration>,
+    /// Mine selfishly with this strategy's state (selfish.rs).
+    pub(crate) selfish: Option<Arc<Mutex<SelfishMiner>>>,
     /// Keep the chain and pool on disk, in `data_dir` (a host that crashes and restarts).
     pub(crate) on_disk: bool,
     /// How far it got, across restarts.
@@ -203,14 +208,43 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
     let mut events = node.subscribe();
     let recorder = Arc::clone(&plan.recorder);
     let index = plan.index;
+    let selfish = plan.selfish.clone();
+    let watcher = (Arc::clone(&node), Arc::clone(&plan), selfish.clone());
     tasks.spawn(async move {
+        let (node, plan, selfish) = watcher;
         loop {
             match events.recv().await {
                 Ok(NodeEvent::BlockConnected { hash, .. }) => {
                     lock(&recorder).connected(hash, index, now());
                 }
-                Ok(NodeEvent::TipChanged { reorg_depth, .. }) if reorg_depth > 0 => {
-                    lock(&recorder).reorgs.push((index, reorg_depth, now()));
+                Ok(NodeEvent::TipChanged {
+                    hash,
+                    height,
+                    reorg_depth,
+                    ..
+                }) => {
+                    if reorg_depth > 0 {
+                        lock(&recorder).reorgs.push((index, reorg_depth, now()));
+                    }
+                    if let Some(selfish) = &selfish {
+                        // The public chain moved: the strategy may publish.
+                        let public = Tip {
+                            hash,
+                            height: height.0,
+                            time_ms: 0,
+                        };
+                        let (release, dropped) = {
+                            let mut miner = lock(selfish);
+                            let before = miner.unpublished();
+                            let release = miner.public_tip(public);
+                            let dropped = before - release.len() - miner.unpublished();
+                            (release, dropped)
+                        };
+                        lock(&recorder).never_published += dropped;
+                        for block in release {
+                            publish(&node, &plan, block);
+                        }
+                    }
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(missed)) => lock(&recorder).missed_events += missed,
@@ -243,8 +277,17 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
             continue;
         }
         tokio::time::sleep(at.saturating_sub(now())).await;
-        let block = match find(&node, &plan, payout, found) {
-            Ok(block) => block,
+        let block = match &selfish {
+            Some(selfish) => find_selfish(&node, &plan, selfish, payout, found),
+            None => find(&node, &plan, payout, found),
+        };
+        let block = match block {
+            Ok(Some(block)) => block,
+            Ok(None) => {
+                // Kept private (or published by the strategy already).
+                lock(&plan.progress).next_block = found + 1;
+                continue;
+            }
             Err(error) => {
                 lock(&plan.recorder)
                     .errors
@@ -277,9 +320,61 @@ fn find(
     plan: &HostPlan,
     payout: Address,
     found: usize,
-) -> Result<Block, Box<dyn std::error::Error>> {
+) -> Result<Option<Block>, Box<dyn std::error::Error>> {
     let note = format!("sim {} {found}", plan.index).into_bytes();
-    let mut block = node.block_template(payout, note, true)?;
+    let block = node.block_template(payout, note, true)?;
+    Ok(Some(solve(block)?))
+}
+
+/// The selfish miner finds a block on its branch (or the node's tip) and hands it to its
+/// strategy; publishes what the strategy releases. `None`: nothing for the caller to
+/// publish.
+fn find_selfish(
+    node: &Node,
+    plan: &HostPlan,
+    selfish: &Mutex<SelfishMiner>,
+    payout: Address,
+    found: usize,
+) -> Result<Option<Block>, Box<dyn std::error::Error>> {
+    let note = format!("sim {} {found} selfish", plan.index).into_bytes();
+    let tip = node.tip();
+    let public = Tip {
+        hash: tip.hash,
+        height: tip.height.0,
+        time_ms: 0,
+    };
+    let parent = lock(selfish).parent(public);
+    let (block, height) = if parent.hash == public.hash {
+        (node.block_template(payout, note, false)?, tip.height.0 + 1)
+    } else {
+        // On its private branch, which the node does not know: no pool, the fixed
+        // regtest target, a time after its parent's.
+        let params = Network::Regtest.params();
+        let block = powchain_miner::build_template(
+            params,
+            powchain_miner::TemplateRequest {
+                parent: parent.hash,
+                height: powchain_consensus::BlockHeight(parent.height + 1),
+                bits: params.genesis().header.bits,
+                min_time_ms: parent.time_ms + 1,
+                now_ms: node.now_ms(),
+                payout,
+                note,
+                transactions: Vec::new(),
+            },
+        );
+        (block, parent.height + 1)
+    };
+    let block = solve(block)?;
+    let release = lock(selfish).found(block, height);
+    for block in release {
+        publish(node, plan, block);
+    }
+    Ok(None)
+}
+
+/// Sets a nonce that meets the block's target.
+fn solve(mut block: Block) -> Result<Block, Box<dyn std::error::Error>> {
     let target = block.header.bits.to_target()?;
     let (nonce, _) = HeaderHasher::new(&block.header)
         .search(target, 0, u64::MAX)

@@ -28,6 +28,7 @@ mod plot;
 mod random;
 mod report;
 mod scenario;
+mod selfish;
 mod topology;
 
 use std::sync::{Arc, Mutex};
@@ -269,6 +270,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         }
         _ => None,
     };
+    let selfish_miner = Arc::new(Mutex::new(selfish::SelfishMiner::default()));
     for (index, (schedule, payments)) in schedules.into_iter().zip(payments).enumerate() {
         let plan = Arc::new(HostPlan {
             index,
@@ -291,6 +293,8 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
                 Scenario::Withholding { delay } if index == topology.largest_miner() => Some(delay),
                 _ => None,
             },
+            selfish: (config.scenario == Scenario::Selfish && index == topology.largest_miner())
+                .then(|| Arc::clone(&selfish_miner)),
             on_disk: outage.as_ref().is_some_and(|outage| outage.crashes(index)),
             progress: Mutex::default(),
             uplink: Arc::clone(&uplinks[index]),
@@ -329,6 +333,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
     let mut partition = match config.scenario {
         Scenario::Steady
         | Scenario::Withholding { .. }
+        | Scenario::Selfish
         | Scenario::Crash { .. }
         | Scenario::Hostile { .. } => None,
         Scenario::Partition { length } => Some(Partition::new(
@@ -385,7 +390,9 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
     let nodes: Vec<_> = lock(&nodes).iter().flatten().cloned().collect();
     let bytes_sent: u64 = uplinks.iter().map(|uplink| uplink.bytes_sent()).sum();
     let traffic = total_traffic(&lock(&peer_layers), retired_traffic);
-    let recorder = std::mem::take(&mut *lock(&recorder));
+    let mut recorder = std::mem::take(&mut *lock(&recorder));
+    // Blocks the selfish miner still kept private at the end were found, not published.
+    recorder.never_published += lock(&selfish_miner).unpublished();
     drop(sim);
     let shares: Vec<f64> = topology.nodes.iter().map(|node| node.hash_share).collect();
     let found: Vec<(usize, Duration)> = recorder
@@ -394,6 +401,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         .map(|mined| (mined.miner, mined.at))
         .collect();
     let mined = recorder.mined.clone();
+    let never_published = recorder.never_published;
     let crash = outage.map(|outage| {
         outage.report(
             &shares,
@@ -414,6 +422,11 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         _ => Duration::ZERO,
     };
     report.largest_miner = miner_share(&nodes, &mined, topology.largest_miner(), &shares, held);
+    if config.scenario == Scenario::Selfish {
+        report.largest_miner.selfish = true;
+        report.largest_miner.blocks_found += never_published;
+        report.largest_miner.blocks_never_published = never_published;
+    }
     Ok(report)
 }
 
@@ -508,6 +521,8 @@ fn miner_share(
     MinerShare {
         miner,
         held_ms: delay.as_millis() as u64,
+        selfish: false,
+        blocks_never_published: 0,
         hash_share_ppm: (shares.get(miner).copied().unwrap_or(0.0) * 1e6).round() as u64,
         blocks_found: mined.iter().filter(|block| block.miner == miner).count(),
         blocks_on_main_chain: ours_on_main,
@@ -672,12 +687,14 @@ fn measure(
         arrival_curves.push(arrivals);
     }
     let found = recorder.mined.len();
-    // Blocks scheduled to a crashed host while it was down are not found.
-    let expected = blocks_scheduled - recorder.blocks_not_found;
+    // Blocks scheduled to a crashed host while it was down are not found; a selfish
+    // miner's may never be published.
+    let expected = blocks_scheduled - recorder.blocks_not_found - recorder.never_published;
     if found != expected {
         errors.push(format!(
-            "{blocks_scheduled} blocks scheduled, {} while their miner was down, {found} found",
-            recorder.blocks_not_found
+            "{blocks_scheduled} blocks scheduled, {} while their miner was down, {} never \
+             published, {found} published",
+            recorder.blocks_not_found, recorder.never_published
         ));
     }
     let mut reorg_depths = std::collections::BTreeMap::new();
@@ -838,6 +855,26 @@ mod tests {
         // Two block intervals late, most of its blocks have a rival with a head start.
         assert!(
             withholding.main_chain_share_ppm < withholding.hash_share_ppm / 2,
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_selfish_miner_below_a_third_of_the_hash_power_loses_by_it() {
+        let (_, report) = run_scenario(10, 5, 240, Scenario::Selfish, |config| {
+            config.payments_per_second = 2.0;
+        });
+        assert!(report.converged, "{report}");
+        let selfish = report.largest_miner.clone();
+        assert!(selfish.selfish);
+        assert!(selfish.blocks_found >= 10, "{report}");
+        // Its releases orphan honest blocks (and lost races orphan its own).
+        assert!(report.stale_blocks > 0, "{report}");
+        // Its node relays only its tip, so it never wins a tie (Eyal and Sirer's gamma
+        // is 0): below a third of the hash power, selfish mining earns less than its share.
+        assert!(
+            selfish.hash_share_ppm < 333_333
+                && selfish.main_chain_share_ppm < selfish.hash_share_ppm,
             "{report}"
         );
     }

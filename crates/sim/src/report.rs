@@ -381,11 +381,18 @@ impl fmt::Display for Report {
         let miner = &self.largest_miner;
         write!(
             formatter,
-            "\nlargest miner: node {} ({:.1}% of the hash power), held each block {} ms: \
+            "\nlargest miner: node {} ({:.1}% of the hash power), {}: \
              found {}, {} on the main chain ({:.1}% of the main chain's blocks)",
             miner.miner,
             miner.hash_share_ppm as f64 / 10_000.0,
-            miner.held_ms,
+            if miner.selfish {
+                format!(
+                    "mining selfishly, {} blocks never published",
+                    miner.blocks_never_published
+                )
+            } else {
+                format!("held each block {} ms", miner.held_ms)
+            },
             miner.blocks_found,
             miner.blocks_on_main_chain,
             miner.main_chain_share_ppm as f64 / 10_000.0

@@ -37,6 +37,9 @@ pub enum Scenario {
         /// How long they stay down.
         down: Duration,
     },
+    /// The node with the most hash power mines selfishly (selfish.rs): it keeps the
+    /// blocks it finds private and publishes them to overtake the public chain.
+    Selfish,
     /// From a quarter of the mining window, `hosts` hostile hosts (not nodes) each dial 8
     /// honest nodes and attack them: every other host floods them with legal messages
     /// over the rate limit, the rest announce transactions that do not exist
@@ -61,7 +64,8 @@ pub enum Scenario {
     },
 }
 
-/// What the largest miner got: in the withholding scenario, the miner that withholds.
+/// What the largest miner got: in the withholding and selfish scenarios, the miner that
+/// withholds or mines selfishly.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct MinerShare {
     /// The node with the most hash power.
@@ -70,8 +74,13 @@ pub struct MinerShare {
     pub held_ms: u64,
     /// Its share of the hash power, in parts per million.
     pub hash_share_ppm: u64,
+    /// It mined selfishly.
+    pub selfish: bool,
     /// Blocks it found.
     pub blocks_found: usize,
+    /// Of those, never published (a selfish miner's branch the public chain beat, or
+    /// still private at the end).
+    pub blocks_never_published: usize,
     /// Of those, on the final main chain.
     pub blocks_on_main_chain: usize,
     /// Its share of the main chain's blocks found in the run, in parts per million: the

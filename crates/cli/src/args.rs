@@ -298,6 +298,10 @@ pub struct SimulateArgs {
     /// the main chain against its hash power.
     #[arg(long, conflicts_with_all = ["partition", "withhold", "crash", "hostile"])]
     pub selfish: bool,
+    /// The largest miner's share of the hash power (0.4), the others scaled to the rest
+    /// [default: as drawn, 0.28].
+    #[arg(long)]
+    pub largest_share: Option<f64>,
     /// Percent of TCP segments lost on every link (0.5, 2): a write that loses one leaves
     /// a retransmission timeout late (the round trip plus 200 ms), and its connection's
     /// later writes wait behind it.

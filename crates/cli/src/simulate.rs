@@ -21,6 +21,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.relay = args.relay;
     config.high_bandwidth_peers = usize::from(args.high_bandwidth_peers);
     config.uplink_mbit = args.uplink_mbit;
+    config.largest_miner_share = args.largest_share;
     config.segment_loss_ppm = (args.loss_percent * 10_000.0).round() as u32;
     if let Some(length) = args.partition {
         config.scenario = powchain_sim::Scenario::Partition { length };

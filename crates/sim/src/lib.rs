@@ -94,6 +94,9 @@ pub struct SimConfig {
     pub relay: Relay,
     /// Peers each node asks to push new blocks (compact relay's high-bandwidth mode).
     pub high_bandwidth_peers: usize,
+    /// The largest miner's share of the hash power, the others scaled to the rest (`None`:
+    /// as drawn, 28%).
+    pub largest_miner_share: Option<f64>,
 }
 
 /// How blocks cross links.
@@ -148,6 +151,7 @@ impl SimConfig {
             validation_delay: Some(MEASURED_VALIDATION),
             relay: Relay::Compact,
             high_bandwidth_peers: 3,
+            largest_miner_share: None,
         }
     }
 }
@@ -226,14 +230,25 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             )));
         }
     }
+    if config
+        .largest_miner_share
+        .is_some_and(|share| !(share > 0.0 && share < 1.0))
+    {
+        return Err(SimError::Settings(
+            "the largest miner's share must be above 0 and below 1".into(),
+        ));
+    }
     let mut rng = SimRng::new(config.seed);
-    let topology = Topology::draw(
+    let mut topology = Topology::draw(
         &mut rng.fork(1),
         config.nodes,
         config.outbound,
         config.latency,
         config.uplink_mbit,
     );
+    if let Some(share) = config.largest_miner_share {
+        topology.set_largest_share(share);
+    }
     if !(config.payments_per_second >= 0.0 && config.payments_per_second <= 10_000.0) {
         return Err(SimError::Settings(
             "payments a second must be from 0 to 10,000".into(),
@@ -978,6 +993,9 @@ mod tests {
         config.segment_loss_ppm = 1_000_000;
         assert!(matches!(run(&config), Err(SimError::Settings(_))));
         config.segment_loss_ppm = 0;
+        config.largest_miner_share = Some(1.0);
+        assert!(matches!(run(&config), Err(SimError::Settings(_))));
+        config.largest_miner_share = None;
         config.tick = Duration::ZERO;
         assert!(matches!(run(&config), Err(SimError::Settings(_))));
         config.tick = Duration::from_millis(1);

@@ -168,6 +168,28 @@ impl Topology {
         (floor * 1_000_000.0).round() as u64
     }
 
+    /// Gives the largest miner `share` of the hash power and scales the others' to the
+    /// rest, keeping their proportions.
+    pub(crate) fn set_largest_share(&mut self, share: f64) {
+        let largest = self.largest_miner();
+        let others: f64 = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| *index != largest)
+            .map(|(_, node)| node.hash_share)
+            .sum();
+        for (index, node) in self.nodes.iter_mut().enumerate() {
+            node.hash_share = if index == largest {
+                share
+            } else if others > 0.0 {
+                node.hash_share / others * (1.0 - share)
+            } else {
+                0.0
+            };
+        }
+    }
+
     /// The node with the most hash power (the first of equals).
     pub(crate) fn largest_miner(&self) -> usize {
         let mut largest = 0;
@@ -194,6 +216,27 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_share_can_be_set_and_the_rest_keep_their_proportions() {
+        let mut topology = Topology::draw(&mut SimRng::new(3), 20, 8, LatencyModel::Wan, (20, 100));
+        let largest = topology.largest_miner();
+        let (a, b) = (
+            (0..20).find(|index| *index != largest).expect("another"),
+            (0..20)
+                .rev()
+                .find(|index| *index != largest)
+                .expect("a third"),
+        );
+        let ratio = topology.nodes[a].hash_share / topology.nodes[b].hash_share;
+        topology.set_largest_share(0.45);
+        assert_eq!(topology.largest_miner(), largest);
+        assert!((topology.nodes[largest].hash_share - 0.45).abs() < 1e-12);
+        let total: f64 = topology.nodes.iter().map(|node| node.hash_share).sum();
+        assert!((total - 1.0).abs() < 1e-9);
+        let after = topology.nodes[a].hash_share / topology.nodes[b].hash_share;
+        assert!((ratio - after).abs() < 1e-9);
+    }
 
     #[test]
     fn the_table_is_symmetric_and_shares_sum_to_one() {

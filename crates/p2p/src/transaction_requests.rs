@@ -68,9 +68,9 @@ impl TransactionRequests {
     /// [`MAX_ANNOUNCED_PER_PEER`].
     pub(crate) fn announced(&mut self, peer: PeerId, txids: &[Txid], now: Instant) -> Vec<Txid> {
         let mut ask = Vec::new();
+        let mut load = self.load.get(&peer).copied().unwrap_or(0);
         for &txid in txids {
-            let load = self.load.entry(peer).or_default();
-            if *load >= MAX_ANNOUNCED_PER_PEER {
+            if load >= MAX_ANNOUNCED_PER_PEER {
                 break;
             }
             match self.wanted.entry(txid) {
@@ -80,17 +80,20 @@ impl TransactionRequests {
                         deadline: now + self.timeout,
                         sources: Vec::new(),
                     });
-                    *load += 1;
+                    load += 1;
                     ask.push(txid);
                 }
                 Entry::Occupied(mut entry) => {
                     let wanted = entry.get_mut();
                     if wanted.asked != peer && !wanted.sources.contains(&peer) {
                         wanted.sources.push(peer);
-                        *load += 1;
+                        load += 1;
                     }
                 }
             }
+        }
+        if load > 0 {
+            self.load.insert(peer, load);
         }
         ask
     }
@@ -316,6 +319,7 @@ mod tests {
         assert_eq!(requests.announced(peer(1), &[txid(1)], now), vec![txid(1)]);
         assert!(requests.announced(peer(2), &[txid(1)], now).is_empty());
         assert!(requests.announced(peer(1), &[txid(1)], now).is_empty());
+        assert!(requests.announced(peer(3), &[], now).is_empty());
         assert!(requests.is_asked_of(peer(1), &txid(1)));
         assert!(!requests.is_asked_of(peer(2), &txid(1)));
         assert_consistent(&requests);

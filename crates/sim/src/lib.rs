@@ -10,8 +10,11 @@
 //!             ──▶ mining schedule: a Poisson process, each block to a node by hash share
 //!             ──▶ turmoil Sim: one host per node (host.rs)
 //!                   Node (chain and pool in memory) + P2p over network.rs (simulated TCP,
-//!                   paced by the node's uplink) + a recorder of the node's events
-//!             ──▶ step until mining ends and the network settles ──▶ report.rs
+//!                   paced by the node's uplink, segments lost if asked) + a recorder of
+//!                   the node's events; selfish.rs: the largest miner's strategy, if asked
+//!               + hostile hosts (hostile.rs), if asked
+//!             ──▶ step until mining ends and the network settles; faults on the way
+//!                 (scenario.rs: partition; crash.rs: crash and restart) ──▶ report.rs
 //! ```
 //!
 //! Determinism: every random draw comes from the seed (topology, schedule, the peer

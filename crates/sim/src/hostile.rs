@@ -111,11 +111,11 @@ pub(crate) async fn run(plan: Arc<HostilePlan>) -> turmoil::Result {
             plan.record(|report| match end {
                 Some(End::Banned) => {
                     report.banned += 1;
-                    report.open_at_end -= 1;
+                    report.open_at_end = report.open_at_end.saturating_sub(1);
                 }
                 Some(End::Otherwise) => {
                     report.ended_otherwise += 1;
-                    report.open_at_end -= 1;
+                    report.open_at_end = report.open_at_end.saturating_sub(1);
                 }
                 None => {}
             });

@@ -45,6 +45,32 @@ fn init_logging(default: &str) {
         .try_init();
 }
 
+/// A simulation's log lines carry the simulated time and the host (`node{name=node-7}`),
+/// so `POWCHAIN_LOG='[node{name=node-7}]=debug'` follows one node through a run.
+fn init_simulation_logging() {
+    struct SimulatedTime;
+    impl tracing_subscriber::fmt::time::FormatTime for SimulatedTime {
+        fn format_time(
+            &self,
+            w: &mut tracing_subscriber::fmt::format::Writer<'_>,
+        ) -> std::fmt::Result {
+            match powchain_sim::simulated_elapsed() {
+                Some(elapsed) => write!(w, "{:>11.3}s", elapsed.as_secs_f64()),
+                None => write!(w, "{:>12}", "-"),
+            }
+        }
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POWCHAIN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(false)
+        .with_timer(SimulatedTime)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn run(cli: Cli, config: Option<config_file::LoadedFile>) -> anyhow::Result<()> {
     match cli.command {
         None => run_node(cli.node, config),
@@ -71,7 +97,7 @@ fn run(cli: Cli, config: Option<config_file::LoadedFile>) -> anyhow::Result<()> 
         Some(Command::Mine { data, client }) => client::mine(&client, data),
         Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Simulate(args)) => {
-            init_logging("error");
+            init_simulation_logging();
             simulate::run(&args)
         }
         Some(Command::Check(args)) => {

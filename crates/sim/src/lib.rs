@@ -173,6 +173,13 @@ pub enum SimError {
     Host(String),
 }
 
+/// Simulated time since the run began, when called from a simulated host (a log line's
+/// timestamp in `powchain simulate`); `None` elsewhere.
+#[must_use]
+pub fn simulated_elapsed() -> Option<Duration> {
+    turmoil::sim_elapsed()
+}
+
 /// Runs a simulation and measures it.
 ///
 /// # Errors

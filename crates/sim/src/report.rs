@@ -291,7 +291,10 @@ impl fmt::Display for Report {
             match partition.converged_after_ms {
                 Some(after) => write!(
                     formatter,
-                    "every node on the most-work chain {after} ms after healing"
+                    "every node on the most-work chain {after} ms after healing \
+                     (half of them after {} ms, 90% after {} ms)",
+                    show_ms(partition.half_converged_after_ms),
+                    show_ms(partition.ninety_percent_converged_after_ms)
                 )?,
                 None => write!(
                     formatter,
@@ -411,6 +414,11 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// A time in ms for the printed report, or a dash.
+fn show_ms(ms: Option<u64>) -> String {
+    ms.map_or_else(|| "-".to_owned(), |ms| ms.to_string())
 }
 
 #[cfg(test)]

@@ -107,6 +107,13 @@ pub struct PartitionReport {
     /// Simulated time from healing until every node's chain held a most-work tip of the
     /// moment of healing (`None`: not within the run).
     pub converged_after_ms: Option<u64>,
+    /// Simulated time from healing until half of the nodes each held a most-work tip of
+    /// the moment of healing: how the catch-up spread.
+    pub half_converged_after_ms: Option<u64>,
+    /// The same for 90% of the nodes.
+    pub ninety_percent_converged_after_ms: Option<u64>,
+    /// The same for each node, by index (`None`: never within the run).
+    pub each_converged_after_ms: Vec<Option<u64>>,
 }
 
 /// Drives a partition: when to split, when to heal, and convergence after.
@@ -218,7 +225,27 @@ impl Partition {
                 .as_ref()
                 .and_then(Convergence::after)
                 .map(|after| after.as_millis() as u64),
+            half_converged_after_ms: self.share_converged_after(50),
+            ninety_percent_converged_after_ms: self.share_converged_after(90),
+            each_converged_after_ms: self
+                .convergence
+                .as_ref()
+                .map(|convergence| {
+                    convergence
+                        .reached()
+                        .iter()
+                        .map(|after| after.map(|after| after.as_millis() as u64))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
+    }
+
+    fn share_converged_after(&self, percent: usize) -> Option<u64> {
+        self.convergence
+            .as_ref()
+            .and_then(|convergence| convergence.share_after(percent))
+            .map(|after| after.as_millis() as u64)
     }
 }
 
@@ -236,6 +263,8 @@ pub(crate) struct Convergence {
     since: Duration,
     next_check: Duration,
     after: Option<Duration>,
+    /// When each node first held one of the tips (`None`: not yet).
+    reached: Vec<Option<Duration>>,
 }
 
 impl Convergence {
@@ -246,6 +275,7 @@ impl Convergence {
             since: now,
             next_check: now,
             after: None,
+            reached: vec![None; nodes.len()],
         }
     }
 
@@ -254,6 +284,17 @@ impl Convergence {
     pub(crate) fn check(&mut self, now: Duration, nodes: &[Option<Arc<Node>>]) -> bool {
         if self.after.is_none() && now >= self.next_check {
             self.next_check = now + CONVERGENCE_CHECK;
+            let since = now.saturating_sub(self.since);
+            for (node, reached) in nodes.iter().zip(&mut self.reached) {
+                let holds = |node: &Arc<Node>| {
+                    self.most_work
+                        .iter()
+                        .any(|(hash, height)| node.hash_at(*height) == Some(*hash))
+                };
+                if reached.is_none() && node.as_ref().is_some_and(holds) {
+                    *reached = Some(since);
+                }
+            }
             let held = self.most_work.iter().any(|(hash, height)| {
                 nodes.iter().all(|node| {
                     node.as_ref()
@@ -270,6 +311,20 @@ impl Convergence {
     /// How long it took (`None`: not yet).
     pub(crate) fn after(&self) -> Option<Duration> {
         self.after
+    }
+
+    /// How long until `percent`% of the nodes each held one of the tips (not necessarily
+    /// the same one); `None` if fewer ever did.
+    pub(crate) fn share_after(&self, percent: usize) -> Option<Duration> {
+        let mut times: Vec<Duration> = self.reached.iter().flatten().copied().collect();
+        times.sort_unstable();
+        let needed = (self.reached.len() * percent).div_ceil(100).max(1);
+        times.get(needed - 1).copied()
+    }
+
+    /// When each node first held one of the tips, by index.
+    pub(crate) fn reached(&self) -> &[Option<Duration>] {
+        &self.reached
     }
 
     /// How many different tips had the most work at the start (1 unless they tied).

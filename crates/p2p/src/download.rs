@@ -50,8 +50,13 @@ pub(crate) struct Downloads {
 impl Downloads {
     /// Forgets requests older than `timeout`, so their blocks can be asked of others.
     fn expire(&mut self, now: Instant, timeout: Duration) {
-        self.in_flight
-            .retain(|_, (_, since)| now.duration_since(*since) < timeout);
+        self.in_flight.retain(|hash, (peer, since)| {
+            let waiting = now.duration_since(*since) < timeout;
+            if !waiting {
+                debug!(%peer, block = %hash, "a block request timed out; asking others");
+            }
+            waiting
+        });
     }
 
     /// Blocks in flight per peer.
@@ -240,6 +245,7 @@ impl P2p {
             } else {
                 InventoryItem::Block
             };
+            debug!(%peer, blocks = hashes.len(), compact = near_tip, "asking for blocks");
             for chunk in hashes.chunks(MAX_INVENTORY) {
                 let items = chunk.iter().copied().map(as_item).collect();
                 if commands

@@ -44,6 +44,7 @@ mod download;
 mod eviction;
 mod handshake;
 pub mod message;
+mod outbox;
 pub mod pending;
 mod rate_limit;
 mod read_budget;

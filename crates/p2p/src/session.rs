@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{FutureExt, StreamExt};
 use powchain_chain::ChainError;
 use powchain_consensus::{Block, BlockHash, Txid};
 use powchain_node::NodeError;
@@ -36,10 +36,10 @@ use tracing::{debug, trace, warn};
 use crate::ban::BanKey;
 use crate::compact::{PartialBlock, compact_block};
 use crate::console::preview;
-use crate::handshake::send_frame;
 use crate::message::{
     Hello, InventoryItem, MAX_INVENTORY, MAX_MESSAGE_BYTES, Message, MessageError,
 };
+use crate::outbox::Outbox;
 use crate::rate_limit::RateLimit;
 use crate::registry::{PeerCommand, PeerId};
 use crate::relay::Announcements;
@@ -53,6 +53,14 @@ const KNOWN_INVENTORY: usize = 20_000;
 const MAX_TRANSACTION_BATCH: usize = 64;
 /// Blocks already read off the connection that are handed to the node in one call.
 const MAX_BLOCK_BATCH: usize = 16;
+
+/// Why the session's writer stopped; pending forever while it runs (or if there is none).
+async fn writer_stopped(outbox: Option<&Outbox>) -> CloseReason {
+    match outbox {
+        Some(outbox) => outbox.failed().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// How a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -273,7 +281,10 @@ pub(crate) struct Session<S> {
     pub(crate) id: PeerId,
     pub(crate) label: String,
     ban_key: BanKey,
-    sink: SplitSink<WebSocketStream<S>, Frame>,
+    /// Where messages to the peer go (taken when the session closes).
+    outbox: Option<Outbox>,
+    /// The connection's type: its writing half is the outbox's, its reading half `run`'s.
+    _stream: std::marker::PhantomData<S>,
     pub(crate) known: KnownInventory,
     /// What to announce to this peer, filled by the relay.
     announcements: Arc<Announcements>,
@@ -303,12 +314,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         sink: SplitSink<WebSocketStream<S>, Frame>,
         announcements: Arc<Announcements>,
     ) -> Session<S> {
+        // A write that waits this long for the peer to read ends the session: the ping
+        // timeout, since no pong can come through a connection that stuck.
+        let p2p_write_timeout = p2p.config.ping_timeout;
+        let p2p_tasks = p2p.tasks.clone();
         Session {
             p2p,
             id,
             label,
             ban_key,
-            sink,
+            outbox: Some(Outbox::start(sink, p2p_write_timeout, &p2p_tasks)),
+            _stream: std::marker::PhantomData,
             known: KnownInventory::default(),
             announcements,
             address_budget: RateLimit::addresses(),
@@ -342,17 +358,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             }
             _ => None,
         };
-        let closing = async {
-            if let Some((code, reason)) = told {
-                let frame = CloseFrame {
-                    code,
-                    reason: reason.into(),
-                };
-                let _ = self.sink.send(Frame::Close(Some(frame))).await;
-            }
-            let _ = self.sink.close().await;
-        };
-        let _ = tokio::time::timeout(CLOSE_WITHIN, closing).await;
+        let frame = told.map(|(code, reason)| CloseFrame {
+            code,
+            reason: reason.into(),
+        });
+        if let Some(outbox) = self.outbox.take() {
+            outbox.close(frame, CLOSE_WITHIN).await;
+        }
     }
 
     /// Writes `message`, within the ping timeout: a peer that stops reading (or a network
@@ -360,15 +372,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// no ping timer is looked at.
     pub(crate) async fn send(&mut self, message: &Message) -> Result<(), SessionEnd> {
         trace!(peer = %self.label, message = message.name(), "send");
-        let deadline = self.p2p.config.ping_timeout;
-        match tokio::time::timeout(deadline, send_frame(&mut self.sink, message)).await {
-            Ok(Ok(bytes)) => {
-                self.p2p.traffic.sent(message.type_byte(), bytes);
-                Ok(())
-            }
-            Ok(Err(error)) => Err(SessionEnd::Closed(CloseReason::Transport(error))),
-            Err(_) => Err(SessionEnd::Closed(CloseReason::WriteTimeout)),
-        }
+        let Some(outbox) = &self.outbox else {
+            return Err(SessionEnd::Closed(CloseReason::Dropped));
+        };
+        let bytes = message.to_bytes();
+        let length = bytes.len();
+        outbox.send(bytes).await.map_err(SessionEnd::Closed)?;
+        self.p2p.traffic.sent(message.type_byte(), length);
+        Ok(())
     }
 
     /// Announces `items` the peer is not known to have: blocks by headers where it can,
@@ -411,6 +422,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 // of commands cannot starve reading: the queue is bounded and drains.
                 biased;
                 () = self.p2p.token.cancelled() => return SessionEnd::Shutdown,
+                reason = writer_stopped(self.outbox.as_ref()) => return SessionEnd::Closed(reason),
                 command = commands.recv() => {
                     let result = match command {
                         None => return SessionEnd::Closed(CloseReason::Dropped),

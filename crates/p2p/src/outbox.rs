@@ -1,0 +1,197 @@
+//! The writing half of a session: messages wait in a queue bounded by bytes, and a task
+//! of their own writes them, so a session keeps reading while its peer is slow to read.
+//!
+//! ```text
+//!   session ──send(message)──▶ room in the queue? ──▶ queue ──▶ writer task ──▶ WebSocket
+//!        (waits only while MAX_QUEUED_BYTES are queued)     └─ a write stuck for the
+//!                                                             ping timeout, or failed:
+//!                                                             the session ends
+//! ```
+//!
+//! When a session wrote its messages itself, it read nothing while a write waited for the
+//! peer to read; two peers sending each other more than the network buffers hold (a node
+//! catching up after a partition asks for blocks while it serves its pool) each waited
+//! on the other until the write deadline ended the connection, 30 s later
+//! (docs/SIMULATION.md, "Scenarios"). Now both keep reading; a session waits in `send`
+//! only when its peer has not taken [`MAX_QUEUED_BYTES`] already, the same bound Bitcoin
+//! Core puts on a peer's send buffer before it stops answering it.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_util::task::TaskTracker;
+
+use crate::session::CloseReason;
+
+/// Bytes of messages queued for one peer at most before `send` waits (a larger message is
+/// still queued alone once the queue is empty): with 32 inbound and 8 outbound peers, 80 MiB
+/// at most.
+pub(crate) const MAX_QUEUED_BYTES: usize = 2 * 1024 * 1024;
+
+/// What the writer task is given.
+enum Outgoing {
+    /// A protocol message's frame and its size.
+    Message(Vec<u8>),
+    /// A close frame (with a reason, or none), then the end.
+    Close(Option<CloseFrame>),
+}
+
+/// What the session and its writer share.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Woken when bytes leave the queue or the writer stops.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    queued: usize,
+    /// The writer stopped on its own.
+    stopped: bool,
+    /// Why, until the session takes it.
+    failed: Option<CloseReason>,
+}
+
+impl State {
+    /// Why the writer stopped, if it has (the reason is handed out once).
+    fn stopped(&mut self) -> Option<CloseReason> {
+        self.stopped
+            .then(|| self.failed.take().unwrap_or(CloseReason::Lost))
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn written(&self, bytes: usize) {
+        let mut state = self.state();
+        state.queued = state.queued.saturating_sub(bytes);
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    fn fail(&self, reason: CloseReason) {
+        let mut state = self.state();
+        state.stopped = true;
+        state.failed = Some(reason);
+        drop(state);
+        self.changed.notify_waiters();
+    }
+}
+
+/// A session's queue of messages to its peer, and the task that writes them.
+pub(crate) struct Outbox {
+    queue: mpsc::UnboundedSender<Outgoing>,
+    shared: Arc<Shared>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Outbox {
+    /// Starts the writer over `sink` on `tasks`; a single frame that takes longer than
+    /// `write_timeout` to leave ends it (the peer stopped reading).
+    pub(crate) fn start<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        sink: SplitSink<WebSocketStream<S>, Frame>,
+        write_timeout: Duration,
+        tasks: &TaskTracker,
+    ) -> Outbox {
+        let (queue, frames) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::default());
+        let writer = tasks.spawn(write_loop(sink, frames, Arc::clone(&shared), write_timeout));
+        Outbox {
+            queue,
+            shared,
+            writer,
+        }
+    }
+
+    /// Queues an encoded message, waiting while the queue is full; an error once the
+    /// writer has stopped, with why.
+    pub(crate) async fn send(&self, bytes: Vec<u8>) -> Result<(), CloseReason> {
+        let length = bytes.len();
+        loop {
+            let changed = self.shared.changed.notified();
+            {
+                let mut state = self.shared.state();
+                if let Some(reason) = state.stopped() {
+                    return Err(reason);
+                }
+                if state.queued == 0 || state.queued + length <= MAX_QUEUED_BYTES {
+                    state.queued += length;
+                    break;
+                }
+            }
+            changed.await;
+        }
+        self.queue
+            .send(Outgoing::Message(bytes))
+            .map_err(|_| CloseReason::Dropped)
+    }
+
+    /// Resolves when the writer has stopped on its own, with why (never while it runs).
+    pub(crate) async fn failed(&self) -> CloseReason {
+        loop {
+            let changed = self.shared.changed.notified();
+            if let Some(reason) = self.shared.state().stopped() {
+                return reason;
+            }
+            changed.await;
+        }
+    }
+
+    /// Sends what is queued, then `frame` (a close frame) and closes, within `within`;
+    /// after that the writer is stopped whatever it was doing.
+    pub(crate) async fn close(self, frame: Option<CloseFrame>, within: Duration) {
+        let Outbox { queue, writer, .. } = self;
+        let _ = queue.send(Outgoing::Close(frame));
+        drop(queue);
+        let abort = writer.abort_handle();
+        if tokio::time::timeout(within, writer).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+/// Writes queued messages in order until the queue closes, a close is asked for, or a
+/// write fails or outlasts `write_timeout`.
+async fn write_loop<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    mut sink: SplitSink<WebSocketStream<S>, Frame>,
+    mut frames: mpsc::UnboundedReceiver<Outgoing>,
+    shared: Arc<Shared>,
+    write_timeout: Duration,
+) {
+    while let Some(outgoing) = frames.recv().await {
+        match outgoing {
+            Outgoing::Message(bytes) => {
+                let length = bytes.len();
+                match tokio::time::timeout(write_timeout, sink.send(Frame::binary(bytes))).await {
+                    Ok(Ok(())) => shared.written(length),
+                    Ok(Err(error)) => {
+                        shared.fail(CloseReason::Transport(error));
+                        return;
+                    }
+                    Err(_) => {
+                        shared.fail(CloseReason::WriteTimeout);
+                        return;
+                    }
+                }
+            }
+            Outgoing::Close(frame) => {
+                if let Some(frame) = frame {
+                    let _ = sink.send(Frame::Close(Some(frame))).await;
+                }
+                let _ = sink.close().await;
+                return;
+            }
+        }
+    }
+}

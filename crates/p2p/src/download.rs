@@ -252,6 +252,11 @@ impl P2p {
                     .try_send(PeerCommand::Send(Message::GetData(items)))
                     .is_err()
                 {
+                    // Not asked: free for others at the next pump, not after the timeout.
+                    let mut downloads = self.downloads();
+                    for hash in chunk {
+                        downloads.done(hash);
+                    }
                     debug!(%peer, "a peer's queue is full; its blocks will be asked of others");
                 }
             }

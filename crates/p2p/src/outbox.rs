@@ -37,7 +37,7 @@ pub(crate) const MAX_QUEUED_BYTES: usize = 2 * 1024 * 1024;
 
 /// What the writer task is given.
 enum Outgoing {
-    /// A protocol message's frame and its size.
+    /// An encoded protocol message, sent as one binary frame.
     Message(Vec<u8>),
     /// A close frame (with a reason, or none), then the end.
     Close(Option<CloseFrame>),

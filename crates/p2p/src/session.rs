@@ -367,9 +367,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
     }
 
-    /// Writes `message`, within the ping timeout: a peer that stops reading (or a network
-    /// that stops carrying) would otherwise hold the session in this write for good, where
-    /// no ping timer is looked at.
+    /// Queues `message` for the writer (outbox.rs), waiting only while the peer has 2 MiB
+    /// not yet taken; an error once the writer stopped (a write failed, or the peer stopped
+    /// reading for the ping timeout).
     pub(crate) async fn send(&mut self, message: &Message) -> Result<(), SessionEnd> {
         trace!(peer = %self.label, message = message.name(), "send");
         let Some(outbox) = &self.outbox else {

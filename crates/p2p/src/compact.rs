@@ -483,13 +483,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Ok(parts) => parts,
             Err(why) => return self.fetch_whole(hash, claimed, why).await,
         };
-        let from_pool = self
+        let (from_pool, stored) = self
             .p2p
             .blocking(move |node| {
-                node.pool_transactions_by(|txid| wanted.get(&key.short_id(txid)).copied())
+                (
+                    node.pool_transactions_by(|txid| wanted.get(&key.short_id(txid)).copied()),
+                    node.has_block(&hash),
+                )
             })
             .await
             .ok_or(SessionEnd::Shutdown)?;
+        if stored {
+            // Another peer's copy was connected meanwhile (and took its payments out of
+            // the pool): nothing to rebuild, nothing to ask for.
+            if claimed {
+                self.p2p.block_done(&hash);
+            }
+            return Ok(());
+        }
         partial.offer(from_pool);
         let missing = partial.missing();
         if missing.is_empty() {

@@ -39,7 +39,10 @@ use crate::mining::MiningState;
 use crate::peers::PeerManager;
 use crate::pool_store::PoolStore;
 
-/// Capacity of the event channel; a subscriber further behind than this skips events.
+/// Capacity of the event channels; a subscriber further behind than this skips events.
+/// A burst of transactions (a reorganisation returning thousands to the pool, a batch
+/// submission) can overrun the channel of all events; the chain events have a channel of
+/// their own that only blocks fill.
 const EVENT_CHANNEL_CAPACITY: usize = 4096;
 /// Reorganisation lines logged at once at most (a peer can win cheap reorganisations on
 /// regtest at will), then one a second.
@@ -75,6 +78,8 @@ pub struct Node {
     /// verifier (which shares the cache) skips them when a block holds the transaction.
     pub(crate) pool_verifier: CachingVerifier<SequentialVerifier>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
+    /// The chain's events alone (blocks connected and disconnected, tip changes).
+    pub(crate) chain_events: broadcast::Sender<NodeEvent>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) mining: MiningState,
     pub(crate) peers: OnceLock<Arc<dyn PeerManager>>,
@@ -167,6 +172,7 @@ impl Node {
             PoolStore::open(&config.pool_path(), config.reindex, clock.now_ms())?
         };
         let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
+        let (chain_events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
         let node = Arc::new(Node {
             mining: MiningState::new(config.miner_threads),
             config,
@@ -181,6 +187,7 @@ impl Node {
                 CacheMode::Remember,
             ),
             events,
+            chain_events,
             clock,
             peers: OnceLock::new(),
             shutting_down: AtomicBool::new(false),
@@ -210,13 +217,22 @@ impl Node {
         &self.reader
     }
 
-    /// A new receiver of node events.
+    /// A new receiver of all node events.
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.events.subscribe()
     }
 
+    /// A new receiver of the chain's events alone: no burst of transactions can make it
+    /// skip a block (a subscriber can still fall behind by 4,096 chain events).
+    pub fn subscribe_chain(&self) -> broadcast::Receiver<NodeEvent> {
+        self.chain_events.subscribe()
+    }
+
     pub(crate) fn publish(&self, event: NodeEvent) {
         // No subscribers is fine.
+        if event.is_chain_event() {
+            let _ = self.chain_events.send(event.clone());
+        }
         let _ = self.events.send(event);
     }
 

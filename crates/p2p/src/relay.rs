@@ -244,14 +244,23 @@ impl P2p {
         }
     }
 
-    /// Follows the node's events: announces new tips and pooled transactions.
+    /// Follows the node's events: announces new tips and pooled transactions. The chain's
+    /// events come on a channel of their own and go first, so a new block is pushed and
+    /// announced at once, not after the transactions accepted before it, and a burst of
+    /// transactions cannot make the relay miss a block.
     pub(crate) async fn relay_loop(self: Arc<Self>) {
+        let mut chain_events = self.node.subscribe_chain();
         let mut events = self.node.subscribe();
         loop {
             let event = tokio::select! {
                 biased;
                 () = self.token.cancelled() => return,
-                event = events.recv() => event,
+                event = chain_events.recv() => event,
+                event = events.recv() => match event {
+                    // The chain's events are taken from their own channel.
+                    Ok(event) if event.is_chain_event() => continue,
+                    other => other,
+                },
             };
             match event {
                 Ok(NodeEvent::TipChanged { hash, .. }) => {

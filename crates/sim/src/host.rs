@@ -205,7 +205,9 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
         tasks.clone(),
     )?;
     lock(&plan.peer_layers)[plan.index] = Some(p2p);
-    let mut events = node.subscribe();
+    // The chain's events alone: a reorganisation returning thousands of transactions to
+    // the pool cannot make the recorder miss a block.
+    let mut events = node.subscribe_chain();
     let recorder = Arc::clone(&plan.recorder);
     let index = plan.index;
     let selfish = plan.selfish.clone();

@@ -628,6 +628,36 @@ fn payments_report(
     payments
 }
 
+/// Where the nodes' chains ended.
+struct FinalTips {
+    /// How many nodes ended on each tip (hash, height).
+    nodes_on: std::collections::BTreeMap<(powchain_consensus::BlockHash, u64), usize>,
+    /// How many ended on a chain with less work than the best tip: behind, not merely on
+    /// the other side of a tie the end of mining left open.
+    short_of_most_work: usize,
+}
+
+impl FinalTips {
+    fn of(
+        tips: impl IntoIterator<Item = (powchain_consensus::BlockHash, u64, powchain_consensus::Work)>,
+    ) -> FinalTips {
+        let tips: Vec<_> = tips.into_iter().collect();
+        let mut nodes_on = std::collections::BTreeMap::new();
+        for (hash, height, _) in &tips {
+            *nodes_on.entry((*hash, *height)).or_default() += 1;
+        }
+        let most_work = tips.iter().map(|(_, _, work)| *work).max();
+        let short_of_most_work = tips
+            .iter()
+            .filter(|(_, _, work)| Some(*work) < most_work)
+            .count();
+        FinalTips {
+            nodes_on,
+            short_of_most_work,
+        }
+    }
+}
+
 fn measure(
     config: &SimConfig,
     nodes: &[Arc<powchain_node::Node>],
@@ -639,12 +669,11 @@ fn measure(
     if nodes.len() != config.nodes {
         errors.push(format!("{} of {} nodes started", nodes.len(), config.nodes));
     }
-    // The most common final tip (ties: the lowest hash, for a stable answer).
-    let mut tips: std::collections::BTreeMap<_, usize> = std::collections::BTreeMap::new();
-    for node in nodes {
+    let final_tips = FinalTips::of(nodes.iter().map(|node| {
         let tip = node.tip();
-        *tips.entry((tip.hash, tip.height.0)).or_default() += 1;
-    }
+        (tip.hash, tip.height.0, tip.work)
+    }));
+    let tips = &final_tips.nodes_on;
     let main = tips
         .iter()
         .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
@@ -776,6 +805,7 @@ fn measure(
         reorg_depths,
         converged: tips.len() == 1,
         distinct_final_tips: tips.len(),
+        nodes_short_of_most_work: final_tips.short_of_most_work,
         missed_events: recorder.missed_events,
         errors,
         partition: None,
@@ -790,6 +820,27 @@ fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn final_tips_tell_a_tie_from_a_node_behind() {
+        use powchain_consensus::{BlockHash, Work};
+        let work = |n: u8| {
+            Work::from_be_bytes([[0; 31].as_slice(), &[n]].concat().try_into().expect("32"))
+        };
+        let (a, b, c) = (BlockHash([1; 32]), BlockHash([2; 32]), BlockHash([3; 32]));
+        let converged = FinalTips::of([(a, 5, work(50)), (a, 5, work(50))]);
+        assert_eq!(converged.nodes_on.len(), 1);
+        assert_eq!(converged.short_of_most_work, 0);
+        // Two blocks at the same height of the same work: a tie, nobody behind.
+        let tie = FinalTips::of([(a, 5, work(50)), (b, 5, work(50)), (a, 5, work(50))]);
+        assert_eq!(tie.nodes_on.len(), 2);
+        assert_eq!(tie.nodes_on[&(a, 5)], 2);
+        assert_eq!(tie.short_of_most_work, 0);
+        // One node a block behind.
+        let behind = FinalTips::of([(a, 5, work(50)), (c, 4, work(40)), (a, 5, work(50))]);
+        assert_eq!(behind.nodes_on.len(), 2);
+        assert_eq!(behind.short_of_most_work, 1);
+    }
 
     /// `nodes` nodes (seed `seed`) for `seconds` of mining under `scenario`, in 5 ms
     /// steps; `adjust` changes the rest. Prints the report and checks no host failed.

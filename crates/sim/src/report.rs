@@ -130,6 +130,11 @@ pub struct Report {
     pub converged: bool,
     /// How many different tips the nodes ended on.
     pub distinct_final_tips: usize,
+    /// How many nodes ended on a chain with less work than the best final tip. Zero with
+    /// several tips means a tie: blocks found at about the same time at the end of mining,
+    /// each node keeping the one it saw first (as Bitcoin's nodes do), and no later block
+    /// to settle it.
+    pub nodes_short_of_most_work: usize,
     /// Events a node's recorder missed (its channel overflowed); none is expected.
     pub missed_events: u64,
     /// Anything that went wrong on a host (none is expected).
@@ -271,9 +276,17 @@ impl fmt::Display for Report {
         )?;
         write!(
             formatter,
-            "converged: {} ({} distinct final tips)",
+            "converged: {} ({} distinct final tips",
             self.converged, self.distinct_final_tips
         )?;
+        match (self.converged, self.nodes_short_of_most_work) {
+            (true, _) => write!(formatter, ")")?,
+            (false, 0) => write!(
+                formatter,
+                ", all of equal work: the last blocks tied and no block came after them)"
+            )?,
+            (false, behind) => write!(formatter, "; {behind} nodes short of the most work)")?,
+        }
         if let Some(partition) = &self.partition {
             write!(
                 formatter,

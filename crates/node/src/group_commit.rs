@@ -18,8 +18,10 @@
 //! A ticket is answered exactly once, and only after the commit that held its writes
 //! returned: success means they are stored, a failure is given to every ticket of that
 //! commit. Writes go to disk in queue order whoever commits them; the failure of writes
-//! nobody waits for is only the commit function's to report. Dropping the queue lets the
-//! writer commit what is queued, then joins it.
+//! nobody waits for is only the commit function's to report. Each commit is told whether
+//! anyone waits for it ([`CommitKind`]), so writes nobody waits for need not be synced.
+//! Dropping the queue lets the writer commit what is queued, call the commit function a
+//! last time ([`CommitKind::Final`]), and joins it.
 
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
@@ -33,6 +35,18 @@ use std::time::{Duration, Instant};
 /// per batch. No acknowledgement waits on it (a waiter commits the queue itself), and
 /// stopping commits at once.
 const LINGER: Duration = Duration::from_millis(50);
+
+/// What a commit is for, so the commit function can choose what it promises.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum CommitKind {
+    /// Some writes in it have a waiting submitter: they must be durable when it returns.
+    Awaited,
+    /// Nobody waits for any write in it.
+    Unawaited,
+    /// The queue is stopping and this is its last call (its writes may be none): make
+    /// everything committed so far durable.
+    Final,
+}
 
 /// One submitter's place in the queue.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -56,7 +70,7 @@ struct State<W> {
 }
 
 /// The commit function, shared by the writer and the waiters that commit themselves.
-type CommitFn<W> = Box<dyn FnMut(Vec<W>) -> Result<(), CommitFailed> + Send>;
+type CommitFn<W> = Box<dyn FnMut(Vec<W>, CommitKind) -> Result<(), CommitFailed> + Send>;
 
 struct Shared<W> {
     state: Mutex<State<W>>,
@@ -69,6 +83,16 @@ struct Shared<W> {
 }
 
 impl<W> Shared<W> {
+    /// Runs the commit function; a panic in it is a failed commit.
+    fn run_commit(&self, writes: Vec<W>, kind: CommitKind) -> Result<(), CommitFailed> {
+        let mut commit = self
+            .commit
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        panic::catch_unwind(AssertUnwindSafe(|| (*commit)(writes, kind)))
+            .unwrap_or_else(|_| Err(CommitFailed("the pool store's commit panicked".into())))
+    }
+
     fn state(&self) -> MutexGuard<'_, State<W>> {
         // Nothing runs foreign code under this lock, so a poisoned state is still whole.
         self.state
@@ -89,14 +113,12 @@ impl<W> Shared<W> {
             tickets.extend(ticket);
             writes.extend(part);
         }
-        let outcome = {
-            let mut commit = self
-                .commit
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            panic::catch_unwind(AssertUnwindSafe(|| (*commit)(writes)))
-                .unwrap_or_else(|_| Err(CommitFailed("the pool store's commit panicked".into())))
+        let kind = if tickets.is_empty() {
+            CommitKind::Unawaited
+        } else {
+            CommitKind::Awaited
         };
+        let outcome = self.run_commit(writes, kind);
         let mut state = self.state();
         state.committing = false;
         for ticket in tickets {
@@ -119,13 +141,14 @@ pub(crate) struct GroupCommit<W> {
 
 impl<W: Send + 'static> GroupCommit<W> {
     /// Starts the writer thread, named `name`, committing with `commit`: it gets every
-    /// queued write in order; a panic in it fails the commit.
+    /// queued write in order, with what the commit is for; a panic in it fails the
+    /// commit. Its last call, when the queue is dropped, is [`CommitKind::Final`].
     ///
     /// # Errors
     /// The operating system's, if the thread cannot be started.
     pub(crate) fn start(
         name: &str,
-        commit: impl FnMut(Vec<W>) -> Result<(), CommitFailed> + Send + 'static,
+        commit: impl FnMut(Vec<W>, CommitKind) -> Result<(), CommitFailed> + Send + 'static,
     ) -> std::io::Result<GroupCommit<W>> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -261,6 +284,9 @@ fn write_loop<W>(shared: &Shared<W>) {
     state.writer_running = false;
     drop(state);
     shared.answered.notify_all();
+    // Nothing is queued and nobody commits any more. Its failure was the commit
+    // function's to report.
+    let _ = shared.run_commit(Vec::new(), CommitKind::Final);
 }
 
 #[cfg(test)]
@@ -277,8 +303,11 @@ mod tests {
     fn recording() -> (GroupCommit<u32>, Commits) {
         let committed = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
         let log = Arc::clone(&committed);
-        let group = GroupCommit::start("test-writer", move |writes| {
-            log.lock().expect("not poisoned").push(writes);
+        let group = GroupCommit::start("test-writer", move |writes, kind| {
+            // The last call on drop commits nothing of its own.
+            if kind != CommitKind::Final || !writes.is_empty() {
+                log.lock().expect("not poisoned").push(writes);
+            }
             Ok(())
         })
         .expect("the writer starts");
@@ -335,7 +364,7 @@ mod tests {
                 Arc::clone(&release),
                 Arc::clone(&committed),
             );
-            GroupCommit::start("test-writer", move |writes: Vec<u32>| {
+            GroupCommit::start("test-writer", move |writes: Vec<u32>, _| {
                 let first = writes == vec![1];
                 log.lock().expect("not poisoned").push(writes);
                 if first {
@@ -366,7 +395,7 @@ mod tests {
         let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let group = {
             let fail = Arc::clone(&fail);
-            GroupCommit::start("test-writer", move |_: Vec<u32>| {
+            GroupCommit::start("test-writer", move |_: Vec<u32>, _| {
                 if fail.load(std::sync::atomic::Ordering::SeqCst) {
                     Err(CommitFailed("disk full".into()))
                 } else {
@@ -384,7 +413,7 @@ mod tests {
 
     #[test]
     fn a_panicking_commit_fails_its_tickets_and_the_next_commit_runs() {
-        let group = GroupCommit::start("test-writer", |writes: Vec<u32>| {
+        let group = GroupCommit::start("test-writer", |writes: Vec<u32>, _| {
             assert_ne!(writes, vec![1], "engine bug");
             Ok(())
         })
@@ -393,6 +422,40 @@ mod tests {
         assert!(group.wait(ticket).is_err());
         let ticket = group.enqueue(vec![2]);
         assert_eq!(group.wait(ticket), Ok(()));
+    }
+
+    #[test]
+    fn each_commit_is_told_whether_anyone_waits_for_it_and_the_last_says_so() {
+        let kinds = Arc::new(Mutex::new(Vec::<(CommitKind, Vec<u32>)>::new()));
+        let log = Arc::clone(&kinds);
+        let group = GroupCommit::start("test-writer", move |writes, kind| {
+            log.lock().expect("not poisoned").push((kind, writes));
+            Ok(())
+        })
+        .expect("the writer starts");
+        let ticket = group.enqueue(vec![1]);
+        assert_eq!(group.wait(ticket), Ok(()));
+        group.enqueue_unawaited(vec![2]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while kinds.lock().expect("not poisoned").len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the writer did not commit within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let ticket = group.enqueue(vec![3]);
+        assert_eq!(group.wait(ticket), Ok(()));
+        drop(group);
+        assert_eq!(
+            *kinds.lock().expect("not poisoned"),
+            vec![
+                (CommitKind::Awaited, vec![1]),
+                (CommitKind::Unawaited, vec![2]),
+                (CommitKind::Awaited, vec![3]),
+                (CommitKind::Final, vec![]),
+            ]
+        );
     }
 
     #[test]
@@ -417,7 +480,7 @@ mod tests {
         // Each commit's start and writes.
         let commits = Arc::new(Mutex::new(Vec::<(Instant, Vec<u32>)>::new()));
         let log = Arc::clone(&commits);
-        let group = GroupCommit::start("test-writer", move |writes| {
+        let group = GroupCommit::start("test-writer", move |writes, _| {
             log.lock()
                 .expect("not poisoned")
                 .push((Instant::now(), writes));

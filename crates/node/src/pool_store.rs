@@ -1,9 +1,13 @@
 //! The pool's own small store: every transaction the node accepted, so a crash or restart
 //! does not lose a payment the API has already acknowledged.
 //!
-//! A transaction is written (and synced) before `submit_transaction` returns; removals are
-//! written without a sync, since replaying an already-confirmed transaction at start-up only
-//! gets it refused again.
+//! A transaction is written (and synced) before `submit_transaction` returns. What nobody
+//! waits for (a peer's transactions, removals) is written without a sync, and synced at
+//! least once a second and when the store closes: a crash loses at most the last second of
+//! it, which peers still hold, and replaying an already-confirmed transaction at start-up
+//! only gets it refused again. Each commit writes only the last queued write of each
+//! transaction, so a relayed transaction confirmed before its commit never reaches the
+//! disk.
 //!
 //! Every write reaches the disk through a [`GroupCommit`]: an admission queues its row (and
 //! the removals of what it evicted) as [`PoolWrite`]s under the node's lock, releases the
@@ -11,11 +15,13 @@
 //! while a commit is in flight share the next one instead of taking a sync each. A
 //! submitter is answered only after the commit holding its row returned.
 
+use std::collections::HashSet;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 #[cfg(test)]
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use powchain_consensus::encode::{Decode, Encode};
 use powchain_consensus::{Transaction, Txid};
@@ -24,7 +30,7 @@ use tracing::warn;
 
 use crate::data_dir::move_aside;
 use crate::error::NodeError;
-use crate::group_commit::{CommitFailed, GroupCommit, Ticket};
+use crate::group_commit::{CommitFailed, CommitKind, GroupCommit, Ticket};
 
 const POOL: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pool");
 
@@ -112,12 +118,17 @@ impl PoolStore {
             let (db, store_path) = (Arc::clone(&db), path.to_path_buf());
             #[cfg(test)]
             let fail_commits = Arc::clone(&fail_commits);
-            GroupCommit::start("pool-store", move |writes: Vec<PoolWrite>| {
+            let mut syncs = SyncSchedule::new();
+            GroupCommit::start("pool-store", move |writes: Vec<PoolWrite>, kind| {
                 #[cfg(test)]
                 if fail_commits.load(Ordering::SeqCst) && !writes.is_empty() {
                     return Err(CommitFailed("injected failure".into()));
                 }
-                commit_writes(&db, &store_path, &writes)
+                let writes = last_write_of_each(writes);
+                let durable = syncs.durable(kind, writes.is_empty());
+                commit_writes(&db, &store_path, &writes, durable)?;
+                syncs.committed(durable, writes.is_empty());
+                Ok(())
             })
             .map_err(|source| NodeError::DataDir {
                 path: path.to_path_buf(),
@@ -202,12 +213,78 @@ impl PoolStore {
     }
 }
 
-/// Applies `writes` in order in one write transaction: a group commit. Synced if it stores a
-/// transaction (an acknowledgement may wait for it); a commit of removals only is not, since
-/// replaying an already-confirmed transaction at start-up only gets it refused again (the
-/// next synced commit makes it durable too).
-fn commit_writes(db: &Database, path: &Path, writes: &[PoolWrite]) -> Result<(), CommitFailed> {
-    let committed = panic::catch_unwind(AssertUnwindSafe(|| commit_unguarded(db, writes)));
+/// The last write of each transaction in `writes`, in the order of those last writes: what
+/// applying all of them in order leaves in the table. A relayed transaction confirmed
+/// before its row was committed is then never written (its removal of a missing row costs
+/// a lookup).
+fn last_write_of_each(writes: Vec<PoolWrite>) -> Vec<PoolWrite> {
+    let mut seen = HashSet::with_capacity(writes.len());
+    let mut last: Vec<PoolWrite> = writes
+        .into_iter()
+        .rev()
+        .filter(|write| {
+            seen.insert(match write {
+                PoolWrite::Insert { txid, .. } | PoolWrite::Remove(txid) => *txid,
+            })
+        })
+        .collect();
+    last.reverse();
+    last
+}
+
+/// How often writes nobody waits for (a peer's transactions, removals) are synced: a crash
+/// loses at most this much of them, which their peers still hold and announce again.
+const UNAWAITED_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Which commits sync. One an acknowledgement waits for does, and with it every commit
+/// before it; one nobody waits for does only if the last sync is older than
+/// [`UNAWAITED_SYNC_INTERVAL`], so a relaying node, which takes no submissions, syncs
+/// about once a second instead of once a commit; the last call, when the store closes,
+/// syncs what is left.
+struct SyncSchedule {
+    last_sync: Instant,
+    /// Commits since the last sync.
+    unsynced: bool,
+}
+
+impl SyncSchedule {
+    fn new() -> SyncSchedule {
+        SyncSchedule {
+            last_sync: Instant::now(),
+            unsynced: false,
+        }
+    }
+
+    /// Whether a commit of this kind syncs (`empty`: it writes nothing of its own).
+    fn durable(&self, kind: CommitKind, empty: bool) -> bool {
+        match kind {
+            // Its submitters' writes (none for a read that waits for the queue).
+            CommitKind::Awaited => !empty,
+            CommitKind::Final => self.unsynced || !empty,
+            CommitKind::Unawaited => self.last_sync.elapsed() >= UNAWAITED_SYNC_INTERVAL,
+        }
+    }
+
+    fn committed(&mut self, durable: bool, empty: bool) {
+        if durable {
+            self.last_sync = Instant::now();
+            self.unsynced = false;
+        } else if !empty {
+            self.unsynced = true;
+        }
+    }
+}
+
+/// Applies `writes` in order in one write transaction: a group commit, synced if `durable`
+/// (an unsynced commit becomes durable with the next synced one; a crash before that loses
+/// it, and the store opens at the last synced commit).
+fn commit_writes(
+    db: &Database,
+    path: &Path,
+    writes: &[PoolWrite],
+    durable: bool,
+) -> Result<(), CommitFailed> {
+    let committed = panic::catch_unwind(AssertUnwindSafe(|| commit_unguarded(db, writes, durable)));
     damaged_at(path, committed).map_err(|error| {
         warn!(
             %error,
@@ -219,15 +296,12 @@ fn commit_writes(db: &Database, path: &Path, writes: &[PoolWrite]) -> Result<(),
     })
 }
 
-fn commit_unguarded(db: &Database, writes: &[PoolWrite]) -> Result<(), redb::Error> {
-    if writes.is_empty() {
+fn commit_unguarded(db: &Database, writes: &[PoolWrite], durable: bool) -> Result<(), redb::Error> {
+    if writes.is_empty() && !durable {
         return Ok(());
     }
     let mut write = db.begin_write()?;
-    if !writes
-        .iter()
-        .any(|pool_write| matches!(pool_write, PoolWrite::Insert { .. }))
-    {
+    if !durable {
         write.set_durability(Durability::None)?;
     }
     {
@@ -253,4 +327,114 @@ fn commit_unguarded(db: &Database, writes: &[PoolWrite]) -> Result<(), redb::Err
     }
     write.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use powchain_consensus::Network;
+
+    use super::*;
+
+    fn insert(n: u8) -> PoolWrite {
+        PoolWrite::Insert {
+            txid: Txid([n; 32]),
+            transaction: Network::Regtest.params().genesis().transactions[0].clone(),
+            time_ms: u64::from(n),
+        }
+    }
+
+    /// What a list of writes leaves, as (txid byte, inserted) in write order.
+    fn shape(writes: &[PoolWrite]) -> Vec<(u8, bool)> {
+        writes
+            .iter()
+            .map(|write| match write {
+                PoolWrite::Insert { txid, .. } => (txid.0[0], true),
+                PoolWrite::Remove(txid) => (txid.0[0], false),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_the_last_write_of_each_transaction_is_committed() {
+        let writes = vec![
+            insert(1),
+            insert(2),
+            PoolWrite::Remove(Txid([1; 32])),
+            insert(3),
+            PoolWrite::Remove(Txid([2; 32])),
+            insert(2),
+            PoolWrite::Remove(Txid([4; 32])),
+        ];
+        assert_eq!(
+            shape(&last_write_of_each(writes)),
+            vec![(1, false), (3, true), (2, true), (4, false)]
+        );
+    }
+
+    #[test]
+    fn a_confirmed_relayed_transaction_never_reaches_the_table_and_the_rest_comes_back() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("mempool.redb");
+        {
+            let store = PoolStore::open(&path, false, 0).expect("it opens");
+            // A peer's transaction, then its removal when a block confirmed it, and a
+            // second peer's transaction still pooled: nobody waits for any of it.
+            store.queue_unawaited(vec![insert(1), insert(2)]);
+            store.remove(&[Txid([1; 32])]);
+            let stored: Vec<Txid> = store
+                .load()
+                .expect("it reads")
+                .iter()
+                .map(|(transaction, _)| transaction.compute_txid())
+                .collect();
+            assert_eq!(
+                stored.len(),
+                1,
+                "one row: the confirmed one was never written"
+            );
+        }
+        // Closed cleanly: nothing queued is lost.
+        let store = PoolStore::open(&path, false, 0).expect("it reopens");
+        let times: Vec<u64> = store
+            .load()
+            .expect("it reads")
+            .iter()
+            .map(|(_, time)| *time)
+            .collect();
+        assert_eq!(times, vec![2], "the pooled one survived the restart");
+    }
+
+    #[test]
+    fn writes_nobody_waits_for_sync_once_a_second_and_at_the_close() {
+        let mut syncs = SyncSchedule::new();
+        assert!(
+            syncs.durable(CommitKind::Awaited, false),
+            "an acknowledgement waits"
+        );
+        assert!(
+            !syncs.durable(CommitKind::Awaited, true),
+            "a read waits for nothing"
+        );
+        assert!(
+            !syncs.durable(CommitKind::Unawaited, false),
+            "synced just now"
+        );
+        assert!(
+            !syncs.durable(CommitKind::Final, true),
+            "nothing left to sync"
+        );
+        syncs.committed(false, false);
+        assert!(
+            syncs.durable(CommitKind::Final, true),
+            "the close syncs what is left"
+        );
+        syncs.last_sync = Instant::now() - UNAWAITED_SYNC_INTERVAL;
+        assert!(
+            syncs.durable(CommitKind::Unawaited, false),
+            "a second went by"
+        );
+        syncs.committed(true, false);
+        assert!(!syncs.durable(CommitKind::Final, true));
+        assert!(!syncs.durable(CommitKind::Unawaited, false));
+    }
 }

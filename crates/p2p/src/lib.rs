@@ -69,6 +69,7 @@ pub use message::{
 pub use service::P2p;
 pub use session::{CloseReason, HandshakeFailure, SessionEnd};
 pub use traffic::MessageTraffic;
+pub use transaction_requests::MAX_ANNOUNCED_PER_PEER;
 pub use transport::{
     BoxedStream, Environment, Listener, NodeCalls, PeerStream, Randomness, Tcp, Transport,
     ValidationDelay,

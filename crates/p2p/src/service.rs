@@ -53,6 +53,9 @@ pub struct P2p {
     pub(crate) transactions: Mutex<TransactionRelay>,
     /// Transactions being fetched, and from whom (transaction_requests.rs).
     pub(crate) transaction_requests: Mutex<TransactionRequests>,
+    /// Announcements over their peers' bounds that sessions keep for later, all sessions
+    /// together (transaction_requests.rs, `DeferredAnnouncements`).
+    pub(crate) deferred_announcements: Arc<std::sync::atomic::AtomicUsize>,
     /// Messages and bytes by type (traffic.rs).
     pub(crate) traffic: Traffic,
     /// Compact block relay: whom we asked for pushes, what we pushed (compact.rs).
@@ -211,6 +214,7 @@ impl P2p {
             downloads: Mutex::new(Downloads::default()),
             transactions: Mutex::new(TransactionRelay::default()),
             transaction_requests,
+            deferred_announcements: Arc::default(),
             compact,
             traffic: Traffic::default(),
             bans: Mutex::new(BanList::default()),

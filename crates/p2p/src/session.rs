@@ -44,6 +44,7 @@ use crate::rate_limit::RateLimit;
 use crate::registry::{PeerCommand, PeerId};
 use crate::relay::Announcements;
 use crate::service::P2p;
+use crate::transaction_requests::DeferredAnnouncements;
 
 /// How long closing a session may take: a peer that does not read cannot hold it open.
 const CLOSE_WITHIN: Duration = Duration::from_secs(1);
@@ -303,6 +304,9 @@ pub(crate) struct Session<S> {
     /// A compact block whose parent we did not know: rebuilt when headers bring the
     /// parent (compact.rs, sync.rs).
     pub(crate) unplaced_compact: Option<crate::message::CompactBlock>,
+    /// Transactions the peer announced past its bound in the request tracker, asked for
+    /// as its load falls (transaction_requests.rs).
+    deferred_transactions: DeferredAnnouncements,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
@@ -318,6 +322,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         // timeout, since no pong can come through a connection that stuck.
         let p2p_write_timeout = p2p.config.ping_timeout;
         let p2p_tasks = p2p.tasks.clone();
+        let deferred_transactions =
+            DeferredAnnouncements::new(Arc::clone(&p2p.deferred_announcements));
         Session {
             p2p,
             id,
@@ -333,6 +339,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             compact_in_progress: VecDeque::new(),
             last_unconnected_request: None,
             unplaced_compact: None,
+            deferred_transactions,
         }
     }
 
@@ -440,6 +447,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     }
                 }
                 _ = ping.tick() => {
+                    // A peer that sends nothing more still gets its deferred announcements
+                    // asked for as other peers deliver them (its load falls without a
+                    // message of its own).
+                    if let Err(Stop::End(end)) = self.ask_for_deferred_transactions().await {
+                        return end;
+                    }
                     if let Some((_, sent)) = awaiting_pong {
                         if sent.elapsed() > self.p2p.config.ping_timeout {
                             return SessionEnd::Closed(CloseReason::PingTimeout);
@@ -657,7 +670,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     }
                 }
                 self.p2p.pump_downloads().await;
-                Ok(())
+                // The peer's load fell by what it lacked.
+                self.ask_for_deferred_transactions().await
             }
             Message::Block(block) => self.on_block(*block).await,
             Message::Transaction(transaction) => self.on_transactions(vec![*transaction]).await,
@@ -737,9 +751,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .filter(|(txid, in_pool)| !in_pool && !self.p2p.has_seen_transaction(txid))
             .map(|(txid, _)| *txid)
             .collect();
-        let wanted = self.p2p.transactions_announced(self.id, &unseen);
-        if !wanted.is_empty() {
-            let items = wanted.into_iter().map(InventoryItem::Transaction).collect();
+        // Older announcements over the bound first, so parents are asked before children.
+        self.ask_for_deferred_transactions().await?;
+        let announced = self.p2p.transactions_announced(self.id, &unseen);
+        self.defer_transactions(announced.over_bound);
+        if !announced.ask.is_empty() {
+            let items = announced
+                .ask
+                .into_iter()
+                .map(InventoryItem::Transaction)
+                .collect();
             self.send(&Message::GetData(items)).await?;
         }
         // Ask again even if a request is under way: its answer may end before this block.
@@ -854,6 +875,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     warn!(peer = %self.label, %txid, %error, "could not pool a transaction");
                 }
             }
+        }
+        // The peer's load fell by what it delivered.
+        self.ask_for_deferred_transactions().await?;
+        Ok(())
+    }
+
+    /// Keeps announcements that were over the peer's bound, within the deferral bounds.
+    fn defer_transactions(&mut self, txids: Vec<Txid>) {
+        if txids.is_empty() {
+            return;
+        }
+        let dropped = self.deferred_transactions.defer(txids);
+        if dropped > 0 {
+            debug!(peer = %self.label, dropped, "too many transaction announcements waiting; dropped some");
+        }
+    }
+
+    /// Asks the peer for the oldest announcements kept over its bound, as many as its
+    /// load now allows (those pooled or seen meanwhile are not asked for).
+    async fn ask_for_deferred_transactions(&mut self) -> Result<(), Stop> {
+        if self.deferred_transactions.is_empty() {
+            return Ok(());
+        }
+        let room = self.p2p.transaction_room(self.id).min(MAX_INVENTORY);
+        if room == 0 {
+            return Ok(());
+        }
+        let candidates = self.deferred_transactions.take(room);
+        let pooled = {
+            let candidates = candidates.clone();
+            self.p2p
+                .blocking(move |node| node.pool_contains(&candidates))
+                .await
+                .ok_or(SessionEnd::Shutdown)?
+        };
+        let unseen: Vec<Txid> = candidates
+            .into_iter()
+            .zip(pooled)
+            .filter(|(txid, in_pool)| !in_pool && !self.p2p.has_seen_transaction(txid))
+            .map(|(txid, _)| txid)
+            .collect();
+        let announced = self.p2p.transactions_announced(self.id, &unseen);
+        self.deferred_transactions.put_back(announced.over_bound);
+        if !announced.ask.is_empty() {
+            let items = announced
+                .ask
+                .into_iter()
+                .map(InventoryItem::Transaction)
+                .collect();
+            self.send(&Message::GetData(items)).await?;
         }
         Ok(())
     }

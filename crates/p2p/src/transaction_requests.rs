@@ -14,12 +14,19 @@
 //! `TxRequestTracker` does the same, with preferences and delays this node does without.
 //!
 //! Bounded: a peer is remembered as a source of at most [`MAX_ANNOUNCED_PER_PEER`]
-//! transactions at once (more announcements are ignored, as Core does), so the whole
-//! table holds at most that many entries per connected peer.
+//! transactions at once, so the whole table holds at most that many entries per connected
+//! peer. Announcements past that bound wait, in announcement order, in the session's
+//! [`DeferredAnnouncements`] (at most [`MAX_DEFERRED_PER_PEER`] ids a peer and
+//! [`MAX_DEFERRED`] in all, 32 bytes each) and are taken up as the peer's load falls.
+//! Bitcoin Core ignores them, which is safe there because its peers announce at most a
+//! thousand transactions every few seconds; a node here announces all it admitted every
+//! 20 ms, and a burst of 20,000 payments submitted to one node once stopped at the
+//! bound: its peers never heard of the rest, and the payments never left its pool.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use powchain_consensus::Txid;
@@ -31,7 +38,88 @@ use crate::registry::{PeerCommand, PeerId};
 use crate::service::P2p;
 
 /// Transactions one peer may be the source of (asked or waiting) at once.
-pub(crate) const MAX_ANNOUNCED_PER_PEER: usize = 5_000;
+pub const MAX_ANNOUNCED_PER_PEER: usize = 5_000;
+
+/// Announcements over a peer's bound kept for later, per peer.
+pub(crate) const MAX_DEFERRED_PER_PEER: usize = 50_000;
+
+/// Announcements over their peers' bounds kept for later, all peers together (6.4 MB of
+/// ids); past that they are dropped, as Core drops them all.
+pub(crate) const MAX_DEFERRED: usize = 200_000;
+
+/// What [`TransactionRequests::announced`] made of an announcement.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Announced {
+    /// To ask the announcing peer for now: nobody is asked for them yet.
+    pub(crate) ask: Vec<Txid>,
+    /// Not recorded: the peer is the source of [`MAX_ANNOUNCED_PER_PEER`] already.
+    pub(crate) over_bound: Vec<Txid>,
+}
+
+/// One session's announcements that were over its peer's bound, oldest first. Counted in
+/// a total shared by every session (released when this is dropped with its session).
+#[derive(Debug)]
+pub(crate) struct DeferredAnnouncements {
+    ids: VecDeque<Txid>,
+    total: Arc<AtomicUsize>,
+}
+
+impl DeferredAnnouncements {
+    pub(crate) fn new(total: Arc<AtomicUsize>) -> DeferredAnnouncements {
+        DeferredAnnouncements {
+            ids: VecDeque::new(),
+            total,
+        }
+    }
+
+    /// Keeps `txids` after those kept before, while both bounds allow; returns how many
+    /// were dropped.
+    pub(crate) fn defer(&mut self, txids: Vec<Txid>) -> usize {
+        let mut dropped = 0;
+        for txid in txids {
+            let reserved = self.ids.len() < MAX_DEFERRED_PER_PEER
+                && self
+                    .total
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| {
+                        (total < MAX_DEFERRED).then_some(total + 1)
+                    })
+                    .is_ok();
+            if reserved {
+                self.ids.push_back(txid);
+            } else {
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// Takes up to `count` of the oldest.
+    pub(crate) fn take(&mut self, count: usize) -> Vec<Txid> {
+        let taken: Vec<Txid> = self.ids.drain(..count.min(self.ids.len())).collect();
+        self.total.fetch_sub(taken.len(), Ordering::Relaxed);
+        taken
+    }
+
+    /// Puts back, as the oldest, what [`DeferredAnnouncements::take`] gave and could not
+    /// be recorded after all.
+    pub(crate) fn put_back(&mut self, txids: Vec<Txid>) {
+        // They were counted before they were taken: no bound is passed by taking them back.
+        self.total.fetch_add(txids.len(), Ordering::Relaxed);
+        for txid in txids.into_iter().rev() {
+            self.ids.push_front(txid);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+impl Drop for DeferredAnnouncements {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.ids.len(), Ordering::Relaxed);
+    }
+}
 
 /// A transaction we lack and are fetching.
 #[derive(Debug)]
@@ -66,12 +154,14 @@ impl TransactionRequests {
     /// `peer` announced `txids` (ones this node lacks): those to ask it for now, because
     /// nobody is asked for them yet. It is remembered as a source of the others, up to
     /// [`MAX_ANNOUNCED_PER_PEER`].
-    pub(crate) fn announced(&mut self, peer: PeerId, txids: &[Txid], now: Instant) -> Vec<Txid> {
+    pub(crate) fn announced(&mut self, peer: PeerId, txids: &[Txid], now: Instant) -> Announced {
         let mut ask = Vec::new();
+        let mut over_bound = Vec::new();
         let mut load = self.load.get(&peer).copied().unwrap_or(0);
         for &txid in txids {
             if load >= MAX_ANNOUNCED_PER_PEER {
-                break;
+                over_bound.push(txid);
+                continue;
             }
             match self.wanted.entry(txid) {
                 Entry::Vacant(entry) => {
@@ -95,7 +185,12 @@ impl TransactionRequests {
         if load > 0 {
             self.load.insert(peer, load);
         }
-        ask
+        Announced { ask, over_bound }
+    }
+
+    /// How many more transactions `peer` may be the source of now.
+    pub(crate) fn room(&self, peer: PeerId) -> usize {
+        MAX_ANNOUNCED_PER_PEER.saturating_sub(self.load.get(&peer).copied().unwrap_or(0))
     }
 
     /// True if `txid` is asked of `peer` and not yet delivered.
@@ -220,10 +315,16 @@ impl P2p {
     }
 
     /// `peer` announced `txids`, ones this node has neither pooled nor seen: those to ask
-    /// it for now (the others are asked of another peer already, or over its bound).
-    pub(crate) fn transactions_announced(&self, peer: PeerId, txids: &[Txid]) -> Vec<Txid> {
+    /// it for now, and those over its bound (the others are asked of another peer
+    /// already).
+    pub(crate) fn transactions_announced(&self, peer: PeerId, txids: &[Txid]) -> Announced {
         self.transaction_requests()
             .announced(peer, txids, Instant::now())
+    }
+
+    /// How many more transactions `peer` may be the source of now.
+    pub(crate) fn transaction_room(&self, peer: PeerId) -> usize {
+        self.transaction_requests().room(peer)
     }
 
     /// True if `txid` was asked of `peer` and is still awaited.
@@ -316,10 +417,13 @@ mod tests {
     fn one_peer_is_asked_and_the_others_wait_as_sources() {
         let mut requests = TransactionRequests::new(TIMEOUT);
         let now = Instant::now();
-        assert_eq!(requests.announced(peer(1), &[txid(1)], now), vec![txid(1)]);
-        assert!(requests.announced(peer(2), &[txid(1)], now).is_empty());
-        assert!(requests.announced(peer(1), &[txid(1)], now).is_empty());
-        assert!(requests.announced(peer(3), &[], now).is_empty());
+        assert_eq!(
+            requests.announced(peer(1), &[txid(1)], now).ask,
+            vec![txid(1)]
+        );
+        assert!(requests.announced(peer(2), &[txid(1)], now).ask.is_empty());
+        assert!(requests.announced(peer(1), &[txid(1)], now).ask.is_empty());
+        assert_eq!(requests.announced(peer(3), &[], now), Announced::default());
         assert!(requests.is_asked_of(peer(1), &txid(1)));
         assert!(!requests.is_asked_of(peer(2), &txid(1)));
         assert_consistent(&requests);
@@ -327,7 +431,10 @@ mod tests {
         assert_eq!(requests.len(), 0);
         assert!(requests.load.is_empty());
         // Done means forgotten: a new announcement is asked again.
-        assert_eq!(requests.announced(peer(2), &[txid(1)], now), vec![txid(1)]);
+        assert_eq!(
+            requests.announced(peer(2), &[txid(1)], now).ask,
+            vec![txid(1)]
+        );
     }
 
     #[test]
@@ -402,16 +509,63 @@ mod tests {
                 Txid(bytes)
             })
             .collect();
-        let asked = requests.announced(peer(1), &many, now);
-        assert_eq!(asked.len(), MAX_ANNOUNCED_PER_PEER);
+        let announced = requests.announced(peer(1), &many, now);
+        assert_eq!(announced.ask.len(), MAX_ANNOUNCED_PER_PEER);
+        assert_eq!(
+            announced.over_bound,
+            many[MAX_ANNOUNCED_PER_PEER..].to_vec(),
+            "in order"
+        );
+        assert_eq!(requests.room(peer(1)), 0);
         assert_eq!(requests.len(), MAX_ANNOUNCED_PER_PEER);
         // Others still get through, and the first peer again once its load falls.
-        assert_eq!(requests.announced(peer(2), &[txid(200)], now).len(), 1);
+        assert_eq!(requests.announced(peer(2), &[txid(200)], now).ask.len(), 1);
         requests.done(&many[0]);
+        assert_eq!(requests.room(peer(1)), 1);
         assert_eq!(
-            requests.announced(peer(1), &many[MAX_ANNOUNCED_PER_PEER..], now),
+            requests
+                .announced(peer(1), &many[MAX_ANNOUNCED_PER_PEER..], now)
+                .ask,
             vec![many[MAX_ANNOUNCED_PER_PEER]]
         );
         assert_consistent(&requests);
+    }
+
+    #[test]
+    fn announcements_over_the_bound_wait_in_order_within_their_own_bounds() {
+        let total = Arc::new(AtomicUsize::new(0));
+        let mut first = DeferredAnnouncements::new(Arc::clone(&total));
+        assert_eq!(first.defer(vec![txid(1), txid(2), txid(3)]), 0);
+        assert_eq!(first.take(2), vec![txid(1), txid(2)]);
+        assert_eq!(total.load(Ordering::Relaxed), 1);
+        first.put_back(vec![txid(2)]);
+        assert_eq!(total.load(Ordering::Relaxed), 2);
+        assert_eq!(first.take(10), vec![txid(2), txid(3)]);
+        assert!(first.is_empty());
+        // A peer keeps at most its share...
+        let many = |count: usize| -> Vec<Txid> {
+            (0..count)
+                .map(|n| {
+                    let mut bytes = [0u8; 32];
+                    bytes[..8].copy_from_slice(&(n as u64).to_le_bytes());
+                    Txid(bytes)
+                })
+                .collect()
+        };
+        assert_eq!(first.defer(many(MAX_DEFERRED_PER_PEER + 5)), 5);
+        // ...and all peers together at most the total.
+        let mut others: Vec<DeferredAnnouncements> = (0..MAX_DEFERRED / MAX_DEFERRED_PER_PEER)
+            .map(|_| DeferredAnnouncements::new(Arc::clone(&total)))
+            .collect();
+        let dropped: usize = others
+            .iter_mut()
+            .map(|other| other.defer(many(MAX_DEFERRED_PER_PEER)))
+            .sum();
+        assert_eq!(dropped, MAX_DEFERRED_PER_PEER);
+        assert_eq!(total.load(Ordering::Relaxed), MAX_DEFERRED);
+        // A session's ids are released with it.
+        drop(first);
+        drop(others);
+        assert_eq!(total.load(Ordering::Relaxed), 0);
     }
 }

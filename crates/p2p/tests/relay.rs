@@ -11,6 +11,9 @@
 //! - A transaction asked of a peer that then left, lacked it, or never answered was not
 //!   asked of the other peers that had announced it (the three-node bench waited forever
 //!   for such a payment).
+//! - Announcements past a peer's bound in the request tracker were dropped, and the peer
+//!   never announces a transaction twice: a burst of 20,000 payments submitted to one node
+//!   never left its pool.
 
 mod common;
 
@@ -22,7 +25,8 @@ use common::{Socket, TestNode, config, raw_peer, send, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use powchain_consensus::testkit::TestChain;
 use powchain_consensus::{Amount, BlockHeight, Transaction, TxOut, Txid};
-use powchain_p2p::{InventoryItem, Message, P2pConfig};
+use powchain_p2p::message::MAX_INVENTORY;
+use powchain_p2p::{InventoryItem, MAX_ANNOUNCED_PER_PEER, Message, P2pConfig};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -417,6 +421,57 @@ async fn a_transaction_is_asked_of_the_next_announcer_when_the_first_leaves_lack
         })
         .await;
     }
+    assert!(node.p2p.banned().is_empty(), "nobody broke a rule");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcements_past_a_peer_s_bound_are_asked_for_once_its_load_falls() {
+    let node = TestNode::start(vec![]).await;
+    let mut peer = raw_peer(&node.url(), 46_030).await.expect("connects");
+    // Ids nobody has: the node asks for each once, and forgets it on notfound.
+    let announced: Vec<InventoryItem> = (0..MAX_ANNOUNCED_PER_PEER + 10)
+        .map(|n| {
+            let mut bytes = [0u8; 32];
+            bytes[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            bytes[31] = 0xab;
+            transaction_item(Txid(bytes))
+        })
+        .collect();
+    for chunk in announced.chunks(MAX_INVENTORY) {
+        send(&mut peer, Message::Inventory(chunk.to_vec())).await;
+    }
+    let (within, past) = announced.split_at(MAX_ANNOUNCED_PER_PEER);
+    // The first MAX_ANNOUNCED_PER_PEER are asked for at once; each getdata is answered
+    // notfound, which lowers the peer's load, so the rest must be asked for after them.
+    let mut asked = Vec::new();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while asked.len() < announced.len() {
+        match tokio::time::timeout_at(deadline, peer.next()).await {
+            Ok(Some(Ok(Frame::Binary(bytes)))) => {
+                if let Ok(Message::GetData(items)) = Message::from_bytes(&bytes) {
+                    asked.extend(items.iter().copied());
+                    send(&mut peer, Message::NotFound(items)).await;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!(
+                "{} of {} announcements asked for, then: {other:?}",
+                asked.len(),
+                announced.len()
+            ),
+        }
+    }
+    assert_eq!(
+        &asked[..within.len()],
+        within,
+        "the bound's worth first, in order"
+    );
+    assert_eq!(
+        &asked[within.len()..],
+        past,
+        "then the rest, in order, none twice"
+    );
     assert!(node.p2p.banned().is_empty(), "nobody broke a rule");
     node.stop().await;
 }

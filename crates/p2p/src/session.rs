@@ -755,14 +755,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         self.ask_for_deferred_transactions().await?;
         let announced = self.p2p.transactions_announced(self.id, &unseen);
         self.defer_transactions(announced.over_bound);
-        if !announced.ask.is_empty() {
-            let items = announced
-                .ask
-                .into_iter()
-                .map(InventoryItem::Transaction)
-                .collect();
-            self.send(&Message::GetData(items)).await?;
-        }
+        self.ask_for_transactions(announced.ask).await?;
         // Ask again even if a request is under way: its answer may end before this block.
         if unknown_block {
             self.request_headers(None).await?;
@@ -881,6 +874,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         Ok(())
     }
 
+    /// Asks the peer for `txids` in one `getdata` (none if empty).
+    async fn ask_for_transactions(&mut self, txids: Vec<Txid>) -> Result<(), Stop> {
+        if txids.is_empty() {
+            return Ok(());
+        }
+        let items = txids.into_iter().map(InventoryItem::Transaction).collect();
+        self.send(&Message::GetData(items)).await?;
+        Ok(())
+    }
+
     /// Keeps announcements that were over the peer's bound, within the deferral bounds.
     fn defer_transactions(&mut self, txids: Vec<Txid>) {
         if txids.is_empty() {
@@ -918,14 +921,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .collect();
         let announced = self.p2p.transactions_announced(self.id, &unseen);
         self.deferred_transactions.put_back(announced.over_bound);
-        if !announced.ask.is_empty() {
-            let items = announced
-                .ask
-                .into_iter()
-                .map(InventoryItem::Transaction)
-                .collect();
-            self.send(&Message::GetData(items)).await?;
-        }
+        self.ask_for_transactions(announced.ask).await?;
         Ok(())
     }
 }

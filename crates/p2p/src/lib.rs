@@ -56,6 +56,7 @@ mod short_id;
 mod stranger;
 mod sync;
 mod traffic;
+mod transaction_fetch;
 mod transaction_requests;
 pub mod transport;
 pub mod url;

@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tracing::{debug, trace, warn};
+use tracing::trace;
 
 use crate::ban::BanKey;
 use crate::compact::{PartialBlock, compact_block};
@@ -306,7 +306,7 @@ pub(crate) struct Session<S> {
     pub(crate) unplaced_compact: Option<crate::message::CompactBlock>,
     /// Transactions the peer announced past its bound in the request tracker, asked for
     /// as its load falls (transaction_requests.rs).
-    deferred_transactions: DeferredAnnouncements,
+    pub(crate) deferred_transactions: DeferredAnnouncements,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
@@ -814,114 +814,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             }
             self.send(&Message::NotFound(missing)).await?;
         }
-        Ok(())
-    }
-
-    /// Admits transactions the peer sent, in one call to the node; each result is judged
-    /// as its own message would be.
-    async fn on_transactions(
-        &mut self,
-        transactions: Vec<powchain_consensus::Transaction>,
-    ) -> Result<(), Stop> {
-        let held: Vec<(Txid, powchain_consensus::Transaction)> = transactions
-            .iter()
-            .map(|transaction| (transaction.compute_txid(), transaction.clone()))
-            .collect();
-        for (txid, _) in &held {
-            self.known.insert(InventoryItem::Transaction(*txid));
-            self.p2p.first_sight_of_transaction(*txid);
-            self.p2p.transaction_arrived(txid);
-        }
-        let count = u32::try_from(transactions.len()).unwrap_or(u32::MAX);
-        self.p2p.simulated_validation(0, 0, count).await;
-        let results = self
-            .p2p
-            .blocking(move |node| node.submit_peer_transactions(transactions))
-            .await
-            .ok_or(SessionEnd::Shutdown)?;
-        for ((txid, held), result) in held.into_iter().zip(results) {
-            match result {
-                Ok(_) => {
-                    self.p2p
-                        .registry
-                        .note_useful_transaction(self.id, self.p2p.node.now_ms());
-                }
-                // Consensus violations are the sender's fault; policy refusals (fees, a
-                // conflict, a full pool) and a parent not yet seen are not.
-                Err(NodeError::Mempool(error)) if error.is_invalid() => {
-                    return Err(Misbehaviour::new(
-                        error.rule(),
-                        format!("invalid transaction {txid}: {error}"),
-                    )
-                    .into());
-                }
-                Err(NodeError::Mempool(error)) if error.is_missing_input() => {
-                    // Its parent may still come (in a block, or after a reorganisation
-                    // returns it to a pool): held and tried again, never asked for again.
-                    debug!(peer = %self.label, %txid, "holding a transaction until its parent arrives");
-                    self.p2p.hold_orphan_transaction(txid, held);
-                }
-                Err(NodeError::Mempool(error)) => {
-                    debug!(peer = %self.label, %txid, reason = %error, "transaction not pooled");
-                }
-                Err(error) => {
-                    warn!(peer = %self.label, %txid, %error, "could not pool a transaction");
-                }
-            }
-        }
-        // The peer's load fell by what it delivered.
-        self.ask_for_deferred_transactions().await?;
-        Ok(())
-    }
-
-    /// Asks the peer for `txids` in one `getdata` (none if empty).
-    async fn ask_for_transactions(&mut self, txids: Vec<Txid>) -> Result<(), Stop> {
-        if txids.is_empty() {
-            return Ok(());
-        }
-        let items = txids.into_iter().map(InventoryItem::Transaction).collect();
-        self.send(&Message::GetData(items)).await?;
-        Ok(())
-    }
-
-    /// Keeps announcements that were over the peer's bound, within the deferral bounds.
-    fn defer_transactions(&mut self, txids: Vec<Txid>) {
-        if txids.is_empty() {
-            return;
-        }
-        let dropped = self.deferred_transactions.defer(txids);
-        if dropped > 0 {
-            debug!(peer = %self.label, dropped, "too many transaction announcements waiting; dropped some");
-        }
-    }
-
-    /// Asks the peer for the oldest announcements kept over its bound, as many as its
-    /// load now allows (those pooled or seen meanwhile are not asked for).
-    async fn ask_for_deferred_transactions(&mut self) -> Result<(), Stop> {
-        if self.deferred_transactions.is_empty() {
-            return Ok(());
-        }
-        let room = self.p2p.transaction_room(self.id).min(MAX_INVENTORY);
-        if room == 0 {
-            return Ok(());
-        }
-        let candidates = self.deferred_transactions.take(room);
-        let pooled = {
-            let candidates = candidates.clone();
-            self.p2p
-                .blocking(move |node| node.pool_contains(&candidates))
-                .await
-                .ok_or(SessionEnd::Shutdown)?
-        };
-        let unseen: Vec<Txid> = candidates
-            .into_iter()
-            .zip(pooled)
-            .filter(|(txid, in_pool)| !in_pool && !self.p2p.has_seen_transaction(txid))
-            .map(|(txid, _)| txid)
-            .collect();
-        let announced = self.p2p.transactions_announced(self.id, &unseen);
-        self.deferred_transactions.put_back(announced.over_bound);
-        self.ask_for_transactions(announced.ask).await?;
         Ok(())
     }
 }

@@ -19,7 +19,10 @@
 //! returned: success means they are stored, a failure is given to every ticket of that
 //! commit. Writes go to disk in queue order whoever commits them; the failure of writes
 //! nobody waits for is only the commit function's to report. Each commit is told whether
-//! anyone waits for it ([`CommitKind`]), so writes nobody waits for need not be synced.
+//! anyone waits for it ([`CommitKind`]), so writes nobody waits for need not be synced;
+//! a queue started with an idle call ([`GroupCommit::start_with_idle_call`]) calls it once
+//! more with no writes ([`CommitKind::Idle`]) when that long has passed after its last
+//! unawaited commit with nothing queued, so such writes get synced even if nothing follows.
 //! Dropping the queue lets the writer commit what is queued, call the commit function a
 //! last time ([`CommitKind::Final`]), and joins it.
 
@@ -43,6 +46,9 @@ pub(crate) enum CommitKind {
     Awaited,
     /// Nobody waits for any write in it.
     Unawaited,
+    /// No writes: the queue has stayed empty for the idle interval after a commit nobody
+    /// waited for (see [`GroupCommit::start_with_idle_call`]).
+    Idle,
     /// The queue is stopping and this is its last call (its writes may be none): make
     /// everything committed so far durable.
     Final,
@@ -67,6 +73,8 @@ struct State<W> {
     stopping: bool,
     /// False once the writer has returned: nothing queued later will be committed.
     writer_running: bool,
+    /// How long after an unawaited commit an empty queue gets an idle call.
+    idle_call: Option<Duration>,
 }
 
 /// The commit function, shared by the writer and the waiters that commit themselves.
@@ -102,8 +110,11 @@ impl<W> Shared<W> {
 
     /// Commits the whole queue; `state` has `committing` unset and a non-empty queue. Sets
     /// `committing` while the commit runs without the lock, records the outcome of every
-    /// awaited ticket in the batch, and returns the lock.
-    fn commit_queue<'a>(&'a self, mut state: MutexGuard<'a, State<W>>) -> MutexGuard<'a, State<W>> {
+    /// awaited ticket in the batch, and returns the lock and the commit's kind.
+    fn commit_queue<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State<W>>,
+    ) -> (MutexGuard<'a, State<W>>, CommitKind) {
         state.committing = true;
         let batch = std::mem::take(&mut state.queue);
         drop(state);
@@ -129,6 +140,21 @@ impl<W> Shared<W> {
             // What queued meanwhile may have nobody waiting to commit it.
             self.queued.notify_one();
         }
+        (state, kind)
+    }
+
+    /// Calls the commit function with no writes ([`CommitKind::Idle`]); `state` has
+    /// `committing` unset. Its failure is the commit function's to report.
+    fn idle_call<'a>(&'a self, mut state: MutexGuard<'a, State<W>>) -> MutexGuard<'a, State<W>> {
+        state.committing = true;
+        drop(state);
+        let _ = self.run_commit(Vec::new(), CommitKind::Idle);
+        let mut state = self.state();
+        state.committing = false;
+        self.answered.notify_all();
+        if !state.queue.is_empty() {
+            self.queued.notify_one();
+        }
         state
     }
 }
@@ -146,8 +172,24 @@ impl<W: Send + 'static> GroupCommit<W> {
     ///
     /// # Errors
     /// The operating system's, if the thread cannot be started.
+    #[cfg(test)]
     pub(crate) fn start(
         name: &str,
+        commit: impl FnMut(Vec<W>, CommitKind) -> Result<(), CommitFailed> + Send + 'static,
+    ) -> std::io::Result<GroupCommit<W>> {
+        Self::start_with_idle_call(name, None, commit)
+    }
+
+    /// As [`GroupCommit::start`], and when `idle_call` has passed after an unawaited commit
+    /// with nothing queued since, the writer calls `commit` once with no writes and
+    /// [`CommitKind::Idle`] (so writes committed without a sync can be synced even if no
+    /// other write follows them).
+    ///
+    /// # Errors
+    /// The operating system's, if the thread cannot be started.
+    pub(crate) fn start_with_idle_call(
+        name: &str,
+        idle_call: Option<Duration>,
         commit: impl FnMut(Vec<W>, CommitKind) -> Result<(), CommitFailed> + Send + 'static,
     ) -> std::io::Result<GroupCommit<W>> {
         let shared = Arc::new(Shared {
@@ -158,6 +200,7 @@ impl<W: Send + 'static> GroupCommit<W> {
                 committing: false,
                 stopping: false,
                 writer_running: true,
+                idle_call,
             }),
             commit: Mutex::new(Box::new(commit)),
             queued: Condvar::new(),
@@ -220,7 +263,7 @@ impl<W> GroupCommit<W> {
             if !state.committing && !state.queue.is_empty() {
                 // Nobody is committing: commit the queue (ours is in it) here rather than
                 // wake the writer, which would add a thread hand-off to every lone write.
-                state = self.shared.commit_queue(state);
+                state = self.shared.commit_queue(state).0;
                 continue;
             }
             if !state.writer_running && !state.committing {
@@ -248,10 +291,12 @@ impl<W> Drop for GroupCommit<W> {
 }
 
 /// The writer thread: commits whatever is queued while no waiter does, [`LINGER`] after it
-/// first found it, until stopped with an empty queue.
+/// first found it, makes the idle call when one is due, until stopped with an empty queue.
 fn write_loop<W>(shared: &Shared<W>) {
     let mut state = shared.state();
     let mut gathering_since: Option<Instant> = None;
+    // When the idle call is due: set by an unawaited commit, cleared by the call.
+    let mut idle_due: Option<Instant> = None;
     loop {
         if state.queue.is_empty() || state.committing {
             if state.queue.is_empty() {
@@ -261,10 +306,26 @@ fn write_loop<W>(shared: &Shared<W>) {
                     break;
                 }
             }
-            state = shared
-                .queued
-                .wait(state)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match idle_due {
+                Some(due) if !state.committing && state.queue.is_empty() => {
+                    let left = due.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        idle_due = None;
+                        state = shared.idle_call(state);
+                    } else {
+                        state = match shared.queued.wait_timeout(state, left) {
+                            Ok((state, _)) => state,
+                            Err(poisoned) => poisoned.into_inner().0,
+                        };
+                    }
+                }
+                _ => {
+                    state = shared
+                        .queued
+                        .wait(state)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                }
+            }
             continue;
         }
         if !state.stopping {
@@ -279,7 +340,11 @@ fn write_loop<W>(shared: &Shared<W>) {
             }
         }
         gathering_since = None;
-        state = shared.commit_queue(state);
+        let kind;
+        (state, kind) = shared.commit_queue(state);
+        if kind == CommitKind::Unawaited {
+            idle_due = state.idle_call.map(|after| Instant::now() + after);
+        }
     }
     state.writer_running = false;
     drop(state);
@@ -455,6 +520,60 @@ mod tests {
                 (CommitKind::Awaited, vec![3]),
                 (CommitKind::Final, vec![]),
             ]
+        );
+    }
+
+    #[test]
+    fn an_unawaited_commit_gets_one_idle_call_once_the_queue_stays_empty() {
+        let idle_after = Duration::from_millis(30);
+        let calls = Arc::new(Mutex::new(Vec::<(Instant, CommitKind, Vec<u32>)>::new()));
+        let log = Arc::clone(&calls);
+        let group = GroupCommit::start_with_idle_call(
+            "test-writer",
+            Some(idle_after),
+            move |writes, kind| {
+                log.lock()
+                    .expect("not poisoned")
+                    .push((Instant::now(), kind, writes));
+                Ok(())
+            },
+        )
+        .expect("the writer starts");
+        let ticket = group.enqueue(vec![1]);
+        assert_eq!(group.wait(ticket), Ok(()));
+        group.enqueue_unawaited(vec![2]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !calls
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .any(|(_, kind, _)| *kind == CommitKind::Idle)
+        {
+            assert!(Instant::now() < deadline, "no idle call within 20 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let ticket = group.enqueue(vec![3]);
+        assert_eq!(group.wait(ticket), Ok(()));
+        drop(group);
+        let calls = calls.lock().expect("not poisoned").clone();
+        let kinds: Vec<(CommitKind, Vec<u32>)> = calls
+            .iter()
+            .map(|(_, kind, writes)| (*kind, writes.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (CommitKind::Awaited, vec![1]),
+                (CommitKind::Unawaited, vec![2]),
+                (CommitKind::Idle, vec![]),
+                (CommitKind::Awaited, vec![3]),
+                (CommitKind::Final, vec![]),
+            ],
+            "one idle call, after the unawaited commit only"
+        );
+        assert!(
+            calls[2].0.duration_since(calls[1].0) >= idle_after,
+            "the idle call waited out its interval"
         );
     }
 

@@ -119,17 +119,24 @@ impl PoolStore {
             #[cfg(test)]
             let fail_commits = Arc::clone(&fail_commits);
             let mut syncs = SyncSchedule::new();
-            GroupCommit::start("pool-store", move |writes: Vec<PoolWrite>, kind| {
-                #[cfg(test)]
-                if fail_commits.load(Ordering::SeqCst) && !writes.is_empty() {
-                    return Err(CommitFailed("injected failure".into()));
-                }
-                let writes = last_write_of_each(writes);
-                let durable = syncs.durable(kind, writes.is_empty());
-                commit_writes(&db, &store_path, &writes, durable)?;
-                syncs.committed(durable, writes.is_empty());
-                Ok(())
-            })
+            GroupCommit::start_with_idle_call(
+                "pool-store",
+                Some(IDLE_SYNC_AFTER),
+                move |writes: Vec<PoolWrite>, kind| {
+                    #[cfg(test)]
+                    if fail_commits.load(Ordering::SeqCst) && !writes.is_empty() {
+                        return Err(CommitFailed("injected failure".into()));
+                    }
+                    let writes = last_write_of_each(writes);
+                    let durable = syncs.durable(kind, writes.is_empty());
+                    if kind == CommitKind::Idle && !durable {
+                        return Ok(());
+                    }
+                    commit_writes(&db, &store_path, &writes, durable)?;
+                    syncs.committed(durable, writes.is_empty());
+                    Ok(())
+                },
+            )
             .map_err(|source| NodeError::DataDir {
                 path: path.to_path_buf(),
                 source,
@@ -232,15 +239,20 @@ fn last_write_of_each(writes: Vec<PoolWrite>) -> Vec<PoolWrite> {
     last
 }
 
-/// How often writes nobody waits for (a peer's transactions, removals) are synced: a crash
-/// loses at most this much of them, which their peers still hold and announce again.
+/// How often writes nobody waits for (a peer's transactions, removals) are synced while
+/// they keep coming: a crash loses at most about this much of them, which their peers still
+/// hold and announce again.
 const UNAWAITED_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long after the last unsynced commit the writer syncs it if no other commit came:
+/// the end of a burst is not left unsynced until the next write or the close.
+const IDLE_SYNC_AFTER: Duration = Duration::from_millis(250);
 
 /// Which commits sync. One an acknowledgement waits for does, and with it every commit
 /// before it; one nobody waits for does only if the last sync is older than
 /// [`UNAWAITED_SYNC_INTERVAL`], so a relaying node, which takes no submissions, syncs
-/// about once a second instead of once a commit; the last call, when the store closes,
-/// syncs what is left.
+/// about once a second instead of once a commit; the idle call [`IDLE_SYNC_AFTER`] after
+/// the last of them and the last call, when the store closes, sync what is left.
 struct SyncSchedule {
     last_sync: Instant,
     /// Commits since the last sync.
@@ -261,6 +273,7 @@ impl SyncSchedule {
             // Its submitters' writes (none for a read that waits for the queue).
             CommitKind::Awaited => !empty,
             CommitKind::Final => self.unsynced || !empty,
+            CommitKind::Idle => self.unsynced,
             CommitKind::Unawaited => self.last_sync.elapsed() >= UNAWAITED_SYNC_INTERVAL,
         }
     }
@@ -436,5 +449,14 @@ mod tests {
         syncs.committed(true, false);
         assert!(!syncs.durable(CommitKind::Final, true));
         assert!(!syncs.durable(CommitKind::Unawaited, false));
+        assert!(
+            !syncs.durable(CommitKind::Idle, true),
+            "nothing unsynced: the idle call writes nothing"
+        );
+        syncs.committed(false, false);
+        assert!(
+            syncs.durable(CommitKind::Idle, true),
+            "the idle call syncs the end of a burst"
+        );
     }
 }

@@ -321,6 +321,20 @@ impl Node {
         lock(&self.core).mempool.get(txid).cloned()
     }
 
+    /// The pooled transactions with these ids, in their order (`None` for one not pooled),
+    /// under one lock: a peer's `getdata` for a thousand transactions is one call.
+    pub fn pool_transactions_by_id(&self, txids: &[Txid]) -> Vec<Option<Transaction>> {
+        let core = lock(&self.core);
+        txids
+            .iter()
+            .map(|txid| {
+                core.mempool
+                    .get(txid)
+                    .map(|entry| entry.transaction.clone())
+            })
+            .collect()
+    }
+
     /// The pooled transactions `pick` wants, with the slot it gives each: `pick` sees every
     /// pooled txid under one lock, and only what it picks is cloned. A compact block's
     /// receiver finds its transactions by short id this way.

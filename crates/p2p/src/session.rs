@@ -767,6 +767,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
 
     async fn on_get_data(&mut self, items: Vec<InventoryItem>) -> Result<(), Stop> {
         let mut missing = Vec::new();
+        // Every transaction asked for, looked up in one call (a getdata names up to 1,000).
+        let txids: Vec<Txid> = items
+            .iter()
+            .filter_map(|item| match item {
+                InventoryItem::Transaction(txid) => Some(*txid),
+                InventoryItem::Block(_) | InventoryItem::CompactBlock(_) => None,
+            })
+            .collect();
+        let mut pooled = if txids.is_empty() {
+            Vec::new()
+        } else {
+            self.p2p
+                .blocking(move |node| node.pool_transactions_by_id(&txids))
+                .await
+                .ok_or(SessionEnd::Shutdown)?
+        }
+        .into_iter();
         for item in items {
             let found = match item {
                 InventoryItem::Block(hash) | InventoryItem::CompactBlock(hash) => {
@@ -789,12 +806,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         _ => Message::Block(Box::new(block)),
                     })
                 }
-                InventoryItem::Transaction(txid) => self
-                    .p2p
-                    .blocking(move |node| node.pool_transaction(&txid))
-                    .await
-                    .ok_or(SessionEnd::Shutdown)?
-                    .map(|pooled| Message::Transaction(Box::new(pooled.transaction))),
+                InventoryItem::Transaction(_) => pooled
+                    .next()
+                    .flatten()
+                    .map(|transaction| Message::Transaction(Box::new(transaction))),
             };
             match found {
                 Some(message) => {

@@ -475,3 +475,67 @@ async fn announcements_past_a_peer_s_bound_are_asked_for_once_its_load_falls() {
     assert!(node.p2p.banned().is_empty(), "nobody broke a rule");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_getdata_is_answered_in_its_order_and_what_is_missing_with_one_notfound() {
+    let chain = TestChain::regtest_with_mature_coins(2);
+    let node = node_with(&chain).await;
+    let mut payments = Vec::new();
+    for (index, seed) in [(0, 4), (1, 5)] {
+        let payment = chain.spend(
+            &[chain.mature_coin(index).0],
+            vec![out(49 * 100_000_000, seed)],
+            &[chain.miner],
+            &HashMap::new(),
+        );
+        let submitter = Arc::clone(&node.node);
+        let pooled = payment.clone();
+        tokio::task::spawn_blocking(move || submitter.submit_transaction(pooled))
+            .await
+            .expect("task")
+            .expect("a valid payment");
+        payments.push(payment.compute_txid());
+    }
+    let tip = chain.blocks.last().expect("a chain").compute_hash();
+    let absent = Txid([7; 32]);
+    let mut peer = raw_peer(&node.url(), 46_005).await.expect("connects");
+    send(
+        &mut peer,
+        Message::GetData(vec![
+            transaction_item(payments[0]),
+            transaction_item(absent),
+            InventoryItem::Block(tip),
+            transaction_item(payments[1]),
+        ]),
+    )
+    .await;
+    // The answers, in order, among whatever else the node sends (its announcements).
+    let mut answers = Vec::new();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while answers.len() < 4 {
+        match tokio::time::timeout_at(deadline, peer.next()).await {
+            Ok(Some(Ok(Frame::Binary(bytes)))) => match Message::from_bytes(&bytes) {
+                Ok(Message::Transaction(transaction)) => {
+                    answers.push(format!("tx {}", transaction.compute_txid()));
+                }
+                Ok(Message::Block(block)) => {
+                    answers.push(format!("block {}", block.compute_hash()));
+                }
+                Ok(Message::NotFound(items)) => answers.push(format!("notfound {items:?}")),
+                _ => {}
+            },
+            Ok(Some(Ok(_))) => {}
+            other => panic!("answers so far {answers:?}, then {other:?}"),
+        }
+    }
+    assert_eq!(
+        answers,
+        vec![
+            format!("tx {}", payments[0]),
+            format!("block {tip}"),
+            format!("tx {}", payments[1]),
+            format!("notfound {:?}", vec![transaction_item(absent)]),
+        ]
+    );
+    node.stop().await;
+}

@@ -6,6 +6,10 @@ use powchain_bench::{Group, Report, Sizes, SuiteConfig, format_number};
 
 use crate::args::BenchArgs;
 
+/// The most payments `--network-payments` takes: each is funded, signed and kept in memory
+/// before the run, and the run must confirm them all within its time limit.
+const MAX_NETWORK_PAYMENTS: usize = 200_000;
+
 /// Runs the suite with `args` and prints the report.
 ///
 /// # Errors
@@ -30,6 +34,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             bail!("--threads must be at least 1");
         }
         config.threads = threads;
+    }
+    if let Some(payments) = args.network_payments {
+        if !(1..=MAX_NETWORK_PAYMENTS).contains(&payments) {
+            bail!("--network-payments must be between 1 and {MAX_NETWORK_PAYMENTS}");
+        }
+        config.sizes.network_transactions = payments;
     }
     config.node_executable =
         Some(std::env::current_exe().context("cannot find the powchain binary to start nodes")?);

@@ -61,3 +61,35 @@ fn the_quick_benchmark_suite_runs_every_figure_and_prints_json() {
     assert!(machine["cpuModel"].is_string() && machine["os"].is_string());
     assert_eq!(report["suite"], "quick");
 }
+
+#[test]
+fn the_network_figures_send_as_many_payments_as_asked() {
+    let run = |payments: &str| {
+        Command::new(env!("CARGO_BIN_EXE_powchain"))
+            .args(["bench", "--quick", "--json", "--only", "network"])
+            .args(["--network-payments", payments])
+            .env_remove("POWCHAIN_LOG")
+            .output()
+            .expect("run powchain bench")
+    };
+    let refused = run("0");
+    assert!(!refused.status.success(), "0 payments accepted");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--network-payments must be between"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let output = run("17");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "powchain bench failed:\n{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("stdout is not one JSON object ({error}):\n{stderr}"));
+    assert_eq!(report["suite"], "custom", "not the quick suite's sizes");
+    let figures = report["figures"].as_array().expect("a figures array");
+    let end_to_end = figures
+        .iter()
+        .find(|figure| figure["name"] == "network.end_to_end")
+        .expect("the end-to-end figure");
+    let note = end_to_end["note"].as_str().expect("a note");
+    assert!(note.contains("17 pre-signed payments"), "{note}");
+}

@@ -97,8 +97,9 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Starts the writer over `sink` on `tasks`; a single frame that takes longer than
-    /// `write_timeout` to leave ends it (the peer stopped reading).
+    /// Starts the writer over `sink` on `tasks`; a batch of frames (a single frame, or those
+    /// queued together, up to 256 KiB) that takes longer than `write_timeout` to leave ends
+    /// it (the peer stopped reading).
     pub(crate) fn start<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         sink: SplitSink<WebSocketStream<S>, Frame>,
         write_timeout: Duration,
@@ -161,37 +162,158 @@ impl Outbox {
     }
 }
 
+/// Bytes of queued messages written together at most: the messages already queued when
+/// the writer wakes go out in one flush (a relaying node sends thousands of small messages a
+/// second; one write each cost a system call and a TCP segment apiece), up to this much.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
+
 /// Writes queued messages in order until the queue closes, a close is asked for, or a
-/// write fails or outlasts `write_timeout`.
+/// write fails or a batch outlasts `write_timeout`. The messages queued when the writer
+/// wakes (up to [`WRITE_BATCH_BYTES`]) are written with one flush.
 async fn write_loop<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut sink: SplitSink<WebSocketStream<S>, Frame>,
     mut frames: mpsc::UnboundedReceiver<Outgoing>,
     shared: Arc<Shared>,
     write_timeout: Duration,
 ) {
-    while let Some(outgoing) = frames.recv().await {
-        match outgoing {
-            Outgoing::Message(bytes) => {
-                let length = bytes.len();
-                match tokio::time::timeout(write_timeout, sink.send(Frame::binary(bytes))).await {
-                    Ok(Ok(())) => shared.written(length),
-                    Ok(Err(error)) => {
-                        shared.fail(CloseReason::Transport(error));
-                        return;
+    while let Some(first) = frames.recv().await {
+        let mut batch_bytes = 0;
+        let mut close = None;
+        let written = tokio::time::timeout(write_timeout, async {
+            let mut next = Some(first);
+            while let Some(outgoing) = next.take() {
+                match outgoing {
+                    Outgoing::Message(bytes) => {
+                        batch_bytes += bytes.len();
+                        sink.feed(Frame::binary(bytes)).await?;
                     }
-                    Err(_) => {
-                        shared.fail(CloseReason::WriteTimeout);
-                        return;
+                    Outgoing::Close(frame) => {
+                        close = Some(frame);
+                        break;
                     }
+                }
+                if batch_bytes < WRITE_BATCH_BYTES {
+                    next = frames.try_recv().ok();
                 }
             }
-            Outgoing::Close(frame) => {
-                if let Some(frame) = frame {
-                    let _ = sink.send(Frame::Close(Some(frame))).await;
-                }
-                let _ = sink.close().await;
+            sink.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => shared.written(batch_bytes),
+            Ok(Err(error)) => {
+                shared.fail(CloseReason::Transport(error));
+                return;
+            }
+            Err(_) => {
+                shared.fail(CloseReason::WriteTimeout);
                 return;
             }
         }
+        if let Some(frame) = close {
+            if let Some(frame) = frame {
+                let _ = sink.send(Frame::Close(Some(frame))).await;
+            }
+            let _ = sink.close().await;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    use futures_util::StreamExt;
+    use tokio::io::ReadBuf;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    use super::*;
+
+    /// A TCP stream that counts its flushes.
+    struct Counting {
+        stream: TcpStream,
+        flushes: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Counting {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.stream).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.stream).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+            Pin::new(&mut self.stream).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.stream).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_queued_together_leave_in_one_flush_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let address = listener.local_addr().expect("an address");
+        let (client, server) = tokio::join!(TcpStream::connect(address), listener.accept());
+        let flushes = Arc::new(AtomicUsize::new(0));
+        let writer = WebSocketStream::from_raw_socket(
+            Counting {
+                stream: client.expect("connects"),
+                flushes: Arc::clone(&flushes),
+            },
+            Role::Client,
+            None,
+        )
+        .await;
+        let mut reader =
+            WebSocketStream::from_raw_socket(server.expect("accepts").0, Role::Server, None).await;
+        let (sink, _) = writer.split();
+        // A thousand small messages (a relaying node's transactions) queued before the
+        // writer runs, then a close.
+        let (queue, frames) = mpsc::unbounded_channel();
+        let count = 1_000u32;
+        for number in 0..count {
+            queue
+                .send(Outgoing::Message(number.to_le_bytes().to_vec()))
+                .expect("queued");
+        }
+        queue.send(Outgoing::Close(None)).expect("queued");
+        let shared = Arc::new(Shared::default());
+        shared.state().queued = 4 * count as usize;
+        write_loop(sink, frames, Arc::clone(&shared), Duration::from_secs(20)).await;
+        let mut received = Vec::new();
+        while let Some(Ok(Frame::Binary(bytes))) = reader.next().await {
+            received.push(u32::from_le_bytes(
+                bytes.as_ref().try_into().expect("four bytes"),
+            ));
+        }
+        assert_eq!(received, (0..count).collect::<Vec<_>>(), "all, in order");
+        assert_eq!(shared.state().queued, 0, "every byte counted as written");
+        let flushes = flushes.load(Ordering::SeqCst);
+        assert!(
+            flushes <= 4,
+            "{flushes} flushes for {count} queued messages: one a message"
+        );
     }
 }

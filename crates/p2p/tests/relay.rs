@@ -84,6 +84,16 @@ async fn node_with(chain: &TestChain) -> TestNode {
     TestNode::with_chain(chain, vec![]).await
 }
 
+/// Submits a payment to the node as its API would.
+async fn submit(node: &TestNode, payment: &Transaction) {
+    let submitter = Arc::clone(&node.node);
+    let pooled = payment.clone();
+    tokio::task::spawn_blocking(move || submitter.submit_transaction(pooled))
+        .await
+        .expect("task")
+        .expect("a valid payment");
+}
+
 fn out(units: u64, seed: u8) -> TxOut {
     TxOut {
         value: Amount::from_units(units).expect("in range"),
@@ -179,12 +189,7 @@ async fn a_transaction_back_from_a_reorganisation_is_announced_again_to_a_peer_t
         &HashMap::new(),
     );
     let txid = payment.compute_txid();
-    let submitter = Arc::clone(&node.node);
-    let pooled = payment.clone();
-    tokio::task::spawn_blocking(move || submitter.submit_transaction(pooled))
-        .await
-        .expect("task")
-        .expect("a valid payment");
+    submit(&node, &payment).await;
     // The peer hears of it on connecting (the pool's contents) but has not asked yet.
     let mut peer = raw_peer(&node.url(), 46_003).await.expect("connects");
     expect_message(&mut peer, "the pool's inventory", |message| {
@@ -488,12 +493,7 @@ async fn a_getdata_is_answered_in_its_order_and_what_is_missing_with_one_notfoun
             &[chain.miner],
             &HashMap::new(),
         );
-        let submitter = Arc::clone(&node.node);
-        let pooled = payment.clone();
-        tokio::task::spawn_blocking(move || submitter.submit_transaction(pooled))
-            .await
-            .expect("task")
-            .expect("a valid payment");
+        submit(&node, &payment).await;
         payments.push(payment.compute_txid());
     }
     let tip = chain.blocks.last().expect("a chain").compute_hash();

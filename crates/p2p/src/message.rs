@@ -85,6 +85,24 @@ pub enum InventoryItem {
     CompactBlock(BlockHash),
 }
 
+impl InventoryItem {
+    /// The block this item names, if it names one as a whole block (`Block`).
+    pub fn block_hash(&self) -> Option<BlockHash> {
+        match self {
+            InventoryItem::Block(hash) => Some(*hash),
+            InventoryItem::Transaction(_) | InventoryItem::CompactBlock(_) => None,
+        }
+    }
+
+    /// The transaction this item names, if it names one.
+    pub fn transaction_id(&self) -> Option<Txid> {
+        match self {
+            InventoryItem::Transaction(txid) => Some(*txid),
+            InventoryItem::Block(_) | InventoryItem::CompactBlock(_) => None,
+        }
+    }
+}
+
 /// The first message each side sends.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Hello {

@@ -712,19 +712,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         for item in &items {
             self.known.insert(*item);
         }
-        let blocks: Vec<BlockHash> = items
-            .iter()
-            .filter_map(|item| match item {
-                InventoryItem::Block(hash) => Some(*hash),
-                InventoryItem::Transaction(_) | InventoryItem::CompactBlock(_) => None,
-            })
-            .collect();
+        let blocks: Vec<BlockHash> = items.iter().filter_map(InventoryItem::block_hash).collect();
         let transactions: Vec<Txid> = items
             .iter()
-            .filter_map(|item| match item {
-                InventoryItem::Transaction(txid) => Some(*txid),
-                InventoryItem::Block(_) | InventoryItem::CompactBlock(_) => None,
-            })
+            .filter_map(InventoryItem::transaction_id)
             .collect();
         let (known_blocks, pooled) = {
             let (blocks, transactions) = (blocks.clone(), transactions.clone());
@@ -770,10 +761,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         // Every transaction asked for, looked up in one call (a getdata names up to 1,000).
         let txids: Vec<Txid> = items
             .iter()
-            .filter_map(|item| match item {
-                InventoryItem::Transaction(txid) => Some(*txid),
-                InventoryItem::Block(_) | InventoryItem::CompactBlock(_) => None,
-            })
+            .filter_map(InventoryItem::transaction_id)
             .collect();
         let mut pooled = if txids.is_empty() {
             Vec::new()

@@ -252,13 +252,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if !self.p2p.config.compact_blocks {
             return Ok(());
         }
-        let blocks: Vec<BlockHash> = items
-            .iter()
-            .filter_map(|item| match item {
-                InventoryItem::Block(hash) => Some(*hash),
-                _ => None,
-            })
-            .collect();
+        let blocks: Vec<BlockHash> = items.iter().filter_map(InventoryItem::block_hash).collect();
         for hash in blocks {
             let chain = self
                 .p2p

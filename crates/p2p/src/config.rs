@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::relay::TRANSACTION_ANNOUNCEMENT_INTERVAL;
 use crate::url::PeerUrl;
 
 /// Settings of the peer-to-peer layer.
@@ -52,6 +53,10 @@ pub struct P2pConfig {
     /// up to 3, Bitcoin Core asks 3). Each costs a redundant compact block now and then;
     /// fewer save bytes and give up some speed (`docs/SIMULATION.md` measures both).
     pub high_bandwidth_peers: usize,
+    /// Transaction announcements leave to a peer at most once per this interval, each
+    /// `inv` carrying all that gathered meanwhile (blocks are never held back; see
+    /// `relay.rs`).
+    pub transaction_announcement_interval: Duration,
 }
 
 impl Default for P2pConfig {
@@ -73,6 +78,7 @@ impl Default for P2pConfig {
             transaction_timeout: Duration::from_secs(30),
             compact_blocks: true,
             high_bandwidth_peers: 3,
+            transaction_announcement_interval: TRANSACTION_ANNOUNCEMENT_INTERVAL,
         }
     }
 }

@@ -204,7 +204,9 @@ where
     let label = listen_url
         .as_ref()
         .map_or_else(|| format!("ws://{remote}"), PeerUrl::to_string);
-    let announcements = Arc::new(Announcements::default());
+    let announcements = Arc::new(Announcements::new(
+        p2p.config.transaction_announcement_interval,
+    ));
     let entry = PeerEntry {
         commands: tokio::sync::mpsc::channel(1).0,
         announcements: Arc::clone(&announcements),

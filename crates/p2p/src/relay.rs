@@ -36,8 +36,9 @@ const MAX_ORPHAN_TRANSACTIONS: usize = 100;
 /// Encoded bytes of the transactions held while a parent is missing, at most.
 const MAX_ORPHAN_TRANSACTION_BYTES: usize = 5_000_000;
 
-/// Transaction announcements leave at most once per interval, each `inv` carrying all that
-/// gathered meanwhile: a node relaying thousands of transactions a second sent one `inv`
+/// Transaction announcements leave at most once per interval (this one unless
+/// `P2pConfig::transaction_announcement_interval` says otherwise), each `inv` carrying all
+/// that gathered meanwhile: a node relaying thousands of transactions a second sent one `inv`
 /// per batch it admitted, and its peer's `getdata` answers came as fast, until the peer
 /// banned it as a flood (found by `powchain bench` at 20,000 payments). Blocks are never
 /// held back.
@@ -47,10 +48,11 @@ pub(crate) const TRANSACTION_ANNOUNCEMENT_INTERVAL: Duration = Duration::from_mi
 /// as few `inv` messages as it can, so a burst of transactions costs the peer a few
 /// messages, not one each; and a session busy writing to a slow peer loses none (ids are
 /// 33 bytes, bounded by [`MAX_PENDING_ANNOUNCEMENTS`]).
-#[derive(Default)]
 pub(crate) struct Announcements {
     pending: Mutex<Pending>,
     ready: tokio::sync::Notify,
+    /// [`TRANSACTION_ANNOUNCEMENT_INTERVAL`] unless configured otherwise.
+    transaction_interval: Duration,
 }
 
 #[derive(Default)]
@@ -63,6 +65,15 @@ struct Pending {
 }
 
 impl Announcements {
+    /// Nothing pending; transactions leave at most once per `transaction_interval`.
+    pub(crate) fn new(transaction_interval: Duration) -> Announcements {
+        Announcements {
+            pending: Mutex::default(),
+            ready: tokio::sync::Notify::new(),
+            transaction_interval,
+        }
+    }
+
     fn pending(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -80,8 +91,7 @@ impl Announcements {
     }
 
     /// Waits until what is pending is due: at once if it holds a block, else no earlier
-    /// than [`TRANSACTION_ANNOUNCEMENT_INTERVAL`] after the last `take` that took a
-    /// transaction. Cancel-safe: the pending items stay until `take`.
+    /// than the transaction interval after the last `take` that took a transaction. Cancel-safe: the pending items stay until `take`.
     pub(crate) async fn due(&self) {
         loop {
             let wait = {
@@ -118,7 +128,7 @@ impl Announcements {
             .iter()
             .any(|item| matches!(item, InventoryItem::Transaction(_)))
         {
-            pending.next_transactions = Some(Instant::now() + TRANSACTION_ANNOUNCEMENT_INTERVAL);
+            pending.next_transactions = Some(Instant::now() + self.transaction_interval);
         }
         pending.has_block = false;
         std::mem::take(&mut pending.items).into()
@@ -333,7 +343,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn transactions_are_due_once_per_interval_and_blocks_at_once() {
-        let announcements = Announcements::default();
+        let announcements = Announcements::new(TRANSACTION_ANNOUNCEMENT_INTERVAL);
         announcements.push(transaction(1));
         assert_eq!(wait_for_due(&announcements).await, Duration::ZERO);
         assert_eq!(announcements.take(), vec![transaction(1)]);
@@ -365,7 +375,7 @@ mod tests {
 
     #[test]
     fn pending_announcements_are_bounded_and_the_oldest_go_first() {
-        let announcements = Announcements::default();
+        let announcements = Announcements::new(TRANSACTION_ANNOUNCEMENT_INTERVAL);
         let total = u32::try_from(MAX_PENDING_ANNOUNCEMENTS).expect("fits") + 5;
         for number in 0..total {
             announcements.push(transaction(number));

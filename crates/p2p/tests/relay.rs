@@ -539,3 +539,81 @@ async fn a_getdata_is_answered_in_its_order_and_what_is_missing_with_one_notfoun
     );
     node.stop().await;
 }
+
+/// A block is never held back behind transaction announcements: when the tip moves while
+/// transactions wait out the announcement interval, the peer hears of the block first, and
+/// the waiting transactions go out with it instead of at the interval's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_tip_is_announced_before_the_transactions_waiting_for_their_interval() {
+    let mut chain = TestChain::regtest_with_mature_coins(2);
+    let temp = tempfile::tempdir().expect("temp dir");
+    // Far longer than the test: a transaction announcement that waited it out would fail.
+    let mut node = TestNode::start_in(
+        temp.path().to_path_buf(),
+        P2pConfig {
+            transaction_announcement_interval: Duration::from_secs(3600),
+            ..config(vec![], 0)
+        },
+    )
+    .await;
+    node.keep(temp);
+    node.submit_chain(&chain).await;
+    let payments: Vec<Transaction> = (0..2)
+        .map(|index| {
+            chain.spend(
+                &[chain.mature_coin(index).0],
+                vec![out(49 * 100_000_000, 20 + index as u8)],
+                &[chain.miner],
+                &HashMap::new(),
+            )
+        })
+        .collect();
+    let (first, second) = (payments[0].compute_txid(), payments[1].compute_txid());
+    let mut peer = raw_peer(&node.url(), 46_030).await.expect("connects");
+    // The first announcement leaves at once and starts the interval; the second waits.
+    submit(&node, &payments[0]).await;
+    expect_message(&mut peer, "the first payment's inv", |message| {
+        names(message, inventory, first)
+    })
+    .await;
+    submit(&node, &payments[1]).await;
+    let block = chain.build(
+        vec![payments[0].clone()],
+        Amount::from_units(100_000_000).expect("fee"),
+    );
+    let hash = block.compute_hash();
+    chain.push(block.clone()).expect("valid");
+    let submitter = Arc::clone(&node.node);
+    tokio::task::spawn_blocking(move || submitter.submit_block(block))
+        .await
+        .expect("task")
+        .expect("valid block");
+    let announces_block = |message: &Message| match message {
+        Message::Headers(headers) => headers.iter().any(|header| header.compute_hash() == hash),
+        Message::Inventory(items) => items.contains(&InventoryItem::Block(hash)),
+        Message::CompactBlock(compact) => compact.header.compute_hash() == hash,
+        _ => false,
+    };
+    let mut block_announced = false;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        match tokio::time::timeout_at(deadline, peer.next()).await {
+            Ok(Some(Ok(Frame::Binary(bytes)))) => {
+                let Ok(message) = Message::from_bytes(&bytes) else {
+                    continue;
+                };
+                block_announced |= announces_block(&message);
+                if names(&message, inventory, second) {
+                    break;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the waiting payment was not announced with the block: {other:?}"),
+        }
+    }
+    assert!(
+        block_announced,
+        "the waiting payment was announced before the block"
+    );
+    node.stop().await;
+}

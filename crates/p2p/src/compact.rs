@@ -33,7 +33,8 @@ use tracing::debug;
 use crate::message::{CompactBlock, InventoryItem, Message, PrefilledTransaction};
 use crate::registry::{PeerCommand, PeerId};
 use crate::service::P2p;
-use crate::session::{Misbehaviour, Session, SessionEnd, Stop, node_error_misbehaviour};
+use crate::session::Session;
+use crate::session_end::{Misbehaviour, SessionEnd, Stop, node_error_misbehaviour};
 use crate::short_id::ShortIdKey;
 
 /// Compact blocks one session completes at once at most (each holds at most

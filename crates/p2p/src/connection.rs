@@ -26,7 +26,7 @@ use crate::pending::PRE_HELLO_BYTES;
 use crate::read_budget::BudgetedStream;
 use crate::registry::PeerId;
 use crate::service::{P2p, websocket_config};
-use crate::session::SessionEnd;
+use crate::session_end::SessionEnd;
 use crate::transport::Listener;
 use crate::url::PeerUrl;
 

@@ -34,7 +34,8 @@ use crate::read_budget::{BudgetHandle, OverBudget};
 use crate::registry::{InboundLimits, PeerEntry, REMOVED, Refusal};
 use crate::relay::Announcements;
 use crate::service::P2p;
-use crate::session::{CloseReason, HandshakeFailure, Session, SessionEnd};
+use crate::session::Session;
+use crate::session_end::{CloseReason, HandshakeFailure, SessionEnd};
 use crate::stranger::Stranger;
 use crate::url::PeerUrl;
 

@@ -12,7 +12,8 @@
 //!     │           the least useful inbound peer evicted when full (eviction.rs)
 //!     │           └─▶ session.rs: one task per peer, message dispatch, pings
 //!     │                 ├─▶ sync.rs: headers first, then blocks ──▶ Node
-//!     │                 └─▶ transactions, inv, get_data, addr ──▶ Node, address_book.rs
+//!     │                 ├─▶ inventory.rs: inv, get_data; transaction_fetch.rs: tx
+//!     │                 └─▶ addr ──▶ address_book.rs; session_end.rs: how it ends
 //!     ├─▶ relay.rs: NodeEvent ──▶ announcements to peers that lack the item
 //!     │     transaction_requests.rs: one peer asked per transaction; the next
 //!     │     announcer asked on notfound, departure or timeout
@@ -43,6 +44,7 @@ mod console;
 mod download;
 mod eviction;
 mod handshake;
+mod inventory;
 pub mod message;
 mod outbox;
 pub mod pending;
@@ -52,6 +54,7 @@ mod registry;
 mod relay;
 mod service;
 mod session;
+mod session_end;
 mod short_id;
 mod stranger;
 mod sync;
@@ -68,7 +71,7 @@ pub use message::{
     MessageError, PROTOCOL_VERSION, PrefilledTransaction,
 };
 pub use service::P2p;
-pub use session::{CloseReason, HandshakeFailure, SessionEnd};
+pub use session_end::{CloseReason, HandshakeFailure, SessionEnd};
 pub use traffic::MessageTraffic;
 pub use transaction_requests::MAX_ANNOUNCED_PER_PEER;
 pub use transport::{

@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_util::task::TaskTracker;
 
-use crate::session::CloseReason;
+use crate::session_end::CloseReason;
 
 /// Bytes of messages queued for one peer at most before `send` waits (a larger message is
 /// still queued alone once the queue is empty): with 32 inbound and 8 outbound peers, 80 MiB

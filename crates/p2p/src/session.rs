@@ -1,11 +1,14 @@
 //! One session per connected peer, after the handshake: a loop over the peer's messages,
-//! commands from the rest of the layer, announcements and pings; and how a session ends.
+//! commands from the rest of the layer, announcements and pings. How it ends is
+//! session_end.rs.
 //!
 //! ```text
 //!   peer frame ──size cap (WebSocket)──▶ rate limit ──▶ decode ──▶ dispatch (handle)
 //!        headers, blocks, get_headers ──▶ sync.rs (headers-first sync)
-//!        inv, get_data, tx, addr ───────▶ here, relay.rs, the address book
-//!   PeerCommand ──▶ send / close          Announcements ──▶ inv (once per item)
+//!        cmpctblock, getblocktxn, ... ──▶ compact.rs
+//!        inv, get_data ─────────────────▶ inventory.rs
+//!        tx ────────────────────────────▶ transaction_fetch.rs; addr: the address book
+//!   PeerCommand ──▶ send / close          Announcements ──▶ inventory.rs (once per item)
 //!   ping timer ──▶ ping; no pong in time ──▶ end
 //! ```
 //!
@@ -13,7 +16,7 @@
 //! on a simulated network. A peer that breaks a rule is banned and disconnected, and the
 //! rule is logged; nothing it sent is stored or relayed.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +24,7 @@ use tokio::time::Instant;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, StreamExt};
-use powchain_chain::ChainError;
-use powchain_consensus::{Block, BlockHash, Txid};
-use powchain_node::NodeError;
+use powchain_consensus::BlockHash;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
@@ -34,22 +35,20 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::trace;
 
 use crate::ban::BanKey;
-use crate::compact::{PartialBlock, compact_block};
+use crate::compact::PartialBlock;
 use crate::console::preview;
-use crate::message::{
-    Hello, InventoryItem, MAX_INVENTORY, MAX_MESSAGE_BYTES, Message, MessageError,
-};
+use crate::inventory::KnownInventory;
+use crate::message::{Hello, InventoryItem, MAX_MESSAGE_BYTES, Message};
 use crate::outbox::Outbox;
 use crate::rate_limit::RateLimit;
 use crate::registry::{PeerCommand, PeerId};
 use crate::relay::Announcements;
 use crate::service::P2p;
+use crate::session_end::{CloseReason, Misbehaviour, SessionEnd, Stop};
 use crate::transaction_requests::DeferredAnnouncements;
 
 /// How long closing a session may take: a peer that does not read cannot hold it open.
 const CLOSE_WITHIN: Duration = Duration::from_secs(1);
-/// Inventory items remembered per peer as known to it.
-const KNOWN_INVENTORY: usize = 20_000;
 /// Transactions already read off the connection that are admitted in one call.
 const MAX_TRANSACTION_BATCH: usize = 64;
 /// Blocks already read off the connection that are handed to the node in one call.
@@ -60,201 +59,6 @@ async fn writer_stopped(outbox: Option<&Outbox>) -> CloseReason {
     match outbox {
         Some(outbox) => outbox.failed().await,
         None => std::future::pending().await,
-    }
-}
-
-/// How a session ended.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionEnd {
-    /// The handshake failed (timeout, bad first frame, closed early).
-    #[error("handshake failed: {0}")]
-    HandshakeFailed(HandshakeFailure),
-    /// The peer is on another network or chain.
-    #[error("peer is on another network (magic {magic:#04x}, genesis {genesis})")]
-    WrongNetwork {
-        /// The network magic of its hello.
-        magic: u8,
-        /// The genesis block of its hello.
-        genesis: BlockHash,
-    },
-    /// We connected to ourselves.
-    #[error("connected to this node itself")]
-    SelfConnection,
-    /// The node was already connected through another connection.
-    #[error("already connected to this node")]
-    Duplicate,
-    /// No inbound slot was free and no inbound peer could be evicted.
-    #[error("no inbound slot was free and every inbound peer is protected from eviction")]
-    Full,
-    /// Its address group holds its share of inbound slots.
-    #[error("its address group holds its share of inbound slots")]
-    GroupFull,
-    /// The peer is banned.
-    #[error("the peer is banned")]
-    Banned,
-    /// The peer broke a rule and was banned.
-    #[error("banned for breaking the rule {0}")]
-    Misbehaved(&'static str),
-    /// The connection closed or failed after the handshake.
-    #[error("{}", closed_text(.0))]
-    Closed(CloseReason),
-    /// The node is shutting down.
-    #[error("the node is shutting down")]
-    Shutdown,
-}
-
-/// `closed: ping timeout`, but `closed by peer: <its reason>` and `connection lost ...`
-/// as they are.
-fn closed_text(reason: &CloseReason) -> String {
-    match reason {
-        CloseReason::ByPeer(_) | CloseReason::Lost => reason.to_string(),
-        other => format!("closed: {other}"),
-    }
-}
-
-impl SessionEnd {
-    /// True if the session got past the handshake.
-    pub fn was_established(&self) -> bool {
-        matches!(
-            self,
-            SessionEnd::Closed(_) | SessionEnd::Misbehaved(_) | SessionEnd::Shutdown
-        )
-    }
-}
-
-/// Why a handshake did not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum HandshakeFailure {
-    /// No hello within the handshake timeout.
-    #[error("no hello in time")]
-    Timeout,
-    /// The connection closed before the peer's hello.
-    #[error("closed before hello")]
-    ClosedEarly,
-    /// A newcomer took its pending slot (all were taken, its group the most crowded).
-    #[error("made room for a newcomer while waiting for hello")]
-    Evicted,
-    /// The first frame was not a binary frame.
-    #[error("first frame was not binary")]
-    NotBinary,
-    /// The WebSocket failed.
-    #[error("{0}")]
-    Transport(#[source] tokio_tungstenite::tungstenite::Error),
-}
-
-/// Why an established session closed without a broken rule.
-#[derive(Debug, thiserror::Error)]
-pub enum CloseReason {
-    /// The peer closed the connection, with the start of its close frame's reason (made
-    /// printable) if it gave one.
-    #[error("closed by peer{}", .0.as_ref().map_or_else(String::new, |reason| format!(": {reason}")))]
-    ByPeer(Option<String>),
-    /// The connection ended without a close frame (the peer's process or network went).
-    #[error("connection lost without a close frame")]
-    Lost,
-    /// The peer did not answer a ping in time.
-    #[error("ping timeout")]
-    PingTimeout,
-    /// A message could not be written within the ping timeout: the peer stopped reading,
-    /// or the network between us went.
-    #[error("write timeout: the peer stopped reading")]
-    WriteTimeout,
-    /// The layer told the session to close (the reason says why).
-    #[error("{0}")]
-    Told(&'static str),
-    /// The layer dropped the session's command queue.
-    #[error("dropped by the peer layer")]
-    Dropped,
-    /// The WebSocket failed.
-    #[error("{0}")]
-    Transport(#[source] tokio_tungstenite::tungstenite::Error),
-}
-
-/// A rule a peer broke.
-#[derive(Debug)]
-pub(crate) struct Misbehaviour {
-    pub(crate) rule: &'static str,
-    pub(crate) detail: String,
-}
-
-impl Misbehaviour {
-    pub(crate) fn new(rule: &'static str, detail: impl Into<String>) -> Misbehaviour {
-        Misbehaviour {
-            rule,
-            detail: detail.into(),
-        }
-    }
-}
-
-impl From<MessageError> for Misbehaviour {
-    fn from(error: MessageError) -> Misbehaviour {
-        Misbehaviour::new(error.rule(), error.to_string())
-    }
-}
-
-/// What handling a message can end in: a broken rule (ban) or the end of the session.
-pub(crate) enum Stop {
-    Misbehaved(Misbehaviour),
-    End(SessionEnd),
-}
-
-impl From<SessionEnd> for Stop {
-    fn from(end: SessionEnd) -> Stop {
-        Stop::End(end)
-    }
-}
-
-impl From<Misbehaviour> for Stop {
-    fn from(misbehaviour: Misbehaviour) -> Stop {
-        Stop::Misbehaved(misbehaviour)
-    }
-}
-
-/// The misbehaviour a node error stands for; `unconnected` names the rule for headers or
-/// blocks that do not connect.
-pub(crate) fn node_error_misbehaviour(
-    error: &NodeError,
-    unconnected: &'static str,
-) -> Misbehaviour {
-    match error {
-        NodeError::Chain(ChainError::UnknownParent { .. }) => {
-            Misbehaviour::new(unconnected, error.to_string())
-        }
-        other => Misbehaviour::new(other.rule().unwrap_or("invalid-data"), other.to_string()),
-    }
-}
-
-/// Items a peer is known to have, bounded.
-#[derive(Default)]
-pub(crate) struct KnownInventory {
-    items: HashSet<InventoryItem>,
-    order: VecDeque<InventoryItem>,
-}
-
-impl KnownInventory {
-    /// Records `item`; true if it was new.
-    pub(crate) fn insert(&mut self, item: InventoryItem) -> bool {
-        if !self.items.insert(item) {
-            return false;
-        }
-        self.order.push_back(item);
-        if self.order.len() > KNOWN_INVENTORY {
-            if let Some(old) = self.order.pop_front() {
-                self.items.remove(&old);
-            }
-        }
-        true
-    }
-
-    /// True if the peer is known to have `item`.
-    pub(crate) fn contains(&self, item: &InventoryItem) -> bool {
-        self.items.contains(item)
-    }
-
-    /// Forgets `item` (announced, but we could not deliver it), so it is announced again
-    /// when we have it.
-    fn forget(&mut self, item: &InventoryItem) {
-        self.items.remove(item);
     }
 }
 
@@ -386,21 +190,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let length = bytes.len();
         outbox.send(bytes).await.map_err(SessionEnd::Closed)?;
         self.p2p.traffic.sent(message.type_byte(), length);
-        Ok(())
-    }
-
-    /// Announces `items` the peer is not known to have: blocks by headers where it can,
-    /// the rest in `inv` messages.
-    async fn announce(&mut self, items: Vec<InventoryItem>) -> Result<(), SessionEnd> {
-        let mut items: Vec<InventoryItem> = items
-            .into_iter()
-            .filter(|item| !self.known.contains(item))
-            .collect();
-        self.announce_blocks_by_headers(&mut items).await?;
-        items.retain(|item| self.known.insert(*item));
-        for chunk in items.chunks(MAX_INVENTORY) {
-            self.send(&Message::Inventory(chunk.to_vec())).await?;
-        }
         Ok(())
     }
 
@@ -704,155 +493,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 Ok(())
             }
         }
-    }
-
-    async fn on_inventory(&mut self, mut items: Vec<InventoryItem>) -> Result<(), Stop> {
-        // A compact block is something to ask for, not to announce: ignored.
-        items.retain(|item| !matches!(item, InventoryItem::CompactBlock(_)));
-        for item in &items {
-            self.known.insert(*item);
-        }
-        let blocks: Vec<BlockHash> = items.iter().filter_map(InventoryItem::block_hash).collect();
-        let transactions: Vec<Txid> = items
-            .iter()
-            .filter_map(InventoryItem::transaction_id)
-            .collect();
-        let (known_blocks, pooled) = {
-            let (blocks, transactions) = (blocks.clone(), transactions.clone());
-            self.p2p
-                .blocking(move |node| {
-                    (
-                        node.block_heights(&blocks),
-                        node.pool_contains(&transactions),
-                    )
-                })
-                .await
-                .ok_or(SessionEnd::Shutdown)?
-        };
-        let mut unknown_block = false;
-        for (hash, height) in blocks.iter().zip(&known_blocks) {
-            match height {
-                Some(height) => self.p2p.registry.note_block(self.id, *hash, height.0),
-                None => unknown_block = true,
-            }
-        }
-        let unseen: Vec<Txid> = transactions
-            .iter()
-            .zip(pooled)
-            .filter(|(txid, in_pool)| !in_pool && !self.p2p.has_seen_transaction(txid))
-            .map(|(txid, _)| *txid)
-            .collect();
-        // Older announcements over the bound first, so parents are asked before children.
-        self.ask_for_deferred_transactions().await?;
-        let announced = self.p2p.transactions_announced(self.id, &unseen);
-        self.defer_transactions(announced.over_bound);
-        self.ask_for_transactions(announced.ask).await?;
-        // Ask again even if a request is under way: its answer may end before this block.
-        if unknown_block {
-            self.request_headers(None).await?;
-        } else if known_blocks.iter().any(Option::is_some) {
-            self.p2p.pump_downloads().await;
-        }
-        Ok(())
-    }
-
-    async fn on_get_data(&mut self, items: Vec<InventoryItem>) -> Result<(), Stop> {
-        let mut missing = Vec::new();
-        // Every transaction asked for, looked up in one call (a getdata names up to 1,000).
-        let txids: Vec<Txid> = items
-            .iter()
-            .filter_map(InventoryItem::transaction_id)
-            .collect();
-        let mut pooled = if txids.is_empty() {
-            Vec::new()
-        } else {
-            self.p2p
-                .blocking(move |node| node.pool_transactions_by_id(&txids))
-                .await
-                .ok_or(SessionEnd::Shutdown)?
-        }
-        .into_iter();
-        for item in items {
-            let found = match item {
-                InventoryItem::Block(hash) | InventoryItem::CompactBlock(hash) => {
-                    let block = self
-                        .p2p
-                        .stored_block(hash)
-                        .await
-                        .ok_or(SessionEnd::Shutdown)?;
-                    if let Some(height) = block.as_ref().and_then(Block::coinbase_height) {
-                        // A peer that asked for a block will have it: keeps its height
-                        // current.
-                        self.p2p.registry.note_block(self.id, hash, height.0);
-                    }
-                    block.map(|block| match item {
-                        // Served after it joined our chain: its transactions have left
-                        // our pool, and the peer's pool likely holds them.
-                        InventoryItem::CompactBlock(_) => Message::CompactBlock(Box::new(
-                            compact_block(&block, self.p2p.random(), |_| false),
-                        )),
-                        _ => Message::Block(Box::new(block)),
-                    })
-                }
-                InventoryItem::Transaction(_) => pooled
-                    .next()
-                    .flatten()
-                    .map(|transaction| Message::Transaction(Box::new(transaction))),
-            };
-            match found {
-                Some(message) => {
-                    self.known.insert(match item {
-                        InventoryItem::CompactBlock(hash) => InventoryItem::Block(hash),
-                        other => other,
-                    });
-                    self.send(&message).await?;
-                }
-                None => missing.push(item),
-            }
-        }
-        if !missing.is_empty() {
-            // The peer does not have what we could not send: announce it again if we get it.
-            for item in &missing {
-                self.known.forget(item);
-            }
-            self.send(&Message::NotFound(missing)).await?;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_session_end_reads_as_a_short_reason() {
-        let by_peer = SessionEnd::Closed(CloseReason::ByPeer(Some(
-            "the node is shutting down".into(),
-        )));
-        assert_eq!(
-            by_peer.to_string(),
-            "closed by peer: the node is shutting down"
-        );
-        assert_eq!(
-            SessionEnd::Closed(CloseReason::ByPeer(None)).to_string(),
-            "closed by peer"
-        );
-        assert_eq!(
-            SessionEnd::Closed(CloseReason::Lost).to_string(),
-            "connection lost without a close frame"
-        );
-        assert_eq!(
-            SessionEnd::Closed(CloseReason::PingTimeout).to_string(),
-            "closed: ping timeout"
-        );
-        assert_eq!(
-            SessionEnd::Closed(CloseReason::WriteTimeout).to_string(),
-            "closed: write timeout: the peer stopped reading"
-        );
-        assert_eq!(
-            SessionEnd::Misbehaved("flood").to_string(),
-            "banned for breaking the rule flood"
-        );
     }
 }

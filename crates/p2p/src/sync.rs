@@ -24,7 +24,8 @@ use crate::console::BlockArrival;
 use crate::message::{
     Hello, InventoryItem, MAX_HEADERS, MAX_INVENTORY, MAX_LOCATOR_HASHES, Message,
 };
-use crate::session::{Presync, Redownload, Session, SessionEnd, Stop, node_error_misbehaviour};
+use crate::session::{Presync, Redownload, Session};
+use crate::session_end::{SessionEnd, Stop, node_error_misbehaviour};
 
 /// Headers at most in a block announcement (BIP-130's 8): a new tip and the blocks
 /// before it that the peer is not known to have. A `headers` message this short whose

@@ -9,7 +9,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
 use crate::message::{InventoryItem, MAX_INVENTORY, Message};
-use crate::session::{Misbehaviour, Session, SessionEnd, Stop};
+use crate::session::Session;
+use crate::session_end::{Misbehaviour, SessionEnd, Stop};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// Admits transactions the peer sent, in one call to the node; each result is judged

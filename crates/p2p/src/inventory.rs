@@ -1,0 +1,189 @@
+//! Inventory: what a peer is known to have, our announcements to it (blocks by headers
+//! where it can follow, the rest in `inv`), its announcements to us (`inv`: blocks and
+//! transactions to ask for) and its requests (`getdata`: served from the chain and the
+//! pool, what we lack in one `notfound`).
+//!
+//! ```text
+//!   Announcements (relay.rs) ──▶ announce: skip what the peer has ──▶ headers / inv
+//!   inv ──▶ on_inventory ──▶ unknown block: getheaders (sync.rs); unseen transactions:
+//!                             transaction_fetch.rs
+//!   getdata ──▶ on_get_data ──▶ block, cmpctblock, tx ... then one notfound
+//! ```
+
+use std::collections::{HashSet, VecDeque};
+
+use powchain_consensus::{Block, BlockHash, Txid};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::compact::compact_block;
+use crate::message::{InventoryItem, MAX_INVENTORY, Message};
+use crate::session::Session;
+use crate::session_end::{SessionEnd, Stop};
+
+/// Inventory items remembered per peer as known to it.
+const KNOWN_INVENTORY: usize = 20_000;
+
+/// Items a peer is known to have, bounded.
+#[derive(Default)]
+pub(crate) struct KnownInventory {
+    items: HashSet<InventoryItem>,
+    order: VecDeque<InventoryItem>,
+}
+
+impl KnownInventory {
+    /// Records `item`; true if it was new.
+    pub(crate) fn insert(&mut self, item: InventoryItem) -> bool {
+        if !self.items.insert(item) {
+            return false;
+        }
+        self.order.push_back(item);
+        if self.order.len() > KNOWN_INVENTORY {
+            if let Some(old) = self.order.pop_front() {
+                self.items.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// True if the peer is known to have `item`.
+    pub(crate) fn contains(&self, item: &InventoryItem) -> bool {
+        self.items.contains(item)
+    }
+
+    /// Forgets `item` (announced, but we could not deliver it), so it is announced again
+    /// when we have it.
+    fn forget(&mut self, item: &InventoryItem) {
+        self.items.remove(item);
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
+    /// Announces `items` the peer is not known to have: blocks by headers where it can,
+    /// the rest in `inv` messages.
+    pub(crate) async fn announce(&mut self, items: Vec<InventoryItem>) -> Result<(), SessionEnd> {
+        let mut items: Vec<InventoryItem> = items
+            .into_iter()
+            .filter(|item| !self.known.contains(item))
+            .collect();
+        self.announce_blocks_by_headers(&mut items).await?;
+        items.retain(|item| self.known.insert(*item));
+        for chunk in items.chunks(MAX_INVENTORY) {
+            self.send(&Message::Inventory(chunk.to_vec())).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn on_inventory(&mut self, mut items: Vec<InventoryItem>) -> Result<(), Stop> {
+        // A compact block is something to ask for, not to announce: ignored.
+        items.retain(|item| !matches!(item, InventoryItem::CompactBlock(_)));
+        for item in &items {
+            self.known.insert(*item);
+        }
+        let blocks: Vec<BlockHash> = items.iter().filter_map(InventoryItem::block_hash).collect();
+        let transactions: Vec<Txid> = items
+            .iter()
+            .filter_map(InventoryItem::transaction_id)
+            .collect();
+        let (known_blocks, pooled) = {
+            let (blocks, transactions) = (blocks.clone(), transactions.clone());
+            self.p2p
+                .blocking(move |node| {
+                    (
+                        node.block_heights(&blocks),
+                        node.pool_contains(&transactions),
+                    )
+                })
+                .await
+                .ok_or(SessionEnd::Shutdown)?
+        };
+        let mut unknown_block = false;
+        for (hash, height) in blocks.iter().zip(&known_blocks) {
+            match height {
+                Some(height) => self.p2p.registry.note_block(self.id, *hash, height.0),
+                None => unknown_block = true,
+            }
+        }
+        let unseen: Vec<Txid> = transactions
+            .iter()
+            .zip(pooled)
+            .filter(|(txid, in_pool)| !in_pool && !self.p2p.has_seen_transaction(txid))
+            .map(|(txid, _)| *txid)
+            .collect();
+        // Older announcements over the bound first, so parents are asked before children.
+        self.ask_for_deferred_transactions().await?;
+        let announced = self.p2p.transactions_announced(self.id, &unseen);
+        self.defer_transactions(announced.over_bound);
+        self.ask_for_transactions(announced.ask).await?;
+        // Ask again even if a request is under way: its answer may end before this block.
+        if unknown_block {
+            self.request_headers(None).await?;
+        } else if known_blocks.iter().any(Option::is_some) {
+            self.p2p.pump_downloads().await;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn on_get_data(&mut self, items: Vec<InventoryItem>) -> Result<(), Stop> {
+        let mut missing = Vec::new();
+        // Every transaction asked for, looked up in one call (a getdata names up to 1,000).
+        let txids: Vec<Txid> = items
+            .iter()
+            .filter_map(InventoryItem::transaction_id)
+            .collect();
+        let mut pooled = if txids.is_empty() {
+            Vec::new()
+        } else {
+            self.p2p
+                .blocking(move |node| node.pool_transactions_by_id(&txids))
+                .await
+                .ok_or(SessionEnd::Shutdown)?
+        }
+        .into_iter();
+        for item in items {
+            let found = match item {
+                InventoryItem::Block(hash) | InventoryItem::CompactBlock(hash) => {
+                    let block = self
+                        .p2p
+                        .stored_block(hash)
+                        .await
+                        .ok_or(SessionEnd::Shutdown)?;
+                    if let Some(height) = block.as_ref().and_then(Block::coinbase_height) {
+                        // A peer that asked for a block will have it: keeps its height
+                        // current.
+                        self.p2p.registry.note_block(self.id, hash, height.0);
+                    }
+                    block.map(|block| match item {
+                        // Served after it joined our chain: its transactions have left
+                        // our pool, and the peer's pool likely holds them.
+                        InventoryItem::CompactBlock(_) => Message::CompactBlock(Box::new(
+                            compact_block(&block, self.p2p.random(), |_| false),
+                        )),
+                        _ => Message::Block(Box::new(block)),
+                    })
+                }
+                InventoryItem::Transaction(_) => pooled
+                    .next()
+                    .flatten()
+                    .map(|transaction| Message::Transaction(Box::new(transaction))),
+            };
+            match found {
+                Some(message) => {
+                    self.known.insert(match item {
+                        InventoryItem::CompactBlock(hash) => InventoryItem::Block(hash),
+                        other => other,
+                    });
+                    self.send(&message).await?;
+                }
+                None => missing.push(item),
+            }
+        }
+        if !missing.is_empty() {
+            // The peer does not have what we could not send: announce it again if we get it.
+            for item in &missing {
+                self.known.forget(item);
+            }
+            self.send(&Message::NotFound(missing)).await?;
+        }
+        Ok(())
+    }
+}

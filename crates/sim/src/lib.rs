@@ -6,15 +6,18 @@
 //! and what it found.
 //!
 //! ```text
-//!   SimConfig ──▶ topology.rs: regions, 8 outbound peers each, hash power, uplinks
-//!             ──▶ mining schedule: a Poisson process, each block to a node by hash share
+//!   SimConfig (config.rs)
+//!             ──▶ topology.rs: regions, 8 outbound peers each, hash power, uplinks
+//!             ──▶ schedule.rs: blocks, a Poisson process, each to a node by hash share;
+//!                 payments, a Poisson process, each through a node drawn uniformly
 //!             ──▶ turmoil Sim: one host per node (host.rs)
 //!                   Node (chain and pool in memory) + P2p over network.rs (simulated TCP,
 //!                   paced by the node's uplink, segments lost if asked) + a recorder of
 //!                   the node's events; selfish.rs: the largest miner's strategy, if asked
 //!               + hostile hosts (hostile.rs), if asked
 //!             ──▶ step until mining ends and the network settles; faults on the way
-//!                 (scenario.rs: partition; crash.rs: crash and restart) ──▶ report.rs
+//!                 (scenario.rs: partition; crash.rs: crash and restart)
+//!             ──▶ measure.rs: propagation, stale blocks, final tips ──▶ report.rs
 //! ```
 //!
 //! Determinism: every random draw comes from the seed (topology, schedule, the peer
@@ -22,21 +25,25 @@
 //! a time in a fixed order, and node calls run inline. A test runs the same seed twice and
 //! compares the reports byte for byte.
 
+mod config;
 mod crash;
 mod host;
 mod hostile;
+mod measure;
 mod network;
 mod payments;
 mod plot;
 mod random;
 mod report;
 mod scenario;
+mod schedule;
 mod selfish;
 mod topology;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use config::{MEASURED_VALIDATION, Relay, SimConfig, SimError};
 pub use crash::CrashReport;
 pub use hostile::{Behaviour, BehaviourReport, HostileReport};
 pub use payments::PaymentsReport;
@@ -47,14 +54,16 @@ pub use topology::LatencyModel;
 
 use crate::crash::{Outage, OutageAction};
 use crate::host::{HostPlan, Recorder, lock};
+use crate::measure::{measure, miner_share, payments_report, total_traffic};
 use crate::network::Uplink;
 use crate::payments::Users;
 use crate::random::SimRng;
 use crate::scenario::{Action, Partition};
+use crate::schedule::{mining_schedule, payment_schedule};
 use crate::topology::Topology;
 
 /// Simulated time before the first block: the nodes dial each other and shake hands.
-const WARM_UP: Duration = Duration::from_secs(10);
+pub(crate) const WARM_UP: Duration = Duration::from_secs(10);
 /// Honest nodes each hostile host dials.
 const HOSTILE_TARGETS: usize = 8;
 /// The most hostile hosts a run takes.
@@ -63,115 +72,6 @@ const MAX_HOSTILE_HOSTS: usize = 1_000;
 const HOSTILE_LATENCY: Duration = Duration::from_millis(50);
 /// Simulated time after the last block, for it to reach every node.
 const SETTLE: Duration = Duration::from_secs(30);
-
-/// What to simulate.
-#[derive(Clone, Debug)]
-pub struct SimConfig {
-    /// How many nodes.
-    pub nodes: usize,
-    /// Every random draw follows from it.
-    pub seed: u64,
-    /// Simulated time during which blocks are found (after a warm-up of 10 s, before a
-    /// settle of 30 s).
-    pub duration: Duration,
-    /// Peers each node dials.
-    pub outbound: usize,
-    /// How links delay messages.
-    pub latency: LatencyModel,
-    /// The mean time between blocks (regtest's 3 s by default).
-    pub block_interval: Duration,
-    /// Each node's uplink is drawn between these, in Mbit/s.
-    pub uplink_mbit: (u64, u64),
-    /// Probability that a TCP segment is lost, in parts per million (network.rs: a write
-    /// that loses one leaves a retransmission timeout late).
-    pub segment_loss_ppm: u32,
-    /// Simulated time per step: the resolution of every delay.
-    pub tick: Duration,
-    /// Faults injected (scenario.rs).
-    pub scenario: Scenario,
-    /// Payments a second, over the whole network (payments.rs).
-    pub payments_per_second: f64,
-    /// How long validation takes (`None`: no simulated time).
-    pub validation_delay: Option<ValidationDelay>,
-    /// How blocks cross links.
-    pub relay: Relay,
-    /// Peers each node asks to push new blocks (compact relay's high-bandwidth mode).
-    pub high_bandwidth_peers: usize,
-    /// The largest miner's share of the hash power, the others scaled to the rest (`None`:
-    /// as drawn, 28%).
-    pub largest_miner_share: Option<f64>,
-}
-
-/// How blocks cross links.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Relay {
-    /// Compact blocks (BIP-152): short ids, three peers pushing before validation.
-    Compact,
-    /// Whole blocks, announced by `inv` and fetched by `getdata` after validation.
-    Full,
-}
-
-impl std::str::FromStr for Relay {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Relay, String> {
-        match text {
-            "compact" => Ok(Relay::Compact),
-            "full" => Ok(Relay::Full),
-            other => Err(format!("unknown relay {other:?}: compact or full")),
-        }
-    }
-}
-
-/// Validation times of a 2-core machine, from `docs/BENCHMARKS.md`: a block 0.6 ms
-/// besides its payments (`sync.blocks_per_second`, 929 blocks of 10 payments a second), a
-/// payment in a block 45 µs (`connect.full_block`, about 22,000 a second), a relayed
-/// transaction 100 µs (a signature check, 50 µs on one core, and the pool's work).
-pub const MEASURED_VALIDATION: ValidationDelay = ValidationDelay {
-    per_block: Duration::from_micros(600),
-    per_payment: Duration::from_micros(45),
-    per_transaction: Duration::from_micros(100),
-};
-
-impl SimConfig {
-    /// `nodes` nodes for `duration` with the defaults: 8 outbound peers, WAN latencies,
-    /// 3 s blocks, 20-100 Mbit/s uplinks, 1 ms steps, 20 payments a second, validation
-    /// as measured.
-    pub fn new(nodes: usize, seed: u64, duration: Duration) -> SimConfig {
-        SimConfig {
-            nodes,
-            seed,
-            duration,
-            outbound: 8,
-            latency: LatencyModel::Wan,
-            block_interval: Duration::from_secs(3),
-            uplink_mbit: (20, 100),
-            segment_loss_ppm: 0,
-            tick: Duration::from_millis(1),
-            scenario: Scenario::Steady,
-            payments_per_second: 20.0,
-            validation_delay: Some(MEASURED_VALIDATION),
-            relay: Relay::Compact,
-            high_bandwidth_peers: 3,
-            largest_miner_share: None,
-        }
-    }
-}
-
-/// Why a simulation could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    /// The settings cannot describe a network.
-    #[error("invalid simulation settings: {0}")]
-    Settings(String),
-    /// The wallets' temporary directory could not be made.
-    #[error("cannot create a temporary directory: {0}")]
-    TempDir(#[source] std::io::Error),
-    /// A host's software failed.
-    #[error("a simulated host failed: {0}")]
-    Host(String),
-}
 
 /// Simulated time since the run began, when called from a simulated host (a log line's
 /// timestamp in `powchain simulate`); `None` elsewhere.
@@ -496,351 +396,14 @@ fn start_hostile_hosts(
     report
 }
 
-/// Messages and bytes every node sent, by message type, over the run.
-fn total_traffic(
-    peer_layers: &[Option<Arc<powchain_p2p::P2p>>],
-    retired: Vec<powchain_p2p::MessageTraffic>,
-) -> std::collections::BTreeMap<String, MessageTotals> {
-    let mut totals: std::collections::BTreeMap<String, MessageTotals> =
-        std::collections::BTreeMap::new();
-    let live = peer_layers.iter().flatten().flat_map(|p2p| p2p.traffic());
-    for traffic in live.chain(retired) {
-        let total = totals.entry(traffic.name.to_owned()).or_default();
-        total.messages += traffic.sent;
-        total.bytes += traffic.sent_bytes;
-    }
-    totals
-}
-
-/// How many blocks `miner` found and how many of them, and of all blocks found in the
-/// run, the final main chain holds.
-fn miner_share(
-    nodes: &[Arc<powchain_node::Node>],
-    mined: &[host::Mined],
-    miner: usize,
-    shares: &[f64],
-    delay: Duration,
-) -> MinerShare {
-    // The most common final tip's chain (the nodes converge by the end of a run).
-    let reference = nodes.iter().max_by_key(|node| {
-        let tip = node.tip();
-        (
-            nodes
-                .iter()
-                .filter(|other| other.tip().hash == tip.hash)
-                .count(),
-            std::cmp::Reverse(tip.hash),
-        )
-    });
-    let on_main = |block: &&host::Mined| {
-        reference.is_some_and(|node| {
-            node.hash_at(powchain_consensus::BlockHeight(block.height)) == Some(block.hash)
-        })
-    };
-    let main_chain = mined.iter().filter(on_main).count();
-    let ours_on_main = mined
-        .iter()
-        .filter(|block| block.miner == miner)
-        .filter(on_main)
-        .count();
-    MinerShare {
-        miner,
-        held_ms: delay.as_millis() as u64,
-        selfish: false,
-        blocks_never_published: 0,
-        hash_share_ppm: (shares.get(miner).copied().unwrap_or(0.0) * 1e6).round() as u64,
-        blocks_found: mined.iter().filter(|block| block.miner == miner).count(),
-        blocks_on_main_chain: ours_on_main,
-        main_chain_share_ppm: (ours_on_main as u64 * 1_000_000)
-            .checked_div(main_chain as u64)
-            .unwrap_or(0),
-    }
-}
-
 /// The simulated host name of node `index`.
 fn host_name(index: usize) -> String {
     format!("node-{index}")
 }
 
-/// The times of a Poisson process with mean gap `mean` (seconds) over the mining window,
-/// each given to the node `choose` draws (after the gap, from the same generator).
-fn poisson_schedule(
-    rng: &mut SimRng,
-    config: &SimConfig,
-    mean: f64,
-    choose: impl Fn(&mut SimRng) -> usize,
-) -> Vec<Vec<Duration>> {
-    let mut schedules = vec![Vec::new(); config.nodes];
-    let end = (WARM_UP + config.duration).as_secs_f64();
-    let mut at = WARM_UP.as_secs_f64();
-    loop {
-        at += rng.exponential(mean);
-        if at >= end {
-            return schedules;
-        }
-        // Whole milliseconds, so the schedule does not depend on float printing.
-        let node = choose(rng);
-        schedules[node].push(Duration::from_millis((at * 1000.0) as u64));
-    }
-}
-
-/// When users pay through each node: the payment rate, each payment through a node drawn
-/// uniformly.
-fn payment_schedule(rng: &mut SimRng, config: &SimConfig) -> Vec<Vec<Duration>> {
-    if config.payments_per_second == 0.0 {
-        return vec![Vec::new(); config.nodes];
-    }
-    poisson_schedule(rng, config, 1.0 / config.payments_per_second, |rng| {
-        rng.below(config.nodes)
-    })
-}
-
-/// When each node finds blocks: the block interval, each block given to a node in
-/// proportion to its hash power.
-fn mining_schedule(
-    rng: &mut SimRng,
-    topology: &Topology,
-    config: &SimConfig,
-) -> Vec<Vec<Duration>> {
-    let shares: Vec<f64> = topology.nodes.iter().map(|node| node.hash_share).collect();
-    poisson_schedule(rng, config, config.block_interval.as_secs_f64(), |rng| {
-        rng.weighted(&shares)
-    })
-}
-
-/// What the users did, and how many of their payments the final main chain holds.
-fn payments_report(
-    users: &Users,
-    nodes: &[Arc<powchain_node::Node>],
-    report: &Report,
-) -> PaymentsReport {
-    let mut payments = users.report.clone();
-    let reference = nodes
-        .iter()
-        .find(|node| node.tip().height.0 == report.main_chain_height);
-    if let Some(snapshot) = reference.and_then(|node| node.reader().snapshot().ok()) {
-        payments.confirmed = users
-            .made()
-            .iter()
-            .filter(|txid| matches!(snapshot.tx_location(txid), Ok(Some(_))))
-            .count() as u64;
-    }
-    payments
-}
-
-/// Where the nodes' chains ended.
-struct FinalTips {
-    /// How many nodes ended on each tip (hash, height).
-    nodes_on: std::collections::BTreeMap<(powchain_consensus::BlockHash, u64), usize>,
-    /// How many ended on a chain with less work than the best tip: behind, not merely on
-    /// the other side of a tie the end of mining left open.
-    short_of_most_work: usize,
-}
-
-impl FinalTips {
-    fn of(
-        tips: impl IntoIterator<Item = (powchain_consensus::BlockHash, u64, powchain_consensus::Work)>,
-    ) -> FinalTips {
-        let tips: Vec<_> = tips.into_iter().collect();
-        let mut nodes_on = std::collections::BTreeMap::new();
-        for (hash, height, _) in &tips {
-            *nodes_on.entry((*hash, *height)).or_default() += 1;
-        }
-        let most_work = tips.iter().map(|(_, _, work)| *work).max();
-        let short_of_most_work = tips
-            .iter()
-            .filter(|(_, _, work)| Some(*work) < most_work)
-            .count();
-        FinalTips {
-            nodes_on,
-            short_of_most_work,
-        }
-    }
-}
-
-fn measure(
-    config: &SimConfig,
-    nodes: &[Arc<powchain_node::Node>],
-    recorder: Recorder,
-    bytes_sent: u64,
-    blocks_scheduled: usize,
-) -> Report {
-    let mut errors = recorder.errors;
-    if nodes.len() != config.nodes {
-        errors.push(format!("{} of {} nodes started", nodes.len(), config.nodes));
-    }
-    let final_tips = FinalTips::of(nodes.iter().map(|node| {
-        let tip = node.tip();
-        (tip.hash, tip.height.0, tip.work)
-    }));
-    let tips = &final_tips.nodes_on;
-    let main = tips
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-        .map(|(tip, _)| *tip);
-    let reference =
-        main.and_then(|(hash, _)| nodes.iter().find(|node| node.tip().hash == hash).cloned());
-    let on_main = |hash, height| {
-        reference
-            .as_ref()
-            .is_some_and(|node| node.hash_at(powchain_consensus::BlockHeight(height)) == Some(hash))
-    };
-    let mut to_50 = Vec::new();
-    let mut to_90 = Vec::new();
-    let mut to_100 = Vec::new();
-    let mut stale = 0;
-    let mut not_everywhere = 0;
-    let mut arrival_curves = Vec::new();
-    let mut to_90_uncontested = Vec::new();
-    let mut races_won = 0;
-    let reorganised: std::collections::HashSet<(usize, Duration)> = recorder
-        .reorgs
-        .iter()
-        .map(|(node, _, at)| (*node, *at))
-        .collect();
-    let mut measured = 0;
-    for mined in &recorder.mined {
-        if !on_main(mined.hash, mined.height) {
-            stale += 1;
-            continue;
-        }
-        measured += 1;
-        let connections = recorder
-            .connected
-            .get(&mined.hash)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        // Some node connected it in a reorganisation: it lost a race there first and won
-        // with a later block, so its time is the wait for that block, not its travel.
-        let won_a_race = connections
-            .iter()
-            .any(|(node, at)| reorganised.contains(&(*node, *at)));
-        let mut arrivals: Vec<u64> = connections
-            .iter()
-            .map(|(_, at)| at.saturating_sub(mined.at).as_millis() as u64)
-            .collect();
-        arrivals.sort_unstable();
-        let reached = |share: usize| {
-            let needed = (config.nodes * share).div_ceil(100).max(1);
-            arrivals.get(needed - 1).copied()
-        };
-        if let (Some(half), Some(most)) = (reached(50), reached(90)) {
-            to_50.push(half);
-            to_90.push(most);
-            if !won_a_race {
-                to_90_uncontested.push(most);
-            }
-        }
-        if won_a_race {
-            races_won += 1;
-        }
-        match reached(100) {
-            Some(all) => to_100.push(all),
-            None => not_everywhere += 1,
-        }
-        arrival_curves.push(arrivals);
-    }
-    let found = recorder.mined.len();
-    // Blocks scheduled to a crashed host while it was down are not found; a selfish
-    // miner's may never be published.
-    let expected = blocks_scheduled - recorder.blocks_not_found - recorder.never_published;
-    if found != expected {
-        errors.push(format!(
-            "{blocks_scheduled} blocks scheduled, {} while their miner was down, {} never \
-             published, {found} published",
-            recorder.blocks_not_found, recorder.never_published
-        ));
-    }
-    let mut reorg_depths = std::collections::BTreeMap::new();
-    for (_, depth, _) in &recorder.reorgs {
-        *reorg_depths.entry(*depth).or_default() += 1;
-    }
-    Report {
-        settings: RunSettings {
-            nodes: config.nodes,
-            seed: config.seed,
-            duration_seconds: config.duration.as_secs(),
-            outbound_per_node: config.outbound,
-            latency: config.latency,
-            block_interval_ms: config.block_interval.as_millis() as u64,
-            uplink_mbit: config.uplink_mbit,
-            segment_loss_ppm: config.segment_loss_ppm,
-            tick_ms: config.tick.as_millis() as u64,
-            payments_per_second: config.payments_per_second,
-            relay: config.relay,
-            high_bandwidth_peers: config.high_bandwidth_peers,
-            validation_delay_us: config.validation_delay.map(|delay| {
-                (
-                    delay.per_block.as_micros() as u64,
-                    delay.per_payment.as_micros() as u64,
-                    delay.per_transaction.as_micros() as u64,
-                )
-            }),
-        },
-        blocks_found: found,
-        main_chain_height: main.map_or(0, |(_, height)| height),
-        stale_blocks: stale,
-        stale_floor_ppm: 0,
-        stale_rate_ppm: if found == 0 {
-            0
-        } else {
-            (stale as u64 * 1_000_000) / found as u64
-        },
-        propagation: Propagation {
-            blocks: measured,
-            to_50_percent_ms: Spread::of(to_50),
-            to_90_percent_ms: Spread::of(to_90),
-            to_100_percent_ms: Spread::of(to_100),
-            blocks_not_everywhere: not_everywhere,
-            blocks_that_won_a_race: races_won,
-            to_90_percent_uncontested_ms: Spread::of(to_90_uncontested),
-        },
-        bytes_sent_per_node_per_block: if found == 0 {
-            0
-        } else {
-            bytes_sent / (config.nodes as u64 * found as u64)
-        },
-        block_relay_bytes_per_node_per_block: 0,
-        messages_sent: std::collections::BTreeMap::new(),
-        reorg_depths,
-        converged: tips.len() == 1,
-        distinct_final_tips: tips.len(),
-        nodes_short_of_most_work: final_tips.short_of_most_work,
-        missed_events: recorder.missed_events,
-        errors,
-        partition: None,
-        crash: None,
-        hostile: None,
-        largest_miner: MinerShare::default(),
-        payments: PaymentsReport::default(),
-        arrival_curves,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn final_tips_tell_a_tie_from_a_node_behind() {
-        use powchain_consensus::{BlockHash, Work};
-        let work = |n: u8| {
-            Work::from_be_bytes([[0; 31].as_slice(), &[n]].concat().try_into().expect("32"))
-        };
-        let (a, b, c) = (BlockHash([1; 32]), BlockHash([2; 32]), BlockHash([3; 32]));
-        let converged = FinalTips::of([(a, 5, work(50)), (a, 5, work(50))]);
-        assert_eq!(converged.nodes_on.len(), 1);
-        assert_eq!(converged.short_of_most_work, 0);
-        // Two blocks at the same height of the same work: a tie, nobody behind.
-        let tie = FinalTips::of([(a, 5, work(50)), (b, 5, work(50)), (a, 5, work(50))]);
-        assert_eq!(tie.nodes_on.len(), 2);
-        assert_eq!(tie.nodes_on[&(a, 5)], 2);
-        assert_eq!(tie.short_of_most_work, 0);
-        // One node a block behind.
-        let behind = FinalTips::of([(a, 5, work(50)), (c, 4, work(40)), (a, 5, work(50))]);
-        assert_eq!(behind.nodes_on.len(), 2);
-        assert_eq!(behind.short_of_most_work, 1);
-    }
 
     /// `nodes` nodes (seed `seed`) for `seconds` of mining under `scenario`, in 5 ms
     /// steps; `adjust` changes the rest. Prints the report and checks no host failed.

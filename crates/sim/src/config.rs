@@ -1,0 +1,119 @@
+//! What a simulation is asked to do ([`SimConfig`]), its defaults (the network:
+//! 8 outbound peers, WAN latencies, 3 s blocks, validation times as measured), and why a
+//! run can refuse to start ([`SimError`]).
+
+use std::time::Duration;
+
+use powchain_p2p::ValidationDelay;
+
+use crate::scenario::Scenario;
+use crate::topology::LatencyModel;
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// How many nodes.
+    pub nodes: usize,
+    /// Every random draw follows from it.
+    pub seed: u64,
+    /// Simulated time during which blocks are found (after a warm-up of 10 s, before a
+    /// settle of 30 s).
+    pub duration: Duration,
+    /// Peers each node dials.
+    pub outbound: usize,
+    /// How links delay messages.
+    pub latency: LatencyModel,
+    /// The mean time between blocks (regtest's 3 s by default).
+    pub block_interval: Duration,
+    /// Each node's uplink is drawn between these, in Mbit/s.
+    pub uplink_mbit: (u64, u64),
+    /// Probability that a TCP segment is lost, in parts per million (network.rs: a write
+    /// that loses one leaves a retransmission timeout late).
+    pub segment_loss_ppm: u32,
+    /// Simulated time per step: the resolution of every delay.
+    pub tick: Duration,
+    /// Faults injected (scenario.rs).
+    pub scenario: Scenario,
+    /// Payments a second, over the whole network (payments.rs).
+    pub payments_per_second: f64,
+    /// How long validation takes (`None`: no simulated time).
+    pub validation_delay: Option<ValidationDelay>,
+    /// How blocks cross links.
+    pub relay: Relay,
+    /// Peers each node asks to push new blocks (compact relay's high-bandwidth mode).
+    pub high_bandwidth_peers: usize,
+    /// The largest miner's share of the hash power, the others scaled to the rest (`None`:
+    /// as drawn, 28%).
+    pub largest_miner_share: Option<f64>,
+}
+
+/// How blocks cross links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Relay {
+    /// Compact blocks (BIP-152): short ids, three peers pushing before validation.
+    Compact,
+    /// Whole blocks, announced by `inv` and fetched by `getdata` after validation.
+    Full,
+}
+
+impl std::str::FromStr for Relay {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Relay, String> {
+        match text {
+            "compact" => Ok(Relay::Compact),
+            "full" => Ok(Relay::Full),
+            other => Err(format!("unknown relay {other:?}: compact or full")),
+        }
+    }
+}
+
+/// Validation times of a 2-core machine, from `docs/BENCHMARKS.md`: a block 0.6 ms
+/// besides its payments (`sync.blocks_per_second`, 929 blocks of 10 payments a second), a
+/// payment in a block 45 µs (`connect.full_block`, about 22,000 a second), a relayed
+/// transaction 100 µs (a signature check, 50 µs on one core, and the pool's work).
+pub const MEASURED_VALIDATION: ValidationDelay = ValidationDelay {
+    per_block: Duration::from_micros(600),
+    per_payment: Duration::from_micros(45),
+    per_transaction: Duration::from_micros(100),
+};
+
+impl SimConfig {
+    /// `nodes` nodes for `duration` with the defaults: 8 outbound peers, WAN latencies,
+    /// 3 s blocks, 20-100 Mbit/s uplinks, 1 ms steps, 20 payments a second, validation
+    /// as measured.
+    pub fn new(nodes: usize, seed: u64, duration: Duration) -> SimConfig {
+        SimConfig {
+            nodes,
+            seed,
+            duration,
+            outbound: 8,
+            latency: LatencyModel::Wan,
+            block_interval: Duration::from_secs(3),
+            uplink_mbit: (20, 100),
+            segment_loss_ppm: 0,
+            tick: Duration::from_millis(1),
+            scenario: Scenario::Steady,
+            payments_per_second: 20.0,
+            validation_delay: Some(MEASURED_VALIDATION),
+            relay: Relay::Compact,
+            high_bandwidth_peers: 3,
+            largest_miner_share: None,
+        }
+    }
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The settings cannot describe a network.
+    #[error("invalid simulation settings: {0}")]
+    Settings(String),
+    /// The wallets' temporary directory could not be made.
+    #[error("cannot create a temporary directory: {0}")]
+    TempDir(#[source] std::io::Error),
+    /// A host's software failed.
+    #[error("a simulated host failed: {0}")]
+    Host(String),
+}

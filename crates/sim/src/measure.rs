@@ -1,0 +1,309 @@
+//! What a finished run measured: per-block propagation from the recorders' arrival times,
+//! stale blocks, final tips, traffic by message type, the largest miner's share and the
+//! users' payments ([`Report`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::PaymentsReport;
+use crate::config::SimConfig;
+use crate::host::{self, Recorder};
+use crate::payments::Users;
+use crate::report::{MessageTotals, Propagation, Report, RunSettings, Spread};
+use crate::scenario::MinerShare;
+
+/// Messages and bytes every node sent, by message type, over the run.
+pub(crate) fn total_traffic(
+    peer_layers: &[Option<Arc<powchain_p2p::P2p>>],
+    retired: Vec<powchain_p2p::MessageTraffic>,
+) -> std::collections::BTreeMap<String, MessageTotals> {
+    let mut totals: std::collections::BTreeMap<String, MessageTotals> =
+        std::collections::BTreeMap::new();
+    let live = peer_layers.iter().flatten().flat_map(|p2p| p2p.traffic());
+    for traffic in live.chain(retired) {
+        let total = totals.entry(traffic.name.to_owned()).or_default();
+        total.messages += traffic.sent;
+        total.bytes += traffic.sent_bytes;
+    }
+    totals
+}
+
+/// How many blocks `miner` found and how many of them, and of all blocks found in the
+/// run, the final main chain holds.
+pub(crate) fn miner_share(
+    nodes: &[Arc<powchain_node::Node>],
+    mined: &[host::Mined],
+    miner: usize,
+    shares: &[f64],
+    delay: Duration,
+) -> MinerShare {
+    // The most common final tip's chain (the nodes converge by the end of a run).
+    let reference = nodes.iter().max_by_key(|node| {
+        let tip = node.tip();
+        (
+            nodes
+                .iter()
+                .filter(|other| other.tip().hash == tip.hash)
+                .count(),
+            std::cmp::Reverse(tip.hash),
+        )
+    });
+    let on_main = |block: &&host::Mined| {
+        reference.is_some_and(|node| {
+            node.hash_at(powchain_consensus::BlockHeight(block.height)) == Some(block.hash)
+        })
+    };
+    let main_chain = mined.iter().filter(on_main).count();
+    let ours_on_main = mined
+        .iter()
+        .filter(|block| block.miner == miner)
+        .filter(on_main)
+        .count();
+    MinerShare {
+        miner,
+        held_ms: delay.as_millis() as u64,
+        selfish: false,
+        blocks_never_published: 0,
+        hash_share_ppm: (shares.get(miner).copied().unwrap_or(0.0) * 1e6).round() as u64,
+        blocks_found: mined.iter().filter(|block| block.miner == miner).count(),
+        blocks_on_main_chain: ours_on_main,
+        main_chain_share_ppm: (ours_on_main as u64 * 1_000_000)
+            .checked_div(main_chain as u64)
+            .unwrap_or(0),
+    }
+}
+
+/// What the users did, and how many of their payments the final main chain holds.
+pub(crate) fn payments_report(
+    users: &Users,
+    nodes: &[Arc<powchain_node::Node>],
+    report: &Report,
+) -> PaymentsReport {
+    let mut payments = users.report.clone();
+    let reference = nodes
+        .iter()
+        .find(|node| node.tip().height.0 == report.main_chain_height);
+    if let Some(snapshot) = reference.and_then(|node| node.reader().snapshot().ok()) {
+        payments.confirmed = users
+            .made()
+            .iter()
+            .filter(|txid| matches!(snapshot.tx_location(txid), Ok(Some(_))))
+            .count() as u64;
+    }
+    payments
+}
+
+/// Where the nodes' chains ended.
+struct FinalTips {
+    /// How many nodes ended on each tip (hash, height).
+    nodes_on: std::collections::BTreeMap<(powchain_consensus::BlockHash, u64), usize>,
+    /// How many ended on a chain with less work than the best tip: behind, not merely on
+    /// the other side of a tie the end of mining left open.
+    short_of_most_work: usize,
+}
+
+impl FinalTips {
+    fn of(
+        tips: impl IntoIterator<Item = (powchain_consensus::BlockHash, u64, powchain_consensus::Work)>,
+    ) -> FinalTips {
+        let tips: Vec<_> = tips.into_iter().collect();
+        let mut nodes_on = std::collections::BTreeMap::new();
+        for (hash, height, _) in &tips {
+            *nodes_on.entry((*hash, *height)).or_default() += 1;
+        }
+        let most_work = tips.iter().map(|(_, _, work)| *work).max();
+        let short_of_most_work = tips
+            .iter()
+            .filter(|(_, _, work)| Some(*work) < most_work)
+            .count();
+        FinalTips {
+            nodes_on,
+            short_of_most_work,
+        }
+    }
+}
+
+pub(crate) fn measure(
+    config: &SimConfig,
+    nodes: &[Arc<powchain_node::Node>],
+    recorder: Recorder,
+    bytes_sent: u64,
+    blocks_scheduled: usize,
+) -> Report {
+    let mut errors = recorder.errors;
+    if nodes.len() != config.nodes {
+        errors.push(format!("{} of {} nodes started", nodes.len(), config.nodes));
+    }
+    let final_tips = FinalTips::of(nodes.iter().map(|node| {
+        let tip = node.tip();
+        (tip.hash, tip.height.0, tip.work)
+    }));
+    let tips = &final_tips.nodes_on;
+    let main = tips
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(tip, _)| *tip);
+    let reference =
+        main.and_then(|(hash, _)| nodes.iter().find(|node| node.tip().hash == hash).cloned());
+    let on_main = |hash, height| {
+        reference
+            .as_ref()
+            .is_some_and(|node| node.hash_at(powchain_consensus::BlockHeight(height)) == Some(hash))
+    };
+    let mut to_50 = Vec::new();
+    let mut to_90 = Vec::new();
+    let mut to_100 = Vec::new();
+    let mut stale = 0;
+    let mut not_everywhere = 0;
+    let mut arrival_curves = Vec::new();
+    let mut to_90_uncontested = Vec::new();
+    let mut races_won = 0;
+    let reorganised: std::collections::HashSet<(usize, Duration)> = recorder
+        .reorgs
+        .iter()
+        .map(|(node, _, at)| (*node, *at))
+        .collect();
+    let mut measured = 0;
+    for mined in &recorder.mined {
+        if !on_main(mined.hash, mined.height) {
+            stale += 1;
+            continue;
+        }
+        measured += 1;
+        let connections = recorder
+            .connected
+            .get(&mined.hash)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        // Some node connected it in a reorganisation: it lost a race there first and won
+        // with a later block, so its time is the wait for that block, not its travel.
+        let won_a_race = connections
+            .iter()
+            .any(|(node, at)| reorganised.contains(&(*node, *at)));
+        let mut arrivals: Vec<u64> = connections
+            .iter()
+            .map(|(_, at)| at.saturating_sub(mined.at).as_millis() as u64)
+            .collect();
+        arrivals.sort_unstable();
+        let reached = |share: usize| {
+            let needed = (config.nodes * share).div_ceil(100).max(1);
+            arrivals.get(needed - 1).copied()
+        };
+        if let (Some(half), Some(most)) = (reached(50), reached(90)) {
+            to_50.push(half);
+            to_90.push(most);
+            if !won_a_race {
+                to_90_uncontested.push(most);
+            }
+        }
+        if won_a_race {
+            races_won += 1;
+        }
+        match reached(100) {
+            Some(all) => to_100.push(all),
+            None => not_everywhere += 1,
+        }
+        arrival_curves.push(arrivals);
+    }
+    let found = recorder.mined.len();
+    // Blocks scheduled to a crashed host while it was down are not found; a selfish
+    // miner's may never be published.
+    let expected = blocks_scheduled - recorder.blocks_not_found - recorder.never_published;
+    if found != expected {
+        errors.push(format!(
+            "{blocks_scheduled} blocks scheduled, {} while their miner was down, {} never \
+             published, {found} published",
+            recorder.blocks_not_found, recorder.never_published
+        ));
+    }
+    let mut reorg_depths = std::collections::BTreeMap::new();
+    for (_, depth, _) in &recorder.reorgs {
+        *reorg_depths.entry(*depth).or_default() += 1;
+    }
+    Report {
+        settings: RunSettings {
+            nodes: config.nodes,
+            seed: config.seed,
+            duration_seconds: config.duration.as_secs(),
+            outbound_per_node: config.outbound,
+            latency: config.latency,
+            block_interval_ms: config.block_interval.as_millis() as u64,
+            uplink_mbit: config.uplink_mbit,
+            segment_loss_ppm: config.segment_loss_ppm,
+            tick_ms: config.tick.as_millis() as u64,
+            payments_per_second: config.payments_per_second,
+            relay: config.relay,
+            high_bandwidth_peers: config.high_bandwidth_peers,
+            validation_delay_us: config.validation_delay.map(|delay| {
+                (
+                    delay.per_block.as_micros() as u64,
+                    delay.per_payment.as_micros() as u64,
+                    delay.per_transaction.as_micros() as u64,
+                )
+            }),
+        },
+        blocks_found: found,
+        main_chain_height: main.map_or(0, |(_, height)| height),
+        stale_blocks: stale,
+        stale_floor_ppm: 0,
+        stale_rate_ppm: if found == 0 {
+            0
+        } else {
+            (stale as u64 * 1_000_000) / found as u64
+        },
+        propagation: Propagation {
+            blocks: measured,
+            to_50_percent_ms: Spread::of(to_50),
+            to_90_percent_ms: Spread::of(to_90),
+            to_100_percent_ms: Spread::of(to_100),
+            blocks_not_everywhere: not_everywhere,
+            blocks_that_won_a_race: races_won,
+            to_90_percent_uncontested_ms: Spread::of(to_90_uncontested),
+        },
+        bytes_sent_per_node_per_block: if found == 0 {
+            0
+        } else {
+            bytes_sent / (config.nodes as u64 * found as u64)
+        },
+        block_relay_bytes_per_node_per_block: 0,
+        messages_sent: std::collections::BTreeMap::new(),
+        reorg_depths,
+        converged: tips.len() == 1,
+        distinct_final_tips: tips.len(),
+        nodes_short_of_most_work: final_tips.short_of_most_work,
+        missed_events: recorder.missed_events,
+        errors,
+        partition: None,
+        crash: None,
+        hostile: None,
+        largest_miner: MinerShare::default(),
+        payments: PaymentsReport::default(),
+        arrival_curves,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_tips_tell_a_tie_from_a_node_behind() {
+        use powchain_consensus::{BlockHash, Work};
+        let work = |n: u8| {
+            Work::from_be_bytes([[0; 31].as_slice(), &[n]].concat().try_into().expect("32"))
+        };
+        let (a, b, c) = (BlockHash([1; 32]), BlockHash([2; 32]), BlockHash([3; 32]));
+        let converged = FinalTips::of([(a, 5, work(50)), (a, 5, work(50))]);
+        assert_eq!(converged.nodes_on.len(), 1);
+        assert_eq!(converged.short_of_most_work, 0);
+        // Two blocks at the same height of the same work: a tie, nobody behind.
+        let tie = FinalTips::of([(a, 5, work(50)), (b, 5, work(50)), (a, 5, work(50))]);
+        assert_eq!(tie.nodes_on.len(), 2);
+        assert_eq!(tie.nodes_on[&(a, 5)], 2);
+        assert_eq!(tie.short_of_most_work, 0);
+        // One node a block behind.
+        let behind = FinalTips::of([(a, 5, work(50)), (c, 4, work(40)), (a, 5, work(50))]);
+        assert_eq!(behind.nodes_on.len(), 2);
+        assert_eq!(behind.short_of_most_work, 1);
+    }
+}

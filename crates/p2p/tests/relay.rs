@@ -94,6 +94,35 @@ async fn submit(node: &TestNode, payment: &Transaction) {
         .expect("a valid payment");
 }
 
+/// A node holding the blocks of `chain`, its peer layer configured by `adjust`.
+async fn node_configured(chain: &TestChain, adjust: impl FnOnce(&mut P2pConfig)) -> TestNode {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut p2p_config = config(vec![], 0);
+    adjust(&mut p2p_config);
+    let mut node = TestNode::start_in(temp.path().to_path_buf(), p2p_config).await;
+    node.keep(temp);
+    node.submit_chain(chain).await;
+    node
+}
+
+/// `count` payments, each spending one of `chain`'s mature coins to an address of its own
+/// (seeds from `first_seed`).
+fn payments(chain: &TestChain, count: u64, first_seed: u8) -> Vec<Transaction> {
+    (0..count)
+        .map(|index| {
+            chain.spend(
+                &[chain.mature_coin(index).0],
+                vec![out(
+                    49 * 100_000_000,
+                    first_seed + u8::try_from(index).expect("few"),
+                )],
+                &[chain.miner],
+                &HashMap::new(),
+            )
+        })
+        .collect()
+}
+
 fn out(units: u64, seed: u8) -> TxOut {
     TxOut {
         value: Amount::from_units(units).expect("in range"),
@@ -370,27 +399,11 @@ async fn transactions_sent_back_to_back_are_admitted_in_order_and_an_invalid_one
 async fn a_transaction_is_asked_of_the_next_announcer_when_the_first_leaves_lacks_it_or_is_silent()
 {
     let chain = TestChain::regtest_with_mature_coins(3);
-    let temp = tempfile::tempdir().expect("temp dir");
-    let mut node = TestNode::start_in(
-        temp.path().to_path_buf(),
-        P2pConfig {
-            transaction_timeout: Duration::from_millis(300),
-            ..config(vec![], 0)
-        },
-    )
+    let node = node_configured(&chain, |config| {
+        config.transaction_timeout = Duration::from_millis(300);
+    })
     .await;
-    node.keep(temp);
-    node.submit_chain(&chain).await;
-    let payments: Vec<Transaction> = (0..3)
-        .map(|index| {
-            chain.spend(
-                &[chain.mature_coin(index).0],
-                vec![out(49 * 100_000_000, 10 + index as u8)],
-                &[chain.miner],
-                &HashMap::new(),
-            )
-        })
-        .collect();
+    let payments = payments(&chain, 3, 10);
     // The peer that announces each payment second, and delivers it once asked.
     let mut second = raw_peer(&node.url(), 46_020).await.expect("connects");
     for (case, payment) in payments.into_iter().enumerate() {
@@ -546,28 +559,12 @@ async fn a_getdata_is_answered_in_its_order_and_what_is_missing_with_one_notfoun
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_tip_is_announced_before_the_transactions_waiting_for_their_interval() {
     let mut chain = TestChain::regtest_with_mature_coins(2);
-    let temp = tempfile::tempdir().expect("temp dir");
     // Far longer than the test: a transaction announcement that waited it out would fail.
-    let mut node = TestNode::start_in(
-        temp.path().to_path_buf(),
-        P2pConfig {
-            transaction_announcement_interval: Duration::from_secs(3600),
-            ..config(vec![], 0)
-        },
-    )
+    let node = node_configured(&chain, |config| {
+        config.transaction_announcement_interval = Duration::from_secs(3600);
+    })
     .await;
-    node.keep(temp);
-    node.submit_chain(&chain).await;
-    let payments: Vec<Transaction> = (0..2)
-        .map(|index| {
-            chain.spend(
-                &[chain.mature_coin(index).0],
-                vec![out(49 * 100_000_000, 20 + index as u8)],
-                &[chain.miner],
-                &HashMap::new(),
-            )
-        })
-        .collect();
+    let payments = payments(&chain, 2, 20);
     let (first, second) = (payments[0].compute_txid(), payments[1].compute_txid());
     let mut peer = raw_peer(&node.url(), 46_030).await.expect("connects");
     // The first announcement leaves at once and starts the interval; the second waits.

@@ -123,6 +123,24 @@ fn payments(chain: &TestChain, count: u64, first_seed: u8) -> Vec<Transaction> {
         .collect()
 }
 
+/// Builds the next block of `chain` with `payments` (and a fee of one coin), adds it to
+/// `chain`, has `node` connect it, and returns its hash.
+async fn connect_next_block(
+    node: &TestNode,
+    chain: &mut TestChain,
+    payments: Vec<Transaction>,
+) -> powchain_consensus::BlockHash {
+    let block = chain.build(payments, Amount::from_units(100_000_000).expect("fee"));
+    let hash = block.compute_hash();
+    chain.push(block.clone()).expect("valid");
+    let submitter = Arc::clone(&node.node);
+    tokio::task::spawn_blocking(move || submitter.submit_block(block))
+        .await
+        .expect("task")
+        .expect("valid block");
+    hash
+}
+
 fn out(units: u64, seed: u8) -> TxOut {
     TxOut {
         value: Amount::from_units(units).expect("in range"),
@@ -227,16 +245,7 @@ async fn a_transaction_back_from_a_reorganisation_is_announced_again_to_a_peer_t
     .await;
     // A block takes it; the peer's request comes too late.
     let fork = chain.clone();
-    let block = chain.build(
-        vec![payment.clone()],
-        Amount::from_units(100_000_000).expect("fee"),
-    );
-    chain.push(block.clone()).expect("valid");
-    let submitter = Arc::clone(&node.node);
-    tokio::task::spawn_blocking(move || submitter.submit_block(block))
-        .await
-        .expect("task")
-        .expect("valid block");
+    connect_next_block(&node, &mut chain, vec![payment.clone()]).await;
     assert!(node.node.pool_transaction(&txid).is_none());
     send(&mut peer, Message::GetData(vec![transaction_item(txid)])).await;
     expect_message(&mut peer, "notfound", |message| {
@@ -574,17 +583,7 @@ async fn a_new_tip_is_announced_before_the_transactions_waiting_for_their_interv
     })
     .await;
     submit(&node, &payments[1]).await;
-    let block = chain.build(
-        vec![payments[0].clone()],
-        Amount::from_units(100_000_000).expect("fee"),
-    );
-    let hash = block.compute_hash();
-    chain.push(block.clone()).expect("valid");
-    let submitter = Arc::clone(&node.node);
-    tokio::task::spawn_blocking(move || submitter.submit_block(block))
-        .await
-        .expect("task")
-        .expect("valid block");
+    let hash = connect_next_block(&node, &mut chain, vec![payments[0].clone()]).await;
     let announces_block = |message: &Message| match message {
         Message::Headers(headers) => headers.iter().any(|header| header.compute_hash() == hash),
         Message::Inventory(items) => items.contains(&InventoryItem::Block(hash)),

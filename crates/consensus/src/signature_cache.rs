@@ -174,6 +174,42 @@ impl<V: SignatureVerifier> SignatureVerifier for CachingVerifier<V> {
     }
 }
 
+/// A verifier in front of which a simulation puts the checks any of its nodes passed
+/// ([`SharedChecks::new`] with a cache): hundreds of nodes in one process meet the same
+/// payments' signatures, and one check serves them all, as the pool's own cache serves
+/// the blocks that repeat its transactions. A real node has no such cache (`None`): it
+/// checks every signature itself. A check's outcome depends on nothing but its message,
+/// key and signature, the cache's key, so sharing it changes no node's answer.
+#[derive(Debug)]
+pub enum SharedChecks<V> {
+    /// Every check runs through the verifier.
+    Own(V),
+    /// Checks another node of the process passed are skipped; the others run, and pass
+    /// for every node once they passed for one.
+    Shared(CachingVerifier<V>),
+}
+
+impl<V: SignatureVerifier> SharedChecks<V> {
+    /// `inner` alone, or behind `shared` if there is one.
+    pub fn new(inner: V, shared: Option<Arc<SignatureCache>>) -> SharedChecks<V> {
+        match shared {
+            None => SharedChecks::Own(inner),
+            Some(cache) => {
+                SharedChecks::Shared(CachingVerifier::new(cache, inner, CacheMode::Remember))
+            }
+        }
+    }
+}
+
+impl<V: SignatureVerifier> SignatureVerifier for SharedChecks<V> {
+    fn verify_all(&self, checks: &[SignatureCheck]) -> Result<(), usize> {
+        match self {
+            SharedChecks::Own(inner) => inner.verify_all(checks),
+            SharedChecks::Shared(caching) => caching.verify_all(checks),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -238,6 +274,43 @@ mod tests {
             "only the misses"
         );
         assert!(cache.is_empty(), "a connected block's checks are forgotten");
+    }
+
+    #[test]
+    fn nodes_sharing_checks_check_each_signature_once_and_still_refuse_a_forgery() {
+        let shared = Arc::new(SignatureCache::new(100));
+        let node = || {
+            SharedChecks::new(
+                Counting {
+                    inner: SequentialVerifier,
+                    checked: AtomicUsize::new(0),
+                },
+                Some(Arc::clone(&shared)),
+            )
+        };
+        let checked = |verifier: &SharedChecks<Counting<SequentialVerifier>>| match verifier {
+            SharedChecks::Shared(caching) => caching.inner.checked.load(Ordering::Relaxed),
+            SharedChecks::Own(inner) => inner.checked.load(Ordering::Relaxed),
+        };
+        let all = checks(20);
+        let (first, second) = (node(), node());
+        assert_eq!(first.verify_all(&all[..15]), Ok(()));
+        assert_eq!(second.verify_all(&all), Ok(()));
+        assert_eq!(checked(&first), 15);
+        assert_eq!(checked(&second), 5, "only what no node had checked");
+        let mut forged = all.clone();
+        forged[4].signature.0[10] ^= 1;
+        assert_eq!(second.verify_all(&forged), Err(4));
+        // Without a shared cache, every check runs.
+        let alone = SharedChecks::new(
+            Counting {
+                inner: SequentialVerifier,
+                checked: AtomicUsize::new(0),
+            },
+            None,
+        );
+        assert_eq!(alone.verify_all(&all), Ok(()));
+        assert_eq!(checked(&alone), 20);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `NodeConfig`: the node core's validated settings (the binary turns flags into these).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use powchain_consensus::signature_cache::DEFAULT_SIGNATURE_CACHE_ENTRIES;
+use powchain_consensus::signature_cache::{DEFAULT_SIGNATURE_CACHE_ENTRIES, SignatureCache};
 use powchain_consensus::{FeeRate, Network};
 use powchain_mempool::MempoolOptions;
 
@@ -40,6 +41,11 @@ pub struct NodeConfig {
     /// survives the node. For simulations (`crates/sim`), which run hundreds of nodes in
     /// one process; the wallet's key file is still written to `data_dir`.
     pub in_memory: bool,
+    /// Signature checks passed by any node of this process, shared by all of them: for
+    /// simulations (`crates/sim`), where hundreds of nodes check the same payments. Looked
+    /// up after the node's own cache. `None` (the default, and every real node): the node
+    /// checks every signature itself.
+    pub shared_signature_checks: Option<Arc<SignatureCache>>,
 }
 
 impl NodeConfig {
@@ -58,6 +64,7 @@ impl NodeConfig {
             reindex: false,
             new_wallet: false,
             in_memory: false,
+            shared_signature_checks: None,
         }
     }
 

@@ -23,7 +23,9 @@ use powchain_chain::{
     DEFAULT_STORE_CACHE_BYTES,
 };
 use powchain_consensus::signature::{ParallelVerifier, SequentialVerifier};
-use powchain_consensus::signature_cache::{CacheMode, CachingVerifier, SignatureCache};
+use powchain_consensus::signature_cache::{
+    CacheMode, CachingVerifier, SharedChecks, SignatureCache,
+};
 use powchain_consensus::{Block, Params};
 use powchain_mempool::Mempool;
 use powchain_wallet::{Passphrase, Wallet};
@@ -76,7 +78,7 @@ pub struct Node {
     pub(crate) pool_store: PoolStore,
     /// Checks pool admissions' signatures and remembers those that pass, so the chain's
     /// verifier (which shares the cache) skips them when a block holds the transaction.
-    pub(crate) pool_verifier: CachingVerifier<SequentialVerifier>,
+    pub(crate) pool_verifier: CachingVerifier<SharedChecks<SequentialVerifier>>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
     /// The chain's events alone (blocks connected and disconnected, tip changes).
     pub(crate) chain_events: broadcast::Sender<NodeEvent>,
@@ -126,9 +128,12 @@ impl Node {
         let signature_cache = Arc::new(SignatureCache::new(config.signature_cache_entries));
         let block_verifier = CachingVerifier::new(
             Arc::clone(&signature_cache),
-            ParallelVerifier {
-                threads: config.signature_threads.max(1),
-            },
+            SharedChecks::new(
+                ParallelVerifier {
+                    threads: config.signature_threads.max(1),
+                },
+                config.shared_signature_checks.clone(),
+            ),
             CacheMode::Consume,
         );
         // In memory, the store's pages are in memory already: a page cache would hold them
@@ -171,6 +176,7 @@ impl Node {
         } else {
             PoolStore::open(&config.pool_path(), config.reindex, clock.now_ms())?
         };
+        let shared_checks = config.shared_signature_checks.clone();
         let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
         let (chain_events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
         let node = Arc::new(Node {
@@ -183,7 +189,7 @@ impl Node {
             pool_store,
             pool_verifier: CachingVerifier::new(
                 signature_cache,
-                SequentialVerifier,
+                SharedChecks::new(SequentialVerifier, shared_checks),
                 CacheMode::Remember,
             ),
             events,

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use powchain_consensus::pow::HeaderHasher;
+use powchain_consensus::signature_cache::SignatureCache;
 use powchain_consensus::{Address, Block, BlockHash, Network};
 use powchain_node::{Clock, Node, NodeConfig, NodeEvent};
 use powchain_p2p::{Environment, NodeCalls, P2p, P2pConfig, PeerUrl, Randomness, ValidationDelay};
@@ -96,6 +97,8 @@ pub(crate) struct HostPlan {
     pub(crate) payments: Vec<Duration>,
     pub(crate) users: Arc<Mutex<Users>>,
     pub(crate) validation_delay: Option<ValidationDelay>,
+    /// Signature checks shared by every node of the run (`SimConfig::share_signature_checks`).
+    pub(crate) signature_checks: Option<Arc<SignatureCache>>,
     /// Relay new blocks as compact blocks (else whole, by inv and getdata).
     pub(crate) compact_blocks: bool,
     /// Peers it asks to push new blocks.
@@ -144,6 +147,7 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
     config.in_memory = !plan.on_disk;
     config.miner_threads = 1;
     config.signature_threads = 1;
+    config.shared_signature_checks = plan.signature_checks.clone();
     let node = Node::open(
         config,
         Arc::new(SimClock {

@@ -47,8 +47,12 @@ enum Outgoing {
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
-    /// Woken when bytes leave the queue or the writer stops.
+    /// Woken when bytes leave the queue or the writer stops (a sender waiting for room).
     changed: Notify,
+    /// Woken only when the writer stops (the session's loop waits on it all the time; if
+    /// every write woke it, each message sent would cost the session a wake-up and a poll
+    /// of all it waits on).
+    stopped: Notify,
 }
 
 #[derive(Default)]
@@ -80,12 +84,24 @@ impl Shared {
         self.changed.notify_waiters();
     }
 
+    /// Resolves once the writer stopped on its own, with why; woken by nothing else.
+    async fn failed(&self) -> CloseReason {
+        loop {
+            let stopped = self.stopped.notified();
+            if let Some(reason) = self.state().stopped() {
+                return reason;
+            }
+            stopped.await;
+        }
+    }
+
     fn fail(&self, reason: CloseReason) {
         let mut state = self.state();
         state.stopped = true;
         state.failed = Some(reason);
         drop(state);
         self.changed.notify_waiters();
+        self.stopped.notify_waiters();
     }
 }
 
@@ -140,13 +156,7 @@ impl Outbox {
 
     /// Resolves when the writer has stopped on its own, with why (never while it runs).
     pub(crate) async fn failed(&self) -> CloseReason {
-        loop {
-            let changed = self.shared.changed.notified();
-            if let Some(reason) = self.shared.state().stopped() {
-                return reason;
-            }
-            changed.await;
-        }
+        self.shared.failed().await
     }
 
     /// Sends what is queued, then `frame` (a close frame) and closes, within `within`;
@@ -268,6 +278,36 @@ mod tests {
             cx: &mut Context<'_>,
         ) -> Poll<std::io::Result<()>> {
             Pin::new(&mut self.stream).poll_shutdown(cx)
+        }
+    }
+
+    /// Counts the times it is woken.
+    struct CountingWaker(AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_session_s_wait_for_its_writer_to_stop_is_woken_by_the_stop_alone() {
+        let shared = Shared::default();
+        let wakes = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut context = Context::from_waker(&waker);
+        let mut failed = Box::pin(shared.failed());
+        assert!(failed.as_mut().poll(&mut context).is_pending());
+        // Messages leaving (each wakes a sender waiting for room) do not wake the session.
+        for _ in 0..100 {
+            shared.written(10);
+        }
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "woken by writes");
+        shared.fail(CloseReason::WriteTimeout);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        match failed.as_mut().poll(&mut context) {
+            Poll::Ready(CloseReason::WriteTimeout) => {}
+            other => panic!("not the writer's failure: {other:?}"),
         }
     }
 

@@ -38,10 +38,10 @@ const MAX_ORPHAN_TRANSACTION_BYTES: usize = 5_000_000;
 
 /// Transaction announcements leave at most once per interval (this one unless
 /// `P2pConfig::transaction_announcement_interval` says otherwise), each `inv` carrying all
-/// that gathered meanwhile: a node relaying thousands of transactions a second sent one `inv`
-/// per batch it admitted, and its peer's `getdata` answers came as fast, until the peer
-/// banned it as a flood (found by `powchain bench` at 20,000 payments). Blocks are never
-/// held back.
+/// that gathered meanwhile: a node relaying thousands of transactions a second sent one
+/// `inv` per batch it admitted, and its peer's `getdata` answers came as fast, until the
+/// peer banned it as a flood (found by `powchain bench` at 20,000 payments). Blocks are
+/// never held back.
 pub(crate) const TRANSACTION_ANNOUNCEMENT_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Items to announce to one peer. The session takes them all at once and sends them in
@@ -91,7 +91,8 @@ impl Announcements {
     }
 
     /// Waits until what is pending is due: at once if it holds a block, else no earlier
-    /// than the transaction interval after the last `take` that took a transaction. Cancel-safe: the pending items stay until `take`.
+    /// than the transaction interval after the last `take` that took a transaction.
+    /// Cancel-safe: the pending items stay until `take`.
     pub(crate) async fn due(&self) {
         loop {
             let wait = {

@@ -20,10 +20,13 @@
 //! - [`signature_cache`]: checks that passed, remembered so a block does not repeat the
 //!   pool's work (a bounded set; it can only skip checks that passed before)
 //! - [`params`]: every constant of devnet and regtest, and their genesis blocks.
+//! - [`bounded_set`]: not a rule; the bounded, oldest-first-forgotten set that the cache and
+//!   the peer layer keep what they have seen in.
 
 pub mod address;
 pub mod amount;
 pub mod block;
+pub mod bounded_set;
 pub mod difficulty;
 pub mod encode;
 pub mod error;

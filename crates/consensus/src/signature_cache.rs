@@ -13,15 +13,17 @@
 //! Bitcoin Core's signature cache does.) The cache holds no randomness and no clock: it is
 //! a deterministic function of what was inserted.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 
+use crate::bounded_set::BoundedSet;
+
 use crate::signature::{SignatureCheck, SignatureVerifier};
 
-/// Entries a node's cache holds by default: about 7 MB, several full pools' worth of
-/// single-input transactions.
+/// Entries a node's cache holds by default: about 10 MB when full (a 32-byte key and an
+/// 8-byte insertion number, in the set and in its order queue, with the tables' spare
+/// room), several full pools' worth of single-input transactions.
 pub const DEFAULT_SIGNATURE_CACHE_ENTRIES: usize = 100_000;
 
 type CacheKey = [u8; 32];
@@ -34,25 +36,17 @@ fn cache_key(check: &SignatureCheck) -> CacheKey {
     hasher.finalize().into()
 }
 
-#[derive(Default)]
-struct Entries {
-    keys: HashSet<CacheKey>,
-    /// Insertion order, oldest first: the oldest entry is evicted when full.
-    order: VecDeque<CacheKey>,
-}
-
 /// A bounded set of signature checks known to pass, shared by the pool's and the chain's
 /// verifiers (see the module documentation).
 pub struct SignatureCache {
-    capacity: usize,
-    entries: Mutex<Entries>,
+    entries: Mutex<BoundedSet<CacheKey>>,
 }
 
 impl std::fmt::Debug for SignatureCache {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("SignatureCache")
-            .field("capacity", &self.capacity)
+            .field("capacity", &self.entries().capacity())
             .field("len", &self.len())
             .finish()
     }
@@ -62,12 +56,11 @@ impl SignatureCache {
     /// An empty cache that holds at most `capacity` checks (the oldest go first).
     pub fn new(capacity: usize) -> SignatureCache {
         SignatureCache {
-            capacity,
-            entries: Mutex::new(Entries::default()),
+            entries: Mutex::new(BoundedSet::new(capacity)),
         }
     }
 
-    fn entries(&self) -> MutexGuard<'_, Entries> {
+    fn entries(&self) -> MutexGuard<'_, BoundedSet<CacheKey>> {
         // The sets are valid after any panic (each operation leaves them consistent).
         self.entries
             .lock()
@@ -76,7 +69,7 @@ impl SignatureCache {
 
     /// Checks remembered.
     pub fn len(&self) -> usize {
-        self.entries().keys.len()
+        self.entries().len()
     }
 
     /// True if nothing is remembered.
@@ -85,32 +78,16 @@ impl SignatureCache {
     }
 
     fn insert(&self, keys: impl IntoIterator<Item = CacheKey>) {
-        if self.capacity == 0 {
-            return;
-        }
         let mut entries = self.entries();
         for key in keys {
-            if entries.keys.insert(key) {
-                entries.order.push_back(key);
-            }
-            while entries.keys.len() > self.capacity {
-                let Some(oldest) = entries.order.pop_front() else {
-                    break;
-                };
-                entries.keys.remove(&oldest);
-            }
+            entries.insert(key);
         }
     }
 
     fn remove(&self, keys: &[CacheKey]) {
         let mut entries = self.entries();
         for key in keys {
-            entries.keys.remove(key);
-        }
-        // Keep the order queue from growing with removed keys.
-        if entries.order.len() > 2 * entries.keys.len() + 1024 {
-            let Entries { keys, order } = &mut *entries;
-            order.retain(|key| keys.contains(key));
+            entries.remove(key);
         }
     }
 }
@@ -152,7 +129,7 @@ impl<V: SignatureVerifier> SignatureVerifier for CachingVerifier<V> {
         let keys: Vec<CacheKey> = checks.iter().map(cache_key).collect();
         let (hits, misses): (Vec<usize>, Vec<usize>) = {
             let entries = self.cache.entries();
-            (0..checks.len()).partition(|index| entries.keys.contains(&keys[*index]))
+            (0..checks.len()).partition(|index| entries.contains(&keys[*index]))
         };
         if !misses.is_empty() {
             let unchecked: Vec<SignatureCheck> =

@@ -10,8 +10,7 @@
 //!   getdata ──▶ on_get_data ──▶ block, cmpctblock, tx ... then one notfound
 //! ```
 
-use std::collections::{HashSet, VecDeque};
-
+use powchain_consensus::bounded_set::BoundedSet;
 use powchain_consensus::{Block, BlockHash, Txid};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -23,38 +22,12 @@ use crate::session_end::{SessionEnd, Stop};
 /// Inventory items remembered per peer as known to it.
 const KNOWN_INVENTORY: usize = 20_000;
 
-/// Items a peer is known to have, bounded.
-#[derive(Default)]
-pub(crate) struct KnownInventory {
-    items: HashSet<InventoryItem>,
-    order: VecDeque<InventoryItem>,
-}
+/// Items a peer is known to have: the newest [`KNOWN_INVENTORY`].
+pub(crate) type KnownInventory = BoundedSet<InventoryItem>;
 
-impl KnownInventory {
-    /// Records `item`; true if it was new.
-    pub(crate) fn insert(&mut self, item: InventoryItem) -> bool {
-        if !self.items.insert(item) {
-            return false;
-        }
-        self.order.push_back(item);
-        if self.order.len() > KNOWN_INVENTORY {
-            if let Some(old) = self.order.pop_front() {
-                self.items.remove(&old);
-            }
-        }
-        true
-    }
-
-    /// True if the peer is known to have `item`.
-    pub(crate) fn contains(&self, item: &InventoryItem) -> bool {
-        self.items.contains(item)
-    }
-
-    /// Forgets `item` (announced, but we could not deliver it), so it is announced again
-    /// when we have it.
-    fn forget(&mut self, item: &InventoryItem) {
-        self.items.remove(item);
-    }
+/// An empty memory of what a peer has.
+pub(crate) fn known_inventory() -> KnownInventory {
+    BoundedSet::new(KNOWN_INVENTORY)
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
@@ -180,7 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if !missing.is_empty() {
             // The peer does not have what we could not send: announce it again if we get it.
             for item in &missing {
-                self.known.forget(item);
+                self.known.remove(item);
             }
             self.send(&Message::NotFound(missing)).await?;
         }

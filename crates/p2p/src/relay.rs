@@ -13,10 +13,11 @@
 //! at a time (transaction_requests.rs), so the same transaction announced by eight peers
 //! crosses once.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use powchain_consensus::bounded_set::BoundedSet;
 use powchain_consensus::{Transaction, Txid};
 use powchain_node::{NodeError, NodeEvent};
 use tokio::sync::broadcast::error::RecvError;
@@ -137,10 +138,9 @@ impl Announcements {
 }
 
 /// Transactions seen recently, and those held for a missing parent.
-#[derive(Default)]
 pub(crate) struct TransactionRelay {
-    recent: HashSet<Txid>,
-    recent_order: VecDeque<Txid>,
+    /// The newest [`RECENT_TRANSACTIONS`] seen.
+    recent: BoundedSet<Txid>,
     /// Transactions from peers that spend an output nobody here has seen yet (their parent
     /// may be in a block or pool still to come), oldest first: tried again whenever a
     /// transaction enters the pool or the tip moves.
@@ -148,18 +148,16 @@ pub(crate) struct TransactionRelay {
 }
 
 impl TransactionRelay {
+    pub(crate) fn new() -> TransactionRelay {
+        TransactionRelay {
+            recent: BoundedSet::new(RECENT_TRANSACTIONS),
+            orphans: VecDeque::new(),
+        }
+    }
+
     /// True the first time `txid` is seen; later calls say false.
     fn first_sight(&mut self, txid: Txid) -> bool {
-        if !self.recent.insert(txid) {
-            return false;
-        }
-        self.recent_order.push_back(txid);
-        while self.recent_order.len() > RECENT_TRANSACTIONS {
-            if let Some(old) = self.recent_order.pop_front() {
-                self.recent.remove(&old);
-            }
-        }
-        true
+        self.recent.insert(txid)
     }
 
     fn hold(&mut self, txid: Txid, transaction: Transaction) {

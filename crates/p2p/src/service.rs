@@ -212,7 +212,7 @@ impl P2p {
             registry: PeerRegistry::default(),
             addresses: Mutex::new(AddressBook::default()),
             downloads: Mutex::new(Downloads::default()),
-            transactions: Mutex::new(TransactionRelay::default()),
+            transactions: Mutex::new(TransactionRelay::new()),
             transaction_requests,
             deferred_announcements: Arc::default(),
             compact,

@@ -17,6 +17,7 @@
 //! matches (removed, or removed and inserted again since) are skipped: removing a member
 //! and inserting it again makes it the newest, not one due for eviction.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
@@ -68,19 +69,23 @@ impl<T: Eq + Hash + Clone> BoundedSet<T> {
     /// Adds `item` as the newest member, forgetting the oldest if the set is full. True if
     /// it was not held (with a capacity of 0 it is forgotten at once, and still true).
     pub fn insert(&mut self, item: T) -> bool {
-        if self.members.contains_key(&item) {
-            return false;
-        }
+        // One hash of the item to test and insert, one of the oldest to evict it: this
+        // runs for every item each peer announces.
         let number = self.next;
+        match self.members.entry(item.clone()) {
+            Entry::Occupied(_) => return false,
+            Entry::Vacant(vacant) => vacant.insert(number),
+        };
         self.next += 1;
-        self.members.insert(item.clone(), number);
         self.order.push_back((item, number));
         while self.members.len() > self.capacity {
             let Some((oldest, number)) = self.order.pop_front() else {
                 break;
             };
-            if self.members.get(&oldest) == Some(&number) {
-                self.members.remove(&oldest);
+            if let Entry::Occupied(member) = self.members.entry(oldest)
+                && *member.get() == number
+            {
+                member.remove();
             }
         }
         true

@@ -275,6 +275,10 @@ pub struct SimulateArgs {
     /// mode, 0 to 3): more is faster and sends more duplicate compact blocks.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
     pub high_bandwidth_peers: u8,
+    /// How long each node gathers new transactions before announcing them to a peer in one
+    /// inv, in milliseconds (a real node's default is 20; blocks never wait).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub transaction_interval_ms: u64,
     /// Payments a second over the whole network (signed transactions through random
     /// nodes).
     #[arg(long, default_value_t = 20.0)]

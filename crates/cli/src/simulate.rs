@@ -20,6 +20,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.payments_per_second = args.payments_per_second;
     config.relay = args.relay;
     config.high_bandwidth_peers = usize::from(args.high_bandwidth_peers);
+    config.transaction_interval = std::time::Duration::from_millis(args.transaction_interval_ms);
     config.uplink_mbit = args.uplink_mbit;
     config.largest_miner_share = args.largest_share;
     config.segment_loss_ppm = (args.loss_percent * 10_000.0).round() as u32;

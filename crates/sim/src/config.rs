@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use powchain_p2p::ValidationDelay;
+use powchain_p2p::{P2pConfig, ValidationDelay};
 
 use crate::scenario::Scenario;
 use crate::topology::LatencyModel;
@@ -42,6 +42,9 @@ pub struct SimConfig {
     pub relay: Relay,
     /// Peers each node asks to push new blocks (compact relay's high-bandwidth mode).
     pub high_bandwidth_peers: usize,
+    /// How long a node gathers new transactions before announcing them to a peer in one
+    /// `inv` (`P2pConfig::transaction_announcement_interval`; blocks never wait).
+    pub transaction_interval: Duration,
     /// The largest miner's share of the hash power, the others scaled to the rest (`None`:
     /// as drawn, 28%).
     pub largest_miner_share: Option<f64>,
@@ -105,6 +108,7 @@ impl SimConfig {
             validation_delay: Some(MEASURED_VALIDATION),
             relay: Relay::Compact,
             high_bandwidth_peers: 3,
+            transaction_interval: P2pConfig::default().transaction_announcement_interval,
             largest_miner_share: None,
             share_signature_checks: true,
         }

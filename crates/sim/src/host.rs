@@ -103,6 +103,8 @@ pub(crate) struct HostPlan {
     pub(crate) compact_blocks: bool,
     /// Peers it asks to push new blocks.
     pub(crate) high_bandwidth_peers: usize,
+    /// How long it gathers transactions before announcing them.
+    pub(crate) transaction_interval: Duration,
     /// Hold each block found this long before publishing it (the withholding scenario).
     pub(crate) withhold: Option<Duration>,
     /// Mine selfishly with this strategy's state (selfish.rs).
@@ -176,6 +178,7 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
         max_pending_per_group: 64,
         compact_blocks: plan.compact_blocks,
         high_bandwidth_peers: plan.high_bandwidth_peers,
+        transaction_announcement_interval: plan.transaction_interval,
         ..P2pConfig::default()
     };
     let environment = Environment {

@@ -223,6 +223,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             signature_checks: signature_checks.clone(),
             compact_blocks: config.relay == Relay::Compact,
             high_bandwidth_peers: config.high_bandwidth_peers,
+            transaction_interval: config.transaction_interval,
             withhold: match config.scenario {
                 Scenario::Withholding { delay } if index == topology.largest_miner() => Some(delay),
                 _ => None,
@@ -479,6 +480,37 @@ mod tests {
             config.share_signature_checks = false;
         });
         assert_eq!(shared.to_json(), alone.to_json());
+    }
+
+    #[test]
+    fn a_longer_transaction_interval_announces_the_same_payments_in_fewer_invs() {
+        let (_, every_20_ms) = run_scenario(8, 5, 60, Scenario::Steady, |_| {});
+        let (_, every_500_ms) = run_scenario(8, 5, 60, Scenario::Steady, |config| {
+            config.transaction_interval = Duration::from_millis(500);
+        });
+        assert_eq!(every_20_ms.settings.transaction_interval_ms, 20);
+        assert_eq!(every_500_ms.settings.transaction_interval_ms, 500);
+        let invs = |report: &Report| {
+            report
+                .messages_sent
+                .get("inv")
+                .map_or(0, |inv| inv.messages)
+        };
+        assert!(
+            invs(&every_500_ms) * 2 < invs(&every_20_ms),
+            "{} inv messages every 500 ms, {} every 20 ms",
+            invs(&every_500_ms),
+            invs(&every_20_ms)
+        );
+        // The same payments reach the blocks: gathered, not lost.
+        let confirmed = |report: &Report| report.payments.confirmed;
+        assert!(confirmed(&every_20_ms) > 0, "{every_20_ms}");
+        assert!(
+            confirmed(&every_500_ms) * 10 >= confirmed(&every_20_ms) * 9,
+            "{} confirmed every 500 ms, {} every 20 ms",
+            confirmed(&every_500_ms),
+            confirmed(&every_20_ms)
+        );
     }
 
     #[test]

@@ -234,6 +234,7 @@ pub(crate) fn measure(
             payments_per_second: config.payments_per_second,
             relay: config.relay,
             high_bandwidth_peers: config.high_bandwidth_peers,
+            transaction_interval_ms: config.transaction_interval.as_millis() as u64,
             validation_delay_us: config.validation_delay.map(|delay| {
                 (
                     delay.per_block.as_micros() as u64,

@@ -42,6 +42,8 @@ pub struct RunSettings {
     pub relay: Relay,
     /// Peers each node asked to push new blocks.
     pub high_bandwidth_peers: usize,
+    /// How long nodes gathered transactions before announcing them.
+    pub transaction_interval_ms: u64,
     /// Validation times: per block, per payment in a block, per relayed transaction (µs).
     pub validation_delay_us: Option<(u64, u64, u64)>,
 }

@@ -18,6 +18,9 @@ use serde::Serialize;
 
 use crate::random::SimRng;
 
+/// Coins of the users' address read at first when looking for one to spend.
+const FIRST_COIN_PAGE: usize = 64;
+
 /// The smallest output a payment makes (smaller coins are paid whole, in one output).
 const SMALLEST_SPLIT_UNITS: u64 = 100_000;
 
@@ -105,19 +108,30 @@ impl Users {
 
     /// The first coin of the users `node` holds confirmed and spendable in its next
     /// block that no payment took.
+    ///
+    /// The address's coins are read in key order a page at a time, each page twice the
+    /// last, until one qualifies or none are left. The coins passed over are those taken
+    /// by payments still waiting for a block and coinbases not yet mature, so a lookup
+    /// costs about a pool's worth of coins, not every payment the run ever made (coins
+    /// spent on the node's chain are no longer the address's).
     fn coin(&self, node: &Node) -> Option<(OutPoint, TxOut)> {
         let next_height = node.tip().height.next();
         let snapshot = node.reader().snapshot().ok()?;
-        let coins = snapshot
-            .address_coins(&self.address, self.taken.len() + 64)
-            .ok()?;
-        coins
-            .into_iter()
-            .find(|coin| {
+        let mut page = FIRST_COIN_PAGE;
+        loop {
+            let coins = snapshot.address_coins(&self.address, page).ok()?;
+            let found = coins.iter().find(|coin| {
                 !self.taken.contains(&coin.outpoint)
                     && coin.coin.is_mature_at(next_height, node.params())
-            })
-            .map(|coin| (coin.outpoint, coin.coin.output))
+            });
+            if let Some(coin) = found {
+                return Some((coin.outpoint, coin.coin.output));
+            }
+            if coins.len() < page {
+                return None;
+            }
+            page = page.saturating_mul(2);
+        }
     }
 
     /// A signed payment spending `outpoint` into two halves (one output for a small

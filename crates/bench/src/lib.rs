@@ -42,8 +42,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 pub use error::BenchError;
+use error::failed;
 pub use machine::Machine;
-pub use report::{Figure, Goal, Report, format_number};
+pub use report::{Figure, Goal, Report, ValidationCosts, format_number};
 
 /// The parts of the suite, in the order they run.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -209,6 +210,7 @@ pub fn run(config: &SuiteConfig, progress: &mut dyn FnMut(&str)) -> Result<Repor
         threads: config.threads.max(1),
         node_executable: config.node_executable.clone(),
         long_chain: Mutex::new(None),
+        sync_payments_per_block: Mutex::new(None),
     };
     for group in Group::ALL {
         if !config.runs(group) {
@@ -228,6 +230,12 @@ pub fn run(config: &SuiteConfig, progress: &mut dyn FnMut(&str)) -> Result<Repor
         }
         figures.extend(group_figures);
     }
+    let sync_payments_per_block = *context
+        .sync_payments_per_block
+        .lock()
+        .map_err(|_| failed("a benchmark thread panicked"))?;
+    let validation =
+        sync_payments_per_block.and_then(|payments| ValidationCosts::derive(&figures, payments));
     let mut machine = machine_before;
     machine.load_average_end = Machine::detect().load_average_start;
     Ok(Report {
@@ -241,6 +249,7 @@ pub fn run(config: &SuiteConfig, progress: &mut dyn FnMut(&str)) -> Result<Repor
         .to_owned(),
         seconds: started.elapsed().as_secs_f64(),
         figures,
+        validation,
         machine,
     })
 }
@@ -253,6 +262,8 @@ pub(crate) struct Context {
     /// The long chain the connect group built, for the memory figure (built there if the
     /// connect group did not run).
     pub(crate) long_chain: Mutex<Option<LongChain>>,
+    /// Payments a block of the sync figure's chain held on average (set by the sync group).
+    pub(crate) sync_payments_per_block: Mutex<Option<f64>>,
 }
 
 /// A chain store of `height` blocks in `dir` (as `chain.redb`).

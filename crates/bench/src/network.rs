@@ -111,6 +111,15 @@ pub(crate) fn run_sync(
     ));
     let blocks = sync_chain(sizes.sync_blocks, lanes);
     let block_count = blocks.len();
+    let payments: usize = blocks
+        .iter()
+        .map(|block| block.transactions.len().saturating_sub(1))
+        .sum();
+    *context
+        .sync_payments_per_block
+        .lock()
+        .map_err(|_| failed("a benchmark thread panicked"))? =
+        Some(payments as f64 / block_count.max(1) as f64);
     let final_height = block_count as u64;
 
     progress("  connecting them in process (the bound)");

@@ -1,6 +1,6 @@
 //! `Report` and `Figure`: what the suite measured, ready for a table or JSON.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::machine::Machine;
 
@@ -144,8 +144,83 @@ pub struct Report {
     pub seconds: f64,
     /// The figures, in running order.
     pub figures: Vec<Figure>,
+    /// What validation costs on this machine, for `powchain simulate --validation-from`
+    /// (present when the connect, pool and sync groups ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationCosts>,
     /// The machine they were measured on.
     pub machine: Machine,
+}
+
+/// The time a node takes to validate what peers send it, derived from three figures of
+/// one run: what a simulated node waits before it is given a block or a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ValidationCosts {
+    /// A block, besides its payments: a synced block's time (`sync.blocks_per_second`)
+    /// less its payments at `per_payment_us` each.
+    pub per_block_us: f64,
+    /// A payment in a block: `connect.full_block.1000_tx` (the suite's first block size),
+    /// signatures checked and the coin changes flushed with the block.
+    pub per_payment_us: f64,
+    /// A transaction relayed on its own: pool admission (`pool.accept.in_memory`).
+    pub per_transaction_us: f64,
+}
+
+impl ValidationCosts {
+    /// The costs in a report's JSON (`powchain bench --json`), checked: each a finite
+    /// number of microseconds, at most a second.
+    ///
+    /// # Errors
+    /// Text that is not a report's JSON, a report without them (the connect, pool or
+    /// sync group did not run), or a cost out of range.
+    pub fn from_report_json(text: &str) -> Result<ValidationCosts, String> {
+        #[derive(Deserialize)]
+        struct Costs {
+            validation: Option<ValidationCosts>,
+        }
+        let costs = serde_json::from_str::<Costs>(text)
+            .map_err(|error| format!("not a `powchain bench --json` report: {error}"))?
+            .validation
+            .ok_or(
+                "the report has no validation costs: run `powchain bench --json` with the \
+                    connect, pool and sync groups (all groups do)",
+            )?;
+        for (name, micros) in [
+            ("perBlockUs", costs.per_block_us),
+            ("perPaymentUs", costs.per_payment_us),
+            ("perTransactionUs", costs.per_transaction_us),
+        ] {
+            if !(micros.is_finite() && (0.0..=1e6).contains(&micros)) {
+                return Err(format!(
+                    "{name} is {micros}: not between 0 and 1,000,000 µs"
+                ));
+            }
+        }
+        Ok(costs)
+    }
+
+    /// The costs `figures` give, the synced blocks having held `sync_payments_per_block`
+    /// payments on average; `None` if a figure is missing.
+    pub fn derive(figures: &[Figure], sync_payments_per_block: f64) -> Option<ValidationCosts> {
+        let micros_each = |is: &dyn Fn(&str) -> bool| {
+            figures
+                .iter()
+                .find(|figure| is(&figure.name))
+                .filter(|figure| figure.value.is_finite() && figure.value > 0.0)
+                .map(|figure| 1e6 / figure.value)
+        };
+        // The first size (1,000 payments in the full suite, 50 in the quick one).
+        let per_payment_us =
+            micros_each(&|name| name.starts_with("connect.full_block.") && name.ends_with("_tx"))?;
+        let per_transaction_us = micros_each(&|name| name == "pool.accept.in_memory")?;
+        let per_synced_block_us = micros_each(&|name| name == "sync.blocks_per_second")?;
+        Some(ValidationCosts {
+            per_block_us: (per_synced_block_us - sync_payments_per_block * per_payment_us).max(0.0),
+            per_payment_us,
+            per_transaction_us,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -178,5 +253,56 @@ mod tests {
         );
         assert_eq!(figure.met, Some(false));
         assert!(figure.summary().contains("MISSED"));
+    }
+
+    fn rate(name: &str, per_second: f64) -> Figure {
+        Figure::new(name, per_second, "/s", 1.0, "raw", None, "")
+    }
+
+    #[test]
+    fn validation_costs_come_from_three_figures_and_read_back_from_json() {
+        let figures = vec![
+            rate("connect.full_block.1000_tx", 25_000.0),
+            rate("connect.full_block.5000_tx", 1.0),
+            rate("pool.accept.in_memory", 20_000.0),
+            rate("sync.blocks_per_second", 1_000.0),
+        ];
+        let costs = ValidationCosts::derive(&figures, 10.0).expect("all three figures");
+        // 40 µs a payment; 1,000 µs a synced block less its 10 payments.
+        assert!((costs.per_payment_us - 40.0).abs() < 1e-9, "{costs:?}");
+        assert!((costs.per_block_us - 600.0).abs() < 1e-9, "{costs:?}");
+        assert!((costs.per_transaction_us - 50.0).abs() < 1e-9, "{costs:?}");
+        assert_eq!(
+            ValidationCosts::derive(&figures[2..], 10.0),
+            None,
+            "no full_block figure"
+        );
+
+        let report = Report {
+            suite: "custom".to_owned(),
+            seconds: 1.0,
+            figures,
+            validation: Some(costs),
+            machine: Machine::detect(),
+        };
+        let json = serde_json::to_string(&report).expect("serializes");
+        assert_eq!(ValidationCosts::from_report_json(&json), Ok(costs));
+
+        let without = Report {
+            validation: None,
+            ..report
+        };
+        let json = serde_json::to_string(&without).expect("serializes");
+        let problem = ValidationCosts::from_report_json(&json).expect_err("no costs");
+        assert!(problem.contains("no validation costs"), "{problem}");
+        let problem = ValidationCosts::from_report_json("{\"figures\": [").expect_err("cut");
+        assert!(
+            problem.contains("not a `powchain bench --json` report"),
+            "{problem}"
+        );
+        let huge =
+            r#"{"validation": {"perBlockUs": 1e9, "perPaymentUs": 1, "perTransactionUs": 1}}"#;
+        let problem = ValidationCosts::from_report_json(huge).expect_err("a 1,000 s block");
+        assert!(problem.contains("perBlockUs"), "{problem}");
     }
 }

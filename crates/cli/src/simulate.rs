@@ -21,6 +21,24 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.relay = args.relay;
     config.high_bandwidth_peers = usize::from(args.high_bandwidth_peers);
     config.transaction_interval = std::time::Duration::from_millis(args.transaction_interval_ms);
+    if let Some((block, payment, transaction)) = args.validation_us {
+        config.validation_delay = Some(powchain_sim::ValidationDelay {
+            per_block: std::time::Duration::from_micros(block),
+            per_payment: std::time::Duration::from_micros(payment),
+            per_transaction: std::time::Duration::from_micros(transaction),
+        });
+    }
+    if let Some(path) = &args.validation_from {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the bench report {}", path.display()))?;
+        let costs = powchain_bench::ValidationCosts::from_report_json(&text)
+            .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?;
+        config.validation_delay = Some(powchain_sim::ValidationDelay {
+            per_block: std::time::Duration::from_secs_f64(costs.per_block_us / 1e6),
+            per_payment: std::time::Duration::from_secs_f64(costs.per_payment_us / 1e6),
+            per_transaction: std::time::Duration::from_secs_f64(costs.per_transaction_us / 1e6),
+        });
+    }
     config.uplink_mbit = args.uplink_mbit;
     config.largest_miner_share = args.largest_share;
     config.segment_loss_ppm = (args.loss_percent * 10_000.0).round() as u32;

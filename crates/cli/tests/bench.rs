@@ -60,6 +60,55 @@ fn the_quick_benchmark_suite_runs_every_figure_and_prints_json() {
     assert!(machine["shaExtensions"].is_boolean());
     assert!(machine["cpuModel"].is_string() && machine["os"].is_string());
     assert_eq!(report["suite"], "quick");
+
+    // The validation costs it derives drive a simulation (`--validation-from`).
+    let validation = &report["validation"];
+    for cost in ["perBlockUs", "perPaymentUs", "perTransactionUs"] {
+        let micros = validation[cost].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            micros >= 0.0 && micros.is_finite(),
+            "{cost} of {validation}"
+        );
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (bench_json, sim_json) = (dir.path().join("bench.json"), dir.path().join("sim.json"));
+    std::fs::write(&bench_json, &output.stdout).expect("write the report");
+    let simulated = Command::new(env!("CARGO_BIN_EXE_powchain"))
+        .args([
+            "simulate",
+            "--nodes",
+            "3",
+            "--duration",
+            "10s",
+            "--tick-ms",
+            "10",
+        ])
+        .arg("--validation-from")
+        .arg(&bench_json)
+        .arg("--json")
+        .arg(&sim_json)
+        .env_remove("POWCHAIN_LOG")
+        .output()
+        .expect("run powchain simulate");
+    assert!(
+        simulated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&simulated.stderr)
+    );
+    let sim: Value =
+        serde_json::from_str(&std::fs::read_to_string(&sim_json).expect("read")).expect("JSON");
+    let simulated_costs = &sim["settings"]["validation_delay_us"];
+    for (index, cost) in ["perBlockUs", "perPaymentUs", "perTransactionUs"]
+        .iter()
+        .enumerate()
+    {
+        let measured = validation[cost].as_f64().unwrap_or(f64::NAN);
+        let used = simulated_costs[index].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (measured - used).abs() <= 1.0,
+            "{cost}: {measured} measured, {used} used"
+        );
+    }
 }
 
 #[test]

@@ -212,7 +212,7 @@ impl fmt::Display for Report {
         let settings = &self.settings;
         writeln!(
             formatter,
-            "{} nodes, seed {}, {} s simulated, {:?} latency, {} ms blocks, {}-{} Mbit/s uplinks, {:?} relay{}",
+            "{} nodes, seed {}, {} s simulated, {:?} latency, {} ms blocks, {}-{} Mbit/s uplinks, {:?} relay{}, {}",
             settings.nodes,
             settings.seed,
             settings.duration_seconds,
@@ -228,6 +228,13 @@ impl fmt::Display for Report {
                 )
             } else {
                 String::new()
+            },
+            match settings.validation_delay_us {
+                Some((block, payment, transaction)) => format!(
+                    "validation {block} µs a block, {payment} µs a payment, {transaction} µs a \
+                     relayed transaction"
+                ),
+                None => "no validation time".to_owned(),
             }
         )?;
         writeln!(

@@ -275,6 +275,11 @@ pub struct SimulateArgs {
     /// mode, 0 to 3): more is faster and sends more duplicate compact blocks.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
     pub high_bandwidth_peers: u8,
+    /// With --selfish: the selfish miner's node keeps the blocks it publishes that only tie
+    /// the public chain, as an ordinary node keeps any block of equal work (it never wins a
+    /// tie: Eyal and Sirer's γ = 0). Without it, the miner sends them itself.
+    #[arg(long, requires = "selfish")]
+    pub selfish_keeps_ties: bool,
     /// How long each node gathers new transactions before announcing them to a peer in one
     /// inv, in milliseconds (a real node's default is 20; blocks never wait).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60_000))]

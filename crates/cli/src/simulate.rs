@@ -21,6 +21,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.relay = args.relay;
     config.high_bandwidth_peers = usize::from(args.high_bandwidth_peers);
     config.transaction_interval = std::time::Duration::from_millis(args.transaction_interval_ms);
+    config.selfish_relays_ties = !args.selfish_keeps_ties;
     if let Some((block, payment, transaction)) = args.validation_us {
         config.validation_delay = Some(powchain_sim::ValidationDelay {
             per_block: std::time::Duration::from_micros(block),

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use powchain_consensus::bounded_set::BoundedSet;
-use powchain_consensus::{Transaction, Txid};
+use powchain_consensus::{BlockHash, Transaction, Txid};
 use powchain_node::{NodeError, NodeEvent};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -250,6 +250,19 @@ impl P2p {
             for item in items {
                 queue.push(*item);
             }
+        }
+    }
+
+    /// Pushes and announces a stored block to every peer not known to have it, whether or
+    /// not it is our tip. A node relays its tips only; a miner racing a tie sends its own
+    /// block of equal work as well, so that the peers that have not heard of the other one
+    /// take it (the simulation's selfish miner, `crates/sim/src/selfish.rs`: Eyal and
+    /// Sirer's γ). Peers that have the other block keep it: a block that ties their tip
+    /// is a side branch to them.
+    pub async fn relay_block(&self, hash: BlockHash) {
+        if let Some(Some(block)) = self.stored_block(hash).await {
+            self.push_compact(&block, |_| false);
+            self.announce_to_all(&[InventoryItem::Block(hash)]);
         }
     }
 

@@ -613,3 +613,67 @@ async fn a_new_tip_is_announced_before_the_transactions_waiting_for_their_interv
     );
     node.stop().await;
 }
+
+/// A node announces its tips only: a block that ties its tip stays with it. `relay_block`
+/// sends such a block anyway, as a miner racing a tie does (the simulation's selfish
+/// miner).
+#[tokio::test]
+async fn a_block_that_ties_the_tip_goes_out_only_when_relayed_on_purpose() {
+    let chain = TestChain::regtest_with_mature_coins(2);
+    let node = node_with(&chain).await;
+    let payments = payments(&chain, 2, 30);
+    let tip = chain.build(vec![], Amount::ZERO);
+    let tie = chain.build(
+        vec![payments[0].clone()],
+        Amount::from_units(100_000_000).expect("fee"),
+    );
+    let (tip_hash, tie_hash) = (tip.compute_hash(), tie.compute_hash());
+    let names_block = |hash: powchain_consensus::BlockHash| {
+        move |message: &Message| match message {
+            Message::Headers(headers) => headers.iter().any(|header| header.compute_hash() == hash),
+            Message::Inventory(items) => items.contains(&InventoryItem::Block(hash)),
+            Message::CompactBlock(compact) => compact.header.compute_hash() == hash,
+            _ => false,
+        }
+    };
+    let mut peer = raw_peer(&node.url(), 46_040).await.expect("connects");
+    for block in [tip, tie] {
+        let submitter = Arc::clone(&node.node);
+        tokio::task::spawn_blocking(move || submitter.submit_block(block))
+            .await
+            .expect("task")
+            .expect("a valid block");
+    }
+    assert_eq!(
+        node.tip(),
+        tip_hash,
+        "the first of two equal blocks stays the tip"
+    );
+    expect_message(&mut peer, "the tip's announcement", names_block(tip_hash)).await;
+    // A payment accepted after both blocks is announced after anything about them.
+    submit(&node, &payments[1]).await;
+    let later = payments[1].compute_txid();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        match tokio::time::timeout_at(deadline, peer.next()).await {
+            Ok(Some(Ok(Frame::Binary(bytes)))) => {
+                let Ok(message) = Message::from_bytes(&bytes) else {
+                    continue;
+                };
+                assert!(
+                    !names_block(tie_hash)(&message),
+                    "the tie was announced unasked"
+                );
+                if names(&message, inventory, later) {
+                    break;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the later payment was not announced: {other:?}"),
+        }
+    }
+    node.p2p.relay_block(tie_hash).await;
+    expect_message(&mut peer, "the tie's announcement", names_block(tie_hash)).await;
+    assert_eq!(node.tip(), tip_hash, "relaying it does not make it the tip");
+    node.stop().await;
+}

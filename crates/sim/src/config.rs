@@ -42,6 +42,11 @@ pub struct SimConfig {
     pub relay: Relay,
     /// Peers each node asks to push new blocks (compact relay's high-bandwidth mode).
     pub high_bandwidth_peers: usize,
+    /// The selfish miner (`Scenario::Selfish`) sends the blocks it publishes to tie the
+    /// public chain to its peers itself, so nodes that see them first take them (Eyal and
+    /// Sirer's γ > 0); false: its node keeps them, as it keeps any block of equal work
+    /// (γ = 0).
+    pub selfish_relays_ties: bool,
     /// How long a node gathers new transactions before announcing them to a peer in one
     /// `inv` (`P2pConfig::transaction_announcement_interval`; blocks never wait).
     pub transaction_interval: Duration,
@@ -109,6 +114,7 @@ impl SimConfig {
             relay: Relay::Compact,
             high_bandwidth_peers: 3,
             transaction_interval: P2pConfig::default().transaction_announcement_interval,
+            selfish_relays_ties: true,
             largest_miner_share: None,
             share_signature_checks: true,
         }

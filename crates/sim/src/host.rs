@@ -70,6 +70,9 @@ pub(crate) struct Recorder {
     pub(crate) payments_not_made: usize,
     /// Blocks the selfish miner found and dropped unpublished (the public chain won).
     pub(crate) never_published: usize,
+    /// The blocks with which the selfish miner tied the public chain (hash, height): a
+    /// race each.
+    pub(crate) ties: Vec<(BlockHash, u64)>,
 }
 
 impl Recorder {
@@ -109,6 +112,8 @@ pub(crate) struct HostPlan {
     pub(crate) withhold: Option<Duration>,
     /// Mine selfishly with this strategy's state (selfish.rs).
     pub(crate) selfish: Option<Arc<Mutex<SelfishMiner>>>,
+    /// The selfish miner sends the blocks it publishes that only tie the public chain.
+    pub(crate) selfish_relays_ties: bool,
     /// Keep the chain and pool on disk, in `data_dir` (a host that crashes and restarts).
     pub(crate) on_disk: bool,
     /// How far it got, across restarts.
@@ -211,6 +216,7 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
         token.clone(),
         tasks.clone(),
     )?;
+    let relay = Arc::clone(&p2p);
     lock(&plan.peer_layers)[plan.index] = Some(p2p);
     // The chain's events alone: a reorganisation returning thousands of transactions to
     // the pool cannot make the recorder miss a block.
@@ -242,16 +248,25 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
                             height: height.0,
                             time_ms: 0,
                         };
-                        let (release, dropped) = {
+                        let (release, dropped, racing) = {
                             let mut miner = lock(selfish);
                             let before = miner.unpublished();
                             let release = miner.public_tip(public);
                             let dropped = before - release.len() - miner.unpublished();
-                            (release, dropped)
+                            (release, dropped, miner.racing())
                         };
                         lock(&recorder).never_published += dropped;
+                        if racing && let Some(last) = release.last() {
+                            lock(&recorder).ties.push((last.compute_hash(), height.0));
+                        }
                         for block in release {
+                            let hash = block.compute_hash();
                             publish(&node, &plan, block);
+                            // A block that only ties the public tip is not the node's
+                            // tip, so the node would keep it: the miner sends it itself.
+                            if plan.selfish_relays_ties && node.tip().hash != hash {
+                                relay.relay_block(hash).await;
+                            }
                         }
                     }
                 }

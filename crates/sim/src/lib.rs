@@ -230,6 +230,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             },
             selfish: (config.scenario == Scenario::Selfish && index == topology.largest_miner())
                 .then(|| Arc::clone(&selfish_miner)),
+            selfish_relays_ties: config.selfish_relays_ties,
             on_disk: outage.as_ref().is_some_and(|outage| outage.crashes(index)),
             progress: Mutex::default(),
             uplink: Arc::clone(&uplinks[index]),
@@ -337,6 +338,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         .collect();
     let mined = recorder.mined.clone();
     let never_published = recorder.never_published;
+    let ties = recorder.ties.clone();
     let crash = outage.map(|outage| {
         outage.report(
             &shares,
@@ -356,7 +358,14 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         Scenario::Withholding { delay } => delay,
         _ => Duration::ZERO,
     };
-    report.largest_miner = miner_share(&nodes, &mined, topology.largest_miner(), &shares, held);
+    report.largest_miner = miner_share(
+        &nodes,
+        &mined,
+        topology.largest_miner(),
+        &shares,
+        held,
+        &ties,
+    );
     if config.scenario == Scenario::Selfish {
         report.largest_miner.selfish = true;
         report.largest_miner.blocks_found += never_published;
@@ -570,6 +579,7 @@ mod tests {
     fn a_selfish_miner_below_a_third_of_the_hash_power_loses_by_it() {
         let (_, report) = run_scenario(10, 5, 240, Scenario::Selfish, |config| {
             config.payments_per_second = 2.0;
+            config.selfish_relays_ties = false;
         });
         assert!(report.converged, "{report}");
         let selfish = report.largest_miner.clone();
@@ -577,11 +587,17 @@ mod tests {
         assert!(selfish.blocks_found >= 10, "{report}");
         // Its releases orphan honest blocks (and lost races orphan its own).
         assert!(report.stale_blocks > 0, "{report}");
-        // Its node relays only its tip, so it never wins a tie (Eyal and Sirer's gamma
-        // is 0): below a third of the hash power, selfish mining earns less than its share.
+        // Its node keeps a block that only ties the public chain, so it never wins a tie
+        // on the network (Eyal and Sirer's gamma is 0): below a third of the hash power,
+        // selfish mining earns less than its share.
         assert!(
             selfish.hash_share_ppm < 333_333
                 && selfish.main_chain_share_ppm < selfish.hash_share_ppm,
+            "{report}"
+        );
+        // It raced: it published blocks that tied the public chain, and counted them.
+        assert!(
+            selfish.ties_raced > 0 && selfish.ties_won <= selfish.ties_raced,
             "{report}"
         );
     }

@@ -2,6 +2,7 @@
 //! stale blocks, final tips, traffic by message type, the largest miner's share and the
 //! users' payments ([`Report`]).
 
+use powchain_consensus::BlockHash;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ pub(crate) fn miner_share(
     miner: usize,
     shares: &[f64],
     delay: Duration,
+    ties: &[(BlockHash, u64)],
 ) -> MinerShare {
     // The most common final tip's chain (the nodes converge by the end of a run).
     let reference = nodes.iter().max_by_key(|node| {
@@ -70,6 +72,15 @@ pub(crate) fn miner_share(
         main_chain_share_ppm: (ours_on_main as u64 * 1_000_000)
             .checked_div(main_chain as u64)
             .unwrap_or(0),
+        ties_raced: ties.len(),
+        ties_won: ties
+            .iter()
+            .filter(|(hash, height)| {
+                reference.is_some_and(|node| {
+                    node.hash_at(powchain_consensus::BlockHeight(*height)) == Some(*hash)
+                })
+            })
+            .count(),
     }
 }
 

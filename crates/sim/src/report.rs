@@ -412,8 +412,8 @@ impl fmt::Display for Report {
             miner.hash_share_ppm as f64 / 10_000.0,
             if miner.selfish {
                 format!(
-                    "mining selfishly, {} blocks never published",
-                    miner.blocks_never_published
+                    "mining selfishly, {} blocks never published, {} of {} ties won",
+                    miner.blocks_never_published, miner.ties_won, miner.ties_raced
                 )
             } else {
                 format!("held each block {} ms", miner.held_ms)

@@ -86,6 +86,10 @@ pub struct MinerShare {
     /// Its share of the main chain's blocks found in the run, in parts per million: the
     /// figure to read against its hash share.
     pub main_chain_share_ppm: u64,
+    /// Selfish: the times it published a branch that tied the public chain (a race).
+    pub ties_raced: usize,
+    /// Of those, the races its branch won (its tying block on the final main chain).
+    pub ties_won: usize,
 }
 
 /// What a partition did.

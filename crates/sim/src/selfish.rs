@@ -100,6 +100,11 @@ impl SelfishMiner {
         }
     }
 
+    /// True while its published branch ties the public chain.
+    pub(crate) fn racing(&self) -> bool {
+        self.racing
+    }
+
     /// Blocks found and not published.
     pub(crate) fn unpublished(&self) -> usize {
         self.unpublished.len()

@@ -3,6 +3,8 @@
 //! rot unnoticed. (The figures of a quick run in a test build mean nothing; CI does not
 //! check their values, only that each is a positive number held against a positive bound.)
 
+mod support;
+
 use std::process::Command;
 
 use serde_json::Value;
@@ -73,23 +75,10 @@ fn the_quick_benchmark_suite_runs_every_figure_and_prints_json() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (bench_json, sim_json) = (dir.path().join("bench.json"), dir.path().join("sim.json"));
     std::fs::write(&bench_json, &output.stdout).expect("write the report");
-    let simulated = Command::new(env!("CARGO_BIN_EXE_powchain"))
-        .args([
-            "simulate",
-            "--nodes",
-            "3",
-            "--duration",
-            "10s",
-            "--tick-ms",
-            "10",
-        ])
-        .arg("--validation-from")
-        .arg(&bench_json)
-        .arg("--json")
-        .arg(&sim_json)
-        .env_remove("POWCHAIN_LOG")
-        .output()
-        .expect("run powchain simulate");
+    let simulated = support::simulate_small(
+        &sim_json,
+        &["--validation-from", &bench_json.to_string_lossy()],
+    );
     assert!(
         simulated.status.success(),
         "{}",

@@ -2,31 +2,12 @@
 //! `powchain bench --json` report (`--validation-from`; the round trip from a real bench
 //! run is in bench.rs), and refused with a clear message when they make no sense.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
-
-/// A three-node, ten-second simulation with `extra` arguments, its JSON report written to
-/// `json`.
-fn simulate(json: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_powchain"))
-        .args([
-            "simulate",
-            "--nodes",
-            "3",
-            "--duration",
-            "10s",
-            "--tick-ms",
-            "10",
-        ])
-        .arg("--json")
-        .arg(json)
-        .args(extra)
-        .env_remove("POWCHAIN_LOG")
-        .output()
-        .expect("run powchain simulate")
-}
+use support::simulate_small;
 
 fn validation_of(json: &Path) -> Value {
     let text = std::fs::read_to_string(json).expect("the JSON report");
@@ -38,7 +19,7 @@ fn validation_of(json: &Path) -> Value {
 fn validation_costs_given_by_hand_are_the_ones_simulated() {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("report.json");
-    let output = simulate(&json, &["--validation-us", "1000,10,20"]);
+    let output = simulate_small(&json, &["--validation-us", "1000,10,20"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -51,7 +32,7 @@ fn validation_costs_given_by_hand_are_the_ones_simulated() {
         "{stdout}"
     );
 
-    let output = simulate(&json, &[]);
+    let output = simulate_small(&json, &[]);
     assert!(output.status.success());
     assert_eq!(
         validation_of(&json),
@@ -72,7 +53,7 @@ fn validation_costs_are_read_from_a_bench_report() {
             {"perBlockUs": 712.4, "perPaymentUs": 33.6, "perTransactionUs": 52.1}}"#,
     )
     .expect("write");
-    let output = simulate(&json, &["--validation-from", &bench.to_string_lossy()]);
+    let output = simulate_small(&json, &["--validation-from", &bench.to_string_lossy()]);
     assert!(
         output.status.success(),
         "{}",
@@ -87,7 +68,7 @@ fn validation_costs_that_make_no_sense_are_refused_before_anything_runs() {
     let json = dir.path().join("report.json");
     let bench = dir.path().join("bench.json");
     let refused = |extra: &[&str], expected: &str| {
-        let output = simulate(&json, extra);
+        let output = simulate_small(&json, extra);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{extra:?} was accepted");
         assert!(stderr.contains(expected), "{extra:?}: {stderr}");

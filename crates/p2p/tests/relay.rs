@@ -31,19 +31,35 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// Reads messages until one matches `wanted` (or fails after `LIMIT`).
-async fn expect_message(socket: &mut Socket, what: &str, wanted: impl Fn(&Message) -> bool) {
+/// Reads messages, handing each to `seen`, until `seen` says it was the one awaited (fails
+/// after `LIMIT`).
+async fn read_until(socket: &mut Socket, what: &str, mut seen: impl FnMut(&Message) -> bool) {
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
         match tokio::time::timeout_at(deadline, socket.next()).await {
             Ok(Some(Ok(Frame::Binary(bytes)))) => {
-                if Message::from_bytes(&bytes).is_ok_and(|message| wanted(&message)) {
+                if Message::from_bytes(&bytes).is_ok_and(|message| seen(&message)) {
                     return;
                 }
             }
             Ok(Some(Ok(_))) => {}
             other => panic!("no {what}: {other:?}"),
         }
+    }
+}
+
+/// Reads messages until one matches `wanted` (or fails after `LIMIT`).
+async fn expect_message(socket: &mut Socket, what: &str, wanted: impl Fn(&Message) -> bool) {
+    read_until(socket, what, wanted).await;
+}
+
+/// True if `message` announces block `hash`: by headers, `inv` or a compact block.
+fn announces_block(message: &Message, hash: powchain_consensus::BlockHash) -> bool {
+    match message {
+        Message::Headers(headers) => headers.iter().any(|header| header.compute_hash() == hash),
+        Message::Inventory(items) => items.contains(&InventoryItem::Block(hash)),
+        Message::CompactBlock(compact) => compact.header.compute_hash() == hash,
+        _ => false,
     }
 }
 
@@ -584,29 +600,16 @@ async fn a_new_tip_is_announced_before_the_transactions_waiting_for_their_interv
     .await;
     submit(&node, &payments[1]).await;
     let hash = connect_next_block(&node, &mut chain, vec![payments[0].clone()]).await;
-    let announces_block = |message: &Message| match message {
-        Message::Headers(headers) => headers.iter().any(|header| header.compute_hash() == hash),
-        Message::Inventory(items) => items.contains(&InventoryItem::Block(hash)),
-        Message::CompactBlock(compact) => compact.header.compute_hash() == hash,
-        _ => false,
-    };
     let mut block_announced = false;
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        match tokio::time::timeout_at(deadline, peer.next()).await {
-            Ok(Some(Ok(Frame::Binary(bytes)))) => {
-                let Ok(message) = Message::from_bytes(&bytes) else {
-                    continue;
-                };
-                block_announced |= announces_block(&message);
-                if names(&message, inventory, second) {
-                    break;
-                }
-            }
-            Ok(Some(Ok(_))) => {}
-            other => panic!("the waiting payment was not announced with the block: {other:?}"),
-        }
-    }
+    read_until(
+        &mut peer,
+        "the waiting payment's inv with the block",
+        |message| {
+            block_announced |= announces_block(message, hash);
+            names(message, inventory, second)
+        },
+    )
+    .await;
     assert!(
         block_announced,
         "the waiting payment was announced before the block"
@@ -628,14 +631,6 @@ async fn a_block_that_ties_the_tip_goes_out_only_when_relayed_on_purpose() {
         Amount::from_units(100_000_000).expect("fee"),
     );
     let (tip_hash, tie_hash) = (tip.compute_hash(), tie.compute_hash());
-    let names_block = |hash: powchain_consensus::BlockHash| {
-        move |message: &Message| match message {
-            Message::Headers(headers) => headers.iter().any(|header| header.compute_hash() == hash),
-            Message::Inventory(items) => items.contains(&InventoryItem::Block(hash)),
-            Message::CompactBlock(compact) => compact.header.compute_hash() == hash,
-            _ => false,
-        }
-    };
     let mut peer = raw_peer(&node.url(), 46_040).await.expect("connects");
     for block in [tip, tie] {
         let submitter = Arc::clone(&node.node);
@@ -649,31 +644,26 @@ async fn a_block_that_ties_the_tip_goes_out_only_when_relayed_on_purpose() {
         tip_hash,
         "the first of two equal blocks stays the tip"
     );
-    expect_message(&mut peer, "the tip's announcement", names_block(tip_hash)).await;
+    expect_message(&mut peer, "the tip's announcement", |message| {
+        announces_block(message, tip_hash)
+    })
+    .await;
     // A payment accepted after both blocks is announced after anything about them.
     submit(&node, &payments[1]).await;
     let later = payments[1].compute_txid();
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        match tokio::time::timeout_at(deadline, peer.next()).await {
-            Ok(Some(Ok(Frame::Binary(bytes)))) => {
-                let Ok(message) = Message::from_bytes(&bytes) else {
-                    continue;
-                };
-                assert!(
-                    !names_block(tie_hash)(&message),
-                    "the tie was announced unasked"
-                );
-                if names(&message, inventory, later) {
-                    break;
-                }
-            }
-            Ok(Some(Ok(_))) => {}
-            other => panic!("the later payment was not announced: {other:?}"),
-        }
-    }
+    read_until(&mut peer, "the later payment's inv", |message| {
+        assert!(
+            !announces_block(message, tie_hash),
+            "the tie was announced unasked"
+        );
+        names(message, inventory, later)
+    })
+    .await;
     node.p2p.relay_block(tie_hash).await;
-    expect_message(&mut peer, "the tie's announcement", names_block(tie_hash)).await;
+    expect_message(&mut peer, "the tie's announcement", |message| {
+        announces_block(message, tie_hash)
+    })
+    .await;
     assert_eq!(node.tip(), tip_hash, "relaying it does not make it the tip");
     node.stop().await;
 }

@@ -702,3 +702,24 @@ pub fn error_message(body: &Value) -> &str {
     assert_eq!(object.len(), 1, "an error answer has one field: {body}");
     object["error"].as_str().expect("`error` is a string")
 }
+
+/// `powchain simulate` of three nodes for ten simulated seconds with `extra` arguments, its
+/// JSON report written to `json`.
+pub fn simulate_small(json: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_powchain"))
+        .args([
+            "simulate",
+            "--nodes",
+            "3",
+            "--duration",
+            "10s",
+            "--tick-ms",
+            "10",
+        ])
+        .arg("--json")
+        .arg(json)
+        .args(extra)
+        .env_remove("POWCHAIN_LOG")
+        .output()
+        .expect("run powchain simulate")
+}

@@ -325,6 +325,10 @@ pub struct SimulateArgs {
     /// [default: as drawn, 0.28].
     #[arg(long)]
     pub largest_share: Option<f64>,
+    /// Peers the largest miner dials (more than --outbound: a miner better connected than
+    /// the rest, whose blocks reach more nodes first) [default: --outbound].
+    #[arg(long)]
+    pub largest_outbound: Option<usize>,
     /// Percent of TCP segments lost on every link (0.5, 2): a write that loses one leaves
     /// a retransmission timeout late (the round trip plus 200 ms), and its connection's
     /// later writes wait behind it.

@@ -42,6 +42,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     }
     config.uplink_mbit = args.uplink_mbit;
     config.largest_miner_share = args.largest_share;
+    config.largest_miner_outbound = args.largest_outbound;
     config.segment_loss_ppm = (args.loss_percent * 10_000.0).round() as u32;
     if let Some(length) = args.partition {
         config.scenario = powchain_sim::Scenario::Partition { length };

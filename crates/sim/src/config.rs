@@ -53,6 +53,9 @@ pub struct SimConfig {
     /// The largest miner's share of the hash power, the others scaled to the rest (`None`:
     /// as drawn, 28%).
     pub largest_miner_share: Option<f64>,
+    /// Peers the largest miner dials (`None`: `outbound`, as every node); more reach more
+    /// of the network first (a selfish miner's γ).
+    pub largest_miner_outbound: Option<usize>,
     /// The nodes share one cache of the signature checks any of them passed, so each
     /// payment's signature is checked once in the process, not once a node (as the issue
     /// allows; `NodeConfig::shared_signature_checks`). It saves wall time only: simulated
@@ -116,6 +119,7 @@ impl SimConfig {
             transaction_interval: P2pConfig::default().transaction_announcement_interval,
             selfish_relays_ties: true,
             largest_miner_share: None,
+            largest_miner_outbound: None,
             share_signature_checks: true,
         }
     }

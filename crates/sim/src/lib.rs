@@ -162,6 +162,9 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
     if let Some(share) = config.largest_miner_share {
         topology.set_largest_share(share);
     }
+    if let Some(peers) = config.largest_miner_outbound {
+        topology.widen_largest_miner(&mut rng.fork(7), peers);
+    }
     if !(config.payments_per_second >= 0.0 && config.payments_per_second <= 10_000.0) {
         return Err(SimError::Settings(
             "payments a second must be from 0 to 10,000".into(),
@@ -215,7 +218,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
                 .iter()
                 .map(|peer| host_name(*peer))
                 .collect(),
-            max_outbound: config.outbound,
+            max_outbound: topology.nodes[index].outbound.len().max(config.outbound),
             schedule,
             payments,
             users: Arc::clone(&users),

@@ -44,6 +44,8 @@ pub struct RunSettings {
     pub high_bandwidth_peers: usize,
     /// How long nodes gathered transactions before announcing them.
     pub transaction_interval_ms: u64,
+    /// Peers the largest miner dialled, if not `outbound_per_node`.
+    pub largest_miner_outbound: Option<usize>,
     /// Validation times: per block, per payment in a block, per relayed transaction (µs).
     pub validation_delay_us: Option<(u64, u64, u64)>,
 }

@@ -190,6 +190,21 @@ impl Topology {
         }
     }
 
+    /// Has the largest miner dial `peers` distinct others in all (more than the rest dial:
+    /// a miner that buys its way to the network's ears), the new ones drawn from `rng`.
+    pub(crate) fn widen_largest_miner(&mut self, rng: &mut SimRng, peers: usize) {
+        let largest = self.largest_miner();
+        let count = self.nodes.len();
+        let wanted = peers.min(count - 1);
+        let outbound = &mut self.nodes[largest].outbound;
+        while outbound.len() < wanted {
+            let other = rng.below(count);
+            if other != largest && !outbound.contains(&other) {
+                outbound.push(other);
+            }
+        }
+    }
+
     /// The node with the most hash power (the first of equals).
     pub(crate) fn largest_miner(&self) -> usize {
         let mut largest = 0;
@@ -216,6 +231,34 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_miner_can_dial_more_peers_than_the_rest() {
+        let drawn = Topology::draw(&mut SimRng::new(3), 20, 8, LatencyModel::Wan, (20, 100));
+        let largest = drawn.largest_miner();
+        for peers in [4, 12, 19, 50] {
+            let mut topology =
+                Topology::draw(&mut SimRng::new(3), 20, 8, LatencyModel::Wan, (20, 100));
+            topology.widen_largest_miner(&mut SimRng::new(5), peers);
+            let outbound = &topology.nodes[largest].outbound;
+            assert_eq!(outbound.len(), peers.clamp(8, 19), "{peers} asked");
+            assert_eq!(
+                outbound[..8],
+                drawn.nodes[largest].outbound[..],
+                "its first 8 stay"
+            );
+            assert!(!outbound.contains(&largest));
+            let mut distinct = outbound.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), outbound.len());
+            for (index, node) in topology.nodes.iter().enumerate() {
+                if index != largest {
+                    assert_eq!(node.outbound, drawn.nodes[index].outbound, "node {index}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_largest_share_can_be_set_and_the_rest_keep_their_proportions() {

@@ -37,8 +37,8 @@ pub struct NodeConfig {
     /// Create a new wallet although `wallet.keys` is missing next to a chain above genesis
     /// (which may pay the wallet that is gone).
     pub new_wallet: bool,
-    /// Keep the chain and the pool in memory (redb's in-memory backend): nothing of them
-    /// survives the node. For simulations (`crates/sim`), which run hundreds of nodes in
+    /// Keep the chain in memory (redb's in-memory backend) and store the pool nowhere:
+    /// nothing of them survives the node. For simulations (`crates/sim`), which run hundreds of nodes in
     /// one process; the wallet's key file is still written to `data_dir`.
     pub in_memory: bool,
     /// Signature checks passed by any node of this process, shared by all of them: for

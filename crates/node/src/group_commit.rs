@@ -58,6 +58,12 @@ pub(crate) enum CommitKind {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(crate) struct Ticket(u64);
 
+impl Ticket {
+    /// A place in no queue: what a store that writes nothing hands out (its `wait` returns
+    /// at once). Never to be waited for on a [`GroupCommit`].
+    pub(crate) const NOWHERE: Ticket = Ticket(u64::MAX);
+}
+
 /// Why a ticket's writes were not stored, in words shared by every ticket of the commit
 /// that failed.
 #[derive(Clone, PartialEq, Eq, Debug)]

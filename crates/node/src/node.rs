@@ -172,7 +172,7 @@ impl Node {
             None => Wallet::open_or_create(&config.wallet_path(), config.network)?,
         };
         let pool_store = if config.in_memory {
-            PoolStore::in_memory(&config.pool_path())?
+            PoolStore::none(&config.pool_path())
         } else {
             PoolStore::open(&config.pool_path(), config.reindex, clock.now_ms())?
         };

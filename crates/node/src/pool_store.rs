@@ -48,13 +48,20 @@ pub(crate) enum PoolWrite {
 
 /// The persisted pool.
 pub(crate) struct PoolStore {
-    db: Arc<Database>,
     path: PathBuf,
-    /// Writes waiting for the next commit, and the thread that makes it.
-    commits: GroupCommit<PoolWrite>,
+    /// The table and its writer; `None` for a node in memory, whose pool outlives nothing
+    /// and is not stored.
+    stored: Option<Stored>,
     /// Makes every commit fail, for tests of what a failed commit leaves behind.
     #[cfg(test)]
     pub(crate) fail_commits: Arc<AtomicBool>,
+}
+
+/// A pool store's table and the writer of its group commits.
+struct Stored {
+    db: Arc<Database>,
+    /// Writes waiting for the next commit, and the thread that makes it.
+    commits: GroupCommit<PoolWrite>,
 }
 
 /// What opening or reading the store at `path` gave, with its failures and panics named
@@ -85,27 +92,30 @@ impl PoolStore {
     /// Opens (or creates) the pool store at `path`. A store the storage engine fails or
     /// panics on is an error naming it, or, with `reindex`, moved aside and started anew.
     pub(crate) fn open(path: &Path, reindex: bool, now_ms: u64) -> Result<PoolStore, NodeError> {
-        match Self::open_guarded(path, false) {
+        match Self::open_guarded(path) {
             Err(NodeError::PoolStoreDamaged { .. }) if reindex => {
                 move_aside(path, now_ms)?;
-                Self::open_guarded(path, false)
+                Self::open_guarded(path)
             }
             opened => opened,
         }
     }
 
-    /// A pool store in memory (redb's in-memory backend); `path` only names it in errors.
-    pub(crate) fn in_memory(path: &Path) -> Result<PoolStore, NodeError> {
-        Self::open_guarded(path, true)
+    /// No store: the pool of a node in memory (a simulation's) is written nowhere, as
+    /// nothing of that node outlives it. Writes are dropped, waits return at once and the
+    /// stored pool is empty. `path` only names it.
+    pub(crate) fn none(path: &Path) -> PoolStore {
+        PoolStore {
+            path: path.to_path_buf(),
+            stored: None,
+            #[cfg(test)]
+            fail_commits: Arc::new(AtomicBool::new(false)),
+        }
     }
 
-    fn open_guarded(path: &Path, in_memory: bool) -> Result<PoolStore, NodeError> {
+    fn open_guarded(path: &Path) -> Result<PoolStore, NodeError> {
         let opened = panic::catch_unwind(AssertUnwindSafe(|| -> Result<Database, redb::Error> {
-            let db = if in_memory {
-                Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?
-            } else {
-                Database::create(path)?
-            };
+            let db = Database::create(path)?;
             let write = db.begin_write()?;
             write.open_table(POOL)?;
             write.commit()?;
@@ -143,9 +153,8 @@ impl PoolStore {
             })?
         };
         let store = PoolStore {
-            db,
             path: path.to_path_buf(),
-            commits,
+            stored: Some(Stored { db, commits }),
             #[cfg(test)]
             fail_commits,
         };
@@ -163,7 +172,10 @@ impl PoolStore {
     }
 
     fn load_unguarded(&self) -> Result<Vec<(Transaction, u64)>, redb::Error> {
-        let read = self.db.begin_read()?;
+        let Some(stored) = &self.stored else {
+            return Ok(Vec::new());
+        };
+        let read = stored.db.begin_read()?;
         let table = read.open_table(POOL)?;
         let mut transactions = Vec::new();
         for row in table.iter()? {
@@ -191,7 +203,10 @@ impl PoolStore {
     /// its locks and then [`PoolStore::wait`] for the ticket. Writes reach the disk in the
     /// order they were queued, so a row queued before its removal ends up removed.
     pub(crate) fn queue(&self, writes: Vec<PoolWrite>) -> Ticket {
-        self.commits.enqueue(writes)
+        match &self.stored {
+            Some(stored) => stored.commits.enqueue(writes),
+            None => Ticket::NOWHERE,
+        }
     }
 
     /// Blocks until the commit holding `ticket`'s writes returned, committing the queue
@@ -200,7 +215,11 @@ impl PoolStore {
     /// # Errors
     /// [`NodeError::PoolStore`] if that commit failed: none of its writes is stored.
     pub(crate) fn wait(&self, ticket: Ticket) -> Result<(), NodeError> {
-        self.commits
+        let Some(stored) = &self.stored else {
+            return Ok(());
+        };
+        stored
+            .commits
             .wait(ticket)
             .map_err(|CommitFailed(detail)| NodeError::PoolStore { detail })
     }
@@ -210,7 +229,9 @@ impl PoolStore {
     /// removals (replaying an already-confirmed transaction at start-up only gets it
     /// refused again). A failed commit of them is logged.
     pub(crate) fn queue_unawaited(&self, writes: Vec<PoolWrite>) {
-        self.commits.enqueue_unawaited(writes);
+        if let Some(stored) = &self.stored {
+            stored.commits.enqueue_unawaited(writes);
+        }
     }
 
     /// Forgets transactions, in queue order: a removal is never overtaken by the insert of
@@ -458,5 +479,35 @@ mod tests {
             syncs.durable(CommitKind::Idle, true),
             "the idle call syncs the end of a burst"
         );
+    }
+
+    #[test]
+    fn a_store_keeps_what_it_is_given_and_the_store_of_a_node_in_memory_nothing() {
+        let chain = powchain_consensus::testkit::TestChain::regtest_with_mature_coins(1);
+        let transaction = chain.blocks[1].transactions[0].clone();
+        let txid = transaction.compute_txid();
+        let insert = || {
+            vec![PoolWrite::Insert {
+                txid,
+                transaction: transaction.clone(),
+                time_ms: 7,
+            }]
+        };
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let stored = PoolStore::open(&dir.path().join("mempool.redb"), false, 0).expect("opens");
+        stored.wait(stored.queue(insert())).expect("committed");
+        assert_eq!(
+            stored.load().expect("loads"),
+            vec![(transaction.clone(), 7)]
+        );
+
+        let path = dir.path().join("in-memory.redb");
+        let none = PoolStore::none(&path);
+        none.wait(none.queue(insert()))
+            .expect("nothing to wait for");
+        none.queue_unawaited(insert());
+        none.remove(&[txid]);
+        assert!(none.load().expect("loads").is_empty());
+        assert!(!path.exists(), "no file");
     }
 }

@@ -22,22 +22,29 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.high_bandwidth_peers = usize::from(args.high_bandwidth_peers);
     config.transaction_interval = std::time::Duration::from_millis(args.transaction_interval_ms);
     config.selfish_relays_ties = !args.selfish_keeps_ties;
-    if let Some((block, payment, transaction)) = args.validation_us {
+    let costs_us = match (&args.validation_us, &args.validation_from) {
+        (Some((block, payment, transaction)), _) => {
+            Some([*block as f64, *payment as f64, *transaction as f64])
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the bench report {}", path.display()))?;
+            let costs = powchain_bench::ValidationCosts::from_report_json(&text)
+                .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?;
+            Some([
+                costs.per_block_us,
+                costs.per_payment_us,
+                costs.per_transaction_us,
+            ])
+        }
+        (None, None) => None,
+    };
+    if let Some([block, payment, transaction]) = costs_us {
+        let micros = |us: f64| std::time::Duration::from_secs_f64(us / 1e6);
         config.validation_delay = Some(powchain_sim::ValidationDelay {
-            per_block: std::time::Duration::from_micros(block),
-            per_payment: std::time::Duration::from_micros(payment),
-            per_transaction: std::time::Duration::from_micros(transaction),
-        });
-    }
-    if let Some(path) = &args.validation_from {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the bench report {}", path.display()))?;
-        let costs = powchain_bench::ValidationCosts::from_report_json(&text)
-            .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?;
-        config.validation_delay = Some(powchain_sim::ValidationDelay {
-            per_block: std::time::Duration::from_secs_f64(costs.per_block_us / 1e6),
-            per_payment: std::time::Duration::from_secs_f64(costs.per_payment_us / 1e6),
-            per_transaction: std::time::Duration::from_secs_f64(costs.per_transaction_us / 1e6),
+            per_block: micros(block),
+            per_payment: micros(payment),
+            per_transaction: micros(transaction),
         });
     }
     config.uplink_mbit = args.uplink_mbit;

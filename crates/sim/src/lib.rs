@@ -341,7 +341,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         .collect();
     let mined = recorder.mined.clone();
     let never_published = recorder.never_published;
-    let ties = recorder.ties.clone();
+    let ties = std::mem::take(&mut recorder.ties);
     let crash = outage.map(|outage| {
         outage.report(
             &shares,

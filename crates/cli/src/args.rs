@@ -284,6 +284,13 @@ pub struct SimulateArgs {
     /// inv, in milliseconds (a real node's default is 20; blocks never wait).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub transaction_interval_ms: u64,
+    /// How nodes are placed on the simulator's hosts: node (a host each, the default) or
+    /// region (a host a region, each node on a port of its own). The simulator visits
+    /// every pair of hosts at every step, so a host a region runs large networks many
+    /// times faster; nodes of one region then reach each other a step apart, and
+    /// --partition and --crash are refused.
+    #[arg(long, default_value = "node")]
+    pub hosts: powchain_sim::HostLayout,
     /// What validation costs a node, in microseconds: BLOCK,PAYMENT,TRANSACTION (a block
     /// besides its payments, each payment in it, a transaction relayed alone); 0,0,0 for
     /// none. Without it, the costs measured on a 2-core machine: 600,45,100.

@@ -22,6 +22,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.high_bandwidth_peers = usize::from(args.high_bandwidth_peers);
     config.transaction_interval = std::time::Duration::from_millis(args.transaction_interval_ms);
     config.selfish_relays_ties = !args.selfish_keeps_ties;
+    config.hosts = args.hosts;
     let costs_us = match (&args.validation_us, &args.validation_from) {
         (Some((block, payment, transaction)), _) => {
             Some([*block as f64, *payment as f64, *transaction as f64])

@@ -1,6 +1,7 @@
-//! `powchain simulate`'s validation costs: given by hand (`--validation-us`), read from a
-//! `powchain bench --json` report (`--validation-from`; the round trip from a real bench
-//! run is in bench.rs), and refused with a clear message when they make no sense.
+//! `powchain simulate`'s settings: validation costs given by hand (`--validation-us`) or
+//! read from a `powchain bench --json` report (`--validation-from`; the round trip from a
+//! real bench run is in bench.rs), the placement of nodes on hosts (`--hosts`), and
+//! settings refused with a clear message when they make no sense.
 
 mod support;
 
@@ -8,6 +9,15 @@ use std::path::Path;
 
 use serde_json::Value;
 use support::simulate_small;
+
+/// Checks that `powchain simulate` refuses `extra`, saying `expected`, before it runs.
+fn refused(json: &Path, extra: &[&str], expected: &str) {
+    let output = simulate_small(json, extra);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{extra:?} was accepted");
+    assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+    assert!(!json.exists(), "{extra:?} ran a simulation");
+}
 
 fn validation_of(json: &Path) -> Value {
     let text = std::fs::read_to_string(json).expect("the JSON report");
@@ -67,13 +77,7 @@ fn validation_costs_that_make_no_sense_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("report.json");
     let bench = dir.path().join("bench.json");
-    let refused = |extra: &[&str], expected: &str| {
-        let output = simulate_small(&json, extra);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{extra:?} was accepted");
-        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
-        assert!(!json.exists(), "{extra:?} ran a simulation");
-    };
+    let refused = |extra: &[&str], expected: &str| refused(&json, extra, expected);
     refused(&["--validation-us", "600,45"], "need three numbers");
     refused(
         &["--validation-us", "600,-1,100"],
@@ -102,4 +106,33 @@ fn validation_costs_that_make_no_sense_are_refused_before_anything_runs() {
     )
     .expect("write");
     refused(&["--validation-from", &bench_path], "perBlockUs is -5");
+}
+
+#[test]
+fn a_host_a_region_is_a_flag_and_faults_of_single_nodes_refuse_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("report.json");
+    let output = simulate_small(&json, &["--hosts", "region"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("3 nodes (a host a region)"), "{stdout}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("json");
+    assert_eq!(report["settings"]["hosts"], "region");
+    assert_eq!(report["converged"], true, "{stdout}");
+    std::fs::remove_file(&json).expect("remove");
+    for (extra, expected) in [
+        (&["--hosts", "region", "--crash", "2s"][..], "a host a node"),
+        (
+            &["--hosts", "region", "--partition", "2s"][..],
+            "a host a node",
+        ),
+        (&["--hosts", "planet"][..], "unknown host layout"),
+    ] {
+        refused(&json, extra, expected);
+    }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use powchain_p2p::{P2pConfig, ValidationDelay};
 
+use crate::hosts::HostLayout;
 use crate::scenario::Scenario;
 use crate::topology::LatencyModel;
 
@@ -62,6 +63,9 @@ pub struct SimConfig {
     /// validation time comes from `validation_delay`, and a test shows the report is the
     /// same either way.
     pub share_signature_checks: bool,
+    /// How nodes are placed on turmoil's hosts (hosts.rs): a host a node, or a host a
+    /// region for large networks, whose wall time turmoil's links dominate.
+    pub hosts: HostLayout,
 }
 
 /// How blocks cross links.
@@ -121,6 +125,7 @@ impl SimConfig {
             largest_miner_share: None,
             largest_miner_outbound: None,
             share_signature_checks: true,
+            hosts: HostLayout::Node,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! One simulated host: a real [`Node`] (chain and pool in memory) and its real peer
-//! layer on the simulated network, mining on its own seeded schedule, and reporting what
+//! One simulated node's software, on a host of its own or beside its region's (hosts.rs):
+//! a real [`Node`] (chain and pool in memory) and its real peer layer on the simulated
+//! network, mining on its own seeded schedule, and reporting what
 //! its node connects to the run's [`Recorder`].
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -19,9 +20,6 @@ use tokio_util::task::TaskTracker;
 use crate::network::{Loss, SimListener, SimTransport, Uplink};
 use crate::payments::Users;
 use crate::selfish::{SelfishMiner, Tip};
-
-/// The port every simulated node listens on.
-pub(crate) const PORT: u16 = 8333;
 
 /// The simulation's clock: its epoch plus simulated time.
 struct SimClock {
@@ -91,7 +89,9 @@ pub(crate) struct HostPlan {
     /// Where its wallet's key file goes (the chain and pool stay in memory).
     pub(crate) data_dir: PathBuf,
     pub(crate) epoch_ms: u64,
-    /// Host names it dials.
+    /// The port it listens on (hosts.rs).
+    pub(crate) port: u16,
+    /// Where it dials its peers: `host:port`.
     pub(crate) peers: Vec<String>,
     pub(crate) max_outbound: usize,
     /// When it finds blocks, in simulated time from the start.
@@ -168,11 +168,11 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
     }
     lock(&plan.nodes)[plan.index] = Some(Arc::clone(&node));
     let listener =
-        turmoil::net::TcpListener::bind((IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT)).await?;
+        turmoil::net::TcpListener::bind((IpAddr::V4(Ipv4Addr::UNSPECIFIED), plan.port)).await?;
     let peers = plan
         .peers
         .iter()
-        .map(|host| PeerUrl::parse(&format!("ws://{host}:{PORT}")))
+        .map(|address| PeerUrl::parse(&format!("ws://{address}")))
         .collect::<Result<Vec<_>, _>>()?;
     let p2p_config = P2pConfig {
         peers,
@@ -334,6 +334,13 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
         lock(&plan.progress).next_block = found + 1;
     }
     std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// The software of a host that runs several nodes (a region's, hosts.rs): each node's
+/// software side by side; the first to fail fails the host.
+pub(crate) async fn run_all(plans: Vec<Arc<HostPlan>>) -> turmoil::Result {
+    futures_util::future::try_join_all(plans.into_iter().map(run)).await?;
     Ok(())
 }
 

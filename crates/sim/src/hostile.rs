@@ -22,7 +22,7 @@ use powchain_p2p::{Hello, InventoryItem, Message};
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
-use crate::host::{PORT, lock, now};
+use crate::host::{lock, now};
 use crate::random::SimRng;
 
 /// How often a hostile connection sends its next round.
@@ -77,8 +77,8 @@ pub struct HostileReport {
 /// One hostile host's plan.
 pub(crate) struct HostilePlan {
     pub(crate) behaviour: Behaviour,
-    /// Host names of the honest nodes it dials.
-    pub(crate) targets: Vec<String>,
+    /// The honest nodes it dials: host name and port.
+    pub(crate) targets: Vec<(String, u16)>,
     pub(crate) start: Duration,
     pub(crate) seed: u64,
     pub(crate) report: Arc<Mutex<HostileReport>>,
@@ -126,11 +126,11 @@ pub(crate) async fn run(plan: Arc<HostilePlan>) -> turmoil::Result {
 }
 
 /// One connection's attack; `None` if it never got past the handshake.
-async fn attack(plan: &HostilePlan, target: &str, number: u64) -> Option<End> {
-    let stream = turmoil::net::TcpStream::connect((target, PORT))
+async fn attack(plan: &HostilePlan, (host, port): &(String, u16), number: u64) -> Option<End> {
+    let stream = turmoil::net::TcpStream::connect((host.as_str(), *port))
         .await
         .ok()?;
-    let url = format!("ws://{target}:{PORT}");
+    let url = format!("ws://{host}:{port}");
     let (mut socket, _) = tokio_tungstenite::client_async(url, stream).await.ok()?;
     let mut rng = SimRng::new(plan.seed ^ number.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let params = Network::Regtest.params();

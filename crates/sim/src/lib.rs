@@ -10,7 +10,7 @@
 //!             ──▶ topology.rs: regions, 8 outbound peers each, hash power, uplinks
 //!             ──▶ schedule.rs: blocks, a Poisson process, each to a node by hash share;
 //!                 payments, a Poisson process, each through a node drawn uniformly
-//!             ──▶ turmoil Sim: one host per node (host.rs)
+//!             ──▶ turmoil Sim: one host per node, or per region (hosts.rs)
 //!                   Node (chain and pool in memory) + P2p over network.rs (simulated TCP,
 //!                   paced by the node's uplink, segments lost if asked) + a recorder of
 //!                   the node's events; selfish.rs: the largest miner's strategy, if asked
@@ -29,6 +29,7 @@ mod config;
 mod crash;
 mod host;
 mod hostile;
+mod hosts;
 mod measure;
 mod network;
 mod payments;
@@ -46,6 +47,7 @@ use std::time::Duration;
 pub use config::{MEASURED_VALIDATION, Relay, SimConfig, SimError};
 pub use crash::CrashReport;
 pub use hostile::{Behaviour, BehaviourReport, HostileReport};
+pub use hosts::HostLayout;
 pub use payments::PaymentsReport;
 pub use powchain_p2p::ValidationDelay;
 pub use report::{MessageTotals, Propagation, Report, RunSettings, Spread};
@@ -54,6 +56,7 @@ pub use topology::LatencyModel;
 
 use crate::crash::{Outage, OutageAction};
 use crate::host::{HostPlan, Recorder, lock};
+use crate::hosts::Hosts;
 use crate::measure::{measure, miner_share, payments_report, total_traffic};
 use crate::network::Uplink;
 use crate::payments::Users;
@@ -151,6 +154,22 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             "the largest miner's share must be above 0 and below 1".into(),
         ));
     }
+    if config.hosts == HostLayout::Region {
+        if matches!(
+            config.scenario,
+            Scenario::Partition { .. } | Scenario::Crash { .. }
+        ) {
+            return Err(SimError::Settings(
+                "partitions and crashes reach single nodes: they need a host a node, not a host a region".into(),
+            ));
+        }
+        if config.nodes > hosts::MAX_NODES_BY_REGION {
+            return Err(SimError::Settings(format!(
+                "a host a region places at most {} nodes (a port each)",
+                hosts::MAX_NODES_BY_REGION
+            )));
+        }
+    }
     let mut rng = SimRng::new(config.seed);
     let mut topology = Topology::draw(
         &mut rng.fork(1),
@@ -170,6 +189,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             "payments a second must be from 0 to 10,000".into(),
         ));
     }
+    let hosts = Hosts::place(config.hosts, &topology);
     let schedules = mining_schedule(&mut rng.fork(2), &topology, config);
     let payments = payment_schedule(&mut rng.fork(4), config);
     let users = Arc::new(Mutex::new(Users::new(config.seed)));
@@ -207,16 +227,18 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             SHARED_SIGNATURE_CHECKS,
         ))
     });
+    let mut plans = Vec::with_capacity(config.nodes);
     for (index, (schedule, payments)) in schedules.into_iter().zip(payments).enumerate() {
-        let plan = Arc::new(HostPlan {
+        plans.push(Arc::new(HostPlan {
             index,
             seed: config.seed,
             data_dir: wallets.path().join(format!("node-{index}")),
             epoch_ms,
+            port: hosts.port(index),
             peers: topology.nodes[index]
                 .outbound
                 .iter()
-                .map(|peer| host_name(*peer))
+                .map(|peer| hosts.address(*peer))
                 .collect(),
             max_outbound: topology.nodes[index].outbound.len().max(config.outbound),
             schedule,
@@ -240,9 +262,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             loss: (config.segment_loss_ppm > 0).then(|| {
                 Arc::new(network::Loss {
                     segment_loss_ppm: config.segment_loss_ppm,
-                    one_way: (0..config.nodes)
-                        .map(|peer| topology.one_way(index, peer))
-                        .collect(),
+                    one_way: hosts.one_way_from(&topology, index),
                     seed: config.seed ^ (index as u64).wrapping_mul(0x6a09_e667_f3bc_c909),
                     connections: std::sync::atomic::AtomicU32::new(0),
                 })
@@ -250,24 +270,27 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             recorder: Arc::clone(&recorder),
             nodes: Arc::clone(&nodes),
             peer_layers: Arc::clone(&peer_layers),
-        });
-        sim.host(host_name(index), move || host::run(Arc::clone(&plan)));
+        }));
+    }
+    for (name, nodes) in hosts.groups() {
+        let plans: Vec<Arc<HostPlan>> =
+            nodes.iter().map(|node| Arc::clone(&plans[*node])).collect();
+        sim.host(name, move || host::run_all(plans.clone()));
     }
     let hostile_report = match config.scenario {
-        Scenario::Hostile { hosts } => Some(start_hostile_hosts(
+        Scenario::Hostile { hosts: hostile } => Some(start_hostile_hosts(
             &mut sim,
             &mut rng.fork(6),
             config,
-            hosts,
+            hostile,
             split_at,
+            &hosts,
         )),
         _ => None,
     };
-    // Every pair of nodes gets its regions' latency: gossip may connect any two.
-    for a in 0..config.nodes {
-        for b in a + 1..config.nodes {
-            sim.set_link_latency(host_name(a), host_name(b), topology.one_way(a, b));
-        }
+    // Every pair of hosts gets its regions' latency: gossip may connect any two nodes.
+    for (a, b, latency) in hosts.links(&topology) {
+        sim.set_link_latency(a, b, latency);
     }
     let mut partition = match config.scenario {
         Scenario::Steady
@@ -293,12 +316,12 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
                 Action::Nothing => {}
                 Action::Split => {
                     for (a, b) in partition.crossing_pairs() {
-                        sim.partition(host_name(a), host_name(b));
+                        sim.partition(hosts.host(a), hosts.host(b));
                     }
                 }
                 Action::Heal => {
                     for (a, b) in partition.crossing_pairs() {
-                        sim.repair(host_name(a), host_name(b));
+                        sim.repair(hosts.host(a), hosts.host(b));
                     }
                 }
             }
@@ -315,12 +338,12 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
                             retired_traffic.extend(p2p.traffic());
                         }
                         lock(&nodes)[*index] = None;
-                        sim.crash(host_name(*index));
+                        sim.crash(hosts.host(*index));
                     }
                 }
                 OutageAction::Restart => {
                     for index in outage.nodes() {
-                        sim.bounce(host_name(*index));
+                        sim.bounce(hosts.host(*index));
                     }
                 }
             }
@@ -386,6 +409,7 @@ fn start_hostile_hosts(
     config: &SimConfig,
     hosts: usize,
     start: Duration,
+    honest: &Hosts,
 ) -> Arc<Mutex<HostileReport>> {
     let targets_per_host = HOSTILE_TARGETS.min(config.nodes);
     let report = Arc::new(Mutex::new(HostileReport {
@@ -405,22 +429,20 @@ fn start_hostile_hosts(
             } else {
                 Behaviour::Phantom
             },
-            targets: targets.iter().map(|target| host_name(*target)).collect(),
+            targets: targets
+                .iter()
+                .map(|target| (honest.host(*target).to_owned(), honest.port(*target)))
+                .collect(),
             start,
             seed: config.seed ^ (index as u64 + 1).wrapping_mul(0xbb67_ae85_84ca_a73b),
             report: Arc::clone(&report),
         });
         sim.host(name.as_str(), move || hostile::run(Arc::clone(&plan)));
         for target in targets {
-            sim.set_link_latency(name.as_str(), host_name(target), HOSTILE_LATENCY);
+            sim.set_link_latency(name.as_str(), honest.host(target), HOSTILE_LATENCY);
         }
     }
     report
-}
-
-/// The simulated host name of node `index`.
-fn host_name(index: usize) -> String {
-    format!("node-{index}")
 }
 
 #[cfg(test)]
@@ -694,6 +716,51 @@ mod tests {
     }
 
     #[test]
+    fn a_host_a_region_carries_the_same_network_as_a_host_a_node() {
+        let (_, apart) = run_scenario(20, 5, 90, Scenario::Steady, |_| {});
+        let region = |config: &mut SimConfig| config.hosts = HostLayout::Region;
+        let (_, shared) = run_scenario(20, 5, 90, Scenario::Steady, region);
+        assert_eq!(shared.settings.hosts, HostLayout::Region);
+        // The same blocks were found (the schedule does not depend on the hosts), and
+        // went everywhere.
+        assert_eq!(shared.blocks_found, apart.blocks_found, "{apart}\n{shared}");
+        for report in [&apart, &shared] {
+            assert!(report.converged, "{report}");
+            assert_eq!(report.propagation.blocks_not_everywhere, 0, "{report}");
+            assert!(report.messages_sent["cmpctblock"].messages > 0, "{report}");
+        }
+        // Between regions the latencies are the same; within one, a step instead of
+        // 1 ms: propagation moves by a little, not by a factor.
+        let (a, b) = (
+            apart.propagation.to_90_percent_ms.p50,
+            shared.propagation.to_90_percent_ms.p50,
+        );
+        assert!(b * 2 > a && b < a * 2, "{apart}\n{shared}");
+        let (a, b) = (apart.payments.confirmed, shared.payments.confirmed);
+        assert!(b * 10 > a * 9 && a * 10 > b * 9, "{apart}\n{shared}");
+        // Deterministic too.
+        let (_, again) = run_scenario(20, 5, 90, Scenario::Steady, region);
+        assert_eq!(shared.to_json(), again.to_json());
+    }
+
+    #[test]
+    fn hostile_hosts_reach_nodes_that_share_a_host_and_are_banned_alone() {
+        let (_, report) = run_scenario(12, 17, 60, Scenario::Hostile { hosts: 2 }, |config| {
+            config.hosts = HostLayout::Region;
+            config.payments_per_second = 5.0;
+        });
+        let hostile = report.hostile.clone().expect("a hostile report");
+        assert_eq!(hostile.flood.connections, 8, "{report}");
+        assert_eq!(hostile.flood.banned, 8, "{report}");
+        assert_eq!(hostile.phantom.connections, 8, "{report}");
+        // A ban is of the hostile host's address: the honest nodes of a region, which share
+        // one, still carry the network.
+        assert!(report.converged, "{report}");
+        assert_eq!(report.propagation.blocks_not_everywhere, 0, "{report}");
+        assert_eq!(report.payments.refused, 0, "{report}");
+    }
+
+    #[test]
     fn settings_that_describe_no_network_are_refused() {
         let mut config = SimConfig::new(1, 7, Duration::from_secs(60));
         assert!(matches!(run(&config), Err(SimError::Settings(_))));
@@ -731,5 +798,25 @@ mod tests {
             matches!(run(&config), Err(SimError::Settings(_))),
             "restarts after mining"
         );
+        // Faults of single nodes need hosts of their own.
+        config.duration = Duration::from_secs(600);
+        config.hosts = HostLayout::Region;
+        for scenario in [
+            Scenario::Partition {
+                length: Duration::from_secs(60),
+            },
+            Scenario::Crash {
+                down: Duration::from_secs(60),
+            },
+        ] {
+            config.scenario = scenario;
+            match run(&config) {
+                Err(SimError::Settings(why)) => assert!(why.contains("a host a node"), "{why}"),
+                other => panic!(
+                    "{scenario:?} ran with a host a region: {:?}",
+                    other.map(|_| ())
+                ),
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! link's round trip plus Linux's 200 ms minimum), the connection's later writes waiting
 //! behind it, as TCP's in-order delivery makes them.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -38,8 +39,8 @@ const MIN_RETRANSMISSION_TIMEOUT: Duration = Duration::from_millis(200);
 pub(crate) struct Loss {
     /// Probability that a segment is lost, in parts per million.
     pub(crate) segment_loss_ppm: u32,
-    /// One-way latency from this host to each host, by index.
-    pub(crate) one_way: Vec<Duration>,
+    /// One-way latency from this node to the nodes of each host, by host name.
+    pub(crate) one_way: HashMap<String, Duration>,
     /// Every connection's draws follow from it and the connection's number.
     pub(crate) seed: u64,
     /// Connections made so far (by this host's software, across restarts).
@@ -51,9 +52,8 @@ impl Loss {
     fn connection(&self, remote: SocketAddr) -> StreamLoss {
         let number = self.connections.fetch_add(1, Ordering::Relaxed);
         let round_trip = turmoil::reverse_lookup(remote.ip())
-            .and_then(|name| name.strip_prefix("node-")?.parse::<usize>().ok())
-            .and_then(|index| self.one_way.get(index))
-            .map_or(Duration::ZERO, |one_way| *one_way * 2);
+            .and_then(|name| self.one_way.get(&name).copied())
+            .map_or(Duration::ZERO, |one_way| one_way * 2);
         StreamLoss {
             segment_loss_ppm: self.segment_loss_ppm,
             retransmission: round_trip + MIN_RETRANSMISSION_TIMEOUT,

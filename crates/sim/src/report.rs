@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::Relay;
 use crate::crash::CrashReport;
 use crate::hostile::{BehaviourReport, HostileReport};
+use crate::hosts::HostLayout;
 use crate::payments::PaymentsReport;
 use crate::scenario::{MinerShare, PartitionReport};
 use crate::topology::LatencyModel;
@@ -44,6 +45,8 @@ pub struct RunSettings {
     pub high_bandwidth_peers: usize,
     /// How long nodes gathered transactions before announcing them.
     pub transaction_interval_ms: u64,
+    /// How nodes were placed on turmoil's hosts.
+    pub hosts: HostLayout,
     /// Peers the largest miner dialled, if not `outbound_per_node`.
     pub largest_miner_outbound: Option<usize>,
     /// Validation times: per block, per payment in a block, per relayed transaction (µs).
@@ -214,8 +217,12 @@ impl fmt::Display for Report {
         let settings = &self.settings;
         writeln!(
             formatter,
-            "{} nodes, seed {}, {} s simulated, {:?} latency, {} ms blocks, {}-{} Mbit/s uplinks, {:?} relay{}, {}",
+            "{} nodes{}, seed {}, {} s simulated, {:?} latency, {} ms blocks, {}-{} Mbit/s uplinks, {:?} relay{}, {}",
             settings.nodes,
+            match settings.hosts {
+                HostLayout::Node => "",
+                HostLayout::Region => " (a host a region)",
+            },
             settings.seed,
             settings.duration_seconds,
             settings.latency,

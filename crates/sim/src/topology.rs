@@ -27,6 +27,11 @@ pub(crate) const REGIONS: [(&str, f64); 7] = [
     ("sa-saopaulo", 0.04),
 ];
 
+/// The name of `region` (its host's name when nodes share a host a region, hosts.rs).
+pub(crate) fn region_name(Region(index): Region) -> &'static str {
+    REGIONS[index].0
+}
+
 /// Average round trips in milliseconds between the regions above, in their order.
 const ROUND_TRIP_MS: [[f64; 7]; 7] = [
     [2.0, 87.8, 80.5, 88.6, 145.3, 216.7, 119.5],

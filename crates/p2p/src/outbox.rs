@@ -155,8 +155,11 @@ impl Outbox {
     }
 
     /// Resolves when the writer has stopped on its own, with why (never while it runs).
-    pub(crate) async fn failed(&self) -> CloseReason {
-        self.shared.failed().await
+    /// It owns what it waits on, so a session keeps one future across its whole loop
+    /// instead of making one each time round.
+    pub(crate) fn failure(&self) -> impl Future<Output = CloseReason> + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        async move { shared.failed().await }
     }
 
     /// Sends what is queued, then `frame` (a close frame) and closes, within `within`;

@@ -55,9 +55,9 @@ const MAX_TRANSACTION_BATCH: usize = 64;
 const MAX_BLOCK_BATCH: usize = 16;
 
 /// Why the session's writer stopped; pending forever while it runs (or if there is none).
-async fn writer_stopped(outbox: Option<&Outbox>) -> CloseReason {
-    match outbox {
-        Some(outbox) => outbox.failed().await,
+async fn writer_stopped(failure: Option<impl Future<Output = CloseReason>>) -> CloseReason {
+    match failure {
+        Some(failure) => failure.await,
         None => std::future::pending().await,
     }
 }
@@ -210,6 +210,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let mut ping = tokio::time::interval(self.p2p.config.ping_interval);
         let mut awaiting_pong: Option<(u64, Instant)> = None;
         let mut ping_counter = 0u64;
+        // Made once, not once a message: each ends the session the first time it fires.
+        let cancelled = self.p2p.token.clone().cancelled_owned();
+        let writer_stopped = writer_stopped(self.outbox.as_ref().map(Outbox::failure));
+        tokio::pin!(cancelled, writer_stopped);
         loop {
             tokio::select! {
                 // In this order, every time: the same events give the same messages (a
@@ -217,8 +221,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 // more is read (a peer that keeps sending cannot starve them), and a flood
                 // of commands cannot starve reading: the queue is bounded and drains.
                 biased;
-                () = self.p2p.token.cancelled() => return SessionEnd::Shutdown,
-                reason = writer_stopped(self.outbox.as_ref()) => return SessionEnd::Closed(reason),
+                () = &mut cancelled => return SessionEnd::Shutdown,
+                reason = &mut writer_stopped => return SessionEnd::Closed(reason),
                 command = commands.recv() => {
                     let result = match command {
                         None => return SessionEnd::Closed(CloseReason::Dropped),

@@ -6,6 +6,9 @@ use powchain_sim::SimConfig;
 
 use crate::args::SimulateArgs;
 
+/// Networks from this many nodes get a hint to place nodes a host a region.
+const LARGE_NETWORK: usize = 100;
+
 /// Runs the simulation `args` describe and prints what it measured.
 ///
 /// # Errors
@@ -66,6 +69,20 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     }
     if args.selfish {
         config.scenario = powchain_sim::Scenario::Selfish;
+    }
+    let single_node_faults = matches!(
+        config.scenario,
+        powchain_sim::Scenario::Partition { .. } | powchain_sim::Scenario::Crash { .. }
+    );
+    if config.nodes >= LARGE_NETWORK
+        && config.hosts == powchain_sim::HostLayout::Node
+        && !single_node_faults
+    {
+        eprintln!(
+            "hint: with a host a node the simulator's cost grows with the cube of the nodes; \
+             --hosts region runs large networks several times faster (ten times at 200 \
+             nodes) with the same figures (docs/SIMULATION.md, \"A host a region\")"
+        );
     }
     let started = std::time::Instant::now();
     let report = powchain_sim::run(&config).context("the simulation failed")?;

@@ -287,8 +287,8 @@ pub struct SimulateArgs {
     /// How nodes are placed on the simulator's hosts: node (a host each, the default) or
     /// region (a host a region, each node on a port of its own). The simulator visits
     /// every pair of hosts at every step, so a host a region runs large networks many
-    /// times faster; nodes of one region then reach each other a step apart, and
-    /// --partition and --crash are refused.
+    /// times faster; nodes of one region then reach each other a step apart, --partition
+    /// splits the network along regions, and --crash is refused.
     #[arg(long, default_value = "node")]
     pub hosts: powchain_sim::HostLayout,
     /// What validation costs a node, in microseconds: BLOCK,PAYMENT,TRANSACTION (a block

@@ -70,18 +70,13 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     if args.selfish {
         config.scenario = powchain_sim::Scenario::Selfish;
     }
-    let single_node_faults = matches!(
-        config.scenario,
-        powchain_sim::Scenario::Partition { .. } | powchain_sim::Scenario::Crash { .. }
-    );
-    if config.nodes >= LARGE_NETWORK
-        && config.hosts == powchain_sim::HostLayout::Node
-        && !single_node_faults
-    {
+    let crash = matches!(config.scenario, powchain_sim::Scenario::Crash { .. });
+    if config.nodes >= LARGE_NETWORK && config.hosts == powchain_sim::HostLayout::Node && !crash {
         eprintln!(
             "hint: with a host a node the simulator's cost grows with the cube of the nodes; \
              --hosts region runs large networks several times faster (ten times at 200 \
-             nodes) with the same figures (docs/SIMULATION.md, \"A host a region\")"
+             nodes) with the same figures, a partition splitting along regions \
+             (docs/SIMULATION.md, \"A host a region\")"
         );
     }
     let started = std::time::Instant::now();

@@ -109,7 +109,7 @@ fn validation_costs_that_make_no_sense_are_refused_before_anything_runs() {
 }
 
 #[test]
-fn a_host_a_region_is_a_flag_and_faults_of_single_nodes_refuse_it() {
+fn a_host_a_region_is_a_flag_and_a_crash_of_single_nodes_refuses_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("report.json");
     let output = simulate_small(&json, &["--hosts", "region"]);
@@ -127,10 +127,6 @@ fn a_host_a_region_is_a_flag_and_faults_of_single_nodes_refuse_it() {
     std::fs::remove_file(&json).expect("remove");
     for (extra, expected) in [
         (&["--hosts", "region", "--crash", "2s"][..], "a host a node"),
-        (
-            &["--hosts", "region", "--partition", "2s"][..],
-            "a host a node",
-        ),
         (&["--hosts", "planet"][..], "unknown host layout"),
     ] {
         refused(&json, extra, expected);

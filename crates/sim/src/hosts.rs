@@ -13,7 +13,8 @@
 //!   delivers one step later (5 ms at `--tick-ms 5`) instead of after the region's 1 ms.
 //!   With steps of 5 ms a 1 ms link also delivers at the next step, so little moves.
 //! - turmoil partitions and crashes whole hosts: cutting two nodes apart, or crashing one,
-//!   would reach its whole region. The partition and crash scenarios need a host a node.
+//!   would reach its whole region. A partition splits along regions instead
+//!   (`Partition::by_groups`), and the crash scenario needs a host a node.
 //! - An honest node that banned another would ban its region's address. Honest nodes do
 //!   not ban each other; hostile hosts keep hosts of their own.
 

@@ -155,12 +155,9 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         ));
     }
     if config.hosts == HostLayout::Region {
-        if matches!(
-            config.scenario,
-            Scenario::Partition { .. } | Scenario::Crash { .. }
-        ) {
+        if matches!(config.scenario, Scenario::Crash { .. }) {
             return Err(SimError::Settings(
-                "partitions and crashes reach single nodes: they need a host a node, not a host a region".into(),
+                "a crash reaches single nodes: it needs a host a node, not a host a region".into(),
             ));
         }
         if config.nodes > hosts::MAX_NODES_BY_REGION {
@@ -190,6 +187,11 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         ));
     }
     let hosts = Hosts::place(config.hosts, &topology);
+    if matches!(config.scenario, Scenario::Partition { .. }) && hosts.groups().len() < 2 {
+        return Err(SimError::Settings(
+            "a partition along regions needs nodes in two regions at least".into(),
+        ));
+    }
     let schedules = mining_schedule(&mut rng.fork(2), &topology, config);
     let payments = payment_schedule(&mut rng.fork(4), config);
     let users = Arc::new(Mutex::new(Users::new(config.seed)));
@@ -298,13 +300,27 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         | Scenario::Selfish
         | Scenario::Crash { .. }
         | Scenario::Hostile { .. } => None,
-        Scenario::Partition { length } => Some(Partition::new(
-            &mut rng.fork(3),
-            config.nodes,
-            split_at,
-            length,
-        )),
+        Scenario::Partition { length } => Some(match config.hosts {
+            HostLayout::Node => Partition::new(&mut rng.fork(3), config.nodes, split_at, length),
+            HostLayout::Region => {
+                let groups: Vec<Vec<usize>> =
+                    hosts.groups().into_iter().map(|(_, nodes)| nodes).collect();
+                Partition::by_groups(&groups, config.nodes, split_at, length)
+            }
+        }),
     };
+    // turmoil cuts and repairs hosts: the pairs of hosts across the split, in the order
+    // of their first crossing pair of nodes.
+    let crossing_hosts: Vec<(String, String)> =
+        partition.as_ref().map_or_else(Vec::new, |partition| {
+            let mut seen = std::collections::HashSet::new();
+            partition
+                .crossing_pairs()
+                .into_iter()
+                .map(|(a, b)| (hosts.host(a).to_owned(), hosts.host(b).to_owned()))
+                .filter(|pair| seen.insert(pair.clone()))
+                .collect()
+        });
     // Traffic of peer layers that crashed.
     let mut retired_traffic = Vec::new();
     while sim.elapsed() < end {
@@ -315,13 +331,13 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             match action {
                 Action::Nothing => {}
                 Action::Split => {
-                    for (a, b) in partition.crossing_pairs() {
-                        sim.partition(hosts.host(a), hosts.host(b));
+                    for (a, b) in &crossing_hosts {
+                        sim.partition(a.as_str(), b.as_str());
                     }
                 }
                 Action::Heal => {
-                    for (a, b) in partition.crossing_pairs() {
-                        sim.repair(hosts.host(a), hosts.host(b));
+                    for (a, b) in &crossing_hosts {
+                        sim.repair(a.as_str(), b.as_str());
                     }
                 }
             }
@@ -744,6 +760,26 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_along_regions_heals_onto_the_most_work_chain() {
+        let length = Duration::from_secs(90);
+        let (_, report) = run_scenario(20, 11, 240, Scenario::Partition { length }, |config| {
+            config.hosts = HostLayout::Region;
+        });
+        let partition = report.partition.clone().expect("a partition report");
+        let (first, second) = partition.nodes;
+        assert!(first >= 5 && second >= 5, "two sides of regions: {report}");
+        let (first, second) = partition.blocks_found_while_split;
+        assert!(first > 0 && second > 0, "both sides mined: {report}");
+        assert!(
+            report.reorg_depths.keys().any(|depth| *depth > 1),
+            "the lighter side reorganised: {report}"
+        );
+        let converged = partition.converged_after_ms.expect("converged");
+        assert!(converged < 10_000, "{report}");
+        assert!(report.converged, "{report}");
+    }
+
+    #[test]
     fn hostile_hosts_reach_nodes_that_share_a_host_and_are_banned_alone() {
         let (_, report) = run_scenario(12, 17, 60, Scenario::Hostile { hosts: 2 }, |config| {
             config.hosts = HostLayout::Region;
@@ -798,25 +834,36 @@ mod tests {
             matches!(run(&config), Err(SimError::Settings(_))),
             "restarts after mining"
         );
-        // Faults of single nodes need hosts of their own.
+        // A crash of single nodes needs hosts of their own.
         config.duration = Duration::from_secs(600);
         config.hosts = HostLayout::Region;
-        for scenario in [
-            Scenario::Partition {
-                length: Duration::from_secs(60),
-            },
-            Scenario::Crash {
-                down: Duration::from_secs(60),
-            },
-        ] {
-            config.scenario = scenario;
-            match run(&config) {
-                Err(SimError::Settings(why)) => assert!(why.contains("a host a node"), "{why}"),
-                other => panic!(
-                    "{scenario:?} ran with a host a region: {:?}",
-                    other.map(|_| ())
-                ),
-            }
+        config.scenario = Scenario::Crash {
+            down: Duration::from_secs(60),
+        };
+        match run(&config) {
+            Err(SimError::Settings(why)) => assert!(why.contains("a host a node"), "{why}"),
+            other => panic!("a crash ran with a host a region: {:?}", other.map(|_| ())),
+        }
+        // A partition along regions needs two: two nodes that the seed put in one region.
+        config.nodes = 2;
+        config.scenario = Scenario::Partition {
+            length: Duration::from_secs(60),
+        };
+        config.seed = (0..1_000)
+            .find(|seed| {
+                let drawn = Topology::draw(
+                    &mut SimRng::new(*seed).fork(1),
+                    2,
+                    config.outbound,
+                    config.latency,
+                    config.uplink_mbit,
+                );
+                drawn.nodes[0].region == drawn.nodes[1].region
+            })
+            .expect("a seed puts two nodes in one region");
+        match run(&config) {
+            Err(SimError::Settings(why)) => assert!(why.contains("two regions"), "{why}"),
+            other => panic!("a partition of one region ran: {:?}", other.map(|_| ())),
         }
     }
 }

@@ -162,6 +162,45 @@ impl Partition {
         }
     }
 
+    /// Halves made of whole `groups` (the nodes of each host, when a host holds a
+    /// region's nodes): the groups whose nodes come nearest to half of them on the second
+    /// side, the first such choice if several tie. turmoil cuts hosts apart, not nodes:
+    /// a partition along regions' borders, as a cable cut between continents would be.
+    pub(crate) fn by_groups(
+        groups: &[Vec<usize>],
+        nodes: usize,
+        split_at: Duration,
+        length: Duration,
+    ) -> Partition {
+        // Seven regions at most: every choice can be tried. Past 16 groups the last ones
+        // stay on the first side.
+        let tried = groups.len().min(16);
+        let count = |mask: u32| -> usize {
+            (0..tried)
+                .filter(|group| mask & (1 << group) != 0)
+                .map(|group| groups[group].len())
+                .sum()
+        };
+        let best = (1..(1u32 << tried).saturating_sub(1))
+            .min_by_key(|mask| count(*mask).abs_diff(nodes / 2))
+            .unwrap_or(0);
+        let mut side = vec![false; nodes];
+        for (group, members) in groups.iter().enumerate().take(tried) {
+            if best & (1 << group) != 0 {
+                for node in members {
+                    side[*node] = true;
+                }
+            }
+        }
+        Partition {
+            side,
+            split_at,
+            heal_at: split_at + length,
+            state: State::Joined,
+            convergence: None,
+        }
+    }
+
     /// The node pairs across the split.
     pub(crate) fn crossing_pairs(&self) -> Vec<(usize, usize)> {
         let mut pairs = Vec::new();
@@ -363,6 +402,35 @@ fn most_work_tips(nodes: &[Option<Arc<Node>>]) -> Vec<(BlockHash, BlockHeight)> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn halves_of_whole_groups_come_nearest_to_half_the_nodes() {
+        let at = Duration::from_secs(10);
+        // 10 nodes in groups of 4, 3, 2 and 1: 4 + 1 (or 3 + 2) is half.
+        let groups = vec![vec![0, 1, 2, 3], vec![4, 5, 6], vec![7, 8], vec![9]];
+        let partition = Partition::by_groups(&groups, 10, at, at);
+        let second: Vec<usize> = (0..10).filter(|node| partition.side[*node]).collect();
+        assert_eq!(second.len(), 5, "{second:?}");
+        for group in &groups {
+            let sides: Vec<bool> = group.iter().map(|node| partition.side[*node]).collect();
+            assert!(
+                sides.iter().all(|side| *side == sides[0]),
+                "a group split: {sides:?}"
+            );
+        }
+        // Only nodes of different groups are cut apart.
+        for (a, b) in partition.crossing_pairs() {
+            assert!(
+                !groups
+                    .iter()
+                    .any(|group| group.contains(&a) && group.contains(&b))
+            );
+        }
+        // Two groups: one a side, however uneven (3 and 1 are as far from 2: the first
+        // choice, the first group, goes to the second side).
+        let partition = Partition::by_groups(&[vec![0, 1, 2], vec![3]], 4, at, at);
+        assert_eq!(partition.side, vec![true, true, true, false]);
+    }
 
     #[test]
     fn the_halves_split_every_node_and_cross_pairs_join_them() {

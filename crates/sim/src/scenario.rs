@@ -153,6 +153,11 @@ impl Partition {
         for node in &order[nodes / 2..] {
             side[*node] = true;
         }
+        Partition::with_sides(side, split_at, length)
+    }
+
+    /// `side[node]` says each node's half; the split starts at `split_at`, lasts `length`.
+    fn with_sides(side: Vec<bool>, split_at: Duration, length: Duration) -> Partition {
         Partition {
             side,
             split_at,
@@ -192,13 +197,7 @@ impl Partition {
                 }
             }
         }
-        Partition {
-            side,
-            split_at,
-            heal_at: split_at + length,
-            state: State::Joined,
-            convergence: None,
-        }
+        Partition::with_sides(side, split_at, length)
     }
 
     /// The node pairs across the split.

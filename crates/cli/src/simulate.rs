@@ -74,9 +74,9 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     if config.nodes >= LARGE_NETWORK && config.hosts == powchain_sim::HostLayout::Node && !crash {
         eprintln!(
             "hint: with a host a node the simulator's cost grows with the cube of the nodes; \
-             --hosts region runs large networks several times faster (ten times at 200 \
-             nodes) with the same figures, a partition splitting along regions \
-             (docs/SIMULATION.md, \"A host a region\")"
+             --hosts region runs large networks several times faster (200 nodes for a \
+             simulated minute: 42 s instead of 441 s) with the same figures, a partition \
+             splitting along regions (docs/SIMULATION.md, \"A host a region\")"
         );
     }
     let started = std::time::Instant::now();

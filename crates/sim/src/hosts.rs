@@ -62,6 +62,8 @@ pub(crate) struct Hosts {
     host: Vec<String>,
     /// Each node's listening port, by node.
     port: Vec<u16>,
+    /// The hosts, each with the nodes it runs, in the order of their first node.
+    groups: Vec<(String, Vec<usize>)>,
 }
 
 impl Hosts {
@@ -69,22 +71,34 @@ impl Hosts {
     /// may hold at most [`MAX_NODES_BY_REGION`] nodes (the caller checks).
     pub(crate) fn place(layout: HostLayout, topology: &Topology) -> Hosts {
         let count = topology.nodes.len();
-        match layout {
-            HostLayout::Node => Hosts {
-                host: (0..count).map(|node| format!("node-{node}")).collect(),
-                port: vec![PORT; count],
-            },
-            HostLayout::Region => Hosts {
-                host: topology
+        let (host, port): (Vec<String>, Vec<u16>) = match layout {
+            HostLayout::Node => (
+                (0..count).map(|node| format!("node-{node}")).collect(),
+                vec![PORT; count],
+            ),
+            HostLayout::Region => (
+                topology
                     .nodes
                     .iter()
                     .map(|node| topology::region_name(node.region).to_owned())
                     .collect(),
-                port: (0..count)
+                (0..count)
                     .map(|node| PORT + u16::try_from(node).unwrap_or(u16::MAX - PORT))
                     .collect(),
-            },
+            ),
+        };
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut group_of: HashMap<&str, usize> = HashMap::new();
+        for (node, name) in host.iter().enumerate() {
+            match group_of.get(name.as_str()) {
+                Some(&group) => groups[group].1.push(node),
+                None => {
+                    group_of.insert(name, groups.len());
+                    groups.push((name.clone(), vec![node]));
+                }
+            }
         }
+        Hosts { host, port, groups }
     }
 
     /// Node `node`'s host name.
@@ -103,21 +117,14 @@ impl Hosts {
     }
 
     /// The hosts, each with the nodes it runs, in the order of their first node.
-    pub(crate) fn groups(&self) -> Vec<(String, Vec<usize>)> {
-        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-        for (node, host) in self.host.iter().enumerate() {
-            match groups.iter_mut().find(|(name, _)| name == host) {
-                Some((_, nodes)) => nodes.push(node),
-                None => groups.push((host.clone(), vec![node])),
-            }
-        }
-        groups
+    pub(crate) fn groups(&self) -> &[(String, Vec<usize>)] {
+        &self.groups
     }
 
     /// Every pair of distinct hosts with its one-way latency: a host's nodes are all as
     /// far from another host's nodes, so its first node stands for them.
     pub(crate) fn links(&self, topology: &Topology) -> Vec<(String, String, Duration)> {
-        let groups = self.groups();
+        let groups = &self.groups;
         let mut links = Vec::new();
         for (at, (a, a_nodes)) in groups.iter().enumerate() {
             for (b, b_nodes) in &groups[at + 1..] {
@@ -138,9 +145,9 @@ impl Hosts {
         topology: &Topology,
         from: usize,
     ) -> HashMap<String, Duration> {
-        self.groups()
-            .into_iter()
-            .map(|(host, nodes)| (host, topology.one_way(from, nodes[0])))
+        self.groups
+            .iter()
+            .map(|(host, nodes)| (host.clone(), topology.one_way(from, nodes[0])))
             .collect()
     }
 }
@@ -176,6 +183,15 @@ mod tests {
         let groups = hosts.groups();
         assert!(groups.len() <= topology::REGIONS.len(), "{}", groups.len());
         assert!(groups.len() >= 5, "200 nodes fill most regions");
+        // Each node in its host's group, once; groups in the order of their first node.
+        let mut grouped: Vec<usize> = Vec::new();
+        for (name, nodes) in groups {
+            assert!(nodes.iter().all(|node| hosts.host(*node) == name));
+            grouped.extend(nodes);
+        }
+        assert!(groups.windows(2).all(|pair| pair[0].1[0] < pair[1].1[0]));
+        grouped.sort_unstable();
+        assert_eq!(grouped, (0..200).collect::<Vec<_>>());
         let mut addresses: Vec<String> = (0..200).map(|node| hosts.address(node)).collect();
         addresses.sort();
         addresses.dedup();

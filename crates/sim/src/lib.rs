@@ -275,6 +275,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         }));
     }
     for (name, nodes) in hosts.groups() {
+        let name = name.clone();
         let plans: Vec<Arc<HostPlan>> =
             nodes.iter().map(|node| Arc::clone(&plans[*node])).collect();
         sim.host(name, move || host::run_all(plans.clone()));
@@ -303,8 +304,11 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
         Scenario::Partition { length } => Some(match config.hosts {
             HostLayout::Node => Partition::new(&mut rng.fork(3), config.nodes, split_at, length),
             HostLayout::Region => {
-                let groups: Vec<Vec<usize>> =
-                    hosts.groups().into_iter().map(|(_, nodes)| nodes).collect();
+                let groups: Vec<Vec<usize>> = hosts
+                    .groups()
+                    .iter()
+                    .map(|(_, nodes)| nodes.clone())
+                    .collect();
                 Partition::by_groups(&groups, config.nodes, split_at, length)
             }
         }),

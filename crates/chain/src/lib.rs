@@ -32,6 +32,7 @@ pub mod error;
 pub mod event;
 mod index;
 pub mod low_work;
+mod memory_backend;
 mod orphan;
 mod overlay;
 pub mod reader;

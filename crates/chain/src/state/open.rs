@@ -22,6 +22,7 @@ use tracing::info;
 use super::{ChainOptions, ChainState};
 use crate::error::{ChainError, corrupt, panic_message};
 use crate::index::{BlockIndex, BrokenMainChain, IndexBuilder};
+use crate::memory_backend::SparseMemoryBackend;
 use crate::orphan::OrphanPool;
 use crate::overlay::{BlockChanges, Overlay};
 use crate::store::{
@@ -69,7 +70,7 @@ impl ChainState {
         let mut builder = Database::builder();
         builder.set_cache_size(options.cache_bytes);
         let db = if options.in_memory {
-            builder.create_with_backend(redb::backends::InMemoryBackend::new())?
+            builder.create_with_backend(SparseMemoryBackend::new())?
         } else {
             builder.create(path)?
         };

@@ -9,6 +9,19 @@ use crate::args::SimulateArgs;
 /// Networks from this many nodes get a hint to place nodes a host a region.
 const LARGE_NETWORK: usize = 100;
 
+/// What to say before a run of `config` that could run much faster: a large network with
+/// a host a node (the crash scenario needs one).
+fn hint(config: &SimConfig) -> Option<&'static str> {
+    let crash = matches!(config.scenario, powchain_sim::Scenario::Crash { .. });
+    (config.nodes >= LARGE_NETWORK && config.hosts == powchain_sim::HostLayout::Node && !crash)
+        .then_some(
+            "with a host a node the simulator's cost grows with the cube of the nodes; \
+             --hosts region runs large networks several times faster (200 nodes for a \
+             simulated minute: 42 s instead of 441 s) with the same figures, a partition \
+             splitting along regions (docs/SIMULATION.md, \"A host a region\")",
+        )
+}
+
 /// Runs the simulation `args` describe and prints what it measured.
 ///
 /// # Errors
@@ -70,14 +83,8 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     if args.selfish {
         config.scenario = powchain_sim::Scenario::Selfish;
     }
-    let crash = matches!(config.scenario, powchain_sim::Scenario::Crash { .. });
-    if config.nodes >= LARGE_NETWORK && config.hosts == powchain_sim::HostLayout::Node && !crash {
-        eprintln!(
-            "hint: with a host a node the simulator's cost grows with the cube of the nodes; \
-             --hosts region runs large networks several times faster (200 nodes for a \
-             simulated minute: 42 s instead of 441 s) with the same figures, a partition \
-             splitting along regions (docs/SIMULATION.md, \"A host a region\")"
-        );
+    if let Some(hint) = hint(&config) {
+        eprintln!("hint: {hint}");
     }
     let started = std::time::Instant::now();
     let report = powchain_sim::run(&config).context("the simulation failed")?;
@@ -92,4 +99,41 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write the plot to {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use powchain_sim::{HostLayout, Scenario};
+
+    use super::*;
+
+    #[test]
+    fn only_a_large_network_with_a_host_a_node_gets_the_hint() {
+        let config = |nodes: usize, hosts: HostLayout, scenario: Scenario| {
+            let mut config = SimConfig::new(nodes, 7, Duration::from_secs(60));
+            config.hosts = hosts;
+            config.scenario = scenario;
+            config
+        };
+        let hinted = hint(&config(LARGE_NETWORK, HostLayout::Node, Scenario::Steady));
+        assert!(hinted.is_some_and(|text| text.contains("--hosts region")));
+        assert!(
+            hint(&config(
+                LARGE_NETWORK - 1,
+                HostLayout::Node,
+                Scenario::Steady
+            ))
+            .is_none()
+        );
+        assert!(hint(&config(200, HostLayout::Region, Scenario::Steady)).is_none());
+        let crash = Scenario::Crash {
+            down: Duration::from_secs(30),
+        };
+        assert!(
+            hint(&config(200, HostLayout::Node, crash)).is_none(),
+            "a crash needs a host a node"
+        );
+    }
 }

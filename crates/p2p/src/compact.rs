@@ -353,7 +353,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     ) -> Result<(), SessionEnd> {
         // A peer that cannot place it yet (its parent still on the way) asks for headers
         // and rebuilds it then: no announcement needs to follow.
-        if self.known.insert(InventoryItem::Block(hash)) {
+        if self.known.insert(&InventoryItem::Block(hash)) {
             self.send(&Message::CompactBlock(Box::new(compact.clone())))
                 .await?;
         }
@@ -414,7 +414,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// pool, asking the peer for what is missing.
     pub(crate) async fn on_compact_block(&mut self, compact: CompactBlock) -> Result<(), Stop> {
         let hash = compact.header.compute_hash();
-        self.known.insert(InventoryItem::Block(hash));
+        self.known.insert(&InventoryItem::Block(hash));
         if self
             .compact_in_progress
             .iter()

@@ -52,6 +52,7 @@ mod rate_limit;
 mod read_budget;
 mod registry;
 mod relay;
+mod rolling_set;
 mod service;
 mod session;
 mod session_end;

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use powchain_consensus::bounded_set::BoundedSet;
+use crate::rolling_set::{RollingSet, items_for_slots};
 use powchain_consensus::{BlockHash, Transaction, Txid};
 use powchain_node::{NodeError, NodeEvent};
 use tokio::sync::broadcast::error::RecvError;
@@ -30,8 +30,10 @@ use crate::service::P2p;
 /// Items waiting to be announced to one peer at most; beyond, the oldest are dropped (a
 /// peer this far behind learns the pool again when it reconnects).
 const MAX_PENDING_ANNOUNCEMENTS: usize = 100_000;
-/// Transaction ids remembered as requested or refused.
-const RECENT_TRANSACTIONS: usize = 50_000;
+/// Transaction ids a generation of the relay's recent ones holds: a table of 65,536 slots,
+/// about 590 KB, so about 1.2 MB for the last 57,344 to 114,688 (an exact oldest-first set of
+/// 50,000 whole ids took about 5.3 MB).
+const RECENT_GENERATION: usize = items_for_slots(65_536);
 /// Transactions held while a parent they spend is missing, at most (the oldest go first).
 const MAX_ORPHAN_TRANSACTIONS: usize = 100;
 /// Encoded bytes of the transactions held while a parent is missing, at most.
@@ -139,8 +141,8 @@ impl Announcements {
 
 /// Transactions seen recently, and those held for a missing parent.
 pub(crate) struct TransactionRelay {
-    /// The newest [`RECENT_TRANSACTIONS`] seen.
-    recent: BoundedSet<Txid>,
+    /// The newest [`RECENT_GENERATION`] to twice as many seen.
+    recent: RollingSet<Txid>,
     /// Transactions from peers that spend an output nobody here has seen yet (their parent
     /// may be in a block or pool still to come), oldest first: tried again whenever a
     /// transaction enters the pool or the tip moves.
@@ -150,14 +152,14 @@ pub(crate) struct TransactionRelay {
 impl TransactionRelay {
     pub(crate) fn new() -> TransactionRelay {
         TransactionRelay {
-            recent: BoundedSet::new(RECENT_TRANSACTIONS),
+            recent: RollingSet::new(RECENT_GENERATION),
             orphans: VecDeque::new(),
         }
     }
 
     /// True the first time `txid` is seen; later calls say false.
     fn first_sight(&mut self, txid: Txid) -> bool {
-        self.recent.insert(txid)
+        self.recent.insert(&txid)
     }
 
     fn hold(&mut self, txid: Txid, transaction: Transaction) {

@@ -37,7 +37,7 @@ use tracing::trace;
 use crate::ban::BanKey;
 use crate::compact::PartialBlock;
 use crate::console::preview;
-use crate::inventory::KnownInventory;
+use crate::inventory::{KNOWN_GENERATION, KnownInventory};
 use crate::message::{Hello, InventoryItem, MAX_MESSAGE_BYTES, Message};
 use crate::outbox::Outbox;
 use crate::rate_limit::RateLimit;
@@ -135,7 +135,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             ban_key,
             outbox: Some(Outbox::start(sink, p2p_write_timeout, &p2p_tasks)),
             _stream: std::marker::PhantomData,
-            known: KnownInventory::new(),
+            known: KnownInventory::new(KNOWN_GENERATION),
             announcements,
             address_budget: RateLimit::addresses(),
             presync: None,

@@ -70,7 +70,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .collect();
         for chunk in pool.chunks(MAX_INVENTORY) {
             for item in chunk {
-                self.known.insert(*item);
+                self.known.insert(item);
             }
             self.send(&Message::Inventory(chunk.to_vec())).await?;
         }
@@ -133,7 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if headers.len() <= MAX_ANNOUNCED_HEADERS {
             for header in &headers {
                 self.known
-                    .insert(InventoryItem::Block(header.compute_hash()));
+                    .insert(&InventoryItem::Block(header.compute_hash()));
             }
         }
         if self
@@ -269,7 +269,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             let headers = chain[from..].to_vec();
             for header in &headers {
                 self.known
-                    .insert(InventoryItem::Block(header.compute_hash()));
+                    .insert(&InventoryItem::Block(header.compute_hash()));
             }
             items.retain(|item| *item != InventoryItem::Block(hash));
             self.send(&Message::Headers(headers)).await?;
@@ -346,7 +346,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             })
             .collect();
         for (hash, _, _) in &arrivals {
-            self.known.insert(InventoryItem::Block(*hash));
+            self.known.insert(&InventoryItem::Block(*hash));
         }
         let payments: usize = arrivals
             .iter()

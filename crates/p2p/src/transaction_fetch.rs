@@ -24,7 +24,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .map(|transaction| (transaction.compute_txid(), transaction.clone()))
             .collect();
         for (txid, _) in &held {
-            self.known.insert(InventoryItem::Transaction(*txid));
+            self.known.insert(&InventoryItem::Transaction(*txid));
             self.p2p.first_sight_of_transaction(*txid);
             self.p2p.transaction_arrived(txid);
         }

@@ -1,8 +1,8 @@
 //! A set that holds at most a fixed number of members and forgets the oldest first.
 //!
-//! Not a rule: the memory that the signature cache and the peer layer (what a peer is known
-//! to have, transactions seen recently) keep of what they have seen, so that a stranger who
-//! sends a million distinct items costs a bounded amount of memory.
+//! Not a rule: the memory that the signature cache keeps of what it has seen, so that a
+//! stranger who sends a million distinct items costs a bounded amount of memory. (The peer
+//! layer's sets forget by generations instead: `powchain-p2p`'s `rolling_set.rs`.)
 //!
 //! ```text
 //!   insert(x) ──new?──▶ members[x] = n; order.push_back((x, n)); n += 1

@@ -20,8 +20,8 @@
 //! - [`signature_cache`]: checks that passed, remembered so a block does not repeat the
 //!   pool's work (a bounded set; it can only skip checks that passed before)
 //! - [`params`]: every constant of devnet and regtest, and their genesis blocks.
-//! - [`bounded_set`]: not a rule; the bounded, oldest-first-forgotten set that the cache and
-//!   the peer layer keep what they have seen in.
+//! - [`bounded_set`]: not a rule; the bounded, oldest-first-forgotten set that the
+//!   signature cache keeps what it has seen in.
 
 pub mod address;
 pub mod amount;

@@ -32,9 +32,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// Announces `items` the peer is not known to have: blocks by headers where it can,
     /// the rest in `inv` messages.
     pub(crate) async fn announce(&mut self, items: Vec<InventoryItem>) -> Result<(), SessionEnd> {
+        // Blocks the peer has are dropped before their headers are looked up; the rest
+        // are checked once, by the insert that marks them known.
         let mut items: Vec<InventoryItem> = items
             .into_iter()
-            .filter(|item| !self.known.contains(item))
+            .filter(|item| item.block_hash().is_none() || !self.known.contains(item))
             .collect();
         self.announce_blocks_by_headers(&mut items).await?;
         items.retain(|item| self.known.insert(item));

@@ -17,7 +17,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::rolling_set::{RollingSet, items_for_slots};
 use powchain_consensus::{BlockHash, Transaction, Txid};
 use powchain_node::{NodeError, NodeEvent};
 use tokio::sync::broadcast::error::RecvError;
@@ -25,6 +24,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::message::InventoryItem;
+use crate::rolling_set::{RollingSet, items_for_slots};
 use crate::service::P2p;
 
 /// Items waiting to be announced to one peer at most; beyond, the oldest are dropped (a

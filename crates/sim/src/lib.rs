@@ -393,8 +393,16 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             recorder.payments_not_made,
         )
     });
-    let mut report = measure(config, &nodes, recorder, bytes_sent, blocks_scheduled);
+    let mut report = measure(
+        config,
+        &nodes,
+        recorder,
+        bytes_sent,
+        blocks_scheduled,
+        &shares,
+    );
     report.stale_floor_ppm = topology.stale_floor_ppm(config.block_interval);
+    report.stale_floor_over_links_ppm = topology.stale_floor_over_links_ppm(config.block_interval);
     report.set_traffic(traffic, config.nodes);
     report.payments = payments_report(&lock(&users), &nodes, &report);
     report.partition = partition.map(|partition| partition.report(&found, &shares));

@@ -134,12 +134,53 @@ impl FinalTips {
     }
 }
 
+/// The stale rate that blocks' arrival times imply: for each block, the chance that some
+/// other miner finds one before the block reaches it, `1 - exp(-sum over j of share_j *
+/// arrival_j / interval)`, the formula of `Topology::stale_floor_ppm` with the times the
+/// block took to be connected instead of the links' latencies, averaged over `blocks`
+/// (each given as its miner and when each node connected it, after it was found). A node
+/// that never connected it counts as never reached. In parts per million; 0 for none.
+///
+/// Measured stale blocks are rare events (a few in a hundred blocks), so their count
+/// swings from run to run; every block's arrivals add to this one.
+fn implied_stale_ppm<'a>(
+    blocks: impl IntoIterator<Item = (usize, &'a [(usize, Duration)])>,
+    shares: &[f64],
+    interval: Duration,
+) -> u64 {
+    let interval = interval.as_secs_f64();
+    let mut total = 0.0;
+    let mut count = 0u64;
+    for (miner, arrivals) in blocks {
+        let mut reached = vec![None; shares.len()];
+        for (node, after) in arrivals {
+            if let Some(slot) = reached.get_mut(*node) {
+                *slot = Some(after.as_secs_f64());
+            }
+        }
+        let exposure: f64 = reached
+            .iter()
+            .zip(shares)
+            .enumerate()
+            .filter(|(node, _)| *node != miner)
+            .map(|(_, (after, share))| share * after.unwrap_or(f64::INFINITY))
+            .sum();
+        total += 1.0 - (-exposure / interval).exp();
+        count += 1;
+    }
+    if count == 0 || interval <= 0.0 {
+        return 0;
+    }
+    (total / count as f64 * 1_000_000.0).round() as u64
+}
+
 pub(crate) fn measure(
     config: &SimConfig,
     nodes: &[Arc<powchain_node::Node>],
     recorder: Recorder,
     bytes_sent: u64,
     blocks_scheduled: usize,
+    shares: &[f64],
 ) -> Report {
     let mut errors = recorder.errors;
     if nodes.len() != config.nodes {
@@ -169,6 +210,9 @@ pub(crate) fn measure(
     let mut arrival_curves = Vec::new();
     let mut to_90_uncontested = Vec::new();
     let mut races_won = 0;
+    // Uncontested main-chain blocks: (miner, when each node connected it after it was
+    // found). A block that lost a race somewhere arrived there late for that reason.
+    let mut uncontested: Vec<(usize, Vec<(usize, Duration)>)> = Vec::new();
     let reorganised: std::collections::HashSet<(usize, Duration)> = recorder
         .reorgs
         .iter()
@@ -209,6 +253,12 @@ pub(crate) fn measure(
         }
         if won_a_race {
             races_won += 1;
+        } else {
+            let after = connections
+                .iter()
+                .map(|(node, at)| (*node, at.saturating_sub(mined.at)))
+                .collect();
+            uncontested.push((mined.miner, after));
         }
         match reached(100) {
             Some(all) => to_100.push(all),
@@ -260,6 +310,14 @@ pub(crate) fn measure(
         main_chain_height: main.map_or(0, |(_, height)| height),
         stale_blocks: stale,
         stale_floor_ppm: 0,
+        stale_floor_over_links_ppm: 0,
+        stale_implied_ppm: implied_stale_ppm(
+            uncontested
+                .iter()
+                .map(|(miner, after)| (*miner, after.as_slice())),
+            shares,
+            config.block_interval,
+        ),
         stale_rate_ppm: if found == 0 {
             0
         } else {
@@ -299,6 +357,40 @@ pub(crate) fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_implied_stale_rate_weighs_each_miner_s_wait_by_its_share() {
+        let three = Duration::from_secs(3);
+        let ms = Duration::from_millis;
+        let shares = [0.5, 0.3, 0.2];
+        // Node 0's block reaches node 1 after 100 ms and node 2 after 300 ms.
+        let arrivals = [(0, ms(0)), (1, ms(100)), (2, ms(300))];
+        let exposure: f64 = 0.3 * 0.1 + 0.2 * 0.3;
+        let chance = 1.0 - (-exposure / 3.0).exp();
+        let expected = (chance * 1e6).round() as u64;
+        assert_eq!(
+            implied_stale_ppm([(0, &arrivals[..])], &shares, three),
+            expected
+        );
+        // The miner's own wait does not count, whatever it is.
+        let late_self = [(0, ms(900)), (1, ms(100)), (2, ms(300))];
+        assert_eq!(
+            implied_stale_ppm([(0, &late_self[..])], &shares, three),
+            expected
+        );
+        // An average over blocks: one that reaches everyone at once adds nothing.
+        let at_once = [(0, ms(0)), (1, ms(0)), (2, ms(0))];
+        assert_eq!(
+            implied_stale_ppm([(0, &arrivals[..]), (1, &at_once[..])], &shares, three),
+            (chance / 2.0 * 1e6).round() as u64
+        );
+        // A miner never reached races every block; no blocks, no rate.
+        assert_eq!(
+            implied_stale_ppm([(0, &arrivals[..2])], &shares, three),
+            1_000_000
+        );
+        assert_eq!(implied_stale_ppm([], &shares, three), 0);
+    }
 
     #[test]
     fn final_tips_tell_a_tie_from_a_node_behind() {

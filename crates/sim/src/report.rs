@@ -120,6 +120,18 @@ pub struct Report {
     /// or bandwidth cost (`Topology::stale_floor_ppm`). The bound the measured rate is
     /// read against.
     pub stale_floor_ppm: u64,
+    /// The same bound over the links the nodes have: every block crosses every link at
+    /// once, so it reaches each node along the fastest path of links, still with no
+    /// validation or bandwidth cost (`Topology::stale_floor_over_links_ppm`). Between this
+    /// and `stale_floor_ppm` is the topology's cost; between this and the measured rate,
+    /// the relay's.
+    pub stale_floor_over_links_ppm: u64,
+    /// The stale rate this run's propagation implies: the same formula with the times
+    /// blocks took to be connected by each node instead of the links' latencies, averaged
+    /// over the main-chain blocks that won no race (`measure::implied_stale_ppm`). It
+    /// follows every block's arrivals rather than the few blocks that went stale, so it
+    /// swings far less from run to run than `stale_rate_ppm`.
+    pub stale_implied_ppm: u64,
     /// How fast main-chain blocks spread.
     pub propagation: Propagation,
     /// Bytes every node sent, on average, per block found (everything the peer layer
@@ -248,12 +260,14 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             formatter,
-            "blocks found {}, main chain height {}, stale {} ({:.2}%; latency floor {:.2}%)",
+            "blocks found {}, main chain height {}, stale {} ({:.2}%; implied by propagation {:.2}%; latency floor {:.2}%, over the drawn links {:.2}%)",
             self.blocks_found,
             self.main_chain_height,
             self.stale_blocks,
             self.stale_rate_ppm as f64 / 10_000.0,
-            self.stale_floor_ppm as f64 / 10_000.0
+            self.stale_implied_ppm as f64 / 10_000.0,
+            self.stale_floor_ppm as f64 / 10_000.0,
+            self.stale_floor_over_links_ppm as f64 / 10_000.0
         )?;
         let propagation = &self.propagation;
         for (label, spread) in [

@@ -155,22 +155,82 @@ impl Topology {
     /// `1 - exp(-sum over j of share_j * latency_ij / interval)`; averaged over who finds
     /// the block. In parts per million.
     pub(crate) fn stale_floor_ppm(&self, interval: Duration) -> u64 {
+        self.stale_rate_ppm(interval, |finder| {
+            (0..self.nodes.len())
+                .map(|other| self.one_way(finder, other))
+                .collect()
+        })
+    }
+
+    /// The same bound on the links the nodes actually have: every block crosses every
+    /// link at once, with no validation and no bandwidth cost, so it reaches each node
+    /// along the fastest path of links from its finder (a node reaches another it has no
+    /// link to through the peers between them). What is left between this and the
+    /// measured rate is the relay's own cost; what lies between this and
+    /// [`Topology::stale_floor_ppm`] is the topology's.
+    pub(crate) fn stale_floor_over_links_ppm(&self, interval: Duration) -> u64 {
+        let links = self.links();
+        self.stale_rate_ppm(interval, |finder| self.path_delays(&links, finder))
+    }
+
+    /// The stale-rate formula of [`Topology::stale_floor_ppm`], with the delay from each
+    /// finder to every node given by `delays` (`Duration::MAX`: never reached).
+    fn stale_rate_ppm(&self, interval: Duration, delays: impl Fn(usize) -> Vec<Duration>) -> u64 {
         let interval = interval.as_secs_f64();
         if interval <= 0.0 {
             return 0;
         }
         let floor: f64 = (0..self.nodes.len())
             .map(|finder| {
+                let delays = delays(finder);
                 let exposure: f64 = (0..self.nodes.len())
                     .filter(|other| *other != finder)
                     .map(|other| {
-                        self.nodes[other].hash_share * self.one_way(finder, other).as_secs_f64()
+                        let delay = match delays[other] {
+                            Duration::MAX => f64::INFINITY,
+                            delay => delay.as_secs_f64(),
+                        };
+                        self.nodes[other].hash_share * delay
                     })
                     .sum();
                 self.nodes[finder].hash_share * (1.0 - (-exposure / interval).exp())
             })
             .sum();
         (floor * 1_000_000.0).round() as u64
+    }
+
+    /// Each node's peers: those it dials and those that dial it.
+    fn links(&self) -> Vec<Vec<usize>> {
+        let mut links = vec![Vec::new(); self.nodes.len()];
+        for (node, placement) in self.nodes.iter().enumerate() {
+            for &other in &placement.outbound {
+                links[node].push(other);
+                links[other].push(node);
+            }
+        }
+        links
+    }
+
+    /// The one-way delay of the fastest path of links from `from` to every node
+    /// (Dijkstra); `Duration::MAX` for a node no path reaches.
+    fn path_delays(&self, links: &[Vec<usize>], from: usize) -> Vec<Duration> {
+        let mut delays = vec![Duration::MAX; self.nodes.len()];
+        let mut queue = std::collections::BinaryHeap::new();
+        delays[from] = Duration::ZERO;
+        queue.push(std::cmp::Reverse((Duration::ZERO, from)));
+        while let Some(std::cmp::Reverse((delay, node))) = queue.pop() {
+            if delay > delays[node] {
+                continue;
+            }
+            for &next in &links[node] {
+                let through = delay.saturating_add(self.one_way(node, next));
+                if through < delays[next] {
+                    delays[next] = through;
+                    queue.push(std::cmp::Reverse((through, next)));
+                }
+            }
+        }
+        delays
     }
 
     /// Gives the largest miner `share` of the hash power and scales the others' to the
@@ -339,5 +399,48 @@ mod tests {
         );
         assert!(wan.stale_floor_ppm(Duration::from_secs(600)) < wan_floor / 100);
         assert_eq!(wan.stale_floor_ppm(Duration::ZERO), 0);
+    }
+
+    #[test]
+    fn over_the_drawn_links_a_block_takes_the_fastest_path_of_hops() {
+        let three = Duration::from_secs(3);
+        // On a LAN a path takes a millisecond a hop: the hops a breadth-first walk counts.
+        let lan = Topology::draw(&mut SimRng::new(4), 30, 3, LatencyModel::Lan, (20, 100));
+        let links = lan.links();
+        for from in [0, 7, 29] {
+            let mut hops = vec![usize::MAX; 30];
+            hops[from] = 0;
+            let mut queue = std::collections::VecDeque::from([from]);
+            while let Some(node) = queue.pop_front() {
+                for &next in &links[node] {
+                    if hops[next] == usize::MAX {
+                        hops[next] = hops[node] + 1;
+                        queue.push_back(next);
+                    }
+                }
+            }
+            let delays = lan.path_delays(&links, from);
+            for node in 0..30 {
+                assert_eq!(
+                    delays[node],
+                    Duration::from_millis(hops[node] as u64),
+                    "{from} to {node}"
+                );
+            }
+        }
+        // Nodes that are not neighbours are more than one hop apart.
+        assert!(lan.stale_floor_over_links_ppm(three) > lan.stale_floor_ppm(three));
+        // With a link between every pair, no path is slower than the direct link, and on
+        // a LAN none is faster.
+        let mesh = |latency| Topology::draw(&mut SimRng::new(4), 12, 11, latency, (20, 100));
+        let (lan, wan) = (mesh(LatencyModel::Lan), mesh(LatencyModel::Wan));
+        assert_eq!(
+            lan.stale_floor_over_links_ppm(three),
+            lan.stale_floor_ppm(three)
+        );
+        assert!(wan.stale_floor_over_links_ppm(three) <= wan.stale_floor_ppm(three));
+        // A miner nobody can reach races every block.
+        let islands = Topology::draw(&mut SimRng::new(4), 5, 0, LatencyModel::Wan, (20, 100));
+        assert_eq!(islands.stale_floor_over_links_ppm(three), 1_000_000);
     }
 }

@@ -25,11 +25,12 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use powchain_chain::ChainError;
 use powchain_consensus::merkle::compute_merkle_root;
 use powchain_consensus::validation::validate_block_structure_with_txids;
-use powchain_consensus::{Block, BlockHash, Header, Transaction};
+use powchain_consensus::{Block, BlockHash, Header, Transaction, Txid};
 use powchain_node::{NodeError, RelayedHeader};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
+use crate::inventory::KnownInventory;
 use crate::message::{CompactBlock, InventoryItem, Message, PrefilledTransaction};
 use crate::registry::{PeerCommand, PeerId};
 use crate::service::P2p;
@@ -43,6 +44,9 @@ pub(crate) const MAX_PARTIAL_BLOCKS: usize = 4;
 /// Blocks remembered as pushed already, so a block is pushed once (before validation, or
 /// when it becomes the tip, whichever comes first).
 const PUSHED_BLOCKS: usize = 16;
+/// A compact block made for a peer sends whole the transactions the peer is not known to
+/// have only if they are at most one in this many of the block's (`ForPeers::for_peer`).
+const MAX_UNKNOWN_DIVISOR: usize = 10;
 
 /// The compact relay's shared state: whom we asked for pushes, what we pushed.
 pub(crate) struct CompactRelay {
@@ -114,22 +118,33 @@ impl CompactRelay {
 
 /// `block` as a compact block under `nonce`: the coinbase and the transactions `prefill`
 /// picks (by index) whole, the others as short ids.
+#[cfg(test)]
 pub(crate) fn compact_block(
     block: &Block,
+    nonce: u64,
+    prefill: impl Fn(usize) -> bool,
+) -> CompactBlock {
+    compact_block_with_txids(block, &block.compute_txids(), nonce, prefill)
+}
+
+/// [`compact_block`] with the block's transaction ids at hand (`txids`, in order).
+fn compact_block_with_txids(
+    block: &Block,
+    txids: &[Txid],
     nonce: u64,
     prefill: impl Fn(usize) -> bool,
 ) -> CompactBlock {
     let key = ShortIdKey::new(&block.header, nonce);
     let mut short_ids = Vec::with_capacity(block.transactions.len());
     let mut prefilled = Vec::new();
-    for (index, transaction) in block.transactions.iter().enumerate() {
+    for (index, (transaction, txid)) in block.transactions.iter().zip(txids).enumerate() {
         if index == 0 || prefill(index) {
             prefilled.push(PrefilledTransaction {
                 index,
                 transaction: transaction.clone(),
             });
         } else {
-            short_ids.push(key.short_id(&transaction.compute_txid()));
+            short_ids.push(key.short_id(txid));
         }
     }
     CompactBlock {
@@ -137,6 +152,54 @@ pub(crate) fn compact_block(
         nonce,
         short_ids,
         prefilled,
+    }
+}
+
+/// A block to send as a compact block, made for each peer it goes to: besides the
+/// coinbase and what `base` picks, the transactions the peer is not known to have (we
+/// neither announced them to it nor heard them from it, so they may not have reached its
+/// pool) go whole. Each such transaction saves the peer a `getblocktxn` round trip before
+/// it can pass the block on, which is most of what a block waits for on the way to the
+/// miners when payments flow (docs/SIMULATION.md, "What holds the stale rate").
+#[derive(Debug)]
+pub(crate) struct ForPeers {
+    block: Block,
+    txids: Vec<Txid>,
+    nonce: u64,
+    /// Transactions sent whole to every peer, by index.
+    base: Vec<bool>,
+}
+
+impl ForPeers {
+    /// `block` under `nonce`, with the transactions `base` picks whole for every peer.
+    pub(crate) fn new(block: Block, nonce: u64, base: impl Fn(usize) -> bool) -> ForPeers {
+        let txids = block.compute_txids();
+        let base = (0..txids.len()).map(base).collect();
+        ForPeers {
+            block,
+            txids,
+            nonce,
+            base,
+        }
+    }
+
+    /// The compact block for a peer that is known to have what `known` holds; the
+    /// transactions it gets whole for that reason are marked known.
+    pub(crate) fn for_peer(&self, known: &mut KnownInventory) -> CompactBlock {
+        let mut whole = self.base.clone();
+        let unknown: Vec<usize> = (1..self.txids.len())
+            .filter(|index| !whole[*index])
+            .filter(|index| !known.contains(&InventoryItem::Transaction(self.txids[*index])))
+            .collect();
+        // A peer we know so little about (a new connection) may well have them all: what
+        // we know of it says nothing of its pool then, and the block would go nearly whole.
+        if unknown.len() * MAX_UNKNOWN_DIVISOR <= self.txids.len() {
+            for index in unknown {
+                whole[index] = true;
+                known.insert(&InventoryItem::Transaction(self.txids[index]));
+            }
+        }
+        compact_block_with_txids(&self.block, &self.txids, self.nonce, |index| whole[index])
     }
 }
 
@@ -286,11 +349,11 @@ impl P2p {
         if targets.is_empty() || !self.compact().first_push(hash) {
             return;
         }
-        let compact = Arc::new(compact_block(block, self.random(), prefill));
+        let block = Arc::new(ForPeers::new(block.clone(), self.random(), prefill));
         for commands in targets {
             let push = PeerCommand::Push {
                 hash,
-                compact: Arc::clone(&compact),
+                block: Arc::clone(&block),
             };
             if commands.try_send(push).is_err() {
                 debug!(block = %hash, "a peer's queue is full; it learns the block by inv");
@@ -345,17 +408,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         Ok(())
     }
 
-    /// Sends a pushed compact block unless the peer is known to have the block.
+    /// Sends a pushed block as a compact block made for this peer, unless the peer is
+    /// known to have the block.
     pub(crate) async fn send_pushed(
         &mut self,
         hash: BlockHash,
-        compact: &CompactBlock,
+        block: &ForPeers,
     ) -> Result<(), SessionEnd> {
         // A peer that cannot place it yet (its parent still on the way) asks for headers
         // and rebuilds it then: no announcement needs to follow.
         if self.known.insert(&InventoryItem::Block(hash)) {
-            self.send(&Message::CompactBlock(Box::new(compact.clone())))
-                .await?;
+            let compact = block.for_peer(&mut self.known);
+            self.send(&Message::CompactBlock(Box::new(compact))).await?;
         }
         Ok(())
     }
@@ -685,6 +749,63 @@ mod tests {
         answer.swap(0, 1);
         partial.fill_missing(answer).expect("three for three");
         assert_eq!(partial.finish(), Some(Err(Unrecoverable::WrongMerkleRoot)));
+    }
+
+    #[test]
+    fn a_peer_gets_whole_the_transactions_it_is_not_known_to_have() {
+        let block = block_with_payments(20);
+        let txids = block.compute_txids();
+        let for_peers = ForPeers::new(block.clone(), 5, |index| index == 3);
+        let whole = |compact: &CompactBlock| -> Vec<usize> {
+            compact
+                .prefilled
+                .iter()
+                .map(|prefilled| prefilled.index)
+                .collect()
+        };
+        // Known to have every payment: the coinbase and what every peer gets.
+        let mut known = KnownInventory::new(64);
+        for txid in &txids[1..] {
+            known.insert(&InventoryItem::Transaction(*txid));
+        }
+        let compact = for_peers.for_peer(&mut known);
+        assert_eq!(whole(&compact), [0, 3]);
+        assert_eq!(compact.short_ids.len(), 19);
+        // Not known to have two of them (a tenth of 21 at most): those go whole too, and
+        // are known to it from now on.
+        let mut known = KnownInventory::new(64);
+        for txid in txids[1..]
+            .iter()
+            .filter(|txid| **txid != txids[7] && **txid != txids[12])
+        {
+            known.insert(&InventoryItem::Transaction(*txid));
+        }
+        let compact = for_peers.for_peer(&mut known);
+        assert_eq!(whole(&compact), [0, 3, 7, 12]);
+        assert!(known.contains(&InventoryItem::Transaction(txids[7])));
+        assert_eq!(compact.short_ids.len(), 17);
+        // Rebuilt from a pool holding the others, the peer needs nothing more.
+        let (mut partial, key, wanted) = PartialBlock::new(compact).expect("no duplicates");
+        assert_eq!(partial.missing().len(), 17);
+        let pool: Vec<(usize, Transaction)> = block
+            .transactions
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| ![0, 3, 7, 12].contains(index))
+            .filter_map(|(_, transaction)| {
+                wanted
+                    .get(&key.short_id(&transaction.compute_txid()))
+                    .map(|slot| (*slot, transaction.clone()))
+            })
+            .collect();
+        partial.offer(pool);
+        assert_eq!(partial.finish(), Some(Ok(block)));
+        // A peer we know almost nothing of (a new connection) gets what every peer gets.
+        let mut known = KnownInventory::new(64);
+        known.insert(&InventoryItem::Transaction(txids[1]));
+        let compact = for_peers.for_peer(&mut known);
+        assert_eq!(whole(&compact), [0, 3]);
+        assert!(!known.contains(&InventoryItem::Transaction(txids[2])));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use powchain_consensus::{Block, BlockHash, Txid};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::compact::compact_block;
+use crate::compact::ForPeers;
 use crate::message::{InventoryItem, MAX_INVENTORY, Message};
 use crate::rolling_set::{RollingSet, items_for_slots};
 use crate::session::Session;
@@ -127,9 +127,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     }
                     block.map(|block| match item {
                         // Served after it joined our chain: its transactions have left
-                        // our pool, and the peer's pool likely holds them.
+                        // our pool; those the peer is not known to have go whole.
                         InventoryItem::CompactBlock(_) => Message::CompactBlock(Box::new(
-                            compact_block(&block, self.p2p.random(), |_| false),
+                            ForPeers::new(block, self.p2p.random(), |_| false)
+                                .for_peer(&mut self.known),
                         )),
                         _ => Message::Block(Box::new(block)),
                     })

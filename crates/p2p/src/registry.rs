@@ -25,8 +25,9 @@ use powchain_node::{DisconnectInfo, PeerInfo};
 use tokio::sync::mpsc;
 
 use crate::address_group::AddressGroup;
+use crate::compact::ForPeers;
 use crate::eviction::{Candidate, select_victim};
-use crate::message::{CompactBlock, Message};
+use crate::message::Message;
 use crate::relay::Announcements;
 use crate::url::PeerUrl;
 
@@ -70,12 +71,13 @@ pub(crate) enum PeerCommand {
     Send(Message),
     /// Close the connection.
     Close(&'static str),
-    /// Send this compact block unless the peer is known to have the block.
+    /// Send this block as a compact block unless the peer is known to have it.
     Push {
         /// The block's hash.
         hash: BlockHash,
-        /// The block, shared by every peer it is pushed to.
-        compact: Arc<CompactBlock>,
+        /// The block, shared by every peer it is pushed to; each gets a compact block of
+        /// its own.
+        block: Arc<ForPeers>,
     },
 }
 

@@ -228,7 +228,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         None => return SessionEnd::Closed(CloseReason::Dropped),
                         Some(PeerCommand::Close(reason)) => return SessionEnd::Closed(CloseReason::Told(reason)),
                         Some(PeerCommand::Send(message)) => self.send(&message).await,
-                        Some(PeerCommand::Push { hash, compact }) => self.send_pushed(hash, &compact).await,
+                        Some(PeerCommand::Push { hash, block }) => self.send_pushed(hash, &block).await,
                     };
                     if let Err(end) = result {
                         return end;

@@ -162,7 +162,7 @@ fn implied_stale_ppm<'a>(
             .iter()
             .zip(shares)
             .enumerate()
-            .filter(|(node, _)| *node != miner)
+            .filter(|(node, (_, share))| *node != miner && **share > 0.0)
             .map(|(_, (after, share))| share * after.unwrap_or(f64::INFINITY))
             .sum();
         total += 1.0 - (-exposure / interval).exp();
@@ -390,6 +390,13 @@ mod tests {
             1_000_000
         );
         assert_eq!(implied_stale_ppm([], &shares, three), 0);
+        // A node with no hash power is never a rival, reached or not.
+        let idle = [0.5, 0.5, 0.0];
+        let chance = 1.0 - (-0.5 * 0.1 / 3.0_f64).exp();
+        assert_eq!(
+            implied_stale_ppm([(0, &arrivals[..2])], &idle, three),
+            (chance * 1e6).round() as u64
+        );
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl Topology {
             .map(|finder| {
                 let delays = delays(finder);
                 let exposure: f64 = (0..self.nodes.len())
-                    .filter(|other| *other != finder)
+                    .filter(|other| *other != finder && self.nodes[*other].hash_share > 0.0)
                     .map(|other| {
                         let delay = match delays[other] {
                             Duration::MAX => f64::INFINITY,
@@ -440,7 +440,14 @@ mod tests {
         );
         assert!(wan.stale_floor_over_links_ppm(three) <= wan.stale_floor_ppm(three));
         // A miner nobody can reach races every block.
-        let islands = Topology::draw(&mut SimRng::new(4), 5, 0, LatencyModel::Wan, (20, 100));
+        let mut islands = Topology::draw(&mut SimRng::new(4), 5, 0, LatencyModel::Wan, (20, 100));
         assert_eq!(islands.stale_floor_over_links_ppm(three), 1_000_000);
+        // A node with no hash power is no rival, reached or not.
+        let moved = islands.nodes[4].hash_share;
+        islands.nodes[4].hash_share = 0.0;
+        islands.nodes[0].hash_share += moved;
+        assert_eq!(islands.stale_floor_over_links_ppm(three), 1_000_000);
+        islands.set_largest_share(1.0);
+        assert_eq!(islands.stale_floor_over_links_ppm(three), 0);
     }
 }

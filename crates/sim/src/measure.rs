@@ -12,6 +12,7 @@ use crate::host::{self, Recorder};
 use crate::payments::Users;
 use crate::report::{MessageTotals, Propagation, Report, RunSettings, Spread};
 use crate::scenario::MinerShare;
+use crate::topology::race_chance;
 
 /// Messages and bytes every node sent, by message type, over the run.
 pub(crate) fn total_traffic(
@@ -135,9 +136,9 @@ impl FinalTips {
 }
 
 /// The stale rate that blocks' arrival times imply: for each block, the chance that some
-/// other miner finds one before the block reaches it, `1 - exp(-sum over j of share_j *
-/// arrival_j / interval)`, the formula of `Topology::stale_floor_ppm` with the times the
-/// block took to be connected instead of the links' latencies, averaged over `blocks`
+/// other miner finds one before the block reaches it ([`race_chance`], the formula of
+/// `Topology::stale_floor_ppm`) with the times the block took to be connected instead of
+/// the links' latencies, averaged over `blocks`
 /// (each given as its miner and when each node connected it, after it was found). A node
 /// that never connected it counts as never reached. In parts per million; 0 for none.
 ///
@@ -158,14 +159,7 @@ fn implied_stale_ppm<'a>(
                 *slot = Some(after.as_secs_f64());
             }
         }
-        let exposure: f64 = reached
-            .iter()
-            .zip(shares)
-            .enumerate()
-            .filter(|(node, (_, share))| *node != miner && **share > 0.0)
-            .map(|(_, (after, share))| share * after.unwrap_or(f64::INFINITY))
-            .sum();
-        total += 1.0 - (-exposure / interval).exp();
+        total += race_chance(shares, miner, |node| reached[node], interval);
         count += 1;
     }
     if count == 0 || interval <= 0.0 {

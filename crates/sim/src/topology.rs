@@ -180,20 +180,15 @@ impl Topology {
         if interval <= 0.0 {
             return 0;
         }
+        let shares: Vec<f64> = self.nodes.iter().map(|node| node.hash_share).collect();
         let floor: f64 = (0..self.nodes.len())
             .map(|finder| {
                 let delays = delays(finder);
-                let exposure: f64 = (0..self.nodes.len())
-                    .filter(|other| *other != finder && self.nodes[*other].hash_share > 0.0)
-                    .map(|other| {
-                        let delay = match delays[other] {
-                            Duration::MAX => f64::INFINITY,
-                            delay => delay.as_secs_f64(),
-                        };
-                        self.nodes[other].hash_share * delay
-                    })
-                    .sum();
-                self.nodes[finder].hash_share * (1.0 - (-exposure / interval).exp())
+                let delay = |other: usize| match delays[other] {
+                    Duration::MAX => None,
+                    delay => Some(delay.as_secs_f64()),
+                };
+                shares[finder] * race_chance(&shares, finder, delay, interval)
             })
             .sum();
         (floor * 1_000_000.0).round() as u64
@@ -291,6 +286,26 @@ impl Topology {
             }
         }
     }
+}
+
+/// The chance that a block `finder` found loses a race: that some other miner finds a
+/// block before this one reaches it, `1 - exp(-sum over j of share_j * delay_j /
+/// interval)`, with `delay(j)` the seconds the block takes to reach miner `j` (`None`:
+/// never, which makes the loss certain) and `interval` the mean block interval in
+/// seconds. Miners with no hash share are no rivals and are not asked for a delay.
+pub(crate) fn race_chance(
+    shares: &[f64],
+    finder: usize,
+    delay: impl Fn(usize) -> Option<f64>,
+    interval: f64,
+) -> f64 {
+    let exposure: f64 = shares
+        .iter()
+        .enumerate()
+        .filter(|(other, share)| *other != finder && **share > 0.0)
+        .map(|(other, share)| share * delay(other).unwrap_or(f64::INFINITY))
+        .sum();
+    1.0 - (-exposure / interval).exp()
 }
 
 #[cfg(test)]

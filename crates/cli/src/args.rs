@@ -284,6 +284,12 @@ pub struct SimulateArgs {
     /// inv, in milliseconds (a real node's default is 20; blocks never wait).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub transaction_interval_ms: u64,
+    /// How long a payment must have been in a miner's pool before the miner's blocks take
+    /// it, in milliseconds (0: every pooled payment, as a node's miner does). Payments
+    /// every node has had time to hear of let peers rebuild a compact block without
+    /// asking for missing ones.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub template_min_pool_age_ms: u64,
     /// How nodes are placed on the simulator's hosts: node (a host each, the default) or
     /// region (a host a region, each node on a port of its own). The simulator visits
     /// every pair of hosts at every step, so a host a region runs large networks many

@@ -37,6 +37,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.relay = args.relay;
     config.high_bandwidth_peers = usize::from(args.high_bandwidth_peers);
     config.transaction_interval = std::time::Duration::from_millis(args.transaction_interval_ms);
+    config.template_min_pool_age = std::time::Duration::from_millis(args.template_min_pool_age_ms);
     config.selfish_relays_ties = !args.selfish_keeps_ties;
     config.hosts = args.hosts;
     let costs_us = match (&args.validation_us, &args.validation_from) {

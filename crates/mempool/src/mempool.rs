@@ -414,7 +414,26 @@ impl Mempool {
     /// pays for its parent), every parent before its children, total encoded size at
     /// most `max_bytes`.
     pub fn select_for_block(&self, max_bytes: usize) -> Vec<&PoolEntry> {
-        select_packages(&self.entries, max_bytes)
+        select_packages(&self.entries, max_bytes, &HashSet::new())
+    }
+
+    /// [`Mempool::select_for_block`] among the transactions that entered the pool at or
+    /// before `entered_by_ms` (on the clock the pool was given) and whose pooled ancestors
+    /// all did too: a template for a miner that leaves the payments it heard of last for
+    /// a later block, as one mining on a template some seconds old does.
+    pub fn select_for_block_entered_by(
+        &self,
+        max_bytes: usize,
+        entered_by_ms: u64,
+    ) -> Vec<&PoolEntry> {
+        let young = self
+            .entry_times
+            .iter()
+            .rev()
+            .take_while(|(time_ms, _, _)| *time_ms > entered_by_ms)
+            .map(|(_, _, txid)| *txid);
+        let excluded = self.with_descendants(young);
+        select_packages(&self.entries, max_bytes, &excluded)
     }
 
     /// Empties the pool and returns its transactions, parents before children, for

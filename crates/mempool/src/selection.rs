@@ -23,13 +23,19 @@ use crate::entry::{PackageScore, PackageTotals, PoolEntry};
 use crate::lineage::{Direction, collect_related, descendants_of};
 
 /// Entries whose total encoded size is at most `max_bytes`, best ancestor-package fee rate
-/// first, every entry after all of its pooled parents.
-pub(crate) fn select_packages(
-    entries: &HashMap<Txid, PoolEntry>,
+/// first, every entry after all of its pooled parents, none of `excluded` (which must hold
+/// the pooled descendants of each of its members: an entry is taken only with all its
+/// ancestors).
+pub(crate) fn select_packages<'a>(
+    entries: &'a HashMap<Txid, PoolEntry>,
     max_bytes: usize,
-) -> Vec<&PoolEntry> {
-    let mut heap: BinaryHeap<PackageScore> =
-        entries.values().map(PoolEntry::ancestor_score).collect();
+    excluded: &HashSet<Txid>,
+) -> Vec<&'a PoolEntry> {
+    let mut heap: BinaryHeap<PackageScore> = entries
+        .values()
+        .filter(|entry| !excluded.contains(&entry.txid))
+        .map(PoolEntry::ancestor_score)
+        .collect();
     // Ancestor totals minus the ancestors already taken, for entries that have lost some.
     let mut untaken_totals: HashMap<Txid, PackageTotals> = HashMap::new();
     let mut taken: HashSet<Txid> = HashSet::new();
@@ -82,7 +88,7 @@ pub(crate) fn select_packages(
             selected.push(member);
             let member_totals = PackageTotals::single(member.fee, member.size);
             for descendant_txid in descendants_of(entries, &member.txid) {
-                if taken.contains(&descendant_txid) {
+                if taken.contains(&descendant_txid) || excluded.contains(&descendant_txid) {
                     continue;
                 }
                 let Some(descendant) = entries.get(&descendant_txid) else {

@@ -46,6 +46,13 @@ pub struct NodeConfig {
     /// up after the node's own cache. `None` (the default, and every real node): the node
     /// checks every signature itself.
     pub shared_signature_checks: Option<Arc<SignatureCache>>,
+    /// How long a transaction must have been in the pool before a block template takes it
+    /// (0, the default: every pooled transaction). A miner working on a template some
+    /// seconds old mines the payments it heard of before then; Bitcoin Core rebuilds a
+    /// template on the same tip at most every 5 seconds. Payments that every node has
+    /// had time to hear of let peers rebuild a compact block from their pools, without a
+    /// round trip for the missing ones. Simulations set it (`crates/sim`).
+    pub template_min_pool_age_ms: u64,
 }
 
 impl NodeConfig {
@@ -65,6 +72,7 @@ impl NodeConfig {
             new_wallet: false,
             in_memory: false,
             shared_signature_checks: None,
+            template_min_pool_age_ms: 0,
         }
     }
 

@@ -76,12 +76,20 @@ impl TestNode {
     /// A fresh node reading `clock` (shared with other test nodes, so their blocks agree
     /// on the time).
     pub(crate) fn open_with_clock(network: Network, clock: Arc<ManualClock>) -> TestNode {
+        TestNode::open_configured(network, clock, |_| {})
+    }
+
+    /// A fresh node reading `clock`, with the test settings changed by `configure`.
+    pub(crate) fn open_configured(
+        network: Network,
+        clock: Arc<ManualClock>,
+        configure: impl FnOnce(&mut NodeConfig),
+    ) -> TestNode {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let node = Node::open(
-            config(network, dir.path()),
-            Arc::clone(&clock) as Arc<dyn Clock>,
-        )
-        .expect("the node opens");
+        let mut config = config(network, dir.path());
+        configure(&mut config);
+        let node =
+            Node::open(config, Arc::clone(&clock) as Arc<dyn Clock>).expect("the node opens");
         TestNode { node, clock, dir }
     }
 

@@ -51,6 +51,9 @@ pub struct SimConfig {
     /// How long a node gathers new transactions before announcing them to a peer in one
     /// `inv` (`P2pConfig::transaction_announcement_interval`; blocks never wait).
     pub transaction_interval: Duration,
+    /// How long a payment must have been in a miner's pool before its blocks take it
+    /// (`NodeConfig::template_min_pool_age_ms`; zero: every pooled payment).
+    pub template_min_pool_age: Duration,
     /// The largest miner's share of the hash power, the others scaled to the rest (`None`:
     /// as drawn, 28%).
     pub largest_miner_share: Option<f64>,
@@ -121,6 +124,7 @@ impl SimConfig {
             relay: Relay::Compact,
             high_bandwidth_peers: 3,
             transaction_interval: P2pConfig::default().transaction_announcement_interval,
+            template_min_pool_age: Duration::ZERO,
             selfish_relays_ties: true,
             largest_miner_share: None,
             largest_miner_outbound: None,

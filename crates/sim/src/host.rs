@@ -108,6 +108,8 @@ pub(crate) struct HostPlan {
     pub(crate) high_bandwidth_peers: usize,
     /// How long it gathers transactions before announcing them.
     pub(crate) transaction_interval: Duration,
+    /// How long a payment waits in its pool before its blocks take it.
+    pub(crate) template_min_pool_age: Duration,
     /// Hold each block found this long before publishing it (the withholding scenario).
     pub(crate) withhold: Option<Duration>,
     /// Mine selfishly with this strategy's state (selfish.rs).
@@ -155,6 +157,7 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
     config.miner_threads = 1;
     config.signature_threads = 1;
     config.shared_signature_checks = plan.signature_checks.clone();
+    config.template_min_pool_age_ms = plan.template_min_pool_age.as_millis() as u64;
     let node = Node::open(
         config,
         Arc::new(SimClock {

@@ -251,6 +251,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             compact_blocks: config.relay == Relay::Compact,
             high_bandwidth_peers: config.high_bandwidth_peers,
             transaction_interval: config.transaction_interval,
+            template_min_pool_age: config.template_min_pool_age,
             withhold: match config.scenario {
                 Scenario::Withholding { delay } if index == topology.largest_miner() => Some(delay),
                 _ => None,
@@ -572,6 +573,39 @@ mod tests {
             "{} confirmed every 500 ms, {} every 20 ms",
             confirmed(&every_500_ms),
             confirmed(&every_20_ms)
+        );
+    }
+
+    #[test]
+    fn miners_that_take_payments_pooled_for_a_second_leave_fewer_to_ask_for() {
+        let adjust = |age_ms| {
+            move |config: &mut SimConfig| {
+                config.template_min_pool_age = Duration::from_millis(age_ms);
+            }
+        };
+        let (_, newest) = run_scenario(12, 5, 90, Scenario::Steady, adjust(0));
+        let (_, pooled) = run_scenario(12, 5, 90, Scenario::Steady, adjust(1_000));
+        assert_eq!(pooled.settings.template_min_pool_age_ms, 1_000);
+        let asked = |report: &Report| {
+            report
+                .messages_sent
+                .get("getblocktxn")
+                .map_or(0, |sent| sent.messages)
+        };
+        assert!(asked(&newest) > 0, "{newest}");
+        assert!(
+            asked(&pooled) * 4 < asked(&newest),
+            "getblocktxn: {} with the newest payments, {} with those pooled a second",
+            asked(&newest),
+            asked(&pooled)
+        );
+        // The payments wait a second, not a block more: about as many are confirmed.
+        let confirmed = |report: &Report| report.payments.confirmed;
+        assert!(
+            confirmed(&pooled) * 10 >= confirmed(&newest) * 9,
+            "{} confirmed with those pooled a second, {} with the newest",
+            confirmed(&pooled),
+            confirmed(&newest)
         );
     }
 

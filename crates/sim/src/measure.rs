@@ -290,6 +290,7 @@ pub(crate) fn measure(
             relay: config.relay,
             high_bandwidth_peers: config.high_bandwidth_peers,
             transaction_interval_ms: config.transaction_interval.as_millis() as u64,
+            template_min_pool_age_ms: config.template_min_pool_age.as_millis() as u64,
             hosts: config.hosts,
             largest_miner_outbound: config.largest_miner_outbound,
             validation_delay_us: config.validation_delay.map(|delay| {

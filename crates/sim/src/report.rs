@@ -45,6 +45,8 @@ pub struct RunSettings {
     pub high_bandwidth_peers: usize,
     /// How long nodes gathered transactions before announcing them.
     pub transaction_interval_ms: u64,
+    /// How long a payment waited in a miner's pool before its blocks took it.
+    pub template_min_pool_age_ms: u64,
     /// How nodes were placed on turmoil's hosts.
     pub hosts: HostLayout,
     /// Peers the largest miner dialled, if not `outbound_per_node`.
@@ -292,12 +294,16 @@ impl fmt::Display for Report {
         let payments = &self.payments;
         writeln!(
             formatter,
-            "payments: {} scheduled, {} accepted, {} confirmed, {} refused, {} without a coin yet",
+            "payments: {} scheduled, {} accepted, {} confirmed, {} refused, {} without a coin yet{}",
             payments.scheduled,
             payments.accepted,
             payments.confirmed,
             payments.refused,
-            payments.no_coin
+            payments.no_coin,
+            match settings.template_min_pool_age_ms {
+                0 => String::new(),
+                age => format!("; blocks take those pooled for {age} ms or more"),
+            }
         )?;
         writeln!(
             formatter,

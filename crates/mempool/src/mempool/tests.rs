@@ -471,6 +471,38 @@ fn selection_takes_a_parent_once_for_two_children() {
 }
 
 #[test]
+fn selection_entered_by_leaves_out_the_young_and_their_descendants() {
+    let chain = TestChain::regtest_with_mature_coins(3);
+    let mut pool = pool_for(&chain, options());
+    let old = spend(&chain, &pool, &[chain.mature_coin(0).0], 1, 1_000);
+    accept_at(&mut pool, &chain, old.clone(), START_MS).expect("valid");
+    let young = spend(&chain, &pool, &[chain.mature_coin(1).0], 1, 50_000);
+    accept_at(&mut pool, &chain, young.clone(), START_MS + 2_000).expect("valid");
+    // A child that entered with its old parent, of a young parent, and one left old by a
+    // clock that went back: each waits for its youngest ancestor.
+    let child_of_old = spend(&chain, &pool, &[first_output(&old)], 1, 1_000);
+    accept_at(&mut pool, &chain, child_of_old.clone(), START_MS).expect("valid");
+    let child_of_young = spend(&chain, &pool, &[first_output(&young)], 1, 90_000);
+    accept_at(&mut pool, &chain, child_of_young.clone(), START_MS).expect("valid");
+
+    let selected = txids(&pool.select_for_block_entered_by(usize::MAX, START_MS + 1_000));
+    assert_eq!(
+        selected,
+        vec![old.compute_txid(), child_of_old.compute_txid()]
+    );
+    assert_eq!(
+        txids(&pool.select_for_block_entered_by(usize::MAX, START_MS + 2_000)).len(),
+        4,
+        "at its entry time a transaction is old enough"
+    );
+    assert!(
+        pool.select_for_block_entered_by(usize::MAX, START_MS - 1)
+            .is_empty()
+    );
+    assert_eq!(pool.select_for_block(usize::MAX).len(), 4);
+}
+
+#[test]
 fn a_full_pool_evicts_the_lowest_package_and_refuses_a_cheaper_newcomer() {
     let chain = TestChain::regtest_with_mature_coins(5);
     let max_bytes = 3 * ONE_IN_ONE_OUT_BYTES;

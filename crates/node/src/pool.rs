@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use powchain_consensus::{OutPoint, Transaction, Txid};
+use powchain_consensus::{BlockHash, BlockHeight, OutPoint, Transaction, Txid};
 use powchain_mempool::{Accepted, PoolEntry};
 use tracing::{info, warn};
 
@@ -21,6 +21,10 @@ use crate::event::NodeEvent;
 use crate::group_commit::Ticket;
 use crate::node::{Core, Node, lock};
 use crate::pool_store::PoolWrite;
+
+/// How many of the main chain's latest blocks a compact block of a competing branch is
+/// rebuilt from (`Node::main_chain_transactions_above`): races are a block or two deep.
+const COMPETING_BLOCKS_SEARCHED: u64 = 3;
 
 /// The pool store's changes for an admission: its row, and the removal of what it evicted.
 fn store_rows(accepted: &Accepted, transaction: Transaction, now: u64) -> Vec<PoolWrite> {
@@ -349,6 +353,42 @@ impl Node {
             .collect()
     }
 
+    /// The transactions `pick` wants among those of the main chain's blocks above
+    /// `parent` (at most the last three; coinbases aside), with the slot it gives each. A
+    /// compact block that competes with our tip holds payments our own block confirmed
+    /// and took out of the pool: it is rebuilt from these, without asking its sender for
+    /// most of it. Empty if `parent` is the tip or unknown.
+    ///
+    /// # Errors
+    /// [`NodeError::Chain`] if the store cannot be read.
+    pub fn main_chain_transactions_above(
+        &self,
+        parent: &BlockHash,
+        mut pick: impl FnMut(&Txid) -> Option<usize>,
+    ) -> Result<Vec<(usize, Transaction)>, NodeError> {
+        let snapshot = self.reader.snapshot()?;
+        let tip = snapshot.tip()?.record.height.0;
+        let Some(parent) = snapshot.index_record(parent)? else {
+            return Ok(Vec::new());
+        };
+        let lowest = (parent.height.0 + 1).max(tip.saturating_sub(COMPETING_BLOCKS_SEARCHED - 1));
+        let mut found = Vec::new();
+        for height in lowest..=tip {
+            let Some(hash) = snapshot.hash_at(BlockHeight(height))? else {
+                continue;
+            };
+            let Some(block) = snapshot.block(&hash)? else {
+                continue;
+            };
+            for transaction in block.transactions.into_iter().skip(1) {
+                if let Some(slot) = pick(&transaction.compute_txid()) {
+                    found.push((slot, transaction));
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// For each txid, true if the pool holds it (one lock for the whole list).
     pub fn pool_contains(&self, txids: &[Txid]) -> Vec<bool> {
         let core = lock(&self.core);
@@ -373,7 +413,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use powchain_consensus::testkit::{test_address, test_key};
-    use powchain_consensus::{Amount, Network, Txid};
+    use powchain_consensus::{Amount, BlockHash, Network, Txid};
     use powchain_mempool::PoolEntry;
 
     use std::sync::atomic::Ordering::SeqCst;
@@ -617,6 +657,57 @@ mod tests {
         assert!(
             test.stored_pool_txids().is_empty(),
             "and its store row is gone"
+        );
+    }
+
+    #[test]
+    fn a_rival_of_the_tip_finds_the_payments_our_latest_blocks_confirmed() {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        let payment = test
+            .node
+            .send(test_address(3), Amount::ONE_COIN, None)
+            .expect("the wallet pays");
+        let block = test.mine(true);
+        assert!(!test.pool_holds(&payment.txid), "confirmed, so out of the pool");
+        let coinbase = block.transactions[0].compute_txid();
+        let pick = |txid: &Txid| {
+            if *txid == payment.txid {
+                Some(7)
+            } else if *txid == coinbase {
+                Some(0)
+            } else {
+                None
+            }
+        };
+
+        let rival = test
+            .node
+            .main_chain_transactions_above(&block.header.prev_hash, pick)
+            .expect("the store reads");
+        assert_eq!(rival, vec![(7, payment.transaction.clone())], "no coinbase");
+        let on_tip = test
+            .node
+            .main_chain_transactions_above(&block.header.compute_hash(), pick)
+            .expect("the store reads");
+        assert!(on_tip.is_empty(), "a block on the tip competes with nothing");
+        let above = |parent: &BlockHash| {
+            test.node
+                .main_chain_transactions_above(parent, pick)
+                .expect("the store reads")
+        };
+        assert!(above(&BlockHash([9; 32])).is_empty(), "an unknown parent");
+        test.mine(false);
+        test.mine(false);
+        assert_eq!(
+            above(&block.header.prev_hash),
+            rival,
+            "a rival three blocks back finds it too"
+        );
+        test.mine(false);
+        assert!(
+            above(&block.header.prev_hash).is_empty(),
+            "only the latest three blocks are read"
         );
     }
 

@@ -279,6 +279,11 @@ impl PartialBlock {
         }
     }
 
+    /// The block it builds on.
+    pub(crate) fn parent(&self) -> BlockHash {
+        self.header.prev_hash
+    }
+
     /// The indexes still empty, ascending.
     pub(crate) fn missing(&self) -> Vec<usize> {
         (0..self.slots.len())
@@ -548,13 +553,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Ok(parts) => parts,
             Err(why) => return self.fetch_whole(hash, claimed, why).await,
         };
-        let (from_pool, stored) = self
+        let parent = partial.parent();
+        let (from_pool, confirmed, stored) = self
             .p2p
             .blocking(move |node| {
-                (
-                    node.pool_transactions_by(|txid| wanted.get(&key.short_id(txid)).copied()),
-                    node.has_block(&hash),
-                )
+                let from_pool =
+                    node.pool_transactions_by(|txid| wanted.get(&key.short_id(txid)).copied());
+                // A rival of our tip holds payments our own latest blocks confirmed and
+                // took out of the pool: those are looked for there, not asked for.
+                let confirmed = if from_pool.len() < wanted.len() && parent != node.tip().hash {
+                    let offered: HashSet<usize> = from_pool.iter().map(|(slot, _)| *slot).collect();
+                    node.main_chain_transactions_above(&parent, |txid| {
+                        wanted
+                            .get(&key.short_id(txid))
+                            .filter(|slot| !offered.contains(slot))
+                            .copied()
+                    })
+                    .unwrap_or_else(|error| {
+                        // Only a lookup lost: the peer is asked for them instead.
+                        debug!(%error, "could not read our latest blocks for a rival's payments");
+                        Vec::new()
+                    })
+                } else {
+                    Vec::new()
+                };
+                (from_pool, confirmed, node.has_block(&hash))
             })
             .await
             .ok_or(SessionEnd::Shutdown)?;
@@ -567,6 +590,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             return Ok(());
         }
         partial.offer(from_pool);
+        partial.offer(confirmed);
         let missing = partial.missing();
         if missing.is_empty() {
             return self.finish_compact(partial, claimed).await;

@@ -669,7 +669,10 @@ mod tests {
             .send(test_address(3), Amount::ONE_COIN, None)
             .expect("the wallet pays");
         let block = test.mine(true);
-        assert!(!test.pool_holds(&payment.txid), "confirmed, so out of the pool");
+        assert!(
+            !test.pool_holds(&payment.txid),
+            "confirmed, so out of the pool"
+        );
         let coinbase = block.transactions[0].compute_txid();
         let pick = |txid: &Txid| {
             if *txid == payment.txid {
@@ -690,7 +693,10 @@ mod tests {
             .node
             .main_chain_transactions_above(&block.header.compute_hash(), pick)
             .expect("the store reads");
-        assert!(on_tip.is_empty(), "a block on the tip competes with nothing");
+        assert!(
+            on_tip.is_empty(),
+            "a block on the tip competes with nothing"
+        );
         let above = |parent: &BlockHash| {
             test.node
                 .main_chain_transactions_above(parent, pick)

@@ -430,10 +430,7 @@ mod tests {
     ) {
         let test = TestNode::open(Network::Regtest);
         test.mine_until_spendable();
-        let parent = test
-            .node
-            .send(test_address(3), Amount::ONE_COIN, None)
-            .expect("the wallet pays");
+        let parent = test.pay_one_coin();
         let child = spend_output(
             &parent.transaction,
             output_paying(&parent.transaction, &test_address(3)),
@@ -590,10 +587,7 @@ mod tests {
         let child_time = test.node.now_ms();
         let parent_time = child_time + 10_000;
         test.clock.set(parent_time);
-        let parent = test
-            .node
-            .send(test_address(3), Amount::ONE_COIN, None)
-            .expect("the wallet pays");
+        let parent = test.pay_one_coin();
         test.clock.set(child_time);
         let child = spend_output(
             &parent.transaction,
@@ -646,10 +640,7 @@ mod tests {
         let test = TestNode::open(Network::Regtest);
         test.mine_until_spendable();
         let stored_time = test.node.now_ms();
-        let payment = test
-            .node
-            .send(test_address(3), Amount::ONE_COIN, None)
-            .expect("the wallet pays");
+        let payment = test.pay_one_coin();
         test.clock
             .set(stored_time + test.node.config().mempool.expiry_ms + 1);
         let test = test.reopen();
@@ -664,10 +655,7 @@ mod tests {
     fn a_rival_of_the_tip_finds_the_payments_our_latest_blocks_confirmed() {
         let test = TestNode::open(Network::Regtest);
         test.mine_until_spendable();
-        let payment = test
-            .node
-            .send(test_address(3), Amount::ONE_COIN, None)
-            .expect("the wallet pays");
+        let payment = test.pay_one_coin();
         let block = test.mine(true);
         assert!(
             !test.pool_holds(&payment.txid),
@@ -721,10 +709,7 @@ mod tests {
     fn restore_drops_and_forgets_a_transaction_the_chain_already_confirmed() {
         let test = TestNode::open(Network::Regtest);
         test.mine_until_spendable();
-        let payment = test
-            .node
-            .send(test_address(3), Amount::ONE_COIN, None)
-            .expect("the wallet pays");
+        let payment = test.pay_one_coin();
         assert_eq!(test.stored_pool_txids(), vec![payment.txid]);
         let mut stored_pool = Vec::new();
         let test = test.reopen_after(|config| {
@@ -752,10 +737,7 @@ mod tests {
         let test = TestNode::open(Network::Regtest);
         test.mine_until_spendable();
         let parent_time = test.node.now_ms();
-        let parent = test
-            .node
-            .send(test_address(3), Amount::ONE_COIN, None)
-            .expect("the wallet pays");
+        let parent = test.pay_one_coin();
         test.clock.advance(1_000);
         let child = spend_output(
             &parent.transaction,

@@ -162,7 +162,7 @@ mod tests {
     use std::sync::Arc;
 
     use powchain_consensus::testkit::{test_address, test_key};
-    use powchain_consensus::{Amount, Network, OutPoint, Transaction, Txid};
+    use powchain_consensus::{Network, OutPoint, Transaction, Txid};
 
     use crate::event::NodeEvent;
     use crate::testing::{TestNode, output_paying, spend_output};
@@ -222,10 +222,7 @@ mod tests {
         };
 
         // Branch A.
-        let payment = a
-            .node
-            .send(test_address(3), Amount::ONE_COIN, None)
-            .expect("the wallet pays");
+        let payment = a.pay_one_coin();
         let double_spent_in_block = spend_contested(&contested[0], 4);
         a.node
             .submit_transaction(double_spent_in_block.clone())

@@ -61,8 +61,8 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
+    use powchain_consensus::Network;
     use powchain_consensus::testkit::test_address;
-    use powchain_consensus::{Amount, Network};
 
     use crate::testing::{ManualClock, TestNode};
 
@@ -74,10 +74,7 @@ mod tests {
             config.template_min_pool_age_ms = 5_000;
         });
         test.mine_until_spendable();
-        let payment = test
-            .node
-            .send(test_address(3), Amount::ONE_COIN, None)
-            .expect("the wallet pays");
+        let payment = test.pay_one_coin();
         let template = |include_pool| {
             test.node
                 .block_template(test_address(4), b"test".to_vec(), include_pool)

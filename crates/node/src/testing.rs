@@ -180,6 +180,18 @@ impl TestNode {
         }
     }
 
+    /// The wallet pays one coin to `testkit`'s third address (the node must hold a
+    /// spendable coin: [`TestNode::mine_until_spendable`]).
+    pub(crate) fn pay_one_coin(&self) -> crate::SentPayment {
+        self.node
+            .send(
+                powchain_consensus::testkit::test_address(3),
+                Amount::ONE_COIN,
+                None,
+            )
+            .expect("the wallet pays")
+    }
+
     pub(crate) fn pool_holds(&self, txid: &Txid) -> bool {
         self.node.pool_contains(std::slice::from_ref(txid))[0]
     }

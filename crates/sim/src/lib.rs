@@ -553,12 +553,7 @@ mod tests {
         });
         assert_eq!(every_20_ms.settings.transaction_interval_ms, 20);
         assert_eq!(every_500_ms.settings.transaction_interval_ms, 500);
-        let invs = |report: &Report| {
-            report
-                .messages_sent
-                .get("inv")
-                .map_or(0, |inv| inv.messages)
-        };
+        let invs = |report: &Report| messages_of(report, "inv");
         assert!(
             invs(&every_500_ms) * 2 < invs(&every_20_ms),
             "{} inv messages every 500 ms, {} every 20 ms",
@@ -566,13 +561,25 @@ mod tests {
             invs(&every_20_ms)
         );
         // The same payments reach the blocks: gathered, not lost.
-        let confirmed = |report: &Report| report.payments.confirmed;
-        assert!(confirmed(&every_20_ms) > 0, "{every_20_ms}");
+        assert!(every_20_ms.payments.confirmed > 0, "{every_20_ms}");
+        assert_confirms_about_as_many(&every_500_ms, &every_20_ms);
+    }
+
+    /// How many `name` messages the run sent.
+    fn messages_of(report: &Report, name: &str) -> u64 {
+        report
+            .messages_sent
+            .get(name)
+            .map_or(0, |sent| sent.messages)
+    }
+
+    /// `changed` confirmed at least 90% of the payments `base` did.
+    fn assert_confirms_about_as_many(changed: &Report, base: &Report) {
         assert!(
-            confirmed(&every_500_ms) * 10 >= confirmed(&every_20_ms) * 9,
-            "{} confirmed every 500 ms, {} every 20 ms",
-            confirmed(&every_500_ms),
-            confirmed(&every_20_ms)
+            changed.payments.confirmed * 10 >= base.payments.confirmed * 9,
+            "{} confirmed against {}",
+            changed.payments.confirmed,
+            base.payments.confirmed
         );
     }
 
@@ -586,12 +593,7 @@ mod tests {
         let (_, newest) = run_scenario(12, 5, 90, Scenario::Steady, adjust(0));
         let (_, pooled) = run_scenario(12, 5, 90, Scenario::Steady, adjust(1_000));
         assert_eq!(pooled.settings.template_min_pool_age_ms, 1_000);
-        let asked = |report: &Report| {
-            report
-                .messages_sent
-                .get("getblocktxn")
-                .map_or(0, |sent| sent.messages)
-        };
+        let asked = |report: &Report| messages_of(report, "getblocktxn");
         assert!(asked(&newest) > 0, "{newest}");
         assert!(
             asked(&pooled) * 4 < asked(&newest),
@@ -600,13 +602,7 @@ mod tests {
             asked(&pooled)
         );
         // The payments wait a second, not a block more: about as many are confirmed.
-        let confirmed = |report: &Report| report.payments.confirmed;
-        assert!(
-            confirmed(&pooled) * 10 >= confirmed(&newest) * 9,
-            "{} confirmed with those pooled a second, {} with the newest",
-            confirmed(&pooled),
-            confirmed(&newest)
-        );
+        assert_confirms_about_as_many(&pooled, &newest);
     }
 
     /// Checks that both halves mined while split, that the lighter one reorganised onto

@@ -478,8 +478,8 @@ fn selection_entered_by_leaves_out_the_young_and_their_descendants() {
     accept_at(&mut pool, &chain, old.clone(), START_MS).expect("valid");
     let young = spend(&chain, &pool, &[chain.mature_coin(1).0], 1, 50_000);
     accept_at(&mut pool, &chain, young.clone(), START_MS + 2_000).expect("valid");
-    // A child that entered with its old parent, of a young parent, and one left old by a
-    // clock that went back: each waits for its youngest ancestor.
+    // Two children stamped as old as the old parent: one of it, and one of the young
+    // parent (a clock that went back). Each waits for its youngest ancestor.
     let child_of_old = spend(&chain, &pool, &[first_output(&old)], 1, 1_000);
     accept_at(&mut pool, &chain, child_of_old.clone(), START_MS).expect("valid");
     let child_of_young = spend(&chain, &pool, &[first_output(&young)], 1, 90_000);

@@ -138,9 +138,9 @@ impl FinalTips {
 /// The stale rate that blocks' arrival times imply: for each block, the chance that some
 /// other miner finds one before the block reaches it ([`race_chance`], the formula of
 /// `Topology::stale_floor_ppm`) with the times the block took to be connected instead of
-/// the links' latencies, averaged over `blocks`
-/// (each given as its miner and when each node connected it, after it was found). A node
-/// that never connected it counts as never reached. In parts per million; 0 for none.
+/// the links' latencies, averaged over `blocks` (each given as its miner and when each
+/// node connected it, after it was found). A node that never connected it counts as
+/// never reached. In parts per million; 0 for no blocks or no interval.
 ///
 /// Measured stale blocks are rare events (a few in a hundred blocks), so their count
 /// swings from run to run; every block's arrivals add to this one.
@@ -150,6 +150,9 @@ fn implied_stale_ppm<'a>(
     interval: Duration,
 ) -> u64 {
     let interval = interval.as_secs_f64();
+    if interval <= 0.0 {
+        return 0;
+    }
     let mut total = 0.0;
     let mut count = 0u64;
     for (miner, arrivals) in blocks {
@@ -162,7 +165,7 @@ fn implied_stale_ppm<'a>(
         total += race_chance(shares, miner, |node| reached[node], interval);
         count += 1;
     }
-    if count == 0 || interval <= 0.0 {
+    if count == 0 {
         return 0;
     }
     (total / count as f64 * 1_000_000.0).round() as u64
@@ -385,6 +388,10 @@ mod tests {
             1_000_000
         );
         assert_eq!(implied_stale_ppm([], &shares, three), 0);
+        assert_eq!(
+            implied_stale_ppm([(0, &arrivals[..])], &shares, Duration::ZERO),
+            0
+        );
         // A node with no hash power is never a rival, reached or not.
         let idle = [0.5, 0.5, 0.0];
         let chance = 1.0 - (-0.5 * 0.1 / 3.0_f64).exp();

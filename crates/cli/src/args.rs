@@ -275,6 +275,12 @@ pub struct SimulateArgs {
     /// mode, 0 to 3): more is faster and sends more duplicate compact blocks.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
     pub high_bandwidth_peers: u8,
+    /// How long a node waits, in milliseconds, before it asks a peer that announced a new
+    /// block for it while a peer that pushes blocks to it has not shown it yet (0: at once,
+    /// as Bitcoin Core does; 50 is the node's default). The push is usually on its way;
+    /// asking too brings the block twice.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub push_wait_ms: u64,
     /// With --selfish: the selfish miner's node keeps the blocks it publishes that only tie
     /// the public chain, as an ordinary node keeps any block of equal work (it never wins a
     /// tie: Eyal and Sirer's γ = 0). Without it, the miner sends them itself.

@@ -36,6 +36,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     config.payments_per_second = args.payments_per_second;
     config.relay = args.relay;
     config.high_bandwidth_peers = usize::from(args.high_bandwidth_peers);
+    config.push_wait = std::time::Duration::from_millis(args.push_wait_ms);
     config.transaction_interval = std::time::Duration::from_millis(args.transaction_interval_ms);
     config.template_min_pool_age = std::time::Duration::from_millis(args.template_min_pool_age_ms);
     config.selfish_relays_ties = !args.selfish_keeps_ties;

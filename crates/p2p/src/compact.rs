@@ -332,6 +332,11 @@ impl P2p {
         self.compact().admit(peer)
     }
 
+    /// The peers we asked to push new blocks to us.
+    pub(crate) fn high_bandwidth_peers(&self) -> Vec<PeerId> {
+        self.compact().high_bandwidth.iter().copied().collect()
+    }
+
     /// A peer left: no longer one of our three.
     pub(crate) fn forget_high_bandwidth(&self, peer: PeerId) {
         self.compact().forget(peer);

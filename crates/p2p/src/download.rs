@@ -3,6 +3,8 @@
 //! ```text
 //!   trigger (a block, headers, an inv, a peer leaving, a 1 s tick)
 //!      └─▶ pump_downloads: room? ──▶ Node::download_plan(peer tips, window)
+//!            └─▶ near the tip, Downloads::hold_for_pushes: a new block a pushing peer
+//!                has not shown us waits `P2pConfig::push_wait` for its push
 //!            └─▶ Downloads::assign: each block to the least loaded peer holding it
 //!                  └─▶ one getdata per peer (batches of at least MIN_BLOCKS_PER_REQUEST)
 //! ```
@@ -45,6 +47,10 @@ const NEAR_TIP_BLOCKS: u64 = 2;
 pub(crate) struct Downloads {
     in_flight: HashMap<BlockHash, (PeerId, Instant)>,
     not_found: HashMap<PeerId, HashSet<BlockHash>>,
+    /// When each new block held back for a push was first wanted ([`Downloads::hold_for_pushes`]).
+    first_wanted: HashMap<BlockHash, Instant>,
+    /// When a held-back block falls due and downloads must be pumped again.
+    wake_at: Option<Instant>,
 }
 
 impl Downloads {
@@ -57,6 +63,48 @@ impl Downloads {
             }
             waiting
         });
+        self.first_wanted
+            .retain(|_, since| now.duration_since(*since) < timeout);
+    }
+
+    /// Near the tip, holds back for `wait` after it is first wanted each new block that a
+    /// peer asked to push blocks to us (one of `pushers`) has not shown us yet: its push
+    /// is likely on the way, and asking the announcer too would bring the block twice.
+    /// Returns the blocks to ask for now, and when the earliest held one falls due.
+    fn hold_for_pushes(
+        &mut self,
+        plan: Vec<(BlockHash, Vec<PeerId>)>,
+        pushers: &[PeerId],
+        now: Instant,
+        wait: Duration,
+    ) -> (Vec<(BlockHash, Vec<PeerId>)>, Option<Instant>) {
+        let mut wake: Option<Instant> = None;
+        let kept = plan
+            .into_iter()
+            .filter(|(hash, holders)| {
+                if self.in_flight.contains_key(hash)
+                    || pushers.iter().all(|pusher| holders.contains(pusher))
+                {
+                    return true;
+                }
+                let due = *self.first_wanted.entry(*hash).or_insert(now) + wait;
+                if now >= due {
+                    return true;
+                }
+                wake = Some(wake.map_or(due, |earliest| earliest.min(due)));
+                false
+            })
+            .collect();
+        (kept, wake)
+    }
+
+    /// Asks for a pump at `at`, unless one is due sooner; true if the time moved.
+    fn wake_by(&mut self, at: Instant) -> bool {
+        if self.wake_at.is_some_and(|earlier| earlier <= at) {
+            return false;
+        }
+        self.wake_at = Some(at);
+        true
     }
 
     /// Blocks in flight per peer.
@@ -230,6 +278,11 @@ impl P2p {
         // ids (BIP-152's low-bandwidth mode).
         let near_tip = self.config.compact_blocks
             && summary.best_header_height.0 <= summary.tip.height.0 + NEAR_TIP_BLOCKS;
+        let plan = if near_tip {
+            self.hold_for_pushes(plan)
+        } else {
+            plan
+        };
         if plan.is_empty() {
             return;
         }
@@ -263,11 +316,37 @@ impl P2p {
         }
     }
 
+    /// [`Downloads::hold_for_pushes`] with this node's wait and pushers, and a pump booked
+    /// for when the first held block falls due.
+    fn hold_for_pushes(
+        &self,
+        plan: Vec<(BlockHash, Vec<PeerId>)>,
+    ) -> Vec<(BlockHash, Vec<PeerId>)> {
+        let wait = self.config.push_wait;
+        if wait.is_zero() {
+            return plan;
+        }
+        let pushers = self.high_bandwidth_peers();
+        if pushers.is_empty() {
+            return plan;
+        }
+        let mut downloads = self.downloads();
+        let (plan, wake) = downloads.hold_for_pushes(plan, &pushers, Instant::now(), wait);
+        if let Some(at) = wake
+            && downloads.wake_by(at)
+        {
+            self.download_wake.notify_one();
+        }
+        plan
+    }
+
     /// Pumps downloads once a second, so timed-out requests (of blocks and of
-    /// transactions) move on without new traffic.
+    /// transactions) move on without new traffic, and when a block held back for a push
+    /// falls due.
     pub(crate) async fn download_loop(self: std::sync::Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
+            let wake_at = self.downloads().wake_at;
             tokio::select! {
                 biased;
                 () = self.token.cancelled() => return,
@@ -275,8 +354,22 @@ impl P2p {
                     self.expire_transaction_requests();
                     self.pump_downloads().await;
                 }
+                // A sooner wake-up was booked: wait for it instead.
+                () = self.download_wake.notified() => {}
+                () = sleep_until(wake_at) => {
+                    self.downloads().wake_at = None;
+                    self.pump_downloads().await;
+                }
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever if there is nothing to wake for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -347,5 +440,72 @@ mod tests {
             vec![hash(1)],
             "a block not delivered in time is asked of another peer"
         );
+    }
+
+    #[test]
+    fn a_new_block_waits_for_a_push_while_a_pusher_has_not_shown_it() {
+        let mut downloads = Downloads::default();
+        let now = Instant::now();
+        let wait = Duration::from_millis(50);
+        let pushers = [peer(1), peer(2)];
+        let announced = vec![(hash(1), vec![peer(3)])];
+        let (kept, wake) = downloads.hold_for_pushes(announced.clone(), &pushers, now, wait);
+        assert!(
+            kept.is_empty(),
+            "announced by a peer that does not push: held"
+        );
+        assert_eq!(wake, Some(now + wait));
+
+        let shown_by_all = vec![(hash(2), vec![peer(3), peer(1), peer(2)])];
+        let (kept, wake) = downloads.hold_for_pushes(shown_by_all.clone(), &pushers, now, wait);
+        assert_eq!(
+            kept, shown_by_all,
+            "every pusher has it and did not push: no push to wait for"
+        );
+        assert_eq!(wake, None);
+
+        let almost = now + wait - Duration::from_millis(1);
+        let (kept, wake) = downloads.hold_for_pushes(announced.clone(), &pushers, almost, wait);
+        assert!(kept.is_empty());
+        assert_eq!(
+            wake,
+            Some(now + wait),
+            "the wait runs from when it was first wanted"
+        );
+        let (kept, _) = downloads.hold_for_pushes(announced.clone(), &pushers, now + wait, wait);
+        assert_eq!(kept, announced, "due: asked of its announcer");
+
+        let timeout = Duration::from_secs(20);
+        let assigned = downloads.assign(vec![(hash(3), vec![peer(3)])], now, timeout);
+        assert_eq!(assigned[&peer(3)], vec![hash(3)]);
+        let (kept, _) =
+            downloads.hold_for_pushes(vec![(hash(3), vec![peer(3)])], &pushers, now, wait);
+        assert_eq!(
+            kept.len(),
+            1,
+            "in flight already: left to assign, which skips it"
+        );
+
+        downloads.expire(now + timeout, timeout);
+        assert!(
+            downloads.first_wanted.is_empty(),
+            "forgotten with the requests' timeout"
+        );
+    }
+
+    #[test]
+    fn the_download_loop_is_woken_for_the_earliest_held_block() {
+        let mut downloads = Downloads::default();
+        let now = Instant::now();
+        assert!(downloads.wake_by(now + Duration::from_millis(80)));
+        assert!(
+            !downloads.wake_by(now + Duration::from_millis(90)),
+            "a later time changes nothing"
+        );
+        assert!(
+            downloads.wake_by(now + Duration::from_millis(30)),
+            "a sooner one moves it"
+        );
+        assert_eq!(downloads.wake_at, Some(now + Duration::from_millis(30)));
     }
 }

@@ -50,6 +50,9 @@ pub struct P2p {
     pub(crate) registry: PeerRegistry,
     pub(crate) addresses: Mutex<AddressBook>,
     pub(crate) downloads: Mutex<Downloads>,
+    /// Wakes the download loop when a block held back for a push gets a sooner due time
+    /// (download.rs).
+    pub(crate) download_wake: tokio::sync::Notify,
     pub(crate) transactions: Mutex<TransactionRelay>,
     /// Transactions being fetched, and from whom (transaction_requests.rs).
     pub(crate) transaction_requests: Mutex<TransactionRequests>,
@@ -213,6 +216,7 @@ impl P2p {
             registry: PeerRegistry::default(),
             addresses: Mutex::new(AddressBook::default()),
             downloads: Mutex::new(Downloads::default()),
+            download_wake: tokio::sync::Notify::new(),
             transactions: Mutex::new(TransactionRelay::new()),
             transaction_requests,
             deferred_announcements: Arc::default(),

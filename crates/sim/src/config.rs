@@ -43,6 +43,10 @@ pub struct SimConfig {
     pub relay: Relay,
     /// Peers each node asks to push new blocks (compact relay's high-bandwidth mode).
     pub high_bandwidth_peers: usize,
+    /// How long a new block announced by a peer that does not push waits before it is
+    /// asked of that peer, while a pushing peer has not shown it yet
+    /// (`P2pConfig::push_wait`; zero: asked at once).
+    pub push_wait: Duration,
     /// The selfish miner (`Scenario::Selfish`) sends the blocks it publishes to tie the
     /// public chain to its peers itself, so nodes that see them first take them (Eyal and
     /// Sirer's γ > 0); false: its node keeps them, as it keeps any block of equal work
@@ -123,6 +127,7 @@ impl SimConfig {
             validation_delay: Some(MEASURED_VALIDATION),
             relay: Relay::Compact,
             high_bandwidth_peers: 3,
+            push_wait: P2pConfig::default().push_wait,
             transaction_interval: P2pConfig::default().transaction_announcement_interval,
             template_min_pool_age: Duration::ZERO,
             selfish_relays_ties: true,

@@ -106,6 +106,8 @@ pub(crate) struct HostPlan {
     pub(crate) compact_blocks: bool,
     /// Peers it asks to push new blocks.
     pub(crate) high_bandwidth_peers: usize,
+    /// How long a new block announced by a peer that does not push waits for a push.
+    pub(crate) push_wait: Duration,
     /// How long it gathers transactions before announcing them.
     pub(crate) transaction_interval: Duration,
     /// How long a payment waits in its pool before its blocks take it.
@@ -186,6 +188,7 @@ pub(crate) async fn run(plan: Arc<HostPlan>) -> turmoil::Result {
         max_pending_per_group: 64,
         compact_blocks: plan.compact_blocks,
         high_bandwidth_peers: plan.high_bandwidth_peers,
+        push_wait: plan.push_wait,
         transaction_announcement_interval: plan.transaction_interval,
         ..P2pConfig::default()
     };

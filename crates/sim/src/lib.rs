@@ -250,6 +250,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
             signature_checks: signature_checks.clone(),
             compact_blocks: config.relay == Relay::Compact,
             high_bandwidth_peers: config.high_bandwidth_peers,
+            push_wait: config.push_wait,
             transaction_interval: config.transaction_interval,
             template_min_pool_age: config.template_min_pool_age,
             withhold: match config.scenario {
@@ -605,6 +606,28 @@ mod tests {
         assert_confirms_about_as_many(&pooled, &newest);
     }
 
+    #[test]
+    fn waiting_briefly_for_a_push_brings_fewer_duplicate_compact_blocks() {
+        let adjust = |wait_ms| {
+            move |config: &mut SimConfig| {
+                config.push_wait = Duration::from_millis(wait_ms);
+            }
+        };
+        let (_, at_once) = run_scenario(16, 5, 90, Scenario::Steady, adjust(0));
+        let (_, waiting) = run_scenario(16, 5, 90, Scenario::Steady, |_| {});
+        assert_eq!(waiting.settings.push_wait_ms, 50, "the default");
+        let compact = |report: &Report| messages_of(report, "cmpctblock");
+        assert!(
+            compact(&waiting) * 20 < compact(&at_once) * 19,
+            "cmpctblock: {} asked at once, {} after waiting for pushes",
+            compact(&at_once),
+            compact(&waiting)
+        );
+        assert!(waiting.converged, "{waiting}");
+        assert_eq!(waiting.propagation.blocks_not_everywhere, 0, "{waiting}");
+        assert_confirms_about_as_many(&waiting, &at_once);
+    }
+
     /// Checks that both halves mined while split, that the lighter one reorganised onto
     /// the other's chain, and that every node was on the most-work chain within 10 s of
     /// the heal.
@@ -742,9 +765,11 @@ mod tests {
         assert!(lossy.converged, "{lossy}");
         assert_eq!(lossy.propagation.blocks_not_everywhere, 0, "{lossy}");
         assert_eq!(lossy.settings.segment_loss_ppm, 100_000);
-        // A compact block is a few segments: at 10%, many wait out a retransmission.
+        // A compact block is a few segments: at 10%, many wait out a retransmission. (Over
+        // the blocks that did not win a race: in 15 blocks, one race sets the p95 of all.)
         assert!(
-            lossy.propagation.to_100_percent_ms.p95 > clean.propagation.to_100_percent_ms.p95,
+            lossy.propagation.to_90_percent_uncontested_ms.p95
+                > clean.propagation.to_90_percent_uncontested_ms.p95,
             "{clean}\n{lossy}"
         );
     }

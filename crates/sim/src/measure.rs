@@ -292,6 +292,7 @@ pub(crate) fn measure(
             payments_per_second: config.payments_per_second,
             relay: config.relay,
             high_bandwidth_peers: config.high_bandwidth_peers,
+            push_wait_ms: config.push_wait.as_millis() as u64,
             transaction_interval_ms: config.transaction_interval.as_millis() as u64,
             template_min_pool_age_ms: config.template_min_pool_age.as_millis() as u64,
             hosts: config.hosts,

@@ -43,6 +43,8 @@ pub struct RunSettings {
     pub relay: Relay,
     /// Peers each node asked to push new blocks.
     pub high_bandwidth_peers: usize,
+    /// How long a block announced by a peer that does not push waited for a push.
+    pub push_wait_ms: u64,
     /// How long nodes gathered transactions before announcing them.
     pub transaction_interval_ms: u64,
     /// How long a payment waited in a miner's pool before its blocks took it.
@@ -231,7 +233,7 @@ impl fmt::Display for Report {
         let settings = &self.settings;
         writeln!(
             formatter,
-            "{} nodes{}, seed {}, {} s simulated, {:?} latency, {} ms blocks, {}-{} Mbit/s uplinks, {:?} relay{}, {}",
+            "{} nodes{}, seed {}, {} s simulated, {:?} latency, {} ms blocks, {}-{} Mbit/s uplinks, {:?} relay{}{}, {}",
             settings.nodes,
             match settings.hosts {
                 HostLayout::Node => "",
@@ -244,6 +246,10 @@ impl fmt::Display for Report {
             settings.uplink_mbit.0,
             settings.uplink_mbit.1,
             settings.relay,
+            match settings.push_wait_ms {
+                0 => String::new(),
+                wait => format!(" (pushes awaited {wait} ms)"),
+            },
             if settings.segment_loss_ppm > 0 {
                 format!(
                     ", {:.2}% of segments lost",

@@ -608,12 +608,9 @@ mod tests {
 
     #[test]
     fn waiting_briefly_for_a_push_brings_fewer_duplicate_compact_blocks() {
-        let adjust = |wait_ms| {
-            move |config: &mut SimConfig| {
-                config.push_wait = Duration::from_millis(wait_ms);
-            }
-        };
-        let (_, at_once) = run_scenario(16, 5, 90, Scenario::Steady, adjust(0));
+        let (_, at_once) = run_scenario(16, 5, 90, Scenario::Steady, |config| {
+            config.push_wait = Duration::ZERO;
+        });
         let (_, waiting) = run_scenario(16, 5, 90, Scenario::Steady, |_| {});
         assert_eq!(waiting.settings.push_wait_ms, 50, "the default");
         let compact = |report: &Report| messages_of(report, "cmpctblock");

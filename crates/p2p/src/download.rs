@@ -47,10 +47,27 @@ const NEAR_TIP_BLOCKS: u64 = 2;
 pub(crate) struct Downloads {
     in_flight: HashMap<BlockHash, (PeerId, Instant)>,
     not_found: HashMap<PeerId, HashSet<BlockHash>>,
-    /// When each new block held back for a push was first wanted ([`Downloads::hold_for_pushes`]).
-    first_wanted: HashMap<BlockHash, Instant>,
+    /// When each new block held back for a push was first wanted
+    /// ([`Downloads::hold_for_pushes`]), and whether its wait is over.
+    first_wanted: HashMap<BlockHash, (Instant, bool)>,
     /// When a held-back block falls due and downloads must be pumped again.
     wake_at: Option<Instant>,
+    /// What the holds came to, so far.
+    push_waits: PushWaits,
+}
+
+/// What holding new blocks back for a push came to ([`P2p::push_waits`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PushWaits {
+    /// Blocks held back: a pushing peer had not shown them when they were first wanted.
+    pub held: u64,
+    /// Of those, blocks asked of an announcer once the wait was over (the others came by
+    /// push, or were not wanted any more).
+    pub asked_after_wait: u64,
+    /// The longest any of those was asked past its due time: how late the pump that
+    /// asked for it ran. The download loop is woken at the due time, so this stays at
+    /// the scheduling's granularity; the 1 s tick alone would make it up to a second.
+    pub most_past_due: Duration,
 }
 
 impl Downloads {
@@ -64,7 +81,7 @@ impl Downloads {
             waiting
         });
         self.first_wanted
-            .retain(|_, since| now.duration_since(*since) < timeout);
+            .retain(|_, (since, _)| now.duration_since(*since) < timeout);
     }
 
     /// Near the tip, holds back for `wait` after it is first wanted each new block that a
@@ -87,8 +104,18 @@ impl Downloads {
                 {
                     return true;
                 }
-                let due = *self.first_wanted.entry(*hash).or_insert(now) + wait;
+                let (first, released) = self.first_wanted.entry(*hash).or_insert_with(|| {
+                    self.push_waits.held += 1;
+                    (now, false)
+                });
+                let due = *first + wait;
                 if now >= due {
+                    if !*released {
+                        *released = true;
+                        let waits = &mut self.push_waits;
+                        waits.asked_after_wait += 1;
+                        waits.most_past_due = waits.most_past_due.max(now.duration_since(due));
+                    }
                     return true;
                 }
                 wake = Some(wake.map_or(due, |earliest| earliest.min(due)));
@@ -217,6 +244,11 @@ impl P2p {
         self.downloads
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What holding new blocks back for a push came to, since the start.
+    pub fn push_waits(&self) -> PushWaits {
+        self.downloads().push_waits
     }
 
     /// True if `hash` is a block we asked `peer` for and still wait on.
@@ -472,8 +504,21 @@ mod tests {
             Some(now + wait),
             "the wait runs from when it was first wanted"
         );
-        let (kept, _) = downloads.hold_for_pushes(announced.clone(), &pushers, now + wait, wait);
+        let late = now + wait + Duration::from_millis(7);
+        let (kept, _) = downloads.hold_for_pushes(announced.clone(), &pushers, late, wait);
         assert_eq!(kept, announced, "due: asked of its announcer");
+        // Not assigned (the peer's queue was full, say): asked again at the next pump,
+        // counted once, at its first release.
+        let (kept, _) = downloads.hold_for_pushes(announced.clone(), &pushers, late + wait, wait);
+        assert_eq!(kept, announced);
+        assert_eq!(
+            downloads.push_waits,
+            PushWaits {
+                held: 1,
+                asked_after_wait: 1,
+                most_past_due: Duration::from_millis(7),
+            }
+        );
 
         let timeout = Duration::from_secs(20);
         let assigned = downloads.assign(vec![(hash(3), vec![peer(3)])], now, timeout);

@@ -67,6 +67,7 @@ pub mod url;
 
 pub use address_book::{MAX_ADDRESSES_PER_SOURCE, MAX_KNOWN_ADDRESSES, MAX_LEARNED_DIALS};
 pub use config::P2pConfig;
+pub use download::PushWaits;
 pub use message::{
     CompactBlock, Hello, InventoryItem, MAX_COMPACT_TRANSACTIONS, MAX_MESSAGE_BYTES, Message,
     MessageError, PROTOCOL_VERSION, PrefilledTransaction,

@@ -50,7 +50,7 @@ pub use hostile::{Behaviour, BehaviourReport, HostileReport};
 pub use hosts::HostLayout;
 pub use payments::PaymentsReport;
 pub use powchain_p2p::ValidationDelay;
-pub use report::{MessageTotals, Propagation, Report, RunSettings, Spread};
+pub use report::{MessageTotals, Propagation, PushWaitTotals, Report, RunSettings, Spread};
 pub use scenario::{MinerShare, PartitionReport, Scenario};
 pub use topology::LatencyModel;
 
@@ -327,8 +327,9 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
                 .filter(|pair| seen.insert(pair.clone()))
                 .collect()
         });
-    // Traffic of peer layers that crashed.
+    // Traffic and holds of peer layers that crashed.
     let mut retired_traffic = Vec::new();
+    let mut push_waits = PushWaitTotals::default();
     while sim.elapsed() < end {
         sim.step()
             .map_err(|error| SimError::Host(error.to_string()))?;
@@ -358,6 +359,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
                         // so the crash closes its files.
                         if let Some(p2p) = lock(&peer_layers)[*index].take() {
                             retired_traffic.extend(p2p.traffic());
+                            push_waits.add(p2p.push_waits());
                         }
                         lock(&nodes)[*index] = None;
                         sim.crash(hosts.host(*index));
@@ -374,6 +376,9 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
     let nodes: Vec<_> = lock(&nodes).iter().flatten().cloned().collect();
     let bytes_sent: u64 = uplinks.iter().map(|uplink| uplink.bytes_sent()).sum();
     let traffic = total_traffic(&lock(&peer_layers), retired_traffic);
+    for p2p in lock(&peer_layers).iter().flatten() {
+        push_waits.add(p2p.push_waits());
+    }
     let mut recorder = std::mem::take(&mut *lock(&recorder));
     // Blocks the selfish miner still kept private at the end were found, not published.
     recorder.never_published += lock(&selfish_miner).unpublished();
@@ -406,6 +411,7 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
     report.stale_floor_ppm = topology.stale_floor_ppm(config.block_interval);
     report.stale_floor_over_links_ppm = topology.stale_floor_over_links_ppm(config.block_interval);
     report.set_traffic(traffic, config.nodes);
+    report.push_waits = push_waits;
     report.payments = payments_report(&lock(&users), &nodes, &report);
     report.partition = partition.map(|partition| partition.report(&found, &shares));
     report.crash = crash;
@@ -623,6 +629,13 @@ mod tests {
         assert!(waiting.converged, "{waiting}");
         assert_eq!(waiting.propagation.blocks_not_everywhere, 0, "{waiting}");
         assert_confirms_about_as_many(&waiting, &at_once);
+        // A block whose push did not come is asked for when its wait is over: the
+        // download loop wakes for it, within a tick of the simulated clock (5 ms). Left
+        // to the loop's 1 s tick and to other traffic, this run's latest was 180 ms.
+        let waits = waiting.push_waits;
+        assert!(waits.asked_after_wait > 0, "{waiting}");
+        assert!(waits.most_past_due_ms <= 5, "{waiting}");
+        assert_eq!(at_once.push_waits, PushWaitTotals::default(), "{at_once}");
     }
 
     /// Checks that both halves mined while split, that the lighter one reorganised onto

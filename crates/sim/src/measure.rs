@@ -10,7 +10,7 @@ use crate::PaymentsReport;
 use crate::config::SimConfig;
 use crate::host::{self, Recorder};
 use crate::payments::Users;
-use crate::report::{MessageTotals, Propagation, Report, RunSettings, Spread};
+use crate::report::{MessageTotals, Propagation, PushWaitTotals, Report, RunSettings, Spread};
 use crate::scenario::MinerShare;
 use crate::topology::race_chance;
 
@@ -338,6 +338,7 @@ pub(crate) fn measure(
         },
         block_relay_bytes_per_node_per_block: 0,
         messages_sent: std::collections::BTreeMap::new(),
+        push_waits: PushWaitTotals::default(),
         reorg_depths,
         converged: tips.len() == 1,
         distinct_final_tips: tips.len(),

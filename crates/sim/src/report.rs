@@ -147,6 +147,9 @@ pub struct Report {
     pub block_relay_bytes_per_node_per_block: u64,
     /// Messages and protocol bytes all nodes sent over the run, by message type.
     pub messages_sent: BTreeMap<String, MessageTotals>,
+    /// What the nodes' waits for pushes came to (`P2pConfig::push_wait`), all nodes
+    /// together.
+    pub push_waits: PushWaitTotals,
     /// Reorganisations seen by any node: how many of each depth.
     pub reorg_depths: BTreeMap<u64, usize>,
     /// True if every node ended on the same tip.
@@ -186,6 +189,28 @@ pub struct MessageTotals {
     pub messages: u64,
     /// Their protocol bytes.
     pub bytes: u64,
+}
+
+/// New blocks the nodes held back for a push, over a run ([`powchain_p2p::PushWaits`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PushWaitTotals {
+    /// Blocks held back because a pushing peer had not shown them yet.
+    pub held: u64,
+    /// Of those, blocks asked of an announcer when the wait was over.
+    pub asked_after_wait: u64,
+    /// The longest such a block was asked past its due time, in ms, over all nodes.
+    pub most_past_due_ms: u64,
+}
+
+impl PushWaitTotals {
+    /// Adds one node's holds.
+    pub(crate) fn add(&mut self, waits: powchain_p2p::PushWaits) {
+        self.held += waits.held;
+        self.asked_after_wait += waits.asked_after_wait;
+        self.most_past_due_ms = self
+            .most_past_due_ms
+            .max(waits.most_past_due.as_millis() as u64);
+    }
 }
 
 /// The messages that carry blocks or ask for them.
@@ -318,6 +343,15 @@ impl fmt::Display for Report {
             self.block_relay_bytes_per_node_per_block,
             self.reorg_depths
         )?;
+        let waits = &self.push_waits;
+        if waits.held > 0 {
+            writeln!(
+                formatter,
+                "blocks held for a push {}: {} asked of an announcer after the wait, at most {} ms \
+                 past due",
+                waits.held, waits.asked_after_wait, waits.most_past_due_ms
+            )?;
+        }
         write!(
             formatter,
             "converged: {} ({} distinct final tips",

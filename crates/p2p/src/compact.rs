@@ -7,6 +7,8 @@
 //!   session start ──▶ sendcmpct(high-bandwidth: one of our 3?)
 //!   a new block (ours, or a peer's whose header checks out and extends the best chain)
 //!      └─▶ push_compact: cmpctblock to every peer that asked for pushes, once per block
+//!      └─▶ a peer's: its header to the other peers that push to us and that we do not
+//!          push to, so they do not push it to us too (announce_to_pushers)
 //!   cmpctblock ──▶ header checked and stored ──▶ slots filled from the pool by short id
 //!      ├─ all filled, Merkle root right ──▶ on_blocks (validate, connect, relay)
 //!      ├─ some missing ──▶ getblocktxn(indexes) ──▶ blocktxn ──▶ filled ──▶ on_blocks
@@ -337,6 +339,18 @@ impl P2p {
         self.compact().high_bandwidth.iter().copied().collect()
     }
 
+    /// Announces a new block we have whole, before we validate it, to the peers we asked
+    /// for pushes (but `from`), so that those that get it after us do not push it too: a large block's validation takes tens of ms, and the pushes that
+    /// crossed meanwhile were most of its duplicates. Peers we push to are left out: our
+    /// push tells them.
+    fn announce_to_pushers(&self, from: PeerId, header: Header) {
+        let pushers = self.high_bandwidth_peers();
+        for commands in self.registry.commands_unless_pushed_to(&pushers, from) {
+            // A full queue: the peer may push it, as before.
+            let _ = commands.try_send(PeerCommand::AnnounceHeader(header));
+        }
+    }
+
     /// A peer left: no longer one of our three.
     pub(crate) fn forget_high_bandwidth(&self, peer: PeerId) {
         self.compact().forget(peer);
@@ -434,22 +448,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         Ok(())
     }
 
+    /// Announces a block we have whole but not validated yet by its header, if the peer
+    /// is not known to have it and can place it ([`P2p::announce_to_pushers`]). The announcement after
+    /// validation then skips this peer. Asked for the block before it is stored, we
+    /// answer `notfound`, as for any block we lack.
+    pub(crate) async fn announce_header(&mut self, header: Header) -> Result<(), SessionEnd> {
+        let hash = header.compute_hash();
+        if self.known.contains(&InventoryItem::Block(header.prev_hash))
+            && self.known.insert(&InventoryItem::Block(hash))
+        {
+            self.send(&Message::Headers(vec![header])).await?;
+        }
+        Ok(())
+    }
+
     /// Pushes a block that just came whole, before validating it, if its header checks
     /// out and it builds on our tip: what makes high-bandwidth relay fast (each hop
     /// costs a header check, not a full validation). The block is validated next, as
     /// any; a peer is not banned for an invalid block pushed this way (BIP-152), since
-    /// its header carried real proof of work.
+    /// its header carried real proof of work. The peers that push to us and that we do
+    /// not push to hear of it by its header at the same time
+    /// ([`P2p::announce_to_pushers`]).
     pub(crate) async fn push_before_validation(&mut self, block: &Block) -> Result<(), Stop> {
         let hash = block.compute_hash();
-        if !self.p2p.config.compact_blocks
-            || self.p2p.was_pushed(&hash)
-            || !self.p2p.registry.has_push_targets()
-        {
+        if !self.p2p.config.compact_blocks || self.p2p.was_pushed(&hash) {
+            return Ok(());
+        }
+        let push = self.p2p.registry.has_push_targets();
+        if !push && self.p2p.high_bandwidth_peers().is_empty() {
             return Ok(());
         }
         let txids: Vec<_> = block.compute_txids();
         let header = block.header;
-        let lookup = txids.clone();
+        let lookup = if push { txids.clone() } else { Vec::new() };
         let (verdict, in_pool) = self
             .p2p
             .blocking(move |node| {
@@ -478,9 +509,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if validate_block_structure_with_txids(params, block, height, &txids).is_err() {
             return Ok(());
         }
-        // What we lacked, the next peer probably lacks too: sent whole.
-        self.p2p
-            .push_compact(block, |index| !in_pool.get(index).copied().unwrap_or(false));
+        self.p2p.announce_to_pushers(self.id, header);
+        if push {
+            // What we lacked, the next peer probably lacks too: sent whole.
+            self.p2p
+                .push_compact(block, |index| !in_pool.get(index).copied().unwrap_or(false));
+        }
         Ok(())
     }
 

@@ -66,7 +66,8 @@ pub struct PushWaits {
     pub asked_after_wait: u64,
     /// The longest any of those was asked past its due time: how late the pump that
     /// asked for it ran. The download loop is woken at the due time, so this stays at
-    /// the scheduling's granularity; the 1 s tick alone would make it up to a second.
+    /// the scheduling's granularity (the 1 s tick alone would make it up to a second),
+    /// unless no peer that has the block was left to ask at that time.
     pub most_past_due: Duration,
 }
 

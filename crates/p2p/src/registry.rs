@@ -20,7 +20,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use powchain_consensus::BlockHash;
+use powchain_consensus::{BlockHash, Header};
 use powchain_node::{DisconnectInfo, PeerInfo};
 use tokio::sync::mpsc;
 
@@ -79,6 +79,9 @@ pub(crate) enum PeerCommand {
         /// its own.
         block: Arc<ForPeers>,
     },
+    /// Announce this header of a block we have whole and are validating, unless the peer
+    /// is known to have it: a peer that pushes blocks to us then does not push this one.
+    AnnounceHeader(Header),
 }
 
 /// A connected peer.
@@ -351,6 +354,23 @@ impl PeerRegistry {
         self.peers()
             .values()
             .filter(|entry| entry.push_compact)
+            .map(|entry| entry.commands.clone())
+            .collect()
+    }
+
+    /// The command channels of `peers` but `from`, leaving out those that asked us to
+    /// push new blocks (our push tells them we have a block).
+    pub(crate) fn commands_unless_pushed_to(
+        &self,
+        peers: &[PeerId],
+        from: PeerId,
+    ) -> Vec<mpsc::Sender<PeerCommand>> {
+        let entries = self.peers();
+        peers
+            .iter()
+            .filter(|peer| **peer != from)
+            .filter_map(|peer| entries.get(peer))
+            .filter(|entry| !entry.push_compact)
             .map(|entry| entry.commands.clone())
             .collect()
     }

@@ -229,6 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         Some(PeerCommand::Close(reason)) => return SessionEnd::Closed(CloseReason::Told(reason)),
                         Some(PeerCommand::Send(message)) => self.send(&message).await,
                         Some(PeerCommand::Push { hash, block }) => self.send_pushed(hash, &block).await,
+                        Some(PeerCommand::AnnounceHeader(header)) => self.announce_header(header).await,
                     };
                     if let Err(end) = result {
                         return end;

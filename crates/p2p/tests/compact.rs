@@ -4,7 +4,8 @@
 //! wrong one makes the node fetch the whole block; a peer that asked for pushes gets new
 //! blocks pushed; a lying answer bans; a session completes at most four compact blocks at
 //! once, and the one it gives up is fetched again; the peer that brings a new tip first is
-//! asked for pushes in place of the longest-serving one.
+//! asked for pushes in place of the longest-serving one; a block had whole is announced
+//! before validation to the pushing peers it is not pushed to.
 
 mod common;
 
@@ -535,6 +536,71 @@ async fn the_peer_that_brings_a_new_tip_first_is_asked_for_pushes_in_place_of_th
         "the longest-serving one is no longer asked"
     );
     assert_eq!(node.tip(), hash);
+    assert!(node.p2p.banned().is_empty(), "{:?}", node.p2p.banned());
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_had_whole_is_announced_before_validation_to_the_pushers_we_do_not_push_to() {
+    // Three pushing peers. The first pushes a block whose coinbase claims more than its
+    // fees: it passes the checks made before validation, and fails validation. The second
+    // does not ask the node for pushes, so it hears by the header, before validation,
+    // that the node has the block (and would not push it); the third asked for pushes
+    // and gets the push, not the header.
+    let chain = TestChain::regtest_with_mature_coins(2);
+    let node = TestNode::with_chain(&chain, vec![]).await;
+    let parent = node.tip();
+    let asked = |message| match message {
+        Message::SendCompact { high_bandwidth } => Some(high_bandwidth),
+        _ => None,
+    };
+    let mut first = pushing_peer(&node, 47_109).await;
+    let mut second = raw_peer(&node.url(), 47_110).await.expect("connects");
+    let mut third = pushing_peer(&node, 47_111).await;
+    for peer in [&mut first, &mut second, &mut third] {
+        assert!(expect(peer, "sendcmpct", asked).await, "one of the three");
+        // Each shows it has the node's tip, so a header on it can be placed.
+        send(peer, Message::Inventory(vec![InventoryItem::Block(parent)])).await;
+        send(peer, Message::Ping(5)).await;
+        expect(peer, "pong", |message| {
+            (message == Message::Pong(5)).then_some(())
+        })
+        .await;
+    }
+    let spends = payments(&chain, 0..2);
+    pool(&node, &spends).await;
+    let block = chain.build(spends, fees(3));
+    let hash = block.compute_hash();
+    send(
+        &mut first,
+        Message::CompactBlock(Box::new(compact_of(&block, &[0]))),
+    )
+    .await;
+    let heard = expect(&mut second, "the header", |message| match message {
+        Message::Headers(headers) => Some(headers),
+        _ => None,
+    })
+    .await;
+    assert_eq!(heard, vec![block.header]);
+    let pushed = expect(&mut third, "the push", |message| match message {
+        Message::CompactBlock(compact) => Some(compact.header),
+        Message::Headers(headers) if headers.iter().any(|h| h.compute_hash() == hash) => {
+            panic!("a peer we push to was sent the header too")
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(pushed, block.header);
+    // The first's session validated the block before it reads the ping: validation
+    // refused it, and the pusher is not punished for a block it pushed before validating
+    // it (BIP-152).
+    send(&mut first, Message::Ping(6)).await;
+    expect(&mut first, "pong", |message| {
+        (message == Message::Pong(6)).then_some(())
+    })
+    .await;
+    assert!(!node.node.has_block(&hash));
+    assert_eq!(node.tip(), parent);
     assert!(node.p2p.banned().is_empty(), "{:?}", node.p2p.banned());
     node.stop().await;
 }

@@ -340,9 +340,10 @@ impl P2p {
     }
 
     /// Announces a new block we have whole, before we validate it, to the peers we asked
-    /// for pushes (but `from`), so that those that get it after us do not push it too: a large block's validation takes tens of ms, and the pushes that
-    /// crossed meanwhile were most of its duplicates. Peers we push to are left out: our
-    /// push tells them.
+    /// for pushes (but `from`), so that those that get it after us do not push it too:
+    /// a large block's validation takes tens of ms, and the pushes that crossed
+    /// meanwhile were most of its duplicates. Peers we push to are left out: our push
+    /// tells them.
     fn announce_to_pushers(&self, from: PeerId, header: Header) {
         let pushers = self.high_bandwidth_peers();
         for commands in self.registry.commands_unless_pushed_to(&pushers, from) {
@@ -449,9 +450,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     }
 
     /// Announces a block we have whole but not validated yet by its header, if the peer
-    /// is not known to have it and can place it ([`P2p::announce_to_pushers`]). The announcement after
-    /// validation then skips this peer. Asked for the block before it is stored, we
-    /// answer `notfound`, as for any block we lack.
+    /// is not known to have it and can place it ([`P2p::announce_to_pushers`]). The
+    /// announcement after validation then skips this peer. Asked for the block before
+    /// it is stored, we answer `notfound`, as for any block we lack.
     pub(crate) async fn announce_header(&mut self, header: Header) -> Result<(), SessionEnd> {
         let hash = header.compute_hash();
         if self.known.contains(&InventoryItem::Block(header.prev_hash))

@@ -271,9 +271,10 @@ impl fmt::Display for Report {
             settings.uplink_mbit.0,
             settings.uplink_mbit.1,
             settings.relay,
-            match settings.push_wait_ms {
-                0 => String::new(),
-                wait => format!(" (pushes awaited {wait} ms)"),
+            // Only compact relay pushes blocks.
+            match (settings.relay, settings.push_wait_ms) {
+                (Relay::Full, _) | (_, 0) => String::new(),
+                (Relay::Compact, wait) => format!(" (pushes awaited {wait} ms)"),
             },
             if settings.segment_loss_ppm > 0 {
                 format!(

@@ -277,9 +277,13 @@ pub struct SimulateArgs {
     pub high_bandwidth_peers: u8,
     /// How long a node waits, in milliseconds, before it asks a peer that announced a new
     /// block for it while a peer that pushes blocks to it has not shown it yet (0: at once,
-    /// as Bitcoin Core does; 50 is the node's default). The push is usually on its way;
+    /// as Bitcoin Core does; the default is the node's). The push is usually on its way;
     /// asking too brings the block twice.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    #[arg(
+        long,
+        default_value_t = powchain_p2p::config::PUSH_WAIT.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(0..=10_000)
+    )]
     pub push_wait_ms: u64,
     /// With --selfish: the selfish miner's node keeps the blocks it publishes that only tie
     /// the public chain, as an ordinary node keeps any block of equal work (it never wins a

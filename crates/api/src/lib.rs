@@ -31,6 +31,8 @@
 //! | `GET /transactions` | `transactions.rs` | `Vec<PoolTransactionJson>` |
 //! | `POST /transact` | `transactions.rs` | `TransactResponse` |
 //! | `POST /tx` | `transactions.rs` | `SubmitResponse` |
+//! | `POST /txs` | `transactions.rs` | `SubmitBatchResponse` |
+//! | `GET /txs/ws` | `tx_stream.rs` | a WebSocket: `SubmitBatchResponse` a message |
 //! | `GET /tx/{txid}` | `transactions.rs` | `TransactionLookup` |
 //! | `GET /public-key` | `wallet.rs` | `PublicKeyJson` |
 //! | `GET /balance` | `wallet.rs` | `BalanceJson` |
@@ -83,6 +85,7 @@ mod status;
 mod testing;
 mod timeout;
 mod transactions;
+mod tx_stream;
 mod wallet;
 
 pub use auth::{ApiToken, RequiredToken};

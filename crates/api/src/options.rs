@@ -6,6 +6,7 @@
 //!   accept ──(max_connections)──▶ connection ──(header_read_timeout, also between
 //!   requests)──▶ request ──(request_timeout; not GET /events)──▶ handler
 //!                                   GET /events ──(max_event_subscribers)──▶ stream
+//!                                   GET /txs/ws ──(4 places, transaction_stream_idle)──▶ WebSocket
 //!                                   GET /blocks, /transactions ──(max_page_bytes)──▶ page
 //! ```
 
@@ -29,6 +30,9 @@ pub const DEFAULT_MAX_EVENT_SUBSCRIBERS: usize = 64;
 pub const DEFAULT_MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// How long a stopping server waits for the requests in flight before it drops them.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a `GET /txs/ws` stream may stay silent, with no answer pending, before it is
+/// closed (so a silent client does not keep one of its few places).
+pub const DEFAULT_TRANSACTION_STREAM_IDLE: Duration = Duration::from_secs(60);
 
 /// How the API decides who may use the protected endpoints, and its resource limits.
 ///
@@ -51,6 +55,8 @@ pub struct ApiOptions {
     pub max_page_bytes: usize,
     /// See [`DEFAULT_SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
+    /// See [`DEFAULT_TRANSACTION_STREAM_IDLE`].
+    pub transaction_stream_idle: Duration,
 }
 
 impl Default for ApiOptions {
@@ -64,6 +70,7 @@ impl Default for ApiOptions {
             max_event_subscribers: DEFAULT_MAX_EVENT_SUBSCRIBERS,
             max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            transaction_stream_idle: DEFAULT_TRANSACTION_STREAM_IDLE,
         }
     }
 }

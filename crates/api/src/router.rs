@@ -20,7 +20,9 @@ use crate::options::ApiOptions;
 use crate::page::PageBytes;
 use crate::server::{ConnectionLimits, serve_router};
 use crate::timeout::with_request_timeout;
-use crate::{assets, blocks, charts, events, faucet, peers, status, transactions, wallet};
+use crate::{
+    assets, blocks, charts, events, faucet, peers, status, transactions, tx_stream, wallet,
+};
 
 /// The largest request body accepted: a hex-encoded maximum-size transaction fits.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -71,6 +73,12 @@ pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
             post(transactions::submit_raw_batch)
                 .layer::<_, Infallible>(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES))
                 .layer::<_, Infallible>(Extension(transactions::BatchSlots::default())),
+        )
+        .route(
+            "/txs/ws",
+            get(tx_stream::stream).layer::<_, Infallible>(Extension(tx_stream::StreamSlots::new(
+                options.transaction_stream_idle,
+            ))),
         )
         .route("/tx/{txid}", get(transactions::get_transaction))
         .route("/public-key", get(wallet::public_key))

@@ -15,7 +15,8 @@
 //! hyper's HTTP/1 `header_read_timeout` also runs while a keep-alive connection waits for
 //! its next request (hyper 1.x restarts it when the connection goes idle: `Conn::idle` in
 //! `proto/h1/conn.rs`), so idle connections need no timer of their own; a test below holds
-//! hyper to it. No connection is upgraded (the API has no WebSockets).
+//! hyper to it. A connection upgraded to a WebSocket (`GET /txs/ws`) leaves the table when
+//! hyper hands it over: the stream's own places and timeouts bound it (`tx_stream.rs`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -245,7 +246,9 @@ async fn serve_connection(
         started.store(true, Ordering::Relaxed);
         hyper::service::Service::call(&inner, request)
     });
-    let connection = http.serve_connection(TokioIo::new(stream), service);
+    let connection = http
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     let mut connection = std::pin::pin!(connection);
     let mut draining = false;
     loop {

@@ -10,7 +10,7 @@ use axum::response::Response;
 use powchain_consensus::encode::Decode;
 use powchain_consensus::{Amount, FeeRate, Transaction, Txid, hex};
 use powchain_mempool::PoolEntry;
-use powchain_node::Node;
+use powchain_node::{Admissions, Node};
 use serde::{Deserialize, Serialize};
 
 use crate::body::JsonBody;
@@ -330,50 +330,101 @@ pub async fn submit_raw_batch(
         .await
         .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
     let JsonBody(request) = JsonBody::<RawTransactionsRequest>::from_request(request, &()).await?;
+    Ok(Json(admit_batch(&node, request).await?))
+}
+
+/// Admits the transactions of one batch (`POST /txs`, or a message of `GET /txs/ws`) in
+/// order, each succeeding or failing on its own, and waits until they are stored.
+///
+/// # Errors
+/// 400 for a batch of none or more than [`MAX_BATCH_TRANSACTIONS`]; 503 when the node's
+/// blocking pool is gone (shutting down).
+pub(crate) async fn admit_batch(
+    node: &Arc<Node>,
+    request: RawTransactionsRequest,
+) -> Result<SubmitBatchResponse, ApiError> {
+    start_batch(node, request).await?.finish(node).await
+}
+
+/// A batch admitted in order, its rows queued: [`AdmittedBatch::finish`] waits for them
+/// and answers. A stream admits its next batch while this one's rows are written.
+pub(crate) struct AdmittedBatch {
+    /// Each transaction's refusal before admission (not a transaction), or `None` for the
+    /// next of `admissions`.
+    decode_failures: Vec<Option<BatchResult>>,
+    admissions: Admissions,
+}
+
+/// Decodes and admits a batch, in order, without waiting for its rows to be stored.
+///
+/// # Errors
+/// As [`admit_batch`].
+pub(crate) async fn start_batch(
+    node: &Arc<Node>,
+    request: RawTransactionsRequest,
+) -> Result<AdmittedBatch, ApiError> {
     if request.hex.is_empty() || request.hex.len() > MAX_BATCH_TRANSACTIONS {
         return Err(ApiError::bad_request(format!(
             "`hex` holds {} transactions; a batch holds 1 to {MAX_BATCH_TRANSACTIONS}",
             request.hex.len()
         )));
     }
-    let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(request.hex.len());
+    let mut decode_failures: Vec<Option<BatchResult>> = Vec::with_capacity(request.hex.len());
     let mut decoded = Vec::with_capacity(request.hex.len());
     for text in &request.hex {
         match decode_raw(text) {
             Ok(transaction) => {
                 decoded.push(transaction);
-                results.push(None);
+                decode_failures.push(None);
             }
-            Err(error) => results.push(Some(BatchResult::refused(error))),
+            Err(error) => decode_failures.push(Some(BatchResult::refused(error))),
         }
     }
-    let mut outcomes = blocking(&node, move |node| Ok(node.submit_transactions(decoded)))
-        .await?
-        .into_iter();
-    let results: Vec<BatchResult> = results
-        .into_iter()
-        .map(|decode_failure| {
-            decode_failure.unwrap_or_else(|| match outcomes.next() {
-                Some(Ok(accepted)) => BatchResult::Accepted(SubmitResponse {
-                    txid: accepted.txid.to_string(),
-                    fee: accepted.fee.to_units(),
-                }),
-                Some(Err(error)) => BatchResult::refused(error.into()),
-                None => BatchResult::refused(ApiError::internal(
-                    "the node answered fewer transactions than it was given",
-                )),
+    let admissions = blocking(node, move |node| Ok(node.admit_transactions(decoded))).await?;
+    Ok(AdmittedBatch {
+        decode_failures,
+        admissions,
+    })
+}
+
+impl AdmittedBatch {
+    /// Waits until the batch's rows are stored; one result per transaction, in order.
+    ///
+    /// # Errors
+    /// 503 when the node's blocking pool is gone (shutting down).
+    pub(crate) async fn finish(self, node: &Arc<Node>) -> Result<SubmitBatchResponse, ApiError> {
+        let AdmittedBatch {
+            decode_failures,
+            admissions,
+        } = self;
+        let mut outcomes = blocking(node, move |node| Ok(node.await_admissions(admissions)))
+            .await?
+            .into_iter();
+        let results: Vec<BatchResult> = decode_failures
+            .into_iter()
+            .map(|decode_failure| {
+                decode_failure.unwrap_or_else(|| match outcomes.next() {
+                    Some(Ok(accepted)) => BatchResult::Accepted(SubmitResponse {
+                        txid: accepted.txid.to_string(),
+                        fee: accepted.fee.to_units(),
+                    }),
+                    Some(Err(error)) => BatchResult::refused(error.into()),
+                    None => BatchResult::refused(ApiError::internal(
+                        "the node answered fewer transactions than it was given",
+                    )),
+                })
             })
+            .collect();
+        let accepted = results
+            .iter()
+            .filter(|result| matches!(result, BatchResult::Accepted(_)))
+            .count();
+        Ok(SubmitBatchResponse {
+            accepted,
+            refused: results.len() - accepted,
+            results,
         })
-        .collect();
-    let accepted = results
-        .iter()
-        .filter(|result| matches!(result, BatchResult::Accepted(_)))
-        .count();
-    Ok(Json(SubmitBatchResponse {
-        accepted,
-        refused: results.len() - accepted,
-        results,
-    }))
+    }
 }
 
 /// `GET /tx/{txid}` answer.

@@ -9,7 +9,9 @@
 //!   against the same durable-commit bound (concurrent submissions share commits, so the
 //!   figure can pass it);
 //! - in batches: `POST /txs {"hex": [...]}` from two connections, against raw verifies on
-//!   one thread (the admission's own ceiling, as for the in-memory figure).
+//!   one thread (the admission's own ceiling, as for the in-memory figure);
+//! - streamed: the same batches as messages of one `GET /txs/ws` WebSocket, a few in
+//!   flight, against the same bound.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -189,7 +191,74 @@ pub(crate) fn run(
              connections to a node process; each answer waits for its rows' synced writes"
         ),
     ));
+
+    progress("  streaming payments over a WebSocket");
+    let (count, seconds) = submit_over_websocket(context, executable, batch)?;
+    figures.push(Figure::new(
+        "pool.submit.websocket",
+        count as f64 / seconds,
+        "transactions/s",
+        admission_bound,
+        "raw BIP-340 verifies on 1 thread (admission runs under one lock, one verify each)",
+        None,
+        format!(
+            "{count} pre-signed payments as messages of {batch} on one GET /txs/ws stream to \
+             a node process, up to {STREAM_WINDOW} messages sent ahead of their answers; each \
+             answer waits for its rows' synced writes"
+        ),
+    ));
     Ok(figures)
+}
+
+/// Messages a streaming client sends ahead of the answers it has read.
+const STREAM_WINDOW: usize = 4;
+
+/// Submits the payments of a fresh funded node process as messages of `batch` on one
+/// `GET /txs/ws` stream, keeping [`STREAM_WINDOW`] messages ahead of the answers. Checks
+/// that every answer accepted all of its message and that the node pooled them all;
+/// returns how many and the seconds it took.
+fn submit_over_websocket(
+    context: &Context,
+    executable: &Path,
+    batch: usize,
+) -> Result<(usize, f64), BenchError> {
+    use tungstenite::Message;
+    let (dir, payments) = funded_node_dir(context, context.sizes.pool_submissions)?;
+    let node = NodeProcess::start(executable, dir.path(), &[])?;
+    let bodies: Vec<String> = payments.chunks(batch).map(raw_transactions_body).collect();
+    let ws_error = |error: tungstenite::Error| failed(format!("transaction stream: {error}"));
+    let (mut socket, _) = tungstenite::connect(node.transaction_stream_url()).map_err(ws_error)?;
+    let started = Instant::now();
+    let mut sent = 0;
+    let mut answered = 0;
+    while answered < bodies.len() {
+        while sent < bodies.len() && sent - answered < STREAM_WINDOW {
+            socket
+                .send(Message::text(bodies[sent].as_str()))
+                .map_err(ws_error)?;
+            sent += 1;
+        }
+        if let Message::Text(text) = socket.read().map_err(ws_error)? {
+            let answer: serde_json::Value = serde_json::from_str(text.as_str())
+                .map_err(|error| failed(format!("a stream's answer is not JSON: {error}")))?;
+            if answer["refused"].as_u64() != Some(0) {
+                return Err(failed(format!("the stream refused some: {answer}")));
+            }
+            answered += 1;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = socket.close(None);
+    let pooled = node.status()?["mempool"]["transactions"]
+        .as_u64()
+        .unwrap_or(0);
+    if pooled != payments.len() as u64 {
+        return Err(failed(format!(
+            "the node pooled {pooled} of {} streamed submissions",
+            payments.len()
+        )));
+    }
+    Ok((payments.len(), seconds))
 }
 
 /// Submits the payments of a fresh funded node process over HTTP from `clients` kept-alive

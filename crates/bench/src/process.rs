@@ -104,6 +104,11 @@ impl NodeProcess {
         format!("ws://127.0.0.1:{}", self.p2p_port)
     }
 
+    /// The address of the node's transaction stream (`GET /txs/ws`).
+    pub(crate) fn transaction_stream_url(&self) -> String {
+        format!("ws://{}/txs/ws", self.http)
+    }
+
     /// A new HTTP connection to the node, carrying its API token if it wrote one (the
     /// `.cookie` file in its data directory), as a local client of the node would.
     pub(crate) fn client(&self) -> Result<HttpClient, BenchError> {

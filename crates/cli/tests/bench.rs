@@ -35,6 +35,7 @@ fn the_quick_benchmark_suite_runs_every_figure_and_prints_json() {
         "pool.submit.in_process",
         "pool.submit.http",
         "pool.submit.http_batch",
+        "pool.submit.websocket",
         "sync.blocks_per_second",
         "memory.peak_rss.syncing_",
         "memory.peak_rss.holding_",

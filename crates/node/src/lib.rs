@@ -42,6 +42,7 @@ pub use node::Node;
 pub use peers::{
     BanInfo, DisconnectInfo, PeerError, PeerInfo, PeerManager, PeerRemoval, SyncProgress,
 };
+pub use pool::Admissions;
 pub use sync::{ChainSummary, PeerBlock, PeerHeaders, RelayedHeader};
 pub use wallet_history::{
     MAX_WALLET_HISTORY_DEPTH, WalletHistoryError, WalletHistoryPage, WalletTransaction,

@@ -41,6 +41,11 @@ fn store_rows(accepted: &Accepted, transaction: Transaction, now: u64) -> Vec<Po
 /// Admissions of one [`Node::submit_transactions`] call made under one taking of the lock.
 const SUBMIT_BATCH_PER_LOCK: usize = 64;
 
+/// Transactions [`Node::admit_transactions`] admitted (or refused), their rows queued and
+/// not yet known to be stored: [`Node::await_admissions`] turns them into answers.
+#[must_use = "nothing is acknowledged until Node::await_admissions has waited for the rows"]
+pub struct Admissions(Vec<Result<(Accepted, Ticket), NodeError>>);
+
 impl Node {
     /// Re-admits the stored pool; transactions that are no longer valid or have expired
     /// are forgotten.
@@ -192,6 +197,14 @@ impl Node {
         &self,
         transactions: Vec<Transaction>,
     ) -> Vec<Result<Accepted, NodeError>> {
+        self.await_admissions(self.admit_transactions(transactions))
+    }
+
+    /// The first half of [`Node::submit_transactions`]: admits `transactions` in order and
+    /// queues their rows, without waiting for them to be stored. A caller that admits
+    /// several batches in order can wait for one batch's commit while it admits the next.
+    /// Nothing is acknowledged yet: pass the result to [`Node::await_admissions`].
+    pub fn admit_transactions(&self, transactions: Vec<Transaction>) -> Admissions {
         let mut admitted: Vec<Result<(Accepted, Ticket), NodeError>> =
             Vec::with_capacity(transactions.len());
         let mut transactions = transactions.into_iter().peekable();
@@ -202,8 +215,15 @@ impl Node {
                 admitted.push(self.accept_and_queue(&mut core, transaction, now));
             }
         }
+        Admissions(admitted)
+    }
+
+    /// The second half of [`Node::submit_transactions`]: waits until the rows of
+    /// `admissions` are stored, and gives one result per transaction, in order.
+    pub fn await_admissions(&self, admissions: Admissions) -> Vec<Result<Accepted, NodeError>> {
         let mut store_failed = false;
-        admitted
+        admissions
+            .0
             .into_iter()
             .map(|admission| {
                 let (accepted, ticket) = admission?;

@@ -1,0 +1,596 @@
+//! `GET /txs/ws`: submission as a WebSocket stream, for clients that send many payments.
+//!
+//! ```text
+//!   client ──text: a POST /txs body──▶ start_batch: admitted as read, in order
+//!                                        │ up to IN_FLIGHT batches wait for their rows
+//!   client ◀──text: its POST /txs answer── finish: once the batch's rows are stored
+//!   (one answer a message, in the order sent; the client need not wait for one before
+//!   sending the next)
+//! ```
+//!
+//! `POST /txs` costs a request round trip a batch: a client that waits for each answer
+//! leaves the node idle meanwhile. On a stream the next batch is already on the connection
+//! when an answer leaves, so a client keeps the node busy from one connection.
+//!
+//! Bounded like every other endpoint: at most [`MAX_TRANSACTION_STREAMS`] streams at once
+//! (503 past that, before the upgrade), a message of at most
+//! [`MAX_BATCH_BODY_BYTES`](crate::router::MAX_BATCH_BODY_BYTES) (a larger one closes the
+//! stream with 1009), at most [`IN_FLIGHT`] messages admitted ahead of their answers (a
+//! client that does not read its answers stops being read), an answer written within
+//! [`WRITE_TIMEOUT`], a stream silent for `ApiOptions::transaction_stream_idle` (60 s)
+//! closed, and every stream closed when the node stops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Extension, Request, State};
+use axum::http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesOrdered, SplitSink};
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use powchain_node::Node;
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::error::ApiError;
+use crate::input::NoQuery;
+use crate::router::MAX_BATCH_BODY_BYTES;
+use crate::transactions::{RawTransactionsRequest, SubmitBatchResponse, start_batch};
+
+/// Transaction streams open at once, at most: each may hold a message of up to 2 MiB
+/// while it is admitted, as a `POST /txs` slot does.
+pub const MAX_TRANSACTION_STREAMS: usize = 4;
+/// An answer the client does not take within this long closes the stream.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages of one stream admitted and waiting for their rows to be stored, at most:
+/// past this, the stream is not read until the oldest is answered.
+pub const IN_FLIGHT: usize = 4;
+/// How often a stream checks whether the node is stopping and whether it has been silent
+/// too long.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(500);
+
+/// The places of [`MAX_TRANSACTION_STREAMS`], shared by one router's streams, and how long
+/// a stream may stay silent (`ApiOptions::transaction_stream_idle`).
+#[derive(Clone, Debug)]
+pub struct StreamSlots {
+    places: Arc<Semaphore>,
+    idle: Duration,
+}
+
+impl StreamSlots {
+    /// Room for [`MAX_TRANSACTION_STREAMS`] streams, each closed after `idle` of silence.
+    pub(crate) fn new(idle: Duration) -> StreamSlots {
+        StreamSlots {
+            places: Arc::new(Semaphore::new(MAX_TRANSACTION_STREAMS)),
+            idle,
+        }
+    }
+}
+
+/// The answer to a message that is not a batch at all (not JSON of the `POST /txs` shape,
+/// none or too many transactions, a binary message): what `POST /txs` would have answered
+/// with its status. The stream carries on.
+#[derive(Serialize, Debug)]
+struct MessageRefused {
+    error: String,
+    status: u16,
+}
+
+/// `GET /txs/ws`: upgrades to a WebSocket on which each text message is a `POST /txs` body
+/// and is answered, in order, with what `POST /txs` answers.
+///
+/// # Errors
+/// 400 for a request that is not a WebSocket handshake (`[not-a-websocket]`); 503 when all
+/// [`MAX_TRANSACTION_STREAMS`] places are taken (`[too-many-streams]`).
+pub async fn stream(
+    State(node): State<Arc<Node>>,
+    Extension(slots): Extension<StreamSlots>,
+    _query: NoQuery,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let accept = handshake_accept(request.headers())?;
+    let permit = Arc::clone(&slots.places).try_acquire_owned().map_err(|_| {
+        ApiError::unavailable(format!(
+            "the node already takes transactions on {MAX_TRANSACTION_STREAMS} streams, the \
+             most it serves at once; try again later, or use POST /txs [too-many-streams]"
+        ))
+    })?;
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let config = WebSocketConfig::default()
+                    .max_message_size(Some(MAX_BATCH_BODY_BYTES))
+                    .max_frame_size(Some(MAX_BATCH_BODY_BYTES));
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                serve(socket, node, slots.idle, permit).await;
+            }
+            Err(error) => tracing::debug!(%error, "a transaction stream's upgrade failed"),
+        }
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    Ok(response)
+}
+
+/// The `Sec-WebSocket-Accept` value for a well-formed WebSocket handshake (RFC 6455 4.2.1).
+fn handshake_accept(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
+    let has_token = |name, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|value| {
+                value
+                    .split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    let version_13 = headers
+        .get("sec-websocket-version")
+        .is_some_and(|value| value.as_bytes() == b"13");
+    let key = headers.get(SEC_WEBSOCKET_KEY);
+    match key {
+        Some(key)
+            if has_token(CONNECTION, "upgrade")
+                && has_token(UPGRADE, "websocket")
+                && version_13 =>
+        {
+            HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+                .map_err(|_| ApiError::internal("the accept key is not a header value"))
+        }
+        _ => Err(ApiError::bad_request(
+            "GET /txs/ws is a WebSocket: send `Connection: Upgrade`, `Upgrade: websocket`, \
+             `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key` (a WebSocket client does) \
+             [not-a-websocket]",
+        )),
+    }
+}
+
+/// Reads messages and answers each in order, until the client closes, breaks a limit,
+/// goes silent, or the node stops. A message is admitted as soon as it is read (in order:
+/// a parent in one message, its child in the next); while its rows are written, up to
+/// [`IN_FLIGHT`] more are read and admitted. `_permit` is the stream's place.
+async fn serve<S>(
+    socket: WebSocketStream<S>,
+    node: Arc<Node>,
+    idle: Duration,
+    _permit: OwnedSemaphorePermit,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = socket.split();
+    let mut answers: FuturesOrdered<BoxFuture<'static, String>> = FuturesOrdered::new();
+    let mut shutdown_poll = tokio::time::interval(SHUTDOWN_POLL);
+    let mut idle_since = tokio::time::Instant::now();
+    let mut previous = {
+        let (done, previous) = oneshot::channel();
+        let _ = done.send(());
+        previous
+    };
+    loop {
+        tokio::select! {
+            biased;
+            Some(answer) = answers.next(), if !answers.is_empty() => {
+                match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::text(answer))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, "could not answer on a transaction stream");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("a transaction stream's client did not take its answer");
+                        return;
+                    }
+                }
+                idle_since = tokio::time::Instant::now();
+            }
+            read = stream.next(), if answers.len() < IN_FLIGHT => {
+                let answer: BoxFuture<'static, String> = match read {
+                    None | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(Message::Text(text))) => {
+                        start_answer(&node, text.as_str(), &mut previous).await
+                    }
+                    Some(Ok(Message::Binary(_))) => ready(refused(ApiError::bad_request(
+                        "a message is text: a POST /txs body, {\"hex\": [\"<hex>\", ...]}",
+                    ))),
+                    // Pings are answered by the protocol layer; nothing else carries a batch.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                        let reason = format!("a message of {size} bytes; at most {max_size}");
+                        close(sink, CloseCode::Size, &reason).await;
+                        return;
+                    }
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "a transaction stream ended with an error");
+                        return;
+                    }
+                };
+                answers.push_back(answer);
+                idle_since = tokio::time::Instant::now();
+            }
+            _ = shutdown_poll.tick() => {
+                if node.is_shutting_down() {
+                    close(sink, CloseCode::Away, "the node is stopping").await;
+                    return;
+                }
+                if answers.is_empty() && idle_since.elapsed() >= idle {
+                    let reason = format!("idle: no message for {} ms", idle.as_millis());
+                    close(sink, CloseCode::Normal, &reason).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn ready(answer: String) -> BoxFuture<'static, String> {
+    Box::pin(std::future::ready(answer))
+}
+
+/// Admits the batch of one text message now, and returns its answer to come once its rows
+/// are stored (or at once, why it is no batch).
+///
+/// `previous` completes when the batch before it has been stored and announced; it is
+/// replaced by this batch's.
+async fn start_answer(
+    node: &Arc<Node>,
+    text: &str,
+    previous: &mut oneshot::Receiver<()>,
+) -> BoxFuture<'static, String> {
+    let request: RawTransactionsRequest = match serde_json::from_str(text) {
+        Ok(request) => request,
+        Err(error) => {
+            return ready(refused(ApiError::bad_request(format!(
+                "invalid JSON message: {error}"
+            ))));
+        }
+    };
+    match start_batch(node, request).await {
+        Ok(batch) => {
+            // Admitted transactions are announced to peers once stored: that runs to the
+            // end even if the client leaves first, and in the order the batches came (the
+            // wait for this batch starts after the one before it has finished).
+            let node = Arc::clone(node);
+            let (done, next) = oneshot::channel();
+            let previous = std::mem::replace(previous, next);
+            let finishing = tokio::spawn(async move {
+                let _ = previous.await;
+                let answer = batch.finish(&node).await;
+                let _ = done.send(());
+                answer
+            });
+            Box::pin(async move {
+                match finishing.await {
+                    Ok(Ok(answer)) => to_json(&answer),
+                    Ok(Err(error)) => refused(error),
+                    Err(error) => refused(ApiError::internal(format!(
+                        "the batch's wait for its rows failed: {error}"
+                    ))),
+                }
+            })
+        }
+        Err(error) => ready(refused(error)),
+    }
+}
+
+fn to_json(answer: &SubmitBatchResponse) -> String {
+    serde_json::to_string(answer).unwrap_or_else(|error| {
+        refused(ApiError::internal(format!(
+            "could not encode the answer: {error}"
+        )))
+    })
+}
+
+fn refused(error: ApiError) -> String {
+    let refused = MessageRefused {
+        error: error.message,
+        status: error.status.as_u16(),
+    };
+    serde_json::to_string(&refused).unwrap_or_else(|_| String::from("{\"status\": 500}"))
+}
+
+/// Sends a close frame (within [`WRITE_TIMEOUT`]) and lets the socket go.
+async fn close<S>(mut sink: SplitSink<WebSocketStream<S>, Message>, code: CloseCode, reason: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    };
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use powchain_consensus::encode::Encode;
+    use powchain_consensus::{Amount, Transaction, hex};
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::MaybeTlsStream;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    use super::*;
+    use crate::testing::{DEADLINE, TestServer, get, regtest_node};
+
+    type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+    /// A WebSocket client of `GET /txs/ws`, or the HTTP status it was refused with.
+    async fn connect(server: &TestServer) -> Result<Client, u16> {
+        let url = format!("ws://{}/txs/ws", server.address);
+        let request = url.into_client_request().expect("a request");
+        let config = WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None);
+        match tokio_tungstenite::connect_async_with_config(request, Some(config), false).await {
+            Ok((client, _)) => Ok(client),
+            Err(WsError::Http(response)) => Err(response.status().as_u16()),
+            Err(error) => panic!("could not connect: {error}"),
+        }
+    }
+
+    /// A stream, once a place is free (a closed stream's place is freed when its task has
+    /// seen the close); refused with 503 until then.
+    async fn connect_when_free(server: &TestServer) -> Client {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            match connect(server).await {
+                Ok(client) => return client,
+                Err(status) => assert_eq!(status, 503),
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no place was freed within the deadline"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The next message the node sends, as JSON, within the deadline.
+    async fn next_answer(client: &mut Client) -> serde_json::Value {
+        loop {
+            let message = tokio::time::timeout(DEADLINE, client.next())
+                .await
+                .expect("answered within the deadline")
+                .expect("the stream is open")
+                .expect("reads");
+            if let Message::Text(text) = message {
+                return serde_json::from_str(text.as_str()).expect("the answer is JSON");
+            }
+        }
+    }
+
+    /// Three payments the node does not have yet, each spending the change of the one
+    /// before, and the node (its chain has the payer's coin, its pool is empty).
+    fn payments() -> (Vec<tempfile::TempDir>, Arc<Node>, Vec<Transaction>) {
+        let (payer_folder, payer) = regtest_node(0);
+        let (folder, node) = regtest_node(0);
+        let block = payer.mine_one(Vec::new(), false).expect("mines");
+        node.submit_block(block).expect("the same chain");
+        let payments = (0..3)
+            .map(|_| {
+                payer
+                    .send(payer.wallet_address(), Amount::ONE_COIN, None)
+                    .expect("pays")
+                    .transaction
+            })
+            .collect();
+        (vec![payer_folder, folder], node, payments)
+    }
+
+    fn batch(transactions: &[&Transaction]) -> Message {
+        let hex: Vec<String> = transactions
+            .iter()
+            .map(|transaction| hex::encode(&transaction.encode_to_vec()))
+            .collect();
+        Message::text(serde_json::json!({ "hex": hex }).to_string())
+    }
+
+    #[tokio::test]
+    async fn messages_sent_back_to_back_are_answered_in_order_each_as_post_txs_would() {
+        let (_folders, node, payments) = payments();
+        let mut server = TestServer::api(Arc::clone(&node), crate::ApiOptions::default()).await;
+        let mut client = connect(&server).await.expect("upgraded");
+
+        // All five go out before any answer is read.
+        client
+            .send(batch(&[&payments[0], &payments[1]]))
+            .await
+            .expect("sends");
+        client
+            .send(Message::text("{\"hex\": \"not a list\"}"))
+            .await
+            .expect("sends");
+        client
+            .send(Message::binary(payments[2].encode_to_vec()))
+            .await
+            .expect("sends");
+        client
+            .send(Message::text("{\"hex\": []}"))
+            .await
+            .expect("sends");
+        client
+            .send(batch(&[&payments[2], &payments[0]]))
+            .await
+            .expect("sends");
+
+        let first = next_answer(&mut client).await;
+        assert_eq!(first["accepted"], 2, "{first}");
+        assert_eq!(
+            first["results"][1]["txid"],
+            payments[1].compute_txid().to_string(),
+            "the child after its parent"
+        );
+        let not_json = next_answer(&mut client).await;
+        assert_eq!(not_json["status"], 400);
+        assert!(
+            not_json["error"]
+                .as_str()
+                .expect("an error")
+                .starts_with("invalid JSON message"),
+            "{not_json}"
+        );
+        let binary = next_answer(&mut client).await;
+        assert_eq!(binary["status"], 400);
+        assert!(binary["error"].as_str().expect("an error").contains("text"));
+        let empty = next_answer(&mut client).await;
+        assert_eq!(empty["status"], 400);
+        assert!(
+            empty["error"]
+                .as_str()
+                .expect("an error")
+                .contains("a batch holds 1 to 1000")
+        );
+        let last = next_answer(&mut client).await;
+        assert_eq!(last["accepted"], 1, "{last}");
+        assert_eq!(last["refused"], 1);
+        assert_eq!(last["results"][1]["status"], 409, "the same payment again");
+        assert_eq!(node.pool_size().0, 3);
+
+        client.close(None).await.expect("closes");
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_closes_the_stream_and_the_node_serves_on() {
+        let (_folders, node, payments) = payments();
+        let mut server = TestServer::api(Arc::clone(&node), crate::ApiOptions::default()).await;
+        let mut client = connect(&server).await.expect("upgraded");
+        let huge = format!(
+            "{{\"hex\": [\"{}\"]}}",
+            "ab".repeat(MAX_BATCH_BODY_BYTES / 2)
+        );
+        // The node may close before the whole message is written.
+        let _ = client.send(Message::text(huge)).await;
+        let closed = loop {
+            match tokio::time::timeout(DEADLINE, client.next())
+                .await
+                .expect("closed within the deadline")
+            {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        };
+        let frame = closed.expect("a close frame");
+        assert_eq!(frame.code, CloseCode::Size, "{frame:?}");
+        assert!(frame.reason.contains("at most 2097152"), "{frame:?}");
+        assert_eq!(get(server.address, "/status").await.status, 200);
+
+        // Its place is free again: as many streams as allowed open, and they admit.
+        let mut clients = Vec::new();
+        for _ in 0..MAX_TRANSACTION_STREAMS {
+            clients.push(connect_when_free(&server).await);
+        }
+        clients[0]
+            .send(batch(&[&payments[0]]))
+            .await
+            .expect("sends");
+        assert_eq!(next_answer(&mut clients[0]).await["accepted"], 1);
+        for mut client in clients {
+            client.close(None).await.expect("closes");
+        }
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
+
+    #[tokio::test]
+    async fn streams_past_the_limit_are_refused_before_the_upgrade() {
+        let (_folder, node) = regtest_node(0);
+        let mut server = TestServer::api(Arc::clone(&node), crate::ApiOptions::default()).await;
+        let mut clients = Vec::new();
+        for _ in 0..MAX_TRANSACTION_STREAMS {
+            clients.push(connect(&server).await.expect("a place"));
+        }
+        assert_eq!(connect(&server).await.err(), Some(503));
+        let refused = get(server.address, "/txs/ws").await;
+        assert_eq!(refused.status, 400, "a plain GET is no handshake");
+        assert!(String::from_utf8_lossy(&refused.body).contains("[not-a-websocket]"));
+
+        let mut first = clients.remove(0);
+        first.close(None).await.expect("closes");
+        clients.push(connect_when_free(&server).await);
+        for mut client in clients {
+            client.close(None).await.expect("closes");
+        }
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_is_closed_and_its_place_freed() {
+        let (_folders, node, payments) = payments();
+        let options = crate::ApiOptions {
+            transaction_stream_idle: Duration::from_millis(200),
+            ..crate::ApiOptions::default()
+        };
+        let mut server = TestServer::api(Arc::clone(&node), options).await;
+        let mut client = connect(&server).await.expect("upgraded");
+        client.send(batch(&[&payments[0]])).await.expect("sends");
+        assert_eq!(next_answer(&mut client).await["accepted"], 1);
+        // Then silence: the node closes the stream.
+        let frame = loop {
+            match tokio::time::timeout(DEADLINE, client.next())
+                .await
+                .expect("closed within the deadline")
+            {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        };
+        let frame = frame.expect("a close frame");
+        assert_eq!(frame.code, CloseCode::Normal);
+        assert!(
+            frame.reason.contains("idle: no message for 200 ms"),
+            "{frame:?}"
+        );
+        let mut others = Vec::new();
+        for _ in 0..MAX_TRANSACTION_STREAMS {
+            others.push(connect_when_free(&server).await);
+        }
+        for mut other in others {
+            other.close(None).await.expect("closes");
+        }
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_closed_when_the_node_stops() {
+        let (_folder, node) = regtest_node(0);
+        let mut server = TestServer::api(Arc::clone(&node), crate::ApiOptions::default()).await;
+        let mut client = connect(&server).await.expect("upgraded");
+        node.begin_shutdown();
+        let frame = loop {
+            match tokio::time::timeout(DEADLINE, client.next())
+                .await
+                .expect("closed within the deadline")
+            {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(frame.expect("a close frame").code, CloseCode::Away);
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
+}

@@ -328,6 +328,7 @@ mod tests {
 
     use super::*;
     use crate::testing::{DEADLINE, TestServer, get, regtest_node};
+    use crate::transactions::MAX_BATCH_TRANSACTIONS;
 
     type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -530,6 +531,45 @@ mod tests {
         for mut client in clients {
             client.close(None).await.expect("closes");
         }
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_its_answers_stops_being_read_and_others_are_served() {
+        let (_folders, node, payments) = payments();
+        let mut server = TestServer::api(Arc::clone(&node), crate::ApiOptions::default()).await;
+        let mut hostile = connect(&server).await.expect("upgraded");
+        // 1,000 entries that are not transactions: a 200 KB message whose answer is about
+        // 100 KB of refusals. The client sends and never reads: the node writes answers
+        // until the connection's buffers are full, and then reads no more.
+        let junk = Message::text(
+            serde_json::json!({ "hex": vec!["ab".repeat(100); MAX_BATCH_TRANSACTIONS] })
+                .to_string(),
+        );
+        let mut sent = 0;
+        loop {
+            // A send that does not finish in a second is held up by the node, which has
+            // stopped reading (the loopback buffers hold a few MB either way).
+            match tokio::time::timeout(Duration::from_secs(1), hostile.send(junk.clone())).await {
+                Ok(result) => result.expect("sends"),
+                Err(_) => break,
+            }
+            sent += 1;
+            assert!(
+                sent < 1_000,
+                "the node read 200 MB from a client that reads no answers"
+            );
+        }
+
+        // Meanwhile the node serves everyone else.
+        assert_eq!(get(server.address, "/status").await.status, 200);
+        let mut honest = connect(&server).await.expect("a place");
+        honest.send(batch(&[&payments[0]])).await.expect("sends");
+        assert_eq!(next_answer(&mut honest).await["accepted"], 1);
+
+        honest.close(None).await.expect("closes");
+        drop(hostile);
         server.begin_stop();
         server.join().await.expect("the server stops cleanly");
     }

@@ -45,6 +45,31 @@ pub(crate) fn fill_pool(node: &Node, count: usize) {
     }
 }
 
+/// A node whose chain holds a payer's first coin and whose pool is empty, with `count`
+/// payments of that payer the node has not seen, each spending the change of the one
+/// before (the folders hold both nodes' stores).
+pub(crate) fn node_and_unseen_payments(
+    count: usize,
+) -> (
+    Vec<TempDir>,
+    Arc<Node>,
+    Vec<powchain_consensus::Transaction>,
+) {
+    let (payer_folder, payer) = regtest_node(0);
+    let (folder, node) = regtest_node(0);
+    let block = payer.mine_one(Vec::new(), false).expect("mines");
+    node.submit_block(block).expect("the same chain");
+    let payments = (0..count)
+        .map(|_| {
+            payer
+                .send(payer.wallet_address(), Amount::ONE_COIN, None)
+                .expect("pays")
+                .transaction
+        })
+        .collect();
+    (vec![payer_folder, folder], node, payments)
+}
+
 /// A regtest node whose blocks 2 to `blocks + 1` each hold `transactions` payments besides
 /// the coinbase (block 1 pays the wallet its first coin): blocks large next to a small page.
 pub(crate) fn node_with_full_blocks(blocks: u64, transactions: usize) -> (TempDir, Arc<Node>) {

@@ -564,20 +564,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_admits_parents_before_children_and_answers_each_transaction() {
-        // The payer mines the chain and signs three payments, each spending the change of
-        // the one before; the receiving node has the same chain and an empty pool.
-        let (_payer_folder, payer) = regtest_node(0);
-        let (_folder, node) = regtest_node(0);
-        let block = payer.mine_one(Vec::new(), false).expect("mines");
-        node.submit_block(block).expect("the same chain");
-        let payments: Vec<Transaction> = (0..3)
-            .map(|_| {
-                payer
-                    .send(payer.wallet_address(), Amount::ONE_COIN, None)
-                    .expect("pays")
-                    .transaction
-            })
-            .collect();
+        // Three payments, each spending the change of the one before; the receiving node
+        // has the payer's chain and an empty pool.
+        let (_folders, node, payments) = crate::testing::node_and_unseen_payments(3);
         let hexes: Vec<String> = payments
             .iter()
             .map(|payment| hex::encode(&payment.encode_to_vec()))

@@ -321,13 +321,13 @@ where
 #[cfg(test)]
 mod tests {
     use powchain_consensus::encode::Encode;
-    use powchain_consensus::{Amount, Transaction, hex};
+    use powchain_consensus::{Transaction, hex};
     use tokio::net::TcpStream;
     use tokio_tungstenite::MaybeTlsStream;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
     use super::*;
-    use crate::testing::{DEADLINE, TestServer, get, regtest_node};
+    use crate::testing::{DEADLINE, TestServer, get, node_and_unseen_payments, regtest_node};
     use crate::transactions::MAX_BATCH_TRANSACTIONS;
 
     type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -363,6 +363,20 @@ mod tests {
         }
     }
 
+    /// The close frame the node sends next (other messages are skipped), within the deadline.
+    async fn next_close(client: &mut Client) -> Option<CloseFrame> {
+        loop {
+            match tokio::time::timeout(DEADLINE, client.next())
+                .await
+                .expect("closed within the deadline")
+            {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
     /// The next message the node sends, as JSON, within the deadline.
     async fn next_answer(client: &mut Client) -> serde_json::Value {
         loop {
@@ -377,22 +391,8 @@ mod tests {
         }
     }
 
-    /// Three payments the node does not have yet, each spending the change of the one
-    /// before, and the node (its chain has the payer's coin, its pool is empty).
     fn payments() -> (Vec<tempfile::TempDir>, Arc<Node>, Vec<Transaction>) {
-        let (payer_folder, payer) = regtest_node(0);
-        let (folder, node) = regtest_node(0);
-        let block = payer.mine_one(Vec::new(), false).expect("mines");
-        node.submit_block(block).expect("the same chain");
-        let payments = (0..3)
-            .map(|_| {
-                payer
-                    .send(payer.wallet_address(), Amount::ONE_COIN, None)
-                    .expect("pays")
-                    .transaction
-            })
-            .collect();
-        (vec![payer_folder, folder], node, payments)
+        node_and_unseen_payments(3)
     }
 
     fn batch(transactions: &[&Transaction]) -> Message {
@@ -480,16 +480,7 @@ mod tests {
         );
         // The node may close before the whole message is written.
         let _ = client.send(Message::text(huge)).await;
-        let closed = loop {
-            match tokio::time::timeout(DEADLINE, client.next())
-                .await
-                .expect("closed within the deadline")
-            {
-                Some(Ok(Message::Close(frame))) => break frame,
-                Some(Ok(_)) => {}
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        };
+        let closed = next_close(&mut client).await;
         let frame = closed.expect("a close frame");
         assert_eq!(frame.code, CloseCode::Size, "{frame:?}");
         assert!(frame.reason.contains("at most 2097152"), "{frame:?}");
@@ -586,16 +577,7 @@ mod tests {
         client.send(batch(&[&payments[0]])).await.expect("sends");
         assert_eq!(next_answer(&mut client).await["accepted"], 1);
         // Then silence: the node closes the stream.
-        let frame = loop {
-            match tokio::time::timeout(DEADLINE, client.next())
-                .await
-                .expect("closed within the deadline")
-            {
-                Some(Ok(Message::Close(frame))) => break frame,
-                Some(Ok(_)) => {}
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        };
+        let frame = next_close(&mut client).await;
         let frame = frame.expect("a close frame");
         assert_eq!(frame.code, CloseCode::Normal);
         assert!(
@@ -619,16 +601,7 @@ mod tests {
         let mut server = TestServer::api(Arc::clone(&node), crate::ApiOptions::default()).await;
         let mut client = connect(&server).await.expect("upgraded");
         node.begin_shutdown();
-        let frame = loop {
-            match tokio::time::timeout(DEADLINE, client.next())
-                .await
-                .expect("closed within the deadline")
-            {
-                Some(Ok(Message::Close(frame))) => break frame,
-                Some(Ok(_)) => {}
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        };
+        let frame = next_close(&mut client).await;
         assert_eq!(frame.expect("a close frame").code, CloseCode::Away);
         server.begin_stop();
         server.join().await.expect("the server stops cleanly");

@@ -184,7 +184,7 @@ pub(crate) fn run(
         count as f64 / seconds,
         "transactions/s",
         admission_bound,
-        "raw BIP-340 verifies on 1 thread (admission runs under one lock, one verify each)",
+        ADMISSION_BOUND,
         None,
         format!(
             "POST /txs of {count} pre-signed payments, {batch} a request, from 2 kept-alive \
@@ -199,7 +199,7 @@ pub(crate) fn run(
         count as f64 / seconds,
         "transactions/s",
         admission_bound,
-        "raw BIP-340 verifies on 1 thread (admission runs under one lock, one verify each)",
+        ADMISSION_BOUND,
         None,
         format!(
             "{count} pre-signed payments as messages of {batch} on one GET /txs/ws stream to \
@@ -209,6 +209,10 @@ pub(crate) fn run(
     ));
     Ok(figures)
 }
+
+/// What bounds the batched and streamed submissions.
+const ADMISSION_BOUND: &str =
+    "raw BIP-340 verifies on 1 thread (admission runs under one lock, one verify each)";
 
 /// Messages a streaming client sends ahead of the answers it has read.
 const STREAM_WINDOW: usize = 4;
@@ -249,16 +253,21 @@ fn submit_over_websocket(
     }
     let seconds = started.elapsed().as_secs_f64();
     let _ = socket.close(None);
+    all_pooled(&node, payments.len())?;
+    Ok((payments.len(), seconds))
+}
+
+/// Checks that `node` pooled all `count` submissions.
+fn all_pooled(node: &NodeProcess, count: usize) -> Result<(), BenchError> {
     let pooled = node.status()?["mempool"]["transactions"]
         .as_u64()
         .unwrap_or(0);
-    if pooled != payments.len() as u64 {
+    if pooled != count as u64 {
         return Err(failed(format!(
-            "the node pooled {pooled} of {} streamed submissions",
-            payments.len()
+            "the node pooled {pooled} of {count} submissions"
         )));
     }
-    Ok((payments.len(), seconds))
+    Ok(())
 }
 
 /// Submits the payments of a fresh funded node process over HTTP from `clients` kept-alive
@@ -307,14 +316,6 @@ fn submit_over_http(
     });
     let seconds = started.elapsed().as_secs_f64();
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
-    let pooled = node.status()?["mempool"]["transactions"]
-        .as_u64()
-        .unwrap_or(0);
-    if pooled != payments.len() as u64 {
-        return Err(failed(format!(
-            "the node pooled {pooled} of {} submissions",
-            payments.len()
-        )));
-    }
+    all_pooled(&node, payments.len())?;
     Ok((payments.len(), seconds))
 }

@@ -403,6 +403,42 @@ mod tests {
         Message::text(serde_json::json!({ "hex": hex }).to_string())
     }
 
+    fn handshake(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn the_handshake_is_answered_with_rfc_6455_s_accept_key_and_anything_less_is_refused() {
+        // RFC 6455, section 1.3: this key's accept value.
+        let complete = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        assert_eq!(
+            handshake_accept(&handshake(&complete)).expect("accepted"),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        for missing in 0..complete.len() {
+            let mut partial = complete.to_vec();
+            partial.remove(missing);
+            let refused = handshake_accept(&handshake(&partial)).expect_err("refused");
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+            assert!(refused.message.contains("[not-a-websocket]"));
+        }
+        let mut old_version = complete.to_vec();
+        old_version[2] = ("sec-websocket-version", "8");
+        assert!(handshake_accept(&handshake(&old_version)).is_err());
+        let mut no_upgrade_token = complete.to_vec();
+        no_upgrade_token[0] = ("connection", "keep-alive, upgrades");
+        assert!(handshake_accept(&handshake(&no_upgrade_token)).is_err());
+    }
+
     #[tokio::test]
     async fn messages_sent_back_to_back_are_answered_in_order_each_as_post_txs_would() {
         let (_folders, node, payments) = payments();

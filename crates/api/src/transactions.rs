@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use powchain_consensus::encode::Decode;
 use powchain_consensus::{Amount, FeeRate, Transaction, Txid, hex};
-use powchain_mempool::PoolEntry;
-use powchain_node::{Admissions, Node};
+use powchain_mempool::{Accepted, PoolEntry};
+use powchain_node::{Admissions, Node, NodeError};
 use serde::{Deserialize, Serialize};
 
 use crate::body::JsonBody;
@@ -333,21 +333,25 @@ pub async fn submit_raw_batch(
     Ok(Json(admit_batch(&node, request).await?))
 }
 
-/// Admits the transactions of one batch (`POST /txs`, or a message of `GET /txs/ws`) in
-/// order, each succeeding or failing on its own, and waits until they are stored.
+/// Admits the transactions of a `POST /txs` batch in order, each succeeding or failing on
+/// its own, and waits until they are stored: one call to the node, which runs to its end
+/// (the events that relay them included) even if the client leaves meanwhile.
 ///
 /// # Errors
 /// 400 for a batch of none or more than [`MAX_BATCH_TRANSACTIONS`]; 503 when the node's
 /// blocking pool is gone (shutting down).
-pub(crate) async fn admit_batch(
+async fn admit_batch(
     node: &Arc<Node>,
     request: RawTransactionsRequest,
 ) -> Result<SubmitBatchResponse, ApiError> {
-    start_batch(node, request).await?.finish(node).await
+    let (decode_failures, decoded) = decode_batch(&request)?;
+    let outcomes = blocking(node, move |node| Ok(node.submit_transactions(decoded))).await?;
+    Ok(batch_answer(decode_failures, outcomes))
 }
 
-/// A batch admitted in order, its rows queued: [`AdmittedBatch::finish`] waits for them
-/// and answers. A stream admits its next batch while this one's rows are written.
+/// A batch admitted in order, its rows queued (`GET /txs/ws`): [`AdmittedBatch::finish`]
+/// waits for them and answers, so a stream admits its next batch while this one's rows
+/// are written.
 pub(crate) struct AdmittedBatch {
     /// Each transaction's refusal before admission (not a transaction), or `None` for the
     /// next of `admissions`.
@@ -363,13 +367,46 @@ pub(crate) async fn start_batch(
     node: &Arc<Node>,
     request: RawTransactionsRequest,
 ) -> Result<AdmittedBatch, ApiError> {
+    let (decode_failures, decoded) = decode_batch(&request)?;
+    let admissions = blocking(node, move |node| Ok(node.admit_transactions(decoded))).await?;
+    Ok(AdmittedBatch {
+        decode_failures,
+        admissions,
+    })
+}
+
+impl AdmittedBatch {
+    /// Waits until the batch's rows are stored; one result per transaction, in order. The
+    /// caller must see it to its end (the stream spawns it): the admitted transactions are
+    /// announced to peers only then.
+    ///
+    /// # Errors
+    /// 503 when the node's blocking pool is gone (shutting down).
+    pub(crate) async fn finish(self, node: &Arc<Node>) -> Result<SubmitBatchResponse, ApiError> {
+        let AdmittedBatch {
+            decode_failures,
+            admissions,
+        } = self;
+        let outcomes = blocking(node, move |node| Ok(node.await_admissions(admissions))).await?;
+        Ok(batch_answer(decode_failures, outcomes))
+    }
+}
+
+/// The batch's transactions decoded, in order, and for each entry its refusal if it is
+/// not a transaction (`None` for the next decoded one).
+///
+/// # Errors
+/// 400 for a batch of none or more than [`MAX_BATCH_TRANSACTIONS`].
+fn decode_batch(
+    request: &RawTransactionsRequest,
+) -> Result<(Vec<Option<BatchResult>>, Vec<Transaction>), ApiError> {
     if request.hex.is_empty() || request.hex.len() > MAX_BATCH_TRANSACTIONS {
         return Err(ApiError::bad_request(format!(
             "`hex` holds {} transactions; a batch holds 1 to {MAX_BATCH_TRANSACTIONS}",
             request.hex.len()
         )));
     }
-    let mut decode_failures: Vec<Option<BatchResult>> = Vec::with_capacity(request.hex.len());
+    let mut decode_failures = Vec::with_capacity(request.hex.len());
     let mut decoded = Vec::with_capacity(request.hex.len());
     for text in &request.hex {
         match decode_raw(text) {
@@ -380,50 +417,39 @@ pub(crate) async fn start_batch(
             Err(error) => decode_failures.push(Some(BatchResult::refused(error))),
         }
     }
-    let admissions = blocking(node, move |node| Ok(node.admit_transactions(decoded))).await?;
-    Ok(AdmittedBatch {
-        decode_failures,
-        admissions,
-    })
+    Ok((decode_failures, decoded))
 }
 
-impl AdmittedBatch {
-    /// Waits until the batch's rows are stored; one result per transaction, in order.
-    ///
-    /// # Errors
-    /// 503 when the node's blocking pool is gone (shutting down).
-    pub(crate) async fn finish(self, node: &Arc<Node>) -> Result<SubmitBatchResponse, ApiError> {
-        let AdmittedBatch {
-            decode_failures,
-            admissions,
-        } = self;
-        let mut outcomes = blocking(node, move |node| Ok(node.await_admissions(admissions)))
-            .await?
-            .into_iter();
-        let results: Vec<BatchResult> = decode_failures
-            .into_iter()
-            .map(|decode_failure| {
-                decode_failure.unwrap_or_else(|| match outcomes.next() {
-                    Some(Ok(accepted)) => BatchResult::Accepted(SubmitResponse {
-                        txid: accepted.txid.to_string(),
-                        fee: accepted.fee.to_units(),
-                    }),
-                    Some(Err(error)) => BatchResult::refused(error.into()),
-                    None => BatchResult::refused(ApiError::internal(
-                        "the node answered fewer transactions than it was given",
-                    )),
-                })
+/// The answer to a batch: the decode refusals in their places, the node's outcomes in
+/// the others, in order.
+fn batch_answer(
+    decode_failures: Vec<Option<BatchResult>>,
+    outcomes: Vec<Result<Accepted, NodeError>>,
+) -> SubmitBatchResponse {
+    let mut outcomes = outcomes.into_iter();
+    let results: Vec<BatchResult> = decode_failures
+        .into_iter()
+        .map(|decode_failure| {
+            decode_failure.unwrap_or_else(|| match outcomes.next() {
+                Some(Ok(accepted)) => BatchResult::Accepted(SubmitResponse {
+                    txid: accepted.txid.to_string(),
+                    fee: accepted.fee.to_units(),
+                }),
+                Some(Err(error)) => BatchResult::refused(error.into()),
+                None => BatchResult::refused(ApiError::internal(
+                    "the node answered fewer transactions than it was given",
+                )),
             })
-            .collect();
-        let accepted = results
-            .iter()
-            .filter(|result| matches!(result, BatchResult::Accepted(_)))
-            .count();
-        Ok(SubmitBatchResponse {
-            accepted,
-            refused: results.len() - accepted,
-            results,
         })
+        .collect();
+    let accepted = results
+        .iter()
+        .filter(|result| matches!(result, BatchResult::Accepted(_)))
+        .count();
+    SubmitBatchResponse {
+        accepted,
+        refused: results.len() - accepted,
+        results,
     }
 }
 

@@ -232,6 +232,10 @@ fn submit_over_websocket(
     let bodies: Vec<String> = payments.chunks(batch).map(raw_transactions_body).collect();
     let ws_error = |error: tungstenite::Error| failed(format!("transaction stream: {error}"));
     let (mut socket, _) = tungstenite::connect(node.transaction_stream_url()).map_err(ws_error)?;
+    // As the HTTP clients: a node that stops answering fails the figure, not hangs it.
+    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+    }
     let started = Instant::now();
     let mut sent = 0;
     let mut answered = 0;

@@ -303,7 +303,7 @@ pub struct SubmitBatchResponse {
 }
 
 impl BatchResult {
-    fn refused(error: ApiError) -> BatchResult {
+    pub(crate) fn refused(error: ApiError) -> BatchResult {
         BatchResult::Refused {
             error: error.message,
             status: error.status.as_u16(),

@@ -32,7 +32,6 @@ use futures_util::stream::{FuturesOrdered, SplitSink};
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use powchain_node::Node;
-use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
@@ -44,7 +43,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use crate::error::ApiError;
 use crate::input::NoQuery;
 use crate::router::MAX_BATCH_BODY_BYTES;
-use crate::transactions::{RawTransactionsRequest, SubmitBatchResponse, start_batch};
+use crate::transactions::{BatchResult, RawTransactionsRequest, SubmitBatchResponse, start_batch};
 
 /// Transaction streams open at once, at most: each may hold a message of up to 2 MiB
 /// while it is admitted, as a `POST /txs` slot does.
@@ -74,15 +73,6 @@ impl StreamSlots {
             idle,
         }
     }
-}
-
-/// The answer to a message that is not a batch at all (not JSON of the `POST /txs` shape,
-/// none or too many transactions, a binary message): what `POST /txs` would have answered
-/// with its status. The stream carries on.
-#[derive(Serialize, Debug)]
-struct MessageRefused {
-    error: String,
-    status: u16,
 }
 
 /// `GET /txs/ws`: upgrades to a WebSocket on which each text message is a `POST /txs` body
@@ -297,12 +287,13 @@ fn to_json(answer: &SubmitBatchResponse) -> String {
     })
 }
 
+/// The answer to a message that is not a batch at all (not JSON of the `POST /txs` shape,
+/// none or too many transactions, a binary message): `{error, status}`, as one refused
+/// transaction of a `POST /txs` answer is written, with what `POST /txs` would have
+/// answered. The stream carries on.
 fn refused(error: ApiError) -> String {
-    let refused = MessageRefused {
-        error: error.message,
-        status: error.status.as_u16(),
-    };
-    serde_json::to_string(&refused).unwrap_or_else(|_| String::from("{\"status\": 500}"))
+    serde_json::to_string(&BatchResult::refused(error))
+        .unwrap_or_else(|_| String::from("{\"status\": 500}"))
 }
 
 /// Sends a close frame (within [`WRITE_TIMEOUT`]) and lets the socket go.

@@ -339,14 +339,13 @@ impl P2p {
         self.compact().high_bandwidth.iter().copied().collect()
     }
 
-    /// Announces a new block we have whole, before we validate it, to the peers we asked
-    /// for pushes (but `from`), so that those that get it after us do not push it too:
+    /// Announces a new block we have whole, before we validate it, to `pushers`, the peers
+    /// we asked for pushes (but `from`), so that those that get it after us do not push it too:
     /// a large block's validation takes tens of ms, and the pushes that crossed
     /// meanwhile were most of its duplicates. Peers we push to are left out: our push
     /// tells them.
-    fn announce_to_pushers(&self, from: PeerId, header: Header) {
-        let pushers = self.high_bandwidth_peers();
-        for commands in self.registry.commands_unless_pushed_to(&pushers, from) {
+    fn announce_to_pushers(&self, pushers: &[PeerId], from: PeerId, header: Header) {
+        for commands in self.registry.commands_unless_pushed_to(pushers, from) {
             // A full queue: the peer may push it, as before.
             let _ = commands.try_send(PeerCommand::AnnounceHeader(header));
         }
@@ -476,7 +475,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             return Ok(());
         }
         let push = self.p2p.registry.has_push_targets();
-        if !push && self.p2p.high_bandwidth_peers().is_empty() {
+        let pushers = self.p2p.high_bandwidth_peers();
+        if !push && pushers.is_empty() {
             return Ok(());
         }
         let txids: Vec<_> = block.compute_txids();
@@ -510,7 +510,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if validate_block_structure_with_txids(params, block, height, &txids).is_err() {
             return Ok(());
         }
-        self.p2p.announce_to_pushers(self.id, header);
+        self.p2p.announce_to_pushers(&pushers, self.id, header);
         if push {
             // What we lacked, the next peer probably lacks too: sent whole.
             self.p2p

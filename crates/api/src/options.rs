@@ -6,7 +6,7 @@
 //!   accept ──(max_connections)──▶ connection ──(header_read_timeout, also between
 //!   requests)──▶ request ──(request_timeout; not GET /events)──▶ handler
 //!                                   GET /events ──(max_event_subscribers)──▶ stream
-//!                                   GET /txs/ws ──(4 places, transaction_stream_idle)──▶ WebSocket
+//!                                   GET /txs/ws ──(4 places, transaction_stream_idle, _write_timeout)──▶ WebSocket
 //!                                   GET /blocks, /transactions ──(max_page_bytes)──▶ page
 //! ```
 
@@ -33,6 +33,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a `GET /txs/ws` stream may stay silent, with no answer pending, before it is
 /// closed (so a silent client does not keep one of its few places).
 pub const DEFAULT_TRANSACTION_STREAM_IDLE: Duration = Duration::from_secs(60);
+/// How long a `GET /txs/ws` client may take to take one answer (or the close frame)
+/// before its stream is dropped without one (so a client that sends and never reads does
+/// not keep one of its few places).
+pub const DEFAULT_TRANSACTION_STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the API decides who may use the protected endpoints, and its resource limits.
 ///
@@ -57,6 +61,8 @@ pub struct ApiOptions {
     pub shutdown_grace: Duration,
     /// See [`DEFAULT_TRANSACTION_STREAM_IDLE`].
     pub transaction_stream_idle: Duration,
+    /// See [`DEFAULT_TRANSACTION_STREAM_WRITE_TIMEOUT`].
+    pub transaction_stream_write_timeout: Duration,
 }
 
 impl Default for ApiOptions {
@@ -71,6 +77,7 @@ impl Default for ApiOptions {
             max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             transaction_stream_idle: DEFAULT_TRANSACTION_STREAM_IDLE,
+            transaction_stream_write_timeout: DEFAULT_TRANSACTION_STREAM_WRITE_TIMEOUT,
         }
     }
 }

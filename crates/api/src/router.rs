@@ -78,6 +78,7 @@ pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
             "/txs/ws",
             get(tx_stream::stream).layer::<_, Infallible>(Extension(tx_stream::StreamSlots::new(
                 options.transaction_stream_idle,
+                options.transaction_stream_write_timeout,
             ))),
         )
         .route("/tx/{txid}", get(transactions::get_transaction))

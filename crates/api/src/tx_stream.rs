@@ -16,9 +16,10 @@
 //! (503 past that, before the upgrade), a message of at most
 //! [`MAX_BATCH_BODY_BYTES`](crate::router::MAX_BATCH_BODY_BYTES) (a larger one closes the
 //! stream with 1009), at most [`IN_FLIGHT`] messages admitted ahead of their answers (a
-//! client that does not read its answers stops being read), an answer written within
-//! [`WRITE_TIMEOUT`], a stream silent for `ApiOptions::transaction_stream_idle` (60 s)
-//! closed, and every stream closed when the node stops.
+//! client that does not read its answers stops being read), an answer taken within
+//! `ApiOptions::transaction_stream_write_timeout` (30 s) or the stream dropped, a stream
+//! silent for `ApiOptions::transaction_stream_idle` (60 s) closed, and every stream closed
+//! when the node stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,8 +49,6 @@ use crate::transactions::{BatchResult, RawTransactionsRequest, SubmitBatchRespon
 /// Transaction streams open at once, at most: each may hold a message of up to 2 MiB
 /// while it is admitted, as a `POST /txs` slot does.
 pub const MAX_TRANSACTION_STREAMS: usize = 4;
-/// An answer the client does not take within this long closes the stream.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Messages of one stream admitted and waiting for their rows to be stored, at most:
 /// past this, the stream is not read until the oldest is answered.
 pub const IN_FLIGHT: usize = 4;
@@ -58,19 +57,23 @@ pub const IN_FLIGHT: usize = 4;
 const SHUTDOWN_POLL: Duration = Duration::from_millis(500);
 
 /// The places of [`MAX_TRANSACTION_STREAMS`], shared by one router's streams, and how long
-/// a stream may stay silent (`ApiOptions::transaction_stream_idle`).
+/// a stream may stay silent (`ApiOptions::transaction_stream_idle`) and take to take an
+/// answer (`ApiOptions::transaction_stream_write_timeout`).
 #[derive(Clone, Debug)]
 pub struct StreamSlots {
     places: Arc<Semaphore>,
     idle: Duration,
+    write_timeout: Duration,
 }
 
 impl StreamSlots {
-    /// Room for [`MAX_TRANSACTION_STREAMS`] streams, each closed after `idle` of silence.
-    pub(crate) fn new(idle: Duration) -> StreamSlots {
+    /// Room for [`MAX_TRANSACTION_STREAMS`] streams, each closed after `idle` of silence
+    /// and dropped when an answer is not taken within `write_timeout`.
+    pub(crate) fn new(idle: Duration, write_timeout: Duration) -> StreamSlots {
         StreamSlots {
             places: Arc::new(Semaphore::new(MAX_TRANSACTION_STREAMS)),
             idle,
+            write_timeout,
         }
     }
 }
@@ -107,7 +110,7 @@ pub async fn stream(
                     Some(config),
                 )
                 .await;
-                serve(socket, node, slots.idle, permit).await;
+                serve(socket, node, &slots, permit).await;
             }
             Err(error) => tracing::debug!(%error, "a transaction stream's upgrade failed"),
         }
@@ -159,11 +162,16 @@ fn handshake_accept(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
 async fn serve<S>(
     socket: WebSocketStream<S>,
     node: Arc<Node>,
-    idle: Duration,
+    slots: &StreamSlots,
     _permit: OwnedSemaphorePermit,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let StreamSlots {
+        idle,
+        write_timeout,
+        ..
+    } = *slots;
     let (mut sink, mut stream) = socket.split();
     let mut answers: FuturesOrdered<BoxFuture<'static, String>> = FuturesOrdered::new();
     let mut shutdown_poll = tokio::time::interval(SHUTDOWN_POLL);
@@ -177,7 +185,7 @@ async fn serve<S>(
         tokio::select! {
             biased;
             Some(answer) = answers.next(), if !answers.is_empty() => {
-                match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::text(answer))).await {
+                match tokio::time::timeout(write_timeout, sink.send(Message::text(answer))).await {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => {
                         tracing::debug!(%error, "could not answer on a transaction stream");
@@ -203,7 +211,7 @@ async fn serve<S>(
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                     Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                         let reason = format!("a message of {size} bytes; at most {max_size}");
-                        close(sink, CloseCode::Size, &reason).await;
+                        close(sink, CloseCode::Size, &reason, write_timeout).await;
                         return;
                     }
                     Some(Err(error)) => {
@@ -216,12 +224,12 @@ async fn serve<S>(
             }
             _ = shutdown_poll.tick() => {
                 if node.is_shutting_down() {
-                    close(sink, CloseCode::Away, "the node is stopping").await;
+                    close(sink, CloseCode::Away, "the node is stopping", write_timeout).await;
                     return;
                 }
                 if answers.is_empty() && idle_since.elapsed() >= idle {
                     let reason = format!("idle: no message for {} ms", idle.as_millis());
-                    close(sink, CloseCode::Normal, &reason).await;
+                    close(sink, CloseCode::Normal, &reason, write_timeout).await;
                     return;
                 }
             }
@@ -296,17 +304,21 @@ fn refused(error: ApiError) -> String {
         .unwrap_or_else(|_| String::from("{\"status\": 500}"))
 }
 
-/// Sends a close frame (within [`WRITE_TIMEOUT`]) and lets the socket go.
-async fn close<S>(mut sink: SplitSink<WebSocketStream<S>, Message>, code: CloseCode, reason: &str)
-where
+/// Sends a close frame (each step within `write_timeout`) and lets the socket go.
+async fn close<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    code: CloseCode,
+    reason: &str,
+    write_timeout: Duration,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let frame = CloseFrame {
         code,
         reason: reason.to_owned().into(),
     };
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
+    let _ = tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(write_timeout, sink.close()).await;
 }
 
 #[cfg(test)]
@@ -380,6 +392,27 @@ mod tests {
                 return serde_json::from_str(text.as_str()).expect("the answer is JSON");
             }
         }
+    }
+
+    /// Sends messages and never reads their answers until a send is held up: 1,000 entries
+    /// that are not transactions, a 200 KB message whose answer is about 100 KB of
+    /// refusals. The node writes answers until the connection's buffers are full, and then
+    /// reads no more: fails if it reads 1,000 (200 MB). Ok once a send is held up, Err if
+    /// the node dropped the connection first.
+    async fn send_until_held_up(client: &mut Client) -> Result<(), WsError> {
+        let junk = Message::text(
+            serde_json::json!({ "hex": vec!["ab".repeat(100); MAX_BATCH_TRANSACTIONS] })
+                .to_string(),
+        );
+        for _ in 0..1_000 {
+            // A send that does not finish in a second is held up by the node, which has
+            // stopped reading (the loopback buffers hold a few MB either way).
+            match tokio::time::timeout(Duration::from_secs(1), client.send(junk.clone())).await {
+                Ok(result) => result?,
+                Err(_) => return Ok(()),
+            }
+        }
+        panic!("the node read 200 MB from a client that reads no answers");
     }
 
     fn payments() -> (Vec<tempfile::TempDir>, Arc<Node>, Vec<Transaction>) {
@@ -558,27 +591,9 @@ mod tests {
         let (_folders, node, payments) = payments();
         let mut server = TestServer::api(Arc::clone(&node), crate::ApiOptions::default()).await;
         let mut hostile = connect(&server).await.expect("upgraded");
-        // 1,000 entries that are not transactions: a 200 KB message whose answer is about
-        // 100 KB of refusals. The client sends and never reads: the node writes answers
-        // until the connection's buffers are full, and then reads no more.
-        let junk = Message::text(
-            serde_json::json!({ "hex": vec!["ab".repeat(100); MAX_BATCH_TRANSACTIONS] })
-                .to_string(),
-        );
-        let mut sent = 0;
-        loop {
-            // A send that does not finish in a second is held up by the node, which has
-            // stopped reading (the loopback buffers hold a few MB either way).
-            match tokio::time::timeout(Duration::from_secs(1), hostile.send(junk.clone())).await {
-                Ok(result) => result.expect("sends"),
-                Err(_) => break,
-            }
-            sent += 1;
-            assert!(
-                sent < 1_000,
-                "the node read 200 MB from a client that reads no answers"
-            );
-        }
+        send_until_held_up(&mut hostile)
+            .await
+            .expect("held up, not dropped");
 
         // Meanwhile the node serves everyone else.
         assert_eq!(get(server.address, "/status").await.status, 200);
@@ -588,6 +603,43 @@ mod tests {
 
         honest.close(None).await.expect("closes");
         drop(hostile);
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_take_an_answer_in_time_is_dropped_and_its_place_freed() {
+        let (_folder, node) = regtest_node(0);
+        let options = crate::ApiOptions {
+            transaction_stream_write_timeout: Duration::from_millis(300),
+            ..crate::ApiOptions::default()
+        };
+        let mut server = TestServer::api(Arc::clone(&node), options).await;
+        let mut hostile = connect(&server).await.expect("upgraded");
+        // Held up, or already dropped while a send was under way.
+        let _ = send_until_held_up(&mut hostile).await;
+        // Its answers are stuck: it is not silent (the idle close waits for no answer to be
+        // pending), so only the write timeout frees its place for a fourth stream.
+        let mut others = Vec::new();
+        for _ in 0..MAX_TRANSACTION_STREAMS {
+            others.push(connect_when_free(&server).await);
+        }
+        // What it reads now is the answers the buffers held, and then the end, without a
+        // close frame (the node could not have written one).
+        let ended = tokio::time::timeout(DEADLINE, async {
+            loop {
+                match hostile.next().await {
+                    Some(Ok(Message::Text(_))) => {}
+                    Some(Ok(other)) => panic!("expected answers and then the end, got {other:?}"),
+                    None | Some(Err(_)) => return,
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the dropped stream did not end");
+        for mut other in others {
+            other.close(None).await.expect("closes");
+        }
         server.begin_stop();
         server.join().await.expect("the server stops cleanly");
     }

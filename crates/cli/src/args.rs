@@ -273,7 +273,11 @@ pub struct SimulateArgs {
     pub relay: powchain_sim::Relay,
     /// Peers each node asks to push new blocks at once (compact relay's high-bandwidth
     /// mode, 0 to 3): more is faster and sends more duplicate compact blocks.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
+    #[arg(
+        long,
+        default_value_t = powchain_p2p::config::HIGH_BANDWIDTH_PEERS as u8,
+        value_parser = clap::value_parser!(u8).range(0..=3)
+    )]
     pub high_bandwidth_peers: u8,
     /// How long a node waits, in milliseconds, before it asks a peer that announced a new
     /// block for it while a peer that pushes blocks to it has not shown it yet (0: at once,
@@ -291,8 +295,12 @@ pub struct SimulateArgs {
     #[arg(long, requires = "selfish")]
     pub selfish_keeps_ties: bool,
     /// How long each node gathers new transactions before announcing them to a peer in one
-    /// inv, in milliseconds (a real node's default is 20; blocks never wait).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    /// inv, in milliseconds (the default is the node's; blocks never wait).
+    #[arg(
+        long,
+        default_value_t = powchain_p2p::config::TRANSACTION_ANNOUNCEMENT_INTERVAL.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(1..=60_000)
+    )]
     pub transaction_interval_ms: u64,
     /// How long a payment must have been in a miner's pool before the miner's blocks take
     /// it, in milliseconds (0: every pooled payment, as a node's miner does). Payments

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::relay::TRANSACTION_ANNOUNCEMENT_INTERVAL;
+pub use crate::relay::TRANSACTION_ANNOUNCEMENT_INTERVAL;
 use crate::url::PeerUrl;
 
 /// How long a new block announced by a peer that does not push to us waits for a push
@@ -12,6 +12,10 @@ use crate::url::PeerUrl;
 /// blocks and propagates as fast or faster, since the peers that push to a node stop
 /// changing with every block.
 pub const PUSH_WAIT: Duration = Duration::from_millis(50);
+
+/// Peers asked to push new blocks at once (`P2pConfig::high_bandwidth_peers`): BIP-152
+/// allows up to 3, and Bitcoin Core asks 3.
+pub const HIGH_BANDWIDTH_PEERS: usize = 3;
 
 /// Settings of the peer-to-peer layer.
 #[derive(Clone, Debug)]
@@ -89,7 +93,7 @@ impl Default for P2pConfig {
             block_timeout: Duration::from_secs(20),
             transaction_timeout: Duration::from_secs(30),
             compact_blocks: true,
-            high_bandwidth_peers: 3,
+            high_bandwidth_peers: HIGH_BANDWIDTH_PEERS,
             push_wait: PUSH_WAIT,
             transaction_announcement_interval: TRANSACTION_ANNOUNCEMENT_INTERVAL,
         }

@@ -45,7 +45,7 @@ const MAX_ORPHAN_TRANSACTION_BYTES: usize = 5_000_000;
 /// `inv` per batch it admitted, and its peer's `getdata` answers came as fast, until the
 /// peer banned it as a flood (found by `powchain bench` at 20,000 payments). Blocks are
 /// never held back.
-pub(crate) const TRANSACTION_ANNOUNCEMENT_INTERVAL: Duration = Duration::from_millis(20);
+pub const TRANSACTION_ANNOUNCEMENT_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Items to announce to one peer. The session takes them all at once and sends them in
 /// as few `inv` messages as it can, so a burst of transactions costs the peer a few

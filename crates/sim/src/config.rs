@@ -126,7 +126,7 @@ impl SimConfig {
             payments_per_second: 20.0,
             validation_delay: Some(MEASURED_VALIDATION),
             relay: Relay::Compact,
-            high_bandwidth_peers: 3,
+            high_bandwidth_peers: P2pConfig::default().high_bandwidth_peers,
             push_wait: P2pConfig::default().push_wait,
             transaction_interval: P2pConfig::default().transaction_announcement_interval,
             template_min_pool_age: Duration::ZERO,

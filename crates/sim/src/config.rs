@@ -6,9 +6,15 @@ use std::time::Duration;
 
 use powchain_p2p::{P2pConfig, ValidationDelay};
 
-use crate::hosts::HostLayout;
+use crate::hostile;
+use crate::hosts::{self, HostLayout};
 use crate::scenario::Scenario;
 use crate::topology::LatencyModel;
+
+/// Simulated time before the first block: the nodes dial each other and shake hands.
+pub(crate) const WARM_UP: Duration = Duration::from_secs(10);
+/// Simulated time after the last block, for it to reach every node.
+pub(crate) const SETTLE: Duration = Duration::from_secs(30);
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -136,6 +142,109 @@ impl SimConfig {
             share_signature_checks: true,
             hosts: HostLayout::Node,
         }
+    }
+
+    /// When mining ends: after the warm-up and the run's duration.
+    pub(crate) fn mining_end(&self) -> Duration {
+        WARM_UP + self.duration
+    }
+
+    /// When a fault (a partition, a crash, hostile hosts) starts: a quarter into mining.
+    pub(crate) fn fault_start(&self) -> Duration {
+        WARM_UP + self.duration / 4
+    }
+
+    /// The end of the run: mining, then the settle.
+    pub(crate) fn end(&self) -> Duration {
+        self.mining_end() + SETTLE
+    }
+
+    /// Refuses settings that describe no network, or a fault that would not fit the run.
+    pub(crate) fn check(&self) -> Result<(), SimError> {
+        if self.nodes < 2 {
+            return Err(SimError::Settings(
+                "a network needs at least 2 nodes".into(),
+            ));
+        }
+        if self.block_interval.is_zero() || self.tick.is_zero() {
+            return Err(SimError::Settings(
+                "the block interval and the step must be above zero".into(),
+            ));
+        }
+        if self.segment_loss_ppm >= 1_000_000 {
+            return Err(SimError::Settings(
+                "a segment loss must be below 100%".into(),
+            ));
+        }
+        if self.uplink_mbit.0 == 0 || self.uplink_mbit.0 > self.uplink_mbit.1 {
+            return Err(SimError::Settings(
+                "uplinks need 0 < min <= max Mbit/s".into(),
+            ));
+        }
+        let mining_end = self.mining_end();
+        let split_at = self.fault_start();
+        if let Scenario::Withholding { delay } = self.scenario {
+            if delay.is_zero() || delay >= SETTLE {
+                return Err(SimError::Settings(format!(
+                    "a withholding delay must be above zero and below the {} s the run settles",
+                    SETTLE.as_secs()
+                )));
+            }
+        }
+        if let Scenario::Crash { down } = self.scenario {
+            if down.is_zero() || split_at + down >= mining_end {
+                return Err(SimError::Settings(format!(
+                    "a crash of {} s must end before mining does: it starts after a quarter of the {} s",
+                    down.as_secs(),
+                    self.duration.as_secs()
+                )));
+            }
+        }
+        if let Scenario::Hostile { hosts } = self.scenario {
+            if hosts == 0 || hosts > hostile::MAX_HOSTILE_HOSTS {
+                return Err(SimError::Settings(format!(
+                    "hostile hosts must number from 1 to {}",
+                    hostile::MAX_HOSTILE_HOSTS
+                )));
+            }
+        }
+        if let Scenario::Partition { length } = self.scenario {
+            if length.is_zero() || split_at + length >= mining_end {
+                return Err(SimError::Settings(format!(
+                    "a partition of {} s must end before mining does: it starts after a quarter of the {} s",
+                    length.as_secs(),
+                    self.duration.as_secs()
+                )));
+            }
+        }
+        if self
+            .largest_miner_share
+            .is_some_and(|share| !(share > 0.0 && share < 1.0))
+        {
+            return Err(SimError::Settings(
+                "the largest miner's share must be above 0 and below 1".into(),
+            ));
+        }
+        if self.hosts == HostLayout::Region {
+            if matches!(self.scenario, Scenario::Crash { .. }) {
+                return Err(SimError::Settings(
+                    "a crash reaches single nodes: it needs a host a node, not a host a region"
+                        .into(),
+                ));
+            }
+            if self.nodes > hosts::MAX_NODES_BY_REGION {
+                return Err(SimError::Settings(format!(
+                    "a host a region places at most {} nodes (a port each)",
+                    hosts::MAX_NODES_BY_REGION
+                )));
+            }
+        }
+        if !(self.payments_per_second >= 0.0 && self.payments_per_second <= 10_000.0) {
+            return Err(SimError::Settings(
+                "payments a second must be from 0 to 10,000".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -22,9 +22,17 @@ use powchain_p2p::{Hello, InventoryItem, Message};
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
+use crate::config::SimConfig;
 use crate::host::{lock, now};
+use crate::hosts::Hosts;
 use crate::random::SimRng;
 
+/// The most hostile hosts a run takes.
+pub(crate) const MAX_HOSTILE_HOSTS: usize = 1_000;
+/// Honest nodes each hostile host dials.
+const HOSTILE_TARGETS: usize = 8;
+/// The one-way latency between a hostile host and its targets.
+const HOSTILE_LATENCY: Duration = Duration::from_millis(50);
 /// How often a hostile connection sends its next round.
 const ROUND: Duration = Duration::from_millis(100);
 /// Pings a flooding connection sends a round (25,000 a second, 50 times the limit).
@@ -223,4 +231,49 @@ fn close_reason(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFr
     } else {
         End::Otherwise
     }
+}
+
+/// Starts `hosts` hostile hosts, each dialling [`HOSTILE_TARGETS`] honest
+/// nodes drawn from `rng` from `start`, every other one flooding; returns the report
+/// they fill.
+pub(crate) fn start_hosts(
+    sim: &mut turmoil::Sim<'_>,
+    rng: &mut SimRng,
+    config: &SimConfig,
+    hosts: usize,
+    start: Duration,
+    honest: &Hosts,
+) -> Arc<Mutex<HostileReport>> {
+    let targets_per_host = HOSTILE_TARGETS.min(config.nodes);
+    let report = Arc::new(Mutex::new(HostileReport {
+        hosts,
+        targets_per_host,
+        started_at_ms: start.as_millis() as u64,
+        ..HostileReport::default()
+    }));
+    for index in 0..hosts {
+        let mut order: Vec<usize> = (0..config.nodes).collect();
+        rng.shuffle(&mut order);
+        let targets: Vec<usize> = order[..targets_per_host].to_vec();
+        let name = format!("hostile-{index}");
+        let plan = Arc::new(HostilePlan {
+            behaviour: if index % 2 == 0 {
+                Behaviour::Flood
+            } else {
+                Behaviour::Phantom
+            },
+            targets: targets
+                .iter()
+                .map(|target| (honest.host(*target).to_owned(), honest.port(*target)))
+                .collect(),
+            start,
+            seed: config.seed ^ (index as u64 + 1).wrapping_mul(0xbb67_ae85_84ca_a73b),
+            report: Arc::clone(&report),
+        });
+        sim.host(name.as_str(), move || run(Arc::clone(&plan)));
+        for target in targets {
+            sim.set_link_latency(name.as_str(), honest.host(target), HOSTILE_LATENCY);
+        }
+    }
+    report
 }

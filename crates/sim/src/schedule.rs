@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::WARM_UP;
 use crate::config::SimConfig;
+use crate::config::WARM_UP;
 use crate::random::SimRng;
 use crate::topology::Topology;
 

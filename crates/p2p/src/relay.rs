@@ -116,6 +116,8 @@ impl Announcements {
                 // A block pushed meanwhile wakes it early.
                 Some(at) => {
                     tokio::select! {
+                        // In this order every time: a simulation replays it.
+                        biased;
                         () = self.ready.notified() => {}
                         () = tokio::time::sleep_until(at) => {}
                     }

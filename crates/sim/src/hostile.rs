@@ -187,7 +187,10 @@ async fn attack(plan: &HostilePlan, (host, port): &(String, u16), number: u64) -
     let writer = async {
         let mut round = tokio::time::interval(ROUND);
         loop {
+            // Biased, as every loop of a simulated host: tokio's random choice between
+            // ready branches would draw from outside the seed.
             let messages: Vec<Message> = tokio::select! {
+                biased;
                 _ = round.tick() => match plan.behaviour {
                     Behaviour::Flood => (0..FLOOD_PER_ROUND).map(Message::Ping).collect(),
                     Behaviour::Phantom => vec![Message::Inventory(
@@ -215,6 +218,7 @@ async fn attack(plan: &HostilePlan, (host, port): &(String, u16), number: u64) -
     // The reader says how it ended; a writer that fails leaves the reader to find out.
     tokio::pin!(reader);
     tokio::select! {
+        biased;
         end = &mut reader => Some(end),
         () = writer => Some(
             tokio::time::timeout(Duration::from_secs(1), reader)

@@ -530,6 +530,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_admitted_is_announced_even_if_its_answer_is_never_awaited() {
+        let (_folders, node, payments) = payments();
+        let mut events = node.subscribe();
+        let text = match batch(&[&payments[0], &payments[1]]) {
+            Message::Text(text) => text,
+            other => panic!("a batch is text, not {other:?}"),
+        };
+        let (done, mut previous) = oneshot::channel();
+        let _ = done.send(());
+        // What happens when the client leaves: the stream's task ends and drops the
+        // answer it was waiting for, unpolled. The batch's wait for its rows, and the
+        // events that relay it to peers, still run.
+        drop(start_answer(&node, text.as_str(), &mut previous).await);
+        let mut announced = Vec::new();
+        while announced.len() < 2 {
+            match tokio::time::timeout(DEADLINE, events.recv())
+                .await
+                .expect("announced within the deadline")
+            {
+                Ok(powchain_node::NodeEvent::TransactionAccepted { txid }) => announced.push(txid),
+                Ok(_) => {}
+                Err(error) => panic!("the node's events ended: {error}"),
+            }
+        }
+        let expected: Vec<_> = payments[..2]
+            .iter()
+            .map(Transaction::compute_txid)
+            .collect();
+        assert_eq!(announced, expected, "in the order of the batch");
+        // And the next batch's wait starts after it.
+        tokio::time::timeout(DEADLINE, previous)
+            .await
+            .expect("finished within the deadline")
+            .expect("the batch's wait finished");
+    }
+
+    #[tokio::test]
     async fn a_message_over_the_limit_closes_the_stream_and_the_node_serves_on() {
         let (_folders, node, payments) = payments();
         let mut server = TestServer::api(Arc::clone(&node), crate::ApiOptions::default()).await;

@@ -181,8 +181,6 @@ impl SimConfig {
                 "uplinks need 0 < min <= max Mbit/s".into(),
             ));
         }
-        let mining_end = self.mining_end();
-        let split_at = self.fault_start();
         if let Scenario::Withholding { delay } = self.scenario {
             if delay.is_zero() || delay >= SETTLE {
                 return Err(SimError::Settings(format!(
@@ -191,11 +189,17 @@ impl SimConfig {
                 )));
             }
         }
-        if let Scenario::Crash { down } = self.scenario {
-            if down.is_zero() || split_at + down >= mining_end {
+        // A crash and a partition start a quarter into mining and must end before it does.
+        let timed_fault = match self.scenario {
+            Scenario::Crash { down } => Some(("a crash", down)),
+            Scenario::Partition { length } => Some(("a partition", length)),
+            _ => None,
+        };
+        if let Some((fault, length)) = timed_fault {
+            if length.is_zero() || self.fault_start() + length >= self.mining_end() {
                 return Err(SimError::Settings(format!(
-                    "a crash of {} s must end before mining does: it starts after a quarter of the {} s",
-                    down.as_secs(),
+                    "{fault} of {} s must end before mining does: it starts after a quarter of the {} s",
+                    length.as_secs(),
                     self.duration.as_secs()
                 )));
             }
@@ -205,15 +209,6 @@ impl SimConfig {
                 return Err(SimError::Settings(format!(
                     "hostile hosts must number from 1 to {}",
                     hostile::MAX_HOSTILE_HOSTS
-                )));
-            }
-        }
-        if let Scenario::Partition { length } = self.scenario {
-            if length.is_zero() || split_at + length >= mining_end {
-                return Err(SimError::Settings(format!(
-                    "a partition of {} s must end before mining does: it starts after a quarter of the {} s",
-                    length.as_secs(),
-                    self.duration.as_secs()
                 )));
             }
         }

@@ -22,7 +22,7 @@
 //! snapshot's tables and layers always describe the same tip.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use powchain_consensus::utxo::{created_coins, created_outputs};
 use powchain_consensus::{
@@ -51,6 +51,10 @@ impl CoinChange {
 /// Approximate heap cost of one entry of each kind, for the cache budget: the key, the
 /// value, the hash table's spare capacity, and the references a flush sorts.
 const COIN_ENTRY_BYTES: usize = 160;
+/// A coin's and a history row's entries in their layer's index by address (counted
+/// whether or not it is built, so the budget holds either way).
+const ADDRESS_ENTRY_BYTES: usize = 32 + OutPoint::ENCODED_BYTES;
+const HISTORY_ORDER_BYTES: usize = 4;
 const TRANSACTION_ENTRY_BYTES: usize = 80;
 const HISTORY_ENTRY_BYTES: usize = 96;
 
@@ -65,6 +69,19 @@ pub(crate) struct BlockChanges {
     pub(crate) transactions: HashMap<Txid, u32>,
     /// (address, txid) for every address each transaction paid or spent from.
     pub(crate) history: Vec<(Address, Txid)>,
+    /// `coins` and `history` by address, built on the layer's first lookup by address (a
+    /// block's connection does not wait for it): a lookup then reads that address's
+    /// entries of each layer, not every coin and row the layer holds.
+    by_address: OnceLock<AddressIndex>,
+}
+
+/// A layer's coins and history rows, in address order.
+#[derive(Debug)]
+struct AddressIndex {
+    /// (address, outpoint) of every coin the layer changed, sorted.
+    coins: Vec<(Address, OutPoint)>,
+    /// Positions in `history`, in (address, txid) order.
+    history: Vec<u32>,
 }
 
 impl BlockChanges {
@@ -96,7 +113,44 @@ impl BlockChanges {
             coins,
             transactions,
             history: history_entries(block, txids, spent),
+            by_address: OnceLock::new(),
         }
+    }
+
+    fn by_address(&self) -> &AddressIndex {
+        self.by_address.get_or_init(|| {
+            let mut coins: Vec<(Address, OutPoint)> = self
+                .coins
+                .iter()
+                .map(|(outpoint, change)| (change.coin().output.address, *outpoint))
+                .collect();
+            coins.sort_unstable();
+            let mut history: Vec<u32> = (0..self.history.len() as u32).collect();
+            history.sort_unstable_by_key(|position| self.history[*position as usize]);
+            AddressIndex { coins, history }
+        })
+    }
+
+    /// The outpoints of this layer's coins that pay `address`.
+    fn coins_of(&self, address: &Address) -> impl Iterator<Item = &OutPoint> {
+        let coins = &self.by_address().coins;
+        let start = coins.partition_point(|(entry, _)| entry < address);
+        coins[start..]
+            .iter()
+            .take_while(move |(entry, _)| entry == address)
+            .map(|(_, outpoint)| outpoint)
+    }
+
+    /// The transactions of this layer that paid or spent from `address`, in txid order.
+    fn history_of(&self, address: &Address) -> impl Iterator<Item = &Txid> {
+        let order = &self.by_address().history;
+        let row = |position: &u32| &self.history[*position as usize];
+        let start = order.partition_point(|position| row(position).0 < *address);
+        order[start..]
+            .iter()
+            .map(row)
+            .take_while(move |(entry, _)| entry == address)
+            .map(|(_, txid)| txid)
     }
 
     /// The changes of an already connected block, rebuilt from its data and its undo data
@@ -125,9 +179,9 @@ impl BlockChanges {
     }
 
     fn approx_bytes(&self) -> usize {
-        self.coins.len() * COIN_ENTRY_BYTES
+        self.coins.len() * (COIN_ENTRY_BYTES + ADDRESS_ENTRY_BYTES)
             + self.transactions.len() * TRANSACTION_ENTRY_BYTES
-            + self.history.len() * HISTORY_ENTRY_BYTES
+            + self.history.len() * (HISTORY_ENTRY_BYTES + HISTORY_ORDER_BYTES)
     }
 }
 
@@ -292,10 +346,10 @@ impl Overlay {
     ) -> BTreeMap<OutPoint, Option<Coin>> {
         let mut changes: BTreeMap<OutPoint, Option<Coin>> = BTreeMap::new();
         for layer in &self.layers {
-            for (outpoint, change) in &layer.coins {
-                if change.coin().output.address != *address {
+            for outpoint in layer.coins_of(address) {
+                let Some(change) = layer.coins.get(outpoint) else {
                     continue;
-                }
+                };
                 match change {
                     CoinChange::Created(coin) => {
                         changes.insert(*outpoint, Some(*coin));
@@ -316,16 +370,11 @@ impl Overlay {
     pub(crate) fn address_history(&self, address: &Address) -> Vec<AddressTx> {
         let mut history = Vec::new();
         for layer in self.layers.iter().rev() {
-            let mut txids: Vec<Txid> = layer
-                .history
-                .iter()
-                .filter(|(entry, _)| entry == address)
-                .map(|(_, txid)| *txid)
-                .collect();
-            txids.sort_unstable_by(|a, b| b.cmp(a));
-            history.extend(txids.into_iter().map(|txid| AddressTx {
+            // Sorted ascending in the layer: newest first is the other way round.
+            let txids: Vec<&Txid> = layer.history_of(address).collect();
+            history.extend(txids.into_iter().rev().map(|txid| AddressTx {
                 height: layer.height,
-                txid,
+                txid: *txid,
             }));
         }
         history
@@ -362,7 +411,74 @@ mod tests {
             coins: coins.iter().copied().collect(),
             transactions: HashMap::new(),
             history: Vec::new(),
+            by_address: OnceLock::new(),
         }
+    }
+
+    #[test]
+    fn an_address_reads_only_its_own_coins_and_history_of_each_layer() {
+        let mut overlay = Overlay::default();
+        let mut first = layer(
+            1,
+            &[
+                (outpoint(1), CoinChange::Created(coin(7, 1))),
+                (outpoint(2), CoinChange::Created(coin(8, 1))),
+                (outpoint(3), CoinChange::Spent(coin(9, 0))),
+                (outpoint(4), CoinChange::Created(coin(7, 1))),
+            ],
+        );
+        let history = |pairs: &[(u8, u8)]| -> Vec<(Address, Txid)> {
+            pairs
+                .iter()
+                .map(|(address, txid)| (Address([*address; 32]), Txid([*txid; 32])))
+                .collect()
+        };
+        first.history = history(&[(7, 1), (8, 2), (7, 3), (9, 3)]);
+        overlay.push(first);
+        let mut second = layer(
+            2,
+            &[
+                (outpoint(4), CoinChange::Spent(coin(7, 1))),
+                (outpoint(5), CoinChange::Created(coin(8, 2))),
+            ],
+        );
+        second.history = history(&[(7, 4), (8, 4), (8, 5)]);
+        overlay.push(second);
+
+        let sevens: Vec<(OutPoint, Option<Coin>)> = overlay
+            .address_coin_changes(&Address([7; 32]))
+            .into_iter()
+            .collect();
+        assert_eq!(sevens, vec![(outpoint(1), Some(coin(7, 1)))]);
+        let eights: Vec<OutPoint> = overlay
+            .address_coin_changes(&Address([8; 32]))
+            .into_keys()
+            .collect();
+        assert_eq!(eights, vec![outpoint(2), outpoint(5)]);
+        let nines: Vec<(OutPoint, Option<Coin>)> = overlay
+            .address_coin_changes(&Address([9; 32]))
+            .into_iter()
+            .collect();
+        assert_eq!(
+            nines,
+            vec![(outpoint(3), None)],
+            "spent: hidden in the table"
+        );
+        assert!(overlay.address_coin_changes(&Address([6; 32])).is_empty());
+
+        // Newest block first, and within a block by txid descending, as the table orders.
+        let of_eight: Vec<(u64, u8)> = overlay
+            .address_history(&Address([8; 32]))
+            .iter()
+            .map(|entry| (entry.height.0, entry.txid.0[0]))
+            .collect();
+        assert_eq!(of_eight, vec![(2, 5), (2, 4), (1, 2)]);
+        let of_seven: Vec<(u64, u8)> = overlay
+            .address_history(&Address([7; 32]))
+            .iter()
+            .map(|entry| (entry.height.0, entry.txid.0[0]))
+            .collect();
+        assert_eq!(of_seven, vec![(2, 4), (1, 3), (1, 1)]);
     }
 
     #[test]
@@ -393,6 +509,9 @@ mod tests {
         let popped = overlay.pop().expect("a layer");
         assert_eq!(popped.height, BlockHeight(2));
         assert_eq!(overlay.coin(&outpoint(1)), Some(Some(coin(7, 1))));
-        assert_eq!(overlay.bytes(), 2 * COIN_ENTRY_BYTES);
+        assert_eq!(
+            overlay.bytes(),
+            2 * (COIN_ENTRY_BYTES + ADDRESS_ENTRY_BYTES)
+        );
     }
 }

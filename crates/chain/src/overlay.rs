@@ -467,18 +467,15 @@ mod tests {
         assert!(overlay.address_coin_changes(&Address([6; 32])).is_empty());
 
         // Newest block first, and within a block by txid descending, as the table orders.
-        let of_eight: Vec<(u64, u8)> = overlay
-            .address_history(&Address([8; 32]))
-            .iter()
-            .map(|entry| (entry.height.0, entry.txid.0[0]))
-            .collect();
-        assert_eq!(of_eight, vec![(2, 5), (2, 4), (1, 2)]);
-        let of_seven: Vec<(u64, u8)> = overlay
-            .address_history(&Address([7; 32]))
-            .iter()
-            .map(|entry| (entry.height.0, entry.txid.0[0]))
-            .collect();
-        assert_eq!(of_seven, vec![(2, 4), (1, 3), (1, 1)]);
+        let history_of = |address: u8| -> Vec<(u64, u8)> {
+            overlay
+                .address_history(&Address([address; 32]))
+                .iter()
+                .map(|entry| (entry.height.0, entry.txid.0[0]))
+                .collect()
+        };
+        assert_eq!(history_of(8), vec![(2, 5), (2, 4), (1, 2)]);
+        assert_eq!(history_of(7), vec![(2, 4), (1, 3), (1, 1)]);
     }
 
     #[test]

@@ -23,8 +23,8 @@ use std::time::Duration;
 use powchain_node::Node;
 use serde::Serialize;
 
+use crate::convergence::Convergence;
 use crate::random::SimRng;
-use crate::scenario::Convergence;
 
 /// What the crash did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -52,8 +52,11 @@ pub struct CrashReport {
     /// How many different tips had the most work at the moment of restart.
     pub most_work_tips_at_restart: usize,
     /// Simulated time from the restart until every node's chain held a most-work tip of
-    /// that moment (`None`: not within the run).
+    /// that moment, or one tip with more work (`None`: not within the run).
     pub caught_up_after_ms: Option<u64>,
+    /// True if the nodes converged on a tip with more work instead (blocks found after
+    /// the restart won a race against the tip of its moment).
+    pub tips_at_restart_overtaken: bool,
 }
 
 /// What the run does at a step.
@@ -188,6 +191,10 @@ impl Outage {
                 .as_ref()
                 .and_then(Convergence::after)
                 .map(|after| after.as_millis() as u64),
+            tips_at_restart_overtaken: self
+                .convergence
+                .as_ref()
+                .is_some_and(Convergence::overtaken),
         }
     }
 }

@@ -26,6 +26,7 @@
 //! compares the reports byte for byte.
 
 mod config;
+mod convergence;
 mod crash;
 mod faults;
 mod host;

@@ -384,7 +384,12 @@ impl fmt::Display for Report {
                 Some(after) => write!(
                     formatter,
                     "every node on the most-work chain {after} ms after healing \
-                     (half of them after {} ms, 90% after {} ms)",
+                     ({}half of them after {} ms, 90% after {} ms)",
+                    if partition.tips_at_heal_overtaken {
+                        format!("{OVERTAKEN}; ")
+                    } else {
+                        String::new()
+                    },
                     show_ms(partition.half_converged_after_ms),
                     show_ms(partition.ninety_percent_converged_after_ms)
                 )?,
@@ -440,7 +445,12 @@ impl fmt::Display for Report {
             match crash.caught_up_after_ms {
                 Some(after) => write!(
                     formatter,
-                    "every node on the most-work chain {after} ms after the restart"
+                    "every node on the most-work chain {after} ms after the restart{}",
+                    if crash.tips_at_restart_overtaken {
+                        format!(" ({OVERTAKEN})")
+                    } else {
+                        String::new()
+                    }
                 )?,
                 None => write!(
                     formatter,
@@ -512,6 +522,9 @@ impl fmt::Display for Report {
 fn show_ms(ms: Option<u64>) -> String {
     ms.map_or_else(|| "-".to_owned(), |ms| ms.to_string())
 }
+
+/// What the text says of a convergence on a tip that outweighed the fault's own.
+const OVERTAKEN: &str = "blocks found since outweighed the tip that had the most work then";
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! Faults a run injects, and what they did: a partition of the network into two halves,
 //! healed after a while; or the largest miner withholding each block it finds for a
 //! while before publishing it; or a tenth of the nodes crashing (driven by crash.rs).
-//! Both the partition and the crash measure convergence the same way ([`Convergence`]).
+//! Both the partition and the crash measure convergence the same way (convergence.rs).
 //!
 //! ```text
 //!   mining ─────────────────────────────────────────────────────────▶
@@ -9,20 +9,18 @@
 //!                            split: turmoil drops every message between the halves
 //!                                                      repair ──▶ every 10 ms: do all
 //!                                                      nodes' chains hold the most-work
-//!                                                      tip of the moment of healing?
+//!                                                      tip of the moment of healing, or
+//!                                                      one tip that outweighs it?
 //! ```
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use powchain_consensus::{BlockHash, BlockHeight, Work};
 use powchain_node::Node;
 use serde::Serialize;
 
+use crate::convergence::Convergence;
 use crate::random::SimRng;
-
-/// How often convergence is checked after healing, in simulated time.
-const CONVERGENCE_CHECK: Duration = Duration::from_millis(10);
 
 /// What a run does to the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,10 +107,15 @@ pub struct PartitionReport {
     /// halves tied).
     pub most_work_tips_at_heal: usize,
     /// Simulated time from healing until every node's chain held a most-work tip of the
-    /// moment of healing (`None`: not within the run).
+    /// moment of healing, or one tip with more work (`None`: not within the run).
     pub converged_after_ms: Option<u64>,
+    /// True if the nodes converged on a tip with more work instead: blocks found after
+    /// the heal outweighed the most-work tip of its moment before that tip reached every
+    /// node, and the heavier side switched.
+    pub tips_at_heal_overtaken: bool,
     /// Simulated time from healing until half of the nodes each held a most-work tip of
-    /// the moment of healing: how the catch-up spread.
+    /// the moment of healing (once overtaken, came onto the chain they converged on for
+    /// good): how the catch-up spread.
     pub half_converged_after_ms: Option<u64>,
     /// The same for 90% of the nodes.
     pub ninety_percent_converged_after_ms: Option<u64>,
@@ -267,6 +270,10 @@ impl Partition {
                 .as_ref()
                 .and_then(Convergence::after)
                 .map(|after| after.as_millis() as u64),
+            tips_at_heal_overtaken: self
+                .convergence
+                .as_ref()
+                .is_some_and(Convergence::overtaken),
             half_converged_after_ms: self.share_converged_after(50),
             ninety_percent_converged_after_ms: self.share_converged_after(90),
             each_converged_after_ms: self
@@ -296,106 +303,6 @@ pub(crate) enum Action {
     Nothing,
     Split,
     Heal,
-}
-
-/// Whether every node's chain came to hold a tip that had the most work at one moment
-/// (a healing, a restart), and how soon after it.
-pub(crate) struct Convergence {
-    most_work: Vec<(BlockHash, BlockHeight)>,
-    since: Duration,
-    next_check: Duration,
-    after: Option<Duration>,
-    /// When each node first held one of the tips (`None`: not yet).
-    reached: Vec<Option<Duration>>,
-}
-
-impl Convergence {
-    /// From `now`: the most-work tips among the running `nodes`.
-    pub(crate) fn start(now: Duration, nodes: &[Option<Arc<Node>>]) -> Convergence {
-        Convergence {
-            most_work: most_work_tips(nodes),
-            since: now,
-            next_check: now,
-            after: None,
-            reached: vec![None; nodes.len()],
-        }
-    }
-
-    /// True once every node (all running) holds one of those tips, the same one; looks
-    /// every [`CONVERGENCE_CHECK`] of simulated time.
-    pub(crate) fn check(&mut self, now: Duration, nodes: &[Option<Arc<Node>>]) -> bool {
-        if self.after.is_none() && now >= self.next_check {
-            self.next_check = now + CONVERGENCE_CHECK;
-            let since = now.saturating_sub(self.since);
-            for (node, reached) in nodes.iter().zip(&mut self.reached) {
-                let holds = |node: &Arc<Node>| {
-                    self.most_work
-                        .iter()
-                        .any(|(hash, height)| node.hash_at(*height) == Some(*hash))
-                };
-                if reached.is_none() && node.as_ref().is_some_and(holds) {
-                    *reached = Some(since);
-                }
-            }
-            let held = self.most_work.iter().any(|(hash, height)| {
-                nodes.iter().all(|node| {
-                    node.as_ref()
-                        .is_some_and(|node| node.hash_at(*height) == Some(*hash))
-                })
-            });
-            if held {
-                self.after = Some(now.saturating_sub(self.since));
-            }
-        }
-        self.after.is_some()
-    }
-
-    /// How long it took (`None`: not yet).
-    pub(crate) fn after(&self) -> Option<Duration> {
-        self.after
-    }
-
-    /// How long until `percent`% of the nodes each held one of the tips (not necessarily
-    /// the same one); `None` if fewer ever did.
-    pub(crate) fn share_after(&self, percent: usize) -> Option<Duration> {
-        let mut times: Vec<Duration> = self.reached.iter().flatten().copied().collect();
-        times.sort_unstable();
-        let needed = (self.reached.len() * percent).div_ceil(100).max(1);
-        times.get(needed - 1).copied()
-    }
-
-    /// When each node first held one of the tips, by index.
-    pub(crate) fn reached(&self) -> &[Option<Duration>] {
-        &self.reached
-    }
-
-    /// How many different tips had the most work at the start (1 unless they tied).
-    pub(crate) fn tips(&self) -> usize {
-        self.most_work.len()
-    }
-}
-
-/// The distinct tips with the most work among `nodes`.
-fn most_work_tips(nodes: &[Option<Arc<Node>>]) -> Vec<(BlockHash, BlockHeight)> {
-    let tips: Vec<(Work, BlockHash, BlockHeight)> = nodes
-        .iter()
-        .flatten()
-        .map(|node| {
-            let tip = node.tip();
-            (tip.work, tip.hash, tip.height)
-        })
-        .collect();
-    let Some(best) = tips.iter().map(|(work, _, _)| *work).max() else {
-        return Vec::new();
-    };
-    let mut most: Vec<(BlockHash, BlockHeight)> = tips
-        .into_iter()
-        .filter(|(work, _, _)| *work == best)
-        .map(|(_, hash, height)| (hash, height))
-        .collect();
-    most.sort_unstable();
-    most.dedup();
-    most
 }
 
 #[cfg(test)]

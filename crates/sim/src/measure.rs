@@ -85,7 +85,8 @@ pub(crate) fn miner_share(
     }
 }
 
-/// What the users did, and how many of their payments the final main chain holds.
+/// What the users did, how many of their payments the final main chain holds, and how
+/// many the run lost.
 pub(crate) fn payments_report(
     users: &Users,
     nodes: &[Arc<powchain_node::Node>],
@@ -96,10 +97,32 @@ pub(crate) fn payments_report(
         .iter()
         .find(|node| node.tip().height.0 == report.main_chain_height);
     if let Some(snapshot) = reference.and_then(|node| node.reader().snapshot().ok()) {
-        payments.confirmed = users
+        let (confirmed, unconfirmed): (Vec<_>, Vec<_>) = users
             .made()
             .iter()
-            .filter(|txid| matches!(snapshot.tx_location(txid), Ok(Some(_))))
+            .partition(|(txid, _)| matches!(snapshot.tx_location(txid), Ok(Some(_))));
+        payments.confirmed = confirmed.len() as u64;
+        // The rest, each held by some node (in its pool, or in its chain when the run
+        // ended on tied tips) or not, and valid on some node's chain (the coin it spends
+        // unspent there) or not.
+        let txids: Vec<powchain_consensus::Txid> =
+            unconfirmed.iter().map(|(txid, _)| *txid).collect();
+        let mut held = vec![false; unconfirmed.len()];
+        let mut valid = vec![false; unconfirmed.len()];
+        for node in nodes {
+            let Ok(snapshot) = node.reader().snapshot() else {
+                continue;
+            };
+            let pooled = node.pool_contains(&txids);
+            for (index, (txid, outpoint)) in unconfirmed.iter().enumerate() {
+                held[index] |= pooled[index] || matches!(snapshot.tx_location(txid), Ok(Some(_)));
+                valid[index] |= matches!(snapshot.coin(outpoint), Ok(Some(_)));
+            }
+        }
+        payments.lost = held
+            .iter()
+            .zip(&valid)
+            .filter(|(held, valid)| !**held && **valid)
             .count() as u64;
     }
     payments

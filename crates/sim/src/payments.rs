@@ -37,6 +37,12 @@ pub struct PaymentsReport {
     pub no_coin: u64,
     /// Accepted payments that were in the final main chain.
     pub confirmed: u64,
+    /// Accepted payments the run lost: at the end in no node's pool and no node's chain
+    /// (a run may end on tied tips), though the coin each spends is unspent on some
+    /// node's chain, so nothing refused it. (A payment whose coin a rival branch's
+    /// payment spent, or whose coin left with a reorganised block, is not lost: the chain
+    /// refuses it.)
+    pub lost: u64,
 }
 
 /// The users' key and the coins their payments took.
@@ -44,7 +50,8 @@ pub(crate) struct Users {
     key: Keypair,
     address: Address,
     taken: HashSet<OutPoint>,
-    made: Vec<powchain_consensus::Txid>,
+    /// Each accepted payment and the coin it spends.
+    made: Vec<(powchain_consensus::Txid, OutPoint)>,
     pub(crate) report: PaymentsReport,
 }
 
@@ -75,8 +82,8 @@ impl Users {
         self.address
     }
 
-    /// Transactions accepted so far.
-    pub(crate) fn made(&self) -> &[powchain_consensus::Txid] {
+    /// Transactions accepted so far, each with the coin it spends.
+    pub(crate) fn made(&self) -> &[(powchain_consensus::Txid, OutPoint)] {
         &self.made
     }
 
@@ -95,7 +102,7 @@ impl Users {
         match node.submit_transaction(transaction) {
             Ok(_) => {
                 self.taken.insert(outpoint);
-                self.made.push(txid);
+                self.made.push((txid, outpoint));
                 self.report.accepted += 1;
             }
             Err(_) => {

@@ -326,12 +326,14 @@ impl fmt::Display for Report {
         let payments = &self.payments;
         writeln!(
             formatter,
-            "payments: {} scheduled, {} accepted, {} confirmed, {} refused, {} without a coin yet{}",
+            "payments: {} scheduled, {} accepted, {} confirmed, {} refused, {} without a coin yet, \
+             {} lost{}",
             payments.scheduled,
             payments.accepted,
             payments.confirmed,
             payments.refused,
             payments.no_coin,
+            payments.lost,
             match settings.template_min_pool_age_ms {
                 0 => String::new(),
                 age => format!("; blocks take those pooled for {age} ms or more"),

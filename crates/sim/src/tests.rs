@@ -19,6 +19,9 @@ fn run_scenario(
     let report = run(&config).expect("runs");
     println!("{report}");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
+    // Whatever the scenario, a payment a node accepted ends in the chain, in a pool, or
+    // refused by the chain (its coin gone): never nowhere.
+    assert_eq!(report.payments.lost, 0, "{report}");
     (config, report)
 }
 
@@ -29,6 +32,7 @@ fn a_small_network_converges_and_the_same_seed_reports_the_same() {
     let first = run(&config).expect("runs");
     println!("{first}");
     assert!(first.errors.is_empty(), "{:?}", first.errors);
+    assert_eq!(first.payments.lost, 0, "{first}");
     assert!(first.converged, "{first}");
     assert!(first.blocks_found >= 20, "{first}");
     assert_eq!(first.propagation.blocks_not_everywhere, 0, "{first}");
@@ -319,6 +323,7 @@ fn lost_segments_slow_blocks_down_and_the_network_still_converges() {
     println!("{clean}\n{lossy}");
     assert!(lossy.errors.is_empty(), "{:?}", lossy.errors);
     assert!(lossy.converged, "{lossy}");
+    assert_eq!(lossy.payments.lost, 0, "{lossy}");
     assert_eq!(lossy.propagation.blocks_not_everywhere, 0, "{lossy}");
     assert_eq!(lossy.settings.segment_loss_ppm, 100_000);
     // A compact block is a few segments: at 10%, many wait out a retransmission. Read

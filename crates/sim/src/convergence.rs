@@ -138,12 +138,15 @@ impl Convergence {
 
     /// A node of the running `nodes` if they all have the same tip and it has at least the
     /// start's most work (a node's chain only ever gains work, so a tip they all share has
-    /// it; checked all the same).
+    /// it; checked all the same). Reads the tips this check just recorded.
     fn agreed<'a, C: Chain>(&self, nodes: &'a [Option<C>]) -> Option<&'a C> {
-        let mut tips = nodes.iter().map(|node| node.as_ref().map(Chain::tip));
-        let (hash, _, work) = tips.next()??;
-        let same = tips.all(|tip| tip.is_some_and(|(other, _, _)| other == hash));
-        if same && work >= self.work {
+        let mut tips = nodes
+            .iter()
+            .zip(&self.history)
+            .map(|(node, history)| node.as_ref().and(history.last()));
+        let (_, hash, _, work) = tips.next()??;
+        let same = tips.all(|tip| tip.is_some_and(|(_, other, _, _)| other == hash));
+        if same && *work >= self.work {
             nodes[0].as_ref()
         } else {
             None

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::events::EventSubscribers;
 use crate::options::ApiOptions;
 use crate::page::PageBytes;
-use crate::server::{ConnectionLimits, serve_router};
+use crate::server::{ConnectionLimits, EVICTION_GRACE, serve_router};
 use crate::timeout::with_request_timeout;
 use crate::{
     assets, blocks, charts, events, faucet, peers, status, transactions, tx_stream, wallet,
@@ -145,6 +145,7 @@ pub async fn serve_with(
         max_connections: options.max_connections,
         header_read_timeout: options.header_read_timeout,
         shutdown_grace: options.shutdown_grace,
+        eviction_grace: EVICTION_GRACE,
     };
     serve_router(listener, router_with(node, options), limits, shutdown).await
 }

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //!   shutdown? ──▶ stop accepting, finish in-flight requests (at most shutdown_grace), drop the rest
-//!   a place (max_connections; none free: evict the oldest connection without a request;
-//!   none of those: wait) ──▶ accept ──▶ task: hyper http1 connection
+//!   a place (max_connections; none free: evict the oldest connection without a request
+//!   that has had EVICTION_GRACE to send one; none of those: wait) ──▶ accept ──▶ task:
+//!   hyper http1 connection
 //!        header_read_timeout: request line and headers, and the idle wait between
 //!        keep-alive requests; then the router (request timeout, limits) answers
 //! ```
@@ -31,12 +32,20 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// How long the accept loop waits after an accept error that is not about one connection
 /// (out of files, say) before it tries again, so it does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long a new connection is safe from eviction while it has not sent a whole request
+/// head: time for its task to be scheduled and read what the client sent at once. Without
+/// it, a burst of connections (1,100 dribbling clients opened together) evicted an honest
+/// client's connection 9 ms after it was accepted, before its task had read the request
+/// already waiting in its socket. TCP's own first retransmission waits a second too.
+pub(crate) const EVICTION_GRACE: Duration = Duration::from_secs(1);
 
 /// The connection limits `serve_router` enforces (the rest of `ApiOptions` is the router's).
 #[derive(Clone, Copy, Debug)]
@@ -47,18 +56,26 @@ pub(crate) struct ConnectionLimits {
     pub(crate) header_read_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub(crate) shutdown_grace: Duration,
+    /// How long a new connection without a request is safe from eviction
+    /// ([`EVICTION_GRACE`]; tests shorten it).
+    pub(crate) eviction_grace: Duration,
 }
 
-/// The open connections, oldest first, each with whether it has started a request.
+/// The open connections, oldest first, each with when it opened and whether it has started
+/// a request.
 ///
 /// When every place is taken, a new connection takes the place of the oldest one that has
-/// not sent a whole request head yet: a client dribbling its headers (or sending nothing)
-/// cannot keep an honest client waiting, since the honest one sends its request at once
-/// and the stalled ones go first. Connections that have started a request (one in
-/// progress, an event stream, a kept-alive client between requests) are never evicted;
-/// when all places hold such connections, accepting pauses until one closes (each is
-/// bounded by the request or header-read timeout, event streams by their own cap), and new
-/// connections wait in the kernel's listen queue, costing the node no file.
+/// not sent a whole request head yet although it has been open for the eviction grace: a
+/// client dribbling its headers (or sending nothing) cannot keep an honest client waiting,
+/// since the honest one sends its request at once and the stalled ones go first, and the
+/// grace keeps a burst of newcomers from evicting an honest connection before its task has
+/// read the request waiting in its socket. When the only connections without a request are
+/// younger than the grace, accepting waits until the oldest of them is not. Connections
+/// that have started a request (one in progress, an event stream, a kept-alive client
+/// between requests) are never evicted; when all places hold such connections, accepting
+/// pauses until one closes (each is bounded by the request or header-read timeout, event
+/// streams by their own cap), and new connections wait in the kernel's listen queue,
+/// costing the node no file.
 #[derive(Default)]
 struct ConnectionTable {
     open: Mutex<BTreeMap<u64, OpenConnection>>,
@@ -67,8 +84,19 @@ struct ConnectionTable {
 }
 
 struct OpenConnection {
+    opened: Instant,
     evict: CancellationToken,
     started: Arc<AtomicBool>,
+}
+
+/// Whether a connection can have a place.
+#[derive(Debug, PartialEq, Eq)]
+enum Place {
+    /// A place is free.
+    Free,
+    /// Not yet: wait until a connection closes, or until this instant, when the oldest
+    /// connection without a request has had its grace.
+    Wait(Option<Instant>),
 }
 
 impl OpenConnection {
@@ -83,25 +111,60 @@ impl ConnectionTable {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// True if a new connection can have a place now (a free one or an evictable one).
-    fn has_room(&self, max: usize) -> bool {
-        let open = self.open();
-        open.len() < max || open.values().any(OpenConnection::evictable)
-    }
-
-    /// True if a place is free for one more connection. If not, tells the oldest connection
-    /// without a request to close; its place is free once its task has closed it (and
-    /// `closed` is notified), so the open files never exceed the cap.
-    fn make_room(&self, max: usize) -> bool {
+    /// Whether one more connection can have a place at `now`: `Free` if one is free, or
+    /// (with `evict`) once the oldest connection without a request that has had its `grace`
+    /// is told to close; its place is free when its task has closed it (and `closed` is
+    /// notified), so the open files never exceed the cap. Without `evict`, `Free` also when
+    /// such a connection exists (the accept loop asks before it accepts).
+    fn place(&self, max: usize, grace: Duration, now: Instant, evict: bool) -> Place {
         let open = self.open();
         if open.len() < max {
-            return true;
+            return Place::Free;
         }
-        if let Some(oldest) = open.values().find(|connection| connection.evictable()) {
-            oldest.evict.cancel();
-            tracing::debug!("closing the oldest HTTP connection without a request to make room");
+        // Ids grow in accept order and the accept loop alone inserts, so the first
+        // evictable connection is also the one that opened first.
+        let Some(oldest) = open.values().find(|connection| connection.evictable()) else {
+            return Place::Wait(None);
+        };
+        let graced = oldest.opened + grace;
+        if graced > now {
+            return Place::Wait(Some(graced));
         }
-        false
+        if !evict {
+            return Place::Free;
+        }
+        oldest.evict.cancel();
+        tracing::debug!("closing the oldest HTTP connection without a request to make room");
+        Place::Wait(None)
+    }
+
+    /// Waits until `place` says `Free` (true), or until `shutdown` completes (false; it must
+    /// not be polled again).
+    async fn wait_for_place(
+        &self,
+        limits: &ConnectionLimits,
+        evict: bool,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> bool {
+        let max = limits.max_connections.max(1);
+        loop {
+            let closed = self.closed.notified();
+            let until = match self.place(max, limits.eviction_grace, Instant::now(), evict) {
+                Place::Free => return true,
+                Place::Wait(until) => until,
+            };
+            let graced = async {
+                match until {
+                    Some(instant) => tokio::time::sleep_until(instant).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = closed => {}
+                () = graced => {}
+                () = shutdown.as_mut() => return false,
+            }
+        }
     }
 
     fn insert(self: &Arc<Self>) -> TableEntry {
@@ -111,6 +174,7 @@ impl ConnectionTable {
         self.open().insert(
             id,
             OpenConnection {
+                opened: Instant::now(),
                 evict: evict.clone(),
                 started: Arc::clone(&started),
             },
@@ -155,23 +219,15 @@ pub(crate) async fn serve_router(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
-    let max = limits.max_connections.max(1);
     let table = Arc::new(ConnectionTable::default());
     let stopping = CancellationToken::new();
     let forced = CancellationToken::new();
     let connections = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    'accepting: loop {
-        // Wait for a place (free, or held by a connection without a request).
-        loop {
-            let closed = table.closed.notified();
-            if table.has_room(max) {
-                break;
-            }
-            tokio::select! {
-                () = closed => {}
-                () = &mut shutdown => break 'accepting,
-            }
+    loop {
+        // Wait for a place (free, or held by a connection without a request past its grace).
+        if !table.wait_for_place(&limits, false, &mut shutdown).await {
+            break;
         }
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -188,15 +244,8 @@ pub(crate) async fn serve_router(
         // Wait (holding this one connection's file) until a place is free: at once if one
         // is, after the evicted connection has closed if one was evictable, or until any
         // connection closes if every one has started a request meanwhile.
-        loop {
-            let closed = table.closed.notified();
-            if table.make_room(max) {
-                break;
-            }
-            tokio::select! {
-                () = closed => {}
-                () = &mut shutdown => break 'accepting,
-            }
+        if !table.wait_for_place(&limits, true, &mut shutdown).await {
+            break;
         }
         connections.spawn(serve_connection(
             stream,
@@ -435,6 +484,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_new_connection_without_a_request_is_not_evicted_before_its_grace() {
+        let router = Router::new().route("/status", get(|| async { "ok" }));
+        let grace = Duration::from_millis(400);
+        let limits = ConnectionLimits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: SHORT,
+            eviction_grace: grace,
+        };
+        let server = TestServer::router(router, limits).await;
+        // Two connections that send nothing take both places (as a burst's first arrivals
+        // do before their tasks have read anything)...
+        let before_first = Instant::now();
+        let mut first = TcpStream::connect(server.address).await.expect("connects");
+        let mut second = TcpStream::connect(server.address).await.expect("connects");
+        // ...and a newcomer with a whole request arrives at once. It is served, but only
+        // once the first has had its grace: then the first is evicted, the second not.
+        let answer = http_get(server.address, "/status").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, b"ok");
+        wait_closed(&mut first).await;
+        let first_closed_after = before_first.elapsed();
+        assert!(
+            first_closed_after >= grace,
+            "evicted {first_closed_after:?} after it opened, within its grace of {grace:?}"
+        );
+        let mut byte = [0u8; 1];
+        let second_read =
+            tokio::time::timeout(SHORT, tokio::io::AsyncReadExt::read(&mut second, &mut byte))
+                .await;
+        assert!(
+            second_read.is_err(),
+            "only the oldest is evicted, the second stays open: {second_read:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn shutdown_stops_accepting_and_lets_the_request_in_flight_finish() {
         let release = Arc::new(Notify::new());
         let entered = Arc::new(Notify::new());
@@ -453,6 +539,7 @@ mod tests {
             max_connections: 8,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            eviction_grace: EVICTION_GRACE,
         };
         let mut server = TestServer::router(router, limits).await;
         let address = server.address;
@@ -489,6 +576,7 @@ mod tests {
             max_connections: 8,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: SHORT,
+            eviction_grace: EVICTION_GRACE,
         };
         let mut server = TestServer::router(router, limits).await;
         let mut stuck = TcpStream::connect(server.address).await.expect("connects");

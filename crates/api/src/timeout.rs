@@ -92,7 +92,7 @@ mod served_tests {
     use axum::routing::get;
 
     use super::*;
-    use crate::server::ConnectionLimits;
+    use crate::server::{ConnectionLimits, EVICTION_GRACE};
     use crate::testing::{TestServer, get as http_get};
 
     #[tokio::test]
@@ -107,6 +107,7 @@ mod served_tests {
             max_connections: 8,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(1),
+            eviction_grace: EVICTION_GRACE,
         };
         let server = TestServer::router(router, limits).await;
         let slow = http_get(server.address, "/slow").await;

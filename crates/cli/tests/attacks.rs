@@ -124,25 +124,45 @@ async fn peer_from(source: Ipv4Addr, p2p_port: u16, listen_port: u16) -> Option<
 
 /// One HTTP request over a new connection: the status code, or `None` if it failed or
 /// took over 5 s.
-async fn http(address: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, Vec<u8>)> {
+/// One request over a new connection: the status and body, or which step failed and how
+/// long the exchange had taken (so a failure under attack says what the node did).
+async fn http(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, Vec<u8>), String> {
+    let started = Instant::now();
     let exchange = async {
-        let mut stream = TcpStream::connect(address).await.ok()?;
+        let mut stream = TcpStream::connect(address)
+            .await
+            .map_err(|error| format!("connect: {error}"))?;
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        stream.write_all(request.as_bytes()).await.ok()?;
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|error| format!("write: {error}"))?;
         let mut bytes = Vec::new();
-        stream.read_to_end(&mut bytes).await.ok()?;
+        stream
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|error| format!("read after {} bytes: {error}", bytes.len()))?;
         let text = String::from_utf8_lossy(&bytes);
-        let status = text.split(' ').nth(1)?.parse().ok()?;
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| format!("no status line in {} bytes", bytes.len()))?;
         let body_start = text.find("\r\n\r\n").map_or(bytes.len(), |at| at + 4);
-        Some((status, bytes[body_start..].to_vec()))
+        Ok((status, bytes[body_start..].to_vec()))
     };
     tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
-        .ok()
-        .flatten()
+        .unwrap_or_else(|_| Err("no answer within 5 s".into()))
+        .map_err(|error: String| format!("{error} (after {:?})", started.elapsed()))
 }
 
 /// An honest peer connects from 127.0.0.1, a block is mined through the API, and the
@@ -174,7 +194,7 @@ async fn honest_peer_hears_a_new_block(
     let mined_at = Instant::now();
     let mined = http(node.address, "POST", "/mine", "{\"data\":\"attack test\"}")
         .await
-        .ok_or("POST /mine failed")?;
+        .map_err(|error| format!("POST /mine failed: {error}"))?;
     if mined.0 != 200 {
         return Err(format!("POST /mine answered {}", mined.0));
     }
@@ -221,7 +241,8 @@ async fn honest_peer_hears_a_new_block(
 #[derive(Debug, Default)]
 struct Figures {
     status_latencies: Vec<Duration>,
-    status_failures: usize,
+    /// Each failed `GET /status`: when (since the attack began) and why.
+    status_failures: Vec<String>,
     honest: Vec<Result<Duration, String>>,
     idle_rss: u64,
     peak_rss: u64,
@@ -270,15 +291,24 @@ where
     let address = node.address;
     let status = tokio::spawn(async move {
         let mut latencies = Vec::new();
-        let mut failures = 0;
+        let mut failures = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let attack_began = Instant::now();
         while tokio::time::Instant::now() < deadline {
             tick.tick().await;
             let started = Instant::now();
-            match http(address, "GET", "/status", "").await {
-                Some((200, _)) => latencies.push(started.elapsed()),
-                _ => failures += 1,
-            }
+            let failure = match http(address, "GET", "/status", "").await {
+                Ok((200, _)) => {
+                    latencies.push(started.elapsed());
+                    continue;
+                }
+                Ok((status, _)) => format!("answered {status}"),
+                Err(error) => error,
+            };
+            failures.push(format!(
+                "at {:?}: {failure}",
+                started.duration_since(attack_began)
+            ));
         }
         (latencies, failures)
     });
@@ -334,13 +364,19 @@ where
         })
         .collect();
     eprintln!(
-        "attack {name} for {:?}: /status p99 {:?} over {} requests ({} failed); honest peer \
+        "attack {name} for {:?}: /status p99 {:?}, max {:?} over {} requests ({} failed); honest peer \
          heard the block after [{}]; RSS idle {:.1} MB, peak {:.1} MB, after {:.1} MB; open \
          files idle {idle_files}, peak {} (budget {budget})",
         attack_time(),
         figures.p99(),
+        figures
+            .status_latencies
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or_default(),
         figures.status_latencies.len(),
-        figures.status_failures,
+        figures.status_failures.len(),
         heard.join(", "),
         mb(figures.idle_rss),
         mb(figures.peak_rss),
@@ -355,7 +391,11 @@ where
             "{name}: an honest peer was not served: {result:?}"
         );
     }
-    assert_eq!(figures.status_failures, 0, "{name}: GET /status failed");
+    assert!(
+        figures.status_failures.is_empty(),
+        "{name}: GET /status failed: {:?}",
+        figures.status_failures
+    );
     assert!(
         figures.p99() < STATUS_P99_UNDER,
         "{name}: GET /status p99 {:?}",

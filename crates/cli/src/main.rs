@@ -24,7 +24,9 @@ use crate::args::{Cli, Command};
 /// caches keep small allocations off the arena's lock. With glibc's malloc each contending
 /// thread took an arena of its own and kept what it freed there: syncing 100,001 blocks
 /// peaked at 160-200 MB of resident memory for about 60 MB of live heap (heaptrack), and at
-/// about 80 MB with one arena (docs/BENCHMARKS.md).
+/// about 80 MB with one arena (docs/BENCHMARKS.md). jemalloc's background thread returns
+/// pages that have been free for 10 s to the system even when the node allocates nothing,
+/// so its memory falls back after a burst.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

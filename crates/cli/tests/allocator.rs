@@ -1,7 +1,8 @@
-//! The binary allocates with jemalloc built with one arena (crates/cli/src/main.rs,
-//! `.cargo/config.toml`): a build that lost either falls back to glibc's malloc, or to an
-//! arena per core, and a syncing node's peak memory doubles (docs/BENCHMARKS.md) without
-//! any other test noticing.
+//! The binary allocates with jemalloc built with one arena and its background thread
+//! (crates/cli/src/main.rs, `.cargo/config.toml`): a build that lost them falls back to
+//! glibc's malloc, or to an arena per core, and a syncing node's peak memory doubles
+//! (docs/BENCHMARKS.md), or keeps the memory of a burst after it, without any other test
+//! noticing.
 
 #![cfg(not(target_env = "msvc"))]
 
@@ -25,5 +26,10 @@ fn the_binary_allocates_with_jemalloc_and_one_arena() {
     assert!(
         stderr.contains("opt.narenas: 1\n"),
         "jemalloc was not built with one arena (JEMALLOC_SYS_WITH_MALLOC_CONF):\n{stderr:.4000}"
+    );
+    assert!(
+        stderr.contains("opt.background_thread: true"),
+        "jemalloc was not built with its background thread (JEMALLOC_SYS_WITH_MALLOC_CONF), \
+         so freed memory stays resident while the node is quiet:\n{stderr:.4000}"
     );
 }

@@ -69,8 +69,8 @@ pub use address_book::{MAX_ADDRESSES_PER_SOURCE, MAX_KNOWN_ADDRESSES, MAX_LEARNE
 pub use config::P2pConfig;
 pub use download::PushWaits;
 pub use message::{
-    CompactBlock, Hello, InventoryItem, MAX_COMPACT_TRANSACTIONS, MAX_MESSAGE_BYTES, Message,
-    MessageError, PROTOCOL_VERSION, PrefilledTransaction,
+    CompactBlock, Hello, InventoryItem, MAX_COMPACT_TRANSACTIONS, MAX_INVENTORY, MAX_MESSAGE_BYTES,
+    Message, MessageError, PROTOCOL_VERSION, PrefilledTransaction,
 };
 pub use service::P2p;
 pub use session_end::{CloseReason, HandshakeFailure, SessionEnd};

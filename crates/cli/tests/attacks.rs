@@ -458,6 +458,15 @@ async fn hold(mut socket: Socket, stop: CancellationToken) {
     }
 }
 
+/// A node started for an attack, with `blocks` blocks mined on top of genesis.
+fn start_node_with_blocks(name: &str, blocks: usize) -> TestNode {
+    let node = start_node(name);
+    for index in 0..blocks {
+        node.mine(&format!("block {index}"));
+    }
+    node
+}
+
 fn start_node(name: &str) -> TestNode {
     TestNode::start_with_env(name, &[], &[("POWCHAIN_LOG", "warn,redb=warn")])
 }
@@ -549,12 +558,9 @@ fn branch(parent: &Header, count: usize, salt: u64) -> Vec<Header> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_of_cheap_header_branches() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let node = start_node("attack-headers");
     // A chain longer than the anti-DoS margin (144 blocks), so a branch from genesis of 50
     // headers ends far below the threshold.
-    for index in 0..220 {
-        node.mine(&format!("block {index}"));
-    }
+    let node = start_node_with_blocks("attack-headers", 220);
     let best_header_before = node.get_ok("/status")["sync"]["bestHeaderHeight"].as_u64();
     let genesis = Network::Regtest.params().genesis().header;
     let p2p_port = node.p2p_port;
@@ -762,10 +768,7 @@ async fn http_headers_dribbled_a_byte_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_clients_asking_for_the_largest_pages() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let node = start_node("attack-pages");
-    for index in 0..60 {
-        node.mine(&format!("block {index}"));
-    }
+    let node = start_node_with_blocks("attack-pages", 60);
     let address = node.address;
     under_attack(
         "6 clients asking /blocks?limit=1000",
@@ -788,10 +791,7 @@ const GETDATA_ITEMS: usize = powchain_p2p::MAX_INVENTORY;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_asking_for_a_thousand_blocks_at_a_time() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let node = start_node("attack-getdata");
-    for index in 0..60 {
-        node.mine(&format!("block {index}"));
-    }
+    let node = start_node_with_blocks("attack-getdata", 60);
     let hashes: Vec<BlockHash> = node
         .get_ok("/blocks?start=1&limit=60")
         .as_array()

@@ -90,7 +90,6 @@ struct OpenConnection {
 }
 
 /// Whether a connection can have a place.
-#[derive(Debug, PartialEq, Eq)]
 enum Place {
     /// A place is free.
     Free,

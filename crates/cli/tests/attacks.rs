@@ -808,8 +808,8 @@ async fn peers_asking_for_a_thousand_blocks_at_a_time() {
     assert_eq!(hashes.len(), 60);
     // Every request legal and as large as a request may be: 1,000 items, the chain's
     // blocks over and over, half of them asked as compact blocks (built for each answer).
-    let items: Arc<Vec<InventoryItem>> = Arc::new(
-        hashes
+    let attack = Arc::new(BlockRequests {
+        items: hashes
             .iter()
             .cycle()
             .take(GETDATA_ITEMS)
@@ -822,36 +822,31 @@ async fn peers_asking_for_a_thousand_blocks_at_a_time() {
                 }
             })
             .collect(),
-    );
-    let served = Arc::new(AtomicU64::new(0));
-    let closed_early = Arc::new(AtomicU64::new(0));
+        served: AtomicU64::new(0),
+        closed_early: AtomicU64::new(0),
+    });
     let p2p_port = node.p2p_port;
-    let (counted, early) = (Arc::clone(&served), Arc::clone(&closed_early));
+    let attackers = Arc::clone(&attack);
     under_attack(
         "8 peers asking for 1,000 blocks at a time",
         &node,
         move |stop| {
-            let (items, served, closed_early) =
-                (Arc::clone(&items), Arc::clone(&counted), Arc::clone(&early));
+            let attack = Arc::clone(&attackers);
             async move {
                 // Eight peers from eight address groups, each asking again as soon as the
                 // last answer is in, answering pings so that nothing but their asking could
                 // cost them their slot.
                 keep_open(8, stop, move |index, stop| {
-                    let (items, served, closed_early) = (
-                        Arc::clone(&items),
-                        Arc::clone(&served),
-                        Arc::clone(&closed_early),
-                    );
+                    let attack = Arc::clone(&attack);
                     async move {
                         let source = Ipv4Addr::new(127, 120 + index as u8 % 8, 0, 1);
                         let port = 30_000 + (index % 30_000) as u16;
                         let Some(mut socket) = peer_from(source, p2p_port, port).await else {
                             return;
                         };
-                        ask_for_blocks_until_stopped(&mut socket, &items, &served, &stop).await;
+                        attack.ask_until_stopped(&mut socket, &stop).await;
                         if !stop.is_cancelled() {
-                            closed_early.fetch_add(1, Ordering::Relaxed);
+                            attack.closed_early.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 })
@@ -860,11 +855,11 @@ async fn peers_asking_for_a_thousand_blocks_at_a_time() {
         },
     )
     .await;
-    let served = served.load(Ordering::Relaxed);
+    let served = attack.served.load(Ordering::Relaxed);
     eprintln!(
         "the attackers were sent {served} blocks and compact blocks; {} of their sessions \
          ended before the attack did (warm-up included)",
-        closed_early.load(Ordering::Relaxed)
+        attack.closed_early.load(Ordering::Relaxed)
     );
     assert!(
         served >= GETDATA_ITEMS as u64,
@@ -891,45 +886,52 @@ async fn peers_asking_for_a_thousand_blocks_at_a_time() {
     );
 }
 
-/// Sends `items` as one `getdata`, reads until every one is answered (or the node says it
-/// has not got some), and again, until `stop` or the connection ends; counts the blocks
-/// and compact blocks received in `served`.
-async fn ask_for_blocks_until_stopped(
-    socket: &mut Socket,
-    items: &[InventoryItem],
-    served: &AtomicU64,
-    stop: &CancellationToken,
-) {
-    let request = frame(&Message::GetData(items.to_vec()));
-    loop {
-        if socket.send(request.clone()).await.is_err() {
-            return;
-        }
-        let mut answered = 0;
-        while answered < items.len() {
-            let frame_in = tokio::select! {
-                () = stop.cancelled() => return,
-                frame_in = socket.next() => frame_in,
-            };
-            let Some(Ok(Frame::Binary(bytes))) = frame_in else {
-                if matches!(frame_in, Some(Ok(_))) {
-                    continue;
-                }
+/// What the `getdata` attackers share: their request, and what they counted.
+struct BlockRequests {
+    /// The items of every `getdata`.
+    items: Vec<InventoryItem>,
+    /// Blocks and compact blocks received, by all attackers.
+    served: AtomicU64,
+    /// Attackers' sessions that ended before the attack was stopped.
+    closed_early: AtomicU64,
+}
+
+impl BlockRequests {
+    /// Sends the items as one `getdata`, reads until every one is answered (or the node
+    /// says it has not got some), and again, until `stop` or the connection ends.
+    async fn ask_until_stopped(&self, socket: &mut Socket, stop: &CancellationToken) {
+        let (items, served) = (&self.items, &self.served);
+        let request = frame(&Message::GetData(items.clone()));
+        loop {
+            if socket.send(request.clone()).await.is_err() {
                 return;
-            };
-            match Message::from_bytes(&bytes) {
-                Ok(Message::Block(_) | Message::CompactBlock(_)) => {
-                    answered += 1;
-                    served.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(Message::NotFound(missing)) => answered += missing.len(),
-                Ok(Message::Ping(nonce)) => {
-                    let answered = socket.send(frame(&Message::Pong(nonce))).await;
-                    if answered.is_err() {
-                        return;
+            }
+            let mut answered = 0;
+            while answered < items.len() {
+                let frame_in = tokio::select! {
+                    () = stop.cancelled() => return,
+                    frame_in = socket.next() => frame_in,
+                };
+                let Some(Ok(Frame::Binary(bytes))) = frame_in else {
+                    if matches!(frame_in, Some(Ok(_))) {
+                        continue;
                     }
+                    return;
+                };
+                match Message::from_bytes(&bytes) {
+                    Ok(Message::Block(_) | Message::CompactBlock(_)) => {
+                        answered += 1;
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Message::NotFound(missing)) => answered += missing.len(),
+                    Ok(Message::Ping(nonce)) => {
+                        let pong = socket.send(frame(&Message::Pong(nonce))).await;
+                        if pong.is_err() {
+                            return;
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
     }

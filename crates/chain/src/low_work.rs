@@ -101,7 +101,11 @@ impl ChainState {
 
     /// The work of the chain that ends in the last of `headers` (a batch from a peer,
     /// each building on the one before, the first on a known block), checked as
-    /// [`presync_work`] checks. `None` if the last header is already known (nothing new).
+    /// [`presync_work`] checks. `None` if every header is already known (nothing new).
+    ///
+    /// A batch with a new header is counted whole even when it ends in a known one: new
+    /// low-work headers followed by the genesis header must not pass for nothing new
+    /// (`presync_work` refuses the broken link instead).
     ///
     /// # Errors
     /// [`ChainError::UnknownParent`] if the first header's parent is unknown; otherwise as
@@ -111,8 +115,8 @@ impl ChainState {
             return Ok(None);
         };
         if headers
-            .last()
-            .is_some_and(|last| self.record(&last.compute_hash()).is_some())
+            .iter()
+            .all(|header| self.record(&header.compute_hash()).is_some())
         {
             return Ok(None);
         }

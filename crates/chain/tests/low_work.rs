@@ -62,6 +62,42 @@ fn a_branch_far_below_the_tip_has_too_little_work_and_one_near_it_has_enough() {
     chain.accept_headers(&near, NOW_MS).expect("stored");
 }
 
+/// A batch of new low-work headers that ends in a header the node has (here genesis) is
+/// not "nothing new": it was stored whole, unchecked for work, because only its last
+/// header was looked at.
+#[test]
+fn new_low_work_headers_ending_in_a_known_one_are_counted_not_waved_through() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut chain = open(dir.path());
+    let mut main = TestChain::new(Network::Regtest);
+    main.mine_empty(ANTI_DOS_BLOCKS as usize + 60);
+    for block in &main.blocks[1..] {
+        chain.accept_block(block.clone(), NOW_MS).expect("valid");
+    }
+    let mut batch = branch(&main.blocks[0].header, 50, 11);
+    batch.push(main.blocks[0].header);
+    let error = chain
+        .headers_chain_work(&batch)
+        .expect_err("the known header does not build on the one before it");
+    assert!(matches!(error, ChainError::NotContinuous { .. }), "{error}");
+    // Without the trailing header the branch is counted, and it is far below the tip.
+    let work = chain
+        .headers_chain_work(&batch[..50])
+        .expect("well formed")
+        .expect("new headers");
+    assert!(work < chain.anti_dos_work_threshold());
+    // A batch that starts with known headers and goes on with new ones is counted too.
+    let mut mixed: Vec<Header> = main.blocks[1..3].iter().map(|block| block.header).collect();
+    mixed.extend(branch(&main.blocks[2].header, 2, 13));
+    assert!(
+        chain
+            .headers_chain_work(&mixed)
+            .expect("well formed")
+            .is_some(),
+        "a batch with new headers is not nothing new"
+    );
+}
+
 #[test]
 fn presync_counts_work_and_refuses_broken_links_and_missing_work() {
     let mut main = TestChain::new(Network::Regtest);

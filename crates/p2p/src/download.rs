@@ -163,8 +163,14 @@ impl Downloads {
         self.in_flight.remove(hash);
     }
 
-    /// `peer` said it does not have `hash`: never ask it again.
+    /// `peer` said it does not have `hash`, which it was asked for: never ask it again. A
+    /// `notfound` for a block not asked of that peer changes nothing: it must neither
+    /// cancel another peer's request nor grow the peer's set without bound (each entry is
+    /// a request this node made).
     pub(crate) fn not_found(&mut self, peer: PeerId, hash: BlockHash) {
+        if !self.is_in_flight_from(peer, &hash) {
+            return;
+        }
         self.in_flight.remove(&hash);
         self.not_found.entry(peer).or_default().insert(hash);
     }
@@ -438,10 +444,36 @@ mod tests {
     }
 
     #[test]
+    fn a_notfound_for_a_block_not_asked_of_that_peer_changes_nothing() {
+        let mut downloads = Downloads::default();
+        let now = Instant::now();
+        let timeout = Duration::from_secs(20);
+        let asked = downloads.assign(vec![(hash(1), vec![peer(1)])], now, timeout);
+        assert_eq!(asked[&peer(1)], vec![hash(1)]);
+        // Another peer says it lacks the block asked of peer 1, and a thousand more.
+        downloads.not_found(peer(2), hash(1));
+        for number in 0..1_000u32 {
+            let mut bytes = [0xee; 32];
+            bytes[..4].copy_from_slice(&number.to_le_bytes());
+            downloads.not_found(peer(2), BlockHash(bytes));
+        }
+        assert!(
+            downloads.is_in_flight_from(peer(1), &hash(1)),
+            "peer 1's request stands"
+        );
+        assert!(downloads.not_found.is_empty(), "nothing remembered");
+        // Peer 2 may still be asked for any of them.
+        let plan = vec![(hash(2), vec![peer(2)])];
+        assert_eq!(downloads.assign(plan, now, timeout)[&peer(2)], vec![hash(2)]);
+    }
+
+    #[test]
     fn blocks_go_to_the_least_loaded_holder_once_and_not_to_a_peer_that_lacks_them() {
         let mut downloads = Downloads::default();
         let now = Instant::now();
         let timeout = Duration::from_secs(20);
+        let asked = downloads.assign(vec![(hash(3), vec![peer(2)])], now, timeout);
+        assert_eq!(asked[&peer(2)], vec![hash(3)]);
         downloads.not_found(peer(2), hash(3));
         let plan = vec![
             (hash(1), vec![peer(1), peer(2)]),

@@ -316,6 +316,19 @@ impl Node {
             .collect()
     }
 
+    /// The ids of the pooled transactions, in no particular order: what a peer is told the
+    /// pool holds (at its handshake, or after the relay fell behind). One pass under the
+    /// lock at 32 bytes a transaction, where [`Node::pool_transactions`] sorts and clones
+    /// every entry: a stranger who connects again and again must not cost the node a copy
+    /// of its pool each time.
+    pub fn pool_txids(&self) -> Vec<Txid> {
+        lock(&self.core)
+            .mempool
+            .iter()
+            .map(|entry| entry.txid)
+            .collect()
+    }
+
     /// A window of the pool, best fee rate first: the entries after the first `offset`, up
     /// to and including the one whose encoded size brings the window to `max_bytes`, and
     /// whether more follow. Only the window is cloned, so a reader paging a full pool holds
@@ -567,6 +580,11 @@ mod tests {
             .map(|entry| entry.txid)
             .collect();
         assert_eq!(whole.len(), 3);
+        let mut ids = test.node.pool_txids();
+        ids.sort_unstable();
+        let mut sorted = whole.clone();
+        sorted.sort_unstable();
+        assert_eq!(ids, sorted, "pool_txids names the same transactions");
         let txids = |(page, more): (Vec<PoolEntry>, bool)| {
             (
                 page.iter().map(|entry| entry.txid).collect::<Vec<_>>(),

@@ -312,17 +312,14 @@ impl P2p {
                         "relay fell behind the node's events; announcing the pool"
                     );
                     let Some((tip, pool)) = self
-                        .blocking(|node| (node.tip(), node.pool_transactions()))
+                        .blocking(|node| (node.tip(), node.pool_txids()))
                         .await
                     else {
                         // The node is shutting down (or the read failed): nothing to send.
                         continue;
                     };
                     let mut items = vec![InventoryItem::Block(tip.hash)];
-                    items.extend(
-                        pool.iter()
-                            .map(|pooled| InventoryItem::Transaction(pooled.txid)),
-                    );
+                    items.extend(pool.into_iter().map(InventoryItem::Transaction));
                     self.announce_to_all(&items);
                     self.pump_downloads().await;
                 }

@@ -62,11 +62,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
         let pool: Vec<InventoryItem> = self
             .p2p
-            .blocking(|node| node.pool_transactions())
+            .blocking(|node| node.pool_txids())
             .await
             .unwrap_or_default()
-            .iter()
-            .map(|pooled| InventoryItem::Transaction(pooled.txid))
+            .into_iter()
+            .map(InventoryItem::Transaction)
             .collect();
         for chunk in pool.chunks(MAX_INVENTORY) {
             for item in chunk {

@@ -6,9 +6,9 @@
 mod common;
 
 use common::{NOW_MS, open};
-use powchain_chain::{ANTI_DOS_BLOCKS, ChainError, presync_work};
-use powchain_consensus::testkit::{TestChain, solve};
-use powchain_consensus::{Header, Network, Work};
+use powchain_chain::{ANTI_DOS_BLOCKS, BlockOutcome, ChainError, presync_work};
+use powchain_consensus::testkit::{TestChain, solve, test_key};
+use powchain_consensus::{Amount, Block, Header, Network, Work};
 
 /// `count` headers building on `parent`, each solved at the parent's bits.
 fn branch(parent: &Header, count: usize, salt: u64) -> Vec<Header> {
@@ -157,4 +157,59 @@ fn presync_counts_work_and_refuses_broken_links_and_missing_work() {
     )
     .expect_err("no proof of work");
     assert_eq!(error.rule(), Some("bad-proof-of-work"));
+}
+
+/// A block on a branch of `main` that leaves it after `height`, paying another miner.
+fn fork_block(main: &TestChain, height: usize) -> Block {
+    let fork = TestChain {
+        params: main.params,
+        blocks: main.blocks[..=height].to_vec(),
+        utxo: std::collections::HashMap::new(),
+        miner: test_key(9),
+    };
+    fork.build(vec![], Amount::ZERO)
+}
+
+/// A peer's block whose header the node did not have came unasked (the node asks only for
+/// blocks whose headers it stored, and those passed the work check). Far below the tip it
+/// was stored anyway, header and body: the storage attack the header check stops, by
+/// another message.
+#[test]
+fn an_unasked_block_far_below_the_tip_is_not_stored_and_one_near_it_is() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut chain = open(dir.path());
+    let mut main = TestChain::new(Network::Regtest);
+    let length = ANTI_DOS_BLOCKS as usize + 60;
+    main.mine_empty(length);
+    for block in &main.blocks[1..] {
+        chain.accept_block(block.clone(), NOW_MS).expect("valid");
+    }
+
+    let low = fork_block(&main, 10);
+    let hash = low.compute_hash();
+    assert_eq!(
+        chain
+            .accept_block(low.clone(), NOW_MS)
+            .expect("not an error"),
+        BlockOutcome::LowWork
+    );
+    assert!(chain.record(&hash).is_none(), "its header is not indexed");
+    assert!(!chain.has_block(&hash), "nor its body stored");
+
+    let near = fork_block(&main, length - 5);
+    let near_hash = near.compute_hash();
+    assert_eq!(
+        chain.accept_block(near, NOW_MS).expect("valid"),
+        BlockOutcome::SideBranch
+    );
+    assert!(chain.has_block(&near_hash));
+
+    // The same low block once its header is stored (as after a pre-sync that found the
+    // branch's work): asked for, so it is stored.
+    chain.accept_headers(&[low.header], NOW_MS).expect("stored");
+    assert_eq!(
+        chain.accept_block(low, NOW_MS).expect("valid"),
+        BlockOutcome::SideBranch
+    );
+    assert!(chain.has_block(&hash));
 }

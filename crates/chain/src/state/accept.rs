@@ -249,6 +249,18 @@ impl ChainState {
                         missing_parent: parent_hash,
                     });
                 }
+                // The node asks only for blocks whose headers it stored, and those passed
+                // the work check, so this block came unasked: it is kept only on a branch
+                // that could still overtake the active chain, as its header alone would be
+                // (low_work.rs). Otherwise a peer could store cheap blocks (and their
+                // headers) far below the tip. A header that fails the check's own proof of
+                // work goes on to `index_new_header`, which says why in full.
+                if let Ok(Some(work)) = self.headers_chain_work(std::slice::from_ref(&block.header))
+                    && work < self.anti_dos_work_threshold()
+                {
+                    debug!(block = %hash, "refused an unrequested block on a low-work branch");
+                    return Ok(BlockOutcome::LowWork);
+                }
                 new_record = Some(self.index_new_header(&block.header, now_ms)?);
             }
         }

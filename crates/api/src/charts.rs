@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::dto::HeaderFieldsJson;
 use crate::error::ApiError;
 use crate::input::{CheckedQuery, QueryParameters, page_size};
-use crate::main_chain::{confirmations, indexed_record, main_chain_hash, stored_block, tip_height};
+use crate::main_chain::{confirmations, indexed_record, main_chain_hash, tip_height};
 use crate::router::blocking;
 
 /// Headers a `GET /headers` page holds unless `limit` says otherwise.
@@ -93,12 +93,16 @@ pub async fn headers(
         for height in (start..end).rev().map(BlockHeight) {
             let hash = main_chain_hash(&snapshot, height)?;
             let record = indexed_record(&snapshot, &hash)?;
-            let block = stored_block(&snapshot, &hash)?;
+            // Its size and count without decoding its transactions: a page of large
+            // blocks costs its headers.
+            let summary = snapshot
+                .block_summary(&hash)?
+                .ok_or_else(|| ApiError::internal(format!("block {hash} has no data")))?;
             headers.push(HeaderJson {
                 header: HeaderFieldsJson::new(params, hash, &record.header, height),
                 chain_work: record.chain_work.to_string(),
-                transaction_count: block.transactions.len(),
-                size: block.compute_size(),
+                transaction_count: summary.transaction_count,
+                size: summary.size,
                 confirmations: confirmations(tip_height, height),
             });
         }

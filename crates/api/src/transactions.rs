@@ -1,6 +1,7 @@
 //! Transactions: the pool (`GET /transactions`), payments from the node wallet
 //! (`POST /transact`), raw submission (`POST /tx`) and lookup (`GET /tx/{txid}`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -8,7 +9,7 @@ use axum::extract::{Extension, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use powchain_consensus::encode::Decode;
-use powchain_consensus::{Amount, FeeRate, Transaction, Txid, hex};
+use powchain_consensus::{Amount, FeeRate, Network, OutPoint, Transaction, TxOut, Txid, hex};
 use powchain_mempool::{Accepted, PoolEntry};
 use powchain_node::{Admissions, Node, NodeError};
 use serde::{Deserialize, Serialize};
@@ -494,37 +495,28 @@ pub async fn get_transaction(
             (None, None) => node.pool_transaction(&txid),
             (None, Some(_)) => None,
         };
-        let resolve = |transaction: &Transaction,
-                       json: &mut TransactionJson|
-         -> Result<Option<Amount>, ApiError> {
-            // Find each spent output through the transaction index (confirmed parents) or
-            // the pool (unconfirmed parents).
-            let mut input_total = Some(Amount::ZERO);
-            for (input, described) in transaction.spends().iter().zip(json.inputs.iter_mut()) {
-                let parent = match snapshot.tx_location(&input.prevout.txid)? {
-                    Some(location) => snapshot.block(&location.block_hash)?.and_then(|block| {
-                        block.transactions.get(location.position as usize).cloned()
-                    }),
-                    None => node
-                        .pool_transaction(&input.prevout.txid)
-                        .map(|pooled| pooled.transaction),
-                };
-                let output = parent
-                    .and_then(|parent| parent.outputs.get(input.prevout.vout as usize).copied());
-                match output {
-                    Some(output) => {
-                        described.address = Some(output.address.to_bech32(network));
-                        described.amount = Some(output.value.to_units());
-                        input_total = input_total.and_then(|total| total.checked_add(output.value));
-                    }
-                    None => input_total = None,
-                }
-            }
-            Ok(input_total)
-        };
         if let Some(pooled) = pooled {
             let mut json = TransactionJson::new(network, &pooled.transaction);
-            resolve(&pooled.transaction, &mut json)?;
+            // A pooled transaction spends unspent coins: confirmed ones, or outputs of
+            // pooled parents. One lookup each, never a parent's block.
+            let spends = pooled.transaction.spends();
+            let mut spent: Vec<Option<TxOut>> = Vec::with_capacity(spends.len());
+            for input in spends {
+                spent.push(snapshot.coin(&input.prevout)?.map(|coin| coin.output));
+            }
+            let unconfirmed: Vec<OutPoint> = spends
+                .iter()
+                .zip(&spent)
+                .filter(|(_, found)| found.is_none())
+                .map(|(input, _)| input.prevout)
+                .collect();
+            let mut from_pool = node.pool_outputs(&unconfirmed).into_iter();
+            for found in &mut spent {
+                if found.is_none() {
+                    *found = from_pool.next().flatten();
+                }
+            }
+            describe_inputs(network, &spent, &mut json);
             return Ok(TransactionLookup {
                 transaction: json,
                 status: "pool",
@@ -555,7 +547,35 @@ pub async fn get_transaction(
         let fee = if transaction.is_coinbase() {
             None
         } else {
-            resolve(&transaction, &mut json)?
+            // The coins it spent are in its block's undo data, but for those its own block
+            // created: one read for all its inputs, never a block for each.
+            let undo: HashMap<OutPoint, TxOut> = snapshot
+                .spent_coins(&location.block_hash)?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(outpoint, coin)| (outpoint, coin.output))
+                .collect();
+            let mut earlier: Option<HashMap<Txid, &Transaction>> = None;
+            let spent: Vec<Option<TxOut>> = transaction
+                .spends()
+                .iter()
+                .map(|input| {
+                    undo.get(&input.prevout).copied().or_else(|| {
+                        let before = earlier.get_or_insert_with(|| {
+                            block
+                                .transactions
+                                .iter()
+                                .take(location.position as usize)
+                                .map(|parent| (parent.compute_txid(), parent))
+                                .collect()
+                        });
+                        before.get(&input.prevout.txid).and_then(|parent| {
+                            parent.outputs.get(input.prevout.vout as usize).copied()
+                        })
+                    })
+                })
+                .collect();
+            describe_inputs(network, &spent, &mut json)
                 .zip(transaction.output_total())
                 .and_then(|(inputs, outputs)| inputs.checked_sub(outputs))
                 .map(Amount::to_units)
@@ -573,6 +593,27 @@ pub async fn get_transaction(
     Ok(Json(lookup))
 }
 
+/// Fills in each input's address and amount from the output it spent (`None`: not found)
+/// and returns their total, `None` unless every input was found.
+fn describe_inputs(
+    network: Network,
+    spent: &[Option<TxOut>],
+    json: &mut TransactionJson,
+) -> Option<Amount> {
+    let mut total = Some(Amount::ZERO);
+    for (output, described) in spent.iter().zip(json.inputs.iter_mut()) {
+        match output {
+            Some(output) => {
+                described.address = Some(output.address.to_bech32(network));
+                described.amount = Some(output.value.to_units());
+                total = total.and_then(|total| total.checked_add(output.value));
+            }
+            None => total = None,
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -586,6 +627,104 @@ mod tests {
     async fn post_batch(server: &TestServer, hexes: &[String]) -> crate::testing::Answer {
         let body = serde_json::to_vec(&serde_json::json!({ "hex": hexes })).expect("encodes");
         post(server.address, "/txs", &body, body.len()).await
+    }
+
+    /// `GET /tx/{txid}`'s inputs: address and amount of each, and the fee.
+    async fn described_inputs(
+        server: &TestServer,
+        txid: &Txid,
+    ) -> (String, Vec<(String, u64)>, u64) {
+        let answer = get(server.address, &format!("/tx/{txid}")).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let json = answer.json();
+        let inputs = json["inputs"]
+            .as_array()
+            .expect("inputs")
+            .iter()
+            .map(|input| {
+                (
+                    input["address"].as_str().expect("an address").to_owned(),
+                    input["amount"].as_u64().expect("an amount"),
+                )
+            })
+            .collect();
+        let status = json["status"].as_str().expect("a status").to_owned();
+        (status, inputs, json["fee"].as_u64().expect("a fee"))
+    }
+
+    #[tokio::test]
+    async fn inputs_are_described_from_the_pool_the_undo_data_and_their_own_block() {
+        // The wallet's one mature coin pays `first`; `second` spends `first`'s change while
+        // both are pooled; then one block confirms both, so `second`'s parent is in its own
+        // block (not in the undo data) and `first`'s is in an earlier block (in it).
+        let (_folder, node) = regtest_node(1);
+        let coinbase = node
+            .reader()
+            .snapshot()
+            .expect("a snapshot")
+            .block(&node.tip().hash)
+            .expect("reads")
+            .expect("stored")
+            .transactions[0]
+            .outputs[0];
+        let first = node
+            .send(node.wallet_address(), Amount::ONE_COIN, None)
+            .expect("pays");
+        let second = node
+            .send(node.wallet_address(), Amount::ONE_COIN, None)
+            .expect("pays from the change");
+        let parent = second.transaction.spends()[0].prevout;
+        assert_eq!(
+            parent.txid, first.txid,
+            "the second spends the first's change"
+        );
+        let change = first.transaction.outputs[parent.vout as usize];
+        let network = node.params().network;
+        let server = TestServer::api(Arc::clone(&node), crate::ApiOptions::default()).await;
+
+        let pooled = described_inputs(&server, &second.txid).await;
+        let expected_second = vec![(change.address.to_bech32(network), change.value.to_units())];
+        assert_eq!(
+            pooled,
+            (
+                "pool".to_owned(),
+                expected_second.clone(),
+                second.fee.to_units()
+            )
+        );
+        let pooled_first = described_inputs(&server, &first.txid).await;
+        let expected_first = vec![(
+            coinbase.address.to_bech32(network),
+            coinbase.value.to_units(),
+        )];
+        assert_eq!(pooled_first.1, expected_first, "a confirmed coin, unspent");
+
+        let block = node.mine_one(Vec::new(), true).expect("mines");
+        assert_eq!(block.transactions.len(), 3, "both payments in one block");
+        let confirmed_first = described_inputs(&server, &first.txid).await;
+        assert_eq!(
+            confirmed_first,
+            ("confirmed".to_owned(), expected_first, first.fee.to_units()),
+            "from the undo data"
+        );
+        let confirmed_second = described_inputs(&server, &second.txid).await;
+        assert_eq!(
+            confirmed_second,
+            (
+                "confirmed".to_owned(),
+                expected_second,
+                second.fee.to_units()
+            ),
+            "from the transaction before it in its block"
+        );
+        let mut server = server;
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
     }
 
     #[tokio::test]

@@ -1,13 +1,14 @@
 //! The node wallet (`GET /public-key`, `GET /balance`, `POST /wallet/addresses`,
 //! `GET /wallet/history`) and any address (`GET /address/{address}`).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use powchain_consensus::Amount;
+use powchain_consensus::{Amount, OutPoint, Txid};
 use powchain_node::{Node, WalletHistoryError, WalletTxPlace};
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,11 @@ use crate::router::blocking;
 pub const DEFAULT_ADDRESS_PAGE: u64 = 50;
 /// The most history entries and unspent outputs one `GET /address/{address}` returns.
 pub const MAX_ADDRESS_PAGE: u64 = 1000;
+/// Most unspent outputs `GET /address/{address}` reads for its balance (the node's wallet
+/// reads as many an address).
+pub const MAX_ADDRESS_COINS: usize = 100_000;
+/// How deep `offset` plus `limit` may reach into an address's history.
+pub const MAX_ADDRESS_HISTORY_DEPTH: usize = 100_000;
 
 /// `GET /public-key` answer.
 #[derive(Serialize, Debug)]
@@ -160,13 +166,16 @@ pub struct AddressJson {
     pub address: String,
     /// Sum of its confirmed unspent outputs, units.
     pub balance: u64,
+    /// False if it holds more than [`MAX_ADDRESS_COINS`] unspent outputs: `balance` and
+    /// `utxoCount` then count the first of them by outpoint.
+    pub complete: bool,
     /// Number of all its unspent outputs (`utxos` lists at most `limit`).
     pub utxo_count: usize,
     /// Its unspent outputs (at most `limit`).
     pub utxos: Vec<UtxoJson>,
     /// Main-chain transactions paying or spending it, newest first.
     pub history: Vec<HistoryJson>,
-    /// Pooled transactions paying or spending it.
+    /// Pooled transactions paying or spending it, the oldest `limit` of them.
     pub pending: Vec<String>,
 }
 
@@ -182,12 +191,23 @@ pub async fn address(
     // At most MAX_ADDRESS_PAGE, so it fits a usize.
     let limit = page_size("limit", query.limit, DEFAULT_ADDRESS_PAGE, MAX_ADDRESS_PAGE)? as usize;
     let offset = query.offset.unwrap_or(0);
+    // Skipping history rows reads them: a stranger's offset may not make one request
+    // read a long history whole.
+    let depth = offset.saturating_add(limit);
+    if depth > MAX_ADDRESS_HISTORY_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "offset plus limit may reach at most {MAX_ADDRESS_HISTORY_DEPTH} history entries deep, got {depth}"
+        )));
+    }
     let json = blocking(&node, move |node| {
         let snapshot = node.reader().snapshot()?;
         let next_height = tip_height(&snapshot)?.next();
         let params = node.params();
-        // The balance counts every unspent output, not just the page shown.
-        let all_coins = snapshot.address_coins(&address, usize::MAX)?;
+        // The balance counts every unspent output, not just the page shown, up to
+        // MAX_ADDRESS_COINS (as the node's wallet reads at most as many an address).
+        let mut all_coins = snapshot.address_coins(&address, MAX_ADDRESS_COINS + 1)?;
+        let complete = all_coins.len() <= MAX_ADDRESS_COINS;
+        all_coins.truncate(MAX_ADDRESS_COINS);
         let balance = Amount::checked_sum(all_coins.iter().map(|entry| entry.coin.output.value))
             .unwrap_or(Amount::MAX_MONEY);
         let utxos: Vec<UtxoJson> = all_coins
@@ -210,26 +230,16 @@ pub async fn address(
                 height: entry.height.0,
             })
             .collect();
+        let coins: HashSet<OutPoint> = all_coins.iter().map(|entry| entry.outpoint).collect();
         let pending = node
-            .pool_transactions()
-            .into_iter()
-            .filter(|pooled| {
-                pooled
-                    .transaction
-                    .outputs
-                    .iter()
-                    .any(|output| output.address == address)
-                    || pooled.transaction.spends().iter().any(|input| {
-                        all_coins
-                            .iter()
-                            .any(|entry| entry.outpoint == input.prevout)
-                    })
-            })
-            .map(|pooled| pooled.txid.to_string())
+            .pool_txids_touching(&address, &coins, limit)
+            .iter()
+            .map(Txid::to_string)
             .collect();
         Ok(AddressJson {
             address: address.to_bech32(network),
             balance: balance.to_units(),
+            complete,
             utxo_count: all_coins.len(),
             utxos,
             history,
@@ -338,4 +348,55 @@ pub async fn history(
         );
     }
     Ok((headers, Json(entries)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use powchain_consensus::testkit::test_address;
+
+    use super::*;
+    use crate::testing::{TestServer, get, regtest_node};
+
+    #[tokio::test]
+    async fn an_address_lists_the_pooled_payments_that_pay_it_or_spend_its_coins() {
+        let (_folder, node) = regtest_node(2);
+        let payer = node.wallet_address();
+        let network = node.params().network;
+        let recipient = test_address(7);
+        let first = node.send(recipient, Amount::ONE_COIN, None).expect("pays");
+        let second = node.send(recipient, Amount::ONE_COIN, None).expect("pays");
+        let server = TestServer::api(Arc::clone(&node), crate::ApiOptions::default()).await;
+
+        let path = |address: &powchain_consensus::Address, query: &str| {
+            format!("/address/{}{query}", address.to_bech32(network))
+        };
+        let answer = get(server.address, &path(&recipient, "")).await;
+        assert_eq!(answer.status, 200);
+        let json = answer.json();
+        let paid = vec![first.txid.to_string(), second.txid.to_string()];
+        assert_eq!(
+            json["pending"],
+            serde_json::json!(paid),
+            "both pay it, oldest first"
+        );
+        assert_eq!(json["complete"], true);
+        assert_eq!(json["utxoCount"], 0, "nothing confirmed yet");
+        // The payer's confirmed coin is spent by the first payment.
+        let answer = get(server.address, &path(&payer, "")).await;
+        let pending = answer.json()["pending"].clone();
+        assert!(
+            pending
+                .as_array()
+                .expect("a list")
+                .contains(&serde_json::json!(first.txid.to_string())),
+            "{pending}"
+        );
+        // `limit` bounds the list.
+        let answer = get(server.address, &path(&recipient, "?limit=1")).await;
+        assert_eq!(answer.json()["pending"].as_array().map(Vec::len), Some(1));
+
+        let mut server = server;
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
 }

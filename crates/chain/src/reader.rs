@@ -9,7 +9,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use powchain_consensus::encode::{Decode, Reader};
 use powchain_consensus::{
-    Address, Amount, Block, BlockHash, BlockHeight, Coin, OutPoint, Params, Txid,
+    Address, Amount, Block, BlockHash, BlockHeight, Coin, HEADER_BYTES, OutPoint, Params, Txid,
 };
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
@@ -17,9 +17,18 @@ use crate::error::{ChainError, corrupt};
 use crate::overlay::{CoinChange, Overlay};
 use crate::store::{
     ADDRESS_TXS, ADDRESS_UTXO, AddressCoin, AddressTx, BLOCK_INDEX, BLOCKS, HEIGHTS, IndexRecord,
-    META_TIP, TX_INDEX, TxLocation, UTXO, address_range, coin_from_bytes, outpoint_from_key,
-    outpoint_key, read_meta_hash, tx_location_from_bytes,
+    META_TIP, TX_INDEX, TxLocation, UNDO, UTXO, address_range, coin_from_bytes, decode_undo,
+    outpoint_from_key, outpoint_key, read_meta_hash, tx_location_from_bytes,
 };
+
+/// A stored block's size and transaction count, read without decoding its transactions.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct BlockSummary {
+    /// Encoded size in bytes.
+    pub size: usize,
+    /// How many transactions it holds.
+    pub transaction_count: usize,
+}
 
 /// Opens read snapshots of a chain's store. Cheap to clone.
 #[derive(Clone)]
@@ -122,6 +131,47 @@ impl Snapshot {
         table
             .get(hash.0.as_slice())?
             .map(|row| Block::decode_exact(row.value()).map_err(corrupt("block")))
+            .transpose()
+    }
+
+    /// A stored block's size and transaction count: its stored length and the count that
+    /// follows its header, so a page of blocks costs its headers, not their transactions.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn block_summary(&self, hash: &BlockHash) -> Result<Option<BlockSummary>, ChainError> {
+        let table = self.transaction.open_table(BLOCKS)?;
+        let Some(row) = table.get(hash.0.as_slice())? else {
+            return Ok(None);
+        };
+        let bytes = row.value();
+        let mut reader = Reader::new(bytes);
+        let count = reader
+            .read_array::<HEADER_BYTES>()
+            .and_then(|_| reader.read_varint())
+            .map_err(corrupt("block"))?;
+        Ok(Some(BlockSummary {
+            size: bytes.len(),
+            transaction_count: usize::try_from(count).map_err(|_| {
+                ChainError::Corrupt(format!("block {hash} counts {count} transactions"))
+            })?,
+        }))
+    }
+
+    /// The coins a main-chain block spent that existed before it (its undo data), with
+    /// their outpoints; coins it created and spent itself are not among them. `None` for a
+    /// block off the main chain, whose undo data is not kept.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn spent_coins(
+        &self,
+        hash: &BlockHash,
+    ) -> Result<Option<Vec<(OutPoint, Coin)>>, ChainError> {
+        let table = self.transaction.open_table(UNDO)?;
+        table
+            .get(hash.0.as_slice())?
+            .map(|row| decode_undo(row.value()).map_err(corrupt("undo data")))
             .transpose()
     }
 

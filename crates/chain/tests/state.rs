@@ -48,6 +48,41 @@ fn chain_with_payment() -> (TestChain, Amount) {
 }
 
 #[test]
+fn a_block_s_summary_and_spent_coins_are_read_without_its_transactions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (test_chain, _) = chain_with_payment();
+    let mut chain = open(dir.path());
+    feed(&mut chain, &test_chain.blocks[1..]);
+    let snapshot = chain.reader().snapshot().expect("snapshot");
+    let tip = test_chain.tip();
+    let hash = tip.compute_hash();
+    let summary = snapshot
+        .block_summary(&hash)
+        .expect("read")
+        .expect("stored");
+    assert_eq!(summary.size, tip.compute_size());
+    assert_eq!(summary.transaction_count, 2);
+    let payment = &tip.transactions[1];
+    let spent = snapshot
+        .spent_coins(&hash)
+        .expect("read")
+        .expect("undo data");
+    assert_eq!(spent.len(), 1);
+    assert_eq!(spent[0].0, payment.spends()[0].prevout);
+    let parent = &test_chain.blocks[1].transactions[0];
+    assert_eq!(spent[0].1.output, parent.outputs[0]);
+    // A block of only a coinbase spent nothing; an unknown block has neither.
+    let empty = test_chain.blocks[1].compute_hash();
+    assert_eq!(
+        snapshot.spent_coins(&empty).expect("read"),
+        Some(Vec::new())
+    );
+    let unknown = powchain_consensus::BlockHash([7; 32]);
+    assert_eq!(snapshot.block_summary(&unknown).expect("read"), None);
+    assert_eq!(snapshot.spent_coins(&unknown).expect("read"), None);
+}
+
+#[test]
 fn a_new_store_starts_at_genesis_and_keeps_blocks_across_restarts() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (test_chain, paid) = chain_with_payment();

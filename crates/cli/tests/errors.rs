@@ -131,6 +131,8 @@ fn every_bad_request_answers_a_json_error_and_the_node_keeps_serving() {
         case("GET", &format!("/address/{own}?limit=0"), "", 400, "limit must be between 1 and 1000"),
         case("GET", &format!("/address/{own}?limit=5000"), "", 400, "limit must be between 1 and 1000"),
         case("GET", &format!("/address/{own}?offset=x"), "", 400, "invalid digit"),
+        case("GET", &format!("/address/{own}?offset=18446744073709551615&limit=1"), "", 400, "at most 100000 history entries deep"),
+        case("GET", &format!("/address/{own}?offset=99951"), "", 400, "at most 100000 history entries deep, got 100001"),
         // Raw transactions that do not decode.
         case("POST", "/tx", r#"{"hex": "zz"}"#, 400, "invalid hex"),
         case("POST", "/tx", r#"{"hex": "abc"}"#, 400, "invalid hex"),

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use powchain_consensus::{BlockHash, BlockHeight, OutPoint, Transaction, Txid};
+use powchain_consensus::{Address, BlockHash, BlockHeight, OutPoint, Transaction, TxOut, Txid};
 use powchain_mempool::{Accepted, PoolEntry};
 use tracing::{info, warn};
 
@@ -369,6 +369,54 @@ impl Node {
                 core.mempool
                     .get(txid)
                     .map(|entry| entry.transaction.clone())
+            })
+            .collect()
+    }
+
+    /// The pooled transactions that pay `address` or spend one of `coins`, the oldest
+    /// `max` of them, by id: one pass under the lock, nothing cloned but the ids.
+    pub fn pool_txids_touching(
+        &self,
+        address: &Address,
+        coins: &HashSet<OutPoint>,
+        max: usize,
+    ) -> Vec<Txid> {
+        lock(&self.core)
+            .mempool
+            .entries_by_arrival()
+            .into_iter()
+            .filter(|entry| {
+                entry
+                    .transaction
+                    .outputs
+                    .iter()
+                    .any(|output| output.address == *address)
+                    || entry
+                        .transaction
+                        .spends()
+                        .iter()
+                        .any(|input| coins.contains(&input.prevout))
+            })
+            .map(|entry| entry.txid)
+            .take(max)
+            .collect()
+    }
+
+    /// The outputs these outpoints name among pooled transactions, in their order (`None`
+    /// for one whose transaction is not pooled or has no such output), under one lock and
+    /// without cloning a transaction: a pooled child's inputs, described.
+    pub fn pool_outputs(&self, outpoints: &[OutPoint]) -> Vec<Option<TxOut>> {
+        let core = lock(&self.core);
+        outpoints
+            .iter()
+            .map(|outpoint| {
+                core.mempool.get(&outpoint.txid).and_then(|entry| {
+                    entry
+                        .transaction
+                        .outputs
+                        .get(outpoint.vout as usize)
+                        .copied()
+                })
             })
             .collect()
     }

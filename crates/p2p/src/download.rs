@@ -464,7 +464,10 @@ mod tests {
         assert!(downloads.not_found.is_empty(), "nothing remembered");
         // Peer 2 may still be asked for any of them.
         let plan = vec![(hash(2), vec![peer(2)])];
-        assert_eq!(downloads.assign(plan, now, timeout)[&peer(2)], vec![hash(2)]);
+        assert_eq!(
+            downloads.assign(plan, now, timeout)[&peer(2)],
+            vec![hash(2)]
+        );
     }
 
     #[test]

@@ -311,9 +311,8 @@ impl P2p {
                         missed,
                         "relay fell behind the node's events; announcing the pool"
                     );
-                    let Some((tip, pool)) = self
-                        .blocking(|node| (node.tip(), node.pool_txids()))
-                        .await
+                    let Some((tip, pool)) =
+                        self.blocking(|node| (node.tip(), node.pool_txids())).await
                     else {
                         // The node is shutting down (or the read failed): nothing to send.
                         continue;

@@ -147,8 +147,11 @@ pub(crate) struct TransactionRelay {
     recent: RollingSet<Txid>,
     /// Transactions from peers that spend an output nobody here has seen yet (their parent
     /// may be in a block or pool still to come), oldest first: tried again whenever a
-    /// transaction enters the pool or the tip moves.
-    orphans: VecDeque<(Txid, Transaction)>,
+    /// transaction enters the pool or the tip moves. Each with its encoded size, counted
+    /// once when it is held.
+    orphans: VecDeque<(Txid, Transaction, usize)>,
+    /// The encoded bytes of `orphans`.
+    orphan_bytes: usize,
 }
 
 impl TransactionRelay {
@@ -156,6 +159,7 @@ impl TransactionRelay {
         TransactionRelay {
             recent: RollingSet::new(RECENT_GENERATION),
             orphans: VecDeque::new(),
+            orphan_bytes: 0,
         }
     }
 
@@ -164,21 +168,21 @@ impl TransactionRelay {
         self.recent.insert(&txid)
     }
 
+    /// Holds `transaction` (its size counted once, not the whole hold's again), then drops
+    /// the oldest held while over either limit.
     fn hold(&mut self, txid: Txid, transaction: Transaction) {
-        if self.orphans.iter().any(|(held, _)| *held == txid) {
+        if self.orphans.iter().any(|(held, _, _)| *held == txid) {
             return;
         }
-        self.orphans.push_back((txid, transaction));
-        let mut bytes: usize = self
-            .orphans
-            .iter()
-            .map(|(_, held)| held.compute_size())
-            .sum();
-        while self.orphans.len() > MAX_ORPHAN_TRANSACTIONS || bytes > MAX_ORPHAN_TRANSACTION_BYTES {
+        let size = transaction.compute_size();
+        self.put_back(txid, transaction, size);
+        while self.orphans.len() > MAX_ORPHAN_TRANSACTIONS
+            || self.orphan_bytes > MAX_ORPHAN_TRANSACTION_BYTES
+        {
             match self.orphans.pop_front() {
                 // Forgotten as seen too: a later announcement of it is fetched again.
-                Some((dropped_txid, dropped)) => {
-                    bytes -= dropped.compute_size();
+                Some((dropped_txid, _, dropped_size)) => {
+                    self.orphan_bytes -= dropped_size;
                     self.recent.remove(&dropped_txid);
                 }
                 None => break,
@@ -186,11 +190,18 @@ impl TransactionRelay {
         }
     }
 
+    /// Holds again a transaction taken by [`TransactionRelay::take_children`] (it was
+    /// within the limits when taken).
+    fn put_back(&mut self, txid: Txid, transaction: Transaction, size: usize) {
+        self.orphans.push_back((txid, transaction, size));
+        self.orphan_bytes += size;
+    }
+
     /// Takes the held transactions that spend an output of `parent` (all if `None`).
-    fn take_children(&mut self, parent: Option<Txid>) -> Vec<(Txid, Transaction)> {
+    fn take_children(&mut self, parent: Option<Txid>) -> Vec<(Txid, Transaction, usize)> {
         let (ready, waiting): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.orphans)
             .into_iter()
-            .partition(|(_, transaction)| {
+            .partition(|(_, transaction, _)| {
                 parent.is_none_or(|parent| {
                     transaction
                         .spends()
@@ -199,6 +210,7 @@ impl TransactionRelay {
                 })
             });
         self.orphans = waiting;
+        self.orphan_bytes -= ready.iter().map(|(_, _, size)| size).sum::<usize>();
         ready.into_iter().collect()
     }
 }
@@ -232,14 +244,14 @@ impl P2p {
     /// are relayed as any accepted transaction; those still missing a parent stay.
     async fn retry_orphan_transactions(&self, parent: Option<Txid>) {
         let candidates = self.transactions().take_children(parent);
-        for (txid, transaction) in candidates {
+        for (txid, transaction, size) in candidates {
             let held = transaction.clone();
             let result = self
                 .blocking(move |node| node.submit_peer_transaction(transaction))
                 .await;
             match result {
                 Some(Err(NodeError::Mempool(error))) if error.is_missing_input() => {
-                    self.transactions().orphans.push_back((txid, held));
+                    self.transactions().put_back(txid, held, size);
                 }
                 Some(Ok(_)) => debug!(%txid, "a held transaction found its parent"),
                 _ => {}
@@ -335,8 +347,76 @@ mod tests {
     use powchain_consensus::{BlockHash, Txid};
     use tokio::time::Instant;
 
-    use super::{Announcements, MAX_PENDING_ANNOUNCEMENTS, TRANSACTION_ANNOUNCEMENT_INTERVAL};
+    use super::{
+        Announcements, MAX_ORPHAN_TRANSACTION_BYTES, MAX_PENDING_ANNOUNCEMENTS,
+        TRANSACTION_ANNOUNCEMENT_INTERVAL, TransactionRelay,
+    };
     use crate::message::InventoryItem;
+
+    /// A transaction spending output 0 of `parent`, with `outputs` outputs: about 40 bytes
+    /// an output.
+    fn orphan(parent: u8, outputs: usize) -> (powchain_consensus::Transaction, Txid) {
+        use powchain_consensus::testkit::test_address;
+        use powchain_consensus::{Amount, OutPoint, Signature, Transaction, TxIn, TxInputs, TxOut};
+        let transaction = Transaction {
+            version: Transaction::CURRENT_VERSION,
+            inputs: TxInputs::Spends(vec![TxIn {
+                prevout: OutPoint {
+                    txid: Txid([parent; 32]),
+                    vout: 0,
+                },
+                signature: Signature([0; 64]),
+            }]),
+            outputs: vec![
+                TxOut {
+                    value: Amount::from_units(1).expect("in range"),
+                    address: test_address(1),
+                };
+                outputs
+            ],
+        };
+        let txid = transaction.compute_txid();
+        (transaction, txid)
+    }
+
+    #[test]
+    fn held_orphans_are_counted_once_and_the_oldest_go_past_the_byte_limit() {
+        let mut relay = TransactionRelay::new();
+        let mut sizes = Vec::new();
+        for parent in 0..4u8 {
+            let (transaction, txid) = orphan(parent, 100);
+            sizes.push(transaction.compute_size());
+            relay.hold(txid, transaction);
+        }
+        assert_eq!(relay.orphan_bytes, sizes.iter().sum::<usize>());
+        let children = relay.take_children(Some(Txid([2; 32])));
+        assert_eq!(children.len(), 1);
+        assert_eq!(relay.orphan_bytes, sizes.iter().sum::<usize>() - sizes[2]);
+        for (txid, transaction, size) in children {
+            relay.put_back(txid, transaction, size);
+        }
+        assert_eq!(relay.orphan_bytes, sizes.iter().sum::<usize>());
+
+        // Large ones: each about a fifth of the limit, so the sixth pushes the oldest out.
+        let outputs = MAX_ORPHAN_TRANSACTION_BYTES / 5 / 41;
+        let mut relay = TransactionRelay::new();
+        let mut held = Vec::new();
+        for parent in 10..16u8 {
+            let (transaction, txid) = orphan(parent, outputs);
+            held.push(txid);
+            relay.hold(txid, transaction);
+        }
+        assert!(relay.orphan_bytes <= MAX_ORPHAN_TRANSACTION_BYTES);
+        let kept: Vec<Txid> = relay.orphans.iter().map(|(txid, _, _)| *txid).collect();
+        assert_eq!(kept, held[held.len() - kept.len()..], "the newest stay");
+        assert!(kept.len() < held.len(), "the oldest went");
+        let recount: usize = relay
+            .orphans
+            .iter()
+            .map(|(_, held, _)| held.compute_size())
+            .sum();
+        assert_eq!(relay.orphan_bytes, recount);
+    }
 
     fn transaction(number: u32) -> InventoryItem {
         let mut bytes = [0u8; 32];

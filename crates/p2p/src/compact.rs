@@ -43,6 +43,14 @@ use crate::short_id::ShortIdKey;
 /// Compact blocks one session completes at once at most (each holds at most
 /// `MAX_COMPACT_TRANSACTIONS` slots); beyond, the oldest is given up.
 pub(crate) const MAX_PARTIAL_BLOCKS: usize = 4;
+/// A `getblocktxn` for a block deeper than this below the tip is answered with the whole
+/// block (Bitcoin Core's `MAX_BLOCKTXN_DEPTH`): a few transactions of an old block would
+/// cost the node a decode of all of it for a reply of a few bytes, again and again.
+pub(crate) const MAX_BLOCKTXN_DEPTH: u64 = 10;
+/// A compact block asked for a block deeper than this is sent whole (Bitcoin Core's
+/// `MAX_CMPCTBLOCK_DEPTH`): its short ids cost a hash of every transaction for a reply a
+/// few percent of the block's size.
+pub(crate) const MAX_COMPACT_BLOCK_DEPTH: u64 = 5;
 /// Blocks remembered as pushed already, so a block is pushed once (before validation, or
 /// when it becomes the tip, whichever comes first).
 const PUSHED_BLOCKS: usize = 16;
@@ -687,14 +695,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     ) -> Result<(), Stop> {
         let found = self
             .p2p
-            .stored_block(block)
+            .stored_block_and_depth(block)
             .await
             .ok_or(SessionEnd::Shutdown)?;
-        let Some(found) = found else {
+        let Some((found, depth)) = found else {
             self.send(&Message::NotFound(vec![InventoryItem::Block(block)]))
                 .await?;
             return Ok(());
         };
+        if depth > MAX_BLOCKTXN_DEPTH {
+            self.send(&Message::Block(Box::new(found))).await?;
+            return Ok(());
+        }
         let count = found.transactions.len();
         if let Some(index) = indexes.iter().find(|index| **index >= count) {
             return Err(Misbehaviour::new(

@@ -10,10 +10,10 @@
 //!   getdata ──▶ on_get_data ──▶ block, cmpctblock, tx ... then one notfound
 //! ```
 
-use powchain_consensus::{Block, BlockHash, Txid};
+use powchain_consensus::{BlockHash, Txid};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::compact::ForPeers;
+use crate::compact::{ForPeers, MAX_COMPACT_BLOCK_DEPTH};
 use crate::message::{InventoryItem, MAX_INVENTORY, Message};
 use crate::rolling_set::{RollingSet, items_for_slots};
 use crate::session::Session;
@@ -117,21 +117,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 InventoryItem::Block(hash) | InventoryItem::CompactBlock(hash) => {
                     let block = self
                         .p2p
-                        .stored_block(hash)
+                        .stored_block_and_depth(hash)
                         .await
                         .ok_or(SessionEnd::Shutdown)?;
-                    if let Some(height) = block.as_ref().and_then(Block::coinbase_height) {
+                    if let Some(height) = block
+                        .as_ref()
+                        .and_then(|(block, _)| block.coinbase_height())
+                    {
                         // A peer that asked for a block will have it: keeps its height
                         // current.
                         self.p2p.registry.note_block(self.id, hash, height.0);
                     }
-                    block.map(|block| match item {
+                    block.map(|(block, depth)| match item {
                         // Served after it joined our chain: its transactions have left
-                        // our pool; those the peer is not known to have go whole.
-                        InventoryItem::CompactBlock(_) => Message::CompactBlock(Box::new(
-                            ForPeers::new(block, self.p2p.random(), |_| false)
-                                .for_peer(&mut self.known),
-                        )),
+                        // our pool; those the peer is not known to have go whole. Deep
+                        // below the tip it goes whole (MAX_COMPACT_BLOCK_DEPTH).
+                        InventoryItem::CompactBlock(_) if depth <= MAX_COMPACT_BLOCK_DEPTH => {
+                            Message::CompactBlock(Box::new(
+                                ForPeers::new(block, self.p2p.random(), |_| false)
+                                    .for_peer(&mut self.known),
+                            ))
+                        }
                         _ => Message::Block(Box::new(block)),
                     })
                 }

@@ -339,6 +339,21 @@ impl P2p {
 
     /// A stored block, by hash (`None` inside if it is not stored); `None` if the node
     /// is shutting down.
+    /// A stored block and how far below the tip's height it is (0 at the tip or above).
+    pub(crate) async fn stored_block_and_depth(
+        &self,
+        hash: powchain_consensus::BlockHash,
+    ) -> Option<Option<(powchain_consensus::Block, u64)>> {
+        self.blocking(move |node| {
+            let snapshot = node.reader().snapshot().ok()?;
+            let block = snapshot.block(&hash).ok().flatten()?;
+            let height = snapshot.index_record(&hash).ok().flatten()?.height;
+            let tip = snapshot.tip().ok()?.record.height;
+            Some((block, tip.0.saturating_sub(height.0)))
+        })
+        .await
+    }
+
     pub(crate) async fn stored_block(
         &self,
         hash: powchain_consensus::BlockHash,

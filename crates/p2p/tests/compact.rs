@@ -604,3 +604,72 @@ async fn a_block_had_whole_is_announced_before_validation_to_the_pushers_we_do_n
     assert!(node.p2p.banned().is_empty(), "{:?}", node.p2p.banned());
     node.stop().await;
 }
+
+/// A compact block or a few of its transactions, asked of a block deep below the tip, come
+/// as the whole block: the node does not hash or decode an old block whole for a reply of
+/// a few bytes (Bitcoin Core's MAX_CMPCTBLOCK_DEPTH and MAX_BLOCKTXN_DEPTH). Near the tip
+/// they are served as asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_requests_for_blocks_deep_below_the_tip_are_answered_with_the_whole_block() {
+    let mut chain = TestChain::regtest_with_mature_coins(2);
+    chain.mine_empty(20);
+    let node = TestNode::with_chain(&chain, vec![]).await;
+    let mut peer = raw_peer(&node.url(), 9).await.expect("connects");
+    let deep = chain.blocks[2].compute_hash();
+    let near = chain.tip().compute_hash();
+    let is_block = |wanted: powchain_consensus::BlockHash| {
+        move |message: Message| match message {
+            Message::Block(block) if block.compute_hash() == wanted => Some(()),
+            _ => None,
+        }
+    };
+
+    send(
+        &mut peer,
+        Message::GetData(vec![InventoryItem::CompactBlock(deep)]),
+    )
+    .await;
+    expect(&mut peer, "the deep block whole", is_block(deep)).await;
+    send(
+        &mut peer,
+        Message::GetBlockTransactions {
+            block: deep,
+            indexes: vec![0],
+        },
+    )
+    .await;
+    expect(&mut peer, "the deep block whole again", is_block(deep)).await;
+
+    send(
+        &mut peer,
+        Message::GetData(vec![InventoryItem::CompactBlock(near)]),
+    )
+    .await;
+    expect(
+        &mut peer,
+        "a compact block of the tip",
+        |message| match message {
+            Message::CompactBlock(compact) if compact.header.compute_hash() == near => Some(()),
+            _ => None,
+        },
+    )
+    .await;
+    send(
+        &mut peer,
+        Message::GetBlockTransactions {
+            block: near,
+            indexes: vec![0],
+        },
+    )
+    .await;
+    expect(&mut peer, "the tip's coinbase", |message| match message {
+        Message::BlockTransactions {
+            block,
+            transactions,
+        } if block == near => Some(transactions.len()),
+        _ => None,
+    })
+    .await;
+    assert!(node.p2p.banned().is_empty());
+    node.stop().await;
+}

@@ -45,6 +45,11 @@ pub(crate) struct AddressBook {
     /// Addresses the operator removed: only the operator fills it, through a protected
     /// endpoint, and only with addresses the book knew, so it needs no bound of its own.
     removed: HashSet<PeerUrl>,
+    /// Addresses known only because a connected peer said it listens there, with how many
+    /// of its sessions are open: forgotten when the last one ends, so the book holds at
+    /// most one such address a connected peer (a stranger reconnecting with a new
+    /// `listen_port` each time cannot grow it).
+    from_sessions: HashMap<PeerUrl, usize>,
 }
 
 impl AddressBook {
@@ -109,10 +114,31 @@ impl AddressBook {
         }
     }
 
-    /// Remembers where a connected peer listens (never evicted while known this way).
+    /// Remembers where a connected peer listens while its session lasts (never evicted
+    /// meanwhile); [`AddressBook::session_ended`] says when it ends.
     pub(crate) fn insert(&mut self, url: PeerUrl) {
-        if !self.own.contains(&url) && !self.removed.contains(&url) {
-            self.known.insert(url);
+        if self.own.contains(&url) || self.removed.contains(&url) {
+            return;
+        }
+        if let Some(sessions) = self.from_sessions.get_mut(&url) {
+            *sessions += 1;
+        } else if self.known.insert(url.clone()) {
+            self.from_sessions.insert(url, 1);
+        }
+    }
+
+    /// A session whose peer listens at `url` ended: an address known only from sessions
+    /// is forgotten with the last of them.
+    pub(crate) fn session_ended(&mut self, url: &PeerUrl) {
+        let Some(sessions) = self.from_sessions.get_mut(url) else {
+            return;
+        };
+        *sessions = sessions.saturating_sub(1);
+        if *sessions == 0 {
+            self.from_sessions.remove(url);
+            if !self.dialing.contains(url) {
+                self.known.remove(url);
+            }
         }
     }
 
@@ -130,6 +156,7 @@ impl AddressBook {
         self.own.insert(url.clone());
         self.forget(url);
         self.known.remove(url);
+        self.from_sessions.remove(url);
     }
 
     /// True if `url` reaches this node.
@@ -144,6 +171,7 @@ impl AddressBook {
         self.removed.insert(url.clone());
         self.forget(url);
         self.known.remove(url);
+        self.from_sessions.remove(url);
         was_known
     }
 
@@ -177,6 +205,8 @@ impl AddressBook {
         }
         self.dialing.insert(url.clone());
         self.known.insert(url.clone());
+        // Known by dialling from now on, not only from a session.
+        self.from_sessions.remove(url);
         true
     }
 
@@ -205,6 +235,40 @@ mod tests {
 
     fn texts(ports: std::ops::Range<u16>) -> Vec<String> {
         ports.map(|port| url(port).to_string()).collect()
+    }
+
+    #[test]
+    fn a_connected_peer_s_listening_address_is_kept_only_while_it_is_connected() {
+        let mut book = AddressBook::default();
+        // A stranger reconnecting with a new listening port each time.
+        for port in 1..=5_000 {
+            book.insert(url(port));
+            book.session_ended(&url(port));
+        }
+        assert_eq!(book.len(), 0, "nothing left behind");
+        // Two sessions from one address: kept until both end.
+        book.insert(url(7000));
+        book.insert(url(7000));
+        assert_eq!(book.shareable(10), vec![url(7000).to_string()]);
+        book.session_ended(&url(7000));
+        assert_eq!(book.len(), 1);
+        book.session_ended(&url(7000));
+        assert_eq!(book.len(), 0);
+        // Known otherwise (dialled, or learned): a session's end leaves it.
+        assert!(book.begin_dial(&url(7001), true));
+        book.insert(url(7001));
+        book.session_ended(&url(7001));
+        book.end_dial(&url(7001));
+        assert_eq!(book.len(), 1, "a dialled address stays");
+        book.learn(&texts(7002..7003), 1);
+        book.insert(url(7002));
+        book.session_ended(&url(7002));
+        assert_eq!(book.len(), 2, "a learned address stays");
+        // An address first known from a session and then dialled stays too.
+        book.insert(url(7003));
+        assert!(book.begin_dial(&url(7003), true));
+        book.session_ended(&url(7003));
+        assert_eq!(book.len(), 3);
     }
 
     #[test]

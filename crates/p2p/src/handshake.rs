@@ -272,6 +272,9 @@ where
     let mut session = Session::new(Arc::clone(&p2p), id, label, ban_key, sink, announcements);
     let end = session.run(&mut stream, &mut commands, &theirs).await;
     p2p.registry.unregister(id);
+    if let Some(url) = &listen_url {
+        p2p.addresses().session_ended(url);
+    }
     p2p.forget_peer_downloads(id);
     p2p.forget_peer_transactions(id);
     p2p.forget_high_bandwidth(id);

@@ -9,7 +9,8 @@
 //!
 //! The wallet lock is always taken before the core lock.
 
-use powchain_consensus::{Address, Amount, FeeRate, Transaction, Txid};
+use powchain_chain::{AddressCoin, Snapshot};
+use powchain_consensus::{Address, Amount, BlockHeight, FeeRate, Transaction, Txid};
 use powchain_wallet::{SpendableCoin, Wallet};
 
 use crate::error::NodeError;
@@ -80,35 +81,51 @@ impl Node {
         Ok(lock(&self.wallet).new_address()?)
     }
 
-    /// Coins the wallet may spend and its balance, read with the core locked.
-    fn wallet_coins(
+    /// The wallet's confirmed coins as `snapshot` sees them (at most
+    /// [`MAX_WALLET_COINS_PER_ADDRESS`] an address), with the height a block would have
+    /// next on that snapshot's chain (what maturity is judged against).
+    fn confirmed_wallet_coins(
+        &self,
+        wallet: &Wallet,
+        snapshot: &Snapshot,
+    ) -> Result<(Vec<AddressCoin>, BlockHeight), NodeError> {
+        let next_height = snapshot.tip()?.record.height.next();
+        let mut coins = Vec::new();
+        for address in wallet.addresses() {
+            coins.extend(snapshot.address_coins(&address, MAX_WALLET_COINS_PER_ADDRESS)?);
+        }
+        Ok((coins, next_height))
+    }
+
+    /// Sorts the wallet's confirmed `coins` by what the pool does with them and adds the
+    /// pool's outputs paying the wallet: the coins a payment may use, and the balance.
+    /// Needs the core locked (the pool), not the store: the coins were read before.
+    fn classify_wallet_coins(
         &self,
         wallet: &Wallet,
         core: &Core,
-    ) -> Result<(Vec<SpendableCoin>, WalletBalance), NodeError> {
-        let snapshot = self.reader.snapshot()?;
-        let next_height = core.chain.tip().height.next();
+        coins: Vec<AddressCoin>,
+        next_height: BlockHeight,
+    ) -> (Vec<SpendableCoin>, WalletBalance) {
         let mut balance = WalletBalance::default();
         let mut spendable = Vec::new();
         let add = |total: &mut Amount, value: Amount| {
             *total = total.checked_add(value).unwrap_or(Amount::MAX_MONEY);
         };
-        for address in wallet.addresses() {
-            for entry in snapshot.address_coins(&address, MAX_WALLET_COINS_PER_ADDRESS)? {
-                let value = entry.coin.output.value;
-                add(&mut balance.confirmed, value);
-                if !entry.coin.is_mature_at(next_height, self.params()) {
-                    add(&mut balance.immature, value);
-                } else if core.mempool.spender_of(&entry.outpoint).is_some() {
-                    add(&mut balance.unconfirmed_outgoing, value);
-                } else {
-                    add(&mut balance.spendable, value);
-                    spendable.push(SpendableCoin {
-                        outpoint: entry.outpoint,
-                        output: entry.coin.output,
-                        confirmed: true,
-                    });
-                }
+        for entry in coins {
+            let value = entry.coin.output.value;
+            add(&mut balance.confirmed, value);
+            if !entry.coin.is_mature_at(next_height, self.params()) {
+                add(&mut balance.immature, value);
+            } else if core.mempool.spender_of(&entry.outpoint).is_some() {
+                add(&mut balance.unconfirmed_outgoing, value);
+            } else {
+                add(&mut balance.spendable, value);
+                spendable.push(SpendableCoin {
+                    outpoint: entry.outpoint,
+                    output: entry.coin.output,
+                    confirmed: true,
+                });
             }
         }
         for (outpoint, output) in core.mempool.unspent_pool_outputs() {
@@ -122,17 +139,23 @@ impl Node {
                 });
             }
         }
-        Ok((spendable, balance))
+        (spendable, balance)
     }
 
-    /// The wallet's balance.
+    /// The wallet's balance. Its coins are read from a snapshot before the core lock is
+    /// taken, so a stranger asking again and again (up to 100,000 coins an address) does
+    /// not hold blocks and admissions back; the lock covers only the pool's part.
     ///
     /// # Errors
     /// [`NodeError::Chain`] if the store cannot be read.
     pub fn wallet_balance(&self) -> Result<WalletBalance, NodeError> {
         let wallet = lock(&self.wallet);
+        let snapshot = self.reader.snapshot()?;
+        let (coins, next_height) = self.confirmed_wallet_coins(&wallet, &snapshot)?;
         let core = lock(&self.core);
-        Ok(self.wallet_coins(&wallet, &core)?.1)
+        Ok(self
+            .classify_wallet_coins(&wallet, &core, coins, next_height)
+            .1)
     }
 
     /// Pays `amount` to `recipient` from the wallet, at `fee_rate` (the configured rate if
@@ -149,7 +172,11 @@ impl Node {
         let now = self.clock.now_ms();
         let wallet = lock(&self.wallet);
         let mut core = lock(&self.core);
-        let (available, _) = self.wallet_coins(&wallet, &core)?;
+        // Read under the core lock: the payment must spend coins of the chain and pool it
+        // is admitted to.
+        let snapshot = self.reader.snapshot()?;
+        let (coins, next_height) = self.confirmed_wallet_coins(&wallet, &snapshot)?;
+        let (available, _) = self.classify_wallet_coins(&wallet, &core, coins, next_height);
         let payment = wallet.build_payment(
             &available,
             recipient,

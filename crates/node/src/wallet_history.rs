@@ -6,7 +6,8 @@
 //!   wallet addresses ──snapshot.address_history (each)──▶ merged, one row per txid ──┤
 //!                                                                                    ▼
 //!            skip, take ──▶ each transaction: outputs to the wallet (received),
-//!                           spent outputs of the wallet (sent: found through the pool,
+//!                           spent outputs of the wallet (sent: found through its block's
+//!                           undo data and the block itself when confirmed, else the pool,
 //!                           the UTXO set or the transaction index)
 //! ```
 //!
@@ -17,7 +18,9 @@
 use std::collections::{HashMap, HashSet};
 
 use powchain_chain::Snapshot;
-use powchain_consensus::{Address, Amount, BlockHeight, OutPoint, Transaction, TxOut, Txid};
+use powchain_consensus::{
+    Address, Amount, Block, BlockHash, BlockHeight, OutPoint, Transaction, TxOut, Txid,
+};
 
 use crate::error::NodeError;
 use crate::node::Node;
@@ -140,6 +143,66 @@ impl Outputs<'_> {
     }
 }
 
+/// The main-chain block of the confirmed rows being read: rows come newest first by height,
+/// so the rows of one block are read one after another and it is decoded once, with its
+/// undo data (the coins it spent), from which its transactions' inputs are described
+/// without reading their parents' blocks.
+struct RowBlock {
+    hash: BlockHash,
+    block: Block,
+    spent: HashMap<OutPoint, TxOut>,
+    /// Its transactions by id, made at the first input not found in `spent` (one that
+    /// spends an output of the same block).
+    positions: Option<HashMap<Txid, usize>>,
+}
+
+impl RowBlock {
+    /// The block at `hash` with its undo data, decoded unless it is the one held.
+    fn load<'a>(
+        held: &'a mut Option<RowBlock>,
+        snapshot: &Snapshot,
+        hash: BlockHash,
+    ) -> Result<Option<&'a mut RowBlock>, NodeError> {
+        if held.as_ref().is_none_or(|row_block| row_block.hash != hash) {
+            let Some(block) = snapshot.block(&hash)? else {
+                return Ok(None);
+            };
+            let spent = snapshot
+                .spent_coins(&hash)?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(outpoint, coin)| (outpoint, coin.output))
+                .collect();
+            *held = Some(RowBlock {
+                hash,
+                block,
+                spent,
+                positions: None,
+            });
+        }
+        Ok(held.as_mut())
+    }
+
+    /// The output `outpoint` names if this block spent it or created it; `None` otherwise.
+    fn output(&mut self, outpoint: &OutPoint) -> Option<TxOut> {
+        if let Some(output) = self.spent.get(outpoint) {
+            return Some(*output);
+        }
+        let transactions = &self.block.transactions;
+        let positions = self.positions.get_or_insert_with(|| {
+            transactions
+                .iter()
+                .enumerate()
+                .map(|(position, transaction)| (transaction.compute_txid(), position))
+                .collect()
+        });
+        positions
+            .get(&outpoint.txid)
+            .and_then(|position| transactions.get(*position))
+            .and_then(|parent| parent.outputs.get(outpoint.vout as usize).copied())
+    }
+}
+
 /// A main-chain transaction and its block's time.
 fn confirmed_transaction(
     snapshot: &Snapshot,
@@ -241,22 +304,35 @@ impl Node {
         );
         let more = rows.len() > depth;
         let mut transactions = Vec::new();
+        let mut row_block: Option<RowBlock> = None;
         for row in rows.into_iter().skip(skip).take(limit) {
-            let (txid, transaction, place) = match row {
+            let (txid, transaction, place, mut in_block) = match row {
                 Row::Pooled {
                     txid,
                     received_ms,
                     transaction,
-                } => (txid, transaction, WalletTxPlace::Pool { received_ms }),
+                } => (txid, transaction, WalletTxPlace::Pool { received_ms }, None),
                 Row::Confirmed { txid, height } => {
-                    let (transaction, block_time_ms) = confirmed_transaction(&snapshot, &txid)?
-                        .ok_or_else(|| {
-                            // Indexed by its address but not by its txid: a damaged store.
-                            NodeError::Chain(powchain_chain::ChainError::Corrupt(format!(
-                                "wallet transaction {txid} is in the address index but not \
-                                 the transaction index"
-                            )))
-                        })?;
+                    // Indexed by its address but not by its txid: a damaged store.
+                    let damaged = || {
+                        NodeError::Chain(powchain_chain::ChainError::Corrupt(format!(
+                            "wallet transaction {txid} is in the address index but not the \
+                             transaction index"
+                        )))
+                    };
+                    let location = snapshot
+                        .tx_location(&txid)
+                        .map_err(NodeError::from)?
+                        .ok_or_else(damaged)?;
+                    let held = RowBlock::load(&mut row_block, &snapshot, location.block_hash)?
+                        .ok_or_else(damaged)?;
+                    let transaction = held
+                        .block
+                        .transactions
+                        .get(location.position as usize)
+                        .cloned()
+                        .ok_or_else(damaged)?;
+                    let block_time_ms = held.block.header.time_ms;
                     (
                         txid,
                         transaction,
@@ -264,6 +340,7 @@ impl Node {
                             height,
                             block_time_ms,
                         },
+                        Some(held),
                     )
                 }
             };
@@ -274,7 +351,14 @@ impl Node {
                 .fold(Amount::ZERO, |total, output| add(total, output.value));
             let mut sent = Amount::ZERO;
             for input in transaction.spends() {
-                if let Some(output) = outputs.output(&input.prevout)? {
+                let found = match in_block
+                    .as_mut()
+                    .and_then(|held| held.output(&input.prevout))
+                {
+                    Some(output) => Some(output),
+                    None => outputs.output(&input.prevout)?,
+                };
+                if let Some(output) = found {
                     if addresses.contains(&output.address) {
                         sent = add(sent, output.value);
                     }
@@ -352,5 +436,47 @@ mod tests {
             test.node.wallet_history(MAX_WALLET_HISTORY_DEPTH, 1),
             Err(WalletHistoryError::TooDeep { .. })
         ));
+    }
+
+    /// Two payments out of the wallet confirmed in one block, the second spending the
+    /// first's change: what each sent is found in the block's undo data (the first's
+    /// coinbase coin, from an earlier block) and in the block itself (the change), and both
+    /// rows read the block once.
+    #[test]
+    fn what_confirmed_payments_sent_comes_from_their_block_and_its_undo_data() {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        let outsider = powchain_consensus::testkit::test_address(9);
+        let first = test
+            .node
+            .send(outsider, Amount::ONE_COIN, None)
+            .expect("pays");
+        let second = test
+            .node
+            .send(outsider, Amount::ONE_COIN, None)
+            .expect("pays from the change");
+        assert_eq!(second.transaction.spends()[0].prevout.txid, first.txid);
+        let expected = |payment: &crate::SentPayment| {
+            -i64::try_from((Amount::ONE_COIN.to_units()) + payment.fee.to_units()).expect("small")
+        };
+        let net = |txid| {
+            let page = test.node.wallet_history(0, 10).expect("the history reads");
+            page.transactions
+                .iter()
+                .find(|entry| entry.txid == txid)
+                .map(|entry| {
+                    (
+                        entry.net_units(),
+                        matches!(entry.place, WalletTxPlace::Pool { .. }),
+                    )
+                })
+                .expect("listed")
+        };
+        assert_eq!(net(first.txid), (expected(&first), true));
+        assert_eq!(net(second.txid), (expected(&second), true));
+        let block = test.mine(true);
+        assert_eq!(block.transactions.len(), 3, "both in one block");
+        assert_eq!(net(first.txid), (expected(&first), false));
+        assert_eq!(net(second.txid), (expected(&second), false));
     }
 }

@@ -23,7 +23,8 @@ use powchain_consensus::{
 };
 
 use crate::error::NodeError;
-use crate::node::Node;
+use crate::node::{Node, lock};
+use crate::wallet_view::MAX_WALLET_COINS_PER_ADDRESS;
 
 /// The deepest a history page may reach (skipped plus shown entries): each of the wallet's
 /// addresses is read that deep, so a stranger cannot make one request read a long history
@@ -116,7 +117,8 @@ enum Row {
 /// Finds the outputs transactions spend, remembering the parents it read.
 struct Outputs<'a> {
     snapshot: &'a Snapshot,
-    pool: &'a HashMap<Txid, Transaction>,
+    /// The pooled outputs the listed pooled transactions spend.
+    pool: &'a HashMap<OutPoint, TxOut>,
     parents: HashMap<Txid, Option<Transaction>>,
 }
 
@@ -125,8 +127,8 @@ impl Outputs<'_> {
     /// spent and found through the transaction index). `None` if it is nowhere (a
     /// transaction whose parent left the chain in a reorganisation).
     fn output(&mut self, outpoint: &OutPoint) -> Result<Option<TxOut>, NodeError> {
-        if let Some(parent) = self.pool.get(&outpoint.txid) {
-            return Ok(parent.outputs.get(outpoint.vout as usize).copied());
+        if let Some(output) = self.pool.get(outpoint) {
+            return Ok(Some(*output));
         }
         if let Some(coin) = self.snapshot.coin(outpoint)? {
             return Ok(Some(coin.output));
@@ -242,38 +244,60 @@ impl Node {
             return Err(WalletHistoryError::TooDeep { depth });
         }
         let addresses: HashSet<Address> = self.wallet_addresses().into_iter().collect();
-        let entries = self.pool_transactions();
-        let pool: HashMap<Txid, Transaction> = entries
-            .iter()
-            .map(|entry| (entry.txid, entry.transaction.clone()))
-            .collect();
         let snapshot = self.reader.snapshot().map_err(NodeError::from)?;
         let tip_height = snapshot.tip().map_err(NodeError::from)?.record.height;
+        // The wallet's confirmed coins, as much of them as the wallet itself reads.
+        let mut wallet_coins: HashSet<OutPoint> = HashSet::new();
+        for address in &addresses {
+            for entry in snapshot
+                .address_coins(address, MAX_WALLET_COINS_PER_ADDRESS)
+                .map_err(NodeError::from)?
+            {
+                wallet_coins.insert(entry.outpoint);
+            }
+        }
+        // The pooled transactions that pay the wallet or spend its coins (confirmed or
+        // pooled), found in one pass under the lock with no store read, and only those
+        // cloned, with the pooled outputs their inputs spend.
+        let mut pooled: Vec<(u64, Txid, Transaction)> = Vec::new();
+        let mut pool: HashMap<OutPoint, TxOut> = HashMap::new();
+        {
+            let core = lock(&self.core);
+            let pooled_output = |outpoint: &OutPoint| {
+                core.mempool.get(&outpoint.txid).and_then(|parent| {
+                    parent
+                        .transaction
+                        .outputs
+                        .get(outpoint.vout as usize)
+                        .copied()
+                })
+            };
+            for entry in core.mempool.iter() {
+                let touches = entry
+                    .transaction
+                    .outputs
+                    .iter()
+                    .any(|output| addresses.contains(&output.address))
+                    || entry.transaction.spends().iter().any(|input| {
+                        wallet_coins.contains(&input.prevout)
+                            || pooled_output(&input.prevout)
+                                .is_some_and(|output| addresses.contains(&output.address))
+                    });
+                if touches {
+                    for input in entry.transaction.spends() {
+                        if let Some(output) = pooled_output(&input.prevout) {
+                            pool.insert(input.prevout, output);
+                        }
+                    }
+                    pooled.push((entry.time_ms, entry.txid, entry.transaction.clone()));
+                }
+            }
+        }
         let mut outputs = Outputs {
             snapshot: &snapshot,
             pool: &pool,
             parents: HashMap::new(),
         };
-        // The pool is bounded by its own limits: each entry is checked whole.
-        let mut pooled: Vec<(u64, Txid, Transaction)> = Vec::new();
-        for entry in entries {
-            let mut touches = entry
-                .transaction
-                .outputs
-                .iter()
-                .any(|output| addresses.contains(&output.address));
-            for input in entry.transaction.spends() {
-                if touches {
-                    break;
-                }
-                touches = outputs
-                    .output(&input.prevout)?
-                    .is_some_and(|output| addresses.contains(&output.address));
-            }
-            if touches {
-                pooled.push((entry.time_ms, entry.txid, entry.transaction));
-            }
-        }
         pooled.sort_by_key(|(received_ms, txid, _)| std::cmp::Reverse((*received_ms, *txid)));
         let mut rows: Vec<Row> = pooled
             .into_iter()

@@ -18,7 +18,7 @@ use crate::event::NodeEvent;
 use crate::node::{Core, Node, lock};
 
 /// Most unspent outputs per address a wallet query reads.
-const MAX_WALLET_COINS_PER_ADDRESS: usize = 100_000;
+pub(crate) const MAX_WALLET_COINS_PER_ADDRESS: usize = 100_000;
 
 /// The node wallet's balance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

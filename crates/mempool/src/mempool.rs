@@ -17,7 +17,9 @@
 //! - `spenders`: outpoint → the pooled transaction spending it (conflicts, the overlay);
 //! - `arrival_order`: arrival number → txid (a topological order; `take_all`, listings);
 //! - `entry_times`: (time, arrival) (expiry, oldest first);
-//! - `eviction_order`: descendant-package score, lowest first (eviction).
+//! - `eviction_order`: descendant-package score, lowest first (eviction);
+//! - `listing_order`: ancestor-package score, lowest first (listings best first, read
+//!   backwards: a page of the pool costs its place in it, not a sort of the whole pool).
 //!
 //! Submodules: `eviction` (making room in a full pool), and for tests `invariants` (every
 //! index and total recomputed from scratch), `tests` (scenarios) and `proptests` (random
@@ -73,6 +75,7 @@ pub struct Mempool {
     arrival_order: BTreeMap<u64, Txid>,
     entry_times: BTreeSet<(u64, u64, Txid)>,
     eviction_order: BTreeSet<PackageScore>,
+    listing_order: BTreeSet<PackageScore>,
     total_bytes: usize,
     next_sequence: u64,
 }
@@ -112,6 +115,7 @@ impl Mempool {
             arrival_order: BTreeMap::new(),
             entry_times: BTreeSet::new(),
             eviction_order: BTreeSet::new(),
+            listing_order: BTreeSet::new(),
             total_bytes: 0,
             next_sequence: 0,
         }
@@ -297,9 +301,16 @@ impl Mempool {
     /// A listing order for the API and the dashboard, not a block order: a child that pays
     /// for its parent comes before it. [`Mempool::select_for_block`] gives a valid order.
     pub fn entries_by_fee_rate(&self) -> Vec<&PoolEntry> {
-        let mut entries: Vec<&PoolEntry> = self.entries.values().collect();
-        entries.sort_by_key(|entry| std::cmp::Reverse(entry.ancestor_score()));
-        entries
+        self.iter_by_fee_rate().collect()
+    }
+
+    /// [`Mempool::entries_by_fee_rate`] as an iterator over the maintained order: reading
+    /// the first `n` costs `n` steps, whatever the pool holds.
+    pub fn iter_by_fee_rate(&self) -> impl Iterator<Item = &PoolEntry> {
+        self.listing_order
+            .iter()
+            .rev()
+            .filter_map(|score| self.entries.get(&score.txid))
     }
 
     /// Every entry, in no particular order (the cheapest walk of the pool).
@@ -450,6 +461,7 @@ impl Mempool {
         self.spenders.clear();
         self.entry_times.clear();
         self.eviction_order.clear();
+        self.listing_order.clear();
         self.total_bytes = 0;
         transactions
     }
@@ -540,6 +552,7 @@ impl Mempool {
         self.entry_times
             .insert((entry.time_ms, entry.sequence, txid));
         self.eviction_order.insert(entry.descendant_score());
+        self.listing_order.insert(entry.ancestor_score());
         self.total_bytes += entry.size;
         self.entries.insert(txid, entry);
     }
@@ -571,10 +584,13 @@ impl Mempool {
                     .entries
                     .get_mut(descendant_txid)
                     .expect("the walk only finds pooled entries");
+                let was_listed = self.listing_order.remove(&descendant.ancestor_score());
+                debug_assert!(was_listed, "every entry has its listing score indexed");
                 descendant.ancestor_package = descendant
                     .ancestor_package
                     .checked_sub(&own_totals)
                     .expect("an ancestor package includes each ancestor");
+                self.listing_order.insert(descendant.ancestor_score());
             }
         }
         let mut removed = Vec::with_capacity(doomed.len());
@@ -602,6 +618,8 @@ impl Mempool {
                 .remove(&(entry.time_ms, entry.sequence, entry.txid));
             let was_indexed = self.eviction_order.remove(&entry.descendant_score());
             debug_assert!(was_indexed, "every entry has its eviction score indexed");
+            let was_listed = self.listing_order.remove(&entry.ancestor_score());
+            debug_assert!(was_listed, "every entry has its listing score indexed");
             self.total_bytes -= entry.size;
             removed.push(entry);
         }

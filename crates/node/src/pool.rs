@@ -340,7 +340,8 @@ impl Node {
         max_bytes: usize,
     ) -> (Vec<PoolEntry>, bool) {
         let core = lock(&self.core);
-        let mut remaining = core.mempool.entries_by_fee_rate().into_iter().skip(offset);
+        // The pool keeps this order: the page costs its offset and its window, not a sort.
+        let mut remaining = core.mempool.iter_by_fee_rate().skip(offset);
         let mut page = Vec::new();
         let mut bytes = 0usize;
         for entry in remaining.by_ref() {

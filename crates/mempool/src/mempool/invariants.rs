@@ -72,6 +72,7 @@ impl Mempool {
                     .contains(&(entry.time_ms, entry.sequence, *txid))
             );
             assert!(self.eviction_order.contains(&entry.descendant_score()));
+            assert!(self.listing_order.contains(&entry.ancestor_score()));
         }
         assert_eq!(self.total_bytes, total_bytes, "total bytes");
         assert!(self.total_bytes <= self.options.max_bytes, "within budget");
@@ -79,5 +80,6 @@ impl Mempool {
         assert_eq!(self.arrival_order.len(), self.entries.len());
         assert_eq!(self.entry_times.len(), self.entries.len());
         assert_eq!(self.eviction_order.len(), self.entries.len());
+        assert_eq!(self.listing_order.len(), self.entries.len());
     }
 }

@@ -28,16 +28,23 @@ fn branch(parent: &Header, count: usize, salt: u64) -> Vec<Header> {
     headers
 }
 
-#[test]
-fn a_branch_far_below_the_tip_has_too_little_work_and_one_near_it_has_enough() {
+/// A store holding a chain `ANTI_DOS_BLOCKS + 60` blocks long (so the threshold is well
+/// above genesis), with the test chain that built it.
+fn chain_past_the_threshold() -> (tempfile::TempDir, powchain_chain::ChainState, TestChain) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut chain = open(dir.path());
     let mut main = TestChain::new(Network::Regtest);
-    let length = ANTI_DOS_BLOCKS as usize + 60;
-    main.mine_empty(length);
+    main.mine_empty(ANTI_DOS_BLOCKS as usize + 60);
     for block in &main.blocks[1..] {
         chain.accept_block(block.clone(), NOW_MS).expect("valid");
     }
+    (dir, chain, main)
+}
+
+#[test]
+fn a_branch_far_below_the_tip_has_too_little_work_and_one_near_it_has_enough() {
+    let (_dir, mut chain, main) = chain_past_the_threshold();
+    let length = main.blocks.len() - 1;
     let threshold = chain.anti_dos_work_threshold();
     assert!(threshold > Work::ZERO);
     assert!(threshold < chain.tip().work);
@@ -67,13 +74,7 @@ fn a_branch_far_below_the_tip_has_too_little_work_and_one_near_it_has_enough() {
 /// header was looked at.
 #[test]
 fn new_low_work_headers_ending_in_a_known_one_are_counted_not_waved_through() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut chain = open(dir.path());
-    let mut main = TestChain::new(Network::Regtest);
-    main.mine_empty(ANTI_DOS_BLOCKS as usize + 60);
-    for block in &main.blocks[1..] {
-        chain.accept_block(block.clone(), NOW_MS).expect("valid");
-    }
+    let (_dir, chain, main) = chain_past_the_threshold();
     let mut batch = branch(&main.blocks[0].header, 50, 11);
     batch.push(main.blocks[0].header);
     let error = chain
@@ -176,14 +177,8 @@ fn fork_block(main: &TestChain, height: usize) -> Block {
 /// another message.
 #[test]
 fn an_unasked_block_far_below_the_tip_is_not_stored_and_one_near_it_is() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut chain = open(dir.path());
-    let mut main = TestChain::new(Network::Regtest);
-    let length = ANTI_DOS_BLOCKS as usize + 60;
-    main.mine_empty(length);
-    for block in &main.blocks[1..] {
-        chain.accept_block(block.clone(), NOW_MS).expect("valid");
-    }
+    let (_dir, mut chain, main) = chain_past_the_threshold();
+    let length = main.blocks.len() - 1;
 
     let low = fork_block(&main, 10);
     let hash = low.compute_hash();

@@ -326,6 +326,17 @@ impl Mempool {
             .collect()
     }
 
+    /// The output `outpoint` names if a pooled transaction created it (spent or not).
+    pub fn output(&self, outpoint: &OutPoint) -> Option<TxOut> {
+        self.entries.get(&outpoint.txid).and_then(|entry| {
+            entry
+                .transaction
+                .outputs
+                .get(outpoint.vout as usize)
+                .copied()
+        })
+    }
+
     /// The pooled transaction that spends `outpoint`, if any.
     pub fn spender_of(&self, outpoint: &OutPoint) -> Option<Txid> {
         self.spenders.get(outpoint).copied()

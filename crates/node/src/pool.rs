@@ -410,15 +410,7 @@ impl Node {
         let core = lock(&self.core);
         outpoints
             .iter()
-            .map(|outpoint| {
-                core.mempool.get(&outpoint.txid).and_then(|entry| {
-                    entry
-                        .transaction
-                        .outputs
-                        .get(outpoint.vout as usize)
-                        .copied()
-                })
-            })
+            .map(|outpoint| core.mempool.output(outpoint))
             .collect()
     }
 

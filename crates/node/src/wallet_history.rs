@@ -263,15 +263,7 @@ impl Node {
         let mut pool: HashMap<OutPoint, TxOut> = HashMap::new();
         {
             let core = lock(&self.core);
-            let pooled_output = |outpoint: &OutPoint| {
-                core.mempool.get(&outpoint.txid).and_then(|parent| {
-                    parent
-                        .transaction
-                        .outputs
-                        .get(outpoint.vout as usize)
-                        .copied()
-                })
-            };
+            let pooled_output = |outpoint: &OutPoint| core.mempool.output(outpoint);
             for entry in core.mempool.iter() {
                 let touches = entry
                     .transaction

@@ -337,9 +337,8 @@ impl P2p {
         }
     }
 
-    /// A stored block, by hash (`None` inside if it is not stored); `None` if the node
-    /// is shutting down.
-    /// A stored block and how far below the tip's height it is (0 at the tip or above).
+    /// A stored block and how far below the tip's height it is (0 at the tip or above;
+    /// `None` inside if it is not stored); `None` if the node is shutting down.
     pub(crate) async fn stored_block_and_depth(
         &self,
         hash: powchain_consensus::BlockHash,
@@ -354,6 +353,8 @@ impl P2p {
         .await
     }
 
+    /// A stored block, by hash (`None` inside if it is not stored); `None` if the node
+    /// is shutting down.
     pub(crate) async fn stored_block(
         &self,
         hash: powchain_consensus::BlockHash,

@@ -1,7 +1,6 @@
 //! Transactions: the pool (`GET /transactions`), payments from the node wallet
 //! (`POST /transact`), raw submission (`POST /tx`) and lookup (`GET /tx/{txid}`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -531,10 +530,14 @@ pub async fn get_transaction(
                 "transaction {txid} is neither in the pool nor in the main chain"
             ))
         })?;
-        let block = snapshot.block(&location.block_hash)?.ok_or_else(|| {
-            ApiError::internal(format!("indexed block {} has no data", location.block_hash))
-        })?;
+        // The block with what it spent: its transactions' inputs need no other read.
+        let mut block = snapshot
+            .block_spends(&location.block_hash)?
+            .ok_or_else(|| {
+                ApiError::internal(format!("indexed block {} has no data", location.block_hash))
+            })?;
         let transaction = block
+            .block()
             .transactions
             .get(location.position as usize)
             .cloned()
@@ -547,33 +550,10 @@ pub async fn get_transaction(
         let fee = if transaction.is_coinbase() {
             None
         } else {
-            // The coins it spent are in its block's undo data, but for those its own block
-            // created: one read for all its inputs, never a block for each.
-            let undo: HashMap<OutPoint, TxOut> = snapshot
-                .spent_coins(&location.block_hash)?
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(outpoint, coin)| (outpoint, coin.output))
-                .collect();
-            let mut earlier: Option<HashMap<Txid, &Transaction>> = None;
             let spent: Vec<Option<TxOut>> = transaction
                 .spends()
                 .iter()
-                .map(|input| {
-                    undo.get(&input.prevout).copied().or_else(|| {
-                        let before = earlier.get_or_insert_with(|| {
-                            block
-                                .transactions
-                                .iter()
-                                .take(location.position as usize)
-                                .map(|parent| (parent.compute_txid(), parent))
-                                .collect()
-                        });
-                        before.get(&input.prevout.txid).and_then(|parent| {
-                            parent.outputs.get(input.prevout.vout as usize).copied()
-                        })
-                    })
-                })
+                .map(|input| block.output(&input.prevout))
                 .collect();
             describe_inputs(network, &spent, &mut json)
                 .zip(transaction.output_total())

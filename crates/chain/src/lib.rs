@@ -44,7 +44,7 @@ pub use error::ChainError;
 pub use event::ChainEvent;
 pub use low_work::{ANTI_DOS_BLOCKS, presync_work};
 pub use orphan::{MAX_ORPHAN_BLOCKS, MAX_ORPHAN_BYTES};
-pub use reader::{BlockSummary, ChainReader, ConsistencyReport, Snapshot, StoredTip};
+pub use reader::{BlockSpends, BlockSummary, ChainReader, ConsistencyReport, Snapshot, StoredTip};
 pub use state::{
     BlockOutcome, ChainOptions, ChainState, ChainTip, DEFAULT_COIN_CACHE_BLOCKS,
     DEFAULT_COIN_CACHE_BYTES, DEFAULT_STORE_CACHE_BYTES, MAX_DEFERRED_SYNC_MS, StoreDurability,

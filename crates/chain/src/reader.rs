@@ -9,7 +9,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use powchain_consensus::encode::{Decode, Reader};
 use powchain_consensus::{
-    Address, Amount, Block, BlockHash, BlockHeight, Coin, HEADER_BYTES, OutPoint, Params, Txid,
+    Address, Amount, Block, BlockHash, BlockHeight, Coin, HEADER_BYTES, OutPoint, Params, TxOut,
+    Txid,
 };
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
@@ -28,6 +29,45 @@ pub struct BlockSummary {
     pub size: usize,
     /// How many transactions it holds.
     pub transaction_count: usize,
+}
+
+/// A main-chain block with what its transactions spent: its undo data (the coins from
+/// before it), and its own transactions for the outputs it created and spent itself. So
+/// each input of each of its transactions is described by one read of the block, never
+/// by reading the block of each parent.
+#[derive(Debug)]
+pub struct BlockSpends {
+    block: Block,
+    spent: HashMap<OutPoint, TxOut>,
+    /// Its transactions by id, made at the first input not found in `spent`.
+    positions: Option<HashMap<Txid, usize>>,
+}
+
+impl BlockSpends {
+    /// The block.
+    pub fn block(&self) -> &Block {
+        &self.block
+    }
+
+    /// The output `outpoint` names if the block spent it (from before it) or created it;
+    /// `None` otherwise.
+    pub fn output(&mut self, outpoint: &OutPoint) -> Option<TxOut> {
+        if let Some(output) = self.spent.get(outpoint) {
+            return Some(*output);
+        }
+        let transactions = &self.block.transactions;
+        let positions = self.positions.get_or_insert_with(|| {
+            transactions
+                .iter()
+                .enumerate()
+                .map(|(position, transaction)| (transaction.compute_txid(), position))
+                .collect()
+        });
+        positions
+            .get(&outpoint.txid)
+            .and_then(|position| transactions.get(*position))
+            .and_then(|parent| parent.outputs.get(outpoint.vout as usize).copied())
+    }
 }
 
 /// Opens read snapshots of a chain's store. Cheap to clone.
@@ -173,6 +213,29 @@ impl Snapshot {
             .get(hash.0.as_slice())?
             .map(|row| decode_undo(row.value()).map_err(corrupt("undo data")))
             .transpose()
+    }
+
+    /// A main-chain block with what it spent ([`BlockSpends`]); `None` if it is not
+    /// stored. Off the main chain its undo data is not kept, and only outputs it created
+    /// are found.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn block_spends(&self, hash: &BlockHash) -> Result<Option<BlockSpends>, ChainError> {
+        let Some(block) = self.block(hash)? else {
+            return Ok(None);
+        };
+        let spent = self
+            .spent_coins(hash)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(outpoint, coin)| (outpoint, coin.output))
+            .collect();
+        Ok(Some(BlockSpends {
+            block,
+            spent,
+            positions: None,
+        }))
     }
 
     /// True if `hash` is on the main chain.

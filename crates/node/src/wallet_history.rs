@@ -17,9 +17,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use powchain_chain::Snapshot;
+use powchain_chain::{BlockSpends, Snapshot};
 use powchain_consensus::{
-    Address, Amount, Block, BlockHash, BlockHeight, OutPoint, Transaction, TxOut, Txid,
+    Address, Amount, BlockHash, BlockHeight, OutPoint, Transaction, TxOut, Txid,
 };
 
 use crate::error::NodeError;
@@ -146,62 +146,28 @@ impl Outputs<'_> {
 }
 
 /// The main-chain block of the confirmed rows being read: rows come newest first by height,
-/// so the rows of one block are read one after another and it is decoded once, with its
-/// undo data (the coins it spent), from which its transactions' inputs are described
-/// without reading their parents' blocks.
+/// so the rows of one block are read one after another and it is read once, with what it
+/// spent ([`BlockSpends`]), from which its transactions' inputs are described without
+/// reading their parents' blocks.
 struct RowBlock {
     hash: BlockHash,
-    block: Block,
-    spent: HashMap<OutPoint, TxOut>,
-    /// Its transactions by id, made at the first input not found in `spent` (one that
-    /// spends an output of the same block).
-    positions: Option<HashMap<Txid, usize>>,
+    spends: BlockSpends,
 }
 
 impl RowBlock {
-    /// The block at `hash` with its undo data, decoded unless it is the one held.
+    /// The block at `hash` with what it spent, read unless it is the one held.
     fn load<'a>(
         held: &'a mut Option<RowBlock>,
         snapshot: &Snapshot,
         hash: BlockHash,
-    ) -> Result<Option<&'a mut RowBlock>, NodeError> {
+    ) -> Result<Option<&'a mut BlockSpends>, NodeError> {
         if held.as_ref().is_none_or(|row_block| row_block.hash != hash) {
-            let Some(block) = snapshot.block(&hash)? else {
+            let Some(spends) = snapshot.block_spends(&hash)? else {
                 return Ok(None);
             };
-            let spent = snapshot
-                .spent_coins(&hash)?
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(outpoint, coin)| (outpoint, coin.output))
-                .collect();
-            *held = Some(RowBlock {
-                hash,
-                block,
-                spent,
-                positions: None,
-            });
+            *held = Some(RowBlock { hash, spends });
         }
-        Ok(held.as_mut())
-    }
-
-    /// The output `outpoint` names if this block spent it or created it; `None` otherwise.
-    fn output(&mut self, outpoint: &OutPoint) -> Option<TxOut> {
-        if let Some(output) = self.spent.get(outpoint) {
-            return Some(*output);
-        }
-        let transactions = &self.block.transactions;
-        let positions = self.positions.get_or_insert_with(|| {
-            transactions
-                .iter()
-                .enumerate()
-                .map(|(position, transaction)| (transaction.compute_txid(), position))
-                .collect()
-        });
-        positions
-            .get(&outpoint.txid)
-            .and_then(|position| transactions.get(*position))
-            .and_then(|parent| parent.outputs.get(outpoint.vout as usize).copied())
+        Ok(held.as_mut().map(|row_block| &mut row_block.spends))
     }
 }
 
@@ -343,12 +309,12 @@ impl Node {
                     let held = RowBlock::load(&mut row_block, &snapshot, location.block_hash)?
                         .ok_or_else(damaged)?;
                     let transaction = held
-                        .block
+                        .block()
                         .transactions
                         .get(location.position as usize)
                         .cloned()
                         .ok_or_else(damaged)?;
-                    let block_time_ms = held.block.header.time_ms;
+                    let block_time_ms = held.block().header.time_ms;
                     (
                         txid,
                         transaction,

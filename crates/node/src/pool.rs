@@ -319,8 +319,8 @@ impl Node {
     /// The ids of the pooled transactions in arrival order (parents before children): what
     /// a peer is told the pool holds (at its handshake, or after the relay fell behind).
     /// One pass under the lock at 32 bytes a transaction, where [`Node::pool_transactions`]
-    /// sorts and clones every entry: a stranger who connects again and again must not cost
-    /// the node a copy of its pool each time.
+    /// clones every entry: a stranger who connects again and again must not cost the node
+    /// a copy of its pool each time.
     pub fn pool_txids(&self) -> Vec<Txid> {
         lock(&self.core)
             .mempool

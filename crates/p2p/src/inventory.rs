@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!   Announcements (relay.rs) ──▶ announce: skip what the peer has ──▶ headers / inv
-//!   inv ──▶ on_inventory ──▶ unknown block: getheaders (sync.rs); unseen transactions:
+//!   inv ──▶ on_inventory ──▶ unknown block: getheaders, unless one to this peer is
+//!                             unanswered (sync.rs); unseen transactions:
 //!                             transaction_fetch.rs
 //!   getdata ──▶ on_get_data ──▶ block, cmpctblock, tx ... then one notfound
 //! ```
@@ -87,9 +88,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let announced = self.p2p.transactions_announced(self.id, &unseen);
         self.defer_transactions(announced.over_bound);
         self.ask_for_transactions(announced.ask).await?;
-        // Ask again even if a request is under way: its answer may end before this block.
         if unknown_block {
-            self.request_headers(None).await?;
+            self.request_announced_headers().await?;
         } else if known_blocks.iter().any(Option::is_some) {
             self.p2p.pump_downloads().await;
         }

@@ -45,6 +45,7 @@ use crate::registry::{PeerCommand, PeerId};
 use crate::relay::Announcements;
 use crate::service::P2p;
 use crate::session_end::{CloseReason, Misbehaviour, SessionEnd, Stop};
+use crate::sync::HeadersRequest;
 use crate::transaction_requests::DeferredAnnouncements;
 
 /// How long closing a session may take: a peer that does not read cannot hold it open.
@@ -105,6 +106,8 @@ pub(crate) struct Session<S> {
     /// When we last asked for headers because an announcement did not connect: at most
     /// one such request a second (sync.rs).
     pub(crate) last_unconnected_request: Option<Instant>,
+    /// Our last `getheaders`, until answered: one at a time for announced blocks (sync.rs).
+    pub(crate) headers_request: HeadersRequest,
     /// A compact block whose parent we did not know: rebuilt when headers bring the
     /// parent (compact.rs, sync.rs).
     pub(crate) unplaced_compact: Option<crate::message::CompactBlock>,
@@ -142,6 +145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             redownload: None,
             compact_in_progress: VecDeque::new(),
             last_unconnected_request: None,
+            headers_request: HeadersRequest::default(),
             unplaced_compact: None,
             deferred_transactions,
         }

@@ -34,6 +34,50 @@ use crate::session_end::{SessionEnd, Stop, node_error_misbehaviour};
 pub(crate) const MAX_ANNOUNCED_HEADERS: usize = 8;
 /// Unconnected announcements are answered with `getheaders` at most this often.
 const UNCONNECTED_REQUEST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// An unanswered `getheaders` older than this no longer holds back the next one for an
+/// announced block (Bitcoin Core's `HEADERS_RESPONSE_TIME`).
+const HEADERS_RESPONSE_TIME: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Our `getheaders` to one peer, as announcements of unknown blocks see it: while one is
+/// unanswered, another announcement does not send a second (35 bytes of `inv` would
+/// otherwise buy a locator under the node's lock and a 1 KB reply, as often as the
+/// message rate allows); it is remembered, and asked for when the answer comes, in case
+/// the answer was written before the announced block reached the peer.
+#[derive(Debug, Default)]
+pub(crate) struct HeadersRequest {
+    /// When the last `getheaders` went, until a `headers` message answers it.
+    sent_at: Option<tokio::time::Instant>,
+    /// A block was announced while the request was unanswered.
+    announced_meanwhile: bool,
+}
+
+impl HeadersRequest {
+    /// A `getheaders` went to the peer.
+    fn sent(&mut self, now: tokio::time::Instant) {
+        self.sent_at = Some(now);
+    }
+
+    /// Whether a request is unanswered (and not yet given up on).
+    fn unanswered(&self, now: tokio::time::Instant) -> bool {
+        self.sent_at
+            .is_some_and(|at| now.duration_since(at) < HEADERS_RESPONSE_TIME)
+    }
+
+    /// The peer announced a block we do not know: true if we should ask for headers now;
+    /// false if a request is unanswered (remembered for when its answer comes).
+    fn block_announced(&mut self, now: tokio::time::Instant) -> bool {
+        let unanswered = self.unanswered(now);
+        self.announced_meanwhile |= unanswered;
+        !unanswered
+    }
+
+    /// A `headers` message came: the request is answered. True if a block was announced
+    /// while it was unanswered.
+    fn answered(&mut self) -> bool {
+        self.sent_at = None;
+        std::mem::take(&mut self.announced_meanwhile)
+    }
+}
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// What a new session asks for and offers.
@@ -91,11 +135,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             locator.insert(0, from);
         }
         locator.truncate(MAX_LOCATOR_HASHES);
+        self.headers_request.sent(tokio::time::Instant::now());
         self.send(&Message::GetHeaders {
             locator,
             stop: BlockHash::ZERO,
         })
         .await
+    }
+
+    /// Asks for headers because the peer announced a block we do not know, unless a
+    /// request to it is unanswered ([`HeadersRequest`]).
+    pub(crate) async fn request_announced_headers(&mut self) -> Result<(), SessionEnd> {
+        if self
+            .headers_request
+            .block_announced(tokio::time::Instant::now())
+        {
+            self.request_headers(None).await?;
+        }
+        Ok(())
     }
 
     /// Answers `get_headers` with our main chain after the fork with the peer's locator.
@@ -118,11 +175,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         Ok(self.send(&Message::Headers(headers)).await?)
     }
 
+    /// A `headers` message: answers our request; stored ([`Self::store_headers`]); and if
+    /// a block was announced while the request was unanswered and no request went out
+    /// since, asks again (the answer may have been written before that block).
+    pub(crate) async fn on_headers(&mut self, headers: Vec<Header>) -> Result<(), Stop> {
+        let announced_meanwhile = self.headers_request.answered();
+        self.store_headers(headers).await?;
+        let now = tokio::time::Instant::now();
+        if announced_meanwhile && !self.headers_request.unanswered(now) {
+            self.request_headers(None).await?;
+        }
+        Ok(())
+    }
+
     /// Stores a peer's headers; asks for more after a full batch. Headers of a chain
     /// with too little work are not stored (`powchain_chain::low_work`): a full batch of
     /// them is pre-synced (counted, not kept), and downloaded again to be stored if the
     /// branch's work passes the threshold.
-    pub(crate) async fn on_headers(&mut self, headers: Vec<Header>) -> Result<(), Stop> {
+    async fn store_headers(&mut self, headers: Vec<Header>) -> Result<(), Stop> {
         let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
             return Ok(());
         };
@@ -423,5 +493,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
         self.p2p.pump_downloads().await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_while_a_request_is_unanswered_ask_once_when_it_is_answered() {
+        let start = tokio::time::Instant::now();
+        let mut request = HeadersRequest::default();
+        assert!(request.block_announced(start), "nothing asked yet: ask");
+        request.sent(start);
+        for _ in 0..100 {
+            assert!(!request.block_announced(start), "one is unanswered: wait");
+        }
+        assert!(request.answered(), "announced meanwhile: ask again once");
+        assert!(!request.answered(), "no announcement since");
+        assert!(request.block_announced(start), "answered: ask at once");
+    }
+
+    #[test]
+    fn a_request_unanswered_for_the_response_time_no_longer_holds_the_next_back() {
+        let start = tokio::time::Instant::now();
+        let mut request = HeadersRequest::default();
+        request.sent(start);
+        assert!(!request.block_announced(start + HEADERS_RESPONSE_TIME / 2));
+        assert!(request.block_announced(start + HEADERS_RESPONSE_TIME));
     }
 }

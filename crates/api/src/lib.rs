@@ -57,7 +57,8 @@
 //! `router.rs` wires them with the guard (`auth.rs`), the body limit, the request timeout
 //! (`timeout.rs`) and the JSON 404/405 answers, and holds `blocking`, the one way handlers
 //! reach the node. `server.rs` is the accept loop (connection cap, header-read timeout,
-//! graceful shutdown); `options.rs` holds every limit with its default; `page.rs` writes
+//! write-stall timeout, graceful shutdown); `large_reads.rs` lets the endpoints whose
+//! answers may run to megabytes build only a few at once; `options.rs` holds every limit with its default; `page.rs` writes
 //! list answers that stop at a byte budget. Handlers share
 //! `body.rs` (JSON request bodies), `input.rs` (the query string, checked against what the
 //! route takes, and page sizes, hashes, addresses and recipients), `main_chain.rs` (the tip, blocks by height, confirmations, from one
@@ -74,6 +75,7 @@ pub mod error;
 mod events;
 mod faucet;
 mod input;
+mod large_reads;
 mod main_chain;
 pub mod options;
 mod page;

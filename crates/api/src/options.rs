@@ -8,6 +8,8 @@
 //!                                   GET /events ──(max_event_subscribers)──▶ stream
 //!                                   GET /txs/ws ──(4 places, transaction_stream_idle, _write_timeout)──▶ WebSocket
 //!                                   GET /blocks, /transactions ──(max_page_bytes)──▶ page
+//!                                   large reads (pages, a block, an address …) ──(max_large_reads)──▶ handler
+//!   answer ──(write_stall_timeout: the client must keep reading)──▶ client
 //! ```
 
 use std::time::Duration;
@@ -28,6 +30,14 @@ pub const DEFAULT_MAX_EVENT_SUBSCRIBERS: usize = 64;
 /// The most bytes of JSON one page of `GET /blocks` or `GET /transactions` holds (a page
 /// always holds at least one item, so a single item may pass it).
 pub const DEFAULT_MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How long a write to an HTTP client may wait for it to read before its connection is
+/// closed (a client that asked for a large answer and stopped reading would otherwise hold
+/// its connection and the answer for as long as it stays connected).
+pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most answers of the large-read endpoints (pages of blocks and of the pool, a block,
+/// a transaction, an address, the wallet's history and balance, headers, charts) built at
+/// once; the others wait their turn within the request timeout (`large_reads.rs`).
+pub const DEFAULT_MAX_LARGE_READS: usize = 8;
 /// How long a stopping server waits for the requests in flight before it drops them.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a `GET /txs/ws` stream may stay silent, with no answer pending, before it is
@@ -57,6 +67,10 @@ pub struct ApiOptions {
     pub max_event_subscribers: usize,
     /// See [`DEFAULT_MAX_PAGE_BYTES`].
     pub max_page_bytes: usize,
+    /// See [`DEFAULT_MAX_LARGE_READS`]. At least 1.
+    pub max_large_reads: usize,
+    /// See [`DEFAULT_WRITE_STALL_TIMEOUT`].
+    pub write_stall_timeout: Duration,
     /// See [`DEFAULT_SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
     /// See [`DEFAULT_TRANSACTION_STREAM_IDLE`].
@@ -75,6 +89,8 @@ impl Default for ApiOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_event_subscribers: DEFAULT_MAX_EVENT_SUBSCRIBERS,
             max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
+            max_large_reads: DEFAULT_MAX_LARGE_READS,
+            write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             transaction_stream_idle: DEFAULT_TRANSACTION_STREAM_IDLE,
             transaction_stream_write_timeout: DEFAULT_TRANSACTION_STREAM_WRITE_TIMEOUT,

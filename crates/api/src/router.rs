@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::auth;
 use crate::error::ApiError;
 use crate::events::EventSubscribers;
+use crate::large_reads::{self, LargeReads};
 use crate::options::ApiOptions;
 use crate::page::PageBytes;
 use crate::server::{ConnectionLimits, EVICTION_GRACE, serve_router};
@@ -52,20 +53,34 @@ pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
     let request_timeout = options.request_timeout;
     let page_bytes = PageBytes(options.max_page_bytes);
     let subscribers = EventSubscribers::new(options.max_event_subscribers);
+    // Endpoints whose answer may run to megabytes take turns (`large_reads.rs`).
+    let large = axum::middleware::from_fn_with_state(
+        LargeReads::new(options.max_large_reads),
+        large_reads::in_turn,
+    );
     let router = Router::new()
         .route("/", get(assets::index))
         .route("/assets/{file}", get(assets::asset))
         .route("/events", get(events::events))
-        .route("/headers", get(charts::headers))
-        .route("/charts", get(charts::charts))
-        .route("/blocks", get(blocks::list_blocks))
-        .route("/blocks/{id}", get(blocks::get_block))
+        .route("/headers", get(charts::headers).route_layer(large.clone()))
+        .route("/charts", get(charts::charts).route_layer(large.clone()))
+        .route(
+            "/blocks",
+            get(blocks::list_blocks).route_layer(large.clone()),
+        )
+        .route(
+            "/blocks/{id}",
+            get(blocks::get_block).route_layer(large.clone()),
+        )
         .route("/mine", post(blocks::mine))
         .route(
             "/mine-transactions",
             get(blocks::mine_transactions).post(blocks::mine_transactions),
         )
-        .route("/transactions", get(transactions::list_pool))
+        .route(
+            "/transactions",
+            get(transactions::list_pool).route_layer(large.clone()),
+        )
         .route("/transact", post(transactions::transact))
         .route("/tx", post(transactions::submit_raw))
         .route(
@@ -81,13 +96,22 @@ pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
                 options.transaction_stream_write_timeout,
             ))),
         )
-        .route("/tx/{txid}", get(transactions::get_transaction))
+        .route(
+            "/tx/{txid}",
+            get(transactions::get_transaction).route_layer(large.clone()),
+        )
         .route("/public-key", get(wallet::public_key))
-        .route("/balance", get(wallet::balance))
+        .route("/balance", get(wallet::balance).route_layer(large.clone()))
         .route("/wallet/addresses", post(wallet::new_address))
-        .route("/wallet/history", get(wallet::history))
+        .route(
+            "/wallet/history",
+            get(wallet::history).route_layer(large.clone()),
+        )
         .route("/faucet", post(faucet::faucet))
-        .route("/address/{address}", get(wallet::address))
+        .route(
+            "/address/{address}",
+            get(wallet::address).route_layer(large.clone()),
+        )
         .route("/status", get(status::status))
         .route("/peers", get(status::peers).post(status::add_peer))
         .route("/peers/banned", get(status::banned))
@@ -146,6 +170,7 @@ pub async fn serve_with(
         header_read_timeout: options.header_read_timeout,
         shutdown_grace: options.shutdown_grace,
         eviction_grace: EVICTION_GRACE,
+        write_stall_timeout: options.write_stall_timeout,
     };
     serve_router(listener, router_with(node, options), limits, shutdown).await
 }

@@ -59,6 +59,9 @@ pub(crate) struct ConnectionLimits {
     /// How long a new connection without a request is safe from eviction
     /// ([`EVICTION_GRACE`]; tests shorten it).
     pub(crate) eviction_grace: Duration,
+    /// How long a write to the client may wait for it to read before the connection is
+    /// closed ([`WriteStallGuard`]).
+    pub(crate) write_stall_timeout: Duration,
 }
 
 /// The open connections, oldest first, each with when it opened and whether it has started
@@ -248,6 +251,7 @@ pub(crate) async fn serve_router(
         }
         connections.spawn(serve_connection(
             stream,
+            limits.write_stall_timeout,
             table.insert(),
             http.clone(),
             router.clone(),
@@ -278,6 +282,7 @@ pub(crate) async fn serve_router(
 /// `stopping`, it finishes the request in flight and closes; on `forced`, it is dropped.
 async fn serve_connection(
     stream: TcpStream,
+    write_stall_timeout: Duration,
     entry: TableEntry,
     http: http1::Builder,
     router: Router,
@@ -294,6 +299,7 @@ async fn serve_connection(
         started.store(true, Ordering::Relaxed);
         hyper::service::Service::call(&inner, request)
     });
+    let stream = WriteStallGuard::new(stream, write_stall_timeout);
     let connection = http
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
@@ -315,6 +321,115 @@ async fn serve_connection(
             () = entry.evict.cancelled() => return,
             () = forced.cancelled() => return,
         }
+    }
+}
+
+/// A connection whose writes may wait at most `timeout` for the client to read: a client
+/// that asks for an answer larger than the sockets' buffers and then stops reading would
+/// otherwise hold its connection, its place and the rest of its answer for as long as it
+/// stays connected. Any progress restarts the wait, so a slow reader is served; one that
+/// reads nothing for the whole timeout gets `TimedOut`, and hyper drops the connection.
+/// The wait is a timer polled with the write, so hyper's task wakes when it runs out.
+struct WriteStallGuard<S> {
+    inner: S,
+    timeout: Duration,
+    /// Runs out `timeout` after the first write that could not proceed, until one does.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteStallGuard<S> {
+    fn new(inner: S, timeout: Duration) -> WriteStallGuard<S> {
+        WriteStallGuard {
+            inner,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// Passes on a write's result; a pending one starts (or keeps) the stall timer, and
+    /// fails once the timer has run out.
+    fn watch<T>(
+        &mut self,
+        result: std::task::Poll<io::Result<T>>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<T>> {
+        use std::task::Poll;
+        if result.is_ready() {
+            self.stalled = None;
+            return result;
+        }
+        let timeout = self.timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.stalled = None;
+                tracing::debug!(
+                    ?timeout,
+                    "closing an HTTP connection whose client stopped reading"
+                );
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client read nothing for {} ms", timeout.as_millis()),
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteStallGuard<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteStallGuard<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch(result, cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch(result, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = std::pin::Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch(result, cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = std::pin::Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.watch(result, cx)
     }
 }
 
@@ -491,6 +606,7 @@ mod tests {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: SHORT,
             eviction_grace: grace,
+            write_stall_timeout: crate::options::DEFAULT_WRITE_STALL_TIMEOUT,
         };
         let server = TestServer::router(router, limits).await;
         // Two connections that send nothing take both places (as a burst's first arrivals
@@ -519,6 +635,79 @@ mod tests {
         );
     }
 
+    /// A router with `/big`, an answer of `bytes` bytes, and `/status`; one connection at a
+    /// time, writes stalled for `stall` closed.
+    async fn one_place_server(bytes: usize, stall: Duration) -> TestServer {
+        let router = Router::new()
+            .route("/big", get(move || async move { vec![b'x'; bytes] }))
+            .route("/status", get(|| async { "ok" }));
+        let limits = ConnectionLimits {
+            max_connections: 1,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: SHORT,
+            eviction_grace: EVICTION_GRACE,
+            write_stall_timeout: stall,
+        };
+        TestServer::router(router, limits).await
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_a_large_answer_loses_its_connection() {
+        // Far more than the sockets' buffers take, so the server's write stalls.
+        let server = one_place_server(64 << 20, SHORT).await;
+        let mut stuck = TcpStream::connect(server.address).await.expect("connects");
+        send_get(&mut stuck, "/big", false).await;
+        // The stuck client holds the only place: the next one is served once the write
+        // has stalled for the timeout and its connection is closed (before: never).
+        let started = Instant::now();
+        let answer = http_get(server.address, "/status").await;
+        assert_eq!(answer.status, 200);
+        assert!(
+            started.elapsed() >= SHORT - Duration::from_millis(50),
+            "served before the stall timeout: {:?}",
+            started.elapsed()
+        );
+        drop(stuck);
+    }
+
+    #[tokio::test]
+    async fn a_slow_but_steady_reader_gets_the_whole_answer() {
+        let bytes = 16 << 20;
+        let stall = Duration::from_secs(1);
+        let server = one_place_server(bytes, stall).await;
+        let mut reader = TcpStream::connect(server.address).await.expect("connects");
+        send_get(&mut reader, "/big", false).await;
+        // A mebibyte every quarter of the timeout: the whole answer takes several timeouts,
+        // but no write waits a whole one. (A socket takes more only once a third or so of
+        // its send buffer, a few MiB on loopback, is free: a reader must take that much
+        // within the timeout, about 45 KB/s at the default 30 s.)
+        let started = Instant::now();
+        let mut received = 0;
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let mut taken = 0;
+            while taken < chunk.len() {
+                let read = tokio::io::AsyncReadExt::read(&mut reader, &mut chunk[taken..])
+                    .await
+                    .expect("reads");
+                if read == 0 {
+                    break;
+                }
+                taken += read;
+            }
+            received += taken;
+            if taken < chunk.len() {
+                break;
+            }
+            tokio::time::sleep(stall / 4).await;
+        }
+        assert!(
+            received > bytes,
+            "the head and all {bytes} bytes: {received}"
+        );
+        assert!(started.elapsed() > stall * 2, "{:?}", started.elapsed());
+    }
+
     #[tokio::test]
     async fn shutdown_stops_accepting_and_lets_the_request_in_flight_finish() {
         let release = Arc::new(Notify::new());
@@ -539,6 +728,7 @@ mod tests {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             eviction_grace: EVICTION_GRACE,
+            write_stall_timeout: crate::options::DEFAULT_WRITE_STALL_TIMEOUT,
         };
         let mut server = TestServer::router(router, limits).await;
         let address = server.address;
@@ -576,6 +766,7 @@ mod tests {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: SHORT,
             eviction_grace: EVICTION_GRACE,
+            write_stall_timeout: crate::options::DEFAULT_WRITE_STALL_TIMEOUT,
         };
         let mut server = TestServer::router(router, limits).await;
         let mut stuck = TcpStream::connect(server.address).await.expect("connects");

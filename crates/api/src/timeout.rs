@@ -108,6 +108,7 @@ mod served_tests {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(1),
             eviction_grace: EVICTION_GRACE,
+            write_stall_timeout: crate::options::DEFAULT_WRITE_STALL_TIMEOUT,
         };
         let server = TestServer::router(router, limits).await;
         let slow = http_get(server.address, "/slow").await;

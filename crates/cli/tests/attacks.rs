@@ -261,8 +261,9 @@ impl Figures {
 }
 
 /// Runs `attack` (which must stop when its token is cancelled) for the attack time while
-/// measuring what an honest peer and client see; then checks every figure.
-async fn under_attack<F, Fut>(name: &str, node: &TestNode, attack: F)
+/// measuring what an honest peer and client see; then checks every figure, and returns
+/// them.
+async fn under_attack<F, Fut>(name: &str, node: &TestNode, attack: F) -> Figures
 where
     F: Fn(CancellationToken) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -416,6 +417,7 @@ where
         mb(figures.after_rss),
         mb(figures.idle_rss)
     );
+    figures
 }
 
 /// Keeps `count` copies of `connect` alive until `stop`, opening a new one whenever one
@@ -783,6 +785,62 @@ async fn many_clients_asking_for_the_largest_pages() {
         },
     )
     .await;
+}
+
+/// Clients of [`hundreds_of_clients_asking_at_once_for_large_pages`], half of which never
+/// read their answer.
+const PAGE_CLIENTS: usize = 300;
+/// What those clients may grow the node by, against its memory before the attack (the
+/// warm-up's growth included): the few pages built at once (`ApiOptions::max_large_reads`)
+/// and the connections. When every request built its page at once, the same attack took a
+/// debug build from about 25 MB to 150 MB.
+const PAGE_RSS_GROWTH_LIMIT: u64 = 40 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_clients_asking_at_once_for_large_pages() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    // 1,000 blocks: a page of them is about 800 KB of JSON.
+    let node = start_node_with_blocks("attack-large-pages", 1_000);
+    let http_port = node.address.port();
+    let (before, _) = process_figures(node.pid());
+    let figures = under_attack(
+        "300 clients asking at once for /blocks?limit=1000, half never reading",
+        &node,
+        move |stop| async move {
+            keep_open(PAGE_CLIENTS, stop, move |index, stop| async move {
+                let source = Ipv4Addr::new(127, 90 + (index % 30) as u8, 0, 1);
+                let Some(mut stream) = tcp_from(source, http_port).await else {
+                    return;
+                };
+                let request = b"GET /blocks?limit=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+                if stream.write_all(request).await.is_err() {
+                    return;
+                }
+                if index % 2 == 0 {
+                    // Reads the whole answer, then asks again on a new connection.
+                    let mut sink = Vec::new();
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        _ = stream.read_to_end(&mut sink) => {}
+                    }
+                } else {
+                    // Never reads: holds the connection for a while, then asks again.
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                }
+            })
+            .await;
+        },
+    )
+    .await;
+    assert!(
+        figures.peak_rss <= before + PAGE_RSS_GROWTH_LIMIT,
+        "memory grew from {:.1} MB before the attack to {:.1} MB",
+        before as f64 / 1e6,
+        figures.peak_rss as f64 / 1e6
+    );
 }
 
 /// Items in each attacker's `getdata`: the most one may name.

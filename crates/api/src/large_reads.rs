@@ -16,17 +16,19 @@
 //! Core bounds its RPC the same way (`-rpcworkqueue` 16, `-rpcthreads` 4). `GET /status`,
 //! the small endpoints and submissions are not held back.
 //!
-//! A place is held while the handler runs, its answer's serialization included. An answer
-//! being written to a slow client no longer holds one (the server's write-stall timeout
-//! bounds that, `server.rs`); nor does the blocking work of a request the timeout cut,
-//! which runs to its end (`timeout.rs`).
+//! A place is held while the handler runs, its answer's serialization included, and by
+//! the work it handed to the blocking pool until that work ends: a request the timeout cut
+//! is answered 503 at once, but its work runs to its end (`timeout.rs`) and keeps the place
+//! until then, so no more than the places' worth of large reads ever run. An answer being
+//! written to a slow client holds none (the server's write-stall timeout bounds that,
+//! `server.rs`).
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
@@ -41,18 +43,42 @@ impl LargeReads {
     }
 }
 
-/// Runs the request once a place is free, holding it until the answer is built.
+/// A large read's place, shared by the request and the work it hands to the blocking pool;
+/// free when the last of them lets go.
+type Place = Arc<OwnedSemaphorePermit>;
+
+tokio::task_local! {
+    /// The place of the large read the current task is answering, if any.
+    static PLACE: Place;
+}
+
+/// Runs the request once a place is free, holding it until the answer is built and the
+/// request's blocking work has ended.
 pub(crate) async fn in_turn(
     State(places): State<LargeReads>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Ok(_place) = places.0.acquire().await else {
+    let Ok(place) = Arc::clone(&places.0).acquire_owned().await else {
         // The semaphore is never closed; answered as a busy node would be, not a panic.
         return ApiError::unavailable("the node is not answering large reads [busy]")
             .into_response();
     };
-    next.run(request).await
+    PLACE.scope(Arc::new(place), next.run(request)).await
+}
+
+/// Runs `work` on the blocking pool; inside a large read, `work` holds the read's place
+/// until it returns.
+pub(crate) async fn on_blocking_pool<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    let place = PLACE.try_with(Arc::clone).ok();
+    tokio::task::spawn_blocking(move || {
+        let answer = work();
+        drop(place);
+        answer
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -126,6 +152,56 @@ mod tests {
                 .expect("the client task");
             assert_eq!(answer.status, 200);
         }
+        server.begin_stop();
+        server.join().await.expect("the server stops");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocking_work_a_timeout_cut_keeps_its_place_until_it_ends() {
+        // `/stuck` hands the blocking pool work that ends when the test says so.
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let finished = Arc::new(std::sync::Mutex::new(finished));
+        let large = axum::middleware::from_fn_with_state(LargeReads::new(1), in_turn);
+        let router = Router::new()
+            .route(
+                "/stuck",
+                get(move || {
+                    let finished = Arc::clone(&finished);
+                    async move {
+                        on_blocking_pool(move || {
+                            let finished = finished.lock().expect("not poisoned");
+                            let _ = finished.recv();
+                        })
+                        .await
+                        .expect("the work does not panic");
+                        "done"
+                    }
+                })
+                .route_layer(large.clone()),
+            )
+            .route("/fast", get(|| async { "fast" }).route_layer(large));
+        let router = crate::timeout::with_request_timeout(router, Duration::from_millis(500));
+        let mut server = TestServer::router(router, limits()).await;
+        let address = server.address;
+
+        assert_eq!(
+            http_get(address, "/stuck").await.status,
+            503,
+            "cut by the timeout"
+        );
+        // Its work still runs and holds the one place.
+        let fast = tokio::spawn(async move { http_get(address, "/fast").await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !fast.is_finished(),
+            "the place was given while the work still ran"
+        );
+        finish.send(()).expect("the work waits");
+        let answer = tokio::time::timeout(DEADLINE, fast)
+            .await
+            .expect("answered once the work ended")
+            .expect("the client task");
+        assert_eq!(answer.status, 200);
         server.begin_stop();
         server.join().await.expect("the server stops");
     }

@@ -30,13 +30,15 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Largest `POST /txs` body: 1,000 payments of a few inputs in hex.
 pub const MAX_BATCH_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// Runs `work` on the blocking pool: node calls take locks and read the disk.
+/// Runs `work` on the blocking pool: node calls take locks and read the disk. In a large
+/// read, the work holds the request's place until it ends, even if the request timed out
+/// first (`large_reads.rs`).
 pub(crate) async fn blocking<T: Send + 'static>(
     node: &Arc<Node>,
     work: impl FnOnce(&Node) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let node = Arc::clone(node);
-    tokio::task::spawn_blocking(move || work(&node)).await?
+    large_reads::on_blocking_pool(move || work(&node)).await?
 }
 
 /// Every route of the API, with the loopback default: no token required (see

@@ -18,8 +18,9 @@
 //! is still found, and a retry would mine another. Mining is protected (`auth.rs`), so only
 //! the node's owner can start it.
 //!
-//! Work a handler handed to the blocking pool runs to its end after a timeout; what the
-//! timeout frees at once is the connection's wait and the answer's memory.
+//! Work a handler handed to the blocking pool runs to its end after a timeout (a large
+//! read's keeps its place meanwhile, `large_reads.rs`); what the timeout frees at once is
+//! the connection's wait and the answer's memory.
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@
 //!          reorg ──take_all, then re-accept
 //! ```
 //!
-//! The pool is synchronous and does no I/O. The caller asks [`Mempool::missing_inputs`]
+//! The pool is synchronous and does no I/O. The caller asks [`Mempool::coins_to_fetch`]
 //! which confirmed coins a transaction needs, looks them up in the chain's UTXO set, and
 //! passes them to [`Mempool::accept`] as a [`UtxoView`](powchain_consensus::UtxoView).
 //!

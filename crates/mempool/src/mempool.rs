@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use powchain_consensus::signature::{SignatureCheck, SignatureVerifier};
-use powchain_consensus::validation::validate_transaction;
+use powchain_consensus::validation::{validate_transaction, validate_transaction_stateless};
 use powchain_consensus::{
     Amount, Block, BlockHeight, ConsensusError, FeeRate, OutPoint, Params, Transaction, TxOut,
     Txid, UtxoView,
@@ -128,9 +128,21 @@ impl Mempool {
 
     /// Outpoints spent by `transaction` that no pooled transaction creates: what the caller
     /// must look up in the chain's UTXO set before calling [`Mempool::accept`].
-    pub fn missing_inputs(&self, transaction: &Transaction) -> Vec<OutPoint> {
-        transaction
-            .spends()
+    ///
+    /// None when `accept` refuses the transaction before it reads a coin: it spends an
+    /// output a pooled transaction spends (it is pooled already, or conflicts), or it breaks
+    /// a rule that needs no coin (too large, duplicate inputs, no inputs or outputs). A
+    /// stranger's 2 MB message of 20,000 inputs then costs no lookups in the UTXO set.
+    pub fn coins_to_fetch(&self, transaction: &Transaction) -> Vec<OutPoint> {
+        let spends = transaction.spends();
+        if spends
+            .iter()
+            .any(|input| self.spenders.contains_key(&input.prevout))
+            || validate_transaction_stateless(self.params, transaction).is_err()
+        {
+            return Vec::new();
+        }
+        spends
             .iter()
             .map(|input| input.prevout)
             .filter(|prevout| !self.entries.contains_key(&prevout.txid))
@@ -141,7 +153,7 @@ impl Mempool {
     /// were included in a block at `next_height`, applies the pool's policy, and admits
     /// it, evicting cheaper packages if the pool is full.
     ///
-    /// `chain_coins` must hold the confirmed coins of [`Mempool::missing_inputs`] (a
+    /// `chain_coins` must hold the confirmed coins of [`Mempool::coins_to_fetch`] (a
     /// prefetched `HashMap` will do); `now_ms` is recorded as the arrival time for expiry.
     /// Policy is checked before signatures, so a transaction refused for its fee rate or
     /// for a full pool costs no signature verification; a transaction that breaks both

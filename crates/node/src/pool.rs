@@ -107,7 +107,7 @@ impl Node {
         transaction: Transaction,
         now: u64,
     ) -> Result<Accepted, NodeError> {
-        let missing = core.mempool.missing_inputs(&transaction);
+        let missing = core.mempool.coins_to_fetch(&transaction);
         let snapshot = self.reader.snapshot()?;
         let coins = snapshot.coins(missing.iter())?;
         let next_height = core.chain.tip().height.next();

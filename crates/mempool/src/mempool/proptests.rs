@@ -166,7 +166,7 @@ impl World {
         self.check_selection(usize::MAX);
         // Every input the pool does not create is an unspent chain coin.
         for entry in self.pool.entries_by_arrival() {
-            for outpoint in self.pool.missing_inputs(&entry.transaction) {
+            for outpoint in self.pool.coins_to_fetch(&entry.transaction) {
                 assert!(
                     self.chain.utxo.contains_key(&outpoint),
                     "pool valid on the chain"

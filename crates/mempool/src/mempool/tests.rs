@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use powchain_consensus::signature::SequentialVerifier;
 use powchain_consensus::testkit::{TestChain, test_address, test_key};
 use powchain_consensus::{
-    Amount, Coin, ConsensusError, FeeRate, OutPoint, Transaction, TxInputs, TxOut, Txid,
+    Amount, Coin, ConsensusError, FeeRate, OutPoint, Transaction, TxIn, TxInputs, TxOut, Txid,
 };
 
 use super::*;
@@ -124,7 +124,7 @@ fn accepts_a_valid_transaction() {
     let mut pool = pool_for(&chain, options());
     let (coin_outpoint, _) = chain.mature_coin(0);
     let transaction = spend(&chain, &pool, &[coin_outpoint], 1, 1_000);
-    assert_eq!(pool.missing_inputs(&transaction), vec![coin_outpoint]);
+    assert_eq!(pool.coins_to_fetch(&transaction), vec![coin_outpoint]);
 
     let accepted = accept(&mut pool, &chain, transaction.clone()).expect("valid");
     let txid = transaction.compute_txid();
@@ -164,7 +164,7 @@ fn accepts_a_chain_of_three_unconfirmed_transactions() {
     accept(&mut pool, &chain, grandparent.clone()).expect("spends a chain coin");
     let parent = spend(&chain, &pool, &[first_output(&grandparent)], 1, 2_000);
     assert!(
-        pool.missing_inputs(&parent).is_empty(),
+        pool.coins_to_fetch(&parent).is_empty(),
         "the pool creates it"
     );
     accept(&mut pool, &chain, parent.clone()).expect("spends a pooled output");
@@ -753,12 +753,12 @@ fn remove_for_block_removes_included_and_conflicting_transactions() {
         .expect("stays: its input is now confirmed");
     assert_eq!(orphan.ancestor_package.count, 1);
     assert_eq!(orphan.parents().count(), 0);
-    assert_eq!(
-        pool.missing_inputs(&child_of_confirmed),
-        vec![first_output(&confirmed)],
-        "the caller now finds that coin in the chain"
-    );
+    // Its input is a chain coin now, still marked spent by it in the pool.
     assert!(chain.utxo.contains_key(&first_output(&confirmed)));
+    assert_eq!(
+        pool.spender_of(&first_output(&confirmed)),
+        Some(child_of_confirmed.compute_txid())
+    );
 }
 
 #[test]
@@ -867,4 +867,66 @@ fn an_output_already_spent_in_the_pool_is_refused() {
             spent_by: child.compute_txid()
         }
     );
+}
+
+#[test]
+fn a_transaction_refused_before_any_coin_is_read_needs_no_coins_fetched() {
+    let chain = TestChain::regtest_with_mature_coins(1);
+    let mut pool = pool_for(&chain, options());
+    let (coin, _) = chain.mature_coin(0);
+    let pooled = spend(&chain, &pool, &[coin], 1, 1_000);
+    let with_inputs = |inputs: Vec<TxIn>| Transaction {
+        inputs: TxInputs::Spends(inputs),
+        ..pooled.clone()
+    };
+    let input = pooled.spends()[0];
+    // 1,001 inputs of coins nobody has: past the 100 kB rule before any is looked up.
+    let too_large = with_inputs(
+        (0..1_001)
+            .map(|vout| TxIn {
+                prevout: OutPoint {
+                    txid: Txid([9; 32]),
+                    vout,
+                },
+                ..input
+            })
+            .collect(),
+    );
+    let duplicate = with_inputs(vec![input, input]);
+    let double_spend = spend(&chain, &pool, &[coin], 1, 2_000);
+    accept(&mut pool, &chain, pooled.clone()).expect("valid");
+
+    let no_coins: HashMap<OutPoint, Coin> = HashMap::new();
+    for (name, transaction) in [
+        ("too large", too_large),
+        ("duplicate inputs", duplicate),
+        ("already pooled", pooled),
+        ("spends what a pooled one spends", double_spend),
+    ] {
+        assert!(
+            pool.coins_to_fetch(&transaction).is_empty(),
+            "{name}: no lookups"
+        );
+        // Refused without them as with them.
+        let without = pool.accept(
+            transaction.clone(),
+            &no_coins,
+            chain.height().next(),
+            START_MS,
+            &SequentialVerifier,
+        );
+        let with = pool.accept(
+            transaction,
+            &chain.utxo,
+            chain.height().next(),
+            START_MS,
+            &SequentialVerifier,
+        );
+        assert!(without.is_err(), "{name}: refused");
+        assert_eq!(
+            format!("{without:?}"),
+            format!("{with:?}"),
+            "{name}: the same refusal"
+        );
+    }
 }

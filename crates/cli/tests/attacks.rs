@@ -849,9 +849,11 @@ const GETDATA_ITEMS: usize = powchain_p2p::MAX_INVENTORY;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_asking_for_a_thousand_blocks_at_a_time() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let node = start_node_with_blocks("attack-getdata", 60);
+    // Half as many blocks as a getdata names: each asked whole and as a compact block,
+    // every item distinct (an item named twice is answered once).
+    let node = start_node_with_blocks("attack-getdata", GETDATA_ITEMS / 2);
     let hashes: Vec<BlockHash> = node
-        .get_ok("/blocks?start=1&limit=60")
+        .get_ok(&format!("/blocks?start=1&limit={}", GETDATA_ITEMS / 2))
         .as_array()
         .expect("a page of blocks")
         .iter()
@@ -863,21 +865,18 @@ async fn peers_asking_for_a_thousand_blocks_at_a_time() {
                 .expect("a block hash")
         })
         .collect();
-    assert_eq!(hashes.len(), 60);
-    // Every request legal and as large as a request may be: 1,000 items, the chain's
-    // blocks over and over, half of them asked as compact blocks (built for each answer).
+    assert_eq!(hashes.len(), GETDATA_ITEMS / 2);
+    // Every request legal and as large as a request may be: 1,000 items, each of the
+    // chain's blocks asked whole and as a compact block (built for each answer near the
+    // tip, whole below it).
     let attack = Arc::new(BlockRequests {
         items: hashes
             .iter()
-            .cycle()
-            .take(GETDATA_ITEMS)
-            .enumerate()
-            .map(|(index, hash)| {
-                if index % 2 == 0 {
-                    InventoryItem::Block(*hash)
-                } else {
-                    InventoryItem::CompactBlock(*hash)
-                }
+            .flat_map(|hash| {
+                [
+                    InventoryItem::Block(*hash),
+                    InventoryItem::CompactBlock(*hash),
+                ]
             })
             .collect(),
         served: AtomicU64::new(0),

@@ -360,18 +360,27 @@ impl Node {
         lock(&self.core).mempool.get(txid).cloned()
     }
 
-    /// The pooled transactions with these ids, in their order (`None` for one not pooled),
-    /// under one lock: a peer's `getdata` for a thousand transactions is one call.
-    pub fn pool_transactions_by_id(&self, txids: &[Txid]) -> Vec<Option<Transaction>> {
+    /// The pooled transactions with the first of these ids, in their order (`None` for one
+    /// not pooled), under one lock: up to a thousand in one call. It stops after the
+    /// transactions that pass `max_bytes` (at least one id is answered), so a `getdata`
+    /// naming large transactions is copied a window at a time, as it is sent.
+    pub fn pool_transactions_by_id(
+        &self,
+        txids: &[Txid],
+        max_bytes: usize,
+    ) -> Vec<Option<Transaction>> {
         let core = lock(&self.core);
-        txids
-            .iter()
-            .map(|txid| {
-                core.mempool
-                    .get(txid)
-                    .map(|entry| entry.transaction.clone())
-            })
-            .collect()
+        let mut bytes = 0;
+        let mut found = Vec::new();
+        for txid in txids {
+            if bytes >= max_bytes && !found.is_empty() {
+                break;
+            }
+            let entry = core.mempool.get(txid);
+            bytes += entry.map_or(0, |entry| entry.size);
+            found.push(entry.map(|entry| entry.transaction.clone()));
+        }
+        found
     }
 
     /// The pooled transactions that pay `address` or spend one of `coins`, the oldest
@@ -513,6 +522,38 @@ mod tests {
             test_address(4),
         );
         (test, parent, child)
+    }
+
+    #[test]
+    fn transactions_by_id_stop_after_the_window_of_bytes_that_passes_the_limit() {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        let paid: Vec<Txid> = (0..3).map(|_| test.pay_one_coin().txid).collect();
+        let absent = Txid([7; 32]);
+        let asked = [paid[0], absent, paid[1], paid[2]];
+        let ids = |found: Vec<Option<powchain_consensus::Transaction>>| -> Vec<Option<Txid>> {
+            found
+                .iter()
+                .map(|transaction| transaction.as_ref().map(|t| t.compute_txid()))
+                .collect()
+        };
+        let everything = ids(test.node.pool_transactions_by_id(&asked, usize::MAX));
+        assert_eq!(
+            everything,
+            vec![Some(paid[0]), None, Some(paid[1]), Some(paid[2])],
+            "in their order, the absent one as None"
+        );
+        // One byte: the first transaction alone (an answer always makes progress).
+        assert_eq!(
+            ids(test.node.pool_transactions_by_id(&asked, 1)),
+            vec![Some(paid[0])]
+        );
+        // One transaction's size and one more byte: the window passes it with the second.
+        let size = test.node.pool_transaction(&paid[0]).expect("pooled").size;
+        assert_eq!(
+            ids(test.node.pool_transactions_by_id(&asked, size + 1)),
+            vec![Some(paid[0]), None, Some(paid[1])]
+        );
     }
 
     #[test]

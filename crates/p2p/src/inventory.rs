@@ -11,7 +11,9 @@
 //!   getdata ──▶ on_get_data ──▶ block, cmpctblock, tx ... then one notfound
 //! ```
 
-use powchain_consensus::{BlockHash, Txid};
+use std::collections::{HashSet, VecDeque};
+
+use powchain_consensus::{BlockHash, Transaction, Txid};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::compact::{ForPeers, MAX_COMPACT_BLOCK_DEPTH};
@@ -19,6 +21,10 @@ use crate::message::{InventoryItem, MAX_INVENTORY, Message};
 use crate::rolling_set::{RollingSet, items_for_slots};
 use crate::session::Session;
 use crate::session_end::{SessionEnd, Stop};
+
+/// The most bytes of pooled transactions a `getdata` copies from the pool at once; the
+/// next window is copied once these are sent.
+pub(crate) const GETDATA_WINDOW_BYTES: usize = 1024 * 1024;
 
 /// Inventory items a generation of a peer's [`KnownInventory`] holds: a table of 16,384
 /// slots, about 150 KB, so about 300 KB a peer for the last 14,336 to 28,672 items (an
@@ -96,22 +102,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         Ok(())
     }
 
-    pub(crate) async fn on_get_data(&mut self, items: Vec<InventoryItem>) -> Result<(), Stop> {
+    pub(crate) async fn on_get_data(&mut self, mut items: Vec<InventoryItem>) -> Result<(), Stop> {
+        // An item named twice is sent once: a thousand copies of one large block or
+        // transaction would be a thousand reads and copies for 33 bytes each.
+        let mut named = HashSet::with_capacity(items.len());
+        items.retain(|item| named.insert(*item));
         let mut missing = Vec::new();
-        // Every transaction asked for, looked up in one call (a getdata names up to 1,000).
+        // The transactions asked for, copied from the pool a window of bytes at a time as
+        // they are sent (a getdata names up to 1,000 of up to 100 kB each).
         let txids: Vec<Txid> = items
             .iter()
             .filter_map(InventoryItem::transaction_id)
             .collect();
-        let mut pooled = if txids.is_empty() {
-            Vec::new()
-        } else {
-            self.p2p
-                .blocking(move |node| node.pool_transactions_by_id(&txids))
-                .await
-                .ok_or(SessionEnd::Shutdown)?
-        }
-        .into_iter();
+        // txids[..fetched] have been looked up; those not yet sent wait in `pooled`.
+        let mut fetched = 0;
+        let mut pooled: VecDeque<Option<Transaction>> = VecDeque::new();
         for item in items {
             let found = match item {
                 InventoryItem::Block(hash) | InventoryItem::CompactBlock(hash) => {
@@ -141,10 +146,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         _ => Message::Block(Box::new(block)),
                     })
                 }
-                InventoryItem::Transaction(_) => pooled
-                    .next()
-                    .flatten()
-                    .map(|transaction| Message::Transaction(Box::new(transaction))),
+                InventoryItem::Transaction(_) => {
+                    if pooled.is_empty() && fetched < txids.len() {
+                        let rest = txids[fetched..].to_vec();
+                        let found = self
+                            .p2p
+                            .blocking(move |node| {
+                                node.pool_transactions_by_id(&rest, GETDATA_WINDOW_BYTES)
+                            })
+                            .await
+                            .ok_or(SessionEnd::Shutdown)?;
+                        fetched += found.len();
+                        pooled.extend(found);
+                    }
+                    pooled
+                        .pop_front()
+                        .flatten()
+                        .map(|transaction| Message::Transaction(Box::new(transaction)))
+                }
             };
             match found {
                 Some(message) => {

@@ -474,6 +474,32 @@ mod tests {
     }
 
     #[test]
+    fn known_headers_neither_commit_nor_sync_and_new_ones_are_synced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut chain = open(dir.path());
+        let mut test_chain = TestChain::new(Network::Regtest);
+        test_chain.mine_empty(3);
+        chain
+            .accept_block_deferring_sync(test_chain.blocks[1].clone(), NOW_MS)
+            .expect("valid");
+        assert!(chain.has_unsynced_changes());
+        let syncs = chain.syncs;
+        let known = [test_chain.blocks[1].header];
+        for _ in 0..100 {
+            assert_eq!(chain.accept_headers(&known, NOW_MS).expect("known"), 0);
+        }
+        assert_eq!(chain.syncs, syncs, "a known header forced no sync");
+        assert!(
+            chain.has_unsynced_changes(),
+            "the deferred block waits for its sync"
+        );
+        let new = [test_chain.blocks[2].header];
+        assert_eq!(chain.accept_headers(&new, NOW_MS).expect("new"), 1);
+        assert_eq!(chain.syncs, syncs + 1, "a new header is durable at once");
+        assert!(!chain.has_unsynced_changes());
+    }
+
+    #[test]
     fn a_block_that_fails_on_the_fast_path_is_marked_failed() {
         use powchain_consensus::testkit::{test_address, test_key};
         use powchain_consensus::{Amount, TxOut};

@@ -67,11 +67,19 @@ impl ChainState {
     /// Checks headers in order (each may build on the one before) and adds them to the
     /// index. Known headers are skipped.
     ///
+    /// What it added is durable when it returns. Headers it already had commit nothing and
+    /// sync nothing: blocks a sync left unsynced ([`ChainState::accept_block_deferring_sync`])
+    /// stay so, and a peer repeating known headers (or compact blocks, whose header comes
+    /// here) cannot force a sync of the disk for each.
+    ///
     /// # Errors
     /// The first header that does not connect or breaks a rule; headers before it are kept.
     pub fn accept_headers(&mut self, headers: &[Header], now_ms: u64) -> Result<usize, ChainError> {
+        let commits_before = self.unsynced_commits;
         let result = self.accept_headers_unsynced(headers, now_ms);
-        self.sync_store(false)?;
+        if self.unsynced_commits > commits_before {
+            self.sync_store(false)?;
+        }
         result
     }
 

@@ -18,8 +18,10 @@ pub const DEFAULT_EXPIRY_MS: u64 = 24 * 60 * 60 * 1000;
 pub const DEFAULT_MIN_FEE_RATE: FeeRate = FeeRate::from_units_per_byte(1);
 
 /// The default largest number of pooled ancestors a transaction may have, itself included.
-/// Bounds the work of every accept and removal (aggregates of at most this many entries
-/// change) and the depth of unconfirmed chains.
+/// Bounds the work of every accept (aggregates of at most this many entries change) and
+/// the depth of unconfirmed chains. Not the work of a removal: it walks the removed
+/// transaction's descendants, and no limit bounds how many a transaction has (Bitcoin
+/// Core's 25; docs/SECURITY.md says why powchain has none yet).
 pub const DEFAULT_MAX_ANCESTORS: usize = 25;
 
 /// Limits on what the pool holds.

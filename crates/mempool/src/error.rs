@@ -57,6 +57,18 @@ pub enum MempoolError {
         /// The limit.
         max: usize,
     },
+    /// A pooled ancestor of the transaction would have too many pooled descendants.
+    #[error(
+        "pooled transaction {ancestor} would have {count} pooled descendants counting itself, the limit is {max}"
+    )]
+    TooManyDescendants {
+        /// The ancestor at its limit.
+        ancestor: Txid,
+        /// Its pooled descendants plus itself, with the transaction.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The pool is full and the transaction does not pay more than what would have to be
     /// evicted to make room for it.
     #[error(
@@ -105,6 +117,7 @@ impl MempoolError {
             MempoolError::OutputAlreadySpentInPool { .. } => "output-already-spent-in-pool",
             MempoolError::FeeRateTooLow { .. } => "fee-rate-too-low",
             MempoolError::TooManyAncestors { .. } => "too-many-ancestors",
+            MempoolError::TooManyDescendants { .. } => "too-many-descendants",
             MempoolError::PoolFull { .. } => "pool-full",
             MempoolError::TooLarge { .. } => "too-large-for-pool",
         }

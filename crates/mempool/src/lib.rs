@@ -26,8 +26,9 @@
 //!   stays until a block confirms it or a conflicting spend, or it expires or is evicted.
 //!   (Replace-by-fee would need its own rules against free relay; powchain has none yet.)
 //! - **Policy.** A fee rate of at least [`MempoolOptions::min_fee_rate`], at most
-//!   [`MempoolOptions::max_ancestors`] pooled ancestors counting itself, no larger than
-//!   the pool.
+//!   [`MempoolOptions::max_ancestors`] pooled ancestors counting itself, none of which
+//!   would pass [`MempoolOptions::max_descendants`] pooled descendants counting itself,
+//!   no larger than the pool.
 //! - **Bounded.** The pool holds at most [`MempoolOptions::max_bytes`] of encoded
 //!   transactions. When a newcomer does not fit, the packages (a transaction with all its
 //!   pooled descendants) with the lowest package fee rate are evicted while they pay a
@@ -60,6 +61,6 @@ pub use entry::{PackageTotals, PoolEntry};
 pub use error::MempoolError;
 pub use mempool::{Accepted, Mempool};
 pub use options::{
-    DEFAULT_EXPIRY_MS, DEFAULT_MAX_ANCESTORS, DEFAULT_MAX_POOL_BYTES, DEFAULT_MIN_FEE_RATE,
-    MempoolOptions,
+    DEFAULT_EXPIRY_MS, DEFAULT_MAX_ANCESTORS, DEFAULT_MAX_DESCENDANTS, DEFAULT_MAX_POOL_BYTES,
+    DEFAULT_MIN_FEE_RATE, MempoolOptions,
 };

@@ -164,7 +164,8 @@ impl Mempool {
     /// spent by a pooled transaction), [`MempoolError::OutputAlreadySpentInPool`],
     /// [`MempoolError::Invalid`] (a consensus rule other than signatures),
     /// [`MempoolError::TooLarge`], [`MempoolError::FeeRateTooLow`],
-    /// [`MempoolError::TooManyAncestors`], [`MempoolError::PoolFull`],
+    /// [`MempoolError::TooManyAncestors`], [`MempoolError::TooManyDescendants`],
+    /// [`MempoolError::PoolFull`],
     /// [`MempoolError::Invalid`] with [`ConsensusError::BadSignature`]. On any error the
     /// pool is unchanged.
     pub fn accept(
@@ -174,6 +175,51 @@ impl Mempool {
         next_height: BlockHeight,
         now_ms: u64,
         verifier: &(impl SignatureVerifier + ?Sized),
+    ) -> Result<Accepted, MempoolError> {
+        self.admit(
+            transaction,
+            chain_coins,
+            next_height,
+            now_ms,
+            verifier,
+            true,
+        )
+    }
+
+    /// [`Mempool::accept`] for a transaction returning to the pool: a reorganisation's, or
+    /// one restored from the pool's store. It may take an ancestor past
+    /// [`MempoolOptions::max_descendants`] (a block's payments come back beside their
+    /// pooled children, which the limit never counted together), as Bitcoin Core re-admits
+    /// a reorganisation's transactions past its limits; every other rule holds.
+    ///
+    /// # Errors
+    /// As [`Mempool::accept`], but never [`MempoolError::TooManyDescendants`].
+    pub fn readmit(
+        &mut self,
+        transaction: Transaction,
+        chain_coins: &impl UtxoView,
+        next_height: BlockHeight,
+        now_ms: u64,
+        verifier: &(impl SignatureVerifier + ?Sized),
+    ) -> Result<Accepted, MempoolError> {
+        self.admit(
+            transaction,
+            chain_coins,
+            next_height,
+            now_ms,
+            verifier,
+            false,
+        )
+    }
+
+    fn admit(
+        &mut self,
+        transaction: Transaction,
+        chain_coins: &impl UtxoView,
+        next_height: BlockHeight,
+        now_ms: u64,
+        verifier: &(impl SignatureVerifier + ?Sized),
+        limit_descendants: bool,
     ) -> Result<Accepted, MempoolError> {
         let txid = transaction.compute_txid();
         if self.entries.contains_key(&txid) {
@@ -241,6 +287,20 @@ impl Mempool {
                 count,
                 max: self.options.max_ancestors,
             });
+        }
+        for ancestor in ancestors.iter().filter(|_| limit_descendants) {
+            let count = self
+                .entries
+                .get(ancestor)
+                .map_or(0, |entry| entry.descendant_package.count)
+                + 1;
+            if count > self.options.max_descendants {
+                return Err(MempoolError::TooManyDescendants {
+                    ancestor: *ancestor,
+                    count,
+                    max: self.options.max_descendants,
+                });
+            }
         }
         let own_totals = PackageTotals::single(fee, size);
         self.check_package_fees_in_range(&own_totals, &ancestors)?;

@@ -19,10 +19,16 @@ pub const DEFAULT_MIN_FEE_RATE: FeeRate = FeeRate::from_units_per_byte(1);
 
 /// The default largest number of pooled ancestors a transaction may have, itself included.
 /// Bounds the work of every accept (aggregates of at most this many entries change) and
-/// the depth of unconfirmed chains. Not the work of a removal: it walks the removed
-/// transaction's descendants, and no limit bounds how many a transaction has (Bitcoin
-/// Core's 25; docs/SECURITY.md says why powchain has none yet).
+/// the depth of unconfirmed chains.
 pub const DEFAULT_MAX_ANCESTORS: usize = 25;
+
+/// The default largest number of pooled descendants a transaction may have, itself
+/// included, when a transaction is admitted (Bitcoin Core's `-limitdescendantcount`).
+/// With the ancestor limit, it bounds the work of removals, evictions and block
+/// templates: without it one transaction could have 170,000 pooled descendants, each
+/// walked and re-sorted when a block confirms any of their 24 ancestors. A
+/// reorganisation's re-admissions may pass it ([`Mempool::readmit`](crate::Mempool::readmit)).
+pub const DEFAULT_MAX_DESCENDANTS: usize = 25;
 
 /// Limits on what the pool holds.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -36,6 +42,8 @@ pub struct MempoolOptions {
     pub min_fee_rate: FeeRate,
     /// The most pooled ancestors a transaction may have, itself included.
     pub max_ancestors: usize,
+    /// The most pooled descendants a transaction may have, itself included.
+    pub max_descendants: usize,
 }
 
 impl Default for MempoolOptions {
@@ -45,6 +53,7 @@ impl Default for MempoolOptions {
             expiry_ms: DEFAULT_EXPIRY_MS,
             min_fee_rate: DEFAULT_MIN_FEE_RATE,
             max_ancestors: DEFAULT_MAX_ANCESTORS,
+            max_descendants: DEFAULT_MAX_DESCENDANTS,
         }
     }
 }

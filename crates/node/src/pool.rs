@@ -38,6 +38,14 @@ fn store_rows(accepted: &Accepted, transaction: Transaction, now: u64) -> Vec<Po
     writes
 }
 
+/// Whether a transaction comes to the pool for the first time or returns to it.
+#[derive(Clone, Copy)]
+enum Admission {
+    New,
+    /// From a reorganisation or the pool's store: may pass the descendant limit.
+    Returning,
+}
+
 /// Admissions of one [`Node::submit_transactions`] call made under one taking of the lock.
 const SUBMIT_BATCH_PER_LOCK: usize = 64;
 
@@ -62,7 +70,7 @@ impl Node {
             let before = pending.len();
             let mut retry = Vec::new();
             for (transaction, time_ms) in pending {
-                match self.accept_into_pool(&mut core, transaction.clone(), time_ms.min(now)) {
+                match self.readmit_into_pool(&mut core, transaction.clone(), time_ms.min(now)) {
                     Ok(_) => {}
                     Err(NodeError::Mempool(error)) if error.is_missing_input() => {
                         retry.push((transaction, time_ms))
@@ -107,13 +115,42 @@ impl Node {
         transaction: Transaction,
         now: u64,
     ) -> Result<Accepted, NodeError> {
+        self.admit_into_pool(core, transaction, now, Admission::New)
+    }
+
+    /// [`Node::accept_into_pool`] for a transaction returning to the pool (a
+    /// reorganisation's, or one restored at start): `Mempool::readmit`.
+    pub(crate) fn readmit_into_pool(
+        &self,
+        core: &mut Core,
+        transaction: Transaction,
+        now: u64,
+    ) -> Result<Accepted, NodeError> {
+        self.admit_into_pool(core, transaction, now, Admission::Returning)
+    }
+
+    fn admit_into_pool(
+        &self,
+        core: &mut Core,
+        transaction: Transaction,
+        now: u64,
+        admission: Admission,
+    ) -> Result<Accepted, NodeError> {
         let missing = core.mempool.coins_to_fetch(&transaction);
         let snapshot = self.reader.snapshot()?;
         let coins = snapshot.coins(missing.iter())?;
         let next_height = core.chain.tip().height.next();
-        Ok(core
-            .mempool
-            .accept(transaction, &coins, next_height, now, &self.pool_verifier)?)
+        let verifier = &self.pool_verifier;
+        Ok(match admission {
+            Admission::New => {
+                core.mempool
+                    .accept(transaction, &coins, next_height, now, verifier)?
+            }
+            Admission::Returning => {
+                core.mempool
+                    .readmit(transaction, &coins, next_height, now, verifier)?
+            }
+        })
     }
 
     /// Accepts a transaction into the pool and stores it durably before returning.

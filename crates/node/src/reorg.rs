@@ -75,6 +75,9 @@ impl Node {
         if !disconnected_blocks.is_empty() {
             // The losing branch's transactions go back to the pool, oldest block first,
             // followed by what the pool held; anything the new chain made invalid drops.
+            // They may pass the descendant limit (`Mempool::readmit`): a block's payments
+            // come back beside their pooled children, which the limit never counted
+            // together, and none of them is lost for it.
             // What the pool held keeps its arrival time, so a reorganisation does not
             // restart its expiry; the branch's transactions arrive now.
             let arrival_times: HashMap<Txid, u64> = core
@@ -97,7 +100,7 @@ impl Node {
                 let time_ms = arrival_times
                     .get(&txid)
                     .map_or(now, |arrived| (*arrived).min(now));
-                match self.accept_into_pool(core, transaction.clone(), time_ms) {
+                match self.readmit_into_pool(core, transaction.clone(), time_ms) {
                     Ok(accepted) => {
                         removed.extend(accepted.evicted);
                         if returning.contains(&txid) {

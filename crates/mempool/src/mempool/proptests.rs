@@ -213,7 +213,10 @@ impl World {
                 assert!(
                     matches!(
                         error.rule(),
-                        "fee-rate-too-low" | "too-many-ancestors" | "pool-full"
+                        "fee-rate-too-low"
+                            | "too-many-ancestors"
+                            | "too-many-descendants"
+                            | "pool-full"
                     ),
                     "only policy refuses a well-formed spend: {error}"
                 );
@@ -332,6 +335,7 @@ proptest! {
             expiry_ms: EXPIRY_MS,
             min_fee_rate: FeeRate::from_units_per_byte(1),
             max_ancestors: 4,
+            max_descendants: 5,
         });
         let mut world = World { chain, pool, now_ms: 1_000_000 };
         for operation in operations {

@@ -378,6 +378,59 @@ fn too_many_ancestors_are_refused() {
 }
 
 #[test]
+fn too_many_descendants_are_refused() {
+    let chain = TestChain::regtest_with_mature_coins(1);
+    let mut pool = pool_for(
+        &chain,
+        MempoolOptions {
+            max_descendants: 3,
+            ..options()
+        },
+    );
+    // A root with four outputs: each child spending one is a descendant of the root.
+    let root = spend(&chain, &pool, &[chain.mature_coin(0).0], 4, 1_000);
+    let root_txid = root.compute_txid();
+    accept(&mut pool, &chain, root).expect("valid");
+    let child = |pool: &Mempool, vout: u32| {
+        let outpoint = OutPoint {
+            txid: root_txid,
+            vout,
+        };
+        spend(&chain, pool, &[outpoint], 1, 1_000)
+    };
+    for vout in 0..2 {
+        let transaction = child(&pool, vout);
+        accept(&mut pool, &chain, transaction).expect("within the limit");
+    }
+    let before = snapshot(&pool);
+    let third = child(&pool, 2);
+    let error = accept(&mut pool, &chain, third).expect_err("a third child");
+    assert_eq!(
+        error,
+        MempoolError::TooManyDescendants {
+            ancestor: root_txid,
+            count: 4,
+            max: 3
+        }
+    );
+    assert_eq!(error.rule(), "too-many-descendants");
+    assert_eq!(snapshot(&pool), before, "a refusal changes nothing");
+    // Returning after a reorganisation, it may pass the limit.
+    let third = child(&pool, 2);
+    pool.readmit(
+        third,
+        &chain.utxo,
+        chain.height().next(),
+        START_MS,
+        &SequentialVerifier,
+    )
+    .expect("re-admitted past the descendant limit");
+    pool.assert_consistent();
+    let root_entry = pool.get(&root_txid).expect("pooled");
+    assert_eq!(root_entry.descendant_package.count, 4);
+}
+
+#[test]
 fn a_transaction_larger_than_the_pool_is_refused() {
     let chain = TestChain::regtest_with_mature_coins(1);
     let mut pool = pool_for(

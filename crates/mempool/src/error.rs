@@ -101,6 +101,15 @@ impl MempoolError {
         )
     }
 
+    /// The output a transaction lacked: the first of its inputs that neither the chain nor
+    /// the pool holds, if that is why it was refused.
+    pub fn missing_input(&self) -> Option<OutPoint> {
+        match self {
+            MempoolError::Invalid(ConsensusError::MissingInput { outpoint }) => Some(*outpoint),
+            _ => None,
+        }
+    }
+
     /// True if the transaction breaks a consensus rule whatever else arrives later (the
     /// sender's fault); false for policy refusals and for a missing parent.
     pub fn is_invalid(&self) -> bool {

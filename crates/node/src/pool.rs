@@ -460,6 +460,26 @@ impl Node {
             .collect()
     }
 
+    /// Whether each of these outputs can be spent now: unspent in the chain's UTXO set, or
+    /// an output of a pooled transaction (true for every one if the store cannot be read,
+    /// so a caller waiting on them tries again rather than waits forever).
+    pub fn outputs_available(&self, outpoints: &[OutPoint]) -> Vec<bool> {
+        let confirmed = self
+            .reader
+            .snapshot()
+            .and_then(|snapshot| snapshot.coins(outpoints.iter()));
+        let Ok(confirmed) = confirmed else {
+            return vec![true; outpoints.len()];
+        };
+        let core = lock(&self.core);
+        outpoints
+            .iter()
+            .map(|outpoint| {
+                confirmed.contains_key(outpoint) || core.mempool.output(outpoint).is_some()
+            })
+            .collect()
+    }
+
     /// The pooled transactions `pick` wants, with the slot it gives each: `pick` sees every
     /// pooled txid under one lock, and only what it picks is cloned. A compact block's
     /// receiver finds its transactions by short id this way.

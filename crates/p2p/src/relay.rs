@@ -13,11 +13,11 @@
 //! at a time (transaction_requests.rs), so the same transaction announced by eight peers
 //! crosses once.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use powchain_consensus::{BlockHash, Transaction, Txid};
+use powchain_consensus::{BlockHash, OutPoint, Transaction, Txid};
 use powchain_node::{NodeError, NodeEvent};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -141,15 +141,27 @@ impl Announcements {
     }
 }
 
+/// A transaction held for a missing parent.
+pub(crate) struct Orphan {
+    txid: Txid,
+    transaction: Transaction,
+    /// Its encoded size, counted once when it is held.
+    size: usize,
+    /// The output it lacked when it was last tried: it is tried again only once that
+    /// output can be spent, so a held transaction of 1,000 inputs costs one lookup a block,
+    /// not a thousand (it did, under the node's lock, for each held one at every block).
+    lacking: OutPoint,
+}
+
 /// Transactions seen recently, and those held for a missing parent.
 pub(crate) struct TransactionRelay {
     /// The newest [`RECENT_GENERATION`] to twice as many seen.
     recent: RollingSet<Txid>,
     /// Transactions from peers that spend an output nobody here has seen yet (their parent
-    /// may be in a block or pool still to come), oldest first: tried again whenever a
-    /// transaction enters the pool or the tip moves. Each with its encoded size, counted
-    /// once when it is held.
-    orphans: VecDeque<(Txid, Transaction, usize)>,
+    /// may be in a block or pool still to come), oldest first: tried again once the output
+    /// each lacked appears (its transaction enters the pool, or the tip moves and it is in
+    /// the UTXO set).
+    orphans: VecDeque<Orphan>,
     /// The encoded bytes of `orphans`.
     orphan_bytes: usize,
 }
@@ -168,49 +180,52 @@ impl TransactionRelay {
         self.recent.insert(&txid)
     }
 
-    /// Holds `transaction` (its size counted once, not the whole hold's again), then drops
-    /// the oldest held while over either limit.
-    fn hold(&mut self, txid: Txid, transaction: Transaction) {
-        if self.orphans.iter().any(|(held, _, _)| *held == txid) {
+    /// Holds `transaction`, which lacked `lacking` (its size counted once, not the whole
+    /// hold's again), then drops the oldest held while over either limit.
+    fn hold(&mut self, txid: Txid, transaction: Transaction, lacking: OutPoint) {
+        if self.orphans.iter().any(|held| held.txid == txid) {
             return;
         }
         let size = transaction.compute_size();
-        self.put_back(txid, transaction, size);
+        self.put_back(Orphan {
+            txid,
+            transaction,
+            size,
+            lacking,
+        });
         while self.orphans.len() > MAX_ORPHAN_TRANSACTIONS
             || self.orphan_bytes > MAX_ORPHAN_TRANSACTION_BYTES
         {
             match self.orphans.pop_front() {
                 // Forgotten as seen too: a later announcement of it is fetched again.
-                Some((dropped_txid, _, dropped_size)) => {
-                    self.orphan_bytes -= dropped_size;
-                    self.recent.remove(&dropped_txid);
+                Some(dropped) => {
+                    self.orphan_bytes -= dropped.size;
+                    self.recent.remove(&dropped.txid);
                 }
                 None => break,
             }
         }
     }
 
-    /// Holds again a transaction taken by [`TransactionRelay::take_children`] (it was
-    /// within the limits when taken).
-    fn put_back(&mut self, txid: Txid, transaction: Transaction, size: usize) {
-        self.orphans.push_back((txid, transaction, size));
-        self.orphan_bytes += size;
+    /// Holds again a transaction taken by [`TransactionRelay::take_ready`] (it was within
+    /// the limits when taken).
+    fn put_back(&mut self, orphan: Orphan) {
+        self.orphan_bytes += orphan.size;
+        self.orphans.push_back(orphan);
     }
 
-    /// Takes the held transactions that spend an output of `parent` (all if `None`).
-    fn take_children(&mut self, parent: Option<Txid>) -> Vec<(Txid, Transaction, usize)> {
+    /// What the held transactions lack, oldest first.
+    fn lacking(&self) -> Vec<OutPoint> {
+        self.orphans.iter().map(|held| held.lacking).collect()
+    }
+
+    /// Takes the held transactions whose lacking output `ready` says can be spent now.
+    fn take_ready(&mut self, ready: impl Fn(&OutPoint) -> bool) -> Vec<Orphan> {
         let (ready, waiting): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.orphans)
             .into_iter()
-            .partition(|(_, transaction, _)| {
-                parent.is_none_or(|parent| {
-                    transaction
-                        .spends()
-                        .iter()
-                        .any(|input| input.prevout.txid == parent)
-                })
-            });
+            .partition(|held| ready(&held.lacking));
         self.orphans = waiting;
-        self.orphan_bytes -= ready.iter().map(|(_, _, size)| size).sum::<usize>();
+        self.orphan_bytes -= ready.iter().map(|held| held.size).sum::<usize>();
         ready.into_iter().collect()
     }
 }
@@ -233,27 +248,59 @@ impl P2p {
         self.transactions().recent.contains(txid)
     }
 
-    /// Holds a transaction whose parent is missing, until the parent arrives (bounded:
-    /// the oldest held go first).
-    pub(crate) fn hold_orphan_transaction(&self, txid: Txid, transaction: Transaction) {
-        self.transactions().hold(txid, transaction);
+    /// Holds a transaction that lacked the output `lacking`, until that output appears
+    /// (bounded: the oldest held go first).
+    pub(crate) fn hold_orphan_transaction(
+        &self,
+        txid: Txid,
+        transaction: Transaction,
+        lacking: OutPoint,
+    ) {
+        self.transactions().hold(txid, transaction, lacking);
     }
 
-    /// Offers the pool the held transactions that spend an output of `parent` (all of them
-    /// if `None`: a block may have brought their parents). Accepted ones leave the hold and
-    /// are relayed as any accepted transaction; those still missing a parent stay.
+    /// Offers the pool the held transactions whose lacking output appeared: one of
+    /// `parent`'s (a transaction that entered the pool), or, with `None` (the tip moved),
+    /// any that can now be spent. Accepted ones leave the hold and are relayed as any
+    /// accepted transaction; those that lack another output stay, waiting for that one.
     async fn retry_orphan_transactions(&self, parent: Option<Txid>) {
-        let candidates = self.transactions().take_children(parent);
-        for (txid, transaction, size) in candidates {
-            let held = transaction.clone();
+        let candidates = match parent {
+            Some(parent) => self
+                .transactions()
+                .take_ready(|lacking| lacking.txid == parent),
+            None => {
+                let lacking = self.transactions().lacking();
+                if lacking.is_empty() {
+                    return;
+                }
+                let asked = lacking.clone();
+                let Some(available) = self
+                    .blocking(move |node| node.outputs_available(&asked))
+                    .await
+                else {
+                    return;
+                };
+                let appeared: HashSet<OutPoint> = lacking
+                    .into_iter()
+                    .zip(available)
+                    .filter_map(|(outpoint, available)| available.then_some(outpoint))
+                    .collect();
+                self.transactions()
+                    .take_ready(|lacking| appeared.contains(lacking))
+            }
+        };
+        for orphan in candidates {
+            let transaction = orphan.transaction.clone();
             let result = self
                 .blocking(move |node| node.submit_peer_transaction(transaction))
                 .await;
             match result {
-                Some(Err(NodeError::Mempool(error))) if error.is_missing_input() => {
-                    self.transactions().put_back(txid, held, size);
+                Some(Err(NodeError::Mempool(error))) => {
+                    if let Some(lacking) = error.missing_input() {
+                        self.transactions().put_back(Orphan { lacking, ..orphan });
+                    }
                 }
-                Some(Ok(_)) => debug!(%txid, "a held transaction found its parent"),
+                Some(Ok(_)) => debug!(txid = %orphan.txid, "a held transaction found its parent"),
                 _ => {}
             }
         }
@@ -344,7 +391,7 @@ impl P2p {
 mod tests {
     use std::time::Duration;
 
-    use powchain_consensus::{BlockHash, Txid};
+    use powchain_consensus::{BlockHash, OutPoint, Txid};
     use tokio::time::Instant;
 
     use super::{
@@ -357,7 +404,7 @@ mod tests {
     /// an output.
     fn orphan(parent: u8, outputs: usize) -> (powchain_consensus::Transaction, Txid) {
         use powchain_consensus::testkit::test_address;
-        use powchain_consensus::{Amount, OutPoint, Signature, Transaction, TxIn, TxInputs, TxOut};
+        use powchain_consensus::{Amount, Signature, Transaction, TxIn, TxInputs, TxOut};
         let transaction = Transaction {
             version: Transaction::CURRENT_VERSION,
             inputs: TxInputs::Spends(vec![TxIn {
@@ -379,6 +426,14 @@ mod tests {
         (transaction, txid)
     }
 
+    /// Output 0 of the transaction `parent`: what [`orphan`]'s spends.
+    fn parent_output(parent: u8) -> OutPoint {
+        OutPoint {
+            txid: Txid([parent; 32]),
+            vout: 0,
+        }
+    }
+
     #[test]
     fn held_orphans_are_counted_once_and_the_oldest_go_past_the_byte_limit() {
         let mut relay = TransactionRelay::new();
@@ -386,14 +441,14 @@ mod tests {
         for parent in 0..4u8 {
             let (transaction, txid) = orphan(parent, 100);
             sizes.push(transaction.compute_size());
-            relay.hold(txid, transaction);
+            relay.hold(txid, transaction, parent_output(parent));
         }
         assert_eq!(relay.orphan_bytes, sizes.iter().sum::<usize>());
-        let children = relay.take_children(Some(Txid([2; 32])));
-        assert_eq!(children.len(), 1);
+        let ready = relay.take_ready(|lacking| lacking.txid == Txid([2; 32]));
+        assert_eq!(ready.len(), 1);
         assert_eq!(relay.orphan_bytes, sizes.iter().sum::<usize>() - sizes[2]);
-        for (txid, transaction, size) in children {
-            relay.put_back(txid, transaction, size);
+        for orphan in ready {
+            relay.put_back(orphan);
         }
         assert_eq!(relay.orphan_bytes, sizes.iter().sum::<usize>());
 
@@ -404,18 +459,42 @@ mod tests {
         for parent in 10..16u8 {
             let (transaction, txid) = orphan(parent, outputs);
             held.push(txid);
-            relay.hold(txid, transaction);
+            relay.hold(txid, transaction, parent_output(parent));
         }
         assert!(relay.orphan_bytes <= MAX_ORPHAN_TRANSACTION_BYTES);
-        let kept: Vec<Txid> = relay.orphans.iter().map(|(txid, _, _)| *txid).collect();
+        let kept: Vec<Txid> = relay.orphans.iter().map(|held| held.txid).collect();
         assert_eq!(kept, held[held.len() - kept.len()..], "the newest stay");
         assert!(kept.len() < held.len(), "the oldest went");
         let recount: usize = relay
             .orphans
             .iter()
-            .map(|(_, held, _)| held.compute_size())
+            .map(|held| held.transaction.compute_size())
             .sum();
         assert_eq!(relay.orphan_bytes, recount);
+    }
+
+    #[test]
+    fn a_held_transaction_is_ready_only_once_the_output_it_lacked_appears() {
+        let mut relay = TransactionRelay::new();
+        for parent in 0..3u8 {
+            let (transaction, txid) = orphan(parent, 1);
+            relay.hold(txid, transaction, parent_output(parent));
+        }
+        assert_eq!(
+            relay.lacking(),
+            (0..3u8).map(parent_output).collect::<Vec<_>>(),
+            "oldest first"
+        );
+        // The output parent 1's child lacked appears: that child alone is ready.
+        let appeared = [parent_output(1)];
+        let ready = relay.take_ready(|lacking| appeared.contains(lacking));
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].lacking, parent_output(1));
+        assert_eq!(relay.lacking(), vec![parent_output(0), parent_output(2)]);
+        assert!(
+            relay.take_ready(|_| false).is_empty(),
+            "nothing else appeared"
+        );
     }
 
     fn transaction(number: u32) -> InventoryItem {

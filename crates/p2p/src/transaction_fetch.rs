@@ -51,11 +51,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     )
                     .into());
                 }
-                Err(NodeError::Mempool(error)) if error.is_missing_input() => {
+                Err(NodeError::Mempool(error)) if error.missing_input().is_some() => {
                     // Its parent may still come (in a block, or after a reorganisation
                     // returns it to a pool): held and tried again, never asked for again.
                     debug!(peer = %self.label, %txid, "holding a transaction until its parent arrives");
-                    self.p2p.hold_orphan_transaction(txid, held);
+                    if let Some(lacking) = error.missing_input() {
+                        self.p2p.hold_orphan_transaction(txid, held, lacking);
+                    }
                 }
                 Err(NodeError::Mempool(error)) => {
                     debug!(peer = %self.label, %txid, reason = %error, "transaction not pooled");

@@ -209,6 +209,56 @@ async fn a_transaction_whose_parent_comes_later_is_held_and_pooled_when_the_pare
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_whose_parent_comes_in_a_block_is_pooled_when_the_block_connects() {
+    let mut chain = TestChain::regtest_with_mature_coins(2);
+    let node = node_with(&chain).await;
+    let coin = chain.mature_coin(0);
+    let parent = chain.spend(
+        &[coin.0],
+        vec![out(40 * 100_000_000, 1)],
+        &[chain.miner],
+        &HashMap::new(),
+    );
+    let parent_coins = TestChain::coins_of(&parent, chain.height().next());
+    let child_input = *parent_coins.keys().next().expect("one output");
+    let child = chain.spend(
+        &[child_input],
+        vec![out(39 * 100_000_000, 2)],
+        &[chain.miner],
+        &parent_coins,
+    );
+    let mut peer = raw_peer(&node.url(), 46_011).await.expect("connects");
+    send(&mut peer, Message::Transaction(Box::new(child.clone()))).await;
+    send(&mut peer, Message::Ping(1)).await;
+    expect_message(&mut peer, "pong", |message| *message == Message::Pong(1)).await;
+    assert!(
+        node.node.pool_transaction(&child.compute_txid()).is_none(),
+        "held"
+    );
+    // A block unrelated to it moves the tip: still held (what it lacks has not appeared).
+    let empty = chain.build(Vec::new(), Amount::ZERO);
+    chain.push(empty.clone()).expect("valid");
+    let submitter = Arc::clone(&node.node);
+    tokio::task::spawn_blocking(move || submitter.submit_block(empty))
+        .await
+        .expect("task")
+        .expect("valid block");
+    assert!(
+        node.node.pool_transaction(&child.compute_txid()).is_none(),
+        "still held"
+    );
+    // The parent never enters this node's pool: a block brings it.
+    connect_next_block(&node, &mut chain, vec![parent.clone()]).await;
+    wait_until(
+        "the held child is pooled once the block with its parent connects",
+        LIMIT,
+        || async { node.node.pool_transaction(&child.compute_txid()).is_some() },
+    )
+    .await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_answered_with_notfound_is_asked_for_again_when_announced_again() {
     let chain = TestChain::regtest_with_mature_coins(1);
     let node = node_with(&chain).await;

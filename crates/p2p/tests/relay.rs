@@ -164,18 +164,15 @@ fn out(units: u64, seed: u8) -> TxOut {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transaction_whose_parent_comes_later_is_held_and_pooled_when_the_parent_arrives() {
-    let chain = TestChain::regtest_with_mature_coins(2);
-    let node = node_with(&chain).await;
-    let coin = chain.mature_coin(0);
+/// A payment spending `chain`'s first mature coin, and a payment spending its output.
+fn parent_and_child(chain: &TestChain) -> (Transaction, Transaction) {
     let parent = chain.spend(
-        &[coin.0],
+        &[chain.mature_coin(0).0],
         vec![out(40 * 100_000_000, 1)],
         &[chain.miner],
         &HashMap::new(),
     );
-    let parent_coins = TestChain::coins_of(&parent, BlockHeight(99));
+    let parent_coins = TestChain::coins_of(&parent, chain.height().next());
     let child_input = *parent_coins.keys().next().expect("one output");
     let child = chain.spend(
         &[child_input],
@@ -183,6 +180,14 @@ async fn a_transaction_whose_parent_comes_later_is_held_and_pooled_when_the_pare
         &[chain.miner],
         &parent_coins,
     );
+    (parent, child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_whose_parent_comes_later_is_held_and_pooled_when_the_parent_arrives() {
+    let chain = TestChain::regtest_with_mature_coins(2);
+    let node = node_with(&chain).await;
+    let (parent, child) = parent_and_child(&chain);
 
     let mut peer = raw_peer(&node.url(), 46_001).await.expect("connects");
     // The child first: its parent is nowhere yet. Not a reason to ban; held.
@@ -212,21 +217,7 @@ async fn a_transaction_whose_parent_comes_later_is_held_and_pooled_when_the_pare
 async fn a_transaction_whose_parent_comes_in_a_block_is_pooled_when_the_block_connects() {
     let mut chain = TestChain::regtest_with_mature_coins(2);
     let node = node_with(&chain).await;
-    let coin = chain.mature_coin(0);
-    let parent = chain.spend(
-        &[coin.0],
-        vec![out(40 * 100_000_000, 1)],
-        &[chain.miner],
-        &HashMap::new(),
-    );
-    let parent_coins = TestChain::coins_of(&parent, chain.height().next());
-    let child_input = *parent_coins.keys().next().expect("one output");
-    let child = chain.spend(
-        &[child_input],
-        vec![out(39 * 100_000_000, 2)],
-        &[chain.miner],
-        &parent_coins,
-    );
+    let (parent, child) = parent_and_child(&chain);
     let mut peer = raw_peer(&node.url(), 46_011).await.expect("connects");
     send(&mut peer, Message::Transaction(Box::new(child.clone()))).await;
     send(&mut peer, Message::Ping(1)).await;

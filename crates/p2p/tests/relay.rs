@@ -146,7 +146,18 @@ async fn connect_next_block(
     chain: &mut TestChain,
     payments: Vec<Transaction>,
 ) -> powchain_consensus::BlockHash {
-    let block = chain.build(payments, Amount::from_units(100_000_000).expect("fee"));
+    let fees = Amount::from_units(100_000_000).expect("fee");
+    connect_next_block_paying(node, chain, payments, fees).await
+}
+
+/// [`connect_next_block`] whose coinbase claims `fees`.
+async fn connect_next_block_paying(
+    node: &TestNode,
+    chain: &mut TestChain,
+    payments: Vec<Transaction>,
+    fees: Amount,
+) -> powchain_consensus::BlockHash {
+    let block = chain.build(payments, fees);
     let hash = block.compute_hash();
     chain.push(block.clone()).expect("valid");
     let submitter = Arc::clone(&node.node);
@@ -227,13 +238,7 @@ async fn a_transaction_whose_parent_comes_in_a_block_is_pooled_when_the_block_co
         "held"
     );
     // A block unrelated to it moves the tip: still held (what it lacks has not appeared).
-    let empty = chain.build(Vec::new(), Amount::ZERO);
-    chain.push(empty.clone()).expect("valid");
-    let submitter = Arc::clone(&node.node);
-    tokio::task::spawn_blocking(move || submitter.submit_block(empty))
-        .await
-        .expect("task")
-        .expect("valid block");
+    connect_next_block_paying(&node, &mut chain, Vec::new(), Amount::ZERO).await;
     assert!(
         node.node.pool_transaction(&child.compute_txid()).is_none(),
         "still held"

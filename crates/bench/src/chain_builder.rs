@@ -45,7 +45,8 @@ pub(crate) struct OwnedCoin {
     pub(crate) output: TxOut,
 }
 
-/// Builds the next blocks of a regtest chain.
+/// Builds the next blocks of a regtest chain (cloned, it builds a rival branch).
+#[derive(Clone)]
 pub(crate) struct ChainBuilder {
     params: &'static Params,
     tip: BlockHash,
@@ -84,6 +85,17 @@ impl ChainBuilder {
     /// once the subsidy has run out and no fees are paid), then `transactions`. Block
     /// times step by a millisecond, so they stay in the past however long the chain.
     pub(crate) fn next_block(&mut self, transactions: Vec<Transaction>, fees: Amount) -> Block {
+        self.next_block_tagged(transactions, fees, b"bench")
+    }
+
+    /// [`ChainBuilder::next_block`] with `tag` in the coinbase: two builders cloned from
+    /// one tip make different blocks at the same height with different tags.
+    pub(crate) fn next_block_tagged(
+        &mut self,
+        transactions: Vec<Transaction>,
+        fees: Amount,
+        tag: &[u8],
+    ) -> Block {
         let height = BlockHeight(self.height + 1);
         let reward = self
             .params
@@ -99,11 +111,7 @@ impl ChainBuilder {
             }]
         };
         let mut all = Vec::with_capacity(transactions.len() + 1);
-        all.push(Transaction::new_coinbase(
-            height,
-            b"bench".to_vec(),
-            outputs,
-        ));
+        all.push(Transaction::new_coinbase(height, tag.to_vec(), outputs));
         all.extend(transactions);
         let mut block = Block {
             header: Header {

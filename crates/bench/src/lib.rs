@@ -114,6 +114,9 @@ pub struct Sizes {
     pub pool_transactions: usize,
     /// Transactions submitted to a node (each synced to disk) per measurement (figure 4).
     pub pool_submissions: usize,
+    /// Payments pooled in a node when a block of its tip is replaced (figure 4): more than
+    /// the signature cache holds (100,000), as a full pool of 32 MiB does.
+    pub pool_reorg_transactions: usize,
     /// Concurrent HTTP clients submitting (figure 4).
     pub http_clients: usize,
     /// Transactions per `POST /txs` (figure 4).
@@ -140,6 +143,7 @@ impl Sizes {
         height_block_transactions: 1_000,
         pool_transactions: 2_000,
         pool_submissions: 2_000,
+        pool_reorg_transactions: 120_000,
         http_clients: 8,
         http_batch: 250,
         sync_blocks: 10_000,
@@ -159,6 +163,7 @@ impl Sizes {
         height_block_transactions: 20,
         pool_transactions: 40,
         pool_submissions: 20,
+        pool_reorg_transactions: 40,
         http_clients: 2,
         http_batch: 8,
         sync_blocks: 60,

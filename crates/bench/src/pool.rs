@@ -2,6 +2,10 @@
 //!
 //! - in memory: `Mempool::accept` with the node's pool verifier (checks and remembers the
 //!   signature), against raw BIP-340 verifies on one thread (admission runs under one lock);
+//! - after a reorganisation: a node in process holding more pooled payments than its
+//!   signature cache replaces the block on its tip; the pooled payments reconciled a
+//!   second, against raw verifies on one thread (what checking each signature again
+//!   would allow);
 //! - in process: `Node::submit_transaction`, which also stores the transaction durably
 //!   before acknowledging it, against durable commits per second of a small redb store on
 //!   the same disk (each acknowledgement needs one);
@@ -20,7 +24,7 @@ use std::time::Instant;
 use powchain_chain::StoreDurability;
 use powchain_consensus::signature::SequentialVerifier;
 use powchain_consensus::signature_cache::{CacheMode, CachingVerifier, SignatureCache};
-use powchain_consensus::{BlockHeight, Network, Transaction};
+use powchain_consensus::{Amount, BlockHeight, Network, Transaction};
 use powchain_mempool::{Mempool, MempoolOptions};
 use powchain_node::{Node, NodeConfig, SystemClock};
 use redb::{Database, TableDefinition};
@@ -153,6 +157,27 @@ pub(crate) fn run(
         ),
     ));
 
+    let pooled = sizes.pool_reorg_transactions;
+    progress(&format!(
+        "  replacing a block under {pooled} pooled payments"
+    ));
+    let seconds = reorganise_under_pool(context, pooled)?;
+    figures.push(Figure::new(
+        format!("pool.reorg.{pooled}_pooled"),
+        pooled as f64 / seconds,
+        "transactions/s",
+        admission_bound,
+        "raw BIP-340 verifies on 1 thread (the pool reconciles under one lock; one verify \
+         each if it checked every signature again)",
+        None,
+        format!(
+            "a node in process pools {pooled} payments, then a rival branch of two empty \
+             blocks replaces the empty block on its tip: the payments the pool keeps, over \
+             the seconds the winning block took to submit (the reorganisation and the \
+             pool's reconciliation)"
+        ),
+    ));
+
     let Some(executable) = &context.node_executable else {
         return Ok(figures);
     };
@@ -208,6 +233,47 @@ pub(crate) fn run(
         ),
     ));
     Ok(figures)
+}
+
+/// Pools `count` payments in a node in process, mines an empty block on its tip, then
+/// submits a rival branch of two empty blocks from the tip before it: returns the
+/// seconds the second took (the reorganisation and the pool's reconciliation), after
+/// checking that the pool kept every payment.
+fn reorganise_under_pool(context: &Context, count: usize) -> Result<f64, BenchError> {
+    let dir = tempfile::tempdir()?;
+    let mut builder = ChainBuilder::new();
+    let (blocks, coins) = fund(&mut builder, count);
+    let mut chain = open_chain(
+        &dir.path().join("chain.redb"),
+        context.threads,
+        StoreDurability::Synced,
+    )?;
+    feed(&mut chain, blocks)?;
+    drop(chain);
+    let payments = sign_payments(builder.key(), &coins, context.threads);
+    let mut config = NodeConfig::new(Network::Regtest, dir.path().to_path_buf());
+    config.new_wallet = true;
+    let node = Node::open(config, Arc::new(SystemClock))?;
+    for result in node.submit_peer_transactions(payments) {
+        result?;
+    }
+    let mut rival = builder.clone();
+    node.submit_block(builder.next_block(Vec::new(), Amount::ZERO))?;
+    node.submit_block(rival.next_block_tagged(Vec::new(), Amount::ZERO, b"rival"))?;
+    let winner = rival.next_block_tagged(Vec::new(), Amount::ZERO, b"rival");
+    let winner_hash = winner.compute_hash();
+    let (outcome, seconds) = timed(|| node.submit_block(winner));
+    outcome?;
+    if node.tip().hash != winner_hash {
+        return Err(failed("the rival branch did not replace the tip"));
+    }
+    let (kept, _) = node.pool_size();
+    if kept != count {
+        return Err(failed(format!(
+            "the pool kept {kept} of {count} payments through the reorganisation"
+        )));
+    }
+    Ok(seconds)
 }
 
 /// What bounds the batched and streamed submissions.

@@ -33,6 +33,7 @@ fn the_quick_benchmark_suite_runs_every_figure_and_prints_json() {
         "connect.coin_cache.batched_vs_every_block",
         "pool.accept.in_memory",
         "pool.submit.in_process",
+        "pool.reorg.",
         "pool.submit.http",
         "pool.submit.http_batch",
         "pool.submit.websocket",

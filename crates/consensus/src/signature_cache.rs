@@ -13,6 +13,7 @@
 //! Bitcoin Core's signature cache does.) The cache holds no randomness and no clock: it is
 //! a deterministic function of what was inserted.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
@@ -110,17 +111,29 @@ pub struct CachingVerifier<V> {
     cache: Arc<SignatureCache>,
     inner: V,
     mode: CacheMode,
+    /// Checks handed to `inner` so far.
+    verified: AtomicU64,
 }
 
 impl<V: SignatureVerifier> CachingVerifier<V> {
     /// Wraps `inner` with `cache`.
     pub fn new(cache: Arc<SignatureCache>, inner: V, mode: CacheMode) -> CachingVerifier<V> {
-        CachingVerifier { cache, inner, mode }
+        CachingVerifier {
+            cache,
+            inner,
+            mode,
+            verified: AtomicU64::new(0),
+        }
     }
 
     /// The shared cache.
     pub fn cache(&self) -> &Arc<SignatureCache> {
         &self.cache
+    }
+
+    /// Checks the cache did not hold, handed to the inner verifier so far.
+    pub fn checks_verified(&self) -> u64 {
+        self.verified.load(Ordering::Relaxed)
     }
 }
 
@@ -132,6 +145,8 @@ impl<V: SignatureVerifier> SignatureVerifier for CachingVerifier<V> {
             (0..checks.len()).partition(|index| entries.contains(&keys[*index]))
         };
         if !misses.is_empty() {
+            self.verified
+                .fetch_add(misses.len() as u64, Ordering::Relaxed);
             let unchecked: Vec<SignatureCheck> =
                 misses.iter().map(|index| checks[*index]).collect();
             // Remembered checks passed, so the first failure among the rest, mapped back,
@@ -250,6 +265,8 @@ mod tests {
             10,
             "only the misses"
         );
+        assert_eq!(block.checks_verified(), 10, "counted as they ran");
+        assert_eq!(pool.checks_verified(), 30);
         assert!(cache.is_empty(), "a connected block's checks are forgotten");
     }
 

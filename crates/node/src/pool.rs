@@ -12,6 +12,7 @@
 
 use std::collections::HashSet;
 
+use powchain_consensus::signature::{SignatureCheck, SignatureVerifier};
 use powchain_consensus::{Address, BlockHash, BlockHeight, OutPoint, Transaction, TxOut, Txid};
 use powchain_mempool::{Accepted, PoolEntry};
 use tracing::{info, warn};
@@ -40,10 +41,31 @@ fn store_rows(accepted: &Accepted, transaction: Transaction, now: u64) -> Vec<Po
 
 /// Whether a transaction comes to the pool for the first time or returns to it.
 #[derive(Clone, Copy)]
-enum Admission {
+pub(crate) enum Admission {
     New,
-    /// From a reorganisation or the pool's store: may pass the descendant limit.
+    /// From a reorganisation's losing branch or the pool's store: may pass the descendant
+    /// limit.
     Returning,
+    /// Held by the pool when a reorganisation took it apart: as `Returning`, but its
+    /// signatures are not checked again ([`CheckedOnEntry`]).
+    Kept,
+}
+
+/// The verifier of a transaction the pool held before a reorganisation. Its signatures
+/// passed the pool's verifier when it entered the pool (every other admission checks
+/// them: new, returning and restored alike), and what they sign is beyond the chain's
+/// reach: the sighash commits to the transaction and to the outputs it spends, which
+/// their outpoints fix (a txid commits to its outputs). So a reorganisation checks such a
+/// transaction's coins, their maturity, its fee and the pool's limits again, not its
+/// signatures. Checking them again cost a full verify each, under the node's lock, once
+/// the pool held more checks than the signature cache (4.5 s for 120,000 payments:
+/// `pool.reorg` in docs/BENCHMARKS.md).
+struct CheckedOnEntry;
+
+impl SignatureVerifier for CheckedOnEntry {
+    fn verify_all(&self, _checks: &[SignatureCheck]) -> Result<(), usize> {
+        Ok(())
+    }
 }
 
 /// Admissions of one [`Node::submit_transactions`] call made under one taking of the lock.
@@ -129,7 +151,7 @@ impl Node {
         self.admit_into_pool(core, transaction, now, Admission::Returning)
     }
 
-    fn admit_into_pool(
+    pub(crate) fn admit_into_pool(
         &self,
         core: &mut Core,
         transaction: Transaction,
@@ -149,6 +171,10 @@ impl Node {
             Admission::Returning => {
                 core.mempool
                     .readmit(transaction, &coins, next_height, now, verifier)?
+            }
+            Admission::Kept => {
+                core.mempool
+                    .readmit(transaction, &coins, next_height, now, &CheckedOnEntry)?
             }
         })
     }

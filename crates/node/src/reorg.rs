@@ -10,7 +10,7 @@
 //!   every ChainEvent ──▶ NodeEvent (published by the caller, after the lock is released)
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use powchain_chain::ChainEvent;
@@ -19,6 +19,7 @@ use tracing::{debug, info};
 
 use crate::event::NodeEvent;
 use crate::node::{Core, Node};
+use crate::pool::Admission;
 use crate::pool_store::PoolWrite;
 
 impl Node {
@@ -91,19 +92,24 @@ impl Node {
             for block in disconnected_blocks.iter().rev() {
                 candidates.extend(block.transactions.iter().skip(1).cloned());
             }
-            let returning: HashSet<Txid> =
-                candidates.iter().map(Transaction::compute_txid).collect();
-            candidates.extend(previous_pool);
+            let candidates = candidates
+                .into_iter()
+                .map(|transaction| (transaction, Admission::Returning))
+                .chain(
+                    previous_pool
+                        .into_iter()
+                        .map(|transaction| (transaction, Admission::Kept)),
+                );
             let mut readmitted = 0u64;
-            for transaction in candidates {
+            for (transaction, admission) in candidates {
                 let txid = transaction.compute_txid();
                 let time_ms = arrival_times
                     .get(&txid)
                     .map_or(now, |arrived| (*arrived).min(now));
-                match self.readmit_into_pool(core, transaction.clone(), time_ms) {
+                match self.admit_into_pool(core, transaction.clone(), time_ms, admission) {
                     Ok(accepted) => {
                         removed.extend(accepted.evicted);
-                        if returning.contains(&txid) {
+                        if matches!(admission, Admission::Returning) {
                             readmitted += 1;
                             readmitted_rows.push(PoolWrite::Insert {
                                 txid,
@@ -314,6 +320,58 @@ mod tests {
         assert_eq!(
             super::reorg_line(3, powchain_consensus::BlockHeight(12), &hash, 2),
             "reorg: 3 blocks replaced, new tip #12 abababababababab (2 transactions back in the pool)"
+        );
+    }
+
+    #[test]
+    fn a_reorganisation_checks_again_the_signatures_of_the_losing_branch_only() {
+        // Without a signature cache, every check the pool asks for runs.
+        let params = Network::Regtest.params();
+        let clock = crate::testing::ManualClock::starting_at(
+            params.genesis().header.time_ms + params.target_block_time_ms,
+        );
+        let a = TestNode::open_configured(Network::Regtest, clock, |config| {
+            config.signature_cache_entries = 0;
+        });
+        let b = TestNode::open_with_clock(Network::Regtest, Arc::clone(&a.clock));
+        let mut prefix = vec![a.mine_paying(test_address(2))];
+        prefix.extend(a.mine_until_spendable());
+        b.submit_blocks(&prefix);
+        // Branch A confirms a payment; a chain of two more spending it waits in the pool.
+        let confirmed = spend_output(&prefix[0].transactions[0], 0, &test_key(2), test_address(3));
+        let pooled = spend_output(&confirmed, 0, &test_key(3), test_address(4));
+        let pooled_child = spend_output(&pooled, 0, &test_key(4), test_address(5));
+        a.node
+            .submit_transaction(confirmed.clone())
+            .expect("accepted");
+        let a1 = a.mine(true);
+        assert!(a1.transactions.contains(&confirmed));
+        for transaction in [&pooled, &pooled_child] {
+            a.node
+                .submit_transaction(transaction.clone())
+                .expect("accepted");
+        }
+
+        let before = a.node.pool_verifier.checks_verified();
+        let branch_b = [b.mine(false), b.mine(false)];
+        a.submit_blocks(&branch_b);
+        assert_eq!(
+            a.node.tip().hash,
+            branch_b[1].compute_hash(),
+            "B has more work"
+        );
+
+        for transaction in [&confirmed, &pooled, &pooled_child] {
+            assert!(
+                a.pool_holds(&transaction.compute_txid()),
+                "every payment is pooled again"
+            );
+        }
+        assert_eq!(
+            a.node.pool_verifier.checks_verified() - before,
+            1,
+            "the losing branch's payment is checked again; the two the pool held were \
+             checked when they entered it"
         );
     }
 

@@ -307,6 +307,8 @@ pub async fn mine_transactions(
 }
 
 async fn mine_and_describe(node: Arc<Node>, note: Vec<u8>) -> Result<Json<BlockJson>, ApiError> {
+    // The proof of work cannot be called off: answered when it ends, however long.
+    crate::timeout::commit();
     let block = blocking(&node, move |node| {
         let block = node.mine_one(note, true)?;
         let height = block.coinbase_height().unwrap_or_default();

@@ -70,6 +70,8 @@ pub async fn faucet(
             request.coins
         ))
     })?;
+    // The payment cannot be called off: a 503 now would invite a second one.
+    crate::timeout::commit();
     let payment = blocking(&node, move |node| {
         node.faucet_pay(recipient, amount).map_err(faucet_error)
     })

@@ -39,7 +39,7 @@ fn manager(node: &Node) -> Result<&Arc<dyn PeerManager>, ApiError> {
         .ok_or_else(|| ApiError::unavailable("the peer-to-peer layer is not running"))
 }
 
-fn peer_error(error: PeerError) -> ApiError {
+pub(crate) fn peer_error(error: PeerError) -> ApiError {
     match error {
         PeerError::InvalidAddress(_) => ApiError::bad_request(error.to_string()),
         PeerError::UnknownPeer(_) | PeerError::NotBanned(_) => {

@@ -241,7 +241,7 @@ pub async fn add_peer(
         .ok_or_else(|| ApiError::unavailable("the peer-to-peer layer is not running"))?;
     manager
         .add_peer(request.url.trim())
-        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+        .map_err(crate::peers::peer_error)?;
     Ok(Json(
         serde_json::json!({ "url": request.url.trim(), "status": "connecting" }),
     ))

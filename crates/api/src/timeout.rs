@@ -1,27 +1,38 @@
 //! The request timeout: a request that is not answered within
 //! `ApiOptions::request_timeout` (its body read included, so a body dribbled a byte at a
-//! time is cut too) is answered 503 `[request-timeout]`, and its handler is dropped.
+//! time is cut too) is answered 503 `[request-timeout]`, and its handler is dropped,
+//! unless the handler has begun what cannot be called off ([`commit`]).
 //!
 //! ```text
-//!   request ──exempt (GET /events, mining)?──yes──▶ handler, however long
+//!   request ──exempt (GET /events)?──yes──▶ handler, however long
 //!                  │no
 //!                  ▼
 //!   handler ──answered in time?──yes──▶ its answer
+//!                  │no
+//!                  ▼
+//!   committed? ──yes──▶ its answer, when the work ends
 //!                  │no
 //!                  ▼
 //!   503 {"error": "... [request-timeout]"}
 //! ```
 //!
 //! Exempt: the event stream, which lasts as long as its client listens (the subscriber cap
-//! bounds it instead), and mining (`POST /mine`, `/mine-transactions`), which lasts as long
-//! as the proof of work and cannot be called off: a timeout would answer 503 while the block
-//! is still found, and a retry would mine another. Mining is protected (`auth.rs`), so only
-//! the node's owner can start it.
+//! bounds it instead).
 //!
-//! Work a handler handed to the blocking pool runs to its end after a timeout (a large
-//! read's keeps its place meanwhile, `large_reads.rs`); what the timeout frees at once is
-//! the connection's wait and the answer's memory.
+//! Committed: a payment (`POST /transact`, `/faucet`) or a block's proof of work (`POST
+//! /mine`, `/mine-transactions`) once its body was read and checked and its work handed to
+//! the node. That work runs to its end whatever the client's connection does, so a 503
+//! "try again later" would be false: a retry would pay again, or mine another block. So
+//! their wait for a body, like every request's, is cut at the timeout, and their work is
+//! waited for however long it takes (mining: the proof of work; a payment: the node's lock).
+//! Every one of them is protected (`auth.rs`).
+//!
+//! Other work a handler handed to the blocking pool runs to its end after a timeout (a
+//! large read's keeps its place meanwhile, `large_reads.rs`); what the timeout frees at
+//! once is the connection's wait and the answer's memory.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -33,7 +44,20 @@ use crate::error::ApiError;
 
 /// True if requests to `path` may take as long as they need (see the module).
 pub(crate) fn is_exempt(path: &str) -> bool {
-    matches!(path, "/events" | "/mine" | "/mine-transactions")
+    path == "/events"
+}
+
+tokio::task_local! {
+    /// Set once the request being answered has begun work that cannot be called off.
+    static COMMITTED: Arc<AtomicBool>;
+}
+
+/// Marks the request being answered as committed (see the module): past the timeout, its
+/// answer is waited for instead of a 503. Call it just before handing the node work that
+/// runs to its end whether or not anyone waits for it. Outside a bounded request (a router
+/// without the timeout) it does nothing.
+pub(crate) fn commit() {
+    let _ = COMMITTED.try_with(|committed| committed.store(true, Ordering::Release));
 }
 
 /// `router` with every request but the exempt ones bounded by `timeout`.
@@ -50,8 +74,15 @@ async fn bound_request(State(timeout): State<Duration>, request: Request, next: 
     }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    match tokio::time::timeout(timeout, next.run(request)).await {
+    let committed = Arc::new(AtomicBool::new(false));
+    let response = COMMITTED.scope(Arc::clone(&committed), next.run(request));
+    tokio::pin!(response);
+    match tokio::time::timeout(timeout, response.as_mut()).await {
         Ok(response) => response,
+        Err(_elapsed) if committed.load(Ordering::Acquire) => {
+            tracing::debug!(%method, %path, ?timeout, "a committed request runs past the timeout");
+            response.await
+        }
         Err(_elapsed) => {
             tracing::debug!(%method, %path, ?timeout, "a request timed out");
             ApiError::unavailable(format!(
@@ -69,11 +100,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_event_stream_and_mining_may_take_their_time() {
-        for path in ["/events", "/mine", "/mine-transactions"] {
-            assert!(is_exempt(path), "{path}");
-        }
+    fn only_the_event_stream_may_take_its_time() {
+        assert!(is_exempt("/events"));
         for path in [
+            "/mine",
+            "/mine-transactions",
             "/blocks",
             "/transactions",
             "/status",
@@ -124,5 +155,38 @@ mod served_tests {
         let fast = http_get(server.address, "/fast").await;
         assert_eq!(fast.status, 200);
         assert_eq!(fast.body, b"fast");
+    }
+
+    #[tokio::test]
+    async fn a_committed_request_is_answered_when_its_work_ends_not_503() {
+        let timeout = Duration::from_millis(200);
+        let router = with_request_timeout(
+            Router::new().route(
+                "/pay",
+                get(move || async move {
+                    // Work that cannot be called off, three timeouts long.
+                    commit();
+                    tokio::time::sleep(timeout * 3).await;
+                    "paid"
+                }),
+            ),
+            timeout,
+        );
+        let limits = ConnectionLimits {
+            max_connections: 8,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(1),
+            eviction_grace: EVICTION_GRACE,
+            write_stall_timeout: crate::options::DEFAULT_WRITE_STALL_TIMEOUT,
+        };
+        let server = TestServer::router(router, limits).await;
+        let paid = http_get(server.address, "/pay").await;
+        assert_eq!(
+            paid.status,
+            200,
+            "{:?}",
+            String::from_utf8_lossy(&paid.body)
+        );
+        assert_eq!(paid.body, b"paid");
     }
 }

@@ -196,6 +196,8 @@ pub async fn transact(
     let recipient = parse_recipient(&request.recipient, network)?;
     let amount = request.amount()?;
     let fee_rate = request.fee_rate.map(FeeRate::from_units_per_byte);
+    // The payment cannot be called off: a 503 now would invite a second one.
+    crate::timeout::commit();
     let payment = blocking(&node, move |node| {
         Ok(node.send(recipient, amount, fee_rate)?)
     })

@@ -216,7 +216,9 @@ impl Node {
     }
 
     /// Accepts transactions a peer relayed, in order (a parent before its child), under one
-    /// taking of the lock per 64: one result each, in the same order. See
+    /// taking of the lock per 64: one result each, in the same order, up to and including
+    /// the first that breaks a consensus rule. Nothing after that one is taken from the
+    /// peer (it is banned for it), so the results end there. See
     /// [`Node::submit_peer_transaction`].
     pub fn submit_peer_transactions(
         &self,
@@ -224,17 +226,23 @@ impl Node {
     ) -> Vec<Result<Accepted, NodeError>> {
         let mut results = Vec::with_capacity(transactions.len());
         let mut transactions = transactions.into_iter().peekable();
-        while transactions.peek().is_some() {
+        let mut invalid = false;
+        while !invalid && transactions.peek().is_some() {
             let now = self.clock.now_ms();
             let mut rows = Vec::new();
             let mut core = lock(&self.core);
             for transaction in transactions.by_ref().take(SUBMIT_BATCH_PER_LOCK) {
                 let stored = transaction.clone();
                 let result = self.accept_into_pool(&mut core, transaction, now);
-                if let Ok(accepted) = &result {
-                    rows.extend(store_rows(accepted, stored, now));
+                match &result {
+                    Ok(accepted) => rows.extend(store_rows(accepted, stored, now)),
+                    Err(NodeError::Mempool(error)) => invalid = error.is_invalid(),
+                    Err(_) => {}
                 }
                 results.push(result);
+                if invalid {
+                    break;
+                }
             }
             // Queued under the lock, as every pool-store write: a block that confirms one
             // of them next queues its removal after its row.
@@ -699,6 +707,33 @@ mod tests {
         assert_eq!(stored, expected, "its row follows the parent's");
         let test = test.reopen();
         assert!(test.pool_holds(&accepted.txid));
+    }
+
+    #[test]
+    fn a_peer_s_batch_is_taken_up_to_its_first_invalid_transaction_and_no_further() {
+        let (test, _parent, child) = pooled_parent_and_its_child();
+        // The child's output spent with a forged signature, then properly: the pool would
+        // take the second, were it tried.
+        let mut forged = spend_output(&child, 0, &test_key(4), test_address(5));
+        if let powchain_consensus::TxInputs::Spends(inputs) = &mut forged.inputs {
+            inputs[0].signature.0[0] ^= 1;
+        }
+        let after = spend_output(&child, 0, &test_key(4), test_address(6));
+        let results =
+            test.node
+                .submit_peer_transactions(vec![child.clone(), forged, after.clone()]);
+        assert_eq!(results.len(), 2, "the results end at the forgery");
+        assert!(results[0].is_ok());
+        assert!(
+            matches!(&results[1], Err(NodeError::Mempool(error)) if error.rule() == "bad-signature"),
+            "{:?}",
+            results[1]
+        );
+        assert!(test.pool_holds(&child.compute_txid()));
+        assert!(
+            !test.pool_holds(&after.compute_txid()),
+            "nothing after the forgery is taken from that peer"
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! block index, `powchain-chain`'s sync.rs); this file keeps who was asked for what, so a
 //! block is asked of one peer at a time, a peer never has more than
 //! [`MAX_BLOCKS_IN_FLIGHT_PER_PEER`] outstanding, and a block not delivered within
-//! `block_timeout` goes to another peer.
+//! `block_timeout` goes to another peer, while the peer that let it time out is closed
+//! (not banned) and never asked again in that session.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{MutexGuard, PoisonError};
@@ -38,6 +39,9 @@ pub(crate) const MAX_BLOCKS_IN_FLIGHT_PER_PEER: usize = 64;
 pub(crate) const MIN_BLOCKS_PER_REQUEST: usize = 32;
 /// How far past the tip downloads reach.
 pub(crate) const DOWNLOAD_WINDOW: usize = 1024;
+/// Why a peer that let a block request time out is closed (not banned: a slow link is no
+/// misbehaviour).
+pub(crate) const STALLED: &str = "stalled a block download";
 /// Blocks missing at most for a download to count as following the tip (not a sync):
 /// such blocks are asked for as compact blocks.
 const NEAR_TIP_BLOCKS: u64 = 2;
@@ -54,6 +58,11 @@ pub(crate) struct Downloads {
     wake_at: Option<Instant>,
     /// What the holds came to, so far.
     push_waits: PushWaits,
+    /// Peers that let a block request time out: never asked again, and closed, as Bitcoin
+    /// Core closes a peer that stalls a block download (until they leave).
+    stalled: HashSet<PeerId>,
+    /// Of those, the ones not closed yet, in the order they stalled.
+    to_close: Vec<PeerId>,
 }
 
 /// What holding new blocks back for a push came to ([`P2p::push_waits`]).
@@ -72,15 +81,29 @@ pub struct PushWaits {
 }
 
 impl Downloads {
-    /// Forgets requests older than `timeout`, so their blocks can be asked of others.
+    /// Forgets requests older than `timeout`, so their blocks can be asked of others; the
+    /// peers that let them time out are never asked again and are to be closed
+    /// ([`Downloads::take_to_close`]).
     fn expire(&mut self, now: Instant, timeout: Duration) {
+        let mut stalled = Vec::new();
         self.in_flight.retain(|hash, (peer, since)| {
             let waiting = now.duration_since(*since) < timeout;
             if !waiting {
                 debug!(%peer, block = %hash, "a block request timed out; asking others");
+                stalled.push(*peer);
             }
             waiting
         });
+        // In the order of their ids, whatever the map's: a simulation replays it.
+        stalled.sort_unstable();
+        for peer in stalled {
+            if self.stalled.insert(peer) {
+                self.to_close.push(peer);
+            }
+        }
+        let stalled = &self.stalled;
+        self.in_flight
+            .retain(|_, (peer, _)| !stalled.contains(peer));
         self.first_wanted
             .retain(|_, (since, _)| now.duration_since(*since) < timeout);
     }
@@ -179,6 +202,13 @@ impl Downloads {
     pub(crate) fn forget_peer(&mut self, peer: PeerId) {
         self.in_flight.retain(|_, (asked, _)| *asked != peer);
         self.not_found.remove(&peer);
+        self.stalled.remove(&peer);
+        self.to_close.retain(|stalled| *stalled != peer);
+    }
+
+    /// The peers that stalled a download since the last call, to be closed.
+    fn take_to_close(&mut self) -> Vec<PeerId> {
+        std::mem::take(&mut self.to_close)
     }
 
     /// How many more blocks `peers` may be asked for now, after expiring old requests.
@@ -187,6 +217,7 @@ impl Downloads {
         let load = self.loads();
         peers
             .iter()
+            .filter(|peer| !self.stalled.contains(peer))
             .map(|peer| free_slots(load.get(peer).copied().unwrap_or(0)))
             .sum()
     }
@@ -205,7 +236,9 @@ impl Downloads {
         let eligible: HashSet<PeerId> = plan
             .iter()
             .flat_map(|(_, holders)| holders.iter().copied())
-            .filter(|peer| free_slots(load.get(peer).copied().unwrap_or(0)) > 0)
+            .filter(|peer| {
+                !self.stalled.contains(peer) && free_slots(load.get(peer).copied().unwrap_or(0)) > 0
+            })
             .collect();
         let mut assigned: BTreeMap<PeerId, Vec<BlockHash>> = BTreeMap::new();
         for (hash, holders) in plan {
@@ -297,15 +330,21 @@ impl P2p {
             return;
         }
         let timeout = self.config.block_timeout;
-        let scan = {
+        let (room, in_flight, stalled) = {
             let peers: Vec<PeerId> = peer_tips.iter().map(|(peer, _)| *peer).collect();
             let mut downloads = self.downloads();
             let room = downloads.room(&peers, Instant::now(), timeout);
-            if room == 0 {
-                return;
-            }
-            (downloads.in_flight.len() + 2 * room + 64).min(DOWNLOAD_WINDOW)
+            (room, downloads.in_flight.len(), downloads.take_to_close())
         };
+        for peer in stalled {
+            if let Some(commands) = self.registry.commands(peer) {
+                let _ = commands.try_send(PeerCommand::Close(STALLED));
+            }
+        }
+        if room == 0 {
+            return;
+        }
+        let scan = (in_flight + 2 * room + 64).min(DOWNLOAD_WINDOW);
         let Some((plan, summary)) = self
             .blocking(move |node| (node.download_plan(&peer_tips, scan), node.chain_summary()))
             .await
@@ -502,11 +541,16 @@ mod tests {
             "a departed peer's block goes to another holder"
         );
         let later = now + timeout;
-        let again = downloads.assign(vec![(hash(1), vec![peer(2)])], later, timeout);
+        let again = downloads.assign(
+            vec![(hash(1), vec![peer(1), peer(2), peer(5)])],
+            later,
+            timeout,
+        );
         assert_eq!(
-            again[&peer(2)],
-            vec![hash(1)],
-            "a block not delivered in time is asked of another peer"
+            again,
+            BTreeMap::from([(peer(5), vec![hash(1)])]),
+            "a block not delivered in time is asked of another peer than those that let \
+             theirs time out"
         );
     }
 
@@ -571,6 +615,46 @@ mod tests {
         assert!(
             downloads.first_wanted.is_empty(),
             "forgotten with the requests' timeout"
+        );
+    }
+
+    #[test]
+    fn a_peer_that_lets_a_request_time_out_is_closed_and_never_asked_again() {
+        let mut downloads = Downloads::default();
+        let now = Instant::now();
+        let timeout = Duration::from_secs(20);
+        let assigned = downloads.assign(
+            vec![(hash(1), vec![peer(1)]), (hash(2), vec![peer(1)])],
+            now,
+            timeout,
+        );
+        assert_eq!(assigned[&peer(1)], vec![hash(1), hash(2)]);
+        assert!(downloads.take_to_close().is_empty(), "not yet late");
+
+        let later = now + timeout;
+        let assigned = downloads.assign(
+            vec![(hash(1), vec![peer(1), peer(2)]), (hash(2), vec![peer(1)])],
+            later,
+            timeout,
+        );
+        assert_eq!(downloads.take_to_close(), vec![peer(1)]);
+        assert!(downloads.take_to_close().is_empty(), "closed once");
+        assert_eq!(
+            assigned.get(&peer(2)),
+            Some(&vec![hash(1)]),
+            "its block goes to another peer"
+        );
+        assert!(
+            !assigned.contains_key(&peer(1)),
+            "a block only it holds waits for another"
+        );
+        assert_eq!(downloads.room(&[peer(1)], later, timeout), 0);
+
+        downloads.forget_peer(peer(1));
+        assert_eq!(
+            downloads.room(&[peer(1)], later, timeout),
+            MAX_BLOCKS_IN_FLIGHT_PER_PEER,
+            "forgotten once it left: a new session starts afresh"
         );
     }
 

@@ -30,7 +30,7 @@ use powchain_consensus::validation::validate_block_structure_with_txids;
 use powchain_consensus::{Block, BlockHash, Header, Transaction, Txid};
 use powchain_node::{NodeError, RelayedHeader};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::inventory::KnownInventory;
 use crate::message::{CompactBlock, InventoryItem, Message, PrefilledTransaction};
@@ -593,7 +593,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 return Ok(());
             }
             Err(error) => {
-                return Err(node_error_misbehaviour(&error, "headers-do-not-connect").into());
+                return match node_error_misbehaviour(&error, "headers-do-not-connect") {
+                    Some(misbehaviour) => Err(misbehaviour.into()),
+                    None => {
+                        warn!(peer = %self.label, block = %hash, %error, "could not check a compact block's header");
+                        Ok(())
+                    }
+                };
             }
         }
         let claimed = self.p2p.claim_download(self.id, hash);

@@ -155,22 +155,39 @@ impl From<Misbehaviour> for Stop {
 }
 
 /// The misbehaviour a node error stands for; `unconnected` names the rule for headers or
-/// blocks that do not connect.
+/// blocks that do not connect. `None` for an error of our own (the store failed, the node
+/// is stopping): the peer sent nothing wrong, and is not banned for it.
 pub(crate) fn node_error_misbehaviour(
     error: &NodeError,
     unconnected: &'static str,
-) -> Misbehaviour {
-    match error {
+) -> Option<Misbehaviour> {
+    if !error.is_rejection() {
+        return None;
+    }
+    Some(match error {
         NodeError::Chain(ChainError::UnknownParent { .. }) => {
             Misbehaviour::new(unconnected, error.to_string())
         }
         other => Misbehaviour::new(other.rule().unwrap_or("invalid-data"), other.to_string()),
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_error_of_our_own_bans_nobody() {
+        let ours = NodeError::Chain(ChainError::Corrupt("a page failed its checksum".into()));
+        assert!(node_error_misbehaviour(&ours, "headers-do-not-connect").is_none());
+        let unconnected = NodeError::Chain(ChainError::UnknownParent {
+            hash: BlockHash([1; 32]),
+            parent: BlockHash([2; 32]),
+        });
+        let misbehaviour = node_error_misbehaviour(&unconnected, "headers-do-not-connect")
+            .expect("a header that does not connect is the peer's");
+        assert_eq!(misbehaviour.rule, "headers-do-not-connect");
+    }
 
     #[test]
     fn a_session_end_reads_as_a_short_reason() {

@@ -292,7 +292,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 // the peer thought we had it): ask for the headers in between.
                 Ok(self.request_unconnected_headers().await?)
             }
-            Err(error) => Err(node_error_misbehaviour(&error, "headers-do-not-connect").into()),
+            Err(error) => match node_error_misbehaviour(&error, "headers-do-not-connect") {
+                Some(misbehaviour) => Err(misbehaviour.into()),
+                None => {
+                    warn!(peer = %self.label, %error, "could not store headers");
+                    Ok(())
+                }
+            },
         }
     }
 
@@ -364,8 +370,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .blocking(move |node| node.presync_peer_headers(presync.last, presync.work, &headers))
             .await
             .ok_or(SessionEnd::Shutdown)?;
-        let (work, threshold) =
-            result.map_err(|error| node_error_misbehaviour(&error, "headers-do-not-connect"))?;
+        let (work, threshold) = match result {
+            Ok(counted) => counted,
+            Err(error) => {
+                return match node_error_misbehaviour(&error, "headers-do-not-connect") {
+                    Some(misbehaviour) => Err(misbehaviour.into()),
+                    None => {
+                        warn!(peer = %self.label, %error, "could not count headers");
+                        Ok(())
+                    }
+                };
+            }
+        };
         if work >= threshold {
             debug!(peer = %self.label, headers = count, "a pre-synced branch has the work; downloading it again to store it");
             self.redownload = Some(Redownload {
@@ -480,12 +496,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 Err(error) if error.is_rejection() && via_compact => {
                     debug!(peer = %self.label, block = %hash, %error, "a compact block failed validation; not punished (pushed before validation)");
                 }
-                Err(error) if error.is_rejection() => {
-                    return Err(node_error_misbehaviour(&error, "invalid-block").into());
-                }
-                Err(error) => {
-                    warn!(peer = %self.label, %error, "could not store a block");
-                }
+                Err(error) => match node_error_misbehaviour(&error, "invalid-block") {
+                    Some(misbehaviour) => return Err(misbehaviour.into()),
+                    None => warn!(peer = %self.label, %error, "could not store a block"),
+                },
             }
         }
         if ask_for_headers {

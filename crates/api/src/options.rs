@@ -40,8 +40,9 @@ pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_LARGE_READS: usize = 8;
 /// How long a stopping server waits for the requests in flight before it drops them.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How long a `GET /txs/ws` stream may stay silent, with no answer pending, before it is
-/// closed (so a silent client does not keep one of its few places).
+/// How long a `GET /txs/ws` stream may go without a message that pools a transaction,
+/// with no answer pending, before it is closed (so a client that sends nothing, or only
+/// what is refused, does not keep one of its few places).
 pub const DEFAULT_TRANSACTION_STREAM_IDLE: Duration = Duration::from_secs(60);
 /// How long a `GET /txs/ws` client may take to take one answer (or the close frame)
 /// before its stream is dropped without one (so a client that sends and never reads does

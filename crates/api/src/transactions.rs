@@ -5,13 +5,17 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Extension, FromRequest, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
+use futures_util::StreamExt;
 use powchain_consensus::encode::Decode;
 use powchain_consensus::{Amount, FeeRate, Network, OutPoint, Transaction, TxOut, Txid, hex};
 use powchain_mempool::{Accepted, PoolEntry};
 use powchain_node::{Admissions, Node, NodeError};
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::JsonBody;
 use crate::dto::TransactionJson;
@@ -21,7 +25,7 @@ use crate::input::{
 };
 use crate::main_chain::{confirmations, tip_height};
 use crate::page::{JsonArrayPage, PageBytes};
-use crate::router::blocking;
+use crate::router::{MAX_BATCH_BODY_BYTES, blocking};
 
 /// A pooled transaction.
 #[derive(Serialize, Debug)]
@@ -254,13 +258,25 @@ pub async fn submit_raw(
 /// `POST /txs` requests read and admitted at once.
 pub const BATCH_SLOTS: usize = 4;
 
-/// The slots of [`BATCH_SLOTS`], shared by one router's `POST /txs` requests.
+/// Bytes of `POST /txs` bodies held at once, across requests: each byte a request has
+/// received holds one of them until its batch is answered. Twice what the slots admit,
+/// so bodies are read while others are admitted.
+pub const BATCH_BODY_BUDGET_BYTES: usize = 2 * BATCH_SLOTS * MAX_BATCH_BODY_BYTES;
+
+/// The slots of [`BATCH_SLOTS`] and the bytes of [`BATCH_BODY_BUDGET_BYTES`], shared by
+/// one router's `POST /txs` requests.
 #[derive(Clone, Debug)]
-pub struct BatchSlots(Arc<tokio::sync::Semaphore>);
+pub struct BatchSlots {
+    slots: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+}
 
 impl Default for BatchSlots {
     fn default() -> BatchSlots {
-        BatchSlots(Arc::new(tokio::sync::Semaphore::new(BATCH_SLOTS)))
+        BatchSlots {
+            slots: Arc::new(Semaphore::new(BATCH_SLOTS)),
+            bytes: Arc::new(Semaphore::new(BATCH_BODY_BUDGET_BYTES)),
+        }
     }
 }
 
@@ -272,8 +288,41 @@ pub const MAX_BATCH_TRANSACTIONS: usize = 1_000;
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawTransactionsRequest {
-    /// The encodings, hex.
+    /// The encodings, hex: at most [`MAX_BATCH_TRANSACTIONS`], refused while they are
+    /// read (a 2 MiB body of empty strings would otherwise make some 700,000 of them).
+    #[serde(deserialize_with = "at_most_a_batch")]
     pub hex: Vec<String>,
+}
+
+/// Reads a list of strings, refusing it at its 1,001st.
+fn at_most_a_batch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    struct Batch;
+    impl<'de> Visitor<'de> for Batch {
+        type Value = Vec<String>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                formatter,
+                "a list of at most {MAX_BATCH_TRANSACTIONS} hex strings"
+            )
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Vec<String>, A::Error> {
+            let mut hex = Vec::new();
+            while let Some(item) = items.next_element::<String>()? {
+                if hex.len() == MAX_BATCH_TRANSACTIONS {
+                    return Err(serde::de::Error::custom(format!(
+                        "`hex` holds {} transactions or more; a batch holds 1 to \
+                         {MAX_BATCH_TRANSACTIONS}",
+                        MAX_BATCH_TRANSACTIONS + 1
+                    )));
+                }
+                hex.push(item);
+            }
+            Ok(hex)
+        }
+    }
+    deserializer.deserialize_seq(Batch)
 }
 
 /// What became of one transaction of a `POST /txs`: `{txid, fee}` as `POST /tx` answers,
@@ -317,22 +366,75 @@ impl BatchResult {
 /// request, one lock per 64 admissions and the stored rows in shared commits, instead of a
 /// round trip and a sync each. Each transaction succeeds or fails on its own.
 ///
-/// At most [`BATCH_SLOTS`] batches are read and admitted at once (the others wait for a
-/// slot before their body is read), so bodies of up to 2 MiB cannot add up to more than a
-/// few of them in memory however many connections send one.
+/// Bodies are read with no slot held, each received byte taking one of the bytes of
+/// [`BATCH_BODY_BUDGET_BYTES`] (a client that dribbles its body holds what it sent, not a
+/// slot: four of them stopped every batch until they timed out); then at most
+/// [`BATCH_SLOTS`] batches are decoded and admitted at once. So bodies of up to 2 MiB
+/// cannot add up to more than a few of them in memory however many connections send one.
 pub async fn submit_raw_batch(
     State(node): State<Arc<Node>>,
     Extension(slots): Extension<BatchSlots>,
     _query: NoQuery,
     request: Request,
 ) -> Result<Json<SubmitBatchResponse>, ApiError> {
+    let (body, _bytes) = read_batch_body(request, &slots.bytes).await?;
     let _slot = slots
-        .0
+        .slots
         .acquire()
         .await
         .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
-    let JsonBody(request) = JsonBody::<RawTransactionsRequest>::from_request(request, &()).await?;
+    let JsonBody(request) =
+        JsonBody::<RawTransactionsRequest>::from_request(Request::new(body.into()), &()).await?;
     Ok(Json(admit_batch(&node, request).await?))
+}
+
+/// Reads a `POST /txs` body of at most [`MAX_BATCH_BODY_BYTES`], taking a permit of
+/// `budget` for each byte as it arrives; the permits are held until dropped.
+///
+/// # Errors
+/// 413 for a body (declared or sent) over the limit, 400 if it cannot be read, 503 when
+/// the node is stopping.
+async fn read_batch_body(
+    request: Request,
+    budget: &Arc<Semaphore>,
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), ApiError> {
+    let too_large = || ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "could not read the request body: length limit exceeded (a batch is at most \
+             {MAX_BATCH_BODY_BYTES} bytes)"
+        ),
+    };
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BATCH_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut chunks = request.into_body().into_data_stream();
+    let mut body = Vec::new();
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::bad_request(format!("could not read the request body: {error}"))
+        })?;
+        if body.len() + chunk.len() > MAX_BATCH_BODY_BYTES {
+            return Err(too_large());
+        }
+        let permits = u32::try_from(chunk.len()).map_err(|_| too_large())?;
+        let more = Arc::clone(budget)
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
+        match &mut held {
+            Some(held) => held.merge(more),
+            None => held = Some(more),
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, held))
 }
 
 /// Admits the transactions of a `POST /txs` batch in order, each succeeding or failing on
@@ -815,6 +917,53 @@ mod tests {
         assert!(String::from_utf8_lossy(&unknown.body).contains("unknown field `x`"));
 
         let mut server = server;
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
+
+    #[tokio::test]
+    async fn batch_bodies_sent_slowly_hold_no_slot_of_the_others() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (_folder, node) = regtest_node(0);
+        let mut server = TestServer::api(Arc::clone(&node), crate::ApiOptions::default()).await;
+        // More slow clients than slots, each shown its body is being read (hyper answers
+        // `100 Continue` when the handler first reads it), then silent.
+        let mut slow = Vec::new();
+        for _ in 0..BATCH_SLOTS + 2 {
+            let mut stream = tokio::net::TcpStream::connect(server.address)
+                .await
+                .expect("connects");
+            let head = format!(
+                "POST /txs HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n\
+                 Content-Length: {MAX_BATCH_BODY_BYTES}\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.expect("writes");
+            let mut continued = Vec::new();
+            let mut buffer = [0u8; 256];
+            tokio::time::timeout(crate::testing::DEADLINE, async {
+                while !String::from_utf8_lossy(&continued).contains("100 Continue") {
+                    let read = stream.read(&mut buffer).await.expect("reads");
+                    assert!(read > 0, "closed before its body was asked for");
+                    continued.extend_from_slice(&buffer[..read]);
+                }
+            })
+            .await
+            .expect("each slow body is being read");
+            stream.write_all(br#"{"hex": ["#).await.expect("writes");
+            slow.push(stream);
+        }
+        // A batch sent whole meanwhile is answered (within the test's deadline, well
+        // inside the 30 s the slow ones may take).
+        let answer = post_batch(&server, &["00".to_owned()]).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert_eq!(answer.json()["refused"], 1);
+        drop(slow);
         server.begin_stop();
         server.join().await.expect("the server stops cleanly");
     }

@@ -18,8 +18,10 @@
 //! stream with 1009), at most [`IN_FLIGHT`] messages admitted ahead of their answers (a
 //! client that does not read its answers stops being read), an answer taken within
 //! `ApiOptions::transaction_stream_write_timeout` (30 s) or the stream dropped, a stream
-//! silent for `ApiOptions::transaction_stream_idle` (60 s) closed, and every stream closed
-//! when the node stops.
+//! that pools nothing for `ApiOptions::transaction_stream_idle` (60 s) closed (messages
+//! that pool nothing, refused or empty, do not keep a place: four clients sending an
+//! empty batch a minute held every place for good), and every stream closed when the
+//! node stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,8 +175,9 @@ async fn serve<S>(
         ..
     } = *slots;
     let (mut sink, mut stream) = socket.split();
-    let mut answers: FuturesOrdered<BoxFuture<'static, String>> = FuturesOrdered::new();
+    let mut answers: FuturesOrdered<Answer> = FuturesOrdered::new();
     let mut shutdown_poll = tokio::time::interval(SHUTDOWN_POLL);
+    // Since the stream opened, or its last message that pooled a transaction was answered.
     let mut idle_since = tokio::time::Instant::now();
     let mut previous = {
         let (done, previous) = oneshot::channel();
@@ -184,7 +187,7 @@ async fn serve<S>(
     loop {
         tokio::select! {
             biased;
-            Some(answer) = answers.next(), if !answers.is_empty() => {
+            Some((answer, pooled)) = answers.next(), if !answers.is_empty() => {
                 match tokio::time::timeout(write_timeout, sink.send(Message::text(answer))).await {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => {
@@ -196,10 +199,12 @@ async fn serve<S>(
                         return;
                     }
                 }
-                idle_since = tokio::time::Instant::now();
+                if pooled > 0 {
+                    idle_since = tokio::time::Instant::now();
+                }
             }
             read = stream.next(), if answers.len() < IN_FLIGHT => {
-                let answer: BoxFuture<'static, String> = match read {
+                let answer: Answer = match read {
                     None | Some(Ok(Message::Close(_))) => return,
                     Some(Ok(Message::Text(text))) => {
                         start_answer(&node, text.as_str(), &mut previous).await
@@ -220,7 +225,6 @@ async fn serve<S>(
                     }
                 };
                 answers.push_back(answer);
-                idle_since = tokio::time::Instant::now();
             }
             _ = shutdown_poll.tick() => {
                 if node.is_shutting_down() {
@@ -228,7 +232,8 @@ async fn serve<S>(
                     return;
                 }
                 if answers.is_empty() && idle_since.elapsed() >= idle {
-                    let reason = format!("idle: no message for {} ms", idle.as_millis());
+                    let reason =
+                        format!("idle: no transaction pooled for {} ms", idle.as_millis());
                     close(sink, CloseCode::Normal, &reason, write_timeout).await;
                     return;
                 }
@@ -237,8 +242,12 @@ async fn serve<S>(
     }
 }
 
-fn ready(answer: String) -> BoxFuture<'static, String> {
-    Box::pin(std::future::ready(answer))
+/// An answer to come: its text, and how many transactions its message pooled.
+type Answer = BoxFuture<'static, (String, usize)>;
+
+/// The answer to a message that pooled nothing, known at once.
+fn ready(answer: String) -> Answer {
+    Box::pin(std::future::ready((answer, 0)))
 }
 
 /// Admits the batch of one text message now, and returns its answer to come once its rows
@@ -250,7 +259,7 @@ async fn start_answer(
     node: &Arc<Node>,
     text: &str,
     previous: &mut oneshot::Receiver<()>,
-) -> BoxFuture<'static, String> {
+) -> Answer {
     let request: RawTransactionsRequest = match serde_json::from_str(text) {
         Ok(request) => request,
         Err(error) => {
@@ -275,11 +284,14 @@ async fn start_answer(
             });
             Box::pin(async move {
                 match finishing.await {
-                    Ok(Ok(answer)) => to_json(&answer),
-                    Ok(Err(error)) => refused(error),
-                    Err(error) => refused(ApiError::internal(format!(
-                        "the batch's wait for its rows failed: {error}"
-                    ))),
+                    Ok(Ok(answer)) => (to_json(&answer), answer.accepted),
+                    Ok(Err(error)) => (refused(error), 0),
+                    Err(error) => (
+                        refused(ApiError::internal(format!(
+                            "the batch's wait for its rows failed: {error}"
+                        ))),
+                        0,
+                    ),
                 }
             })
         }
@@ -697,7 +709,9 @@ mod tests {
         let frame = frame.expect("a close frame");
         assert_eq!(frame.code, CloseCode::Normal);
         assert!(
-            frame.reason.contains("idle: no message for 200 ms"),
+            frame
+                .reason
+                .contains("idle: no transaction pooled for 200 ms"),
             "{frame:?}"
         );
         let mut others = Vec::new();
@@ -707,6 +721,43 @@ mod tests {
         for mut other in others {
             other.close(None).await.expect("closes");
         }
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_pools_nothing_is_closed_however_much_it_sends() {
+        let (_folder, node) = regtest_node(0);
+        let options = crate::ApiOptions {
+            transaction_stream_idle: Duration::from_millis(300),
+            ..crate::ApiOptions::default()
+        };
+        let mut server = TestServer::api(Arc::clone(&node), options).await;
+        let mut client = connect(&server).await.expect("upgraded");
+        // An empty batch, refused, again and again: it never pools a transaction.
+        let frame = tokio::time::timeout(DEADLINE, async {
+            loop {
+                if client.send(Message::text(r#"{"hex": []}"#)).await.is_err() {
+                    return next_close(&mut client).await;
+                }
+                match client.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        assert!(text.as_str().contains("a batch holds 1 to"), "{text}");
+                    }
+                    Some(Ok(Message::Close(frame))) => return frame,
+                    other => panic!("expected an answer or the close, got {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("closed within the deadline");
+        let frame = frame.expect("a close frame");
+        assert!(
+            frame
+                .reason
+                .contains("idle: no transaction pooled for 300 ms"),
+            "{frame:?}"
+        );
         server.begin_stop();
         server.join().await.expect("the server stops cleanly");
     }

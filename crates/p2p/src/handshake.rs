@@ -219,6 +219,12 @@ where
             ping_ms: None,
         },
         node_nonce: theirs.node_nonce,
+        ip: match remote.ip() {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        },
         listen_url: listen_url.clone(),
         best_known: None,
         group: AddressGroup::of(remote.ip()),

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -94,6 +95,10 @@ pub(crate) struct PeerEntry {
     pub(crate) info: PeerInfo,
     /// The nonce of its hello: the same node over two connections has one nonce.
     pub(crate) node_nonce: u64,
+    /// The address it is connected from or to (an IPv4-mapped IPv6 address as IPv4): two
+    /// connections are one node's only if they share it as well as the nonce, which
+    /// anyone who connects to that node hears in its hello.
+    pub(crate) ip: IpAddr,
     /// Where it listens, when known.
     pub(crate) listen_url: Option<PeerUrl>,
     /// The highest block this peer is known to have (from its headers, announcements and
@@ -151,7 +156,9 @@ impl PeerRegistry {
     /// Records a finished handshake (`entry.commands` is replaced by the returned
     /// channel's sender). Keeps one connection per node: if the node is already connected,
     /// the connection dialled by the node with the smaller nonce wins on both sides, so
-    /// simultaneous dials settle on the same connection; the loser is told to close. An
+    /// simultaneous dials settle on the same connection; the loser is told to close. A
+    /// node is known by its nonce and its address together: a stranger that repeats a
+    /// node's nonce from elsewhere is another peer, and takes nobody's place. An
     /// inbound peer is refused if its group has its share of slots; if all slots are
     /// taken, the least useful inbound peer is evicted to make room (told to close), or,
     /// if all are protected, the newcomer is refused.
@@ -167,7 +174,9 @@ impl PeerRegistry {
         let new_is_preferred = entry.info.outbound == we_dial_preferred;
         let existing = peers
             .iter()
-            .find(|(_, existing)| existing.node_nonce == entry.node_nonce)
+            .find(|(_, existing)| {
+                existing.node_nonce == entry.node_nonce && existing.ip == entry.ip
+            })
             .map(|(id, existing)| (*id, existing.info.outbound == we_dial_preferred));
         if let Some((existing_id, existing_is_preferred)) = existing {
             if existing_is_preferred || !new_is_preferred {
@@ -386,5 +395,70 @@ impl PeerRegistry {
             .values()
             .map(|entry| Arc::clone(&entry.announcements))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const LIMITS: InboundLimits = InboundLimits {
+        max_inbound: 32,
+        max_per_group: 8,
+    };
+
+    fn entry(nonce: u64, ip: [u8; 4], outbound: bool) -> PeerEntry {
+        let ip = IpAddr::from(ip);
+        PeerEntry {
+            commands: mpsc::channel(1).0,
+            announcements: Arc::new(Announcements::new(Duration::from_millis(20))),
+            info: PeerInfo {
+                url: format!("ws://{ip}:3000"),
+                outbound,
+                best_height: 0,
+                connected_since_ms: 0,
+                ping_ms: None,
+            },
+            node_nonce: nonce,
+            ip,
+            listen_url: None,
+            best_known: None,
+            group: AddressGroup::of(ip),
+            min_ping_ms: None,
+            last_block_ms: None,
+            last_transaction_ms: None,
+            relays_compact: false,
+            push_compact: false,
+        }
+    }
+
+    #[test]
+    fn a_node_s_nonce_repeated_from_elsewhere_takes_nobody_s_place() {
+        let registry = PeerRegistry::default();
+        // Our nonce is the larger: the node's own dial to us (inbound here) is preferred.
+        let ours = 9;
+        let (dialled, mut dialled_commands) = registry
+            .register(entry(5, [10, 0, 0, 1], true), ours, LIMITS)
+            .expect("registered");
+        // A stranger that heard node 5's hello claims its nonce from another address.
+        let (stranger, _) = registry
+            .register(entry(5, [10, 9, 0, 1], false), ours, LIMITS)
+            .expect("another peer, not node 5");
+        assert_ne!(dialled, stranger);
+        assert!(
+            dialled_commands.try_recv().is_err(),
+            "the real connection is not told to close"
+        );
+        assert_eq!(registry.peers().len(), 2);
+        // Node 5 itself dialling us from its own address: the preferred connection wins.
+        registry
+            .register(entry(5, [10, 0, 0, 1], false), ours, LIMITS)
+            .expect("the preferred connection");
+        assert!(matches!(
+            dialled_commands.try_recv(),
+            Ok(PeerCommand::Close("replaced by a preferred connection"))
+        ));
     }
 }

@@ -503,7 +503,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             }
         }
         if ask_for_headers {
-            self.request_headers(None).await?;
+            // As for an announcement: an orphan costs its sender a few hashes on regtest
+            // (or at devnet's proof-of-work limit), so one request is unanswered at a time.
+            self.request_announced_headers().await?;
         }
         self.p2p.pump_downloads().await;
         Ok(())

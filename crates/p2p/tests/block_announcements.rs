@@ -75,3 +75,53 @@ async fn announcements_of_unknown_blocks_send_one_getheaders_until_it_is_answere
     );
     node.stop().await;
 }
+
+/// A block whose parent nobody has, with the proof of work regtest's limit asks (a few
+/// hashes): what a stranger can send as fast as its message budget allows.
+fn orphan_block(index: u32) -> powchain_consensus::Block {
+    use powchain_consensus::{Block, BlockHeight, Header, Network, Transaction};
+    let params = Network::Regtest.params();
+    let mut block = Block {
+        header: Header {
+            version: Header::CURRENT_VERSION,
+            prev_hash: match unknown_block(index) {
+                InventoryItem::Block(hash) => hash,
+                _ => unreachable!("a block item"),
+            },
+            merkle_root: powchain_consensus::MerkleRoot::ZERO,
+            time_ms: params.genesis().header.time_ms + 1,
+            bits: params.pow_limit,
+            nonce: 0,
+        },
+        transactions: vec![Transaction::new_coinbase(
+            BlockHeight(2),
+            index.to_le_bytes().to_vec(),
+            Vec::new(),
+        )],
+    };
+    block.header.merkle_root = block.compute_merkle_root();
+    powchain_consensus::testkit::solve(&mut block.header);
+    block
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_blocks_send_one_getheaders_until_it_is_answered() {
+    let node = TestNode::start(vec![]).await;
+    let mut peer = raw_peer(&node.url(), 47_402).await.expect("connects");
+    assert_eq!(getheaders_before_pong(&mut peer, 1).await, 0);
+    for index in 0..50 {
+        send(&mut peer, Message::Block(Box::new(orphan_block(index)))).await;
+    }
+    assert_eq!(
+        getheaders_before_pong(&mut peer, 2).await,
+        1,
+        "50 orphans while the first request is unanswered: one getheaders"
+    );
+    send(&mut peer, Message::Headers(Vec::new())).await;
+    assert_eq!(
+        getheaders_before_pong(&mut peer, 3).await,
+        1,
+        "asked once more for what came meanwhile"
+    );
+    node.stop().await;
+}

@@ -96,6 +96,10 @@ pub(crate) struct Session<S> {
     announcements: Arc<Announcements>,
     /// How many more addresses this peer may share now.
     address_budget: RateLimit,
+    /// True once the peer's `getaddr` was answered: later ones are ignored, as Bitcoin
+    /// Core answers one a connection (each answer is up to 100 addresses, some 3 KB, for a
+    /// message of one byte).
+    addresses_given: bool,
     /// A low-work branch this peer is showing us.
     pub(crate) presync: Option<Presync>,
     /// A pre-synced branch being stored.
@@ -141,6 +145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             known: KnownInventory::new(KNOWN_GENERATION),
             announcements,
             address_budget: RateLimit::addresses(),
+            addresses_given: false,
             presync: None,
             redownload: None,
             compact_in_progress: VecDeque::new(),
@@ -473,7 +478,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             }
             Message::Block(block) => self.on_block(*block).await,
             Message::Transaction(transaction) => self.on_transactions(vec![*transaction]).await,
+            Message::GetAddresses if self.addresses_given => Ok(()),
             Message::GetAddresses => {
+                self.addresses_given = true;
                 let addresses = self
                     .p2p
                     .addresses()

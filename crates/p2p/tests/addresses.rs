@@ -95,3 +95,35 @@ async fn gossip_of_unreachable_addresses_gets_a_few_dials_and_a_bounded_share() 
     honest.stop().await;
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn getaddr_is_answered_once_a_connection() {
+    use futures_util::StreamExt;
+
+    let node = TestNode::start(vec![]).await;
+    let mut peer = raw_peer(&node.url(), 47_403).await.expect("connects");
+    for _ in 0..3 {
+        common::send(&mut peer, Message::GetAddresses).await;
+    }
+    common::send(&mut peer, Message::Ping(7)).await;
+    // The session answers in order: every `addr` its `getaddr`s caused comes before the pong.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let mut answers = 0;
+    loop {
+        match tokio::time::timeout_at(deadline, peer.next()).await {
+            Ok(Some(Ok(Frame::Binary(bytes)))) => match Message::from_bytes(&bytes) {
+                Ok(Message::Pong(7)) => break,
+                Ok(Message::Addresses(_)) => answers += 1,
+                _ => {}
+            },
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no pong: {other:?}"),
+        }
+    }
+    assert_eq!(answers, 1, "three getaddr, one answer");
+    assert!(
+        node.p2p.banned().is_empty(),
+        "asking again is not misbehaviour"
+    );
+    node.stop().await;
+}

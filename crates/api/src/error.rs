@@ -110,7 +110,10 @@ impl From<PathRejection> for ApiError {
 }
 
 impl From<tokio::task::JoinError> for ApiError {
+    /// A panic's message stays in the node's log: it may name anything inside the node
+    /// (paths, values), and the client may be anyone who reaches the port.
     fn from(error: tokio::task::JoinError) -> ApiError {
-        ApiError::internal(format!("the request's task failed: {error}"))
+        tracing::error!(%error, "a request's task failed");
+        ApiError::internal("the request's task failed (a bug: the node's log says where)")
     }
 }

@@ -166,10 +166,26 @@ impl Encode for Block {
     }
 }
 
-impl Decode for Block {
-    fn decode_from(reader: &mut Reader<'_>) -> Result<Block, DecodeError> {
+impl Block {
+    /// Decodes a block of at most `max_transactions` transactions, refusing a larger count
+    /// before any transaction is read. A decoded transaction takes several times its
+    /// encoded size in memory (a 2 MB block of the smallest transactions that decode, 7
+    /// bytes each, would make some 285,000), so a caller that knows a tighter bound than
+    /// [`Decode::decode_from`]'s (the peer-to-peer layer: the most payments a valid block
+    /// can hold) passes it here.
+    ///
+    /// # Errors
+    /// As [`Decode::decode_from`], and for a count above `max_transactions`.
+    pub fn decode_bounded(
+        reader: &mut Reader<'_>,
+        max_transactions: usize,
+    ) -> Result<Block, DecodeError> {
         let header = Header::decode_from(reader)?;
-        let count = reader.read_count("transactions", MAX_BLOCK_TRANSACTIONS, MIN_TX_BYTES)?;
+        let count = reader.read_count(
+            "transactions",
+            max_transactions.min(MAX_BLOCK_TRANSACTIONS),
+            MIN_TX_BYTES,
+        )?;
         // Grow as transactions really decode: a decoded transaction takes several times its
         // encoded size in memory, so reserving for the claimed count would multiply the input.
         let mut transactions = Vec::with_capacity(count.min(PREALLOCATE_LIMIT));
@@ -180,5 +196,11 @@ impl Decode for Block {
             header,
             transactions,
         })
+    }
+}
+
+impl Decode for Block {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Block, DecodeError> {
+        Block::decode_bounded(reader, MAX_BLOCK_TRANSACTIONS)
     }
 }

@@ -538,7 +538,11 @@ impl Message {
                     _ => Message::NotFound(items),
                 }
             }
-            BLOCK => Message::Block(Box::new(Block::decode_from(reader)?)),
+            // No valid block holds more transactions than a compact block may name.
+            BLOCK => Message::Block(Box::new(Block::decode_bounded(
+                reader,
+                MAX_COMPACT_TRANSACTIONS,
+            )?)),
             TRANSACTION => Message::Transaction(Box::new(Transaction::decode_from(reader)?)),
             GET_ADDRESSES => Message::GetAddresses,
             ADDRESSES => {
@@ -747,6 +751,25 @@ mod tests {
             Message::from_bytes(&huge),
             Err(MessageError::TooLarge { .. })
         ));
+        // A block of more transactions than a valid block can hold (the smallest that
+        // decode are 7 bytes, a valid payment 147) is refused before any is read.
+        let tiny = Transaction {
+            version: 1,
+            inputs: powchain_consensus::TxInputs::Spends(Vec::new()),
+            outputs: Vec::new(),
+        };
+        let block = |count: usize| {
+            Message::Block(Box::new(Block {
+                header: Header::decode_from(&mut Reader::new(&[0; 88])).expect("a header"),
+                transactions: vec![tiny.clone(); count],
+            }))
+            .to_bytes()
+        };
+        assert!(Message::from_bytes(&block(MAX_COMPACT_TRANSACTIONS)).is_ok());
+        assert_eq!(
+            Message::from_bytes(&block(MAX_COMPACT_TRANSACTIONS + 1)).map_err(|error| error.rule()),
+            Err("malformed-message")
+        );
         // A headers message claiming more than the limit is refused before allocating.
         let mut claim = vec![PROTOCOL_VERSION, HEADERS];
         write_varint(&mut claim, 1 << 40);

@@ -127,6 +127,16 @@ mod served_tests {
     use crate::server::{ConnectionLimits, EVICTION_GRACE};
     use crate::testing::{TestServer, get as http_get};
 
+    fn limits() -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: 8,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(1),
+            eviction_grace: EVICTION_GRACE,
+            write_stall_timeout: crate::options::DEFAULT_WRITE_STALL_TIMEOUT,
+        }
+    }
+
     #[tokio::test]
     async fn a_slow_request_is_answered_503_request_timeout_and_a_fast_one_is_not() {
         let router = with_request_timeout(
@@ -135,14 +145,7 @@ mod served_tests {
                 .route("/fast", get(|| async { "fast" })),
             Duration::from_millis(300),
         );
-        let limits = ConnectionLimits {
-            max_connections: 8,
-            header_read_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(1),
-            eviction_grace: EVICTION_GRACE,
-            write_stall_timeout: crate::options::DEFAULT_WRITE_STALL_TIMEOUT,
-        };
-        let server = TestServer::router(router, limits).await;
+        let server = TestServer::router(router, limits()).await;
         let slow = http_get(server.address, "/slow").await;
         assert_eq!(slow.status, 503);
         assert_eq!(slow.header("content-type"), Some("application/json"));
@@ -172,14 +175,7 @@ mod served_tests {
             ),
             timeout,
         );
-        let limits = ConnectionLimits {
-            max_connections: 8,
-            header_read_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(1),
-            eviction_grace: EVICTION_GRACE,
-            write_stall_timeout: crate::options::DEFAULT_WRITE_STALL_TIMEOUT,
-        };
-        let server = TestServer::router(router, limits).await;
+        let server = TestServer::router(router, limits()).await;
         let paid = http_get(server.address, "/pay").await;
         assert_eq!(
             paid.status,

@@ -67,6 +67,14 @@ pub(crate) fn funded_node_dir(
     context: &Context,
     count: usize,
 ) -> Result<(tempfile::TempDir, Vec<Transaction>), BenchError> {
+    funded_chain(context, count).map(|(dir, payments, _)| (dir, payments))
+}
+
+/// [`funded_node_dir`], and the builder at the chain's tip (to build on it).
+fn funded_chain(
+    context: &Context,
+    count: usize,
+) -> Result<(tempfile::TempDir, Vec<Transaction>, ChainBuilder), BenchError> {
     let dir = tempfile::tempdir()?;
     let mut builder = ChainBuilder::new();
     let (blocks, coins) = fund(&mut builder, count);
@@ -78,7 +86,14 @@ pub(crate) fn funded_node_dir(
     feed(&mut chain, blocks)?;
     drop(chain);
     let payments = sign_payments(builder.key(), &coins, context.threads);
-    Ok((dir, payments))
+    Ok((dir, payments, builder))
+}
+
+/// A node in process on `dir` (a chain that pays the suite's key, not a wallet of its own).
+fn open_node(dir: &Path) -> Result<Arc<Node>, BenchError> {
+    let mut config = NodeConfig::new(Network::Regtest, dir.to_path_buf());
+    config.new_wallet = true;
+    Ok(Node::open(config, Arc::new(SystemClock))?)
 }
 
 pub(crate) fn run(
@@ -132,10 +147,7 @@ pub(crate) fn run(
     let submissions = sizes.pool_submissions;
     let (dir, payments) = funded_node_dir(context, submissions)?;
     let commit_bound = durable_commit_rate(dir.path(), sizes.seconds)?;
-    let mut config = NodeConfig::new(Network::Regtest, dir.path().to_path_buf());
-    // The chain pays the suite's key, not a wallet that was lost.
-    config.new_wallet = true;
-    let node = Node::open(config, Arc::new(SystemClock))?;
+    let node = open_node(dir.path())?;
     let (result, seconds) = timed(|| {
         payments
             .iter()
@@ -240,20 +252,8 @@ pub(crate) fn run(
 /// seconds the second took (the reorganisation and the pool's reconciliation), after
 /// checking that the pool kept every payment.
 fn reorganise_under_pool(context: &Context, count: usize) -> Result<f64, BenchError> {
-    let dir = tempfile::tempdir()?;
-    let mut builder = ChainBuilder::new();
-    let (blocks, coins) = fund(&mut builder, count);
-    let mut chain = open_chain(
-        &dir.path().join("chain.redb"),
-        context.threads,
-        StoreDurability::Synced,
-    )?;
-    feed(&mut chain, blocks)?;
-    drop(chain);
-    let payments = sign_payments(builder.key(), &coins, context.threads);
-    let mut config = NodeConfig::new(Network::Regtest, dir.path().to_path_buf());
-    config.new_wallet = true;
-    let node = Node::open(config, Arc::new(SystemClock))?;
+    let (dir, payments, mut builder) = funded_chain(context, count)?;
+    let node = open_node(dir.path())?;
     for result in node.submit_peer_transactions(payments) {
         result?;
     }

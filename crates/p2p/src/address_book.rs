@@ -142,10 +142,14 @@ impl AddressBook {
         }
     }
 
-    /// Up to `max` addresses to share with a peer.
-    pub(crate) fn shareable(&self, max: usize) -> Vec<String> {
+    /// Up to `max` addresses to share with a peer (a public one, `with_public_peer`, hears
+    /// only of public addresses).
+    pub(crate) fn shareable(&self, max: usize, with_public_peer: bool) -> Vec<String> {
         self.known
             .iter()
+            // A peer on the internet hears only of public addresses: this node's own
+            // networks (its local nodes, say) are none of its business.
+            .filter(|url| crate::address_group::may_share(with_public_peer, &url.host))
             .take(max)
             .map(PeerUrl::to_string)
             .collect()
@@ -249,7 +253,7 @@ mod tests {
         // Two sessions from one address: kept until both end.
         book.insert(url(7000));
         book.insert(url(7000));
-        assert_eq!(book.shareable(10), vec![url(7000).to_string()]);
+        assert_eq!(book.shareable(10, false), vec![url(7000).to_string()]);
         book.session_ended(&url(7000));
         assert_eq!(book.len(), 1);
         book.session_ended(&url(7000));
@@ -286,7 +290,14 @@ mod tests {
         );
         assert_eq!(fresh, vec![url(5002)]);
         assert!(book.learn(&["ws://127.0.0.1:5002".into()], 1).is_empty());
-        assert_eq!(book.shareable(10), vec!["ws://127.0.0.1:5002".to_owned()]);
+        assert_eq!(
+            book.shareable(10, false),
+            vec!["ws://127.0.0.1:5002".to_owned()]
+        );
+        assert!(
+            book.shareable(10, true).is_empty(),
+            "a peer on the internet hears of no loopback address"
+        );
         assert!(!book.begin_dial(&url(5001), true), "never dial ourselves");
         assert!(book.begin_dial(&url(5003), true));
         assert!(
@@ -304,7 +315,7 @@ mod tests {
         assert!(book.begin_dial(&url(5002), false));
         assert!(book.remove(&url(5002)), "it was known");
         assert!(book.is_removed(&url(5002)));
-        assert!(book.shareable(10).is_empty(), "no longer shared");
+        assert!(book.shareable(10, false).is_empty(), "no longer shared");
         assert!(
             book.learn(&texts(5002..5003), 2).is_empty(),
             "not learned again"
@@ -340,7 +351,7 @@ mod tests {
         );
         assert!(
             !book
-                .shareable(MAX_KNOWN_ADDRESSES)
+                .shareable(MAX_KNOWN_ADDRESSES, false)
                 .contains(&url(10_000).to_string()),
             "the first learned address was evicted"
         );

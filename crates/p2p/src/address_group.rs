@@ -66,9 +66,83 @@ impl fmt::Display for AddressGroup {
     }
 }
 
+/// True if `ip` is an address of the public internet: not this machine's, not a private
+/// or link-local network's, not one reserved for documentation, sharing or multicast.
+pub(crate) fn is_public(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, _, _] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                // Carrier-grade NAT's shared space, 100.64.0.0/10.
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            let [a, b, ..] = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local()
+                || (a == 0x2001 && b == 0x0db8))
+        }
+    }
+}
+
+/// True if a peer connected from a public address (`peer_is_public`) or from this machine
+/// or a private network may make this node learn, and so dial, `host`: a stranger on the
+/// internet may share only public IP addresses, so it cannot make the node dial into its
+/// own networks or look up names it chose; a peer of the node's own networks (the
+/// tutorial's nodes on one machine, a simulation's hosts) may share any address.
+pub(crate) fn may_share(peer_is_public: bool, host: &str) -> bool {
+    if !peer_is_public {
+        return true;
+    }
+    host.parse::<IpAddr>().is_ok_and(is_public)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_public_peer_may_share_only_public_ip_addresses() {
+        for public in ["203.1.113.7", "8.8.8.8", "2a00:1450::1", "::ffff:8.8.4.4"] {
+            assert!(may_share(true, public), "{public}");
+        }
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.5",
+            "172.16.9.9",
+            "169.254.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "203.0.113.7",
+            "localhost",
+            "internal.example",
+        ] {
+            assert!(!may_share(true, private), "{private}");
+            assert!(
+                may_share(false, private),
+                "{private} from a peer of our own networks"
+            );
+        }
+    }
 
     fn group(text: &str) -> AddressGroup {
         AddressGroup::of(text.parse().expect("an address"))

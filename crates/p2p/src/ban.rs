@@ -32,6 +32,14 @@ impl BanKey {
             BanKey::Address(ip)
         }
     }
+
+    /// True if the peer is on the public internet (`address_group::is_public`).
+    pub(crate) fn is_public(&self) -> bool {
+        match self {
+            BanKey::LocalPort(_) => false,
+            BanKey::Address(ip) => crate::address_group::is_public(*ip),
+        }
+    }
 }
 
 /// Why a text names no peer a ban could apply to.

@@ -484,7 +484,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 let addresses = self
                     .p2p
                     .addresses()
-                    .shareable(crate::message::MAX_ADDRESSES);
+                    .shareable(crate::message::MAX_ADDRESSES, self.ban_key.is_public());
                 Ok(self.send(&Message::Addresses(addresses)).await?)
             }
             Message::SendCompact { high_bandwidth } => {
@@ -501,8 +501,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 transactions,
             } => self.on_block_transactions(block, transactions).await,
             Message::Addresses(mut addresses) => {
-                // Beyond the peer's address budget the rest is ignored, not punished.
+                // Beyond the peer's address budget the rest is ignored, not punished; so
+                // is what a stranger on the internet may not make us dial.
                 addresses.truncate(self.address_budget.take_up_to(addresses.len()));
+                let public = self.ban_key.is_public();
+                addresses.retain(|text| {
+                    crate::url::PeerUrl::parse(text)
+                        .is_ok_and(|url| crate::address_group::may_share(public, &url.host))
+                });
                 if !addresses.is_empty() {
                     self.p2p.learn_addresses(&addresses, self.id);
                 }

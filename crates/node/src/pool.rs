@@ -92,7 +92,12 @@ impl Node {
             let before = pending.len();
             let mut retry = Vec::new();
             for (transaction, time_ms) in pending {
-                match self.readmit_into_pool(&mut core, transaction.clone(), time_ms.min(now)) {
+                match self.admit_into_pool(
+                    &mut core,
+                    transaction.clone(),
+                    time_ms.min(now),
+                    Admission::Returning,
+                ) {
                     Ok(_) => {}
                     Err(NodeError::Mempool(error)) if error.is_missing_input() => {
                         retry.push((transaction, time_ms))
@@ -130,27 +135,9 @@ impl Node {
         Ok(())
     }
 
-    /// Validates `transaction` against the chain tip and the pool and adds it to the pool.
-    pub(crate) fn accept_into_pool(
-        &self,
-        core: &mut Core,
-        transaction: Transaction,
-        now: u64,
-    ) -> Result<Accepted, NodeError> {
-        self.admit_into_pool(core, transaction, now, Admission::New)
-    }
-
-    /// [`Node::accept_into_pool`] for a transaction returning to the pool (a
-    /// reorganisation's, or one restored at start): `Mempool::readmit`.
-    pub(crate) fn readmit_into_pool(
-        &self,
-        core: &mut Core,
-        transaction: Transaction,
-        now: u64,
-    ) -> Result<Accepted, NodeError> {
-        self.admit_into_pool(core, transaction, now, Admission::Returning)
-    }
-
+    /// Validates `transaction` against the chain tip and the pool and adds it to the pool,
+    /// as `admission` says: new (`Mempool::accept`), returning (`Mempool::readmit`), or
+    /// kept through a reorganisation (`readmit`, its signatures not checked again).
     pub(crate) fn admit_into_pool(
         &self,
         core: &mut Core,
@@ -233,7 +220,7 @@ impl Node {
             let mut core = lock(&self.core);
             for transaction in transactions.by_ref().take(SUBMIT_BATCH_PER_LOCK) {
                 let stored = transaction.clone();
-                let result = self.accept_into_pool(&mut core, transaction, now);
+                let result = self.admit_into_pool(&mut core, transaction, now, Admission::New);
                 match &result {
                     Ok(accepted) => rows.extend(store_rows(accepted, stored, now)),
                     Err(NodeError::Mempool(error)) => invalid = error.is_invalid(),
@@ -326,7 +313,7 @@ impl Node {
         now: u64,
     ) -> Result<(Accepted, Ticket), NodeError> {
         let stored = transaction.clone();
-        let accepted = self.accept_into_pool(core, transaction, now)?;
+        let accepted = self.admit_into_pool(core, transaction, now, Admission::New)?;
         // The transaction may spend coins of peers' blocks not yet synced; acknowledging
         // it must not outlive them (a restart would drop it as spending missing coins).
         if core.chain.has_unsynced_changes() {

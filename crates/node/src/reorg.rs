@@ -106,10 +106,13 @@ impl Node {
                 let time_ms = arrival_times
                     .get(&txid)
                     .map_or(now, |arrived| (*arrived).min(now));
-                match self.admit_into_pool(core, transaction.clone(), time_ms, admission) {
+                // Only the branch's transactions get a store row (what the pool held has
+                // one): the rest are not copied.
+                let row = matches!(admission, Admission::Returning).then(|| transaction.clone());
+                match self.admit_into_pool(core, transaction, time_ms, admission) {
                     Ok(accepted) => {
                         removed.extend(accepted.evicted);
-                        if matches!(admission, Admission::Returning) {
+                        if let Some(transaction) = row {
                             readmitted += 1;
                             readmitted_rows.push(PoolWrite::Insert {
                                 txid,

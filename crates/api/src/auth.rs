@@ -1,11 +1,14 @@
-//! Access control: who may spend the node's wallet, make it mine, or change its peers.
+//! Access control: who may spend the node's wallet, make it mine, or change its peers, and
+//! which web pages may use the node at all.
 //!
 //! ```text
-//!   request ──router (a route matched)──▶ guard ──protected endpoint?──no──▶ handler
-//!                                           │ yes
-//!           token required (HTTP bound off loopback, or --require-token)?
-//!             yes ──▶ `Authorization: Bearer <token>` equal (constant time)? ──▶ handler | 401
-//!             no  ──▶ sent by a web page of another site? ─────────────────────▶ 403 | handler
+//!   request ──router (a route matched)──▶ guard
+//!     token required (HTTP bound off loopback, or --require-token)?
+//!       yes ──▶ protected endpoint? ──no──────────────────────────────────────▶ handler
+//!                 │ yes: `Authorization: Bearer <token>` equal (constant time)? ──▶ handler | 401
+//!       no  ──▶ a browser following a link to a read (`Sec-Fetch-Mode: navigate`)?
+//!                 yes: `Host` names this machine? ─────────────────────▶ handler | 403
+//!                 no:  that, and not sent for a page of another site? ──▶ handler | 403
 //! ```
 //!
 //! The protected endpoints ([`is_protected`]) are those that spend (`POST /transact`,
@@ -21,10 +24,15 @@
 //! API, and nobody else.
 //!
 //! Without a required token (the loopback default, so the tutorial's curl lines keep
-//! working), the guard still refuses protected requests that a browser sends on behalf of a
-//! web page of another site, which could otherwise reach `127.0.0.1` from the user's own
-//! browser (cross-site request forgery, DNS rebinding). Clients that are not browsers send
-//! none of the headers checked, and the node's own dashboard is same-origin.
+//! working), a browser on the same machine could still reach `127.0.0.1` for any web page
+//! it shows. So the guard refuses every request a browser sends on behalf of a page of
+//! another site, reads included: a page whose name was re-pointed at 127.0.0.1 (DNS
+//! rebinding) would otherwise read the wallet's balance and history as if it were the
+//! dashboard, and any page could submit to `POST /tx` or `/txs` or hold the places of the
+//! `/txs/ws` and `/events` streams. Only a link to the node is followed (the user sees its
+//! answer, the linking page does not). Clients that are not browsers send none of the
+//! headers checked, and the node's own dashboard is same-origin. Off loopback the token
+//! guards what spends, mines and dials, and reads are open to whoever reaches the port.
 //!
 //! Nothing here logs the token or the `Authorization` header.
 
@@ -154,11 +162,13 @@ pub(crate) async fn guard(
         .extensions()
         .get::<MatchedPath>()
         .is_none_or(|matched| is_protected(request.method(), matched.as_str()));
-    if !protected {
-        return next.run(request).await;
-    }
     let refusal = match &options.required_token {
-        Some(required) => check_bearer_token(request.headers(), required).err(),
+        Some(required) if protected => check_bearer_token(request.headers(), required).err(),
+        // Off loopback every read is open by design: whoever reaches the port may read.
+        Some(_) => None,
+        // A link to the dashboard (or to any read) from another site is followed; the
+        // host is still checked, so a rebound name gets nothing.
+        None if !protected && is_navigation(&request) => check_host(request.headers()).err(),
         None => check_not_cross_site(request.headers()).err(),
     };
     match refusal {
@@ -242,14 +252,8 @@ fn bearer_token(headers: &HeaderMap) -> Option<Result<&str, ()>> {
 ///   plain links included, which carry no `Origin`), must be `same-origin` or `none` (typed
 ///   into the address bar).
 fn check_not_cross_site(headers: &HeaderMap) -> Result<(), ApiError> {
+    check_host(headers)?;
     let host = headers.get(HOST).and_then(|value| value.to_str().ok());
-    if let Some(host) = host
-        && !names_this_machine(host)
-    {
-        return Err(cross_site_refusal(format!(
-            "the request names host {host:?}, which is not a loopback address"
-        )));
-    }
     if let Some(origin) = headers.get(ORIGIN) {
         let origin = origin.to_str().unwrap_or("(not text)");
         let same_origin = host.is_some_and(|host| {
@@ -274,13 +278,39 @@ fn check_not_cross_site(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `Ok` unless the `Host` header names something other than this machine: a page whose own
+/// name was re-pointed at 127.0.0.1 (DNS rebinding) sends its own name.
+fn check_host(headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers.get(HOST).map(|value| value.to_str()) {
+        Some(Ok(host)) if !names_this_machine(host) => Err(cross_site_refusal(format!(
+            "the request names host {host:?}, which is not a loopback address"
+        ))),
+        Some(Err(_)) => Err(cross_site_refusal(
+            "the request's host is not text".to_owned(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// True if a browser sent the request to open a page (a followed link, a typed address):
+/// `Sec-Fetch-Mode: navigate` on a `GET` or `HEAD`. Such a request's answer is shown to the
+/// user, never to the page that linked to it.
+fn is_navigation(request: &Request) -> bool {
+    matches!(*request.method(), Method::GET | Method::HEAD)
+        && request
+            .headers()
+            .get("sec-fetch-mode")
+            .is_some_and(|mode| mode.as_bytes() == b"navigate")
+}
+
 fn cross_site_refusal(why: String) -> ApiError {
     ApiError {
         status: StatusCode::FORBIDDEN,
         message: format!(
-            "refused: {why}. Spending, mining and changing peers are open without a token only \
-             to clients on this machine that are not browsers, and to this node's own \
-             dashboard; start the node with --require-token to use a token instead"
+            "refused: {why}. A node that requires no API token answers clients on this \
+             machine that are not browsers, its own dashboard, and links to it, never a web \
+             page of another site; start the node with --require-token to use a token \
+             instead"
         ),
     }
 }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
 use powchain_node::Node;
@@ -139,6 +139,22 @@ pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
         .with_state(node);
     // Outermost, so the guard, the fallbacks and body reads are bounded too.
     with_request_timeout(router, request_timeout)
+        .layer(axum::middleware::map_response(answer_headers))
+}
+
+/// Headers every answer carries: its content type is never sniffed (an error may echo a
+/// client's text), and nothing is cached, since answers describe a wallet and a moving
+/// chain (the dashboard's assets set their own revalidation, which is kept).
+async fn answer_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// Serves the API on `listener` until `shutdown` completes, with the loopback default: no
@@ -175,4 +191,31 @@ pub async fn serve_with(
         write_stall_timeout: options.write_stall_timeout,
     };
     serve_router(listener, router_with(node, options), limits, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::options::ApiOptions;
+    use crate::testing::{TestServer, get, regtest_node};
+
+    #[tokio::test]
+    async fn every_answer_forbids_sniffing_and_caching_but_assets_revalidate() {
+        let (_directory, node) = regtest_node(1);
+        let server = TestServer::api(node, ApiOptions::default()).await;
+        for (path, status, cache) in [
+            ("/balance", 200, "no-store"),
+            ("/tx/not-a-txid", 400, "no-store"),
+            ("/no-such-endpoint", 404, "no-store"),
+            ("/assets/app.js", 200, "no-cache"),
+        ] {
+            let answer = get(server.address, path).await;
+            assert_eq!(answer.status, status, "{path}");
+            assert_eq!(
+                answer.header("x-content-type-options"),
+                Some("nosniff"),
+                "{path}"
+            );
+            assert_eq!(answer.header("cache-control"), Some(cache), "{path}");
+        }
+    }
 }

@@ -243,10 +243,69 @@ fn loopback_needs_no_token_but_refuses_browsers_sent_by_other_sites() {
     }
     assert_eq!(node.height(), height, "nothing was mined");
     assert_eq!(node.get_ok("/transactions"), json!([]), "nothing was sent");
-    // Reads are not protected: another site's page may read (the browser keeps the answer
-    // from it unless the node allowed it, which it does not).
-    let response = node.request("GET", "/status", &[("Origin", "https://evil.example")], b"");
-    assert_eq!(response.status, 200);
+    // Nor may another site's page read, submit or hold a stream: a rebound name would read
+    // the wallet as the dashboard does, and any page could take the streams' places.
+    let websocket = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let refused_reads: Vec<(&str, &str, Headers)> = vec![
+        ("GET", "/balance", vec![("Host", &rebound_host)]),
+        (
+            "GET",
+            "/wallet/history",
+            vec![("Host", &rebound_host), ("Sec-Fetch-Site", "same-origin")],
+        ),
+        // Even as a link: the page is then served under the rebound name.
+        (
+            "GET",
+            "/",
+            vec![("Host", &rebound_host), ("Sec-Fetch-Mode", "navigate")],
+        ),
+        ("GET", "/status", vec![("Origin", "https://evil.example")]),
+        (
+            "GET",
+            "/events",
+            vec![
+                ("Sec-Fetch-Site", "cross-site"),
+                ("Sec-Fetch-Mode", "no-cors"),
+            ],
+        ),
+        ("POST", "/tx", vec![("Origin", "https://evil.example")]),
+        (
+            "GET",
+            "/txs/ws",
+            [("Origin", "https://evil.example")]
+                .into_iter()
+                .chain(websocket)
+                .collect(),
+        ),
+    ];
+    for (method, path, headers) in refused_reads {
+        let response = node.request(method, path, &headers, b"{}");
+        assert_eq!(
+            response.status,
+            403,
+            "{method} {path} {headers:?}: {}",
+            response.text()
+        );
+    }
+    // A link from another site to the dashboard is followed, and same-origin reads and
+    // clients that are not browsers are served.
+    let followed = [
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Sec-Fetch-Mode", "navigate"),
+    ];
+    assert_eq!(node.request("GET", "/", &followed, b"").status, 200);
+    assert_eq!(node.request("GET", "/status", &followed, b"").status, 200);
+    let dashboard = [
+        ("Sec-Fetch-Site", "same-origin"),
+        ("Sec-Fetch-Mode", "cors"),
+    ];
+    assert_eq!(node.request("GET", "/balance", &dashboard, b"").status, 200);
+    assert_eq!(node.request("GET", "/balance", &[], b"").status, 200);
 }
 
 /// Runs the binary as a client in `directory`, with only `environment` of the client's

@@ -63,7 +63,7 @@ fn crash_worker() {
     loop {
         let choice = splitmix(&mut seed);
         let height = mirror.height().0 as usize;
-        let mut builder = if choice % 3 == 0 && height > 4 {
+        let mut builder = if choice.is_multiple_of(3) && height > 4 {
             // Fork 1-3 blocks below the tip and outgrow the main chain by one block.
             let depth = (choice / 3 % 3 + 1) as usize;
             let mut branch = TestChain::new(Network::Regtest);
@@ -188,10 +188,10 @@ fn kill_repeatedly(deferred: bool, kills: u64) {
                 if words.next() == Some("tip") {
                     let hash = words.next().and_then(|word| word.parse().ok());
                     let height = words.next().and_then(|word| word.parse().ok());
-                    if let (Some(hash), Some(height)) = (hash, height) {
-                        if sender.send((hash, height)).is_err() {
-                            break;
-                        }
+                    if let (Some(hash), Some(height)) = (hash, height)
+                        && sender.send((hash, height)).is_err()
+                    {
+                        break;
                     }
                 }
             }

@@ -177,12 +177,11 @@ async fn honest_peer_hears_a_new_block(
     // at once. A live peer answers (its round trip is what protects it from eviction).
     tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(Ok(frame_in)) = socket.next().await {
-            if let Frame::Binary(bytes) = frame_in {
-                if let Ok(Message::Ping(nonce)) = Message::from_bytes(&bytes) {
-                    if socket.send(frame(&Message::Pong(nonce))).await.is_ok() {
-                        return Ok(());
-                    }
-                }
+            if let Frame::Binary(bytes) = frame_in
+                && let Ok(Message::Ping(nonce)) = Message::from_bytes(&bytes)
+                && socket.send(frame(&Message::Pong(nonce))).await.is_ok()
+            {
+                return Ok(());
             }
         }
         Err("the node closed the honest peer's connection during its handshake")
@@ -595,7 +594,7 @@ async fn floods_of_cheap_header_branches() {
                     _ = tick.tick() => {}
                 }
                 salt += 1;
-                let headers = if salt % 10 == 0 {
+                let headers = if salt.is_multiple_of(10) {
                     (0..50)
                         .map(|index| branch(&genesis, 1, salt * 100 + index)[0])
                         .collect()

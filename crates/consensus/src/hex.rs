@@ -53,7 +53,7 @@ fn digit_value(character: u8) -> Option<u8> {
 /// [`HexError`] on an odd length or a non-hex character.
 pub fn decode(text: &str) -> Result<Vec<u8>, HexError> {
     let raw = text.as_bytes();
-    if raw.len() % 2 != 0 {
+    if !raw.len().is_multiple_of(2) {
         return Err(HexError::OddLength(raw.len()));
     }
     let mut bytes = Vec::with_capacity(raw.len() / 2);

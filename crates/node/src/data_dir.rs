@@ -68,6 +68,50 @@ pub(crate) fn refuse_lost_wallet(
     })
 }
 
+/// The data directory's lock, held for as long as the node is open: one process a
+/// directory. The stores' own locks (redb's) would refuse a second node only once it opens
+/// them, after `--reindex` has already renamed the running node's chain and pool aside
+/// (a rename succeeds under an open file), and the wallet's key file has no lock of its
+/// own: two processes would each rewrite it from their own list of keys.
+#[derive(Debug)]
+pub(crate) struct DirectoryLock {
+    /// Open for as long as the lock is held: the operating system releases it when the
+    /// file is closed, a crash included, so a stale lock file never keeps a node out.
+    _file: std::fs::File,
+}
+
+/// The lock file in a data directory.
+pub(crate) const LOCK_FILE: &str = ".lock";
+
+impl DirectoryLock {
+    /// Takes the lock of `directory` (creating its lock file), or fails at once if another
+    /// process holds it.
+    ///
+    /// # Errors
+    /// [`NodeError::DataDirInUse`] if it is held, [`NodeError::DataDir`] if the lock file
+    /// cannot be opened or locked.
+    pub(crate) fn acquire(directory: &Path) -> Result<DirectoryLock, NodeError> {
+        let path = directory.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| NodeError::DataDir {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirectoryLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::DataDirInUse {
+                directory: directory.to_path_buf(),
+                lock: path,
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(NodeError::DataDir { path, source }),
+        }
+    }
+}
+
 /// Renames `path` to `<path>.damaged-<unix seconds>` if it exists, so a new store starts
 /// in its place and the old one stays for a look or a restore.
 ///
@@ -260,6 +304,45 @@ mod tests {
         config.reindex = true;
         open(&config, &clock).expect("--reindex starts");
         assert_eq!(moved_aside(dir.path(), "mempool.redb").len(), 1);
+    }
+
+    #[test]
+    fn a_second_node_on_a_directory_in_use_touches_nothing_even_with_reindex() {
+        let (mut config, clock, dir, address) = closed_with_chain();
+        let first = open(&config, &clock).expect("opens");
+        config.reindex = true;
+        let error = open(&config, &clock).err().expect("refused");
+        assert!(matches!(error, NodeError::DataDirInUse { .. }), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains("in use") && message.contains(LOCK_FILE),
+            "{message}"
+        );
+        // `--reindex` would have moved the running node's stores aside before any store's
+        // own lock refused it.
+        assert!(moved_aside(dir.path(), "chain.redb").is_empty());
+        assert!(moved_aside(dir.path(), "mempool.redb").is_empty());
+        first
+            .mine_one(Vec::new(), false)
+            .expect("the first node goes on");
+        assert_eq!(first.tip().height.0, 4);
+        drop(first);
+        // The lock goes with the node that held it.
+        config.reindex = false;
+        let again = open(&config, &clock).expect("opens once the first is closed");
+        assert_eq!(again.tip().height.0, 4);
+        assert_eq!(again.wallet_address(), address);
+    }
+
+    #[test]
+    fn a_pool_store_another_process_holds_is_in_use_not_damaged() {
+        let (mut config, clock, dir, _) = closed_with_chain();
+        let holder = redb::Database::create(config.pool_path()).expect("opens the pool store");
+        config.reindex = true;
+        let error = open(&config, &clock).err().expect("refused");
+        assert!(matches!(error, NodeError::DataDirInUse { .. }), "{error}");
+        assert!(moved_aside(dir.path(), "mempool.redb").is_empty());
+        drop(holder);
     }
 
     #[test]

@@ -26,8 +26,9 @@ pub enum NodeError {
     },
     /// The pool's store could not be opened and read.
     #[error(
-        "{} is damaged ({detail}); it holds only unconfirmed transactions: delete it, or \
-         start the node with --reindex, which moves it aside",
+        "{} is damaged ({detail}); it holds only unconfirmed transactions: rename it (to \
+         keep it for a look; the node then starts with an empty pool), or start the node \
+         with --reindex, which moves it aside but also syncs the chain again",
         path.display()
     )]
     PoolStoreDamaged {
@@ -74,6 +75,21 @@ pub enum NodeError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another process holds the data directory's lock: another node (or one started
+    /// with `--reindex`, which would move the running node's stores aside) uses it.
+    #[error(
+        "{} is in use by another process: another node uses this data directory (it holds \
+         {}); stop it first, or give this node its own: another HTTP_PORT (`--http-port`; \
+         the default directory is data/<network>-<http port>) or `--data-dir`",
+        directory.display(),
+        lock.display()
+    )]
+    DataDirInUse {
+        /// The data directory.
+        directory: std::path::PathBuf,
+        /// Its lock file.
+        lock: std::path::PathBuf,
+    },
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
@@ -109,6 +125,7 @@ impl NodeError {
             | NodeError::WalletMissing { .. }
             | NodeError::MoveAside { .. }
             | NodeError::DataDir { .. }
+            | NodeError::DataDirInUse { .. }
             | NodeError::ShuttingDown => false,
         }
     }

@@ -33,7 +33,7 @@ use tokio::sync::broadcast;
 
 use crate::clock::Clock;
 use crate::config::NodeConfig;
-use crate::data_dir;
+use crate::data_dir::{self, DirectoryLock};
 use crate::error::NodeError;
 use crate::event::NodeEvent;
 use crate::log_budget::LogBudget;
@@ -88,6 +88,8 @@ pub struct Node {
     pub(crate) shutting_down: AtomicBool,
     /// Keeps reorganisation lines from flooding the console.
     pub(crate) reorg_lines: LogBudget,
+    /// The data directory is this process's while the node is open (`None` in memory).
+    _directory_lock: Option<DirectoryLock>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -117,6 +119,12 @@ impl Node {
             path: config.data_dir.clone(),
             source,
         })?;
+        // First of all: nothing in the directory is touched while another process uses it.
+        let directory_lock = if config.in_memory {
+            None
+        } else {
+            Some(DirectoryLock::acquire(&config.data_dir)?)
+        };
         if config.in_memory {
             // Nothing on disk to move aside or to find missing.
         } else if config.reindex {
@@ -198,6 +206,7 @@ impl Node {
             peers: OnceLock::new(),
             shutting_down: AtomicBool::new(false),
             reorg_lines: LogBudget::new(REORG_LINES_BURST, REORG_LINE_INTERVAL_MS),
+            _directory_lock: directory_lock,
         });
         node.restore_pool()?;
         Ok(node)

@@ -102,7 +102,11 @@ impl Node {
                     Err(NodeError::Mempool(error)) if error.is_missing_input() => {
                         retry.push((transaction, time_ms))
                     }
-                    Err(_) => {}
+                    // Refused by a rule (spent, expired, too low a fee): forgotten below.
+                    Err(error) if error.is_rejection() => {}
+                    // Our own store failed: nothing is forgotten, and the node does not
+                    // start on a pool it could not read back.
+                    Err(error) => return Err(error),
                 }
             }
             pending = retry;
@@ -110,6 +114,16 @@ impl Node {
                 break;
             }
         }
+        // After `--reindex` the chain starts again from genesis, so every stored payment
+        // misses its coins until the chain is synced: they stay stored, for the next start.
+        let waiting_for_the_chain: HashSet<Txid> = if self.config.reindex {
+            pending
+                .iter()
+                .map(|(transaction, _)| transaction.compute_txid())
+                .collect()
+        } else {
+            HashSet::new()
+        };
         // What waited past the expiry while the node was down leaves now, not at the next
         // expiry round: until then it would be relayed and mined.
         core.mempool.expire(now);
@@ -124,12 +138,13 @@ impl Node {
             .load()?
             .iter()
             .map(|(transaction, _)| transaction.compute_txid())
-            .filter(|txid| !kept.contains(txid))
+            .filter(|txid| !kept.contains(txid) && !waiting_for_the_chain.contains(txid))
             .collect();
         self.pool_store.remove(&dropped);
         info!(
             restored = kept.len(),
             dropped = dropped.len(),
+            kept_for_the_next_start = waiting_for_the_chain.len(),
             "restored the transaction pool"
         );
         Ok(())
@@ -316,11 +331,11 @@ impl Node {
         let accepted = self.admit_into_pool(core, transaction, now, Admission::New)?;
         // The transaction may spend coins of peers' blocks not yet synced; acknowledging
         // it must not outlive them (a restart would drop it as spending missing coins).
-        if core.chain.has_unsynced_changes() {
-            if let Err(error) = core.chain.sync() {
-                core.mempool.remove_with_descendants([accepted.txid]);
-                return Err(error.into());
-            }
+        if core.chain.has_unsynced_changes()
+            && let Err(error) = core.chain.sync()
+        {
+            core.mempool.remove_with_descendants([accepted.txid]);
+            return Err(error.into());
         }
         let ticket = self.pool_store.queue(store_rows(&accepted, stored, now));
         Ok((accepted, ticket))
@@ -956,6 +971,30 @@ mod tests {
             test.stored_pool_txids().is_empty(),
             "and its store row is gone"
         );
+    }
+
+    #[test]
+    fn a_reindex_keeps_stored_payments_for_the_start_after_the_chain_is_back() {
+        let test = TestNode::open(Network::Regtest);
+        let blocks = test.mine_until_spendable();
+        let payment = test.pay_one_coin();
+        let test = test.reopen_configured(|config| config.reindex = true);
+        assert_eq!(
+            test.node.tip().height,
+            powchain_consensus::BlockHeight::GENESIS
+        );
+        assert!(
+            !test.pool_holds(&payment.txid),
+            "its coin is not on the new chain"
+        );
+        assert_eq!(
+            test.stored_pool_txids(),
+            vec![payment.txid],
+            "but the acknowledged payment is not forgotten"
+        );
+        test.submit_blocks(&blocks);
+        let test = test.reopen_configured(|config| config.reindex = false);
+        assert!(test.pool_holds(&payment.txid), "back in the pool");
     }
 
     #[test]

@@ -72,6 +72,13 @@ fn damaged_at<T>(
 ) -> Result<T, NodeError> {
     let detail = match result {
         Ok(Ok(value)) => return Ok(value),
+        // Not damage: moving the file aside (`--reindex`) would take it from its user.
+        Ok(Err(redb::Error::DatabaseAlreadyOpen)) => {
+            return Err(NodeError::DataDirInUse {
+                directory: path.parent().unwrap_or(path).to_path_buf(),
+                lock: path.to_path_buf(),
+            });
+        }
         Ok(Err(error)) => error.to_string(),
         Err(payload) => format!(
             "the storage engine panicked: {}",

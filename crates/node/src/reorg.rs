@@ -129,13 +129,13 @@ impl Node {
                 readmitted,
                 "returned a reorganisation's transactions to the pool"
             );
-            if let Some((depth, height, hash)) = reorganised {
-                if let Some(held_back) = self.reorg_lines.admit(now) {
-                    info!(
-                        "{}{held_back}",
-                        reorg_line(depth, height, &hash, readmitted)
-                    );
-                }
+            if let Some((depth, height, hash)) = reorganised
+                && let Some(held_back) = self.reorg_lines.admit(now)
+            {
+                info!(
+                    "{}{held_back}",
+                    reorg_line(depth, height, &hash, readmitted)
+                );
             }
         }
         // Rows first: a row evicted by a later re-admission is removed after it is written.

@@ -192,15 +192,13 @@ impl Node {
     ) -> Result<PeerHeaders, NodeError> {
         let now = self.clock.now_ms();
         let mut core = lock(&self.core);
-        if require_work {
-            if let Some(end_work) = core.chain.headers_chain_work(headers)? {
-                let threshold = core.chain.anti_dos_work_threshold();
-                if end_work < threshold {
-                    return Ok(PeerHeaders::LowWork {
-                        end_work,
-                        threshold,
-                    });
-                }
+        if require_work && let Some(end_work) = core.chain.headers_chain_work(headers)? {
+            let threshold = core.chain.anti_dos_work_threshold();
+            if end_work < threshold {
+                return Ok(PeerHeaders::LowWork {
+                    end_work,
+                    threshold,
+                });
             }
         }
         core.chain.accept_headers(headers, now)?;

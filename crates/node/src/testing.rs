@@ -116,6 +116,16 @@ impl TestNode {
         TestNode { node, clock, dir }
     }
 
+    /// Closes the node and opens it again with its settings changed by `configure` (a
+    /// restart with other flags).
+    pub(crate) fn reopen_configured(self, configure: impl FnOnce(&mut NodeConfig)) -> TestNode {
+        let (mut config, clock, dir) = self.close();
+        configure(&mut config);
+        let node =
+            Node::open(config, Arc::clone(&clock) as Arc<dyn Clock>).expect("the node reopens");
+        TestNode { node, clock, dir }
+    }
+
     /// Closes the node and hands back what reopens its data directory: its settings,
     /// clock and the directory itself (deleted when dropped).
     pub(crate) fn close(self) -> (NodeConfig, Arc<ManualClock>, TempDir) {

@@ -340,10 +340,10 @@ impl Node {
                     Some(output) => Some(output),
                     None => outputs.output(&input.prevout)?,
                 };
-                if let Some(output) = found {
-                    if addresses.contains(&output.address) {
-                        sent = add(sent, output.value);
-                    }
+                if let Some(output) = found
+                    && addresses.contains(&output.address)
+                {
+                    sent = add(sent, output.value);
                 }
             }
             transactions.push(WalletTransaction {

@@ -424,12 +424,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             return Ok(());
         }
         let (ask, dropped) = self.p2p.compact().promote(self.id);
-        if let Some(dropped) = dropped {
-            if let Some(commands) = self.p2p.registry.commands(dropped) {
-                let _ = commands.try_send(PeerCommand::Send(Message::SendCompact {
-                    high_bandwidth: false,
-                }));
-            }
+        if let Some(dropped) = dropped
+            && let Some(commands) = self.p2p.registry.commands(dropped)
+        {
+            let _ = commands.try_send(PeerCommand::Send(Message::SendCompact {
+                high_bandwidth: false,
+            }));
         }
         if ask {
             self.send(&Message::SendCompact {

@@ -181,10 +181,10 @@ async fn a_flooded_node_keeps_serving_pings_and_blocks_with_bounded_memory() {
                         .expect("a pong within 10 s")
                         .expect("the connection stays open")
                         .expect("a frame");
-                    if let Frame::Binary(bytes) = frame {
-                        if Message::from_bytes(&bytes) == Ok(Message::Pong(nonce)) {
-                            break;
-                        }
+                    if let Frame::Binary(bytes) = frame
+                        && Message::from_bytes(&bytes) == Ok(Message::Pong(nonce))
+                    {
+                        break;
                     }
                 }
                 round_trips.push(sent.elapsed());

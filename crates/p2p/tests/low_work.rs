@@ -64,10 +64,10 @@ async fn a_cheap_branch_far_below_the_tip_is_not_stored_and_not_punished() {
     socket.send(frame(&Message::Ping(77))).await.expect("sent");
     let answered = tokio::time::timeout(LIMIT, async {
         while let Some(Ok(frame)) = socket.next().await {
-            if let Frame::Binary(bytes) = frame {
-                if let Ok(Message::Pong(77)) = Message::from_bytes(&bytes) {
-                    return true;
-                }
+            if let Frame::Binary(bytes) = frame
+                && let Ok(Message::Pong(77)) = Message::from_bytes(&bytes)
+            {
+                return true;
             }
         }
         false

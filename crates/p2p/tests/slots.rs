@@ -262,14 +262,13 @@ async fn a_full_node_evicts_an_idle_stranger_for_a_newcomer() {
     // The newcomer answers pings (a live peer): later strangers evict strangers, not it.
     let answer = tokio::spawn(async move {
         while let Some(Ok(frame)) = newcomer.next().await {
-            if let Frame::Binary(bytes) = frame {
-                if let Ok(powchain_p2p::Message::Ping(nonce)) =
+            if let Frame::Binary(bytes) = frame
+                && let Ok(powchain_p2p::Message::Ping(nonce)) =
                     powchain_p2p::Message::from_bytes(&bytes)
-                {
-                    let pong = powchain_p2p::Message::Pong(nonce).to_bytes();
-                    if newcomer.send(Frame::binary(pong)).await.is_err() {
-                        break;
-                    }
+            {
+                let pong = powchain_p2p::Message::Pong(nonce).to_bytes();
+                if newcomer.send(Frame::binary(pong)).await.is_err() {
+                    break;
                 }
             }
         }

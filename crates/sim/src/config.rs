@@ -181,13 +181,13 @@ impl SimConfig {
                 "uplinks need 0 < min <= max Mbit/s".into(),
             ));
         }
-        if let Scenario::Withholding { delay } = self.scenario {
-            if delay.is_zero() || delay >= SETTLE {
-                return Err(SimError::Settings(format!(
-                    "a withholding delay must be above zero and below the {} s the run settles",
-                    SETTLE.as_secs()
-                )));
-            }
+        if let Scenario::Withholding { delay } = self.scenario
+            && (delay.is_zero() || delay >= SETTLE)
+        {
+            return Err(SimError::Settings(format!(
+                "a withholding delay must be above zero and below the {} s the run settles",
+                SETTLE.as_secs()
+            )));
         }
         // A crash and a partition start a quarter into mining and must end before it does.
         let timed_fault = match self.scenario {
@@ -195,22 +195,22 @@ impl SimConfig {
             Scenario::Partition { length } => Some(("a partition", length)),
             _ => None,
         };
-        if let Some((fault, length)) = timed_fault {
-            if length.is_zero() || self.fault_start() + length >= self.mining_end() {
-                return Err(SimError::Settings(format!(
-                    "{fault} of {} s must end before mining does: it starts after a quarter of the {} s",
-                    length.as_secs(),
-                    self.duration.as_secs()
-                )));
-            }
+        if let Some((fault, length)) = timed_fault
+            && (length.is_zero() || self.fault_start() + length >= self.mining_end())
+        {
+            return Err(SimError::Settings(format!(
+                "{fault} of {} s must end before mining does: it starts after a quarter of the {} s",
+                length.as_secs(),
+                self.duration.as_secs()
+            )));
         }
-        if let Scenario::Hostile { hosts } = self.scenario {
-            if hosts == 0 || hosts > hostile::MAX_HOSTILE_HOSTS {
-                return Err(SimError::Settings(format!(
-                    "hostile hosts must number from 1 to {}",
-                    hostile::MAX_HOSTILE_HOSTS
-                )));
-            }
+        if let Scenario::Hostile { hosts } = self.scenario
+            && (hosts == 0 || hosts > hostile::MAX_HOSTILE_HOSTS)
+        {
+            return Err(SimError::Settings(format!(
+                "hostile hosts must number from 1 to {}",
+                hostile::MAX_HOSTILE_HOSTS
+            )));
         }
         if self
             .largest_miner_share

@@ -43,6 +43,8 @@ use crate::short_id::ShortIdKey;
 /// Compact blocks one session completes at once at most (each holds at most
 /// `MAX_COMPACT_TRANSACTIONS` slots); beyond, the oldest is given up.
 pub(crate) const MAX_PARTIAL_BLOCKS: usize = 4;
+/// Blocks a session remembers having looked up in the pool for a compact block.
+pub(crate) const MAX_TRIED_COMPACT_BLOCKS: usize = 16;
 /// A `getblocktxn` for a block deeper than this below the tip is answered with the whole
 /// block (Bitcoin Core's `MAX_BLOCKTXN_DEPTH`): a few transactions of an old block would
 /// cost the node a decode of all of it for a reply of a few bytes, again and again.
@@ -221,6 +223,8 @@ pub(crate) enum Unrecoverable {
     /// Every slot is filled but the Merkle root differs: a short id matched the wrong
     /// transaction (or the peer sent wrong ones).
     WrongMerkleRoot,
+    /// The peer sent this compact block before, and it was looked up in the pool then.
+    SentAgain,
 }
 
 /// A compact block being filled in.
@@ -603,6 +607,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             }
         }
         let claimed = self.p2p.claim_download(self.id, hash);
+        // A block is looked up in the pool once a session: a peer sending the same compact
+        // block again (each a pass over the whole pool under the node's lock, at no cost
+        // to it, and exempt from the message rate while the block is asked of it) gets the
+        // whole block asked for instead.
+        if self.compact_tried.contains(&hash) {
+            return self
+                .fetch_whole(hash, claimed, Unrecoverable::SentAgain)
+                .await;
+        }
+        if self.compact_tried.len() >= MAX_TRIED_COMPACT_BLOCKS {
+            self.compact_tried.pop_front();
+        }
+        self.compact_tried.push_back(hash);
         let (mut partial, key, wanted) = match PartialBlock::new(compact) {
             Ok(parts) => parts,
             Err(why) => return self.fetch_whole(hash, claimed, why).await,
@@ -649,14 +666,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if missing.is_empty() {
             return self.finish_compact(partial, claimed).await;
         }
-        if !claimed {
-            // Another peer is sending it whole already.
+        if !claimed && !self.p2p.high_bandwidth_peers().contains(&self.id) {
+            // Another peer is sending it already.
             return Ok(());
         }
-        debug!(peer = %self.label, block = %hash, missing = missing.len(), "asking for the transactions a compact block needs");
+        // Also when another peer claimed the block: a peer we asked to push blocks to us is
+        // asked for what is missing all the same (Bitcoin Core completes a block from up
+        // to three peers at once), so a stranger that claimed it with an unasked compact
+        // block and never answers holds it back by nothing.
+        debug!(peer = %self.label, block = %hash, missing = missing.len(), claimed, "asking for the transactions a compact block needs");
         if self.compact_in_progress.len() >= MAX_PARTIAL_BLOCKS {
             // The oldest is given up: whoever is asked next may send it whole.
-            if let Some(oldest) = self.compact_in_progress.pop_front() {
+            if let Some(oldest) = self.compact_in_progress.pop_front()
+                && self.p2p.is_in_flight_from(self.id, &oldest.hash)
+            {
                 self.p2p.block_done(&oldest.hash);
             }
         }

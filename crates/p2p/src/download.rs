@@ -190,12 +190,13 @@ impl Downloads {
     /// `notfound` for a block not asked of that peer changes nothing: it must neither
     /// cancel another peer's request nor grow the peer's set without bound (each entry is
     /// a request this node made).
-    pub(crate) fn not_found(&mut self, peer: PeerId, hash: BlockHash) {
+    pub(crate) fn not_found(&mut self, peer: PeerId, hash: BlockHash) -> bool {
         if !self.is_in_flight_from(peer, &hash) {
-            return;
+            return false;
         }
         self.in_flight.remove(&hash);
         self.not_found.entry(peer).or_default().insert(hash);
+        true
     }
 
     /// A peer left: its blocks in flight go to others.
@@ -307,9 +308,10 @@ impl P2p {
         self.downloads().done(hash);
     }
 
-    /// A peer does not have a block we asked it for.
-    pub(crate) fn note_not_found(&self, peer: PeerId, hash: BlockHash) {
-        self.downloads().not_found(peer, hash);
+    /// A peer does not have a block we asked it for. True if the block was in flight
+    /// from it (and is now free for others).
+    pub(crate) fn note_not_found(&self, peer: PeerId, hash: BlockHash) -> bool {
+        self.downloads().not_found(peer, hash)
     }
 
     /// A peer left: its blocks go to others at the next pump.
@@ -489,12 +491,13 @@ mod tests {
         let timeout = Duration::from_secs(20);
         let asked = downloads.assign(vec![(hash(1), vec![peer(1)])], now, timeout);
         assert_eq!(asked[&peer(1)], vec![hash(1)]);
-        // Another peer says it lacks the block asked of peer 1, and a thousand more.
-        downloads.not_found(peer(2), hash(1));
+        // Another peer says it lacks the block asked of peer 1, and a thousand more: no
+        // block is freed, so no download plan is made again.
+        assert!(!downloads.not_found(peer(2), hash(1)));
         for number in 0..1_000u32 {
             let mut bytes = [0xee; 32];
             bytes[..4].copy_from_slice(&number.to_le_bytes());
-            downloads.not_found(peer(2), BlockHash(bytes));
+            assert!(!downloads.not_found(peer(2), BlockHash(bytes)));
         }
         assert!(
             downloads.is_in_flight_from(peer(1), &hash(1)),
@@ -507,6 +510,9 @@ mod tests {
             downloads.assign(plan, now, timeout)[&peer(2)],
             vec![hash(2)]
         );
+        // Peer 1 lacking its block frees it, once.
+        assert!(downloads.not_found(peer(1), hash(1)));
+        assert!(!downloads.not_found(peer(1), hash(1)));
     }
 
     #[test]

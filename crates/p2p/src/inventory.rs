@@ -76,10 +76,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 .await
                 .ok_or(SessionEnd::Shutdown)?
         };
-        let mut unknown_block = false;
+        let (mut unknown_block, mut peer_went_higher) = (false, false);
         for (hash, height) in blocks.iter().zip(&known_blocks) {
             match height {
-                Some(height) => self.p2p.registry.note_block(self.id, *hash, height.0),
+                Some(height) => {
+                    peer_went_higher |= self.p2p.registry.note_block(self.id, *hash, height.0)
+                }
                 None => unknown_block = true,
             }
         }
@@ -96,7 +98,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         self.ask_for_transactions(announced.ask).await?;
         if unknown_block {
             self.request_announced_headers().await?;
-        } else if known_blocks.iter().any(Option::is_some) {
+        } else if peer_went_higher {
+            // The peer has blocks it was not known to have: it may be asked for them. An
+            // announcement of blocks it was known to have (made under the node's lock,
+            // the download plan would be made again for every such `inv`) changes nothing.
             self.p2p.pump_downloads().await;
         }
         Ok(())

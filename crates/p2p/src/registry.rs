@@ -320,13 +320,20 @@ impl PeerRegistry {
     }
 
     /// Records that a peer has `hash` at `height` (and so its ancestors).
-    pub(crate) fn note_block(&self, id: PeerId, hash: BlockHash, height: u64) {
-        if let Some(entry) = self.peers().get_mut(&id) {
-            entry.info.best_height = entry.info.best_height.max(height);
-            if entry.best_known.is_none_or(|(_, known)| height > known) {
-                entry.best_known = Some((hash, height));
-            }
+    ///
+    /// True if it is higher than any block the peer was known to have: only then may it
+    /// be asked for more blocks than before.
+    pub(crate) fn note_block(&self, id: PeerId, hash: BlockHash, height: u64) -> bool {
+        let mut peers = self.peers();
+        let Some(entry) = peers.get_mut(&id) else {
+            return false;
+        };
+        entry.info.best_height = entry.info.best_height.max(height);
+        let higher = entry.best_known.is_none_or(|(_, known)| height > known);
+        if higher {
+            entry.best_known = Some((hash, height));
         }
+        higher
     }
 
     /// Each connected peer's best known block, for peers that have shown one.
@@ -432,6 +439,25 @@ mod tests {
             relays_compact: false,
             push_compact: false,
         }
+    }
+
+    #[test]
+    fn a_peer_s_best_block_is_news_only_when_it_is_higher() {
+        let registry = PeerRegistry::default();
+        let (id, _commands) = registry
+            .register(entry(5, [10, 0, 0, 1], true), 9, LIMITS)
+            .expect("registered");
+        let block = |byte| BlockHash([byte; 32]);
+        assert!(registry.note_block(id, block(1), 10), "its first block");
+        assert!(registry.note_block(id, block(2), 11), "higher");
+        // An `inv` of blocks it was known to have: nothing to plan downloads for again.
+        assert!(!registry.note_block(id, block(2), 11));
+        assert!(!registry.note_block(id, block(1), 10));
+        assert_eq!(registry.tips(), vec![(id, block(2))]);
+        assert!(
+            !registry.note_block(PeerId(999), block(3), 12),
+            "not connected"
+        );
     }
 
     #[test]

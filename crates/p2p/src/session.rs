@@ -107,6 +107,9 @@ pub(crate) struct Session<S> {
     /// Compact blocks waiting for the transactions we asked this peer for, oldest first
     /// (at most `compact::MAX_PARTIAL_BLOCKS`).
     pub(crate) compact_in_progress: VecDeque<PartialBlock>,
+    /// The last blocks this peer's compact blocks were looked up in the pool for (at most
+    /// `compact::MAX_TRIED_COMPACT_BLOCKS`): a block is rebuilt once a session.
+    pub(crate) compact_tried: VecDeque<BlockHash>,
     /// When we last asked for headers because an announcement did not connect: at most
     /// one such request a second (sync.rs).
     pub(crate) last_unconnected_request: Option<Instant>,
@@ -149,6 +152,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             presync: None,
             redownload: None,
             compact_in_progress: VecDeque::new(),
+            compact_tried: VecDeque::new(),
             last_unconnected_request: None,
             headers_request: HeadersRequest::default(),
             unplaced_compact: None,
@@ -458,10 +462,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Message::Inventory(items) => self.on_inventory(items).await,
             Message::GetData(items) => self.on_get_data(items).await,
             Message::NotFound(items) => {
+                let mut freed_block = false;
                 for item in &items {
                     match item {
                         InventoryItem::Block(hash) | InventoryItem::CompactBlock(hash) => {
-                            self.p2p.note_not_found(self.id, *hash)
+                            freed_block |= self.p2p.note_not_found(self.id, *hash);
                         }
                         // Gone from its pool before we asked (a block took it): asked of
                         // another announcer, or again when announced again (a
@@ -471,7 +476,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         }
                     }
                 }
-                self.p2p.pump_downloads().await;
+                // A download plan is made under the node's lock: only when a block we
+                // asked of this peer is free for others, not for every `notfound`.
+                if freed_block {
+                    self.p2p.pump_downloads().await;
+                }
                 // The peer's load fell by what it lacked.
                 self.ask_for_deferred_transactions().await
             }

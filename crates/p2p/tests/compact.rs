@@ -311,6 +311,119 @@ async fn a_wrong_transaction_makes_the_node_fetch_the_whole_block_and_a_short_an
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compact_block_sent_again_is_not_looked_up_again_but_fetched_whole() {
+    // Each lookup is a pass over the whole pool under the node's lock; a compact block of
+    // a block asked of the peer is exempt from the message rate, so a peer that answered
+    // wrongly and sent the compact block again, in a loop, held the lock at no cost.
+    let mut chain = TestChain::regtest_with_mature_coins(2);
+    let node = TestNode::with_chain(&chain, vec![]).await;
+    let spends = payments(&chain, 0..2);
+    let block = chain.build(spends.clone(), fees(2));
+    chain.push(block.clone()).expect("valid");
+    let hash = block.compute_hash();
+    let mut peer = pushing_peer(&node, 47_106).await;
+    let compact = Message::CompactBlock(Box::new(compact_of(&block, &[0])));
+    send(&mut peer, compact.clone()).await;
+    expect(&mut peer, "getblocktxn", |message| match message {
+        Message::GetBlockTransactions { .. } => Some(()),
+        _ => None,
+    })
+    .await;
+    // A wrong answer: the node asks for the whole block (a short-id collision is possible,
+    // so no ban), and the peer sends the compact block again instead, twice.
+    send(
+        &mut peer,
+        Message::BlockTransactions {
+            block: hash,
+            transactions: vec![spends[1].clone(), spends[0].clone()],
+        },
+    )
+    .await;
+    expect(
+        &mut peer,
+        "getdata for the whole block",
+        |message| match message {
+            Message::GetData(items) if items.contains(&InventoryItem::Block(hash)) => Some(()),
+            _ => None,
+        },
+    )
+    .await;
+    for ping in [11, 12] {
+        send(&mut peer, compact.clone()).await;
+        send(&mut peer, Message::Ping(ping)).await;
+        let asked_whole = expect(&mut peer, "getdata or the pong", |message| match message {
+            Message::GetBlockTransactions { .. } => panic!("looked up in the pool again"),
+            Message::GetData(items) if items.contains(&InventoryItem::Block(hash)) => Some(true),
+            Message::Pong(nonce) if nonce == ping => Some(false),
+            _ => None,
+        })
+        .await;
+        assert!(asked_whole, "the whole block is asked for again");
+    }
+    send(&mut peer, Message::Block(Box::new(block.clone()))).await;
+    wait_until("the whole block is the tip", LIMIT, || async {
+        node.tip() == hash
+    })
+    .await;
+    assert!(node.p2p.banned().is_empty());
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pusher_completes_a_block_a_silent_stranger_claimed_first() {
+    let mut chain = TestChain::regtest_with_mature_coins(2);
+    let node = TestNode::with_chain(&chain, vec![]).await;
+    let spends = payments(&chain, 0..2);
+    let block = chain.build(spends.clone(), fees(2));
+    chain.push(block.clone()).expect("valid");
+    let hash = block.compute_hash();
+    let mut pusher = pushing_peer(&node, 47_107).await;
+    let asked = expect(&mut pusher, "sendcmpct", |message| match message {
+        Message::SendCompact { high_bandwidth } => Some(high_bandwidth),
+        _ => None,
+    })
+    .await;
+    assert!(asked, "the node asks its first peer for pushes");
+    // A stranger sends the new block's compact block first, unasked, and never answers.
+    let mut stranger = raw_peer(&node.url(), 47_108).await.expect("connects");
+    let compact = Message::CompactBlock(Box::new(compact_of(&block, &[0])));
+    send(&mut stranger, compact.clone()).await;
+    expect(&mut stranger, "getblocktxn", |message| match message {
+        Message::GetBlockTransactions { .. } => Some(()),
+        _ => None,
+    })
+    .await;
+    // The pusher's copy is completed from the pusher at once, not after the stranger's
+    // request times out (20 s, `P2pConfig::block_timeout`).
+    send(&mut pusher, compact).await;
+    let asked_pusher = tokio::time::timeout(
+        Duration::from_secs(10),
+        expect(&mut pusher, "getblocktxn", |message| match message {
+            Message::GetBlockTransactions { block, indexes } if block == hash => Some(indexes),
+            _ => None,
+        }),
+    )
+    .await
+    .expect("asked of the pusher before the stranger's request times out");
+    assert_eq!(asked_pusher, vec![1, 2]);
+    send(
+        &mut pusher,
+        Message::BlockTransactions {
+            block: hash,
+            transactions: spends,
+        },
+    )
+    .await;
+    wait_until("the block is the tip", LIMIT, || async {
+        node.tip() == hash
+    })
+    .await;
+    assert!(node.p2p.banned().is_empty());
+    drop(stranger);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_block_is_announced_by_its_header_to_a_peer_that_has_its_parent() {
     let chain = TestChain::regtest_with_mature_coins(1);
     let node = TestNode::with_chain(&chain, vec![]).await;

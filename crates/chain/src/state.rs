@@ -412,6 +412,54 @@ mod tests {
     }
 
     #[test]
+    fn a_side_branch_block_damaged_on_disk_is_damage_not_an_invalid_block() {
+        use powchain_consensus::encode::Encode;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut chain = open(dir.path());
+        let mut main = TestChain::new(Network::Regtest);
+        main.mine_empty(2);
+        for block in &main.blocks[1..] {
+            chain.accept_block(block.clone(), NOW_MS).expect("valid");
+        }
+        // A rival branch off genesis: its first two blocks are stored on the side.
+        let mut branch = TestChain::new(Network::Regtest);
+        branch.miner = powchain_consensus::testkit::test_key(7);
+        branch.mine_empty(3);
+        for block in &branch.blocks[1..3] {
+            chain.accept_block(block.clone(), NOW_MS).expect("valid");
+        }
+        let damaged = branch.blocks[1].compute_hash();
+        assert_eq!(chain.tip().hash, main.tip().compute_hash());
+        // The disk changes the stored coinbase's value: a body that would now break a
+        // rule (it pays more than the subsidy).
+        let mut body = branch.blocks[1].clone();
+        body.transactions[0].outputs[0].value = body.transactions[0].outputs[0]
+            .value
+            .checked_add(powchain_consensus::Amount::from_units(1).expect("a unit"))
+            .expect("in range");
+        let write = chain.db.begin_write().expect("a write");
+        write
+            .open_table(crate::store::BLOCKS)
+            .expect("the table")
+            .insert(damaged.0.as_slice(), body.encode_to_vec().as_slice())
+            .expect("written");
+        write.commit().expect("committed");
+        // The branch's third block makes it the most-work chain: connecting it meets the
+        // damaged body.
+        let error = chain
+            .accept_block(branch.blocks[3].clone(), NOW_MS)
+            .expect_err("the damaged block cannot connect");
+        assert!(matches!(error, ChainError::Corrupt(_)), "{error}");
+        assert!(!error.is_invalid(), "nobody is blamed: {error}");
+        for block in &branch.blocks[1..] {
+            assert!(
+                !chain.index.record(&block.compute_hash()).status.is_failed(),
+                "an honest block is not marked failed"
+            );
+        }
+    }
+
+    #[test]
     fn a_branch_of_many_blocks_connects_with_one_sync() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut chain = open(dir.path());

@@ -210,6 +210,8 @@ impl ChainState {
         Ok(submitted_error)
     }
 
+    /// A stored block, as the store gives it back. What reaches the store was checked
+    /// against its header on arrival; [`check_stored_block`] tells damage since then.
     pub(super) fn load_block(&self, hash: &BlockHash) -> Result<Block, ChainError> {
         let read = self.db.begin_read()?;
         let table = read.open_table(BLOCKS)?;
@@ -224,6 +226,7 @@ impl ChainState {
         let record = self.index.record(&hash);
         let block = self.load_block(&hash)?;
         let txids = block.compute_txids();
+        check_stored_block(&hash, &block, &txids)?;
         let write = self.begin_write()?;
         match self.write_connect(&write, hash, &record, &block, &txids) {
             Ok(changes) => self.commit_with(write, |overlay| overlay.push(changes))?,
@@ -412,4 +415,28 @@ impl ChainState {
         meta.insert(META_FLUSHED, tip.header.prev_hash.0.as_slice())?;
         Ok(())
     }
+}
+
+/// `Ok` if a block read back from the store is the one its key names: its header hashes to
+/// `hash` and its transactions to the header's Merkle root. Every block was checked so on
+/// arrival (`bad-merkle-root` comes before any other rule), so a difference is damage to
+/// the store, never the block's fault: without this check a damaged body failed a rule,
+/// and an honest block, with its descendants and whoever offered them, was refused for
+/// good (and a damaged body that broke no rule put wrong coins in the UTXO set).
+///
+/// # Errors
+/// [`ChainError::Corrupt`] naming the block.
+pub(super) fn check_stored_block(
+    hash: &BlockHash,
+    block: &Block,
+    txids: &[Txid],
+) -> Result<(), ChainError> {
+    if block.header.compute_hash() != *hash
+        || powchain_consensus::merkle::compute_merkle_root(txids) != block.header.merkle_root
+    {
+        return Err(ChainError::Corrupt(format!(
+            "block {hash} read back from the store is not the block stored under that hash"
+        )));
+    }
+    Ok(())
 }

@@ -306,6 +306,7 @@ impl ChainState {
                 .ok_or_else(|| ChainError::Corrupt(format!("no undo data for block {hash}")))
                 .and_then(|row| decode_undo(row.value()).map_err(corrupt("undo data")))?;
             let txids = block.compute_txids();
+            super::connect::check_stored_block(&hash, &block, &txids)?;
             overlay.push(BlockChanges::replayed(
                 hash,
                 BlockHeight(height),

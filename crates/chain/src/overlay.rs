@@ -21,7 +21,8 @@
 //! cloned (pointer copies) together with the redb read transaction under one lock, so a
 //! snapshot's tables and layers always describe the same tip.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use powchain_consensus::utxo::{created_coins, created_outputs};
@@ -131,14 +132,12 @@ impl BlockChanges {
         })
     }
 
-    /// The outpoints of this layer's coins that pay `address`.
-    fn coins_of(&self, address: &Address) -> impl Iterator<Item = &OutPoint> {
+    /// This layer's coins that pay `address`, as (address, outpoint), in outpoint order.
+    fn coins_of(&self, address: &Address) -> &[(Address, OutPoint)] {
         let coins = &self.by_address().coins;
         let start = coins.partition_point(|(entry, _)| entry < address);
-        coins[start..]
-            .iter()
-            .take_while(move |(entry, _)| entry == address)
-            .map(|(_, outpoint)| outpoint)
+        let end = start + coins[start..].partition_point(|(entry, _)| entry == address);
+        &coins[start..end]
     }
 
     /// The transactions of this layer that paid or spent from `address`, in txid order.
@@ -338,31 +337,31 @@ impl Overlay {
         net
     }
 
-    /// The net change of the coins of `address`, by outpoint: `Some` created, `None` spent
-    /// (in the table, to be hidden).
-    pub(crate) fn address_coin_changes(
-        &self,
-        address: &Address,
-    ) -> BTreeMap<OutPoint, Option<Coin>> {
-        let mut changes: BTreeMap<OutPoint, Option<Coin>> = BTreeMap::new();
-        for layer in &self.layers {
-            for outpoint in layer.coins_of(address) {
-                let Some(change) = layer.coins.get(outpoint) else {
-                    continue;
-                };
-                match change {
-                    CoinChange::Created(coin) => {
-                        changes.insert(*outpoint, Some(*coin));
-                    }
-                    CoinChange::Spent(_) => {
-                        if changes.remove(outpoint).is_none() {
-                            changes.insert(*outpoint, None);
-                        }
-                    }
-                }
-            }
+    /// The net change of the coins of `address`, in outpoint order: `Some` created (not in
+    /// the table), `None` spent (in the table, to be hidden). Lazy: each layer's coins of
+    /// the address are merged as they are read, so a reader that wants the first few coins
+    /// of an address with thousands of cached changes reads about that few.
+    pub(crate) fn address_coin_changes<'a>(&'a self, address: &Address) -> AddressCoinChanges<'a> {
+        let slices: Vec<&'a [(Address, OutPoint)]> = self
+            .layers
+            .iter()
+            .map(|layer| layer.coins_of(address))
+            .collect();
+        let heads = slices
+            .iter()
+            .enumerate()
+            .filter_map(|(age, slice)| {
+                slice
+                    .first()
+                    .map(|(_, outpoint)| Reverse((*outpoint, Reverse(age))))
+            })
+            .collect();
+        AddressCoinChanges {
+            layers: &self.layers,
+            slices,
+            positions: vec![0; self.layers.len()],
+            heads,
         }
-        changes
     }
 
     /// The unflushed history of `address`, newest first (by height, then txid descending,
@@ -378,6 +377,59 @@ impl Overlay {
             }));
         }
         history
+    }
+}
+
+/// [`Overlay::address_coin_changes`]: the layers' sorted coins of one address, merged.
+pub(crate) struct AddressCoinChanges<'a> {
+    layers: &'a [Arc<BlockChanges>],
+    /// Each layer's coins of the address, in outpoint order.
+    slices: Vec<&'a [(Address, OutPoint)]>,
+    /// The next unread entry of each slice.
+    positions: Vec<usize>,
+    /// The next unread outpoint of each layer that has one, smallest first and, for one
+    /// outpoint, newest layer first.
+    heads: BinaryHeap<Reverse<(OutPoint, Reverse<usize>)>>,
+}
+
+impl AddressCoinChanges<'_> {
+    /// Takes the head of layer `age` and puts that layer's next outpoint in its place.
+    fn advance(&mut self, age: usize) {
+        self.positions[age] += 1;
+        if let Some((_, outpoint)) = self.slices[age].get(self.positions[age]) {
+            self.heads.push(Reverse((*outpoint, Reverse(age))));
+        }
+    }
+}
+
+impl Iterator for AddressCoinChanges<'_> {
+    type Item = (OutPoint, Option<Coin>);
+
+    fn next(&mut self) -> Option<(OutPoint, Option<Coin>)> {
+        loop {
+            let Reverse((outpoint, Reverse(newest))) = self.heads.pop()?;
+            self.advance(newest);
+            // Older layers that changed the same coin: a coin is created once and spent
+            // once, so the newest change is its state, and a coin some older layer created
+            // never reached the table.
+            let mut created_above_the_table = false;
+            while let Some(Reverse((next, Reverse(age)))) = self.heads.peek().copied()
+                && next == outpoint
+            {
+                self.heads.pop();
+                self.advance(age);
+                created_above_the_table |= matches!(
+                    self.layers[age].coins.get(&outpoint),
+                    Some(CoinChange::Created(_))
+                );
+            }
+            match self.layers[newest].coins.get(&outpoint) {
+                Some(CoinChange::Created(coin)) => return Some((outpoint, Some(*coin))),
+                // Created and spent above the table: nothing to show, nothing to hide.
+                Some(CoinChange::Spent(_)) if created_above_the_table => {}
+                Some(CoinChange::Spent(_)) | None => return Some((outpoint, None)),
+            }
+        }
     }
 }
 
@@ -445,26 +497,27 @@ mod tests {
         second.history = history(&[(7, 4), (8, 4), (8, 5)]);
         overlay.push(second);
 
-        let sevens: Vec<(OutPoint, Option<Coin>)> = overlay
-            .address_coin_changes(&Address([7; 32]))
-            .into_iter()
-            .collect();
+        let sevens: Vec<(OutPoint, Option<Coin>)> =
+            overlay.address_coin_changes(&Address([7; 32])).collect();
         assert_eq!(sevens, vec![(outpoint(1), Some(coin(7, 1)))]);
         let eights: Vec<OutPoint> = overlay
             .address_coin_changes(&Address([8; 32]))
-            .into_keys()
+            .map(|(outpoint, _)| outpoint)
             .collect();
         assert_eq!(eights, vec![outpoint(2), outpoint(5)]);
-        let nines: Vec<(OutPoint, Option<Coin>)> = overlay
-            .address_coin_changes(&Address([9; 32]))
-            .into_iter()
-            .collect();
+        let nines: Vec<(OutPoint, Option<Coin>)> =
+            overlay.address_coin_changes(&Address([9; 32])).collect();
         assert_eq!(
             nines,
             vec![(outpoint(3), None)],
             "spent: hidden in the table"
         );
-        assert!(overlay.address_coin_changes(&Address([6; 32])).is_empty());
+        assert!(
+            overlay
+                .address_coin_changes(&Address([6; 32]))
+                .next()
+                .is_none()
+        );
 
         // Newest block first, and within a block by txid descending, as the table orders.
         let history_of = |address: u8| -> Vec<(u64, u8)> {
@@ -499,10 +552,7 @@ mod tests {
             "the coin made and spent above the table is gone"
         );
         let by_address = overlay.address_coin_changes(&Address([7; 32]));
-        assert_eq!(
-            by_address.into_iter().collect::<Vec<_>>(),
-            vec![(outpoint(2), None)]
-        );
+        assert_eq!(by_address.collect::<Vec<_>>(), vec![(outpoint(2), None)]);
         let popped = overlay.pop().expect("a layer");
         assert_eq!(popped.height, BlockHeight(2));
         assert_eq!(overlay.coin(&outpoint(1)), Some(Some(coin(7, 1))));

@@ -313,36 +313,37 @@ impl Snapshot {
         address: &Address,
         limit: usize,
     ) -> Result<Vec<AddressCoin>, ChainError> {
-        let changes = self.overlay.address_coin_changes(address);
-        let hidden = changes.values().filter(|change| change.is_none()).count();
+        // Two sorted streams merged, the coin cache's changes deciding for a coin both
+        // name: only as many rows and changes are read as the first `limit` coins need.
+        let mut changes = self.overlay.address_coin_changes(address).peekable();
         let table = self.transaction.open_table(ADDRESS_UTXO)?;
         let (start, end) = address_range(address);
-        // The first `limit` coins in key order: at most `hidden` of the table's first
-        // `limit + hidden` rows are spent in the cache, and the cache adds its own.
-        let mut merged: BTreeMap<OutPoint, Coin> = BTreeMap::new();
-        for row in table
-            .range(start.as_slice()..end.as_slice())?
-            .take(limit.saturating_add(hidden))
-        {
-            let (key, value) = row?;
-            let (_, key_outpoint) = split_address_key(key.value())?;
-            let outpoint = outpoint_from_key(key_outpoint).map_err(corrupt("address coin key"))?;
-            if changes.contains_key(&outpoint) {
-                continue;
+        let mut rows = table.range(start.as_slice()..end.as_slice())?;
+        let mut row = next_address_coin(&mut rows)?;
+        let mut coins = Vec::new();
+        while coins.len() < limit {
+            let cached_first = match (&row, changes.peek()) {
+                (None, None) => break,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (Some((stored, _)), Some((cached, _))) => cached <= stored,
+            };
+            if cached_first {
+                let Some((outpoint, change)) = changes.next() else {
+                    break;
+                };
+                if row.as_ref().is_some_and(|(stored, _)| *stored == outpoint) {
+                    row = next_address_coin(&mut rows)?;
+                }
+                if let Some(coin) = change {
+                    coins.push(AddressCoin { outpoint, coin });
+                }
+            } else if let Some((outpoint, coin)) = row.take() {
+                coins.push(AddressCoin { outpoint, coin });
+                row = next_address_coin(&mut rows)?;
             }
-            let coin = coin_from_bytes(value.value()).map_err(corrupt("address coin"))?;
-            merged.insert(outpoint, coin);
         }
-        merged.extend(
-            changes
-                .into_iter()
-                .filter_map(|(outpoint, change)| change.map(|coin| (outpoint, coin))),
-        );
-        Ok(merged
-            .into_iter()
-            .take(limit)
-            .map(|(outpoint, coin)| AddressCoin { outpoint, coin })
-            .collect())
+        Ok(coins)
     }
 
     /// Main-chain transactions that paid or spent from `address`, newest first, skipping
@@ -502,4 +503,18 @@ fn split_address_key(key: &[u8]) -> Result<(&[u8], &[u8]), ChainError> {
         )));
     }
     Ok(key.split_at(32))
+}
+
+/// The next row of an address's coins in the table, decoded.
+fn next_address_coin(
+    rows: &mut redb::Range<'_, &'static [u8], &'static [u8]>,
+) -> Result<Option<(OutPoint, Coin)>, ChainError> {
+    let Some(row) = rows.next() else {
+        return Ok(None);
+    };
+    let (key, value) = row?;
+    let (_, key_outpoint) = split_address_key(key.value())?;
+    let outpoint = outpoint_from_key(key_outpoint).map_err(corrupt("address coin key"))?;
+    let coin = coin_from_bytes(value.value()).map_err(corrupt("address coin"))?;
+    Ok(Some((outpoint, coin)))
 }

@@ -3,12 +3,12 @@
 //!
 //! ```text
 //!   request ──router (a route matched)──▶ guard
-//!     token required (HTTP bound off loopback, or --require-token)?
-//!       yes ──▶ protected endpoint? ──no──────────────────────────────────────▶ handler
-//!                 │ yes: `Authorization: Bearer <token>` equal (constant time)? ──▶ handler | 401
-//!       no  ──▶ a browser following a link to a read (`Sec-Fetch-Mode: navigate`)?
-//!                 yes: `Host` names this machine? ─────────────────────▶ handler | 403
-//!                 no:  that, and not sent for a page of another site? ──▶ handler | 403
+//!     protected endpoint, and a token required (off loopback, or --require-token)?
+//!       yes ──▶ `Authorization: Bearer <token>` equal (constant time)? ──▶ handler | 401
+//!     bound off loopback? ──yes (reads are open to whoever reaches the port)──▶ handler
+//!     a browser following a link to a read (`Sec-Fetch-Mode: navigate`, a document)?
+//!       yes: `Host` names this machine? ─────────────────────▶ handler | 403
+//!       no:  that, and not sent for a page of another site? ──▶ handler | 403
 //! ```
 //!
 //! The protected endpoints ([`is_protected`]) are those that spend (`POST /transact`,
@@ -23,16 +23,17 @@
 //! in the data directory ([`crate::cookie`]): whoever may read the node's files may use its
 //! API, and nobody else.
 //!
-//! Without a required token (the loopback default, so the tutorial's curl lines keep
+//! On loopback, token or not (the default needs none, so the tutorial's curl lines keep
 //! working), a browser on the same machine could still reach `127.0.0.1` for any web page
 //! it shows. So the guard refuses every request a browser sends on behalf of a page of
 //! another site, reads included: a page whose name was re-pointed at 127.0.0.1 (DNS
 //! rebinding) would otherwise read the wallet's balance and history as if it were the
 //! dashboard, and any page could submit to `POST /tx` or `/txs` or hold the places of the
 //! `/txs/ws` and `/events` streams. Only a link to the node is followed (the user sees its
-//! answer, the linking page does not). Clients that are not browsers send none of the
-//! headers checked, and the node's own dashboard is same-origin. Off loopback the token
-//! guards what spends, mines and dials, and reads are open to whoever reaches the port.
+//! answer, the linking page does not; a frame is no link). Clients that are not browsers
+//! send none of the headers checked, and the node's own dashboard is same-origin. Off
+//! loopback the token guards what spends, mines and dials, and reads are open to whoever
+//! reaches the port.
 //!
 //! Nothing here logs the token or the `Authorization` header.
 
@@ -165,11 +166,11 @@ pub(crate) async fn guard(
     let refusal = match &options.required_token {
         Some(required) if protected => check_bearer_token(request.headers(), required).err(),
         // Off loopback every read is open by design: whoever reaches the port may read.
-        Some(_) => None,
+        _ if !options.loopback => None,
         // A link to the dashboard (or to any read) from another site is followed; the
         // host is still checked, so a rebound name gets nothing.
-        None if !protected && is_navigation(&request) => check_host(request.headers()).err(),
-        None => check_not_cross_site(request.headers()).err(),
+        _ if !protected && is_navigation(&request) => check_host(request.headers()).err(),
+        _ => check_not_cross_site(request.headers()).err(),
     };
     match refusal {
         Some(refusal) => {
@@ -292,25 +293,29 @@ fn check_host(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// True if a browser sent the request to open a page (a followed link, a typed address):
-/// `Sec-Fetch-Mode: navigate` on a `GET` or `HEAD`. Such a request's answer is shown to the
+/// True if a browser sent the request to open a page in a tab (a followed link, a typed
+/// address): `Sec-Fetch-Mode: navigate` on a `GET` or `HEAD`, for a document (not a frame,
+/// which another site's page would hold open). Such a request's answer is shown to the
 /// user, never to the page that linked to it.
 fn is_navigation(request: &Request) -> bool {
+    let headers = request.headers();
     matches!(*request.method(), Method::GET | Method::HEAD)
-        && request
-            .headers()
+        && headers
             .get("sec-fetch-mode")
             .is_some_and(|mode| mode.as_bytes() == b"navigate")
+        && headers
+            .get("sec-fetch-dest")
+            .is_none_or(|destination| destination.as_bytes() == b"document")
 }
 
 fn cross_site_refusal(why: String) -> ApiError {
     ApiError {
         status: StatusCode::FORBIDDEN,
         message: format!(
-            "refused: {why}. A node that requires no API token answers clients on this \
-             machine that are not browsers, its own dashboard, and links to it, never a web \
-             page of another site; start the node with --require-token to use a token \
-             instead"
+            "refused: {why}. On loopback this node answers clients on this machine that are \
+             not browsers, its own dashboard, and links to it, never a web page of another \
+             site (with --require-token, the protected endpoints take the API token \
+             instead)"
         ),
     }
 }
@@ -327,9 +332,10 @@ fn names_this_machine(host: &str) -> bool {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     name == "localhost"
         || name.ends_with(".localhost")
+        // `0.0.0.0` and `[::]` as a destination reach this machine (`curl 0.0.0.0:3001`).
         || name
             .parse::<IpAddr>()
-            .is_ok_and(|address| address.is_loopback())
+            .is_ok_and(|address| address.is_loopback() || address.is_unspecified())
 }
 
 #[cfg(test)]

@@ -58,6 +58,10 @@ pub struct ApiOptions {
     /// If set, every protected endpoint needs this token; if not (the loopback default),
     /// they are open to clients that are not browsers and to the node's own dashboard.
     pub required_token: Option<RequiredToken>,
+    /// True if the listener is bound to a loopback address (the default): then no request a
+    /// browser sends for a web page of another site is served, reads included, token or
+    /// not (`auth.rs`). Off loopback, reads are open to whoever reaches the port.
+    pub loopback: bool,
     /// See [`DEFAULT_HEADER_READ_TIMEOUT`].
     pub header_read_timeout: Duration,
     /// See [`DEFAULT_REQUEST_TIMEOUT`].
@@ -85,6 +89,7 @@ impl Default for ApiOptions {
     fn default() -> ApiOptions {
         ApiOptions {
             required_token: None,
+            loopback: true,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,

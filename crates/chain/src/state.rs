@@ -460,6 +460,62 @@ mod tests {
     }
 
     #[test]
+    fn a_main_chain_block_damaged_on_disk_is_not_disconnected_as_read() {
+        use powchain_consensus::encode::Encode;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut chain = open(dir.path());
+        let mut main = TestChain::new(Network::Regtest);
+        main.mine_empty(2);
+        for block in &main.blocks[1..] {
+            chain.accept_block(block.clone(), NOW_MS).expect("valid");
+        }
+        // In the tables, so disconnecting the tip removes the coins its body names.
+        chain.flush().expect("flushed");
+        let tip = main.tip().compute_hash();
+        let mut body = main.tip().clone();
+        body.transactions[0].outputs[0].value = body.transactions[0].outputs[0]
+            .value
+            .checked_sub(powchain_consensus::Amount::from_units(1).expect("a unit"))
+            .expect("in range");
+        let write = chain.db.begin_write().expect("a write");
+        write
+            .open_table(crate::store::BLOCKS)
+            .expect("the table")
+            .insert(tip.0.as_slice(), body.encode_to_vec().as_slice())
+            .expect("written");
+        write.commit().expect("committed");
+        let utxo_before = chain
+            .reader()
+            .snapshot()
+            .expect("snapshot")
+            .utxo_set()
+            .expect("read");
+        // A heavier rival branch off genesis: the damaged tip must go first.
+        let mut branch = TestChain::new(Network::Regtest);
+        branch.miner = powchain_consensus::testkit::test_key(7);
+        branch.mine_empty(3);
+        let mut error = None;
+        for block in &branch.blocks[1..] {
+            if let Err(refused) = chain.accept_block(block.clone(), NOW_MS) {
+                error = Some(refused);
+            }
+        }
+        let error = error.expect("the damaged tip cannot be disconnected");
+        assert!(matches!(error, ChainError::Corrupt(_)), "{error}");
+        assert_eq!(chain.tip().hash, tip, "nothing was disconnected");
+        assert_eq!(
+            chain
+                .reader()
+                .snapshot()
+                .expect("snapshot")
+                .utxo_set()
+                .expect("read"),
+            utxo_before,
+            "no coin was removed by the damaged body's ids"
+        );
+    }
+
+    #[test]
     fn a_branch_of_many_blocks_connects_with_one_sync() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut chain = open(dir.path());

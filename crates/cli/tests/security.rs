@@ -161,6 +161,8 @@ fn node_bound_off_loopback_needs_the_token_for_spending_mining_and_peers() {
 fn require_token_on_loopback_behaves_the_same() {
     let node = TestNode::start_with("require-token", &["--require-token"]);
     check_token_is_required(&node);
+    // And a token takes nothing from the loopback node's refusal of other sites' pages.
+    check_other_sites_get_nothing(&node);
 }
 
 #[test]
@@ -243,8 +245,14 @@ fn loopback_needs_no_token_but_refuses_browsers_sent_by_other_sites() {
     }
     assert_eq!(node.height(), height, "nothing was mined");
     assert_eq!(node.get_ok("/transactions"), json!([]), "nothing was sent");
-    // Nor may another site's page read, submit or hold a stream: a rebound name would read
-    // the wallet as the dashboard does, and any page could take the streams' places.
+    check_other_sites_get_nothing(&node);
+}
+
+/// Another site's page may neither read, submit nor hold a stream of a node on loopback,
+/// token or not: a rebound name would read the wallet as the dashboard does, and any page
+/// could take the streams' places. A link from another site is followed.
+fn check_other_sites_get_nothing(node: &TestNode) {
+    let rebound_host = format!("evil.example:{}", node.address.port());
     let websocket = [
         ("Connection", "Upgrade"),
         ("Upgrade", "websocket"),
@@ -306,6 +314,17 @@ fn loopback_needs_no_token_but_refuses_browsers_sent_by_other_sites() {
     ];
     assert_eq!(node.request("GET", "/balance", &dashboard, b"").status, 200);
     assert_eq!(node.request("GET", "/balance", &[], b"").status, 200);
+    // Another site's frame is no link: it would hold the answer open on that site's page.
+    let framed = [
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Sec-Fetch-Mode", "navigate"),
+        ("Sec-Fetch-Dest", "iframe"),
+    ];
+    assert_eq!(node.request("GET", "/events", &framed, b"").status, 403);
+    // `curl 0.0.0.0:3001` reaches this machine too.
+    let unspecified = format!("0.0.0.0:{}", node.address.port());
+    let answer = node.request("GET", "/balance", &[("Host", &unspecified)], b"");
+    assert_eq!(answer.status, 200);
 }
 
 /// Runs the binary as a client in `directory`, with only `environment` of the client's

@@ -191,6 +191,7 @@ pub async fn launch(
             token: api_token.clone(),
             cookie_path: cookie_path.clone(),
         }),
+        loopback: http_address.ip().is_loopback(),
         max_connections: budget.http_connections,
         ..defaults
     };

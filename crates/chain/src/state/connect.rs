@@ -210,23 +210,24 @@ impl ChainState {
         Ok(submitted_error)
     }
 
-    /// A stored block, as the store gives it back. What reaches the store was checked
-    /// against its header on arrival; [`check_stored_block`] tells damage since then.
-    pub(super) fn load_block(&self, hash: &BlockHash) -> Result<Block, ChainError> {
+    /// A stored block and its txids, checked to be the block stored under `hash`
+    /// ([`check_stored_block`]): connecting and disconnecting trust what they read.
+    pub(super) fn load_block(&self, hash: &BlockHash) -> Result<(Block, Vec<Txid>), ChainError> {
         let read = self.db.begin_read()?;
         let table = read.open_table(BLOCKS)?;
         let row = table
             .get(hash.0.as_slice())?
             .ok_or_else(|| ChainError::Corrupt(format!("block {hash} has no stored data")))?;
-        Block::decode_exact(row.value()).map_err(corrupt("block"))
+        let block = Block::decode_exact(row.value()).map_err(corrupt("block"))?;
+        let txids = block.compute_txids();
+        check_stored_block(hash, &block, &txids)?;
+        Ok((block, txids))
     }
 
     /// Connects the child `hash` of the current tip in one write transaction.
     pub(super) fn connect_tip(&mut self, hash: BlockHash) -> Result<(), ChainError> {
         let record = self.index.record(&hash);
-        let block = self.load_block(&hash)?;
-        let txids = block.compute_txids();
-        check_stored_block(&hash, &block, &txids)?;
+        let (block, txids) = self.load_block(&hash)?;
         let write = self.begin_write()?;
         match self.write_connect(&write, hash, &record, &block, &txids) {
             Ok(changes) => self.commit_with(write, |overlay| overlay.push(changes))?,
@@ -313,7 +314,7 @@ impl ChainState {
                 "asked to disconnect the genesis block".into(),
             ));
         }
-        let block = self.load_block(&tip.hash)?;
+        let (block, txids) = self.load_block(&tip.hash)?;
         let write = self.begin_write()?;
         let unflushed = match self.overlay.last_hash() {
             Some(last) if last == tip.hash => true,
@@ -328,7 +329,7 @@ impl ChainState {
         let written = if unflushed {
             Self::write_disconnect_unflushed(&write, &tip)
         } else {
-            self.write_disconnect(&write, &tip, &block)
+            self.write_disconnect(&write, &tip, &block, &txids)
         };
         match written {
             Ok(()) if unflushed => self.commit_with(write, |overlay| {
@@ -376,6 +377,7 @@ impl ChainState {
         write: &WriteTransaction,
         tip: &ChainTip,
         block: &Block,
+        txids: &[Txid],
     ) -> Result<(), ChainError> {
         let mut undo_table = write.open_table(UNDO)?;
         let spent = {
@@ -385,13 +387,12 @@ impl ChainState {
             decode_undo(row.value()).map_err(corrupt("undo data"))?
         };
         undo_table.remove(tip.hash.0.as_slice())?;
-        let txids = block.compute_txids();
-        let spent_addresses = spent_addresses(block, &txids, &spent);
+        let spent_addresses = spent_addresses(block, txids, &spent);
         let mut utxo = write.open_table(UTXO)?;
         let mut address_utxo = write.open_table(ADDRESS_UTXO)?;
         let mut tx_index = write.open_table(TX_INDEX)?;
         let mut address_txs = write.open_table(ADDRESS_TXS)?;
-        for (transaction, txid) in block.transactions.iter().zip(&txids).rev() {
+        for (transaction, txid) in block.transactions.iter().zip(txids).rev() {
             for (outpoint, output) in created_outputs(transaction, *txid) {
                 utxo.remove(outpoint_key(&outpoint).as_slice())?;
                 address_utxo.remove(address_utxo_key(&output.address, &outpoint).as_slice())?;

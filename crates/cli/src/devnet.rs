@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::DevnetArgs;
 use powchain_launch::{RunningNode, launch, shutdown_signal};
+use powchain_node::{DirectoryLock, NodeError};
 
 /// Starts the nodes, prints where they are, reports heights until Ctrl-C, stops them.
 ///
@@ -132,6 +133,24 @@ fn delete_node_data(data_dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(deleted)
 }
 
+/// The lock of `data_dir`, held while `--fresh` deletes its files so no node starts
+/// meanwhile; `None` if there is no directory yet (nothing to delete) or it cannot be
+/// locked (deleting then says what is wrong, if anything is).
+///
+/// # Errors
+/// If a running node holds it: a node of this directory may run on other ports than the
+/// devnet's, which the port check cannot see.
+fn lock_unless_in_use(data_dir: &Path) -> anyhow::Result<Option<DirectoryLock>> {
+    match DirectoryLock::acquire(data_dir) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(NodeError::DataDirInUse { .. }) => bail!(
+            "--fresh: {} is in use by a running node; stop it before deleting its data",
+            data_dir.display()
+        ),
+        Err(_) => Ok(None),
+    }
+}
+
 /// `--fresh`: refuses while any node's port is taken (a devnet still running on this data
 /// would lose its files under it), then deletes each node's data files.
 ///
@@ -151,6 +170,7 @@ fn start_fresh(args: &DevnetArgs) -> anyhow::Result<()> {
     }
     for index in 0..args.nodes {
         let data_dir = args.node_args(index).data_dir();
+        let _lock = lock_unless_in_use(&data_dir)?;
         let deleted = delete_node_data(&data_dir)?;
         if !deleted.is_empty() {
             println!(
@@ -166,6 +186,22 @@ fn start_fresh(args: &DevnetArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fresh_refuses_a_data_directory_a_running_node_holds() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let held = DirectoryLock::acquire(dir.path()).expect("a node holds it");
+        let error = lock_unless_in_use(dir.path()).expect_err("refused");
+        assert!(error.to_string().contains("in use"), "{error}");
+        drop(held);
+        assert!(lock_unless_in_use(dir.path()).expect("free").is_some());
+        let missing = dir.path().join("never-made");
+        assert!(
+            lock_unless_in_use(&missing)
+                .expect("nothing to delete")
+                .is_none()
+        );
+    }
 
     #[test]
     fn fresh_deletes_the_node_data_and_keeps_everything_else() {

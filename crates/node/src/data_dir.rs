@@ -74,7 +74,7 @@ pub(crate) fn refuse_lost_wallet(
 /// (a rename succeeds under an open file), and the wallet's key file has no lock of its
 /// own: two processes would each rewrite it from their own list of keys.
 #[derive(Debug)]
-pub(crate) struct DirectoryLock {
+pub struct DirectoryLock {
     /// Open for as long as the lock is held: the operating system releases it when the
     /// file is closed, a crash included, so a stale lock file never keeps a node out.
     _file: std::fs::File,
@@ -90,7 +90,7 @@ impl DirectoryLock {
     /// # Errors
     /// [`NodeError::DataDirInUse`] if it is held, [`NodeError::DataDir`] if the lock file
     /// cannot be opened or locked.
-    pub(crate) fn acquire(directory: &Path) -> Result<DirectoryLock, NodeError> {
+    pub fn acquire(directory: &Path) -> Result<DirectoryLock, NodeError> {
         let path = directory.join(LOCK_FILE);
         let file = std::fs::OpenOptions::new()
             .create(true)

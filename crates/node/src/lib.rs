@@ -35,6 +35,7 @@ mod wallet_view;
 
 pub use clock::{Clock, SystemClock};
 pub use config::NodeConfig;
+pub use data_dir::DirectoryLock;
 pub use error::NodeError;
 pub use event::NodeEvent;
 pub use log_budget::{HeldBack, LogBudget};

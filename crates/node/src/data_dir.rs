@@ -135,6 +135,18 @@ pub(crate) fn move_aside(path: &Path, now_ms: u64) -> Result<Option<PathBuf>, No
         path: path.to_path_buf(),
         source,
     })?;
+    // The rename is durable only once the directory is synced: a crash before that could
+    // bring the old name back next to the new store.
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(directory)
+        .and_then(|handle| handle.sync_all())
+        .map_err(|source| NodeError::MoveAside {
+            path: path.to_path_buf(),
+            source,
+        })?;
     warn!(
         from = %path.display(),
         to = %aside.display(),

@@ -411,39 +411,62 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_side_branch_block_damaged_on_disk_is_damage_not_an_invalid_block() {
-        use powchain_consensus::encode::Encode;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut chain = open(dir.path());
+    /// A chain of `blocks` empty blocks (as `main`) accepted into a new store, and a rival
+    /// branch off genesis of `rival` empty blocks mined by another key, not yet given.
+    fn chain_and_rival(
+        dir: &Path,
+        blocks: usize,
+        rival: usize,
+    ) -> (ChainState, TestChain, TestChain) {
+        let mut chain = open(dir);
         let mut main = TestChain::new(Network::Regtest);
-        main.mine_empty(2);
+        main.mine_empty(blocks);
         for block in &main.blocks[1..] {
             chain.accept_block(block.clone(), NOW_MS).expect("valid");
         }
-        // A rival branch off genesis: its first two blocks are stored on the side.
         let mut branch = TestChain::new(Network::Regtest);
         branch.miner = powchain_consensus::testkit::test_key(7);
-        branch.mine_empty(3);
-        for block in &branch.blocks[1..3] {
-            chain.accept_block(block.clone(), NOW_MS).expect("valid");
+        branch.mine_empty(rival);
+        (chain, main, branch)
+    }
+
+    /// Damage on disk: `block`'s stored body with its coinbase paying `units` more (or
+    /// less), under the block's own hash.
+    fn damage_stored_coinbase(chain: &ChainState, block: &Block, units: i64) {
+        use powchain_consensus::encode::Encode;
+        let mut body = block.clone();
+        let value = &mut body.transactions[0].outputs[0].value;
+        let change = powchain_consensus::Amount::from_units(units.unsigned_abs()).expect("units");
+        *value = if units > 0 {
+            value.checked_add(change)
+        } else {
+            value.checked_sub(change)
         }
-        let damaged = branch.blocks[1].compute_hash();
-        assert_eq!(chain.tip().hash, main.tip().compute_hash());
-        // The disk changes the stored coinbase's value: a body that would now break a
-        // rule (it pays more than the subsidy).
-        let mut body = branch.blocks[1].clone();
-        body.transactions[0].outputs[0].value = body.transactions[0].outputs[0]
-            .value
-            .checked_add(powchain_consensus::Amount::from_units(1).expect("a unit"))
-            .expect("in range");
+        .expect("in range");
         let write = chain.db.begin_write().expect("a write");
         write
             .open_table(crate::store::BLOCKS)
             .expect("the table")
-            .insert(damaged.0.as_slice(), body.encode_to_vec().as_slice())
+            .insert(
+                block.compute_hash().0.as_slice(),
+                body.encode_to_vec().as_slice(),
+            )
             .expect("written");
         write.commit().expect("committed");
+    }
+
+    #[test]
+    fn a_side_branch_block_damaged_on_disk_is_damage_not_an_invalid_block() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut chain, main, branch) = chain_and_rival(dir.path(), 2, 3);
+        // The rival's first two blocks are stored on the side.
+        for block in &branch.blocks[1..3] {
+            chain.accept_block(block.clone(), NOW_MS).expect("valid");
+        }
+        assert_eq!(chain.tip().hash, main.tip().compute_hash());
+        // The disk changes the stored coinbase's value: a body that would now break a
+        // rule (it pays more than the subsidy).
+        damage_stored_coinbase(&chain, &branch.blocks[1], 1);
         // The branch's third block makes it the most-work chain: connecting it meets the
         // damaged body.
         let error = chain
@@ -461,39 +484,21 @@ mod tests {
 
     #[test]
     fn a_main_chain_block_damaged_on_disk_is_not_disconnected_as_read() {
-        use powchain_consensus::encode::Encode;
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut chain = open(dir.path());
-        let mut main = TestChain::new(Network::Regtest);
-        main.mine_empty(2);
-        for block in &main.blocks[1..] {
-            chain.accept_block(block.clone(), NOW_MS).expect("valid");
-        }
+        let (mut chain, main, branch) = chain_and_rival(dir.path(), 2, 3);
         // In the tables, so disconnecting the tip removes the coins its body names.
         chain.flush().expect("flushed");
-        let tip = main.tip().compute_hash();
-        let mut body = main.tip().clone();
-        body.transactions[0].outputs[0].value = body.transactions[0].outputs[0]
-            .value
-            .checked_sub(powchain_consensus::Amount::from_units(1).expect("a unit"))
-            .expect("in range");
-        let write = chain.db.begin_write().expect("a write");
-        write
-            .open_table(crate::store::BLOCKS)
-            .expect("the table")
-            .insert(tip.0.as_slice(), body.encode_to_vec().as_slice())
-            .expect("written");
-        write.commit().expect("committed");
-        let utxo_before = chain
-            .reader()
-            .snapshot()
-            .expect("snapshot")
-            .utxo_set()
-            .expect("read");
-        // A heavier rival branch off genesis: the damaged tip must go first.
-        let mut branch = TestChain::new(Network::Regtest);
-        branch.miner = powchain_consensus::testkit::test_key(7);
-        branch.mine_empty(3);
+        damage_stored_coinbase(&chain, main.tip(), -1);
+        let snapshot_utxo = |chain: &ChainState| {
+            chain
+                .reader()
+                .snapshot()
+                .expect("snapshot")
+                .utxo_set()
+                .expect("read")
+        };
+        let utxo_before = snapshot_utxo(&chain);
+        // The heavier rival: the damaged tip must go first.
         let mut error = None;
         for block in &branch.blocks[1..] {
             if let Err(refused) = chain.accept_block(block.clone(), NOW_MS) {
@@ -502,14 +507,13 @@ mod tests {
         }
         let error = error.expect("the damaged tip cannot be disconnected");
         assert!(matches!(error, ChainError::Corrupt(_)), "{error}");
-        assert_eq!(chain.tip().hash, tip, "nothing was disconnected");
         assert_eq!(
-            chain
-                .reader()
-                .snapshot()
-                .expect("snapshot")
-                .utxo_set()
-                .expect("read"),
+            chain.tip().hash,
+            main.tip().compute_hash(),
+            "nothing was disconnected"
+        );
+        assert_eq!(
+            snapshot_utxo(&chain),
             utxo_before,
             "no coin was removed by the damaged body's ids"
         );

@@ -229,6 +229,52 @@ fn compact_of(block: &Block, prefilled: &[usize]) -> CompactBlock {
     compact
 }
 
+/// A node, and the next block of its chain: two payments its pool does not hold.
+async fn node_and_a_block_of_two_unpooled_payments() -> (TestNode, Block, Vec<Transaction>) {
+    let mut chain = TestChain::regtest_with_mature_coins(2);
+    let node = TestNode::with_chain(&chain, vec![]).await;
+    let spends = payments(&chain, 0..2);
+    let block = chain.build(spends.clone(), fees(2));
+    chain.push(block.clone()).expect("valid");
+    (node, block, spends)
+}
+
+/// Pushes `block` (its two payments `spends` missing from the node's pool) as a compact
+/// block, answers the node's `getblocktxn` with them in the wrong order, and waits for the
+/// node to ask for the block whole (the Merkle root tells; a short-id collision is
+/// possible, so no ban).
+async fn push_and_answer_wrongly(peer: &mut Socket, block: &Block, spends: &[Transaction]) {
+    let hash = block.compute_hash();
+    send(
+        peer,
+        Message::CompactBlock(Box::new(compact_of(block, &[0]))),
+    )
+    .await;
+    let indexes = expect(peer, "getblocktxn", |message| match message {
+        Message::GetBlockTransactions { indexes, .. } => Some(indexes),
+        _ => None,
+    })
+    .await;
+    assert_eq!(indexes, vec![1, 2]);
+    send(
+        peer,
+        Message::BlockTransactions {
+            block: hash,
+            transactions: vec![spends[1].clone(), spends[0].clone()],
+        },
+    )
+    .await;
+    expect(
+        peer,
+        "getdata for the whole block",
+        |message| match message {
+            Message::GetData(items) if items.contains(&InventoryItem::Block(hash)) => Some(()),
+            _ => None,
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_transaction_makes_the_node_fetch_the_whole_block_and_a_short_answer_bans() {
     let mut chain = TestChain::regtest_with_mature_coins(3);
@@ -238,36 +284,7 @@ async fn a_wrong_transaction_makes_the_node_fetch_the_whole_block_and_a_short_an
     chain.push(block.clone()).expect("valid");
     let hash = block.compute_hash();
     let mut peer = pushing_peer(&node, 47_102).await;
-    send(
-        &mut peer,
-        Message::CompactBlock(Box::new(compact_of(&block, &[0]))),
-    )
-    .await;
-    let indexes = expect(&mut peer, "getblocktxn", |message| match message {
-        Message::GetBlockTransactions { indexes, .. } => Some(indexes),
-        _ => None,
-    })
-    .await;
-    assert_eq!(indexes, vec![1, 2]);
-    // The right count, in the wrong order: the Merkle root tells; the node asks for the
-    // block whole (a collision is possible, so no ban).
-    send(
-        &mut peer,
-        Message::BlockTransactions {
-            block: hash,
-            transactions: vec![spends[1].clone(), spends[0].clone()],
-        },
-    )
-    .await;
-    expect(
-        &mut peer,
-        "getdata for the whole block",
-        |message| match message {
-            Message::GetData(items) if items.contains(&InventoryItem::Block(hash)) => Some(()),
-            _ => None,
-        },
-    )
-    .await;
+    push_and_answer_wrongly(&mut peer, &block, &spends).await;
     send(&mut peer, Message::Block(Box::new(block.clone()))).await;
     wait_until("the whole block is the tip", LIMIT, || async {
         node.tip() == hash
@@ -315,39 +332,12 @@ async fn a_compact_block_sent_again_is_not_looked_up_again_but_fetched_whole() {
     // Each lookup is a pass over the whole pool under the node's lock; a compact block of
     // a block asked of the peer is exempt from the message rate, so a peer that answered
     // wrongly and sent the compact block again, in a loop, held the lock at no cost.
-    let mut chain = TestChain::regtest_with_mature_coins(2);
-    let node = TestNode::with_chain(&chain, vec![]).await;
-    let spends = payments(&chain, 0..2);
-    let block = chain.build(spends.clone(), fees(2));
-    chain.push(block.clone()).expect("valid");
+    let (node, block, spends) = node_and_a_block_of_two_unpooled_payments().await;
     let hash = block.compute_hash();
     let mut peer = pushing_peer(&node, 47_106).await;
+    // A wrong answer, and the peer sends the compact block again instead, twice.
+    push_and_answer_wrongly(&mut peer, &block, &spends).await;
     let compact = Message::CompactBlock(Box::new(compact_of(&block, &[0])));
-    send(&mut peer, compact.clone()).await;
-    expect(&mut peer, "getblocktxn", |message| match message {
-        Message::GetBlockTransactions { .. } => Some(()),
-        _ => None,
-    })
-    .await;
-    // A wrong answer: the node asks for the whole block (a short-id collision is possible,
-    // so no ban), and the peer sends the compact block again instead, twice.
-    send(
-        &mut peer,
-        Message::BlockTransactions {
-            block: hash,
-            transactions: vec![spends[1].clone(), spends[0].clone()],
-        },
-    )
-    .await;
-    expect(
-        &mut peer,
-        "getdata for the whole block",
-        |message| match message {
-            Message::GetData(items) if items.contains(&InventoryItem::Block(hash)) => Some(()),
-            _ => None,
-        },
-    )
-    .await;
     for ping in [11, 12] {
         send(&mut peer, compact.clone()).await;
         send(&mut peer, Message::Ping(ping)).await;
@@ -371,11 +361,7 @@ async fn a_compact_block_sent_again_is_not_looked_up_again_but_fetched_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pusher_completes_a_block_a_silent_stranger_claimed_first() {
-    let mut chain = TestChain::regtest_with_mature_coins(2);
-    let node = TestNode::with_chain(&chain, vec![]).await;
-    let spends = payments(&chain, 0..2);
-    let block = chain.build(spends.clone(), fees(2));
-    chain.push(block.clone()).expect("valid");
+    let (node, block, spends) = node_and_a_block_of_two_unpooled_payments().await;
     let hash = block.compute_hash();
     let mut pusher = pushing_peer(&node, 47_107).await;
     let asked = expect(&mut pusher, "sendcmpct", |message| match message {

@@ -3,9 +3,20 @@
 //!
 //! ```text
 //!   inv from P ──▶ announced: P is asked now if nobody is, else remembered as a source
+//!                  (P slow: it waits SLOW_PEER_DELAY; a peer that announces meanwhile is
+//!                   asked instead, at once)
 //!   the transaction arrives (or enters the pool) ──▶ done: forgotten
 //!   notfound from P, P leaves, or P's deadline passes ──▶ the next source is asked
+//!                                 (a deadline passed: P is slow for the rest of its session)
 //! ```
+//!
+//! Slow peers: the first announcer is asked, so a peer that announces every transaction
+//! first and never answers would hold each one back for the whole timeout, on every link
+//! it wins (the relay-stalling Bitcoin Core's `TxRequestTracker` guards against by
+//! preferring outbound peers and delaying inbound ones by 2 s). Here only a peer that let
+//! a request time out is held back, so honest relay keeps its speed (a delay for every
+//! inbound peer would cost a 3-second block interval payments it needs), and a staller
+//! holds back each transaction at most [`SLOW_PEER_DELAY`] after its first timeout.
 //!
 //! One peer is asked at a time, so a transaction announced by eight peers crosses the
 //! network once. Without the other sources, a transaction asked of a peer that then left
@@ -24,7 +35,7 @@
 //! bound: its peers never heard of the rest, and the payments never left its pool.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -39,6 +50,9 @@ use crate::service::P2p;
 
 /// Transactions one peer may be the source of (asked or waiting) at once.
 pub const MAX_ANNOUNCED_PER_PEER: usize = 5_000;
+
+/// How long a slow peer's announcement waits for another announcer before it is asked.
+pub(crate) const SLOW_PEER_DELAY: Duration = Duration::from_secs(2);
 
 /// Announcements over a peer's bound kept for later, per peer.
 pub(crate) const MAX_DEFERRED_PER_PEER: usize = 50_000;
@@ -124,9 +138,11 @@ impl Drop for DeferredAnnouncements {
 /// A transaction we lack and are fetching.
 #[derive(Debug)]
 struct Wanted {
-    /// The peer asked for it.
+    /// The peer asked for it (or, while `sent` is false, to be asked at `deadline`).
     asked: PeerId,
-    /// When the asked peer's time is up.
+    /// False while a slow peer's announcement waits for another announcer.
+    sent: bool,
+    /// When the asked peer's time is up (or the slow peer's wait ends).
     deadline: Instant,
     /// Peers that announced it too and have not been asked, in announcement order.
     sources: Vec<PeerId>,
@@ -138,6 +154,8 @@ pub(crate) struct TransactionRequests {
     wanted: HashMap<Txid, Wanted>,
     /// Entries naming each peer (asked or as a source).
     load: HashMap<PeerId, usize>,
+    /// Connected peers that let a request time out: never asked first again.
+    slow: HashSet<PeerId>,
     /// How long an asked peer has to deliver.
     timeout: Duration,
 }
@@ -147,6 +165,7 @@ impl TransactionRequests {
         TransactionRequests {
             wanted: HashMap::new(),
             load: HashMap::new(),
+            slow: HashSet::new(),
             timeout,
         }
     }
@@ -158,6 +177,7 @@ impl TransactionRequests {
         let mut ask = Vec::new();
         let mut over_bound = Vec::new();
         let mut load = self.load.get(&peer).copied().unwrap_or(0);
+        let slow = self.slow.contains(&peer);
         for &txid in txids {
             if load >= MAX_ANNOUNCED_PER_PEER {
                 over_bound.push(txid);
@@ -167,17 +187,31 @@ impl TransactionRequests {
                 Entry::Vacant(entry) => {
                     entry.insert(Wanted {
                         asked: peer,
-                        deadline: now + self.timeout,
+                        sent: !slow,
+                        deadline: now + if slow { SLOW_PEER_DELAY } else { self.timeout },
                         sources: Vec::new(),
                     });
                     load += 1;
-                    ask.push(txid);
+                    if !slow {
+                        ask.push(txid);
+                    }
                 }
                 Entry::Occupied(mut entry) => {
                     let wanted = entry.get_mut();
-                    if wanted.asked != peer && !wanted.sources.contains(&peer) {
+                    if wanted.asked == peer || wanted.sources.contains(&peer) {
+                        continue;
+                    }
+                    load += 1;
+                    if !wanted.sent && !slow {
+                        // A slow peer's announcement was waiting: this peer is asked
+                        // instead, and the slow one becomes its first fallback.
+                        wanted.sources.insert(0, wanted.asked);
+                        wanted.asked = peer;
+                        wanted.sent = true;
+                        wanted.deadline = now + self.timeout;
+                        ask.push(txid);
+                    } else {
                         wanted.sources.push(peer);
-                        load += 1;
                     }
                 }
             }
@@ -197,7 +231,7 @@ impl TransactionRequests {
     pub(crate) fn is_asked_of(&self, peer: PeerId, txid: &Txid) -> bool {
         self.wanted
             .get(txid)
-            .is_some_and(|wanted| wanted.asked == peer)
+            .is_some_and(|wanted| wanted.asked == peer && wanted.sent)
     }
 
     /// `txid` arrived (from anyone) or entered the pool: nobody needs asking.
@@ -248,11 +282,13 @@ impl TransactionRequests {
             .filter_map(|txid| self.ask_next(txid, now))
             .collect();
         self.load.remove(&peer);
+        self.slow.remove(&peer);
         next
     }
 
     /// Requests whose deadline has passed: the next source of each is asked (returned,
-    /// sorted); the slow peer is not asked for it again.
+    /// sorted); the peer that let it pass is not asked for it again, and is slow from now
+    /// on. A slow peer's announcement nobody else made in its wait is asked of it now.
     pub(crate) fn expire(&mut self, now: Instant) -> Vec<(PeerId, Txid)> {
         let mut late: Vec<Txid> = self
             .wanted
@@ -261,9 +297,21 @@ impl TransactionRequests {
             .map(|(txid, _)| *txid)
             .collect();
         late.sort_unstable();
-        late.into_iter()
-            .filter_map(|txid| self.ask_next(txid, now))
-            .collect()
+        let mut asks = Vec::new();
+        for txid in late {
+            let Some(wanted) = self.wanted.get_mut(&txid) else {
+                continue;
+            };
+            if !wanted.sent {
+                wanted.sent = true;
+                wanted.deadline = now + self.timeout;
+                asks.push((wanted.asked, txid));
+                continue;
+            }
+            self.slow.insert(wanted.asked);
+            asks.extend(self.ask_next(txid, now));
+        }
+        asks
     }
 
     /// Transactions being fetched.
@@ -285,6 +333,7 @@ impl TransactionRequests {
         match next {
             Some(next) => {
                 wanted.asked = next;
+                wanted.sent = true;
                 wanted.deadline = now + self.timeout;
                 self.release(previous);
                 Some((next, txid))
@@ -495,6 +544,51 @@ mod tests {
             requests.expire(later + TIMEOUT / 2).is_empty(),
             "the new deadline counts from the new request"
         );
+        assert_consistent(&requests);
+    }
+
+    #[test]
+    fn a_peer_that_let_a_request_time_out_is_never_asked_first_again() {
+        let mut requests = TransactionRequests::new(TIMEOUT);
+        let start = Instant::now();
+        // Peer 1 announces first and never answers.
+        requests.announced(peer(1), &[txid(1)], start);
+        let later = start + TIMEOUT;
+        assert!(
+            requests.expire(later).is_empty(),
+            "no other source: forgotten"
+        );
+        assert!(requests.slow.contains(&peer(1)));
+        // Its next announcement waits; peer 2's, a moment later, is asked at once.
+        let announced = requests.announced(peer(1), &[txid(2), txid(3)], later);
+        assert!(announced.ask.is_empty(), "a slow peer is not asked first");
+        assert!(
+            !requests.is_asked_of(peer(1), &txid(2)),
+            "nor exempt from the rate limit"
+        );
+        let moment = later + Duration::from_millis(100);
+        assert_eq!(
+            requests.announced(peer(2), &[txid(2)], moment).ask,
+            vec![txid(2)]
+        );
+        assert!(requests.is_asked_of(peer(2), &txid(2)));
+        assert_consistent(&requests);
+        // What nobody else announced is asked of the slow peer after its wait, and it
+        // stays the fallback of what another peer was asked for.
+        assert!(requests.expire(later + SLOW_PEER_DELAY / 2).is_empty());
+        assert_eq!(
+            requests.expire(later + SLOW_PEER_DELAY),
+            vec![(peer(1), txid(3))]
+        );
+        assert!(requests.is_asked_of(peer(1), &txid(3)));
+        assert_eq!(
+            requests.not_found(peer(2), &txid(2), moment),
+            Some((peer(1), txid(2)))
+        );
+        assert_consistent(&requests);
+        // A new connection of the same node starts afresh.
+        requests.forget_peer(peer(1), moment);
+        assert!(!requests.slow.contains(&peer(1)));
         assert_consistent(&requests);
     }
 

@@ -214,6 +214,15 @@ pub struct ChainState {
     /// Syncs so far (for tests and diagnostics).
     syncs: u64,
     events: Vec<ChainEvent>,
+    /// The store file, named in errors.
+    path: std::path::PathBuf,
+    /// Why the state may no longer match its store: the storage engine panicked in the
+    /// middle of a change (`durability.rs`, [`ChainState::guarded`]). Every later change
+    /// is refused.
+    broken: Option<String>,
+    /// Tests: the next write transaction panics, as redb does on some damaged pages.
+    #[cfg(test)]
+    panic_at_next_write: bool,
 }
 
 fn candidate_key(hash: BlockHash, record: &IndexRecord) -> CandidateKey {
@@ -517,6 +526,48 @@ mod tests {
             utxo_before,
             "no coin was removed by the damaged body's ids"
         );
+    }
+
+    #[test]
+    fn a_panic_of_the_storage_engine_stops_every_later_change_and_the_store_reopens() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut chain = open(dir.path());
+        let mut main = TestChain::new(Network::Regtest);
+        main.mine_empty(3);
+        chain
+            .accept_block(main.blocks[1].clone(), NOW_MS)
+            .expect("valid");
+        chain.panic_at_next_write = true;
+        let error = chain
+            .accept_block(main.blocks[2].clone(), NOW_MS)
+            .expect_err("the storage engine panicked");
+        assert!(matches!(error, ChainError::Damaged { .. }), "{error}");
+        assert!(!error.is_invalid(), "the block is not blamed");
+        chain.panic_at_next_write = false;
+        // The state may be half changed in memory: nothing changes it any more.
+        for refused in [
+            chain
+                .accept_block(main.blocks[2].clone(), NOW_MS)
+                .map(|_| ()),
+            chain
+                .accept_headers(&[main.blocks[3].header], NOW_MS)
+                .map(|_| ()),
+            chain.flush(),
+            chain.sync(),
+        ] {
+            assert!(
+                matches!(refused, Err(ChainError::Damaged { .. })),
+                "{refused:?}"
+            );
+        }
+        drop(chain);
+        // What was committed is consistent: a restart goes on from it.
+        let mut chain = open(dir.path());
+        assert_eq!(chain.tip().hash, main.blocks[1].compute_hash());
+        for block in &main.blocks[2..] {
+            chain.accept_block(block.clone(), NOW_MS).expect("valid");
+        }
+        assert_eq!(chain.tip().hash, main.tip().compute_hash());
     }
 
     #[test]

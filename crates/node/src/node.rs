@@ -94,7 +94,9 @@ pub struct Node {
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock is a bug, but the data behind it stays consistent
-    // (every change to disk is a committed transaction), so keep serving.
+    // (every change to disk is a committed transaction), so keep serving. A panic of the
+    // storage engine in the middle of a chain change is caught inside the chain state,
+    // which then refuses every later change (`ChainState::guarded`).
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -75,12 +75,14 @@ impl ChainState {
     /// # Errors
     /// The first header that does not connect or breaks a rule; headers before it are kept.
     pub fn accept_headers(&mut self, headers: &[Header], now_ms: u64) -> Result<usize, ChainError> {
-        let commits_before = self.unsynced_commits;
-        let result = self.accept_headers_unsynced(headers, now_ms);
-        if self.unsynced_commits > commits_before {
-            self.sync_store(false)?;
-        }
-        result
+        self.guarded(|state| {
+            let commits_before = state.unsynced_commits;
+            let result = state.accept_headers_unsynced(headers, now_ms);
+            if state.unsynced_commits > commits_before {
+                state.sync_store(false)?;
+            }
+            result
+        })
     }
 
     pub(super) fn accept_headers_unsynced(
@@ -130,10 +132,13 @@ impl ChainState {
     /// [`ChainError::Invalid`] if the block (or the ancestor it needed) broke a rule,
     /// [`ChainError::KnownInvalid`] if it is known bad; storage failures.
     pub fn accept_block(&mut self, block: Block, now_ms: u64) -> Result<BlockOutcome, ChainError> {
-        let result = self.accept_block_unsynced(block, now_ms);
-        // Whatever the outcome, what was committed becomes durable before the caller hears.
-        self.sync_store(false)?;
-        result
+        self.guarded(|state| {
+            let result = state.accept_block_unsynced(block, now_ms);
+            // Whatever the outcome, what was committed becomes durable before the caller
+            // hears.
+            state.sync_store(false)?;
+            result
+        })
     }
 
     /// [`ChainState::accept_block`] for a block nobody waits on (one from a peer): its
@@ -150,16 +155,18 @@ impl ChainState {
         block: Block,
         now_ms: u64,
     ) -> Result<BlockOutcome, ChainError> {
-        let result = self.accept_block_unsynced(block, now_ms);
-        if self.unsynced_commits > 0 {
-            let first = *self.first_deferred_ms.get_or_insert(now_ms);
-            if now_ms.saturating_sub(first) >= MAX_DEFERRED_SYNC_MS
-                || self.unsynced_commits >= UNSYNCED_COMMITS_BEFORE_SYNC
-            {
-                self.sync_store(true)?;
+        self.guarded(|state| {
+            let result = state.accept_block_unsynced(block, now_ms);
+            if state.unsynced_commits > 0 {
+                let first = *state.first_deferred_ms.get_or_insert(now_ms);
+                if now_ms.saturating_sub(first) >= MAX_DEFERRED_SYNC_MS
+                    || state.unsynced_commits >= UNSYNCED_COMMITS_BEFORE_SYNC
+                {
+                    state.sync_store(true)?;
+                }
             }
-        }
-        result
+            result
+        })
     }
 
     pub(super) fn accept_block_unsynced(

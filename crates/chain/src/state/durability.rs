@@ -35,12 +35,50 @@ impl ChainState {
     /// # Errors
     /// [`ChainError::Storage`].
     pub fn sync(&mut self) -> Result<(), ChainError> {
-        self.sync_store(true)
+        self.guarded(|state| state.sync_store(true))
+    }
+
+    /// Runs a change of the state, which must not go on past a panic of the storage engine
+    /// (redb panics on some damaged pages that opening the store never read). A panic is
+    /// caught and comes back as [`ChainError::Damaged`]; the state may then be half
+    /// changed in memory (an index entry without its commit, a coin-cache layer without
+    /// its block), so every later change is refused with the same error, and nothing is
+    /// flushed on close. What was committed is consistent, and the next open starts from it.
+    pub(super) fn guarded<T>(
+        &mut self,
+        change: impl FnOnce(&mut ChainState) -> Result<T, ChainError>,
+    ) -> Result<T, ChainError> {
+        if let Some(detail) = &self.broken {
+            return Err(ChainError::Damaged {
+                path: self.path.clone(),
+                detail: detail.clone(),
+            });
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change(self))) {
+            Ok(result) => result,
+            Err(payload) => {
+                let detail = format!(
+                    "the storage engine panicked while the chain changed: {}; the node changes \
+                     its chain no more until it is restarted",
+                    crate::error::panic_message(&*payload)
+                );
+                tracing::error!(path = %self.path.display(), %detail, "the chain store failed");
+                self.broken = Some(detail.clone());
+                Err(ChainError::Damaged {
+                    path: self.path.clone(),
+                    detail,
+                })
+            }
+        }
     }
 
     /// A write transaction that commits without waiting for the disk: the calling public
     /// method syncs once at its end (`sync_store`).
     pub(super) fn begin_write(&self) -> Result<WriteTransaction, ChainError> {
+        #[cfg(test)]
+        if self.panic_at_next_write {
+            panic!("an injected panic of the storage engine");
+        }
         let mut write = self.db.begin_write()?;
         write.set_durability(redb::Durability::None)?;
         Ok(write)
@@ -86,8 +124,10 @@ impl ChainState {
     /// # Errors
     /// [`ChainError::Storage`].
     pub fn flush(&mut self) -> Result<(), ChainError> {
-        self.flush_coin_cache()?;
-        self.sync_store(true)
+        self.guarded(|state| {
+            state.flush_coin_cache()?;
+            state.sync_store(true)
+        })
     }
 
     /// Syncs and closes the store leaving the coin cache unflushed, as a process killed
@@ -239,7 +279,8 @@ impl Drop for ChainState {
     /// Writes the coin cache out, so the next open re-applies no block. Best effort: if it
     /// fails, the next open re-applies the unflushed blocks instead.
     fn drop(&mut self) {
-        if self.overlay.is_empty() {
+        // A state the storage engine panicked under writes nothing more ([`ChainState::guarded`]).
+        if self.overlay.is_empty() || self.broken.is_some() {
             return;
         }
         if let Err(error) = self.flush() {

@@ -98,6 +98,10 @@ impl ChainState {
             first_deferred_ms: None,
             syncs: 0,
             events: Vec::new(),
+            path: path.to_path_buf(),
+            broken: None,
+            #[cfg(test)]
+            panic_at_next_write: false,
         };
         state.load()?;
         // A crash in the middle of a reorganisation leaves a lighter tip than the best

@@ -358,8 +358,7 @@ impl Overlay {
             .collect();
         AddressCoinChanges {
             layers: &self.layers,
-            slices,
-            positions: vec![0; self.layers.len()],
+            unread: slices,
             heads,
         }
     }
@@ -383,11 +382,10 @@ impl Overlay {
 /// [`Overlay::address_coin_changes`]: the layers' sorted coins of one address, merged.
 pub(crate) struct AddressCoinChanges<'a> {
     layers: &'a [Arc<BlockChanges>],
-    /// Each layer's coins of the address, in outpoint order.
-    slices: Vec<&'a [(Address, OutPoint)]>,
-    /// The next unread entry of each slice.
-    positions: Vec<usize>,
-    /// The next unread outpoint of each layer that has one, smallest first and, for one
+    /// Each layer's coins of the address not read yet, in outpoint order; the first of
+    /// each is in `heads`.
+    unread: Vec<&'a [(Address, OutPoint)]>,
+    /// The first unread outpoint of each layer that has one, smallest first and, for one
     /// outpoint, newest layer first.
     heads: BinaryHeap<Reverse<(OutPoint, Reverse<usize>)>>,
 }
@@ -395,8 +393,9 @@ pub(crate) struct AddressCoinChanges<'a> {
 impl AddressCoinChanges<'_> {
     /// Takes the head of layer `age` and puts that layer's next outpoint in its place.
     fn advance(&mut self, age: usize) {
-        self.positions[age] += 1;
-        if let Some((_, outpoint)) = self.slices[age].get(self.positions[age]) {
+        let unread = &mut self.unread[age];
+        *unread = unread.get(1..).unwrap_or_default();
+        if let Some((_, outpoint)) = unread.first() {
             self.heads.push(Reverse((*outpoint, Reverse(age))));
         }
     }

@@ -337,11 +337,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         }
                         if let Message::Pong(nonce) = message {
                             if let Some((expected, sent)) = awaiting_pong
-                                && expected == nonce {
-                                    let rtt = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
-                                    self.p2p.registry.note_ping(self.id, rtt);
-                                    awaiting_pong = None;
-                                }
+                                && expected == nonce
+                            {
+                                let rtt = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
+                                self.p2p.registry.note_ping(self.id, rtt);
+                                awaiting_pong = None;
+                            }
                             continue;
                         }
                         trace!(peer = %self.label, message = message.name(), "received");

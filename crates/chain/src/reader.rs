@@ -5,6 +5,7 @@
 //! never blocks the writer (nor the writer it, beyond the copy of a few pointers).
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use powchain_consensus::encode::{Decode, Reader};
@@ -313,37 +314,66 @@ impl Snapshot {
         address: &Address,
         limit: usize,
     ) -> Result<Vec<AddressCoin>, ChainError> {
+        let mut coins = Vec::new();
+        if limit > 0 {
+            self.visit_address_coins(address, |coin| {
+                coins.push(coin);
+                if coins.len() < limit {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            })?;
+        }
+        Ok(coins)
+    }
+
+    /// Hands `visit` the unspent outputs paying `address` one at a time, in outpoint order,
+    /// until it says to stop: however many an address holds, nothing but the one at hand is
+    /// in memory.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails.
+    pub fn visit_address_coins(
+        &self,
+        address: &Address,
+        mut visit: impl FnMut(AddressCoin) -> ControlFlow<()>,
+    ) -> Result<(), ChainError> {
         // Two sorted streams merged, the coin cache's changes deciding for a coin both
-        // name: only as many rows and changes are read as the first `limit` coins need.
+        // name: only as many rows and changes are read as the visitor takes.
         let mut changes = self.overlay.address_coin_changes(address).peekable();
         let table = self.transaction.open_table(ADDRESS_UTXO)?;
         let (start, end) = address_range(address);
         let mut rows = table.range(start.as_slice()..end.as_slice())?;
         let mut row = next_address_coin(&mut rows)?;
-        let mut coins = Vec::new();
-        while coins.len() < limit {
+        loop {
             let cached_first = match (&row, changes.peek()) {
-                (None, None) => break,
+                (None, None) => return Ok(()),
                 (None, Some(_)) => true,
                 (Some(_), None) => false,
                 (Some((stored, _)), Some((cached, _))) => cached <= stored,
             };
-            if cached_first {
+            let flow = if cached_first {
                 let Some((outpoint, change)) = changes.next() else {
-                    break;
+                    return Ok(());
                 };
                 if row.as_ref().is_some_and(|(stored, _)| *stored == outpoint) {
                     row = next_address_coin(&mut rows)?;
                 }
-                if let Some(coin) = change {
-                    coins.push(AddressCoin { outpoint, coin });
+                match change {
+                    Some(coin) => visit(AddressCoin { outpoint, coin }),
+                    None => ControlFlow::Continue(()),
                 }
             } else if let Some((outpoint, coin)) = row.take() {
-                coins.push(AddressCoin { outpoint, coin });
                 row = next_address_coin(&mut rows)?;
+                visit(AddressCoin { outpoint, coin })
+            } else {
+                ControlFlow::Continue(())
+            };
+            if flow.is_break() {
+                return Ok(());
             }
         }
-        Ok(coins)
     }
 
     /// Main-chain transactions that paid or spent from `address`, newest first, skipping

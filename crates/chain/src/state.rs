@@ -179,9 +179,10 @@ pub enum BlockOutcome {
     SideBranch,
     /// Stored and now on the main chain.
     MainChain,
-    /// Not stored: its header was new to the node (so nobody was asked for the block) and
-    /// the branch it ends has less work than [`ChainState::anti_dos_work_threshold`], as a
-    /// batch of headers that is not stored (`low_work.rs`).
+    /// Not stored: nobody was asked for it, and the branch it ends has less work than
+    /// [`ChainState::anti_dos_work_threshold`], as a batch of headers that is not stored
+    /// (`low_work.rs`). Either its header was new to the node, or the tip has left its
+    /// stored header that far behind and it does not lead to the best header.
     LowWork,
 }
 

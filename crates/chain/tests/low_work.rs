@@ -199,12 +199,70 @@ fn an_unasked_block_far_below_the_tip_is_not_stored_and_one_near_it_is() {
     );
     assert!(chain.has_block(&near_hash));
 
-    // The same low block once its header is stored (as after a pre-sync that found the
-    // branch's work): asked for, so it is stored.
+    // The same low block once its header is stored but leads nowhere: still unasked.
     chain.accept_headers(&[low.header], NOW_MS).expect("stored");
+    assert_eq!(
+        chain
+            .accept_block(low.clone(), NOW_MS)
+            .expect("not an error"),
+        BlockOutcome::LowWork
+    );
+    assert!(!chain.has_block(&hash));
+
+    // Once a branch above it has more work than the tip (as after a pre-sync that found
+    // the branch's work), it leads to the best header: asked for, so it is stored.
+    let above = branch(&low.header, length - 10 + 5, 11);
+    chain.accept_headers(&above, NOW_MS).expect("stored");
+    let best = above.last().expect("headers").compute_hash();
+    assert_eq!(chain.best_header().0, best, "the branch leads");
     assert_eq!(
         chain.accept_block(low, NOW_MS).expect("valid"),
         BlockOutcome::SideBranch
     );
     assert!(chain.has_block(&hash));
+}
+
+/// A block whose header the node stored while its branch was near the tip, sent after the
+/// tip has left that branch far behind. Its header passed the work check back then, so
+/// the body used to be stored without one: a peer could buy disk with headers stored
+/// while they were cheap, each body unchecked against coins and never connected.
+#[test]
+fn a_block_whose_stored_header_the_tip_left_far_behind_is_not_stored() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut chain = open(dir.path());
+    let mut main = TestChain::new(Network::Regtest);
+    main.mine_empty(ANTI_DOS_BLOCKS as usize + 60);
+    let side = fork_block(&main, 50);
+    let hash = side.compute_hash();
+    for block in &main.blocks[1..=52] {
+        chain.accept_block(block.clone(), NOW_MS).expect("valid");
+    }
+    chain
+        .accept_headers(&[side.header], NOW_MS)
+        .expect("near the tip: stored");
+    for block in &main.blocks[53..] {
+        chain.accept_block(block.clone(), NOW_MS).expect("valid");
+    }
+    let record = chain.record(&hash).expect("the header stays");
+    assert!(record.chain_work < chain.anti_dos_work_threshold());
+
+    assert_eq!(
+        chain
+            .accept_block(side.clone(), NOW_MS)
+            .expect("not an error"),
+        BlockOutcome::LowWork
+    );
+    assert!(!chain.has_block(&hash), "the body is not stored");
+
+    // Near the tip, the same kind of block is still kept: a race may yet go its way.
+    let length = main.blocks.len() - 1;
+    let near = fork_block(&main, length - 1);
+    chain
+        .accept_headers(&[near.header], NOW_MS)
+        .expect("stored");
+    assert_eq!(
+        chain.accept_block(near.clone(), NOW_MS).expect("valid"),
+        BlockOutcome::SideBranch
+    );
+    assert!(chain.has_block(&near.compute_hash()));
 }

@@ -19,8 +19,13 @@ use crate::node::{Node, lock};
 /// What became of a peer's headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerHeaders {
-    /// Stored, or already known; the last header's height.
-    Stored(Option<BlockHeight>),
+    /// Stored, or already known.
+    Stored {
+        /// The last header's height.
+        height: Option<BlockHeight>,
+        /// How many of them were new to the node (0: the batch told it nothing).
+        added: usize,
+    },
     /// Not stored: the chain they end in has less work than the anti-DoS threshold.
     LowWork {
         /// The work of the chain at the last header.
@@ -201,13 +206,14 @@ impl Node {
                 });
             }
         }
-        core.chain.accept_headers(headers, now)?;
-        Ok(PeerHeaders::Stored(
-            headers
+        let added = core.chain.accept_headers(headers, now)?;
+        Ok(PeerHeaders::Stored {
+            height: headers
                 .last()
                 .and_then(|header| core.chain.record(&header.compute_hash()))
                 .map(|record| record.height),
-        ))
+            added,
+        })
     }
 
     /// Checks and stores one header a peer relays ahead of its block (compact block
@@ -308,6 +314,7 @@ impl Node {
 mod tests {
     use powchain_consensus::Network;
 
+    use super::PeerHeaders;
     use crate::testing::TestNode;
 
     #[test]
@@ -338,5 +345,27 @@ mod tests {
             receiver.node.hash_at(powchain_consensus::BlockHeight(2)),
             None
         );
+    }
+
+    /// The peer layer makes a download plan again only for headers that told the node
+    /// something: a peer repeating known headers must not buy a plan under the lock each
+    /// time (docs/SECURITY.md, "Tiny messages made a download plan").
+    #[test]
+    fn peer_headers_say_how_many_were_new() {
+        let miner = TestNode::open(Network::Regtest);
+        let headers: Vec<_> = (0..3).map(|_| miner.mine(false).header).collect();
+        let receiver = TestNode::open_with_clock(Network::Regtest, miner.clock.clone());
+        let stored = |batch: &[powchain_consensus::Header]| match receiver
+            .node
+            .accept_peer_headers(batch, true)
+            .expect("valid")
+        {
+            PeerHeaders::Stored { height, added } => (height.map(|height| height.0), added),
+            other => panic!("stored, not {other:?}"),
+        };
+        assert_eq!(stored(&headers[..2]), (Some(2), 2));
+        assert_eq!(stored(&headers[1..2]), (Some(2), 0), "known: nothing new");
+        assert_eq!(stored(&headers), (Some(3), 1), "one of three new");
+        assert_eq!(stored(&headers), (Some(3), 0));
     }
 }

@@ -181,9 +181,10 @@ impl Downloads {
         asked == peer
     }
 
-    /// The block arrived (or was reported missing): it is no longer in flight.
-    pub(crate) fn done(&mut self, hash: &BlockHash) {
-        self.in_flight.remove(hash);
+    /// The block arrived (or was reported missing): it is no longer in flight. True if it
+    /// was (a place for another request is free).
+    pub(crate) fn done(&mut self, hash: &BlockHash) -> bool {
+        self.in_flight.remove(hash).is_some()
     }
 
     /// `peer` said it does not have `hash`, which it was asked for: never ask it again. A
@@ -304,8 +305,8 @@ impl P2p {
     }
 
     /// A block arrived: it is no longer in flight.
-    pub(crate) fn block_done(&self, hash: &BlockHash) {
-        self.downloads().done(hash);
+    pub(crate) fn block_done(&self, hash: &BlockHash) -> bool {
+        self.downloads().done(hash)
     }
 
     /// A peer does not have a block we asked it for. True if the block was in flight

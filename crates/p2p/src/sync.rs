@@ -241,10 +241,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .await
             .ok_or(SessionEnd::Shutdown)?;
         match result {
-            Ok(PeerHeaders::Stored(height)) => {
-                if let Some(height) = height {
-                    self.p2p.registry.note_block(self.id, last, height.0);
-                }
+            Ok(PeerHeaders::Stored { height, added }) => {
+                let higher = height
+                    .is_some_and(|height| self.p2p.registry.note_block(self.id, last, height.0));
                 if reaches_target {
                     debug!(peer = %self.label, "stored a pre-synced branch");
                     self.redownload = None;
@@ -252,7 +251,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 if full {
                     self.request_headers(Some(last)).await?;
                 }
-                self.p2p.pump_downloads().await;
+                // Headers the node had, from a peer not known to have them, change no
+                // download plan: a peer repeating one known header hundreds of times a
+                // second must not make a plan each time under the node's lock.
+                if added > 0 || higher {
+                    self.p2p.pump_downloads().await;
+                }
                 // A compact block we could not place waited for one of these.
                 let placed = self
                     .unplaced_compact
@@ -452,8 +456,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .ok_or(SessionEnd::Shutdown)?;
         // Blocks after a rejected one were not submitted: they are no longer in flight
         // either (the session ends).
+        // A plan is made again only if something it reads changed: a request's place
+        // freed, a block stored, a peer's tip raised. A peer sending a block the node has
+        // (unasked, so within the message rate) must not buy a plan under the lock.
+        let mut news = false;
         for (hash, _, _) in &arrivals {
-            self.p2p.block_done(hash);
+            news |= self.p2p.block_done(hash);
         }
         let mut ask_for_headers = false;
         for ((hash, transactions, block_time_ms), result) in arrivals.into_iter().zip(results) {
@@ -475,6 +483,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         caught_up: best_header_height <= tip_height,
                     });
                     if matches!(outcome, BlockOutcome::MainChain | BlockOutcome::SideBranch) {
+                        news = true;
                         self.p2p
                             .registry
                             .note_useful_block(self.id, self.p2p.node.now_ms());
@@ -483,7 +492,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         self.promote_high_bandwidth().await?;
                     }
                     if let Some(height) = height {
-                        self.p2p.registry.note_block(self.id, hash, height.0);
+                        news |= self.p2p.registry.note_block(self.id, hash, height.0);
                     }
                     if let BlockOutcome::Orphan { missing_parent } = outcome {
                         debug!(peer = %self.label, block = %hash, parent = %missing_parent, "orphan block; asking for headers");
@@ -507,7 +516,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             // (or at devnet's proof-of-work limit), so one request is unanswered at a time.
             self.request_announced_headers().await?;
         }
-        self.p2p.pump_downloads().await;
+        if news {
+            self.p2p.pump_downloads().await;
+        }
         Ok(())
     }
 }

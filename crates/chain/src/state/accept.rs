@@ -231,6 +231,21 @@ impl ChainState {
             Some(record) if record.status == BlockStatus::DataStored => {
                 return Ok(BlockOutcome::Duplicate);
             }
+            // Its header was stored once, when its branch could still overtake the active
+            // chain. If the tip has since left it far behind, and it is not on the way to
+            // the best header (what the node downloads), nobody asked for this block:
+            // storing it would let a peer fill the disk with blocks whose bodies are never
+            // checked against coins, for headers it stored while they were cheap.
+            Some(record)
+                if record.chain_work < self.anti_dos_work_threshold()
+                    && self
+                        .index
+                        .ancestor(&self.index.best_header(), record.height)
+                        != Some(hash) =>
+            {
+                debug!(block = %hash, "refused an unrequested block on a branch left far behind");
+                return Ok(BlockOutcome::LowWork);
+            }
             Some(_) => {}
             None => {
                 if self.index.get(&parent_hash).is_none() {

@@ -31,8 +31,8 @@ use std::fmt;
 use powchain_consensus::signature::{SignatureCheck, SignatureVerifier};
 use powchain_consensus::validation::{validate_transaction, validate_transaction_stateless};
 use powchain_consensus::{
-    Amount, Block, BlockHeight, ConsensusError, FeeRate, OutPoint, Params, Transaction, TxOut,
-    Txid, UtxoView,
+    Address, Amount, Block, BlockHeight, ConsensusError, FeeRate, OutPoint, Params, Transaction,
+    TxOut, Txid, UtxoView,
 };
 use tracing::debug;
 
@@ -436,6 +436,31 @@ impl Mempool {
             })
             .filter(|(outpoint, _)| !self.spenders.contains_key(outpoint))
             .collect()
+    }
+
+    /// The outputs [`Mempool::unspent_pool_outputs`] lists that pay an address `pays`
+    /// accepts, in no particular order: one pass over the pool, nothing copied but them
+    /// (the wallet asks this under the node's lock, of a pool of any size).
+    pub fn unspent_outputs_paying(
+        &self,
+        mut pays: impl FnMut(&Address) -> bool,
+    ) -> Vec<(OutPoint, TxOut)> {
+        let mut found = Vec::new();
+        for entry in self.entries.values() {
+            for (vout, output) in entry.transaction.outputs.iter().enumerate() {
+                if !pays(&output.address) {
+                    continue;
+                }
+                let outpoint = OutPoint {
+                    txid: entry.txid,
+                    vout: u32::try_from(vout).expect("pooled transactions have few outputs"),
+                };
+                if !self.spenders.contains_key(&outpoint) {
+                    found.push((outpoint, *output));
+                }
+            }
+        }
+        found
     }
 
     /// After a block connects: removes its transactions (their pooled descendants stay,

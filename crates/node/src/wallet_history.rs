@@ -24,12 +24,17 @@ use powchain_consensus::{
 
 use crate::error::NodeError;
 use crate::node::{Node, lock};
-use crate::wallet_view::MAX_WALLET_COINS_PER_ADDRESS;
 
 /// The deepest a history page may reach (skipped plus shown entries): each of the wallet's
 /// addresses is read that deep, so a stranger cannot make one request read a long history
 /// whole.
 pub const MAX_WALLET_HISTORY_DEPTH: usize = 100_000;
+
+/// Most coins of each wallet address read to recognise pooled transactions that spend
+/// them. A pooled payment of the wallet's own also pays it change (found by its outputs),
+/// so past this (an address strangers paid that often) only a spend without change of a
+/// coin beyond it goes unlisted until it confirms; the balance counts every coin.
+const MAX_HISTORY_COINS_PER_ADDRESS: usize = 100_000;
 
 /// Where a wallet transaction is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,11 +217,11 @@ impl Node {
         let addresses: HashSet<Address> = self.wallet_addresses().into_iter().collect();
         let snapshot = self.reader.snapshot().map_err(NodeError::from)?;
         let tip_height = snapshot.tip().map_err(NodeError::from)?.record.height;
-        // The wallet's confirmed coins, as much of them as the wallet itself reads.
+        // The wallet's confirmed coins (at most MAX_HISTORY_COINS_PER_ADDRESS an address).
         let mut wallet_coins: HashSet<OutPoint> = HashSet::new();
         for address in &addresses {
             for entry in snapshot
-                .address_coins(address, MAX_WALLET_COINS_PER_ADDRESS)
+                .address_coins(address, MAX_HISTORY_COINS_PER_ADDRESS)
                 .map_err(NodeError::from)?
             {
                 wallet_coins.insert(entry.outpoint);

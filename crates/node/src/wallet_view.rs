@@ -9,16 +9,31 @@
 //!
 //! The wallet lock is always taken before the core lock.
 
+use std::ops::ControlFlow;
+
 use powchain_chain::{AddressCoin, Snapshot};
 use powchain_consensus::{Address, Amount, BlockHeight, FeeRate, Transaction, Txid};
-use powchain_wallet::{SpendableCoin, Wallet};
+use powchain_wallet::{CoinCandidates, SpendableCoin, Wallet};
 
 use crate::error::NodeError;
 use crate::event::NodeEvent;
 use crate::node::{Core, Node, lock};
 
-/// Most unspent outputs per address a wallet query reads.
-pub(crate) const MAX_WALLET_COINS_PER_ADDRESS: usize = 100_000;
+/// Coins read from the store between two looks at the pool (each under the core lock).
+const COINS_PER_CHUNK: usize = 1_024;
+
+/// The wallet's coins, folded as they are read: the balance, and the coins a payment may
+/// choose from.
+#[derive(Default)]
+struct WalletCoins {
+    balance: WalletBalance,
+    candidates: CoinCandidates,
+}
+
+/// Adds `value` to `total`, at most the money supply (a balance is a report: it saturates).
+fn add(total: &mut Amount, value: Amount) {
+    *total = total.checked_add(value).unwrap_or(Amount::MAX_MONEY);
+}
 
 /// The node wallet's balance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,81 +96,95 @@ impl Node {
         Ok(lock(&self.wallet).new_address()?)
     }
 
-    /// The wallet's confirmed coins as `snapshot` sees them (at most
-    /// [`MAX_WALLET_COINS_PER_ADDRESS`] an address), with the height a block would have
-    /// next on that snapshot's chain (what maturity is judged against).
-    fn confirmed_wallet_coins(
-        &self,
+    /// Reads every confirmed coin of the wallet's addresses from `snapshot`, in chunks of
+    /// [`COINS_PER_CHUNK`], and hands each chunk to `sort`. However many coins strangers
+    /// paid the wallet's (public) addresses, every one is counted and no more than a chunk
+    /// is in memory.
+    fn read_wallet_coins(
         wallet: &Wallet,
         snapshot: &Snapshot,
-    ) -> Result<(Vec<AddressCoin>, BlockHeight), NodeError> {
-        let next_height = snapshot.tip()?.record.height.next();
-        let mut coins = Vec::new();
+        mut sort: impl FnMut(&[AddressCoin]),
+    ) -> Result<(), NodeError> {
+        let mut chunk = Vec::with_capacity(COINS_PER_CHUNK);
         for address in wallet.addresses() {
-            coins.extend(snapshot.address_coins(&address, MAX_WALLET_COINS_PER_ADDRESS)?);
+            snapshot.visit_address_coins(&address, |coin| {
+                chunk.push(coin);
+                if chunk.len() == COINS_PER_CHUNK {
+                    sort(&chunk);
+                    chunk.clear();
+                }
+                ControlFlow::Continue(())
+            })?;
         }
-        Ok((coins, next_height))
+        if !chunk.is_empty() {
+            sort(&chunk);
+        }
+        Ok(())
     }
 
-    /// Sorts the wallet's confirmed `coins` by what the pool does with them and adds the
-    /// pool's outputs paying the wallet: the coins a payment may use, and the balance.
-    /// Needs the core locked (the pool), not the store: the coins were read before.
-    fn classify_wallet_coins(
+    /// Sorts confirmed `coins` of the wallet by what the pool does with them, with
+    /// `next_height` the height a block would have next (what maturity is judged
+    /// against). Needs the core locked (the pool), not the store: the coins were read
+    /// before.
+    fn sort_confirmed_coins(
         &self,
-        wallet: &Wallet,
         core: &Core,
-        coins: Vec<AddressCoin>,
+        coins: &[AddressCoin],
         next_height: BlockHeight,
-    ) -> (Vec<SpendableCoin>, WalletBalance) {
-        let mut balance = WalletBalance::default();
-        let mut spendable = Vec::new();
-        let add = |total: &mut Amount, value: Amount| {
-            *total = total.checked_add(value).unwrap_or(Amount::MAX_MONEY);
-        };
+        tally: &mut WalletCoins,
+    ) {
         for entry in coins {
             let value = entry.coin.output.value;
-            add(&mut balance.confirmed, value);
+            add(&mut tally.balance.confirmed, value);
             if !entry.coin.is_mature_at(next_height, self.params()) {
-                add(&mut balance.immature, value);
+                add(&mut tally.balance.immature, value);
             } else if core.mempool.spender_of(&entry.outpoint).is_some() {
-                add(&mut balance.unconfirmed_outgoing, value);
+                add(&mut tally.balance.unconfirmed_outgoing, value);
             } else {
-                add(&mut balance.spendable, value);
-                spendable.push(SpendableCoin {
+                add(&mut tally.balance.spendable, value);
+                tally.candidates.offer(SpendableCoin {
                     outpoint: entry.outpoint,
                     output: entry.coin.output,
                     confirmed: true,
                 });
             }
         }
-        for (outpoint, output) in core.mempool.unspent_pool_outputs() {
-            if wallet.owns(&output.address) {
-                add(&mut balance.unconfirmed_incoming, output.value);
-                add(&mut balance.spendable, output.value);
-                spendable.push(SpendableCoin {
-                    outpoint,
-                    output,
-                    confirmed: false,
-                });
-            }
-        }
-        (spendable, balance)
     }
 
-    /// The wallet's balance. Its coins are read from a snapshot before the core lock is
-    /// taken, so a stranger asking again and again (up to 100,000 coins an address) does
-    /// not hold blocks and admissions back; the lock covers only the pool's part.
+    /// Adds the pool's unspent outputs paying the wallet: incoming, and spendable.
+    fn add_pool_coins(wallet: &Wallet, core: &Core, tally: &mut WalletCoins) {
+        for (outpoint, output) in core
+            .mempool
+            .unspent_outputs_paying(|address| wallet.owns(address))
+        {
+            add(&mut tally.balance.unconfirmed_incoming, output.value);
+            add(&mut tally.balance.spendable, output.value);
+            tally.candidates.offer(SpendableCoin {
+                outpoint,
+                output,
+                confirmed: false,
+            });
+        }
+    }
+
+    /// The wallet's balance. Its coins are read from a snapshot a chunk at a time, and the
+    /// core lock is held only to sort each chunk against the pool, so a stranger asking
+    /// again and again about an address paid a million times does not hold blocks and
+    /// admissions back.
     ///
     /// # Errors
     /// [`NodeError::Chain`] if the store cannot be read.
     pub fn wallet_balance(&self) -> Result<WalletBalance, NodeError> {
         let wallet = lock(&self.wallet);
         let snapshot = self.reader.snapshot()?;
-        let (coins, next_height) = self.confirmed_wallet_coins(&wallet, &snapshot)?;
-        let core = lock(&self.core);
-        Ok(self
-            .classify_wallet_coins(&wallet, &core, coins, next_height)
-            .1)
+        let next_height = snapshot.tip()?.record.height.next();
+        let mut tally = WalletCoins::default();
+        Self::read_wallet_coins(&wallet, &snapshot, |chunk| {
+            let core = lock(&self.core);
+            self.sort_confirmed_coins(&core, chunk, next_height, &mut tally);
+        })?;
+        Self::add_pool_coins(&wallet, &lock(&self.core), &mut tally);
+        Ok(tally.balance)
     }
 
     /// Pays `amount` to `recipient` from the wallet, at `fee_rate` (the configured rate if
@@ -173,12 +202,16 @@ impl Node {
         let wallet = lock(&self.wallet);
         let mut core = lock(&self.core);
         // Read under the core lock: the payment must spend coins of the chain and pool it
-        // is admitted to.
+        // is admitted to. Only the coins a payment could spend are kept (CoinCandidates).
         let snapshot = self.reader.snapshot()?;
-        let (coins, next_height) = self.confirmed_wallet_coins(&wallet, &snapshot)?;
-        let (available, _) = self.classify_wallet_coins(&wallet, &core, coins, next_height);
-        let payment = wallet.build_payment(
-            &available,
+        let next_height = snapshot.tip()?.record.height.next();
+        let mut tally = WalletCoins::default();
+        Self::read_wallet_coins(&wallet, &snapshot, |chunk| {
+            self.sort_confirmed_coins(&core, chunk, next_height, &mut tally);
+        })?;
+        Self::add_pool_coins(&wallet, &core, &mut tally);
+        let payment = wallet.build_payment_from(
+            &tally.candidates,
             recipient,
             amount,
             fee_rate.unwrap_or(self.config.wallet_fee_rate),
@@ -207,6 +240,75 @@ mod tests {
 
     use super::WalletBalance;
     use crate::testing::TestNode;
+
+    /// A stranger pays the wallet's address more dust outputs than one chunk of the
+    /// balance's read holds. Every one is counted, and a payment is still made from the
+    /// largest coins (before, the node read at most 100,000 coins an address, the first by
+    /// outpoint: enough dust with low txids hid the wallet's own coins from both).
+    #[test]
+    fn dust_paid_to_the_wallet_is_counted_and_payments_come_from_its_largest_coins() {
+        use powchain_consensus::testkit::{sign_all, test_key};
+        use powchain_consensus::{OutPoint, Signature, Transaction, TxIn, TxInputs, TxOut};
+
+        let test = TestNode::open(Network::Regtest);
+        let stranger = test_key(9);
+        let funding = test.mine_paying(test_address(9));
+        test.mine_until_spendable();
+        let before = test.node.wallet_balance().expect("the balance reads");
+        let coinbase = funding.transactions[0].outputs[0];
+        let dust_count = 2 * super::COINS_PER_CHUNK + 100;
+        let dust = Amount::from_units(1).expect("in range");
+        let wallet_address = test.node.wallet_address();
+        let mut outputs = vec![
+            TxOut {
+                value: dust,
+                address: wallet_address,
+            };
+            dust_count
+        ];
+        outputs.push(TxOut {
+            value: minus(coinbase.value, Amount::ONE_COIN),
+            address: test_address(9),
+        });
+        let mut flood = Transaction {
+            version: Transaction::CURRENT_VERSION,
+            inputs: TxInputs::Spends(vec![TxIn {
+                prevout: OutPoint {
+                    txid: funding.transactions[0].compute_txid(),
+                    vout: 0,
+                },
+                signature: Signature([0; 64]),
+            }]),
+            outputs,
+        };
+        sign_all(&mut flood, &[coinbase], std::slice::from_ref(&stranger));
+        test.node
+            .submit_transaction(flood)
+            .expect("a legal, if unkind, payment");
+        let block = test.mine(true);
+        assert_eq!(block.transactions.len(), 2, "the flood is confirmed");
+
+        let after = test.node.wallet_balance().expect("the balance reads");
+        check_invariants(&after);
+        let dust_total = Amount::from_units(dust_count as u64).expect("small");
+        let new_coinbase = block.transactions[0].outputs[0].value;
+        assert_eq!(
+            after.confirmed,
+            sum([before.confirmed, new_coinbase, dust_total]),
+            "every dust output counted"
+        );
+
+        // Two coins' worth: the two largest coins pay it, not a thousand dust outputs.
+        let payment = test
+            .node
+            .send(
+                test_address(3),
+                sum([coinbase.value, Amount::ONE_COIN]),
+                None,
+            )
+            .expect("the wallet pays from its coinbases");
+        assert_eq!(payment.transaction.spends().len(), 2);
+    }
 
     /// Devnet's difficulty falls to its floor when blocks come this late (ASERT halves the
     /// work per minute late), so its blocks take milliseconds to mine.

@@ -26,7 +26,8 @@
 //!
 //! Pure: no keys, no I/O. The wallet filters the coins it owns and signs the result.
 
-use std::collections::HashSet;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
 
 use powchain_consensus::transaction::MAX_TX_BYTES;
 use powchain_consensus::{Amount, FeeRate, OutPoint, TxIn, TxOut};
@@ -106,56 +107,149 @@ pub fn select_coins(
     amount: Amount,
     fee_rate: FeeRate,
 ) -> Result<CoinSelection, WalletError> {
-    if amount == Amount::ZERO {
-        return Err(WalletError::ZeroAmount);
-    }
     let mut seen = HashSet::with_capacity(candidates.len());
-    let mut ordered: Vec<SpendableCoin> = candidates
-        .iter()
-        .filter(|coin| seen.insert(coin.outpoint))
-        .copied()
-        .collect();
-    ordered.sort_by(|left, right| {
-        right
-            .confirmed
-            .cmp(&left.confirmed)
-            .then(right.output.value.cmp(&left.output.value))
-            .then(left.outpoint.cmp(&right.outpoint))
-    });
-    let available = Amount::checked_sum(ordered.iter().map(|coin| coin.output.value))
-        .ok_or(WalletError::AmountOverflow)?;
-    // More than the wallet holds: say so, even when the amount plus its fee would not fit
-    // in the money range (the largest amount anyone can ask for is not an "overflow").
-    if amount > available {
-        let size = spend_transaction_size(ordered.len().max(1), 1);
-        let needed = amount_plus_fee(amount, fee_rate, size).unwrap_or(amount);
-        return Err(WalletError::InsufficientFunds { needed, available });
+    let mut gathered = CoinCandidates::default();
+    for coin in candidates {
+        if seen.insert(coin.outpoint) {
+            gathered.offer(*coin);
+        }
     }
+    gathered.select(amount, fee_rate)
+}
 
-    let max_inputs = max_payment_inputs();
-    let mut selected_total = Amount::ZERO;
-    for (index, coin) in ordered.iter().take(max_inputs).enumerate() {
-        let input_count = index + 1;
-        selected_total = selected_total
-            .checked_add(coin.output.value)
-            .ok_or(WalletError::AmountOverflow)?;
-        let needed = amount_plus_fee(amount, fee_rate, spend_transaction_size(input_count, 1))?;
-        if selected_total >= needed {
-            return finish_selection(&ordered[..input_count], selected_total, amount, fee_rate);
+/// The coins a payment may choose from, gathered one at a time as the node reads them:
+/// only the first [`max_payment_inputs`] in selection order are kept (no payment spends
+/// more), with the count and sum of all. So a wallet whose address a stranger paid a
+/// million dust outputs still pays from its largest coins, and reports all it holds,
+/// with no more than a payment's worth of coins in memory. [`CoinCandidates::select`]
+/// chooses exactly as [`select_coins`] does over every coin offered.
+#[derive(Clone, Debug)]
+pub struct CoinCandidates {
+    /// How many coins are kept: [`max_payment_inputs`].
+    keep: usize,
+    /// The best coins so far; the top of the heap is the last of them to be chosen.
+    best: BinaryHeap<Reverse<Ranked>>,
+    /// How many coins were offered.
+    count: usize,
+    /// Their sum; `None` past the money range.
+    total: Option<Amount>,
+}
+
+/// A coin in selection order: a greater one is chosen first.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Ranked(SpendableCoin);
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let (left, right) = (&self.0, &other.0);
+        left.confirmed
+            .cmp(&right.confirmed)
+            .then(left.output.value.cmp(&right.output.value))
+            .then(right.outpoint.cmp(&left.outpoint))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Default for CoinCandidates {
+    fn default() -> Self {
+        CoinCandidates {
+            keep: max_payment_inputs(),
+            best: BinaryHeap::new(),
+            count: 0,
+            total: None,
+        }
+    }
+}
+
+impl CoinCandidates {
+    /// Offers one spendable coin. The caller offers each coin once.
+    pub fn offer(&mut self, coin: SpendableCoin) {
+        self.count += 1;
+        self.total = match (self.count, self.total) {
+            (1, _) => Some(coin.output.value),
+            (_, total) => total.and_then(|total| total.checked_add(coin.output.value)),
+        };
+        let ranked = Ranked(coin);
+        if self.best.len() < self.keep {
+            self.best.push(Reverse(ranked));
+        } else if self
+            .best
+            .peek()
+            .is_some_and(|Reverse(worst)| ranked > *worst)
+        {
+            self.best.pop();
+            self.best.push(Reverse(ranked));
         }
     }
 
-    // A transaction with no input cannot exist, so with no coins the smallest real one
-    // (one input) says what would be needed.
-    let needed = amount_plus_fee(
-        amount,
-        fee_rate,
-        spend_transaction_size(ordered.len().max(1), 1),
-    )?;
-    if available < needed {
-        Err(WalletError::InsufficientFunds { needed, available })
-    } else {
-        Err(WalletError::TooManyInputs { max_inputs })
+    /// How many coins were offered.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The kept coins, the first to be chosen first.
+    fn in_order(&self) -> Vec<SpendableCoin> {
+        let mut ordered: Vec<SpendableCoin> = self
+            .best
+            .iter()
+            .map(|Reverse(Ranked(coin))| *coin)
+            .collect();
+        ordered.sort_by(|left, right| Ranked(*right).cmp(&Ranked(*left)));
+        ordered
+    }
+
+    /// Chooses coins to pay `amount` at `fee_rate`, as [`select_coins`] does.
+    ///
+    /// # Errors
+    /// As [`select_coins`].
+    pub fn select(&self, amount: Amount, fee_rate: FeeRate) -> Result<CoinSelection, WalletError> {
+        if amount == Amount::ZERO {
+            return Err(WalletError::ZeroAmount);
+        }
+        let ordered = self.in_order();
+        let available = match self.count {
+            0 => Amount::ZERO,
+            _ => self.total.ok_or(WalletError::AmountOverflow)?,
+        };
+        // More than the wallet holds: say so, even when the amount plus its fee would not
+        // fit in the money range (the largest amount anyone can ask for is not an
+        // "overflow").
+        if amount > available {
+            let size = spend_transaction_size(self.count.max(1), 1);
+            let needed = amount_plus_fee(amount, fee_rate, size).unwrap_or(amount);
+            return Err(WalletError::InsufficientFunds { needed, available });
+        }
+
+        let max_inputs = max_payment_inputs();
+        let mut selected_total = Amount::ZERO;
+        for (index, coin) in ordered.iter().take(max_inputs).enumerate() {
+            let input_count = index + 1;
+            selected_total = selected_total
+                .checked_add(coin.output.value)
+                .ok_or(WalletError::AmountOverflow)?;
+            let needed = amount_plus_fee(amount, fee_rate, spend_transaction_size(input_count, 1))?;
+            if selected_total >= needed {
+                return finish_selection(&ordered[..input_count], selected_total, amount, fee_rate);
+            }
+        }
+
+        // A transaction with no input cannot exist, so with no coins the smallest real one
+        // (one input) says what would be needed.
+        let needed = amount_plus_fee(
+            amount,
+            fee_rate,
+            spend_transaction_size(self.count.max(1), 1),
+        )?;
+        if available < needed {
+            Err(WalletError::InsufficientFunds { needed, available })
+        } else {
+            Err(WalletError::TooManyInputs { max_inputs })
+        }
     }
 }
 
@@ -401,7 +495,105 @@ mod tests {
         }
     }
 
+    /// A coin at `index` (any of 2^32), its outpoint sorting as the index does.
+    fn numbered_coin(index: u32, value: u64, confirmed: bool) -> SpendableCoin {
+        let mut txid = [0; 32];
+        txid[..4].copy_from_slice(&index.to_be_bytes());
+        SpendableCoin {
+            outpoint: OutPoint {
+                txid: Txid(txid),
+                vout: 0,
+            },
+            output: TxOut {
+                value: units(value),
+                address: test_address(1),
+            },
+            confirmed,
+        }
+    }
+
+    /// A stranger can pay the wallet's public address as many dust outputs as it likes,
+    /// with txids that sort before the wallet's own coins. The node once read the first
+    /// 100,000 coins an address holds: the wallet's real coins fell past them, its balance
+    /// showed the dust and every payment failed for want of funds.
+    #[test]
+    fn a_flood_of_dust_neither_hides_the_largest_coins_nor_the_total() {
+        let mut candidates = CoinCandidates::default();
+        let dust = 3 * max_payment_inputs();
+        for index in 0..dust {
+            candidates.offer(numbered_coin(index as u32, 1, true));
+        }
+        for index in 0..3 {
+            candidates.offer(numbered_coin(u32::MAX - index, 100_000_000, true));
+        }
+        assert_eq!(candidates.count(), dust + 3);
+        assert_eq!(
+            candidates.best.len(),
+            max_payment_inputs(),
+            "one payment's worth kept"
+        );
+
+        let rate = FeeRate::from_units_per_byte(1);
+        let selection = candidates
+            .select(units(150_000_000), rate)
+            .expect("two large coins pay it");
+        assert_eq!(selection.inputs.len(), 2);
+        assert!(
+            selection
+                .inputs
+                .iter()
+                .all(|coin| coin.output.value == units(100_000_000))
+        );
+
+        let error = candidates
+            .select(units(300_000_000), rate)
+            .expect_err("more than all");
+        let all = units(300_000_000 + dust as u64);
+        assert!(
+            matches!(error, WalletError::InsufficientFunds { available, .. } if available == all),
+            "{error:?}"
+        );
+    }
+
     proptest! {
+        /// However many coins are offered, and in whatever order, the kept ones are the
+        /// first of them all in selection order.
+        #[test]
+        fn the_kept_coins_are_the_first_in_selection_order(
+            values in proptest::collection::vec((1u64..50, any::<bool>()), 0..1_300),
+            seed in any::<u64>(),
+        ) {
+            let coins: Vec<SpendableCoin> = values
+                .iter()
+                .enumerate()
+                .map(|(index, (value, confirmed))| numbered_coin(index as u32, *value, *confirmed))
+                .collect();
+            let mut offered = coins.clone();
+            // A fixed shuffle from the seed: the order coins arrive in must not matter.
+            let mut state = seed | 1;
+            for index in (1..offered.len()).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                offered.swap(index, (state % (index as u64 + 1)) as usize);
+            }
+            let mut candidates = CoinCandidates::default();
+            for coin in &offered {
+                candidates.offer(*coin);
+            }
+            let mut expected = coins;
+            expected.sort_by(|left, right| {
+                right
+                    .confirmed
+                    .cmp(&left.confirmed)
+                    .then(right.output.value.cmp(&left.output.value))
+                    .then(left.outpoint.cmp(&right.outpoint))
+            });
+            expected.truncate(max_payment_inputs());
+            prop_assert_eq!(candidates.in_order(), expected);
+            prop_assert_eq!(candidates.count(), values.len());
+        }
+
         #[test]
         fn selection_is_exact_about_fees_and_funds(
             values in proptest::collection::vec((1u64..200_000, any::<bool>()), 0..12),

@@ -37,7 +37,7 @@ pub mod passphrase;
 pub mod payment;
 pub mod wallet;
 
-pub use coin_selection::{CoinSelection, SpendableCoin, select_coins};
+pub use coin_selection::{CoinCandidates, CoinSelection, SpendableCoin, select_coins};
 pub use encryption::KdfParams;
 pub use error::WalletError;
 pub use passphrase::Passphrase;

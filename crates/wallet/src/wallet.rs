@@ -26,7 +26,7 @@ use powchain_consensus::{
     Address, Amount, FeeRate, Network, Signature, Transaction, TxIn, TxInputs, TxOut, hex,
 };
 
-use crate::coin_selection::{SpendableCoin, select_coins};
+use crate::coin_selection::{CoinCandidates, CoinSelection, SpendableCoin, select_coins};
 use crate::encryption::{KdfParams, KeyFileCipher};
 use crate::error::WalletError;
 use crate::key_file::{self, StoredKeys};
@@ -317,6 +317,34 @@ impl Wallet {
             .copied()
             .collect();
         let selection = select_coins(&owned, amount, fee_rate)?;
+        self.pay_with(&selection, recipient, amount)
+    }
+
+    /// Builds and signs a payment as [`Wallet::build_payment`] does, choosing from coins
+    /// gathered one at a time ([`CoinCandidates`]: the node's way, however many coins the
+    /// wallet's addresses hold). The caller offers only coins of the wallet's addresses.
+    ///
+    /// # Errors
+    /// As [`Wallet::build_payment`]; [`WalletError::NotOurs`] for a coin of an
+    /// address the wallet holds no key for.
+    pub fn build_payment_from(
+        &self,
+        candidates: &CoinCandidates,
+        recipient: Address,
+        amount: Amount,
+        fee_rate: FeeRate,
+    ) -> Result<Payment, WalletError> {
+        let selection = candidates.select(amount, fee_rate)?;
+        self.pay_with(&selection, recipient, amount)
+    }
+
+    /// Signs the payment `selection` chose coins for.
+    fn pay_with(
+        &self,
+        selection: &CoinSelection,
+        recipient: Address,
+        amount: Amount,
+    ) -> Result<Payment, WalletError> {
         let mut outputs = vec![TxOut {
             value: amount,
             address: recipient,

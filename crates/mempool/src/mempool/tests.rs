@@ -200,6 +200,17 @@ fn accepts_a_chain_of_three_unconfirmed_transactions() {
             first_output(&child)
         ]
     );
+    // The wallet's question: the same outputs, filtered by address as they are found.
+    let mut paying: Vec<OutPoint> = pool
+        .unspent_outputs_paying(|_| true)
+        .into_iter()
+        .map(|(outpoint, _)| outpoint)
+        .collect();
+    paying.sort();
+    let mut all = unspent;
+    all.sort();
+    assert_eq!(paying, all);
+    assert!(pool.unspent_outputs_paying(|_| false).is_empty());
 }
 
 #[test]

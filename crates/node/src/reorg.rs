@@ -32,10 +32,10 @@ impl Node {
     ) -> Vec<NodeEvent> {
         let mut node_events = Vec::with_capacity(events.len());
         let mut disconnected_blocks: Vec<Arc<Block>> = Vec::new();
-        let mut removed: Vec<Txid> = Vec::new();
-        // Store rows of the branch's transactions back in the pool, written with the
-        // removals in one commit at the end (a synced one only if there are rows).
-        let mut readmitted_rows: Vec<PoolWrite> = Vec::new();
+        // The pool store's changes in the order they happened (a removal from an earlier
+        // block before the row of the same transaction returning from a later
+        // disconnection), written in one commit at the end (synced only if there are rows).
+        let mut writes: Vec<PoolWrite> = Vec::new();
         let mut reorganised: Option<(u64, BlockHeight, BlockHash)> = None;
         for event in events {
             match event {
@@ -44,7 +44,12 @@ impl Node {
                     height,
                     block,
                 } => {
-                    removed.extend(core.mempool.remove_for_block(&block));
+                    writes.extend(
+                        core.mempool
+                            .remove_for_block(&block)
+                            .into_iter()
+                            .map(PoolWrite::Remove),
+                    );
                     node_events.push(NodeEvent::BlockConnected { hash, height });
                 }
                 ChainEvent::BlockDisconnected {
@@ -88,9 +93,31 @@ impl Node {
                 .map(|entry| (entry.txid, entry.time_ms))
                 .collect();
             let previous_pool = core.mempool.take_all();
+            // At most a full pool's bytes of the branch's transactions are tried, from
+            // the block nearest the fork up (parents before children): the pool could
+            // hold no more, and a deep reorganisation of full blocks must not clone and
+            // validate millions of transactions under the lock (Bitcoin Core caps its
+            // disconnected pool likewise, at 20 MB).
+            let mut budget = core.mempool.options().max_bytes;
             let mut candidates: Vec<Transaction> = Vec::new();
+            let mut left_out = 0usize;
             for block in disconnected_blocks.iter().rev() {
-                candidates.extend(block.transactions.iter().skip(1).cloned());
+                for transaction in block.transactions.iter().skip(1) {
+                    let size = transaction.compute_size();
+                    if left_out > 0 || size > budget {
+                        left_out += 1;
+                        continue;
+                    }
+                    budget -= size;
+                    candidates.push(transaction.clone());
+                }
+            }
+            if left_out > 0 {
+                info!(
+                    left_out,
+                    "a deep reorganisation: the losing branch's newest transactions past a \
+                     full pool's bytes were not returned to the pool"
+                );
             }
             let candidates = candidates
                 .into_iter()
@@ -111,18 +138,24 @@ impl Node {
                 let row = matches!(admission, Admission::Returning).then(|| transaction.clone());
                 match self.admit_into_pool(core, transaction, time_ms, admission) {
                     Ok(accepted) => {
-                        removed.extend(accepted.evicted);
                         if let Some(transaction) = row {
                             readmitted += 1;
-                            readmitted_rows.push(PoolWrite::Insert {
+                            writes.push(PoolWrite::Insert {
                                 txid,
                                 transaction,
                                 time_ms: now,
                             });
                             node_events.push(NodeEvent::TransactionAccepted { txid });
                         }
+                        // After the row of what evicted them: an evicted transaction's
+                        // row may have been written by this same pass.
+                        writes.extend(accepted.evicted.into_iter().map(PoolWrite::Remove));
                     }
-                    Err(_) => removed.push(txid),
+                    // A branch transaction refused has no row (its block's connection
+                    // removed it), and may be pooled already (the same payment in two
+                    // disconnected blocks): removing "its" row would delete that one.
+                    Err(_) if matches!(admission, Admission::Returning) => {}
+                    Err(_) => writes.push(PoolWrite::Remove(txid)),
                 }
             }
             debug!(
@@ -138,11 +171,6 @@ impl Node {
                 );
             }
         }
-        // Rows first: a row evicted by a later re-admission is removed after it is written.
-        let writes: Vec<PoolWrite> = readmitted_rows
-            .into_iter()
-            .chain(removed.into_iter().map(PoolWrite::Remove))
-            .collect();
         self.pool_store.queue_unawaited(writes);
         node_events
     }
@@ -468,5 +496,111 @@ mod tests {
         assert_eq!(test.node.expire_pool(), 1);
         assert!(!test.pool_holds(&reorganised.grandchild_in_pool));
         assert!(test.pool_holds(&reorganised.child_in_block));
+    }
+
+    /// One call of the chain can connect a block and disconnect it again: orphans that
+    /// waited for the same parent, the first connected, the second's branch then winning.
+    /// A pooled payment of the first leaves the pool and comes back. Its row was written
+    /// and then removed (rows first, removals after), so a restart lost a payment the
+    /// node held and had acknowledged.
+    ///
+    /// ```text
+    ///   tip ── P ── X1 [payment]      (X1, Y1, Y2 arrive before P)
+    ///            └─ Y1 ── Y2
+    /// ```
+    #[test]
+    fn a_payment_connected_and_disconnected_in_one_call_keeps_its_stored_row() {
+        let a = TestNode::open(Network::Regtest);
+        let receiver = TestNode::open_with_clock(Network::Regtest, Arc::clone(&a.clock));
+        let rival = TestNode::open_with_clock(Network::Regtest, Arc::clone(&a.clock));
+        let prefix = a.mine_until_spendable();
+        receiver.submit_blocks(&prefix);
+        rival.submit_blocks(&prefix);
+
+        let payment = a.pay_one_coin();
+        receiver
+            .node
+            .submit_transaction(payment.transaction.clone())
+            .expect("the receiver pools the payment");
+        assert!(receiver.stored_pool_txids().contains(&payment.txid));
+        let p = a.mine(false);
+        let x1 = a.mine(true);
+        assert!(x1.transactions.contains(&payment.transaction));
+        rival.submit_blocks(std::slice::from_ref(&p));
+        let y1 = rival.mine(false);
+        let y2 = rival.mine(false);
+
+        receiver.submit_blocks(&[x1, y1, y2.clone()]);
+        receiver.submit_blocks(&[p]);
+        assert_eq!(
+            receiver.node.tip().hash,
+            y2.compute_hash(),
+            "Y has more work"
+        );
+        assert!(receiver.pool_holds(&payment.txid), "back in the pool");
+        assert!(
+            receiver.stored_pool_txids().contains(&payment.txid),
+            "and in its store"
+        );
+        let receiver = receiver.reopen();
+        assert!(receiver.pool_holds(&payment.txid), "so a restart keeps it");
+    }
+
+    /// A reorganisation tries at most a full pool's bytes of the losing branch's
+    /// transactions, from the block nearest the fork, so a deep one of full blocks is not
+    /// cloned and validated whole under the lock. Here the branch's later block pays
+    /// more: its payments were once admitted in turn, evicting the earlier ones.
+    #[test]
+    fn a_reorganisation_returns_at_most_a_full_pool_of_the_losing_branch() {
+        use powchain_consensus::{Amount, FeeRate};
+
+        let a = TestNode::open(Network::Regtest);
+        let payment_bytes = 187;
+        let receiver =
+            TestNode::open_configured(Network::Regtest, Arc::clone(&a.clock), |config| {
+                config.mempool.max_bytes = 2 * payment_bytes + 100;
+            });
+        let rival = TestNode::open_with_clock(Network::Regtest, Arc::clone(&a.clock));
+        let mut prefix = a.mine_until_spendable();
+        prefix.extend((0..4).map(|_| a.mine(false)));
+        receiver.submit_blocks(&prefix);
+        rival.submit_blocks(&prefix);
+
+        let pay = |units_per_byte: u64| {
+            let payment = a
+                .node
+                .send(
+                    test_address(3),
+                    Amount::ONE_COIN,
+                    Some(FeeRate::from_units_per_byte(units_per_byte)),
+                )
+                .expect("the wallet pays");
+            assert_eq!(payment.transaction.compute_size(), payment_bytes);
+            payment.txid
+        };
+        let older = [pay(10), pay(11)];
+        let a1 = a.mine(true);
+        let newer = [pay(30), pay(40)];
+        let a2 = a.mine(true);
+        assert_eq!((a1.transactions.len(), a2.transactions.len()), (3, 3));
+        receiver.submit_blocks(&[a1, a2]);
+        let branch_b = [rival.mine(false), rival.mine(false), rival.mine(false)];
+        let mut events = receiver.node.subscribe();
+        receiver.submit_blocks(&branch_b);
+        assert_eq!(receiver.node.tip().hash, branch_b[2].compute_hash());
+
+        let mut announced = HashSet::new();
+        while let Ok(event) = events.try_recv() {
+            if let NodeEvent::TransactionAccepted { txid } = event {
+                announced.insert(txid);
+            }
+        }
+        for txid in &older {
+            assert!(receiver.pool_holds(txid), "within a pool's bytes");
+        }
+        for txid in &newer {
+            assert!(!receiver.pool_holds(txid));
+            assert!(!announced.contains(txid), "never tried");
+        }
     }
 }

@@ -199,7 +199,7 @@ impl CoinCandidates {
             .iter()
             .map(|Reverse(Ranked(coin))| *coin)
             .collect();
-        ordered.sort_by(|left, right| Ranked(*right).cmp(&Ranked(*left)));
+        ordered.sort_by_key(|coin| Reverse(Ranked(*coin)));
         ordered
     }
 

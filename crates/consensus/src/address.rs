@@ -37,6 +37,10 @@ pub enum AddressError {
     /// The payload is not 32 bytes.
     #[error("address payload is {0} bytes, expected 32")]
     WrongLength(usize),
+    /// The bits that pad the payload to whole characters are not zero: another spelling
+    /// of an address, which only its canonical one may be (bech32's decoder drops them).
+    #[error("address padding bits are not zero (not the canonical spelling of an address)")]
+    NonZeroPadding,
     /// The payload is not an x-only public key on secp256k1.
     #[error("address payload is not a valid secp256k1 x-only public key")]
     NotAPublicKey,
@@ -73,6 +77,11 @@ impl Address {
             .as_slice()
             .try_into()
             .map_err(|_| AddressError::WrongLength(payload.len()))?;
+        // 32 bytes take 52 characters of 5 bits: 4 bits of padding, which must be zero
+        // (BIP-173), or 16 strings would each be a valid address of one key.
+        checked
+            .validate_segwit_padding()
+            .map_err(|_| AddressError::NonZeroPadding)?;
         secp256k1::XOnlyPublicKey::from_byte_array(key).map_err(|_| AddressError::NotAPublicKey)?;
         Ok(Address(key))
     }
@@ -180,6 +189,37 @@ mod tests {
             Err(AddressError::Bech32(_))
         ));
         assert!(Address::parse("", Network::Devnet).is_err());
+    }
+
+    /// bech32's decoder drops the 4 bits that pad 32 bytes to 52 characters: with any of
+    /// them set (and the checksum made anew), the text parsed as the same key.
+    #[test]
+    fn only_the_canonical_spelling_of_an_address_parses() {
+        use bech32::{ByteIterExt, Fe32, Fe32IterExt};
+
+        let hrp = Hrp::parse(Network::Devnet.address_prefix()).expect("valid");
+        let mut characters: Vec<Fe32> = key().0.iter().copied().bytes_to_fes().collect();
+        assert_eq!(characters.len(), 52);
+        assert_eq!(
+            Address::parse(&key().to_bech32(Network::Devnet), Network::Devnet),
+            Ok(key())
+        );
+        let last = characters.len() - 1;
+        for padding in 1..16u8 {
+            characters[last] = Fe32::try_from(characters[last].to_u8() | padding).expect("5 bits");
+            let text: String = characters
+                .iter()
+                .copied()
+                .with_checksum::<Bech32m>(&hrp)
+                .chars()
+                .collect();
+            assert_eq!(
+                Address::parse(&text, Network::Devnet),
+                Err(AddressError::NonZeroPadding),
+                "{text}"
+            );
+            characters[last] = Fe32::try_from(characters[last].to_u8() & !0b1111).expect("5 bits");
+        }
     }
 
     #[test]

@@ -93,7 +93,9 @@ impl MerkleProof {
         })
     }
 
-    /// True if this proof links `txid` to `root` at the claimed position.
+    /// True if this proof links `txid` to `root`. The claimed `index` and `leaf_count`
+    /// shape the path but are not proven: an odd node carried up leaves no trace, so one
+    /// path can fit several of them (docs/CONSENSUS.md, section 3).
     pub fn verify(&self, txid: Txid, root: MerkleRoot) -> bool {
         if self.index >= self.leaf_count {
             return false;
@@ -157,6 +159,21 @@ mod tests {
         let five = [txid(1), txid(2), txid(3), txid(4), txid(5)];
         let six = [txid(1), txid(2), txid(3), txid(4), txid(5), txid(5)];
         assert_ne!(compute_merkle_root(&five), compute_merkle_root(&six));
+    }
+
+    /// What docs/CONSENSUS.md says a proof does not prove: its position and tree size.
+    #[test]
+    fn a_proof_proves_membership_not_its_position_or_the_tree_size() {
+        let txids = [txid(1), txid(2), txid(3)];
+        let root = compute_merkle_root(&txids);
+        let mut proof = MerkleProof::build(&txids, 2).expect("in range");
+        assert!(proof.verify(txid(3), root));
+        (proof.index, proof.leaf_count) = (1, 2);
+        assert!(
+            proof.verify(txid(3), root),
+            "the same path fits index 1 of 2"
+        );
+        assert!(!proof.verify(txid(2), root), "but no other txid");
     }
 
     #[test]

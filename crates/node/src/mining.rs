@@ -67,21 +67,26 @@ impl Node {
             if self.is_shutting_down() {
                 return Err(NodeError::ShuttingDown);
             }
-            let template =
-                self.block_template(self.wallet_address(), note.clone(), include_pool)?;
+            // The stop flag is registered before the template is built: a block that
+            // connects in between interrupts this search at once, instead of leaving it
+            // to hash on the old tip for a block interval.
             let stop = Arc::new(AtomicBool::new(false));
             self.mining.active().push(Arc::clone(&stop));
-            let outcome = search(
-                &template,
-                self.mining.threads,
-                &stop,
-                &self.mining.counter,
-                &|| self.now_ms(),
-            );
+            let outcome = self
+                .block_template(self.wallet_address(), note.clone(), include_pool)
+                .map(|template| {
+                    search(
+                        &template,
+                        self.mining.threads,
+                        &stop,
+                        &self.mining.counter,
+                        &|| self.now_ms(),
+                    )
+                });
             self.mining
                 .active()
                 .retain(|active| !Arc::ptr_eq(active, &stop));
-            match outcome {
+            match outcome? {
                 SearchOutcome::Stopped => continue,
                 SearchOutcome::Found(block) => match self.submit_block(block.clone()) {
                     Ok(BlockOutcome::MainChain) => {

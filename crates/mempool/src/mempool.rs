@@ -306,8 +306,9 @@ impl Mempool {
         self.check_package_fees_in_range(&own_totals, &ancestors)?;
 
         let incoming = PackageScore::new(&own_totals, self.next_sequence, txid);
+        let bid = self.bid_for_room(&own_totals, &ancestors);
         // Most refusals of a full pool end here, before any signature is checked.
-        self.check_room_can_be_made(&incoming, &ancestors)?;
+        self.check_room_can_be_made(&incoming, &bid, &ancestors)?;
 
         let checks = &input_check.signature_checks;
         verifier.verify_all(checks).map_err(|failed| {
@@ -317,7 +318,7 @@ impl Mempool {
             MempoolError::Invalid(ConsensusError::BadSignature { input_index })
         })?;
 
-        let evicted = self.make_room(&incoming, &ancestors)?;
+        let evicted = self.make_room(&incoming, &bid, &ancestors)?;
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         self.link_entry(PoolEntry {

@@ -1,9 +1,10 @@
 //! Eviction: making room in a full pool for a better-paying newcomer.
 //!
 //! ```text
+//!   bid = the newcomer's rate, or its package's with its pooled ancestors if lower
 //!   while the newcomer does not fit:
 //!     lowest descendant-package score that is not the newcomer's ancestor
-//!       pays less than the newcomer? ─yes─▶ evict it with its descendants, look again
+//!       pays less than the bid? ─yes─▶ evict it with its descendants, look again
 //!                                    ─no──▶ put back everything evicted, PoolFull
 //! ```
 //!
@@ -21,26 +22,56 @@ use powchain_consensus::{FeeRate, Txid};
 use tracing::debug;
 
 use super::Mempool;
-use crate::entry::{PackageScore, PoolEntry};
+use crate::entry::{PackageScore, PackageTotals, PoolEntry};
 use crate::error::MempoolError;
 
 impl Mempool {
+    /// The rate a newcomer with `own` totals and pooled `ancestors` bids for room: its own,
+    /// or that of the package it joins (itself and its ancestors) if that pays less. Its
+    /// ancestors cannot be evicted for it, so bidding its own rate alone would let a
+    /// well-paying child of a large parent paying almost nothing push out a package that
+    /// pays more than the two together: the pool would then hold less fee for its bytes
+    /// (Bitcoin Core's trim, which prices the child within its parent's package, would
+    /// evict the pair instead).
+    pub(super) fn bid_for_room(
+        &self,
+        own: &PackageTotals,
+        ancestors: &HashSet<Txid>,
+    ) -> PackageTotals {
+        let joined = ancestors
+            .iter()
+            .filter_map(|ancestor| self.entries.get(ancestor))
+            .try_fold(*own, |totals, entry| {
+                totals.checked_add(&PackageTotals::single(entry.fee, entry.size))
+            });
+        match joined {
+            Some(joined)
+                if PackageScore::compare_rate(joined.fee, joined.size, own.fee, own.size)
+                    == Ordering::Less =>
+            {
+                joined
+            }
+            _ => *own,
+        }
+    }
+
     /// The first step of [`Mempool::make_room`] without changing anything: refuses with
     /// [`MempoolError::PoolFull`] if `incoming` does not fit and the first package that
-    /// would have to go does not pay less than it.
+    /// would have to go does not pay less than its `bid`.
     pub(super) fn check_room_can_be_made(
         &self,
         incoming: &PackageScore,
+        bid: &PackageTotals,
         ancestors: &HashSet<Txid>,
     ) -> Result<(), MempoolError> {
         if self.total_bytes + incoming.size <= self.options.max_bytes {
             return Ok(());
         }
         let candidate = self.lowest_evictable(ancestors);
-        if candidate.is_some_and(|candidate| pays_less(&candidate, incoming)) {
+        if candidate.is_some_and(|candidate| pays_less(&candidate, bid)) {
             Ok(())
         } else {
-            Err(self.pool_full_error(incoming, candidate))
+            Err(self.pool_full_error(bid, candidate))
         }
     }
 
@@ -53,11 +84,11 @@ impl Mempool {
             .copied()
     }
 
-    /// The refusal of `incoming`, naming the rate of `candidate`, the package that would
-    /// have had to go.
+    /// The refusal of a newcomer that bid `bid`, naming the rate of `candidate`, the
+    /// package that would have had to go.
     fn pool_full_error(
         &self,
-        incoming: &PackageScore,
+        bid: &PackageTotals,
         candidate: Option<PackageScore>,
     ) -> MempoolError {
         // Without a candidate, everything left is an ancestor of the newcomer; the
@@ -66,14 +97,14 @@ impl Mempool {
             .or_else(|| self.eviction_order.first().copied())
             .map_or(FeeRate::ZERO, |score| score.fee_rate());
         MempoolError::PoolFull {
-            fee_rate: incoming.fee_rate(),
+            fee_rate: bid.fee_rate(),
             lowest,
         }
     }
 
     /// Evicts the lowest-paying descendant packages until `incoming` fits, as long as each
-    /// pays a lower rate than `incoming`. If one that must go does not, puts everything
-    /// back and refuses with [`MempoolError::PoolFull`].
+    /// pays a lower rate than its `bid` ([`Mempool::bid_for_room`]). If one that must go
+    /// does not, puts everything back and refuses with [`MempoolError::PoolFull`].
     ///
     /// Removing a package lowers its ancestors' descendant totals and so moves them in
     /// `eviction_order`; evicting for real, one package at a time, and undoing on refusal
@@ -81,18 +112,19 @@ impl Mempool {
     pub(super) fn make_room(
         &mut self,
         incoming: &PackageScore,
+        bid: &PackageTotals,
         ancestors: &HashSet<Txid>,
     ) -> Result<Vec<Txid>, MempoolError> {
         let mut evicted: Vec<PoolEntry> = Vec::new();
         while self.total_bytes + incoming.size > self.options.max_bytes {
             let candidate = self.lowest_evictable(ancestors);
             match candidate {
-                Some(candidate) if pays_less(&candidate, incoming) => {
+                Some(candidate) if pays_less(&candidate, bid) => {
                     let package = self.with_descendants([candidate.txid]);
                     evicted.extend(self.remove_entries(&package));
                 }
                 _ => {
-                    let error = self.pool_full_error(incoming, candidate);
+                    let error = self.pool_full_error(bid, candidate);
                     evicted.sort_by_key(|entry| entry.sequence);
                     for entry in evicted {
                         self.link_entry(entry);
@@ -113,8 +145,7 @@ impl Mempool {
     }
 }
 
-/// True if `candidate`'s package pays a strictly lower exact rate than `incoming`.
-fn pays_less(candidate: &PackageScore, incoming: &PackageScore) -> bool {
-    PackageScore::compare_rate(candidate.fee, candidate.size, incoming.fee, incoming.size)
-        == Ordering::Less
+/// True if `candidate`'s package pays a strictly lower exact rate than `bid`.
+fn pays_less(candidate: &PackageScore, bid: &PackageTotals) -> bool {
+    PackageScore::compare_rate(candidate.fee, candidate.size, bid.fee, bid.size) == Ordering::Less
 }

@@ -679,6 +679,45 @@ fn eviction_protects_a_low_fee_parent_whose_child_pays_for_it() {
     assert!(pool.contains(&parent.compute_txid()));
 }
 
+/// A child bids for room at its package's rate with its pooled ancestors when that is
+/// lower: they cannot be evicted for it. Bidding its own rate, a well-paying child of a
+/// parent paying almost nothing pushed out a transaction paying more than the two
+/// together, so a stranger could empty the pool of better payments at little cost.
+#[test]
+fn a_child_bids_for_room_at_its_package_rate_with_its_ancestors() {
+    let chain = TestChain::regtest_with_mature_coins(2);
+    let mut pool = pool_for(
+        &chain,
+        MempoolOptions {
+            max_bytes: 2 * ONE_IN_ONE_OUT_BYTES + 100,
+            ..options()
+        },
+    );
+    let per_byte = |rate: u64| rate * ONE_IN_ONE_OUT_BYTES as u64;
+    let valuable = spend(&chain, &pool, &[chain.mature_coin(0).0], 1, per_byte(12));
+    accept(&mut pool, &chain, valuable.clone()).expect("room");
+    let parent = spend(&chain, &pool, &[chain.mature_coin(1).0], 1, per_byte(1));
+    accept(&mut pool, &chain, parent.clone()).expect("room");
+
+    // 20 a byte alone, 10.5 with its parent: less than the 12 it would push out.
+    let before = snapshot(&pool);
+    let child = spend(&chain, &pool, &[first_output(&parent)], 1, per_byte(20));
+    let error = accept(&mut pool, &chain, child).expect_err("the pair pays less");
+    assert_eq!(
+        error,
+        MempoolError::PoolFull {
+            fee_rate: FeeRate::from_units_per_kilobyte(10_500),
+            lowest: FeeRate::from_units_per_byte(12)
+        }
+    );
+    assert_eq!(snapshot(&pool), before);
+
+    // 30 a byte: 15.5 with its parent, more than 12. The child pays for its parent.
+    let paying_child = spend(&chain, &pool, &[first_output(&parent)], 1, per_byte(30));
+    let accepted = accept(&mut pool, &chain, paying_child).expect("the pair pays more");
+    assert_eq!(accepted.evicted, vec![valuable.compute_txid()]);
+}
+
 #[test]
 fn a_refused_newcomer_leaves_a_partly_evicted_pool_as_it_was() {
     let chain = TestChain::regtest_with_mature_coins(6);

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use powchain_consensus::BlockHash;
 use tracing::debug;
 
+use crate::ban::BanKey;
 use crate::message::{InventoryItem, MAX_INVENTORY, Message};
 use crate::registry::{PeerCommand, PeerId};
 use crate::service::P2p;
@@ -63,7 +64,20 @@ pub(crate) struct Downloads {
     stalled: HashSet<PeerId>,
     /// Of those, the ones not closed yet, in the order they stalled.
     to_close: Vec<PeerId>,
+    /// Who was closed for stalling lately (their ban key: address, or port on loopback),
+    /// and when: a staller that reconnects comes back as a new peer, and would otherwise
+    /// be handed the oldest missing blocks again at once (a fresh peer is the least
+    /// loaded), holding the sync 20 s each time.
+    stallers: HashMap<BanKey, Instant>,
+    /// Connected peers that stalled lately under an earlier connection: asked for a
+    /// block only when no other peer has it.
+    suspects: HashSet<PeerId>,
 }
+
+/// How long a peer closed for stalling is asked last when it reconnects.
+const STALLER_MEMORY: Duration = Duration::from_secs(10 * 60);
+/// Most stallers remembered (the oldest forgotten first when full).
+const MAX_STALLERS: usize = 1_024;
 
 /// What holding new blocks back for a push came to ([`P2p::push_waits`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -205,7 +219,37 @@ impl Downloads {
         self.in_flight.retain(|_, (asked, _)| *asked != peer);
         self.not_found.remove(&peer);
         self.stalled.remove(&peer);
+        self.suspects.remove(&peer);
         self.to_close.retain(|stalled| *stalled != peer);
+    }
+
+    /// The peer known by `key` was closed for stalling a block download at `now`.
+    fn remember_staller(&mut self, key: BanKey, now: Instant) {
+        self.stallers
+            .retain(|_, since| now.duration_since(*since) < STALLER_MEMORY);
+        if self.stallers.len() >= MAX_STALLERS
+            && let Some(oldest) = self
+                .stallers
+                .iter()
+                .min_by_key(|(key, since)| (**since, key.to_string()))
+                .map(|(key, _)| *key)
+        {
+            self.stallers.remove(&oldest);
+        }
+        self.stallers.insert(key, now);
+    }
+
+    /// A new peer known by `key` connected as `peer`: if it stalled lately, it is asked
+    /// for a block only when no other peer has it. True if so.
+    fn note_new_peer(&mut self, peer: PeerId, key: &BanKey, now: Instant) -> bool {
+        let suspect = self
+            .stallers
+            .get(key)
+            .is_some_and(|since| now.duration_since(*since) < STALLER_MEMORY);
+        if suspect {
+            self.suspects.insert(peer);
+        }
+        suspect
     }
 
     /// The peers that stalled a download since the last call, to be closed.
@@ -247,21 +291,39 @@ impl Downloads {
             if self.in_flight.contains_key(&hash) {
                 continue;
             }
+            let lacks = |peer: &PeerId| {
+                self.not_found
+                    .get(peer)
+                    .is_some_and(|lacking| lacking.contains(&hash))
+            };
             let chosen = holders
                 .iter()
                 .filter(|peer| {
                     eligible.contains(peer)
-                        && !self
-                            .not_found
-                            .get(peer)
-                            .is_some_and(|lacking| lacking.contains(&hash))
+                        && !lacks(peer)
                         && load.get(peer).copied().unwrap_or(0) < MAX_BLOCKS_IN_FLIGHT_PER_PEER
                 })
-                .min_by_key(|peer| load.get(peer).copied().unwrap_or(0))
+                .min_by_key(|peer| {
+                    (
+                        self.suspects.contains(peer),
+                        load.get(peer).copied().unwrap_or(0),
+                    )
+                })
                 .copied();
             let Some(peer) = chosen else {
                 continue;
             };
+            // A peer that stalled lately gets a block only if no other peer has it: one
+            // busy now gets it when it has room.
+            if self.suspects.contains(&peer)
+                && holders.iter().any(|holder| {
+                    !self.suspects.contains(holder)
+                        && !self.stalled.contains(holder)
+                        && !lacks(holder)
+                })
+            {
+                continue;
+            }
             *load.entry(peer).or_default() += 1;
             self.in_flight.insert(hash, (peer, now));
             assigned.entry(peer).or_default().push(hash);
@@ -318,6 +380,16 @@ impl P2p {
     /// A peer left: its blocks go to others at the next pump.
     pub(crate) fn forget_peer_downloads(&self, peer: PeerId) {
         self.downloads().forget_peer(peer);
+    }
+
+    /// The peer known by `key` was closed for stalling a block download.
+    pub(crate) fn remember_staller(&self, key: BanKey) {
+        self.downloads().remember_staller(key, Instant::now());
+    }
+
+    /// A new peer `peer`, known by `key`, connected; true if it stalled lately.
+    pub(crate) fn note_new_download_peer(&self, peer: PeerId, key: &BanKey) -> bool {
+        self.downloads().note_new_peer(peer, key, Instant::now())
     }
 
     /// Asks peers with room for the next missing blocks towards the best header, each
@@ -514,6 +586,49 @@ mod tests {
         // Peer 1 lacking its block frees it, once.
         assert!(downloads.not_found(peer(1), hash(1)));
         assert!(!downloads.not_found(peer(1), hash(1)));
+    }
+
+    /// A peer closed for stalling reconnects as a new peer, the least loaded of all:
+    /// it was handed the oldest missing blocks again at once, and held the sync 20 s
+    /// each time it came back. Now, for 10 minutes, it gets only what no other peer has.
+    #[test]
+    fn a_staller_that_reconnects_is_asked_only_for_what_no_other_peer_has() {
+        let mut downloads = Downloads::default();
+        let now = Instant::now();
+        let timeout = Duration::from_secs(20);
+        let key = BanKey::Address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+            203, 0, 113, 7,
+        )));
+        let other = BanKey::Address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+            203, 0, 113, 8,
+        )));
+        downloads.remember_staller(key, now);
+        assert!(
+            downloads.note_new_peer(peer(2), &key, now),
+            "the staller, back"
+        );
+        assert!(!downloads.note_new_peer(peer(1), &other, now));
+
+        // Peer 1 is busy: its blocks wait for it rather than go to the staller.
+        let busy: Vec<(BlockHash, Vec<PeerId>)> = (0..MAX_BLOCKS_IN_FLIGHT_PER_PEER)
+            .map(|index| (hash(100 + index as u8), vec![peer(1)]))
+            .collect();
+        assert_eq!(
+            downloads.assign(busy, now, timeout)[&peer(1)].len(),
+            MAX_BLOCKS_IN_FLIGHT_PER_PEER
+        );
+        let plan = vec![(hash(1), vec![peer(1), peer(2)]), (hash(2), vec![peer(2)])];
+        assert_eq!(
+            downloads.assign(plan, now, timeout),
+            BTreeMap::from([(peer(2), vec![hash(2)])]),
+            "only the block no one else has"
+        );
+
+        // Ten minutes on, it is a peer like any other.
+        let later = now + STALLER_MEMORY;
+        assert!(!downloads.note_new_peer(peer(3), &key, later));
+        downloads.forget_peer(peer(2));
+        assert!(downloads.suspects.is_empty(), "forgotten with its session");
     }
 
     #[test]

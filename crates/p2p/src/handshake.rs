@@ -28,6 +28,7 @@ use tracing::debug;
 
 use crate::address_group::AddressGroup;
 use crate::ban::BanKey;
+use crate::download::STALLED;
 use crate::message::{Hello, Message};
 use crate::pending::PendingSlot;
 use crate::read_budget::{BudgetHandle, OverBudget};
@@ -275,8 +276,14 @@ where
         if outbound { "outbound" } else { "inbound" },
         theirs.best_height
     ));
+    if p2p.note_new_download_peer(id, &ban_key) {
+        debug!(peer = %label, "closed for stalling a download lately: asked for blocks last");
+    }
     let mut session = Session::new(Arc::clone(&p2p), id, label, ban_key, sink, announcements);
     let end = session.run(&mut stream, &mut commands, &theirs).await;
+    if matches!(end, SessionEnd::Closed(CloseReason::Told(reason)) if reason == STALLED) {
+        p2p.remember_staller(ban_key);
+    }
     p2p.registry.unregister(id);
     if let Some(url) = &listen_url {
         p2p.addresses().session_ended(url);

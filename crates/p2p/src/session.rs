@@ -65,6 +65,8 @@ async fn writer_stopped(failure: Option<impl Future<Output = CloseReason>>) -> C
 
 /// A branch a peer is showing us with too little work so far: counted, not stored.
 pub(crate) struct Presync {
+    /// The branch's first header (the first of the first batch counted).
+    pub(crate) first: BlockHash,
     /// The last header counted.
     pub(crate) last: BlockHash,
     /// The branch's chain work at it.
@@ -75,6 +77,11 @@ pub(crate) struct Presync {
 
 /// A pre-synced branch that has the work, being downloaded again to be stored.
 pub(crate) struct Redownload {
+    /// The branch's first pre-synced header: the first batch sent without the work check
+    /// must hold it.
+    pub(crate) first: BlockHash,
+    /// The last header of the batch before, once one was taken: the next must build on it.
+    pub(crate) next_parent: Option<BlockHash>,
     /// The branch's last pre-synced header.
     pub(crate) target: BlockHash,
     /// Headers the peer may still send without the work check.

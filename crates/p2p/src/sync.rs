@@ -215,10 +215,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
         let full = headers.len() == MAX_HEADERS;
         let count = headers.len() as u64;
+        let first_hash = first.compute_hash();
+        // The pre-synced branch is taken without the work check only as it comes again,
+        // batch after batch from its first header: any other batch meanwhile (another
+        // branch, unasked) is checked as always, so the allowance buys nothing else.
         let require_work = match &mut self.redownload {
             Some(redownload) if redownload.remaining >= count => {
-                redownload.remaining -= count;
-                false
+                let continues = match redownload.next_parent {
+                    Some(expected) => parent == expected,
+                    None => {
+                        first_hash == redownload.first
+                            || headers
+                                .iter()
+                                .any(|header| header.compute_hash() == redownload.first)
+                    }
+                };
+                if continues {
+                    redownload.remaining -= count;
+                    redownload.next_parent = Some(last);
+                }
+                !continues
             }
             _ => {
                 self.redownload = None;
@@ -273,6 +289,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 if full {
                     debug!(peer = %self.label, %end_work, %threshold, "pre-syncing a branch with too little work so far");
                     self.presync = Some(Presync {
+                        first: first_hash,
                         last,
                         work: end_work,
                         headers: count,
@@ -389,12 +406,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if work >= threshold {
             debug!(peer = %self.label, headers = count, "a pre-synced branch has the work; downloading it again to store it");
             self.redownload = Some(Redownload {
+                first: presync.first,
+                next_parent: None,
                 target: last,
                 remaining: count + MAX_HEADERS as u64,
             });
             self.request_headers(None).await?;
         } else if full {
             self.presync = Some(Presync {
+                first: presync.first,
                 last,
                 work,
                 headers: count,

@@ -136,8 +136,14 @@ async fn an_honest_branch_forking_deeper_than_a_batch_is_presynced_then_stored()
     socket.send(frame(&hello)).await.expect("hello");
     let served = Arc::clone(&node.node);
     let headers = branch_headers.clone();
+    // Sent just before the branch comes again: headers of another branch, far below the
+    // tip. The branch's allowance (its headers need no work check as they come again)
+    // once took any headers, so these were stored unchecked.
+    let junk = branch(&main.blocks[1].header, 10, 777);
+    let junk_hashes: Vec<BlockHash> = junk.iter().map(Header::compute_hash).collect();
     let server = tokio::spawn(async move {
         let mut presynced = false;
+        let mut junk = Some(junk);
         while let Some(Ok(frame_in)) = socket.next().await {
             let Frame::Binary(bytes) = frame_in else {
                 continue;
@@ -159,6 +165,16 @@ async fn an_honest_branch_forking_deeper_than_a_batch_is_presynced_then_stored()
                     if start > 0 && served.block_height(&locator[0]).is_none() {
                         // Asked for what follows a header the node did not store.
                         presynced = true;
+                    }
+                    if start == 0
+                        && presynced
+                        && let Some(junk) = junk.take()
+                    {
+                        // Asked for the branch again, to store it.
+                        let junk = Message::Headers(junk);
+                        if socket.send(frame(&junk)).await.is_err() {
+                            break;
+                        }
                     }
                     let end = (start + MAX_HEADERS).min(headers.len());
                     Message::Headers(headers[start..end].to_vec())
@@ -184,6 +200,13 @@ async fn an_honest_branch_forking_deeper_than_a_batch_is_presynced_then_stored()
         .filter(|hash| node.node.block_height(hash).is_some())
         .collect();
     assert_eq!(stored.len(), branch_headers.len(), "every header stored");
+    for hash in &junk_hashes {
+        assert_eq!(
+            node.node.block_height(hash),
+            None,
+            "another branch's headers got no allowance"
+        );
+    }
     node.stop().await;
     assert!(
         server.await.expect("the peer task"),

@@ -246,6 +246,7 @@ export async function walletView() {
       ["Confirmed", coins(balance.confirmed)],
       ["Immature (new coinbase)", coins(balance.immature)],
       ["Incoming, unconfirmed", coins(balance.unconfirmedIncoming)],
+      ["of which from others (spendable once confirmed)", coins(balance.unconfirmedFromOthers)],
       ["Outgoing, unconfirmed", coins(balance.unconfirmedOutgoing)],
     ]));
     const shown = balance.addresses.slice(-MAX_WALLET_ADDRESSES_SHOWN).reverse();

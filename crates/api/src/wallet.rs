@@ -61,6 +61,8 @@ pub struct BalanceJson {
     pub immature: u64,
     /// Pool outputs paying the wallet.
     pub unconfirmed_incoming: u64,
+    /// The part of `unconfirmed_incoming` others' payments pay (spendable once confirmed).
+    pub unconfirmed_from_others: u64,
     /// Confirmed coins spent by pooled transactions.
     pub unconfirmed_outgoing: u64,
     /// What a payment can use now.
@@ -87,6 +89,7 @@ pub async fn balance(
             confirmed: balance.confirmed.to_units(),
             immature: balance.immature.to_units(),
             unconfirmed_incoming: balance.unconfirmed_incoming.to_units(),
+            unconfirmed_from_others: balance.unconfirmed_from_others.to_units(),
             unconfirmed_outgoing: balance.unconfirmed_outgoing.to_units(),
             spendable: balance.spendable.to_units(),
             total: balance.total().to_units(),

@@ -478,9 +478,10 @@ pub fn wallet(client: &ClientArgs, action: WalletAction) -> anyhow::Result<()> {
                 coins("immature")
             );
             println!(
-                "pending      +{} / -{} coins",
+                "pending      +{} / -{} coins ({} of it from others)",
                 coins("unconfirmedIncoming"),
-                coins("unconfirmedOutgoing")
+                coins("unconfirmedOutgoing"),
+                coins("unconfirmedFromOthers")
             );
             println!("spendable    {} coins", coins("spendable"));
             println!("total        {} coins", coins("total"));

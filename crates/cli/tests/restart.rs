@@ -111,6 +111,7 @@ fn a_sigkill_right_after_transact_keeps_the_transaction_and_the_change() {
             "confirmed": SUBSIDY,
             "immature": 0,
             "unconfirmedIncoming": change,
+            "unconfirmedFromOthers": 0,
             "unconfirmedOutgoing": SUBSIDY,
             "spendable": change,
             "total": change,

@@ -12,7 +12,9 @@
 use std::ops::ControlFlow;
 
 use powchain_chain::{AddressCoin, Snapshot};
-use powchain_consensus::{Address, Amount, BlockHeight, FeeRate, Transaction, Txid};
+use powchain_consensus::{
+    Address, Amount, BlockHeight, FeeRate, OutPoint, Transaction, TxOut, Txid,
+};
 use powchain_wallet::{CoinCandidates, SpendableCoin, Wallet};
 
 use crate::error::NodeError;
@@ -30,6 +32,15 @@ struct WalletCoins {
     candidates: CoinCandidates,
 }
 
+/// A pool output paying the wallet, and what its transaction's first input spends.
+struct PooledCoin {
+    outpoint: OutPoint,
+    output: TxOut,
+    first_spent: OutPoint,
+    /// The output `first_spent` names, if a pooled transaction made it.
+    first_spent_pooled: Option<TxOut>,
+}
+
 /// Adds `value` to `total`, at most the money supply (a balance is a report: it saturates).
 fn add(total: &mut Amount, value: Amount) {
     *total = total.checked_add(value).unwrap_or(Amount::MAX_MONEY);
@@ -44,10 +55,14 @@ pub struct WalletBalance {
     pub immature: Amount,
     /// Pool outputs paying the wallet, not yet confirmed.
     pub unconfirmed_incoming: Amount,
+    /// The part of `unconfirmed_incoming` that others' payments pay: not spendable until
+    /// it confirms (its payer may spend the same coins elsewhere, or it may never be
+    /// mined), as Bitcoin Core's wallet spends only its own unconfirmed change.
+    pub unconfirmed_from_others: Amount,
     /// Confirmed coins that pooled transactions spend.
     pub unconfirmed_outgoing: Amount,
-    /// What a payment can use now: mature confirmed coins not spent in the pool, plus pool
-    /// outputs paying the wallet.
+    /// What a payment can use now: mature confirmed coins not spent in the pool, plus the
+    /// pool outputs of the wallet's own payments that pay it (its change).
     pub spendable: Amount,
 }
 
@@ -151,20 +166,54 @@ impl Node {
         }
     }
 
-    /// Adds the pool's unspent outputs paying the wallet: incoming, and spendable.
-    fn add_pool_coins(wallet: &Wallet, core: &Core, tally: &mut WalletCoins) {
-        for (outpoint, output) in core
-            .mempool
+    /// The pool's unspent outputs paying the wallet, each with what the first input of its
+    /// transaction spends (and that output, if the pool made it). Needs the core lock;
+    /// nothing is read from the store.
+    fn pool_coins(wallet: &Wallet, core: &Core) -> Vec<PooledCoin> {
+        core.mempool
             .unspent_outputs_paying(|address| wallet.owns(address))
-        {
-            add(&mut tally.balance.unconfirmed_incoming, output.value);
-            add(&mut tally.balance.spendable, output.value);
-            tally.candidates.offer(SpendableCoin {
-                outpoint,
-                output,
-                confirmed: false,
-            });
+            .into_iter()
+            .filter_map(|(outpoint, output)| {
+                let entry = core.mempool.get(&outpoint.txid)?;
+                let first_spent = entry.transaction.spends().first()?.prevout;
+                Some(PooledCoin {
+                    outpoint,
+                    output,
+                    first_spent,
+                    first_spent_pooled: core.mempool.output(&first_spent),
+                })
+            })
+            .collect()
+    }
+
+    /// Adds the pool's outputs paying the wallet: all to incoming; those of the wallet's own
+    /// payments (whose first input spends a coin of the wallet's: a payment it signed) to
+    /// spendable too, the others to `unconfirmed_from_others`. Reads the store, not the pool.
+    fn add_pool_coins(
+        wallet: &Wallet,
+        snapshot: &Snapshot,
+        coins: Vec<PooledCoin>,
+        tally: &mut WalletCoins,
+    ) -> Result<(), NodeError> {
+        for coin in coins {
+            let value = coin.output.value;
+            add(&mut tally.balance.unconfirmed_incoming, value);
+            let spent = match coin.first_spent_pooled {
+                Some(output) => Some(output),
+                None => snapshot.coin(&coin.first_spent)?.map(|spent| spent.output),
+            };
+            if spent.is_some_and(|spent| wallet.owns(&spent.address)) {
+                add(&mut tally.balance.spendable, value);
+                tally.candidates.offer(SpendableCoin {
+                    outpoint: coin.outpoint,
+                    output: coin.output,
+                    confirmed: false,
+                });
+            } else {
+                add(&mut tally.balance.unconfirmed_from_others, value);
+            }
         }
+        Ok(())
     }
 
     /// The wallet's balance. Its coins are read from a snapshot a chunk at a time, and the
@@ -183,7 +232,8 @@ impl Node {
             let core = lock(&self.core);
             self.sort_confirmed_coins(&core, chunk, next_height, &mut tally);
         })?;
-        Self::add_pool_coins(&wallet, &lock(&self.core), &mut tally);
+        let pooled = Self::pool_coins(&wallet, &lock(&self.core));
+        Self::add_pool_coins(&wallet, &snapshot, pooled, &mut tally)?;
         Ok(tally.balance)
     }
 
@@ -209,7 +259,12 @@ impl Node {
         Self::read_wallet_coins(&wallet, &snapshot, |chunk| {
             self.sort_confirmed_coins(&core, chunk, next_height, &mut tally);
         })?;
-        Self::add_pool_coins(&wallet, &core, &mut tally);
+        Self::add_pool_coins(
+            &wallet,
+            &snapshot,
+            Self::pool_coins(&wallet, &core),
+            &mut tally,
+        )?;
         let payment = wallet.build_payment_from(
             &tally.candidates,
             recipient,
@@ -310,6 +365,69 @@ mod tests {
         assert_eq!(payment.transaction.spends().len(), 2);
     }
 
+    /// Another's payment to the wallet, still in the pool, is incoming but not spendable:
+    /// its payer may spend the same coins elsewhere, or it may never be mined, and a
+    /// payment built on it would go with it. The wallet once spent it like its own
+    /// change (docs/API.md said it spent only its own).
+    #[test]
+    fn another_s_unconfirmed_payment_is_incoming_but_not_spendable() {
+        let test = TestNode::open(Network::Regtest);
+        let funding = test.mine_paying(test_address(9));
+        test.mine_until_spendable();
+        let foreign = crate::testing::spend_output(
+            &funding.transactions[0],
+            0,
+            &powchain_consensus::testkit::test_key(9),
+            test.node.wallet_address(),
+        );
+        let before = test.node.wallet_balance().expect("the balance reads");
+        test.node
+            .submit_transaction(foreign.clone())
+            .expect("a payment to the wallet");
+        let value = foreign.outputs[0].value;
+
+        let balance = test.node.wallet_balance().expect("the balance reads");
+        check_invariants(&balance);
+        assert_eq!(balance.unconfirmed_incoming, value);
+        assert_eq!(balance.unconfirmed_from_others, value);
+        assert_eq!(balance.spendable, before.spendable, "not spendable yet");
+        assert_eq!(balance.total(), sum([before.total(), value]));
+
+        // More than the wallet's own coins: refused, not built on the payment.
+        let error = test
+            .node
+            .send(
+                test_address(3),
+                sum([before.spendable, Amount::ONE_COIN]),
+                None,
+            )
+            .expect_err("only the wallet's own coins");
+        assert!(error.to_string().contains("insufficient funds"), "{error}");
+
+        // Its own change, by contrast, is spendable at once.
+        let payment = test.pay_one_coin();
+        let after = test.node.wallet_balance().expect("the balance reads");
+        check_invariants(&after);
+        assert_eq!(after.unconfirmed_from_others, value);
+        let change = sum(payment
+            .transaction
+            .outputs
+            .iter()
+            .filter(|output| output.address == test.node.wallet_address())
+            .map(|output| output.value));
+        assert_eq!(
+            after.unconfirmed_incoming,
+            sum([value, change]),
+            "{after:?}"
+        );
+
+        // Confirmed, it is spendable like any coin.
+        test.mine(true);
+        let mined = test.node.wallet_balance().expect("the balance reads");
+        check_invariants(&mined);
+        assert_eq!(mined.unconfirmed_from_others, Amount::ZERO);
+    }
+
     /// Devnet's difficulty falls to its floor when blocks come this late (ASERT halves the
     /// work per minute late), so its blocks take milliseconds to mine.
     const DEVNET_EASY_GAP_MS: u64 = 10 * 60 * 1000;
@@ -330,7 +448,8 @@ mod tests {
             sum([
                 balance.spendable,
                 balance.immature,
-                balance.unconfirmed_outgoing
+                balance.unconfirmed_outgoing,
+                balance.unconfirmed_from_others
             ]),
             sum([balance.confirmed, balance.unconfirmed_incoming]),
             "{balance:?}"
@@ -374,6 +493,7 @@ mod tests {
                     confirmed,
                     immature,
                     unconfirmed_incoming: Amount::ZERO,
+                    unconfirmed_from_others: Amount::ZERO,
                     unconfirmed_outgoing: Amount::ZERO,
                     spendable: minus(confirmed, immature),
                 },

@@ -109,6 +109,7 @@ fn every_bad_request_answers_a_json_error_and_the_node_keeps_serving() {
         case("POST", "/transact", &transact_body(&other, &SUBSIDY.to_string()), 400, "insufficient funds"),
         case("POST", "/transact", &transact_body(&other, &(1_000_000 * COIN).to_string()), 400, "insufficient funds"),
         case("POST", "/transact", &format!(r#"{{"recipient": "{other}", "amount": 5, "feeRate": 0}}"#), 400, "fee-rate-too-low"),
+        case("POST", "/transact", &format!(r#"{{"recipient": "{other}", "amount": 5, "feeRate": 10000000}}"#), 400, "above the most the wallet pays (0.1 coins)"),
         // Blocks.
         case("GET", &format!("/blocks/{unknown_hash}"), "", 404, "unknown block"),
         case("GET", "/blocks/99", "", 404, "no block at height 99: the tip is at 1"),

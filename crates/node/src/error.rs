@@ -117,6 +117,7 @@ impl NodeError {
                     | WalletError::InsufficientFunds { .. }
                     | WalletError::AmountOverflow
                     | WalletError::TooManyInputs { .. }
+                    | WalletError::FeeTooHigh { .. }
                     | WalletError::NotOurs { .. }
             ),
             NodeError::PoolStore { .. }

@@ -119,6 +119,18 @@ pub enum WalletError {
         /// The most inputs a payment transaction can have within the size limit.
         max_inputs: usize,
     },
+    /// The payment would pay more in fees than the wallet ever pays for one
+    /// ([`crate::max_payment_fee`]): most likely a fee rate mistaken for a fee.
+    #[error(
+        "the payment would pay a fee of {fee} coins, above the most the wallet pays ({max} \
+         coins); a fee rate is in units per byte"
+    )]
+    FeeTooHigh {
+        /// The fee it would pay.
+        fee: Amount,
+        /// The most the wallet pays.
+        max: Amount,
+    },
     /// A spent output pays an address the wallet holds no key for.
     #[error("the wallet holds no key for address {address:?}")]
     NotOurs {

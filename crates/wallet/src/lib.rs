@@ -41,5 +41,5 @@ pub use coin_selection::{CoinCandidates, CoinSelection, SpendableCoin, select_co
 pub use encryption::KdfParams;
 pub use error::WalletError;
 pub use passphrase::Passphrase;
-pub use payment::{DEFAULT_FEE_RATE, Payment};
+pub use payment::{DEFAULT_FEE_RATE, Payment, max_payment_fee};
 pub use wallet::Wallet;

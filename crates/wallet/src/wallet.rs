@@ -32,6 +32,7 @@ use crate::error::WalletError;
 use crate::key_file::{self, StoredKeys};
 use crate::passphrase::Passphrase;
 use crate::payment::Payment;
+use crate::payment::max_payment_fee;
 
 /// The keys of one node, bound to a network, kept in a key file.
 ///
@@ -345,6 +346,12 @@ impl Wallet {
         recipient: Address,
         amount: Amount,
     ) -> Result<Payment, WalletError> {
+        if selection.fee > max_payment_fee() {
+            return Err(WalletError::FeeTooHigh {
+                fee: selection.fee,
+                max: max_payment_fee(),
+            });
+        }
         let mut outputs = vec![TxOut {
             value: amount,
             address: recipient,
@@ -891,6 +898,40 @@ mod tests {
         // The key file does hold it: the test would be vacuous otherwise.
         let file = fs::read_to_string(key_file_path(&directory)).expect("written");
         assert!(file.contains(&secret_hex));
+    }
+
+    /// `"feeRate": 10000000` (a fee mistaken for a rate) once made a 187-byte payment
+    /// that paid 18.7 coins to the miner.
+    #[test]
+    fn a_fee_above_the_wallet_s_maximum_is_refused_and_one_at_it_is_paid() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let (chain, wallet) = funded_wallet(&directory, 5);
+        let available = spendable_coins(&chain);
+        let amount = Amount::ONE_COIN;
+        let error = wallet
+            .build_payment(
+                &available,
+                test_address(2),
+                amount,
+                FeeRate::from_units_per_byte(10_000_000),
+            )
+            .expect_err("18.7 coins of fee");
+        assert!(
+            matches!(error, WalletError::FeeTooHigh { max, .. } if max == max_payment_fee()),
+            "{error:?}"
+        );
+        // A one-input payment with change is 187 bytes: the highest whole rate under the
+        // maximum is paid.
+        let rate = max_payment_fee().to_units() / 187;
+        let payment = wallet
+            .build_payment(
+                &available,
+                test_address(2),
+                amount,
+                FeeRate::from_units_per_byte(rate),
+            )
+            .expect("under the maximum");
+        assert!(payment.fee <= max_payment_fee());
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub enum PeerHeaders {
         end_work: Work,
         /// The work it needed.
         threshold: Work,
+        /// The first header the node did not have: where the branch leaves what the node
+        /// knows (a batch may start with headers of its main chain).
+        first_new: BlockHash,
     },
 }
 
@@ -199,10 +202,17 @@ impl Node {
         let mut core = lock(&self.core);
         if require_work && let Some(end_work) = core.chain.headers_chain_work(headers)? {
             let threshold = core.chain.anti_dos_work_threshold();
-            if end_work < threshold {
+            // headers_chain_work counts only batches with a new header.
+            if end_work < threshold
+                && let Some(first_new) = headers
+                    .iter()
+                    .map(Header::compute_hash)
+                    .find(|hash| core.chain.record(hash).is_none())
+            {
                 return Ok(PeerHeaders::LowWork {
                     end_work,
                     threshold,
+                    first_new,
                 });
             }
         }

@@ -65,7 +65,8 @@ async fn writer_stopped(failure: Option<impl Future<Output = CloseReason>>) -> C
 
 /// A branch a peer is showing us with too little work so far: counted, not stored.
 pub(crate) struct Presync {
-    /// The branch's first header (the first of the first batch counted).
+    /// The branch's first header: the first of the first batch counted that the node did
+    /// not have (where the branch leaves the node's chain).
     pub(crate) first: BlockHash,
     /// The last header counted.
     pub(crate) last: BlockHash,
@@ -77,8 +78,8 @@ pub(crate) struct Presync {
 
 /// A pre-synced branch that has the work, being downloaded again to be stored.
 pub(crate) struct Redownload {
-    /// The branch's first pre-synced header: the first batch sent without the work check
-    /// must hold it.
+    /// The branch's first header (where it leaves the node's chain): the first batch taken
+    /// without the work check must hold it.
     pub(crate) first: BlockHash,
     /// The last header of the batch before, once one was taken: the next must build on it.
     pub(crate) next_parent: Option<BlockHash>,

@@ -215,20 +215,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
         let full = headers.len() == MAX_HEADERS;
         let count = headers.len() as u64;
-        let first_hash = first.compute_hash();
         // The pre-synced branch is taken without the work check only as it comes again,
         // batch after batch from its first header: any other batch meanwhile (another
         // branch, unasked) is checked as always, so the allowance buys nothing else.
         let require_work = match &mut self.redownload {
             Some(redownload) if redownload.remaining >= count => {
+                // The first batch may start anywhere at or below the fork (the peer answers
+                // from our locator, which moves with our tip): it must hold the branch's
+                // first header, the first of its headers the node did not have.
                 let continues = match redownload.next_parent {
                     Some(expected) => parent == expected,
-                    None => {
-                        first_hash == redownload.first
-                            || headers
-                                .iter()
-                                .any(|header| header.compute_hash() == redownload.first)
-                    }
+                    None => headers
+                        .iter()
+                        .any(|header| header.compute_hash() == redownload.first),
                 };
                 if continues {
                     redownload.remaining -= count;
@@ -285,11 +284,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Ok(PeerHeaders::LowWork {
                 end_work,
                 threshold,
+                first_new,
             }) => {
                 if full {
                     debug!(peer = %self.label, %end_work, %threshold, "pre-syncing a branch with too little work so far");
                     self.presync = Some(Presync {
-                        first: first_hash,
+                        first: first_new,
                         last,
                         work: end_work,
                         headers: count,

@@ -213,3 +213,109 @@ async fn an_honest_branch_forking_deeper_than_a_batch_is_presynced_then_stored()
         "the first batch was pre-synced, not stored"
     );
 }
+
+/// The branch is downloaded again from the node's locator, which moves with its tip: with
+/// a fork above genesis the first batch of the second download may start higher than the
+/// first one did. The allowance once demanded the first batch's first header (a block of
+/// the node's own chain below the fork), so a block mined meanwhile made the node count
+/// the whole branch again, and a node whose tip kept moving never took the branch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presynced_branch_is_stored_though_the_tip_moved_meanwhile() {
+    // The locator steps back 1, ..., 1, 2, 4, ..., 2048 blocks from the tip: at 4,500
+    // blocks its entry below the fork is block 397 (4,500 - 4,103), which a mined block
+    // moves to 398. A batch from there ends below the threshold, so it is pre-synced.
+    let depth = 4_500;
+    let fork = 450;
+    let mut main = TestChain::new(Network::Regtest);
+    main.mine_empty(depth);
+    let node = TestNode::with_chain(&main, vec![]).await;
+    // The peer's chain: the node's up to the fork, then a longer branch.
+    let branch_headers = branch(&main.blocks[fork].header, depth - fork + 400, 250);
+    let mut peer_chain: Vec<Header> = main.blocks[1..=fork]
+        .iter()
+        .map(|block| block.header)
+        .collect();
+    peer_chain.extend(branch_headers.iter().copied());
+    let branch_tip = branch_headers[branch_headers.len() - 1].compute_hash();
+    let genesis = main.blocks[0].compute_hash();
+
+    let params = Network::Regtest.params();
+    let (mut socket, _) = tokio_tungstenite::connect_async(node.url())
+        .await
+        .expect("connects");
+    let hello = Message::Hello(Hello {
+        network_magic: Network::Regtest.magic(),
+        genesis: params.genesis_hash(),
+        best_hash: branch_tip,
+        best_height: peer_chain.len() as u64,
+        best_work: Work::from_be_bytes([0xff; 32]),
+        listen_port: 47_303,
+        node_nonce: 0x5eee,
+        user_agent: "presync-test".into(),
+    });
+    socket.send(frame(&hello)).await.expect("hello");
+    let (presyncing, mut presync_started) = tokio::sync::mpsc::channel::<()>(1);
+    let (mined, mut tip_moved) = tokio::sync::mpsc::channel::<()>(1);
+    let served = Arc::clone(&node.node);
+    let server = tokio::spawn(async move {
+        // How often the peer served a batch starting at or below the fork: the first
+        // download, and each time the branch was asked for again.
+        let mut from_the_fork = 0;
+        let mut presynced = false;
+        while let Some(Ok(frame_in)) = socket.next().await {
+            let Frame::Binary(bytes) = frame_in else {
+                continue;
+            };
+            let reply = match Message::from_bytes(&bytes) {
+                Ok(Message::Ping(nonce)) => Message::Pong(nonce),
+                Ok(Message::GetHeaders { locator, .. }) => {
+                    let start = locator.iter().find_map(|hash| {
+                        if *hash == genesis {
+                            return Some(0);
+                        }
+                        peer_chain
+                            .iter()
+                            .position(|header| header.compute_hash() == *hash)
+                            .map(|index| index + 1)
+                    });
+                    let Some(start) = start else { continue };
+                    if start <= fork {
+                        from_the_fork += 1;
+                    }
+                    if !presynced && start > fork && served.block_height(&locator[0]).is_none() {
+                        // Counting the branch: the node's tip moves before it goes on.
+                        presynced = true;
+                        let _ = presyncing.send(()).await;
+                        let _ = tip_moved.recv().await;
+                    }
+                    let end = (start + MAX_HEADERS).min(peer_chain.len());
+                    Message::Headers(peer_chain[start..end].to_vec())
+                }
+                _ => continue,
+            };
+            if socket.send(frame(&reply)).await.is_err() {
+                break;
+            }
+        }
+        from_the_fork
+    });
+    tokio::time::timeout(LIMIT, presync_started.recv())
+        .await
+        .expect("the branch is pre-synced")
+        .expect("the peer task runs");
+    node.mine().await;
+    mined.send(()).await.expect("the peer task waits");
+
+    wait_until("the branch's headers are stored", LIMIT, || {
+        let best = node.node.chain_summary().best_header;
+        async move { best == branch_tip }
+    })
+    .await;
+    assert!(node.p2p.banned().is_empty());
+    node.stop().await;
+    assert_eq!(
+        server.await.expect("the peer task"),
+        2,
+        "counted once, downloaded once more to be stored"
+    );
+}

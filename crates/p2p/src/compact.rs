@@ -596,6 +596,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 self.request_unconnected_headers().await?;
                 return Ok(());
             }
+            // This very block was found invalid here. A peer may push a block before it
+            // validates it (BIP-152), so its push crosses our verdict: no misbehaviour, as
+            // Bitcoin Core exempts a cached-invalid block that comes as a compact block.
+            // (A block building on an invalid one is another matter: nobody honest pushes
+            // a child of a block it has not validated.)
+            Err(NodeError::Chain(ChainError::KnownInvalid { hash: failed })) if failed == hash => {
+                debug!(peer = %self.label, block = %hash, "a compact block already found invalid; not punished (pushed before validation)");
+                return Ok(());
+            }
             Err(error) => {
                 return match node_error_misbehaviour(&error, "headers-do-not-connect") {
                     Some(misbehaviour) => Err(misbehaviour.into()),

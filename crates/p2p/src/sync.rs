@@ -250,6 +250,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         } else {
             Vec::new()
         };
+        // The blocks a short batch announces, to tell a crossing announcement of a block
+        // found invalid (forgiven) from a child of it (not).
+        let announced: Vec<BlockHash> = if headers.len() <= MAX_ANNOUNCED_HEADERS {
+            headers.iter().map(Header::compute_hash).collect()
+        } else {
+            Vec::new()
+        };
         let result = self
             .p2p
             .blocking(move |node| node.accept_peer_headers(&headers, require_work))
@@ -304,6 +311,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             // the headers before it are kept and the rest may come again later.
             Err(error) if error.is_premature() => {
                 debug!(peer = %self.label, %error, "ignored headers from the future");
+                Ok(())
+            }
+            // An announcement of a block found invalid here: a peer tells the peers that
+            // push to it of a block it has whole before validating it (compact.rs,
+            // `announce_to_pushers`), so it may cross our verdict. Not misbehaviour; an
+            // announcement of a child of that block still is.
+            Err(NodeError::Chain(ChainError::KnownInvalid { hash: failed }))
+                if count as usize <= MAX_ANNOUNCED_HEADERS && announced.contains(&failed) =>
+            {
+                debug!(peer = %self.label, block = %failed, "an announcement of a block already found invalid; not punished (announced before validation)");
                 Ok(())
             }
             Err(NodeError::Chain(ChainError::UnknownParent { .. }))

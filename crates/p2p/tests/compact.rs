@@ -772,3 +772,59 @@ async fn compact_requests_for_blocks_deep_below_the_tip_are_answered_with_the_wh
     assert!(node.p2p.banned().is_empty());
     node.stop().await;
 }
+
+/// A peer may push a block before validating it (BIP-152) and announce it to the peers
+/// that push to it before validating it, so its push or announcement can arrive after
+/// this node found the block invalid. That peer was banned (`known-invalid`) for what an
+/// honest relay does; one invalid block could cut honest nodes apart. A block building
+/// on the invalid one still bans: nobody honest pushes a child of a block it has not
+/// validated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_or_announcement_crossing_our_verdict_on_an_invalid_block_is_not_punished() {
+    let chain = TestChain::regtest_with_mature_coins(1);
+    let node = TestNode::with_chain(&chain, vec![]).await;
+    let mut invalid = chain.build(vec![], Amount::ZERO);
+    let reward = invalid.transactions[0].outputs[0].value.to_units();
+    invalid.transactions[0].outputs[0].value = Amount::from_units(reward + 1).expect("in range");
+    TestChain::seal(&mut invalid);
+    let error = node
+        .node
+        .submit_block(invalid.clone())
+        .expect_err("the coinbase pays one unit too much");
+    assert_eq!(error.rule(), Some("coinbase-overpays"));
+
+    let mut peer = raw_peer(&node.url(), 47_501).await.expect("connects");
+    send(
+        &mut peer,
+        Message::CompactBlock(Box::new(compact_of(&invalid, &[0]))),
+    )
+    .await;
+    send(&mut peer, Message::Headers(vec![invalid.header])).await;
+    send(&mut peer, Message::Ping(41)).await;
+    expect(&mut peer, "pong", |message| {
+        matches!(message, Message::Pong(41)).then_some(())
+    })
+    .await;
+    assert!(node.p2p.banned().is_empty(), "{:?}", node.p2p.banned());
+    assert_eq!(node.p2p.peers().len(), 1, "still connected");
+
+    // A child of the invalid block is another matter.
+    let mut child = invalid.header;
+    child.prev_hash = invalid.compute_hash();
+    child.time_ms += 1_000;
+    powchain_consensus::testkit::solve(&mut child);
+    send(&mut peer, Message::Headers(vec![child])).await;
+    assert!(
+        closed_by_node(&mut peer, LIMIT).await,
+        "banned for the child"
+    );
+    assert!(
+        node.p2p
+            .banned()
+            .iter()
+            .any(|(_, rule)| rule == "known-invalid"),
+        "{:?}",
+        node.p2p.banned()
+    );
+    node.stop().await;
+}

@@ -68,6 +68,11 @@ pub(crate) struct CompactRelay {
     high_bandwidth: VecDeque<PeerId>,
     /// Blocks pushed to our peers, oldest first.
     pushed: VecDeque<BlockHash>,
+    /// The last block passed on before validation (pushed, or announced to the peers that
+    /// push to us): a peer completing it asks for its transactions at once, before it is
+    /// stored here, and must get them, not `notfound` (which would strike this node off
+    /// that block's sources). Bitcoin Core keeps `m_most_recent_block` for the same.
+    most_recent: Option<Arc<Block>>,
 }
 
 impl CompactRelay {
@@ -77,6 +82,7 @@ impl CompactRelay {
             limit,
             high_bandwidth: VecDeque::new(),
             pushed: VecDeque::new(),
+            most_recent: None,
         }
     }
 
@@ -373,6 +379,20 @@ impl P2p {
         self.compact().pushed.contains(hash)
     }
 
+    /// Remembers `block`, passed on before validation, until the next one.
+    fn remember_passed_on(&self, block: &Block) {
+        self.compact().most_recent = Some(Arc::new(block.clone()));
+    }
+
+    /// The last block passed on before validation, if it is `hash`.
+    fn passed_on(&self, hash: &BlockHash) -> Option<Arc<Block>> {
+        self.compact()
+            .most_recent
+            .as_ref()
+            .filter(|block| block.compute_hash() == *hash)
+            .map(Arc::clone)
+    }
+
     /// Pushes `block` as a compact block to every peer that asked for pushes and is not
     /// known to have it, once per block. `prefill` picks transactions to send whole (the
     /// coinbase always is).
@@ -522,6 +542,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if validate_block_structure_with_txids(params, block, height, &txids).is_err() {
             return Ok(());
         }
+        self.p2p.remember_passed_on(block);
         self.p2p.announce_to_pushers(&pushers, self.id, header);
         if push {
             // What we lacked, the next peer probably lacks too: sent whole.
@@ -731,18 +752,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         block: BlockHash,
         indexes: Vec<usize>,
     ) -> Result<(), Stop> {
-        let found = self
-            .p2p
-            .stored_block_and_depth(block)
-            .await
-            .ok_or(SessionEnd::Shutdown)?;
+        let found = match self.p2p.passed_on(&block) {
+            // Passed on before validation: not stored yet, perhaps.
+            Some(recent) => Some((recent, 0)),
+            None => self
+                .p2p
+                .stored_block_and_depth(block)
+                .await
+                .ok_or(SessionEnd::Shutdown)?
+                .map(|(found, depth)| (Arc::new(found), depth)),
+        };
         let Some((found, depth)) = found else {
             self.send(&Message::NotFound(vec![InventoryItem::Block(block)]))
                 .await?;
             return Ok(());
         };
         if depth > MAX_BLOCKTXN_DEPTH {
-            self.send(&Message::Block(Box::new(found))).await?;
+            self.send(&Message::Block(Box::new(Arc::unwrap_or_clone(found))))
+                .await?;
             return Ok(());
         }
         let count = found.transactions.len();
@@ -753,12 +780,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             )
             .into());
         }
-        // Indexes are ascending (decoding checked it): each is taken once.
-        let mut transactions: Vec<Option<Transaction>> =
-            found.transactions.into_iter().map(Some).collect();
+        // Indexes are ascending (decoding checked it) and each is below the count.
         let picked = indexes
             .iter()
-            .filter_map(|index| transactions[*index].take())
+            .filter_map(|index| found.transactions.get(*index).cloned())
             .collect();
         self.send(&Message::BlockTransactions {
             block,

@@ -828,3 +828,86 @@ async fn a_push_or_announcement_crossing_our_verdict_on_an_invalid_block_is_not_
     );
     node.stop().await;
 }
+
+/// A node pushes a block to the peers that asked for pushes before it validates it, and
+/// those peers ask at once for the payments they lack. It answered from its store, where
+/// the block was not yet: `notfound`, and the peer struck this node off that block's
+/// sources for the session. Now it answers from the block it passed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_pushed_before_validation_is_served_to_peers_completing_it() {
+    let mut chain = TestChain::regtest_with_mature_coins(2);
+    let temp = tempfile::tempdir().expect("temp dir");
+    let environment = powchain_p2p::Environment {
+        // Validating a block takes 5 s here: long enough for the round trip to land in it.
+        validation_delay: Some(powchain_p2p::ValidationDelay {
+            per_block: Duration::from_secs(5),
+            per_payment: Duration::ZERO,
+            per_transaction: Duration::ZERO,
+        }),
+        ..powchain_p2p::Environment::default()
+    };
+    let mut node = TestNode::start_with(
+        temp.path().to_path_buf(),
+        common::config(vec![], 0),
+        Arc::new(powchain_node::SystemClock),
+        environment,
+    )
+    .await;
+    node.keep(temp);
+    node.submit_chain(&chain).await;
+    let spends = payments(&chain, 0..2);
+    let block = chain.build(spends.clone(), fees(2));
+    chain.push(block.clone()).expect("valid");
+    let hash = block.compute_hash();
+
+    let mut pushed_to = raw_peer(&node.url(), 47_601).await.expect("connects");
+    send(
+        &mut pushed_to,
+        Message::SendCompact {
+            high_bandwidth: true,
+        },
+    )
+    .await;
+    wait_until("the peer is pushed to", LIMIT, || async {
+        node.p2p.peers().len() == 1
+    })
+    .await;
+    let mut sender = raw_peer(&node.url(), 47_602).await.expect("connects");
+    send(&mut sender, Message::Block(Box::new(block.clone()))).await;
+
+    let pushed = expect(&mut pushed_to, "cmpctblock", |message| match message {
+        Message::CompactBlock(compact) => Some(compact),
+        _ => None,
+    })
+    .await;
+    assert_eq!(pushed.header.compute_hash(), hash);
+    assert!(
+        !node.node.has_block(&hash),
+        "pushed before it is validated and stored"
+    );
+    send(
+        &mut pushed_to,
+        Message::GetBlockTransactions {
+            block: hash,
+            indexes: vec![1, 2],
+        },
+    )
+    .await;
+    let answer = expect(
+        &mut pushed_to,
+        "blocktxn or notfound",
+        |message| match message {
+            Message::BlockTransactions { transactions, .. } => Some(Ok(transactions)),
+            Message::NotFound(items) => Some(Err(items)),
+            _ => None,
+        },
+    )
+    .await;
+    assert_eq!(answer, Ok(spends), "served from the block passed on");
+    assert!(
+        !node.node.has_block(&hash),
+        "answered while the block was still being validated"
+    );
+    drop(sender);
+    node.stop().await;
+}

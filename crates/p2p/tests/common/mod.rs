@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use powchain_consensus::{Block, BlockHash, Network, Work};
 use powchain_node::{Clock, Node, NodeConfig, SystemClock};
-use powchain_p2p::{Hello, Message, P2p, P2pConfig, PeerUrl};
+use powchain_p2p::{Environment, Hello, Message, P2p, P2pConfig, PeerUrl};
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -127,6 +127,17 @@ impl TestNode {
         config: P2pConfig,
         clock: Arc<dyn Clock>,
     ) -> TestNode {
+        TestNode::start_with(dir, config, clock, Environment::default()).await
+    }
+
+    /// A regtest node on `dir` with `config`, reading time from `clock`, its peer layer on
+    /// `environment` (TCP; a simulated validation time, say).
+    pub async fn start_with(
+        dir: PathBuf,
+        config: P2pConfig,
+        clock: Arc<dyn Clock>,
+        environment: Environment,
+    ) -> TestNode {
         // POWCHAIN_LOG=debug shows what the nodes do.
         if let Ok(filter) = std::env::var("POWCHAIN_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -146,9 +157,23 @@ impl TestNode {
         };
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let p2p = P2p::start(Arc::clone(&opened), config, shutdown.clone(), tasks.clone())
-            .await
-            .expect("p2p starts");
+        let listener = match config.listen {
+            Some(address) => Some(Box::new(
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .expect("a test port"),
+            ) as Box<dyn powchain_p2p::Listener>),
+            None => None,
+        };
+        let p2p = P2p::start_in(
+            Arc::clone(&opened),
+            config,
+            listener,
+            environment,
+            shutdown.clone(),
+            tasks.clone(),
+        )
+        .expect("p2p starts");
         TestNode {
             node: opened,
             p2p,

@@ -566,6 +566,18 @@ impl Node {
         Ok(found)
     }
 
+    /// For each txid, true if a main-chain block holds it (one snapshot for the whole
+    /// list; false for all if the store cannot be read).
+    pub fn transactions_confirmed(&self, txids: &[Txid]) -> Vec<bool> {
+        let Ok(snapshot) = self.reader.snapshot() else {
+            return vec![false; txids.len()];
+        };
+        txids
+            .iter()
+            .map(|txid| matches!(snapshot.tx_location(txid), Ok(Some(_))))
+            .collect()
+    }
+
     /// For each txid, true if the pool holds it (one lock for the whole list).
     pub fn pool_contains(&self, txids: &[Txid]) -> Vec<bool> {
         let core = lock(&self.core);

@@ -248,6 +248,11 @@ impl P2p {
         self.transactions().recent.contains(txid)
     }
 
+    /// How many peers' transactions wait in the hold for an output they lack.
+    pub fn held_orphan_transactions(&self) -> usize {
+        self.transactions().orphans.len()
+    }
+
     /// Holds a transaction that lacked the output `lacking`, until that output appears
     /// (bounded: the oldest held go first).
     pub(crate) fn hold_orphan_transaction(

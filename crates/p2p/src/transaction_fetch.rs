@@ -36,6 +36,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .blocking(move |node| node.submit_peer_transactions(transactions))
             .await
             .ok_or(SessionEnd::Shutdown)?;
+        let mut orphans = Vec::new();
         for ((txid, held), result) in held.into_iter().zip(results) {
             match result {
                 Ok(_) => {
@@ -54,11 +55,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                     .into());
                 }
                 Err(NodeError::Mempool(error)) if error.missing_input().is_some() => {
-                    // Its parent may still come (in a block, or after a reorganisation
-                    // returns it to a pool): held and tried again, never asked for again.
-                    debug!(peer = %self.label, %txid, "holding a transaction until its parent arrives");
                     if let Some(lacking) = error.missing_input() {
-                        self.p2p.hold_orphan_transaction(txid, held, lacking);
+                        orphans.push((txid, held, lacking));
                     }
                 }
                 Err(NodeError::Mempool(error)) => {
@@ -69,8 +67,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 }
             }
         }
+        self.hold_orphans(orphans).await?;
         // The peer's load fell by what it delivered.
         self.ask_for_deferred_transactions().await?;
+        Ok(())
+    }
+
+    /// Holds transactions whose input is missing until their parent arrives (in a block,
+    /// or after a reorganisation returns it to a pool), unless a block of ours already
+    /// confirmed them: a transaction arriving just after the block that holds it (asked
+    /// for before, or sent by a peer a block behind) lacks the very coins it spent there,
+    /// and would wait in the hold for good, pushing out real orphans.
+    async fn hold_orphans(
+        &mut self,
+        orphans: Vec<(
+            Txid,
+            powchain_consensus::Transaction,
+            powchain_consensus::OutPoint,
+        )>,
+    ) -> Result<(), Stop> {
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let txids: Vec<Txid> = orphans.iter().map(|(txid, _, _)| *txid).collect();
+        let confirmed = self
+            .p2p
+            .blocking(move |node| node.transactions_confirmed(&txids))
+            .await
+            .ok_or(SessionEnd::Shutdown)?;
+        for ((txid, transaction, lacking), confirmed) in orphans.into_iter().zip(confirmed) {
+            if confirmed {
+                debug!(peer = %self.label, %txid, "a transaction a block already confirmed; not held");
+            } else {
+                debug!(peer = %self.label, %txid, "holding a transaction until its parent arrives");
+                self.p2p.hold_orphan_transaction(txid, transaction, lacking);
+            }
+        }
         Ok(())
     }
 

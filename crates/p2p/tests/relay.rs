@@ -224,6 +224,49 @@ async fn a_transaction_whose_parent_comes_later_is_held_and_pooled_when_the_pare
     node.stop().await;
 }
 
+/// A payment that arrives after the block that confirmed it (asked for before the block
+/// came, or sent by a peer a block behind) lacks the coins it spent there, like an orphan.
+/// It was held as one, for good: its lacking coin never comes back, and held payments
+/// push out real orphans when the hold is full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_a_block_already_confirmed_is_not_held_as_an_orphan() {
+    let mut chain = TestChain::regtest_with_mature_coins(2);
+    let node = node_with(&chain).await;
+    let (parent, _) = parent_and_child(&chain);
+    connect_next_block(&node, &mut chain, vec![parent.clone()]).await;
+
+    let mut peer = raw_peer(&node.url(), 46_011).await.expect("connects");
+    send(&mut peer, Message::Transaction(Box::new(parent.clone()))).await;
+    send(&mut peer, Message::Ping(3)).await;
+    expect_message(&mut peer, "pong", |message| *message == Message::Pong(3)).await;
+    assert_eq!(
+        node.p2p.held_orphan_transactions(),
+        0,
+        "confirmed: not held"
+    );
+
+    // A real orphan still is: its parent (spending another coin) may yet come.
+    let unsent_parent = chain.spend(
+        &[chain.mature_coin(1).0],
+        vec![out(40 * 100_000_000, 1)],
+        &[chain.miner],
+        &HashMap::new(),
+    );
+    let parent_coins = TestChain::coins_of(&unsent_parent, chain.height().next());
+    let orphan = chain.spend(
+        &[*parent_coins.keys().next().expect("one output")],
+        vec![out(39 * 100_000_000, 4)],
+        &[chain.miner],
+        &parent_coins,
+    );
+    send(&mut peer, Message::Transaction(Box::new(orphan))).await;
+    send(&mut peer, Message::Ping(4)).await;
+    expect_message(&mut peer, "pong", |message| *message == Message::Pong(4)).await;
+    assert_eq!(node.p2p.held_orphan_transactions(), 1);
+    assert!(node.p2p.banned().is_empty());
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_parent_comes_in_a_block_is_pooled_when_the_block_connects() {
     let mut chain = TestChain::regtest_with_mature_coins(2);
@@ -434,7 +477,7 @@ async fn transactions_sent_back_to_back_are_admitted_in_order_and_an_invalid_one
     // Signed for one output value, sent with another: its signature no longer holds.
     let mut forged = chain.spend(
         &[chain.mature_coin(1).0],
-        vec![out(40 * 100_000_000, 3)],
+        vec![out(40 * 100_000_000, 1)],
         &[chain.miner],
         &HashMap::new(),
     );

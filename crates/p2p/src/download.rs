@@ -69,9 +69,9 @@ pub(crate) struct Downloads {
     /// be handed the oldest missing blocks again at once (a fresh peer is the least
     /// loaded), holding the sync 20 s each time.
     stallers: HashMap<BanKey, Instant>,
-    /// Connected peers that stalled lately under an earlier connection: asked for a
-    /// block only when no other peer has it.
-    suspects: HashSet<PeerId>,
+    /// Connected peers that stalled lately under an earlier connection, with when: asked
+    /// for a block only when no other peer has it, until [`STALLER_MEMORY`] has passed.
+    suspects: HashMap<PeerId, Instant>,
 }
 
 /// How long a peer closed for stalling is asked last when it reconnects.
@@ -240,16 +240,32 @@ impl Downloads {
     }
 
     /// A new peer known by `key` connected as `peer`: if it stalled lately, it is asked
-    /// for a block only when no other peer has it. True if so.
+    /// for a block only when no other peer has it, until the stall is
+    /// [`STALLER_MEMORY`] old. True if so.
     fn note_new_peer(&mut self, peer: PeerId, key: &BanKey, now: Instant) -> bool {
-        let suspect = self
-            .stallers
-            .get(key)
-            .is_some_and(|since| now.duration_since(*since) < STALLER_MEMORY);
-        if suspect {
-            self.suspects.insert(peer);
+        match self.stallers.get(key) {
+            Some(since) if now.duration_since(*since) < STALLER_MEMORY => {
+                self.suspects.insert(peer, *since);
+                true
+            }
+            _ => false,
         }
-        suspect
+    }
+
+    /// True if `peer` stalled lately (under an earlier connection), as of `now`.
+    fn is_suspect(&self, peer: &PeerId, now: Instant) -> bool {
+        self.suspects
+            .get(peer)
+            .is_some_and(|since| now.duration_since(*since) < STALLER_MEMORY)
+    }
+
+    /// True if `peer` has a block in flight asked half a block timeout ago or more: a peer
+    /// that leaves then was most likely stalling, and leaving just before its requests
+    /// time out must not spare it the memory of a stall.
+    fn has_overdue_request(&self, peer: PeerId, now: Instant, timeout: Duration) -> bool {
+        self.in_flight
+            .values()
+            .any(|(asked, since)| *asked == peer && now.duration_since(*since) >= timeout / 2)
     }
 
     /// The peers that stalled a download since the last call, to be closed.
@@ -305,7 +321,7 @@ impl Downloads {
                 })
                 .min_by_key(|peer| {
                     (
-                        self.suspects.contains(peer),
+                        self.is_suspect(peer, now),
                         load.get(peer).copied().unwrap_or(0),
                     )
                 })
@@ -315,9 +331,9 @@ impl Downloads {
             };
             // A peer that stalled lately gets a block only if no other peer has it: one
             // busy now gets it when it has room.
-            if self.suspects.contains(&peer)
+            if self.is_suspect(&peer, now)
                 && holders.iter().any(|holder| {
-                    !self.suspects.contains(holder)
+                    !self.is_suspect(holder, now)
                         && !self.stalled.contains(holder)
                         && !lacks(holder)
                 })
@@ -377,9 +393,14 @@ impl P2p {
         self.downloads().not_found(peer, hash)
     }
 
-    /// A peer left: its blocks go to others at the next pump.
-    pub(crate) fn forget_peer_downloads(&self, peer: PeerId) {
-        self.downloads().forget_peer(peer);
+    /// A peer left: its blocks go to others at the next pump. True if it had a request
+    /// overdue (half a block timeout or older): as good as a stall.
+    pub(crate) fn forget_peer_downloads(&self, peer: PeerId) -> bool {
+        let mut downloads = self.downloads();
+        let overdue =
+            downloads.has_overdue_request(peer, Instant::now(), self.config.block_timeout);
+        downloads.forget_peer(peer);
+        overdue
     }
 
     /// The peer known by `key` was closed for stalling a block download.
@@ -629,6 +650,19 @@ mod tests {
         assert!(!downloads.note_new_peer(peer(3), &key, later));
         downloads.forget_peer(peer(2));
         assert!(downloads.suspects.is_empty(), "forgotten with its session");
+        // A suspect connected within the ten minutes is one only until they are over.
+        assert!(downloads.note_new_peer(peer(4), &key, now + STALLER_MEMORY / 2));
+        assert!(downloads.is_suspect(&peer(4), now + STALLER_MEMORY / 2));
+        assert!(
+            !downloads.is_suspect(&peer(4), later),
+            "ten minutes after the stall"
+        );
+
+        // A peer that leaves just before its request times out stalled all the same.
+        let asked = downloads.assign(vec![(hash(9), vec![peer(5)])], now, timeout);
+        assert_eq!(asked[&peer(5)], vec![hash(9)]);
+        assert!(!downloads.has_overdue_request(peer(5), now + timeout / 4, timeout));
+        assert!(downloads.has_overdue_request(peer(5), now + timeout / 2, timeout));
     }
 
     #[test]

@@ -281,14 +281,15 @@ where
     }
     let mut session = Session::new(Arc::clone(&p2p), id, label, ban_key, sink, announcements);
     let end = session.run(&mut stream, &mut commands, &theirs).await;
-    if matches!(end, SessionEnd::Closed(CloseReason::Told(reason)) if reason == STALLED) {
-        p2p.remember_staller(ban_key);
-    }
     p2p.registry.unregister(id);
     if let Some(url) = &listen_url {
         p2p.addresses().session_ended(url);
     }
-    p2p.forget_peer_downloads(id);
+    let overdue = p2p.forget_peer_downloads(id);
+    if overdue || matches!(end, SessionEnd::Closed(CloseReason::Told(reason)) if reason == STALLED)
+    {
+        p2p.remember_staller(ban_key);
+    }
     p2p.forget_peer_transactions(id);
     p2p.forget_high_bandwidth(id);
     session.close(&end).await;

@@ -23,6 +23,9 @@ use crate::node::{Core, Node, lock};
 
 /// Coins read from the store between two looks at the pool (each under the core lock).
 const COINS_PER_CHUNK: usize = 1_024;
+/// Reads of the wallet's coins a payment makes at most while blocks keep coming (the last
+/// is used as it is: admission checks the payment against the chain anyway).
+const MAX_SEND_READS: usize = 3;
 
 /// The wallet's coins, folded as they are read: the balance, and the coins a payment may
 /// choose from.
@@ -250,15 +253,27 @@ impl Node {
     ) -> Result<SentPayment, NodeError> {
         let now = self.clock.now_ms();
         let wallet = lock(&self.wallet);
-        let mut core = lock(&self.core);
-        // Read under the core lock: the payment must spend coins of the chain and pool it
-        // is admitted to. Only the coins a payment could spend are kept (CoinCandidates).
-        let snapshot = self.reader.snapshot()?;
-        let next_height = snapshot.tip()?.record.height.next();
-        let mut tally = WalletCoins::default();
-        Self::read_wallet_coins(&wallet, &snapshot, |chunk| {
-            self.sort_confirmed_coins(&core, chunk, next_height, &mut tally);
-        })?;
+        // The coins are read from a snapshot a chunk at a time, each sorted against the
+        // pool under the core lock, which is held whole only once they are read: however
+        // many coins strangers paid the wallet, blocks and admissions are not held back
+        // for the read. The payment must spend coins of the chain it is admitted to, so
+        // the read starts again if a block came meanwhile (admission checks it anyway).
+        let mut attempts = 0;
+        let (mut core, snapshot, mut tally) = loop {
+            attempts += 1;
+            let snapshot = self.reader.snapshot()?;
+            let tip = snapshot.tip()?;
+            let next_height = tip.record.height.next();
+            let mut tally = WalletCoins::default();
+            Self::read_wallet_coins(&wallet, &snapshot, |chunk| {
+                let core = lock(&self.core);
+                self.sort_confirmed_coins(&core, chunk, next_height, &mut tally);
+            })?;
+            let core = lock(&self.core);
+            if core.chain.tip().hash == tip.hash || attempts >= MAX_SEND_READS {
+                break (core, snapshot, tally);
+            }
+        };
         Self::add_pool_coins(
             &wallet,
             &snapshot,
@@ -363,6 +378,118 @@ mod tests {
             )
             .expect("the wallet pays from its coinbases");
         assert_eq!(payment.transaction.spends().len(), 2);
+    }
+
+    /// The attack itself: more than 100,000 dust outputs paid to the wallet's address,
+    /// all sorting before the wallet's one real coin. The node read the first 100,000
+    /// coins an address holds: its balance showed the dust, and a payment failed for want
+    /// of funds. (About 2 MB of outputs in three blocks: some seconds in a debug build.)
+    #[test]
+    fn a_hundred_thousand_dust_outputs_sorting_first_hide_no_coin() {
+        use powchain_consensus::testkit::{sign_all, test_key};
+        use powchain_consensus::{OutPoint, Signature, Transaction, TxIn, TxInputs, TxOut};
+
+        const OUTPUTS_PER_FLOOD: usize = 2_400;
+        const FLOODS: usize = 42;
+        let test = TestNode::open(Network::Regtest);
+        let stranger = test_key(9);
+        let funding: Vec<Block> = (0..=FLOODS)
+            .map(|_| test.mine_paying(test_address(9)))
+            .collect();
+        test.mine_paying(test_address(9));
+        let wallet_address = test.node.wallet_address();
+        let dust = Amount::from_units(1).expect("in range");
+        let spend = |coinbase: &Transaction, outputs: Vec<TxOut>| {
+            let spent = coinbase.outputs[0];
+            let mut transaction = Transaction {
+                version: Transaction::CURRENT_VERSION,
+                inputs: TxInputs::Spends(vec![TxIn {
+                    prevout: OutPoint {
+                        txid: coinbase.compute_txid(),
+                        vout: 0,
+                    },
+                    signature: Signature([0; 64]),
+                }]),
+                outputs,
+            };
+            sign_all(&mut transaction, &[spent], std::slice::from_ref(&stranger));
+            transaction
+        };
+        let change = |coinbase: &Transaction, kept: Amount| TxOut {
+            value: minus(coinbase.outputs[0].value, kept),
+            address: test_address(9),
+        };
+        let mut floods = Vec::new();
+        for block in &funding[..FLOODS] {
+            let mut outputs = vec![
+                TxOut {
+                    value: dust,
+                    address: wallet_address,
+                };
+                OUTPUTS_PER_FLOOD
+            ];
+            outputs.push(change(&block.transactions[0], Amount::ONE_COIN));
+            floods.push(spend(&block.transactions[0], outputs));
+        }
+        // The wallet's one real coin, its txid after every flood's (signatures are
+        // randomised, so the amount is varied until it sorts last).
+        let last_coinbase = &funding[FLOODS].transactions[0];
+        let highest_flood = floods
+            .iter()
+            .map(Transaction::compute_txid)
+            .max()
+            .expect("floods");
+        let real = (0..)
+            .map(|units| {
+                let value = sum([
+                    Amount::from_coins(10).expect("in range"),
+                    Amount::from_units(units).expect("in range"),
+                ]);
+                spend(
+                    last_coinbase,
+                    vec![
+                        TxOut {
+                            value,
+                            address: wallet_address,
+                        },
+                        change(last_coinbase, sum([value, Amount::ONE_COIN])),
+                    ],
+                )
+            })
+            .find(|real| real.compute_txid() > highest_flood)
+            .expect("a txid above the floods' in a few tries");
+        let real_value = real.outputs[0].value;
+        for transaction in floods.iter().chain([&real]) {
+            test.node
+                .submit_transaction(transaction.clone())
+                .expect("legal, if unkind");
+        }
+        // Mined into blocks whose coinbases pay the stranger: the wallet holds the dust
+        // and its one coin, nothing else.
+        while test.node.pool_size().0 > 0 {
+            test.clock.advance(test.node.params().target_block_time_ms);
+            let mut block = test
+                .node
+                .block_template(test_address(9), b"flood".to_vec(), true)
+                .expect("a template");
+            powchain_consensus::testkit::solve(&mut block.header);
+            test.node.submit_block(block).expect("valid");
+        }
+
+        let dust_total = Amount::from_units((FLOODS * OUTPUTS_PER_FLOOD) as u64).expect("small");
+        let balance = test.node.wallet_balance().expect("the balance reads");
+        check_invariants(&balance);
+        assert!(FLOODS * OUTPUTS_PER_FLOOD > 100_000);
+        assert_eq!(
+            balance.confirmed,
+            sum([dust_total, real_value]),
+            "every coin is counted, the real one too"
+        );
+        let payment = test
+            .node
+            .send(test_address(3), minus(real_value, Amount::ONE_COIN), None)
+            .expect("paid from the real coin");
+        assert_eq!(payment.transaction.spends().len(), 1);
     }
 
     /// Another's payment to the wallet, still in the pool, is incoming but not spendable:

@@ -14,9 +14,9 @@ use powchain_consensus::{Amount, FeeRate, OutPoint, Transaction};
 pub const DEFAULT_FEE_RATE: FeeRate = FeeRate::from_units_per_byte(2);
 
 /// The most fee the wallet pays for one payment: 0.1 coin (Bitcoin Core's `-maxtxfee`
-/// default is 0.1 BTC). A payment of the largest size (999 inputs, about 100 KB) at 100
-/// units a byte stays under it; `"feeRate": 10000000`, a fee mistaken for a rate, would
-/// have paid 18.7 coins for one small payment.
+/// default is 0.1 BTC). A payment of the largest size (999 inputs, 99,988 bytes) at 99
+/// units a byte stays under it, change too small to keep included; `"feeRate": 10000000`,
+/// a fee mistaken for a rate, would have paid 18.7 coins for one small payment.
 pub fn max_payment_fee() -> Amount {
     Amount::from_units(10_000_000).expect("0.1 coin is in the money range")
 }

@@ -116,6 +116,9 @@ async fn latency_and_partitions_converge_on_the_most_work_and_keep_every_pooled_
         })
         .await;
         a.mine().await;
+        // b spends what a paid it once a's block confirms it there: a wallet spends only
+        // its own unconfirmed change, not others' payments (docs/API.md, GET /balance).
+        wait_until("b has a's block", LIMIT, || async { b.tip() == a.tip() }).await;
         let pending_on_light_side = pay(&b, &a, 1).await;
         // The heavier side: two blocks, and a payment left in the pool.
         c.mine_blocks(2).await;

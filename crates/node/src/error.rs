@@ -98,6 +98,18 @@ pub enum NodeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The wallet cannot pay with what it may spend now, while others' payments to it wait
+    /// in the pool: it spends those once a block confirms them.
+    #[error(
+        "{source}; another {pending} coins others paid this wallet are still in the pool, \
+         spendable once a block confirms them"
+    )]
+    AwaitingConfirmation {
+        /// The wallet's refusal.
+        source: WalletError,
+        /// What others' pooled payments pay the wallet.
+        pending: powchain_consensus::Amount,
+    },
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -120,6 +132,7 @@ impl NodeError {
                     | WalletError::FeeTooHigh { .. }
                     | WalletError::NotOurs { .. }
             ),
+            NodeError::AwaitingConfirmation { .. } => true,
             NodeError::PoolStore { .. }
             | NodeError::PoolStoreDamaged { .. }
             | NodeError::ChainMissing { .. }

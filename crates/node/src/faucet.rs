@@ -117,7 +117,13 @@ impl Node {
         loop {
             match self.send(recipient, amount, None) {
                 Ok(payment) => return Ok(payment),
-                Err(NodeError::Wallet(WalletError::InsufficientFunds { needed, available })) => {
+                Err(
+                    NodeError::Wallet(WalletError::InsufficientFunds { needed, available })
+                    | NodeError::AwaitingConfirmation {
+                        source: WalletError::InsufficientFunds { needed, available },
+                        ..
+                    },
+                ) => {
                     if !rules.mines_when_empty || mined >= max_blocks {
                         let hint = if rules.mines_when_empty {
                             "mining more blocks did not fill it"

@@ -15,7 +15,7 @@ use powchain_chain::{AddressCoin, Snapshot};
 use powchain_consensus::{
     Address, Amount, BlockHeight, FeeRate, OutPoint, Transaction, TxOut, Txid,
 };
-use powchain_wallet::{CoinCandidates, SpendableCoin, Wallet};
+use powchain_wallet::{CoinCandidates, SpendableCoin, Wallet, WalletError};
 
 use crate::error::NodeError;
 use crate::event::NodeEvent;
@@ -280,12 +280,24 @@ impl Node {
             Self::pool_coins(&wallet, &core),
             &mut tally,
         )?;
-        let payment = wallet.build_payment_from(
-            &tally.candidates,
-            recipient,
-            amount,
-            fee_rate.unwrap_or(self.config.wallet_fee_rate),
-        )?;
+        let pending = tally.balance.unconfirmed_from_others;
+        let payment = wallet
+            .build_payment_from(
+                &tally.candidates,
+                recipient,
+                amount,
+                fee_rate.unwrap_or(self.config.wallet_fee_rate),
+            )
+            .map_err(|error| match error {
+                // Say why a wallet that was just paid cannot pay yet.
+                WalletError::InsufficientFunds { .. } if pending > Amount::ZERO => {
+                    NodeError::AwaitingConfirmation {
+                        source: error,
+                        pending,
+                    }
+                }
+                other => NodeError::Wallet(other),
+            })?;
         let (accepted, ticket) =
             self.accept_and_queue(&mut core, payment.transaction.clone(), now)?;
         drop(core);
@@ -530,6 +542,14 @@ mod tests {
             )
             .expect_err("only the wallet's own coins");
         assert!(error.to_string().contains("insufficient funds"), "{error}");
+        // The refusal says what waits for a block.
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("another {value} coins others paid this wallet")),
+            "{error}"
+        );
+        assert!(error.is_rejection());
 
         // Its own change, by contrast, is spendable at once.
         let payment = test.pay_one_coin();

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestNode, raw_peer, wait_until};
+use common::{Socket, TestNode, raw_peer, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use powchain_chain::ANTI_DOS_BLOCKS;
 use powchain_consensus::testkit::{TestChain, solve};
@@ -39,6 +39,41 @@ fn branch(parent: &Header, count: usize, salt: u64) -> Vec<Header> {
 
 fn frame(message: &Message) -> Frame {
     Frame::binary(message.to_bytes())
+}
+
+/// A raw peer of `node`, announcing `port`, whose chain ends at `tip` after `height`
+/// headers (its work claimed as the most there is).
+async fn peer_claiming(node: &TestNode, tip: BlockHash, height: usize, port: u16) -> Socket {
+    let params = Network::Regtest.params();
+    let (mut socket, _) = tokio_tungstenite::connect_async(node.url())
+        .await
+        .expect("connects");
+    let hello = Message::Hello(Hello {
+        network_magic: Network::Regtest.magic(),
+        genesis: params.genesis_hash(),
+        best_hash: tip,
+        best_height: height as u64,
+        best_work: Work::from_be_bytes([0xff; 32]),
+        listen_port: port,
+        node_nonce: 0x5eed_0000 ^ u64::from(port),
+        user_agent: "presync-test".into(),
+    });
+    socket.send(frame(&hello)).await.expect("hello");
+    socket
+}
+
+/// Where a peer whose chain is `chain` (the headers after `genesis`) starts its answer to
+/// a `getheaders` with `locator`: after the first locator hash on its chain.
+fn answer_start(locator: &[BlockHash], chain: &[Header], genesis: BlockHash) -> Option<usize> {
+    locator.iter().find_map(|hash| {
+        if *hash == genesis {
+            return Some(0);
+        }
+        chain
+            .iter()
+            .position(|header| header.compute_hash() == *hash)
+            .map(|index| index + 1)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,21 +154,7 @@ async fn an_honest_branch_forking_deeper_than_a_batch_is_presynced_then_stored()
     let genesis = main.blocks[0].compute_hash();
 
     // A raw peer that announces the branch and answers getheaders from it.
-    let params = Network::Regtest.params();
-    let (mut socket, _) = tokio_tungstenite::connect_async(node.url())
-        .await
-        .expect("connects");
-    let hello = Message::Hello(Hello {
-        network_magic: Network::Regtest.magic(),
-        genesis: params.genesis_hash(),
-        best_hash: branch_tip,
-        best_height: branch_headers.len() as u64,
-        best_work: Work::from_be_bytes([0xff; 32]),
-        listen_port: 47_302,
-        node_nonce: 0x5eed,
-        user_agent: "presync-test".into(),
-    });
-    socket.send(frame(&hello)).await.expect("hello");
+    let mut socket = peer_claiming(&node, branch_tip, branch_headers.len(), 47_302).await;
     let served = Arc::clone(&node.node);
     let headers = branch_headers.clone();
     // Sent just before the branch comes again: headers of another branch, far below the
@@ -151,16 +172,7 @@ async fn an_honest_branch_forking_deeper_than_a_batch_is_presynced_then_stored()
             let reply = match Message::from_bytes(&bytes) {
                 Ok(Message::Ping(nonce)) => Message::Pong(nonce),
                 Ok(Message::GetHeaders { locator, .. }) => {
-                    // The first locator hash on the branch (or genesis).
-                    let start = locator.iter().find_map(|hash| {
-                        if *hash == genesis {
-                            return Some(0);
-                        }
-                        headers
-                            .iter()
-                            .position(|header| header.compute_hash() == *hash)
-                            .map(|index| index + 1)
-                    });
+                    let start = answer_start(&locator, &headers, genesis);
                     let Some(start) = start else { continue };
                     if start > 0 && served.block_height(&locator[0]).is_none() {
                         // Asked for what follows a header the node did not store.
@@ -239,21 +251,7 @@ async fn a_presynced_branch_is_stored_though_the_tip_moved_meanwhile() {
     let branch_tip = branch_headers[branch_headers.len() - 1].compute_hash();
     let genesis = main.blocks[0].compute_hash();
 
-    let params = Network::Regtest.params();
-    let (mut socket, _) = tokio_tungstenite::connect_async(node.url())
-        .await
-        .expect("connects");
-    let hello = Message::Hello(Hello {
-        network_magic: Network::Regtest.magic(),
-        genesis: params.genesis_hash(),
-        best_hash: branch_tip,
-        best_height: peer_chain.len() as u64,
-        best_work: Work::from_be_bytes([0xff; 32]),
-        listen_port: 47_303,
-        node_nonce: 0x5eee,
-        user_agent: "presync-test".into(),
-    });
-    socket.send(frame(&hello)).await.expect("hello");
+    let mut socket = peer_claiming(&node, branch_tip, peer_chain.len(), 47_303).await;
     let (presyncing, mut presync_started) = tokio::sync::mpsc::channel::<()>(1);
     let (mined, mut tip_moved) = tokio::sync::mpsc::channel::<()>(1);
     let served = Arc::clone(&node.node);
@@ -269,15 +267,7 @@ async fn a_presynced_branch_is_stored_though_the_tip_moved_meanwhile() {
             let reply = match Message::from_bytes(&bytes) {
                 Ok(Message::Ping(nonce)) => Message::Pong(nonce),
                 Ok(Message::GetHeaders { locator, .. }) => {
-                    let start = locator.iter().find_map(|hash| {
-                        if *hash == genesis {
-                            return Some(0);
-                        }
-                        peer_chain
-                            .iter()
-                            .position(|header| header.compute_hash() == *hash)
-                            .map(|index| index + 1)
-                    });
+                    let start = answer_start(&locator, &peer_chain, genesis);
                     let Some(start) = start else { continue };
                     if start <= fork {
                         from_the_fork += 1;

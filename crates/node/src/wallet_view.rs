@@ -2,9 +2,11 @@
 //! immature, incoming and outgoing, the coins a payment may use, and sending.
 //!
 //! ```text
-//!   wallet addresses ──▶ snapshot.address_coins ──▶ mature? spent in the pool? ──▶ buckets
-//!   pool outputs paying the wallet ──────────────────────────────────────────────▶ incoming
-//!   send ──▶ Wallet::build_payment (those coins) ──▶ pool admission + store ──▶ event
+//!   wallet addresses ──▶ snapshot, 1,024 coins a chunk ──▶ mature? spent in the pool?
+//!                        (each chunk under the core lock) ──▶ buckets + CoinCandidates
+//!   pool outputs paying the wallet ──▶ incoming ──▶ its own payment's? spendable
+//!                                                   others'? spendable once confirmed
+//!   send ──▶ Wallet::build_payment_from (the candidates) ──▶ pool admission + store ──▶ event
 //! ```
 //!
 //! The wallet lock is always taken before the core lock.

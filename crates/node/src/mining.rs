@@ -19,6 +19,8 @@ pub(crate) struct MiningState {
     /// Stop flags of the searches under way; raised when the tip changes.
     active: Mutex<Vec<Arc<AtomicBool>>>,
     continuous: AtomicBool,
+    /// The continuous miner's thread, once started (a test waits for it to end).
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Hashes per second, as `f64` bits, smoothed.
     hashrate_bits: AtomicU64,
     last_sample: Mutex<Option<(u64, u64)>>,
@@ -31,6 +33,7 @@ impl MiningState {
             counter: HashCounter::default(),
             active: Mutex::new(Vec::new()),
             continuous: AtomicBool::new(false),
+            thread: Mutex::new(None),
             hashrate_bits: AtomicU64::new(0f64.to_bits()),
             last_sample: Mutex::new(None),
         }
@@ -63,6 +66,19 @@ impl Node {
     /// # Errors
     /// [`NodeError::ShuttingDown`] if the node stops first; chain errors.
     pub fn mine_one(&self, note: Vec<u8>, include_pool: bool) -> Result<Block, NodeError> {
+        self.mine_while(note, include_pool, &|| true)?
+            .ok_or(NodeError::ShuttingDown)
+    }
+
+    /// [`Node::mine_one`], giving up (`None`) when a search is interrupted and
+    /// `keep_going` says no more: continuous mining stops within milliseconds of
+    /// [`Node::stop_mining`] instead of going on until it finds a block.
+    fn mine_while(
+        &self,
+        note: Vec<u8>,
+        include_pool: bool,
+        keep_going: &dyn Fn() -> bool,
+    ) -> Result<Option<Block>, NodeError> {
         loop {
             if self.is_shutting_down() {
                 return Err(NodeError::ShuttingDown);
@@ -87,7 +103,8 @@ impl Node {
                 .active()
                 .retain(|active| !Arc::ptr_eq(active, &stop));
             match outcome? {
-                SearchOutcome::Stopped => continue,
+                SearchOutcome::Stopped if keep_going() => continue,
+                SearchOutcome::Stopped => return Ok(None),
                 SearchOutcome::Found(block) => match self.submit_block(block.clone()) {
                     Ok(BlockOutcome::MainChain) => {
                         let transactions = block.transactions.len();
@@ -97,7 +114,7 @@ impl Node {
                             if transactions == 1 { "tx" } else { "txs" }
                         );
                         debug!(hash = %block.compute_hash(), "mined block");
-                        return Ok(block);
+                        return Ok(Some(block));
                     }
                     // Another block won the race; try again on the new tip.
                     Ok(_) => continue,
@@ -121,7 +138,8 @@ impl Node {
             .spawn(move || {
                 info!(threads = node.mining.threads, "mining continuously");
                 while node.mining.continuous.load(Ordering::SeqCst) && !node.is_shutting_down() {
-                    if let Err(error) = node.mine_one(Vec::new(), true) {
+                    let mining = || node.mining.continuous.load(Ordering::SeqCst);
+                    if let Err(error) = node.mine_while(Vec::new(), true, &mining) {
                         if !matches!(error, NodeError::ShuttingDown) {
                             warn!(%error, "mining stopped after an error");
                         }
@@ -130,9 +148,18 @@ impl Node {
                 }
                 info!("stopped mining");
             });
-        if let Err(error) = spawned {
-            warn!(%error, "could not start the miner thread");
-            self.mining.continuous.store(false, Ordering::SeqCst);
+        match spawned {
+            Ok(thread) => {
+                *self
+                    .mining
+                    .thread
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(thread);
+            }
+            Err(error) => {
+                warn!(%error, "could not start the miner thread");
+                self.mining.continuous.store(false, Ordering::SeqCst);
+            }
         }
     }
 
@@ -185,5 +212,47 @@ impl Node {
     /// The smoothed hashrate, hashes per second.
     pub fn hashrate(&self) -> f64 {
         f64::from_bits(self.mining.hashrate_bits.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use powchain_consensus::Network;
+
+    use crate::testing::TestNode;
+
+    /// `stop_mining` interrupted the search under way, and `mine_one` took that for a
+    /// new tip: it built a template again and went on until it found a block, though the
+    /// docs promised the search ends within milliseconds. Devnet's first block takes about
+    /// a million hashes, so the stop comes while a search is under way.
+    #[test]
+    fn stopping_continuous_mining_ends_the_search_under_way_without_a_block() {
+        let test = TestNode::open(Network::Devnet);
+        test.node.start_mining();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while test.node.hashes_tried() == 0 {
+            assert!(Instant::now() < deadline, "the search starts");
+            std::thread::yield_now();
+        }
+        let height_at_stop = test.node.tip().height.0;
+        test.node.stop_mining();
+        let thread = test
+            .node
+            .mining
+            .thread
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .expect("the miner thread");
+        thread.join().expect("the miner thread ends");
+        assert!(!test.node.mining.continuous.load(Ordering::SeqCst));
+        assert_eq!(
+            test.node.tip().height.0,
+            height_at_stop,
+            "the search ended without a block: none was mined after the stop"
+        );
     }
 }

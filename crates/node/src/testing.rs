@@ -228,6 +228,29 @@ pub(crate) fn spend_output(
     recipient: Address,
 ) -> Transaction {
     let spent = parent.outputs[vout as usize];
+    let value = spent
+        .value
+        .checked_sub(test_fee())
+        .expect("the spent output pays more than the fee");
+    spend_to(
+        parent,
+        vout,
+        key,
+        vec![TxOut {
+            value,
+            address: recipient,
+        }],
+    )
+}
+
+/// Spends output `vout` of `parent` (paying `key`'s address) to `outputs`, signed.
+pub(crate) fn spend_to(
+    parent: &Transaction,
+    vout: u32,
+    key: &Keypair,
+    outputs: Vec<TxOut>,
+) -> Transaction {
+    let spent = parent.outputs[vout as usize];
     let mut transaction = Transaction {
         version: Transaction::CURRENT_VERSION,
         inputs: TxInputs::Spends(vec![TxIn {
@@ -237,13 +260,7 @@ pub(crate) fn spend_output(
             },
             signature: Signature([0; 64]),
         }]),
-        outputs: vec![TxOut {
-            value: spent
-                .value
-                .checked_sub(test_fee())
-                .expect("the spent output pays more than the fee"),
-            address: recipient,
-        }],
+        outputs,
     };
     sign_all(&mut transaction, &[spent], std::slice::from_ref(key));
     transaction

@@ -331,8 +331,8 @@ mod tests {
     /// outpoint: enough dust with low txids hid the wallet's own coins from both).
     #[test]
     fn dust_paid_to_the_wallet_is_counted_and_payments_come_from_its_largest_coins() {
-        use powchain_consensus::testkit::{sign_all, test_key};
-        use powchain_consensus::{OutPoint, Signature, Transaction, TxIn, TxInputs, TxOut};
+        use powchain_consensus::TxOut;
+        use powchain_consensus::testkit::test_key;
 
         let test = TestNode::open(Network::Regtest);
         let stranger = test_key(9);
@@ -354,18 +354,7 @@ mod tests {
             value: minus(coinbase.value, Amount::ONE_COIN),
             address: test_address(9),
         });
-        let mut flood = Transaction {
-            version: Transaction::CURRENT_VERSION,
-            inputs: TxInputs::Spends(vec![TxIn {
-                prevout: OutPoint {
-                    txid: funding.transactions[0].compute_txid(),
-                    vout: 0,
-                },
-                signature: Signature([0; 64]),
-            }]),
-            outputs,
-        };
-        sign_all(&mut flood, &[coinbase], std::slice::from_ref(&stranger));
+        let flood = crate::testing::spend_to(&funding.transactions[0], 0, &stranger, outputs);
         test.node
             .submit_transaction(flood)
             .expect("a legal, if unkind, payment");
@@ -400,8 +389,8 @@ mod tests {
     /// of funds. (About 2 MB of outputs in three blocks: some seconds in a debug build.)
     #[test]
     fn a_hundred_thousand_dust_outputs_sorting_first_hide_no_coin() {
-        use powchain_consensus::testkit::{sign_all, test_key};
-        use powchain_consensus::{OutPoint, Signature, Transaction, TxIn, TxInputs, TxOut};
+        use powchain_consensus::testkit::test_key;
+        use powchain_consensus::{Transaction, TxOut};
 
         const OUTPUTS_PER_FLOOD: usize = 2_400;
         const FLOODS: usize = 42;
@@ -414,20 +403,7 @@ mod tests {
         let wallet_address = test.node.wallet_address();
         let dust = Amount::from_units(1).expect("in range");
         let spend = |coinbase: &Transaction, outputs: Vec<TxOut>| {
-            let spent = coinbase.outputs[0];
-            let mut transaction = Transaction {
-                version: Transaction::CURRENT_VERSION,
-                inputs: TxInputs::Spends(vec![TxIn {
-                    prevout: OutPoint {
-                        txid: coinbase.compute_txid(),
-                        vout: 0,
-                    },
-                    signature: Signature([0; 64]),
-                }]),
-                outputs,
-            };
-            sign_all(&mut transaction, &[spent], std::slice::from_ref(&stranger));
-            transaction
+            crate::testing::spend_to(coinbase, 0, &stranger, outputs)
         };
         let change = |coinbase: &Transaction, kept: Amount| TxOut {
             value: minus(coinbase.outputs[0].value, kept),

@@ -72,7 +72,7 @@ pub(crate) struct CompactRelay {
     /// push to us): a peer completing it asks for its transactions at once, before it is
     /// stored here, and must get them, not `notfound` (which would strike this node off
     /// that block's sources). Bitcoin Core keeps `m_most_recent_block` for the same.
-    most_recent: Option<Arc<Block>>,
+    most_recent: Option<(BlockHash, Arc<Block>)>,
 }
 
 impl CompactRelay {
@@ -379,9 +379,9 @@ impl P2p {
         self.compact().pushed.contains(hash)
     }
 
-    /// Remembers `block`, passed on before validation, until the next one.
-    fn remember_passed_on(&self, block: &Block) {
-        self.compact().most_recent = Some(Arc::new(block.clone()));
+    /// Remembers `block` (`hash`), passed on before validation, until the next one.
+    fn remember_passed_on(&self, hash: BlockHash, block: &Block) {
+        self.compact().most_recent = Some((hash, Arc::new(block.clone())));
     }
 
     /// The last block passed on before validation, if it is `hash`.
@@ -389,8 +389,8 @@ impl P2p {
         self.compact()
             .most_recent
             .as_ref()
-            .filter(|block| block.compute_hash() == *hash)
-            .map(Arc::clone)
+            .filter(|(passed_on, _)| passed_on == hash)
+            .map(|(_, block)| Arc::clone(block))
     }
 
     /// Pushes `block` as a compact block to every peer that asked for pushes and is not
@@ -542,7 +542,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if validate_block_structure_with_txids(params, block, height, &txids).is_err() {
             return Ok(());
         }
-        self.p2p.remember_passed_on(block);
+        self.p2p.remember_passed_on(hash, block);
         self.p2p.announce_to_pushers(&pushers, self.id, header);
         if push {
             // What we lacked, the next peer probably lacks too: sent whole.

@@ -197,21 +197,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             return Ok(());
         };
         let (parent, last) = (first.prev_hash, last.compute_hash());
-        // A peer that sends headers has their blocks' headers at least: never announce
-        // them back to it (an announcement by headers would otherwise echo on every
-        // link). Only short batches: a sync's 2,000 would churn the bounded set.
-        if headers.len() <= MAX_ANNOUNCED_HEADERS {
-            for header in &headers {
-                self.known
-                    .insert(&InventoryItem::Block(header.compute_hash()));
-            }
-        }
         if self
             .presync
             .as_ref()
             .is_some_and(|presync| presync.last == parent)
         {
             return self.continue_presync(headers, last).await;
+        }
+        // Each header's hash, computed once for what follows.
+        let hashes: Vec<BlockHash> = headers.iter().map(Header::compute_hash).collect();
+        let short = headers.len() <= MAX_ANNOUNCED_HEADERS;
+        // A peer that sends headers has their blocks' headers at least: never announce
+        // them back to it (an announcement by headers would otherwise echo on every
+        // link). Only short batches: a sync's 2,000 would churn the bounded set.
+        if short {
+            for hash in &hashes {
+                self.known.insert(&InventoryItem::Block(*hash));
+            }
         }
         let full = headers.len() == MAX_HEADERS;
         let count = headers.len() as u64;
@@ -225,9 +227,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 // first header, the first of its headers the node did not have.
                 let continues = match redownload.next_parent {
                     Some(expected) => parent == expected,
-                    None => headers
-                        .iter()
-                        .any(|header| header.compute_hash() == redownload.first),
+                    None => hashes.contains(&redownload.first),
                 };
                 if continues {
                     redownload.remaining -= count;
@@ -240,23 +240,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 true
             }
         };
-        let reaches_target = self.redownload.as_ref().is_some_and(|redownload| {
-            headers
-                .iter()
-                .any(|header| header.compute_hash() == redownload.target)
-        });
-        let stored_hashes: Vec<BlockHash> = if self.unplaced_compact.is_some() {
-            headers.iter().map(Header::compute_hash).collect()
-        } else {
-            Vec::new()
-        };
-        // The blocks a short batch announces, to tell a crossing announcement of a block
-        // found invalid (forgiven) from a child of it (not).
-        let announced: Vec<BlockHash> = if headers.len() <= MAX_ANNOUNCED_HEADERS {
-            headers.iter().map(Header::compute_hash).collect()
-        } else {
-            Vec::new()
-        };
+        let reaches_target = self
+            .redownload
+            .as_ref()
+            .is_some_and(|redownload| hashes.contains(&redownload.target));
         let result = self
             .p2p
             .blocking(move |node| node.accept_peer_headers(&headers, require_work))
@@ -282,7 +269,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 // A compact block we could not place waited for one of these.
                 let placed = self
                     .unplaced_compact
-                    .take_if(|compact| stored_hashes.contains(&compact.header.prev_hash));
+                    .take_if(|compact| hashes.contains(&compact.header.prev_hash));
                 if let Some(compact) = placed {
                     self.on_compact_block(compact).await?;
                 }
@@ -317,8 +304,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             // push to it of a block it has whole before validating it (compact.rs,
             // `announce_to_pushers`), so it may cross our verdict. Not misbehaviour; an
             // announcement of a child of that block still is.
+            // (A short batch only: the blocks it names are announced, not a sync's.)
             Err(NodeError::Chain(ChainError::KnownInvalid { hash: failed }))
-                if count as usize <= MAX_ANNOUNCED_HEADERS && announced.contains(&failed) =>
+                if short && hashes.contains(&failed) =>
             {
                 debug!(peer = %self.label, block = %failed, "an announcement of a block already found invalid; not punished (announced before validation)");
                 Ok(())

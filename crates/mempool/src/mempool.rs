@@ -354,6 +354,12 @@ impl Mempool {
         self.entries.get(txid)
     }
 
+    /// The pooled ancestors of `txid` (the pooled transactions it spends, theirs, and so
+    /// on), itself excluded; empty if the pool does not hold it.
+    pub fn ancestors(&self, txid: &Txid) -> HashSet<Txid> {
+        ancestors_of(&self.entries, txid)
+    }
+
     /// Number of pooled transactions.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -71,10 +71,25 @@ impl SignatureVerifier for CheckedOnEntry {
 /// Admissions of one [`Node::submit_transactions`] call made under one taking of the lock.
 const SUBMIT_BATCH_PER_LOCK: usize = 64;
 
+/// Why `txid` is not kept: `parent`, which it spends, could not be stored.
+fn unstored_parent(txid: Txid, parent: Txid) -> NodeError {
+    NodeError::PoolStore {
+        detail: format!("{txid} spends {parent}, which could not be stored"),
+    }
+}
+
 /// Transactions [`Node::admit_transactions`] admitted (or refused), their rows queued and
 /// not yet known to be stored: [`Node::await_admissions`] turns them into answers.
 #[must_use = "nothing is acknowledged until Node::await_admissions has waited for the rows"]
-pub struct Admissions(Vec<Result<(Accepted, Ticket), NodeError>>);
+pub struct Admissions(Vec<Result<(Accepted, Queued), NodeError>>);
+
+/// An admitted transaction's row, queued for the pool store: what [`Node::await_stored`]
+/// waits for before the transaction is acknowledged.
+pub(crate) struct Queued {
+    ticket: Ticket,
+    /// The pool store's failed commits when the row was queued.
+    failed_commits: u64,
+}
 
 impl Node {
     /// Re-admits the stored pool; transactions that are no longer valid or have expired
@@ -192,11 +207,11 @@ impl Node {
     /// could not be stored (it is then taken back out of the pool).
     pub fn submit_transaction(&self, transaction: Transaction) -> Result<Accepted, NodeError> {
         let now = self.clock.now_ms();
-        let (accepted, ticket) = {
+        let (accepted, queued) = {
             let mut core = lock(&self.core);
             self.accept_and_queue(&mut core, transaction, now)?
         };
-        self.await_stored(&accepted, ticket)?;
+        self.await_stored(&accepted, queued)?;
         self.publish(NodeEvent::TransactionAccepted {
             txid: accepted.txid,
         });
@@ -278,7 +293,7 @@ impl Node {
     /// several batches in order can wait for one batch's commit while it admits the next.
     /// Nothing is acknowledged yet: pass the result to [`Node::await_admissions`].
     pub fn admit_transactions(&self, transactions: Vec<Transaction>) -> Admissions {
-        let mut admitted: Vec<Result<(Accepted, Ticket), NodeError>> =
+        let mut admitted: Vec<Result<(Accepted, Queued), NodeError>> =
             Vec::with_capacity(transactions.len());
         let mut transactions = transactions.into_iter().peekable();
         while transactions.peek().is_some() {
@@ -294,23 +309,12 @@ impl Node {
     /// The second half of [`Node::submit_transactions`]: waits until the rows of
     /// `admissions` are stored, and gives one result per transaction, in order.
     pub fn await_admissions(&self, admissions: Admissions) -> Vec<Result<Accepted, NodeError>> {
-        let mut store_failed = false;
         admissions
             .0
             .into_iter()
             .map(|admission| {
-                let (accepted, ticket) = admission?;
-                self.await_stored(&accepted, ticket)
-                    .inspect_err(|_| store_failed = true)?;
-                if store_failed && !lock(&self.core).mempool.contains(&accepted.txid) {
-                    return Err(NodeError::PoolStore {
-                        detail: format!(
-                            "{} left the pool with a transaction before it that could not \
-                             be stored",
-                            accepted.txid
-                        ),
-                    });
-                }
+                let (accepted, queued) = admission?;
+                self.await_stored(&accepted, queued)?;
                 self.publish(NodeEvent::TransactionAccepted {
                     txid: accepted.txid,
                 });
@@ -326,9 +330,13 @@ impl Node {
         core: &mut Core,
         transaction: Transaction,
         now: u64,
-    ) -> Result<(Accepted, Ticket), NodeError> {
+    ) -> Result<(Accepted, Queued), NodeError> {
         let stored = transaction.clone();
         let accepted = self.admit_into_pool(core, transaction, now, Admission::New)?;
+        if let Some(parent) = self.unstored_ancestor(core, &accepted.txid) {
+            core.mempool.remove_with_descendants([accepted.txid]);
+            return Err(unstored_parent(accepted.txid, parent));
+        }
         // The transaction may spend coins of peers' blocks not yet synced; acknowledging
         // it must not outlive them (a restart would drop it as spending missing coins).
         if core.chain.has_unsynced_changes()
@@ -337,29 +345,95 @@ impl Node {
             core.mempool.remove_with_descendants([accepted.txid]);
             return Err(error.into());
         }
-        let ticket = self.pool_store.queue(store_rows(&accepted, stored, now));
-        Ok((accepted, ticket))
+        let queued = Queued {
+            failed_commits: self.pool_store.failed_commits(),
+            ticket: self.pool_store.queue(store_rows(&accepted, stored, now)),
+        };
+        Ok((accepted, queued))
     }
 
     /// Waits (holding no lock) until the row `accept_and_queue` queued for `accepted` is
-    /// stored. If its commit failed, the transaction leaves the pool again with whatever
-    /// spent it meanwhile: nothing is acknowledged that a restart would not bring back.
+    /// stored, then checks that a restart would bring the transaction back: every pooled
+    /// transaction it spends must be stored too. If its commit failed, the transaction
+    /// leaves the pool again with whatever spent it meanwhile; if a transaction it spends
+    /// could not be stored (its commit failed while this one's queued, or it was a peer's
+    /// whose commit failed earlier), this one leaves the pool with its descendants.
+    /// Nothing is acknowledged that a restart would not bring back.
     pub(crate) fn await_stored(
         &self,
         accepted: &Accepted,
-        ticket: Ticket,
+        queued: Queued,
     ) -> Result<(), NodeError> {
-        self.pool_store.wait(ticket).inspect_err(|error| {
-            let removed = lock(&self.core)
-                .mempool
-                .remove_with_descendants([accepted.txid]);
+        let txid = accepted.txid;
+        if let Err(error) = self.pool_store.wait(queued.ticket) {
+            let removed = self.take_out_unstored(txid, false);
             warn!(
-                txid = %accepted.txid,
+                %txid,
                 removed = removed.len(),
                 %error,
                 "took a transaction back out of the pool: it could not be stored"
             );
+            return Err(error);
+        }
+        let core = lock(&self.core);
+        if core.mempool.contains(&txid) {
+            let Some(parent) = self.unstored_ancestor(&core, &txid) else {
+                return Ok(());
+            };
+            drop(core);
+            let removed = self.take_out_unstored(txid, true);
+            warn!(
+                %txid,
+                %parent,
+                removed = removed.len(),
+                "took a transaction back out of the pool: a transaction it spends could not \
+                 be stored"
+            );
+            return Err(unstored_parent(txid, parent));
+        }
+        drop(core);
+        // It left the pool. With no failed commit since its row was queued (a failure
+        // before that refused it at admission), that was a block confirming it or better
+        // payments pushing it out, as could happen a moment after any acknowledgement.
+        // After a failed commit it may have left with a transaction it spends that could
+        // not be stored: then only a block that confirms it makes it kept.
+        if self.pool_store.failed_commits() == queued.failed_commits
+            || self.transactions_confirmed(&[txid]) == [true]
+        {
+            return Ok(());
+        }
+        Err(NodeError::PoolStore {
+            detail: format!(
+                "{txid} left the pool while the pool store was failing, with a transaction \
+                 it spends that could not be stored"
+            ),
         })
+    }
+
+    /// A pooled ancestor of `txid` whose row a failed commit held, if any.
+    fn unstored_ancestor(&self, core: &Core, txid: &Txid) -> Option<Txid> {
+        if !self.pool_store.has_unstored() {
+            return None;
+        }
+        self.pool_store
+            .first_unstored(&core.mempool.ancestors(txid))
+    }
+
+    /// Takes `txid` and its descendants out of the pool, and their rows out of the store
+    /// (a descendant's commit may have succeeded; `txid`'s own, if `own_row_stored`).
+    fn take_out_unstored(&self, txid: Txid, own_row_stored: bool) -> Vec<Txid> {
+        let mut core = lock(&self.core);
+        let removed = core.mempool.remove_with_descendants([txid]);
+        let rows: Vec<Txid> = removed
+            .iter()
+            .copied()
+            .filter(|removed| own_row_stored || *removed != txid)
+            .collect();
+        self.pool_store.remove(&rows);
+        // Out of the pool, it no longer stands against a transaction spending it: if it
+        // comes back, its row is queued again.
+        self.pool_store.forget_unstored(&removed);
+        removed
     }
 
     /// Signature checks remembered as passed by the pool and not yet met again in a block.
@@ -606,8 +680,10 @@ mod tests {
     use powchain_mempool::PoolEntry;
 
     use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::{Arc, Mutex};
 
     use crate::error::NodeError;
+    use crate::node::Node;
     use crate::testing::{TestNode, output_paying, spend_output};
 
     /// A funded regtest node with a wallet payment in its pool, and a transaction (not
@@ -777,6 +853,163 @@ mod tests {
             .expect("the same payment is accepted once the store works");
         assert!(test.pool_holds(&accepted.txid));
         assert_eq!(test.stored_pool_txids().len(), 2);
+    }
+
+    /// A regtest node, a transaction `parent` (not submitted) spending a mature coinbase
+    /// of a test key, and `child` spending `parent`.
+    fn unpooled_parent_and_its_child() -> (
+        TestNode,
+        powchain_consensus::Transaction,
+        powchain_consensus::Transaction,
+    ) {
+        let test = TestNode::open(Network::Regtest);
+        let coinbase = test.mine_paying(test_address(3)).transactions[0].clone();
+        test.mine_until_spendable();
+        let vout = output_paying(&coinbase, &test_address(3));
+        let parent = spend_output(&coinbase, vout, &test_key(3), test_address(4));
+        let child = spend_output(&parent, 0, &test_key(4), test_address(5));
+        (test, parent, child)
+    }
+
+    /// Commits what is queued for the pool store, failing or not.
+    fn commit_the_queue(test: &TestNode) {
+        let store = &test.node.pool_store;
+        let _ = store.wait(store.queue(Vec::new()));
+    }
+
+    #[test]
+    fn a_payment_spending_a_peer_s_transaction_that_could_not_be_stored_is_refused() {
+        let (test, parent, child) = unpooled_parent_and_its_child();
+        test.node.pool_store.fail_commits.store(true, SeqCst);
+        test.node
+            .submit_peer_transaction(parent.clone())
+            .expect("a peer's transaction is pooled without waiting for its row");
+        commit_the_queue(&test);
+        assert_eq!(test.node.pool_store.failed_commits(), 1);
+        test.node.pool_store.fail_commits.store(false, SeqCst);
+
+        // The child's own row is stored, but a restart would drop it: the parent's is not.
+        let error = test
+            .node
+            .submit_transaction(child.clone())
+            .expect_err("not acknowledged");
+        assert!(matches!(error, NodeError::PoolStore { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains(&parent.compute_txid().to_string()),
+            "{error}"
+        );
+        assert!(!test.pool_holds(&child.compute_txid()));
+        assert!(test.pool_holds(&parent.compute_txid()), "the peer keeps it");
+        assert_eq!(test.stored_pool_txids(), Vec::<Txid>::new());
+    }
+
+    #[test]
+    fn a_payment_is_not_acknowledged_when_its_parent_s_commit_failed_first() {
+        let (test, parent, child) = unpooled_parent_and_its_child();
+        let now = crate::clock::Clock::now_ms(test.clock.as_ref());
+        // The parent's submitter queued its row; its commit fails, and before that
+        // submitter takes the parent back out, a second submitter's child is admitted and
+        // its own commit succeeds.
+        let (accepted, queued) = {
+            let mut core = crate::node::lock(&test.node.core);
+            test.node
+                .accept_and_queue(&mut core, parent.clone(), now)
+                .expect("admitted")
+        };
+        test.node.pool_store.fail_commits.store(true, SeqCst);
+        commit_the_queue(&test);
+        test.node.pool_store.fail_commits.store(false, SeqCst);
+        let error = test
+            .node
+            .submit_transaction(child.clone())
+            .expect_err("the child spends a payment that was not stored");
+        assert!(matches!(error, NodeError::PoolStore { .. }), "{error:?}");
+        assert!(!test.pool_holds(&child.compute_txid()));
+
+        let error = test
+            .node
+            .await_stored(&accepted, queued)
+            .expect_err("the parent's commit failed");
+        assert!(error.to_string().contains("injected failure"), "{error}");
+        assert!(!test.pool_holds(&parent.compute_txid()));
+        assert_eq!(test.stored_pool_txids(), Vec::<Txid>::new());
+
+        // Once the store works, both are accepted and kept.
+        test.node.submit_transaction(parent).expect("accepted");
+        test.node.submit_transaction(child).expect("accepted");
+        assert_eq!(test.stored_pool_txids().len(), 2);
+    }
+
+    #[test]
+    fn a_transaction_whose_commit_failed_does_not_stand_against_a_child_once_pooled_again() {
+        let (test, parent, child) = unpooled_parent_and_its_child();
+        test.node.pool_store.fail_commits.store(true, SeqCst);
+        test.node
+            .submit_transaction(parent.clone())
+            .expect_err("the parent's commit fails");
+        test.node.pool_store.fail_commits.store(false, SeqCst);
+        // A peer's copy of the parent is pooled again and its row queued; the client's
+        // child comes before that row's commit, so its admission sees the parent stored.
+        test.node
+            .submit_peer_transaction(parent.clone())
+            .expect("pooled");
+        test.node
+            .submit_transaction(child.clone())
+            .expect("its parent's row is committed with it");
+        assert_eq!(test.stored_pool_txids().len(), 2);
+    }
+
+    #[test]
+    fn a_child_queued_while_its_parent_s_commit_fails_is_not_acknowledged() {
+        let (test, parent, child) = unpooled_parent_and_its_child();
+        let now = crate::clock::Clock::now_ms(test.clock.as_ref());
+        let admit = move |node: &Node, transaction: &powchain_consensus::Transaction| {
+            let mut core = crate::node::lock(&node.core);
+            node.accept_and_queue(&mut core, transaction.clone(), now)
+                .expect("admitted")
+        };
+        let (parent_accepted, parent_queued) = admit(&test.node, &parent);
+        // The child is admitted (its parent pooled, not yet known unstored) and queued
+        // while the parent's commit runs; that commit fails, the child's next one will not.
+        let child_admitted = Arc::new(Mutex::new(None));
+        {
+            let (node, child, child_admitted) = (
+                Arc::clone(&test.node),
+                child.clone(),
+                Arc::clone(&child_admitted),
+            );
+            *test
+                .node
+                .pool_store
+                .before_next_commit
+                .lock()
+                .expect("not poisoned") = Some(Box::new(move || {
+                *child_admitted.lock().expect("not poisoned") = Some(admit(&node, &child));
+            }));
+        }
+        test.node.pool_store.fail_commits.store(true, SeqCst);
+        commit_the_queue(&test);
+        test.node.pool_store.fail_commits.store(false, SeqCst);
+        let (child_accepted, child_queued) = child_admitted
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .expect("admitted during the parent's commit");
+
+        // The parent's submitter takes it out (with the child) before the child's
+        // submitter is answered.
+        test.node
+            .await_stored(&parent_accepted, parent_queued)
+            .expect_err("the parent's commit failed");
+        let error = test
+            .node
+            .await_stored(&child_accepted, child_queued)
+            .expect_err("the child left the pool with its parent");
+        assert!(error.to_string().contains("left the pool"), "{error}");
+        assert!(!test.pool_holds(&child.compute_txid()));
+        assert_eq!(test.stored_pool_txids(), Vec::<Txid>::new());
     }
 
     #[test]

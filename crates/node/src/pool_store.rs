@@ -18,9 +18,10 @@
 use std::collections::HashSet;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 #[cfg(test)]
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use powchain_consensus::encode::{Decode, Encode};
@@ -52,9 +53,60 @@ pub(crate) struct PoolStore {
     /// The table and its writer; `None` for a node in memory, whose pool outlives nothing
     /// and is not stored.
     stored: Option<Stored>,
+    /// What failed commits left unstored, for acknowledgements to check.
+    unstored: Arc<Unstored>,
     /// Makes every commit fail, for tests of what a failed commit leaves behind.
     #[cfg(test)]
     pub(crate) fail_commits: Arc<AtomicBool>,
+    /// Runs once at the start of the next commit, for tests of what happens meanwhile.
+    #[cfg(test)]
+    pub(crate) before_next_commit: Arc<Mutex<Option<BeforeCommit>>>,
+}
+
+/// What a test runs at the start of a commit.
+#[cfg(test)]
+pub(crate) type BeforeCommit = Box<dyn FnOnce() + Send>;
+
+/// What failed commits left behind. A transaction is acknowledged once its own row is
+/// stored, but a restart brings it back only if every pooled transaction it spends comes
+/// back too: these say whether one of them could not be stored.
+#[derive(Default)]
+pub(crate) struct Unstored {
+    /// Transactions whose row a failed commit held, until they leave the pool (their
+    /// removal is queued) or a later commit stores them.
+    txids: Mutex<HashSet<Txid>>,
+    /// How many commits have failed.
+    failed_commits: AtomicU64,
+}
+
+impl Unstored {
+    fn txids(&self) -> MutexGuard<'_, HashSet<Txid>> {
+        // Nothing runs foreign code under this lock, so a poisoned set is still whole.
+        self.txids.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a commit of `writes` that failed.
+    fn failed(&self, writes: &[PoolWrite]) {
+        self.failed_commits.fetch_add(1, Ordering::SeqCst);
+        self.txids()
+            .extend(writes.iter().filter_map(|write| match write {
+                PoolWrite::Insert { txid, .. } => Some(*txid),
+                PoolWrite::Remove(_) => None,
+            }));
+    }
+
+    /// Forgets what `writes` settle: a row now stored, or a transaction that leaves the pool.
+    fn settled(&self, writes: &[PoolWrite]) {
+        let mut txids = self.txids();
+        if txids.is_empty() {
+            return;
+        }
+        for write in writes {
+            match write {
+                PoolWrite::Insert { txid, .. } | PoolWrite::Remove(txid) => txids.remove(txid),
+            };
+        }
+    }
 }
 
 /// A pool store's table and the writer of its group commits.
@@ -115,8 +167,11 @@ impl PoolStore {
         PoolStore {
             path: path.to_path_buf(),
             stored: None,
+            unstored: Arc::default(),
             #[cfg(test)]
             fail_commits: Arc::new(AtomicBool::new(false)),
+            #[cfg(test)]
+            before_next_commit: Arc::default(),
         }
     }
 
@@ -131,25 +186,42 @@ impl PoolStore {
         let db = Arc::new(damaged_at(path, opened)?);
         #[cfg(test)]
         let fail_commits = Arc::new(AtomicBool::new(false));
+        #[cfg(test)]
+        let before_next_commit = Arc::<Mutex<Option<BeforeCommit>>>::default();
+        let unstored = Arc::<Unstored>::default();
         let commits = {
             let (db, store_path) = (Arc::clone(&db), path.to_path_buf());
             #[cfg(test)]
             let fail_commits = Arc::clone(&fail_commits);
+            #[cfg(test)]
+            let before_next_commit = Arc::clone(&before_next_commit);
+            let unstored = Arc::clone(&unstored);
             let mut syncs = SyncSchedule::new();
             GroupCommit::start_with_idle_call(
                 "pool-store",
                 Some(IDLE_SYNC_AFTER),
                 move |writes: Vec<PoolWrite>, kind| {
+                    let writes = last_write_of_each(writes);
+                    #[cfg(test)]
+                    if let Some(run) = before_next_commit
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take()
+                    {
+                        run();
+                    }
                     #[cfg(test)]
                     if fail_commits.load(Ordering::SeqCst) && !writes.is_empty() {
+                        unstored.failed(&writes);
                         return Err(CommitFailed("injected failure".into()));
                     }
-                    let writes = last_write_of_each(writes);
                     let durable = syncs.durable(kind, writes.is_empty());
                     if kind == CommitKind::Idle && !durable {
                         return Ok(());
                     }
-                    commit_writes(&db, &store_path, &writes, durable)?;
+                    commit_writes(&db, &store_path, &writes, durable)
+                        .inspect_err(|_| unstored.failed(&writes))?;
+                    unstored.settled(&writes);
                     syncs.committed(durable, writes.is_empty());
                     Ok(())
                 },
@@ -162,8 +234,11 @@ impl PoolStore {
         let store = PoolStore {
             path: path.to_path_buf(),
             stored: Some(Stored { db, commits }),
+            unstored,
             #[cfg(test)]
             fail_commits,
+            #[cfg(test)]
+            before_next_commit,
         };
         // Read it once now: a damaged page met later would fail every admission.
         store.load()?;
@@ -211,8 +286,57 @@ impl PoolStore {
     /// order they were queued, so a row queued before its removal ends up removed.
     pub(crate) fn queue(&self, writes: Vec<PoolWrite>) -> Ticket {
         match &self.stored {
-            Some(stored) => stored.commits.enqueue(writes),
+            Some(stored) => {
+                self.forget_removed(&writes);
+                stored.commits.enqueue(writes)
+            }
             None => Ticket::NOWHERE,
+        }
+    }
+
+    /// How many commits have failed so far: an acknowledgement compares it with the count
+    /// when its row was queued.
+    pub(crate) fn failed_commits(&self) -> u64 {
+        self.unstored.failed_commits.load(Ordering::SeqCst)
+    }
+
+    /// Whether a failed commit left a row unstored whose transaction may still be pooled.
+    pub(crate) fn has_unstored(&self) -> bool {
+        !self.unstored.txids().is_empty()
+    }
+
+    /// One of `txids` whose row a failed commit held and that has not left the pool since,
+    /// if any: a transaction spending it would not come back after a restart.
+    pub(crate) fn first_unstored<'a>(
+        &self,
+        txids: impl IntoIterator<Item = &'a Txid>,
+    ) -> Option<Txid> {
+        let unstored = self.unstored.txids();
+        txids
+            .into_iter()
+            .find(|txid| unstored.contains(txid))
+            .copied()
+    }
+
+    /// Forgets the unstored rows of `txids`, which have left the pool.
+    pub(crate) fn forget_unstored(&self, txids: &[Txid]) {
+        let mut unstored = self.unstored.txids();
+        for txid in txids {
+            unstored.remove(txid);
+        }
+    }
+
+    /// Forgets the unstored rows of transactions `writes` remove from the pool; called
+    /// with the removals queued under the node's lock, as they leave the pool.
+    fn forget_removed(&self, writes: &[PoolWrite]) {
+        let mut unstored = self.unstored.txids();
+        if unstored.is_empty() {
+            return;
+        }
+        for write in writes {
+            if let PoolWrite::Remove(txid) = write {
+                unstored.remove(txid);
+            }
         }
     }
 
@@ -237,6 +361,7 @@ impl PoolStore {
     /// refused again). A failed commit of them is logged.
     pub(crate) fn queue_unawaited(&self, writes: Vec<PoolWrite>) {
         if let Some(stored) = &self.stored {
+            self.forget_removed(&writes);
             stored.commits.enqueue_unawaited(writes);
         }
     }

@@ -300,12 +300,12 @@ impl Node {
                 }
                 other => NodeError::Wallet(other),
             })?;
-        let (accepted, ticket) =
+        let (accepted, queued) =
             self.accept_and_queue(&mut core, payment.transaction.clone(), now)?;
         drop(core);
         // The pool spends the payment's coins now: the next payment cannot pick them.
         drop(wallet);
-        self.await_stored(&accepted, ticket)?;
+        self.await_stored(&accepted, queued)?;
         self.publish(NodeEvent::TransactionAccepted {
             txid: accepted.txid,
         });

@@ -6,7 +6,7 @@
 //! the transaction may be valid, the pool just does not keep it (a double spend of a
 //! pooled transaction, too low a fee rate, a full pool).
 
-use powchain_consensus::{ConsensusError, FeeRate, OutPoint, Txid};
+use powchain_consensus::{BlockHeight, ConsensusError, FeeRate, OutPoint, Txid};
 use thiserror::Error;
 
 /// Why a transaction was not admitted.
@@ -106,6 +106,20 @@ impl MempoolError {
     pub fn missing_input(&self) -> Option<OutPoint> {
         match self {
             MempoolError::Invalid(ConsensusError::MissingInput { outpoint }) => Some(*outpoint),
+            _ => None,
+        }
+    }
+
+    /// The first height at which a block may spend the coinbase output the transaction
+    /// spends too early, if that is why it was refused.
+    pub fn mature_at(&self) -> Option<BlockHeight> {
+        match self {
+            MempoolError::Invalid(error) => match error.root_cause() {
+                ConsensusError::ImmatureCoinbaseSpend {
+                    created, maturity, ..
+                } => Some(BlockHeight(created.0.saturating_add(*maturity))),
+                _ => None,
+            },
             _ => None,
         }
     }

@@ -22,6 +22,7 @@ mod group_commit;
 pub mod log_budget;
 mod mining;
 mod node;
+mod parked;
 pub mod peers;
 mod pool;
 mod pool_store;

@@ -38,6 +38,7 @@ use crate::error::NodeError;
 use crate::event::NodeEvent;
 use crate::log_budget::LogBudget;
 use crate::mining::MiningState;
+use crate::parked::Parked;
 use crate::peers::PeerManager;
 use crate::pool_store::PoolStore;
 
@@ -57,6 +58,8 @@ const REORG_LINE_INTERVAL_MS: u64 = 1_000;
 pub(crate) struct Core {
     pub(crate) chain: ChainState,
     pub(crate) mempool: Mempool,
+    /// Stored payments waiting, out of the pool, for a transaction they spend.
+    pub(crate) parked: Parked,
 }
 
 /// What accepting one block did.
@@ -193,7 +196,11 @@ impl Node {
             mining: MiningState::new(config.miner_threads),
             config,
             params,
-            core: Mutex::new(Core { chain, mempool }),
+            core: Mutex::new(Core {
+                chain,
+                mempool,
+                parked: Parked::default(),
+            }),
             reader,
             wallet: Mutex::new(wallet),
             pool_store,

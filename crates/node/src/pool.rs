@@ -13,14 +13,17 @@
 use std::collections::HashSet;
 
 use powchain_consensus::signature::{SignatureCheck, SignatureVerifier};
-use powchain_consensus::{Address, BlockHash, BlockHeight, OutPoint, Transaction, TxOut, Txid};
-use powchain_mempool::{Accepted, PoolEntry};
+use powchain_consensus::{
+    Address, Block, BlockHash, BlockHeight, OutPoint, Transaction, TxOut, Txid,
+};
+use powchain_mempool::{Accepted, MempoolError, PoolEntry};
 use tracing::{info, warn};
 
 use crate::error::NodeError;
 use crate::event::NodeEvent;
 use crate::group_commit::Ticket;
 use crate::node::{Core, Node, lock};
+use crate::parked::WaitsFor;
 use crate::pool_store::PoolWrite;
 
 /// How many of the main chain's latest blocks a compact block of a competing branch is
@@ -93,7 +96,7 @@ pub(crate) struct Queued {
 
 impl Node {
     /// Re-admits the stored pool; transactions that are no longer valid or have expired
-    /// are forgotten.
+    /// are forgotten, and those whose parent the chain does not know yet are parked.
     pub(crate) fn restore_pool(&self) -> Result<(), NodeError> {
         let stored = self.pool_store.load()?;
         if stored.is_empty() {
@@ -101,12 +104,15 @@ impl Node {
         }
         let now = self.clock.now_ms();
         let mut core = lock(&self.core);
-        let mut pending: Vec<(Transaction, u64)> = stored;
+        let mut pending: Vec<(Transaction, u64, Option<MempoolError>)> = stored
+            .into_iter()
+            .map(|(transaction, time_ms)| (transaction, time_ms, None))
+            .collect();
         // Parents may be stored after their children; retry while progress is made.
         loop {
             let before = pending.len();
             let mut retry = Vec::new();
-            for (transaction, time_ms) in pending {
+            for (transaction, time_ms, _) in pending {
                 match self.admit_into_pool(
                     &mut core,
                     transaction.clone(),
@@ -115,7 +121,12 @@ impl Node {
                 ) {
                     Ok(_) => {}
                     Err(NodeError::Mempool(error)) if error.is_missing_input() => {
-                        retry.push((transaction, time_ms))
+                        retry.push((transaction, time_ms, Some(error)))
+                    }
+                    // A coinbase it spends matures later on this chain (one shorter than
+                    // when it was accepted): it waits.
+                    Err(NodeError::Mempool(error)) if error.mature_at().is_some() => {
+                        self.park_if_it_may_pass(&mut core, transaction, time_ms, &error);
                     }
                     // Refused by a rule (spent, expired, too low a fee): forgotten below.
                     Err(error) if error.is_rejection() => {}
@@ -129,19 +140,18 @@ impl Node {
                 break;
             }
         }
-        // After `--reindex` the chain starts again from genesis, so every stored payment
-        // misses its coins until the chain is synced: they stay stored, for the next start.
-        let waiting_for_the_chain: HashSet<Txid> = if self.config.reindex {
-            pending
-                .iter()
-                .map(|(transaction, _)| transaction.compute_txid())
-                .collect()
-        } else {
-            HashSet::new()
-        };
+        // What still misses a parent waits for it, stored (after `--reindex`, or on a
+        // chain restored from an older backup, until the chain is synced again).
+        for (transaction, time_ms, error) in pending {
+            if let Some(error) = error {
+                self.park_if_it_may_pass(&mut core, transaction, time_ms, &error);
+            }
+        }
         // What waited past the expiry while the node was down leaves now, not at the next
         // expiry round: until then it would be relayed and mined.
         core.mempool.expire(now);
+        let expiry_ms = core.mempool.options().expiry_ms;
+        core.parked.take_expired(now, expiry_ms);
         let kept: HashSet<Txid> = core
             .mempool
             .entries_by_fee_rate()
@@ -153,16 +163,86 @@ impl Node {
             .load()?
             .iter()
             .map(|(transaction, _)| transaction.compute_txid())
-            .filter(|txid| !kept.contains(txid) && !waiting_for_the_chain.contains(txid))
+            .filter(|txid| !kept.contains(txid) && !core.parked.contains(txid))
             .collect();
         self.pool_store.remove(&dropped);
         info!(
             restored = kept.len(),
             dropped = dropped.len(),
-            kept_for_the_next_start = waiting_for_the_chain.len(),
+            waiting_for_their_parents = core.parked.len(),
             "restored the transaction pool"
         );
         Ok(())
+    }
+
+    /// Parks a stored payment refused by `error` until what it waits for comes, if that
+    /// may happen as the chain grows: a parent the chain does not know (unless a block
+    /// already confirmed that parent: then the output was spent, and the payment can
+    /// never be valid), or a coinbase not mature yet. Returns whether it was parked.
+    fn park_if_it_may_pass(
+        &self,
+        core: &mut Core,
+        transaction: Transaction,
+        time_ms: u64,
+        error: &MempoolError,
+    ) -> bool {
+        let waits_for = if let Some(missing) = error.missing_input() {
+            if self.transactions_confirmed(&[missing.txid]) == [true] {
+                return false;
+            }
+            WaitsFor::Transaction(missing.txid)
+        } else if let Some(height) = error.mature_at() {
+            WaitsFor::Height(height)
+        } else {
+            return false;
+        };
+        core.parked.park(transaction, time_ms, waits_for);
+        true
+    }
+
+    /// Returns to the pool the parked payments that `block`, connected at `height`,
+    /// brings a parent of or lets mature, and then those waiting for them. One that waits
+    /// for something else now parks again; one refused for good is forgotten, its store
+    /// row removed by `writes`. Returns the txids pooled.
+    pub(crate) fn retry_parked(
+        &self,
+        core: &mut Core,
+        block: &Block,
+        height: BlockHeight,
+        now: u64,
+        writes: &mut Vec<PoolWrite>,
+    ) -> Vec<Txid> {
+        let mut due = core.parked.take_waiting_for_height(height.next());
+        for transaction in &block.transactions {
+            due.extend(core.parked.take_waiting_on(&transaction.compute_txid()));
+        }
+        let mut returned = Vec::new();
+        while let Some((transaction, time_ms)) = due.pop() {
+            let txid = transaction.compute_txid();
+            let result = self.admit_into_pool(
+                core,
+                transaction.clone(),
+                time_ms.min(now),
+                Admission::Returning,
+            );
+            match result {
+                Ok(accepted) => {
+                    writes.extend(accepted.evicted.into_iter().map(PoolWrite::Remove));
+                    returned.push(txid);
+                    due.extend(core.parked.take_waiting_on(&txid));
+                }
+                Err(NodeError::Mempool(error)) => {
+                    if !self.park_if_it_may_pass(core, transaction, time_ms, &error) {
+                        writes.push(PoolWrite::Remove(txid));
+                    }
+                }
+                // The store could not be read: it stays stored, for the next start.
+                Err(error) => {
+                    warn!(%txid, %error, "a parked payment could not be retried");
+                }
+            }
+        }
+        returned
     }
 
     /// Validates `transaction` against the chain tip and the pool and adds it to the pool,
@@ -445,7 +525,9 @@ impl Node {
     pub fn expire_pool(&self) -> usize {
         let now = self.clock.now_ms();
         let mut core = lock(&self.core);
-        let expired = core.mempool.expire(now);
+        let mut expired = core.mempool.expire(now);
+        let expiry_ms = core.mempool.options().expiry_ms;
+        expired.extend(core.parked.take_expired(now, expiry_ms));
         // Under the lock: the same transaction submitted again next queues its row after
         // this removal.
         self.pool_store.remove(&expired);
@@ -676,8 +758,8 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use powchain_consensus::testkit::{test_address, test_key};
-    use powchain_consensus::{Amount, BlockHash, Network, Txid};
-    use powchain_mempool::PoolEntry;
+    use powchain_consensus::{Amount, BlockHash, Network, OutPoint, Txid};
+    use powchain_mempool::{MempoolError, PoolEntry};
 
     use std::sync::atomic::Ordering::SeqCst;
     use std::sync::{Arc, Mutex};
@@ -1237,9 +1319,145 @@ mod tests {
             vec![payment.txid],
             "but the acknowledged payment is not forgotten"
         );
-        test.submit_blocks(&blocks);
+        // Stopped before the chain is back, and started without `--reindex` (as after a
+        // chain restored from an older backup): the payment still waits.
         let test = test.reopen_configured(|config| config.reindex = false);
+        assert_eq!(test.stored_pool_txids(), vec![payment.txid]);
+        assert!(!test.pool_holds(&payment.txid));
+
+        // It returns to the pool with the block of the coin it spends, no restart.
+        test.submit_blocks(&blocks);
         assert!(test.pool_holds(&payment.txid), "back in the pool");
+        assert_eq!(test.stored_pool_txids(), vec![payment.txid]);
+        let balance = test.node.wallet_balance().expect("a balance");
+        assert_eq!(
+            balance.unconfirmed_outgoing, balance.confirmed,
+            "the coin it spends is not the wallet's to spend again: {balance:?}"
+        );
+    }
+
+    #[test]
+    fn the_wallet_does_not_spend_again_a_coin_a_waiting_payment_spends() {
+        let test = TestNode::open(Network::Regtest);
+        let blocks: Vec<powchain_consensus::Block> = (0..3).map(|_| test.mine(false)).collect();
+        let sixty_coins = Amount::from_units(60 * Amount::ONE_COIN.to_units()).expect("in range");
+        let payment = test
+            .node
+            .send(test_address(3), sixty_coins, None)
+            .expect("the wallet pays from two coinbases");
+        let spent: Vec<OutPoint> = payment
+            .transaction
+            .spends()
+            .iter()
+            .map(|input| input.prevout)
+            .collect();
+        assert_eq!(spent.len(), 2);
+        let test = test.reopen_configured(|config| config.reindex = true);
+
+        // The chain comes back a block at a time: while the payment waits for its second
+        // coin, the first is back on the chain and must not be spendable again.
+        let mut waited_with_a_coin_back = false;
+        for (index, block) in blocks.iter().enumerate() {
+            test.submit_blocks(std::slice::from_ref(block));
+            if test.pool_holds(&payment.txid) {
+                break;
+            }
+            let back: Amount = blocks[..=index]
+                .iter()
+                .map(|block| &block.transactions[0])
+                .filter(|coinbase| spent.iter().any(|out| out.txid == coinbase.compute_txid()))
+                .map(|coinbase| coinbase.outputs[0].value)
+                .fold(Amount::ZERO, |total, value| {
+                    total.checked_add(value).expect("small")
+                });
+            let balance = test.node.wallet_balance().expect("a balance");
+            assert_eq!(balance.unconfirmed_outgoing, back, "{balance:?}");
+            waited_with_a_coin_back |= back > Amount::ZERO;
+        }
+        assert!(
+            waited_with_a_coin_back,
+            "the payment waited with one coin back"
+        );
+        assert!(test.pool_holds(&payment.txid), "back once both coins are");
+    }
+
+    #[test]
+    fn a_stored_payment_waits_only_for_what_may_still_come() {
+        let test = TestNode::open(Network::Regtest);
+        let coinbase = test.mine_paying(test_address(3));
+        let block = test.mine(false);
+        let coinbase = &coinbase.transactions[0];
+        let confirmed = coinbase.compute_txid();
+        let vout = output_paying(coinbase, &test_address(3));
+        let payment = spend_output(coinbase, vout, &test_key(3), test_address(4));
+        let missing = |txid| {
+            MempoolError::Invalid(powchain_consensus::ConsensusError::MissingInput {
+                outpoint: OutPoint { txid, vout: 7 },
+            })
+        };
+        let mut core = crate::node::lock(&test.node.core);
+        // Its coin's transaction is confirmed, the coin gone: spent, it can never pass.
+        assert!(
+            !test
+                .node
+                .park_if_it_may_pass(&mut core, payment.clone(), 0, &missing(confirmed))
+        );
+        // A parent the chain does not know may still come.
+        assert!(test.node.park_if_it_may_pass(
+            &mut core,
+            payment.clone(),
+            0,
+            &missing(Txid([3; 32]))
+        ));
+        assert!(core.parked.contains(&payment.compute_txid()));
+        // A refusal no block can lift does not wait.
+        let fee = MempoolError::FeeRateTooLow {
+            got: powchain_consensus::FeeRate::ZERO,
+            min: powchain_consensus::FeeRate::ZERO,
+        };
+        assert!(
+            !test
+                .node
+                .park_if_it_may_pass(&mut core, payment.clone(), 0, &fee)
+        );
+
+        // A coinbase that matures later (on a chain shorter than when it was accepted)
+        // is waited for: the payment returns with the block that lets it be spent next.
+        core.parked = crate::parked::Parked::default();
+        let immature =
+            MempoolError::Invalid(powchain_consensus::ConsensusError::ImmatureCoinbaseSpend {
+                outpoint: OutPoint {
+                    txid: confirmed,
+                    vout,
+                },
+                created: powchain_consensus::BlockHeight(1),
+                spend_height: powchain_consensus::BlockHeight(3),
+                maturity: 4,
+            });
+        assert!(
+            test.node
+                .park_if_it_may_pass(&mut core, payment.clone(), 0, &immature)
+        );
+        let mut writes = Vec::new();
+        let retry = |core: &mut crate::node::Core, height, writes: &mut Vec<_>| {
+            test.node.retry_parked(
+                core,
+                &block,
+                powchain_consensus::BlockHeight(height),
+                0,
+                writes,
+            )
+        };
+        assert!(
+            retry(&mut core, 3, &mut writes).is_empty(),
+            "due at height 5"
+        );
+        assert_eq!(
+            retry(&mut core, 4, &mut writes),
+            vec![payment.compute_txid()]
+        );
+        assert!(core.mempool.contains(&payment.compute_txid()) && core.parked.is_empty());
+        assert!(writes.is_empty(), "its row stays");
     }
 
     #[test]

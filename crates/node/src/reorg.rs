@@ -51,6 +51,14 @@ impl Node {
                             .map(PoolWrite::Remove),
                     );
                     node_events.push(NodeEvent::BlockConnected { hash, height });
+                    if !core.parked.is_empty() {
+                        let returned = self.retry_parked(core, &block, height, now, &mut writes);
+                        node_events.extend(
+                            returned
+                                .into_iter()
+                                .map(|txid| NodeEvent::TransactionAccepted { txid }),
+                        );
+                    }
                 }
                 ChainEvent::BlockDisconnected {
                     hash,

@@ -158,7 +158,9 @@ impl Node {
             add(&mut tally.balance.confirmed, value);
             if !entry.coin.is_mature_at(next_height, self.params()) {
                 add(&mut tally.balance.immature, value);
-            } else if core.mempool.spender_of(&entry.outpoint).is_some() {
+            } else if core.mempool.spender_of(&entry.outpoint).is_some()
+                || core.parked.spends(&entry.outpoint)
+            {
                 add(&mut tally.balance.unconfirmed_outgoing, value);
             } else {
                 add(&mut tally.balance.spendable, value);

@@ -224,6 +224,9 @@ pub struct ChainState {
     /// Tests: the next write transaction panics, as redb does on some damaged pages.
     #[cfg(test)]
     panic_at_next_write: bool,
+    /// Tests: the next flush of the coin cache fails (a full disk, say).
+    #[cfg(test)]
+    fail_next_flush: bool,
 }
 
 fn candidate_key(hash: BlockHash, record: &IndexRecord) -> CandidateKey {
@@ -419,6 +422,84 @@ mod tests {
                 Some(block.compute_hash())
             );
         }
+    }
+
+    #[test]
+    fn a_block_connected_before_a_failed_flush_is_still_announced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let every_block = ChainOptions {
+            coin_cache_blocks: 0,
+            ..ChainOptions::default()
+        };
+        let mut chain = ChainState::open(
+            &dir.path().join("chain.redb"),
+            Network::Regtest,
+            every_block,
+        )
+        .expect("the store opens");
+        let mut main = TestChain::new(Network::Regtest);
+        main.mine_empty(2);
+        let mut rival = TestChain::new(Network::Regtest);
+        rival.miner = powchain_consensus::testkit::test_key(7);
+        rival.mine_empty(3);
+        let connected = |events: &[ChainEvent]| -> Vec<BlockHash> {
+            events
+                .iter()
+                .filter_map(|event| match event {
+                    ChainEvent::BlockConnected { hash, .. } => Some(*hash),
+                    _ => None,
+                })
+                .collect()
+        };
+        let tip_changes = |events: &[ChainEvent]| -> Vec<(BlockHash, u64)> {
+            events
+                .iter()
+                .filter_map(|event| match event {
+                    ChainEvent::TipChanged {
+                        hash, reorg_depth, ..
+                    } => Some((*hash, *reorg_depth)),
+                    _ => None,
+                })
+                .collect()
+        };
+
+        // Extending the tip: the block is connected, then the flush fails.
+        chain.fail_next_flush = true;
+        chain
+            .accept_block(main.blocks[1].clone(), NOW_MS)
+            .expect_err("the flush failed");
+        let first = main.blocks[1].compute_hash();
+        assert_eq!(chain.tip().hash, first, "connected all the same");
+        let events = chain.take_events();
+        assert_eq!(connected(&events), vec![first]);
+        assert_eq!(tip_changes(&events), vec![(first, 0)]);
+
+        // A reorganisation stopped by a failed flush after its first block: the tip it
+        // reached is announced with the blocks it disconnected.
+        chain
+            .accept_block(main.blocks[2].clone(), NOW_MS)
+            .expect("valid");
+        chain.take_events();
+        for block in &rival.blocks[1..3] {
+            chain
+                .accept_block(block.clone(), NOW_MS)
+                .expect("a side branch");
+        }
+        assert!(chain.take_events().is_empty());
+        chain.fail_next_flush = true;
+        chain
+            .accept_block(rival.blocks[3].clone(), NOW_MS)
+            .expect_err("the flush failed");
+        let reached = rival.blocks[1].compute_hash();
+        assert_eq!(chain.tip().hash, reached);
+        let events = chain.take_events();
+        assert_eq!(connected(&events), vec![reached]);
+        assert_eq!(tip_changes(&events), vec![(reached, 2)]);
+        let disconnected = events
+            .iter()
+            .filter(|event| matches!(event, ChainEvent::BlockDisconnected { .. }))
+            .count();
+        assert_eq!(disconnected, 2);
     }
 
     /// A chain of `blocks` empty blocks (as `main`) accepted into a new store, and a rival

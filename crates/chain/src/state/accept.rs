@@ -389,7 +389,6 @@ impl ChainState {
         self.index.set_status(&hash, stored.status);
         self.index.set_chain_data(&hash, true);
         self.index.push_main(hash);
-        self.flush_if_over_budget()?;
         let tip = self.tip();
         self.candidates
             .retain(|(Reverse(work), _, candidate)| *work > tip.work && *candidate != hash);
@@ -405,6 +404,8 @@ impl ChainState {
             work: tip.work,
             reorg_depth: 0,
         });
+        // After the events: the block is connected whether or not the flush fails.
+        self.flush_if_over_budget()?;
         Ok(BlockOutcome::MainChain)
     }
 }

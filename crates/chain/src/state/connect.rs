@@ -130,12 +130,40 @@ impl ChainState {
 
     /// Moves the main chain to the candidate with the most work, trying the next best when
     /// a block fails. Returns the rule broken by `submitted` or an ancestor it needed.
+    ///
+    /// The tip's change is an event even if a storage failure ends the activation
+    /// part-way: what was connected and disconnected by then stays so.
     pub(super) fn activate_best_chain(
         &mut self,
         submitted: Option<BlockHash>,
     ) -> Result<Option<ChainError>, ChainError> {
         let start = self.tip();
         let mut disconnected: Vec<BlockHash> = Vec::new();
+        let activated = self.activate_candidates(submitted, &mut disconnected);
+        let tip = self.tip();
+        if tip.hash != start.hash {
+            let depth = disconnected.len() as u64;
+            if depth > 0 {
+                // The node logs the line a person reads (`reorg: ...`); this is the detail.
+                debug!(depth, from = %start.hash, to = %tip.hash, height = tip.height.0, "reorganised the chain");
+            }
+            self.events.push(ChainEvent::TipChanged {
+                hash: tip.hash,
+                height: tip.height,
+                work: tip.work,
+                reorg_depth: depth,
+            });
+        }
+        activated
+    }
+
+    /// The loop of [`ChainState::activate_best_chain`]: `disconnected` gets every block it
+    /// disconnects.
+    fn activate_candidates(
+        &mut self,
+        submitted: Option<BlockHash>,
+        disconnected: &mut Vec<BlockHash>,
+    ) -> Result<Option<ChainError>, ChainError> {
         let mut submitted_error = None;
         'candidates: loop {
             let tip_work = self.tip().work;
@@ -182,7 +210,7 @@ impl ChainState {
                                 error,
                             });
                         }
-                        self.restore_candidates(&disconnected);
+                        self.restore_candidates(disconnected);
                         continue 'candidates;
                     }
                     Err(other) => return Err(other),
@@ -192,20 +220,6 @@ impl ChainState {
             let tip_hash = self.tip().hash;
             self.candidates
                 .retain(|(Reverse(work), _, hash)| *work > tip_work && *hash != tip_hash);
-        }
-        let tip = self.tip();
-        if tip.hash != start.hash {
-            let depth = disconnected.len() as u64;
-            if depth > 0 {
-                // The node logs the line a person reads (`reorg: ...`); this is the detail.
-                debug!(depth, from = %start.hash, to = %tip.hash, height = tip.height.0, "reorganised the chain");
-            }
-            self.events.push(ChainEvent::TipChanged {
-                hash: tip.hash,
-                height: tip.height,
-                work: tip.work,
-                reorg_depth: depth,
-            });
         }
         Ok(submitted_error)
     }
@@ -237,15 +251,16 @@ impl ChainState {
             }
         }
         self.index.push_main(hash);
-        self.flush_if_over_budget()?;
         self.candidates.remove(&candidate_key(hash, &record));
         debug!(block = %hash, height = record.height.0, "connected block");
+        // Before the flush: the block is connected whether or not the flush fails, and
+        // the node must hear of it (its pool, its miners, its peers).
         self.events.push(ChainEvent::BlockConnected {
             hash,
             height: record.height,
             block: Arc::new(block),
         });
-        Ok(())
+        self.flush_if_over_budget()
     }
 
     /// Validates `block` against the UTXO set (tables and coin cache) and writes what

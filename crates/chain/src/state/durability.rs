@@ -152,6 +152,10 @@ impl ChainState {
             return Ok(());
         };
         let blocks = self.overlay.len();
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_next_flush) {
+            return Err(ChainError::Corrupt("an injected flush failure".into()));
+        }
         let write = self.begin_write()?;
         if let Err(error) = self.write_flush(&write, last) {
             write.abort()?;

@@ -102,6 +102,8 @@ impl ChainState {
             broken: None,
             #[cfg(test)]
             panic_at_next_write: false,
+            #[cfg(test)]
+            fail_next_flush: false,
         };
         state.load()?;
         // A crash in the middle of a reorganisation leaves a lighter tip than the best

@@ -41,6 +41,15 @@ impl LargeReads {
     pub(crate) fn new(places: usize) -> LargeReads {
         LargeReads(Arc::new(Semaphore::new(places.max(1))))
     }
+
+    /// Takes every place, until the result is dropped.
+    #[cfg(test)]
+    pub(crate) fn hold_all(&self) -> tokio::sync::OwnedSemaphorePermit {
+        let places = u32::try_from(self.0.available_permits()).expect("few places");
+        Arc::clone(&self.0)
+            .try_acquire_many_owned(places)
+            .expect("free places")
+    }
 }
 
 /// A large read's place, shared by the request and the work it hands to the blocking pool;

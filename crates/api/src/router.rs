@@ -52,14 +52,17 @@ pub fn router(node: Arc<Node>) -> Router {
 /// streams may be open and how many bytes a page holds. The connection limits are
 /// `serve_with`'s.
 pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
+    let places = LargeReads::new(options.max_large_reads);
+    router_sharing(node, options, places)
+}
+
+/// [`router_with`], its large reads taking turns for `places` (a test holds them).
+pub(crate) fn router_sharing(node: Arc<Node>, options: ApiOptions, places: LargeReads) -> Router {
     let request_timeout = options.request_timeout;
     let page_bytes = PageBytes(options.max_page_bytes);
     let subscribers = EventSubscribers::new(options.max_event_subscribers);
     // Endpoints whose answer may run to megabytes take turns (`large_reads.rs`).
-    let large = axum::middleware::from_fn_with_state(
-        LargeReads::new(options.max_large_reads),
-        large_reads::in_turn,
-    );
+    let large = axum::middleware::from_fn_with_state(places, large_reads::in_turn);
     let router = Router::new()
         .route("/", get(assets::index))
         .route("/assets/{file}", get(assets::asset))
@@ -116,7 +119,11 @@ pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
         )
         .route("/status", get(status::status))
         .route("/peers", get(status::peers).post(status::add_peer))
-        .route("/peers/banned", get(status::banned))
+        // Up to 10,000 bans, about 1 MB of JSON.
+        .route(
+            "/peers/banned",
+            get(status::banned).route_layer(large.clone()),
+        )
         .route("/peers/disconnected", get(status::disconnected))
         .route("/peers/{*url}", delete(peers::remove_peer))
         .route("/peers/banned/{peer}", delete(peers::unban))
@@ -195,8 +202,42 @@ pub async fn serve_with(
 
 #[cfg(test)]
 mod tests {
-    use crate::options::ApiOptions;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::server::{ConnectionLimits, EVICTION_GRACE};
     use crate::testing::{TestServer, get, regtest_node};
+
+    #[tokio::test]
+    async fn answers_that_may_run_to_megabytes_take_turns() {
+        let (_directory, node) = regtest_node(1);
+        let options = ApiOptions {
+            request_timeout: Duration::from_millis(300),
+            ..ApiOptions::default()
+        };
+        let places = LargeReads::new(1);
+        let held = places.hold_all();
+        let limits = ConnectionLimits {
+            max_connections: 16,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(1),
+            eviction_grace: EVICTION_GRACE,
+            write_stall_timeout: Duration::from_secs(10),
+        };
+        let server = TestServer::router(router_sharing(node, options, places), limits).await;
+        // Every place is taken: a large read waits until its request times out.
+        for path in ["/blocks", "/peers/banned", "/balance", "/headers"] {
+            let answer = get(server.address, path).await;
+            assert_eq!(answer.status, 503, "{path} waited for a place");
+            let body = String::from_utf8_lossy(&answer.body);
+            assert!(body.contains("request-timeout"), "{path}: {body}");
+        }
+        for path in ["/status", "/peers/disconnected", "/peers"] {
+            assert_eq!(get(server.address, path).await.status, 200, "{path}");
+        }
+        drop(held);
+        assert_eq!(get(server.address, "/peers/banned").await.status, 200);
+    }
 
     #[tokio::test]
     async fn every_answer_forbids_sniffing_and_caching_but_assets_revalidate() {

@@ -248,6 +248,8 @@ pub async fn submit_raw(
     JsonBody(request): JsonBody<RawTransactionRequest>,
 ) -> Result<Json<SubmitResponse>, ApiError> {
     let transaction = decode_raw(&request.hex)?;
+    // Admitted and stored whether or not anyone waits: a 503 now would be untrue.
+    crate::timeout::commit();
     let accepted = blocking(&node, move |node| Ok(node.submit_transaction(transaction)?)).await?;
     Ok(Json(SubmitResponse {
         txid: accepted.txid.to_string(),
@@ -449,6 +451,8 @@ async fn admit_batch(
     request: RawTransactionsRequest,
 ) -> Result<SubmitBatchResponse, ApiError> {
     let (decode_failures, decoded) = decode_batch(&request)?;
+    // Admitted and stored whether or not anyone waits: a 503 now would be untrue.
+    crate::timeout::commit();
     let outcomes = blocking(node, move |node| Ok(node.submit_transactions(decoded))).await?;
     Ok(batch_answer(decode_failures, outcomes))
 }
@@ -809,6 +813,71 @@ mod tests {
         let mut server = server;
         server.begin_stop();
         server.join().await.expect("the server stops cleanly");
+    }
+
+    #[tokio::test]
+    async fn a_submission_past_the_request_timeout_is_answered_with_what_it_did() {
+        use powchain_consensus::testkit::{TestChain, test_address, test_key};
+        // 1 ms: the body is read in time (it arrives with the head) but admitting and
+        // storing 300 payments takes longer. A 503 would tell the client nothing was done.
+        const PAYMENTS: u64 = 301;
+        let chain = TestChain::regtest_with_mature_coins(PAYMENTS as usize);
+        let (_folder, node) = regtest_node(0);
+        for block in &chain.blocks[1..] {
+            node.submit_block(block.clone()).expect("a valid chain");
+        }
+        let payments: Vec<Transaction> = (0..PAYMENTS)
+            .map(|index| {
+                let (outpoint, coin) = chain.mature_coin(index);
+                let value = coin
+                    .output
+                    .value
+                    .checked_sub(powchain_consensus::Amount::from_units(10_000).expect("fee"))
+                    .expect("a coinbase pays more");
+                chain.spend(
+                    &[outpoint],
+                    vec![powchain_consensus::TxOut {
+                        value,
+                        address: test_address(2),
+                    }],
+                    &[test_key(1)],
+                    &std::collections::HashMap::new(),
+                )
+            })
+            .collect();
+        let options = crate::ApiOptions {
+            request_timeout: std::time::Duration::from_millis(1),
+            ..crate::ApiOptions::default()
+        };
+        let server = TestServer::api(Arc::clone(&node), options).await;
+        let hexes: Vec<String> = payments
+            .iter()
+            .map(|payment| hex::encode(&payment.encode_to_vec()))
+            .collect();
+        let pooled = |transactions: &[Transaction]| {
+            let txids: Vec<Txid> = transactions.iter().map(Transaction::compute_txid).collect();
+            node.pool_contains(&txids)
+                .into_iter()
+                .filter(|held| *held)
+                .count()
+        };
+        let (batch, single) = hexes.split_at(hexes.len() - 1);
+
+        let answer = post_batch(&server, batch).await;
+        match answer.status {
+            200 => assert_eq!(answer.json()["accepted"], batch.len()),
+            // Only if the body itself was not read within the millisecond.
+            503 => assert_eq!(pooled(&payments[..batch.len()]), 0, "503, yet pooled"),
+            other => panic!("{other}: {}", String::from_utf8_lossy(&answer.body)),
+        }
+        let body = serde_json::to_vec(&serde_json::json!({ "hex": single[0] })).expect("encodes");
+        let answer = post(server.address, "/tx", &body, body.len()).await;
+        let last = &payments[batch.len()..];
+        match answer.status {
+            200 => assert_eq!(pooled(last), 1),
+            503 => assert_eq!(pooled(last), 0, "503, yet pooled"),
+            other => panic!("{other}: {}", String::from_utf8_lossy(&answer.body)),
+        }
     }
 
     #[tokio::test]

@@ -584,7 +584,13 @@ impl NodeArgs {
             None => None,
             Some(threads) => Some(
                 NonZeroUsize::new(threads)
-                    .ok_or("--miner-threads (MINER_THREADS) must be at least 1")?,
+                    .filter(|threads| threads.get() <= powchain_node::MAX_MINER_THREADS)
+                    .ok_or_else(|| {
+                        format!(
+                            "--miner-threads (MINER_THREADS) must be at least 1 and at most {}, got {threads}",
+                            powchain_node::MAX_MINER_THREADS
+                        )
+                    })?,
             ),
         };
         if self.http_port != 0 && self.http_port == self.p2p_port {
@@ -657,6 +663,22 @@ mod tests {
         );
         assert!(parse(&["--hostile", "4", "--crash", "30s"]).is_err());
         assert!(parse(&["--selfish", "--withhold", "1s"]).is_err());
+    }
+
+    #[test]
+    fn miner_threads_are_refused_past_what_a_search_runs() {
+        let settings = |threads: &str| {
+            Cli::try_parse_from(["powchain", "--miner-threads", threads])
+                .expect("parses")
+                .node
+                .settings()
+        };
+        let most = powchain_node::MAX_MINER_THREADS.to_string();
+        assert!(settings("1").is_ok() && settings(&most).is_ok());
+        for refused in ["0", "1025", "100000"] {
+            let error = settings(refused).expect_err("refused");
+            assert!(error.contains("at most 1024"), "{error}");
+        }
     }
 
     #[test]

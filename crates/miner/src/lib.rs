@@ -14,5 +14,5 @@
 mod search;
 mod template;
 
-pub use search::{HashCounter, NONCES_PER_CHUNK, SearchOutcome, search};
+pub use search::{HashCounter, MAX_THREADS, NONCES_PER_CHUNK, SearchOutcome, search};
 pub use template::{TemplateRequest, build_template, coinbase_size_estimate};

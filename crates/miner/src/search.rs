@@ -15,6 +15,10 @@ pub const NONCES_PER_CHUNK: u64 = 4096;
 /// show them exactly.
 const THREAD_NONCE_SHIFT: u32 = 40;
 
+/// The most threads a search runs: their nonce ranges stay below 2^53 (what a JSON reader
+/// holds exactly), and far more threads than cores only share them. More are clamped.
+pub const MAX_THREADS: usize = 1 << 10;
+
 /// Counts hashes tried, for the hashrate report. Shared by every search of a node.
 #[derive(Clone, Debug, Default)]
 pub struct HashCounter(Arc<AtomicU64>);
@@ -52,7 +56,7 @@ pub fn search(
     let Ok(target) = block.header.bits.to_target() else {
         return SearchOutcome::Stopped;
     };
-    let threads = threads.max(1);
+    let threads = threads.clamp(1, MAX_THREADS);
     let found = AtomicBool::new(false);
     let winner: std::sync::Mutex<Option<Header>> = std::sync::Mutex::new(None);
     let min_time_ms = block.header.time_ms;

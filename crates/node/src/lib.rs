@@ -45,6 +45,8 @@ pub use peers::{
     BanInfo, DisconnectInfo, PeerError, PeerInfo, PeerManager, PeerRemoval, SyncProgress,
 };
 pub use pool::Admissions;
+/// The most mining threads a node runs (more are refused by the CLI, clamped here).
+pub use powchain_miner::MAX_THREADS as MAX_MINER_THREADS;
 pub use sync::{ChainSummary, PeerBlock, PeerHeaders, RelayedHeader};
 pub use wallet_history::{
     MAX_WALLET_HISTORY_DEPTH, WalletHistoryError, WalletHistoryPage, WalletTransaction,

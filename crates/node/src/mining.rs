@@ -24,18 +24,35 @@ pub(crate) struct MiningState {
     /// Hashes per second, as `f64` bits, smoothed.
     hashrate_bits: AtomicU64,
     last_sample: Mutex<Option<(u64, u64)>>,
+    /// Tests: runs once just before the next search registers its stop flag.
+    #[cfg(test)]
+    pub(crate) before_registering: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl MiningState {
     pub(crate) fn new(threads: usize) -> MiningState {
         MiningState {
-            threads: threads.max(1),
+            threads: threads.clamp(1, powchain_miner::MAX_THREADS),
             counter: HashCounter::default(),
             active: Mutex::new(Vec::new()),
             continuous: AtomicBool::new(false),
             thread: Mutex::new(None),
             hashrate_bits: AtomicU64::new(0f64.to_bits()),
             last_sample: Mutex::new(None),
+            #[cfg(test)]
+            before_registering: Mutex::new(None),
+        }
+    }
+
+    #[cfg(test)]
+    fn run_before_registering(&self) {
+        let run = self
+            .before_registering
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(run) = run {
+            run();
         }
     }
 
@@ -87,7 +104,20 @@ impl Node {
             // connects in between interrupts this search at once, instead of leaving it
             // to hash on the old tip for a block interval.
             let stop = Arc::new(AtomicBool::new(false));
+            #[cfg(test)]
+            self.mining.run_before_registering();
             self.mining.active().push(Arc::clone(&stop));
+            // A stop that came between the check above and the push did not see this
+            // flag: look again now that it is registered.
+            if self.is_shutting_down() || !keep_going() {
+                self.mining
+                    .active()
+                    .retain(|active| !Arc::ptr_eq(active, &stop));
+                if self.is_shutting_down() {
+                    return Err(NodeError::ShuttingDown);
+                }
+                return Ok(None);
+            }
             let outcome = self
                 .block_template(self.wallet_address(), note.clone(), include_pool)
                 .map(|template| {
@@ -223,6 +253,32 @@ mod tests {
     use powchain_consensus::Network;
 
     use crate::testing::TestNode;
+
+    /// A shutdown that came after `mine_one` checked for one and before its search
+    /// registered its stop flag missed the search: on regtest it then mined a block
+    /// after the shutdown began.
+    #[test]
+    fn a_shutdown_just_before_a_search_registers_stops_it() {
+        let test = TestNode::open(Network::Regtest);
+        let node = std::sync::Arc::clone(&test.node);
+        *test
+            .node
+            .mining
+            .before_registering
+            .lock()
+            .expect("not poisoned") = Some(Box::new(move || node.begin_shutdown()));
+        let height = test.node.tip().height;
+        let outcome = test.node.mine_one(Vec::new(), false);
+        assert!(
+            matches!(outcome, Err(crate::NodeError::ShuttingDown)),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            test.node.tip().height,
+            height,
+            "no block after the shutdown"
+        );
+    }
 
     /// `stop_mining` interrupted the search under way, and `mine_one` took that for a
     /// new tip: it built a template again and went on until it found a block, though the

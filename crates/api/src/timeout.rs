@@ -19,13 +19,16 @@
 //! Exempt: the event stream, which lasts as long as its client listens (the subscriber cap
 //! bounds it instead).
 //!
-//! Committed: a payment (`POST /transact`, `/faucet`) or a block's proof of work (`POST
-//! /mine`, `/mine-transactions`) once its body was read and checked and its work handed to
-//! the node. That work runs to its end whatever the client's connection does, so a 503
-//! "try again later" would be false: a retry would pay again, or mine another block. So
-//! their wait for a body, like every request's, is cut at the timeout, and their work is
-//! waited for however long it takes (mining: the proof of work; a payment: the node's lock).
-//! Every one of them is protected (`auth.rs`).
+//! Committed: a payment (`POST /transact`, `/faucet`), a submission (`POST /tx`, `/txs`)
+//! or a block's proof of work (`POST /mine`, `/mine-transactions`) once its body was read
+//! and checked and its work handed to the node. That work runs to its end whatever the
+//! client's connection does, so a 503 "try again later" would be false: a retry would pay
+//! again, mine another block, or meet its own transactions already pooled. So their wait
+//! for a body, like every request's, is cut at the timeout, and their work is waited for
+//! however long it takes (mining: the proof of work; a payment or a submission: the node's
+//! lock and one sync of the pool store). Payments and mining are protected (`auth.rs`);
+//! submissions are open, as a peer's relay is, and hold their connection no longer than
+//! the node takes to admit them.
 //!
 //! Other work a handler handed to the blocking pool runs to its end after a timeout (a
 //! large read's keeps its place meanwhile, `large_reads.rs`); what the timeout frees at

@@ -19,7 +19,7 @@
 //! While a payment waits, the wallet does not spend the coins it spends (they are its
 //! outgoing payments, as if pooled), and it expires like a pooled one.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use powchain_consensus::{BlockHeight, OutPoint, Transaction, Txid};
 
@@ -40,8 +40,9 @@ pub(crate) struct Parked {
     waiting_on: HashMap<Txid, Vec<Txid>>,
     /// The payments waiting for each height.
     waiting_for_height: BTreeMap<BlockHeight, Vec<Txid>>,
-    /// Every output the parked payments spend.
-    spends: HashSet<OutPoint>,
+    /// Every output the parked payments spend, with how many spend it (stored rows may
+    /// conflict: the pool refuses one of them when they return).
+    spends: HashMap<OutPoint, u32>,
 }
 
 struct ParkedPayment {
@@ -58,8 +59,9 @@ impl Parked {
         if self.payments.contains_key(&txid) {
             return;
         }
-        self.spends
-            .extend(transaction.spends().iter().map(|input| input.prevout));
+        for input in transaction.spends() {
+            *self.spends.entry(input.prevout).or_default() += 1;
+        }
         match waits_for {
             WaitsFor::Transaction(parent) => self.waiting_on.entry(parent).or_default(),
             WaitsFor::Height(height) => self.waiting_for_height.entry(height).or_default(),
@@ -102,7 +104,8 @@ impl Parked {
             .collect()
     }
 
-    /// Takes out the payments accepted more than `expiry_ms` before `now_ms`.
+    /// Takes out the payments accepted more than `expiry_ms` before `now_ms`, and those
+    /// waiting for them. Returns their txids.
     pub(crate) fn take_expired(&mut self, now_ms: u64, expiry_ms: u64) -> Vec<Txid> {
         let expired: Vec<Txid> = self
             .payments
@@ -110,35 +113,58 @@ impl Parked {
             .filter(|(_, payment)| now_ms.saturating_sub(payment.time_ms) > expiry_ms)
             .map(|(txid, _)| *txid)
             .collect();
-        for txid in &expired {
-            if let Some(payment) = self.payments.get(txid) {
-                match payment.waits_for {
-                    WaitsFor::Transaction(parent) => {
-                        if let Some(waiting) = self.waiting_on.get_mut(&parent) {
-                            waiting.retain(|waiting| waiting != txid);
-                            if waiting.is_empty() {
-                                self.waiting_on.remove(&parent);
-                            }
-                        }
-                    }
-                    WaitsFor::Height(height) => {
-                        if let Some(waiting) = self.waiting_for_height.get_mut(&height) {
-                            waiting.retain(|waiting| waiting != txid);
-                            if waiting.is_empty() {
-                                self.waiting_for_height.remove(&height);
-                            }
-                        }
+        let mut forgotten = Vec::new();
+        for txid in expired {
+            forgotten.extend(self.forget(&txid));
+        }
+        forgotten
+    }
+
+    /// Takes out `txid` if parked (it was pooled by another way), leaving what waits for it.
+    pub(crate) fn remove(&mut self, txid: &Txid) {
+        let Some(payment) = self.payments.get(txid) else {
+            return;
+        };
+        let (waits_for, txid) = (payment.waits_for, *txid);
+        match waits_for {
+            WaitsFor::Transaction(parent) => {
+                if let Some(waiting) = self.waiting_on.get_mut(&parent) {
+                    waiting.retain(|waiting| *waiting != txid);
+                    if waiting.is_empty() {
+                        self.waiting_on.remove(&parent);
                     }
                 }
             }
-            self.take(txid);
+            WaitsFor::Height(height) => {
+                if let Some(waiting) = self.waiting_for_height.get_mut(&height) {
+                    waiting.retain(|waiting| *waiting != txid);
+                    if waiting.is_empty() {
+                        self.waiting_for_height.remove(&height);
+                    }
+                }
+            }
         }
-        expired
+        self.take(&txid);
+    }
+
+    /// Takes out `txid` (if still parked) and every payment waiting for it, and for them,
+    /// and so on: without it they can never be valid. Returns the txids taken out.
+    pub(crate) fn forget(&mut self, txid: &Txid) -> Vec<Txid> {
+        let mut forgotten = Vec::new();
+        let mut pending = vec![*txid];
+        while let Some(txid) = pending.pop() {
+            if self.payments.contains_key(&txid) {
+                self.remove(&txid);
+                forgotten.push(txid);
+            }
+            pending.extend(self.waiting_on.remove(&txid).unwrap_or_default());
+        }
+        forgotten
     }
 
     /// True if a parked payment spends `outpoint`.
     pub(crate) fn spends(&self, outpoint: &OutPoint) -> bool {
-        self.spends.contains(outpoint)
+        self.spends.contains_key(outpoint)
     }
 
     /// True if `txid` is parked.
@@ -154,11 +180,16 @@ impl Parked {
         self.payments.len()
     }
 
-    /// Removes `txid` and what it spends (its place in `waiting_on` is the caller's).
+    /// Removes `txid` and what it spends (its place in the waiting lists is the caller's).
     fn take(&mut self, txid: &Txid) -> Option<(Transaction, u64)> {
         let payment = self.payments.remove(txid)?;
         for input in payment.transaction.spends() {
-            self.spends.remove(&input.prevout);
+            if let Some(count) = self.spends.get_mut(&input.prevout) {
+                *count -= 1;
+                if *count == 0 {
+                    self.spends.remove(&input.prevout);
+                }
+            }
         }
         Some((payment.transaction, payment.time_ms))
     }
@@ -245,5 +276,41 @@ mod tests {
         assert!(parked.is_empty());
         assert!(parked.waiting_on.is_empty() && parked.spends.is_empty());
         assert!(parked.waiting_for_height.is_empty());
+    }
+
+    #[test]
+    fn forgetting_a_payment_forgets_what_waits_for_it_and_shared_spends_are_counted() {
+        let grandparent = parent(10);
+        let child = payment(&grandparent, 9);
+        let rival = payment(&grandparent, 7);
+        let grandchild = spend_to(
+            &child,
+            0,
+            &test_key(2),
+            vec![TxOut {
+                value: Amount::from_units(8).expect("in range"),
+                address: test_address(3),
+            }],
+        );
+        let mut parked = Parked::default();
+        let waits = WaitsFor::Transaction(grandparent.compute_txid());
+        parked.park(child.clone(), 0, waits);
+        parked.park(rival.clone(), 0, waits);
+        parked.park(
+            grandchild.clone(),
+            0,
+            WaitsFor::Transaction(child.compute_txid()),
+        );
+        let shared = child.spends()[0].prevout;
+        parked.remove(&rival.compute_txid());
+        assert!(parked.spends(&shared), "the child still spends it");
+        assert_eq!(parked.len(), 2);
+
+        let mut forgotten = parked.forget(&grandparent.compute_txid());
+        forgotten.sort_unstable();
+        let mut expected = vec![child.compute_txid(), grandchild.compute_txid()];
+        expected.sort_unstable();
+        assert_eq!(forgotten, expected, "the child, and what waits for it");
+        assert!(parked.is_empty() && parked.spends.is_empty() && parked.waiting_on.is_empty());
     }
 }

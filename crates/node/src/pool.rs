@@ -109,6 +109,7 @@ impl Node {
             .map(|(transaction, time_ms)| (transaction, time_ms, None))
             .collect();
         // Parents may be stored after their children; retry while progress is made.
+        let mut refused: HashSet<Txid> = HashSet::new();
         loop {
             let before = pending.len();
             let mut retry = Vec::new();
@@ -129,7 +130,9 @@ impl Node {
                         self.park_if_it_may_pass(&mut core, transaction, time_ms, &error);
                     }
                     // Refused by a rule (spent, expired, too low a fee): forgotten below.
-                    Err(error) if error.is_rejection() => {}
+                    Err(error) if error.is_rejection() => {
+                        refused.insert(transaction.compute_txid());
+                    }
                     // Our own store failed: nothing is forgotten, and the node does not
                     // start on a pool it could not read back.
                     Err(error) => return Err(error),
@@ -141,7 +144,24 @@ impl Node {
             }
         }
         // What still misses a parent waits for it, stored (after `--reindex`, or on a
-        // chain restored from an older backup, until the chain is synced again).
+        // chain restored from an older backup, until the chain is synced again), unless
+        // that parent was refused here: then it, and what spends it, can never pass.
+        loop {
+            let before = refused.len();
+            pending.retain(|(transaction, _, error)| {
+                let gone = error
+                    .as_ref()
+                    .and_then(MempoolError::missing_input)
+                    .is_some_and(|missing| refused.contains(&missing.txid));
+                if gone {
+                    refused.insert(transaction.compute_txid());
+                }
+                !gone
+            });
+            if refused.len() == before {
+                break;
+            }
+        }
         for (transaction, time_ms, error) in pending {
             if let Some(error) = error {
                 self.park_if_it_may_pass(&mut core, transaction, time_ms, &error);
@@ -231,14 +251,20 @@ impl Node {
                     returned.push(txid);
                     due.extend(core.parked.take_waiting_on(&txid));
                 }
+                // Pooled already (submitted again): its row is the pool's.
+                Err(NodeError::Mempool(MempoolError::AlreadyInPool { .. })) => {}
                 Err(NodeError::Mempool(error)) => {
                     if !self.park_if_it_may_pass(core, transaction, time_ms, &error) {
+                        // Refused for good, and with it what waits for it.
                         writes.push(PoolWrite::Remove(txid));
+                        writes.extend(core.parked.forget(&txid).into_iter().map(PoolWrite::Remove));
                     }
                 }
-                // The store could not be read: it stays stored, for the next start.
+                // The store could not be read: it waits for the next block.
                 Err(error) => {
                     warn!(%txid, %error, "a parked payment could not be retried");
+                    core.parked
+                        .park(transaction, time_ms, WaitsFor::Height(height.next().next()));
                 }
             }
         }
@@ -260,7 +286,7 @@ impl Node {
         let coins = snapshot.coins(missing.iter())?;
         let next_height = core.chain.tip().height.next();
         let verifier = &self.pool_verifier;
-        Ok(match admission {
+        let accepted = match admission {
             Admission::New => {
                 core.mempool
                     .accept(transaction, &coins, next_height, now, verifier)?
@@ -273,7 +299,13 @@ impl Node {
                 core.mempool
                     .readmit(transaction, &coins, next_height, now, &CheckedOnEntry)?
             }
-        })
+        };
+        // Pooled by another way (submitted again, or back from a disconnected block): a
+        // parked copy waits no more.
+        if !core.parked.is_empty() {
+            core.parked.remove(&accepted.txid);
+        }
+        Ok(accepted)
     }
 
     /// Accepts a transaction into the pool and stores it durably before returning.
@@ -411,12 +443,15 @@ impl Node {
         transaction: Transaction,
         now: u64,
     ) -> Result<(Accepted, Queued), NodeError> {
+        // Read first: a failed commit counted after this may have held a transaction
+        // this one spends, and is checked for when the row is stored; one counted before
+        // has its transactions in the store's unstored set, checked here.
+        let failed_commits = self.pool_store.failed_commits();
+        if let Some(parent) = self.unstored_pooled_parent(core, &transaction) {
+            return Err(unstored_parent(transaction.compute_txid(), parent));
+        }
         let stored = transaction.clone();
         let accepted = self.admit_into_pool(core, transaction, now, Admission::New)?;
-        if let Some(parent) = self.unstored_ancestor(core, &accepted.txid) {
-            core.mempool.remove_with_descendants([accepted.txid]);
-            return Err(unstored_parent(accepted.txid, parent));
-        }
         // The transaction may spend coins of peers' blocks not yet synced; acknowledging
         // it must not outlive them (a restart would drop it as spending missing coins).
         if core.chain.has_unsynced_changes()
@@ -426,7 +461,7 @@ impl Node {
             return Err(error.into());
         }
         let queued = Queued {
-            failed_commits: self.pool_store.failed_commits(),
+            failed_commits,
             ticket: self.pool_store.queue(store_rows(&accepted, stored, now)),
         };
         Ok((accepted, queued))
@@ -488,6 +523,22 @@ impl Node {
                  it spends that could not be stored"
             ),
         })
+    }
+
+    /// A pooled transaction `transaction` spends, or one of their pooled ancestors, whose
+    /// row a failed commit held, if any.
+    fn unstored_pooled_parent(&self, core: &Core, transaction: &Transaction) -> Option<Txid> {
+        if !self.pool_store.has_unstored() {
+            return None;
+        }
+        let mut pooled = HashSet::new();
+        for input in transaction.spends() {
+            let parent = input.prevout.txid;
+            if core.mempool.contains(&parent) && pooled.insert(parent) {
+                pooled.extend(core.mempool.ancestors(&parent));
+            }
+        }
+        self.pool_store.first_unstored(&pooled)
     }
 
     /// A pooled ancestor of `txid` whose row a failed commit held, if any.
@@ -1379,6 +1430,63 @@ mod tests {
             "the payment waited with one coin back"
         );
         assert!(test.pool_holds(&payment.txid), "back once both coins are");
+    }
+
+    #[test]
+    fn a_stored_child_of_a_payment_refused_at_start_is_forgotten_with_it() {
+        let (test, parent, child) = unpooled_parent_and_its_child();
+        test.node
+            .submit_transaction(parent.clone())
+            .expect("accepted");
+        test.node
+            .submit_transaction(child.clone())
+            .expect("accepted");
+        // Started again with a pool minimum neither pays: the parent is refused, and the
+        // child, missing it, can never pass either. It does not wait a day for it.
+        let test = test.reopen_configured(|config| {
+            config.mempool.min_fee_rate =
+                powchain_consensus::FeeRate::from_units_per_byte(1_000_000);
+        });
+        assert!(!test.pool_holds(&parent.compute_txid()));
+        assert!(!test.pool_holds(&child.compute_txid()));
+        assert!(crate::node::lock(&test.node.core).parked.is_empty());
+        assert_eq!(test.stored_pool_txids(), Vec::<Txid>::new());
+    }
+
+    #[test]
+    fn a_parked_payment_pooled_by_another_way_keeps_its_row_when_its_parent_confirms() {
+        let (test, parent, child) = unpooled_parent_and_its_child();
+        let missing = MempoolError::Invalid(powchain_consensus::ConsensusError::MissingInput {
+            outpoint: child.spends()[0].prevout,
+        });
+        {
+            let mut core = crate::node::lock(&test.node.core);
+            assert!(
+                test.node
+                    .park_if_it_may_pass(&mut core, child.clone(), 0, &missing)
+            );
+        }
+        // Its parent, then the payment itself, are submitted again by their owner.
+        test.node
+            .submit_transaction(parent.clone())
+            .expect("accepted");
+        test.node
+            .submit_transaction(child.clone())
+            .expect("accepted");
+        let mut core = crate::node::lock(&test.node.core);
+        assert!(
+            !core.parked.contains(&child.compute_txid()),
+            "pooled, not parked"
+        );
+        // A block confirming the parent wakes nothing that would remove the child's row.
+        let mut block = test.node.params().genesis().clone();
+        block.transactions.push(parent.clone());
+        let mut writes = Vec::new();
+        let height = core.chain.tip().height;
+        test.node
+            .retry_parked(&mut core, &block, height, 0, &mut writes);
+        assert!(writes.is_empty(), "no row removed");
+        assert!(core.mempool.contains(&child.compute_txid()));
     }
 
     #[test]

@@ -86,13 +86,15 @@ impl Unstored {
     }
 
     /// Records a commit of `writes` that failed.
+    /// The transactions go in before the count moves, under the set's lock: whoever
+    /// reads the new count finds them there.
     fn failed(&self, writes: &[PoolWrite]) {
+        let mut txids = self.txids();
+        txids.extend(writes.iter().filter_map(|write| match write {
+            PoolWrite::Insert { txid, .. } => Some(*txid),
+            PoolWrite::Remove(_) => None,
+        }));
         self.failed_commits.fetch_add(1, Ordering::SeqCst);
-        self.txids()
-            .extend(writes.iter().filter_map(|write| match write {
-                PoolWrite::Insert { txid, .. } => Some(*txid),
-                PoolWrite::Remove(_) => None,
-            }));
     }
 
     /// Forgets what `writes` settle: a row now stored, or a transaction that leaves the pool.

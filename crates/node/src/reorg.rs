@@ -32,6 +32,7 @@ impl Node {
     ) -> Vec<NodeEvent> {
         let mut node_events = Vec::with_capacity(events.len());
         let mut disconnected_blocks: Vec<Arc<Block>> = Vec::new();
+        let mut connected_blocks: Vec<(Arc<Block>, BlockHeight)> = Vec::new();
         // The pool store's changes in the order they happened (a removal from an earlier
         // block before the row of the same transaction returning from a later
         // disconnection), written in one commit at the end (synced only if there are rows).
@@ -51,14 +52,7 @@ impl Node {
                             .map(PoolWrite::Remove),
                     );
                     node_events.push(NodeEvent::BlockConnected { hash, height });
-                    if !core.parked.is_empty() {
-                        let returned = self.retry_parked(core, &block, height, now, &mut writes);
-                        node_events.extend(
-                            returned
-                                .into_iter()
-                                .map(|txid| NodeEvent::TransactionAccepted { txid }),
-                        );
-                    }
+                    connected_blocks.push((block, height));
                 }
                 ChainEvent::BlockDisconnected {
                     hash,
@@ -178,6 +172,19 @@ impl Node {
                     reorg_line(depth, height, &hash, readmitted)
                 );
             }
+        }
+        // Parked payments the connected blocks bring a parent of, or let mature, against
+        // the pool as reconciled.
+        for (block, height) in connected_blocks {
+            if core.parked.is_empty() {
+                break;
+            }
+            let returned = self.retry_parked(core, &block, height, now, &mut writes);
+            node_events.extend(
+                returned
+                    .into_iter()
+                    .map(|txid| NodeEvent::TransactionAccepted { txid }),
+            );
         }
         self.pool_store.queue_unawaited(writes);
         node_events

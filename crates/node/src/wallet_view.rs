@@ -180,6 +180,8 @@ impl Node {
         core.mempool
             .unspent_outputs_paying(|address| wallet.owns(address))
             .into_iter()
+            // A parked payment spends it: not the wallet's to spend again.
+            .filter(|(outpoint, _)| !core.parked.spends(outpoint))
             .filter_map(|(outpoint, output)| {
                 let entry = core.mempool.get(&outpoint.txid)?;
                 let first_spent = entry.transaction.spends().first()?.prevout;

@@ -99,6 +99,12 @@ struct Entry {
     chain_data: bool,
 }
 
+/// The work of one header with `bits` (none for bits that are no target: never stored).
+fn header_work(bits: CompactTarget) -> Work {
+    bits.to_target()
+        .map_or(Work::ZERO, |target| target.to_work())
+}
+
 /// The entry of `id` in chunks of [`CHUNK`] entries.
 fn entry_in(chunks: &[Vec<Entry>], id: Id) -> &Entry {
     let id = id as usize;
@@ -118,6 +124,9 @@ pub(crate) struct BlockIndex {
     leaves: BTreeSet<Rank>,
     genesis: BlockHash,
     next_sequence: u64,
+    /// Records read back damaged at open: left out (a header that does not hash to its
+    /// key) or repaired (chain work, a main-chain block's status).
+    damaged_records: u64,
 }
 
 /// Builds a [`BlockIndex`] from stored records in any order (the store's key order), holding
@@ -126,6 +135,8 @@ pub(crate) struct IndexBuilder {
     index: BlockIndex,
     /// Each entry's parent hash, by id, until parents are linked.
     parents: Vec<BlockHash>,
+    /// The records are a store's, read back: check them (see [`IndexBuilder::reading_a_store`]).
+    from_a_store: bool,
 }
 
 impl IndexBuilder {
@@ -134,12 +145,29 @@ impl IndexBuilder {
         IndexBuilder {
             index: BlockIndex::empty(genesis),
             parents: Vec::new(),
+            from_a_store: false,
         }
     }
 
-    /// Adds a stored record (a second record of the same hash is ignored).
+    /// A builder for records read back from a store, which may be damaged: a record whose
+    /// header does not hash to its key is left out (with its descendants), chain work is
+    /// recomputed from the headers' bits, and a main-chain block's status is "data stored"
+    /// (it was connected). Each such record counts in [`BlockIndex::damaged_records`].
+    pub(crate) fn reading_a_store(genesis: BlockHash) -> IndexBuilder {
+        IndexBuilder {
+            from_a_store: true,
+            ..IndexBuilder::new(genesis)
+        }
+    }
+
+    /// Adds a stored record (a second record of the same hash is ignored, and one whose
+    /// header does not hash to `hash` is damage, left out with its descendants).
     pub(crate) fn add(&mut self, hash: BlockHash, record: IndexRecord) {
         if self.index.id_of(&hash).is_some() {
+            return;
+        }
+        if self.from_a_store && record.header.compute_hash() != hash {
+            self.index.damaged_records += 1;
             return;
         }
         self.index.push_entry(hash, &record, NO_ID);
@@ -152,7 +180,11 @@ impl IndexBuilder {
     /// memory: only the failed block's own record is stored as failed); the best header is
     /// the valid one with the most work.
     pub(crate) fn finish(self, tip: BlockHash) -> Result<BlockIndex, BrokenMainChain> {
-        let IndexBuilder { mut index, parents } = self;
+        let IndexBuilder {
+            mut index,
+            parents,
+            from_a_store,
+        } = self;
         // The main chain must lead from the tip down to genesis (at most one step a record:
         // a damaged store may hold a cycle).
         let mut cursor = tip;
@@ -199,7 +231,8 @@ impl IndexBuilder {
         let dropped = placed.contains(&false);
         if dropped {
             // Terminates: each pass holds fewer entries.
-            return Self::without_unplaced(index, &parents, &order, &placed).finish(tip);
+            return Self::without_unplaced(index, &parents, &order, &placed, from_a_store)
+                .finish(tip);
         }
         // The main chain: the walk from the tip down to genesis.
         let mut cursor = index
@@ -218,19 +251,45 @@ impl IndexBuilder {
             cursor = entry.parent;
         }
         reversed.reverse();
+        // Every main-chain block was connected, so its data is stored and it has not
+        // failed: another status read back is damage, which would fail every block built
+        // on the tip.
+        for &id in reversed.iter().filter(|_| from_a_store) {
+            if index.entry(id).status != BlockStatus::DataStored {
+                index.damaged_records += 1;
+                index.entry_mut(id).status = BlockStatus::DataStored;
+            }
+        }
         index.main_chain = reversed;
         index.next_sequence = (0..index.len())
             .map(|id| index.entry(id as Id).sequence + 1)
             .max()
             .unwrap_or(0);
-        // Skip pointers and inherited failures, parents first; then the leaves.
+        // Skip pointers, chain work and inherited failures, parents first; then the
+        // leaves. Chain work is the parent's plus the header's own, recomputed rather than
+        // read: a damaged record's larger work would pull the node onto its branch for
+        // good.
         let mut has_valid_child = vec![false; index.len()];
+        // A division per header otherwise; runs of blocks share their bits.
+        let mut works: std::collections::HashMap<CompactTarget, Work> =
+            std::collections::HashMap::new();
         for &(height, id) in &order {
             index.link_skip(id);
+            let bits = index.entry(id).bits;
+            let own = *works.entry(bits).or_insert_with(|| header_work(bits));
+            let parent = index.entry(id).parent;
+            let work = if height == BlockHeight::GENESIS {
+                own
+            } else {
+                index.entry(parent).chain_work.saturating_add(own)
+            };
+            if from_a_store && index.entry(id).chain_work != work {
+                index.damaged_records += 1;
+                index.entry_mut(id).chain_work = work;
+            }
             if height == BlockHeight::GENESIS {
                 continue;
             }
-            let parent = index.entry(id).parent;
             if index.entry(parent).status.is_failed() && !index.entry(id).status.is_failed() {
                 index.entry_mut(id).status = BlockStatus::FailedAncestor;
             }
@@ -254,8 +313,13 @@ impl IndexBuilder {
         parents: &[BlockHash],
         order: &[(BlockHeight, Id)],
         placed: &[bool],
+        from_a_store: bool,
     ) -> IndexBuilder {
-        let mut builder = IndexBuilder::new(index.genesis);
+        let mut builder = IndexBuilder {
+            from_a_store,
+            ..IndexBuilder::new(index.genesis)
+        };
+        builder.index.damaged_records = index.damaged_records;
         for &(_, id) in order {
             if placed[id as usize] {
                 let (hash, mut record) = index.hash_and_record(id);
@@ -277,7 +341,13 @@ impl BlockIndex {
             leaves: BTreeSet::new(),
             genesis,
             next_sequence: 0,
+            damaged_records: 0,
         }
+    }
+
+    /// Records read back damaged when the index was built (see `damaged_records`).
+    pub(crate) fn damaged_records(&self) -> u64 {
+        self.damaged_records
     }
 
     /// An index holding only `genesis`, the main chain's first block.

@@ -341,7 +341,7 @@ mod tests {
 
     use powchain_consensus::testkit::TestChain;
     use powchain_consensus::{Block, Header, Network};
-    use redb::ReadableDatabase;
+    use redb::{ReadableDatabase, ReadableTable};
 
     use crate::store::{
         META, META_FLUSHED, META_SCHEMA, SCHEMA_VERSION, SCHEMA_WITHOUT_FLUSHED_TIP,
@@ -500,6 +500,175 @@ mod tests {
             .filter(|event| matches!(event, ChainEvent::BlockDisconnected { .. }))
             .count();
         assert_eq!(disconnected, 2);
+    }
+
+    /// Rewrites the stored row of `hash` in `table` with `change` applied to its bytes.
+    fn rewrite_row(
+        chain: &ChainState,
+        table: redb::TableDefinition<&[u8], &[u8]>,
+        hash: &BlockHash,
+        change: impl FnOnce(Vec<u8>) -> Vec<u8>,
+    ) {
+        let write = chain.db.begin_write().expect("a write");
+        {
+            let mut rows = write.open_table(table).expect("the table");
+            let bytes = rows
+                .get(hash.0.as_slice())
+                .expect("reads")
+                .expect("the row")
+                .value()
+                .to_vec();
+            rows.insert(hash.0.as_slice(), change(bytes).as_slice())
+                .expect("written");
+        }
+        write.commit().expect("committed");
+    }
+
+    /// A block spending the miner's oldest mature coin, and the chain it extends.
+    fn chain_and_a_spending_block() -> (TestChain, Block) {
+        use powchain_consensus::testkit::{test_address, test_key};
+        let main = TestChain::regtest_with_mature_coins(1);
+        let (outpoint, coin) = main.mature_coin(0);
+        let fee = powchain_consensus::Amount::from_units(1_000).expect("units");
+        let spend = main.spend(
+            &[outpoint],
+            vec![powchain_consensus::TxOut {
+                value: coin.output.value.checked_sub(fee).expect("pays more"),
+                address: test_address(2),
+            }],
+            &[test_key(1)],
+            &std::collections::HashMap::new(),
+        );
+        let block = main.build(vec![spend], fee);
+        (main, block)
+    }
+
+    /// Damage on disk: the first outpoint of a block's undo data names another coin.
+    fn damage_undo(bytes: Vec<u8>) -> Vec<u8> {
+        let mut spent = crate::store::decode_undo(&bytes).expect("undo data");
+        spent[0].0.txid.0[0] ^= 1;
+        crate::store::encode_undo(&spent)
+    }
+
+    #[test]
+    fn undo_data_naming_other_coins_is_refused_at_open_and_at_a_disconnect() {
+        let (main, spending) = chain_and_a_spending_block();
+        let hash = spending.compute_hash();
+        let accept_all = |chain: &mut ChainState| {
+            for block in main.blocks[1..].iter().chain([&spending]) {
+                chain.accept_block(block.clone(), NOW_MS).expect("valid");
+            }
+        };
+
+        // Not flushed: the block is replayed from its undo data when the store opens.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut chain = open(dir.path());
+        accept_all(&mut chain);
+        rewrite_row(&chain, crate::store::UNDO, &hash, damage_undo);
+        chain.close_leaving_cache_unflushed().expect("closes");
+        let Err(error) = ChainState::open(
+            &dir.path().join("chain.redb"),
+            Network::Regtest,
+            ChainOptions::default(),
+        ) else {
+            panic!("the store opened on damaged undo data");
+        };
+        assert!(error.to_string().contains("undo data"), "{error}");
+
+        // Flushed: disconnecting it would restore the wrong coin.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut chain = open(dir.path());
+        accept_all(&mut chain);
+        chain.flush().expect("flushed");
+        rewrite_row(&chain, crate::store::UNDO, &hash, damage_undo);
+        let mut rival = TestChain::new(Network::Regtest);
+        rival.miner = powchain_consensus::testkit::test_key(7);
+        rival.mine_empty(main.blocks.len() + 1);
+        let results: Vec<_> = rival.blocks[1..]
+            .iter()
+            .map(|block| chain.accept_block(block.clone(), NOW_MS))
+            .collect();
+        let error = results
+            .into_iter()
+            .find_map(Result::err)
+            .expect("the reorganisation fails");
+        assert!(error.to_string().contains("undo data"), "{error}");
+        assert_eq!(chain.tip().hash, hash, "nothing was disconnected");
+    }
+
+    #[test]
+    fn damaged_index_records_are_left_out_or_repaired_at_open() {
+        use powchain_consensus::encode::{Decode, Encode};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut chain = open(dir.path());
+        let mut main = TestChain::new(Network::Regtest);
+        main.mine_empty(3);
+        let mut rival = TestChain::new(Network::Regtest);
+        rival.miner = powchain_consensus::testkit::test_key(7);
+        rival.mine_empty(2);
+        for block in [
+            &main.blocks[1],
+            &main.blocks[2],
+            &rival.blocks[1],
+            &rival.blocks[2],
+        ] {
+            chain.accept_block(block.clone(), NOW_MS).expect("valid");
+        }
+        let tip = main.blocks[2].compute_hash();
+        assert_eq!(chain.tip().hash, tip);
+        let record = |change: fn(&mut IndexRecord)| {
+            move |bytes: Vec<u8>| {
+                let mut record = IndexRecord::decode_exact(&bytes).expect("a record");
+                change(&mut record);
+                record.encode_to_vec()
+            }
+        };
+        // A side block claiming more work than the tip; a main-chain block marked failed
+        // (one bit); a side block whose header no longer hashes to its key.
+        let side = rival.blocks[1].compute_hash();
+        rewrite_row(
+            &chain,
+            crate::store::BLOCK_INDEX,
+            &rival.blocks[2].compute_hash(),
+            record(|record| {
+                record.chain_work = record.chain_work.saturating_add(record.chain_work)
+            }),
+        );
+        rewrite_row(
+            &chain,
+            crate::store::BLOCK_INDEX,
+            &main.blocks[1].compute_hash(),
+            record(|record| record.status = BlockStatus::Failed),
+        );
+        drop(chain);
+        let mut chain = open(dir.path());
+        assert_eq!(chain.tip().hash, tip, "the inflated branch is not taken");
+        assert_eq!(chain.block_index().damaged_records(), 2);
+        chain
+            .accept_block(main.blocks[3].clone(), NOW_MS)
+            .expect("the main chain goes on");
+
+        rewrite_row(
+            &chain,
+            crate::store::BLOCK_INDEX,
+            &side,
+            record(|record| {
+                record.header.time_ms += 1;
+            }),
+        );
+        drop(chain);
+        let chain = open(dir.path());
+        assert!(
+            chain.block_index().get(&side).is_none(),
+            "left out with its child"
+        );
+        assert!(
+            chain
+                .block_index()
+                .get(&rival.blocks[2].compute_hash())
+                .is_none()
+        );
+        assert_eq!(chain.tip().hash, main.blocks[3].compute_hash());
     }
 
     /// A chain of `blocks` empty blocks (as `main`) accepted into a new store, and a rival

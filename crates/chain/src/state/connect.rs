@@ -188,8 +188,9 @@ impl ChainState {
             path.reverse();
             let fork = cursor;
             while self.tip().hash != fork {
-                disconnected.push(self.tip().hash);
+                let tip = self.tip().hash;
                 self.disconnect_tip()?;
+                disconnected.push(tip);
             }
             for (position, hash) in path.iter().enumerate() {
                 match self.connect_tip(*hash) {
@@ -401,6 +402,7 @@ impl ChainState {
             })?;
             decode_undo(row.value()).map_err(corrupt("undo data"))?
         };
+        check_undo(&tip.hash, tip.height, block, txids, &spent, self.params)?;
         undo_table.remove(tip.hash.0.as_slice())?;
         let spent_addresses = spent_addresses(block, txids, &spent);
         let mut utxo = write.open_table(UTXO)?;
@@ -455,4 +457,46 @@ pub(super) fn check_stored_block(
         )));
     }
     Ok(())
+}
+
+/// Checks a block's undo data read back from the store against the block: it must list,
+/// in input order, every output the block spends that it did not create itself (as
+/// connecting wrote it), each a coin older than the block and, if a coinbase's, mature at
+/// its height. The block names the outpoints, so a damaged one is caught here rather than
+/// restoring or spending the wrong coin; a damaged value or address is not (only the
+/// spending signatures commit to them).
+pub(super) fn check_undo(
+    hash: &BlockHash,
+    height: BlockHeight,
+    block: &Block,
+    txids: &[Txid],
+    spent: &[(OutPoint, Coin)],
+    params: &powchain_consensus::Params,
+) -> Result<(), ChainError> {
+    let damaged = || {
+        ChainError::Corrupt(format!(
+            "the undo data of block {hash} does not match the block's inputs"
+        ))
+    };
+    let mut listed = spent.iter();
+    let mut earlier = std::collections::HashSet::with_capacity(txids.len());
+    for (transaction, txid) in block.transactions.iter().zip(txids) {
+        for input in transaction.spends() {
+            if earlier.contains(&input.prevout.txid) {
+                continue;
+            }
+            match listed.next() {
+                Some((outpoint, coin))
+                    if *outpoint == input.prevout
+                        && coin.height < height
+                        && coin.is_mature_at(height, params) => {}
+                _ => return Err(damaged()),
+            }
+        }
+        earlier.insert(*txid);
+    }
+    match listed.next() {
+        Some(_) => Err(damaged()),
+        None => Ok(()),
+    }
 }

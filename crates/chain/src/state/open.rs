@@ -17,7 +17,7 @@ use powchain_consensus::encode::{Decode, Encode};
 use powchain_consensus::signature::ParallelVerifier;
 use powchain_consensus::{Block, BlockHash, BlockHeight, Network, Params};
 use redb::{Database, ReadableDatabase, ReadableTable};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{ChainOptions, ChainState};
 use crate::error::{ChainError, corrupt, panic_message};
@@ -216,7 +216,7 @@ impl ChainState {
     ) -> Result<BlockIndex, ChainError> {
         let read = db.begin_read()?;
         let table = read.open_table(BLOCK_INDEX)?;
-        let mut builder = IndexBuilder::new(params.genesis_hash());
+        let mut builder = IndexBuilder::reading_a_store(params.genesis_hash());
         for row in table.iter()? {
             let (key, value) = row?;
             let hash = hash_from_row(key.value(), "block index key")?;
@@ -233,6 +233,12 @@ impl ChainState {
                 ChainError::Corrupt("the main chain does not start at genesis".into())
             }
         })?;
+        if index.damaged_records() > 0 {
+            warn!(
+                damaged = index.damaged_records(),
+                "block index records read back damaged were left out or repaired"
+            );
+        }
         let tip_height = index.tip_height().0;
         let stored_at_tip = read
             .open_table(HEIGHTS)?
@@ -313,6 +319,14 @@ impl ChainState {
                 .and_then(|row| decode_undo(row.value()).map_err(corrupt("undo data")))?;
             let txids = block.compute_txids();
             super::connect::check_stored_block(&hash, &block, &txids)?;
+            super::connect::check_undo(
+                &hash,
+                BlockHeight(height),
+                &block,
+                &txids,
+                &spent,
+                self.params,
+            )?;
             overlay.push(BlockChanges::replayed(
                 hash,
                 BlockHeight(height),

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //!   shutdown? ──▶ stop accepting, finish in-flight requests (at most shutdown_grace), drop the rest
-//!   a place (max_connections; none free: evict the oldest connection without a request
-//!   that has had EVICTION_GRACE to send one; none of those: wait) ──▶ accept ──▶ task:
+//!   a place (max_connections; none free: evict the oldest connection not in a request
+//!   that has been idle for EVICTION_GRACE; none of those: wait) ──▶ accept ──▶ task:
 //!   hyper http1 connection
 //!        header_read_timeout: request line and headers, and the idle wait between
 //!        keep-alive requests; then the router (request timeout, limits) answers
@@ -64,32 +64,122 @@ pub(crate) struct ConnectionLimits {
     pub(crate) write_stall_timeout: Duration,
 }
 
-/// The open connections, oldest first, each with when it opened and whether it has started
-/// a request.
+/// The open connections, oldest first, each with when it was last active and whether it
+/// is in a request (from its head until its answer has been sent).
 ///
-/// When every place is taken, a new connection takes the place of the oldest one that has
-/// not sent a whole request head yet although it has been open for the eviction grace: a
-/// client dribbling its headers (or sending nothing) cannot keep an honest client waiting,
-/// since the honest one sends its request at once and the stalled ones go first, and the
-/// grace keeps a burst of newcomers from evicting an honest connection before its task has
-/// read the request waiting in its socket. When the only connections without a request are
-/// younger than the grace, accepting waits until the oldest of them is not. Connections
-/// that have started a request (one in progress, an event stream, a kept-alive client
-/// between requests) are never evicted; when all places hold such connections, accepting
-/// pauses until one closes (each is bounded by the request or header-read timeout, event
-/// streams by their own cap), and new connections wait in the kernel's listen queue,
-/// costing the node no file.
-#[derive(Default)]
+/// When every place is taken, a new connection takes the place of one not in a request
+/// that has been idle for the eviction grace: first the oldest that has not sent a whole
+/// request head (dribbling its headers, or sending nothing), then the longest idle of the
+/// kept-alive ones between requests. So neither stalled clients nor clients that keep
+/// connections open with a small request now and then can keep an honest client waiting:
+/// the honest one sends its request at once, and idle ones go first. The grace keeps a burst of newcomers from
+/// evicting an honest connection before its task has read the request waiting in its
+/// socket, or between a client's requests. When the only idle connections have been idle
+/// for less than the grace, accepting waits until the oldest has not. Connections in a
+/// request (one being answered, an event stream) are never evicted; when all places hold
+/// such connections, accepting pauses until one closes (each is bounded by the request
+/// timeout, event streams by their own cap), and new connections wait in the kernel's
+/// listen queue, costing the node no file.
 struct ConnectionTable {
     open: Mutex<BTreeMap<u64, OpenConnection>>,
     next_id: AtomicU64,
     closed: Notify,
+    /// What connections' idle times count from.
+    epoch: Instant,
+}
+
+impl Default for ConnectionTable {
+    fn default() -> ConnectionTable {
+        ConnectionTable {
+            open: Mutex::default(),
+            next_id: AtomicU64::default(),
+            closed: Notify::default(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 struct OpenConnection {
-    opened: Instant,
     evict: CancellationToken,
-    started: Arc<AtomicBool>,
+    activity: Arc<Activity>,
+}
+
+/// Whether a connection is in a request, and since when it has not been.
+struct Activity {
+    /// From a request's head until its answer's body has been sent (or dropped).
+    busy: AtomicBool,
+    /// It has sent a request head.
+    requested: AtomicBool,
+    /// When it last became idle (opened, or an answer sent), in nanoseconds from `epoch`.
+    idle_since_nanos: AtomicU64,
+    epoch: Instant,
+}
+
+impl Activity {
+    fn new(epoch: Instant) -> Activity {
+        let activity = Activity {
+            busy: AtomicBool::new(false),
+            requested: AtomicBool::new(false),
+            idle_since_nanos: AtomicU64::new(0),
+            epoch,
+        };
+        activity.idle();
+        activity
+    }
+
+    fn idle(&self) {
+        let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.idle_since_nanos.store(nanos, Ordering::Relaxed);
+        self.busy.store(false, Ordering::Release);
+    }
+
+    fn idle_since(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.idle_since_nanos.load(Ordering::Relaxed))
+    }
+}
+
+/// An answer's body that marks its connection idle once it has been sent (or dropped).
+struct MarksIdle {
+    inner: axum::body::Body,
+    activity: Option<Arc<Activity>>,
+}
+
+impl MarksIdle {
+    fn done(&mut self) {
+        if let Some(activity) = self.activity.take() {
+            activity.idle();
+        }
+    }
+}
+
+impl Drop for MarksIdle {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+impl hyper::body::Body for MarksIdle {
+    type Data = hyper::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(context);
+        if let std::task::Poll::Ready(None) = polled {
+            self.done();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Whether a connection can have a place.
@@ -102,9 +192,9 @@ enum Place {
 }
 
 impl OpenConnection {
-    /// Not yet past a request head, and not already told to close.
+    /// Not in a request, and not already told to close.
     fn evictable(&self) -> bool {
-        !self.started.load(Ordering::Relaxed) && !self.evict.is_cancelled()
+        !self.activity.busy.load(Ordering::Acquire) && !self.evict.is_cancelled()
     }
 }
 
@@ -114,8 +204,8 @@ impl ConnectionTable {
     }
 
     /// Whether one more connection can have a place at `now`: `Free` if one is free, or
-    /// (with `evict`) once the oldest connection without a request that has had its `grace`
-    /// is told to close; its place is free when its task has closed it (and `closed` is
+    /// (with `evict`) once the oldest connection not in a request that has been idle for
+    /// its `grace` is told to close; its place is free when its task has closed it (and `closed` is
     /// notified), so the open files never exceed the cap. Without `evict`, `Free` also when
     /// such a connection exists (the accept loop asks before it accepts).
     fn place(&self, max: usize, grace: Duration, now: Instant, evict: bool) -> Place {
@@ -124,11 +214,16 @@ impl ConnectionTable {
             return Place::Free;
         }
         // Ids grow in accept order and the accept loop alone inserts, so the first
-        // evictable connection is also the one that opened first.
-        let Some(oldest) = open.values().find(|connection| connection.evictable()) else {
+        // evictable connection without a request is also the one that opened first.
+        let idle = open.values().filter(|connection| connection.evictable());
+        let Some(oldest) = idle
+            .clone()
+            .find(|connection| !connection.activity.requested.load(Ordering::Acquire))
+            .or_else(|| idle.min_by_key(|connection| connection.activity.idle_since()))
+        else {
             return Place::Wait(None);
         };
-        let graced = oldest.opened + grace;
+        let graced = oldest.activity.idle_since() + grace;
         if graced > now {
             return Place::Wait(Some(graced));
         }
@@ -136,7 +231,7 @@ impl ConnectionTable {
             return Place::Free;
         }
         oldest.evict.cancel();
-        tracing::debug!("closing the oldest HTTP connection without a request to make room");
+        tracing::debug!("closing the oldest idle HTTP connection to make room");
         Place::Wait(None)
     }
 
@@ -172,20 +267,19 @@ impl ConnectionTable {
     fn insert(self: &Arc<Self>) -> TableEntry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let evict = CancellationToken::new();
-        let started = Arc::new(AtomicBool::new(false));
+        let activity = Arc::new(Activity::new(self.epoch));
         self.open().insert(
             id,
             OpenConnection {
-                opened: Instant::now(),
                 evict: evict.clone(),
-                started: Arc::clone(&started),
+                activity: Arc::clone(&activity),
             },
         );
         TableEntry {
             table: Arc::clone(self),
             id,
             evict,
-            started,
+            activity,
         }
     }
 }
@@ -195,7 +289,7 @@ struct TableEntry {
     table: Arc<ConnectionTable>,
     id: u64,
     evict: CancellationToken,
-    started: Arc<AtomicBool>,
+    activity: Arc<Activity>,
 }
 
 impl Drop for TableEntry {
@@ -252,7 +346,7 @@ pub(crate) async fn serve_router(
         };
         // Wait (holding this one connection's file) until a place is free: at once if one
         // is, after the evicted connection has closed if one was evictable, or until any
-        // connection closes if every one has started a request meanwhile.
+        // connection closes if every one is in a request meanwhile.
         if !table.wait_for_place(&limits, true, &mut shutdown).await {
             break;
         }
@@ -301,10 +395,20 @@ async fn serve_connection(
         tracing::debug!(%error, "could not set TCP_NODELAY");
     }
     let inner = TowerToHyperService::new(router);
-    let started = Arc::clone(&entry.started);
+    let activity = Arc::clone(&entry.activity);
     let service = hyper::service::service_fn(move |request| {
-        started.store(true, Ordering::Relaxed);
-        hyper::service::Service::call(&inner, request)
+        activity.busy.store(true, Ordering::Release);
+        activity.requested.store(true, Ordering::Release);
+        let answered = hyper::service::Service::call(&inner, request);
+        let activity = Arc::clone(&activity);
+        async move {
+            answered.await.map(|response| {
+                response.map(|inner| MarksIdle {
+                    inner,
+                    activity: Some(activity),
+                })
+            })
+        }
     });
     let stream = WriteStallGuard::new(stream, write_stall_timeout);
     let connection = http
@@ -632,6 +736,58 @@ mod tests {
         // The client that made a request keeps its connection.
         send_get(&mut kept, "/status", true).await;
         assert_eq!(read_answer(&mut kept).await.status, 200);
+    }
+
+    #[tokio::test]
+    async fn clients_that_keep_every_place_with_a_request_now_and_then_do_not_shut_others_out() {
+        let router = Router::new().route("/status", get(|| async { "ok" }));
+        let limits = ConnectionLimits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(1),
+            eviction_grace: Duration::from_millis(100),
+            write_stall_timeout: Duration::from_secs(10),
+        };
+        let server = TestServer::router(router, limits).await;
+        // Two kept-alive clients take both places and ask again every 400 ms, well within
+        // the header-read timeout: no connection of theirs ever times out.
+        let stop = CancellationToken::new();
+        let mut refreshers = Vec::new();
+        for _ in 0..2 {
+            let (address, stop) = (server.address, stop.clone());
+            let mut stream = TcpStream::connect(address).await.expect("connects");
+            send_get(&mut stream, "/status", true).await;
+            assert_eq!(read_answer(&mut stream).await.status, 200);
+            refreshers.push(tokio::spawn(async move {
+                while !stop.is_cancelled() {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    if stream
+                        .write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let mut buffer = [0u8; 512];
+                    if matches!(
+                        tokio::io::AsyncReadExt::read(&mut stream, &mut buffer).await,
+                        Ok(0) | Err(_)
+                    ) {
+                        return;
+                    }
+                }
+            }));
+        }
+        // A newcomer takes the place of the one idle longest.
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), http_get(server.address, "/status"))
+                .await
+                .expect("served while the others keep their connections busy now and then");
+        assert_eq!(answer.status, 200);
+        stop.cancel();
+        for refresher in refreshers {
+            let _ = refresher.await;
+        }
     }
 
     #[tokio::test]

@@ -93,7 +93,7 @@ pub async fn list_pool(
     let (page, next_offset, truncated) = blocking(&node, move |node| {
         // A transaction's JSON is more than its encoded size (the `hex` field alone is
         // twice that), so a window of `page_bytes` encoded bytes fills the page.
-        let (window, more) = node.pool_transactions_page(offset, page_bytes.0);
+        let (window, more) = node.pool_transactions_page(offset, limit, page_bytes.0);
         let mut page = JsonArrayPage::new(page_bytes);
         for pooled in window.iter().take(limit) {
             if !page.push(&PoolTransactionJson::new(node, pooled))? {

@@ -187,6 +187,40 @@ pub struct DevnetArgs {
 }
 
 impl DevnetArgs {
+    /// Checks the ports before anything starts: each node needs its own HTTP and P2P port
+    /// (consecutive from the first, none past 65535, the two ranges apart), and its data
+    /// directory is named after its HTTP port, so port 0 (any free port) cannot name it.
+    ///
+    /// # Errors
+    /// What is wrong, naming the flag.
+    pub fn check_ports(&self) -> Result<(), String> {
+        let range = |flag: &str, first: u16| -> Result<(u32, u32), String> {
+            let last = u32::from(first) + u32::from(self.nodes) - 1;
+            if first == 0 {
+                return Err(format!(
+                    "{flag} 0 is not available to a devnet: each node's port is the first plus \
+                     its index, and its data directory is named after its HTTP port"
+                ));
+            }
+            if last > u32::from(u16::MAX) {
+                return Err(format!(
+                    "{flag} {first} leaves no room for {} nodes: the last would take port {last}",
+                    self.nodes
+                ));
+            }
+            Ok((u32::from(first), last))
+        };
+        let http = range("--http-port", self.http_port)?;
+        let p2p = range("--p2p-port", self.p2p_port)?;
+        if http.0 <= p2p.1 && p2p.0 <= http.1 {
+            return Err(format!(
+                "--http-port {}-{} and --p2p-port {}-{} overlap: {} nodes take {} ports each",
+                http.0, http.1, p2p.0, p2p.1, self.nodes, self.nodes
+            ));
+        }
+        Ok(())
+    }
+
     /// The flags of node `index` (0-based): consecutive ports, its own data directory, and
     /// the first and previous nodes as peers (peer exchange connects the rest).
     pub fn node_args(&self, index: u16) -> NodeArgs {
@@ -706,6 +740,42 @@ mod tests {
         assert_eq!(dirs.len(), 4);
         assert!(nodes.iter().all(|node| node.settings().is_ok()));
         assert!(Cli::try_parse_from(["powchain", "devnet", "--nodes", "0"]).is_err());
+    }
+
+    #[test]
+    fn devnet_ports_are_checked_before_anything_starts() {
+        let check = |flags: &[&str]| {
+            let mut line = vec!["powchain", "devnet"];
+            line.extend_from_slice(flags);
+            match Cli::try_parse_from(line).expect("parses").command {
+                Some(Command::Devnet(devnet)) => devnet.check_ports(),
+                _ => panic!("devnet subcommand"),
+            }
+        };
+        assert!(check(&[]).is_ok());
+        assert!(
+            check(&[
+                "--nodes",
+                "16",
+                "--http-port",
+                "65520",
+                "--p2p-port",
+                "5001"
+            ])
+            .is_ok()
+        );
+        for (flags, says) in [
+            (
+                &["--nodes", "2", "--http-port", "65535"][..],
+                "no room for 2 nodes",
+            ),
+            (&["--http-port", "0"][..], "--http-port 0"),
+            (&["--p2p-port", "0"][..], "--p2p-port 0"),
+            (&["--nodes", "3", "--http-port", "5000"][..], "overlap"),
+        ] {
+            let error = check(flags).expect_err("refused");
+            assert!(error.contains(says), "{flags:?}: {error}");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use powchain_node::{DirectoryLock, NodeError};
 pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     // Listening before the nodes start: Ctrl-C during start-up stops them cleanly.
     let stop = shutdown_signal();
+    args.check_ports().map_err(anyhow::Error::msg)?;
     if args.fresh {
         start_fresh(&args)?;
     }

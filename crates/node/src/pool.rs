@@ -610,13 +610,15 @@ impl Node {
             .collect()
     }
 
-    /// A window of the pool, best fee rate first: the entries after the first `offset`, up
-    /// to and including the one whose encoded size brings the window to `max_bytes`, and
-    /// whether more follow. Only the window is cloned, so a reader paging a full pool holds
-    /// about `max_bytes` of it, not the whole pool.
+    /// A window of the pool, best fee rate first: the entries after the first `offset`, at
+    /// most `max_count` of them and up to and including the one whose encoded size brings
+    /// the window to `max_bytes`, and whether more follow. Only the window is cloned, so a
+    /// reader paging a full pool holds about `max_bytes` of it, not the whole pool, and a
+    /// page of one entry clones one.
     pub fn pool_transactions_page(
         &self,
         offset: usize,
+        max_count: usize,
         max_bytes: usize,
     ) -> (Vec<PoolEntry>, bool) {
         let core = lock(&self.core);
@@ -624,7 +626,10 @@ impl Node {
         let mut remaining = core.mempool.iter_by_fee_rate().skip(offset);
         let mut page = Vec::new();
         let mut bytes = 0usize;
-        for entry in remaining.by_ref() {
+        while page.len() < max_count {
+            let Some(entry) = remaining.next() else {
+                break;
+            };
             bytes = bytes.saturating_add(entry.size);
             page.push(entry.clone());
             if bytes >= max_bytes {
@@ -1173,25 +1178,33 @@ mod tests {
             )
         };
         assert_eq!(
-            txids(test.node.pool_transactions_page(0, usize::MAX)),
+            txids(test.node.pool_transactions_page(0, usize::MAX, usize::MAX)),
             (whole.clone(), false)
         );
         assert_eq!(
-            txids(test.node.pool_transactions_page(0, 1)),
+            txids(test.node.pool_transactions_page(0, 2, usize::MAX)),
+            (whole[..2].to_vec(), true),
+            "at most the count asked for"
+        );
+        assert_eq!(
+            txids(test.node.pool_transactions_page(0, usize::MAX, 1)),
             (whole[..1].to_vec(), true)
         );
         let first_size = test.node.pool_transactions()[0].size;
         assert_eq!(
-            txids(test.node.pool_transactions_page(0, first_size + 1)),
+            txids(
+                test.node
+                    .pool_transactions_page(0, usize::MAX, first_size + 1)
+            ),
             (whole[..2].to_vec(), true),
             "the entry that reaches the bytes is taken"
         );
         assert_eq!(
-            txids(test.node.pool_transactions_page(1, usize::MAX)),
+            txids(test.node.pool_transactions_page(1, usize::MAX, usize::MAX)),
             (whole[1..].to_vec(), false)
         );
         assert_eq!(
-            txids(test.node.pool_transactions_page(3, 1)),
+            txids(test.node.pool_transactions_page(3, usize::MAX, 1)),
             (Vec::new(), false)
         );
     }

@@ -162,6 +162,11 @@ impl Parked {
         forgotten
     }
 
+    /// The transactions parked payments wait for.
+    pub(crate) fn waited_for(&self) -> impl Iterator<Item = Txid> + '_ {
+        self.waiting_on.keys().copied()
+    }
+
     /// True if a parked payment spends `outpoint`.
     pub(crate) fn spends(&self, outpoint: &OutPoint) -> bool {
         self.spends.contains_key(outpoint)

@@ -236,6 +236,41 @@ impl Node {
         for transaction in &block.transactions {
             due.extend(core.parked.take_waiting_on(&transaction.compute_txid()));
         }
+        self.retry_due(core, due, height, now, writes)
+    }
+
+    /// Returns to the pool the parked payments whose parent the pool now holds (relayed,
+    /// submitted, or back from a disconnected block): what no block woke.
+    fn retry_parked_on_pooled_parents(
+        &self,
+        core: &mut Core,
+        now: u64,
+        writes: &mut Vec<PoolWrite>,
+    ) -> Vec<Txid> {
+        let parents: Vec<Txid> = core
+            .parked
+            .waited_for()
+            .filter(|parent| core.mempool.contains(parent))
+            .collect();
+        let mut due = Vec::new();
+        for parent in &parents {
+            due.extend(core.parked.take_waiting_on(parent));
+        }
+        let height = core.chain.tip().height;
+        self.retry_due(core, due, height, now, writes)
+    }
+
+    /// Admits `due` (parked payments taken out, with their acceptance times), then those
+    /// waiting for each one admitted; the tip is at `height`. See
+    /// [`Node::retry_parked`].
+    fn retry_due(
+        &self,
+        core: &mut Core,
+        mut due: Vec<(Transaction, u64)>,
+        height: BlockHeight,
+        now: u64,
+        writes: &mut Vec<PoolWrite>,
+    ) -> Vec<Txid> {
         let mut returned = Vec::new();
         while let Some((transaction, time_ms)) = due.pop() {
             let txid = transaction.compute_txid();
@@ -572,7 +607,10 @@ impl Node {
         self.pool_verifier.cache().len()
     }
 
-    /// Drops pooled transactions older than the pool's expiry.
+    /// Drops pooled (and parked) transactions older than the pool's expiry, and returns
+    /// to the pool the parked payments whose parent it now holds (a minute's round of
+    /// the node's chores: a parent that arrives by relay wakes no block). Returns how
+    /// many were dropped.
     pub fn expire_pool(&self) -> usize {
         let now = self.clock.now_ms();
         let mut core = lock(&self.core);
@@ -582,7 +620,17 @@ impl Node {
         // Under the lock: the same transaction submitted again next queues its row after
         // this removal.
         self.pool_store.remove(&expired);
+        let mut writes = Vec::new();
+        let returned = if core.parked.is_empty() {
+            Vec::new()
+        } else {
+            self.retry_parked_on_pooled_parents(&mut core, now, &mut writes)
+        };
+        self.pool_store.queue_unawaited(writes);
         drop(core);
+        for txid in returned {
+            self.publish(NodeEvent::TransactionAccepted { txid });
+        }
         expired.len()
     }
 
@@ -1500,6 +1548,32 @@ mod tests {
             .retry_parked(&mut core, &block, height, 0, &mut writes);
         assert!(writes.is_empty(), "no row removed");
         assert!(core.mempool.contains(&child.compute_txid()));
+    }
+
+    #[test]
+    fn a_parked_payment_whose_parent_enters_the_pool_returns_at_the_next_chores() {
+        let (test, parent, child) = unpooled_parent_and_its_child();
+        let missing = MempoolError::Invalid(powchain_consensus::ConsensusError::MissingInput {
+            outpoint: child.spends()[0].prevout,
+        });
+        {
+            let now = crate::clock::Clock::now_ms(test.clock.as_ref());
+            let mut core = crate::node::lock(&test.node.core);
+            assert!(
+                test.node
+                    .park_if_it_may_pass(&mut core, child.clone(), now, &missing)
+            );
+        }
+        test.node
+            .submit_peer_transaction(parent)
+            .expect("a peer relays the parent");
+        assert!(!test.pool_holds(&child.compute_txid()), "no block woke it");
+        assert_eq!(test.node.expire_pool(), 0);
+        assert!(
+            test.pool_holds(&child.compute_txid()),
+            "the chores' round did"
+        );
+        assert!(crate::node::lock(&test.node.core).parked.is_empty());
     }
 
     #[test]

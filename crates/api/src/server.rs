@@ -83,7 +83,8 @@ pub(crate) struct ConnectionLimits {
 struct ConnectionTable {
     open: Mutex<BTreeMap<u64, OpenConnection>>,
     next_id: AtomicU64,
-    closed: Notify,
+    /// Notified when a connection closes or goes idle: a place may be had.
+    changed: Arc<Notify>,
     /// What connections' idle times count from.
     epoch: Instant,
 }
@@ -93,7 +94,7 @@ impl Default for ConnectionTable {
         ConnectionTable {
             open: Mutex::default(),
             next_id: AtomicU64::default(),
-            closed: Notify::default(),
+            changed: Arc::default(),
             epoch: Instant::now(),
         }
     }
@@ -113,24 +114,34 @@ struct Activity {
     /// When it last became idle (opened, or an answer sent), in nanoseconds from `epoch`.
     idle_since_nanos: AtomicU64,
     epoch: Instant,
+    /// The table's: told when this connection goes idle.
+    changed: Arc<Notify>,
 }
 
 impl Activity {
-    fn new(epoch: Instant) -> Activity {
+    fn new(epoch: Instant, changed: Arc<Notify>) -> Activity {
         let activity = Activity {
             busy: AtomicBool::new(false),
             requested: AtomicBool::new(false),
             idle_since_nanos: AtomicU64::new(0),
             epoch,
+            changed,
         };
-        activity.idle();
+        activity.mark_idle();
         activity
     }
 
-    fn idle(&self) {
+    fn mark_idle(&self) {
         let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.idle_since_nanos.store(nanos, Ordering::Relaxed);
         self.busy.store(false, Ordering::Release);
+    }
+
+    /// Its answer has been handed to hyper: idle again (a newcomer waiting for a place
+    /// may now take this one, after the grace).
+    fn idle(&self) {
+        self.mark_idle();
+        self.changed.notify_waiters();
     }
 
     fn idle_since(&self) -> Instant {
@@ -213,20 +224,27 @@ impl ConnectionTable {
         if open.len() < max {
             return Place::Free;
         }
-        // Ids grow in accept order and the accept loop alone inserts, so the first
-        // evictable connection without a request is also the one that opened first.
+        // Connections that never sent a request head first, oldest first (ids grow in
+        // accept order), then kept-alive ones, longest idle first: the first past its grace
+        // goes, or, if none is yet, the wait lasts until the first of them is.
         let idle = open.values().filter(|connection| connection.evictable());
-        let Some(oldest) = idle
-            .clone()
-            .find(|connection| !connection.activity.requested.load(Ordering::Acquire))
-            .or_else(|| idle.min_by_key(|connection| connection.activity.idle_since()))
-        else {
-            return Place::Wait(None);
-        };
-        let graced = oldest.activity.idle_since() + grace;
-        if graced > now {
-            return Place::Wait(Some(graced));
+        let (mut silent, mut kept): (Vec<&OpenConnection>, Vec<&OpenConnection>) =
+            idle.partition(|connection| !connection.activity.requested.load(Ordering::Acquire));
+        silent.sort_by_key(|connection| connection.activity.idle_since());
+        kept.sort_by_key(|connection| connection.activity.idle_since());
+        let mut soonest: Option<Instant> = None;
+        let mut victim = None;
+        for connection in silent.into_iter().chain(kept) {
+            let graced = connection.activity.idle_since() + grace;
+            if graced <= now {
+                victim = Some(connection);
+                break;
+            }
+            soonest = Some(soonest.map_or(graced, |soonest| soonest.min(graced)));
         }
+        let Some(oldest) = victim else {
+            return Place::Wait(soonest);
+        };
         if !evict {
             return Place::Free;
         }
@@ -245,7 +263,7 @@ impl ConnectionTable {
     ) -> bool {
         let max = limits.max_connections.max(1);
         loop {
-            let closed = self.closed.notified();
+            let closed = self.changed.notified();
             let until = match self.place(max, limits.eviction_grace, Instant::now(), evict) {
                 Place::Free => return true,
                 Place::Wait(until) => until,
@@ -267,7 +285,7 @@ impl ConnectionTable {
     fn insert(self: &Arc<Self>) -> TableEntry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let evict = CancellationToken::new();
-        let activity = Arc::new(Activity::new(self.epoch));
+        let activity = Arc::new(Activity::new(self.epoch, Arc::clone(&self.changed)));
         self.open().insert(
             id,
             OpenConnection {
@@ -295,7 +313,7 @@ struct TableEntry {
 impl Drop for TableEntry {
     fn drop(&mut self) {
         self.table.open().remove(&self.id);
-        self.table.closed.notify_waiters();
+        self.table.changed.notify_waiters();
     }
 }
 
@@ -429,7 +447,16 @@ async fn serve_connection(
                 draining = true;
                 connection.as_mut().graceful_shutdown();
             }
-            () = entry.evict.cancelled() => return,
+            // A connection that never sent a request head is dropped; one that has is
+            // shut down gracefully, so an answer hyper is still writing (or a request that
+            // began as it was chosen) is finished first, within the write-stall timeout.
+            () = entry.evict.cancelled(), if !draining => {
+                if !entry.activity.requested.load(Ordering::Acquire) {
+                    return;
+                }
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
             () = forced.cancelled() => return,
         }
     }
@@ -788,6 +815,55 @@ mod tests {
         for refresher in refreshers {
             let _ = refresher.await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_waiting_while_every_place_is_in_a_request_gets_one_when_they_go_idle() {
+        let release = Arc::new(Notify::new());
+        let router = {
+            let release = Arc::clone(&release);
+            Router::new()
+                .route(
+                    "/slow",
+                    get(move || {
+                        let release = Arc::clone(&release);
+                        async move {
+                            release.notified().await;
+                            "slow"
+                        }
+                    }),
+                )
+                .route("/status", get(|| async { "ok" }))
+        };
+        let limits = ConnectionLimits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(1),
+            eviction_grace: Duration::from_millis(100),
+            write_stall_timeout: Duration::from_secs(10),
+        };
+        let server = TestServer::router(router, limits).await;
+        // Both places are in a request when the newcomer comes.
+        let mut busy = Vec::new();
+        for _ in 0..2 {
+            let mut stream = TcpStream::connect(server.address).await.expect("connects");
+            send_get(&mut stream, "/slow", true).await;
+            busy.push(stream);
+        }
+        let address = server.address;
+        let newcomer = tokio::spawn(async move { http_get(address, "/status").await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!newcomer.is_finished(), "no place was free");
+        // They are answered and stay open, idle: the newcomer takes a place after the grace.
+        release.notify_waiters();
+        for stream in &mut busy {
+            assert_eq!(read_answer(stream).await.status, 200);
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(5), newcomer)
+            .await
+            .expect("served once a connection went idle")
+            .expect("the client task");
+        assert_eq!(answer.status, 200);
     }
 
     #[tokio::test]

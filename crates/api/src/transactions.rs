@@ -260,6 +260,11 @@ pub async fn submit_raw(
 /// `POST /txs` requests read and admitted at once.
 pub const BATCH_SLOTS: usize = 4;
 
+/// How long a `POST /txs` body that holds part of [`BATCH_BODY_BUDGET_BYTES`] waits for
+/// more before it is answered 503 `[busy]` and gives its part back (a body holding
+/// nothing waits within the request timeout).
+pub const BATCH_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Bytes of `POST /txs` bodies held at once, across requests: each byte a request has
 /// received holds one of them until its batch is answered. Twice what the slots admit,
 /// so bodies are read while others are admitted.
@@ -426,10 +431,21 @@ async fn read_batch_body(
             return Err(too_large());
         }
         let permits = u32::try_from(chunk.len()).map_err(|_| too_large())?;
-        let more = Arc::clone(budget)
-            .acquire_many_owned(permits)
-            .await
-            .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
+        let acquire = Arc::clone(budget).acquire_many_owned(permits);
+        // A body holding part of the budget must not wait for the rest for long: bodies
+        // that each hold part of it and wait for more would wait for each other until
+        // their timeouts. One that waits too long gives its part back.
+        let more = match held {
+            None => acquire.await,
+            Some(_) => tokio::time::timeout(BATCH_BUDGET_WAIT, acquire)
+                .await
+                .map_err(|_| {
+                    ApiError::unavailable(
+                        "the node is reading too many batches at once; try again [busy]",
+                    )
+                })?,
+        }
+        .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
         match &mut held {
             Some(held) => held.merge(more),
             None => held = Some(more),
@@ -988,6 +1004,69 @@ mod tests {
         let mut server = server;
         server.begin_stop();
         server.join().await.expect("the server stops cleanly");
+    }
+
+    /// A `POST /txs` request declaring `length` bytes, whose body arrives as the returned
+    /// sender sends it.
+    fn streamed_batch(length: usize) -> (Request, tokio::sync::mpsc::UnboundedSender<Vec<u8>>) {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            let chunk = receiver.recv().await?;
+            Some((
+                Ok::<_, std::io::Error>(hyper::body::Bytes::from(chunk)),
+                receiver,
+            ))
+        });
+        let request = Request::builder()
+            .method("POST")
+            .uri("/txs")
+            .header(CONTENT_LENGTH, length)
+            .body(axum::body::Body::from_stream(chunks))
+            .expect("a request");
+        (request, sender)
+    }
+
+    #[tokio::test]
+    async fn bodies_that_each_hold_part_of_the_budget_do_not_wait_for_each_other() {
+        let budget = Arc::new(Semaphore::new(10));
+        let (first, to_first) = streamed_batch(10);
+        let (second, to_second) = streamed_batch(10);
+        to_first.send(vec![b' '; 6]).expect("sent");
+        to_second.send(vec![b' '; 4]).expect("sent");
+        let reads = {
+            let (first_budget, second_budget) = (Arc::clone(&budget), Arc::clone(&budget));
+            (
+                tokio::spawn(async move { read_batch_body(first, &first_budget).await }),
+                tokio::spawn(async move { read_batch_body(second, &second_budget).await }),
+            )
+        };
+        // Both have read their first part: the budget is theirs.
+        let deadline = std::time::Instant::now() + crate::testing::DEADLINE;
+        while budget.available_permits() > 0 {
+            assert!(std::time::Instant::now() < deadline, "both bodies are read");
+            tokio::task::yield_now().await;
+        }
+        // Each wants the rest, which the other holds.
+        to_first.send(vec![b' '; 4]).expect("sent");
+        to_second.send(vec![b' '; 6]).expect("sent");
+        drop((to_first, to_second));
+        let outcomes = tokio::time::timeout(crate::testing::DEADLINE, async {
+            let (first, second) = reads;
+            [first.await.expect("a task"), second.await.expect("a task")]
+        })
+        .await
+        .expect("neither body waits for the other for good");
+        let read: Vec<usize> = outcomes
+            .iter()
+            .filter_map(|outcome| outcome.as_ref().ok().map(|(body, _)| body.len()))
+            .collect();
+        assert_eq!(read, vec![10], "one body is read whole");
+        let busy = outcomes
+            .iter()
+            .filter_map(|outcome| outcome.as_ref().err())
+            .map(|error| error.message.clone())
+            .collect::<Vec<_>>();
+        assert!(busy.len() == 1 && busy[0].contains("[busy]"), "{busy:?}");
     }
 
     #[tokio::test]

@@ -270,13 +270,20 @@ impl IndexBuilder {
         // read: a damaged record's larger work would pull the node onto its branch for
         // good.
         let mut has_valid_child = vec![false; index.len()];
-        // A division per header otherwise; runs of blocks share their bits.
-        let mut works: std::collections::HashMap<CompactTarget, Work> =
-            std::collections::HashMap::new();
+        // A division per header otherwise; on regtest (and between retargets) consecutive
+        // headers share their bits.
+        let mut last_work: Option<(CompactTarget, Work)> = None;
         for &(height, id) in &order {
             index.link_skip(id);
             let bits = index.entry(id).bits;
-            let own = *works.entry(bits).or_insert_with(|| header_work(bits));
+            let own = match last_work {
+                Some((last_bits, work)) if last_bits == bits => work,
+                _ => {
+                    let work = header_work(bits);
+                    last_work = Some((bits, work));
+                    work
+                }
+            };
             let parent = index.entry(id).parent;
             let work = if height == BlockHeight::GENESIS {
                 own

@@ -19,7 +19,7 @@
 //! While a payment waits, the wallet does not spend the coins it spends (they are its
 //! outgoing payments, as if pooled), and it expires like a pooled one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use powchain_consensus::{BlockHeight, OutPoint, Transaction, Txid};
 
@@ -43,6 +43,9 @@ pub(crate) struct Parked {
     /// Every output the parked payments spend, with how many spend it (stored rows may
     /// conflict: the pool refuses one of them when they return).
     spends: HashMap<OutPoint, u32>,
+    /// Stored payments refused for good (at start, or forgotten since): a payment waiting
+    /// for one can never pass. Kept while anything is parked.
+    refused: HashSet<Txid>,
 }
 
 struct ParkedPayment {
@@ -159,12 +162,26 @@ impl Parked {
             }
             pending.extend(self.waiting_on.remove(&txid).unwrap_or_default());
         }
+        self.refuse([*txid]);
+        self.refuse(forgotten.iter().copied());
         forgotten
     }
 
     /// The transactions parked payments wait for.
     pub(crate) fn waited_for(&self) -> impl Iterator<Item = Txid> + '_ {
         self.waiting_on.keys().copied()
+    }
+
+    /// Remembers `txids` as refused for good while anything is parked.
+    pub(crate) fn refuse(&mut self, txids: impl IntoIterator<Item = Txid>) {
+        if !self.payments.is_empty() {
+            self.refused.extend(txids);
+        }
+    }
+
+    /// True if `txid` was a stored payment refused for good.
+    pub(crate) fn was_refused(&self, txid: &Txid) -> bool {
+        self.refused.contains(txid)
     }
 
     /// True if a parked payment spends `outpoint`.
@@ -188,6 +205,9 @@ impl Parked {
     /// Removes `txid` and what it spends (its place in the waiting lists is the caller's).
     fn take(&mut self, txid: &Txid) -> Option<(Transaction, u64)> {
         let payment = self.payments.remove(txid)?;
+        if self.payments.is_empty() {
+            self.refused.clear();
+        }
         for input in payment.transaction.spends() {
             if let Some(count) = self.spends.get_mut(&input.prevout) {
                 *count -= 1;
@@ -317,5 +337,33 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(forgotten, expected, "the child, and what waits for it");
         assert!(parked.is_empty() && parked.spends.is_empty() && parked.waiting_on.is_empty());
+    }
+
+    #[test]
+    fn refused_payments_are_remembered_while_anything_is_parked() {
+        let (first_parent, second_parent) = (parent(10), parent(20));
+        let (first, second) = (payment(&first_parent, 9), payment(&second_parent, 19));
+        let mut parked = Parked::default();
+        let refused = Txid([5; 32]);
+        parked.refuse([refused]);
+        assert!(
+            !parked.was_refused(&refused),
+            "nothing parked: nothing to remember"
+        );
+        parked.park(first, 0, WaitsFor::Transaction(first_parent.compute_txid()));
+        parked.park(
+            second,
+            0,
+            WaitsFor::Transaction(second_parent.compute_txid()),
+        );
+        parked.refuse([refused]);
+        assert!(parked.was_refused(&refused));
+        parked.forget(&first_parent.compute_txid());
+        assert!(parked.was_refused(&first_parent.compute_txid()));
+        parked.take_waiting_on(&second_parent.compute_txid());
+        assert!(
+            parked.is_empty() && !parked.was_refused(&refused),
+            "forgotten with the last"
+        );
     }
 }

@@ -167,6 +167,7 @@ impl Node {
                 self.park_if_it_may_pass(&mut core, transaction, time_ms, &error);
             }
         }
+        core.parked.refuse(refused);
         // What waited past the expiry while the node was down leaves now, not at the next
         // expiry round: until then it would be relayed and mined.
         core.mempool.expire(now);
@@ -207,7 +208,9 @@ impl Node {
         error: &MempoolError,
     ) -> bool {
         let waits_for = if let Some(missing) = error.missing_input() {
-            if self.transactions_confirmed(&[missing.txid]) == [true] {
+            if core.parked.was_refused(&missing.txid)
+                || self.transactions_confirmed(&[missing.txid]) == [true]
+            {
                 return false;
             }
             WaitsFor::Transaction(missing.txid)

@@ -28,8 +28,9 @@ pub const MAX_ADDRESSES_PER_SOURCE: usize = 200;
 /// while it connects, so gossip about unreachable addresses cannot take the node's files.
 pub const MAX_LEARNED_DIALS: usize = 4;
 
-/// Who told us an address: a peer (by the key the caller uses) or this node's own
-/// knowledge (`PEERS`, a handshake).
+/// Who told us an address: a peer, by its address group (a local peer by its port), so one
+/// that reconnects, or connects again from another address of its group, is one source;
+/// or this node's own knowledge (`PEERS`, a handshake).
 pub(crate) type Source = u64;
 
 /// Known peer addresses and the dials in progress.
@@ -143,15 +144,27 @@ impl AddressBook {
     }
 
     /// Up to `max` addresses to share with a peer (a public one, `with_public_peer`, hears
-    /// only of public addresses).
-    pub(crate) fn shareable(&self, max: usize, with_public_peer: bool) -> Vec<String> {
-        self.known
+    /// only of public addresses), drawn at random with `seed`: the first `max` in the
+    /// book's order would let whoever gossips the addresses sorting first (a host's ports
+    /// 1 to 100, say) be all this node ever tells anyone.
+    pub(crate) fn shareable(&self, max: usize, with_public_peer: bool, seed: u64) -> Vec<String> {
+        let mut drawn: Vec<(u64, &PeerUrl)> = self
+            .known
             .iter()
             // A peer on the internet hears only of public addresses: this node's own
             // networks (its local nodes, say) are none of its business.
             .filter(|url| crate::address_group::may_share(with_public_peer, &url.host))
+            .map(|url| {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                std::hash::Hash::hash(&(seed, url), &mut hasher);
+                (std::hash::Hasher::finish(&hasher), url)
+            })
+            .collect();
+        drawn.sort_unstable();
+        drawn
+            .into_iter()
             .take(max)
-            .map(PeerUrl::to_string)
+            .map(|(_, url)| url.to_string())
             .collect()
     }
 
@@ -253,7 +266,7 @@ mod tests {
         // Two sessions from one address: kept until both end.
         book.insert(url(7000));
         book.insert(url(7000));
-        assert_eq!(book.shareable(10, false), vec![url(7000).to_string()]);
+        assert_eq!(book.shareable(10, false, 0), vec![url(7000).to_string()]);
         book.session_ended(&url(7000));
         assert_eq!(book.len(), 1);
         book.session_ended(&url(7000));
@@ -291,11 +304,11 @@ mod tests {
         assert_eq!(fresh, vec![url(5002)]);
         assert!(book.learn(&["ws://127.0.0.1:5002".into()], 1).is_empty());
         assert_eq!(
-            book.shareable(10, false),
+            book.shareable(10, false, 0),
             vec!["ws://127.0.0.1:5002".to_owned()]
         );
         assert!(
-            book.shareable(10, true).is_empty(),
+            book.shareable(10, true, 0).is_empty(),
             "a peer on the internet hears of no loopback address"
         );
         assert!(!book.begin_dial(&url(5001), true), "never dial ourselves");
@@ -315,7 +328,7 @@ mod tests {
         assert!(book.begin_dial(&url(5002), false));
         assert!(book.remove(&url(5002)), "it was known");
         assert!(book.is_removed(&url(5002)));
-        assert!(book.shareable(10, false).is_empty(), "no longer shared");
+        assert!(book.shareable(10, false, 0).is_empty(), "no longer shared");
         assert!(
             book.learn(&texts(5002..5003), 2).is_empty(),
             "not learned again"
@@ -351,7 +364,7 @@ mod tests {
         );
         assert!(
             !book
-                .shareable(MAX_KNOWN_ADDRESSES, false)
+                .shareable(MAX_KNOWN_ADDRESSES, false, 0)
                 .contains(&url(10_000).to_string()),
             "the first learned address was evicted"
         );
@@ -377,6 +390,35 @@ mod tests {
         assert!(
             book.begin_dial(&fresh[MAX_LEARNED_DIALS], false),
             "a slot was freed"
+        );
+    }
+
+    #[test]
+    fn shared_addresses_are_drawn_from_the_whole_book_not_its_first_entries() {
+        let mut book = AddressBook::default();
+        // 150 honest addresses, then a stranger's 100 ports of one host that sort first.
+        let honest: Vec<String> = (0..150u8)
+            .map(|last| format!("ws://9.9.9.{last}:5001"))
+            .collect();
+        book.learn(&honest, 1);
+        let stranger: Vec<String> = (1..=100u16)
+            .map(|port| format!("ws://1.1.1.1:{port}"))
+            .collect();
+        book.learn(&stranger, 2);
+        let shared = book.shareable(100, true, 7);
+        assert_eq!(shared.len(), 100);
+        let honest_shared = shared
+            .iter()
+            .filter(|url| url.starts_with("ws://9.9.9."))
+            .count();
+        assert!(
+            honest_shared >= 40,
+            "{honest_shared} of 100 shared are honest"
+        );
+        assert_ne!(
+            shared,
+            book.shareable(100, true, 8),
+            "another draw, another sample"
         );
     }
 }

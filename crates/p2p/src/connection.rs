@@ -24,7 +24,6 @@ use crate::ban::BanKey;
 use crate::handshake::{Handshake, run_session};
 use crate::pending::PRE_HELLO_BYTES;
 use crate::read_budget::BudgetedStream;
-use crate::registry::PeerId;
 use crate::service::{P2p, websocket_config};
 use crate::session_end::SessionEnd;
 use crate::transport::Listener;
@@ -55,8 +54,14 @@ pub(crate) enum DialError {
 impl P2p {
     /// Remembers addresses `source` shared and dials some while outbound slots are free
     /// (dials of learned addresses in progress count against them).
-    pub(crate) fn learn_addresses(self: &Arc<Self>, addresses: &[String], source: PeerId) {
-        let fresh = self.addresses().learn(addresses, source.number());
+    /// Learns `addresses` from `source` (see [`crate::address_book::Source`]) and dials
+    /// the new ones while learned dials have room.
+    pub(crate) fn learn_addresses(
+        self: &Arc<Self>,
+        addresses: &[String],
+        source: crate::address_book::Source,
+    ) {
+        let fresh = self.addresses().learn(addresses, source);
         for url in fresh {
             let dialing = self.addresses().learned_dials();
             if self.registry.outbound_count() + dialing >= self.config.max_outbound

@@ -82,8 +82,9 @@ impl PendingConnections {
     }
 
     /// Takes a slot for a connection from `group`, held until the slot is dropped; when
-    /// all are taken, evicts the oldest pending connection of the most crowded group if
-    /// that group holds more than the newcomer's would.
+    /// all are taken, evicts the oldest pending connection of the most crowded groups if
+    /// they hold more than the newcomer's does (so 64 strangers from 64 groups cannot keep
+    /// out a newcomer from a group of its own: the oldest of them goes).
     pub(crate) fn try_begin(
         self: &Arc<Self>,
         group: AddressGroup,
@@ -94,19 +95,19 @@ impl PendingConnections {
             return Err(PendingRefusal::GroupFull(in_group));
         }
         if counts.open.len() >= self.max_total {
-            let crowded = counts
-                .by_group
-                .iter()
-                .max_by_key(|(_, count)| **count)
-                .map(|(crowded, count)| (*crowded, *count))
-                .filter(|(_, count)| *count > in_group + 1);
-            let victim = crowded.and_then(|(crowded, _)| {
-                counts
-                    .open
-                    .iter()
-                    .find(|(_, (victim_group, _))| *victim_group == crowded)
-                    .map(|(sequence, _)| *sequence)
-            });
+            let most = counts.by_group.values().copied().max().unwrap_or(0);
+            // Oldest first: the open connections are kept by sequence.
+            let victim = (most > in_group)
+                .then(|| {
+                    counts
+                        .open
+                        .iter()
+                        .find(|(_, (victim_group, _))| {
+                            counts.by_group.get(victim_group) == Some(&most)
+                        })
+                        .map(|(sequence, _)| *sequence)
+                })
+                .flatten();
             match victim.and_then(|sequence| counts.remove(sequence)) {
                 Some((_, token)) => token.cancel(),
                 None => return Err(PendingRefusal::Full(counts.open.len())),
@@ -179,6 +180,27 @@ mod tests {
             pending.try_begin(AddressGroup::V4([192, 0])).err(),
             Some(PendingRefusal::Full(3)),
             "no group holds more than the newcomer's would"
+        );
+    }
+
+    #[test]
+    fn strangers_from_as_many_groups_as_slots_do_not_keep_out_a_group_of_its_own() {
+        let pending = PendingConnections::new(64, 8);
+        let strangers: Vec<PendingSlot> = (0..64u8)
+            .map(|group| {
+                pending
+                    .try_begin(AddressGroup::V4([10, group]))
+                    .expect("a slot")
+            })
+            .collect();
+        let _newcomer = pending
+            .try_begin(STRANGER)
+            .expect("the oldest stranger's slot");
+        assert!(strangers[0].evicted().is_cancelled(), "the oldest went");
+        assert!(
+            strangers[1..]
+                .iter()
+                .all(|slot| !slot.evicted().is_cancelled())
         );
     }
 

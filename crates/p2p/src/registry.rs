@@ -47,11 +47,6 @@ pub(crate) const EVICTED: &str = "evicted: inbound slots were full and a new pee
 pub(crate) struct PeerId(u64);
 
 impl PeerId {
-    /// The number behind the id.
-    pub(crate) fn number(self) -> u64 {
-        self.0
-    }
-
     /// A peer id for unit tests.
     #[cfg(test)]
     pub(crate) fn for_test(number: u64) -> PeerId {

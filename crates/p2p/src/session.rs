@@ -169,6 +169,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     }
 
     /// The peer's address as logs show it.
+    /// Who this peer is as a source of addresses: its address group, or, for a local
+    /// peer, its port (`address_book::Source`).
+    fn address_source(&self) -> crate::address_book::Source {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        match self.ban_key {
+            BanKey::Address(ip) => {
+                std::hash::Hash::hash(&crate::address_group::AddressGroup::of(ip), &mut hasher)
+            }
+            local @ BanKey::LocalPort(_) => std::hash::Hash::hash(&local, &mut hasher),
+        }
+        std::hash::Hasher::finish(&hasher)
+    }
+
     pub(crate) fn label(&self) -> &str {
         &self.label
     }
@@ -230,7 +243,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         // eviction (eviction.rs).
         let mut ping = tokio::time::interval(self.p2p.config.ping_interval);
         let mut awaiting_pong: Option<(u64, Instant)> = None;
-        let mut ping_counter = 0u64;
         // Made once, not once a message: each ends the session the first time it fires.
         let cancelled = self.p2p.token.clone().cancelled_owned();
         let writer_stopped = writer_stopped(self.outbox.as_ref().map(Outbox::failure));
@@ -273,8 +285,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                             return SessionEnd::Closed(CloseReason::PingTimeout);
                         }
                     } else {
-                        ping_counter += 1;
-                        let nonce = self.p2p.node_nonce ^ ping_counter;
+                        // Drawn, not counted from the nonce our hello sent: a peer that
+                        // could predict it would answer before it was asked and show a
+                        // round trip of 0 ms, winning a place eviction protects.
+                        let nonce = self.p2p.random();
                         awaiting_pong = Some((nonce, Instant::now()));
                         if let Err(end) = self.send(&Message::Ping(nonce)).await {
                             return end;
@@ -498,10 +512,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             Message::GetAddresses if self.addresses_given => Ok(()),
             Message::GetAddresses => {
                 self.addresses_given = true;
-                let addresses = self
-                    .p2p
-                    .addresses()
-                    .shareable(crate::message::MAX_ADDRESSES, self.ban_key.is_public());
+                let addresses = self.p2p.addresses().shareable(
+                    crate::message::MAX_ADDRESSES,
+                    self.ban_key.is_public(),
+                    self.p2p.random(),
+                );
                 Ok(self.send(&Message::Addresses(addresses)).await?)
             }
             Message::SendCompact { high_bandwidth } => {
@@ -527,7 +542,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         .is_ok_and(|url| crate::address_group::may_share(public, &url.host))
                 });
                 if !addresses.is_empty() {
-                    self.p2p.learn_addresses(&addresses, self.id);
+                    self.p2p.learn_addresses(&addresses, self.address_source());
                 }
                 Ok(())
             }

@@ -307,3 +307,50 @@ async fn a_full_node_evicts_an_idle_stranger_for_a_newcomer() {
     answer.abort();
     node.stop().await;
 }
+
+/// A peer's ping round trip protects it from eviction, so a pong must answer a ping it
+/// could not foresee. The nonce was the node's own (sent in its hello) xor a count: a
+/// peer could answer each ping before it was sent and show a round trip of 0 ms from
+/// anywhere. Now every ping's nonce is drawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pong_sent_before_its_ping_earns_no_round_trip() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut settings = config(vec![], 0);
+    settings.ping_interval = Duration::from_millis(100);
+    let node = TestNode::start_in(temp.path().to_path_buf(), settings).await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(node.url())
+        .await
+        .expect("connects");
+    socket
+        .send(Frame::binary(hello(Network::Regtest, 6100).to_bytes()))
+        .await
+        .expect("sends its hello");
+    let node_nonce = loop {
+        match tokio::time::timeout(LIMIT, socket.next()).await {
+            Ok(Some(Ok(Frame::Binary(bytes)))) => {
+                if let Ok(powchain_p2p::Message::Hello(hello)) =
+                    powchain_p2p::Message::from_bytes(&bytes)
+                {
+                    break hello.node_nonce;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the node's hello: {other:?}"),
+        }
+    };
+    // Pongs for the first pings as the old nonces ran, sent ahead of them and often,
+    // without reading (or answering) a single ping.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1_000) {
+        for count in 1..=12u64 {
+            let pong = powchain_p2p::Message::Pong(node_nonce ^ count);
+            if socket.send(Frame::binary(pong.to_bytes())).await.is_err() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let peers = node.p2p.peers();
+    assert_eq!(peers.len(), 1, "still connected");
+    assert_eq!(peers[0].ping_ms, None, "no ping was answered");
+}

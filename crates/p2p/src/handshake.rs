@@ -209,8 +209,10 @@ where
     let announcements = Arc::new(Announcements::new(
         p2p.config.transaction_announcement_interval,
     ));
+    let closing = Arc::new(crate::registry::Closing::default());
     let entry = PeerEntry {
         commands: tokio::sync::mpsc::channel(1).0,
+        closing: Arc::clone(&closing),
         announcements: Arc::clone(&announcements),
         info: PeerInfo {
             url: label.clone(),
@@ -279,7 +281,15 @@ where
     if p2p.note_new_download_peer(id, &ban_key) {
         debug!(peer = %label, "closed for stalling a download lately: asked for blocks last");
     }
-    let mut session = Session::new(Arc::clone(&p2p), id, label, ban_key, sink, announcements);
+    let mut session = Session::new(
+        Arc::clone(&p2p),
+        id,
+        label,
+        ban_key,
+        sink,
+        announcements,
+        closing,
+    );
     let end = session.run(&mut stream, &mut commands, &theirs).await;
     p2p.registry.unregister(id);
     if let Some(url) = &listen_url {

@@ -80,10 +80,34 @@ pub(crate) enum PeerCommand {
     AnnounceHeader(Header),
 }
 
+/// A session's "you are closed" that reaches it wherever it waits, with why.
+#[derive(Default)]
+pub(crate) struct Closing {
+    reason: std::sync::OnceLock<&'static str>,
+    signal: tokio_util::sync::CancellationToken,
+}
+
+impl Closing {
+    /// Marks the session closed for `reason` (the first reason stays).
+    pub(crate) fn close(&self, reason: &'static str) {
+        let _ = self.reason.set(reason);
+        self.signal.cancel();
+    }
+
+    /// Resolves once the session was closed, with why.
+    pub(crate) async fn closed(&self) -> &'static str {
+        self.signal.cancelled().await;
+        self.reason.get().copied().unwrap_or("closed by this node")
+    }
+}
+
 /// A connected peer.
 pub(crate) struct PeerEntry {
     /// Reaches its session task.
     pub(crate) commands: mpsc::Sender<PeerCommand>,
+    /// Tells its session it was closed even while the session waits to send (answering a
+    /// large `getdata` to a peer that reads slowly), which no command reaches.
+    pub(crate) closing: Arc<Closing>,
     /// What to announce to it.
     pub(crate) announcements: Arc<Announcements>,
     /// What `GET /peers` shows.
@@ -112,6 +136,15 @@ pub(crate) struct PeerEntry {
     pub(crate) relays_compact: bool,
     /// It asked us to push new blocks as compact blocks (`sendcmpct`, high-bandwidth).
     pub(crate) push_compact: bool,
+}
+
+impl PeerEntry {
+    /// Closes its session for `reason`: a command for its loop, and the closing signal for
+    /// wherever else it waits.
+    fn close(&self, reason: &'static str) {
+        let _ = self.commands.try_send(PeerCommand::Close(reason));
+        self.closing.close(reason);
+    }
 }
 
 /// Why a finished handshake does not become a registered peer.
@@ -178,9 +211,7 @@ impl PeerRegistry {
                 return Err(Refusal::Duplicate);
             }
             if let Some(replaced) = peers.remove(&existing_id) {
-                let _ = replaced
-                    .commands
-                    .try_send(PeerCommand::Close("replaced by a preferred connection"));
+                replaced.close("replaced by a preferred connection");
             }
         }
         if !entry.info.outbound {
@@ -200,7 +231,7 @@ impl PeerRegistry {
                     .collect();
                 let victim = select_victim(candidates).ok_or(Refusal::Full)?;
                 if let Some(evicted) = peers.remove(&victim) {
-                    let _ = evicted.commands.try_send(PeerCommand::Close(EVICTED));
+                    evicted.close(EVICTED);
                 }
             }
         }
@@ -282,7 +313,7 @@ impl PeerRegistry {
             .collect();
         for id in &matching {
             if let Some(closed) = peers.remove(id) {
-                let _ = closed.commands.try_send(PeerCommand::Close(reason));
+                closed.close(reason);
             }
         }
         matching.len()
@@ -415,6 +446,7 @@ mod tests {
         let ip = IpAddr::from(ip);
         PeerEntry {
             commands: mpsc::channel(1).0,
+            closing: Arc::default(),
             announcements: Arc::new(Announcements::new(Duration::from_millis(20))),
             info: PeerInfo {
                 url: format!("ws://{ip}:3000"),

@@ -102,6 +102,8 @@ pub(crate) struct Session<S> {
     pub(crate) known: KnownInventory,
     /// What to announce to this peer, filled by the relay.
     announcements: Arc<Announcements>,
+    /// Set when this node closes the session (see `registry::Closing`).
+    closing: Arc<crate::registry::Closing>,
     /// How many more addresses this peer may share now.
     address_budget: RateLimit,
     /// True once the peer's `getaddr` was answered: later ones are ignored, as Bitcoin
@@ -139,6 +141,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         ban_key: BanKey,
         sink: SplitSink<WebSocketStream<S>, Frame>,
         announcements: Arc<Announcements>,
+        closing: Arc<crate::registry::Closing>,
     ) -> Session<S> {
         // A write that waits this long for the peer to read ends the session: the ping
         // timeout, since no pong can come through a connection that stuck.
@@ -155,6 +158,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             _stream: std::marker::PhantomData,
             known: KnownInventory::new(KNOWN_GENERATION),
             announcements,
+            closing,
             address_budget: RateLimit::addresses(),
             addresses_given: false,
             presync: None,
@@ -168,7 +172,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         }
     }
 
-    /// The peer's address as logs show it.
     /// Who this peer is as a source of addresses: its address group, or, for a local
     /// peer, its port (`address_book::Source`).
     fn address_source(&self) -> crate::address_book::Source {
@@ -182,6 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         std::hash::Hasher::finish(&hasher)
     }
 
+    /// The peer's address as logs show it.
     pub(crate) fn label(&self) -> &str {
         &self.label
     }
@@ -222,7 +226,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         };
         let bytes = message.to_bytes();
         let length = bytes.len();
-        outbox.send(bytes).await.map_err(SessionEnd::Closed)?;
+        // Closed by this node while waiting for room (evicted, replaced, removed): end now,
+        // not when a slow reader has taken the rest of a large answer.
+        tokio::select! {
+            sent = outbox.send(bytes) => sent.map_err(SessionEnd::Closed)?,
+            reason = self.closing.closed() => {
+                return Err(SessionEnd::Closed(CloseReason::Told(reason)));
+            }
+        }
         self.p2p.traffic.sent(message.type_byte(), length);
         Ok(())
     }

@@ -71,3 +71,52 @@ async fn a_peer_that_stops_reading_is_dropped_within_the_write_deadline() {
     honest.stop().await;
     node.stop().await;
 }
+
+/// A session this node closes (evicted for a newcomer, replaced, or removed by the
+/// operator) while it waits to send a large answer to a peer that reads slowly or not at
+/// all used to go on until the peer had taken the whole answer or the write deadline
+/// passed: out of the registry, it kept its socket and its queue, uncounted. It now ends
+/// at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_closed_by_the_node_ends_even_while_it_waits_to_send() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut node_config = config(vec![], 0);
+    // Neither the write deadline nor a ping ends the session within the test.
+    node_config.ping_timeout = Duration::from_secs(600);
+    node_config.ping_interval = Duration::from_secs(600);
+    let mut node = TestNode::start_in(temp.path().to_path_buf(), node_config).await;
+    node.keep(temp);
+    node.mine_blocks(300).await;
+
+    let mut socket = raw_peer(&node.url(), 48_002).await.expect("connects");
+    let request = Frame::binary(
+        Message::GetHeaders {
+            locator: vec![Network::Regtest.params().genesis_hash()],
+            stop: BlockHash::ZERO,
+        }
+        .to_bytes(),
+    );
+    // About 26 KB an answer, never read: 600 of them fill the sockets' buffers and the
+    // session's 2 MiB queue many times over, so the session waits to send.
+    for _ in 0..600 {
+        if socket.send(request.clone()).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let url = powchain_p2p::PeerUrl::parse("ws://127.0.0.1:48002").expect("a url");
+    node.p2p.remove_peer(&url).expect("the operator removes it");
+    wait_until(
+        "the removed session ends though its answers are unread",
+        Duration::from_secs(10),
+        || async {
+            node.p2p
+                .disconnected()
+                .iter()
+                .any(|ended| ended.url.contains("48002"))
+        },
+    )
+    .await;
+    drop(socket);
+    node.stop().await;
+}

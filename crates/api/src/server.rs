@@ -77,9 +77,10 @@ pub(crate) struct ConnectionLimits {
 /// socket, or between a client's requests. When the only idle connections have been idle
 /// for less than the grace, accepting waits until the oldest has not. Connections in a
 /// request (one being answered, an event stream) are never evicted; when all places hold
-/// such connections, accepting pauses until one closes (each is bounded by the request
-/// timeout, event streams by their own cap), and new connections wait in the kernel's
-/// listen queue, costing the node no file.
+/// such connections, accepting pauses until one closes or goes idle (each is bounded by
+/// the request timeout, event streams by their own cap), and new connections wait in the
+/// kernel's listen queue, costing the node no file. One connection at a time is told to
+/// close for a newcomer.
 struct ConnectionTable {
     open: Mutex<BTreeMap<u64, OpenConnection>>,
     next_id: AtomicU64,
@@ -216,13 +217,21 @@ impl ConnectionTable {
 
     /// Whether one more connection can have a place at `now`: `Free` if one is free, or
     /// (with `evict`) once the oldest connection not in a request that has been idle for
-    /// its `grace` is told to close; its place is free when its task has closed it (and `closed` is
+    /// its `grace` is told to close; its place is free when its task has closed it (and `changed` is
     /// notified), so the open files never exceed the cap. Without `evict`, `Free` also when
     /// such a connection exists (the accept loop asks before it accepts).
     fn place(&self, max: usize, grace: Duration, now: Instant, evict: bool) -> Place {
         let open = self.open();
         if open.len() < max {
             return Place::Free;
+        }
+        // One told to close is still closing (finishing an answer): its place is the
+        // newcomer's once it has, and no second connection goes for the same newcomer.
+        if open
+            .values()
+            .any(|connection| connection.evict.is_cancelled())
+        {
+            return Place::Wait(None);
         }
         // Connections that never sent a request head first, oldest first (ids grow in
         // accept order), then kept-alive ones, longest idle first: the first past its grace

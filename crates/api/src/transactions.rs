@@ -422,13 +422,25 @@ async fn read_batch_body(
     }
     let mut chunks = request.into_body().into_data_stream();
     let mut body = Vec::new();
-    let mut held: Option<OwnedSemaphorePermit> = None;
+    // A body whose declared length is free now takes it all at once, so it never waits
+    // holding part of the budget (nor is answered `[busy]`) while others read theirs.
+    let mut held: Option<OwnedSemaphorePermit> = declared
+        .and_then(|length| u32::try_from(length).ok())
+        .and_then(|length| Arc::clone(budget).try_acquire_many_owned(length).ok());
+    let mut reserved = held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|error| {
             ApiError::bad_request(format!("could not read the request body: {error}"))
         })?;
         if body.len() + chunk.len() > MAX_BATCH_BODY_BYTES {
             return Err(too_large());
+        }
+        let covered = reserved.min(chunk.len());
+        reserved -= covered;
+        body.extend_from_slice(&chunk[..covered]);
+        let chunk = chunk.slice(covered..);
+        if chunk.is_empty() {
+            continue;
         }
         let permits = u32::try_from(chunk.len()).map_err(|_| too_large())?;
         let acquire = Arc::clone(budget).acquire_many_owned(permits);
@@ -1006,9 +1018,9 @@ mod tests {
         server.join().await.expect("the server stops cleanly");
     }
 
-    /// A `POST /txs` request declaring `length` bytes, whose body arrives as the returned
-    /// sender sends it.
-    fn streamed_batch(length: usize) -> (Request, tokio::sync::mpsc::UnboundedSender<Vec<u8>>) {
+    /// A `POST /txs` request whose body arrives as the returned sender sends it, declaring
+    /// no length (chunked): it takes the budget a chunk at a time.
+    fn streamed_batch() -> (Request, tokio::sync::mpsc::UnboundedSender<Vec<u8>>) {
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
         let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
             let chunk = receiver.recv().await?;
@@ -1020,7 +1032,6 @@ mod tests {
         let request = Request::builder()
             .method("POST")
             .uri("/txs")
-            .header(CONTENT_LENGTH, length)
             .body(axum::body::Body::from_stream(chunks))
             .expect("a request");
         (request, sender)
@@ -1029,8 +1040,8 @@ mod tests {
     #[tokio::test]
     async fn bodies_that_each_hold_part_of_the_budget_do_not_wait_for_each_other() {
         let budget = Arc::new(Semaphore::new(10));
-        let (first, to_first) = streamed_batch(10);
-        let (second, to_second) = streamed_batch(10);
+        let (first, to_first) = streamed_batch();
+        let (second, to_second) = streamed_batch();
         to_first.send(vec![b' '; 6]).expect("sent");
         to_second.send(vec![b' '; 4]).expect("sent");
         let reads = {

@@ -179,6 +179,15 @@ impl Parked {
         }
     }
 
+    /// Forgets the refused payments once nothing is parked: called when a round of
+    /// retries (or the start, or expiry) is over, not as payments are taken out for a
+    /// retry that may still ask.
+    pub(crate) fn settle(&mut self) {
+        if self.payments.is_empty() {
+            self.refused.clear();
+        }
+    }
+
     /// True if `txid` was a stored payment refused for good.
     pub(crate) fn was_refused(&self, txid: &Txid) -> bool {
         self.refused.contains(txid)
@@ -205,9 +214,6 @@ impl Parked {
     /// Removes `txid` and what it spends (its place in the waiting lists is the caller's).
     fn take(&mut self, txid: &Txid) -> Option<(Transaction, u64)> {
         let payment = self.payments.remove(txid)?;
-        if self.payments.is_empty() {
-            self.refused.clear();
-        }
         for input in payment.transaction.spends() {
             if let Some(count) = self.spends.get_mut(&input.prevout) {
                 *count -= 1;
@@ -362,8 +368,13 @@ mod tests {
         assert!(parked.was_refused(&first_parent.compute_txid()));
         parked.take_waiting_on(&second_parent.compute_txid());
         assert!(
-            parked.is_empty() && !parked.was_refused(&refused),
-            "forgotten with the last"
+            parked.is_empty() && parked.was_refused(&refused),
+            "kept for the retry"
+        );
+        parked.settle();
+        assert!(
+            !parked.was_refused(&refused),
+            "forgotten once the round is over"
         );
     }
 }

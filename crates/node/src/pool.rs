@@ -168,6 +168,7 @@ impl Node {
             }
         }
         core.parked.refuse(refused);
+        core.parked.settle();
         // What waited past the expiry while the node was down leaves now, not at the next
         // expiry round: until then it would be relayed and mined.
         core.mempool.expire(now);
@@ -306,6 +307,7 @@ impl Node {
                 }
             }
         }
+        core.parked.settle();
         returned
     }
 
@@ -620,6 +622,7 @@ impl Node {
         let mut expired = core.mempool.expire(now);
         let expiry_ms = core.mempool.options().expiry_ms;
         expired.extend(core.parked.take_expired(now, expiry_ms));
+        core.parked.settle();
         // Under the lock: the same transaction submitted again next queues its row after
         // this removal.
         self.pool_store.remove(&expired);

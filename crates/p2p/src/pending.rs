@@ -11,12 +11,14 @@
 //!   accept ──try_begin(group)──▶ PendingSlot (held through the handshake) ──drop──▶ freed
 //!              ├─ the group holds its share ──▶ closed at once
 //!              └─ all slots taken ──▶ the oldest pending connection of the most crowded
-//!                 group is told to close and the newcomer takes its slot; if the
-//!                 newcomer's group would then be the most crowded, it is closed instead
+//!                 groups (this machine's own excepted) is told to close and the newcomer
+//!                 takes its slot, if they hold at least two more than the newcomer's
+//!                 group, or one each against its none; else it is closed instead
 //! ```
 //!
-//! So strangers who keep every slot busy from many groups still cannot keep out a peer
-//! from a group of its own.
+//! So strangers who keep every slot busy from many groups, even one from each, still
+//! cannot keep out a peer from a group of its own, and two groups of near equal size do
+//! not evict each other back and forth.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -95,15 +97,23 @@ impl PendingConnections {
             return Err(PendingRefusal::GroupFull(in_group));
         }
         if counts.open.len() >= self.max_total {
-            let most = counts.by_group.values().copied().max().unwrap_or(0);
+            // This machine's own nodes are not strangers to make room from.
+            let most = counts
+                .by_group
+                .iter()
+                .filter(|(group, _)| group.is_capped())
+                .map(|(_, count)| *count)
+                .max()
+                .unwrap_or(0);
             // Oldest first: the open connections are kept by sequence.
-            let victim = (most > in_group)
+            let victim = (most > in_group + 1 || (most == 1 && in_group == 0))
                 .then(|| {
                     counts
                         .open
                         .iter()
                         .find(|(_, (victim_group, _))| {
-                            counts.by_group.get(victim_group) == Some(&most)
+                            victim_group.is_capped()
+                                && counts.by_group.get(victim_group) == Some(&most)
                         })
                         .map(|(sequence, _)| *sequence)
                 })
@@ -201,6 +211,28 @@ mod tests {
             strangers[1..]
                 .iter()
                 .all(|slot| !slot.evicted().is_cancelled())
+        );
+    }
+
+    #[test]
+    fn two_groups_of_near_equal_size_do_not_evict_each_other_and_local_nodes_are_kept() {
+        let pending = PendingConnections::new(3, 8);
+        let _first = pending.try_begin(STRANGER).expect("a slot");
+        let _second = pending.try_begin(STRANGER).expect("a slot");
+        let _other = pending
+            .try_begin(AddressGroup::V4([198, 51]))
+            .expect("a slot");
+        // Its group holds one, the crowd two: taking a slot would only swap them.
+        assert_eq!(
+            pending.try_begin(AddressGroup::V4([198, 51])).err(),
+            Some(PendingRefusal::Full(3))
+        );
+        let local = PendingConnections::new(1, 8);
+        let _own = local.try_begin(AddressGroup::Local).expect("a slot");
+        assert_eq!(
+            local.try_begin(STRANGER).err(),
+            Some(PendingRefusal::Full(1)),
+            "this machine's own node is not evicted for a stranger"
         );
     }
 

@@ -422,25 +422,15 @@ async fn read_batch_body(
     }
     let mut chunks = request.into_body().into_data_stream();
     let mut body = Vec::new();
-    // A body whose declared length is free now takes it all at once, so it never waits
-    // holding part of the budget (nor is answered `[busy]`) while others read theirs.
-    let mut held: Option<OwnedSemaphorePermit> = declared
-        .and_then(|length| u32::try_from(length).ok())
-        .and_then(|length| Arc::clone(budget).try_acquire_many_owned(length).ok());
-    let mut reserved = held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+    // Each byte takes its place as it arrives, never before: a declared length reserved
+    // up front would let eight heads without bodies hold the whole budget.
+    let mut held: Option<OwnedSemaphorePermit> = None;
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|error| {
             ApiError::bad_request(format!("could not read the request body: {error}"))
         })?;
         if body.len() + chunk.len() > MAX_BATCH_BODY_BYTES {
             return Err(too_large());
-        }
-        let covered = reserved.min(chunk.len());
-        reserved -= covered;
-        body.extend_from_slice(&chunk[..covered]);
-        let chunk = chunk.slice(covered..);
-        if chunk.is_empty() {
-            continue;
         }
         let permits = u32::try_from(chunk.len()).map_err(|_| too_large())?;
         let acquire = Arc::clone(budget).acquire_many_owned(permits);

@@ -172,11 +172,10 @@ impl Parked {
         self.waiting_on.keys().copied()
     }
 
-    /// Remembers `txids` as refused for good while anything is parked.
+    /// Remembers `txids` as refused for good, until [`Parked::settle`] finds nothing
+    /// parked.
     pub(crate) fn refuse(&mut self, txids: impl IntoIterator<Item = Txid>) {
-        if !self.payments.is_empty() {
-            self.refused.extend(txids);
-        }
+        self.refused.extend(txids);
     }
 
     /// Forgets the refused payments once nothing is parked: called when a round of
@@ -352,6 +351,7 @@ mod tests {
         let mut parked = Parked::default();
         let refused = Txid([5; 32]);
         parked.refuse([refused]);
+        parked.settle();
         assert!(
             !parked.was_refused(&refused),
             "nothing parked: nothing to remember"

@@ -1069,6 +1069,13 @@ mod tests {
         let _ = store.wait(store.queue(Vec::new()));
     }
 
+    /// Commits what is queued for the pool store with the commit made to fail.
+    fn commit_the_queue_failing(test: &TestNode) {
+        test.node.pool_store.fail_commits.store(true, SeqCst);
+        commit_the_queue(test);
+        test.node.pool_store.fail_commits.store(false, SeqCst);
+    }
+
     #[test]
     fn a_payment_spending_a_peer_s_transaction_that_could_not_be_stored_is_refused() {
         let (test, parent, child) = unpooled_parent_and_its_child();
@@ -1110,9 +1117,7 @@ mod tests {
                 .accept_and_queue(&mut core, parent.clone(), now)
                 .expect("admitted")
         };
-        test.node.pool_store.fail_commits.store(true, SeqCst);
-        commit_the_queue(&test);
-        test.node.pool_store.fail_commits.store(false, SeqCst);
+        commit_the_queue_failing(&test);
         let error = test
             .node
             .submit_transaction(child.clone())
@@ -1181,9 +1186,7 @@ mod tests {
                 *child_admitted.lock().expect("not poisoned") = Some(admit(&node, &child));
             }));
         }
-        test.node.pool_store.fail_commits.store(true, SeqCst);
-        commit_the_queue(&test);
-        test.node.pool_store.fail_commits.store(false, SeqCst);
+        commit_the_queue_failing(&test);
         let (child_accepted, child_queued) = child_admitted
             .lock()
             .expect("not poisoned")

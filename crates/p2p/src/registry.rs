@@ -206,34 +206,43 @@ impl PeerRegistry {
                 existing.node_nonce == entry.node_nonce && existing.ip == entry.ip
             })
             .map(|(id, existing)| (*id, existing.info.outbound == we_dial_preferred));
+        let mut replacing = None;
         if let Some((existing_id, existing_is_preferred)) = existing {
             if existing_is_preferred || !new_is_preferred {
                 return Err(Refusal::Duplicate);
             }
-            if let Some(replaced) = peers.remove(&existing_id) {
-                replaced.close("replaced by a preferred connection");
-            }
+            replacing = Some(existing_id);
         }
+        // The connection this one replaces is counted out, and closed only once this one
+        // is sure to be registered: a refusal below must not lose both.
+        let others = |id: &PeerId| Some(*id) != replacing;
+        let mut evicting = None;
         if !entry.info.outbound {
             let in_group = peers
-                .values()
-                .filter(|peer| !peer.info.outbound && peer.group == entry.group)
+                .iter()
+                .filter(|(id, peer)| others(id) && !peer.info.outbound && peer.group == entry.group)
                 .count();
             if entry.group.is_capped() && in_group >= limits.max_per_group {
                 return Err(Refusal::GroupFull);
             }
-            let inbound = peers.values().filter(|peer| !peer.info.outbound).count();
+            let inbound = peers
+                .iter()
+                .filter(|(id, peer)| others(id) && !peer.info.outbound)
+                .count();
             if inbound >= limits.max_inbound {
                 let candidates = peers
                     .iter()
-                    .filter(|(_, peer)| !peer.info.outbound)
+                    .filter(|(id, peer)| others(id) && !peer.info.outbound)
                     .map(|(id, peer)| self.candidate(*id, peer))
                     .collect();
-                let victim = select_victim(candidates).ok_or(Refusal::Full)?;
-                if let Some(evicted) = peers.remove(&victim) {
-                    evicted.close(EVICTED);
-                }
+                evicting = Some(select_victim(candidates).ok_or(Refusal::Full)?);
             }
+        }
+        if let Some(replaced) = replacing.and_then(|id| peers.remove(&id)) {
+            replaced.close("replaced by a preferred connection");
+        }
+        if let Some(evicted) = evicting.and_then(|id| peers.remove(&id)) {
+            evicted.close(EVICTED);
         }
         let id = PeerId(self.next_id.fetch_add(1, Ordering::Relaxed));
         peers.insert(
@@ -514,4 +523,28 @@ mod tests {
             Ok(PeerCommand::Close("replaced by a preferred connection"))
         ));
     }
+
+    #[test]
+    fn a_preferred_connection_refused_by_the_inbound_limits_replaces_nothing() {
+        let registry = PeerRegistry::default();
+        let ours = 9;
+        let (_dialled, mut dialled_commands) = registry
+            .register(entry(5, [10, 0, 0, 1], true), ours, LIMITS)
+            .expect("registered");
+        // Node 5's own (preferred) dial to us, refused because its group is full.
+        let no_room = InboundLimits {
+            max_inbound: 32,
+            max_per_group: 0,
+        };
+        assert!(matches!(
+            registry.register(entry(5, [10, 0, 0, 1], false), ours, no_room),
+            Err(Refusal::GroupFull)
+        ));
+        assert!(
+            dialled_commands.try_recv().is_err(),
+            "the connection it would have replaced is kept"
+        );
+        assert_eq!(registry.peers().len(), 1);
+    }
 }
+

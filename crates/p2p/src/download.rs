@@ -433,9 +433,7 @@ impl P2p {
             (room, downloads.in_flight.len(), downloads.take_to_close())
         };
         for peer in stalled {
-            if let Some(commands) = self.registry.commands(peer) {
-                let _ = commands.try_send(PeerCommand::Close(STALLED));
-            }
+            self.registry.close(peer, STALLED);
         }
         if room == 0 {
             return;

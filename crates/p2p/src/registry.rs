@@ -380,6 +380,14 @@ impl PeerRegistry {
     }
 
     /// The command channel of a connected peer.
+    /// Closes peer `id`'s session for `reason`, wherever it waits; it stays registered
+    /// until its session ends.
+    pub(crate) fn close(&self, id: PeerId, reason: &'static str) {
+        if let Some(entry) = self.peers().get(&id) {
+            entry.close(reason);
+        }
+    }
+
     pub(crate) fn commands(&self, id: PeerId) -> Option<mpsc::Sender<PeerCommand>> {
         self.peers().get(&id).map(|entry| entry.commands.clone())
     }

@@ -112,6 +112,8 @@ struct Activity {
     busy: AtomicBool,
     /// It has sent a request head.
     requested: AtomicBool,
+    /// The request in progress has its answer (its handler has returned).
+    answered: AtomicBool,
     /// When it last became idle (opened, or an answer sent), in nanoseconds from `epoch`.
     idle_since_nanos: AtomicU64,
     epoch: Instant,
@@ -124,6 +126,7 @@ impl Activity {
         let activity = Activity {
             busy: AtomicBool::new(false),
             requested: AtomicBool::new(false),
+            answered: AtomicBool::new(false),
             idle_since_nanos: AtomicU64::new(0),
             epoch,
             changed,
@@ -135,6 +138,7 @@ impl Activity {
     fn mark_idle(&self) {
         let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.idle_since_nanos.store(nanos, Ordering::Relaxed);
+        self.answered.store(false, Ordering::Release);
         self.busy.store(false, Ordering::Release);
     }
 
@@ -433,6 +437,7 @@ async fn serve_connection(
         let activity = Arc::clone(&activity);
         async move {
             answered.await.map(|response| {
+                activity.answered.store(true, Ordering::Release);
                 response.map(|inner| MarksIdle {
                     inner,
                     activity: Some(activity),
@@ -462,7 +467,8 @@ async fn serve_connection(
             }
             // A connection that never sent a request head is dropped; one that has is
             // shut down gracefully, so an answer hyper is still writing (or a request that
-            // began as it was chosen) is finished first, within the write-stall timeout.
+            // began as it was chosen) is finished first: its handler runs to its end, and
+            // its answer then has EVICTED_DRAIN to go out.
             () = entry.evict.cancelled(), if !draining => {
                 if !entry.activity.requested.load(Ordering::Acquire) {
                     return;
@@ -473,12 +479,22 @@ async fn serve_connection(
             }
             // An evicted connection's last answer gets a few seconds (an event stream
             // that began as it was chosen would never end): the newcomer waits no longer.
+            // A handler still working (a payment, a block's proof of work) is not cut: its
+            // answer gets the few seconds once it exists.
             () = async {
                 match evicted_at {
                     Some(at) => tokio::time::sleep_until(at + EVICTED_DRAIN).await,
                     None => std::future::pending().await,
                 }
-            } => return,
+            } => {
+                if entry.activity.busy.load(Ordering::Acquire)
+                    && !entry.activity.answered.load(Ordering::Acquire)
+                {
+                    evicted_at = Some(Instant::now());
+                } else {
+                    return;
+                }
+            }
             () = forced.cancelled() => return,
         }
     }

@@ -447,14 +447,19 @@ mod tests {
             .expect("the writer starts")
         };
         let first = group.enqueue(vec![1]);
-        in_commit.wait();
-        let second = group.enqueue(vec![2]);
-        group.enqueue_unawaited(vec![3]);
-        let fourth = group.enqueue(vec![4]);
-        release.wait();
-        assert_eq!(group.wait(first), Ok(()));
-        assert_eq!(group.wait(fourth), Ok(()));
-        assert_eq!(group.wait(second), Ok(()), "answered by the same commit");
+        std::thread::scope(|scope| {
+            // Its submitter commits it (nothing wakes the writer for an awaited write: had
+            // the writer already gone to sleep, waiting here for the commit would hang).
+            let submitter = scope.spawn(|| group.wait(first));
+            in_commit.wait();
+            let second = group.enqueue(vec![2]);
+            group.enqueue_unawaited(vec![3]);
+            let fourth = group.enqueue(vec![4]);
+            release.wait();
+            assert_eq!(submitter.join().expect("the submitter"), Ok(()));
+            assert_eq!(group.wait(fourth), Ok(()));
+            assert_eq!(group.wait(second), Ok(()), "answered by the same commit");
+        });
         assert_eq!(
             *committed.lock().expect("not poisoned"),
             vec![vec![1], vec![2, 3, 4]]

@@ -44,7 +44,8 @@ pub(crate) struct Parked {
     /// conflict: the pool refuses one of them when they return).
     spends: HashMap<OutPoint, u32>,
     /// Stored payments refused for good (at start, or forgotten since): a payment waiting
-    /// for one can never pass. Kept while anything is parked.
+    /// for one can never pass. Cleared when a round of retries (or the start, or expiry)
+    /// ends with nothing parked ([`Parked::settle`]).
     refused: HashSet<Txid>,
 }
 

@@ -168,12 +168,12 @@ impl Node {
             }
         }
         core.parked.refuse(refused);
-        core.parked.settle();
         // What waited past the expiry while the node was down leaves now, not at the next
         // expiry round: until then it would be relayed and mined.
         core.mempool.expire(now);
         let expiry_ms = core.mempool.options().expiry_ms;
         core.parked.take_expired(now, expiry_ms);
+        core.parked.settle();
         let kept: HashSet<Txid> = core
             .mempool
             .entries_by_fee_rate()

@@ -555,4 +555,3 @@ mod tests {
         assert_eq!(registry.peers().len(), 1);
     }
 }
-

@@ -213,26 +213,23 @@ impl PeerRegistry {
             }
             replacing = Some(existing_id);
         }
-        // The connection this one replaces is counted out, and closed only once this one
-        // is sure to be registered: a refusal below must not lose both.
-        let others = |id: &PeerId| Some(*id) != replacing;
+        // The connection this one replaces is closed only once this one is sure to be
+        // registered: a refusal below must not lose both. It goes the other way (that is
+        // what makes this one preferred), so the inbound checks do not count it.
         let mut evicting = None;
         if !entry.info.outbound {
             let in_group = peers
-                .iter()
-                .filter(|(id, peer)| others(id) && !peer.info.outbound && peer.group == entry.group)
+                .values()
+                .filter(|peer| !peer.info.outbound && peer.group == entry.group)
                 .count();
             if entry.group.is_capped() && in_group >= limits.max_per_group {
                 return Err(Refusal::GroupFull);
             }
-            let inbound = peers
-                .iter()
-                .filter(|(id, peer)| others(id) && !peer.info.outbound)
-                .count();
+            let inbound = peers.values().filter(|peer| !peer.info.outbound).count();
             if inbound >= limits.max_inbound {
                 let candidates = peers
                     .iter()
-                    .filter(|(id, peer)| others(id) && !peer.info.outbound)
+                    .filter(|(_, peer)| !peer.info.outbound)
                     .map(|(id, peer)| self.candidate(*id, peer))
                     .collect();
                 evicting = Some(select_victim(candidates).ok_or(Refusal::Full)?);

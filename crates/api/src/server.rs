@@ -108,12 +108,16 @@ struct OpenConnection {
 
 /// Whether a connection is in a request, and since when it has not been.
 struct Activity {
-    /// From a request's head until its answer's body has been sent (or dropped).
+    /// From a request's head until its answer has left for the socket: hyper has taken
+    /// its whole body and written everything it buffered (or the body was dropped).
     busy: AtomicBool,
     /// It has sent a request head.
     requested: AtomicBool,
     /// The request in progress has its answer (its handler has returned).
     answered: AtomicBool,
+    /// hyper has taken the whole body of the answer in progress; the connection is idle
+    /// once it has also written what it buffered of it (its next flush of the socket).
+    body_taken: AtomicBool,
     /// When it last became idle (opened, or an answer sent), in nanoseconds from `epoch`.
     idle_since_nanos: AtomicU64,
     epoch: Instant,
@@ -127,6 +131,7 @@ impl Activity {
             busy: AtomicBool::new(false),
             requested: AtomicBool::new(false),
             answered: AtomicBool::new(false),
+            body_taken: AtomicBool::new(false),
             idle_since_nanos: AtomicU64::new(0),
             epoch,
             changed,
@@ -142,11 +147,23 @@ impl Activity {
         self.busy.store(false, Ordering::Release);
     }
 
-    /// Its answer has been handed to hyper: idle again (a newcomer waiting for a place
-    /// may now take this one, after the grace).
-    fn idle(&self) {
-        self.mark_idle();
-        self.changed.notify_waiters();
+    /// hyper has taken its answer's whole body (or dropped it); it may still hold some of
+    /// it unwritten.
+    fn body_taken(&self) {
+        self.body_taken.store(true, Ordering::Release);
+    }
+
+    /// hyper flushed the socket, which it does only once everything it buffered has been
+    /// written to it: if the answer's body had been taken, the connection is idle again
+    /// (a newcomer waiting for a place may take this one, after the grace). Only now: an
+    /// answer handed to hyper but not yet written, to a client that does not read, still
+    /// holds its memory, and evicting such connections let more answers be built while
+    /// they drained (docs/SECURITY.md, item 70).
+    fn flushed(&self) {
+        if self.body_taken.swap(false, Ordering::AcqRel) {
+            self.mark_idle();
+            self.changed.notify_waiters();
+        }
     }
 
     fn idle_since(&self) -> Instant {
@@ -154,7 +171,8 @@ impl Activity {
     }
 }
 
-/// An answer's body that marks its connection idle once it has been sent (or dropped).
+/// An answer's body that tells its connection when hyper has taken all of it (or dropped
+/// it); the connection goes idle at the socket flush after that ([`Activity::flushed`]).
 struct MarksIdle {
     inner: axum::body::Body,
     activity: Option<Arc<Activity>>,
@@ -163,7 +181,7 @@ struct MarksIdle {
 impl MarksIdle {
     fn done(&mut self) {
         if let Some(activity) = self.activity.take() {
-            activity.idle();
+            activity.body_taken();
         }
     }
 }
@@ -208,12 +226,10 @@ enum Place {
 }
 
 impl OpenConnection {
-    /// Has not sent a request head, and not already told to close. (Kept-alive connections
-    /// between requests are not evicted: doing so let clients that never read their large
-    /// answers have more of them built while the evicted ones drained, and the large-page
-    /// attack test's memory grew past its limit. See docs/SECURITY.md, item 70.)
+    /// Not in a request (its last answer, if any, has been written to the socket), and not
+    /// already told to close.
     fn evictable(&self) -> bool {
-        !self.activity.requested.load(Ordering::Acquire) && !self.evict.is_cancelled()
+        !self.activity.busy.load(Ordering::Acquire) && !self.evict.is_cancelled()
     }
 }
 
@@ -434,6 +450,9 @@ async fn serve_connection(
     let inner = TowerToHyperService::new(router);
     let activity = Arc::clone(&entry.activity);
     let service = hyper::service::service_fn(move |request| {
+        // A pipelined request may begin before the last answer's flush: that flush is not
+        // this request's end.
+        activity.body_taken.store(false, Ordering::Release);
         activity.busy.store(true, Ordering::Release);
         activity.requested.store(true, Ordering::Release);
         let answered = hyper::service::Service::call(&inner, request);
@@ -448,7 +467,7 @@ async fn serve_connection(
             })
         }
     });
-    let stream = WriteStallGuard::new(stream, write_stall_timeout);
+    let stream = WriteStallGuard::new(stream, write_stall_timeout, entry.activity.clone());
     let connection = http
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
@@ -509,19 +528,24 @@ async fn serve_connection(
 /// stays connected. Any progress restarts the wait, so a slow reader is served; one that
 /// reads nothing for the whole timeout gets `TimedOut`, and hyper drops the connection.
 /// The wait is a timer polled with the write, so hyper's task wakes when it runs out.
+///
+/// It also tells the connection's [`Activity`] when the socket has been flushed, which is
+/// when an answer hyper has taken has also been written ([`Activity::flushed`]).
 struct WriteStallGuard<S> {
     inner: S,
     timeout: Duration,
     /// Runs out `timeout` after the first write that could not proceed, until one does.
     stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    activity: Arc<Activity>,
 }
 
 impl<S> WriteStallGuard<S> {
-    fn new(inner: S, timeout: Duration) -> WriteStallGuard<S> {
+    fn new(inner: S, timeout: Duration, activity: Arc<Activity>) -> WriteStallGuard<S> {
         WriteStallGuard {
             inner,
             timeout,
             stalled: None,
+            activity,
         }
     }
 
@@ -599,6 +623,9 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteStallGuard
     ) -> std::task::Poll<io::Result<()>> {
         let this = self.get_mut();
         let result = std::pin::Pin::new(&mut this.inner).poll_flush(cx);
+        if let std::task::Poll::Ready(Ok(())) = result {
+            this.activity.flushed();
+        }
         this.watch(result, cx)
     }
 
@@ -842,6 +869,136 @@ mod tests {
             second_read.is_err(),
             "only the oldest is evicted, the second stays open: {second_read:?}"
         );
+    }
+
+    /// Two places, a grace of 100 ms, and a header-read timeout no test here reaches.
+    fn two_places_with_a_short_grace() -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(1),
+            eviction_grace: Duration::from_millis(100),
+            write_stall_timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_that_keep_every_place_with_a_request_now_and_then_do_not_shut_others_out() {
+        let router = Router::new().route("/status", get(|| async { "ok" }));
+        let server = TestServer::router(router, two_places_with_a_short_grace()).await;
+        // Two kept-alive clients take both places and ask again every 400 ms, well within
+        // the header-read timeout: no connection of theirs ever times out.
+        let stop = CancellationToken::new();
+        let mut refreshers = Vec::new();
+        for _ in 0..2 {
+            let (address, stop) = (server.address, stop.clone());
+            let mut stream = TcpStream::connect(address).await.expect("connects");
+            send_get(&mut stream, "/status", true).await;
+            assert_eq!(read_answer(&mut stream).await.status, 200);
+            refreshers.push(tokio::spawn(async move {
+                while !stop.is_cancelled() {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    if stream
+                        .write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let mut buffer = [0u8; 512];
+                    if matches!(
+                        tokio::io::AsyncReadExt::read(&mut stream, &mut buffer).await,
+                        Ok(0) | Err(_)
+                    ) {
+                        return;
+                    }
+                }
+            }));
+        }
+        // A newcomer takes the place of the one idle longest.
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), http_get(server.address, "/status"))
+                .await
+                .expect("served while the others keep their connections busy now and then");
+        assert_eq!(answer.status, 200);
+        stop.cancel();
+        for refresher in refreshers {
+            let _ = refresher.await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_waiting_while_every_place_is_in_a_request_gets_one_when_they_go_idle() {
+        let release = Arc::new(Notify::new());
+        let router = {
+            let release = Arc::clone(&release);
+            Router::new()
+                .route(
+                    "/slow",
+                    get(move || {
+                        let release = Arc::clone(&release);
+                        async move {
+                            release.notified().await;
+                            "slow"
+                        }
+                    }),
+                )
+                .route("/status", get(|| async { "ok" }))
+        };
+        let server = TestServer::router(router, two_places_with_a_short_grace()).await;
+        // Both places are in a request when the newcomer comes.
+        let mut busy = Vec::new();
+        for _ in 0..2 {
+            let mut stream = TcpStream::connect(server.address).await.expect("connects");
+            send_get(&mut stream, "/slow", true).await;
+            busy.push(stream);
+        }
+        let address = server.address;
+        let newcomer = tokio::spawn(async move { http_get(address, "/status").await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!newcomer.is_finished(), "no place was free");
+        // They are answered and stay open, idle: the newcomer takes a place after the grace.
+        release.notify_waiters();
+        for stream in &mut busy {
+            assert_eq!(read_answer(stream).await.status, 200);
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(5), newcomer)
+            .await
+            .expect("served once a connection went idle")
+            .expect("the client task");
+        assert_eq!(answer.status, 200);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_answer_is_not_yet_written_is_not_evicted() {
+        // Far more than the sockets' buffers hold: most of it waits in the server's memory
+        // until the client reads.
+        const LARGE: usize = 32 * 1024 * 1024;
+        let router = Router::new()
+            .route("/large", get(|| async { vec![b'x'; LARGE] }))
+            .route("/status", get(|| async { "ok" }));
+        let server = TestServer::router(router, two_places_with_a_short_grace()).await;
+        // The first client asks for the large answer and does not read it yet. The pause
+        // makes it the longest idle if handing the answer to hyper counted as idle (as it
+        // did in the first version of this rule, which then evicted it and let a newcomer
+        // wait 5 s for its drain while the answer stayed in memory).
+        let mut reader = TcpStream::connect(server.address).await.expect("connects");
+        send_get(&mut reader, "/large", true).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The second's answer has been written: it is idle.
+        let mut idle = TcpStream::connect(server.address).await.expect("connects");
+        send_get(&mut idle, "/status", true).await;
+        assert_eq!(read_answer(&mut idle).await.status, 200);
+        // A newcomer takes the idle one's place, not the reader's.
+        let answer =
+            tokio::time::timeout(Duration::from_secs(4), http_get(server.address, "/status"))
+                .await
+                .expect("served in the idle connection's place");
+        assert_eq!(answer.status, 200);
+        wait_closed(&mut idle).await;
+        let large = read_answer(&mut reader).await;
+        assert_eq!(large.status, 200);
+        assert_eq!(large.body.len(), LARGE, "the whole answer");
     }
 
     /// A router with `/big`, an answer of `bytes` bytes, and `/status`; one connection at a

@@ -5,9 +5,12 @@
 //!
 //! ```text
 //!   GET /blocks, /transactions, /address/… ──a place free?──yes──▶ handler: read, build
-//!                                                  │no                 the answer, place freed
-//!                                                  ▼
-//!                             wait (the request timeout answers 503 after 30 s)
+//!                                                  │no                 the answer
+//!                                                  ▼                      │
+//!                             wait (the request timeout       room among the unsent
+//!                             answers 503 after 30 s)         answers? (wait) ──▶ place
+//!                                                             freed; the room comes back
+//!                                                             as the socket takes the answer
 //! ```
 //!
 //! Without it every request built its answer at once on a thread of the blocking pool:
@@ -19,9 +22,16 @@
 //! A place is held while the handler runs, its answer's serialization included, and by
 //! the work it handed to the blocking pool until that work ends: a request the timeout cut
 //! is answered 503 at once, but its work runs to its end (`timeout.rs`) and keeps the place
-//! until then, so no more than the places' worth of large reads ever run. An answer being
-//! written to a slow client holds none (the server's write-stall timeout bounds that,
-//! `server.rs`).
+//! until then, so no more than the places' worth of large reads ever run.
+//!
+//! A built answer then waits, still holding its place, for room in the budget of unsent
+//! answer bytes (`ApiOptions::max_unsent_answer_bytes`), and goes to its connection with
+//! that room ([`UnsentAnswer`]); the server gives the room back as the answer is written
+//! to the socket, and the rest when the connection closes (`server.rs`). So what answers
+//! cost the node's memory is bounded by the budget and the places' answers being built,
+//! whether their clients read or not. Without it, clients that asked for 800 KB pages and
+//! never read held one each until the write-stall timeout (30 s) closed them: with 512
+//! connections, 400 MB less what the sockets' buffers take.
 
 use std::sync::Arc;
 
@@ -32,23 +42,67 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
-/// The places for large reads of one router.
+/// The places for large reads of one router, and the room for their unsent answers.
 #[derive(Clone, Debug)]
-pub(crate) struct LargeReads(Arc<Semaphore>);
+pub(crate) struct LargeReads {
+    places: Arc<Semaphore>,
+    /// Unsent answer bytes, counted in KiB (a permit each).
+    unsent: Arc<Semaphore>,
+    /// The room's size in KiB: the most one answer waits for.
+    unsent_kib: u32,
+}
 
 impl LargeReads {
-    /// `places` answers built at once (at least one).
-    pub(crate) fn new(places: usize) -> LargeReads {
-        LargeReads(Arc::new(Semaphore::new(places.max(1))))
+    /// `places` answers built at once (at least one), and `unsent_bytes` of built answers
+    /// not yet written (at least 1 KiB).
+    pub(crate) fn new(places: usize, unsent_bytes: usize) -> LargeReads {
+        let unsent_kib = u32::try_from(unsent_bytes / 1024)
+            .unwrap_or(u32::MAX)
+            .clamp(1, MAX_UNSENT_KIB);
+        LargeReads {
+            places: Arc::new(Semaphore::new(places.max(1))),
+            unsent: Arc::new(Semaphore::new(unsent_kib as usize)),
+            unsent_kib,
+        }
     }
 
     /// Takes every place, until the result is dropped.
     #[cfg(test)]
     pub(crate) fn hold_all(&self) -> tokio::sync::OwnedSemaphorePermit {
-        let places = u32::try_from(self.0.available_permits()).expect("few places");
-        Arc::clone(&self.0)
+        let places = u32::try_from(self.places.available_permits()).expect("few places");
+        Arc::clone(&self.places)
             .try_acquire_many_owned(places)
             .expect("free places")
+    }
+
+    /// The room `response` needs in KiB: its body's length (or the least it will be, when
+    /// that is not known), rounded up, and at most the whole room.
+    fn room_for(&self, response: &Response) -> u32 {
+        let hint = axum::body::HttpBody::size_hint(response.body());
+        let bytes = hint.upper().unwrap_or(hint.lower());
+        u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .min(self.unsent_kib)
+    }
+}
+
+/// Under the most permits a tokio semaphore holds on a 32-bit target (`usize::MAX >> 3`):
+/// 512 GiB of answers.
+const MAX_UNSENT_KIB: u32 = 1 << 29;
+
+/// Room in the budget of unsent answer bytes, carried from a large read to its connection
+/// in the answer's extensions; the server takes it out and gives it back as the answer is
+/// written (`server.rs`). Cloneable, as extensions must be; the room is held once.
+#[derive(Clone, Debug)]
+pub(crate) struct UnsentAnswer(Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl UnsentAnswer {
+    /// The room, if no clone has taken it yet.
+    pub(crate) fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 }
 
@@ -61,19 +115,29 @@ tokio::task_local! {
     static PLACE: Place;
 }
 
-/// Runs the request once a place is free, holding it until the answer is built and the
-/// request's blocking work has ended.
+/// Runs the request once a place is free, holding it until the answer is built and has
+/// room among the unsent answers, and the request's blocking work has ended.
 pub(crate) async fn in_turn(
     State(places): State<LargeReads>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Ok(place) = Arc::clone(&places.0).acquire_owned().await else {
-        // The semaphore is never closed; answered as a busy node would be, not a panic.
-        return ApiError::unavailable("the node is not answering large reads [busy]")
-            .into_response();
+    // Neither semaphore is ever closed; answered as a busy node would be, not a panic.
+    let busy = || ApiError::unavailable("the node is not answering large reads [busy]");
+    let Ok(place) = Arc::clone(&places.places).acquire_owned().await else {
+        return busy().into_response();
     };
-    PLACE.scope(Arc::new(place), next.run(request)).await
+    let place = Arc::new(place);
+    let mut response = PLACE.scope(Arc::clone(&place), next.run(request)).await;
+    let room = places.room_for(&response);
+    let Ok(unsent) = Arc::clone(&places.unsent).acquire_many_owned(room).await else {
+        return busy().into_response();
+    };
+    drop(place);
+    response
+        .extensions_mut()
+        .insert(UnsentAnswer(Arc::new(std::sync::Mutex::new(Some(unsent)))));
+    response
 }
 
 /// Runs `work` on the blocking pool; inside a large read, `work` holds the read's place
@@ -100,12 +164,17 @@ mod tests {
 
     use super::*;
     use crate::server::{ConnectionLimits, EVICTION_GRACE};
-    use crate::testing::{DEADLINE, TestServer, get as http_get};
+    use tokio::net::TcpStream;
+
+    use crate::testing::{
+        DEADLINE, TestServer, get as http_get, read_answer, send_get, wait_until,
+    };
 
     /// A router whose `/slow` holds its place until `release` is notified, and whose
     /// `/fast` answers at once; both are large reads sharing `places`.
     fn router(places: usize, release: Arc<Notify>, started: Arc<Notify>) -> Router {
-        let large = axum::middleware::from_fn_with_state(LargeReads::new(places), in_turn);
+        let large =
+            axum::middleware::from_fn_with_state(LargeReads::new(places, 1024 * 1024), in_turn);
         Router::new()
             .route(
                 "/slow",
@@ -165,12 +234,91 @@ mod tests {
         server.join().await.expect("the server stops");
     }
 
+    /// Far more than the sockets' buffers take: most of it stays in the node until read.
+    const LARGE: usize = 32 * 1024 * 1024;
+
+    /// A server whose `/large` is a large read of [`LARGE`] bytes, with room for
+    /// `unsent_bytes` of unsent answers; and the router's large reads, to watch the room.
+    async fn large_answers(unsent_bytes: usize) -> (TestServer, LargeReads) {
+        let places = LargeReads::new(8, unsent_bytes);
+        let large = axum::middleware::from_fn_with_state(places.clone(), in_turn);
+        let router = Router::new().route(
+            "/large",
+            get(|| async { vec![b'x'; LARGE] }).route_layer(large),
+        );
+        (TestServer::router(router, limits()).await, places)
+    }
+
+    /// The room of unsent answers, in KiB, that is free.
+    fn free_kib(places: &LargeReads) -> usize {
+        places.unsent.available_permits()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_built_answer_waits_for_room_while_others_are_unread() {
+        let budget = 40 * 1024 * 1024;
+        let (mut server, places) = large_answers(budget).await;
+        // The first client asks and does not read: its answer holds its room, less what
+        // the sockets' buffers have taken (a few MiB on loopback).
+        let mut unread = TcpStream::connect(server.address).await.expect("connects");
+        send_get(&mut unread, "/large", true).await;
+        wait_until("the unread answer holds its room", || {
+            let held = budget / 1024 - free_kib(&places);
+            async move { held >= 16 * 1024 }
+        })
+        .await;
+        // The second's answer is built, but waits for room: nothing is sent to it.
+        let address = server.address;
+        let second = tokio::spawn(async move { http_get(address, "/large").await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !second.is_finished(),
+            "answered past the room of unsent answers"
+        );
+        // Once the first has read its answer, the second's goes out.
+        let first = read_answer(&mut unread).await;
+        assert_eq!((first.status, first.body.len()), (200, LARGE));
+        let second = tokio::time::timeout(DEADLINE, second)
+            .await
+            .expect("answered once the first was read")
+            .expect("the client task");
+        assert_eq!((second.status, second.body.len()), (200, LARGE));
+        wait_until("every answer's room is back", || {
+            let free = free_kib(&places);
+            async move { free == budget / 1024 }
+        })
+        .await;
+        server.begin_stop();
+        server.join().await.expect("the server stops");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unread_answer_gives_its_room_back_when_its_client_leaves() {
+        let budget = 40 * 1024 * 1024;
+        let (mut server, places) = large_answers(budget).await;
+        let mut unread = TcpStream::connect(server.address).await.expect("connects");
+        send_get(&mut unread, "/large", true).await;
+        wait_until("the unread answer holds its room", || {
+            let held = budget / 1024 - free_kib(&places);
+            async move { held >= 16 * 1024 }
+        })
+        .await;
+        drop(unread);
+        wait_until("its room is back", || {
+            let free = free_kib(&places);
+            async move { free == budget / 1024 }
+        })
+        .await;
+        server.begin_stop();
+        server.join().await.expect("the server stops");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn blocking_work_a_timeout_cut_keeps_its_place_until_it_ends() {
         // `/stuck` hands the blocking pool work that ends when the test says so.
         let (finish, finished) = std::sync::mpsc::channel::<()>();
         let finished = Arc::new(std::sync::Mutex::new(finished));
-        let large = axum::middleware::from_fn_with_state(LargeReads::new(1), in_turn);
+        let large = axum::middleware::from_fn_with_state(LargeReads::new(1, 1024 * 1024), in_turn);
         let router = Router::new()
             .route(
                 "/stuck",

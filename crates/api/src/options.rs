@@ -38,6 +38,12 @@ pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// a transaction, an address, the wallet's history and balance, headers, charts) built at
 /// once; the others wait their turn within the request timeout (`large_reads.rs`).
 pub const DEFAULT_MAX_LARGE_READS: usize = 8;
+/// The most bytes of large-read answers (those of [`DEFAULT_MAX_LARGE_READS`]) held in the
+/// node's memory, built but not yet written to their clients' sockets: ten pages of
+/// 1,000 blocks, or two of the largest pages. A built answer waits for room before it is
+/// handed to its connection (`large_reads.rs`). Without it, clients that ask and never
+/// read held an answer each until the write-stall timeout: up to 512 pages of 800 KB.
+pub const DEFAULT_MAX_UNSENT_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 /// How long a stopping server waits for the requests in flight before it drops them.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a `GET /txs/ws` stream may go without a message that pools a transaction,
@@ -74,6 +80,9 @@ pub struct ApiOptions {
     pub max_page_bytes: usize,
     /// See [`DEFAULT_MAX_LARGE_READS`]. At least 1.
     pub max_large_reads: usize,
+    /// See [`DEFAULT_MAX_UNSENT_ANSWER_BYTES`]. An answer larger than this waits for all
+    /// of it.
+    pub max_unsent_answer_bytes: usize,
     /// See [`DEFAULT_WRITE_STALL_TIMEOUT`].
     pub write_stall_timeout: Duration,
     /// See [`DEFAULT_SHUTDOWN_GRACE`].
@@ -96,6 +105,7 @@ impl Default for ApiOptions {
             max_event_subscribers: DEFAULT_MAX_EVENT_SUBSCRIBERS,
             max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
             max_large_reads: DEFAULT_MAX_LARGE_READS,
+            max_unsent_answer_bytes: DEFAULT_MAX_UNSENT_ANSWER_BYTES,
             write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             transaction_stream_idle: DEFAULT_TRANSACTION_STREAM_IDLE,

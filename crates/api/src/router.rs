@@ -52,7 +52,7 @@ pub fn router(node: Arc<Node>) -> Router {
 /// streams may be open and how many bytes a page holds. The connection limits are
 /// `serve_with`'s.
 pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
-    let places = LargeReads::new(options.max_large_reads);
+    let places = LargeReads::new(options.max_large_reads, options.max_unsent_answer_bytes);
     router_sharing(node, options, places)
 }
 
@@ -215,7 +215,7 @@ mod tests {
             request_timeout: Duration::from_millis(300),
             ..ApiOptions::default()
         };
-        let places = LargeReads::new(1);
+        let places = LargeReads::new(1, crate::options::DEFAULT_MAX_UNSENT_ANSWER_BYTES);
         let held = places.hold_all();
         let limits = ConnectionLimits {
             max_connections: 16,

@@ -31,10 +31,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::large_reads::UnsentAnswer;
 
 /// How long the accept loop waits after an accept error that is not about one connection
 /// (out of files, say) before it tries again, so it does not spin.
@@ -118,6 +120,10 @@ struct Activity {
     /// hyper has taken the whole body of the answer in progress; the connection is idle
     /// once it has also written what it buffered of it (its next flush of the socket).
     body_taken: AtomicBool,
+    /// Room in the budget of unsent answer bytes its answer in progress holds
+    /// (`large_reads.rs`): given back a KiB at a time as the answer is written, the rest
+    /// when it has been, or when the connection closes.
+    unsent: Mutex<Unsent>,
     /// When it last became idle (opened, or an answer sent), in nanoseconds from `epoch`.
     idle_since_nanos: AtomicU64,
     epoch: Instant,
@@ -132,6 +138,7 @@ impl Activity {
             requested: AtomicBool::new(false),
             answered: AtomicBool::new(false),
             body_taken: AtomicBool::new(false),
+            unsent: Mutex::default(),
             idle_since_nanos: AtomicU64::new(0),
             epoch,
             changed,
@@ -161,14 +168,60 @@ impl Activity {
     /// they drained (docs/SECURITY.md, item 70).
     fn flushed(&self) {
         if self.body_taken.swap(false, Ordering::AcqRel) {
+            self.unsent().room = None;
             self.mark_idle();
             self.changed.notify_waiters();
+        }
+    }
+
+    fn unsent(&self) -> MutexGuard<'_, Unsent> {
+        self.unsent.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The answer about to be sent holds `room` until it has been written.
+    fn hold(&self, room: OwnedSemaphorePermit) {
+        let mut unsent = self.unsent();
+        match &mut unsent.room {
+            // A pipelined answer while the last is still being written: both are unsent.
+            Some(held) => held.merge(room),
+            None => {
+                unsent.room = Some(room);
+                unsent.written = 0;
+            }
+        }
+    }
+
+    /// `bytes` more were written to the socket: their room goes back, a KiB at a time.
+    fn wrote(&self, bytes: usize) {
+        let mut guard = self.unsent();
+        let Unsent { room, written } = &mut *guard;
+        let Some(held) = room.as_mut() else {
+            return;
+        };
+        *written = written.saturating_add(bytes);
+        let kib = *written / 1024;
+        if kib == 0 {
+            return;
+        }
+        *written %= 1024;
+        if kib >= held.num_permits() {
+            *room = None;
+        } else {
+            drop(held.split(kib));
         }
     }
 
     fn idle_since(&self) -> Instant {
         self.epoch + Duration::from_nanos(self.idle_since_nanos.load(Ordering::Relaxed))
     }
+}
+
+/// What of the budget of unsent answer bytes a connection holds.
+#[derive(Default)]
+struct Unsent {
+    room: Option<OwnedSemaphorePermit>,
+    /// Bytes written since the last KiB given back.
+    written: usize,
 }
 
 /// An answer's body that tells its connection when hyper has taken all of it (or dropped
@@ -458,8 +511,13 @@ async fn serve_connection(
         let answered = hyper::service::Service::call(&inner, request);
         let activity = Arc::clone(&activity);
         async move {
-            answered.await.map(|response| {
+            answered.await.map(|mut response| {
                 activity.answered.store(true, Ordering::Release);
+                if let Some(unsent) = response.extensions_mut().remove::<UnsentAnswer>()
+                    && let Some(room) = unsent.take()
+                {
+                    activity.hold(room);
+                }
                 response.map(|inner| MarksIdle {
                     inner,
                     activity: Some(activity),
@@ -529,7 +587,8 @@ async fn serve_connection(
 /// reads nothing for the whole timeout gets `TimedOut`, and hyper drops the connection.
 /// The wait is a timer polled with the write, so hyper's task wakes when it runs out.
 ///
-/// It also tells the connection's [`Activity`] when the socket has been flushed, which is
+/// It also tells the connection's [`Activity`] what has been written (giving back the room
+/// of unsent answer bytes its answer holds) and when the socket has been flushed, which is
 /// when an answer hyper has taken has also been written ([`Activity::flushed`]).
 struct WriteStallGuard<S> {
     inner: S,
@@ -600,6 +659,9 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteStallGuard
     ) -> std::task::Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(written)) = result {
+            this.activity.wrote(written);
+        }
         this.watch(result, cx)
     }
 
@@ -610,6 +672,9 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteStallGuard
     ) -> std::task::Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let std::task::Poll::Ready(Ok(written)) = result {
+            this.activity.wrote(written);
+        }
         this.watch(result, cx)
     }
 
@@ -999,6 +1064,45 @@ mod tests {
         let large = read_answer(&mut reader).await;
         assert_eq!(large.status, 200);
         assert_eq!(large.body.len(), LARGE, "the whole answer");
+    }
+
+    #[test]
+    fn the_room_of_an_unsent_answer_comes_back_as_it_is_written() {
+        let budget = Arc::new(tokio::sync::Semaphore::new(10));
+        let activity = Activity::new(tokio::time::Instant::now(), Arc::default());
+        activity.hold(
+            Arc::clone(&budget)
+                .try_acquire_many_owned(10)
+                .expect("free room"),
+        );
+        assert_eq!(budget.available_permits(), 0);
+        activity.wrote(2_500);
+        assert_eq!(budget.available_permits(), 2, "two whole KiB written");
+        activity.wrote(600);
+        assert_eq!(budget.available_permits(), 3, "the part KiB carried over");
+        activity.wrote(100_000);
+        assert_eq!(budget.available_permits(), 10, "never more than it held");
+        // The next answer's room comes back whole at the flush after its body is taken.
+        activity.hold(
+            Arc::clone(&budget)
+                .try_acquire_many_owned(4)
+                .expect("free room"),
+        );
+        activity.wrote(1_000);
+        assert_eq!(
+            budget.available_permits(),
+            6,
+            "a part KiB is not given back"
+        );
+        activity.flushed();
+        assert_eq!(
+            budget.available_permits(),
+            6,
+            "its body was not all taken yet"
+        );
+        activity.body_taken();
+        activity.flushed();
+        assert_eq!(budget.available_permits(), 10);
     }
 
     /// A router with `/big`, an answer of `bytes` bytes, and `/status`; one connection at a

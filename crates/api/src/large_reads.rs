@@ -26,21 +26,39 @@
 //!
 //! A built answer then waits, still holding its place, for room in the budget of unsent
 //! answer bytes (`ApiOptions::max_unsent_answer_bytes`), and goes to its connection with
-//! that room ([`UnsentAnswer`]); the server gives the room back as the answer is written
-//! to the socket, and the rest when the connection closes (`server.rs`). So what answers
-//! cost the node's memory is bounded by the budget and the places' answers being built,
-//! whether their clients read or not. Without it, clients that asked for 800 KB pages and
-//! never read held one each until the write-stall timeout (30 s) closed them: with 512
-//! connections, 400 MB less what the sockets' buffers take.
+//! that room ([`UnsentAnswer`]); the server gives the room back once the whole answer has
+//! been written to the socket, or when the connection closes (`server.rs`). hyper frees an
+//! answer's bytes only when the last of them is written, so the room is held whole until
+//! then. What answers cost the node's memory is thus bounded by the budget and the
+//! places' answers being built, whether their clients read or not. Without it, clients
+//! that asked for 800 KB pages and never read held one each until the write-stall timeout
+//! (30 s) closed them: with 512 connections, 400 MB less what the sockets' buffers take.
+//!
+//! So that clients that read slowly, or not at all, cannot keep the room (and with it
+//! every large read) for themselves, an answer that has waited [`WAIT_BEFORE_CLOSING`]
+//! for room closes the connection of the oldest answer that has held its room for
+//! [`HOLD_BEFORE_CLOSING`], one a wait; then another if it must. Bitcoin Core's RPC
+//! buffers each reply whole, without a bound.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
+
+/// How long a built answer waits for room before it closes the connection of an answer
+/// that has held its room for [`HOLD_BEFORE_CLOSING`] (and again after each such wait).
+pub(crate) const WAIT_BEFORE_CLOSING: Duration = Duration::from_secs(1);
+/// How long an answer keeps its room, however slowly its client reads, before another
+/// waiting for room may close its connection: a page of 1,000 blocks (800 KB) at 1 Mbit/s.
+pub(crate) const HOLD_BEFORE_CLOSING: Duration = Duration::from_secs(5);
 
 /// The places for large reads of one router, and the room for their unsent answers.
 #[derive(Clone, Debug)]
@@ -50,6 +68,23 @@ pub(crate) struct LargeReads {
     unsent: Arc<Semaphore>,
     /// The room's size in KiB: the most one answer waits for.
     unsent_kib: u32,
+    holders: Arc<Mutex<Holders>>,
+    /// [`HOLD_BEFORE_CLOSING`] (tests shorten it).
+    hold_before_closing: Duration,
+}
+
+/// The answers that hold room, oldest first (ids grow as they are given room).
+#[derive(Debug, Default)]
+struct Holders {
+    next_id: u64,
+    held: BTreeMap<u64, Holder>,
+}
+
+#[derive(Debug)]
+struct Holder {
+    since: Instant,
+    /// Closes its connection; set when the server takes the answer.
+    close: Option<CancellationToken>,
 }
 
 impl LargeReads {
@@ -63,6 +98,8 @@ impl LargeReads {
             places: Arc::new(Semaphore::new(places.max(1))),
             unsent: Arc::new(Semaphore::new(unsent_kib as usize)),
             unsent_kib,
+            holders: Arc::default(),
+            hold_before_closing: HOLD_BEFORE_CLOSING,
         }
     }
 
@@ -75,6 +112,19 @@ impl LargeReads {
             .expect("free places")
     }
 
+    /// `kib` of room taken at once, as an answer would take it.
+    #[cfg(test)]
+    pub(crate) fn try_room(&self, kib: u32) -> Option<Room> {
+        let permit = Arc::clone(&self.unsent).try_acquire_many_owned(kib).ok()?;
+        Some(self.room(permit))
+    }
+
+    /// Free room, in KiB.
+    #[cfg(test)]
+    pub(crate) fn free_kib(&self) -> usize {
+        self.unsent.available_permits()
+    }
+
     /// The room `response` needs in KiB: its body's length (or the least it will be, when
     /// that is not known), rounded up, and at most the whole room.
     fn room_for(&self, response: &Response) -> u32 {
@@ -84,25 +134,92 @@ impl LargeReads {
             .unwrap_or(u32::MAX)
             .min(self.unsent_kib)
     }
+
+    fn holders(&self) -> MutexGuard<'_, Holders> {
+        self.holders.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers `permit` as an answer's room, held from now.
+    fn room(&self, permit: OwnedSemaphorePermit) -> Room {
+        let mut holders = self.holders();
+        let id = holders.next_id;
+        holders.next_id += 1;
+        holders.held.insert(
+            id,
+            Holder {
+                since: Instant::now(),
+                close: None,
+            },
+        );
+        Room {
+            _permit: permit,
+            holders: Arc::clone(&self.holders),
+            id,
+        }
+    }
+
+    /// Closes the connection of the oldest answer that has held its room for the hold
+    /// time, if any (one not closed already).
+    fn close_oldest_holder(&self) {
+        let now = Instant::now();
+        let holders = self.holders();
+        let oldest = holders.held.values().find(|holder| {
+            holder.since + self.hold_before_closing <= now
+                && holder
+                    .close
+                    .as_ref()
+                    .is_some_and(|close| !close.is_cancelled())
+        });
+        if let Some(close) = oldest.and_then(|holder| holder.close.as_ref()) {
+            tracing::debug!(
+                "closing the HTTP connection whose answer held unsent room longest, for one \
+                 that waits"
+            );
+            close.cancel();
+        }
+    }
 }
 
 /// Under the most permits a tokio semaphore holds on a 32-bit target (`usize::MAX >> 3`):
 /// 512 GiB of answers.
 const MAX_UNSENT_KIB: u32 = 1 << 29;
 
-/// Room in the budget of unsent answer bytes, carried from a large read to its connection
-/// in the answer's extensions; the server takes it out and gives it back as the answer is
-/// written (`server.rs`). Cloneable, as extensions must be; the room is held once.
+/// An answer's room in the budget of unsent answer bytes, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Room {
+    _permit: OwnedSemaphorePermit,
+    holders: Arc<Mutex<Holders>>,
+    id: u64,
+}
+
+impl Room {
+    /// The connection `close` closes holds this room: another answer waiting for room may
+    /// close it once the room has been held for the hold time.
+    pub(crate) fn held_by(&self, close: CancellationToken) {
+        let mut holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(holder) = holders.held.get_mut(&self.id) {
+            holder.close = Some(close);
+        }
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        let mut holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        holders.held.remove(&self.id);
+    }
+}
+
+/// An answer's [`Room`], carried from a large read to its connection in the answer's
+/// extensions; the server takes it out and holds it until the answer is written
+/// (`server.rs`). Cloneable, as extensions must be; the room is held once.
 #[derive(Clone, Debug)]
-pub(crate) struct UnsentAnswer(Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
+pub(crate) struct UnsentAnswer(Arc<Mutex<Option<Room>>>);
 
 impl UnsentAnswer {
     /// The room, if no clone has taken it yet.
-    pub(crate) fn take(&self) -> Option<OwnedSemaphorePermit> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+    pub(crate) fn take(&self) -> Option<Room> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 }
 
@@ -129,14 +246,22 @@ pub(crate) async fn in_turn(
     };
     let place = Arc::new(place);
     let mut response = PLACE.scope(Arc::clone(&place), next.run(request)).await;
-    let room = places.room_for(&response);
-    let Ok(unsent) = Arc::clone(&places.unsent).acquire_many_owned(room).await else {
-        return busy().into_response();
+    let needed = places.room_for(&response);
+    let mut acquire = std::pin::pin!(Arc::clone(&places.unsent).acquire_many_owned(needed));
+    let permit = loop {
+        tokio::select! {
+            acquired = &mut acquire => match acquired {
+                Ok(permit) => break permit,
+                Err(_) => return busy().into_response(),
+            },
+            () = tokio::time::sleep(WAIT_BEFORE_CLOSING) => places.close_oldest_holder(),
+        }
     };
     drop(place);
+    let room = places.room(permit);
     response
         .extensions_mut()
-        .insert(UnsentAnswer(Arc::new(std::sync::Mutex::new(Some(unsent)))));
+        .insert(UnsentAnswer(Arc::new(Mutex::new(Some(room)))));
     response
 }
 
@@ -167,7 +292,7 @@ mod tests {
     use tokio::net::TcpStream;
 
     use crate::testing::{
-        DEADLINE, TestServer, get as http_get, read_answer, send_get, wait_until,
+        DEADLINE, TestServer, get as http_get, read_answer, send_get, wait_closed, wait_until,
     };
 
     /// A router whose `/slow` holds its place until `release` is notified, and whose
@@ -234,13 +359,17 @@ mod tests {
         server.join().await.expect("the server stops");
     }
 
-    /// Far more than the sockets' buffers take: most of it stays in the node until read.
-    const LARGE: usize = 32 * 1024 * 1024;
+    /// Far more than the sockets' buffers take: an answer not read stays in the node.
+    const LARGE: usize = 64 * 1024 * 1024;
 
     /// A server whose `/large` is a large read of [`LARGE`] bytes, with room for
-    /// `unsent_bytes` of unsent answers; and the router's large reads, to watch the room.
-    async fn large_answers(unsent_bytes: usize) -> (TestServer, LargeReads) {
-        let places = LargeReads::new(8, unsent_bytes);
+    /// `unsent_bytes` of unsent answers held at least `hold` before another may close
+    /// them; and the router's large reads, to watch the room.
+    async fn large_answers(unsent_bytes: usize, hold: Duration) -> (TestServer, LargeReads) {
+        let places = LargeReads {
+            hold_before_closing: hold,
+            ..LargeReads::new(8, unsent_bytes)
+        };
         let large = axum::middleware::from_fn_with_state(places.clone(), in_turn);
         let router = Router::new().route(
             "/large",
@@ -249,24 +378,23 @@ mod tests {
         (TestServer::router(router, limits()).await, places)
     }
 
-    /// The room of unsent answers, in KiB, that is free.
-    fn free_kib(places: &LargeReads) -> usize {
-        places.unsent.available_permits()
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_built_answer_waits_for_room_while_others_are_unread() {
-        let budget = 40 * 1024 * 1024;
-        let (mut server, places) = large_answers(budget).await;
-        // The first client asks and does not read: its answer holds its room, less what
-        // the sockets' buffers have taken (a few MiB on loopback).
+    /// A client that asks for `/large` and does not read, once its answer holds its room.
+    async fn unread_large_answer(server: &TestServer, places: &LargeReads) -> TcpStream {
         let mut unread = TcpStream::connect(server.address).await.expect("connects");
         send_get(&mut unread, "/large", true).await;
         wait_until("the unread answer holds its room", || {
-            let held = budget / 1024 - free_kib(&places);
-            async move { held >= 16 * 1024 }
+            let free = places.free_kib();
+            async move { free < places.unsent_kib as usize }
         })
         .await;
+        unread
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_built_answer_waits_for_room_while_another_is_unread() {
+        let budget = 80 * 1024 * 1024;
+        let (mut server, places) = large_answers(budget, Duration::from_secs(60)).await;
+        let mut unread = unread_large_answer(&server, &places).await;
         // The second's answer is built, but waits for room: nothing is sent to it.
         let address = server.address;
         let second = tokio::spawn(async move { http_get(address, "/large").await });
@@ -284,7 +412,7 @@ mod tests {
             .expect("the client task");
         assert_eq!((second.status, second.body.len()), (200, LARGE));
         wait_until("every answer's room is back", || {
-            let free = free_kib(&places);
+            let free = places.free_kib();
             async move { free == budget / 1024 }
         })
         .await;
@@ -294,21 +422,30 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_unread_answer_gives_its_room_back_when_its_client_leaves() {
-        let budget = 40 * 1024 * 1024;
-        let (mut server, places) = large_answers(budget).await;
-        let mut unread = TcpStream::connect(server.address).await.expect("connects");
-        send_get(&mut unread, "/large", true).await;
-        wait_until("the unread answer holds its room", || {
-            let held = budget / 1024 - free_kib(&places);
-            async move { held >= 16 * 1024 }
-        })
-        .await;
+        let budget = 80 * 1024 * 1024;
+        let (mut server, places) = large_answers(budget, Duration::from_secs(60)).await;
+        let unread = unread_large_answer(&server, &places).await;
         drop(unread);
         wait_until("its room is back", || {
-            let free = free_kib(&places);
+            let free = places.free_kib();
             async move { free == budget / 1024 }
         })
         .await;
+        server.begin_stop();
+        server.join().await.expect("the server stops");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_unread_past_its_hold_is_closed_for_one_that_waits() {
+        let budget = 80 * 1024 * 1024;
+        let hold = Duration::from_millis(200);
+        let (mut server, places) = large_answers(budget, hold).await;
+        let mut unread = unread_large_answer(&server, &places).await;
+        // Another answer waits for room: after WAIT_BEFORE_CLOSING it closes the unread
+        // one's connection (held past its hold), and is answered whole.
+        let second = http_get(server.address, "/large").await;
+        assert_eq!((second.status, second.body.len()), (200, LARGE));
+        wait_closed(&mut unread).await;
         server.begin_stop();
         server.join().await.expect("the server stops");
     }

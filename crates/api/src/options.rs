@@ -41,8 +41,9 @@ pub const DEFAULT_MAX_LARGE_READS: usize = 8;
 /// The most bytes of large-read answers (those of [`DEFAULT_MAX_LARGE_READS`]) held in the
 /// node's memory, built but not yet written to their clients' sockets: ten pages of
 /// 1,000 blocks, or two of the largest pages. A built answer waits for room before it is
-/// handed to its connection (`large_reads.rs`). Without it, clients that ask and never
-/// read held an answer each until the write-stall timeout: up to 512 pages of 800 KB.
+/// handed to its connection, and may close the connection of an answer that has held its
+/// room a while (`large_reads.rs`). Without it, clients that ask and never read held an
+/// answer each until the write-stall timeout: up to 512 pages of 800 KB.
 pub const DEFAULT_MAX_UNSENT_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 /// How long a stopping server waits for the requests in flight before it drops them.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -31,12 +31,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::large_reads::UnsentAnswer;
+use crate::large_reads::{Room, UnsentAnswer};
 
 /// How long the accept loop waits after an accept error that is not about one connection
 /// (out of files, say) before it tries again, so it does not spin.
@@ -121,9 +121,12 @@ struct Activity {
     /// once it has also written what it buffered of it (its next flush of the socket).
     body_taken: AtomicBool,
     /// Room in the budget of unsent answer bytes its answer in progress holds
-    /// (`large_reads.rs`): given back a KiB at a time as the answer is written, the rest
-    /// when it has been, or when the connection closes.
-    unsent: Mutex<Unsent>,
+    /// (`large_reads.rs`): given back once the answer has been written, or when the
+    /// connection closes.
+    unsent: Mutex<Vec<Room>>,
+    /// Closes the connection: another answer waited for room while this one's answer
+    /// held its room too long (`large_reads.rs`).
+    crowded_out: CancellationToken,
     /// When it last became idle (opened, or an answer sent), in nanoseconds from `epoch`.
     idle_since_nanos: AtomicU64,
     epoch: Instant,
@@ -139,6 +142,7 @@ impl Activity {
             answered: AtomicBool::new(false),
             body_taken: AtomicBool::new(false),
             unsent: Mutex::default(),
+            crowded_out: CancellationToken::new(),
             idle_since_nanos: AtomicU64::new(0),
             epoch,
             changed,
@@ -162,66 +166,33 @@ impl Activity {
 
     /// hyper flushed the socket, which it does only once everything it buffered has been
     /// written to it: if the answer's body had been taken, the connection is idle again
-    /// (a newcomer waiting for a place may take this one, after the grace). Only now: an
-    /// answer handed to hyper but not yet written, to a client that does not read, still
-    /// holds its memory, and evicting such connections let more answers be built while
-    /// they drained (docs/SECURITY.md, item 70).
+    /// (a newcomer waiting for a place may take this one, after the grace), and the room
+    /// its answer held among the unsent answers is given back. Only now: an answer handed
+    /// to hyper but not yet written (to a client that does not read, say) still holds its
+    /// memory, and its client is not idle (docs/SECURITY.md, items 70 and 78).
     fn flushed(&self) {
         if self.body_taken.swap(false, Ordering::AcqRel) {
-            self.unsent().room = None;
+            self.unsent().clear();
             self.mark_idle();
             self.changed.notify_waiters();
         }
     }
 
-    fn unsent(&self) -> MutexGuard<'_, Unsent> {
+    fn unsent(&self) -> MutexGuard<'_, Vec<Room>> {
         self.unsent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The answer about to be sent holds `room` until it has been written.
-    fn hold(&self, room: OwnedSemaphorePermit) {
-        let mut unsent = self.unsent();
-        match &mut unsent.room {
-            // A pipelined answer while the last is still being written: both are unsent.
-            Some(held) => held.merge(room),
-            None => {
-                unsent.room = Some(room);
-                unsent.written = 0;
-            }
-        }
-    }
-
-    /// `bytes` more were written to the socket: their room goes back, a KiB at a time.
-    fn wrote(&self, bytes: usize) {
-        let mut guard = self.unsent();
-        let Unsent { room, written } = &mut *guard;
-        let Some(held) = room.as_mut() else {
-            return;
-        };
-        *written = written.saturating_add(bytes);
-        let kib = *written / 1024;
-        if kib == 0 {
-            return;
-        }
-        *written %= 1024;
-        if kib >= held.num_permits() {
-            *room = None;
-        } else {
-            drop(held.split(kib));
-        }
+    /// The answer about to be sent holds `room` until it has been written (a pipelined
+    /// answer may join one still being written: both are given back at the flush after
+    /// the second, which hyper makes once both are written).
+    fn hold(&self, room: Room) {
+        room.held_by(self.crowded_out.clone());
+        self.unsent().push(room);
     }
 
     fn idle_since(&self) -> Instant {
         self.epoch + Duration::from_nanos(self.idle_since_nanos.load(Ordering::Relaxed))
     }
-}
-
-/// What of the budget of unsent answer bytes a connection holds.
-#[derive(Default)]
-struct Unsent {
-    room: Option<OwnedSemaphorePermit>,
-    /// Bytes written since the last KiB given back.
-    written: usize,
 }
 
 /// An answer's body that tells its connection when hyper has taken all of it (or dropped
@@ -485,8 +456,9 @@ pub(crate) async fn serve_router(
 }
 
 /// One connection, holding its place in the table until it closes: served until the client
-/// leaves, a timeout closes it, or a newcomer evicts it before its first request; on
-/// `stopping`, it finishes the request in flight and closes; on `forced`, it is dropped.
+/// leaves, a timeout closes it, a newcomer evicts it while it is idle, or an answer waiting
+/// for room among the unsent answers crowds its own out; on `stopping`, it finishes the
+/// request in flight and closes; on `forced`, it is dropped.
 async fn serve_connection(
     stream: TcpStream,
     write_stall_timeout: Duration,
@@ -576,6 +548,12 @@ async fn serve_connection(
                 }
             }
             () = forced.cancelled() => return,
+            // Its answer held its room among the unsent answers too long while another
+            // waited for room (`large_reads.rs`): dropped, as a stalled write would be.
+            () = entry.activity.crowded_out.cancelled() => {
+                tracing::debug!("closing an HTTP connection whose answer held unsent room too long");
+                return;
+            }
         }
     }
 }
@@ -587,8 +565,7 @@ async fn serve_connection(
 /// reads nothing for the whole timeout gets `TimedOut`, and hyper drops the connection.
 /// The wait is a timer polled with the write, so hyper's task wakes when it runs out.
 ///
-/// It also tells the connection's [`Activity`] what has been written (giving back the room
-/// of unsent answer bytes its answer holds) and when the socket has been flushed, which is
+/// It also tells the connection's [`Activity`] when the socket has been flushed, which is
 /// when an answer hyper has taken has also been written ([`Activity::flushed`]).
 struct WriteStallGuard<S> {
     inner: S,
@@ -659,9 +636,6 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteStallGuard
     ) -> std::task::Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let std::task::Poll::Ready(Ok(written)) = result {
-            this.activity.wrote(written);
-        }
         this.watch(result, cx)
     }
 
@@ -672,9 +646,6 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteStallGuard
     ) -> std::task::Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let std::task::Poll::Ready(Ok(written)) = result {
-            this.activity.wrote(written);
-        }
         this.watch(result, cx)
     }
 
@@ -1067,42 +1038,22 @@ mod tests {
     }
 
     #[test]
-    fn the_room_of_an_unsent_answer_comes_back_as_it_is_written() {
-        let budget = Arc::new(tokio::sync::Semaphore::new(10));
+    fn the_room_of_an_unsent_answer_comes_back_once_it_is_written() {
+        let places = crate::large_reads::LargeReads::new(1, 10 * 1024);
         let activity = Activity::new(tokio::time::Instant::now(), Arc::default());
-        activity.hold(
-            Arc::clone(&budget)
-                .try_acquire_many_owned(10)
-                .expect("free room"),
-        );
-        assert_eq!(budget.available_permits(), 0);
-        activity.wrote(2_500);
-        assert_eq!(budget.available_permits(), 2, "two whole KiB written");
-        activity.wrote(600);
-        assert_eq!(budget.available_permits(), 3, "the part KiB carried over");
-        activity.wrote(100_000);
-        assert_eq!(budget.available_permits(), 10, "never more than it held");
-        // The next answer's room comes back whole at the flush after its body is taken.
-        activity.hold(
-            Arc::clone(&budget)
-                .try_acquire_many_owned(4)
-                .expect("free room"),
-        );
-        activity.wrote(1_000);
-        assert_eq!(
-            budget.available_permits(),
-            6,
-            "a part KiB is not given back"
-        );
+        activity.hold(places.try_room(10).expect("free room"));
+        assert_eq!(places.free_kib(), 0);
         activity.flushed();
-        assert_eq!(
-            budget.available_permits(),
-            6,
-            "its body was not all taken yet"
-        );
+        assert_eq!(places.free_kib(), 0, "its body was not all taken yet");
         activity.body_taken();
+        assert_eq!(places.free_kib(), 0, "taken but not yet written");
         activity.flushed();
-        assert_eq!(budget.available_permits(), 10);
+        assert_eq!(places.free_kib(), 10);
+        // A connection that closes gives back what it holds.
+        activity.hold(places.try_room(4).expect("free room"));
+        assert_eq!(places.free_kib(), 6);
+        drop(activity);
+        assert_eq!(places.free_kib(), 10);
     }
 
     /// A router with `/big`, an answer of `bytes` bytes, and `/status`; one connection at a

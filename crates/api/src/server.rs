@@ -117,13 +117,14 @@ struct Activity {
     requested: AtomicBool,
     /// The request in progress has its answer (its handler has returned).
     answered: AtomicBool,
-    /// hyper has taken the whole body of the answer in progress; the connection is idle
-    /// once it has also written what it buffered of it (its next flush of the socket).
-    body_taken: AtomicBool,
-    /// Room in the budget of unsent answer bytes its answer in progress holds
-    /// (`large_reads.rs`): given back once the answer has been written, or when the
-    /// connection closes.
-    unsent: Mutex<Vec<Room>>,
+    /// Requests begun on this connection; the n-th request's answer is answer n.
+    requests: AtomicU64,
+    /// Answers whose whole body hyper has taken (or dropped), in order; the connection is
+    /// idle once every answer's has been taken and written (at the next socket flush).
+    bodies_taken: AtomicU64,
+    /// Room in the budget of unsent answer bytes its answers hold (`large_reads.rs`), by
+    /// answer: given back once the answer has been written, or when the connection closes.
+    unsent: Mutex<Vec<(u64, Room)>>,
     /// Closes the connection: another answer waited for room while this one's answer
     /// held its room too long (`large_reads.rs`).
     crowded_out: CancellationToken,
@@ -140,7 +141,8 @@ impl Activity {
             busy: AtomicBool::new(false),
             requested: AtomicBool::new(false),
             answered: AtomicBool::new(false),
-            body_taken: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            bodies_taken: AtomicU64::new(0),
             unsent: Mutex::default(),
             crowded_out: CancellationToken::new(),
             idle_since_nanos: AtomicU64::new(0),
@@ -158,36 +160,47 @@ impl Activity {
         self.busy.store(false, Ordering::Release);
     }
 
-    /// hyper has taken its answer's whole body (or dropped it); it may still hold some of
-    /// it unwritten.
+    /// A request's head has arrived: the connection is in a request. Returns its answer's
+    /// number. (hyper calls the service, takes bodies and flushes all on the connection's
+    /// one task, so these steps never interleave.)
+    fn request_began(&self) -> u64 {
+        let answer = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
+        self.busy.store(true, Ordering::Release);
+        self.requested.store(true, Ordering::Release);
+        answer
+    }
+
+    /// hyper has taken the next answer's whole body (or dropped it); it may still hold
+    /// some of it unwritten.
     fn body_taken(&self) {
-        self.body_taken.store(true, Ordering::Release);
+        self.bodies_taken.fetch_add(1, Ordering::AcqRel);
     }
 
     /// hyper flushed the socket, which it does only once everything it buffered has been
-    /// written to it: if the answer's body had been taken, the connection is idle again
-    /// (a newcomer waiting for a place may take this one, after the grace), and the room
-    /// its answer held among the unsent answers is given back. Only now: an answer handed
-    /// to hyper but not yet written (to a client that does not read, say) still holds its
-    /// memory, and its client is not idle (docs/SECURITY.md, items 70 and 78).
+    /// written to it: the room of every answer whose body it had taken is given back, and
+    /// if that is every answer begun, the connection is idle again (a newcomer waiting for
+    /// a place may take this one, after the grace). Only now: an answer handed to hyper
+    /// but not yet written (to a client that does not read, say) still holds its memory,
+    /// and its client is not idle (docs/SECURITY.md, items 70 and 78). A pipelined request
+    /// may begin before the last answer's flush; that flush gives back the last answer's
+    /// room, but is not the new request's end.
     fn flushed(&self) {
-        if self.body_taken.swap(false, Ordering::AcqRel) {
-            self.unsent().clear();
+        let taken = self.bodies_taken.load(Ordering::Acquire);
+        self.unsent().retain(|(answer, _)| *answer > taken);
+        if taken == self.requests.load(Ordering::Acquire) && self.busy.load(Ordering::Acquire) {
             self.mark_idle();
             self.changed.notify_waiters();
         }
     }
 
-    fn unsent(&self) -> MutexGuard<'_, Vec<Room>> {
+    fn unsent(&self) -> MutexGuard<'_, Vec<(u64, Room)>> {
         self.unsent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The answer about to be sent holds `room` until it has been written (a pipelined
-    /// answer may join one still being written: both are given back at the flush after
-    /// the second, which hyper makes once both are written).
-    fn hold(&self, room: Room) {
+    /// Answer number `answer` holds `room` until it has been written.
+    fn hold(&self, answer: u64, room: Room) {
         room.held_by(self.crowded_out.clone());
-        self.unsent().push(room);
+        self.unsent().push((answer, room));
     }
 
     fn idle_since(&self) -> Instant {
@@ -475,11 +488,7 @@ async fn serve_connection(
     let inner = TowerToHyperService::new(router);
     let activity = Arc::clone(&entry.activity);
     let service = hyper::service::service_fn(move |request| {
-        // A pipelined request may begin before the last answer's flush: that flush is not
-        // this request's end.
-        activity.body_taken.store(false, Ordering::Release);
-        activity.busy.store(true, Ordering::Release);
-        activity.requested.store(true, Ordering::Release);
+        let answer = activity.request_began();
         let answered = hyper::service::Service::call(&inner, request);
         let activity = Arc::clone(&activity);
         async move {
@@ -488,7 +497,7 @@ async fn serve_connection(
                 if let Some(unsent) = response.extensions_mut().remove::<UnsentAnswer>()
                     && let Some(room) = unsent.take()
                 {
-                    activity.hold(room);
+                    activity.hold(answer, room);
                 }
                 response.map(|inner| MarksIdle {
                     inner,
@@ -1041,16 +1050,30 @@ mod tests {
     fn the_room_of_an_unsent_answer_comes_back_once_it_is_written() {
         let places = crate::large_reads::LargeReads::new(1, 10 * 1024);
         let activity = Activity::new(tokio::time::Instant::now(), Arc::default());
-        activity.hold(places.try_room(10).expect("free room"));
-        assert_eq!(places.free_kib(), 0);
+        let first = activity.request_began();
+        activity.hold(first, places.try_room(4).expect("free room"));
+        assert_eq!(places.free_kib(), 6);
         activity.flushed();
-        assert_eq!(places.free_kib(), 0, "its body was not all taken yet");
+        assert_eq!(places.free_kib(), 6, "its body was not all taken yet");
+        assert!(activity.busy.load(Ordering::Acquire));
         activity.body_taken();
-        assert_eq!(places.free_kib(), 0, "taken but not yet written");
+        assert_eq!(places.free_kib(), 6, "taken but not yet written");
+        // A pipelined request begins before the first answer's flush.
+        let second = activity.request_began();
+        activity.hold(second, places.try_room(5).expect("free room"));
+        activity.flushed();
+        assert_eq!(places.free_kib(), 5, "the first answer's room is back");
+        assert!(
+            activity.busy.load(Ordering::Acquire),
+            "but the second request is not over"
+        );
+        activity.body_taken();
         activity.flushed();
         assert_eq!(places.free_kib(), 10);
+        assert!(!activity.busy.load(Ordering::Acquire), "idle");
         // A connection that closes gives back what it holds.
-        activity.hold(places.try_room(4).expect("free room"));
+        let third = activity.request_began();
+        activity.hold(third, places.try_room(4).expect("free room"));
         assert_eq!(places.free_kib(), 6);
         drop(activity);
         assert_eq!(places.free_kib(), 10);

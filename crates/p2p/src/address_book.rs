@@ -3,8 +3,10 @@
 //!
 //! ```text
 //!   addr message ──rate limit (session)──▶ learn ──▶ known addresses (bounded, oldest
-//!        learned evicted; one source may fill at most a share) ──▶ a dialler, if a
-//!        learned-dial slot and an outbound slot are free (connection.rs)
+//!        learned evicted; one source may fill at most a share) ──candidate──▶ one dial
+//!        when an outbound slot is free (outbound.rs), of an address group no outbound
+//!        dial is in if it can; a failed dial waits longer each time, and after a few
+//!        in a row the address is forgotten
 //!   handshake ──insert──▶ known addresses ──shareable──▶ our answer to get_addr
 //!   hello with our own nonce ──note_own──▶ never dialled again
 //!   DELETE /peers/{url} ──remove──▶ forgotten, never dialled, learned or let in again
@@ -14,19 +16,49 @@
 //! Bounds (Bitcoin Core's addrman holds up to 81,920 addresses in buckets chosen by the
 //! source's network group; a WebSocket address here is a full URL, and a small node needs
 //! far fewer): [`MAX_KNOWN_ADDRESSES`] in all, [`MAX_ADDRESSES_PER_SOURCE`] learned from
-//! any one peer, and [`MAX_LEARNED_DIALS`] dials of learned addresses at a time.
+//! any one peer, and [`MAX_LEARNED_DIALS`] dials of learned addresses connecting at a time
+//! (`outbound.rs`).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::address_group::AddressGroup;
 use crate::url::PeerUrl;
 
 /// Addresses kept at most; beyond, the oldest learned one is forgotten.
 pub const MAX_KNOWN_ADDRESSES: usize = 2_000;
 /// Addresses one source may have in the book at most, so one peer's gossip cannot fill it.
 pub const MAX_ADDRESSES_PER_SOURCE: usize = 200;
-/// Dials of learned (not configured) addresses in progress at most: each holds a socket
-/// while it connects, so gossip about unreachable addresses cannot take the node's files.
+/// Dials of learned (not configured) addresses connecting at once at most: each holds a
+/// socket while it connects, so gossip about unreachable addresses cannot take the node's
+/// files. (Connected ones count as outbound peers, within `P2pConfig::max_outbound`.)
 pub const MAX_LEARNED_DIALS: usize = 4;
+/// Failed dials of a learned address in a row after which it is forgotten.
+pub(crate) const MAX_LEARNED_FAILURES: u32 = 5;
+/// How long a learned address waits before it is dialled again after a dial: doubled for
+/// each failure in a row (up to the layer's `max_backoff`).
+pub(crate) const RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// How a dial of a learned address went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DialOutcome {
+    /// A session that lasted: the address is good.
+    Lasted,
+    /// Already connected to it another way: not a failure, but not soon again.
+    Duplicate,
+    /// No connection, no handshake, or a session that ended at once.
+    Failed,
+}
+
+/// When a learned address may be dialled again.
+#[derive(Clone, Copy, Debug)]
+struct Retry {
+    failures: u32,
+    not_before: Instant,
+}
 
 /// Who told us an address: a peer, by its address group (a local peer by its port), so one
 /// that reconnects, or connects again from another address of its group, is one source;
@@ -42,6 +74,8 @@ pub(crate) struct AddressBook {
     per_source: HashMap<Source, usize>,
     dialing: HashSet<PeerUrl>,
     learned_dials: HashSet<PeerUrl>,
+    /// Learned addresses dialled before, and when they may be again.
+    retries: HashMap<PeerUrl, Retry>,
     own: HashSet<PeerUrl>,
     /// Addresses the operator removed: only the operator fills it, through a protected
     /// endpoint, and only with addresses the book knew, so it needs no bound of its own.
@@ -91,6 +125,7 @@ impl AddressBook {
         };
         if let Some((url, source)) = self.learned.remove(position) {
             self.known.remove(&url);
+            self.retries.remove(&url);
             self.release_source(source);
         }
         true
@@ -107,6 +142,7 @@ impl AddressBook {
 
     /// Forgets a learned address that could not be reached.
     pub(crate) fn forget(&mut self, url: &PeerUrl) {
+        self.retries.remove(url);
         if let Some(position) = self.learned.iter().position(|(learned, _)| learned == url) {
             if let Some((_, source)) = self.learned.remove(position) {
                 self.release_source(source);
@@ -203,21 +239,94 @@ impl AddressBook {
         self.removed.contains(url)
     }
 
-    /// Dials of learned addresses in progress.
-    pub(crate) fn learned_dials(&self) -> usize {
-        self.learned_dials.len()
+    /// The learned addresses being dialled: connecting, or connected (`outbound.rs` tells
+    /// which).
+    pub(crate) fn learned_dials(&self) -> impl Iterator<Item = &PeerUrl> {
+        self.learned_dials.iter()
     }
 
-    /// Marks `url` as being dialled; false if it is ours, a dialler already runs for it,
-    /// or (for a learned address, `persistent` false) every learned-dial slot is taken.
+    /// A learned address to dial for an outbound slot at `now`, or none: not ours, not
+    /// removed, not being dialled, not in `connected` (where connected peers listen), and
+    /// not waiting after an earlier dial. One of an address group that no address being
+    /// dialled (configured peers and learned ones, connected or not) is in, if there is
+    /// one, so a few addresses of one operator cannot take every outbound slot; drawn at
+    /// random with `seed` from those.
+    pub(crate) fn candidate(
+        &self,
+        now: Instant,
+        seed: u64,
+        connected: &HashSet<PeerUrl>,
+    ) -> Option<PeerUrl> {
+        let taken: HashSet<DialGroup> = self.dialing.iter().map(DialGroup::of).collect();
+        self.learned
+            .iter()
+            .map(|(url, _)| url)
+            .filter(|url| {
+                !self.dialing.contains(*url)
+                    && !self.own.contains(*url)
+                    && !self.removed.contains(*url)
+                    && !connected.contains(*url)
+                    && self
+                        .retries
+                        .get(*url)
+                        .is_none_or(|retry| retry.not_before <= now)
+            })
+            .min_by_key(|url| {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                std::hash::Hash::hash(&(seed, url), &mut hasher);
+                (
+                    taken.contains(&DialGroup::of(url)),
+                    std::hash::Hasher::finish(&hasher),
+                )
+            })
+            .cloned()
+    }
+
+    /// A dial of the learned address `url` ended at `now` as `outcome`: when it may be
+    /// dialled again (`RETRY_AFTER`, doubled for each failure in a row, at most
+    /// `max_backoff`). True if it failed [`MAX_LEARNED_FAILURES`] times in a row and is
+    /// forgotten.
+    pub(crate) fn dial_ended(
+        &mut self,
+        url: &PeerUrl,
+        outcome: DialOutcome,
+        now: Instant,
+        max_backoff: Duration,
+    ) -> bool {
+        if !self.learned.iter().any(|(learned, _)| learned == url) {
+            return false;
+        }
+        let retry = self.retries.entry(url.clone()).or_insert(Retry {
+            failures: 0,
+            not_before: now,
+        });
+        let wait = match outcome {
+            DialOutcome::Lasted => {
+                retry.failures = 0;
+                RETRY_AFTER
+            }
+            DialOutcome::Duplicate => max_backoff,
+            DialOutcome::Failed => {
+                retry.failures += 1;
+                RETRY_AFTER.saturating_mul(1 << retry.failures.min(16))
+            }
+        };
+        retry.not_before = now + wait.min(max_backoff.max(RETRY_AFTER));
+        if retry.failures >= MAX_LEARNED_FAILURES {
+            self.forget(url);
+            return true;
+        }
+        false
+    }
+
+    /// Marks `url` as being dialled; false if it is ours, the operator removed it, or a
+    /// dialler already runs for it. A learned address (`persistent` false) counts among
+    /// the learned dials (`outbound.rs` caps those connecting).
     pub(crate) fn begin_dial(&mut self, url: &PeerUrl, persistent: bool) -> bool {
         if self.own.contains(url) || self.dialing.contains(url) || self.removed.contains(url) {
             return false;
         }
         if !persistent {
-            if self.learned_dials.len() >= MAX_LEARNED_DIALS {
-                return false;
-            }
             self.learned_dials.insert(url.clone());
         }
         self.dialing.insert(url.clone());
@@ -236,6 +345,28 @@ impl AddressBook {
     /// Addresses known.
     pub(crate) fn len(&self) -> usize {
         self.known.len()
+    }
+}
+
+/// The address group a dialled address is in, for outbound diversity: an IP address's
+/// [`AddressGroup`], except that this machine's own nodes (`127.0.0.1`, `::1`) count by
+/// port, as they do as sources; a host name counts by itself (it is resolved only when
+/// dialled).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum DialGroup {
+    Group(AddressGroup),
+    LocalPort(u16),
+    Host(String),
+}
+
+impl DialGroup {
+    fn of(url: &PeerUrl) -> DialGroup {
+        let host = url.host.trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<IpAddr>().map(AddressGroup::of) {
+            Ok(AddressGroup::Local) => DialGroup::LocalPort(url.port),
+            Ok(group) => DialGroup::Group(group),
+            Err(_) => DialGroup::Host(host.to_ascii_lowercase()),
+        }
     }
 }
 
@@ -372,25 +503,114 @@ mod tests {
         assert_eq!(book.len(), MAX_KNOWN_ADDRESSES - 1);
     }
 
+    fn at(host: &str, port: u16) -> PeerUrl {
+        PeerUrl {
+            host: host.into(),
+            port,
+        }
+    }
+
     #[test]
-    fn learned_addresses_are_dialled_a_few_at_a_time() {
+    fn a_candidate_is_a_learned_address_not_dialled_connected_ours_or_removed() {
         let mut book = AddressBook::default();
-        let fresh = book.learn(&texts(10_000..10_010), 1);
-        let started = fresh
-            .iter()
-            .filter(|url| book.begin_dial(url, false))
-            .count();
-        assert_eq!(started, MAX_LEARNED_DIALS);
-        assert_eq!(book.learned_dials(), MAX_LEARNED_DIALS);
+        let now = Instant::now();
+        let none = HashSet::new();
+        assert_eq!(book.candidate(now, 1, &none), None, "an empty book");
+        book.learn(&texts(5000..5005), 1);
+        book.note_own(&url(5000));
+        assert!(book.begin_dial(&url(5001), false));
+        book.remove(&url(5002));
+        let connected: HashSet<PeerUrl> = [url(5003)].into();
+        // A configured peer, and a peer known only from its session: not candidates.
+        assert!(book.begin_dial(&url(6000), true));
+        book.insert(url(6001));
+        for seed in 0..50 {
+            assert_eq!(book.candidate(now, seed, &connected), Some(url(5004)));
+        }
+    }
+
+    #[test]
+    fn a_candidate_is_of_an_address_group_no_dial_is_in_when_one_is_known() {
+        let mut book = AddressBook::default();
+        let now = Instant::now();
+        let none = HashSet::new();
+        // One operator's twenty addresses in one /16, and one other address.
+        let crowd: Vec<String> = (0..20u8)
+            .map(|last| format!("ws://9.9.1.{last}:5001"))
+            .collect();
+        book.learn(&crowd, 1);
+        book.learn(&["ws://8.8.8.8:5001".to_owned()], 2);
         assert!(
-            book.begin_dial(&url(5001), true),
-            "configured peers are always dialled"
+            book.begin_dial(&at("9.9.200.1", 5001), true),
+            "dialling that /16"
         );
-        book.end_dial(&fresh[0]);
+        for seed in 0..50 {
+            assert_eq!(
+                book.candidate(now, seed, &none),
+                Some(at("8.8.8.8", 5001)),
+                "the only address of another group"
+            );
+        }
+        // Once that group is dialled too, any address will do, drawn at random.
+        assert!(book.begin_dial(&at("8.8.8.8", 5001), false));
+        let drawn: HashSet<PeerUrl> = (0..50)
+            .filter_map(|seed| book.candidate(now, seed, &none))
+            .collect();
+        assert!(drawn.len() > 5, "drawn at random: {drawn:?}");
+        assert!(drawn.iter().all(|url| url.host.starts_with("9.9.1.")));
+        // This machine's nodes count by port: two local addresses are two groups.
+        let mut local = AddressBook::default();
+        local.learn(&texts(7000..7002), 1);
+        assert!(local.begin_dial(&url(7000), true));
+        assert_eq!(local.candidate(now, 3, &none), Some(url(7001)));
+        assert_ne!(DialGroup::of(&url(7000)), DialGroup::of(&url(7001)));
+        assert_eq!(
+            DialGroup::of(&at("[2001:db8::1]", 1)),
+            DialGroup::of(&at("[2001:db8:0:1::2]", 2)),
+            "an IPv6 /32"
+        );
+    }
+
+    #[test]
+    fn a_failed_learned_address_waits_longer_each_time_and_is_forgotten_after_a_few() {
+        let mut book = AddressBook::default();
+        let max_backoff = Duration::from_secs(30);
+        let none = HashSet::new();
+        let start = Instant::now();
+        book.learn(&texts(5000..5001), 1);
+        let mut now = start;
+        for failure in 1..MAX_LEARNED_FAILURES {
+            assert_eq!(book.candidate(now, 0, &none), Some(url(5000)));
+            assert!(book.begin_dial(&url(5000), false));
+            book.end_dial(&url(5000));
+            assert!(!book.dial_ended(&url(5000), DialOutcome::Failed, now, max_backoff));
+            let wait = RETRY_AFTER * (1 << failure);
+            assert_eq!(
+                book.candidate(now + wait - Duration::from_millis(1), 0, &none),
+                None,
+                "waits {wait:?} after failure {failure}"
+            );
+            now += wait;
+        }
+        assert_eq!(book.candidate(now, 0, &none), Some(url(5000)));
         assert!(
-            book.begin_dial(&fresh[MAX_LEARNED_DIALS], false),
-            "a slot was freed"
+            book.dial_ended(&url(5000), DialOutcome::Failed, now, max_backoff),
+            "forgotten after {MAX_LEARNED_FAILURES} failures in a row"
         );
+        assert_eq!(book.len(), 0);
+        assert_eq!(book.candidate(now + max_backoff, 0, &none), None);
+
+        // A session that lasted starts the count again; a duplicate waits the longest.
+        book.learn(&texts(5001..5002), 1);
+        for _ in 1..MAX_LEARNED_FAILURES {
+            book.dial_ended(&url(5001), DialOutcome::Failed, now, max_backoff);
+        }
+        book.dial_ended(&url(5001), DialOutcome::Lasted, now, max_backoff);
+        assert_eq!(book.candidate(now + RETRY_AFTER, 0, &none), Some(url(5001)));
+        assert!(!book.dial_ended(&url(5001), DialOutcome::Failed, now, max_backoff));
+        book.dial_ended(&url(5001), DialOutcome::Duplicate, now, max_backoff);
+        assert_eq!(book.candidate(now + max_backoff / 2, 0, &none), None);
+        assert_eq!(book.candidate(now + max_backoff, 0, &none), Some(url(5001)));
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub struct P2pConfig {
     pub max_pending: usize,
     /// Most connections in their handshake from one address group.
     pub max_pending_per_group: usize,
-    /// Most outbound connections to addresses learned from peers (configured peers are
-    /// always dialled).
+    /// Most outbound connections, dials of learned addresses still connecting included:
+    /// learned addresses fill the slots configured peers leave (configured peers are
+    /// always dialled, `outbound.rs`).
     pub max_outbound: usize,
     /// How long a peer that broke a rule stays banned.
     pub ban_duration: Duration,

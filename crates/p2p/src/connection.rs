@@ -6,9 +6,9 @@
 //!   accept loop ──(banned? a pending slot for its group?)──▶ WebSocket accept ──▶ handshake.rs
 //!   dial(url) ──one dialler per address──▶ TCP connect + WebSocket ──▶ handshake.rs
 //!        both under one deadline (handshake_timeout) and a pre-hello byte budget
-//!        └─ session ended ─▶ backoff (250 ms doubling to max_backoff, jitter) ─▶ again
-//!           (a learned address is given up after a few failures; PEERS never; an
-//!           address the operator removed, at once)
+//!        └─ session ended ─▶ a configured peer (PEERS): backoff (250 ms doubling to
+//!           max_backoff, jitter) ─▶ again, until the operator removes it; a learned
+//!           address: once, the book remembers how it went (outbound.rs picks the next)
 //! ```
 
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::address_book::MAX_LEARNED_DIALS;
+use crate::address_book::DialOutcome;
 use crate::address_group::AddressGroup;
 use crate::ban::BanKey;
 use crate::handshake::{Handshake, run_session};
@@ -32,8 +32,6 @@ use crate::url::PeerUrl;
 /// A session must last this long for its end to reset the dial backoff: a peer that
 /// closes at once (it banned us, say) is dialled less and less often, not every 250 ms.
 const STABLE_SESSION: Duration = Duration::from_secs(10);
-/// A dialer for a learned (not configured) address gives up after this many failures.
-const MAX_LEARNED_FAILURES: u32 = 5;
 /// The first wait before dialling an address again.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 
@@ -52,52 +50,102 @@ pub(crate) enum DialError {
 }
 
 impl P2p {
-    /// Remembers addresses `source` shared and dials some while outbound slots are free
-    /// (dials of learned addresses in progress count against them).
-    /// Learns `addresses` from `source` (see [`crate::address_book::Source`]) and dials
-    /// the new ones while learned dials have room.
+    /// Learns `addresses` from `source` (see [`crate::address_book::Source`]) and fills
+    /// free outbound slots from the book (`outbound.rs`).
     pub(crate) fn learn_addresses(
         self: &Arc<Self>,
         addresses: &[String],
         source: crate::address_book::Source,
     ) {
         let fresh = self.addresses().learn(addresses, source);
-        for url in fresh {
-            let dialing = self.addresses().learned_dials();
-            if self.registry.outbound_count() + dialing >= self.config.max_outbound
-                || dialing >= MAX_LEARNED_DIALS
-            {
-                break;
-            }
-            if !self.registry.is_connected_to(&url) {
-                self.dial(url, false);
-            }
+        if !fresh.is_empty() {
+            self.fill_outbound();
         }
     }
 
-    /// Starts a dialer for `url` unless one runs. A `persistent` dialer (configured peers)
-    /// retries forever; others give up after a few failures.
-    pub(crate) fn dial(self: &Arc<Self>, url: PeerUrl, persistent: bool) {
+    /// Starts a dialer for `url` unless one runs; true if it started. A `persistent`
+    /// dialer (configured peers) retries forever; a learned address is dialled once.
+    pub(crate) fn dial(self: &Arc<Self>, url: PeerUrl, persistent: bool) -> bool {
         if !self.addresses().begin_dial(&url, persistent) {
-            return;
+            return false;
         }
         let p2p = Arc::clone(self);
         self.tasks.spawn(async move {
-            p2p.dial_loop(&url, persistent).await;
+            let lasted = if persistent {
+                p2p.dial_loop(&url).await;
+                false
+            } else {
+                p2p.dial_once(&url).await == Some(DialOutcome::Lasted)
+            };
             p2p.addresses().end_dial(&url);
+            // A peer that left frees its slot for another at once; after a failed dial
+            // the next waits for the outbound loop's tick, so addresses that refuse at
+            // once are not dialled in a tight loop.
+            if lasted && !p2p.token.is_cancelled() {
+                p2p.fill_outbound();
+            }
         });
+        true
     }
 
-    async fn dial_loop(self: &Arc<Self>, url: &PeerUrl, persistent: bool) {
+    /// One dial of the learned address `url` for an outbound slot, and its session if it
+    /// connects; the book remembers how it went, which is returned (none if the dial did
+    /// not happen or the address is forgotten for good reason).
+    async fn dial_once(self: &Arc<Self>, url: &PeerUrl) -> Option<DialOutcome> {
+        if self.token.is_cancelled()
+            || self.stops_dialling(url)
+            || self.registry.is_connected_to(url)
+        {
+            return None;
+        }
+        let dialled = Instant::now();
+        let attempt = self.connect(url).await;
+        if self.token.is_cancelled() {
+            return None;
+        }
+        let outcome = match attempt {
+            Ok(SessionEnd::SelfConnection) => {
+                self.addresses().note_own(url);
+                return None;
+            }
+            Ok(SessionEnd::WrongNetwork { .. }) => {
+                debug!(peer = %url, "a learned address is on another network; forgetting it");
+                self.addresses().forget(url);
+                return None;
+            }
+            Ok(SessionEnd::Duplicate) => DialOutcome::Duplicate,
+            Ok(end) if end.was_established() && dialled.elapsed() >= STABLE_SESSION => {
+                debug!(peer = %url, ?end, "session ended");
+                DialOutcome::Lasted
+            }
+            Ok(end) => {
+                debug!(peer = %url, ?end, "session ended at once, or never began");
+                DialOutcome::Failed
+            }
+            Err(error) => {
+                debug!(peer = %url, %error, "could not connect");
+                DialOutcome::Failed
+            }
+        };
+        let forgotten =
+            self.addresses()
+                .dial_ended(url, outcome, Instant::now(), self.config.max_backoff);
+        if forgotten {
+            debug!(peer = %url, "giving up on a learned address");
+        }
+        Some(outcome)
+    }
+
+    /// Dials the configured peer `url` whenever it is not connected, with backoff, until
+    /// the layer stops or the operator removes it.
+    async fn dial_loop(self: &Arc<Self>, url: &PeerUrl) {
         let mut backoff = INITIAL_BACKOFF;
-        let mut failures = 0u32;
         loop {
             if self.token.is_cancelled() || self.stops_dialling(url) {
                 return;
             }
             let connected = self.registry.is_connected_to(url);
-            let room = persistent || self.registry.outbound_count() < self.config.max_outbound;
-            if !connected && room {
+            if !connected {
                 let dialled = Instant::now();
                 // Not raced with the token: `connect` watches it, and a session it runs
                 // closes with a close frame when the node stops.
@@ -120,23 +168,13 @@ impl P2p {
                             SessionEnd::Duplicate => backoff = self.config.max_backoff,
                             end if end.was_established() && dialled.elapsed() >= STABLE_SESSION => {
                                 backoff = INITIAL_BACKOFF;
-                                failures = 0;
                             }
-                            end if end.was_established() => {}
-                            _ => failures += 1,
+                            _ => {}
                         }
                     }
-                    Err(error) => {
-                        failures += 1;
-                        debug!(peer = %url, %error, "could not connect");
-                    }
+                    Err(error) => debug!(peer = %url, %error, "could not connect"),
                 }
                 if self.stops_dialling(url) {
-                    return;
-                }
-                if !persistent && failures >= MAX_LEARNED_FAILURES {
-                    debug!(peer = %url, "giving up on a learned address");
-                    self.addresses().forget(url);
                     return;
                 }
             }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   P2p::start (service.rs)
-//!     ├─▶ connection.rs: accept loop, dialers (PEERS, learned addresses; backoff)
+//!     ├─▶ outbound.rs: free outbound slots filled from address_book.rs, every second
+//!     ├─▶ connection.rs: accept loop, dialers (PEERS with backoff; a learned address once)
 //!     │     │   pending.rs: connections before hello, capped in total and per group
 //!     │     │   read_budget.rs: a few KiB may be read before hello
 //!     │     │   stranger.rs: no binary hello first? a close frame with the reason
@@ -46,6 +47,7 @@ mod eviction;
 mod handshake;
 mod inventory;
 pub mod message;
+mod outbound;
 mod outbox;
 pub mod pending;
 mod rate_limit;

@@ -333,6 +333,14 @@ impl PeerRegistry {
             .count()
     }
 
+    /// Where the connected peers listen (those that said).
+    pub(crate) fn listen_urls(&self) -> std::collections::HashSet<PeerUrl> {
+        self.peers()
+            .values()
+            .filter_map(|entry| entry.listen_url.clone())
+            .collect()
+    }
+
     /// True if a connected peer listens at `url`.
     pub(crate) fn is_connected_to(&self, url: &PeerUrl) -> bool {
         self.peers()

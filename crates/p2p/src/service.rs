@@ -49,6 +49,9 @@ pub struct P2p {
     pub(crate) listen_port: u16,
     pub(crate) registry: PeerRegistry,
     pub(crate) addresses: Mutex<AddressBook>,
+    /// Held while outbound slots are filled, so two fills do not both take the last slot
+    /// (outbound.rs).
+    pub(crate) filling: Mutex<()>,
     pub(crate) downloads: Mutex<Downloads>,
     /// Wakes the download loop when a block held back for a push gets a sooner due time
     /// (download.rs).
@@ -215,6 +218,7 @@ impl P2p {
             listen_port,
             registry: PeerRegistry::default(),
             addresses: Mutex::new(AddressBook::default()),
+            filling: Mutex::new(()),
             downloads: Mutex::new(Downloads::default()),
             download_wake: tokio::sync::Notify::new(),
             transactions: Mutex::new(TransactionRelay::new()),
@@ -242,6 +246,7 @@ impl P2p {
         for url in p2p.config.peers.clone() {
             p2p.dial(url, true);
         }
+        p2p.tasks.spawn(Arc::clone(&p2p).outbound_loop());
         Ok(p2p)
     }
 
@@ -298,9 +303,15 @@ impl P2p {
         self.registry.disconnected()
     }
 
-    /// How many learned (not configured) addresses are being dialled now.
+    /// How many learned (not configured) addresses are being dialled and not connected
+    /// yet (at most [`crate::MAX_LEARNED_DIALS`]).
     pub fn learned_dials(&self) -> usize {
-        self.addresses().learned_dials()
+        let dialing: Vec<PeerUrl> = self.addresses().learned_dials().cloned().collect();
+        let connected = self.registry.listen_urls();
+        dialing
+            .iter()
+            .filter(|url| !connected.contains(*url))
+            .count()
     }
 
     pub(crate) fn addresses(&self) -> MutexGuard<'_, AddressBook> {

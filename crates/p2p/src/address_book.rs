@@ -47,11 +47,18 @@ pub(crate) const RETRY_AFTER: Duration = Duration::from_millis(250);
 pub(crate) enum DialOutcome {
     /// A session that lasted: the address is good.
     Lasted,
-    /// Already connected to it another way: not a failure, but not soon again.
+    /// Already connected to it another way (under another name, say): counted as a
+    /// failure, waiting the longest, so it is forgotten after a few.
     Duplicate,
+    /// It is a node of another network: not dialled again for [`WRONG_NETWORK_WAIT`]
+    /// (kept in the book meanwhile, so gossip does not bring it back at once).
+    WrongNetwork,
     /// No connection, no handshake, or a session that ended at once.
     Failed,
 }
+
+/// How long a learned address of another network waits before it is dialled again.
+pub(crate) const WRONG_NETWORK_WAIT: Duration = Duration::from_secs(3_600);
 
 /// When a learned address may be dialled again.
 #[derive(Clone, Copy, Debug)]
@@ -245,6 +252,13 @@ impl AddressBook {
         self.learned_dials.iter()
     }
 
+    /// The configured peers being dialled (connected or not).
+    pub(crate) fn configured_dials(&self) -> impl Iterator<Item = &PeerUrl> {
+        self.dialing
+            .iter()
+            .filter(|url| !self.learned_dials.contains(*url))
+    }
+
     /// A learned address to dial for an outbound slot at `now`, or none: not ours, not
     /// removed, not being dialled, not in `connected` (where connected peers listen), and
     /// not waiting after an earlier dial. One of an address group that no address being
@@ -283,8 +297,9 @@ impl AddressBook {
     }
 
     /// A dial of the learned address `url` ended at `now` as `outcome`: when it may be
-    /// dialled again (`RETRY_AFTER`, doubled for each failure in a row, at most
-    /// `max_backoff`). True if it failed [`MAX_LEARNED_FAILURES`] times in a row and is
+    /// dialled again (`RETRY_AFTER` after a session that lasted; after a failure, that
+    /// doubled for each failure in a row, at most `max_backoff`: 0.5, 1, 2 and 4 s with the
+    /// defaults). True if it failed [`MAX_LEARNED_FAILURES`] times in a row and is
     /// forgotten.
     pub(crate) fn dial_ended(
         &mut self,
@@ -305,13 +320,19 @@ impl AddressBook {
                 retry.failures = 0;
                 RETRY_AFTER
             }
-            DialOutcome::Duplicate => max_backoff,
+            DialOutcome::Duplicate => {
+                retry.failures += 1;
+                max_backoff.max(RETRY_AFTER)
+            }
             DialOutcome::Failed => {
                 retry.failures += 1;
-                RETRY_AFTER.saturating_mul(1 << retry.failures.min(16))
+                RETRY_AFTER
+                    .saturating_mul(1 << retry.failures.min(16))
+                    .min(max_backoff.max(RETRY_AFTER))
             }
+            DialOutcome::WrongNetwork => WRONG_NETWORK_WAIT,
         };
-        retry.not_before = now + wait.min(max_backoff.max(RETRY_AFTER));
+        retry.not_before = now + wait;
         if retry.failures >= MAX_LEARNED_FAILURES {
             self.forget(url);
             return true;
@@ -558,15 +579,17 @@ mod tests {
             .collect();
         assert!(drawn.len() > 5, "drawn at random: {drawn:?}");
         assert!(drawn.iter().all(|url| url.host.starts_with("9.9.1.")));
-        // This machine's nodes count by port: two local addresses are two groups.
+        // This machine's nodes count by port: `::1` and `127.0.0.1` on one port are one
+        // group, other ports others.
         let mut local = AddressBook::default();
-        local.learn(&texts(7000..7002), 1);
-        assert!(local.begin_dial(&url(7000), true));
-        assert_eq!(local.candidate(now, 3, &none), Some(url(7001)));
-        assert_ne!(DialGroup::of(&url(7000)), DialGroup::of(&url(7001)));
+        local.learn(&texts(7001..7003), 1);
+        assert!(local.begin_dial(&at("::1", 7001), true));
+        for seed in 0..50 {
+            assert_eq!(local.candidate(now, seed, &none), Some(url(7002)));
+        }
         assert_eq!(
-            DialGroup::of(&at("[2001:db8::1]", 1)),
-            DialGroup::of(&at("[2001:db8:0:1::2]", 2)),
+            DialGroup::of(&at("2001:db8::1", 1)),
+            DialGroup::of(&at("2001:db8:0:1::2", 2)),
             "an IPv6 /32"
         );
     }
@@ -611,6 +634,17 @@ mod tests {
         book.dial_ended(&url(5001), DialOutcome::Duplicate, now, max_backoff);
         assert_eq!(book.candidate(now + max_backoff / 2, 0, &none), None);
         assert_eq!(book.candidate(now + max_backoff, 0, &none), Some(url(5001)));
+        // Another network's node waits an hour, and stays known meanwhile.
+        book.dial_ended(&url(5001), DialOutcome::WrongNetwork, now, max_backoff);
+        assert_eq!(book.candidate(now + max_backoff, 0, &none), None);
+        assert!(
+            book.learn(&texts(5001..5002), 2).is_empty(),
+            "not learned anew"
+        );
+        assert_eq!(
+            book.candidate(now + WRONG_NETWORK_WAIT, 0, &none),
+            Some(url(5001))
+        );
     }
 
     #[test]

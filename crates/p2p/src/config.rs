@@ -35,8 +35,8 @@ pub struct P2pConfig {
     /// Most connections in their handshake from one address group.
     pub max_pending_per_group: usize,
     /// Most outbound connections, dials of learned addresses still connecting included:
-    /// learned addresses fill the slots configured peers leave (configured peers are
-    /// always dialled, `outbound.rs`).
+    /// learned addresses fill the slots configured peers leave, a configured peer keeping
+    /// its slot while it is down (configured peers are always dialled, `outbound.rs`).
     pub max_outbound: usize,
     /// How long a peer that broke a rule stays banned.
     pub ban_duration: Duration,

@@ -109,9 +109,8 @@ impl P2p {
                 return None;
             }
             Ok(SessionEnd::WrongNetwork { .. }) => {
-                debug!(peer = %url, "a learned address is on another network; forgetting it");
-                self.addresses().forget(url);
-                return None;
+                debug!(peer = %url, "a learned address is on another network");
+                DialOutcome::WrongNetwork
             }
             Ok(SessionEnd::Duplicate) => DialOutcome::Duplicate,
             Ok(end) if end.was_established() && dialled.elapsed() >= STABLE_SESSION => {

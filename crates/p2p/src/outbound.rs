@@ -3,8 +3,9 @@
 //! [`MAX_LEARNED_DIALS`] connecting at once.
 //!
 //! ```text
-//!   every FILL_INTERVAL, when addresses are learned, when a learned dial ends
-//!        ──free outbound slot? (connected outbound + learned dials connecting < max_outbound)
+//!   every FILL_INTERVAL, when addresses are learned, when a learned peer that lasted leaves
+//!        ──free outbound slot? (connected outbound + learned dials connecting + configured
+//!          peers not connected < max_outbound)
 //!        ──the book's candidate: a learned address not dialled, connected or waiting after
 //!          a failure, of an address group no dial is in if it can be, drawn at random
 //!        ──▶ dial once (connection.rs) ──▶ its end tells the book when to try it again
@@ -51,13 +52,16 @@ impl P2p {
             if self.token.is_cancelled() {
                 return;
             }
-            let connecting = self.learned_dials();
-            if self.registry.outbound_count() + connecting >= self.config.max_outbound
+            // A configured peer keeps its slot while it is down: when it comes back it is
+            // dialled whatever the count, and learned peers must not have taken its place.
+            let (connecting, configured_down) = self.unconnected_dials();
+            if self.registry.outbound_count() + connecting + configured_down
+                >= self.config.max_outbound
                 || connecting >= MAX_LEARNED_DIALS
             {
                 return;
             }
-            let connected = self.registry.listen_urls();
+            let connected = self.registry.listen_urls(false);
             let seed = self.random();
             let Some(url) = self.addresses().candidate(Instant::now(), seed, &connected) else {
                 return;

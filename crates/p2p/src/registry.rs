@@ -333,10 +333,13 @@ impl PeerRegistry {
             .count()
     }
 
-    /// Where the connected peers listen (those that said).
-    pub(crate) fn listen_urls(&self) -> std::collections::HashSet<PeerUrl> {
+    /// Where the connected peers listen (those that said); with `outbound_only`, the
+    /// addresses this node dialled and is connected to (an inbound peer's is only what it
+    /// claims).
+    pub(crate) fn listen_urls(&self, outbound_only: bool) -> std::collections::HashSet<PeerUrl> {
         self.peers()
             .values()
+            .filter(|entry| !outbound_only || entry.info.outbound)
             .filter_map(|entry| entry.listen_url.clone())
             .collect()
     }

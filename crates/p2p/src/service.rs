@@ -306,12 +306,24 @@ impl P2p {
     /// How many learned (not configured) addresses are being dialled and not connected
     /// yet (at most [`crate::MAX_LEARNED_DIALS`]).
     pub fn learned_dials(&self) -> usize {
-        let dialing: Vec<PeerUrl> = self.addresses().learned_dials().cloned().collect();
-        let connected = self.registry.listen_urls();
-        dialing
-            .iter()
-            .filter(|url| !connected.contains(*url))
-            .count()
+        self.unconnected_dials().0
+    }
+
+    /// Dials not connected (yet): of learned addresses, and of configured peers. A dial
+    /// counts as connected only by an outbound session to its address: an inbound peer
+    /// could claim any address as its own.
+    pub(crate) fn unconnected_dials(&self) -> (usize, usize) {
+        let (learned, configured): (Vec<PeerUrl>, Vec<PeerUrl>) = {
+            let book = self.addresses();
+            (
+                book.learned_dials().cloned().collect(),
+                book.configured_dials().cloned().collect(),
+            )
+        };
+        let connected = self.registry.listen_urls(true);
+        let unconnected =
+            |urls: &[PeerUrl]| urls.iter().filter(|url| !connected.contains(*url)).count();
+        (unconnected(&learned), unconnected(&configured))
     }
 
     pub(crate) fn addresses(&self) -> MutexGuard<'_, AddressBook> {

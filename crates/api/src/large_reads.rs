@@ -407,10 +407,25 @@ mod tests {
         unread
     }
 
+    /// Waits until all `budget` bytes of room are free again, then stops `server`.
+    async fn stop_once_the_room_is_back(
+        mut server: TestServer,
+        places: &LargeReads,
+        budget: usize,
+    ) {
+        wait_until("every answer's room is back", || {
+            let free = places.free_kib();
+            async move { free == budget / 1024 }
+        })
+        .await;
+        server.begin_stop();
+        server.join().await.expect("the server stops");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_built_answer_waits_for_room_while_another_is_unread() {
         let budget = 80 * 1024 * 1024;
-        let (mut server, places) = large_answers(budget, Duration::from_secs(60)).await;
+        let (server, places) = large_answers(budget, Duration::from_secs(60)).await;
         let mut unread = unread_large_answer(&server, &places).await;
         // The second's answer is built, but waits for room: nothing is sent to it.
         let address = server.address;
@@ -428,28 +443,16 @@ mod tests {
             .expect("answered once the first was read")
             .expect("the client task");
         assert_eq!((second.status, second.body.len()), (200, LARGE));
-        wait_until("every answer's room is back", || {
-            let free = places.free_kib();
-            async move { free == budget / 1024 }
-        })
-        .await;
-        server.begin_stop();
-        server.join().await.expect("the server stops");
+        stop_once_the_room_is_back(server, &places, budget).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_unread_answer_gives_its_room_back_when_its_client_leaves() {
         let budget = 80 * 1024 * 1024;
-        let (mut server, places) = large_answers(budget, Duration::from_secs(60)).await;
+        let (server, places) = large_answers(budget, Duration::from_secs(60)).await;
         let unread = unread_large_answer(&server, &places).await;
         drop(unread);
-        wait_until("its room is back", || {
-            let free = places.free_kib();
-            async move { free == budget / 1024 }
-        })
-        .await;
-        server.begin_stop();
-        server.join().await.expect("the server stops");
+        stop_once_the_room_is_back(server, &places, budget).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,10 +48,11 @@ pub(crate) enum DialOutcome {
     /// A session that lasted: the address is good.
     Lasted,
     /// Already connected to it another way (under another name, say): counted as a
-    /// failure, waiting the longest, so it is forgotten after a few.
+    /// failure, waiting the layer's longest backoff, so it is forgotten after a few.
     Duplicate,
-    /// It is a node of another network: not dialled again for [`WRONG_NETWORK_WAIT`]
-    /// (kept in the book meanwhile, so gossip does not bring it back at once).
+    /// It is a node of another network: not dialled again for [`WRONG_NETWORK_WAIT`], nor
+    /// shared with peers (kept in the book meanwhile, so gossip does not bring it back at
+    /// once).
     WrongNetwork,
     /// No connection, no handshake, or a session that ended at once.
     Failed,
@@ -65,6 +66,8 @@ pub(crate) const WRONG_NETWORK_WAIT: Duration = Duration::from_secs(3_600);
 struct Retry {
     failures: u32,
     not_before: Instant,
+    /// Its last dial found a node of another network: not shared with peers.
+    foreign: bool,
 }
 
 /// Who told us an address: a peer, by its address group (a local peer by its port), so one
@@ -197,6 +200,8 @@ impl AddressBook {
             // A peer on the internet hears only of public addresses: this node's own
             // networks (its local nodes, say) are none of its business.
             .filter(|url| crate::address_group::may_share(with_public_peer, &url.host))
+            // Another network's node is no use to our peers either.
+            .filter(|url| !self.retries.get(*url).is_some_and(|retry| retry.foreign))
             .map(|url| {
                 let mut hasher = std::collections::hash_map::DefaultHasher::new();
                 std::hash::Hash::hash(&(seed, url), &mut hasher);
@@ -314,7 +319,9 @@ impl AddressBook {
         let retry = self.retries.entry(url.clone()).or_insert(Retry {
             failures: 0,
             not_before: now,
+            foreign: false,
         });
+        retry.foreign = outcome == DialOutcome::WrongNetwork;
         let wait = match outcome {
             DialOutcome::Lasted => {
                 retry.failures = 0;
@@ -634,13 +641,15 @@ mod tests {
         book.dial_ended(&url(5001), DialOutcome::Duplicate, now, max_backoff);
         assert_eq!(book.candidate(now + max_backoff / 2, 0, &none), None);
         assert_eq!(book.candidate(now + max_backoff, 0, &none), Some(url(5001)));
-        // Another network's node waits an hour, and stays known meanwhile.
+        // Another network's node waits an hour, and stays known meanwhile, unshared.
+        assert_eq!(book.shareable(10, false, 0), vec![url(5001).to_string()]);
         book.dial_ended(&url(5001), DialOutcome::WrongNetwork, now, max_backoff);
         assert_eq!(book.candidate(now + max_backoff, 0, &none), None);
         assert!(
             book.learn(&texts(5001..5002), 2).is_empty(),
             "not learned anew"
         );
+        assert!(book.shareable(10, false, 0).is_empty(), "not shared");
         assert_eq!(
             book.candidate(now + WRONG_NETWORK_WAIT, 0, &none),
             Some(url(5001))

@@ -1,9 +1,11 @@
-//! Outbound slots filled from the address book: while fewer than `max_outbound` peers are
-//! connected outbound, learned addresses are dialled, one dial each, at most
-//! [`MAX_LEARNED_DIALS`] connecting at once.
+//! Outbound slots filled from the address book: while the peers connected outbound, the
+//! learned dials still connecting and the configured peers not connected outbound (each
+//! keeps its slot while it is down) are fewer than `max_outbound`, learned addresses are
+//! dialled, one dial each, at most [`MAX_LEARNED_DIALS`] connecting at once.
 //!
 //! ```text
-//!   every FILL_INTERVAL, when addresses are learned, when a learned peer that lasted leaves
+//!   every FILL_INTERVAL, when addresses are learned, when a learned peer leaves 10 s or
+//!   more after it was dialled
 //!        ──free outbound slot? (connected outbound + learned dials connecting + configured
 //!          peers not connected < max_outbound)
 //!        ──the book's candidate: a learned address not dialled, connected or waiting after

@@ -195,9 +195,9 @@ impl LargeReads {
     }
 }
 
-/// Under the most permits a tokio semaphore holds on a 32-bit target (`usize::MAX >> 3`):
+/// The most permits a tokio semaphore holds on a 32-bit target (`usize::MAX >> 3`): about
 /// 512 GiB of answers.
-const MAX_UNSENT_KIB: u32 = 1 << 29;
+const MAX_UNSENT_KIB: u32 = (1 << 29) - 1;
 
 /// An answer's room in the budget of unsent answer bytes, given back when dropped.
 #[derive(Debug)]

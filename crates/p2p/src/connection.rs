@@ -90,7 +90,7 @@ impl P2p {
 
     /// One dial of the learned address `url` for an outbound slot, and its session if it
     /// connects; the book remembers how it went, which is returned (none if the dial did
-    /// not happen or the address is forgotten for good reason).
+    /// not happen, or reached this very node).
     async fn dial_once(self: &Arc<Self>, url: &PeerUrl) -> Option<DialOutcome> {
         if self.token.is_cancelled()
             || self.stops_dialling(url)

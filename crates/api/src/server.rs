@@ -110,15 +110,13 @@ struct OpenConnection {
 
 /// Whether a connection is in a request, and since when it has not been.
 struct Activity {
-    /// From a request's head until its answer has left for the socket: hyper has taken
-    /// its whole body and written everything it buffered (or the body was dropped).
-    busy: AtomicBool,
-    /// It has sent a request head.
-    requested: AtomicBool,
     /// The request in progress has its answer (its handler has returned).
     answered: AtomicBool,
     /// Requests begun on this connection; the n-th request's answer is answer n.
     requests: AtomicU64,
+    /// Answers written to the socket (all bodies taken up to then, and flushed): the
+    /// connection is in a request while fewer than `requests`.
+    written: AtomicU64,
     /// Answers whose whole body hyper has taken (or dropped), in order; the connection is
     /// idle once every answer's has been taken and written (at the next socket flush).
     bodies_taken: AtomicU64,
@@ -138,10 +136,9 @@ struct Activity {
 impl Activity {
     fn new(epoch: Instant, changed: Arc<Notify>) -> Activity {
         let activity = Activity {
-            busy: AtomicBool::new(false),
-            requested: AtomicBool::new(false),
             answered: AtomicBool::new(false),
             requests: AtomicU64::new(0),
+            written: AtomicU64::new(0),
             bodies_taken: AtomicU64::new(0),
             unsent: Mutex::default(),
             crowded_out: CancellationToken::new(),
@@ -157,17 +154,26 @@ impl Activity {
         let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.idle_since_nanos.store(nanos, Ordering::Relaxed);
         self.answered.store(false, Ordering::Release);
-        self.busy.store(false, Ordering::Release);
+    }
+
+    /// In a request: from its head until its answer has left for the socket (hyper has
+    /// taken its whole body, or dropped it, and written everything it buffered). Reads
+    /// `written` first, so a request beginning meanwhile reads as busy, never as idle.
+    fn busy(&self) -> bool {
+        let written = self.written.load(Ordering::Acquire);
+        written < self.requests.load(Ordering::Acquire)
+    }
+
+    /// It has sent a request head.
+    fn requested(&self) -> bool {
+        self.requests.load(Ordering::Acquire) > 0
     }
 
     /// A request's head has arrived: the connection is in a request. Returns its answer's
     /// number. (hyper calls the service, takes bodies and flushes all on the connection's
     /// one task, so these steps never interleave.)
     fn request_began(&self) -> u64 {
-        let answer = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
-        self.busy.store(true, Ordering::Release);
-        self.requested.store(true, Ordering::Release);
-        answer
+        self.requests.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// hyper has taken the next answer's whole body (or dropped it); it may still hold
@@ -187,7 +193,10 @@ impl Activity {
     fn flushed(&self) {
         let taken = self.bodies_taken.load(Ordering::Acquire);
         self.unsent().retain(|(answer, _)| *answer > taken);
-        if taken == self.requests.load(Ordering::Acquire) && self.busy.load(Ordering::Acquire) {
+        if taken == self.requests.load(Ordering::Acquire)
+            && self.written.load(Ordering::Acquire) < taken
+        {
+            self.written.store(taken, Ordering::Release);
             self.mark_idle();
             self.changed.notify_waiters();
         }
@@ -266,7 +275,7 @@ impl OpenConnection {
     /// Not in a request (its last answer, if any, has been written to the socket), and not
     /// already told to close.
     fn evictable(&self) -> bool {
-        !self.activity.busy.load(Ordering::Acquire) && !self.evict.is_cancelled()
+        !self.activity.busy() && !self.evict.is_cancelled()
     }
 }
 
@@ -298,7 +307,7 @@ impl ConnectionTable {
         // goes, or, if none is yet, the wait lasts until the first of them is.
         let idle = open.values().filter(|connection| connection.evictable());
         let (mut silent, mut kept): (Vec<&OpenConnection>, Vec<&OpenConnection>) =
-            idle.partition(|connection| !connection.activity.requested.load(Ordering::Acquire));
+            idle.partition(|connection| !connection.activity.requested());
         silent.sort_by_key(|connection| connection.activity.idle_since());
         kept.sort_by_key(|connection| connection.activity.idle_since());
         let mut soonest: Option<Instant> = None;
@@ -531,7 +540,7 @@ async fn serve_connection(
             // began as it was chosen) is finished first: its handler runs to its end, and
             // its answer then has EVICTED_DRAIN to go out.
             () = entry.evict.cancelled(), if !draining => {
-                if !entry.activity.requested.load(Ordering::Acquire) {
+                if !entry.activity.requested() {
                     return;
                 }
                 draining = true;
@@ -548,7 +557,7 @@ async fn serve_connection(
                     None => std::future::pending().await,
                 }
             } => {
-                if entry.activity.busy.load(Ordering::Acquire)
+                if entry.activity.busy()
                     && !entry.activity.answered.load(Ordering::Acquire)
                 {
                     evicted_at = Some(Instant::now());
@@ -1055,7 +1064,7 @@ mod tests {
         assert_eq!(places.free_kib(), 6);
         activity.flushed();
         assert_eq!(places.free_kib(), 6, "its body was not all taken yet");
-        assert!(activity.busy.load(Ordering::Acquire));
+        assert!(activity.busy());
         activity.body_taken();
         assert_eq!(places.free_kib(), 6, "taken but not yet written");
         // A pipelined request begins before the first answer's flush.
@@ -1063,14 +1072,11 @@ mod tests {
         activity.hold(second, places.try_room(5).expect("free room"));
         activity.flushed();
         assert_eq!(places.free_kib(), 5, "the first answer's room is back");
-        assert!(
-            activity.busy.load(Ordering::Acquire),
-            "but the second request is not over"
-        );
+        assert!(activity.busy(), "but the second request is not over");
         activity.body_taken();
         activity.flushed();
         assert_eq!(places.free_kib(), 10);
-        assert!(!activity.busy.load(Ordering::Acquire), "idle");
+        assert!(!activity.busy(), "idle");
         // A connection that closes gives back what it holds.
         let third = activity.request_began();
         activity.hold(third, places.try_room(4).expect("free room"));

@@ -84,6 +84,9 @@ pub(crate) struct AddressBook {
     per_source: HashMap<Source, usize>,
     dialing: HashSet<PeerUrl>,
     learned_dials: HashSet<PeerUrl>,
+    /// Learned dials that the operator made configured peers while they ran (`POST
+    /// /peers`): their diallers keep dialling them when the one dial ends.
+    promoted: HashSet<PeerUrl>,
     /// Learned addresses dialled before, and when they may be again.
     retries: HashMap<PeerUrl, Retry>,
     own: HashSet<PeerUrl>,
@@ -153,12 +156,20 @@ impl AddressBook {
     /// Forgets a learned address that could not be reached.
     pub(crate) fn forget(&mut self, url: &PeerUrl) {
         self.retries.remove(url);
-        if let Some(position) = self.learned.iter().position(|(learned, _)| learned == url) {
-            if let Some((_, source)) = self.learned.remove(position) {
-                self.release_source(source);
-            }
+        if self.unlearn(url) {
             self.known.remove(url);
         }
+    }
+
+    /// Takes `url` off the learned addresses (and its source's share); true if it was one.
+    fn unlearn(&mut self, url: &PeerUrl) -> bool {
+        let Some(position) = self.learned.iter().position(|(learned, _)| learned == url) else {
+            return false;
+        };
+        if let Some((_, source)) = self.learned.remove(position) {
+            self.release_source(source);
+        }
+        true
     }
 
     /// Remembers where a connected peer listens while its session lasts (never evicted
@@ -253,15 +264,8 @@ impl AddressBook {
 
     /// The learned addresses being dialled: connecting, or connected (`outbound.rs` tells
     /// which).
-    pub(crate) fn learned_dials(&self) -> impl Iterator<Item = &PeerUrl> {
+    pub(crate) fn learned_dials(&self) -> impl ExactSizeIterator<Item = &PeerUrl> {
         self.learned_dials.iter()
-    }
-
-    /// The configured peers being dialled (connected or not).
-    pub(crate) fn configured_dials(&self) -> impl Iterator<Item = &PeerUrl> {
-        self.dialing
-            .iter()
-            .filter(|url| !self.learned_dials.contains(*url))
     }
 
     /// A learned address to dial for an outbound slot at `now`, or none: not ours, not
@@ -349,8 +353,17 @@ impl AddressBook {
 
     /// Marks `url` as being dialled; false if it is ours, the operator removed it, or a
     /// dialler already runs for it. A learned address (`persistent` false) counts among
-    /// the learned dials (`outbound.rs` caps those connecting).
+    /// the learned dials (`outbound.rs` caps them). A configured peer (`persistent`) whose
+    /// address a learned dial holds takes that dial over instead: it no longer counts among
+    /// the learned dials, and its dialler keeps dialling it when its one dial ends
+    /// ([`AddressBook::take_promoted`]).
     pub(crate) fn begin_dial(&mut self, url: &PeerUrl, persistent: bool) -> bool {
+        if persistent && self.learned_dials.remove(url) {
+            self.promoted.insert(url.clone());
+            self.retries.remove(url);
+            self.unlearn(url);
+            return false;
+        }
         if self.own.contains(url) || self.dialing.contains(url) || self.removed.contains(url) {
             return false;
         }
@@ -364,10 +377,17 @@ impl AddressBook {
         true
     }
 
+    /// True (once) if the learned dial of `url` became a configured peer's while it ran:
+    /// its dialler goes on dialling it as a configured peer's does.
+    pub(crate) fn take_promoted(&mut self, url: &PeerUrl) -> bool {
+        self.promoted.remove(url)
+    }
+
     /// The dialler for `url` stopped.
     pub(crate) fn end_dial(&mut self, url: &PeerUrl) {
         self.dialing.remove(url);
         self.learned_dials.remove(url);
+        self.promoted.remove(url);
     }
 
     /// Addresses known.
@@ -501,6 +521,41 @@ mod tests {
         assert!(
             book.begin_dial(&url(5002), true),
             "dialled once asked for again"
+        );
+    }
+
+    #[test]
+    fn a_learned_dial_the_operator_names_becomes_a_configured_peer_s() {
+        let mut book = AddressBook::default();
+        book.learn(&texts(5002..5003), 1);
+        assert!(book.begin_dial(&url(5002), false));
+        assert_eq!(book.learned_dials().len(), 1);
+        assert!(
+            !book.begin_dial(&url(5002), true),
+            "its dialler goes on: no second one"
+        );
+        assert_eq!(book.learned_dials().len(), 0, "its learned slot is free");
+        // However its one dial ends, it is not forgotten: it is no longer learned.
+        for _ in 0..MAX_LEARNED_FAILURES {
+            assert!(!book.dial_ended(
+                &url(5002),
+                DialOutcome::Failed,
+                Instant::now(),
+                Duration::from_secs(10)
+            ));
+        }
+        assert!(book.take_promoted(&url(5002)), "the dialler dials on");
+        assert!(!book.take_promoted(&url(5002)), "once");
+        assert_eq!(book.len(), 1, "still known");
+        assert_eq!(
+            book.learn(&texts(5002..5003), 2),
+            Vec::<PeerUrl>::new(),
+            "and not learned again"
+        );
+        book.end_dial(&url(5002));
+        assert!(
+            book.begin_dial(&url(5002), true),
+            "a dialler may start again"
         );
     }
 

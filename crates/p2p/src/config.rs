@@ -34,9 +34,9 @@ pub struct P2pConfig {
     pub max_pending: usize,
     /// Most connections in their handshake from one address group.
     pub max_pending_per_group: usize,
-    /// Most outbound connections, dials of learned addresses still connecting included:
-    /// learned addresses fill the slots configured peers leave, a configured peer keeping
-    /// its slot while it is down (configured peers are always dialled, `outbound.rs`).
+    /// Most learned addresses dialled at once, connected or still connecting: the
+    /// outbound slots the address book fills (`outbound.rs`). Configured peers are
+    /// dialled apart and always, as Bitcoin Core's `-addnode` peers are, and take none.
     pub max_outbound: usize,
     /// How long a peer that broke a rule stays banned.
     pub ban_duration: Duration,

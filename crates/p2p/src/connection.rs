@@ -75,7 +75,14 @@ impl P2p {
                 p2p.dial_loop(&url).await;
                 false
             } else {
-                p2p.dial_once(&url).await == Some(DialOutcome::Lasted)
+                let lasted = p2p.dial_once(&url).await == Some(DialOutcome::Lasted);
+                // The operator asked for this address while its learned dial ran: from
+                // now on it is dialled as a configured peer.
+                let promoted = p2p.addresses().take_promoted(&url);
+                if promoted {
+                    p2p.dial_loop(&url).await;
+                }
+                lasted && !promoted
             };
             p2p.addresses().end_dial(&url);
             // A peer that left frees its slot for another at once; after a failed dial

@@ -1,13 +1,14 @@
-//! Outbound slots filled from the address book: while the peers connected outbound, the
-//! learned dials still connecting and the configured peers not connected outbound (each
-//! keeps its slot while it is down) are fewer than `max_outbound`, learned addresses are
-//! dialled, one dial each, at most [`MAX_LEARNED_DIALS`] connecting at once.
+//! Outbound slots filled from the address book: while fewer than `max_outbound` learned
+//! addresses are being dialled (connecting or connected), learned addresses are dialled,
+//! one dial each, at most [`MAX_LEARNED_DIALS`] connecting at once. Configured peers
+//! (`PEERS`, `POST /peers`) are dialled apart and always, as Bitcoin Core dials its
+//! `-addnode` peers beside its automatic outbound slots: they take no learned slot, so a
+//! list of configured peers that are down cannot keep the node from the peers it learns.
 //!
 //! ```text
 //!   every FILL_INTERVAL, when addresses are learned, when a learned peer leaves 10 s or
 //!   more after it was dialled
-//!        ──free outbound slot? (connected outbound + learned dials connecting + configured
-//!          peers not connected < max_outbound)
+//!        ──free outbound slot? (learned dials, connected or not, < max_outbound)
 //!        ──the book's candidate: a learned address not dialled, connected or waiting after
 //!          a failure, of an address group no dial is in if it can be, drawn at random
 //!        ──▶ dial once (connection.rs) ──▶ its end tells the book when to try it again
@@ -54,12 +55,12 @@ impl P2p {
             if self.token.is_cancelled() {
                 return;
             }
-            // A configured peer keeps its slot while it is down: when it comes back it is
-            // dialled whatever the count, and learned peers must not have taken its place.
-            let (connecting, configured_down) = self.unconnected_dials();
-            if self.registry.outbound_count() + connecting + configured_down
-                >= self.config.max_outbound
-                || connecting >= MAX_LEARNED_DIALS
+            // Configured peers are dialled apart, whatever the count, as Bitcoin Core's
+            // `-addnode` peers are: they neither take a learned slot nor keep one while
+            // they are down.
+            let learned = self.addresses().learned_dials().len();
+            if learned >= self.config.max_outbound
+                || self.learned_dials_connecting() >= MAX_LEARNED_DIALS
             {
                 return;
             }

@@ -325,14 +325,6 @@ impl PeerRegistry {
         matching.len()
     }
 
-    /// Connected peers we dialled.
-    pub(crate) fn outbound_count(&self) -> usize {
-        self.peers()
-            .values()
-            .filter(|entry| entry.info.outbound)
-            .count()
-    }
-
     /// Where the connected peers listen (those that said); with `outbound_only`, the
     /// addresses this node dialled and is connected to (an inbound peer's is only what it
     /// claims).

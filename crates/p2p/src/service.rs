@@ -94,6 +94,9 @@ impl PeerManager for PeerManagerHandle {
             PeerUrl::parse(url).map_err(|error| PeerError::InvalidAddress(Box::new(error)))?;
         p2p.addresses().readmit(&url);
         p2p.dial(url, true);
+        // A learned dial of this address has become a configured peer's, and its slot is
+        // free.
+        p2p.fill_outbound();
         Ok(())
     }
 
@@ -306,24 +309,18 @@ impl P2p {
     /// How many learned (not configured) addresses are being dialled and not connected
     /// yet (at most [`crate::MAX_LEARNED_DIALS`]).
     pub fn learned_dials(&self) -> usize {
-        self.unconnected_dials().0
+        self.learned_dials_connecting()
     }
 
-    /// Dials not connected (yet): of learned addresses, and of configured peers. A dial
-    /// counts as connected only by an outbound session to its address: an inbound peer
-    /// could claim any address as its own.
-    pub(crate) fn unconnected_dials(&self) -> (usize, usize) {
-        let (learned, configured): (Vec<PeerUrl>, Vec<PeerUrl>) = {
-            let book = self.addresses();
-            (
-                book.learned_dials().cloned().collect(),
-                book.configured_dials().cloned().collect(),
-            )
-        };
+    /// Learned dials not connected (yet). A dial counts as connected only by an outbound
+    /// session to its address: an inbound peer could claim any address as its own.
+    pub(crate) fn learned_dials_connecting(&self) -> usize {
+        let learned: Vec<PeerUrl> = self.addresses().learned_dials().cloned().collect();
         let connected = self.registry.listen_urls(true);
-        let unconnected =
-            |urls: &[PeerUrl]| urls.iter().filter(|url| !connected.contains(*url)).count();
-        (unconnected(&learned), unconnected(&configured))
+        learned
+            .iter()
+            .filter(|url| !connected.contains(*url))
+            .count()
     }
 
     pub(crate) fn addresses(&self) -> MutexGuard<'_, AddressBook> {

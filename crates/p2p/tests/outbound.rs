@@ -1,7 +1,8 @@
 //! Outbound slots are filled from the address book for as long as the node runs: when a
 //! learned peer leaves, another address takes its slot. Before, learned addresses were
 //! dialled only when first heard of, so a node whose first learned peers left never
-//! replaced them.
+//! replaced them. Configured peers are dialled apart and take no slot: before, each kept
+//! one while it was down, so a node whose configured peers were gone dialled no one.
 
 mod common;
 
@@ -16,8 +17,13 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// A node with `slots` outbound slots and no configured peer.
 async fn node_with_outbound_slots(slots: usize) -> TestNode {
+    node_with(slots, vec![], 0).await
+}
+
+/// A node with `slots` outbound slots, the configured `peers`, listening on `port` (0: any).
+async fn node_with(slots: usize, peers: Vec<String>, port: u16) -> TestNode {
     let temp = tempfile::tempdir().expect("temp dir");
-    let mut node_config = config(vec![], 0);
+    let mut node_config = config(peers, port);
     node_config.max_outbound = slots;
     let mut node = TestNode::start_in(temp.path().to_path_buf(), node_config).await;
     node.keep(temp);
@@ -75,6 +81,108 @@ async fn outbound_slots_are_filled_from_the_book_again_when_learned_peers_leave(
         now.len() == 2 && !now.contains(&gone_url)
     })
     .await;
+    drop(gossip);
+    node.stop().await;
+    for other in others {
+        other.stop().await;
+    }
+}
+
+/// Tells `node` of `addresses` as a gossiping peer would; the returned socket keeps that
+/// peer connected.
+async fn gossip(node: &TestNode, addresses: Vec<String>) -> common::Socket {
+    let mut socket = raw_peer(&node.url(), 47_202).await.expect("connects");
+    socket
+        .send(Frame::binary(Message::Addresses(addresses).to_bytes()))
+        .await
+        .expect("sends");
+    socket
+}
+
+/// Addresses where nothing listens.
+fn closed_ports(count: usize) -> Vec<String> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binds"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| {
+            format!(
+                "ws://127.0.0.1:{}",
+                listener.local_addr().expect("bound").port()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_peers_that_are_down_leave_the_learned_slots_free() {
+    // Three configured peers that are gone, and two outbound slots: the two nodes it
+    // learns of are dialled all the same.
+    let others = [
+        node_with_outbound_slots(0).await,
+        node_with_outbound_slots(0).await,
+    ];
+    let node = node_with(2, closed_ports(3), 0).await;
+    let addresses: Vec<String> = others.iter().map(TestNode::url).collect();
+    let gossip = gossip(&node, addresses.clone()).await;
+    wait_until("both learned addresses are dialled", LIMIT, || async {
+        let outbound = outbound_peers(&node);
+        addresses.iter().all(|address| outbound.contains(address))
+    })
+    .await;
+    drop(gossip);
+    node.stop().await;
+    for other in others {
+        other.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learned_peer_the_operator_adds_frees_its_slot_and_is_dialled_again() {
+    let mut others = vec![
+        node_with_outbound_slots(0).await,
+        node_with_outbound_slots(0).await,
+    ];
+    let node = node_with(1, vec![], 0).await;
+    let gossip = gossip(&node, others.iter().map(TestNode::url).collect()).await;
+    wait_until("one learned address fills the slot", LIMIT, || async {
+        outbound_peers(&node).len() == 1
+    })
+    .await;
+    let chosen = outbound_peers(&node).remove(0);
+
+    // The operator names it (`POST /peers`): it becomes a configured peer, and its slot
+    // goes to the other.
+    node.node
+        .peer_manager()
+        .expect("p2p")
+        .add_peer(&chosen)
+        .expect("a valid address");
+    wait_until("the other takes the freed slot", LIMIT, || async {
+        outbound_peers(&node).len() == 2
+    })
+    .await;
+
+    // It leaves and comes back on the same port: dialled again, as a configured peer is,
+    // though the one learned slot is taken.
+    let position = others
+        .iter()
+        .position(|other| other.url() == chosen)
+        .expect("one of them");
+    let gone = others.remove(position);
+    let port = gone.p2p.listen_port();
+    gone.stop().await;
+    wait_until("it is gone", LIMIT, || async {
+        !outbound_peers(&node).contains(&chosen)
+    })
+    .await;
+    others.push(node_with(0, vec![], port).await);
+    wait_until("the configured peer is dialled again", LIMIT, || async {
+        outbound_peers(&node).contains(&chosen)
+    })
+    .await;
+    assert_eq!(outbound_peers(&node).len(), 2);
     drop(gossip);
     node.stop().await;
     for other in others {

@@ -156,7 +156,11 @@ pub fn run(config: &SimConfig) -> Result<Report, SimError> {
                 .iter()
                 .map(|peer| hosts.address(*peer))
                 .collect(),
-            max_outbound: topology.nodes[index].outbound.len().max(config.outbound),
+            // The topology's peers are each node's configured peers; learned addresses
+            // fill only the slots the topology leaves below `outbound`.
+            max_outbound: config
+                .outbound
+                .saturating_sub(topology.nodes[index].outbound.len()),
             schedule,
             payments,
             users: Arc::clone(&users),

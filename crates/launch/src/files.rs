@@ -11,11 +11,12 @@
 //!
 //! ```text
 //!   soft limit ──raise to hard──▶ limit = reserve (64) + peer port + HTTP port
-//!     peer port: max_inbound + max_outbound (learned dials) + configured peers + max_pending
+//!     peer port: max_inbound + max_outbound (learned dials) + configured peers
+//!                + MAX_LEARNED_DIALS (room for peers added while running) + max_pending
 //!     HTTP port: the rest, at most its default (512)
 //! ```
 
-use powchain_p2p::P2pConfig;
+use powchain_p2p::{MAX_LEARNED_DIALS, P2pConfig};
 
 /// Files kept for everything but connections: the chain and pool stores, the wallet and
 /// cookie files, standard streams, the runtime's own descriptors, blocking threads' files.
@@ -47,7 +48,9 @@ impl FileBudget {
     /// of `http_default`, for `configured_peers` peers dialled always.
     pub fn plan(limit: u64, p2p: &P2pConfig, http_default: usize) -> FileBudget {
         let available = limit.saturating_sub(RESERVED_FILES);
-        let fixed = (p2p.max_outbound + p2p.peers.len()) as u64;
+        // Peers the operator adds while the node runs (`POST /peers`) are dialled beside
+        // these; a few fit in the extra MAX_LEARNED_DIALS, more take from the reserve.
+        let fixed = (p2p.max_outbound + p2p.peers.len() + MAX_LEARNED_DIALS) as u64;
         let mut max_inbound = p2p.max_inbound;
         let mut max_pending = p2p.max_pending;
         let p2p_files = |inbound: usize, pending: usize| fixed + (inbound + pending) as u64;

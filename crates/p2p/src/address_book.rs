@@ -353,16 +353,20 @@ impl AddressBook {
 
     /// Marks `url` as being dialled; false if it is ours, the operator removed it, or a
     /// dialler already runs for it. A learned address (`persistent` false) counts among
-    /// the learned dials (`outbound.rs` caps them). A configured peer (`persistent`) whose
-    /// address a learned dial holds takes that dial over instead: it no longer counts among
-    /// the learned dials, and its dialler keeps dialling it when its one dial ends
-    /// ([`AddressBook::take_promoted`]).
+    /// the learned dials (`outbound.rs` caps them). A configured peer's address
+    /// (`persistent`) is no longer a learned one; if a learned dial holds it, that dial is
+    /// taken over instead: it no longer counts among the learned dials, and its dialler
+    /// goes on dialling it when its one dial ends ([`AddressBook::finish_learned_dial`]).
     pub(crate) fn begin_dial(&mut self, url: &PeerUrl, persistent: bool) -> bool {
-        if persistent && self.learned_dials.remove(url) {
-            self.promoted.insert(url.clone());
+        if persistent {
             self.retries.remove(url);
             self.unlearn(url);
-            return false;
+            if self.learned_dials.remove(url) {
+                self.promoted.insert(url.clone());
+                self.known.insert(url.clone());
+                self.from_sessions.remove(url);
+                return false;
+            }
         }
         if self.own.contains(url) || self.dialing.contains(url) || self.removed.contains(url) {
             return false;
@@ -377,17 +381,23 @@ impl AddressBook {
         true
     }
 
-    /// True (once) if the learned dial of `url` became a configured peer's while it ran:
-    /// its dialler goes on dialling it as a configured peer's does.
-    pub(crate) fn take_promoted(&mut self, url: &PeerUrl) -> bool {
-        self.promoted.remove(url)
+    /// The one dial of the learned address `url` ended. True if it became a configured
+    /// peer's while it ran: its dialler goes on dialling it as a configured peer's does
+    /// (and calls [`AddressBook::end_dial`] when it stops). Else the dial is over. One
+    /// step under the book's lock, so a configured peer's request cannot fall between
+    /// the two.
+    pub(crate) fn finish_learned_dial(&mut self, url: &PeerUrl) -> bool {
+        if self.promoted.remove(url) {
+            return true;
+        }
+        self.end_dial(url);
+        false
     }
 
     /// The dialler for `url` stopped.
     pub(crate) fn end_dial(&mut self, url: &PeerUrl) {
         self.dialing.remove(url);
         self.learned_dials.remove(url);
-        self.promoted.remove(url);
     }
 
     /// Addresses known.
@@ -544,19 +554,45 @@ mod tests {
                 Duration::from_secs(10)
             ));
         }
-        assert!(book.take_promoted(&url(5002)), "the dialler dials on");
-        assert!(!book.take_promoted(&url(5002)), "once");
+        assert!(book.finish_learned_dial(&url(5002)), "the dialler dials on");
         assert_eq!(book.len(), 1, "still known");
         assert_eq!(
             book.learn(&texts(5002..5003), 2),
             Vec::<PeerUrl>::new(),
             "and not learned again"
         );
+        assert!(
+            !book.begin_dial(&url(5002), true),
+            "still dialled: no second dialler"
+        );
         book.end_dial(&url(5002));
         assert!(
             book.begin_dial(&url(5002), true),
             "a dialler may start again"
         );
+
+        // Forgotten after its last failure before the operator's request came: known again.
+        book.learn(&texts(5003..5004), 1);
+        assert!(book.begin_dial(&url(5003), false));
+        for _ in 0..MAX_LEARNED_FAILURES {
+            book.dial_ended(
+                &url(5003),
+                DialOutcome::Failed,
+                Instant::now(),
+                Duration::from_secs(10),
+            );
+        }
+        assert_eq!(book.len(), 1, "5003 forgotten");
+        assert!(!book.begin_dial(&url(5003), true));
+        assert_eq!(book.len(), 2, "known while its dialler dials on");
+        assert!(book.finish_learned_dial(&url(5003)));
+
+        // A learned dial that nobody named simply ends.
+        book.learn(&texts(5004..5005), 1);
+        assert!(book.begin_dial(&url(5004), false));
+        assert!(!book.finish_learned_dial(&url(5004)));
+        assert_eq!(book.learned_dials().len(), 0);
+        assert!(book.begin_dial(&url(5004), false), "no longer dialled");
     }
 
     #[test]

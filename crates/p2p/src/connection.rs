@@ -71,20 +71,19 @@ impl P2p {
         }
         let p2p = Arc::clone(self);
         self.tasks.spawn(async move {
-            let lasted = if persistent {
+            if persistent {
                 p2p.dial_loop(&url).await;
-                false
-            } else {
-                let lasted = p2p.dial_once(&url).await == Some(DialOutcome::Lasted);
+                p2p.addresses().end_dial(&url);
+                return;
+            }
+            let lasted = p2p.dial_once(&url).await == Some(DialOutcome::Lasted);
+            if p2p.addresses().finish_learned_dial(&url) {
                 // The operator asked for this address while its learned dial ran: from
                 // now on it is dialled as a configured peer.
-                let promoted = p2p.addresses().take_promoted(&url);
-                if promoted {
-                    p2p.dial_loop(&url).await;
-                }
-                lasted && !promoted
-            };
-            p2p.addresses().end_dial(&url);
+                p2p.dial_loop(&url).await;
+                p2p.addresses().end_dial(&url);
+                return;
+            }
             // A peer that left frees its slot for another at once; after a failed dial
             // the next waits for the outbound loop's tick, so addresses that refuse at
             // once are not dialled in a tight loop.

@@ -12,6 +12,7 @@
 //! The wallet lock is always taken before the core lock.
 
 use std::ops::ControlFlow;
+use std::sync::MutexGuard;
 
 use powchain_chain::{AddressCoin, Snapshot};
 use powchain_consensus::{
@@ -25,9 +26,10 @@ use crate::node::{Core, Node, lock};
 
 /// Coins read from the store between two looks at the pool (each under the core lock).
 const COINS_PER_CHUNK: usize = 1_024;
-/// Reads of the wallet's coins a payment makes at most while blocks keep coming (the last
-/// is used as it is: admission checks the payment against the chain anyway).
-const MAX_SEND_READS: usize = 3;
+/// Reads of the wallet's coins a balance or a payment makes at most while blocks keep
+/// coming (the last is used as it is: a balance is a report, and admission checks a
+/// payment against the chain anyway).
+const MAX_READS: usize = 3;
 
 /// The wallet's coins, folded as they are read: the balance, and the coins a payment may
 /// choose from.
@@ -225,23 +227,62 @@ impl Node {
         Ok(())
     }
 
-    /// The wallet's balance. Its coins are read from a snapshot a chunk at a time, and the
-    /// core lock is held only to sort each chunk against the pool, so a stranger asking
+    /// The wallet's confirmed coins, read from a snapshot a chunk at a time, each chunk
+    /// sorted against the pool under the core lock, and the core lock taken at the end at
+    /// the snapshot's tip: the pool then holds what the snapshot's chain has not
+    /// confirmed. If a block came during the read, the read starts again, at most
+    /// [`MAX_READS`] times in all (the last is used as it is). `after_read` runs after
+    /// each read, before the lock is taken (a test connects a block there).
+    ///
+    /// So however many coins strangers paid the wallet, blocks and admissions are not held
+    /// back for the read; and a block that confirms a pooled payment during the read is
+    /// not counted twice or missed (the coin it spends read as unspent and its outputs
+    /// neither pooled nor in the snapshot: the payment's amount gone for a moment).
+    fn confirmed_coins_at_one_tip(
+        &self,
+        wallet: &Wallet,
+        after_read: &mut dyn FnMut(),
+    ) -> Result<(MutexGuard<'_, Core>, Snapshot, WalletCoins), NodeError> {
+        let mut reads = 0;
+        loop {
+            reads += 1;
+            let snapshot = self.reader.snapshot()?;
+            let tip = snapshot.tip()?;
+            let next_height = tip.record.height.next();
+            let mut tally = WalletCoins::default();
+            Self::read_wallet_coins(wallet, &snapshot, |chunk| {
+                let core = lock(&self.core);
+                self.sort_confirmed_coins(&core, chunk, next_height, &mut tally);
+            })?;
+            after_read();
+            let core = lock(&self.core);
+            if core.chain.tip().hash == tip.hash || reads >= MAX_READS {
+                return Ok((core, snapshot, tally));
+            }
+        }
+    }
+
+    /// The wallet's balance: its confirmed coins and the pool's part at one tip
+    /// ([`Node::confirmed_coins_at_one_tip`]), the core lock held only to sort each chunk
+    /// of coins against the pool and to read the pool's outputs, so a stranger asking
     /// again and again about an address paid a million times does not hold blocks and
     /// admissions back.
     ///
     /// # Errors
     /// [`NodeError::Chain`] if the store cannot be read.
     pub fn wallet_balance(&self) -> Result<WalletBalance, NodeError> {
+        self.wallet_balance_reading(&mut || {})
+    }
+
+    /// [`Node::wallet_balance`], running `after_read` after each read of the coins.
+    fn wallet_balance_reading(
+        &self,
+        after_read: &mut dyn FnMut(),
+    ) -> Result<WalletBalance, NodeError> {
         let wallet = lock(&self.wallet);
-        let snapshot = self.reader.snapshot()?;
-        let next_height = snapshot.tip()?.record.height.next();
-        let mut tally = WalletCoins::default();
-        Self::read_wallet_coins(&wallet, &snapshot, |chunk| {
-            let core = lock(&self.core);
-            self.sort_confirmed_coins(&core, chunk, next_height, &mut tally);
-        })?;
-        let pooled = Self::pool_coins(&wallet, &lock(&self.core));
+        let (core, snapshot, mut tally) = self.confirmed_coins_at_one_tip(&wallet, after_read)?;
+        let pooled = Self::pool_coins(&wallet, &core);
+        drop(core);
         Self::add_pool_coins(&wallet, &snapshot, pooled, &mut tally)?;
         Ok(tally.balance)
     }
@@ -259,27 +300,10 @@ impl Node {
     ) -> Result<SentPayment, NodeError> {
         let now = self.clock.now_ms();
         let wallet = lock(&self.wallet);
-        // The coins are read from a snapshot a chunk at a time, each sorted against the
-        // pool under the core lock, which is held whole only once they are read: however
-        // many coins strangers paid the wallet, blocks and admissions are not held back
-        // for the read. The payment must spend coins of the chain it is admitted to, so
-        // the read starts again if a block came meanwhile (admission checks it anyway).
-        let mut attempts = 0;
-        let (mut core, snapshot, mut tally) = loop {
-            attempts += 1;
-            let snapshot = self.reader.snapshot()?;
-            let tip = snapshot.tip()?;
-            let next_height = tip.record.height.next();
-            let mut tally = WalletCoins::default();
-            Self::read_wallet_coins(&wallet, &snapshot, |chunk| {
-                let core = lock(&self.core);
-                self.sort_confirmed_coins(&core, chunk, next_height, &mut tally);
-            })?;
-            let core = lock(&self.core);
-            if core.chain.tip().hash == tip.hash || attempts >= MAX_SEND_READS {
-                break (core, snapshot, tally);
-            }
-        };
+        // The core lock is held whole only once the coins are read, and the payment
+        // spends coins of the chain it is admitted to (admission checks it anyway).
+        let (mut core, snapshot, mut tally) =
+            self.confirmed_coins_at_one_tip(&wallet, &mut || {})?;
         Self::add_pool_coins(
             &wallet,
             &snapshot,
@@ -645,6 +669,49 @@ mod tests {
     #[test]
     fn a_devnet_coinbase_is_immature_until_its_maturity() {
         check_coinbase_maturity(Network::Devnet, DEVNET_EASY_GAP_MS);
+    }
+
+    /// A block confirming the wallet's pooled payment connects while the balance reads
+    /// the coins. Before, the coins were read at the old tip and the pool after the block:
+    /// the coins the payment spent counted as outgoing, its change in neither the pool
+    /// nor the snapshot, so the balance lost the change for a moment.
+    #[test]
+    fn a_block_during_the_balance_s_read_is_counted_once() {
+        use powchain_consensus::testkit::solve;
+
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        test.mine(false);
+        let payment = test.pay_one_coin();
+        let pending = test.node.wallet_balance().expect("the balance reads");
+        check_invariants(&pending);
+        assert!(pending.unconfirmed_incoming > Amount::ZERO, "the change");
+
+        // A block of another miner's that confirms it, connected during the read.
+        test.clock.advance(test.node.params().target_block_time_ms);
+        let mut block = test
+            .node
+            .block_template(test_address(9), b"test".to_vec(), true)
+            .expect("a template");
+        assert!(block.transactions.contains(&payment.transaction));
+        solve(&mut block.header);
+        let mut block = Some(block);
+        let mut reads = 0;
+        let during = test
+            .node
+            .wallet_balance_reading(&mut || {
+                reads += 1;
+                if let Some(block) = block.take() {
+                    test.node.submit_block(block).expect("the block connects");
+                }
+            })
+            .expect("the balance reads");
+        assert_eq!(reads, 2, "read again at the new tip");
+        let after = test.node.wallet_balance().expect("the balance reads");
+        check_invariants(&after);
+        assert_eq!(during, after);
+        assert_eq!(after.total(), pending.total(), "the payment counted once");
+        assert_eq!(after.unconfirmed_incoming, Amount::ZERO);
     }
 
     #[test]

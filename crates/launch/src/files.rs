@@ -12,15 +12,19 @@
 //! ```text
 //!   soft limit ──raise to hard──▶ limit = reserve (64) + peer port + HTTP port
 //!     peer port: max_inbound + max_outbound (learned dials) + configured peers
-//!                + MAX_LEARNED_DIALS (room for peers added while running) + max_pending
+//!                + ADDED_PEERS_ROOM (peers added while running) + max_pending
 //!     HTTP port: the rest, at most its default (512)
 //! ```
 
-use powchain_p2p::{MAX_LEARNED_DIALS, P2pConfig};
+use powchain_p2p::P2pConfig;
 
 /// Files kept for everything but connections: the chain and pool stores, the wallet and
 /// cookie files, standard streams, the runtime's own descriptors, blocking threads' files.
 pub const RESERVED_FILES: u64 = 64;
+/// Peers the operator may add while the node runs (`POST /peers`, which dials them beside
+/// the configured and learned ones) within the peer port's budget; more take from the
+/// reserve.
+pub const ADDED_PEERS_ROOM: usize = 4;
 /// Fewest HTTP connections a budget gives (the dashboard and a client or two).
 pub const MIN_HTTP_CONNECTIONS: usize = 8;
 /// Fewest handshakes in progress a budget gives.
@@ -45,12 +49,10 @@ pub struct FileBudget {
 
 impl FileBudget {
     /// Shares `limit` files between the ports, starting from `p2p`'s slots and an HTTP cap
-    /// of `http_default`, for `configured_peers` peers dialled always.
+    /// of `http_default` (`p2p.peers` are the configured peers, dialled always).
     pub fn plan(limit: u64, p2p: &P2pConfig, http_default: usize) -> FileBudget {
         let available = limit.saturating_sub(RESERVED_FILES);
-        // Peers the operator adds while the node runs (`POST /peers`) are dialled beside
-        // these; a few fit in the extra MAX_LEARNED_DIALS, more take from the reserve.
-        let fixed = (p2p.max_outbound + p2p.peers.len() + MAX_LEARNED_DIALS) as u64;
+        let fixed = (p2p.max_outbound + p2p.peers.len() + ADDED_PEERS_ROOM) as u64;
         let mut max_inbound = p2p.max_inbound;
         let mut max_pending = p2p.max_pending;
         let p2p_files = |inbound: usize, pending: usize| fixed + (inbound + pending) as u64;

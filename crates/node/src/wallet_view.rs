@@ -235,9 +235,11 @@ impl Node {
     /// each read, before the lock is taken (a test connects a block there).
     ///
     /// So however many coins strangers paid the wallet, blocks and admissions are not held
-    /// back for the read; and a block that confirms a pooled payment during the read is
-    /// not counted twice or missed (the coin it spends read as unspent and its outputs
-    /// neither pooled nor in the snapshot: the payment's amount gone for a moment).
+    /// back for the read; and a block that confirms a pooled payment during the read
+    /// (before the last read) does not hide it: its spent coin sorted as outgoing before
+    /// the block, its outputs neither pooled nor in the snapshot after it. The pool may
+    /// still change at one tip between a chunk's sorting and the end (a payment that
+    /// expires or is evicted meanwhile), which can miscount that payment for one read.
     fn confirmed_coins_at_one_tip(
         &self,
         wallet: &Wallet,

@@ -87,6 +87,9 @@ pub(crate) struct AddressBook {
     /// Learned dials that the operator made configured peers while they ran (`POST
     /// /peers`): their diallers keep dialling them when the one dial ends.
     promoted: HashSet<PeerUrl>,
+    /// Configured peers asked for again (`POST /peers`) while their dialler ran: if it is
+    /// stopping (the address was removed a moment before, say), it dials on.
+    asked_again: HashSet<PeerUrl>,
     /// Learned addresses dialled before, and when they may be again.
     retries: HashMap<PeerUrl, Retry>,
     own: HashSet<PeerUrl>,
@@ -245,6 +248,7 @@ impl AddressBook {
     pub(crate) fn remove(&mut self, url: &PeerUrl) -> bool {
         let was_known = self.known.contains(url) || self.dialing.contains(url);
         self.removed.insert(url.clone());
+        self.asked_again.remove(url);
         self.forget(url);
         self.known.remove(url);
         self.from_sessions.remove(url);
@@ -358,6 +362,9 @@ impl AddressBook {
     /// taken over instead: it no longer counts among the learned dials, and its dialler
     /// goes on dialling it when its one dial ends ([`AddressBook::finish_learned_dial`]).
     pub(crate) fn begin_dial(&mut self, url: &PeerUrl, persistent: bool) -> bool {
+        if self.own.contains(url) || self.removed.contains(url) {
+            return false;
+        }
         if persistent {
             self.retries.remove(url);
             self.unlearn(url);
@@ -367,8 +374,12 @@ impl AddressBook {
                 self.from_sessions.remove(url);
                 return false;
             }
+            if self.dialing.contains(url) {
+                self.asked_again.insert(url.clone());
+                return false;
+            }
         }
-        if self.own.contains(url) || self.dialing.contains(url) || self.removed.contains(url) {
+        if self.dialing.contains(url) {
             return false;
         }
         if !persistent {
@@ -390,14 +401,25 @@ impl AddressBook {
         if self.promoted.remove(url) {
             return true;
         }
-        self.end_dial(url);
+        self.end_dial(url, false);
         false
     }
 
-    /// The dialler for `url` stopped.
-    pub(crate) fn end_dial(&mut self, url: &PeerUrl) {
+    /// The dialler for `url` stops. True if it goes on instead (when `may_go_on`): a
+    /// configured peer asked for again while it ran, still not ours nor removed (a
+    /// `POST /peers` that came while the dialler stopped after a `DELETE` is not lost).
+    /// One step under the book's lock, as the stop and the request are.
+    pub(crate) fn end_dial(&mut self, url: &PeerUrl, may_go_on: bool) -> bool {
+        if self.asked_again.remove(url)
+            && may_go_on
+            && !self.own.contains(url)
+            && !self.removed.contains(url)
+        {
+            return true;
+        }
         self.dialing.remove(url);
         self.learned_dials.remove(url);
+        false
     }
 
     /// Addresses known.
@@ -464,7 +486,7 @@ mod tests {
         assert!(book.begin_dial(&url(7001), true));
         book.insert(url(7001));
         book.session_ended(&url(7001));
-        book.end_dial(&url(7001));
+        book.end_dial(&url(7001), false);
         assert_eq!(book.len(), 1, "a dialled address stays");
         book.learn(&texts(7002..7003), 1);
         book.insert(url(7002));
@@ -506,7 +528,7 @@ mod tests {
             !book.begin_dial(&url(5003), true),
             "one dialler per address"
         );
-        book.end_dial(&url(5003));
+        book.end_dial(&url(5003), false);
         assert!(book.begin_dial(&url(5003), true));
     }
 
@@ -524,7 +546,7 @@ mod tests {
         );
         book.insert(url(5002));
         assert_eq!(book.len(), 0, "a handshake does not bring it back");
-        book.end_dial(&url(5002));
+        book.end_dial(&url(5002), false);
         assert!(!book.begin_dial(&url(5002), true), "not dialled again");
         assert!(!book.remove(&url(5003)), "never known");
         book.readmit(&url(5002));
@@ -565,7 +587,7 @@ mod tests {
             !book.begin_dial(&url(5002), true),
             "still dialled: no second dialler"
         );
-        book.end_dial(&url(5002));
+        book.end_dial(&url(5002), false);
         assert!(
             book.begin_dial(&url(5002), true),
             "a dialler may start again"
@@ -593,6 +615,63 @@ mod tests {
         assert!(!book.finish_learned_dial(&url(5004)));
         assert_eq!(book.learned_dials().len(), 0);
         assert!(book.begin_dial(&url(5004), false), "no longer dialled");
+    }
+
+    #[test]
+    fn a_configured_peer_asked_for_while_its_dialler_stops_is_dialled_on() {
+        let mut book = AddressBook::default();
+        assert!(book.begin_dial(&url(5002), true));
+        // DELETE: the dialler sees the removal and is about to stop; POST comes first.
+        book.remove(&url(5002));
+        book.readmit(&url(5002));
+        assert!(
+            !book.begin_dial(&url(5002), true),
+            "no second dialler while one runs"
+        );
+        assert!(book.end_dial(&url(5002), true), "the stopping one dials on");
+        assert!(
+            !book.end_dial(&url(5002), true),
+            "asked for once, goes on once"
+        );
+        assert!(book.begin_dial(&url(5002), true), "released");
+
+        // Removed after it was asked for again: it stops.
+        assert!(!book.begin_dial(&url(5002), true));
+        book.remove(&url(5002));
+        assert!(!book.end_dial(&url(5002), true));
+        // And at shutdown it stops whatever was asked.
+        book.readmit(&url(5002));
+        assert!(book.begin_dial(&url(5002), true));
+        assert!(!book.begin_dial(&url(5002), true));
+        assert!(!book.end_dial(&url(5002), false));
+        assert!(book.begin_dial(&url(5002), true), "released");
+    }
+
+    #[test]
+    fn a_learned_address_the_operator_names_is_no_longer_a_candidate_nor_its_source_s() {
+        let mut book = AddressBook::default();
+        let now = Instant::now();
+        let none = HashSet::new();
+        book.learn(&texts(5000..5001), 1);
+        assert!(book.begin_dial(&url(5000), true), "a configured peer now");
+        book.end_dial(&url(5000), false);
+        assert_eq!(
+            book.candidate(now, 1, &none),
+            None,
+            "dialled only as configured"
+        );
+        assert_eq!(book.per_source.get(&1), None, "its source's share is freed");
+        assert_eq!(book.len(), 1, "still known");
+
+        // Ours: never promoted, and not made known again.
+        book.learn(&texts(5001..5002), 1);
+        assert!(book.begin_dial(&url(5001), false));
+        book.note_own(&url(5001));
+        assert!(!book.begin_dial(&url(5001), true));
+        assert!(
+            !book.finish_learned_dial(&url(5001)),
+            "its dial simply ends"
+        );
     }
 
     #[test]
@@ -703,7 +782,7 @@ mod tests {
         for failure in 1..MAX_LEARNED_FAILURES {
             assert_eq!(book.candidate(now, 0, &none), Some(url(5000)));
             assert!(book.begin_dial(&url(5000), false));
-            book.end_dial(&url(5000));
+            book.end_dial(&url(5000), false);
             assert!(!book.dial_ended(&url(5000), DialOutcome::Failed, now, max_backoff));
             let wait = RETRY_AFTER * (1 << failure);
             assert_eq!(

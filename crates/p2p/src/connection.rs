@@ -71,24 +71,26 @@ impl P2p {
         }
         let p2p = Arc::clone(self);
         self.tasks.spawn(async move {
-            if persistent {
-                p2p.dial_loop(&url).await;
-                p2p.addresses().end_dial(&url);
-                return;
+            if !persistent {
+                let lasted = p2p.dial_once(&url).await == Some(DialOutcome::Lasted);
+                // Unless the operator asked for this address while its learned dial ran:
+                // from then on it is dialled as a configured peer.
+                if !p2p.addresses().finish_learned_dial(&url) {
+                    // A peer that left frees its slot for another at once; after a failed
+                    // dial the next waits for the outbound loop's tick, so addresses that
+                    // refuse at once are not dialled in a tight loop.
+                    if lasted && !p2p.token.is_cancelled() {
+                        p2p.fill_outbound();
+                    }
+                    return;
+                }
             }
-            let lasted = p2p.dial_once(&url).await == Some(DialOutcome::Lasted);
-            if p2p.addresses().finish_learned_dial(&url) {
-                // The operator asked for this address while its learned dial ran: from
-                // now on it is dialled as a configured peer.
+            loop {
                 p2p.dial_loop(&url).await;
-                p2p.addresses().end_dial(&url);
-                return;
-            }
-            // A peer that left frees its slot for another at once; after a failed dial
-            // the next waits for the outbound loop's tick, so addresses that refuse at
-            // once are not dialled in a tight loop.
-            if lasted && !p2p.token.is_cancelled() {
-                p2p.fill_outbound();
+                let go_on = !p2p.token.is_cancelled();
+                if !p2p.addresses().end_dial(&url, go_on) {
+                    return;
+                }
             }
         });
         true

@@ -72,6 +72,22 @@ pub struct StatusJson {
     pub orphans: usize,
     /// The node's clock, ms.
     pub time: u64,
+    /// The upload target, if one is set (`--max-upload-mib`).
+    pub upload: Option<UploadJson>,
+}
+
+/// The upload target's state in `GET /status`.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadJson {
+    /// Bytes a 24-hour cycle.
+    pub target_bytes: u64,
+    /// Bytes sent to peers in this cycle.
+    pub sent_bytes: u64,
+    /// Milliseconds until the cycle ends.
+    pub cycle_left_ms: u64,
+    /// True once the target is reached: blocks more than a week old are not served.
+    pub reached: bool,
 }
 
 /// `GET /status`.
@@ -118,6 +134,15 @@ pub fn build_status(node: &Node) -> StatusJson {
         },
         orphans,
         time: node.now_ms(),
+        upload: node
+            .peer_manager()
+            .and_then(|peers| peers.upload())
+            .map(|upload| UploadJson {
+                target_bytes: upload.target_bytes,
+                sent_bytes: upload.sent_bytes,
+                cycle_left_ms: upload.cycle_left_ms,
+                reached: upload.reached,
+            }),
     }
 }
 

@@ -254,6 +254,7 @@ impl DevnetArgs {
             reindex: false,
             new_wallet: false,
             config: None,
+            max_upload_mib: 0,
         }
     }
 }
@@ -565,6 +566,12 @@ pub struct NodeArgs {
     /// `<data-dir>/powchain.toml`, if it exists).
     #[arg(long, env = "POWCHAIN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Upload target, MiB a day (Bitcoin Core's `-maxuploadtarget`): once the node has sent
+    /// this much to peers in a 24-hour cycle, a peer asking for a block more than a week
+    /// old is disconnected until the cycle ends; recent blocks and transactions still go.
+    /// 0: no target.
+    #[arg(long, env = "MAX_UPLOAD_MIB", default_value_t = 0)]
+    pub max_upload_mib: u64,
 }
 
 /// Flags of `powchain check`.
@@ -652,6 +659,12 @@ impl NodeArgs {
             wallet_passphrase_file: self.wallet_passphrase_file.clone(),
             reindex: self.reindex,
             new_wallet: self.new_wallet,
+            max_upload_bytes: match self.max_upload_mib {
+                0 => None,
+                mib => Some(mib.checked_mul(1 << 20).ok_or_else(|| {
+                    format!("--max-upload-mib (MAX_UPLOAD_MIB) is too large: {mib}")
+                })?),
+            },
         })
     }
 }

@@ -167,6 +167,7 @@ pub async fn launch(
     let mut p2p_config = P2pConfig {
         listen: Some(settings.p2p),
         peers: settings.peers.clone(),
+        max_upload_bytes: settings.max_upload_bytes,
         ..P2pConfig::default()
     };
     let defaults = ApiOptions::default();

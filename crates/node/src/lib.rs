@@ -43,6 +43,7 @@ pub use log_budget::{HeldBack, LogBudget};
 pub use node::Node;
 pub use peers::{
     BanInfo, DisconnectInfo, PeerError, PeerInfo, PeerManager, PeerRemoval, SyncProgress,
+    UploadStatus,
 };
 pub use pool::Admissions;
 /// The most mining threads a node runs (more are refused by the CLI, clamped here).

@@ -16,6 +16,20 @@ pub struct PeerInfo {
     pub ping_ms: Option<u64>,
 }
 
+/// The upload target's state (`GET /status`; `P2pConfig::max_upload_bytes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UploadStatus {
+    /// The target, bytes a cycle of 24 hours.
+    pub target_bytes: u64,
+    /// Bytes sent to peers in this cycle.
+    pub sent_bytes: u64,
+    /// Milliseconds until the cycle ends.
+    pub cycle_left_ms: u64,
+    /// True once the target is reached: blocks more than a week old are not served until
+    /// the cycle ends.
+    pub reached: bool,
+}
+
 /// A session that ended, and why (`GET /peers/disconnected`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DisconnectInfo {
@@ -103,5 +117,9 @@ pub trait PeerManager: Send + Sync {
     /// The last sessions that ended, newest first, with why.
     fn disconnected(&self) -> Vec<DisconnectInfo> {
         Vec::new()
+    }
+    /// The upload target's state, if one is set.
+    fn upload(&self) -> Option<UploadStatus> {
+        None
     }
 }

@@ -74,6 +74,9 @@ pub struct P2pConfig {
     /// `inv` carrying all that gathered meanwhile (blocks are never held back; see
     /// `relay.rs`).
     pub transaction_announcement_interval: Duration,
+    /// Bytes sent to peers a day past which blocks more than a week old are no longer
+    /// served (Bitcoin Core's `-maxuploadtarget`; `upload.rs`). None: no target.
+    pub max_upload_bytes: Option<u64>,
 }
 
 impl Default for P2pConfig {
@@ -97,6 +100,7 @@ impl Default for P2pConfig {
             high_bandwidth_peers: HIGH_BANDWIDTH_PEERS,
             push_wait: PUSH_WAIT,
             transaction_announcement_interval: TRANSACTION_ANNOUNCEMENT_INTERVAL,
+            max_upload_bytes: None,
         }
     }
 }

@@ -20,7 +20,8 @@ use crate::compact::{ForPeers, MAX_COMPACT_BLOCK_DEPTH};
 use crate::message::{InventoryItem, MAX_INVENTORY, Message};
 use crate::rolling_set::{RollingSet, items_for_slots};
 use crate::session::Session;
-use crate::session_end::{SessionEnd, Stop};
+use crate::session_end::{CloseReason, SessionEnd, Stop};
+use crate::upload::UPLOAD_TARGET_REACHED;
 
 /// The most bytes of pooled transactions a `getdata` copies from the pool at once; the
 /// next window is copied once these are sent.
@@ -130,6 +131,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         .stored_block_and_depth(hash)
                         .await
                         .ok_or(SessionEnd::Shutdown)?;
+                    if let Some((block, _)) = &block
+                        && !self.p2p.upload.serves_block(
+                            block.header.time_ms,
+                            self.p2p.node.now_ms(),
+                            tokio::time::Instant::now(),
+                        )
+                    {
+                        return Err(
+                            SessionEnd::Closed(CloseReason::Told(UPLOAD_TARGET_REACHED)).into()
+                        );
+                    }
                     if let Some(height) = block
                         .as_ref()
                         .and_then(|(block, _)| block.coinbase_height())

@@ -65,6 +65,7 @@ mod traffic;
 mod transaction_fetch;
 mod transaction_requests;
 pub mod transport;
+mod upload;
 pub mod url;
 
 pub use address_book::{MAX_ADDRESSES_PER_SOURCE, MAX_KNOWN_ADDRESSES, MAX_LEARNED_DIALS};
@@ -82,4 +83,5 @@ pub use transport::{
     BoxedStream, Environment, Listener, NodeCalls, PeerStream, Randomness, Tcp, Transport,
     ValidationDelay,
 };
+pub use upload::{HISTORICAL_BLOCK_AGE_MS, UPLOAD_CYCLE};
 pub use url::{PeerUrl, PeerUrlError, PeerUrlProblem};

@@ -38,6 +38,7 @@ use crate::relay::TransactionRelay;
 use crate::traffic::{MessageTraffic, Traffic};
 use crate::transaction_requests::TransactionRequests;
 use crate::transport::{Environment, Listener, NodeCalls};
+use crate::upload::UploadTarget;
 use crate::url::PeerUrl;
 
 /// The peer-to-peer layer of one node.
@@ -64,6 +65,8 @@ pub struct P2p {
     pub(crate) deferred_announcements: Arc<std::sync::atomic::AtomicUsize>,
     /// Messages and bytes by type (traffic.rs).
     pub(crate) traffic: Traffic,
+    /// Bytes sent today against the upload target (upload.rs).
+    pub(crate) upload: UploadTarget,
     /// Compact block relay: whom we asked for pushes, what we pushed (compact.rs).
     pub(crate) compact: Mutex<CompactRelay>,
     pub(crate) bans: Mutex<BanList>,
@@ -124,6 +127,12 @@ impl PeerManager for PeerManagerHandle {
             .upgrade()
             .map(|p2p| p2p.bans_in_force())
             .unwrap_or_default()
+    }
+
+    fn upload(&self) -> Option<powchain_node::UploadStatus> {
+        self.0
+            .upgrade()
+            .and_then(|p2p| p2p.upload.status(tokio::time::Instant::now()))
     }
 
     fn disconnected(&self) -> Vec<DisconnectInfo> {
@@ -214,6 +223,7 @@ impl P2p {
         let pending = PendingConnections::new(config.max_pending, config.max_pending_per_group);
         let compact = Mutex::new(CompactRelay::new(config.high_bandwidth_peers));
         let transaction_requests = Mutex::new(TransactionRequests::new(config.transaction_timeout));
+        let upload = UploadTarget::new(config.max_upload_bytes);
         let p2p = Arc::new(P2p {
             node: Arc::clone(&node),
             config,
@@ -229,6 +239,7 @@ impl P2p {
             deferred_announcements: Arc::default(),
             compact,
             traffic: Traffic::default(),
+            upload,
             bans: Mutex::new(BanList::default()),
             pending,
             block_log: Mutex::new(BlockLog::default()),

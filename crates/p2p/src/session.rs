@@ -235,6 +235,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             }
         }
         self.p2p.traffic.sent(message.type_byte(), length);
+        self.p2p.upload.sent(length, tokio::time::Instant::now());
         Ok(())
     }
 

@@ -568,7 +568,8 @@ pub struct NodeArgs {
     pub config: Option<PathBuf>,
     /// Upload target, MiB a day (Bitcoin Core's `-maxuploadtarget`): once the node has sent
     /// this much to peers in a 24-hour cycle, a peer asking for a block more than a week
-    /// old is disconnected until the cycle ends; recent blocks and transactions still go.
+    /// older than the tip is disconnected until the cycle ends; recent blocks and
+    /// transactions still go.
     /// 0: no target.
     #[arg(long, env = "MAX_UPLOAD_MIB", default_value_t = 0)]
     pub max_upload_mib: u64,

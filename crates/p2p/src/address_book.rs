@@ -87,8 +87,10 @@ pub(crate) struct AddressBook {
     /// Learned dials that the operator made configured peers while they ran (`POST
     /// /peers`): their diallers keep dialling them when the one dial ends.
     promoted: HashSet<PeerUrl>,
-    /// Configured peers asked for again (`POST /peers`) while their dialler ran: if it is
-    /// stopping (the address was removed a moment before, say), it dials on.
+    /// Addresses removed while a dialler ran for them: it is stopping.
+    stopping: HashSet<PeerUrl>,
+    /// Configured peers asked for again (`POST /peers`) while their dialler was stopping
+    /// after a removal: it dials on instead.
     asked_again: HashSet<PeerUrl>,
     /// Learned addresses dialled before, and when they may be again.
     retries: HashMap<PeerUrl, Retry>,
@@ -248,7 +250,9 @@ impl AddressBook {
     pub(crate) fn remove(&mut self, url: &PeerUrl) -> bool {
         let was_known = self.known.contains(url) || self.dialing.contains(url);
         self.removed.insert(url.clone());
-        self.asked_again.remove(url);
+        if self.dialing.contains(url) {
+            self.stopping.insert(url.clone());
+        }
         self.forget(url);
         self.known.remove(url);
         self.from_sessions.remove(url);
@@ -374,7 +378,7 @@ impl AddressBook {
                 self.from_sessions.remove(url);
                 return false;
             }
-            if self.dialing.contains(url) {
+            if self.stopping.remove(url) {
                 self.asked_again.insert(url.clone());
                 return false;
             }
@@ -417,6 +421,7 @@ impl AddressBook {
         {
             return true;
         }
+        self.stopping.remove(url);
         self.dialing.remove(url);
         self.learned_dials.remove(url);
         false
@@ -635,13 +640,22 @@ mod tests {
         );
         assert!(book.begin_dial(&url(5002), true), "released");
 
+        // Asked for again while it runs and nothing stops it: nothing to note.
+        assert!(!book.begin_dial(&url(5002), true));
+        assert!(!book.end_dial(&url(5002), true), "it stops when it stops");
+        assert!(book.begin_dial(&url(5002), true), "released");
+
         // Removed after it was asked for again: it stops.
+        book.remove(&url(5002));
+        book.readmit(&url(5002));
         assert!(!book.begin_dial(&url(5002), true));
         book.remove(&url(5002));
         assert!(!book.end_dial(&url(5002), true));
         // And at shutdown it stops whatever was asked.
         book.readmit(&url(5002));
         assert!(book.begin_dial(&url(5002), true));
+        book.remove(&url(5002));
+        book.readmit(&url(5002));
         assert!(!book.begin_dial(&url(5002), true));
         assert!(!book.end_dial(&url(5002), false));
         assert!(book.begin_dial(&url(5002), true), "released");
@@ -672,6 +686,7 @@ mod tests {
             !book.finish_learned_dial(&url(5001)),
             "its dial simply ends"
         );
+        assert_eq!(book.len(), 1, "ours is not made known again");
     }
 
     #[test]

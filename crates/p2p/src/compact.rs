@@ -755,12 +755,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let found = match self.p2p.passed_on(&block) {
             // Passed on before validation: not stored yet, perhaps.
             Some(recent) => Some((recent, 0)),
-            None => self
+            None => match self
                 .p2p
                 .stored_block_and_depth(block)
                 .await
                 .ok_or(SessionEnd::Shutdown)?
-                .map(|(found, depth)| (Arc::new(found), depth)),
+            {
+                Some(stored) => {
+                    self.may_upload(&stored)?;
+                    Some((Arc::new(stored.block), stored.depth))
+                }
+                None => None,
+            },
         };
         let Some((found, depth)) = found else {
             self.send(&Message::NotFound(vec![InventoryItem::Block(block)]))

@@ -74,8 +74,8 @@ pub struct P2pConfig {
     /// `inv` carrying all that gathered meanwhile (blocks are never held back; see
     /// `relay.rs`).
     pub transaction_announcement_interval: Duration,
-    /// Bytes sent to peers a day past which blocks more than a week old are no longer
-    /// served (Bitcoin Core's `-maxuploadtarget`; `upload.rs`). None: no target.
+    /// Bytes sent to peers a day past which blocks more than a week older than the tip are
+    /// no longer served (Bitcoin Core's `-maxuploadtarget`; `upload.rs`). None: no target.
     pub max_upload_bytes: Option<u64>,
 }
 

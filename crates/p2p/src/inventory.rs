@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::compact::{ForPeers, MAX_COMPACT_BLOCK_DEPTH};
 use crate::message::{InventoryItem, MAX_INVENTORY, Message};
 use crate::rolling_set::{RollingSet, items_for_slots};
+use crate::service::StoredBlock;
 use crate::session::Session;
 use crate::session_end::{CloseReason, SessionEnd, Stop};
 use crate::upload::UPLOAD_TARGET_REACHED;
@@ -108,6 +109,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         Ok(())
     }
 
+    /// Ends the session if `stored` is a historical block and the upload target is
+    /// reached (upload.rs): what every path that sends a stored block to a peer asks.
+    pub(crate) fn may_upload(&self, stored: &StoredBlock) -> Result<(), SessionEnd> {
+        if self.p2p.upload.serves_block(
+            stored.block.header.time_ms,
+            stored.tip_time_ms,
+            tokio::time::Instant::now(),
+        ) {
+            Ok(())
+        } else {
+            Err(SessionEnd::Closed(CloseReason::Told(UPLOAD_TARGET_REACHED)))
+        }
+    }
+
     pub(crate) async fn on_get_data(&mut self, mut items: Vec<InventoryItem>) -> Result<(), Stop> {
         // An item named twice is sent once: a thousand copies of one large block or
         // transaction would be a thousand reads and copies for 33 bytes each.
@@ -131,17 +146,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                         .stored_block_and_depth(hash)
                         .await
                         .ok_or(SessionEnd::Shutdown)?;
-                    if let Some((block, _)) = &block
-                        && !self.p2p.upload.serves_block(
-                            block.header.time_ms,
-                            self.p2p.node.now_ms(),
-                            tokio::time::Instant::now(),
-                        )
-                    {
-                        return Err(
-                            SessionEnd::Closed(CloseReason::Told(UPLOAD_TARGET_REACHED)).into()
-                        );
+                    if let Some(stored) = &block {
+                        self.may_upload(stored)?;
                     }
+                    let block = block.map(|stored| (stored.block, stored.depth));
                     if let Some(height) = block
                         .as_ref()
                         .and_then(|(block, _)| block.coinbase_height())

@@ -82,6 +82,15 @@ pub struct P2p {
     pub(crate) environment: Environment,
 }
 
+/// A block read from the store to be sent to a peer.
+pub(crate) struct StoredBlock {
+    pub(crate) block: powchain_consensus::Block,
+    /// How far below the tip's height it is (0 at the tip or above).
+    pub(crate) depth: u64,
+    /// The tip's time: a block a week older is historical (upload.rs).
+    pub(crate) tip_time_ms: u64,
+}
+
 /// How the rest of the node sees the P2P layer (weak, so the node and the layer do not
 /// keep each other alive).
 struct PeerManagerHandle(Weak<P2p>);
@@ -368,18 +377,23 @@ impl P2p {
         }
     }
 
-    /// A stored block and how far below the tip's height it is (0 at the tip or above;
-    /// `None` inside if it is not stored); `None` if the node is shutting down.
+    /// A stored block, how far below the tip's height it is (0 at the tip or above) and
+    /// the tip's time (`None` inside if it is not stored); `None` if the node is shutting
+    /// down.
     pub(crate) async fn stored_block_and_depth(
         &self,
         hash: powchain_consensus::BlockHash,
-    ) -> Option<Option<(powchain_consensus::Block, u64)>> {
+    ) -> Option<Option<StoredBlock>> {
         self.blocking(move |node| {
             let snapshot = node.reader().snapshot().ok()?;
             let block = snapshot.block(&hash).ok().flatten()?;
             let height = snapshot.index_record(&hash).ok().flatten()?.height;
-            let tip = snapshot.tip().ok()?.record.height;
-            Some((block, tip.0.saturating_sub(height.0)))
+            let tip = snapshot.tip().ok()?.record;
+            Some(StoredBlock {
+                block,
+                depth: tip.height.0.saturating_sub(height.0),
+                tip_time_ms: tip.header.time_ms,
+            })
         })
         .await
     }

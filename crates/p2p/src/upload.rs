@@ -4,15 +4,17 @@
 //! ```text
 //!   every message sent ──▶ bytes this cycle (a cycle: 24 h from the first message or
 //!                          look at the target, then from the end of the one before)
-//!   getdata for a block ──▶ historical (its time more than a week before the node's
-//!                           clock) and the cycle's bytes at the target?
+//!   getdata or getblocktxn for a stored block ──▶ historical (its time more than a week
+//!                           before the tip's) and the cycle's bytes at the target?
 //!                           ──▶ the session ends: "upload target reached" (no ban)
 //! ```
 //!
 //! Recent blocks, transactions, headers and everything else go on being sent past the
-//! target: a node that was away for less than a week catches up, and the network keeps
-//! relaying. What the target stops is the one cost a stranger can repeat at will: asking
-//! for the whole chain again and again (`docs/SECURITY.md`, item 81).
+//! target, without limit (as in Bitcoin Core): a node that was away for less than a week
+//! catches up, and the network keeps relaying. What the target stops is the largest cost
+//! a stranger can repeat at will: asking for the whole chain again and again
+//! (`docs/SECURITY.md`, item 81). Bytes are counted as messages are queued for a peer
+//! (the `hello` and close frames are not counted).
 
 use std::sync::Mutex;
 use std::sync::PoisonError;
@@ -21,16 +23,18 @@ use std::time::Duration;
 
 use powchain_node::UploadStatus;
 use tokio::time::Instant;
+use tracing::info;
 
 /// How long a cycle of the target lasts.
 pub const UPLOAD_CYCLE: Duration = Duration::from_secs(24 * 60 * 60);
-/// A block whose time is more than this before the node's clock is historical: not served
-/// to peers once the day's target is reached.
+/// A block whose time is more than this before the tip's is historical: not served to
+/// peers once the day's target is reached.
 pub const HISTORICAL_BLOCK_AGE_MS: u64 = 7 * 24 * 60 * 60 * 1_000;
 
 /// Why a session that asked for a historical block past the target ends (no ban: Bitcoin
 /// Core disconnects such a peer too).
-pub(crate) const UPLOAD_TARGET_REACHED: &str = "the upload target is reached: blocks more than a week old are not served until the day's cycle ends";
+/// (Under 64 characters: a powchain peer shows that much of a reason.)
+pub(crate) const UPLOAD_TARGET_REACHED: &str = "upload target reached: old blocks not served today";
 
 /// Bytes sent in the current cycle, against the target.
 pub(crate) struct UploadTarget {
@@ -50,13 +54,20 @@ impl UploadTarget {
         }
     }
 
-    /// `bytes` went to a peer at `now`.
+    /// `bytes` were queued for a peer at `now`. Logs when they reach the target.
     pub(crate) fn sent(&self, bytes: usize, now: Instant) {
-        if self.target.is_none() {
+        let Some(target) = self.target else {
             return;
-        }
+        };
         self.roll(now);
-        self.sent.fetch_add(bytes as u64, Ordering::Relaxed);
+        let before = self.sent.fetch_add(bytes as u64, Ordering::Relaxed);
+        if before < target && before.saturating_add(bytes as u64) >= target {
+            info!(
+                target_bytes = target,
+                "the upload target is reached: blocks more than a week older than the tip are \
+                 not served to peers until the day's cycle ends"
+            );
+        }
     }
 
     /// Starts the first cycle, or a new one once the current one is over (its bytes are
@@ -101,10 +112,12 @@ impl UploadTarget {
         })
     }
 
-    /// True if a block of time `block_time_ms` may be sent at `now` (`now_ms` on the node's
-    /// clock): it is recent, or the cycle's bytes are below the target.
-    pub(crate) fn serves_block(&self, block_time_ms: u64, now_ms: u64, now: Instant) -> bool {
-        let historical = block_time_ms.saturating_add(HISTORICAL_BLOCK_AGE_MS) < now_ms;
+    /// True if a block of time `block_time_ms` may be sent at `now` while the tip's time is
+    /// `tip_time_ms`: it is recent (within a week of the tip, as Bitcoin Core measures
+    /// from its best header: a network left unmined for a while still serves its last
+    /// blocks), or the cycle's bytes are below the target.
+    pub(crate) fn serves_block(&self, block_time_ms: u64, tip_time_ms: u64, now: Instant) -> bool {
+        let historical = block_time_ms.saturating_add(HISTORICAL_BLOCK_AGE_MS) < tip_time_ms;
         !historical || self.status(now).is_none_or(|status| !status.reached)
     }
 }

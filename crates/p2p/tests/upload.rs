@@ -1,6 +1,6 @@
 //! The upload target (`--max-upload-mib`, Bitcoin Core's `-maxuploadtarget`): past the
-//! day's bytes, a peer asking for a block more than a week old is disconnected, while
-//! recent blocks are still served. Without it a stranger could make the node send its
+//! day's bytes, a peer asking for a block more than a week older than the tip is
+//! disconnected, while recent blocks are still served. Without it a stranger could make the node send its
 //! whole chain again and again, as fast as it reads.
 
 mod common;
@@ -26,8 +26,8 @@ impl Clock for SetClock {
     }
 }
 
-/// What the node sends next that is not a hello, ping, inventory or the like: a block, or
-/// the close frame's reason (`Err`).
+/// What the node sends next that is not a hello, ping, inventory or the like: a block or a
+/// block's transactions, or the close frame's reason (`Err`).
 async fn next_block_or_close(socket: &mut common::Socket) -> Result<Message, String> {
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
@@ -40,7 +40,9 @@ async fn next_block_or_close(socket: &mut common::Socket) -> Result<Message, Str
                     .unwrap_or_default());
             }
             Ok(Some(Ok(Frame::Binary(bytes)))) => {
-                if let Ok(message @ Message::Block(_)) = Message::from_bytes(&bytes) {
+                if let Ok(message @ (Message::Block(_) | Message::BlockTransactions { .. })) =
+                    Message::from_bytes(&bytes)
+                {
                     return Ok(message);
                 }
             }
@@ -97,6 +99,23 @@ async fn past_the_upload_target_old_blocks_are_refused_and_recent_ones_served() 
     send(
         &mut peer,
         Message::GetData(vec![InventoryItem::Block(old[0])]),
+    )
+    .await;
+    let refused = next_block_or_close(&mut peer).await;
+    assert!(
+        matches!(&refused, Err(reason) if reason.contains("upload target")),
+        "an old block past the target ends the session: {refused:?}"
+    );
+
+    // Nor do its transactions go as the answer to a `getblocktxn` (nor the whole block,
+    // which answers it deeper than 10 blocks).
+    let mut peer = raw_peer(&node.url(), 47_302).await.expect("connects");
+    send(
+        &mut peer,
+        Message::GetBlockTransactions {
+            block: old[1],
+            indexes: Vec::new(),
+        },
     )
     .await;
     let refused = next_block_or_close(&mut peer).await;

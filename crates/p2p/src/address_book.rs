@@ -373,6 +373,7 @@ impl AddressBook {
             self.retries.remove(url);
             self.unlearn(url);
             if self.learned_dials.remove(url) {
+                self.stopping.remove(url);
                 self.promoted.insert(url.clone());
                 self.known.insert(url.clone());
                 self.from_sessions.remove(url);

@@ -86,8 +86,10 @@ impl P2p {
                 }
             }
             loop {
-                p2p.dial_loop(&url).await;
-                let go_on = !p2p.token.is_cancelled();
+                // Only a dialler that stopped for a removal may go on: a request noted
+                // while it ran is for that stop, not for one of another network, say.
+                let removed = p2p.dial_loop(&url).await;
+                let go_on = removed && !p2p.token.is_cancelled();
                 if !p2p.addresses().end_dial(&url, go_on) {
                     return;
                 }
@@ -144,12 +146,16 @@ impl P2p {
     }
 
     /// Dials the configured peer `url` whenever it is not connected, with backoff, until
-    /// the layer stops or the operator removes it.
-    async fn dial_loop(self: &Arc<Self>, url: &PeerUrl) {
+    /// the layer stops or the operator removes it; true if it stopped for a removal (or
+    /// because the address turned out to be ours).
+    async fn dial_loop(self: &Arc<Self>, url: &PeerUrl) -> bool {
         let mut backoff = INITIAL_BACKOFF;
         loop {
-            if self.token.is_cancelled() || self.stops_dialling(url) {
-                return;
+            if self.token.is_cancelled() {
+                return false;
+            }
+            if self.stops_dialling(url) {
+                return true;
             }
             let connected = self.registry.is_connected_to(url);
             if !connected {
@@ -158,7 +164,7 @@ impl P2p {
                 // closes with a close frame when the node stops.
                 let attempt = self.connect(url).await;
                 if self.token.is_cancelled() {
-                    return;
+                    return false;
                 }
                 match attempt {
                     Ok(end) => {
@@ -166,11 +172,11 @@ impl P2p {
                         match end {
                             SessionEnd::SelfConnection => {
                                 self.addresses().note_own(url);
-                                return;
+                                return false;
                             }
                             SessionEnd::WrongNetwork { .. } => {
                                 warn!(peer = %url, "peer is on another network; not dialling it again");
-                                return;
+                                return false;
                             }
                             SessionEnd::Duplicate => backoff = self.config.max_backoff,
                             end if end.was_established() && dialled.elapsed() >= STABLE_SESSION => {
@@ -182,14 +188,14 @@ impl P2p {
                     Err(error) => debug!(peer = %url, %error, "could not connect"),
                 }
                 if self.stops_dialling(url) {
-                    return;
+                    return true;
                 }
             }
             // Jitter keeps restarted nodes from reconnecting in lockstep.
             let jitter = Duration::from_millis(self.random() % 100);
             tokio::select! {
                 biased;
-                () = self.token.cancelled() => return,
+                () = self.token.cancelled() => return false,
                 () = tokio::time::sleep(backoff + jitter) => {}
             }
             if !connected {

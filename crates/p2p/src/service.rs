@@ -292,10 +292,18 @@ impl P2p {
     pub fn remove_peer(&self, url: &PeerUrl) -> Result<PeerRemoval, PeerError> {
         // Marked removed before the registry is searched: a session that registers after the
         // search finds the mark (handshake.rs), so none slips through.
-        let was_known = self.addresses().remove(url);
+        let (was_known, already_removed) = {
+            let mut book = self.addresses();
+            let already_removed = book.is_removed(url);
+            (book.remove(url), already_removed)
+        };
         let disconnected = self.registry.close_matching(url, REMOVED);
         if !was_known && disconnected == 0 {
-            self.addresses().readmit(url);
+            // Nothing to remove: the mark goes, unless an earlier removal set it (a second
+            // DELETE must not undo the first).
+            if !already_removed {
+                self.addresses().readmit(url);
+            }
             return Err(PeerError::UnknownPeer(url.to_string()));
         }
         info!(peer = %url, disconnected, "removed a peer at the operator's request");

@@ -189,3 +189,46 @@ async fn a_learned_peer_the_operator_adds_frees_its_slot_and_is_dialled_again() 
         other.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_removal_does_not_undo_the_first() {
+    let others = [
+        node_with_outbound_slots(0).await,
+        node_with_outbound_slots(0).await,
+    ];
+    let (removed, control) = (others[0].url(), others[1].url());
+    let node = node_with(2, vec![], 0).await;
+    let manager = node.node.peer_manager().expect("p2p");
+    let first = gossip(&node, vec![removed.clone()]).await;
+    wait_until("the learned peer is dialled", LIMIT, || async {
+        outbound_peers(&node).contains(&removed)
+    })
+    .await;
+    manager.remove_peer(&removed).expect("connected: removed");
+    // Asked again until its dial has ended and there is nothing left to remove.
+    wait_until("a removal finds nothing left to remove", LIMIT, || async {
+        manager.remove_peer(&removed).is_err()
+    })
+    .await;
+    assert!(!outbound_peers(&node).contains(&removed));
+
+    // Told of both again: the control address is dialled, the removed one stays out
+    // (before, the second removal lifted the first's mark, and it was dialled again).
+    // Both would be drawn in the same fill, so once the control is connected and no dial
+    // is connecting, the removed one would show if it had been dialled.
+    drop(first);
+    let second = gossip(&node, vec![removed.clone(), control.clone()]).await;
+    wait_until("the control is dialled", LIMIT, || async {
+        outbound_peers(&node).contains(&control) && node.p2p.learned_dials() == 0
+    })
+    .await;
+    assert!(
+        !outbound_peers(&node).contains(&removed),
+        "a removed peer stays removed"
+    );
+    drop(second);
+    node.stop().await;
+    for other in others {
+        other.stop().await;
+    }
+}

@@ -127,5 +127,23 @@ async fn past_the_upload_target_old_blocks_are_refused_and_recent_ones_served() 
         node.p2p.banned().is_empty(),
         "asking for an old block is no misbehaviour"
     );
+
+    // Age is measured from the tip's time, not the node's clock: a network left unmined
+    // for more than a week still serves its last block.
+    clock.0.store(
+        now_ms + HISTORICAL_BLOCK_AGE_MS + 3_600_000,
+        Ordering::SeqCst,
+    );
+    let mut peer = raw_peer(&node.url(), 47_303).await.expect("connects");
+    send(
+        &mut peer,
+        Message::GetData(vec![InventoryItem::Block(recent)]),
+    )
+    .await;
+    let block = next_block_or_close(&mut peer).await;
+    assert!(
+        matches!(&block, Ok(Message::Block(block)) if block.compute_hash() == recent),
+        "the tip is served however old: {block:?}"
+    );
     node.stop().await;
 }

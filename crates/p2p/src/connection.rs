@@ -69,6 +69,26 @@ impl P2p {
         if !self.addresses().begin_dial(&url, persistent) {
             return false;
         }
+        self.spawn_dialler(url, persistent);
+        true
+    }
+
+    /// The operator asks for `url` (`POST /peers`): readmitted if it was removed, and
+    /// dialled as a configured peer, in one step under the book's lock, so a removal
+    /// cannot fall between the two and leave the request answered and dialled by no one.
+    pub(crate) fn ask_for(self: &Arc<Self>, url: PeerUrl) {
+        let started = {
+            let mut book = self.addresses();
+            book.readmit(&url);
+            book.begin_dial(&url, true)
+        };
+        if started {
+            self.spawn_dialler(url, true);
+        }
+    }
+
+    /// Runs the dialler of `url`, which the address book (`begin_dial`) marked as dialled.
+    fn spawn_dialler(self: &Arc<Self>, url: PeerUrl, persistent: bool) {
         let p2p = Arc::clone(self);
         self.tasks.spawn(async move {
             if !persistent {
@@ -95,7 +115,6 @@ impl P2p {
                 }
             }
         });
-        true
     }
 
     /// One dial of the learned address `url` for an outbound slot, and its session if it
@@ -147,7 +166,7 @@ impl P2p {
 
     /// Dials the configured peer `url` whenever it is not connected, with backoff, until
     /// the layer stops or the operator removes it; true if it stopped for a removal (or
-    /// because the address turned out to be ours).
+    /// found the address marked as ours before dialling it).
     async fn dial_loop(self: &Arc<Self>, url: &PeerUrl) -> bool {
         let mut backoff = INITIAL_BACKOFF;
         loop {

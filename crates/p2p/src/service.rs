@@ -104,8 +104,7 @@ impl PeerManager for PeerManagerHandle {
         let p2p = self.0.upgrade().ok_or(PeerError::Stopped)?;
         let url =
             PeerUrl::parse(url).map_err(|error| PeerError::InvalidAddress(Box::new(error)))?;
-        p2p.addresses().readmit(&url);
-        p2p.dial(url, true);
+        p2p.ask_for(url);
         // A learned dial of this address has become a configured peer's, and its slot is
         // free.
         p2p.fill_outbound();

@@ -88,10 +88,11 @@ async fn outbound_slots_are_filled_from_the_book_again_when_learned_peers_leave(
     }
 }
 
-/// Tells `node` of `addresses` as a gossiping peer would; the returned socket keeps that
-/// peer connected.
-async fn gossip(node: &TestNode, addresses: Vec<String>) -> common::Socket {
-    let mut socket = raw_peer(&node.url(), 47_202).await.expect("connects");
+/// Tells `node` of `addresses` as a gossiping peer listening on `port` would (one port a
+/// gossiping peer: a node refuses a second session of one node); the returned socket
+/// keeps that peer connected.
+async fn gossip_from(node: &TestNode, port: u16, addresses: Vec<String>) -> common::Socket {
+    let mut socket = raw_peer(&node.url(), port).await.expect("connects");
     socket
         .send(Frame::binary(Message::Addresses(addresses).to_bytes()))
         .await
@@ -125,7 +126,7 @@ async fn configured_peers_that_are_down_leave_the_learned_slots_free() {
     ];
     let node = node_with(2, closed_ports(3), 0).await;
     let addresses: Vec<String> = others.iter().map(TestNode::url).collect();
-    let gossip = gossip(&node, addresses.clone()).await;
+    let gossip = gossip_from(&node, 47_202, addresses.clone()).await;
     wait_until("both learned addresses are dialled", LIMIT, || async {
         let outbound = outbound_peers(&node);
         addresses.iter().all(|address| outbound.contains(address))
@@ -145,7 +146,7 @@ async fn a_learned_peer_the_operator_adds_frees_its_slot_and_is_dialled_again() 
         node_with_outbound_slots(0).await,
     ];
     let node = node_with(1, vec![], 0).await;
-    let gossip = gossip(&node, others.iter().map(TestNode::url).collect()).await;
+    let gossip = gossip_from(&node, 47_202, others.iter().map(TestNode::url).collect()).await;
     wait_until("one learned address fills the slot", LIMIT, || async {
         outbound_peers(&node).len() == 1
     })
@@ -199,7 +200,7 @@ async fn a_second_removal_does_not_undo_the_first() {
     let (removed, control) = (others[0].url(), others[1].url());
     let node = node_with(2, vec![], 0).await;
     let manager = node.node.peer_manager().expect("p2p");
-    let first = gossip(&node, vec![removed.clone()]).await;
+    let first = gossip_from(&node, 47_203, vec![removed.clone()]).await;
     wait_until("the learned peer is dialled", LIMIT, || async {
         outbound_peers(&node).contains(&removed)
     })
@@ -217,7 +218,7 @@ async fn a_second_removal_does_not_undo_the_first() {
     // Both would be drawn in the same fill, so once the control is connected and no dial
     // is connecting, the removed one would show if it had been dialled.
     drop(first);
-    let second = gossip(&node, vec![removed.clone(), control.clone()]).await;
+    let second = gossip_from(&node, 47_204, vec![removed.clone(), control.clone()]).await;
     wait_until("the control is dialled", LIMIT, || async {
         outbound_peers(&node).contains(&control) && node.p2p.learned_dials() == 0
     })

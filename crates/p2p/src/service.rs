@@ -290,21 +290,24 @@ impl P2p {
     /// neither knows nor dials it.
     pub fn remove_peer(&self, url: &PeerUrl) -> Result<PeerRemoval, PeerError> {
         // Marked removed before the registry is searched: a session that registers after the
-        // search finds the mark (handshake.rs), so none slips through.
-        let (was_known, already_removed) = {
+        // search finds the mark (handshake.rs), so none slips through. The book stays
+        // locked until the mark is settled, so no request for the same address (`POST
+        // /peers`, another removal) falls between (the registry never takes the book).
+        let disconnected = {
             let mut book = self.addresses();
             let already_removed = book.is_removed(url);
-            (book.remove(url), already_removed)
-        };
-        let disconnected = self.registry.close_matching(url, REMOVED);
-        if !was_known && disconnected == 0 {
-            // Nothing to remove: the mark goes, unless an earlier removal set it (a second
-            // DELETE must not undo the first).
-            if !already_removed {
-                self.addresses().readmit(url);
+            let was_known = book.remove(url);
+            let disconnected = self.registry.close_matching(url, REMOVED);
+            if !was_known && disconnected == 0 {
+                // Nothing to remove: the mark goes, unless an earlier removal set it (a
+                // second DELETE must not undo the first).
+                if !already_removed {
+                    book.readmit(url);
+                }
+                return Err(PeerError::UnknownPeer(url.to_string()));
             }
-            return Err(PeerError::UnknownPeer(url.to_string()));
-        }
+            disconnected
+        };
         info!(peer = %url, disconnected, "removed a peer at the operator's request");
         Ok(PeerRemoval {
             url: url.to_string(),

@@ -12,7 +12,10 @@
 //! ```
 //!
 //! Each part of the shared state has its own lock, held only for in-memory bookkeeping
-//! and never across an `.await` or while another part's lock is held.
+//! and never across an `.await`. Where two are held at once it is always in one order:
+//! the outbound fill's `filling` lock, then the address book, then the registry (a
+//! removal holds the book while it closes the address's sessions); the registry takes
+//! no other lock.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 

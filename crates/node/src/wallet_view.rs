@@ -265,7 +265,7 @@ impl Node {
     }
 
     /// The wallet's balance: its confirmed coins and the pool's part at one tip
-    /// ([`Node::confirmed_coins_at_one_tip`]), the core lock held only to sort each chunk
+    /// (`confirmed_coins_at_one_tip`), the core lock held only to sort each chunk
     /// of coins against the pool and to read the pool's outputs, so a stranger asking
     /// again and again about an address paid a million times does not hold blocks and
     /// admissions back.

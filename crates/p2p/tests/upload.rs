@@ -51,6 +51,14 @@ async fn next_block_or_close(socket: &mut common::Socket) -> Result<Message, Str
     }
 }
 
+/// Connects to `node` as a raw peer announcing `port`, sends `request`, and returns what
+/// [`next_block_or_close`] reads.
+async fn ask(node: &TestNode, port: u16, request: Message) -> Result<Message, String> {
+    let mut peer = raw_peer(&node.url(), port).await.expect("connects");
+    send(&mut peer, request).await;
+    next_block_or_close(&mut peer).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_upload_target_old_blocks_are_refused_and_recent_ones_served() {
     let now_ms = SystemClock.now_ms();
@@ -77,15 +85,16 @@ async fn past_the_upload_target_old_blocks_are_refused_and_recent_ones_served() 
     clock.0.store(now_ms, Ordering::SeqCst);
     let recent = node.mine().await.compute_hash();
 
-    let mut peer = raw_peer(&node.url(), 47_301).await.expect("connects");
-    send(
-        &mut peer,
+    let served = |block: &Result<Message, String>| matches!(block, Ok(Message::Block(block)) if block.compute_hash() == recent);
+    let refused = |answer: &Result<Message, String>| matches!(answer, Err(reason) if reason.contains("upload target"));
+    let block = ask(
+        &node,
+        47_301,
         Message::GetData(vec![InventoryItem::Block(recent)]),
     )
     .await;
-    let block = next_block_or_close(&mut peer).await;
     assert!(
-        matches!(&block, Ok(Message::Block(block)) if block.compute_hash() == recent),
+        served(&block),
         "a recent block is served past the target: {block:?}"
     );
     let upload = node
@@ -96,32 +105,26 @@ async fn past_the_upload_target_old_blocks_are_refused_and_recent_ones_served() 
         .expect("a target");
     assert!(upload.reached && upload.sent_bytes > 1, "{upload:?}");
 
-    send(
-        &mut peer,
+    let answer = ask(
+        &node,
+        47_302,
         Message::GetData(vec![InventoryItem::Block(old[0])]),
     )
     .await;
-    let refused = next_block_or_close(&mut peer).await;
     assert!(
-        matches!(&refused, Err(reason) if reason.contains("upload target")),
-        "an old block past the target ends the session: {refused:?}"
+        refused(&answer),
+        "an old block past the target ends the session: {answer:?}"
     );
-
     // Nor do its transactions go as the answer to a `getblocktxn` (nor the whole block,
     // which answers it deeper than 10 blocks).
-    let mut peer = raw_peer(&node.url(), 47_302).await.expect("connects");
-    send(
-        &mut peer,
-        Message::GetBlockTransactions {
-            block: old[1],
-            indexes: Vec::new(),
-        },
-    )
-    .await;
-    let refused = next_block_or_close(&mut peer).await;
+    let request = Message::GetBlockTransactions {
+        block: old[1],
+        indexes: Vec::new(),
+    };
+    let answer = ask(&node, 47_303, request).await;
     assert!(
-        matches!(&refused, Err(reason) if reason.contains("upload target")),
-        "an old block past the target ends the session: {refused:?}"
+        refused(&answer),
+        "an old block past the target ends the session: {answer:?}"
     );
     assert!(
         node.p2p.banned().is_empty(),
@@ -134,16 +137,12 @@ async fn past_the_upload_target_old_blocks_are_refused_and_recent_ones_served() 
         now_ms + HISTORICAL_BLOCK_AGE_MS + 3_600_000,
         Ordering::SeqCst,
     );
-    let mut peer = raw_peer(&node.url(), 47_303).await.expect("connects");
-    send(
-        &mut peer,
+    let block = ask(
+        &node,
+        47_304,
         Message::GetData(vec![InventoryItem::Block(recent)]),
     )
     .await;
-    let block = next_block_or_close(&mut peer).await;
-    assert!(
-        matches!(&block, Ok(Message::Block(block)) if block.compute_hash() == recent),
-        "the tip is served however old: {block:?}"
-    );
+    assert!(served(&block), "the tip is served however old: {block:?}");
     node.stop().await;
 }

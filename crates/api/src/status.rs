@@ -86,7 +86,8 @@ pub struct UploadJson {
     pub sent_bytes: u64,
     /// Milliseconds until the cycle ends.
     pub cycle_left_ms: u64,
-    /// True once the target is reached: blocks more than a week older than the tip are not served.
+    /// True once the target is reached: blocks more than a week older than the tip are
+    /// not served.
     pub reached: bool,
 }
 

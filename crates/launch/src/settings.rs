@@ -37,8 +37,8 @@ pub struct Settings {
     /// Create a new wallet although `wallet.keys` is missing next to a chain above genesis
     /// (`NodeConfig::new_wallet`).
     pub new_wallet: bool,
-    /// Bytes sent to peers a day past which blocks more than a week old are not served
-    /// (`P2pConfig::max_upload_bytes`); none: no target.
+    /// Bytes sent to peers a day past which blocks more than a week older than the tip are
+    /// not served (`P2pConfig::max_upload_bytes`); none: no target.
     pub max_upload_bytes: Option<u64>,
 }
 

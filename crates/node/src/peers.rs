@@ -25,8 +25,8 @@ pub struct UploadStatus {
     pub sent_bytes: u64,
     /// Milliseconds until the cycle ends.
     pub cycle_left_ms: u64,
-    /// True once the target is reached: blocks more than a week older than the tip are not served until
-    /// the cycle ends.
+    /// True once the target is reached: blocks more than a week older than the tip are
+    /// not served until the cycle ends.
     pub reached: bool,
 }
 

@@ -59,9 +59,7 @@ impl P2p {
             // `-addnode` peers are: they neither take a learned slot nor keep one while
             // they are down.
             let learned = self.addresses().learned_dials().len();
-            if learned >= self.config.max_outbound
-                || self.learned_dials_connecting() >= MAX_LEARNED_DIALS
-            {
+            if learned >= self.config.max_outbound || self.learned_dials() >= MAX_LEARNED_DIALS {
                 return;
             }
             let connected = self.registry.listen_urls(false);

@@ -340,14 +340,10 @@ impl P2p {
     }
 
     /// How many learned (not configured) addresses are being dialled and not connected
-    /// yet (at most [`crate::MAX_LEARNED_DIALS`]).
+    /// yet (at most [`crate::MAX_LEARNED_DIALS`]). A dial counts as connected only by an
+    /// outbound session to its address: an inbound peer could claim any address as its
+    /// own.
     pub fn learned_dials(&self) -> usize {
-        self.learned_dials_connecting()
-    }
-
-    /// Learned dials not connected (yet). A dial counts as connected only by an outbound
-    /// session to its address: an inbound peer could claim any address as its own.
-    pub(crate) fn learned_dials_connecting(&self) -> usize {
         let learned: Vec<PeerUrl> = self.addresses().learned_dials().cloned().collect();
         let connected = self.registry.listen_urls(true);
         learned

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use powchain_api::cookie::{self, CookieError};
 use powchain_api::{ApiOptions, ApiToken, RequiredToken};
+use powchain_consensus::Network;
 use powchain_node::{Node, NodeConfig, NodeError, SystemClock};
 use powchain_p2p::{P2p, P2pConfig};
 use tokio::net::TcpListener;
@@ -16,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::files::{FileBudget, RESERVED_FILES, raise_file_limit};
+use crate::peers_file;
 use crate::settings::Settings;
 
 /// How long stopping waits for the node's tasks.
@@ -75,6 +77,9 @@ pub struct RunningNode {
     pub p2p: Arc<P2p>,
     /// The API token and its cookie file, removed at a clean stop.
     api_cookie: (ApiToken, PathBuf),
+    /// Where `peers.json` is saved at the stop, and for which network.
+    data_dir: PathBuf,
+    network: Network,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -168,6 +173,7 @@ pub async fn launch(
         listen: Some(settings.p2p),
         peers: settings.peers.clone(),
         max_upload_bytes: settings.max_upload_bytes,
+        saved_addresses: peers_file::load(&data_dir, settings.network, now_ms),
         ..P2pConfig::default()
     };
     let defaults = ApiOptions::default();
@@ -231,6 +237,12 @@ pub async fn launch(
         }
     });
     tasks.spawn(chores(Arc::clone(&node), shutdown.clone()));
+    tasks.spawn(save_peers(
+        Arc::clone(&p2p),
+        data_dir.clone(),
+        settings.network,
+        shutdown.clone(),
+    ));
 
     if settings.mine {
         node.start_mining();
@@ -241,6 +253,8 @@ pub async fn launch(
         p2p_address,
         p2p,
         api_cookie: (api_token, cookie_path),
+        data_dir,
+        network: settings.network,
         shutdown,
         tasks,
     })
@@ -270,16 +284,43 @@ async fn chores(node: Arc<Node>, shutdown: CancellationToken) {
     }
 }
 
+/// Saves the address book to `peers.json` every [`peers_file::SAVE_INTERVAL`] (and
+/// [`RunningNode::shutdown`] at the stop), so a crash loses at most that interval's.
+async fn save_peers(
+    p2p: Arc<P2p>,
+    data_dir: PathBuf,
+    network: Network,
+    shutdown: CancellationToken,
+) {
+    let start = tokio::time::Instant::now() + peers_file::SAVE_INTERVAL;
+    let mut every = tokio::time::interval_at(start, peers_file::SAVE_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                let saved = p2p.saved_addresses();
+                let data_dir = data_dir.clone();
+                let written = tokio::task::spawn_blocking(move || peers_file::save(&data_dir, network, &saved)).await;
+                if let Ok(Err(error)) = written {
+                    warn!(%error, "could not save the peer addresses");
+                }
+            }
+        }
+    }
+}
+
 impl RunningNode {
     /// The token that stops this node (cancelled by [`RunningNode::shutdown`]).
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.shutdown
     }
 
-    /// Stops mining, the API, the peers and the chores, waits for them, syncs the chain
-    /// and removes the cookie file.
+    /// Stops mining, the API, the peers and the chores, waits for them, syncs the chain,
+    /// saves the address book (`peers.json`) and removes the cookie file.
     pub async fn shutdown(self) {
         self.node.begin_shutdown();
+        // Before the sessions close: the anchors are the peers connected now.
+        let saved = self.p2p.saved_addresses();
         self.shutdown.cancel();
         self.tasks.close();
         if tokio::time::timeout(STOP_DEADLINE, self.tasks.wait())
@@ -291,6 +332,12 @@ impl RunningNode {
         let node = Arc::clone(&self.node);
         if let Ok(Err(error)) = tokio::task::spawn_blocking(move || node.sync_chain()).await {
             warn!(%error, "could not sync the chain store");
+        }
+        let (data_dir, network) = (self.data_dir.clone(), self.network);
+        if let Ok(Err(error)) =
+            tokio::task::spawn_blocking(move || peers_file::save(&data_dir, network, &saved)).await
+        {
+            warn!(%error, "could not save the peer addresses");
         }
         let (api_token, cookie_path) = &self.api_cookie;
         cookie::remove_cookie_file(cookie_path, api_token);
@@ -350,6 +397,76 @@ mod tests {
         .await
         .expect("the node starts again on its data");
         again.shutdown().await;
+    }
+
+    /// Waits until `condition` holds, at most 20 s.
+    async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !condition() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn peer_url(node: &RunningNode) -> powchain_p2p::PeerUrl {
+        powchain_p2p::PeerUrl {
+            host: "127.0.0.1".into(),
+            port: node.p2p_address.port(),
+        }
+    }
+
+    fn dialled(node: &RunningNode, peer: &powchain_p2p::PeerUrl) -> bool {
+        node.p2p
+            .peers()
+            .iter()
+            .any(|info| info.outbound && info.url == peer.to_string())
+    }
+
+    async fn start(dir: &std::path::Path, peers: Vec<powchain_p2p::PeerUrl>) -> RunningNode {
+        let mut settings = Settings::regtest_on_loopback(dir.to_path_buf());
+        settings.peers = peers;
+        launch(settings, CancellationToken::new())
+            .await
+            .expect("the node starts")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_node_finds_the_peers_it_learned_though_its_configured_peer_is_gone() {
+        // A seed node, and a node that connects to it; a third node, configured with the
+        // seed alone, learns of the second from the seed and dials it.
+        let folders: Vec<tempfile::TempDir> = (0..3)
+            .map(|_| tempfile::tempdir().expect("a temporary folder"))
+            .collect();
+        let seed = start(folders[0].path(), vec![]).await;
+        let learned = start(folders[1].path(), vec![peer_url(&seed)]).await;
+        wait_until("the second node reaches the seed", || {
+            seed.p2p.peers().len() == 1
+        })
+        .await;
+        let node = start(folders[2].path(), vec![peer_url(&seed)]).await;
+        let learned_url = peer_url(&learned);
+        wait_until("the node dials the address the seed told it", || {
+            dialled(&node, &learned_url)
+        })
+        .await;
+        node.shutdown().await;
+        let file = std::fs::read_to_string(peers_file::peers_file_path(folders[2].path()))
+            .expect("a clean stop saves the address book");
+        assert!(file.contains(&learned_url.to_string()), "{file}");
+
+        // The seed goes away for good; the node comes back configured with it alone.
+        let seed_url = peer_url(&seed);
+        seed.shutdown().await;
+        let node = start(folders[2].path(), vec![seed_url]).await;
+        wait_until("the restarted node dials the peer it learned", || {
+            dialled(&node, &learned_url)
+        })
+        .await;
+        node.shutdown().await;
+        learned.shutdown().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,7 +117,7 @@ impl DirectoryLock {
 ///
 /// # Errors
 /// [`NodeError::MoveAside`] if the rename fails.
-pub(crate) fn move_aside(path: &Path, now_ms: u64) -> Result<Option<PathBuf>, NodeError> {
+pub fn move_aside(path: &Path, now_ms: u64) -> Result<Option<PathBuf>, NodeError> {
     if !path.exists() {
         return Ok(None);
     }

@@ -36,7 +36,7 @@ mod wallet_view;
 
 pub use clock::{Clock, SystemClock};
 pub use config::NodeConfig;
-pub use data_dir::DirectoryLock;
+pub use data_dir::{DirectoryLock, move_aside};
 pub use error::NodeError;
 pub use event::NodeEvent;
 pub use log_budget::{HeldBack, LogBudget};

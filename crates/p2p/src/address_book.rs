@@ -11,6 +11,7 @@
 //!   hello with our own nonce ──note_own──▶ never dialled again
 //!   DELETE /peers/{url} ──remove──▶ forgotten, never dialled, learned or let in again
 //!        until POST /peers names it (readmit)
+//!   restart ──saved.rs──▶ the known addresses, anchors and removals of the last run
 //! ```
 //!
 //! Bounds (Bitcoin Core's addrman holds up to 81,920 addresses in buckets chosen by the
@@ -27,6 +28,10 @@ use tokio::time::Instant;
 
 use crate::address_group::AddressGroup;
 use crate::url::PeerUrl;
+
+mod saved;
+
+pub use saved::{MAX_ANCHORS, MAX_SAVED_REMOVALS, SavedAddresses};
 
 /// Addresses kept at most; beyond, the oldest learned one is forgotten.
 pub const MAX_KNOWN_ADDRESSES: usize = 2_000;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::address_book::SavedAddresses;
 pub use crate::relay::TRANSACTION_ANNOUNCEMENT_INTERVAL;
 use crate::url::PeerUrl;
 
@@ -77,6 +78,10 @@ pub struct P2pConfig {
     /// Bytes sent to peers a day past which blocks more than a week older than the tip are
     /// no longer served (Bitcoin Core's `-maxuploadtarget`; `upload.rs`). None: no target.
     pub max_upload_bytes: Option<u64>,
+    /// The address book of the last run ([`crate::P2p::saved_addresses`], kept by the
+    /// launcher in `peers.json`): its addresses are learned ones again, its removals hold,
+    /// and its anchors are dialled first. Empty: the book starts from `peers` alone.
+    pub saved_addresses: SavedAddresses,
 }
 
 impl Default for P2pConfig {
@@ -101,6 +106,7 @@ impl Default for P2pConfig {
             push_wait: PUSH_WAIT,
             transaction_announcement_interval: TRANSACTION_ANNOUNCEMENT_INTERVAL,
             max_upload_bytes: None,
+            saved_addresses: SavedAddresses::default(),
         }
     }
 }

@@ -68,7 +68,10 @@ pub mod transport;
 mod upload;
 pub mod url;
 
-pub use address_book::{MAX_ADDRESSES_PER_SOURCE, MAX_KNOWN_ADDRESSES, MAX_LEARNED_DIALS};
+pub use address_book::{
+    MAX_ADDRESSES_PER_SOURCE, MAX_ANCHORS, MAX_KNOWN_ADDRESSES, MAX_LEARNED_DIALS,
+    MAX_SAVED_REMOVALS, SavedAddresses,
+};
 pub use config::P2pConfig;
 pub use download::PushWaits;
 pub use message::{

@@ -336,6 +336,19 @@ impl PeerRegistry {
             .collect()
     }
 
+    /// The addresses of the peers this node dialled and is connected to, the longest
+    /// connected first.
+    pub(crate) fn outbound_by_age(&self) -> Vec<PeerUrl> {
+        let mut outbound: Vec<(u64, PeerUrl)> = self
+            .peers()
+            .values()
+            .filter(|entry| entry.info.outbound)
+            .filter_map(|entry| Some((entry.info.connected_since_ms, entry.listen_url.clone()?)))
+            .collect();
+        outbound.sort_unstable();
+        outbound.into_iter().map(|(_, url)| url).collect()
+    }
+
     /// True if a connected peer listens at `url`.
     pub(crate) fn is_connected_to(&self, url: &PeerUrl) -> bool {
         self.peers()

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use crate::address_book::AddressBook;
+use crate::address_book::{AddressBook, MAX_LEARNED_DIALS, SavedAddresses};
 use crate::ban::{BanKey, BanList};
 use crate::compact::CompactRelay;
 use crate::config::P2pConfig;
@@ -235,13 +235,14 @@ impl P2p {
         let compact = Mutex::new(CompactRelay::new(config.high_bandwidth_peers));
         let transaction_requests = Mutex::new(TransactionRequests::new(config.transaction_timeout));
         let upload = UploadTarget::new(config.max_upload_bytes);
+        let (book, anchors) = AddressBook::restore(&config.saved_addresses);
         let p2p = Arc::new(P2p {
             node: Arc::clone(&node),
             config,
             node_nonce: environment.randomness.next_u64(),
             listen_port,
             registry: PeerRegistry::default(),
-            addresses: Mutex::new(AddressBook::default()),
+            addresses: Mutex::new(book),
             filling: Mutex::new(()),
             downloads: Mutex::new(Downloads::default()),
             download_wake: tokio::sync::Notify::new(),
@@ -270,6 +271,14 @@ impl P2p {
         p2p.tasks.spawn(Arc::clone(&p2p).console_loop());
         for url in p2p.config.peers.clone() {
             p2p.dial(url, true);
+        }
+        // The last run's anchors before any other learned address (a configured peer
+        // among them is dialled as one), so a restart does not hand the outbound slots to
+        // whoever gossips first.
+        for url in anchors.into_iter().take(p2p.config.max_outbound) {
+            if p2p.learned_dials() < MAX_LEARNED_DIALS {
+                p2p.dial(url, false);
+            }
         }
         p2p.tasks.spawn(Arc::clone(&p2p).outbound_loop());
         Ok(p2p)
@@ -327,6 +336,15 @@ impl P2p {
     /// How many peer addresses the address book holds.
     pub fn known_addresses(&self) -> usize {
         self.addresses().len()
+    }
+
+    /// What of the address book to keep for the next start (`P2pConfig::saved_addresses`):
+    /// the known addresses, the learned peers connected outbound longest as anchors, and
+    /// the operator's removals.
+    pub fn saved_addresses(&self) -> SavedAddresses {
+        // The registry first and alone: the lock order puts the book before it.
+        let outbound = self.registry.outbound_by_age();
+        self.addresses().saved(outbound)
     }
 
     /// How many connections are in their handshake now.

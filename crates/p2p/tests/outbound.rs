@@ -233,3 +233,82 @@ async fn a_second_removal_does_not_undo_the_first() {
         other.stop().await;
     }
 }
+
+/// `count` listeners that accept connections and never answer (so a dial of one holds its
+/// slot), and how many connections they have accepted in all.
+async fn tarpits(
+    count: usize,
+) -> (
+    Vec<String>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio_util::sync::CancellationToken,
+) {
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut urls = Vec::new();
+    for _ in 0..count {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        urls.push(format!(
+            "ws://127.0.0.1:{}",
+            listener.local_addr().expect("bound").port()
+        ));
+        let (accepted, stop) = (accepted.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    connection = listener.accept() => {
+                        if let Ok((socket, _)) = connection {
+                            accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            held.push(socket);
+                        }
+                    }
+                }
+            }
+        });
+    }
+    (urls, accepted, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_run_s_anchors_are_dialled_before_the_rest_of_its_book() {
+    // The last run's book: 30 addresses that hold whoever dials them, and one anchor, the
+    // peer it was connected to. With one outbound slot, the anchor takes it: drawn at
+    // random from the book instead, the slot would go to a tarpit 30 times in 31.
+    let anchor = node_with_outbound_slots(0).await;
+    let (decoys, accepted, stop) = tarpits(30).await;
+    let parse = |text: &String| powchain_p2p::PeerUrl::parse(text).expect("an address");
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut node_config = config(vec![], 0);
+    node_config.max_outbound = 1;
+    node_config.saved_addresses = powchain_p2p::SavedAddresses {
+        known: decoys.iter().map(parse).collect(),
+        anchors: vec![parse(&anchor.url())],
+        removed: Vec::new(),
+    };
+    let mut node = TestNode::start_in(temp.path().to_path_buf(), node_config).await;
+    node.keep(temp);
+    assert_eq!(node.p2p.known_addresses(), 31, "the book is restored");
+    wait_until("the anchor is connected", LIMIT, || async {
+        outbound_peers(&node) == vec![anchor.url()]
+    })
+    .await;
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no other address of the book was dialled"
+    );
+    // What the node would save now: the anchor again, and the whole book (with what the
+    // anchor has told it since).
+    let saved = node.p2p.saved_addresses();
+    assert_eq!(saved.anchors, vec![parse(&anchor.url())]);
+    for address in decoys.iter().chain([&anchor.url()]) {
+        assert!(saved.known.contains(&parse(address)), "{address} is saved");
+    }
+    node.stop().await;
+    anchor.stop().await;
+    stop.cancel();
+}

@@ -180,8 +180,9 @@ pub struct DevnetArgs {
     /// Mining threads per node (default: the cores shared among the nodes, at least 1).
     #[arg(long)]
     pub miner_threads: Option<usize>,
-    /// Start from new data: delete each node's chain, pool, wallet and cookie first (a
-    /// `powchain.toml` and any other file stay). Refused while a node's port is in use.
+    /// Start from new data: delete each node's chain, pool, wallet, cookie and address
+    /// book first (a `powchain.toml` and any other file stay). Refused while a node's port
+    /// is in use.
     #[arg(long)]
     pub fresh: bool,
 }

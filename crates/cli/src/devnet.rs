@@ -95,9 +95,16 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
 }
 
 /// The files a node writes in its data directory, which `--fresh` deletes: the stores, the
-/// wallet, the cookie, their temporary files and stores moved aside by `--reindex`.
+/// wallet, the cookie, the address book, their temporary files and the files moved aside
+/// as damaged.
 fn is_node_data(name: &str) -> bool {
-    const FILES: [&str; 4] = ["chain.redb", "mempool.redb", "wallet.keys", ".cookie"];
+    const FILES: [&str; 5] = [
+        "chain.redb",
+        "mempool.redb",
+        "wallet.keys",
+        ".cookie",
+        powchain_launch::peers_file::PEERS_FILE_NAME,
+    ];
     FILES.iter().any(|file| {
         name == *file
             || name
@@ -214,6 +221,9 @@ mod tests {
             ".cookie",
             "wallet.keys.tmp",
             "chain.redb.damaged-1764800000",
+            "peers.json",
+            "peers.json.tmp",
+            "peers.json.damaged-1764800000",
             "powchain.toml",
             "notes.txt",
             "chain.redb.backup",
@@ -230,6 +240,9 @@ mod tests {
                 "chain.redb",
                 "chain.redb.damaged-1764800000",
                 "mempool.redb",
+                "peers.json",
+                "peers.json.damaged-1764800000",
+                "peers.json.tmp",
                 "wallet.keys",
                 "wallet.keys.tmp"
             ]

@@ -1,28 +1,32 @@
 //! `<data dir>/peers.json`: the address book across restarts (Bitcoin Core's `peers.dat`
 //! and `anchors.dat` in one file). Written at a clean stop and every
 //! [`SAVE_INTERVAL`] while the node runs, atomically (a temporary file synced, then
-//! renamed), so a crash loses at most that interval's learning and never the file.
+//! renamed, one save at a time), so a crash loses at most that interval's learning and
+//! never the file.
 //!
 //! ```text
-//!   start: peers.json ──read (≤ MAX_FILE_BYTES), checked──▶ SavedAddresses ──▶ P2pConfig
-//!          missing: an empty book (a first start); damaged, another network's or of
-//!          another version: moved aside as peers.json.damaged-<secs>, an empty book
+//!   start: peers.json ──read (a regular file, ≤ MAX_FILE_BYTES), checked──▶ SavedAddresses
+//!          ──▶ P2pConfig. Missing: an empty book (a first start). Damaged, another
+//!          network's or of another format: moved aside as peers.json.damaged-<secs>,
+//!          an empty book
 //!   every SAVE_INTERVAL and at stop: P2p::saved_addresses ──▶ peers.json.tmp ──▶ peers.json
 //! ```
 //!
 //! The file is the node's own, but the disk may damage it and a person may edit it, so it
 //! is read as hostile input: bounded in size, each address parsed as `PEERS` is, lists cut
-//! to the book's bounds. Nothing in it can stop the node from starting: the worst it
-//! costs is the addresses (and a damaged file is kept aside for a look).
+//! to the book's bounds (the book also holds each source to its share). Nothing in it can
+//! stop the node from starting: the worst it costs is the addresses (and a damaged file
+//! is kept aside for a look).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use powchain_consensus::Network;
-use powchain_p2p::{MAX_ANCHORS, MAX_KNOWN_ADDRESSES, MAX_SAVED_REMOVALS, PeerUrl, SavedAddresses};
+use powchain_p2p::{MAX_ANCHORS, MAX_KNOWN_ADDRESSES, PeerUrl, SavedAddress, SavedAddresses};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -32,18 +36,25 @@ pub const PEERS_FILE_NAME: &str = "peers.json";
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// The format this build reads and writes.
 const VERSION: u32 = 1;
-/// A larger file is not read: the book's bounds (2,000 known addresses, 2 anchors and
-/// 1,000 removals of at most 114 characters each) make about 350 KB at most.
+/// A larger file is not read. The largest book this build writes (2,000 addresses of
+/// 111 characters, which `PeerUrl` keeps to characters JSON writes as they are, each with
+/// a 20-digit source, and 2 anchors) takes about 360 KB: a test checks that it fits.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// The file as written.
 #[derive(Serialize, Deserialize)]
-struct PeersFile {
+struct Contents {
     version: u32,
     network: String,
-    known: Vec<String>,
+    known: Vec<KnownEntry>,
     anchors: Vec<String>,
-    removed: Vec<String>,
+}
+
+/// A known address in the file.
+#[derive(Serialize, Deserialize)]
+struct KnownEntry {
+    url: String,
+    source: u64,
 }
 
 /// Why the file was not read.
@@ -51,6 +62,8 @@ struct PeersFile {
 enum Unreadable {
     #[error("it cannot be read: {0}")]
     Io(#[source] io::Error),
+    #[error("it is not a regular file")]
+    NotAFile,
     #[error("it is larger than {MAX_FILE_BYTES} bytes")]
     TooLarge,
     #[error("it is not a peers file: {0}")]
@@ -61,127 +74,162 @@ enum Unreadable {
     Network(String),
 }
 
-/// Where the file is in `data_dir`.
-pub fn peers_file_path(data_dir: &Path) -> PathBuf {
-    data_dir.join(PEERS_FILE_NAME)
+/// A node's `peers.json`: where it is, for which network, and one save at a time.
+pub struct PeersFile {
+    data_dir: PathBuf,
+    network: Network,
+    /// Held for a whole save: the periodic save and the stop's share the temporary file.
+    saving: Mutex<()>,
 }
 
-/// The address book the last run of `network`'s node in `data_dir` saved: empty if there
-/// is none. A file that cannot be used is logged and, unless it could not be read at all,
-/// moved aside (`peers.json.damaged-<unix seconds>`) so the next save does not overwrite it.
-pub fn load(data_dir: &Path, network: Network, now_ms: u64) -> SavedAddresses {
-    let path = peers_file_path(data_dir);
-    let file = match read(&path, network) {
-        Ok(Some(file)) => file,
-        Ok(None) => return SavedAddresses::default(),
-        Err(Unreadable::Io(error)) => {
-            warn!(file = %path.display(), %error, "cannot read the saved peer addresses; starting without them");
-            return SavedAddresses::default();
+impl PeersFile {
+    /// The file of `network`'s node in `data_dir`.
+    pub fn new(data_dir: PathBuf, network: Network) -> PeersFile {
+        PeersFile {
+            data_dir,
+            network,
+            saving: Mutex::new(()),
         }
-        Err(problem) => {
-            match powchain_node::move_aside(&path, now_ms) {
-                Ok(aside) => warn!(
-                    file = %path.display(),
-                    kept_as = %aside.as_deref().unwrap_or(&path).display(),
-                    "the saved peer addresses are not usable ({problem}); starting without them, the file kept aside"
-                ),
-                Err(error) => warn!(
-                    file = %path.display(),
-                    %error,
-                    "the saved peer addresses are not usable ({problem}), nor could the file be moved aside; starting without them"
-                ),
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> PathBuf {
+        self.data_dir.join(PEERS_FILE_NAME)
+    }
+
+    /// The address book the last run saved: empty if there is none. A file that cannot
+    /// be used is logged and, unless it could not be read at all, moved aside
+    /// (`peers.json.damaged-<unix seconds>`, from `now_ms`) so the next save does not
+    /// overwrite it. Blocking: call it off the async runtime.
+    pub fn load(&self, now_ms: u64) -> SavedAddresses {
+        let path = self.path();
+        let contents = match read(&path, self.network) {
+            Ok(Some(contents)) => contents,
+            Ok(None) => return SavedAddresses::default(),
+            Err(Unreadable::Io(error)) => {
+                warn!(file = %path.display(), %error, "cannot read the saved peer addresses; starting without them");
+                return SavedAddresses::default();
             }
-            return SavedAddresses::default();
-        }
-    };
-    let mut skipped = 0usize;
-    let mut urls = |texts: Vec<String>, max: usize| -> Vec<PeerUrl> {
-        let mut urls = Vec::new();
-        for text in texts {
-            match PeerUrl::parse(&text) {
-                Ok(url) if urls.len() < max => urls.push(url),
+            Err(problem) => {
+                match powchain_node::move_aside(&path, now_ms) {
+                    Ok(aside) => warn!(
+                        file = %path.display(),
+                        kept_as = %aside.as_deref().unwrap_or(&path).display(),
+                        "the saved peer addresses are not usable ({problem}); starting without them, the file kept aside"
+                    ),
+                    Err(error) => warn!(
+                        file = %path.display(),
+                        %error,
+                        "the saved peer addresses are not usable ({problem}), nor could the file be moved aside; starting without them"
+                    ),
+                }
+                return SavedAddresses::default();
+            }
+        };
+        let mut skipped = 0usize;
+        let mut known = Vec::new();
+        for entry in contents.known {
+            match PeerUrl::parse(&entry.url) {
+                Ok(url) if known.len() < MAX_KNOWN_ADDRESSES => known.push(SavedAddress {
+                    url,
+                    source: entry.source,
+                }),
                 Ok(_) => {}
                 Err(_) => skipped += 1,
             }
         }
-        urls
-    };
-    let saved = SavedAddresses {
-        known: urls(file.known, MAX_KNOWN_ADDRESSES),
-        anchors: urls(file.anchors, MAX_ANCHORS),
-        removed: urls(file.removed, MAX_SAVED_REMOVALS),
-    };
-    if skipped > 0 {
-        warn!(file = %path.display(), skipped, "skipped saved peer addresses that are not addresses");
+        let mut anchors = Vec::new();
+        for text in contents.anchors {
+            match PeerUrl::parse(&text) {
+                Ok(url) if anchors.len() < MAX_ANCHORS => anchors.push(url),
+                Ok(_) => {}
+                Err(_) => skipped += 1,
+            }
+        }
+        if skipped > 0 {
+            warn!(file = %path.display(), skipped, "skipped saved peer addresses that are not addresses");
+        }
+        info!(
+            known = known.len(),
+            anchors = anchors.len(),
+            "read the saved peer addresses"
+        );
+        SavedAddresses { known, anchors }
     }
-    info!(
-        known = saved.known.len(),
-        anchors = saved.anchors.len(),
-        removed = saved.removed.len(),
-        "read the saved peer addresses"
-    );
-    saved
+
+    /// Writes `saved`, replacing the last save at once (a crash leaves the old file or the
+    /// new, never a part). Blocking: call it off the async runtime.
+    ///
+    /// # Errors
+    /// If the file cannot be written, synced or renamed into place (the temporary file is
+    /// then removed).
+    pub fn save(&self, saved: &SavedAddresses) -> io::Result<()> {
+        let contents = Contents {
+            version: VERSION,
+            network: self.network.to_string(),
+            known: saved
+                .known
+                .iter()
+                .map(|known| KnownEntry {
+                    url: known.url.to_string(),
+                    source: known.source,
+                })
+                .collect(),
+            anchors: saved.anchors.iter().map(ToString::to_string).collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&contents).map_err(io::Error::other)?;
+        let _saving = self.saving.lock().unwrap_or_else(PoisonError::into_inner);
+        let temporary = self.data_dir.join(format!("{PEERS_FILE_NAME}.tmp"));
+        match fs::remove_file(&temporary) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        let written =
+            write_new(&temporary, &bytes).and_then(|()| fs::rename(&temporary, self.path()));
+        if let Err(error) = written {
+            let _ = fs::remove_file(&temporary);
+            return Err(error);
+        }
+        File::open(&self.data_dir)?.sync_all()
+    }
 }
 
-fn read(path: &Path, network: Network) -> Result<Option<PeersFile>, Unreadable> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(Unreadable::Io(error)),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(Unreadable::Io)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Unreadable::TooLarge);
-    }
-    let file: PeersFile = serde_json::from_slice(&bytes).map_err(Unreadable::Malformed)?;
-    if file.version != VERSION {
-        return Err(Unreadable::Version(file.version));
-    }
-    if file.network != network.to_string() {
-        return Err(Unreadable::Network(file.network));
-    }
-    Ok(Some(file))
-}
-
-/// Writes `saved` as `network`'s address book in `data_dir`, replacing the last one at
-/// once (a crash leaves the old file or the new, never a part).
-///
-/// # Errors
-/// If the file cannot be written, synced or renamed into place.
-pub fn save(data_dir: &Path, network: Network, saved: &SavedAddresses) -> io::Result<()> {
-    let texts = |urls: &[PeerUrl]| urls.iter().map(ToString::to_string).collect();
-    let file = PeersFile {
-        version: VERSION,
-        network: network.to_string(),
-        known: texts(&saved.known),
-        anchors: texts(&saved.anchors),
-        removed: texts(&saved.removed),
-    };
-    let bytes = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
-    let path = peers_file_path(data_dir);
-    let temporary = data_dir.join(format!("{PEERS_FILE_NAME}.tmp"));
-    match fs::remove_file(&temporary) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error),
-    }
-    // Owner-only: whom a node connects to is its operator's business.
+/// Creates `path` (owner-only: whom a node connects to is its operator's business) with
+/// `bytes`, synced.
+fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut out = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&temporary)?;
-    out.write_all(&bytes)?;
-    out.sync_all()?;
-    drop(out);
-    if let Err(error) = fs::rename(&temporary, &path) {
-        let _ = fs::remove_file(&temporary);
-        return Err(error);
+        .open(path)?;
+    out.write_all(bytes)?;
+    out.sync_all()
+}
+
+fn read(path: &Path, network: Network) -> Result<Option<Contents>, Unreadable> {
+    // Looked at before it is opened: opening a FIFO would wait for a writer for good.
+    match fs::metadata(path) {
+        Ok(metadata) if !metadata.is_file() => return Err(Unreadable::NotAFile),
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(Unreadable::Io(error)),
     }
-    File::open(data_dir)?.sync_all()
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(Unreadable::Io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Unreadable::TooLarge);
+    }
+    let contents: Contents = serde_json::from_slice(&bytes).map_err(Unreadable::Malformed)?;
+    if contents.version != VERSION {
+        return Err(Unreadable::Version(contents.version));
+    }
+    if contents.network != network.to_string() {
+        return Err(Unreadable::Network(contents.network));
+    }
+    Ok(Some(contents))
 }
 
 #[cfg(test)]
@@ -189,21 +237,21 @@ mod tests {
     use super::*;
 
     fn url(port: u16) -> PeerUrl {
-        PeerUrl {
-            host: "127.0.0.1".into(),
-            port,
-        }
+        PeerUrl::parse(&format!("ws://127.0.0.1:{port}")).expect("an address")
+    }
+
+    fn known(url: PeerUrl, source: u64) -> SavedAddress {
+        SavedAddress { url, source }
     }
 
     fn sample() -> SavedAddresses {
         SavedAddresses {
             known: vec![
-                url(1),
-                url(2),
-                PeerUrl::parse("ws://[::1]:3").expect("an address"),
+                known(url(1), 7),
+                known(url(2), u64::MAX),
+                known(PeerUrl::parse("ws://[::1]:3").expect("an address"), 0),
             ],
             anchors: vec![url(2)],
-            removed: vec![url(9)],
         }
     }
 
@@ -222,25 +270,28 @@ mod tests {
         names
     }
 
+    fn regtest_file(folder: &Path) -> PeersFile {
+        PeersFile::new(folder.to_path_buf(), Network::Regtest)
+    }
+
     #[test]
     fn a_saved_book_reads_back_as_it_was_written() {
         let folder = tempfile::tempdir().expect("a temporary folder");
+        let file = regtest_file(folder.path());
         assert_eq!(
-            load(folder.path(), Network::Regtest, 0),
+            file.load(0),
             SavedAddresses::default(),
             "no file: an empty book"
         );
-        save(folder.path(), Network::Regtest, &sample()).expect("the file is written");
-        assert_eq!(load(folder.path(), Network::Regtest, 0), sample());
+        file.save(&sample()).expect("the file is written");
+        assert_eq!(file.load(0), sample());
         // Saved again over the last one, and nothing else left in the folder.
-        save(folder.path(), Network::Regtest, &SavedAddresses::default()).expect("written again");
-        assert_eq!(
-            load(folder.path(), Network::Regtest, 0),
-            SavedAddresses::default()
-        );
+        file.save(&SavedAddresses::default())
+            .expect("written again");
+        assert_eq!(file.load(0), SavedAddresses::default());
         assert_eq!(leftovers(folder.path()), vec![PEERS_FILE_NAME.to_owned()]);
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(peers_file_path(folder.path()))
+        let mode = fs::metadata(file.path())
             .expect("the file's metadata")
             .permissions()
             .mode();
@@ -248,25 +299,63 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_book_this_build_writes_is_read_back() {
+        // 2,000 addresses as long as `PeerUrl` allows, each with the longest source.
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let file = regtest_file(folder.path());
+        let host = |index: usize| format!("{index:05}{}", "a".repeat(95));
+        let largest = SavedAddresses {
+            known: (0..MAX_KNOWN_ADDRESSES)
+                .map(|index| {
+                    let url = PeerUrl::parse(&format!("ws://{}:65535", host(index)))
+                        .expect("a 100-character host");
+                    known(url, u64::MAX)
+                })
+                .collect(),
+            anchors: (0..MAX_ANCHORS)
+                .map(|index| {
+                    PeerUrl::parse(&format!("ws://{}:65535", host(index))).expect("an address")
+                })
+                .collect(),
+        };
+        file.save(&largest).expect("written");
+        let size = fs::metadata(file.path()).expect("metadata").len();
+        assert!(size < MAX_FILE_BYTES / 2, "{size} bytes");
+        assert_eq!(file.load(0), largest);
+    }
+
+    #[test]
     fn a_file_that_is_not_usable_is_kept_aside_and_the_node_starts_without_it() {
         let oversized = format!(
-            "{{\"version\":1,\"network\":\"regtest\",\"known\":[{}],\"anchors\":[],\"removed\":[]}}",
-            vec!["\"ws://127.0.0.1:1\""; 60_000].join(",")
+            "{{\"version\":1,\"network\":\"regtest\",\"known\":[{}],\"anchors\":[]}}",
+            vec![r#"{"url":"ws://127.0.0.1:1","source":1}"#; 30_000].join(",")
         );
         let cases: [(&str, String); 6] = [
             ("garbage", "\u{0}\u{1}not json".to_owned()),
-            ("truncated", r#"{"version":1,"network":"regtest","known":["ws://127.0.0.1:1""#.to_owned()),
-            ("a list where an address goes", r#"{"version":1,"network":"regtest","known":[[1]],"anchors":[],"removed":[]}"#.to_owned()),
-            ("another network's", r#"{"version":1,"network":"devnet","known":["ws://127.0.0.1:1"],"anchors":[],"removed":[]}"#.to_owned()),
-            ("a later format", r#"{"version":2,"network":"regtest","known":[],"anchors":[],"removed":[]}"#.to_owned()),
+            (
+                "truncated",
+                r#"{"version":1,"network":"regtest","known":[{"url":"ws://127.0.0.1:1""#.to_owned(),
+            ),
+            (
+                "a list where an address goes",
+                r#"{"version":1,"network":"regtest","known":[[1]],"anchors":[]}"#.to_owned(),
+            ),
+            (
+                "another network's",
+                r#"{"version":1,"network":"devnet","known":[],"anchors":[]}"#.to_owned(),
+            ),
+            (
+                "a later format",
+                r#"{"version":2,"network":"regtest","known":[],"anchors":[]}"#.to_owned(),
+            ),
             ("larger than the bound", oversized),
         ];
         for (case, text) in cases {
             let folder = tempfile::tempdir().expect("a temporary folder");
-            let path = peers_file_path(folder.path());
-            fs::write(&path, &text).expect("the file is written");
+            let file = regtest_file(folder.path());
+            fs::write(file.path(), &text).expect("the file is written");
             assert_eq!(
-                load(folder.path(), Network::Regtest, 1_700_000_000_000),
+                file.load(1_700_000_000_000),
                 SavedAddresses::default(),
                 "{case}"
             );
@@ -284,33 +373,43 @@ mod tests {
                 "{case}"
             );
         }
+        // A folder in its place (or a FIFO, which opening would wait on for good).
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let file = regtest_file(folder.path());
+        fs::create_dir(file.path()).expect("a folder is made");
+        assert_eq!(file.load(1_700_000_000_000), SavedAddresses::default());
+        assert_eq!(
+            leftovers(folder.path()),
+            vec![format!("{PEERS_FILE_NAME}.damaged-1700000000")]
+        );
     }
 
     #[test]
     fn entries_that_are_not_addresses_are_skipped_and_lists_cut_to_the_book_s_bounds() {
         let folder = tempfile::tempdir().expect("a temporary folder");
-        let many =
-            |count: u16| -> Vec<String> { (1..=count).map(|port| url(port).to_string()).collect() };
-        let mut known = many(2_500);
-        known.insert(0, "http://127.0.0.1:1".into());
-        known.insert(1, "ws://127.0.0.1:0".into());
-        known.insert(2, format!("ws://{}:1", "a".repeat(200)));
-        let file = serde_json::json!({
+        let file = regtest_file(folder.path());
+        let entry = |text: String| serde_json::json!({"url": text, "source": 3});
+        let mut entries: Vec<serde_json::Value> = (1..=2_500)
+            .map(|port| entry(url(port).to_string()))
+            .collect();
+        entries.insert(0, entry("http://127.0.0.1:1".into()));
+        entries.insert(1, entry("ws://127.0.0.1:0".into()));
+        entries.insert(2, entry(format!("ws://{}:1", "a".repeat(200))));
+        entries.insert(3, entry("ws://a\u{1b}[2J:1".into()));
+        let contents = serde_json::json!({
             "version": 1,
             "network": "regtest",
-            "known": known,
-            "anchors": many(5),
-            "removed": many(1_500),
+            "known": entries,
+            "anchors": (1..=5).map(|port| url(port).to_string()).collect::<Vec<_>>(),
         });
-        fs::write(peers_file_path(folder.path()), file.to_string()).expect("written");
-        let saved = load(folder.path(), Network::Regtest, 0);
+        fs::write(file.path(), contents.to_string()).expect("written");
+        let saved = file.load(0);
         assert_eq!(saved.known.len(), MAX_KNOWN_ADDRESSES);
         assert_eq!(
             saved.known.first(),
-            Some(&url(1)),
+            Some(&known(url(1), 3)),
             "the bad entries skipped"
         );
         assert_eq!(saved.anchors, vec![url(1), url(2)]);
-        assert_eq!(saved.removed.len(), MAX_SAVED_REMOVALS);
     }
 }

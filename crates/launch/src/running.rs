@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use powchain_api::cookie::{self, CookieError};
 use powchain_api::{ApiOptions, ApiToken, RequiredToken};
-use powchain_consensus::Network;
 use powchain_node::{Node, NodeConfig, NodeError, SystemClock};
 use powchain_p2p::{P2p, P2pConfig};
 use tokio::net::TcpListener;
@@ -17,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::files::{FileBudget, RESERVED_FILES, raise_file_limit};
-use crate::peers_file;
+use crate::peers_file::{self, PeersFile};
 use crate::settings::Settings;
 
 /// How long stopping waits for the node's tasks.
@@ -77,9 +76,8 @@ pub struct RunningNode {
     pub p2p: Arc<P2p>,
     /// The API token and its cookie file, removed at a clean stop.
     api_cookie: (ApiToken, PathBuf),
-    /// Where `peers.json` is saved at the stop, and for which network.
-    data_dir: PathBuf,
-    network: Network,
+    /// The address book's file, saved at the stop.
+    peers_file: Arc<PeersFile>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -169,11 +167,18 @@ pub async fn launch(
         token_required,
         "wrote the API token to the cookie file"
     );
+    let peers_file = Arc::new(PeersFile::new(data_dir.clone(), settings.network));
+    let saved_addresses = {
+        let file = Arc::clone(&peers_file);
+        tokio::task::spawn_blocking(move || file.load(now_ms))
+            .await
+            .map_err(LaunchError::StartupTask)?
+    };
     let mut p2p_config = P2pConfig {
         listen: Some(settings.p2p),
         peers: settings.peers.clone(),
         max_upload_bytes: settings.max_upload_bytes,
-        saved_addresses: peers_file::load(&data_dir, settings.network, now_ms),
+        saved_addresses,
         ..P2pConfig::default()
     };
     let defaults = ApiOptions::default();
@@ -239,8 +244,7 @@ pub async fn launch(
     tasks.spawn(chores(Arc::clone(&node), shutdown.clone()));
     tasks.spawn(save_peers(
         Arc::clone(&p2p),
-        data_dir.clone(),
-        settings.network,
+        Arc::clone(&peers_file),
         shutdown.clone(),
     ));
 
@@ -253,8 +257,7 @@ pub async fn launch(
         p2p_address,
         p2p,
         api_cookie: (api_token, cookie_path),
-        data_dir,
-        network: settings.network,
+        peers_file,
         shutdown,
         tasks,
     })
@@ -286,12 +289,7 @@ async fn chores(node: Arc<Node>, shutdown: CancellationToken) {
 
 /// Saves the address book to `peers.json` every [`peers_file::SAVE_INTERVAL`] (and
 /// [`RunningNode::shutdown`] at the stop), so a crash loses at most that interval's.
-async fn save_peers(
-    p2p: Arc<P2p>,
-    data_dir: PathBuf,
-    network: Network,
-    shutdown: CancellationToken,
-) {
+async fn save_peers(p2p: Arc<P2p>, file: Arc<PeersFile>, shutdown: CancellationToken) {
     let start = tokio::time::Instant::now() + peers_file::SAVE_INTERVAL;
     let mut every = tokio::time::interval_at(start, peers_file::SAVE_INTERVAL);
     loop {
@@ -299,8 +297,8 @@ async fn save_peers(
             () = shutdown.cancelled() => return,
             _ = every.tick() => {
                 let saved = p2p.saved_addresses();
-                let data_dir = data_dir.clone();
-                let written = tokio::task::spawn_blocking(move || peers_file::save(&data_dir, network, &saved)).await;
+                let file = Arc::clone(&file);
+                let written = tokio::task::spawn_blocking(move || file.save(&saved)).await;
                 if let Ok(Err(error)) = written {
                     warn!(%error, "could not save the peer addresses");
                 }
@@ -333,10 +331,8 @@ impl RunningNode {
         if let Ok(Err(error)) = tokio::task::spawn_blocking(move || node.sync_chain()).await {
             warn!(%error, "could not sync the chain store");
         }
-        let (data_dir, network) = (self.data_dir.clone(), self.network);
-        if let Ok(Err(error)) =
-            tokio::task::spawn_blocking(move || peers_file::save(&data_dir, network, &saved)).await
-        {
+        let file = Arc::clone(&self.peers_file);
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || file.save(&saved)).await {
             warn!(%error, "could not save the peer addresses");
         }
         let (api_token, cookie_path) = &self.api_cookie;
@@ -453,7 +449,7 @@ mod tests {
         })
         .await;
         node.shutdown().await;
-        let file = std::fs::read_to_string(peers_file::peers_file_path(folders[2].path()))
+        let file = std::fs::read_to_string(folders[2].path().join(peers_file::PEERS_FILE_NAME))
             .expect("a clean stop saves the address book");
         assert!(file.contains(&learned_url.to_string()), "{file}");
 

@@ -11,7 +11,7 @@
 //!   hello with our own nonce ──note_own──▶ never dialled again
 //!   DELETE /peers/{url} ──remove──▶ forgotten, never dialled, learned or let in again
 //!        until POST /peers names it (readmit)
-//!   restart ──saved.rs──▶ the known addresses, anchors and removals of the last run
+//!   restart ──saved.rs──▶ the known addresses (with their sources) and anchors of the last run
 //! ```
 //!
 //! Bounds (Bitcoin Core's addrman holds up to 81,920 addresses in buckets chosen by the
@@ -31,7 +31,7 @@ use crate::url::PeerUrl;
 
 mod saved;
 
-pub use saved::{MAX_ANCHORS, MAX_SAVED_REMOVALS, SavedAddresses};
+pub use saved::{MAX_ANCHORS, OWN_SOURCE, SavedAddress, SavedAddresses};
 
 /// Addresses kept at most; beyond, the oldest learned one is forgotten.
 pub const MAX_KNOWN_ADDRESSES: usize = 2_000;
@@ -465,14 +465,16 @@ impl DialGroup {
 mod tests {
     use super::*;
 
-    fn url(port: u16) -> PeerUrl {
+    /// A peer on this machine at `port` (also for `saved.rs`'s tests).
+    pub(super) fn url(port: u16) -> PeerUrl {
         PeerUrl {
             host: "127.0.0.1".into(),
             port,
         }
     }
 
-    fn texts(ports: std::ops::Range<u16>) -> Vec<String> {
+    /// The addresses at `ports`, as an `addr` message carries them.
+    pub(super) fn texts(ports: std::ops::Range<u16>) -> Vec<String> {
         ports.map(|port| url(port).to_string()).collect()
     }
 

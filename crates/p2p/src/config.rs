@@ -79,8 +79,9 @@ pub struct P2pConfig {
     /// no longer served (Bitcoin Core's `-maxuploadtarget`; `upload.rs`). None: no target.
     pub max_upload_bytes: Option<u64>,
     /// The address book of the last run ([`crate::P2p::saved_addresses`], kept by the
-    /// launcher in `peers.json`): its addresses are learned ones again, its removals hold,
-    /// and its anchors are dialled first. Empty: the book starts from `peers` alone.
+    /// launcher in `peers.json`): its addresses are learned ones again, from the sources
+    /// that told them, and its anchors are dialled first. Empty: the book starts from
+    /// `peers` alone. Taken out at the start (the layer's copy of its config holds none).
     pub saved_addresses: SavedAddresses,
 }
 

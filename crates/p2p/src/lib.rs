@@ -69,8 +69,8 @@ mod upload;
 pub mod url;
 
 pub use address_book::{
-    MAX_ADDRESSES_PER_SOURCE, MAX_ANCHORS, MAX_KNOWN_ADDRESSES, MAX_LEARNED_DIALS,
-    MAX_SAVED_REMOVALS, SavedAddresses,
+    MAX_ADDRESSES_PER_SOURCE, MAX_ANCHORS, MAX_KNOWN_ADDRESSES, MAX_LEARNED_DIALS, OWN_SOURCE,
+    SavedAddress, SavedAddresses,
 };
 pub use config::P2pConfig;
 pub use download::PushWaits;

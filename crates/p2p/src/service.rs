@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use crate::address_book::{AddressBook, MAX_LEARNED_DIALS, SavedAddresses};
+use crate::address_book::{AddressBook, SavedAddresses};
 use crate::ban::{BanKey, BanList};
 use crate::compact::CompactRelay;
 use crate::config::P2pConfig;
@@ -221,7 +221,7 @@ impl P2p {
     /// If the listener's address cannot be read.
     pub fn start_in(
         node: Arc<Node>,
-        config: P2pConfig,
+        mut config: P2pConfig,
         listener: Option<Box<dyn Listener>>,
         environment: Environment,
         shutdown: CancellationToken,
@@ -235,7 +235,8 @@ impl P2p {
         let compact = Mutex::new(CompactRelay::new(config.high_bandwidth_peers));
         let transaction_requests = Mutex::new(TransactionRequests::new(config.transaction_timeout));
         let upload = UploadTarget::new(config.max_upload_bytes);
-        let (book, anchors) = AddressBook::restore(&config.saved_addresses);
+        // Taken out of the config, which the layer keeps: the book holds them from now on.
+        let (book, anchors) = AddressBook::restore(&std::mem::take(&mut config.saved_addresses));
         let p2p = Arc::new(P2p {
             node: Arc::clone(&node),
             config,
@@ -273,12 +274,14 @@ impl P2p {
             p2p.dial(url, true);
         }
         // The last run's anchors before any other learned address (a configured peer
-        // among them is dialled as one), so a restart does not hand the outbound slots to
-        // whoever gossips first.
-        for url in anchors.into_iter().take(p2p.config.max_outbound) {
-            if p2p.learned_dials() < MAX_LEARNED_DIALS {
-                p2p.dial(url, false);
+        // among them is dialled as one, and takes no slot), so a restart does not hand the
+        // outbound slots to whoever gossips first. At most 2: within the 4 dials that may
+        // connect at once.
+        for url in anchors {
+            if p2p.addresses().learned_dials().len() >= p2p.config.max_outbound {
+                break;
             }
+            p2p.dial(url, false);
         }
         p2p.tasks.spawn(Arc::clone(&p2p).outbound_loop());
         Ok(p2p)

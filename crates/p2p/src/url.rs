@@ -30,7 +30,12 @@ impl PeerUrl {
             .rsplit_once(':')
             .ok_or(error(PeerUrlProblem::MissingPort))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() || host.len() > 100 || host.contains(['/', ' ', '@', '?', '#']) {
+        // A name's letters, digits, `-`, `.` and `_`; an IP address's, with `:` and an IPv6
+        // zone's `%`. Nothing else, so an address from a peer or a file cannot carry
+        // control characters into logs, or grow when it is written out as JSON.
+        let host_character =
+            |character: char| character.is_ascii_alphanumeric() || ".-_:%".contains(character);
+        if host.is_empty() || host.len() > 100 || !host.chars().all(host_character) {
             return Err(error(PeerUrlProblem::Host));
         }
         let port: u16 = port
@@ -110,6 +115,10 @@ mod tests {
             "ws://host:99999",
             "http://x:1",
             "ws://a b:1",
+            "ws://a\u{1b}[31m:1",
+            "ws://a\nb:1",
+            "ws://user@host:1",
+            "ws://hôte:1",
         ] {
             assert!(PeerUrl::parse(bad).is_err(), "{bad}");
         }

@@ -285,9 +285,15 @@ async fn the_last_run_s_anchors_are_dialled_before_the_rest_of_its_book() {
     let mut node_config = config(vec![], 0);
     node_config.max_outbound = 1;
     node_config.saved_addresses = powchain_p2p::SavedAddresses {
-        known: decoys.iter().map(parse).collect(),
+        known: decoys
+            .iter()
+            .chain([&anchor.url()])
+            .map(|text| powchain_p2p::SavedAddress {
+                url: parse(text),
+                source: 1,
+            })
+            .collect(),
         anchors: vec![parse(&anchor.url())],
-        removed: Vec::new(),
     };
     let mut node = TestNode::start_in(temp.path().to_path_buf(), node_config).await;
     node.keep(temp);
@@ -306,7 +312,11 @@ async fn the_last_run_s_anchors_are_dialled_before_the_rest_of_its_book() {
     let saved = node.p2p.saved_addresses();
     assert_eq!(saved.anchors, vec![parse(&anchor.url())]);
     for address in decoys.iter().chain([&anchor.url()]) {
-        assert!(saved.known.contains(&parse(address)), "{address} is saved");
+        let url = parse(address);
+        assert!(
+            saved.known.iter().any(|known| known.url == url),
+            "{address} is saved"
+        );
     }
     node.stop().await;
     anchor.stop().await;

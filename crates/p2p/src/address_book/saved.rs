@@ -1,70 +1,79 @@
 //! What the address book keeps across restarts, as Bitcoin Core keeps `peers.dat` and
-//! `anchors.dat`: the addresses it knows, the learned peers it was connected to (dialled
-//! first at the next start), and the addresses the operator removed. The launcher reads
-//! and writes the file (`powchain-launch`, `peers_file.rs`); this layer only gives and
-//! takes [`SavedAddresses`].
+//! `anchors.dat`: the addresses it knows, each with who told it, and the learned peers it
+//! was connected to (dialled first at the next start). The launcher reads and writes the
+//! file (`powchain-launch`, `peers_file.rs`); this layer only gives and takes
+//! [`SavedAddresses`].
 //!
 //! ```text
-//!   P2p::saved_addresses ──▶ SavedAddresses { known, anchors, removed } ──▶ peers.json
+//!   P2p::saved_addresses ──▶ SavedAddresses { known (url, source), anchors } ──▶ peers.json
 //!   peers.json ──▶ P2pConfig::saved_addresses ──AddressBook::restore──▶ learned addresses
-//!        (within MAX_KNOWN_ADDRESSES), removals; anchors dialled at start, before the fill
+//!        (within MAX_KNOWN_ADDRESSES, and each source within its share again); anchors
+//!        dialled at start, before the fill
 //! ```
 //!
 //! Without it a restarted node knew only its configured peers: if they were down, it
 //! reached no one; and whoever it met first after a restart (a stranger gossiping a
-//! thousand of its own addresses, say) chose all its outbound peers again. The anchors
+//! hundred of its own addresses, say) chose all its outbound peers again. The anchors
 //! are why an attacker that can make a node restart cannot pick its peers anew: Core
-//! dials its last two block-relay-only peers first for the same reason.
+//! dials its last two block-relay-only peers first for the same reason. Each address
+//! keeps its source, so a source's share ([`super::MAX_ADDRESSES_PER_SOURCE`]) holds across
+//! restarts: with one source for all restored addresses, a stranger could add another
+//! share at every restart, the oldest (restored) addresses going first. Removals (`DELETE
+//! /peers`) are not kept: they last until the node stops, as `docs/API.md` says, so the
+//! configured peers a restart names are never refused by an old removal.
 
-use super::{AddressBook, MAX_KNOWN_ADDRESSES, Source};
+use super::{AddressBook, MAX_ADDRESSES_PER_SOURCE, MAX_KNOWN_ADDRESSES};
 use crate::url::PeerUrl;
 
 /// Learned peers connected at the save that are dialled first at the next start (Bitcoin
 /// Core keeps 2 anchors).
 pub const MAX_ANCHORS: usize = 2;
-/// Removals the operator made that a restart keeps at most (they come from a protected
-/// endpoint; the bound is for a file edited or damaged on disk).
-pub const MAX_SAVED_REMOVALS: usize = 1_000;
 
-/// The source of addresses read back from the node's own file: one source that may fill
-/// the whole book, as it did before the restart ([`AddressBook::learn`] caps every other
-/// source at [`super::MAX_ADDRESSES_PER_SOURCE`]). Peers' sources are hashes of their
-/// address groups, which this value matches once in 2^64.
-const SAVED_SOURCE: Source = u64::MAX;
+/// The source of the addresses this node knows by itself (configured peers): it fills its
+/// share like any other. Peers' sources are hashes of their address groups, which this
+/// value matches once in 2^64.
+pub const OWN_SOURCE: u64 = u64::MAX;
+
+/// A known address and who told the node of it: a peer, by its address group as the book
+/// counts sources (a hash, the same from run to run of one build), or [`OWN_SOURCE`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedAddress {
+    /// Where the peer listens.
+    pub url: PeerUrl,
+    /// Who told the node of it.
+    pub source: u64,
+}
 
 /// The address book's state that outlives a restart.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SavedAddresses {
     /// Addresses known: learned ones, oldest first, then configured peers being dialled.
     /// Not kept: addresses known only because a connected peer claimed them, this
-    /// node's own, and nodes of another network.
-    pub known: Vec<PeerUrl>,
+    /// node's own, nodes of another network, and those the operator removed.
+    pub known: Vec<SavedAddress>,
     /// Learned peers connected outbound when saved, the longest connected first, at most
-    /// [`MAX_ANCHORS`]: dialled first at the next start.
+    /// [`MAX_ANCHORS`]: dialled first at the next start. Each is among `known`.
     pub anchors: Vec<PeerUrl>,
-    /// Addresses the operator removed (`DELETE /peers`): still neither dialled, learned
-    /// nor let in after a restart, until `POST /peers` names them.
-    pub removed: Vec<PeerUrl>,
 }
 
 impl AddressBook {
-    /// A book that starts from `saved`: its removals (at most [`MAX_SAVED_REMOVALS`]), then
-    /// its known addresses and anchors as learned ones, in order, within
-    /// [`MAX_KNOWN_ADDRESSES`]. Returns the anchors to dial first (those the book took).
+    /// A book that starts from `saved`: its known addresses as learned ones, in order,
+    /// within [`MAX_KNOWN_ADDRESSES`] and each source within its share (a file edited or
+    /// damaged on disk cannot give one source more). Returns the anchors to dial first
+    /// (those among the addresses the book took, at most [`MAX_ANCHORS`]).
     pub(crate) fn restore(saved: &SavedAddresses) -> (AddressBook, Vec<PeerUrl>) {
         let mut book = AddressBook::default();
-        for url in saved.removed.iter().take(MAX_SAVED_REMOVALS) {
-            book.removed.insert(url.clone());
-        }
-        for url in saved.known.iter().chain(&saved.anchors) {
+        for SavedAddress { url, source } in &saved.known {
             if book.known.len() >= MAX_KNOWN_ADDRESSES {
                 break;
             }
-            if book.removed.contains(url) || !book.known.insert(url.clone()) {
+            let from_source = book.per_source.entry(*source).or_default();
+            if *from_source >= MAX_ADDRESSES_PER_SOURCE || book.known.contains(url) {
                 continue;
             }
-            book.learned.push_back((url.clone(), SAVED_SOURCE));
-            *book.per_source.entry(SAVED_SOURCE).or_default() += 1;
+            *from_source += 1;
+            book.known.insert(url.clone());
+            book.learned.push_back((url.clone(), *source));
         }
         let anchors = saved
             .anchors
@@ -85,34 +94,31 @@ impl AddressBook {
                 && !self.removed.contains(url)
                 && !self.retries.get(url).is_some_and(|retry| retry.foreign)
         };
-        let mut known: Vec<PeerUrl> = self
+        let mut known: Vec<SavedAddress> = self
             .learned
             .iter()
-            .map(|(url, _)| url)
-            .filter(|url| keep(url))
-            .cloned()
+            .filter(|(url, _)| keep(url))
+            .map(|(url, source)| SavedAddress {
+                url: url.clone(),
+                source: *source,
+            })
             .collect();
-        let mut configured: Vec<PeerUrl> = self
+        let mut configured: Vec<&PeerUrl> = self
             .dialing
             .iter()
             .filter(|url| !self.learned_dials.contains(*url) && keep(url))
-            .cloned()
             .collect();
         configured.sort_unstable();
-        known.extend(configured);
+        known.extend(configured.into_iter().map(|url| SavedAddress {
+            url: url.clone(),
+            source: OWN_SOURCE,
+        }));
         let anchors = anchors
             .into_iter()
             .filter(|url| self.learned_dials.contains(url) && keep(url))
             .take(MAX_ANCHORS)
             .collect();
-        let mut removed: Vec<PeerUrl> = self.removed.iter().cloned().collect();
-        removed.sort_unstable();
-        removed.truncate(MAX_SAVED_REMOVALS);
-        SavedAddresses {
-            known,
-            anchors,
-            removed,
-        }
+        SavedAddresses { known, anchors }
     }
 }
 
@@ -122,20 +128,10 @@ mod tests {
 
     use super::*;
     use crate::address_book::DialOutcome;
-
-    fn url(port: u16) -> PeerUrl {
-        PeerUrl {
-            host: "127.0.0.1".into(),
-            port,
-        }
-    }
-
-    fn texts(ports: std::ops::Range<u16>) -> Vec<String> {
-        ports.map(|port| url(port).to_string()).collect()
-    }
+    use crate::address_book::tests::{texts, url};
 
     #[test]
-    fn a_book_saved_and_restored_knows_what_it_knew_and_refuses_what_was_removed() {
+    fn a_book_saved_and_restored_knows_what_it_knew() {
         let mut book = AddressBook::default();
         book.learn(&texts(1..6), 1);
         book.learn(&texts(6..8), 2);
@@ -159,53 +155,73 @@ mod tests {
             assert!(book.begin_dial(&url(port), false));
         }
         let saved = book.saved([url(4), url(100), url(3), url(5)]);
+        let from = |port, source| SavedAddress {
+            url: url(port),
+            source,
+        };
         assert_eq!(
             saved,
             SavedAddresses {
-                known: vec![url(1), url(3), url(4), url(5), url(6), url(100)],
+                known: vec![
+                    from(1, 1),
+                    from(3, 1),
+                    from(4, 1),
+                    from(5, 1),
+                    from(6, 2),
+                    from(100, OWN_SOURCE)
+                ],
                 anchors: vec![url(4), url(3)],
-                removed: vec![url(2)],
             }
         );
 
         let (mut restored, anchors) = AddressBook::restore(&saved);
         assert_eq!(anchors, vec![url(4), url(3)]);
         assert_eq!(restored.len(), 6);
-        assert!(restored.is_removed(&url(2)));
-        assert!(
-            restored.learn(&texts(2..3), 9).is_empty(),
-            "a removal holds"
-        );
-        assert!(!restored.begin_dial(&url(2), false));
         // Restored addresses are learned ones: candidates for the outbound slots.
         let candidate = restored.candidate(Instant::now(), 0, &Default::default());
-        assert!(candidate.is_some_and(|url| saved.known.contains(&url)));
-        // And other sources still have their own share.
-        assert_eq!(restored.learn(&texts(1000..1300), 9).len(), 200);
+        assert!(candidate.is_some_and(|url| saved.known.iter().any(|known| known.url == url)));
+        // A removal lasts until the node stops: the removed address may be learned again.
+        assert_eq!(restored.learn(&texts(2..3), 9), vec![url(2)]);
+        // Each source keeps its share: source 1 had 4 addresses, so 196 more.
+        assert_eq!(restored.learn(&texts(1000..1300), 1).len(), 196);
+        assert_eq!(restored.learn(&texts(2000..2300), 9).len(), 199);
+    }
+
+    /// `ports`, each told by its own source, or all by `source`.
+    fn known(ports: std::ops::RangeInclusive<u16>, source: Option<u64>) -> Vec<SavedAddress> {
+        ports
+            .map(|port| SavedAddress {
+                url: url(port),
+                source: source.unwrap_or(u64::from(port)),
+            })
+            .collect()
     }
 
     #[test]
     fn a_restored_book_stays_within_its_bounds() {
         let saved = SavedAddresses {
-            known: (1..=3_000).map(url).collect(),
+            known: known(1..=3_000, None),
             anchors: vec![url(1), url(2), url(3), url(4_000)],
-            removed: (10_000..12_000).map(url).collect(),
         };
         let (book, anchors) = AddressBook::restore(&saved);
         assert_eq!(book.len(), MAX_KNOWN_ADDRESSES);
         assert_eq!(anchors, vec![url(1), url(2)]);
-        assert_eq!(book.removed.len(), MAX_SAVED_REMOVALS);
-        // An anchor the book has no room for is not dialled.
+        // An anchor the book did not take is not dialled.
         let saved = SavedAddresses {
-            known: (1..=2_000).map(url).collect(),
+            known: known(1..=2_000, None),
             anchors: vec![url(4_000)],
-            removed: Vec::new(),
         };
         assert!(AddressBook::restore(&saved).1.is_empty());
+        // One source's share, however many the file gives it.
+        let (one_source, _) = AddressBook::restore(&SavedAddresses {
+            known: known(1..=1_000, Some(7)),
+            anchors: Vec::new(),
+        });
+        assert_eq!(one_source.len(), MAX_ADDRESSES_PER_SOURCE);
         // The saved book of a full book holds as many as it did.
         let (full, _) = AddressBook::restore(&SavedAddresses {
-            known: (1..=3_000).map(url).collect(),
-            ..SavedAddresses::default()
+            known: known(1..=3_000, None),
+            anchors: Vec::new(),
         });
         assert_eq!(full.saved([]).known.len(), MAX_KNOWN_ADDRESSES);
     }

@@ -688,6 +688,14 @@ async fn a_new_tip_is_announced_before_the_transactions_waiting_for_their_interv
     let payments = payments(&chain, 2, 20);
     let (first, second) = (payments[0].compute_txid(), payments[1].compute_txid());
     let mut peer = raw_peer(&node.url(), 46_030).await.expect("connects");
+    // The session's start has offered the pool (empty) once the ping is answered: a
+    // payment that came before would go out in that offer, outside the interval, and the
+    // second would not wait (as on a loaded machine, before this wait).
+    send(&mut peer, Message::Ping(1)).await;
+    expect_message(&mut peer, "the pong", |message| {
+        matches!(message, Message::Pong(1))
+    })
+    .await;
     // The first announcement leaves at once and starts the interval; the second waits.
     submit(&node, &payments[0]).await;
     expect_message(&mut peer, "the first payment's inv", |message| {

@@ -34,8 +34,9 @@ use tracing::{info, warn};
 pub const PEERS_FILE_NAME: &str = "peers.json";
 /// How often a running node saves its address book (Bitcoin Core: every 15 minutes).
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(15 * 60);
-/// The format this build reads and writes.
-const VERSION: u32 = 1;
+/// The format this build reads and writes (1, written only by fffb283, held addresses
+/// without their sources).
+const VERSION: u32 = 2;
 /// A larger file is not read. The largest book this build writes (2,000 addresses of
 /// 111 characters, which `PeerUrl` keeps to characters JSON writes as they are, each with
 /// a 20-digit source, and 2 anchors) takes about 360 KB: a test checks that it fits.
@@ -50,11 +51,12 @@ struct Contents {
     anchors: Vec<String>,
 }
 
-/// A known address in the file.
+/// A known address in the file. The source is written as 16 hexadecimal digits: a JSON
+/// number past 2^53 is rounded by many tools that might edit the file.
 #[derive(Serialize, Deserialize)]
 struct KnownEntry {
     url: String,
-    source: u64,
+    source: String,
 }
 
 /// Why the file was not read.
@@ -129,13 +131,13 @@ impl PeersFile {
         let mut skipped = 0usize;
         let mut known = Vec::new();
         for entry in contents.known {
-            match PeerUrl::parse(&entry.url) {
-                Ok(url) if known.len() < MAX_KNOWN_ADDRESSES => known.push(SavedAddress {
-                    url,
-                    source: entry.source,
-                }),
-                Ok(_) => {}
-                Err(_) => skipped += 1,
+            let source = u64::from_str_radix(&entry.source, 16);
+            match (PeerUrl::parse(&entry.url), source) {
+                (Ok(url), Ok(source)) if known.len() < MAX_KNOWN_ADDRESSES => {
+                    known.push(SavedAddress { url, source });
+                }
+                (Ok(_), Ok(_)) => {}
+                _ => skipped += 1,
             }
         }
         let mut anchors = Vec::new();
@@ -172,7 +174,7 @@ impl PeersFile {
                 .iter()
                 .map(|known| KnownEntry {
                     url: known.url.to_string(),
-                    source: known.source,
+                    source: format!("{:016x}", known.source),
                 })
                 .collect(),
             anchors: saved.anchors.iter().map(ToString::to_string).collect(),
@@ -325,28 +327,45 @@ mod tests {
     }
 
     #[test]
+    fn every_character_an_address_may_hold_is_written_as_one_byte() {
+        // What keeps the largest book within the reader's bound: no address is longer in
+        // the file than it is.
+        for character in (0..=0xFFFF).filter_map(char::from_u32) {
+            let text = format!("ws://a{character}b:1");
+            if let Ok(url) = PeerUrl::parse(&text) {
+                let written = serde_json::to_string(&url.to_string()).expect("a string");
+                assert_eq!(written.len(), url.to_string().len() + 2, "{character:?}");
+            }
+        }
+    }
+
+    #[test]
     fn a_file_that_is_not_usable_is_kept_aside_and_the_node_starts_without_it() {
         let oversized = format!(
-            "{{\"version\":1,\"network\":\"regtest\",\"known\":[{}],\"anchors\":[]}}",
-            vec![r#"{"url":"ws://127.0.0.1:1","source":1}"#; 30_000].join(",")
+            "{{\"version\":2,\"network\":\"regtest\",\"known\":[{}],\"anchors\":[]}}",
+            vec![r#"{"url":"ws://127.0.0.1:1","source":"0000000000000001"}"#; 30_000].join(",")
         );
-        let cases: [(&str, String); 6] = [
+        let cases: [(&str, String); 7] = [
             ("garbage", "\u{0}\u{1}not json".to_owned()),
             (
                 "truncated",
-                r#"{"version":1,"network":"regtest","known":[{"url":"ws://127.0.0.1:1""#.to_owned(),
+                r#"{"version":2,"network":"regtest","known":[{"url":"ws://127.0.0.1:1""#.to_owned(),
             ),
             (
                 "a list where an address goes",
-                r#"{"version":1,"network":"regtest","known":[[1]],"anchors":[]}"#.to_owned(),
+                r#"{"version":2,"network":"regtest","known":[[1]],"anchors":[]}"#.to_owned(),
             ),
             (
                 "another network's",
-                r#"{"version":1,"network":"devnet","known":[],"anchors":[]}"#.to_owned(),
+                r#"{"version":2,"network":"devnet","known":[],"anchors":[]}"#.to_owned(),
+            ),
+            (
+                "the first format (fffb283's)",
+                r#"{"version":1,"network":"regtest","known":["ws://127.0.0.1:1"],"anchors":[],"removed":[]}"#.to_owned(),
             ),
             (
                 "a later format",
-                r#"{"version":2,"network":"regtest","known":[],"anchors":[]}"#.to_owned(),
+                r#"{"version":3,"network":"regtest","known":[],"anchors":[]}"#.to_owned(),
             ),
             ("larger than the bound", oversized),
         ];
@@ -388,7 +407,7 @@ mod tests {
     fn entries_that_are_not_addresses_are_skipped_and_lists_cut_to_the_book_s_bounds() {
         let folder = tempfile::tempdir().expect("a temporary folder");
         let file = regtest_file(folder.path());
-        let entry = |text: String| serde_json::json!({"url": text, "source": 3});
+        let entry = |text: String| serde_json::json!({"url": text, "source": "3"});
         let mut entries: Vec<serde_json::Value> = (1..=2_500)
             .map(|port| entry(url(port).to_string()))
             .collect();
@@ -396,8 +415,12 @@ mod tests {
         entries.insert(1, entry("ws://127.0.0.1:0".into()));
         entries.insert(2, entry(format!("ws://{}:1", "a".repeat(200))));
         entries.insert(3, entry("ws://a\u{1b}[2J:1".into()));
+        entries.insert(
+            4,
+            serde_json::json!({"url": url(1).to_string(), "source": "x"}),
+        );
         let contents = serde_json::json!({
-            "version": 1,
+            "version": 2,
             "network": "regtest",
             "known": entries,
             "anchors": (1..=5).map(|port| url(port).to_string()).collect::<Vec<_>>(),

@@ -342,8 +342,8 @@ impl P2p {
     }
 
     /// What of the address book to keep for the next start (`P2pConfig::saved_addresses`):
-    /// the known addresses, the learned peers connected outbound longest as anchors, and
-    /// the operator's removals.
+    /// the known addresses with their sources, and the learned peers connected outbound
+    /// longest as anchors (removals last until the node stops: they are not kept).
     pub fn saved_addresses(&self) -> SavedAddresses {
         // The registry first and alone: the lock order puts the book before it.
         let outbound = self.registry.outbound_by_age();

@@ -67,8 +67,11 @@ impl AddressBook {
             if book.known.len() >= MAX_KNOWN_ADDRESSES {
                 break;
             }
+            if book.known.contains(url) {
+                continue;
+            }
             let from_source = book.per_source.entry(*source).or_default();
-            if *from_source >= MAX_ADDRESSES_PER_SOURCE || book.known.contains(url) {
+            if *from_source >= MAX_ADDRESSES_PER_SOURCE {
                 continue;
             }
             *from_source += 1;

@@ -212,7 +212,7 @@ impl Snapshot {
         let table = self.transaction.open_table(UNDO)?;
         table
             .get(hash.0.as_slice())?
-            .map(|row| decode_undo(row.value()).map_err(corrupt("undo data")))
+            .map(|row| decode_undo(hash, row.value()))
             .transpose()
     }
 

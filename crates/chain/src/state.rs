@@ -345,6 +345,7 @@ mod tests {
 
     use crate::store::{
         META, META_FLUSHED, META_SCHEMA, SCHEMA_VERSION, SCHEMA_WITHOUT_FLUSHED_TIP,
+        SCHEMA_WITHOUT_UNDO_CHECKSUMS,
     };
 
     const NOW_MS: u64 = 1_795_564_800_000 + 1_000_000_000_000;
@@ -543,15 +544,25 @@ mod tests {
         (main, block)
     }
 
-    /// Damage on disk: the first outpoint of a block's undo data names another coin.
-    fn damage_undo(bytes: Vec<u8>) -> Vec<u8> {
-        let mut spent = crate::store::decode_undo(&bytes).expect("undo data");
-        spent[0].0.txid.0[0] ^= 1;
-        crate::store::encode_undo(&spent)
+    /// Undo data of `hash` naming another coin for its first input, with a checksum that
+    /// matches (as a bug of ours could write it): `check_undo` must see it.
+    fn undo_naming_another_coin(hash: BlockHash) -> impl Fn(Vec<u8>) -> Vec<u8> {
+        move |bytes| {
+            let mut spent = crate::store::decode_undo(&hash, &bytes).expect("undo data");
+            spent[0].0.txid.0[0] ^= 1;
+            crate::store::encode_undo(&hash, &spent)
+        }
+    }
+
+    /// Damage on disk that names the right coins: one bit of the first coin's value (the
+    /// byte after its outpoint and the count), which only the checksum sees.
+    fn undo_with_a_value_bit_flipped(mut bytes: Vec<u8>) -> Vec<u8> {
+        bytes[1 + 36] ^= 1;
+        bytes
     }
 
     #[test]
-    fn undo_data_naming_other_coins_is_refused_at_open_and_at_a_disconnect() {
+    fn damaged_undo_data_is_refused_at_open_and_at_a_disconnect() {
         let (main, spending) = chain_and_a_spending_block();
         let hash = spending.compute_hash();
         let accept_all = |chain: &mut ChainState| {
@@ -559,41 +570,65 @@ mod tests {
                 chain.accept_block(block.clone(), NOW_MS).expect("valid");
             }
         };
+        type Damage = Box<dyn Fn(Vec<u8>) -> Vec<u8>>;
+        // Each damage, what the refusal says, and whether a plain read (the API's) sees it:
+        // the checksum is checked at every read, the inputs only where they are used.
+        let damages: [(&str, Damage, &str, bool); 2] = [
+            (
+                "another coin",
+                Box::new(undo_naming_another_coin(hash)),
+                "undo data",
+                false,
+            ),
+            (
+                "a value",
+                Box::new(undo_with_a_value_bit_flipped),
+                "does not match its checksum",
+                true,
+            ),
+        ];
+        for (case, damage, said, read_refused) in &damages {
+            // Not flushed: the block is replayed from its undo data when the store opens.
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut chain = open(dir.path());
+            accept_all(&mut chain);
+            rewrite_row(&chain, crate::store::UNDO, &hash, damage);
+            chain.close_leaving_cache_unflushed().expect("closes");
+            let Err(error) = ChainState::open(
+                &dir.path().join("chain.redb"),
+                Network::Regtest,
+                ChainOptions::default(),
+            ) else {
+                panic!("{case}: the store opened on damaged undo data");
+            };
+            assert!(error.to_string().contains(said), "{case}: {error}");
 
-        // Not flushed: the block is replayed from its undo data when the store opens.
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut chain = open(dir.path());
-        accept_all(&mut chain);
-        rewrite_row(&chain, crate::store::UNDO, &hash, damage_undo);
-        chain.close_leaving_cache_unflushed().expect("closes");
-        let Err(error) = ChainState::open(
-            &dir.path().join("chain.redb"),
-            Network::Regtest,
-            ChainOptions::default(),
-        ) else {
-            panic!("the store opened on damaged undo data");
-        };
-        assert!(error.to_string().contains("undo data"), "{error}");
-
-        // Flushed: disconnecting it would restore the wrong coin.
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut chain = open(dir.path());
-        accept_all(&mut chain);
-        chain.flush().expect("flushed");
-        rewrite_row(&chain, crate::store::UNDO, &hash, damage_undo);
-        let mut rival = TestChain::new(Network::Regtest);
-        rival.miner = powchain_consensus::testkit::test_key(7);
-        rival.mine_empty(main.blocks.len() + 1);
-        let results: Vec<_> = rival.blocks[1..]
-            .iter()
-            .map(|block| chain.accept_block(block.clone(), NOW_MS))
-            .collect();
-        let error = results
-            .into_iter()
-            .find_map(Result::err)
-            .expect("the reorganisation fails");
-        assert!(error.to_string().contains("undo data"), "{error}");
-        assert_eq!(chain.tip().hash, hash, "nothing was disconnected");
+            // Flushed: disconnecting it would restore the wrong coin.
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut chain = open(dir.path());
+            accept_all(&mut chain);
+            chain.flush().expect("flushed");
+            rewrite_row(&chain, crate::store::UNDO, &hash, damage);
+            let read = chain.reader().snapshot().expect("a snapshot");
+            match read.spent_coins(&hash) {
+                Err(error) => assert!(*read_refused && error.to_string().contains(said)),
+                Ok(_) => assert!(!read_refused, "{case}: damaged undo data read back"),
+            }
+            drop(read);
+            let mut rival = TestChain::new(Network::Regtest);
+            rival.miner = powchain_consensus::testkit::test_key(7);
+            rival.mine_empty(main.blocks.len() + 1);
+            let results: Vec<_> = rival.blocks[1..]
+                .iter()
+                .map(|block| chain.accept_block(block.clone(), NOW_MS))
+                .collect();
+            let error = results
+                .into_iter()
+                .find_map(Result::err)
+                .expect("the reorganisation fails");
+            assert!(error.to_string().contains(said), "{case}: {error}");
+            assert_eq!(chain.tip().hash, hash, "{case}: nothing was disconnected");
+        }
     }
 
     #[test]
@@ -965,42 +1000,80 @@ mod tests {
     }
 
     #[test]
-    fn a_store_of_the_first_schema_is_upgraded_with_its_tip_as_flushed() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut test_chain = TestChain::new(Network::Regtest);
-        test_chain.mine_empty(5);
-        {
+    fn stores_of_earlier_schemas_are_upgraded() {
+        // Version 1: no flushed tip, no undo checksums. Version 2: no undo checksums.
+        for schema in [SCHEMA_WITHOUT_FLUSHED_TIP, SCHEMA_WITHOUT_UNDO_CHECKSUMS] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let (main, spending) = chain_and_a_spending_block();
+            let hash = spending.compute_hash();
+            let spent = {
+                let mut chain = open(dir.path());
+                for block in main.blocks[1..].iter().chain([&spending]) {
+                    chain.accept_block(block.clone(), NOW_MS).expect("valid");
+                }
+                chain.flush().expect("flushed");
+                let read = chain.reader().snapshot().expect("a snapshot");
+                read.spent_coins(&hash).expect("reads").expect("stored")
+            };
+            // What an earlier build left.
+            {
+                let db = Database::create(dir.path().join("chain.redb")).expect("open");
+                let write = db.begin_write().expect("write");
+                {
+                    let mut undo = write.open_table(crate::store::UNDO).expect("undo");
+                    let rows: Vec<(Vec<u8>, Vec<u8>)> = undo
+                        .iter()
+                        .expect("rows")
+                        .map(|row| {
+                            let (key, value) = row.expect("a row");
+                            let value = value.value();
+                            (key.value().to_vec(), value[..value.len() - 32].to_vec())
+                        })
+                        .collect();
+                    assert!(!rows.is_empty());
+                    for (key, value) in rows {
+                        undo.insert(key.as_slice(), value.as_slice())
+                            .expect("insert");
+                    }
+                    let mut meta = write.open_table(META).expect("meta");
+                    if schema == SCHEMA_WITHOUT_FLUSHED_TIP {
+                        meta.remove(META_FLUSHED).expect("remove");
+                    }
+                    meta.insert(META_SCHEMA, schema.to_le_bytes().as_slice())
+                        .expect("insert");
+                }
+                write.commit().expect("commit");
+            }
             let mut chain = open(dir.path());
-            for block in &test_chain.blocks[1..] {
+            assert_eq!(chain.tip().hash, hash, "{schema}");
+            assert_eq!(chain.unflushed_blocks(), 0);
+            {
+                let snapshot = chain.reader().snapshot().expect("snapshot");
+                snapshot.check_consistency().expect("consistent");
+                assert_eq!(
+                    snapshot
+                        .spent_coins(&hash)
+                        .expect("checked")
+                        .expect("stored"),
+                    spent,
+                    "{schema}: the undo data reads back with its new checksum"
+                );
+                let read = chain.db.begin_read().expect("read");
+                let meta = read.open_table(META).expect("meta");
+                let recorded = meta.get(META_SCHEMA).expect("read").expect("recorded");
+                assert_eq!(recorded.value(), SCHEMA_VERSION.to_le_bytes().as_slice());
+                let flushed = meta.get(META_FLUSHED).expect("read").expect("recorded");
+                assert_eq!(flushed.value(), chain.tip().hash.0.as_slice());
+            }
+            // And the block disconnects on its upgraded undo data.
+            let mut rival = TestChain::new(Network::Regtest);
+            rival.miner = powchain_consensus::testkit::test_key(7);
+            rival.mine_empty(main.blocks.len() + 1);
+            for block in &rival.blocks[1..] {
                 chain.accept_block(block.clone(), NOW_MS).expect("valid");
             }
+            assert_eq!(chain.tip().hash, rival.tip().compute_hash(), "{schema}");
         }
-        // What a version 1 build left: no flushed tip, schema 1.
-        {
-            let db = Database::create(dir.path().join("chain.redb")).expect("open");
-            let write = db.begin_write().expect("write");
-            {
-                let mut meta = write.open_table(META).expect("meta");
-                meta.remove(META_FLUSHED).expect("remove");
-                meta.insert(
-                    META_SCHEMA,
-                    SCHEMA_WITHOUT_FLUSHED_TIP.to_le_bytes().as_slice(),
-                )
-                .expect("insert");
-            }
-            write.commit().expect("commit");
-        }
-        let chain = open(dir.path());
-        assert_eq!(chain.tip().hash, test_chain.tip().compute_hash());
-        assert_eq!(chain.unflushed_blocks(), 0);
-        let snapshot = chain.reader().snapshot().expect("snapshot");
-        snapshot.check_consistency().expect("consistent");
-        let read = chain.db.begin_read().expect("read");
-        let meta = read.open_table(META).expect("meta");
-        let schema = meta.get(META_SCHEMA).expect("read").expect("recorded");
-        assert_eq!(schema.value(), SCHEMA_VERSION.to_le_bytes().as_slice());
-        let flushed = meta.get(META_FLUSHED).expect("read").expect("recorded");
-        assert_eq!(flushed.value(), chain.tip().hash.0.as_slice());
     }
 
     #[test]

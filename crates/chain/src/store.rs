@@ -6,7 +6,7 @@
 //!   block_index   BlockHash                                   -> IndexRecord
 //!   heights       height (u64 BE)                             -> BlockHash   (main chain)
 //!   utxo          OutPoint (txid ‖ vout BE)                   -> Coin
-//!   undo          BlockHash                                   -> spent coins, in order
+//!   undo          BlockHash                                   -> spent coins, in order ‖ checksum
 //!   tx_index      Txid                                        -> BlockHash ‖ position (main chain)
 //!   address_utxo  Address ‖ OutPoint                          -> Coin        (unspent, per address)
 //!   address_txs   Address ‖ height (u64 BE) ‖ Txid            -> ()          (main-chain history)
@@ -41,9 +41,11 @@ pub(crate) const META_SCHEMA: &str = "schema";
 /// written (see `overlay`): blocks above it are re-applied from their data at open.
 pub(crate) const META_FLUSHED: &str = "flushed";
 /// Version 2 added [`META_FLUSHED`]; a version 1 store (written block by block) is
-/// upgraded at open by recording its tip as flushed.
-pub(crate) const SCHEMA_VERSION: u64 = 2;
+/// upgraded at open by recording its tip as flushed. Version 3 added the undo data's
+/// checksum ([`encode_undo`]); a version 2 store's undo rows get theirs at open.
+pub(crate) const SCHEMA_VERSION: u64 = 3;
 pub(crate) const SCHEMA_WITHOUT_FLUSHED_TIP: u64 = 1;
+pub(crate) const SCHEMA_WITHOUT_UNDO_CHECKSUMS: u64 = 2;
 
 /// Validation progress of a block in the index.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -196,18 +198,68 @@ pub(crate) fn coin_from_bytes(bytes: &[u8]) -> Result<Coin, DecodeError> {
     Ok(coin)
 }
 
-/// Undo data of a block: the coins it spent, so disconnecting it can restore them.
-pub(crate) fn encode_undo(spent: &[(OutPoint, Coin)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + spent.len() * 85);
+/// Bytes of the checksum that ends a block's undo data.
+const UNDO_CHECKSUM_BYTES: usize = 32;
+
+/// Undo data of block `hash`: the coins it spent, so disconnecting it can restore them,
+/// then a checksum of the block's hash and those bytes, as Bitcoin Core's undo files
+/// carry. What else reads the row checks that it names the block's inputs in order
+/// (`check_undo`); only the checksum sees a coin's value or address damaged, which would
+/// otherwise go back into the UTXO set at a disconnect.
+pub(crate) fn encode_undo(hash: &BlockHash, spent: &[(OutPoint, Coin)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + spent.len() * 85 + UNDO_CHECKSUM_BYTES);
     write_varint(&mut out, spent.len() as u64);
     for (outpoint, coin) in spent {
         outpoint.encode_to(&mut out);
         encode_coin(coin, &mut out);
     }
+    let checksum = undo_checksum(hash, &out);
+    out.extend_from_slice(&checksum);
     out
 }
 
-pub(crate) fn decode_undo(bytes: &[u8]) -> Result<Vec<(OutPoint, Coin)>, DecodeError> {
+/// The checksum of block `hash`'s undo data `body`: the double SHA-256 of the two.
+fn undo_checksum(hash: &BlockHash, body: &[u8]) -> [u8; UNDO_CHECKSUM_BYTES] {
+    let mut bytes = Vec::with_capacity(32 + body.len());
+    bytes.extend_from_slice(&hash.0);
+    bytes.extend_from_slice(body);
+    powchain_consensus::hash::sha256d(&bytes)
+}
+
+/// `row` (undo data of a version 2 store, without a checksum) with the checksum of block
+/// `hash` added: the schema upgrade's step.
+pub(crate) fn undo_with_checksum(hash: &BlockHash, row: &[u8]) -> Vec<u8> {
+    let mut out = row.to_vec();
+    out.extend_from_slice(&undo_checksum(hash, row));
+    out
+}
+
+/// Block `hash`'s undo data read back from `bytes`.
+///
+/// # Errors
+/// [`ChainError::Corrupt`] naming the block if the checksum does not match (damage on
+/// disk), [`ChainError::CorruptRow`] if the bytes do not decode.
+pub(crate) fn decode_undo(
+    hash: &BlockHash,
+    bytes: &[u8],
+) -> Result<Vec<(OutPoint, Coin)>, ChainError> {
+    let damaged = || {
+        ChainError::Corrupt(format!(
+            "the undo data of block {hash} does not match its checksum"
+        ))
+    };
+    let body_length = bytes
+        .len()
+        .checked_sub(UNDO_CHECKSUM_BYTES)
+        .ok_or_else(damaged)?;
+    let (body, checksum) = bytes.split_at(body_length);
+    if undo_checksum(hash, body) != checksum {
+        return Err(damaged());
+    }
+    decode_undo_body(body).map_err(crate::error::corrupt("undo data"))
+}
+
+fn decode_undo_body(bytes: &[u8]) -> Result<Vec<(OutPoint, Coin)>, DecodeError> {
     let mut reader = Reader::new(bytes);
     let count = reader.read_count("undo entries", usize::MAX, 36 + 49)?;
     let mut spent = Vec::with_capacity(count);

@@ -303,9 +303,10 @@ impl ChainState {
             self.verifier.as_ref(),
         )
         .map_err(|error| ChainError::Invalid { hash, error })?;
-        write
-            .open_table(UNDO)?
-            .insert(hash.0.as_slice(), encode_undo(&connection.spent).as_slice())?;
+        write.open_table(UNDO)?.insert(
+            hash.0.as_slice(),
+            encode_undo(&hash, &connection.spent).as_slice(),
+        )?;
         write
             .open_table(HEIGHTS)?
             .insert(height.0, hash.0.as_slice())?;
@@ -400,7 +401,7 @@ impl ChainState {
             let row = undo_table.get(tip.hash.0.as_slice())?.ok_or_else(|| {
                 ChainError::Corrupt(format!("no undo data for block {}", tip.hash))
             })?;
-            decode_undo(row.value()).map_err(corrupt("undo data"))?
+            decode_undo(&tip.hash, row.value())?
         };
         check_undo(&tip.hash, tip.height, block, txids, &spent, self.params)?;
         undo_table.remove(tip.hash.0.as_slice())?;

@@ -28,7 +28,8 @@ use crate::overlay::{BlockChanges, Overlay};
 use crate::store::{
     ADDRESS_TXS, ADDRESS_UTXO, BLOCK_INDEX, BLOCKS, BlockStatus, HEIGHTS, IndexRecord, META,
     META_FLUSHED, META_GENESIS, META_NETWORK, META_SCHEMA, META_TIP, SCHEMA_VERSION,
-    SCHEMA_WITHOUT_FLUSHED_TIP, TX_INDEX, UNDO, UTXO, decode_undo,
+    SCHEMA_WITHOUT_FLUSHED_TIP, SCHEMA_WITHOUT_UNDO_CHECKSUMS, TX_INDEX, UNDO, UTXO, decode_undo,
+    undo_with_checksum,
 };
 use crate::store::{hash_from_row, read_meta_hash};
 
@@ -100,6 +101,7 @@ impl ChainState {
             events: Vec::new(),
             path: path.to_path_buf(),
             broken: None,
+
             #[cfg(test)]
             panic_at_next_write: false,
             #[cfg(test)]
@@ -151,10 +153,12 @@ impl ChainState {
                             found: format!("{found} (genesis {stored_genesis})"),
                         });
                     }
-                    let schema = meta.get(META_SCHEMA)?.map(|row| row.value().to_vec());
-                    if schema.as_deref()
-                        == Some(SCHEMA_WITHOUT_FLUSHED_TIP.to_le_bytes().as_slice())
-                    {
+                    let schema = meta
+                        .get(META_SCHEMA)?
+                        .and_then(|row| <[u8; 8]>::try_from(row.value()).ok())
+                        .map(u64::from_le_bytes);
+                    let mut upgraded = schema;
+                    if upgraded == Some(SCHEMA_WITHOUT_FLUSHED_TIP) {
                         // Written block by block: the tables are complete at the tip.
                         let tip = meta
                             .get(META_TIP)?
@@ -162,16 +166,20 @@ impl ChainState {
                             .value()
                             .to_vec();
                         meta.insert(META_FLUSHED, tip.as_slice())?;
-                        meta.insert(META_SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())?;
-                        info!(
-                            from = SCHEMA_WITHOUT_FLUSHED_TIP,
-                            to = SCHEMA_VERSION,
-                            "upgraded the store's schema"
-                        );
-                    } else if schema.as_deref() != Some(SCHEMA_VERSION.to_le_bytes().as_slice()) {
+                        upgraded = Some(SCHEMA_WITHOUT_UNDO_CHECKSUMS);
+                    }
+                    if upgraded == Some(SCHEMA_WITHOUT_UNDO_CHECKSUMS) {
+                        add_undo_checksums(&write)?;
+                        upgraded = Some(SCHEMA_VERSION);
+                    }
+                    if upgraded != Some(SCHEMA_VERSION) {
                         return Err(ChainError::Corrupt(format!(
                             "unknown store schema {schema:?}, this build writes {SCHEMA_VERSION}"
                         )));
+                    }
+                    if let Some(from) = schema.filter(|from| *from != SCHEMA_VERSION) {
+                        meta.insert(META_SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())?;
+                        info!(from, to = SCHEMA_VERSION, "upgraded the store's schema");
                     }
                 }
                 None => {
@@ -316,7 +324,7 @@ impl ChainState {
             let spent = undo
                 .get(hash.0.as_slice())?
                 .ok_or_else(|| ChainError::Corrupt(format!("no undo data for block {hash}")))
-                .and_then(|row| decode_undo(row.value()).map_err(corrupt("undo data")))?;
+                .and_then(|row| decode_undo(&hash, row.value()))?;
             let txids = block.compute_txids();
             super::connect::check_stored_block(&hash, &block, &txids)?;
             super::connect::check_undo(
@@ -342,4 +350,24 @@ impl ChainState {
             .unwrap_or_else(PoisonError::into_inner) = self.overlay.clone();
         Ok(())
     }
+}
+
+/// The schema upgrade from version 2: every undo row gets the checksum of its block's hash
+/// and its bytes (`store::encode_undo`), in the upgrade's write. What the rows held is
+/// taken as it is: damage from before the upgrade is checked as before it (`check_undo`).
+fn add_undo_checksums(write: &redb::WriteTransaction) -> Result<(), ChainError> {
+    let mut undo = write.open_table(UNDO)?;
+    let rows = undo
+        .iter()?
+        .map(|row| {
+            let (key, value) = row?;
+            let hash = hash_from_row(key.value(), "an undo row's key")?;
+            Ok((hash, value.value().to_vec()))
+        })
+        .collect::<Result<Vec<_>, ChainError>>()?;
+    for (hash, row) in &rows {
+        undo.insert(hash.0.as_slice(), undo_with_checksum(hash, row).as_slice())?;
+    }
+    info!(rows = rows.len(), "added checksums to the undo data");
+    Ok(())
 }

@@ -357,17 +357,19 @@ impl ChainState {
 /// taken as it is: damage from before the upgrade is checked as before it (`check_undo`).
 fn add_undo_checksums(write: &redb::WriteTransaction) -> Result<(), ChainError> {
     let mut undo = write.open_table(UNDO)?;
-    let rows = undo
+    // The keys first (32 bytes a block), then each row in turn: the rows of a long chain
+    // never sit in memory together.
+    let blocks = undo
         .iter()?
-        .map(|row| {
-            let (key, value) = row?;
-            let hash = hash_from_row(key.value(), "an undo row's key")?;
-            Ok((hash, value.value().to_vec()))
-        })
+        .map(|row| hash_from_row(row?.0.value(), "an undo row's key"))
         .collect::<Result<Vec<_>, ChainError>>()?;
-    for (hash, row) in &rows {
-        undo.insert(hash.0.as_slice(), undo_with_checksum(hash, row).as_slice())?;
+    for hash in &blocks {
+        let row = undo
+            .get(hash.0.as_slice())?
+            .map(|row| row.value().to_vec())
+            .ok_or_else(|| ChainError::Corrupt(format!("no undo data for block {hash}")))?;
+        undo.insert(hash.0.as_slice(), undo_with_checksum(hash, &row).as_slice())?;
     }
-    info!(rows = rows.len(), "added checksums to the undo data");
+    info!(rows = blocks.len(), "added checksums to the undo data");
     Ok(())
 }

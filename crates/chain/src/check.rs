@@ -159,6 +159,12 @@ pub fn check_chain(
                         error.rule()
                     ))
                 })?;
+        // Its undo data (checksum and contents) is what a disconnect would put back.
+        if snapshot.spent_coins(&hash)?.as_ref() != Some(&connection.spent) {
+            return Err(ChainError::Corrupt(format!(
+                "block {hash} at height {height}: its undo data is not the coins it spent"
+            )));
+        }
         for (outpoint, _) in &connection.spent {
             rebuilt.remove(outpoint);
         }

@@ -1077,6 +1077,43 @@ mod tests {
     }
 
     #[test]
+    fn a_current_store_whose_schema_number_is_damaged_is_refused_not_upgraded() {
+        // 3 is a bit away from 1 and from 2: upgrading would drop the unflushed blocks'
+        // coins (1), or give every undo row a second checksum (2).
+        for schema in [SCHEMA_WITHOUT_FLUSHED_TIP, SCHEMA_WITHOUT_UNDO_CHECKSUMS] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let (main, spending) = chain_and_a_spending_block();
+            {
+                let mut chain = open(dir.path());
+                for block in main.blocks[1..].iter().chain([&spending]) {
+                    chain.accept_block(block.clone(), NOW_MS).expect("valid");
+                }
+                chain.flush().expect("flushed");
+            }
+            {
+                let db = Database::create(dir.path().join("chain.redb")).expect("open");
+                let write = db.begin_write().expect("write");
+                write
+                    .open_table(META)
+                    .expect("meta")
+                    .insert(META_SCHEMA, schema.to_le_bytes().as_slice())
+                    .expect("insert");
+                write.commit().expect("commit");
+            }
+            let result = ChainState::open(
+                &dir.path().join("chain.redb"),
+                Network::Regtest,
+                ChainOptions::default(),
+            );
+            assert!(
+                matches!(result, Err(ChainError::Damaged { .. })),
+                "{schema}: {:?}",
+                result.err()
+            );
+        }
+    }
+
+    #[test]
     fn a_store_of_an_unknown_schema_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
         drop(open(dir.path()));

@@ -228,10 +228,17 @@ fn undo_checksum(hash: &BlockHash, body: &[u8]) -> [u8; UNDO_CHECKSUM_BYTES] {
 
 /// `row` (undo data of a version 2 store, without a checksum) with the checksum of block
 /// `hash` added: the schema upgrade's step.
-pub(crate) fn undo_with_checksum(hash: &BlockHash, row: &[u8]) -> Vec<u8> {
+///
+/// # Errors
+/// [`ChainError::CorruptRow`] if the row does not decode as undo data without a checksum
+/// (a row that has one already, in a store whose schema number was damaged, never does:
+/// its checksum is left over), so a damaged row is not given a checksum that vouches
+/// for it.
+pub(crate) fn undo_with_checksum(hash: &BlockHash, row: &[u8]) -> Result<Vec<u8>, ChainError> {
+    decode_undo_body(row).map_err(crate::error::corrupt("undo data"))?;
     let mut out = row.to_vec();
     out.extend_from_slice(&undo_checksum(hash, row));
-    out
+    Ok(out)
 }
 
 /// Block `hash`'s undo data read back from `bytes`.

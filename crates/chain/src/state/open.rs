@@ -153,12 +153,21 @@ impl ChainState {
                             found: format!("{found} (genesis {stored_genesis})"),
                         });
                     }
-                    let schema = meta
-                        .get(META_SCHEMA)?
-                        .and_then(|row| <[u8; 8]>::try_from(row.value()).ok())
+                    let recorded = meta.get(META_SCHEMA)?.map(|row| row.value().to_vec());
+                    let schema = recorded
+                        .as_deref()
+                        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
                         .map(u64::from_le_bytes);
                     let mut upgraded = schema;
                     if upgraded == Some(SCHEMA_WITHOUT_FLUSHED_TIP) {
+                        // No build of schema 1 recorded a flushed tip: one there means the
+                        // schema number is damaged (3 is a bit away from 1), and taking the
+                        // tip as flushed would drop the unflushed blocks' coins.
+                        if meta.get(META_FLUSHED)?.is_some() {
+                            return Err(ChainError::Corrupt(
+                                "the store says schema 1 but records a flushed tip".into(),
+                            ));
+                        }
                         // Written block by block: the tables are complete at the tip.
                         let tip = meta
                             .get(META_TIP)?
@@ -174,7 +183,7 @@ impl ChainState {
                     }
                     if upgraded != Some(SCHEMA_VERSION) {
                         return Err(ChainError::Corrupt(format!(
-                            "unknown store schema {schema:?}, this build writes {SCHEMA_VERSION}"
+                            "unknown store schema {recorded:?}, this build writes {SCHEMA_VERSION}"
                         )));
                     }
                     if let Some(from) = schema.filter(|from| *from != SCHEMA_VERSION) {
@@ -368,7 +377,10 @@ fn add_undo_checksums(write: &redb::WriteTransaction) -> Result<(), ChainError> 
             .get(hash.0.as_slice())?
             .map(|row| row.value().to_vec())
             .ok_or_else(|| ChainError::Corrupt(format!("no undo data for block {hash}")))?;
-        undo.insert(hash.0.as_slice(), undo_with_checksum(hash, &row).as_slice())?;
+        undo.insert(
+            hash.0.as_slice(),
+            undo_with_checksum(hash, &row)?.as_slice(),
+        )?;
     }
     info!(rows = blocks.len(), "added checksums to the undo data");
     Ok(())

@@ -1090,21 +1090,7 @@ mod tests {
                 }
                 chain.flush().expect("flushed");
             }
-            {
-                let db = Database::create(dir.path().join("chain.redb")).expect("open");
-                let write = db.begin_write().expect("write");
-                write
-                    .open_table(META)
-                    .expect("meta")
-                    .insert(META_SCHEMA, schema.to_le_bytes().as_slice())
-                    .expect("insert");
-                write.commit().expect("commit");
-            }
-            let result = ChainState::open(
-                &dir.path().join("chain.redb"),
-                Network::Regtest,
-                ChainOptions::default(),
-            );
+            let result = open_recording_schema(dir.path(), schema);
             assert!(
                 matches!(result, Err(ChainError::Damaged { .. })),
                 "{schema}: {:?}",
@@ -1113,25 +1099,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_store_of_an_unknown_schema_is_refused() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        drop(open(dir.path()));
+    /// Opens the store in `dir` after recording `schema` as its schema number.
+    fn open_recording_schema(dir: &Path, schema: u64) -> Result<ChainState, ChainError> {
         {
-            let db = Database::create(dir.path().join("chain.redb")).expect("open");
+            let db = Database::create(dir.join("chain.redb")).expect("open");
             let write = db.begin_write().expect("write");
             write
                 .open_table(META)
                 .expect("meta")
-                .insert(META_SCHEMA, 99u64.to_le_bytes().as_slice())
+                .insert(META_SCHEMA, schema.to_le_bytes().as_slice())
                 .expect("insert");
             write.commit().expect("commit");
         }
-        let result = ChainState::open(
-            &dir.path().join("chain.redb"),
+        ChainState::open(
+            &dir.join("chain.redb"),
             Network::Regtest,
             ChainOptions::default(),
-        );
+        )
+    }
+
+    #[test]
+    fn a_store_of_an_unknown_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        drop(open(dir.path()));
+        let result = open_recording_schema(dir.path(), 99);
         assert!(
             matches!(result, Err(ChainError::Damaged { detail, .. }) if detail.contains("schema"))
         );

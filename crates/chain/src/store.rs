@@ -220,10 +220,7 @@ pub(crate) fn encode_undo(hash: &BlockHash, spent: &[(OutPoint, Coin)]) -> Vec<u
 
 /// The checksum of block `hash`'s undo data `body`: the double SHA-256 of the two.
 fn undo_checksum(hash: &BlockHash, body: &[u8]) -> [u8; UNDO_CHECKSUM_BYTES] {
-    let mut bytes = Vec::with_capacity(32 + body.len());
-    bytes.extend_from_slice(&hash.0);
-    bytes.extend_from_slice(body);
-    powchain_consensus::hash::sha256d(&bytes)
+    powchain_consensus::hash::sha256d_parts(&[&hash.0, body])
 }
 
 /// `row` (undo data of a version 2 store, without a checksum) with the checksum of block

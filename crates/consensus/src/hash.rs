@@ -21,6 +21,16 @@ pub fn sha256d(data: &[u8]) -> [u8; 32] {
     sha256(&sha256(data))
 }
 
+/// SHA-256 of SHA-256 of `parts` one after another: [`sha256d`] of their concatenation,
+/// without copying them into one buffer.
+pub fn sha256d_parts(parts: &[&[u8]]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    sha256(&hasher.finalize())
+}
+
 /// BIP-340 tagged hash: `SHA256(SHA256(tag) || SHA256(tag) || data)`.
 ///
 /// Each use in powchain has its own tag, so a hash made for one purpose can never be
@@ -106,6 +116,13 @@ mod tests {
             hex::encode(&sha256d(b"")),
             "5df6e0e2761359d30a8275058e299fcc0381534545f55cf43e41983f5d4c9456"
         );
+    }
+
+    #[test]
+    fn hashing_parts_is_hashing_their_concatenation() {
+        assert_eq!(sha256d_parts(&[]), sha256d(b""));
+        assert_eq!(sha256d_parts(&[b"ab", b"", b"c"]), sha256d(b"abc"));
+        assert_ne!(sha256d_parts(&[b"ab", b"c"]), sha256(b"abc"));
     }
 
     #[test]

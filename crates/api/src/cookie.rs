@@ -12,9 +12,8 @@
 //! client nothing it could not already take. As Bitcoin Core's `.cookie`, on which it is
 //! modelled.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -25,7 +24,7 @@ use crate::auth::ApiToken;
 pub const COOKIE_FILE_NAME: &str = ".cookie";
 
 /// The cookie file's permissions: read and write for its owner only.
-pub const COOKIE_FILE_MODE: u32 = 0o600;
+pub const COOKIE_FILE_MODE: u32 = powchain_node::PRIVATE_FILE_MODE;
 
 /// Why the cookie file could not be written or read.
 #[derive(Debug, Error)]
@@ -60,36 +59,12 @@ pub fn cookie_path(data_dir: &Path) -> PathBuf {
 /// [`CookieError::Io`].
 pub fn write_cookie_file(data_dir: &Path, token: &ApiToken) -> Result<PathBuf, CookieError> {
     let path = cookie_path(data_dir);
-    let temporary_path = data_dir.join(format!("{COOKIE_FILE_NAME}.tmp"));
-    let io_error = |path: &Path| {
-        let path = path.to_owned();
-        move |source| CookieError::Io { path, source }
-    };
-    // A leftover of a crash between create and rename.
-    match fs::remove_file(&temporary_path) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(source) => return Err(io_error(&temporary_path)(source)),
-    }
-    // Owner-only from the system call that creates it: never readable by others, not even
-    // for a moment.
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(COOKIE_FILE_MODE)
-        .open(&temporary_path)
-        .map_err(io_error(&temporary_path))?;
-    file.write_all(token.as_str().as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(io_error(&temporary_path))?;
-    drop(file);
-    if let Err(source) = fs::rename(&temporary_path, &path) {
-        let _ = fs::remove_file(&temporary_path);
-        return Err(io_error(&path)(source));
-    }
-    File::open(data_dir)
-        .and_then(|directory| directory.sync_all())
-        .map_err(io_error(data_dir))?;
+    powchain_node::replace_private_file(&path, token.as_str().as_bytes()).map_err(|error| {
+        CookieError::Io {
+            path: error.path,
+            source: error.source,
+        }
+    })?;
     Ok(path)
 }
 

@@ -18,14 +18,14 @@
 //! stop the node from starting: the worst it costs is the addresses (and a damaged file
 //! is kept aside for a look).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use powchain_consensus::Network;
+use powchain_node::FileWriteError;
 use powchain_p2p::{MAX_ANCHORS, MAX_KNOWN_ADDRESSES, PeerUrl, SavedAddress, SavedAddresses};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -129,25 +129,20 @@ impl PeersFile {
             }
         };
         let mut skipped = 0usize;
-        let mut known = Vec::new();
-        for entry in contents.known {
-            let source = u64::from_str_radix(&entry.source, 16);
-            match (PeerUrl::parse(&entry.url), source) {
-                (Ok(url), Ok(source)) if known.len() < MAX_KNOWN_ADDRESSES => {
-                    known.push(SavedAddress { url, source });
-                }
-                (Ok(_), Ok(_)) => {}
-                _ => skipped += 1,
-            }
-        }
-        let mut anchors = Vec::new();
-        for text in contents.anchors {
-            match PeerUrl::parse(&text) {
-                Ok(url) if anchors.len() < MAX_ANCHORS => anchors.push(url),
-                Ok(_) => {}
-                Err(_) => skipped += 1,
-            }
-        }
+        let known = parse_within(
+            &contents.known,
+            MAX_KNOWN_ADDRESSES,
+            &mut skipped,
+            |entry| {
+                Some(SavedAddress {
+                    url: PeerUrl::parse(&entry.url).ok()?,
+                    source: u64::from_str_radix(&entry.source, 16).ok()?,
+                })
+            },
+        );
+        let anchors = parse_within(&contents.anchors, MAX_ANCHORS, &mut skipped, |text| {
+            PeerUrl::parse(text).ok()
+        });
         if skipped > 0 {
             warn!(file = %path.display(), skipped, "skipped saved peer addresses that are not addresses");
         }
@@ -165,7 +160,7 @@ impl PeersFile {
     /// # Errors
     /// If the file cannot be written, synced or renamed into place (the temporary file is
     /// then removed).
-    pub fn save(&self, saved: &SavedAddresses) -> io::Result<()> {
+    pub fn save(&self, saved: &SavedAddresses) -> Result<(), FileWriteError> {
         let contents = Contents {
             version: VERSION,
             network: self.network.to_string(),
@@ -179,34 +174,32 @@ impl PeersFile {
                 .collect(),
             anchors: saved.anchors.iter().map(ToString::to_string).collect(),
         };
-        let bytes = serde_json::to_vec_pretty(&contents).map_err(io::Error::other)?;
+        let bytes = serde_json::to_vec_pretty(&contents).map_err(|error| FileWriteError {
+            path: self.path(),
+            source: io::Error::other(error),
+        })?;
         let _saving = self.saving.lock().unwrap_or_else(PoisonError::into_inner);
-        let temporary = self.data_dir.join(format!("{PEERS_FILE_NAME}.tmp"));
-        match fs::remove_file(&temporary) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error),
-        }
-        let written =
-            write_new(&temporary, &bytes).and_then(|()| fs::rename(&temporary, self.path()));
-        if let Err(error) = written {
-            let _ = fs::remove_file(&temporary);
-            return Err(error);
-        }
-        File::open(&self.data_dir)?.sync_all()
+        powchain_node::replace_private_file(&self.path(), &bytes)
     }
 }
 
-/// Creates `path` (owner-only: whom a node connects to is its operator's business) with
-/// `bytes`, synced.
-fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    out.write_all(bytes)?;
-    out.sync_all()
+/// The first `bound` of `entries` that `parse` accepts (the book keeps no more); the
+/// ones it refuses, wherever they are, are counted in `skipped`.
+fn parse_within<E, T>(
+    entries: &[E],
+    bound: usize,
+    skipped: &mut usize,
+    parse: impl Fn(&E) -> Option<T>,
+) -> Vec<T> {
+    let mut parsed = Vec::new();
+    for entry in entries {
+        match parse(entry) {
+            Some(value) if parsed.len() < bound => parsed.push(value),
+            Some(_) => {}
+            None => *skipped += 1,
+        }
+    }
+    parsed
 }
 
 fn read(path: &Path, network: Network) -> Result<Option<Contents>, Unreadable> {

@@ -13,9 +13,13 @@
 //! A brand new, empty data directory passes every check: that is how a node starts the
 //! first time.
 
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use powchain_consensus::BlockHeight;
+use thiserror::Error;
 use tracing::warn;
 
 use crate::config::NodeConfig;
@@ -137,22 +141,89 @@ pub fn move_aside(path: &Path, now_ms: u64) -> Result<Option<PathBuf>, NodeError
     })?;
     // The rename is durable only once the directory is synced: a crash before that could
     // bring the old name back next to the new store.
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(directory)
-        .and_then(|handle| handle.sync_all())
-        .map_err(|source| NodeError::MoveAside {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    sync_directory_of(path).map_err(|source| NodeError::MoveAside {
+        path: path.to_path_buf(),
+        source,
+    })?;
     warn!(
         from = %path.display(),
         to = %aside.display(),
         "moved the store aside; a new one starts in its place"
     );
     Ok(Some(aside))
+}
+
+/// Syncs the directory holding `path`, which makes a rename (or a creation) in it durable:
+/// syncing the file alone does not.
+fn sync_directory_of(path: &Path) -> io::Result<()> {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    File::open(directory)?.sync_all()
+}
+
+/// Why [`replace_private_file`] failed.
+#[derive(Debug, Error)]
+#[error("{path}: {source}")]
+pub struct FileWriteError {
+    /// The file (the temporary one, the one replaced, or their directory).
+    pub path: PathBuf,
+    /// What the operating system said.
+    #[source]
+    pub source: io::Error,
+}
+
+/// The mode of a file [`replace_private_file`] writes: read and write for its owner only.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Replaces the file at `path` with `bytes`, atomically and owner-only: `<path>.tmp` is
+/// created with [`PRIVATE_FILE_MODE`] (by the system call that creates it, so it is never
+/// readable by others, not even for a moment), written, synced and renamed over `path`,
+/// and the directory synced. A reader sees the old contents or the new, never a part,
+/// and a crash leaves one or the other.
+///
+/// One writer a path at a time: two would share the temporary file.
+///
+/// # Errors
+/// [`FileWriteError`] naming the file the operating system refused. The temporary file
+/// is removed after a failure, as is one left over by a crash.
+pub fn replace_private_file(path: &Path, bytes: &[u8]) -> Result<(), FileWriteError> {
+    let failed = |path: &Path| {
+        let path = path.to_owned();
+        move |source| FileWriteError { path, source }
+    };
+    let Some(name) = path.file_name() else {
+        return Err(failed(path)(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path must end in a file name",
+        )));
+    };
+    let mut temporary_name = name.to_owned();
+    temporary_name.push(".tmp");
+    let temporary = path.with_file_name(temporary_name);
+    // A leftover of a crash between create and rename.
+    match fs::remove_file(&temporary) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => return Err(failed(&temporary)(source)),
+    }
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE_MODE)
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .map_err(failed(&temporary))
+        .and_then(|()| fs::rename(&temporary, path).map_err(failed(path)));
+    if let Err(error) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(error);
+    }
+    sync_directory_of(path).map_err(failed(path))
 }
 
 #[cfg(test)]
@@ -167,6 +238,52 @@ mod tests {
     use crate::testing::{ManualClock, TestNode};
 
     use super::*;
+
+    #[test]
+    fn a_private_file_is_replaced_whole_owner_only_and_leaves_no_temporary_file() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("state.json");
+        let temporary = directory.path().join("state.json.tmp");
+        // A crash's leftover, readable by all, is not reused.
+        std::fs::write(&temporary, b"left over").expect("write");
+        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        std::fs::write(&path, b"old, readable by all").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+
+        replace_private_file(&path, b"new").expect("replaced");
+        assert_eq!(std::fs::read(&path).expect("read"), b"new");
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, PRIVATE_FILE_MODE);
+        assert!(!temporary.exists());
+    }
+
+    #[test]
+    fn a_private_file_that_cannot_be_put_in_place_leaves_what_was_there() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        // A folder where the file should be: the rename is refused.
+        let path = directory.path().join("state.json");
+        std::fs::create_dir(&path).expect("mkdir");
+        std::fs::write(path.join("inside"), b"kept").expect("write");
+
+        let error = replace_private_file(&path, b"new").expect_err("refused");
+        assert_eq!(error.path, path);
+        assert_eq!(std::fs::read(path.join("inside")).expect("kept"), b"kept");
+        assert!(!directory.path().join("state.json.tmp").exists());
+        assert_eq!(
+            replace_private_file(Path::new("/"), b"x")
+                .expect_err("no file name")
+                .source
+                .kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
 
     /// A closed node whose chain is three blocks above genesis, paying its wallet.
     fn closed_with_chain() -> (NodeConfig, Arc<ManualClock>, tempfile::TempDir, Address) {

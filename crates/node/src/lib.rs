@@ -36,7 +36,9 @@ mod wallet_view;
 
 pub use clock::{Clock, SystemClock};
 pub use config::NodeConfig;
-pub use data_dir::{DirectoryLock, move_aside};
+pub use data_dir::{
+    DirectoryLock, FileWriteError, PRIVATE_FILE_MODE, move_aside, replace_private_file,
+};
 pub use error::NodeError;
 pub use event::NodeEvent;
 pub use log_budget::{HeldBack, LogBudget};

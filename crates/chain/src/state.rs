@@ -571,23 +571,26 @@ mod tests {
             }
         };
         type Damage = Box<dyn Fn(Vec<u8>) -> Vec<u8>>;
-        // Each damage, what the refusal says, and whether a plain read (the API's) sees it:
-        // the checksum is checked at every read, the inputs only where they are used.
-        let damages: [(&str, Damage, &str, bool); 2] = [
+        // Each damage, what the refusal says, whether a plain read (the API's) sees it (the
+        // checksum is checked at every read, the inputs only where they are used), and what
+        // `powchain check` says.
+        let damages: [(&str, Damage, &str, bool, &str); 2] = [
             (
                 "another coin",
                 Box::new(undo_naming_another_coin(hash)),
                 "undo data",
                 false,
+                "its undo data is not the coins it spent",
             ),
             (
                 "a value",
                 Box::new(undo_with_a_value_bit_flipped),
                 "does not match its checksum",
                 true,
+                "does not match its checksum",
             ),
         ];
-        for (case, damage, said, read_refused) in &damages {
+        for (case, damage, said, read_refused, checked) in &damages {
             // Not flushed: the block is replayed from its undo data when the store opens.
             let dir = tempfile::tempdir().expect("temp dir");
             let mut chain = open(dir.path());
@@ -614,6 +617,8 @@ mod tests {
                 Err(error) => assert!(*read_refused && error.to_string().contains(said)),
                 Ok(_) => assert!(!read_refused, "{case}: damaged undo data read back"),
             }
+            let found = crate::check::check_storage(&read).expect_err("check finds it");
+            assert!(found.to_string().contains(checked), "{case}: {found}");
             drop(read);
             let mut rival = TestChain::new(Network::Regtest);
             rival.miner = powchain_consensus::testkit::test_key(7);
@@ -1080,7 +1085,11 @@ mod tests {
     fn a_current_store_whose_schema_number_is_damaged_is_refused_not_upgraded() {
         // 3 is a bit away from 1 and from 2: upgrading would drop the unflushed blocks'
         // coins (1), or give every undo row a second checksum (2).
-        for schema in [SCHEMA_WITHOUT_FLUSHED_TIP, SCHEMA_WITHOUT_UNDO_CHECKSUMS] {
+        // Each is named by what gives it away.
+        for (schema, named) in [
+            (SCHEMA_WITHOUT_FLUSHED_TIP, "records a flushed tip"),
+            (SCHEMA_WITHOUT_UNDO_CHECKSUMS, "undo data"),
+        ] {
             let dir = tempfile::tempdir().expect("temp dir");
             let (main, spending) = chain_and_a_spending_block();
             {
@@ -1092,7 +1101,7 @@ mod tests {
             }
             let result = open_recording_schema(dir.path(), schema);
             assert!(
-                matches!(result, Err(ChainError::Damaged { .. })),
+                matches!(&result, Err(ChainError::Damaged { detail, .. }) if detail.contains(named)),
                 "{schema}: {:?}",
                 result.err()
             );

@@ -3,7 +3,8 @@
 //! ```text
 //!   shutdown? ──▶ stop accepting, finish in-flight requests (at most shutdown_grace), drop the rest
 //!   a place (max_connections; none free: evict the oldest connection not in a request
-//!   that has been idle for EVICTION_GRACE; none of those: wait) ──▶ accept ──▶ task:
+//!   that has been idle for EVICTION_GRACE; none of those: wait) ──▶ accept ──▶ its
+//!   address group holds an eighth of the places already? close it ──▶ task:
 //!   hyper http1 connection
 //!        header_read_timeout: request line and headers, and the idle wait between
 //!        keep-alive requests; then the router (request timeout, limits) answers
@@ -30,6 +31,7 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use powchain_node::AddressGroup;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -49,6 +51,13 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// already waiting in its socket. TCP's own first retransmission waits a second too.
 pub(crate) const EVICTION_GRACE: Duration = Duration::from_secs(1);
 
+/// The share of the places one address group may hold: an eighth (64 of the default 512).
+/// Its connections past that are closed as they are accepted, so one stranger (one
+/// address, or a block of them) cannot hold every place with requests it keeps in flight,
+/// which no eviction frees. The operator's own `127.0.0.1` and `::1` (a local proxy, the
+/// dashboard) are not capped.
+const GROUP_SHARE_DIVISOR: usize = 8;
+
 /// The connection limits `serve_router` enforces (the rest of `ApiOptions` is the router's).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConnectionLimits {
@@ -64,6 +73,13 @@ pub(crate) struct ConnectionLimits {
     /// How long a write to the client may wait for it to read before the connection is
     /// closed ([`WriteStallGuard`]).
     pub(crate) write_stall_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// The most connections one address group may hold ([`GROUP_SHARE_DIVISOR`]).
+    fn max_per_group(&self) -> usize {
+        self.max_connections.max(1).div_ceil(GROUP_SHARE_DIVISOR)
+    }
 }
 
 /// The open connections, oldest first, each with when it was last active and whether it
@@ -106,6 +122,8 @@ impl Default for ConnectionTable {
 struct OpenConnection {
     evict: CancellationToken,
     activity: Arc<Activity>,
+    /// Where its client is.
+    group: AddressGroup,
 }
 
 /// Whether a connection is in a request, and since when it has not been.
@@ -360,7 +378,19 @@ impl ConnectionTable {
         }
     }
 
-    fn insert(self: &Arc<Self>) -> TableEntry {
+    /// True if `group` holds `max` connections already (one told to close included: it
+    /// still has its file). The operator's own group is never full.
+    fn group_is_full(&self, group: AddressGroup, max: usize) -> bool {
+        group.is_capped()
+            && self
+                .open()
+                .values()
+                .filter(|connection| connection.group == group)
+                .count()
+                >= max
+    }
+
+    fn insert(self: &Arc<Self>, group: AddressGroup) -> TableEntry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let evict = CancellationToken::new();
         let activity = Arc::new(Activity::new(self.epoch, Arc::clone(&self.changed)));
@@ -369,6 +399,7 @@ impl ConnectionTable {
             OpenConnection {
                 evict: evict.clone(),
                 activity: Arc::clone(&activity),
+                group,
             },
         );
         TableEntry {
@@ -431,9 +462,9 @@ pub(crate) async fn serve_router(
         if !table.wait_for_place(&limits, false, &mut shutdown).await {
             break;
         }
-        let stream = tokio::select! {
+        let (stream, group) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok((stream, peer)) => (stream, AddressGroup::of(peer.ip())),
                 Err(error) => {
                     if pause_after_accept_error(&error, &mut shutdown).await {
                         break;
@@ -443,6 +474,13 @@ pub(crate) async fn serve_router(
             },
             () = &mut shutdown => break,
         };
+        // Only the accept loop adds connections, so the group's count cannot grow while
+        // this one waits below.
+        if table.group_is_full(group, limits.max_per_group()) {
+            tracing::debug!(%group, "closing an HTTP connection: its address group holds its share of the places");
+            drop(stream);
+            continue;
+        }
         // Wait (holding this one connection's file) until a place is free: at once if one
         // is, after the evicted connection has closed if one was evictable, or until any
         // connection closes if every one is in a request meanwhile.
@@ -452,7 +490,7 @@ pub(crate) async fn serve_router(
         connections.spawn(serve_connection(
             stream,
             limits.write_stall_timeout,
-            table.insert(),
+            table.insert(group),
             http.clone(),
             router.clone(),
             stopping.clone(),
@@ -726,7 +764,8 @@ mod tests {
     use super::*;
     use crate::options::ApiOptions;
     use crate::testing::{
-        TestServer, get as http_get, read_answer, regtest_node, send_get, wait_closed,
+        TestServer, connect_from, get as http_get, read_answer, regtest_node, send_get,
+        wait_closed, wait_until,
     };
 
     const SHORT: Duration = Duration::from_millis(300);
@@ -1021,6 +1060,70 @@ mod tests {
             .expect("served once a connection went idle")
             .expect("the client task");
         assert_eq!(answer.status, 200);
+    }
+
+    #[tokio::test]
+    async fn one_address_group_holds_at_most_its_share_of_the_places() {
+        let release = Arc::new(Notify::new());
+        let router = {
+            let release = Arc::clone(&release);
+            Router::new()
+                .route(
+                    "/slow",
+                    get(move || {
+                        let release = Arc::clone(&release);
+                        async move {
+                            release.notified().await;
+                            "slow"
+                        }
+                    }),
+                )
+                .route("/status", get(|| async { "ok" }))
+        };
+        let limits = ConnectionLimits {
+            max_connections: 16,
+            ..two_places_with_a_short_grace()
+        };
+        assert_eq!(limits.max_per_group(), 2);
+        let server = TestServer::router(router, limits).await;
+        // A stranger (127.9.0.0/16) asks on every place it can get for an answer that
+        // does not come: requests in flight, which no eviction frees.
+        let mut stranger = Vec::new();
+        for host in 2..18u8 {
+            let mut stream = connect_from([127, 9, 0, host].into(), server.address).await;
+            send_get(&mut stream, "/slow", true).await;
+            stranger.push(stream);
+        }
+        // Another group and the operator's own address are served meanwhile.
+        for source in [[127, 10, 0, 2], [127, 0, 0, 1]] {
+            let mut honest = connect_from(source.into(), server.address).await;
+            send_get(&mut honest, "/status", false).await;
+            let answer = tokio::time::timeout(Duration::from_secs(5), read_answer(&mut honest))
+                .await
+                .expect("served while a stranger asks on every place it can");
+            assert_eq!(answer.status, 200);
+        }
+        // The stranger's first two connections hold a place; the rest were closed.
+        for stream in &mut stranger[2..] {
+            wait_closed(stream).await;
+        }
+        release.notify_waiters();
+        for stream in &mut stranger[..2] {
+            assert_eq!(read_answer(stream).await.status, 200);
+        }
+        // A place of the group frees once one of its connections has closed (the server
+        // sees the close a moment after the client makes it).
+        stranger.truncate(1);
+        let address = server.address;
+        wait_until("the group has a place again", || async move {
+            let mut again = connect_from([127, 9, 0, 99].into(), address).await;
+            send_get(&mut again, "/status", false).await;
+            let mut head = [0u8; 12];
+            tokio::io::AsyncReadExt::read_exact(&mut again, &mut head)
+                .await
+                .is_ok_and(|_| head.ends_with(b"200"))
+        })
+        .await;
     }
 
     #[tokio::test]

@@ -162,6 +162,16 @@ impl Answer {
     }
 }
 
+/// A connection to `address` from `source` (a loopback address such as `127.9.0.2`: a
+/// stranger of another address group than the tests' `127.0.0.1`).
+pub(crate) async fn connect_from(source: std::net::Ipv4Addr, address: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("binds the source address");
+    socket.connect(address).await.expect("connects")
+}
+
 /// `GET path` on a new connection (`Connection: close`), read to the end.
 pub(crate) async fn get(address: SocketAddr, path: &str) -> Answer {
     let mut stream = TcpStream::connect(address).await.expect("connects");

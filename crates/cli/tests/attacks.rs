@@ -745,9 +745,12 @@ async fn http_headers_dribbled_a_byte_a_second() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let node = start_node("attack-slowloris");
     let http_port = node.address.port();
-    under_attack("1,100 dribbling HTTP clients", &node, move |stop| async move {
-        keep_open(1_100, stop, move |_, stop| async move {
-            let Some(mut stream) = tcp_from(Ipv4Addr::new(127, 88, 0, 1), http_port).await else {
+    // From 20 address groups: one group holds at most an eighth of the places, and these
+    // must fill all of them, so that eviction is what keeps the honest client served.
+    under_attack("1,100 dribbling HTTP clients from 20 groups", &node, move |stop| async move {
+        keep_open(1_100, stop, move |index, stop| async move {
+            let source = Ipv4Addr::new(127, 60 + (index % 20) as u8, 0, 1);
+            let Some(mut stream) = tcp_from(source, http_port).await else {
                 return;
             };
             let request = b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";

@@ -12,6 +12,7 @@
 //! Invariants: nothing here is async and nothing here touches a socket; the wall clock
 //! is read only through [`Clock`].
 
+pub mod address_group;
 pub mod clock;
 pub mod config;
 mod data_dir;
@@ -34,6 +35,7 @@ mod testing;
 mod wallet_history;
 mod wallet_view;
 
+pub use address_group::AddressGroup;
 pub use clock::{Clock, SystemClock};
 pub use config::NodeConfig;
 pub use data_dir::{

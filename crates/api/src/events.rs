@@ -13,14 +13,18 @@ use std::time::Duration;
 use axum::extract::{Extension, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
+use powchain_node::AddressGroup;
 use powchain_node::{Node, NodeEvent};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 
 use crate::error::ApiError;
 use crate::input::NoQuery;
 use crate::router::blocking;
+use crate::server::ClientGroup;
 
 /// How often an idle event stream sends a comment, so proxies and browsers keep it open.
 const EVENT_KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -130,13 +134,35 @@ impl From<NodeEvent> for EventJson {
     }
 }
 
-/// The open `GET /events` streams, at most `ApiOptions::max_event_subscribers`: each holds
-/// a permit until its client leaves (the stream, and the permit with it, is dropped when
-/// the connection closes).
+/// The open `GET /events` streams, at most `ApiOptions::max_event_subscribers`, and at most
+/// an eighth of them from one address group (the operator's own `127.0.0.1` and `::1` are
+/// not capped), so one stranger cannot hold every stream and keep the dashboards out
+/// (docs/SECURITY.md, item 84). Each stream holds its [`SubscriberPlace`] until its client
+/// leaves (the stream, and the place with it, is dropped when the connection closes).
 #[derive(Clone, Debug)]
 pub(crate) struct EventSubscribers {
     permits: Arc<Semaphore>,
     max: usize,
+    by_group: Arc<Mutex<HashMap<AddressGroup, usize>>>,
+}
+
+/// A stream's place: one of all the streams', and one of its client's group's.
+pub(crate) struct SubscriberPlace {
+    _permit: OwnedSemaphorePermit,
+    group: AddressGroup,
+    by_group: Arc<Mutex<HashMap<AddressGroup, usize>>>,
+}
+
+impl Drop for SubscriberPlace {
+    fn drop(&mut self) {
+        let mut by_group = self.by_group.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = by_group.get_mut(&self.group) {
+            *count -= 1;
+            if *count == 0 {
+                by_group.remove(&self.group);
+            }
+        }
+    }
 }
 
 impl EventSubscribers {
@@ -145,20 +171,41 @@ impl EventSubscribers {
         EventSubscribers {
             permits: Arc::new(Semaphore::new(max)),
             max,
+            by_group: Arc::default(),
         }
     }
 
-    /// A place for one more stream, held until the permit drops.
+    /// The most streams one address group may hold: an eighth of all.
+    fn max_per_group(&self) -> usize {
+        self.max.max(1).div_ceil(8)
+    }
+
+    /// A place for one more stream, to a client of `group`, held until it drops.
     ///
     /// # Errors
-    /// A 503 when all `max` places are taken.
-    fn join(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
+    /// A 503 when all `max` places are taken, or the group holds its share of them.
+    fn join(&self, group: AddressGroup) -> Result<SubscriberPlace, ApiError> {
+        let mut by_group = self.by_group.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = by_group.get(&group).copied().unwrap_or(0);
+        if group.is_capped() && held >= self.max_per_group() {
+            return Err(ApiError::unavailable(format!(
+                "the node already streams events to {held} clients of your network \
+                 ({group}), the most it serves one network at once; try again later \
+                 [too-many-subscribers]"
+            )));
+        }
+        let permit = Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
             ApiError::unavailable(format!(
                 "the node already streams events to {max} clients, the most it serves at \
                  once; try again later [too-many-subscribers]",
                 max = self.max
             ))
+        })?;
+        by_group.insert(group, held + 1);
+        Ok(SubscriberPlace {
+            _permit: permit,
+            group,
+            by_group: Arc::clone(&self.by_group),
         })
     }
 }
@@ -171,13 +218,17 @@ impl EventSubscribers {
 /// falls too far behind gets a `resync` event, meaning "some events were skipped, reload".
 /// An idle stream carries a keep-alive comment every 15 s; it ends when the node stops.
 ///
-/// At most `max_event_subscribers` streams are open at once; past that the answer is 503.
+/// At most `max_event_subscribers` streams are open at once, an eighth of them to one
+/// address group; past that the answer is 503.
 pub async fn events(
     State(node): State<Arc<Node>>,
     Extension(subscribers): Extension<EventSubscribers>,
+    client: Option<Extension<ClientGroup>>,
     _query: NoQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let permit = subscribers.join()?;
+    // A request that did not come through the server's accept loop is the process's own.
+    let group = client.map_or(AddressGroup::Local, |Extension(ClientGroup(group))| group);
+    let permit = subscribers.join(group)?;
     // Subscribe before reading the tip, so nothing between the two is missed.
     let receiver = node.subscribe();
     let tip = blocking(&node, |node| Ok(node.tip())).await?;
@@ -303,10 +354,16 @@ mod tests {
 
     /// Opens `GET /events` and reads until the `ready` event: a subscriber.
     async fn subscribe(address: std::net::SocketAddr) -> tokio::net::TcpStream {
+        subscribe_from([127, 0, 0, 1].into(), address).await
+    }
+
+    /// A subscriber connecting from `source`.
+    async fn subscribe_from(
+        source: std::net::Ipv4Addr,
+        address: std::net::SocketAddr,
+    ) -> tokio::net::TcpStream {
         use tokio::io::AsyncReadExt;
-        let mut stream = tokio::net::TcpStream::connect(address)
-            .await
-            .expect("connects");
+        let mut stream = crate::testing::connect_from(source, address).await;
         crate::testing::send_get(&mut stream, "/events", true).await;
         let mut seen = Vec::new();
         let mut buffer = [0u8; 1024];
@@ -325,6 +382,51 @@ mod tests {
         .expect("the ready event arrives");
         assert!(seen.starts_with(b"HTTP/1.1 200"));
         stream
+    }
+
+    #[tokio::test]
+    async fn one_address_group_holds_at_most_an_eighth_of_the_event_streams() {
+        use crate::testing::{TestServer, read_answer, regtest_node, send_get};
+        let (_folder, node) = regtest_node(0);
+        let options = crate::ApiOptions {
+            max_event_subscribers: 16,
+            ..crate::ApiOptions::default()
+        };
+        let server = TestServer::api(node, options).await;
+        let stranger = [127, 9, 0, 2].into();
+        let first = subscribe_from(stranger, server.address).await;
+        let _second = subscribe_from(stranger, server.address).await;
+        let mut refused = crate::testing::connect_from(stranger, server.address).await;
+        send_get(&mut refused, "/events", false).await;
+        let answer = read_answer(&mut refused).await;
+        assert_eq!(answer.status, 503);
+        let message = answer.json()["error"]
+            .as_str()
+            .expect("an error message")
+            .to_owned();
+        assert!(
+            message.contains("2 clients of your network (127.9.0.0/16)"),
+            "{message}"
+        );
+        assert!(message.ends_with("[too-many-subscribers]"), "{message}");
+        // Another group, and the operator's own address past the share, are served.
+        let _other = subscribe_from([127, 10, 0, 2].into(), server.address).await;
+        let _own: Vec<_> = futures_util::future::join_all(
+            (0..3).map(|_| subscribe_from([127, 0, 0, 1].into(), server.address)),
+        )
+        .await;
+        // The group's place frees when one of its streams leaves.
+        drop(first);
+        let address = server.address;
+        crate::testing::wait_until("the group has a stream's place again", || async move {
+            let mut stream = crate::testing::connect_from(stranger, address).await;
+            send_get(&mut stream, "/events", true).await;
+            let mut status_line = [0u8; 12];
+            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut status_line)
+                .await
+                .is_ok_and(|_| &status_line == b"HTTP/1.1 200")
+        })
+        .await;
     }
 
     #[tokio::test]

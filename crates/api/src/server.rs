@@ -280,6 +280,16 @@ impl hyper::body::Body for MarksIdle {
     }
 }
 
+/// Whether a connection can have a place of its address group's.
+enum GroupPlace {
+    /// The group holds fewer than its share.
+    Free,
+    /// One of the group's connections is closing to make room: wait for it.
+    Closing,
+    /// Every connection of the group is in a request, or idle for less than the grace.
+    Full,
+}
+
 /// Whether a connection can have a place.
 enum Place {
     /// A place is free.
@@ -378,16 +388,85 @@ impl ConnectionTable {
         }
     }
 
-    /// True if `group` holds `max` connections already (one told to close included: it
-    /// still has its file). The operator's own group is never full.
-    fn group_is_full(&self, group: AddressGroup, max: usize) -> bool {
-        group.is_capped()
-            && self
-                .open()
-                .values()
-                .filter(|connection| connection.group == group)
-                .count()
-                >= max
+    /// Whether a connection of `group` can have one of the group's `max` places at `now`
+    /// (the operator's own group always can). A full group makes room as the table does
+    /// when full ([`ConnectionTable::place`]), but only among its own connections: the
+    /// oldest of them not in a request that has been idle for `grace` (those that never
+    /// sent a request head first) is told to close. So a stranger's silent or idle
+    /// connections cannot keep the rest of its group out, and its connections in a request
+    /// keep their places.
+    fn group_place(
+        &self,
+        group: AddressGroup,
+        max: usize,
+        grace: Duration,
+        now: Instant,
+    ) -> GroupPlace {
+        if !group.is_capped() {
+            return GroupPlace::Free;
+        }
+        let open = self.open();
+        let members: Vec<&OpenConnection> = open
+            .values()
+            .filter(|connection| connection.group == group)
+            .collect();
+        if members.len() < max {
+            return GroupPlace::Free;
+        }
+        if members
+            .iter()
+            .any(|connection| connection.evict.is_cancelled())
+        {
+            return GroupPlace::Closing;
+        }
+        let victim = members
+            .iter()
+            .filter(|connection| {
+                connection.evictable() && connection.activity.idle_since() + grace <= now
+            })
+            .min_by_key(|connection| {
+                (
+                    connection.activity.requested(),
+                    connection.activity.idle_since(),
+                )
+            });
+        match victim {
+            Some(connection) => {
+                connection.evict.cancel();
+                tracing::debug!(%group, "closing an idle HTTP connection of a group that holds its share of the places");
+                GroupPlace::Closing
+            }
+            None => GroupPlace::Full,
+        }
+    }
+
+    /// Waits until a connection of `group` may have a place of the group's (`Some(true)`),
+    /// or says at once that it may not (`Some(false)`: every connection of the group is in
+    /// a request or within its grace), or `None` when `shutdown` completes (it must not be
+    /// polled again).
+    async fn wait_for_group_place(
+        &self,
+        group: AddressGroup,
+        limits: &ConnectionLimits,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<bool> {
+        loop {
+            let closed = self.changed.notified();
+            match self.group_place(
+                group,
+                limits.max_per_group(),
+                limits.eviction_grace,
+                Instant::now(),
+            ) {
+                GroupPlace::Free => return Some(true),
+                GroupPlace::Full => return Some(false),
+                GroupPlace::Closing => {}
+            }
+            tokio::select! {
+                () = closed => {}
+                () = shutdown.as_mut() => return None,
+            }
+        }
     }
 
     fn insert(self: &Arc<Self>, group: AddressGroup) -> TableEntry {
@@ -407,6 +486,7 @@ impl ConnectionTable {
             id,
             evict,
             activity,
+            group,
         }
     }
 }
@@ -417,7 +497,13 @@ struct TableEntry {
     id: u64,
     evict: CancellationToken,
     activity: Arc<Activity>,
+    group: AddressGroup,
 }
+
+/// The address group of the client that sent a request: an extension of every request the
+/// server hands the router, for limits that count per group (`events.rs`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientGroup(pub(crate) AddressGroup);
 
 impl Drop for TableEntry {
     fn drop(&mut self) {
@@ -476,8 +562,14 @@ pub(crate) async fn serve_router(
         };
         // Only the accept loop adds connections, so the group's count cannot grow while
         // this one waits below.
-        if table.group_is_full(group, limits.max_per_group()) {
-            tracing::debug!(%group, "closing an HTTP connection: its address group holds its share of the places");
+        let Some(placed) = table
+            .wait_for_group_place(group, &limits, &mut shutdown)
+            .await
+        else {
+            break;
+        };
+        if !placed {
+            tracing::debug!(%group, "closing an HTTP connection: its address group holds its share of the places, all in a request");
             drop(stream);
             continue;
         }
@@ -534,7 +626,9 @@ async fn serve_connection(
     }
     let inner = TowerToHyperService::new(router);
     let activity = Arc::clone(&entry.activity);
-    let service = hyper::service::service_fn(move |request| {
+    let group = ClientGroup(entry.group);
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+        request.extensions_mut().insert(group);
         let answer = activity.request_began();
         let answered = hyper::service::Service::call(&inner, request);
         let activity = Arc::clone(&activity);
@@ -1064,16 +1158,18 @@ mod tests {
 
     #[tokio::test]
     async fn one_address_group_holds_at_most_its_share_of_the_places() {
-        let release = Arc::new(Notify::new());
+        // Cancelled stays cancelled: a handler not yet waiting when the test releases them
+        // still sees it (a `Notify` would not wake it).
+        let release = CancellationToken::new();
         let router = {
-            let release = Arc::clone(&release);
+            let release = release.clone();
             Router::new()
                 .route(
                     "/slow",
                     get(move || {
-                        let release = Arc::clone(&release);
+                        let release = release.clone();
                         async move {
-                            release.notified().await;
+                            release.cancelled().await;
                             "slow"
                         }
                     }),
@@ -1082,6 +1178,9 @@ mod tests {
         };
         let limits = ConnectionLimits {
             max_connections: 16,
+            // Long enough that a connection's request is read before its grace ends even
+            // on a loaded machine: the stranger's first two must keep their places.
+            eviction_grace: Duration::from_millis(500),
             ..two_places_with_a_short_grace()
         };
         assert_eq!(limits.max_per_group(), 2);
@@ -1094,28 +1193,33 @@ mod tests {
             send_get(&mut stream, "/slow", true).await;
             stranger.push(stream);
         }
-        // Another group and the operator's own address are served meanwhile.
-        for source in [[127, 10, 0, 2], [127, 0, 0, 1]] {
-            let mut honest = connect_from(source.into(), server.address).await;
-            send_get(&mut honest, "/status", false).await;
-            let answer = tokio::time::timeout(Duration::from_secs(5), read_answer(&mut honest))
-                .await
-                .expect("served while a stranger asks on every place it can");
-            assert_eq!(answer.status, 200);
+        // Another group is served meanwhile, and the operator's own address is not capped:
+        // three requests in flight from it have places besides.
+        let mut own = Vec::new();
+        for _ in 0..3 {
+            let mut stream = connect_from([127, 0, 0, 1].into(), server.address).await;
+            send_get(&mut stream, "/slow", true).await;
+            own.push(stream);
         }
+        let mut honest = connect_from([127, 10, 0, 2].into(), server.address).await;
+        send_get(&mut honest, "/status", false).await;
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_answer(&mut honest))
+            .await
+            .expect("served while a stranger asks on every place it can");
+        assert_eq!(answer.status, 200);
         // The stranger's first two connections hold a place; the rest were closed.
         for stream in &mut stranger[2..] {
             wait_closed(stream).await;
         }
-        release.notify_waiters();
-        for stream in &mut stranger[..2] {
+        release.cancel();
+        for stream in stranger[..2].iter_mut().chain(&mut own) {
             assert_eq!(read_answer(stream).await.status, 200);
         }
-        // A place of the group frees once one of its connections has closed (the server
-        // sees the close a moment after the client makes it).
-        stranger.truncate(1);
+        // Its two connections are now idle, kept alive: after the grace, a newcomer of the
+        // group takes the place of the one idle longest, so idle connections cannot keep
+        // the rest of a group out.
         let address = server.address;
-        wait_until("the group has a place again", || async move {
+        wait_until("a newcomer of the group is served", || async move {
             let mut again = connect_from([127, 9, 0, 99].into(), address).await;
             send_get(&mut again, "/status", false).await;
             let mut head = [0u8; 12];
@@ -1124,6 +1228,48 @@ mod tests {
                 .is_ok_and(|_| head.ends_with(b"200"))
         })
         .await;
+        let mut closed = 0;
+        for stream in &mut stranger[..2] {
+            let mut byte = [0u8; 1];
+            if matches!(
+                tokio::time::timeout(
+                    Duration::from_millis(500),
+                    tokio::io::AsyncReadExt::read(stream, &mut byte)
+                )
+                .await,
+                Ok(Ok(0) | Err(_))
+            ) {
+                closed += 1;
+            }
+        }
+        assert!(closed >= 1, "an idle connection of the group made room");
+    }
+
+    #[tokio::test]
+    async fn a_group_s_connections_that_never_send_a_request_make_room_for_its_newcomers() {
+        let router = Router::new().route("/status", get(|| async { "ok" }));
+        let limits = ConnectionLimits {
+            max_connections: 16,
+            ..two_places_with_a_short_grace()
+        };
+        let server = TestServer::router(router, limits).await;
+        // Two silent connections hold the group's share; the table has room to spare, so
+        // only the group's own eviction can make room.
+        let mut silent = Vec::new();
+        for host in [2, 3] {
+            silent.push(connect_from([127, 9, 0, host].into(), server.address).await);
+        }
+        let address = server.address;
+        wait_until("a newcomer of the group is served", || async move {
+            let mut newcomer = connect_from([127, 9, 0, 4].into(), address).await;
+            send_get(&mut newcomer, "/status", false).await;
+            let mut head = [0u8; 12];
+            tokio::io::AsyncReadExt::read_exact(&mut newcomer, &mut head)
+                .await
+                .is_ok_and(|_| head.ends_with(b"200"))
+        })
+        .await;
+        wait_closed(&mut silent[0]).await;
     }
 
     #[tokio::test]

@@ -156,11 +156,15 @@ pub fn move_aside(path: &Path, now_ms: u64) -> Result<Option<PathBuf>, NodeError
 /// Syncs the directory holding `path`, which makes a rename (or a creation) in it durable:
 /// syncing the file alone does not.
 fn sync_directory_of(path: &Path) -> io::Result<()> {
-    let directory = match path.parent() {
+    File::open(directory_of(path))?.sync_all()
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
-    };
-    File::open(directory)?.sync_all()
+    }
 }
 
 /// Why [`replace_private_file`] failed.
@@ -223,7 +227,7 @@ pub fn replace_private_file(path: &Path, bytes: &[u8]) -> Result<(), FileWriteEr
         let _ = fs::remove_file(&temporary);
         return Err(error);
     }
-    sync_directory_of(path).map_err(failed(path))
+    sync_directory_of(path).map_err(failed(directory_of(path)))
 }
 
 #[cfg(test)]

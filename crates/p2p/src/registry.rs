@@ -4,7 +4,7 @@
 //! ```text
 //!   handshake done ──register──▶ PeerRegistry { id ─▶ PeerEntry } ◀──unregister── session end
 //!        one connection per node: the dial of the smaller nonce wins
-//!        inbound: at most max_inbound_per_group from one address group (address_group.rs);
+//!        inbound: at most max_inbound_per_group from one address group (AddressGroup);
 //!                 when all max_inbound slots are taken, the least useful inbound peer is
 //!                 evicted (eviction.rs), or the newcomer refused if every one is protected
 //!   download pump ──tips()──▶ [(id, best block known)]     relay ──queues()──▶ announcements

@@ -397,6 +397,24 @@ impl Mempool {
         self.entries.values()
     }
 
+    /// The ids of at most `max` entries in arrival order (parents before children), from
+    /// the first that arrived after arrival number `after` (from the first, for `None`),
+    /// each with its arrival number: a window of the pool that costs the window, so a
+    /// caller can walk a large pool a page at a time. An entry that arrives meanwhile comes
+    /// after every earlier one, so a walk from the last number returned misses none of the
+    /// entries that stay.
+    pub fn txids_by_arrival(&self, after: Option<u64>, max: usize) -> Vec<(u64, Txid)> {
+        let from = match after {
+            None => std::ops::Bound::Unbounded,
+            Some(number) => std::ops::Bound::Excluded(number),
+        };
+        self.arrival_order
+            .range((from, std::ops::Bound::Unbounded))
+            .map(|(number, txid)| (*number, *txid))
+            .take(max)
+            .collect()
+    }
+
     /// Every entry in arrival order, which puts parents before children.
     pub fn entries_by_arrival(&self) -> Vec<&PoolEntry> {
         self.arrival_order

@@ -49,7 +49,7 @@ pub use peers::{
     BanInfo, DisconnectInfo, PeerError, PeerInfo, PeerManager, PeerRemoval, SyncProgress,
     UploadStatus,
 };
-pub use pool::Admissions;
+pub use pool::{Admissions, PoolCursor};
 /// The most mining threads a node runs (more are refused by the CLI, clamped here).
 pub use powchain_miner::MAX_THREADS as MAX_MINER_THREADS;
 pub use sync::{ChainSummary, PeerBlock, PeerHeaders, RelayedHeader};

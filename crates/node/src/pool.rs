@@ -81,6 +81,11 @@ fn unstored_parent(txid: Txid, parent: Txid) -> NodeError {
     }
 }
 
+/// Where a walk of the pool in pages ([`Node::pool_txids_page`]) goes on from: the arrival
+/// number of the last id it returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolCursor(u64);
+
 /// Transactions [`Node::admit_transactions`] admitted (or refused), their rows queued and
 /// not yet known to be stored: [`Node::await_admissions`] turns them into answers.
 #[must_use = "nothing is acknowledged until Node::await_admissions has waited for the rows"]
@@ -651,7 +656,7 @@ impl Node {
     }
 
     /// The ids of the pooled transactions in arrival order (parents before children): what
-    /// a peer is told the pool holds (at its handshake, or after the relay fell behind).
+    /// the relay announces to every peer after it fell behind the node's events.
     /// One pass under the lock at 32 bytes a transaction, where [`Node::pool_transactions`]
     /// clones every entry: a stranger who connects again and again must not cost the node
     /// a copy of its pool each time.
@@ -662,6 +667,27 @@ impl Node {
             .into_iter()
             .map(|entry| entry.txid)
             .collect()
+    }
+
+    /// At most `max` pooled ids in arrival order (parents before children), from the first
+    /// that arrived after the page `after` ended (`None`: from the first), and where the
+    /// next page starts (`None` once the walk has reached the end of the pool). One short
+    /// hold of the lock a page, which costs the page: what a peer is offered of the pool
+    /// at its handshake, so a stranger connecting again and again costs the node pages it
+    /// must read, not a pass over the whole pool each time.
+    pub fn pool_txids_page(
+        &self,
+        after: Option<PoolCursor>,
+        max: usize,
+    ) -> (Vec<Txid>, Option<PoolCursor>) {
+        let page = lock(&self.core)
+            .mempool
+            .txids_by_arrival(after.map(|cursor| cursor.0), max);
+        let next = match page.last() {
+            Some((number, _)) if page.len() == max => Some(PoolCursor(*number)),
+            _ => None,
+        };
+        (page.into_iter().map(|(_, txid)| txid).collect(), next)
     }
 
     /// A window of the pool, best fee rate first: the entries after the first `offset`, at
@@ -1205,6 +1231,39 @@ mod tests {
         assert!(error.to_string().contains("left the pool"), "{error}");
         assert!(!test.pool_holds(&child.compute_txid()));
         assert_eq!(test.stored_pool_txids(), Vec::<Txid>::new());
+    }
+
+    #[test]
+    fn the_pool_walked_in_pages_of_ids_is_the_pool_in_arrival_order() {
+        let test = TestNode::open(Network::Regtest);
+        test.mine_until_spendable();
+        let pay = |recipient| {
+            test.node
+                .send(test_address(recipient), Amount::ONE_COIN, None)
+                .expect("the wallet pays");
+        };
+        for recipient in 1..=4 {
+            pay(recipient);
+        }
+        let (first, after) = test.node.pool_txids_page(None, 2);
+        assert_eq!(first.len(), 2);
+        let after = after.expect("more follow a full page");
+        // One arriving in the middle of the walk comes after the rest.
+        pay(5);
+        let (second, after) = test.node.pool_txids_page(Some(after), 2);
+        let (third, end) = test.node.pool_txids_page(after, 2);
+        assert_eq!(third.len(), 1);
+        assert_eq!(end, None, "a page shorter than asked ends the walk");
+        let walked = [first, second, third].concat();
+        assert_eq!(
+            walked,
+            test.node.pool_txids(),
+            "all of it, in arrival order"
+        );
+        // A full last page says more may follow, and the next one is empty.
+        let (all, after) = test.node.pool_txids_page(None, 5);
+        assert_eq!(all, walked);
+        assert_eq!(test.node.pool_txids_page(after, 5), (Vec::new(), None));
     }
 
     #[test]

@@ -18,6 +18,13 @@ pub const PUSH_WAIT: Duration = Duration::from_millis(50);
 /// allows up to 3, and Bitcoin Core asks 3.
 pub const HIGH_BANDWIDTH_PEERS: usize = 3;
 
+/// Pooled transactions offered to a peer at its handshake (`P2pConfig::max_pool_offered`):
+/// as many as a powchain peer keeps of one peer's announcements (5,000 asked for, 50,000
+/// deferred). Before this bound a handshake offered the whole pool (170,000 ids of a full
+/// one) from one copy of its ids, held until sent.
+pub const MAX_POOL_OFFERED: usize = crate::transaction_requests::MAX_ANNOUNCED_PER_PEER
+    + crate::transaction_requests::MAX_DEFERRED_PER_PEER;
+
 /// Settings of the peer-to-peer layer.
 #[derive(Clone, Debug)]
 pub struct P2pConfig {
@@ -75,6 +82,11 @@ pub struct P2pConfig {
     /// `inv` carrying all that gathered meanwhile (blocks are never held back; see
     /// `relay.rs`).
     pub transaction_announcement_interval: Duration,
+    /// The most pooled transactions offered to a peer at its handshake, oldest first
+    /// (parents before children): what a powchain peer keeps of one peer's announcements
+    /// ([`crate::MAX_ANNOUNCED_PER_PEER`] asked for, the rest deferred). A larger pool's
+    /// newer transactions reach the peer as they are relayed, or in blocks.
+    pub max_pool_offered: usize,
     /// Bytes sent to peers a day past which blocks more than a week older than the tip are
     /// no longer served (Bitcoin Core's `-maxuploadtarget`; `upload.rs`). None: no target.
     pub max_upload_bytes: Option<u64>,
@@ -106,6 +118,7 @@ impl Default for P2pConfig {
             high_bandwidth_peers: HIGH_BANDWIDTH_PEERS,
             push_wait: PUSH_WAIT,
             transaction_announcement_interval: TRANSACTION_ANNOUNCEMENT_INTERVAL,
+            max_pool_offered: MAX_POOL_OFFERED,
             max_upload_bytes: None,
             saved_addresses: SavedAddresses::default(),
         }

@@ -104,19 +104,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         if theirs.best_work > our_best_work {
             self.request_headers(None).await?;
         }
-        let pool: Vec<InventoryItem> = self
-            .p2p
-            .blocking(|node| node.pool_txids())
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(InventoryItem::Transaction)
-            .collect();
-        for chunk in pool.chunks(MAX_INVENTORY) {
-            for item in chunk {
+        self.offer_pool().await
+    }
+
+    /// Offers the peer the pool's transactions, oldest first, at most
+    /// `max_pool_offered`: a page of one `inv` at a time, read under the node's lock only
+    /// for that page, and sent before the next is read, so a session holds one page
+    /// whatever the pool's size, and a peer that does not read holds up only its own
+    /// session.
+    async fn offer_pool(&mut self) -> Result<(), SessionEnd> {
+        let mut left = self.p2p.config.max_pool_offered;
+        let mut after = None;
+        while left > 0 {
+            let page = MAX_INVENTORY.min(left);
+            let Some((txids, next)) = self
+                .p2p
+                .blocking(move |node| node.pool_txids_page(after, page))
+                .await
+            else {
+                return Ok(());
+            };
+            if txids.is_empty() {
+                return Ok(());
+            }
+            left -= txids.len();
+            let items: Vec<InventoryItem> =
+                txids.into_iter().map(InventoryItem::Transaction).collect();
+            for item in &items {
                 self.known.insert(item);
             }
-            self.send(&Message::Inventory(chunk.to_vec())).await?;
+            self.send(&Message::Inventory(items)).await?;
+            match next {
+                Some(cursor) => after = Some(cursor),
+                None => return Ok(()),
+            }
         }
         Ok(())
     }

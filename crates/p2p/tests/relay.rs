@@ -771,3 +771,39 @@ async fn a_block_that_ties_the_tip_goes_out_only_when_relayed_on_purpose() {
     assert_eq!(node.tip(), tip_hash, "relaying it does not make it the tip");
     node.stop().await;
 }
+
+/// A new peer is offered the pool oldest first, at most `max_pool_offered` of it: a
+/// stranger who connects again and again costs the node that many ids each time, read a
+/// page at a time, not the whole pool.
+#[tokio::test]
+async fn a_new_peer_is_offered_the_oldest_of_the_pool_up_to_the_bound() {
+    let chain = TestChain::regtest_with_mature_coins(5);
+    let node = node_configured(&chain, |config| {
+        config.max_pool_offered = 3;
+    })
+    .await;
+    let payments = payments(&chain, 5, 40);
+    for payment in &payments {
+        submit(&node, payment).await;
+    }
+    let mut peer = raw_peer(&node.url(), 46_040).await.expect("connects");
+    // The offer is sent at the session's start, before the ping is answered.
+    send(&mut peer, Message::Ping(7)).await;
+    let mut offered = Vec::new();
+    read_until(&mut peer, "the pong", |message| {
+        if let Some(items) = inventory(message) {
+            offered.extend(items.iter().filter_map(|item| match item {
+                InventoryItem::Transaction(txid) => Some(*txid),
+                _ => None,
+            }));
+        }
+        matches!(message, Message::Pong(7))
+    })
+    .await;
+    let oldest: Vec<Txid> = payments[..3]
+        .iter()
+        .map(Transaction::compute_txid)
+        .collect();
+    assert_eq!(offered, oldest);
+    node.stop().await;
+}

@@ -10,7 +10,7 @@
 //! which lets tests play strangers from many groups on one machine.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The group an address counts in.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -24,29 +24,55 @@ pub enum AddressGroup {
 }
 
 impl AddressGroup {
-    /// The group of `ip`.
+    /// The group of `ip`. An IPv6 address that carries an IPv4 address (6to4, Teredo,
+    /// NAT64's well-known prefix) counts in that address's /16, as Bitcoin Core's net
+    /// groups do: otherwise a 6to4 prefix would give an IPv4 /16 a second group, and all
+    /// of a Teredo server's or a NAT64 gateway's clients would share one. Such an address
+    /// is never the operator's own.
     pub fn of(ip: IpAddr) -> AddressGroup {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
         match ip {
-            IpAddr::V4(v4) if v4.octets() == [127, 0, 0, 1] => AddressGroup::Local,
-            IpAddr::V6(v6) if v6.is_loopback() => AddressGroup::Local,
-            IpAddr::V4(v4) => {
-                let [a, b, _, _] = v4.octets();
-                AddressGroup::V4([a, b])
-            }
+            IpAddr::V4(v4) => AddressGroup::of_v4(v4),
             IpAddr::V6(v6) => {
+                if let Some(v4) = v6.to_ipv4_mapped() {
+                    return AddressGroup::of_v4(v4);
+                }
+                if v6.is_loopback() {
+                    return AddressGroup::Local;
+                }
+                if let Some(v4) = embedded_ipv4(v6) {
+                    let [a, b, _, _] = v4.octets();
+                    return AddressGroup::V4([a, b]);
+                }
                 let octets = v6.octets();
                 AddressGroup::V6([octets[0], octets[1], octets[2], octets[3]])
             }
         }
     }
 
+    fn of_v4(v4: Ipv4Addr) -> AddressGroup {
+        match v4.octets() {
+            [127, 0, 0, 1] => AddressGroup::Local,
+            [a, b, _, _] => AddressGroup::V4([a, b]),
+        }
+    }
+
     /// True if per-group caps apply to this group.
     pub fn is_capped(self) -> bool {
         self != AddressGroup::Local
+    }
+}
+
+/// The IPv4 address a 6to4 (`2002::/16`), Teredo (`2001::/32`, the client's address
+/// inverted in the last 32 bits) or NAT64 (`64:ff9b::/96`) address carries.
+fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let o = v6.octets();
+    match o {
+        [0x20, 0x02, a, b, c, d, ..] => Some(Ipv4Addr::new(a, b, c, d)),
+        [0x20, 0x01, 0x00, 0x00, .., a, b, c, d] => Some(Ipv4Addr::new(!a, !b, !c, !d)),
+        [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, a, b, c, d] => {
+            Some(Ipv4Addr::new(a, b, c, d))
+        }
+        _ => None,
     }
 }
 
@@ -93,6 +119,25 @@ mod tests {
     fn a_mapped_ipv4_address_is_its_ipv4_group() {
         assert_eq!(group("::ffff:203.0.113.7"), group("203.0.113.7"));
         assert_eq!(group("::ffff:127.0.0.1"), AddressGroup::Local);
+    }
+
+    #[test]
+    fn an_ipv6_address_carrying_an_ipv4_address_is_that_address_s_group() {
+        let v4 = group("203.0.113.7");
+        // 6to4: 2002:<the IPv4 address>::/48.
+        assert_eq!(group("2002:cb00:7107::1"), v4);
+        // Teredo: the client's address inverted in the last 32 bits.
+        assert_eq!(group("2001:0:4136:e378:8000:63bf:34ff:8ef8"), v4);
+        // NAT64's well-known prefix.
+        assert_eq!(group("64:ff9b::cb00:7107"), v4);
+        // Never the operator's own, whatever it carries.
+        assert_eq!(group("2002:7f00:1::1"), AddressGroup::V4([127, 0]));
+        assert!(group("64:ff9b::7f00:1").is_capped());
+        // Other addresses of those /16 and /32 blocks are IPv6 groups as before.
+        assert_eq!(
+            group("2001:db8::1"),
+            AddressGroup::V6([0x20, 0x01, 0x0d, 0xb8])
+        );
     }
 
     #[test]

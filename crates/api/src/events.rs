@@ -177,7 +177,7 @@ impl EventSubscribers {
 
     /// The most streams one address group may hold: an eighth of all.
     fn max_per_group(&self) -> usize {
-        self.max.max(1).div_ceil(8)
+        AddressGroup::share_of(self.max)
     }
 
     /// A place for one more stream, to a client of `group`, held until it drops.

@@ -4,7 +4,8 @@
 //!   shutdown? ──▶ stop accepting, finish in-flight requests (at most shutdown_grace), drop the rest
 //!   a place (max_connections; none free: evict the oldest connection not in a request
 //!   that has been idle for EVICTION_GRACE; none of those: wait) ──▶ accept ──▶ its
-//!   address group holds an eighth of the places already? close it ──▶ task:
+//!   address group holds an eighth of the places already? the same among the group's own
+//!   (none evictable, or not closed within GROUP_EVICTION_WAIT: close the newcomer) ──▶ task:
 //!   hyper http1 connection
 //!        header_read_timeout: request line and headers, and the idle wait between
 //!        keep-alive requests; then the router (request timeout, limits) answers
@@ -51,13 +52,6 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// already waiting in its socket. TCP's own first retransmission waits a second too.
 pub(crate) const EVICTION_GRACE: Duration = Duration::from_secs(1);
 
-/// The share of the places one address group may hold: an eighth (64 of the default 512).
-/// Its connections past that are closed as they are accepted, so one stranger (one
-/// address, or a block of them) cannot hold every place with requests it keeps in flight,
-/// which no eviction frees. The operator's own `127.0.0.1` and `::1` (a local proxy, the
-/// dashboard) are not capped.
-const GROUP_SHARE_DIVISOR: usize = 8;
-
 /// The connection limits `serve_router` enforces (the rest of `ApiOptions` is the router's).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConnectionLimits {
@@ -76,9 +70,12 @@ pub(crate) struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    /// The most connections one address group may hold ([`GROUP_SHARE_DIVISOR`]).
+    /// The most connections one address group may hold: an eighth (64 of the default
+    /// 512), so one stranger (one address, or a block of them) cannot hold every place with
+    /// requests it keeps in flight, which no eviction frees. The operator's own
+    /// `127.0.0.1` and `::1` (a local proxy, the dashboard) are not capped.
     fn max_per_group(&self) -> usize {
-        self.max_connections.max(1).div_ceil(GROUP_SHARE_DIVISOR)
+        AddressGroup::share_of(self.max_connections)
     }
 }
 
@@ -280,6 +277,40 @@ impl hyper::body::Body for MarksIdle {
     }
 }
 
+/// How long the accept loop waits for a group's connection told to close to make room for
+/// the group's newcomer. An idle connection closes at once; one whose client sent a request
+/// just as it was chosen finishes its answer first, which could take the request timeout,
+/// and the accept loop, serving every group, must not wait that long for one group: the
+/// newcomer is closed instead.
+const GROUP_EVICTION_WAIT: Duration = Duration::from_millis(250);
+
+/// The connection among `candidates` whose place a newcomer takes: of those not in a
+/// request that have been idle for `grace`, the oldest that never sent a request head
+/// (dribbling its headers, or sending nothing), else the one idle longest. `Err` with the
+/// instant the first of them will have been idle for its grace if none has yet (`None` if
+/// every candidate is in a request).
+fn eviction_candidate<'a>(
+    candidates: impl Iterator<Item = &'a OpenConnection>,
+    grace: Duration,
+    now: Instant,
+) -> Result<&'a OpenConnection, Option<Instant>> {
+    let mut soonest: Option<Instant> = None;
+    let mut victim: Option<(&OpenConnection, (bool, Instant))> = None;
+    for connection in candidates.filter(|connection| connection.evictable()) {
+        let idle_since = connection.activity.idle_since();
+        let graced = idle_since + grace;
+        if graced > now {
+            soonest = Some(soonest.map_or(graced, |soonest| soonest.min(graced)));
+            continue;
+        }
+        let order = (connection.activity.requested(), idle_since);
+        if victim.is_none_or(|(_, best)| order < best) {
+            victim = Some((connection, order));
+        }
+    }
+    victim.map(|(connection, _)| connection).ok_or(soonest)
+}
+
 /// Whether a connection can have a place of its address group's.
 enum GroupPlace {
     /// The group holds fewer than its share.
@@ -330,33 +361,15 @@ impl ConnectionTable {
         {
             return Place::Wait(None);
         }
-        // Connections that never sent a request head first, oldest first (ids grow in
-        // accept order), then kept-alive ones, longest idle first: the first past its grace
-        // goes, or, if none is yet, the wait lasts until the first of them is.
-        let idle = open.values().filter(|connection| connection.evictable());
-        let (mut silent, mut kept): (Vec<&OpenConnection>, Vec<&OpenConnection>) =
-            idle.partition(|connection| !connection.activity.requested());
-        silent.sort_by_key(|connection| connection.activity.idle_since());
-        kept.sort_by_key(|connection| connection.activity.idle_since());
-        let mut soonest: Option<Instant> = None;
-        let mut victim = None;
-        for connection in silent.into_iter().chain(kept) {
-            let graced = connection.activity.idle_since() + grace;
-            if graced <= now {
-                victim = Some(connection);
-                break;
+        match eviction_candidate(open.values(), grace, now) {
+            Err(soonest) => Place::Wait(soonest),
+            Ok(_) if !evict => Place::Free,
+            Ok(victim) => {
+                victim.evict.cancel();
+                tracing::debug!("closing the oldest idle HTTP connection to make room");
+                Place::Wait(None)
             }
-            soonest = Some(soonest.map_or(graced, |soonest| soonest.min(graced)));
         }
-        let Some(oldest) = victim else {
-            return Place::Wait(soonest);
-        };
-        if !evict {
-            return Place::Free;
-        }
-        oldest.evict.cancel();
-        tracing::debug!("closing the oldest idle HTTP connection to make room");
-        Place::Wait(None)
     }
 
     /// Waits until `place` says `Free` (true), or until `shutdown` completes (false; it must
@@ -419,30 +432,20 @@ impl ConnectionTable {
         {
             return GroupPlace::Closing;
         }
-        let victim = members
-            .iter()
-            .filter(|connection| {
-                connection.evictable() && connection.activity.idle_since() + grace <= now
-            })
-            .min_by_key(|connection| {
-                (
-                    connection.activity.requested(),
-                    connection.activity.idle_since(),
-                )
-            });
-        match victim {
-            Some(connection) => {
-                connection.evict.cancel();
+        match eviction_candidate(members.into_iter(), grace, now) {
+            Ok(victim) => {
+                victim.evict.cancel();
                 tracing::debug!(%group, "closing an idle HTTP connection of a group that holds its share of the places");
                 GroupPlace::Closing
             }
-            None => GroupPlace::Full,
+            Err(_) => GroupPlace::Full,
         }
     }
 
     /// Waits until a connection of `group` may have a place of the group's (`Some(true)`),
-    /// or says at once that it may not (`Some(false)`: every connection of the group is in
-    /// a request or within its grace), or `None` when `shutdown` completes (it must not be
+    /// or says that it may not (`Some(false)`): at once if every connection of the group is
+    /// in a request or within its grace, or once the one told to close has not closed
+    /// within [`GROUP_EVICTION_WAIT`]. `None` when `shutdown` completes (it must not be
     /// polled again).
     async fn wait_for_group_place(
         &self,
@@ -450,6 +453,7 @@ impl ConnectionTable {
         limits: &ConnectionLimits,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Option<bool> {
+        let deadline = Instant::now() + GROUP_EVICTION_WAIT;
         loop {
             let closed = self.changed.notified();
             match self.group_place(
@@ -464,6 +468,7 @@ impl ConnectionTable {
             }
             tokio::select! {
                 () = closed => {}
+                () = tokio::time::sleep_until(deadline) => return Some(false),
                 () = shutdown.as_mut() => return None,
             }
         }
@@ -1243,6 +1248,50 @@ mod tests {
             }
         }
         assert!(closed >= 1, "an idle connection of the group made room");
+    }
+
+    #[tokio::test]
+    async fn a_group_s_newcomer_waits_a_bounded_time_for_the_connection_told_to_close() {
+        let table = Arc::new(ConnectionTable::default());
+        let limits = ConnectionLimits {
+            max_connections: 8,
+            eviction_grace: Duration::ZERO,
+            ..two_places_with_a_short_grace()
+        };
+        assert_eq!(limits.max_per_group(), 1);
+        let group = AddressGroup::V4([127, 9]);
+        // The group's one connection, idle: told to close, it never does (its client began
+        // a request as it was chosen, say), and the accept loop must not wait for it.
+        let held = table.insert(group);
+        let mut shutdown = std::pin::pin!(std::future::pending::<()>());
+        let started = tokio::time::Instant::now();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(10),
+            table.wait_for_group_place(group, &limits, &mut shutdown),
+        )
+        .await
+        .expect("the wait is bounded");
+        assert_eq!(waited, Some(false), "the newcomer is refused");
+        assert!(started.elapsed() >= GROUP_EVICTION_WAIT);
+        assert!(
+            held.evict.is_cancelled(),
+            "the idle connection was told to close"
+        );
+        // Once it has closed, the group's newcomer has its place; other groups and the
+        // operator's own always had one.
+        assert_eq!(
+            table
+                .wait_for_group_place(AddressGroup::V4([127, 10]), &limits, &mut shutdown)
+                .await,
+            Some(true)
+        );
+        drop(held);
+        assert_eq!(
+            table
+                .wait_for_group_place(group, &limits, &mut shutdown)
+                .await,
+            Some(true)
+        );
     }
 
     #[tokio::test]

@@ -402,7 +402,8 @@ impl Mempool {
     /// each with its arrival number: a window of the pool that costs the window, so a
     /// caller can walk a large pool a page at a time. An entry that arrives meanwhile comes
     /// after every earlier one, so a walk from the last number returned misses none of the
-    /// entries that stay.
+    /// entries that stay; a reorganisation re-admits the whole pool with new numbers, so a
+    /// walk across one names its entries again.
     pub fn txids_by_arrival(&self, after: Option<u64>, max: usize) -> Vec<(u64, Txid)> {
         let from = match after {
             None => std::ops::Bound::Unbounded,

@@ -56,6 +56,13 @@ impl AddressGroup {
         }
     }
 
+    /// What one group may hold of `total` places (at the HTTP port: connections, event
+    /// streams): an eighth, at least one.
+    pub const fn share_of(total: usize) -> usize {
+        let total = if total == 0 { 1 } else { total };
+        total.div_ceil(8)
+    }
+
     /// True if per-group caps apply to this group.
     pub fn is_capped(self) -> bool {
         self != AddressGroup::Local

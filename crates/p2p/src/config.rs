@@ -19,11 +19,12 @@ pub const PUSH_WAIT: Duration = Duration::from_millis(50);
 pub const HIGH_BANDWIDTH_PEERS: usize = 3;
 
 /// Pooled transactions offered to a peer at its handshake (`P2pConfig::max_pool_offered`):
-/// as many as a powchain peer keeps of one peer's announcements (5,000 asked for, 50,000
-/// deferred). Before this bound a handshake offered the whole pool (170,000 ids of a full
-/// one) from one copy of its ids, held until sent.
+/// 30,000 of the 55,000 announcements a powchain peer keeps from one peer (5,000 asked for,
+/// 50,000 deferred), leaving room for what is relayed while the offer is fetched. Before
+/// this bound a handshake offered the whole pool (170,000 ids of a full one) from one copy
+/// of its ids, held until sent.
 pub const MAX_POOL_OFFERED: usize = crate::transaction_requests::MAX_ANNOUNCED_PER_PEER
-    + crate::transaction_requests::MAX_DEFERRED_PER_PEER;
+    + crate::transaction_requests::MAX_DEFERRED_PER_PEER / 2;
 
 /// Settings of the peer-to-peer layer.
 #[derive(Clone, Debug)]
@@ -83,9 +84,9 @@ pub struct P2pConfig {
     /// `relay.rs`).
     pub transaction_announcement_interval: Duration,
     /// The most pooled transactions offered to a peer at its handshake, oldest first
-    /// (parents before children): what a powchain peer keeps of one peer's announcements
-    /// ([`crate::MAX_ANNOUNCED_PER_PEER`] asked for, the rest deferred). A larger pool's
-    /// newer transactions reach the peer as they are relayed, or in blocks.
+    /// (parents before children; [`MAX_POOL_OFFERED`]). The relay announces only what is
+    /// admitted after the handshake, so a larger pool's newer transactions reach the peer
+    /// in blocks, or in another peer's offer.
     pub max_pool_offered: usize,
     /// Bytes sent to peers a day past which blocks more than a week older than the tip are
     /// no longer served (Bitcoin Core's `-maxuploadtarget`; `upload.rs`). None: no target.

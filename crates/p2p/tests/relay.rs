@@ -787,17 +787,20 @@ async fn a_new_peer_is_offered_the_oldest_of_the_pool_up_to_the_bound() {
         submit(&node, payment).await;
     }
     let mut peer = raw_peer(&node.url(), 46_040).await.expect("connects");
-    // The offer is sent at the session's start, before the ping is answered.
-    send(&mut peer, Message::Ping(7)).await;
-    let mut offered = Vec::new();
-    read_until(&mut peer, "the pong", |message| {
+    // The offer is the session's first `inv` of transactions (sent at its start; the relay
+    // may announce a payment it was slow to take after it, outside the offer).
+    let mut offered: Vec<Txid> = Vec::new();
+    read_until(&mut peer, "the offer", |message| {
         if let Some(items) = inventory(message) {
-            offered.extend(items.iter().filter_map(|item| match item {
-                InventoryItem::Transaction(txid) => Some(*txid),
-                _ => None,
-            }));
+            offered = items
+                .iter()
+                .filter_map(|item| match item {
+                    InventoryItem::Transaction(txid) => Some(*txid),
+                    _ => None,
+                })
+                .collect();
         }
-        matches!(message, Message::Pong(7))
+        !offered.is_empty()
     })
     .await;
     let oldest: Vec<Txid> = payments[..3]

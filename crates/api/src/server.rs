@@ -121,6 +121,10 @@ struct OpenConnection {
     activity: Arc<Activity>,
     /// Where its client is.
     group: AddressGroup,
+    /// Told to close for a newcomer of its group ([`ConnectionTable::group_place`]), which
+    /// waited for it at most [`GROUP_EVICTION_WAIT`]: the table's own eviction does not
+    /// wait for it.
+    evicted_for_group: AtomicBool,
 }
 
 /// Whether a connection is in a request, and since when it has not been.
@@ -290,13 +294,16 @@ const GROUP_EVICTION_WAIT: Duration = Duration::from_millis(250);
 /// instant the first of them will have been idle for its grace if none has yet (`None` if
 /// every candidate is in a request).
 fn eviction_candidate<'a>(
-    candidates: impl Iterator<Item = &'a OpenConnection>,
+    candidates: impl Iterator<Item = (&'a u64, &'a OpenConnection)>,
     grace: Duration,
     now: Instant,
-) -> Result<&'a OpenConnection, Option<Instant>> {
+) -> Result<(u64, &'a OpenConnection), Option<Instant>> {
     let mut soonest: Option<Instant> = None;
-    let mut victim: Option<(&OpenConnection, (bool, Instant))> = None;
-    for connection in candidates.filter(|connection| connection.evictable()) {
+    // The victim so far, and its place in the order: never sent a request head first,
+    // then idle longest.
+    let mut victim: Option<(u64, &OpenConnection)> = None;
+    let mut victim_order = (true, now);
+    for (id, connection) in candidates.filter(|(_, connection)| connection.evictable()) {
         let idle_since = connection.activity.idle_since();
         let graced = idle_since + grace;
         if graced > now {
@@ -304,20 +311,22 @@ fn eviction_candidate<'a>(
             continue;
         }
         let order = (connection.activity.requested(), idle_since);
-        if victim.is_none_or(|(_, best)| order < best) {
-            victim = Some((connection, order));
+        if victim.is_none() || order < victim_order {
+            victim = Some((*id, connection));
+            victim_order = order;
         }
     }
-    victim.map(|(connection, _)| connection).ok_or(soonest)
+    victim.ok_or(soonest)
 }
 
 /// Whether a connection can have a place of its address group's.
 enum GroupPlace {
     /// The group holds fewer than its share.
     Free,
-    /// One of the group's connections is closing to make room: wait for it.
-    Closing,
-    /// Every connection of the group is in a request, or idle for less than the grace.
+    /// This connection of the group (its id) was told to close to make room: wait for it.
+    Closing(u64),
+    /// Every connection of the group is in a request, idle for less than the grace, or
+    /// told to close already.
     Full,
 }
 
@@ -355,16 +364,16 @@ impl ConnectionTable {
         }
         // One told to close is still closing (finishing an answer): its place is the
         // newcomer's once it has, and no second connection goes for the same newcomer.
-        if open
-            .values()
-            .any(|connection| connection.evict.is_cancelled())
-        {
+        // One the group's eviction chose stays out of this: its newcomer gave up on it.
+        if open.values().any(|connection| {
+            connection.evict.is_cancelled() && !connection.evicted_for_group.load(Ordering::Acquire)
+        }) {
             return Place::Wait(None);
         }
-        match eviction_candidate(open.values(), grace, now) {
+        match eviction_candidate(open.iter(), grace, now) {
             Err(soonest) => Place::Wait(soonest),
             Ok(_) if !evict => Place::Free,
-            Ok(victim) => {
+            Ok((_, victim)) => {
                 victim.evict.cancel();
                 tracing::debug!("closing the oldest idle HTTP connection to make room");
                 Place::Wait(None)
@@ -405,9 +414,10 @@ impl ConnectionTable {
     /// (the operator's own group always can). A full group makes room as the table does
     /// when full ([`ConnectionTable::place`]), but only among its own connections: the
     /// oldest of them not in a request that has been idle for `grace` (those that never
-    /// sent a request head first) is told to close. So a stranger's silent or idle
-    /// connections cannot keep the rest of its group out, and its connections in a request
-    /// keep their places.
+    /// sent a request head first) is told to close, and `Closing` names it. So a
+    /// stranger's silent or idle connections cannot keep the rest of its group out, and
+    /// its connections in a request keep their places. A connection told to close earlier
+    /// and still open is no candidate: the newcomer that chose it gave up on it.
     fn group_place(
         &self,
         group: AddressGroup,
@@ -419,24 +429,19 @@ impl ConnectionTable {
             return GroupPlace::Free;
         }
         let open = self.open();
-        let members: Vec<&OpenConnection> = open
-            .values()
-            .filter(|connection| connection.group == group)
+        let members: Vec<(&u64, &OpenConnection)> = open
+            .iter()
+            .filter(|(_, connection)| connection.group == group)
             .collect();
         if members.len() < max {
             return GroupPlace::Free;
         }
-        if members
-            .iter()
-            .any(|connection| connection.evict.is_cancelled())
-        {
-            return GroupPlace::Closing;
-        }
         match eviction_candidate(members.into_iter(), grace, now) {
-            Ok(victim) => {
+            Ok((id, victim)) => {
+                victim.evicted_for_group.store(true, Ordering::Release);
                 victim.evict.cancel();
                 tracing::debug!(%group, "closing an idle HTTP connection of a group that holds its share of the places");
-                GroupPlace::Closing
+                GroupPlace::Closing(id)
             }
             Err(_) => GroupPlace::Full,
         }
@@ -444,27 +449,31 @@ impl ConnectionTable {
 
     /// Waits until a connection of `group` may have a place of the group's (`Some(true)`),
     /// or says that it may not (`Some(false)`): at once if every connection of the group is
-    /// in a request or within its grace, or once the one told to close has not closed
-    /// within [`GROUP_EVICTION_WAIT`]. `None` when `shutdown` completes (it must not be
-    /// polled again).
+    /// in a request or within its grace (or told to close already), or once the one it
+    /// tells to close has not closed within [`GROUP_EVICTION_WAIT`]. `None` when `shutdown`
+    /// completes (it must not be polled again).
     async fn wait_for_group_place(
         &self,
         group: AddressGroup,
         limits: &ConnectionLimits,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Option<bool> {
+        let victim = match self.group_place(
+            group,
+            limits.max_per_group(),
+            limits.eviction_grace,
+            Instant::now(),
+        ) {
+            GroupPlace::Free => return Some(true),
+            GroupPlace::Full => return Some(false),
+            GroupPlace::Closing(victim) => victim,
+        };
         let deadline = Instant::now() + GROUP_EVICTION_WAIT;
         loop {
             let closed = self.changed.notified();
-            match self.group_place(
-                group,
-                limits.max_per_group(),
-                limits.eviction_grace,
-                Instant::now(),
-            ) {
-                GroupPlace::Free => return Some(true),
-                GroupPlace::Full => return Some(false),
-                GroupPlace::Closing => {}
+            // Only the accept loop adds connections: its place is the newcomer's.
+            if !self.open().contains_key(&victim) {
+                return Some(true);
             }
             tokio::select! {
                 () = closed => {}
@@ -484,6 +493,7 @@ impl ConnectionTable {
                 evict: evict.clone(),
                 activity: Arc::clone(&activity),
                 group,
+                evicted_for_group: AtomicBool::new(false),
             },
         );
         TableEntry {
@@ -1277,6 +1287,35 @@ mod tests {
             held.evict.is_cancelled(),
             "the idle connection was told to close"
         );
+        // The next newcomer of the group is refused at once, without a wait: the one told
+        // to close is no candidate again, and there is no other.
+        assert!(matches!(
+            table.group_place(
+                group,
+                limits.max_per_group(),
+                limits.eviction_grace,
+                tokio::time::Instant::now()
+            ),
+            GroupPlace::Full
+        ));
+        // Nor does the table's own eviction wait for it when every place is taken: it
+        // chooses a connection of its own.
+        let others: Vec<TableEntry> = (0..7)
+            .map(|index| table.insert(AddressGroup::V4([10, index])))
+            .collect();
+        assert!(matches!(
+            table.place(8, Duration::ZERO, tokio::time::Instant::now(), true),
+            Place::Wait(None)
+        ));
+        assert_eq!(
+            others
+                .iter()
+                .filter(|entry| entry.evict.is_cancelled())
+                .count(),
+            1,
+            "another connection was told to close"
+        );
+        drop(others);
         // Once it has closed, the group's newcomer has its place; other groups and the
         // operator's own always had one.
         assert_eq!(

@@ -71,7 +71,7 @@ impl AddressGroup {
 
 /// The IPv4 address a 6to4 (`2002::/16`), Teredo (`2001::/32`, the client's address
 /// inverted in the last 32 bits) or NAT64 (`64:ff9b::/96`) address carries.
-fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+pub fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     let o = v6.octets();
     match o {
         [0x20, 0x02, a, b, c, d, ..] => Some(Ipv4Addr::new(a, b, c, d)),

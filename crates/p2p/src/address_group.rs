@@ -5,12 +5,20 @@
 use std::net::IpAddr;
 
 pub use powchain_node::AddressGroup;
+use powchain_node::address_group::embedded_ipv4;
 
 /// True if `ip` is an address of the public internet: not this machine's, not a private
 /// or link-local network's, not one reserved for documentation, sharing or multicast.
+///
+/// An IPv6 address that carries an IPv4 address (mapped, 6to4, Teredo, NAT64) is public
+/// only if that address is: through a NAT64 gateway `64:ff9b::a00:1` reaches `10.0.0.1`.
+/// The local-use NAT64 prefix, `64:ff9b:1::/48`, is never public.
 pub(crate) fn is_public(ip: IpAddr) -> bool {
     let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .or_else(|| embedded_ipv4(v6))
+            .map_or(ip, IpAddr::V4),
         v4 => v4,
     };
     match ip {
@@ -30,6 +38,7 @@ pub(crate) fn is_public(ip: IpAddr) -> bool {
         IpAddr::V6(v6) => {
             let [a, b, ..] = v6.segments();
             !(v6.is_loopback()
+                || (a == 0x64 && b == 0xff9b && v6.segments()[2] == 1)
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || v6.is_unique_local()
@@ -57,7 +66,16 @@ mod tests {
 
     #[test]
     fn a_public_peer_may_share_only_public_ip_addresses() {
-        for public in ["203.1.113.7", "8.8.8.8", "2a00:1450::1", "::ffff:8.8.4.4"] {
+        for public in [
+            "203.1.113.7",
+            "8.8.8.8",
+            "2a00:1450::1",
+            "::ffff:8.8.4.4",
+            // 6to4, Teredo and NAT64 carrying 8.8.8.8.
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+            "64:ff9b::808:808",
+        ] {
             assert!(may_share(true, public), "{public}");
         }
         for private in [
@@ -72,6 +90,13 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            // 6to4, Teredo and NAT64 carrying 10.0.0.1 or 169.254.169.254, and the
+            // local-use NAT64 prefix.
+            "2002:a00:1::1",
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+            "64:ff9b::a00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::808:808",
             "203.0.113.7",
             "localhost",
             "internal.example",

@@ -4,8 +4,9 @@
 //!   shutdown? ──▶ stop accepting, finish in-flight requests (at most shutdown_grace), drop the rest
 //!   a place (max_connections; none free: evict the oldest connection not in a request
 //!   that has been idle for EVICTION_GRACE; none of those: wait) ──▶ accept ──▶ its
-//!   address group holds an eighth of the places already? the same among the group's own
-//!   (none evictable, or not closed within GROUP_EVICTION_WAIT: close the newcomer) ──▶ task:
+//!   address group holds an eighth of the places already? the same among the group's own,
+//!   the newcomer waiting off the loop (none evictable, or not closed within
+//!   GROUP_EVICTION_WAIT: close the newcomer) ──▶ task:
 //!   hyper http1 connection
 //!        header_read_timeout: request line and headers, and the idle wait between
 //!        keep-alive requests; then the router (request timeout, limits) answers
@@ -95,7 +96,7 @@ impl ConnectionLimits {
 /// such connections, accepting pauses until one closes or goes idle (each is bounded by
 /// the request timeout, event streams by their own cap), and new connections wait in the
 /// kernel's listen queue, costing the node no file. One connection at a time is told to
-/// close for a newcomer.
+/// close for a newcomer (besides one of a group's that its newcomer gave up on).
 struct ConnectionTable {
     open: Mutex<BTreeMap<u64, OpenConnection>>,
     next_id: AtomicU64,
@@ -281,12 +282,16 @@ impl hyper::body::Body for MarksIdle {
     }
 }
 
-/// How long the accept loop waits for a group's connection told to close to make room for
-/// the group's newcomer. An idle connection closes at once; one whose client sent a request
-/// just as it was chosen finishes its answer first, which could take the request timeout,
-/// and the accept loop, serving every group, must not wait that long for one group: the
+/// How long a group's newcomer waits for the group's connection told to close to make room
+/// for it. An idle connection closes at once; one whose client sent a request just as it
+/// was chosen finishes its answer first, which could take the request timeout: the
 /// newcomer is closed instead.
 const GROUP_EVICTION_WAIT: Duration = Duration::from_millis(250);
+
+/// Newcomers waiting at once, each holding its socket's file, for their group's connection
+/// to close (beyond the table's places: the launch's file budget keeps room for them in its
+/// reserve); more are closed at once.
+const MAX_GROUP_WAITERS: usize = 8;
 
 /// The connection among `candidates` whose place a newcomer takes: of those not in a
 /// request that have been idle for `grace`, the oldest that never sent a request head
@@ -424,6 +429,7 @@ impl ConnectionTable {
         max: usize,
         grace: Duration,
         now: Instant,
+        evict: bool,
     ) -> GroupPlace {
         if !group.is_capped() {
             return GroupPlace::Free;
@@ -436,6 +442,9 @@ impl ConnectionTable {
         if members.len() < max {
             return GroupPlace::Free;
         }
+        if !evict {
+            return GroupPlace::Full;
+        }
         match eviction_candidate(members.into_iter(), grace, now) {
             Ok((id, victim)) => {
                 victim.evicted_for_group.store(true, Ordering::Release);
@@ -447,38 +456,18 @@ impl ConnectionTable {
         }
     }
 
-    /// Waits until a connection of `group` may have a place of the group's (`Some(true)`),
-    /// or says that it may not (`Some(false)`): at once if every connection of the group is
-    /// in a request or within its grace (or told to close already), or once the one it
-    /// tells to close has not closed within [`GROUP_EVICTION_WAIT`]. `None` when `shutdown`
-    /// completes (it must not be polled again).
-    async fn wait_for_group_place(
-        &self,
-        group: AddressGroup,
-        limits: &ConnectionLimits,
-        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) -> Option<bool> {
-        let victim = match self.group_place(
-            group,
-            limits.max_per_group(),
-            limits.eviction_grace,
-            Instant::now(),
-        ) {
-            GroupPlace::Free => return Some(true),
-            GroupPlace::Full => return Some(false),
-            GroupPlace::Closing(victim) => victim,
-        };
+    /// Waits at most [`GROUP_EVICTION_WAIT`] for connection `victim`, told to close for a
+    /// newcomer of its group, to leave the table: true if it has.
+    async fn wait_for_victim(&self, victim: u64) -> bool {
         let deadline = Instant::now() + GROUP_EVICTION_WAIT;
         loop {
             let closed = self.changed.notified();
-            // Only the accept loop adds connections: its place is the newcomer's.
             if !self.open().contains_key(&victim) {
-                return Some(true);
+                return true;
             }
             tokio::select! {
                 () = closed => {}
-                () = tokio::time::sleep_until(deadline) => return Some(false),
-                () = shutdown.as_mut() => return None,
+                () = tokio::time::sleep_until(deadline) => return false,
             }
         }
     }
@@ -557,15 +546,19 @@ pub(crate) async fn serve_router(
     let stopping = CancellationToken::new();
     let forced = CancellationToken::new();
     let connections = TaskTracker::new();
+    let group_waiters = Arc::new(tokio::sync::Semaphore::new(MAX_GROUP_WAITERS));
+    let (returning, mut returned_newcomers) = tokio::sync::mpsc::channel(MAX_GROUP_WAITERS);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // Wait for a place (free, or held by a connection without a request past its grace).
         if !table.wait_for_place(&limits, false, &mut shutdown).await {
             break;
         }
-        let (stream, group) = tokio::select! {
+        // `returned`: a newcomer back from waiting for its group's connection to close.
+        let (stream, group, returned) = tokio::select! {
+            Some((stream, group, _waiter)) = returned_newcomers.recv() => (stream, group, true),
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => (stream, AddressGroup::of(peer.ip())),
+                Ok((stream, peer)) => (stream, AddressGroup::of(peer.ip()), false),
                 Err(error) => {
                     if pause_after_accept_error(&error, &mut shutdown).await {
                         break;
@@ -575,18 +568,40 @@ pub(crate) async fn serve_router(
             },
             () = &mut shutdown => break,
         };
-        // Only the accept loop adds connections, so the group's count cannot grow while
-        // this one waits below.
-        let Some(placed) = table
-            .wait_for_group_place(group, &limits, &mut shutdown)
-            .await
-        else {
-            break;
+        // A newcomer may make room in a full group only if it can wait for it (one of
+        // MAX_GROUP_WAITERS), and only once: one that comes back and finds its group full
+        // again (another of the group took the place meanwhile) is closed.
+        let waiter = if returned {
+            None
+        } else {
+            Arc::clone(&group_waiters).try_acquire_owned().ok()
         };
-        if !placed {
-            tracing::debug!(%group, "closing an HTTP connection: its address group holds its share of the places, all in a request");
-            drop(stream);
-            continue;
+        match table.group_place(
+            group,
+            limits.max_per_group(),
+            limits.eviction_grace,
+            Instant::now(),
+            waiter.is_some(),
+        ) {
+            GroupPlace::Free => {}
+            GroupPlace::Full => {
+                tracing::debug!(%group, "closing an HTTP connection: its address group holds its share of the places, none idle");
+                drop(stream);
+                continue;
+            }
+            // The newcomer waits for the connection told to close off this loop, which
+            // serves every group (a connection whose client began a request as it was
+            // chosen finishes its answer first), and comes back once it has closed.
+            GroupPlace::Closing(victim) => {
+                let (table, back) = (Arc::clone(&table), returning.clone());
+                connections.spawn(async move {
+                    // The permit goes back with the newcomer: held until the loop takes it.
+                    if table.wait_for_victim(victim).await {
+                        let _ = back.send((stream, group, waiter)).await;
+                    }
+                });
+                continue;
+            }
         }
         // Wait (holding this one connection's file) until a place is free: at once if one
         // is, after the evicted connection has closed if one was evictable, or until any
@@ -1263,39 +1278,26 @@ mod tests {
     #[tokio::test]
     async fn a_group_s_newcomer_waits_a_bounded_time_for_the_connection_told_to_close() {
         let table = Arc::new(ConnectionTable::default());
-        let limits = ConnectionLimits {
-            max_connections: 8,
-            eviction_grace: Duration::ZERO,
-            ..two_places_with_a_short_grace()
-        };
-        assert_eq!(limits.max_per_group(), 1);
         let group = AddressGroup::V4([127, 9]);
-        // The group's one connection, idle: told to close, it never does (its client began
-        // a request as it was chosen, say), and the accept loop must not wait for it.
+        let now = tokio::time::Instant::now;
+        // The group's one connection (its share of 8 places), idle: told to close, it
+        // never does (its client began a request as it was chosen, say).
         let held = table.insert(group);
-        let mut shutdown = std::pin::pin!(std::future::pending::<()>());
-        let started = tokio::time::Instant::now();
-        let waited = tokio::time::timeout(
-            Duration::from_secs(10),
-            table.wait_for_group_place(group, &limits, &mut shutdown),
-        )
-        .await
-        .expect("the wait is bounded");
-        assert_eq!(waited, Some(false), "the newcomer is refused");
+        let GroupPlace::Closing(victim) = table.group_place(group, 1, Duration::ZERO, now(), true)
+        else {
+            panic!("the group's idle connection makes room");
+        };
+        assert!(held.evict.is_cancelled(), "told to close");
+        let started = now();
+        let closed = tokio::time::timeout(Duration::from_secs(10), table.wait_for_victim(victim))
+            .await
+            .expect("the wait is bounded");
+        assert!(!closed, "the newcomer gives up");
         assert!(started.elapsed() >= GROUP_EVICTION_WAIT);
-        assert!(
-            held.evict.is_cancelled(),
-            "the idle connection was told to close"
-        );
         // The next newcomer of the group is refused at once, without a wait: the one told
         // to close is no candidate again, and there is no other.
         assert!(matches!(
-            table.group_place(
-                group,
-                limits.max_per_group(),
-                limits.eviction_grace,
-                tokio::time::Instant::now()
-            ),
+            table.group_place(group, 1, Duration::ZERO, now(), true),
             GroupPlace::Full
         ));
         // Nor does the table's own eviction wait for it when every place is taken: it
@@ -1304,7 +1306,7 @@ mod tests {
             .map(|index| table.insert(AddressGroup::V4([10, index])))
             .collect();
         assert!(matches!(
-            table.place(8, Duration::ZERO, tokio::time::Instant::now(), true),
+            table.place(8, Duration::ZERO, now(), true),
             Place::Wait(None)
         ));
         assert_eq!(
@@ -1316,21 +1318,18 @@ mod tests {
             "another connection was told to close"
         );
         drop(others);
-        // Once it has closed, the group's newcomer has its place; other groups and the
-        // operator's own always had one.
-        assert_eq!(
-            table
-                .wait_for_group_place(AddressGroup::V4([127, 10]), &limits, &mut shutdown)
-                .await,
-            Some(true)
-        );
+        // A waiter sees the connection leave as it closes; its group then has a place.
+        let waiter = tokio::spawn({
+            let table = Arc::clone(&table);
+            async move { table.wait_for_victim(victim).await }
+        });
+        tokio::task::yield_now().await;
         drop(held);
-        assert_eq!(
-            table
-                .wait_for_group_place(group, &limits, &mut shutdown)
-                .await,
-            Some(true)
-        );
+        assert!(waiter.await.expect("the waiter"), "seen to close");
+        assert!(matches!(
+            table.group_place(group, 1, Duration::ZERO, now(), true),
+            GroupPlace::Free
+        ));
     }
 
     #[tokio::test]

@@ -37,14 +37,40 @@ pub(crate) fn is_public(ip: IpAddr) -> bool {
         }
         IpAddr::V6(v6) => {
             let [a, b, ..] = v6.segments();
+            let [_, _, c, d, e, f, ..] = v6.segments();
             !(v6.is_loopback()
-                || (a == 0x64 && b == 0xff9b && v6.segments()[2] == 1)
+                || (a == 0x64 && b == 0xff9b && c == 1)
+                // IPv4-compatible (`::/96`) and IPv4-translated (`::ffff:0:0/96`, RFC
+                // 6145) addresses: deprecated or a translator's, never a peer's to share.
+                || (a == 0 && b == 0 && c == 0 && d == 0 && e == 0 && f == 0)
+                || (a == 0 && b == 0 && c == 0 && d == 0 && e == 0xffff && f == 0)
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || v6.is_unique_local()
                 || v6.is_unicast_link_local()
                 || (a == 0x2001 && b == 0x0db8))
         }
+    }
+}
+
+/// True unless a peer connecting from `ip` is of this machine or of a private network: the
+/// peers [`may_share`] trusts with any host. Stricter than [`is_public`] in one way: an
+/// address that carries another (6to4, Teredo, NAT64, the ranges [`is_public`] refuses to
+/// share) comes through a relay or a translator, and is never of the node's own networks,
+/// whatever the address it carries.
+pub(crate) fn is_public_peer(ip: IpAddr) -> bool {
+    if is_public(ip) {
+        return true;
+    }
+    match ip {
+        IpAddr::V6(v6) => {
+            v6.to_ipv4_mapped().is_none()
+                && !v6.is_loopback()
+                && !v6.is_unspecified()
+                && !v6.is_unique_local()
+                && !v6.is_unicast_link_local()
+        }
+        IpAddr::V4(_) => false,
     }
 }
 
@@ -97,6 +123,8 @@ mod tests {
             "64:ff9b::a00:1",
             "64:ff9b::a9fe:a9fe",
             "64:ff9b:1::808:808",
+            "::a00:1",
+            "::ffff:0:a00:1",
             "203.0.113.7",
             "localhost",
             "internal.example",
@@ -106,6 +134,34 @@ mod tests {
                 may_share(false, private),
                 "{private} from a peer of our own networks"
             );
+        }
+    }
+
+    #[test]
+    fn a_peer_from_an_address_carrying_another_is_never_of_our_own_networks() {
+        for relayed in [
+            "2002:a00:1::1",
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::808:808",
+            "::ffff:0:a00:1",
+            "2001:db8::1",
+            "8.8.8.8",
+        ] {
+            let ip = relayed.parse().expect("an address");
+            assert!(is_public_peer(ip), "{relayed} is restricted as a stranger");
+        }
+        for own in [
+            "10.1.2.3",
+            "192.168.0.5",
+            "127.0.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip = own.parse().expect("an address");
+            assert!(!is_public_peer(ip), "{own} is of our own networks");
         }
     }
 }

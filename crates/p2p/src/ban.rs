@@ -33,11 +33,11 @@ impl BanKey {
         }
     }
 
-    /// True if the peer is on the public internet (`address_group::is_public`).
+    /// True if the peer is on the public internet (`address_group::is_public_peer`).
     pub(crate) fn is_public(&self) -> bool {
         match self {
             BanKey::LocalPort(_) => false,
-            BanKey::Address(ip) => crate::address_group::is_public(*ip),
+            BanKey::Address(ip) => crate::address_group::is_public_peer(*ip),
         }
     }
 }

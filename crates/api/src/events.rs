@@ -418,13 +418,8 @@ mod tests {
         // The group's place frees when one of its streams leaves.
         drop(first);
         let address = server.address;
-        crate::testing::wait_until("the group has a stream's place again", || async move {
-            let mut stream = crate::testing::connect_from(stranger, address).await;
-            send_get(&mut stream, "/events", true).await;
-            let mut status_line = [0u8; 12];
-            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut status_line)
-                .await
-                .is_ok_and(|_| &status_line == b"HTTP/1.1 200")
+        crate::testing::wait_until("the group has a stream's place again", || {
+            crate::testing::answered_200_from(stranger, address, "/events")
         })
         .await;
     }
@@ -456,16 +451,8 @@ mod tests {
         );
 
         drop(first);
-        wait_until("a subscriber's place is free again", || async {
-            let mut stream = tokio::net::TcpStream::connect(server.address)
-                .await
-                .expect("connects");
-            crate::testing::send_get(&mut stream, "/events", true).await;
-            let mut status_line = [0u8; 12];
-            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut status_line)
-                .await
-                .expect("a status line");
-            &status_line == b"HTTP/1.1 200"
+        wait_until("a subscriber's place is free again", || {
+            crate::testing::answered_200_from([127, 0, 0, 1].into(), server.address, "/events")
         })
         .await;
     }

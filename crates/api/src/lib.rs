@@ -95,3 +95,4 @@ pub use error::ApiError;
 pub use options::ApiOptions;
 pub use page::PAGE_TRUNCATED_HEADER;
 pub use router::{MAX_BODY_BYTES, router, router_with, serve, serve_with};
+pub use server::HTTP_ACCEPT_FILES;

@@ -289,9 +289,63 @@ impl hyper::body::Body for MarksIdle {
 const GROUP_EVICTION_WAIT: Duration = Duration::from_millis(250);
 
 /// Newcomers waiting at once, each holding its socket's file, for their group's connection
-/// to close (beyond the table's places: the launch's file budget keeps room for them in its
-/// reserve); more are closed at once.
+/// to close, at most one a group; more make no room and are closed at once.
 const MAX_GROUP_WAITERS: usize = 8;
+
+/// Files the accept loop may hold beyond its connections' places: the newcomer being
+/// placed, and the [`MAX_GROUP_WAITERS`] waiting for their group's connection to close.
+/// The launch's file budget sets them aside.
+pub const HTTP_ACCEPT_FILES: usize = MAX_GROUP_WAITERS + 1;
+
+/// The newcomers waiting for their group's connection to close: at most
+/// [`MAX_GROUP_WAITERS`], one a group, so groups that keep winning the race against their
+/// own newcomers hold one waiter each, not all of them.
+#[derive(Clone)]
+struct GroupWaiters {
+    permits: Arc<tokio::sync::Semaphore>,
+    groups: Arc<Mutex<std::collections::HashSet<AddressGroup>>>,
+}
+
+/// A newcomer's turn to wait; given back when dropped (when the accept loop has taken the
+/// newcomer back, or it was closed).
+struct GroupWaiter {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    group: AddressGroup,
+    groups: Arc<Mutex<std::collections::HashSet<AddressGroup>>>,
+}
+
+impl GroupWaiters {
+    fn new() -> GroupWaiters {
+        GroupWaiters {
+            permits: Arc::new(tokio::sync::Semaphore::new(MAX_GROUP_WAITERS)),
+            groups: Arc::default(),
+        }
+    }
+
+    /// A turn to wait for a newcomer of `group`, if the group has none and one is free.
+    fn try_wait(&self, group: AddressGroup) -> Option<GroupWaiter> {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        if groups.contains(&group) {
+            return None;
+        }
+        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
+        groups.insert(group);
+        Some(GroupWaiter {
+            _permit: permit,
+            group,
+            groups: Arc::clone(&self.groups),
+        })
+    }
+}
+
+impl Drop for GroupWaiter {
+    fn drop(&mut self) {
+        self.groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.group);
+    }
+}
 
 /// The connection among `candidates` whose place a newcomer takes: of those not in a
 /// request that have been idle for `grace`, the oldest that never sent a request head
@@ -546,7 +600,9 @@ pub(crate) async fn serve_router(
     let stopping = CancellationToken::new();
     let forced = CancellationToken::new();
     let connections = TaskTracker::new();
-    let group_waiters = Arc::new(tokio::sync::Semaphore::new(MAX_GROUP_WAITERS));
+    let group_waiters = GroupWaiters::new();
+    // As many as there are waiters, each of which sends once while it holds its turn: a
+    // send never waits.
     let (returning, mut returned_newcomers) = tokio::sync::mpsc::channel(MAX_GROUP_WAITERS);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -571,10 +627,10 @@ pub(crate) async fn serve_router(
         // A newcomer may make room in a full group only if it can wait for it (one of
         // MAX_GROUP_WAITERS), and only once: one that comes back and finds its group full
         // again (another of the group took the place meanwhile) is closed.
-        let waiter = if returned {
+        let waiter = if returned || !group.is_capped() {
             None
         } else {
-            Arc::clone(&group_waiters).try_acquire_owned().ok()
+            group_waiters.try_wait(group)
         };
         match table.group_place(
             group,
@@ -620,6 +676,7 @@ pub(crate) async fn serve_router(
         ));
     }
     drop(listener);
+    drop(returned_newcomers);
     stopping.cancel();
     connections.close();
     if tokio::time::timeout(limits.shutdown_grace, connections.wait())
@@ -888,8 +945,8 @@ mod tests {
     use super::*;
     use crate::options::ApiOptions;
     use crate::testing::{
-        TestServer, connect_from, get as http_get, read_answer, regtest_node, send_get,
-        wait_closed, wait_until,
+        TestServer, answered_200_from, connect_from, get as http_get, read_answer, regtest_node,
+        send_get, wait_closed, wait_until,
     };
 
     const SHORT: Duration = Duration::from_millis(300);
@@ -1249,13 +1306,8 @@ mod tests {
         // group takes the place of the one idle longest, so idle connections cannot keep
         // the rest of a group out.
         let address = server.address;
-        wait_until("a newcomer of the group is served", || async move {
-            let mut again = connect_from([127, 9, 0, 99].into(), address).await;
-            send_get(&mut again, "/status", false).await;
-            let mut head = [0u8; 12];
-            tokio::io::AsyncReadExt::read_exact(&mut again, &mut head)
-                .await
-                .is_ok_and(|_| head.ends_with(b"200"))
+        wait_until("a newcomer of the group is served", || {
+            answered_200_from([127, 9, 0, 99].into(), address, "/status")
         })
         .await;
         let mut closed = 0;
@@ -1333,6 +1385,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_group_s_newcomers_make_room_again_and_again() {
+        // One place a group: each newcomer takes the place of the one before once it is
+        // idle, through a wait of its own, more times than there are turns to wait, so a
+        // turn not given back (or a group left marked as waiting) would shut the group out.
+        let router = Router::new().route("/status", get(|| async { "ok" }));
+        let limits = ConnectionLimits {
+            max_connections: 8,
+            ..two_places_with_a_short_grace()
+        };
+        assert_eq!(limits.max_per_group(), 1);
+        let server = TestServer::router(router, limits).await;
+        // Each served connection stays open, idle, for the next newcomer to evict.
+        let mut kept = Vec::new();
+        for round in 0..(2 * MAX_GROUP_WAITERS) {
+            let host = u8::try_from(round + 2).expect("few");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let mut stream = connect_from([127, 9, 0, host].into(), server.address).await;
+                send_get(&mut stream, "/status", true).await;
+                let mut status_line = [0u8; 12];
+                let read = tokio::io::AsyncReadExt::read_exact(&mut stream, &mut status_line);
+                if read.await.is_ok() && &status_line == b"HTTP/1.1 200" {
+                    kept.push(stream);
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "newcomer {round} was never served"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        assert_eq!(kept.len(), 2 * MAX_GROUP_WAITERS);
+    }
+
+    #[tokio::test]
     async fn a_group_s_connections_that_never_send_a_request_make_room_for_its_newcomers() {
         let router = Router::new().route("/status", get(|| async { "ok" }));
         let limits = ConnectionLimits {
@@ -1347,13 +1435,8 @@ mod tests {
             silent.push(connect_from([127, 9, 0, host].into(), server.address).await);
         }
         let address = server.address;
-        wait_until("a newcomer of the group is served", || async move {
-            let mut newcomer = connect_from([127, 9, 0, 4].into(), address).await;
-            send_get(&mut newcomer, "/status", false).await;
-            let mut head = [0u8; 12];
-            tokio::io::AsyncReadExt::read_exact(&mut newcomer, &mut head)
-                .await
-                .is_ok_and(|_| head.ends_with(b"200"))
+        wait_until("a newcomer of the group is served", || {
+            answered_200_from([127, 9, 0, 4].into(), address, "/status")
         })
         .await;
         wait_closed(&mut silent[0]).await;

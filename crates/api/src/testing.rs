@@ -172,6 +172,22 @@ pub(crate) async fn connect_from(source: std::net::Ipv4Addr, address: SocketAddr
     socket.connect(address).await.expect("connects")
 }
 
+/// True if `GET path` on a new connection from `source` is answered 200 (the status line
+/// is read, the rest left): for waits until a place is had.
+pub(crate) async fn answered_200_from(
+    source: std::net::Ipv4Addr,
+    address: SocketAddr,
+    path: &str,
+) -> bool {
+    let mut stream = connect_from(source, address).await;
+    send_get(&mut stream, path, true).await;
+    let mut status_line = [0u8; 12];
+    stream
+        .read_exact(&mut status_line)
+        .await
+        .is_ok_and(|_| &status_line == b"HTTP/1.1 200")
+}
+
 /// `GET path` on a new connection (`Connection: close`), read to the end.
 pub(crate) async fn get(address: SocketAddr, path: &str) -> Answer {
     let mut stream = TcpStream::connect(address).await.expect("connects");

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use powchain_consensus::testkit::solve;
 use powchain_consensus::{BlockHash, Header, Network};
-use powchain_launch::files::{FileBudget, RESERVED_FILES, raise_file_limit};
+use powchain_launch::files::{FileBudget, HTTP_ACCEPT_FILES, RESERVED_FILES, raise_file_limit};
 use powchain_p2p::{InventoryItem, Message, P2pConfig};
 use support::{TestNode, regtest_hello, text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -85,7 +85,7 @@ fn process_figures(pid: u32) -> (u64, usize) {
 fn file_budget() -> u64 {
     let limit = raise_file_limit().unwrap_or(1_024);
     let budget = FileBudget::plan(limit, &P2pConfig::default(), 512);
-    RESERVED_FILES + budget.p2p_files + budget.http_connections as u64
+    RESERVED_FILES + HTTP_ACCEPT_FILES + budget.p2p_files + budget.http_connections as u64
 }
 
 fn hello(listen_port: u16, nonce: u64) -> Message {

@@ -13,7 +13,8 @@
 //!   soft limit ──raise to hard──▶ limit = reserve (64) + peer port + HTTP port
 //!     peer port: max_inbound + max_outbound (learned dials) + configured peers
 //!                + ADDED_PEERS_ROOM (peers added while running) + max_pending
-//!     HTTP port: the rest, at most its default (512)
+//!     HTTP port: HTTP_ACCEPT_FILES (9: the newcomer being placed, and those waiting for
+//!                their group's connection to close) + the rest, at most its default (512)
 //! ```
 
 use powchain_p2p::P2pConfig;
@@ -21,6 +22,8 @@ use powchain_p2p::P2pConfig;
 /// Files kept for everything but connections: the chain and pool stores, the wallet and
 /// cookie files, standard streams, the runtime's own descriptors, blocking threads' files.
 pub const RESERVED_FILES: u64 = 64;
+/// Files the HTTP accept loop holds beyond its connection cap (`powchain_api`).
+pub const HTTP_ACCEPT_FILES: u64 = powchain_api::HTTP_ACCEPT_FILES as u64;
 /// Peers the operator may add while the node runs (`POST /peers`, which dials them beside
 /// the configured and learned ones) within the peer port's budget; more take from the
 /// reserve.
@@ -51,7 +54,7 @@ impl FileBudget {
     /// Shares `limit` files between the ports, starting from `p2p`'s slots and an HTTP cap
     /// of `http_default` (`p2p.peers` are the configured peers, dialled always).
     pub fn plan(limit: u64, p2p: &P2pConfig, http_default: usize) -> FileBudget {
-        let available = limit.saturating_sub(RESERVED_FILES);
+        let available = limit.saturating_sub(RESERVED_FILES + HTTP_ACCEPT_FILES);
         let fixed = (p2p.max_outbound + p2p.peers.len() + ADDED_PEERS_ROOM) as u64;
         let mut max_inbound = p2p.max_inbound;
         let mut max_pending = p2p.max_pending;
@@ -105,7 +108,7 @@ mod tests {
         assert_eq!(budget.http_connections, 512);
         assert_eq!(budget.max_inbound, p2p.max_inbound);
         assert_eq!(budget.max_pending, p2p.max_pending);
-        assert!(RESERVED_FILES + budget.p2p_files + 512 <= 20_000);
+        assert!(RESERVED_FILES + budget.p2p_files + HTTP_ACCEPT_FILES + 512 <= 20_000);
     }
 
     #[test]
@@ -113,7 +116,7 @@ mod tests {
         let p2p = P2pConfig::default();
         let budget = FileBudget::plan(1_024, &p2p, 512);
         assert_eq!(budget.http_connections, 512);
-        assert!(RESERVED_FILES + budget.p2p_files + 512 <= 1_024);
+        assert!(RESERVED_FILES + budget.p2p_files + HTTP_ACCEPT_FILES + 512 <= 1_024);
     }
 
     #[test]
@@ -123,14 +126,14 @@ mod tests {
         assert_eq!(budget.max_inbound, p2p.max_inbound);
         assert_eq!(budget.max_pending, p2p.max_pending);
         assert_eq!(
-            RESERVED_FILES + budget.p2p_files + budget.http_connections as u64,
+            RESERVED_FILES + budget.p2p_files + HTTP_ACCEPT_FILES + budget.http_connections as u64,
             300
         );
 
         let budget = FileBudget::plan(150, &p2p, 512);
         assert_eq!(budget.http_connections, MIN_HTTP_CONNECTIONS);
         assert!(budget.max_pending < p2p.max_pending);
-        assert!(RESERVED_FILES + budget.p2p_files + 8 <= 150);
+        assert!(RESERVED_FILES + budget.p2p_files + HTTP_ACCEPT_FILES + 8 <= 150);
 
         let budget = FileBudget::plan(64, &p2p, 512);
         assert_eq!(budget.max_pending, MIN_PENDING);

@@ -292,9 +292,9 @@ const GROUP_EVICTION_WAIT: Duration = Duration::from_millis(250);
 /// to close, at most one a group; more make no room and are closed at once.
 const MAX_GROUP_WAITERS: usize = 8;
 
-/// Files the accept loop may hold beyond its connections' places: the newcomer being
-/// placed, and the [`MAX_GROUP_WAITERS`] waiting for their group's connection to close.
-/// The launch's file budget sets them aside.
+/// Files the accept loop may hold beyond its connections' places (9): the newcomer being
+/// placed, and the 8 at most waiting for their group's connection to close. The launch's
+/// file budget sets them aside.
 pub const HTTP_ACCEPT_FILES: usize = MAX_GROUP_WAITERS + 1;
 
 /// The newcomers waiting for their group's connection to close: at most

@@ -16,12 +16,11 @@ use futures_util::stream::{self, Stream, StreamExt};
 use powchain_node::AddressGroup;
 use powchain_node::{Node, NodeEvent};
 use serde::Serialize;
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 
 use crate::error::ApiError;
+use crate::group_shares::{GroupShare, GroupShares};
 use crate::input::NoQuery;
 use crate::router::blocking;
 use crate::server::ClientGroup;
@@ -143,27 +142,11 @@ impl From<NodeEvent> for EventJson {
 pub(crate) struct EventSubscribers {
     permits: Arc<Semaphore>,
     max: usize,
-    by_group: Arc<Mutex<HashMap<AddressGroup, usize>>>,
+    by_group: GroupShares,
 }
 
 /// A stream's place: one of all the streams', and one of its client's group's.
-pub(crate) struct SubscriberPlace {
-    _permit: OwnedSemaphorePermit,
-    group: AddressGroup,
-    by_group: Arc<Mutex<HashMap<AddressGroup, usize>>>,
-}
-
-impl Drop for SubscriberPlace {
-    fn drop(&mut self) {
-        let mut by_group = self.by_group.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = by_group.get_mut(&self.group) {
-            *count -= 1;
-            if *count == 0 {
-                by_group.remove(&self.group);
-            }
-        }
-    }
-}
+pub(crate) type SubscriberPlace = (GroupShare, OwnedSemaphorePermit);
 
 impl EventSubscribers {
     /// Room for `max` streams at once.
@@ -171,41 +154,34 @@ impl EventSubscribers {
         EventSubscribers {
             permits: Arc::new(Semaphore::new(max)),
             max,
-            by_group: Arc::default(),
+            by_group: GroupShares::default(),
         }
-    }
-
-    /// The most streams one address group may hold: an eighth of all.
-    fn max_per_group(&self) -> usize {
-        AddressGroup::share_of(self.max)
     }
 
     /// A place for one more stream, to a client of `group`, held until it drops.
     ///
     /// # Errors
-    /// A 503 when all `max` places are taken, or the group holds its share of them.
+    /// A 503 when all `max` places are taken, or the group holds its share of them (an
+    /// eighth).
     fn join(&self, group: AddressGroup) -> Result<SubscriberPlace, ApiError> {
-        let mut by_group = self.by_group.lock().unwrap_or_else(PoisonError::into_inner);
-        let held = by_group.get(&group).copied().unwrap_or(0);
-        if group.is_capped() && held >= self.max_per_group() {
-            return Err(ApiError::unavailable(format!(
-                "the node already streams events to {held} clients of your network \
-                 ({group}), the most it serves one network at once; try again later \
-                 [too-many-subscribers]"
-            )));
-        }
-        let permit = Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
+        let taken = self
+            .by_group
+            .try_take(group, AddressGroup::share_of(self.max), || {
+                Arc::clone(&self.permits).try_acquire_owned().ok()
+            })
+            .map_err(|held| {
+                ApiError::unavailable(format!(
+                    "the node already streams events to {held} clients of your network \
+                     ({group}), the most it serves one network at once; try again later \
+                     [too-many-subscribers]"
+                ))
+            })?;
+        taken.ok_or_else(|| {
             ApiError::unavailable(format!(
                 "the node already streams events to {max} clients, the most it serves at \
                  once; try again later [too-many-subscribers]",
                 max = self.max
             ))
-        })?;
-        by_group.insert(group, held + 1);
-        Ok(SubscriberPlace {
-            _permit: permit,
-            group,
-            by_group: Arc::clone(&self.by_group),
         })
     }
 }

@@ -74,6 +74,7 @@ pub mod dto;
 pub mod error;
 mod events;
 mod faucet;
+mod group_shares;
 mod input;
 mod large_reads;
 mod main_chain;

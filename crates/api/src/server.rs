@@ -40,6 +40,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::group_shares::{GroupShare, GroupShares};
 use crate::large_reads::{Room, UnsentAnswer};
 
 /// How long the accept loop waits after an accept error that is not about one connection
@@ -300,50 +301,31 @@ pub const HTTP_ACCEPT_FILES: usize = MAX_GROUP_WAITERS + 1;
 /// The newcomers waiting for their group's connection to close: at most
 /// [`MAX_GROUP_WAITERS`], one a group, so groups that keep winning the race against their
 /// own newcomers hold one waiter each, not all of them.
-#[derive(Clone)]
 struct GroupWaiters {
     permits: Arc<tokio::sync::Semaphore>,
-    groups: Arc<Mutex<std::collections::HashSet<AddressGroup>>>,
+    by_group: GroupShares,
 }
 
 /// A newcomer's turn to wait; given back when dropped (when the accept loop has taken the
 /// newcomer back, or it was closed).
-struct GroupWaiter {
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    group: AddressGroup,
-    groups: Arc<Mutex<std::collections::HashSet<AddressGroup>>>,
-}
+type GroupWaiter = (GroupShare, tokio::sync::OwnedSemaphorePermit);
 
 impl GroupWaiters {
     fn new() -> GroupWaiters {
         GroupWaiters {
             permits: Arc::new(tokio::sync::Semaphore::new(MAX_GROUP_WAITERS)),
-            groups: Arc::default(),
+            by_group: GroupShares::default(),
         }
     }
 
     /// A turn to wait for a newcomer of `group`, if the group has none and one is free.
     fn try_wait(&self, group: AddressGroup) -> Option<GroupWaiter> {
-        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
-        if groups.contains(&group) {
-            return None;
-        }
-        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
-        groups.insert(group);
-        Some(GroupWaiter {
-            _permit: permit,
-            group,
-            groups: Arc::clone(&self.groups),
-        })
-    }
-}
-
-impl Drop for GroupWaiter {
-    fn drop(&mut self) {
-        self.groups
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.group);
+        self.by_group
+            .try_take(group, 1, || {
+                Arc::clone(&self.permits).try_acquire_owned().ok()
+            })
+            .ok()
+            .flatten()
     }
 }
 
@@ -946,7 +928,7 @@ mod tests {
     use crate::options::ApiOptions;
     use crate::testing::{
         TestServer, answered_200_from, connect_from, get as http_get, read_answer, regtest_node,
-        send_get, wait_closed, wait_until,
+        send_get, served_from, wait_closed, wait_until,
     };
 
     const SHORT: Duration = Duration::from_millis(300);
@@ -1402,11 +1384,9 @@ mod tests {
             let host = u8::try_from(round + 2).expect("few");
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                let mut stream = connect_from([127, 9, 0, host].into(), server.address).await;
-                send_get(&mut stream, "/status", true).await;
-                let mut status_line = [0u8; 12];
-                let read = tokio::io::AsyncReadExt::read_exact(&mut stream, &mut status_line);
-                if read.await.is_ok() && &status_line == b"HTTP/1.1 200" {
+                if let Some(stream) =
+                    served_from([127, 9, 0, host].into(), server.address, "/status").await
+                {
                     kept.push(stream);
                     break;
                 }

@@ -172,20 +172,28 @@ pub(crate) async fn connect_from(source: std::net::Ipv4Addr, address: SocketAddr
     socket.connect(address).await.expect("connects")
 }
 
-/// True if `GET path` on a new connection from `source` is answered 200 (the status line
-/// is read, the rest left): for waits until a place is had.
+/// The connection, kept alive, if `GET path` on a new connection from `source` is
+/// answered 200 (the status line is read, the rest left).
+pub(crate) async fn served_from(
+    source: std::net::Ipv4Addr,
+    address: SocketAddr,
+    path: &str,
+) -> Option<TcpStream> {
+    let mut stream = connect_from(source, address).await;
+    send_get(&mut stream, path, true).await;
+    let mut status_line = [0u8; 12];
+    let read = stream.read_exact(&mut status_line).await;
+    (read.is_ok() && &status_line == b"HTTP/1.1 200").then_some(stream)
+}
+
+/// True if `GET path` on a new connection from `source` is answered 200: for waits until
+/// a place is had.
 pub(crate) async fn answered_200_from(
     source: std::net::Ipv4Addr,
     address: SocketAddr,
     path: &str,
 ) -> bool {
-    let mut stream = connect_from(source, address).await;
-    send_get(&mut stream, path, true).await;
-    let mut status_line = [0u8; 12];
-    stream
-        .read_exact(&mut status_line)
-        .await
-        .is_ok_and(|_| &status_line == b"HTTP/1.1 200")
+    served_from(source, address, path).await.is_some()
 }
 
 /// `GET path` on a new connection (`Connection: close`), read to the end.

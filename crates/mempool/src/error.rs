@@ -125,9 +125,16 @@ impl MempoolError {
     }
 
     /// True if the transaction breaks a consensus rule whatever else arrives later (the
-    /// sender's fault); false for policy refusals and for a missing parent.
+    /// sender's fault); false for policy refusals, for a missing parent, and for a spend of
+    /// a coinbase not mature at this node's tip ([`MempoolError::mature_at`]): a later
+    /// block lets that one in, and its sender may be that block ahead (devnet's coinbases
+    /// mature after 10 blocks, and a payment is relayed the moment the block that makes
+    /// its coin mature connects there). Bitcoin Core does not punish a premature spend
+    /// either.
     pub fn is_invalid(&self) -> bool {
-        matches!(self, MempoolError::Invalid(_)) && !self.is_missing_input()
+        matches!(self, MempoolError::Invalid(_))
+            && !self.is_missing_input()
+            && self.mature_at().is_none()
     }
 
     /// A short stable name of the reason, for logs, peer scoring and API errors; for
@@ -144,5 +151,32 @@ impl MempoolError {
             MempoolError::PoolFull { .. } => "pool-full",
             MempoolError::TooLarge { .. } => "too-large-for-pool",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use powchain_consensus::{BlockHeight, ConsensusError, OutPoint, Txid};
+
+    use super::MempoolError;
+
+    #[test]
+    fn a_spend_of_a_coinbase_not_mature_here_is_not_invalid_for_good() {
+        let outpoint = OutPoint {
+            txid: Txid([1; 32]),
+            vout: 0,
+        };
+        let premature = MempoolError::Invalid(ConsensusError::ImmatureCoinbaseSpend {
+            outpoint,
+            created: BlockHeight(5),
+            spend_height: BlockHeight(14),
+            maturity: 10,
+        });
+        assert_eq!(premature.mature_at(), Some(BlockHeight(15)));
+        assert!(!premature.is_invalid(), "a later block lets it in: no ban");
+        let missing = MempoolError::Invalid(ConsensusError::MissingInput { outpoint });
+        assert!(!missing.is_invalid(), "its parent may come");
+        let forged = MempoolError::Invalid(ConsensusError::BadSignature { input_index: 0 });
+        assert!(forged.is_invalid());
     }
 }

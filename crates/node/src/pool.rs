@@ -1045,6 +1045,45 @@ mod tests {
     }
 
     #[test]
+    fn a_premature_coinbase_spend_does_not_cut_a_peer_s_batch_short() {
+        // Devnet's difficulty falls to its floor when blocks come this late, and its
+        // coinbases mature after 10 blocks.
+        const EASY_GAP_MS: u64 = 10 * 60 * 1000;
+        let test = TestNode::open(Network::Devnet);
+        let maturity = test.node.params().coinbase_maturity;
+        let mine_paying = |key: u8| {
+            test.clock.advance(EASY_GAP_MS);
+            test.mine_paying(test_address(key))
+        };
+        let mature = mine_paying(7);
+        for _ in 1..maturity {
+            mine_paying(9);
+        }
+        // Spendable in the next block; the coinbase of the tip is not, here. A peer a
+        // block ahead relays a spend of it as soon as that block makes it mature there.
+        let premature = mine_paying(8);
+        let early = spend_output(&premature.transactions[0], 0, &test_key(8), test_address(5));
+        let valid = spend_output(&mature.transactions[0], 0, &test_key(7), test_address(6));
+        let results = test
+            .node
+            .submit_peer_transactions(vec![early.clone(), valid.clone()]);
+        assert_eq!(
+            results.len(),
+            2,
+            "the batch goes on past the premature spend"
+        );
+        assert!(
+            matches!(&results[0], Err(NodeError::Mempool(error))
+                if error.mature_at().is_some() && !error.is_invalid()),
+            "{:?}",
+            results[0]
+        );
+        assert!(results[1].is_ok(), "{:?}", results[1]);
+        assert!(test.pool_holds(&valid.compute_txid()));
+        assert!(!test.pool_holds(&early.compute_txid()));
+    }
+
+    #[test]
     fn a_payment_whose_row_cannot_be_stored_is_refused_and_leaves_the_pool() {
         let (test, parent, child) = pooled_parent_and_its_child();
         test.node.pool_store.fail_commits.store(true, SeqCst);

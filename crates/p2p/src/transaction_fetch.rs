@@ -3,8 +3,7 @@
 //! (`transaction_requests.rs`); announcements past a peer's bound wait in its session and
 //! are asked for as its load falls.
 
-use powchain_consensus::{ConsensusError, Txid};
-use powchain_mempool::MempoolError;
+use powchain_consensus::Txid;
 use powchain_node::NodeError;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
@@ -47,7 +46,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 // Consensus violations are the sender's fault; policy refusals (fees, a
                 // conflict, a full pool), a parent not yet seen and a coinbase that is not
                 // mature yet here are not.
-                Err(NodeError::Mempool(error)) if is_the_senders_fault(&error) => {
+                Err(NodeError::Mempool(error)) if error.is_invalid() => {
                     return Err(Misbehaviour::new(
                         error.rule(),
                         format!("invalid transaction {txid}: {error}"),
@@ -155,43 +154,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         self.deferred_transactions.put_back(announced.over_bound);
         self.ask_for_transactions(announced.ask).await?;
         Ok(())
-    }
-}
-
-/// True if a peer's transaction refused for `error` shows its sender broke a rule. A spend
-/// of a coinbase that matures at a height this node has not reached is not: the sender may
-/// be a block ahead (devnet's coinbases mature after 10 blocks, and a payment is relayed
-/// the moment the block that makes its coin mature connects there), as Bitcoin Core does
-/// not punish a premature spend.
-fn is_the_senders_fault(error: &MempoolError) -> bool {
-    error.is_invalid()
-        && !matches!(
-            error,
-            MempoolError::Invalid(ConsensusError::ImmatureCoinbaseSpend { .. })
-        )
-}
-
-#[cfg(test)]
-mod tests {
-    use powchain_consensus::{BlockHeight, ConsensusError, OutPoint, Txid};
-    use powchain_mempool::MempoolError;
-
-    use super::is_the_senders_fault;
-
-    #[test]
-    fn a_spend_of_a_coinbase_not_mature_here_is_not_the_sender_s_fault() {
-        let premature = MempoolError::Invalid(ConsensusError::ImmatureCoinbaseSpend {
-            outpoint: OutPoint {
-                txid: Txid([1; 32]),
-                vout: 0,
-            },
-            created: BlockHeight(5),
-            spend_height: BlockHeight(14),
-            maturity: 10,
-        });
-        assert!(premature.is_invalid(), "a consensus rule it breaks here");
-        assert!(!is_the_senders_fault(&premature), "but not a ban");
-        let forged = MempoolError::Invalid(ConsensusError::BadSignature { input_index: 0 });
-        assert!(is_the_senders_fault(&forged));
     }
 }

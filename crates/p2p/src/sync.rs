@@ -352,12 +352,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
     /// Asks for headers because an announcement (headers or a compact block) did not
     /// connect, at most once per [`UNCONNECTED_REQUEST_INTERVAL`]: a peer sending
     /// announcements of unknown parents cannot make us send a locator for each.
+    ///
+    /// Nor while a request to the peer is unanswered ([`HeadersRequest`]; asked again when
+    /// its answer comes, if no request follows it): batches are told apart only by the
+    /// header each continues from, so a second request crossing a pre-sync's made the
+    /// branch's first batch come again in the middle of the pre-sync, which restarted it,
+    /// and the pre-sync's next batch then did not connect: an honest peer that pushed a
+    /// block while we pre-synced its branch was banned.
     pub(crate) async fn request_unconnected_headers(&mut self) -> Result<(), SessionEnd> {
         let now = tokio::time::Instant::now();
         let recent = self
             .last_unconnected_request
             .is_some_and(|at| now.duration_since(at) < UNCONNECTED_REQUEST_INTERVAL);
-        if recent {
+        if recent || !self.headers_request.block_announced(now) {
             return Ok(());
         }
         self.last_unconnected_request = Some(now);

@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use powchain_chain::ANTI_DOS_BLOCKS;
 use powchain_consensus::testkit::{TestChain, solve};
 use powchain_consensus::{BlockHash, Header, Network, Work};
-use powchain_p2p::{Hello, MAX_MESSAGE_BYTES, Message};
+use powchain_p2p::{CompactBlock, Hello, MAX_MESSAGE_BYTES, Message};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -224,6 +224,83 @@ async fn an_honest_branch_forking_deeper_than_a_batch_is_presynced_then_stored()
         server.await.expect("the peer task"),
         "the first batch was pre-synced, not stored"
     );
+}
+
+/// A block the peer pushes while the node pre-syncs its branch does not connect (its
+/// parent is the branch's tip, not stored yet), so the node asks for headers; but not
+/// while the pre-sync's own request is unanswered. Such a request from the node's locator
+/// crossed the pre-sync: its answer, the branch's first batch again, restarted the
+/// pre-sync, and the pre-sync's next batch then did not connect, so the honest peer was
+/// banned for `headers-do-not-connect`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_pushed_during_a_presync_does_not_cross_it() {
+    // Two batches of the branch end below the threshold: the pre-sync asks twice.
+    let depth = 2 * MAX_HEADERS + ANTI_DOS_BLOCKS as usize + 100;
+    let mut main = TestChain::new(Network::Regtest);
+    main.mine_empty(depth);
+    let node = TestNode::with_chain(&main, vec![]).await;
+    let branch_headers = branch(&main.blocks[0].header, depth + 400, 250);
+    let branch_tip = branch_headers[branch_headers.len() - 1].compute_hash();
+    let genesis = main.blocks[0].compute_hash();
+    // The peer's newest block, on the branch's tip, pushed as a compact block right after
+    // the branch's first batch.
+    let pushed = branch(&branch_headers[branch_headers.len() - 1], 1, 250)[0];
+
+    let mut socket = peer_claiming(&node, branch_tip, branch_headers.len(), 47_303).await;
+    let headers = branch_headers.clone();
+    let server = tokio::spawn(async move {
+        let mut pushed_once = false;
+        while let Some(Ok(frame_in)) = socket.next().await {
+            let Frame::Binary(bytes) = frame_in else {
+                continue;
+            };
+            let reply = match Message::from_bytes(&bytes) {
+                Ok(Message::Ping(nonce)) => Message::Pong(nonce),
+                Ok(Message::GetHeaders { locator, .. }) => {
+                    let Some(start) = answer_start(&locator, &headers, genesis) else {
+                        continue;
+                    };
+                    let end = (start + MAX_HEADERS).min(headers.len());
+                    let batch = Message::Headers(headers[start..end].to_vec());
+                    if socket.send(frame(&batch)).await.is_err() {
+                        break;
+                    }
+                    if pushed_once {
+                        continue;
+                    }
+                    pushed_once = true;
+                    Message::CompactBlock(Box::new(CompactBlock {
+                        header: pushed,
+                        nonce: 0,
+                        short_ids: vec![0],
+                        prefilled: vec![],
+                    }))
+                }
+                _ => continue,
+            };
+            if socket.send(frame(&reply)).await.is_err() {
+                break;
+            }
+        }
+    });
+    // The pushed block's header follows the branch's once they are stored.
+    let served = Arc::clone(&node.node);
+    wait_until(
+        "the branch's headers are stored, or the peer banned",
+        LIMIT,
+        || {
+            let done = served.block_height(&branch_tip).is_some() || !node.p2p.banned().is_empty();
+            async move { done }
+        },
+    )
+    .await;
+    assert!(
+        node.p2p.banned().is_empty(),
+        "the pushing peer was not banned: {:?}",
+        node.p2p.banned()
+    );
+    node.stop().await;
+    server.abort();
 }
 
 /// The branch is downloaded again from the node's locator, which moves with its tip: with

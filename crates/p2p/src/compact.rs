@@ -385,7 +385,7 @@ impl P2p {
     }
 
     /// The last block passed on before validation, if it is `hash`.
-    fn passed_on(&self, hash: &BlockHash) -> Option<Arc<Block>> {
+    pub(crate) fn passed_on(&self, hash: &BlockHash) -> Option<Arc<Block>> {
         self.compact()
             .most_recent
             .as_ref()

@@ -46,12 +46,23 @@ pub(crate) const STALLED: &str = "stalled a block download";
 /// Blocks missing at most for a download to count as following the tip (not a sync):
 /// such blocks are asked for as compact blocks.
 const NEAR_TIP_BLOCKS: u64 = 2;
+/// How long a peer that said it lacks a block we asked it for is not asked for it again.
+/// Not for the session: a peer answers `notfound` for a block it holds whole but has not
+/// stored yet (one it announced before validating it, to the peers that push to it), and
+/// when it was the block's only source, the block was never asked for again and our tip
+/// stopped below it.
+const NOT_FOUND_MEMORY: Duration = Duration::from_secs(5);
+/// Blocks remembered as lacking from one peer, at most: past this the oldest is forgotten
+/// (a peer answering `notfound` to every request would otherwise fill the set with every
+/// block of a sync).
+const MAX_NOT_FOUND_PER_PEER: usize = 1_024;
 
 /// Who was asked for which block, and which blocks peers said they lack.
 #[derive(Default)]
 pub(crate) struct Downloads {
     in_flight: HashMap<BlockHash, (PeerId, Instant)>,
-    not_found: HashMap<PeerId, HashSet<BlockHash>>,
+    /// Blocks each peer said it lacks, with when ([`NOT_FOUND_MEMORY`]).
+    not_found: HashMap<PeerId, HashMap<BlockHash, Instant>>,
     /// When each new block held back for a push was first wanted
     /// ([`Downloads::hold_for_pushes`]), and whether its wait is over.
     first_wanted: HashMap<BlockHash, (Instant, bool)>,
@@ -201,16 +212,22 @@ impl Downloads {
         self.in_flight.remove(hash).is_some()
     }
 
-    /// `peer` said it does not have `hash`, which it was asked for: never ask it again. A
-    /// `notfound` for a block not asked of that peer changes nothing: it must neither
-    /// cancel another peer's request nor grow the peer's set without bound (each entry is
-    /// a request this node made).
-    pub(crate) fn not_found(&mut self, peer: PeerId, hash: BlockHash) -> bool {
+    /// `peer` said at `now` it does not have `hash`, which it was asked for: not asked
+    /// again for [`NOT_FOUND_MEMORY`]. A `notfound` for a block not asked of that peer
+    /// changes nothing: it must not cancel another peer's request.
+    pub(crate) fn not_found(&mut self, peer: PeerId, hash: BlockHash, now: Instant) -> bool {
         if !self.is_in_flight_from(peer, &hash) {
             return false;
         }
         self.in_flight.remove(&hash);
-        self.not_found.entry(peer).or_default().insert(hash);
+        let lacking = self.not_found.entry(peer).or_default();
+        lacking.retain(|_, at| now.duration_since(*at) < NOT_FOUND_MEMORY);
+        if lacking.len() >= MAX_NOT_FOUND_PER_PEER
+            && let Some(oldest) = lacking.iter().min_by_key(|(_, at)| **at).map(|(h, _)| *h)
+        {
+            lacking.remove(&oldest);
+        }
+        lacking.insert(hash, now);
         true
     }
 
@@ -310,7 +327,8 @@ impl Downloads {
             let lacks = |peer: &PeerId| {
                 self.not_found
                     .get(peer)
-                    .is_some_and(|lacking| lacking.contains(&hash))
+                    .and_then(|lacking| lacking.get(&hash))
+                    .is_some_and(|at| now.duration_since(*at) < NOT_FOUND_MEMORY)
             };
             let chosen = holders
                 .iter()
@@ -390,7 +408,7 @@ impl P2p {
     /// A peer does not have a block we asked it for. True if the block was in flight
     /// from it (and is now free for others).
     pub(crate) fn note_not_found(&self, peer: PeerId, hash: BlockHash) -> bool {
-        self.downloads().not_found(peer, hash)
+        self.downloads().not_found(peer, hash, Instant::now())
     }
 
     /// A peer left: its blocks go to others at the next pump. True if it had a request
@@ -585,11 +603,11 @@ mod tests {
         assert_eq!(asked[&peer(1)], vec![hash(1)]);
         // Another peer says it lacks the block asked of peer 1, and a thousand more: no
         // block is freed, so no download plan is made again.
-        assert!(!downloads.not_found(peer(2), hash(1)));
+        assert!(!downloads.not_found(peer(2), hash(1), now));
         for number in 0..1_000u32 {
             let mut bytes = [0xee; 32];
             bytes[..4].copy_from_slice(&number.to_le_bytes());
-            assert!(!downloads.not_found(peer(2), BlockHash(bytes)));
+            assert!(!downloads.not_found(peer(2), BlockHash(bytes), now));
         }
         assert!(
             downloads.is_in_flight_from(peer(1), &hash(1)),
@@ -603,8 +621,38 @@ mod tests {
             vec![hash(2)]
         );
         // Peer 1 lacking its block frees it, once.
-        assert!(downloads.not_found(peer(1), hash(1)));
-        assert!(!downloads.not_found(peer(1), hash(1)));
+        assert!(downloads.not_found(peer(1), hash(1), now));
+        assert!(!downloads.not_found(peer(1), hash(1), now));
+    }
+
+    #[test]
+    fn a_peer_that_lacked_a_block_is_asked_for_it_again_later_and_remembers_few() {
+        let mut downloads = Downloads::default();
+        let now = Instant::now();
+        let timeout = Duration::from_secs(20);
+        let plan = || vec![(hash(1), vec![peer(1)])];
+        assert_eq!(
+            downloads.assign(plan(), now, timeout)[&peer(1)],
+            vec![hash(1)]
+        );
+        // Its only holder lacks it for now (it has the block whole and is validating it,
+        // say): not asked again at once, but later, while the session lasts.
+        assert!(downloads.not_found(peer(1), hash(1), now));
+        assert!(downloads.assign(plan(), now, timeout).is_empty());
+        let later = now + NOT_FOUND_MEMORY;
+        assert_eq!(
+            downloads.assign(plan(), later, timeout)[&peer(1)],
+            vec![hash(1)]
+        );
+        // A peer that lacks every block it is asked for is remembered for a bounded few.
+        for number in 0..2 * MAX_NOT_FOUND_PER_PEER as u32 {
+            let mut bytes = [0xdd; 32];
+            bytes[..4].copy_from_slice(&number.to_le_bytes());
+            let block = BlockHash(bytes);
+            downloads.assign(vec![(block, vec![peer(2)])], later, timeout);
+            assert!(downloads.not_found(peer(2), block, later));
+        }
+        assert_eq!(downloads.not_found[&peer(2)].len(), MAX_NOT_FOUND_PER_PEER);
     }
 
     /// A peer closed for stalling reconnects as a new peer, the least loaded of all:
@@ -670,7 +718,7 @@ mod tests {
         let timeout = Duration::from_secs(20);
         let asked = downloads.assign(vec![(hash(3), vec![peer(2)])], now, timeout);
         assert_eq!(asked[&peer(2)], vec![hash(3)]);
-        downloads.not_found(peer(2), hash(3));
+        downloads.not_found(peer(2), hash(3), now);
         let plan = vec![
             (hash(1), vec![peer(1), peer(2)]),
             (hash(2), vec![peer(1), peer(2)]),

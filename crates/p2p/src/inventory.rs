@@ -12,6 +12,7 @@
 //! ```
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 
 use powchain_consensus::{BlockHash, Transaction, Txid};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -140,6 +141,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         let mut pooled: VecDeque<Option<Transaction>> = VecDeque::new();
         for item in items {
             let found = match item {
+                // Passed on before validation (announced to the peers that push to us,
+                // which may ask for it at once): perhaps not stored yet. Served as a
+                // compact block only, which a receiver does not hold against its sender
+                // if validation fails (BIP-152); a `notfound` made the asker leave it,
+                // and when we were its only source, its tip stopped below the block.
+                InventoryItem::CompactBlock(hash)
+                    if let Some(recent) = self.p2p.passed_on(&hash) =>
+                {
+                    Some(Message::CompactBlock(Box::new(
+                        ForPeers::new(Arc::unwrap_or_clone(recent), self.p2p.random(), |_| false)
+                            .for_peer(&mut self.known),
+                    )))
+                }
                 InventoryItem::Block(hash) | InventoryItem::CompactBlock(hash) => {
                     let block = self
                         .p2p

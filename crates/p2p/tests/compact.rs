@@ -830,9 +830,10 @@ async fn a_push_or_announcement_crossing_our_verdict_on_an_invalid_block_is_not_
 }
 
 /// A node pushes a block to the peers that asked for pushes before it validates it, and
-/// those peers ask at once for the payments they lack. It answered from its store, where
-/// the block was not yet: `notfound`, and the peer struck this node off that block's
-/// sources for the session. Now it answers from the block it passed on.
+/// those peers ask at once for the payments they lack (or for the compact block, when
+/// told of it by headers). It answered from its store, where the block was not yet:
+/// `notfound`, and the peer struck this node off that block's sources for the session.
+/// Now it answers from the block it passed on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_pushed_before_validation_is_served_to_peers_completing_it() {
     let mut chain = TestChain::regtest_with_mature_coins(2);
@@ -908,6 +909,29 @@ async fn a_block_pushed_before_validation_is_served_to_peers_completing_it() {
     )
     .await;
     assert_eq!(answer, Ok(spends), "served from the block passed on");
+    assert!(
+        !node.node.has_block(&hash),
+        "answered while the block was still being validated"
+    );
+    // Asked for whole as a compact block (as a peer the node announced it to by headers,
+    // before validating it, does at once), it is served from the block passed on too.
+    // A `notfound` made that peer leave this node out of the block's sources.
+    send(
+        &mut pushed_to,
+        Message::GetData(vec![InventoryItem::CompactBlock(hash)]),
+    )
+    .await;
+    let answer = expect(
+        &mut pushed_to,
+        "cmpctblock or notfound",
+        |message| match message {
+            Message::CompactBlock(compact) => Some(Ok(compact.header.compute_hash())),
+            Message::NotFound(items) => Some(Err(items)),
+            _ => None,
+        },
+    )
+    .await;
+    assert_eq!(answer, Ok(hash), "served from the block passed on");
     assert!(
         !node.node.has_block(&hash),
         "answered while the block was still being validated"

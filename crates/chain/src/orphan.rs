@@ -44,24 +44,27 @@ impl OrphanPool {
         }
     }
 
-    /// Removes and returns the orphans whose parent is `parent`.
+    /// Removes and returns the orphans whose parent is `parent`, oldest first.
+    ///
+    /// The order matters: each child is given its place in the block index (its
+    /// `sequence`) as it is accepted, and among branches of equal work the node keeps the
+    /// one it saw first. So the children are handed back in the order they came, by
+    /// walking the arrival queue rather than the map (whose order is random).
     pub(crate) fn take_children(&mut self, parent: &BlockHash) -> Vec<Block> {
-        let children: Vec<BlockHash> = self
-            .blocks
-            .iter()
-            .filter(|(_, (block, _))| block.header.prev_hash == *parent)
-            .map(|(hash, _)| *hash)
-            .collect();
+        let mut children = Vec::new();
+        let blocks = &mut self.blocks;
+        let bytes = &mut self.bytes;
+        self.arrival.retain(|hash| {
+            let is_child = blocks
+                .get(hash)
+                .is_some_and(|(block, _)| block.header.prev_hash == *parent);
+            if is_child && let Some((block, size)) = blocks.remove(hash) {
+                *bytes -= size;
+                children.push(block);
+            }
+            !is_child
+        });
         children
-            .into_iter()
-            .filter_map(|hash| {
-                self.arrival.retain(|queued| *queued != hash);
-                self.blocks.remove(&hash).map(|(block, size)| {
-                    self.bytes -= size;
-                    block
-                })
-            })
-            .collect()
     }
 }
 
@@ -86,5 +89,37 @@ mod tests {
         assert_eq!(pool.take_children(&parent).len(), MAX_ORPHAN_BLOCKS);
         assert_eq!(pool.len(), 0);
         assert_eq!(pool.bytes, 0);
+    }
+
+    #[test]
+    fn children_come_back_in_the_order_they_arrived() {
+        let chain = TestChain::new(Network::Regtest);
+        let template = chain.build(vec![], Amount::ZERO);
+        let parent = template.header.prev_hash;
+        // Ten children of one parent, told apart by their nonce, arriving in an order
+        // unrelated to their hashes; a child of another parent arrives among them.
+        let order = [7u8, 2, 9, 0, 5, 3, 8, 1, 6, 4];
+        let mut pool = OrphanPool::default();
+        for (position, &key) in order.iter().enumerate() {
+            let mut child = template.clone();
+            child.header.nonce = u64::from(key);
+            pool.insert(BlockHash([key; 32]), child, 100);
+            if position == 4 {
+                let mut stranger = template.clone();
+                stranger.header.prev_hash = BlockHash([0xee; 32]);
+                pool.insert(BlockHash([0xff; 32]), stranger, 100);
+            }
+        }
+        let nonces: Vec<u64> = pool
+            .take_children(&parent)
+            .iter()
+            .map(|child| child.header.nonce)
+            .collect();
+        let expected: Vec<u64> = order.iter().map(|&key| u64::from(key)).collect();
+        assert_eq!(nonces, expected);
+        assert_eq!(pool.len(), 1);
+        assert!(pool.contains(&BlockHash([0xff; 32])));
+        assert_eq!(pool.bytes, 100);
+        assert_eq!(pool.arrival, [BlockHash([0xff; 32])]);
     }
 }

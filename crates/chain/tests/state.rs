@@ -205,6 +205,41 @@ fn blocks_in_reverse_order_wait_as_orphans_then_connect() {
 }
 
 #[test]
+fn sibling_orphans_of_equal_work_leave_the_first_one_sent_as_the_tip() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut test_chain = TestChain::new(Network::Regtest);
+    test_chain.mine_empty(1);
+    let parent = test_chain.tip().clone();
+    // Sixteen children of the same parent, each by another miner: equal work, other
+    // hashes.
+    let siblings: Vec<Block> = (1..=16)
+        .map(|miner| {
+            let mut builder = test_chain.clone();
+            builder.miner = test_key(miner);
+            builder.build(vec![], Amount::ZERO)
+        })
+        .collect();
+    let mut chain = open(dir.path());
+    for sibling in &siblings {
+        assert_eq!(
+            chain.accept_block(sibling.clone(), NOW_MS).expect("valid"),
+            BlockOutcome::Orphan {
+                missing_parent: parent.compute_hash()
+            }
+        );
+    }
+    assert_eq!(chain.orphan_count(), siblings.len());
+    feed(&mut chain, std::slice::from_ref(&parent));
+    assert_eq!(chain.orphan_count(), 0);
+    assert_eq!(
+        chain.tip().hash,
+        siblings[0].compute_hash(),
+        "among equal work, the block seen first wins"
+    );
+    assert_consistent(&chain);
+}
+
+#[test]
 fn an_invalid_block_is_marked_with_its_descendants_and_never_revalidated() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut test_chain = TestChain::regtest_with_mature_coins(1);
@@ -270,6 +305,40 @@ fn a_body_that_does_not_match_its_header_does_not_poison_the_header() {
         BlockOutcome::MainChain
     );
     assert_eq!(chain.tip().hash, valid.compute_hash());
+}
+
+#[test]
+fn an_orphan_whose_body_does_not_match_its_header_does_not_shut_out_the_real_block() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut test_chain = TestChain::new(Network::Regtest);
+    test_chain.mine_empty(2);
+    let (parent, real) = (&test_chain.blocks[1], &test_chain.blocks[2]);
+    // The real header, with its proof of work, over a coinbase paying another amount.
+    let mut tampered = real.clone();
+    tampered.transactions[0].outputs[0].value = Amount::from_units(1).expect("ok");
+    let hash = real.compute_hash();
+    assert_eq!(tampered.compute_hash(), hash);
+    let mut chain = open(dir.path());
+
+    let error = chain
+        .accept_block(tampered, NOW_MS)
+        .expect_err("tampered while its parent is unknown");
+    assert_eq!(error.rule(), Some("bad-merkle-root"));
+    assert_eq!(chain.orphan_count(), 0, "the tampered copy is not held");
+    assert!(!chain.has_block(&hash));
+    assert_eq!(
+        chain.accept_block(real.clone(), NOW_MS).expect("valid"),
+        BlockOutcome::Orphan {
+            missing_parent: parent.compute_hash()
+        }
+    );
+    assert_eq!(
+        chain.accept_block(parent.clone(), NOW_MS).expect("valid"),
+        BlockOutcome::MainChain
+    );
+    assert_eq!(chain.tip().hash, hash);
+    assert_eq!(chain.orphan_count(), 0);
+    assert_consistent(&chain);
 }
 
 #[test]

@@ -218,6 +218,8 @@ impl ChainState {
         now_ms: u64,
     ) -> Result<BlockOutcome, ChainError> {
         let parent_hash = block.header.prev_hash;
+        // A held orphan's body was checked against this header before it was held, so it
+        // is the block this header names: another copy adds nothing, whatever its body.
         if self.orphans.contains(&hash) {
             return Ok(BlockOutcome::Orphan {
                 missing_parent: parent_hash,
@@ -273,6 +275,11 @@ impl ChainState {
                             },
                         });
                     }
+                    // Check the body before holding it too: the pool keeps one block per
+                    // header hash, so a copy of a real header with a tampered body, held
+                    // first, would turn the real block away when it came. Refused here, it
+                    // leaves no trace, and the real block can still be held.
+                    body_txids(hash, &block)?;
                     debug!(block = %hash, parent = %parent_hash, "holding an orphan block");
                     self.orphans.insert(hash, block, size);
                     return Ok(BlockOutcome::Orphan {
@@ -297,21 +304,17 @@ impl ChainState {
         let record = self.index.record(&hash);
 
         // A body that does not match its header says nothing about the header: reject it
-        // without marking the block, or anyone could poison a valid header with junk.
-        let txids = block.compute_txids();
-        let computed = compute_merkle_root(&txids);
-        if computed != block.header.merkle_root || block.transactions.is_empty() {
-            if let Some((hash, _)) = new_record {
-                self.persist_record(hash)?;
+        // without marking the block, or anyone could poison a valid header with junk. The
+        // header itself passed its checks, so it stays indexed.
+        let txids = match body_txids(hash, &block) {
+            Ok(txids) => txids,
+            Err(error) => {
+                if let Some((hash, _)) = new_record {
+                    self.persist_record(hash)?;
+                }
+                return Err(error);
             }
-            return Err(ChainError::Invalid {
-                hash,
-                error: ConsensusError::BadMerkleRoot {
-                    header: block.header.merkle_root,
-                    computed,
-                },
-            });
-        }
+        };
         if let Err(error) =
             validate_block_structure_with_txids(self.params, &block, record.height, &txids)
         {
@@ -408,6 +411,25 @@ impl ChainState {
         self.flush_if_over_budget()?;
         Ok(BlockOutcome::MainChain)
     }
+}
+
+/// The block's transaction ids, if its body is the one its header commits to (through the
+/// Merkle root) and is not empty. Failing this says nothing about the header, only that
+/// this copy of the block was damaged or tampered with, so callers must not mark the
+/// header failed.
+fn body_txids(hash: BlockHash, block: &Block) -> Result<Vec<Txid>, ChainError> {
+    let txids = block.compute_txids();
+    let computed = compute_merkle_root(&txids);
+    if computed != block.header.merkle_root || block.transactions.is_empty() {
+        return Err(ChainError::Invalid {
+            hash,
+            error: ConsensusError::BadMerkleRoot {
+                header: block.header.merkle_root,
+                computed,
+            },
+        });
+    }
+    Ok(txids)
 }
 
 /// Stores a block's data and its index record in `write`.

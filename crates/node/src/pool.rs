@@ -503,6 +503,8 @@ impl Node {
             && let Err(error) = core.chain.sync()
         {
             core.mempool.remove_with_descendants([accepted.txid]);
+            // What it evicted has left the pool for good: its rows go too.
+            self.pool_store.remove(&accepted.evicted);
             return Err(error.into());
         }
         let queued = Queued {
@@ -526,7 +528,7 @@ impl Node {
     ) -> Result<(), NodeError> {
         let txid = accepted.txid;
         if let Err(error) = self.pool_store.wait(queued.ticket) {
-            let removed = self.take_out_unstored(txid, false);
+            let removed = self.take_out_unstored(txid, false, &accepted.evicted);
             warn!(
                 %txid,
                 removed = removed.len(),
@@ -541,7 +543,7 @@ impl Node {
                 return Ok(());
             };
             drop(core);
-            let removed = self.take_out_unstored(txid, true);
+            let removed = self.take_out_unstored(txid, true, &[]);
             warn!(
                 %txid,
                 %parent,
@@ -596,15 +598,24 @@ impl Node {
     }
 
     /// Takes `txid` and its descendants out of the pool, and their rows out of the store
-    /// (a descendant's commit may have succeeded; `txid`'s own, if `own_row_stored`).
-    fn take_out_unstored(&self, txid: Txid, own_row_stored: bool) -> Vec<Txid> {
+    /// (a descendant's commit may have succeeded; `txid`'s own, if `own_row_stored`), and
+    /// the rows of what its admission `evicted` if its commit (which held their removal)
+    /// failed: they left the pool for good, and a restart must not bring them back. One
+    /// pooled again since keeps its row.
+    fn take_out_unstored(&self, txid: Txid, own_row_stored: bool, evicted: &[Txid]) -> Vec<Txid> {
         let mut core = lock(&self.core);
         let removed = core.mempool.remove_with_descendants([txid]);
-        let rows: Vec<Txid> = removed
+        let mut rows: Vec<Txid> = removed
             .iter()
             .copied()
             .filter(|removed| own_row_stored || *removed != txid)
             .collect();
+        rows.extend(
+            evicted
+                .iter()
+                .copied()
+                .filter(|evicted| !core.mempool.contains(evicted)),
+        );
         self.pool_store.remove(&rows);
         // Out of the pool, it no longer stands against a transaction spending it: if it
         // comes back, its row is queued again.
@@ -1110,6 +1121,51 @@ mod tests {
             .expect("the same payment is accepted once the store works");
         assert!(test.pool_holds(&accepted.txid));
         assert_eq!(test.stored_pool_txids().len(), 2);
+    }
+
+    /// A payment that evicts another from a full pool and then cannot be stored leaves
+    /// the pool, and so has the one it evicted; that one's removal was in the commit that
+    /// failed, so its row stayed, and a restart brought it back.
+    #[test]
+    fn what_a_refused_payment_evicted_does_not_come_back_at_a_restart() {
+        use powchain_consensus::FeeRate;
+
+        let payment_bytes = 187;
+        let test = TestNode::open_configured(
+            Network::Regtest,
+            crate::testing::ManualClock::starting_at(
+                Network::Regtest.params().genesis().header.time_ms + 3_000,
+            ),
+            |config| config.mempool.max_bytes = payment_bytes + 100,
+        );
+        test.mine_until_spendable();
+        test.mine(false);
+        let pay = |units_per_byte: u64| {
+            test.node.send(
+                test_address(3),
+                Amount::ONE_COIN,
+                Some(FeeRate::from_units_per_byte(units_per_byte)),
+            )
+        };
+        let evicted = pay(10).expect("the wallet pays");
+        assert_eq!(evicted.transaction.compute_size(), payment_bytes);
+        assert_eq!(test.stored_pool_txids(), vec![evicted.txid]);
+
+        test.node.pool_store.fail_commits.store(true, SeqCst);
+        let error = pay(40).expect_err("its row could not be stored");
+        assert!(matches!(error, NodeError::PoolStore { .. }), "{error:?}");
+        assert!(
+            !test.pool_holds(&evicted.txid),
+            "pushed out by the better payment"
+        );
+        test.node.pool_store.fail_commits.store(false, SeqCst);
+
+        let test = test.reopen();
+        assert!(
+            !test.pool_holds(&evicted.txid),
+            "what left the pool does not come back"
+        );
+        assert!(test.stored_pool_txids().is_empty());
     }
 
     /// A regtest node, a transaction `parent` (not submitted) spending a mature coinbase

@@ -70,9 +70,9 @@ pub enum MempoolError {
         max: usize,
     },
     /// The pool is full and the transaction does not pay more than what would have to be
-    /// evicted to make room for it.
+    /// evicted to make room for it, by the pool's minimum fee rate.
     #[error(
-        "pool is full: fee rate {fee_rate} does not beat {lowest}, the lowest package that would have to go"
+        "pool is full: fee rate {fee_rate} does not beat {lowest}, the lowest package that would have to go, by the pool's minimum fee rate (about {needed} is needed)"
     )]
     PoolFull {
         /// The transaction's fee rate.
@@ -80,6 +80,8 @@ pub enum MempoolError {
         /// The descendant-package fee rate of the cheapest package that would have to be
         /// evicted.
         lowest: FeeRate,
+        /// `lowest` plus the pool's minimum fee rate: about what a newcomer must pay.
+        needed: FeeRate,
     },
     /// The transaction alone is larger than the pool's whole byte budget.
     #[error("transaction is {size} bytes, larger than the pool's {max} bytes")]

@@ -4,9 +4,17 @@
 //!   bid = the newcomer's rate, or its package's with its pooled ancestors if lower
 //!   while the newcomer does not fit:
 //!     lowest descendant-package score that is not the newcomer's ancestor
-//!       pays less than the bid? ─yes─▶ evict it with its descendants, look again
-//!                                    ─no──▶ put back everything evicted, PoolFull
+//!       pays at least the pool's minimum rate a byte less than the bid?
+//!         ─yes─▶ evict it with its descendants, look again
+//!         ─no──▶ put back everything evicted, PoolFull
 //! ```
+//!
+//! The increment (the pool's minimum fee rate, as Bitcoin Core's `-incrementalrelayfee`
+//! defaults to its `-minrelaytxfee`) makes room cost something: without it, one unit of
+//! fee more than the lowest package bought its place, so a stranger holding a few coins
+//! could evict its own payment with a new one, and that one with the first again plus a
+//! unit, for ever, each a new transaction every node validates and relays, none of them
+//! ever mined. Now each such round costs the increment on every byte again.
 //!
 //! A package is a transaction with all its pooled descendants: evicting a parent without
 //! its children would leave them spending outputs that no longer exist. Pricing by the
@@ -68,7 +76,7 @@ impl Mempool {
             return Ok(());
         }
         let candidate = self.lowest_evictable(ancestors);
-        if candidate.is_some_and(|candidate| pays_less(&candidate, bid)) {
+        if candidate.is_some_and(|candidate| self.outbids(bid, &candidate)) {
             Ok(())
         } else {
             Err(self.pool_full_error(bid, candidate))
@@ -96,14 +104,19 @@ impl Mempool {
         let lowest = candidate
             .or_else(|| self.eviction_order.first().copied())
             .map_or(FeeRate::ZERO, |score| score.fee_rate());
+        let increment = self.options.min_fee_rate.to_units_per_kilobyte();
         MempoolError::PoolFull {
             fee_rate: bid.fee_rate(),
             lowest,
+            needed: FeeRate::from_units_per_kilobyte(
+                lowest.to_units_per_kilobyte().saturating_add(increment),
+            ),
         }
     }
 
     /// Evicts the lowest-paying descendant packages until `incoming` fits, as long as each
-    /// pays a lower rate than its `bid` ([`Mempool::bid_for_room`]). If one that must go
+    /// pays a lower rate than its `bid` ([`Mempool::bid_for_room`]) by the pool's minimum
+    /// fee rate at least ([`Mempool::outbids`]). If one that must go
     /// does not, puts everything back and refuses with [`MempoolError::PoolFull`].
     ///
     /// Removing a package lowers its ancestors' descendant totals and so moves them in
@@ -119,7 +132,7 @@ impl Mempool {
         while self.total_bytes + incoming.size > self.options.max_bytes {
             let candidate = self.lowest_evictable(ancestors);
             match candidate {
-                Some(candidate) if pays_less(&candidate, bid) => {
+                Some(candidate) if self.outbids(bid, &candidate) => {
                     let package = self.with_descendants([candidate.txid]);
                     evicted.extend(self.remove_entries(&package));
                 }
@@ -145,7 +158,24 @@ impl Mempool {
     }
 }
 
-/// True if `candidate`'s package pays a strictly lower exact rate than `bid`.
-fn pays_less(candidate: &PackageScore, bid: &PackageTotals) -> bool {
-    PackageScore::compare_rate(candidate.fee, candidate.size, bid.fee, bid.size) == Ordering::Less
+impl Mempool {
+    /// True if `bid` pays at least the pool's minimum fee rate a byte more than
+    /// `candidate`'s package (exactly, and strictly more with a minimum of zero): the
+    /// increment a newcomer pays to take a place (see the module documentation).
+    fn outbids(&self, bid: &PackageTotals, candidate: &PackageScore) -> bool {
+        let increment = self.options.min_fee_rate;
+        // The candidate's fee raised by the increment on its bytes (rounded up); past
+        // the money range, nothing outbids it.
+        let Some(raised) = increment
+            .fee_for(candidate.size)
+            .and_then(|extra| candidate.fee.checked_add(extra))
+        else {
+            return false;
+        };
+        match PackageScore::compare_rate(raised, candidate.size, bid.fee, bid.size) {
+            Ordering::Less => true,
+            Ordering::Equal => increment > FeeRate::ZERO,
+            Ordering::Greater => false,
+        }
+    }
 }

@@ -606,7 +606,8 @@ fn a_full_pool_evicts_the_lowest_package_and_refuses_a_cheaper_newcomer() {
         error,
         MempoolError::PoolFull {
             fee_rate: FeeRate::from_units_per_byte(3),
-            lowest: FeeRate::from_units_per_byte(5)
+            lowest: FeeRate::from_units_per_byte(5),
+            needed: FeeRate::from_units_per_byte(6)
         }
     );
     assert_eq!(error.rule(), "pool-full");
@@ -614,6 +615,51 @@ fn a_full_pool_evicts_the_lowest_package_and_refuses_a_cheaper_newcomer() {
     let equal = spend(&chain, &pool, &[chain.mature_coin(4).0], 1, per_byte(5));
     let error = accept(&mut pool, &chain, equal).expect_err("an equal rate does not win");
     assert_eq!(error.rule(), "pool-full");
+}
+
+/// Room costs the pool's minimum fee rate on every byte again: one unit of fee more than
+/// the lowest package bought its place, so a stranger could evict its own payment with a
+/// new one and that one with the first again, for ever, each round a new transaction
+/// every node validates and relays for next to nothing.
+#[test]
+fn evicting_a_package_costs_the_minimum_fee_rate_on_its_bytes() {
+    let chain = TestChain::regtest_with_mature_coins(4);
+    let mut pool = pool_for(
+        &chain,
+        MempoolOptions {
+            max_bytes: ONE_IN_ONE_OUT_BYTES,
+            ..options()
+        },
+    );
+    let minimum = options().min_fee_rate;
+    let fee = |units: u64| units * ONE_IN_ONE_OUT_BYTES as u64;
+    let first = spend(&chain, &pool, &[chain.mature_coin(0).0], 1, fee(2));
+    accept(&mut pool, &chain, first.clone()).expect("room");
+    // One unit more in all: not enough.
+    let unit_more = spend(&chain, &pool, &[chain.mature_coin(1).0], 1, fee(2) + 1);
+    let error = accept(&mut pool, &chain, unit_more).expect_err("a unit does not buy room");
+    assert!(
+        matches!(error, MempoolError::PoolFull { needed, .. } if needed == FeeRate::from_units_per_byte(3)),
+        "{error:?}"
+    );
+    assert!(pool.contains(&first.compute_txid()));
+    // The minimum rate more on every byte: room.
+    let raised = fee(2)
+        + minimum
+            .fee_for(ONE_IN_ONE_OUT_BYTES)
+            .expect("small")
+            .to_units();
+    let second = spend(&chain, &pool, &[chain.mature_coin(2).0], 1, raised);
+    let accepted = accept(&mut pool, &chain, second).expect("pays the increment");
+    assert_eq!(accepted.evicted, vec![first.compute_txid()]);
+    // The first payment's coin, spent again one unit above the second: refused again.
+    let again = spend(&chain, &pool, &[chain.mature_coin(0).0], 1, raised + 1);
+    assert_eq!(
+        accept(&mut pool, &chain, again)
+            .expect_err("each round costs the increment again")
+            .rule(),
+        "pool-full"
+    );
 }
 
 #[test]
@@ -707,7 +753,8 @@ fn a_child_bids_for_room_at_its_package_rate_with_its_ancestors() {
         error,
         MempoolError::PoolFull {
             fee_rate: FeeRate::from_units_per_kilobyte(10_500),
-            lowest: FeeRate::from_units_per_byte(12)
+            lowest: FeeRate::from_units_per_byte(12),
+            needed: FeeRate::from_units_per_byte(13)
         }
     );
     assert_eq!(snapshot(&pool), before);
@@ -760,7 +807,8 @@ fn a_refused_newcomer_leaves_a_partly_evicted_pool_as_it_was() {
         error,
         MempoolError::PoolFull {
             fee_rate: FeeRate::from_units_per_byte(5),
-            lowest: FeeRate::from_units_per_byte(6)
+            lowest: FeeRate::from_units_per_byte(6),
+            needed: FeeRate::from_units_per_byte(7)
         }
     );
     assert_eq!(snapshot(&pool), before);

@@ -126,6 +126,25 @@ impl MempoolError {
         }
     }
 
+    /// The coinbase output the transaction spends before it matures at this node's tip,
+    /// if that is why it was refused ([`MempoolError::mature_at`] says when it matures).
+    pub fn immature_input(&self) -> Option<OutPoint> {
+        match self {
+            MempoolError::Invalid(error) => match error.root_cause() {
+                ConsensusError::ImmatureCoinbaseSpend { outpoint, .. } => Some(*outpoint),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The output a refused transaction waits for, if something arriving later may let it
+    /// in: its missing input (a parent to come), or the coinbase it spends before it
+    /// matures here (a block to come).
+    pub fn awaited_input(&self) -> Option<OutPoint> {
+        self.missing_input().or_else(|| self.immature_input())
+    }
+
     /// True if the transaction breaks a consensus rule whatever else arrives later (the
     /// sender's fault); false for policy refusals, for a missing parent, and for a spend of
     /// a coinbase not mature at this node's tip ([`MempoolError::mature_at`]): a later
@@ -175,10 +194,13 @@ mod tests {
             maturity: 10,
         });
         assert_eq!(premature.mature_at(), Some(BlockHeight(15)));
+        assert_eq!(premature.awaited_input(), Some(outpoint));
         assert!(!premature.is_invalid(), "a later block lets it in: no ban");
         let missing = MempoolError::Invalid(ConsensusError::MissingInput { outpoint });
         assert!(!missing.is_invalid(), "its parent may come");
+        assert_eq!(missing.awaited_input(), Some(outpoint));
         let forged = MempoolError::Invalid(ConsensusError::BadSignature { input_index: 0 });
         assert!(forged.is_invalid());
+        assert_eq!(forged.awaited_input(), None);
     }
 }

@@ -158,9 +158,11 @@ pub(crate) struct TransactionRelay {
     /// The newest [`RECENT_GENERATION`] to twice as many seen.
     recent: RollingSet<Txid>,
     /// Transactions from peers that spend an output nobody here has seen yet (their parent
-    /// may be in a block or pool still to come), oldest first: tried again once the output
-    /// each lacked appears (its transaction enters the pool, or the tip moves and it is in
-    /// the UTXO set).
+    /// may be in a block or pool still to come), or a coinbase not mature here yet (the
+    /// sender may be the block ahead that makes it mature), oldest first: tried again once
+    /// the output each lacked appears (its transaction enters the pool, or the tip moves
+    /// and it is in the UTXO set, where an immature coinbase already is: tried at each new
+    /// tip). Without the hold, a premature spend stayed seen and was never fetched again.
     orphans: VecDeque<Orphan>,
     /// The encoded bytes of `orphans`.
     orphan_bytes: usize,
@@ -243,6 +245,13 @@ impl P2p {
         self.transactions().first_sight(txid)
     }
 
+    /// Forgets `txid` as seen: a transaction delivered that the node never got to judge
+    /// (its batch stopped at an invalid one before it), so a later announcement of it is
+    /// fetched.
+    pub(crate) fn forget_seen_transaction(&self, txid: &Txid) {
+        self.transactions().recent.remove(txid);
+    }
+
     /// True if a transaction id was seen (delivered, accepted or refused) recently.
     pub(crate) fn has_seen_transaction(&self, txid: &Txid) -> bool {
         self.transactions().recent.contains(txid)
@@ -301,7 +310,7 @@ impl P2p {
                 .await;
             match result {
                 Some(Err(NodeError::Mempool(error))) => {
-                    if let Some(lacking) = error.missing_input() {
+                    if let Some(lacking) = error.awaited_input() {
                         self.transactions().put_back(Orphan { lacking, ..orphan });
                     }
                 }

@@ -23,10 +23,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .iter()
             .map(|transaction| (transaction.compute_txid(), transaction.clone()))
             .collect();
+        // Seen at once, so that nobody else is asked for them while the node judges them.
         for (txid, _) in &held {
             self.known.insert(&InventoryItem::Transaction(*txid));
             self.p2p.first_sight_of_transaction(*txid);
-            self.p2p.transaction_arrived(txid);
         }
         let count = u32::try_from(transactions.len()).unwrap_or(u32::MAX);
         self.p2p.simulated_validation(0, 0, count).await;
@@ -35,7 +35,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .blocking(move |node| node.submit_peer_transactions(transactions))
             .await
             .ok_or(SessionEnd::Shutdown)?;
+        // The node judges a batch up to its first invalid transaction (the peer is banned
+        // for it). Those it judged have arrived; those after were never judged, so they
+        // are not seen, and their requests stay with this peer until its session ends and
+        // pass to their next announcer: marked seen and done, a stranger that sent a
+        // forgery first could bury the real payments it sent after it.
+        for (index, (txid, _)) in held.iter().enumerate() {
+            if index < results.len() {
+                self.p2p.transaction_arrived(txid);
+            } else {
+                self.p2p.forget_seen_transaction(txid);
+            }
+        }
         let mut orphans = Vec::new();
+        let mut misbehaviour = None;
         for ((txid, held), result) in held.into_iter().zip(results) {
             match result {
                 Ok(_) => {
@@ -47,16 +60,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 // conflict, a full pool), a parent not yet seen and a coinbase that is not
                 // mature yet here are not.
                 Err(NodeError::Mempool(error)) if error.is_invalid() => {
-                    return Err(Misbehaviour::new(
+                    misbehaviour = Some(Misbehaviour::new(
                         error.rule(),
                         format!("invalid transaction {txid}: {error}"),
-                    )
-                    .into());
+                    ));
+                    break;
                 }
-                Err(NodeError::Mempool(error)) if error.missing_input().is_some() => {
-                    if let Some(lacking) = error.missing_input() {
-                        orphans.push((txid, held, lacking));
-                    }
+                // A parent still to come, or a block that makes the coinbase it spends
+                // mature: held, and tried again then.
+                Err(NodeError::Mempool(error)) if let Some(lacking) = error.awaited_input() => {
+                    orphans.push((txid, held, lacking));
                 }
                 Err(NodeError::Mempool(error)) => {
                     debug!(peer = %self.label, %txid, reason = %error, "transaction not pooled");
@@ -66,14 +79,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
                 }
             }
         }
+        // Those before a forgery are held as if it had not come.
         self.hold_orphans(orphans).await?;
+        if let Some(misbehaviour) = misbehaviour {
+            return Err(misbehaviour.into());
+        }
         // The peer's load fell by what it delivered.
         self.ask_for_deferred_transactions().await?;
         Ok(())
     }
 
     /// Holds transactions whose input is missing until their parent arrives (in a block,
-    /// or after a reorganisation returns it to a pool), unless a block of ours already
+    /// or after a reorganisation returns it to a pool), or that spend a coinbase not
+    /// mature here until the next block, unless a block of ours already
     /// confirmed them: a transaction arriving just after the block that holds it (asked
     /// for before, or sent by a peer a block behind) lacks the very coins it spent there,
     /// and would wait in the hold for good, pushing out real orphans.

@@ -21,10 +21,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Socket, TestNode, config, raw_peer, send, wait_until};
+use common::{Socket, TestNode, config, raw_peer, raw_peer_on, send, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use powchain_consensus::testkit::TestChain;
-use powchain_consensus::{Amount, BlockHeight, Transaction, TxOut, Txid};
+use powchain_consensus::{Amount, BlockHeight, Network, Transaction, TxOut, Txid};
 use powchain_p2p::message::MAX_INVENTORY;
 use powchain_p2p::{InventoryItem, MAX_ANNOUNCED_PER_PEER, Message, P2pConfig};
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -506,6 +506,117 @@ async fn transactions_sent_back_to_back_are_admitted_in_order_and_an_invalid_one
         "what came before the forgery is pooled, the child after its parent"
     );
     assert!(node.node.pool_transaction(&forged.compute_txid()).is_none());
+    node.stop().await;
+}
+
+/// A payment spending a coinbase that matures at its sender's tip but not yet here (the
+/// sender is a block ahead) is not the sender's fault; it stayed seen, so it was never
+/// fetched again. Now it waits in the hold and enters the pool with the block that makes
+/// its coin mature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_a_block_early_is_pooled_with_the_block_that_makes_its_coin_mature() {
+    // Devnet: a coinbase matures 10 blocks after its own.
+    let mut chain = TestChain::new(Network::Devnet);
+    let maturity = chain.params.coinbase_maturity;
+    chain.mine_empty(usize::try_from(maturity).expect("small") - 1);
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut node = TestNode::start_on(
+        Network::Devnet,
+        temp.path().to_path_buf(),
+        common::config(vec![], 0),
+        Arc::new(powchain_node::SystemClock),
+        powchain_p2p::Environment::default(),
+    )
+    .await;
+    node.keep(temp);
+    node.submit_chain(&chain).await;
+    // The first block's coinbase, spendable in the block after the next one here.
+    let early = chain.spend(
+        &[chain.coinbase_outpoint(1)],
+        vec![out(40 * 100_000_000, 1)],
+        &[chain.miner],
+        &HashMap::new(),
+    );
+    let txid = early.compute_txid();
+
+    let mut peer = raw_peer_on(Network::Devnet, &node.url(), 46_090)
+        .await
+        .expect("connects");
+    send(&mut peer, Message::Transaction(Box::new(early))).await;
+    wait_until("the payment is held", LIMIT, || async {
+        node.p2p.held_orphan_transactions() == 1
+    })
+    .await;
+    assert!(node.node.pool_transaction(&txid).is_none(), "not yet");
+    assert!(node.p2p.banned().is_empty(), "not the sender's fault");
+
+    let next = chain.build(vec![], Amount::ZERO);
+    chain.push(next.clone()).expect("valid");
+    let core = Arc::clone(&node.node);
+    tokio::task::spawn_blocking(move || core.submit_block(next))
+        .await
+        .expect("task")
+        .expect("a valid block");
+    wait_until("the payment is pooled", LIMIT, || async {
+        node.node.pool_transaction(&txid).is_some()
+    })
+    .await;
+    assert_eq!(node.p2p.held_orphan_transactions(), 0);
+    node.stop().await;
+}
+
+/// A forgery sent first in a burst ends the batch there, and its sender is banned; the
+/// payments after it were never judged. They were marked seen and their requests done, so
+/// honest announcements of them were not fetched: a stranger could bury real payments
+/// behind a forgery. Now they are fetched from the next announcer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_sent_after_a_forgery_in_one_burst_are_fetched_from_honest_peers() {
+    let chain = TestChain::regtest_with_mature_coins(2);
+    let node = node_with(&chain).await;
+    let payment = chain.spend(
+        &[chain.mature_coin(0).0],
+        vec![out(40 * 100_000_000, 1)],
+        &[chain.miner],
+        &HashMap::new(),
+    );
+    let txid = payment.compute_txid();
+    let mut forged = chain.spend(
+        &[chain.mature_coin(1).0],
+        vec![out(40 * 100_000_000, 1)],
+        &[chain.miner],
+        &HashMap::new(),
+    );
+    forged.outputs[0].value = Amount::from_units(45 * 100_000_000).expect("in range");
+
+    let mut stranger = raw_peer(&node.url(), 46_095).await.expect("connects");
+    for transaction in [&forged, &payment] {
+        stranger
+            .feed(Frame::binary(
+                Message::Transaction(Box::new(transaction.clone())).to_bytes(),
+            ))
+            .await
+            .expect("queued");
+    }
+    stranger.flush().await.expect("sent");
+    wait_until("the forger is banned", LIMIT, || async {
+        !node.p2p.banned().is_empty()
+    })
+    .await;
+    let mut honest = raw_peer(&node.url(), 46_096).await.expect("connects");
+    send(
+        &mut honest,
+        Message::Inventory(vec![transaction_item(txid)]),
+    )
+    .await;
+    expect_message(&mut honest, "getdata for the payment", |message| {
+        names(message, get_data, txid)
+    })
+    .await;
+    send(&mut honest, Message::Transaction(Box::new(payment))).await;
+    wait_until("the payment is pooled", LIMIT, || async {
+        node.node.pool_transaction(&txid).is_some()
+    })
+    .await;
     node.stop().await;
 }
 

@@ -39,11 +39,14 @@ pub fn hello(network: Network, listen_port: u16) -> Message {
 /// Connects to `url` as a raw regtest peer announcing `listen_port` and sends its hello
 /// (the node's own hello is left unread); `None` if the node cannot be reached.
 pub async fn raw_peer(url: &str, listen_port: u16) -> Option<Socket> {
+    raw_peer_on(Network::Regtest, url, listen_port).await
+}
+
+/// [`raw_peer`] on `network`.
+pub async fn raw_peer_on(network: Network, url: &str, listen_port: u16) -> Option<Socket> {
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.ok()?;
     socket
-        .send(Frame::binary(
-            hello(Network::Regtest, listen_port).to_bytes(),
-        ))
+        .send(Frame::binary(hello(network, listen_port).to_bytes()))
         .await
         .ok()?;
     Some(socket)
@@ -138,6 +141,17 @@ impl TestNode {
         clock: Arc<dyn Clock>,
         environment: Environment,
     ) -> TestNode {
+        TestNode::start_on(Network::Regtest, dir, config, clock, environment).await
+    }
+
+    /// [`TestNode::start_with`] on `network`.
+    pub async fn start_on(
+        network: Network,
+        dir: PathBuf,
+        config: P2pConfig,
+        clock: Arc<dyn Clock>,
+        environment: Environment,
+    ) -> TestNode {
         // POWCHAIN_LOG=debug shows what the nodes do.
         if let Ok(filter) = std::env::var("POWCHAIN_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -145,7 +159,7 @@ impl TestNode {
                 .with_test_writer()
                 .try_init();
         }
-        let mut node_config = NodeConfig::new(Network::Regtest, dir.clone());
+        let mut node_config = NodeConfig::new(network, dir.clone());
         node_config.miner_threads = 1;
         node_config.signature_threads = 1;
         let opened = {

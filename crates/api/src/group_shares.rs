@@ -1,5 +1,6 @@
 //! Places counted per address group: what one group holds of a limited thing (event
-//! streams, turns to wait for a place), each place given back when its guard drops.
+//! streams, transaction streams, turns to wait for a place), each place given back when
+//! its guard drops.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -6,7 +6,7 @@
 //!   accept ──(max_connections, an eighth per address group)──▶ connection ──(header_read_timeout, also between
 //!   requests)──▶ request ──(request_timeout; not GET /events)──▶ handler
 //!                                   GET /events ──(max_event_subscribers, an eighth per group)──▶ stream
-//!                                   GET /txs/ws ──(4 places, transaction_stream_idle, _write_timeout)──▶ WebSocket
+//!                                   GET /txs/ws ──(4 places, 1 per group, transaction_stream_idle, _write_timeout)──▶ WebSocket
 //!                                   GET /blocks, /transactions ──(max_page_bytes)──▶ page
 //!                                   large reads (pages, a block, an address …) ──(max_large_reads)──▶ handler
 //!   answer ──(write_stall_timeout: the client must keep reading)──▶ client

@@ -89,7 +89,7 @@ impl ConnectionLimits {
 }
 
 /// The address group of the client that sent a request: an extension of every request the
-/// server hands the router, for limits that count per group (`events.rs`).
+/// server hands the router, for limits that count per group (`events.rs`, `tx_stream.rs`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ClientGroup(pub(crate) AddressGroup);
 

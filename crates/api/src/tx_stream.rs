@@ -12,8 +12,8 @@
 //! leaves the node idle meanwhile. On a stream the next batch is already on the connection
 //! when an answer leaves, so a client keeps the node busy from one connection.
 //!
-//! Bounded like every other endpoint: at most [`MAX_TRANSACTION_STREAMS`] streams at once
-//! (503 past that, before the upgrade), a message of at most
+//! Bounded like every other endpoint: at most [`MAX_TRANSACTION_STREAMS`] streams at once,
+//! one of them to an address group (503 past that, before the upgrade), a message of at most
 //! [`MAX_BATCH_BODY_BYTES`](crate::router::MAX_BATCH_BODY_BYTES) (a larger one closes the
 //! stream with 1009), at most [`IN_FLIGHT`] messages admitted ahead of their answers (a
 //! client that does not read its answers stops being read), an answer taken within
@@ -34,7 +34,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, SplitSink};
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
-use powchain_node::Node;
+use powchain_node::{AddressGroup, Node};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
@@ -44,8 +44,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::error::ApiError;
+use crate::group_shares::{GroupShare, GroupShares};
 use crate::input::NoQuery;
 use crate::router::MAX_BATCH_BODY_BYTES;
+use crate::server::ClientGroup;
 use crate::transactions::{BatchResult, RawTransactionsRequest, SubmitBatchResponse, start_batch};
 
 /// Transaction streams open at once, at most: each may hold a message of up to 2 MiB
@@ -61,12 +63,21 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(500);
 /// The places of [`MAX_TRANSACTION_STREAMS`], shared by one router's streams, and how long
 /// a stream may stay silent (`ApiOptions::transaction_stream_idle`) and take to take an
 /// answer (`ApiOptions::transaction_stream_write_timeout`).
+///
+/// One address group holds at most an eighth of the places, at least one (the operator's
+/// own `127.0.0.1` and `::1` are not capped): one stranger opening every stream, and
+/// opening them again as soon as the idle close freed them, answered everyone else 503
+/// nearly always (docs/SECURITY.md, item 86).
 #[derive(Clone, Debug)]
 pub struct StreamSlots {
     places: Arc<Semaphore>,
+    by_group: GroupShares,
     idle: Duration,
     write_timeout: Duration,
 }
+
+/// A stream's place: one of all the streams', and one of its client's group's.
+type StreamPlace = (GroupShare, OwnedSemaphorePermit);
 
 impl StreamSlots {
     /// Room for [`MAX_TRANSACTION_STREAMS`] streams, each closed after `idle` of silence
@@ -74,9 +85,39 @@ impl StreamSlots {
     pub(crate) fn new(idle: Duration, write_timeout: Duration) -> StreamSlots {
         StreamSlots {
             places: Arc::new(Semaphore::new(MAX_TRANSACTION_STREAMS)),
+            by_group: GroupShares::default(),
             idle,
             write_timeout,
         }
+    }
+
+    /// A place for one more stream, to a client of `group`, held until it drops.
+    ///
+    /// # Errors
+    /// A 503 `[too-many-streams]` when all [`MAX_TRANSACTION_STREAMS`] places are taken,
+    /// or the group holds its share of them.
+    fn join(&self, group: AddressGroup) -> Result<StreamPlace, ApiError> {
+        let taken = self
+            .by_group
+            .try_take(
+                group,
+                AddressGroup::share_of(MAX_TRANSACTION_STREAMS),
+                || Arc::clone(&self.places).try_acquire_owned().ok(),
+            )
+            .map_err(|held| {
+                ApiError::unavailable(format!(
+                    "clients of your network ({group}) already hold {held} of the node's \
+                     {MAX_TRANSACTION_STREAMS} transaction streams, the most one network may \
+                     hold at once; try again later, or use POST /txs [too-many-streams]"
+                ))
+            })?;
+        taken.ok_or_else(|| {
+            ApiError::unavailable(format!(
+                "the node already takes transactions on {MAX_TRANSACTION_STREAMS} streams, \
+                 the most it serves at once; try again later, or use POST /txs \
+                 [too-many-streams]"
+            ))
+        })
     }
 }
 
@@ -85,20 +126,19 @@ impl StreamSlots {
 ///
 /// # Errors
 /// 400 for a request that is not a WebSocket handshake (`[not-a-websocket]`); 503 when all
-/// [`MAX_TRANSACTION_STREAMS`] places are taken (`[too-many-streams]`).
+/// [`MAX_TRANSACTION_STREAMS`] places are taken, or the client's address group holds its
+/// share of them (`[too-many-streams]`).
 pub async fn stream(
     State(node): State<Arc<Node>>,
     Extension(slots): Extension<StreamSlots>,
+    client: Option<Extension<ClientGroup>>,
     _query: NoQuery,
     mut request: Request,
 ) -> Result<Response, ApiError> {
     let accept = handshake_accept(request.headers())?;
-    let permit = Arc::clone(&slots.places).try_acquire_owned().map_err(|_| {
-        ApiError::unavailable(format!(
-            "the node already takes transactions on {MAX_TRANSACTION_STREAMS} streams, the \
-             most it serves at once; try again later, or use POST /txs [too-many-streams]"
-        ))
-    })?;
+    // A request that did not come through the server's accept loop is the process's own.
+    let group = client.map_or(AddressGroup::Local, |Extension(ClientGroup(group))| group);
+    let place = slots.join(group)?;
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         match upgrade.await {
@@ -112,7 +152,7 @@ pub async fn stream(
                     Some(config),
                 )
                 .await;
-                serve(socket, node, &slots, permit).await;
+                serve(socket, node, &slots, place).await;
             }
             Err(error) => tracing::debug!(%error, "a transaction stream's upgrade failed"),
         }
@@ -160,12 +200,12 @@ fn handshake_accept(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
 /// Reads messages and answers each in order, until the client closes, breaks a limit,
 /// goes silent, or the node stops. A message is admitted as soon as it is read (in order:
 /// a parent in one message, its child in the next); while its rows are written, up to
-/// [`IN_FLIGHT`] more are read and admitted. `_permit` is the stream's place.
+/// [`IN_FLIGHT`] more are read and admitted. `_place` is the stream's place.
 async fn serve<S>(
     socket: WebSocketStream<S>,
     node: Arc<Node>,
     slots: &StreamSlots,
-    _permit: OwnedSemaphorePermit,
+    _place: StreamPlace,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -335,6 +375,8 @@ async fn close<S>(
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use powchain_consensus::encode::Encode;
     use powchain_consensus::{Transaction, hex};
     use tokio::net::TcpStream;
@@ -349,12 +391,25 @@ mod tests {
 
     /// A WebSocket client of `GET /txs/ws`, or the HTTP status it was refused with.
     async fn connect(server: &TestServer) -> Result<Client, u16> {
+        connect_from(Ipv4Addr::LOCALHOST, server).await
+    }
+
+    /// [`connect`] from `source` (another loopback address is another client's, of the
+    /// address group it falls in).
+    async fn connect_from(source: Ipv4Addr, server: &TestServer) -> Result<Client, u16> {
         let url = format!("ws://{}/txs/ws", server.address);
         let request = url.into_client_request().expect("a request");
         let config = WebSocketConfig::default()
             .max_message_size(None)
             .max_frame_size(None);
-        match tokio_tungstenite::connect_async_with_config(request, Some(config), false).await {
+        let socket = crate::testing::connect_from(source, server.address).await;
+        match tokio_tungstenite::client_async_with_config(
+            request,
+            MaybeTlsStream::Plain(socket),
+            Some(config),
+        )
+        .await
+        {
             Ok((client, _)) => Ok(client),
             Err(WsError::Http(response)) => Err(response.status().as_u16()),
             Err(error) => panic!("could not connect: {error}"),
@@ -364,9 +419,14 @@ mod tests {
     /// A stream, once a place is free (a closed stream's place is freed when its task has
     /// seen the close); refused with 503 until then.
     async fn connect_when_free(server: &TestServer) -> Client {
+        connect_when_free_from(Ipv4Addr::LOCALHOST, server).await
+    }
+
+    /// [`connect_when_free`] from `source`.
+    async fn connect_when_free_from(source: Ipv4Addr, server: &TestServer) -> Client {
         let deadline = std::time::Instant::now() + DEADLINE;
         loop {
-            match connect(server).await {
+            match connect_from(source, server).await {
                 Ok(client) => return client,
                 Err(status) => assert_eq!(status, 503),
             }
@@ -630,6 +690,63 @@ mod tests {
         clients.push(connect_when_free(&server).await);
         for mut client in clients {
             client.close(None).await.expect("closes");
+        }
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
+
+    #[tokio::test]
+    async fn one_address_group_holds_one_transaction_stream_and_other_groups_are_served() {
+        use tokio::io::AsyncWriteExt;
+
+        let (_folder, node) = regtest_node(0);
+        let options = crate::ApiOptions {
+            transaction_stream_idle: Duration::from_secs(2),
+            ..crate::ApiOptions::default()
+        };
+        let mut server = TestServer::api(Arc::clone(&node), options).await;
+        let mut stranger = connect_from([127, 9, 0, 2].into(), &server)
+            .await
+            .expect("a place");
+        // Another address of its group is refused before the upgrade, told why.
+        let neighbour = [127, 9, 0, 3].into();
+        assert_eq!(connect_from(neighbour, &server).await.err(), Some(503));
+        let mut refused = crate::testing::connect_from(neighbour, server.address).await;
+        refused
+            .write_all(
+                b"GET /txs/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n\
+                  Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            )
+            .await
+            .expect("the handshake is written");
+        let answer = crate::testing::read_answer(&mut refused).await;
+        assert_eq!(answer.status, 503);
+        let message = answer.json()["error"]
+            .as_str()
+            .expect("an error message")
+            .to_owned();
+        assert!(
+            message.contains("your network (127.9.0.0/16) already hold 1 of"),
+            "{message}"
+        );
+        assert!(message.ends_with("[too-many-streams]"), "{message}");
+        // Another group, and the operator's own address past the share, are served.
+        let mut others = vec![
+            connect_from([127, 10, 0, 2].into(), &server)
+                .await
+                .expect("another group has a place"),
+        ];
+        for _ in 0..2 {
+            others.push(connect(&server).await.expect("the operator is not capped"));
+        }
+        // The stranger's silent stream is closed, and its group has a place again.
+        let frame = next_close(&mut stranger).await.expect("a close frame");
+        assert!(frame.reason.contains("idle"), "{frame:?}");
+        others.push(connect_when_free_from(neighbour, &server).await);
+        for mut other in others {
+            // The others may have been closed for their silence too.
+            let _ = other.close(None).await;
         }
         server.begin_stop();
         server.join().await.expect("the server stops cleanly");

@@ -53,11 +53,17 @@ pub fn router(node: Arc<Node>) -> Router {
 /// `serve_with`'s.
 pub fn router_with(node: Arc<Node>, options: ApiOptions) -> Router {
     let places = LargeReads::new(options.max_large_reads, options.max_unsent_answer_bytes);
-    router_sharing(node, options, places)
+    router_sharing(node, options, places, transactions::BatchSlots::default())
 }
 
-/// [`router_with`], its large reads taking turns for `places` (a test holds them).
-pub(crate) fn router_sharing(node: Arc<Node>, options: ApiOptions, places: LargeReads) -> Router {
+/// [`router_with`], its large reads taking turns for `places` and its `POST /txs` bodies
+/// held in `batches` (a test holds them).
+pub(crate) fn router_sharing(
+    node: Arc<Node>,
+    options: ApiOptions,
+    places: LargeReads,
+    batches: transactions::BatchSlots,
+) -> Router {
     let request_timeout = options.request_timeout;
     let page_bytes = PageBytes(options.max_page_bytes);
     let subscribers = EventSubscribers::new(options.max_event_subscribers);
@@ -92,7 +98,7 @@ pub(crate) fn router_sharing(node: Arc<Node>, options: ApiOptions, places: Large
             "/txs",
             post(transactions::submit_raw_batch)
                 .layer::<_, Infallible>(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES))
-                .layer::<_, Infallible>(Extension(transactions::BatchSlots::default())),
+                .layer::<_, Infallible>(Extension(batches)),
         )
         .route(
             "/txs/ws",
@@ -224,7 +230,13 @@ mod tests {
             eviction_grace: EVICTION_GRACE,
             write_stall_timeout: Duration::from_secs(10),
         };
-        let server = TestServer::router(router_sharing(node, options, places), limits).await;
+        let router = router_sharing(
+            node,
+            options,
+            places,
+            crate::transactions::BatchSlots::default(),
+        );
+        let server = TestServer::router(router, limits).await;
         // Every place is taken: a large read waits until its request times out.
         for path in ["/blocks", "/peers/banned", "/balance", "/headers"] {
             let answer = get(server.address, path).await;

@@ -89,7 +89,8 @@ impl ConnectionLimits {
 }
 
 /// The address group of the client that sent a request: an extension of every request the
-/// server hands the router, for limits that count per group (`events.rs`, `tx_stream.rs`).
+/// server hands the router, for limits that count per group (`events.rs`, `tx_stream.rs`,
+/// `transactions.rs`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ClientGroup(pub(crate) AddressGroup);
 

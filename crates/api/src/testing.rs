@@ -211,7 +211,25 @@ pub(crate) async fn post(
     body: &[u8],
     content_length: usize,
 ) -> Answer {
-    let mut stream = TcpStream::connect(address).await.expect("connects");
+    post_from(
+        std::net::Ipv4Addr::LOCALHOST,
+        address,
+        path,
+        body,
+        content_length,
+    )
+    .await
+}
+
+/// [`post`] from `source`.
+pub(crate) async fn post_from(
+    source: std::net::Ipv4Addr,
+    address: SocketAddr,
+    path: &str,
+    body: &[u8],
+    content_length: usize,
+) -> Answer {
+    let mut stream = connect_from(source, address).await;
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {content_length}\r\n\r\n"

@@ -12,20 +12,22 @@ use futures_util::StreamExt;
 use powchain_consensus::encode::Decode;
 use powchain_consensus::{Amount, FeeRate, Network, OutPoint, Transaction, TxOut, Txid, hex};
 use powchain_mempool::{Accepted, PoolEntry};
-use powchain_node::{Admissions, Node, NodeError};
+use powchain_node::{AddressGroup, Admissions, Node, NodeError};
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 use crate::body::JsonBody;
 use crate::dto::TransactionJson;
 use crate::error::ApiError;
+use crate::group_shares::{GroupBudgets, GroupBytes};
 use crate::input::{
     CheckedQuery, NoQuery, QueryParameters, page_size, parse_hash, parse_recipient,
 };
 use crate::main_chain::{confirmations, tip_height};
 use crate::page::{JsonArrayPage, PageBytes};
 use crate::router::{MAX_BATCH_BODY_BYTES, blocking};
+use crate::server::ClientGroup;
 
 /// A pooled transaction.
 #[derive(Serialize, Debug)]
@@ -270,12 +272,24 @@ pub const BATCH_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_sec
 /// so bodies are read while others are admitted.
 pub const BATCH_BODY_BUDGET_BYTES: usize = 2 * BATCH_SLOTS * MAX_BATCH_BODY_BYTES;
 
-/// The slots of [`BATCH_SLOTS`] and the bytes of [`BATCH_BODY_BUDGET_BYTES`], shared by
-/// one router's `POST /txs` requests.
+/// Bytes of [`BATCH_BODY_BUDGET_BYTES`] one address group's bodies hold at once: an eighth,
+/// one whole body (the operator's own `127.0.0.1` and `::1` are not capped). Eight bodies
+/// of one address, each sent but for its last byte, held the whole budget until their
+/// request timeout, and could be sent again: everyone else's batches waited 30 s and were
+/// answered 503 (docs/SECURITY.md, item 87).
+pub const BATCH_BODY_GROUP_SHARE_BYTES: usize = AddressGroup::share_of(BATCH_BODY_BUDGET_BYTES);
+
+// A body's bytes never wait for more than its group's whole share.
+const _: () = assert!(BATCH_BODY_GROUP_SHARE_BYTES >= MAX_BATCH_BODY_BYTES);
+
+/// The slots of [`BATCH_SLOTS`] and the bytes of [`BATCH_BODY_BUDGET_BYTES`], of which an
+/// address group's bodies hold at most [`BATCH_BODY_GROUP_SHARE_BYTES`], shared by one
+/// router's `POST /txs` requests.
 #[derive(Clone, Debug)]
 pub struct BatchSlots {
     slots: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
+    by_group: GroupBudgets,
 }
 
 impl Default for BatchSlots {
@@ -283,6 +297,7 @@ impl Default for BatchSlots {
         BatchSlots {
             slots: Arc::new(Semaphore::new(BATCH_SLOTS)),
             bytes: Arc::new(Semaphore::new(BATCH_BODY_BUDGET_BYTES)),
+            by_group: GroupBudgets::new(BATCH_BODY_GROUP_SHARE_BYTES),
         }
     }
 }
@@ -375,16 +390,21 @@ impl BatchResult {
 ///
 /// Bodies are read with no slot held, each received byte taking one of the bytes of
 /// [`BATCH_BODY_BUDGET_BYTES`] (a client that dribbles its body holds what it sent, not a
-/// slot: four of them stopped every batch until they timed out); then at most
-/// [`BATCH_SLOTS`] batches are decoded and admitted at once. So bodies of up to 2 MiB
-/// cannot add up to more than a few of them in memory however many connections send one.
+/// slot: four of them stopped every batch until they timed out), and one of its address
+/// group's [`BATCH_BODY_GROUP_SHARE_BYTES`]; then at most [`BATCH_SLOTS`] batches are
+/// decoded and admitted at once. So bodies of up to 2 MiB cannot add up to more than a few
+/// of them in memory however many connections send one, nor one group's to more than one.
 pub async fn submit_raw_batch(
     State(node): State<Arc<Node>>,
     Extension(slots): Extension<BatchSlots>,
+    client: Option<Extension<ClientGroup>>,
     _query: NoQuery,
     request: Request,
 ) -> Result<Json<SubmitBatchResponse>, ApiError> {
-    let (body, _bytes) = read_batch_body(request, &slots.bytes).await?;
+    // A request that did not come through the server's accept loop is the process's own.
+    let group = client.map_or(AddressGroup::Local, |Extension(ClientGroup(group))| group);
+    let (body, _bytes) =
+        read_batch_body(request, &slots.bytes, slots.by_group.enter(group)).await?;
     let _slot = slots
         .slots
         .acquire()
@@ -395,16 +415,23 @@ pub async fn submit_raw_batch(
     Ok(Json(admit_batch(&node, request).await?))
 }
 
-/// Reads a `POST /txs` body of at most [`MAX_BATCH_BODY_BYTES`], taking a permit of
-/// `budget` for each byte as it arrives; the permits are held until dropped.
+/// What a `POST /txs` body holds while its batch is read and answered: its bytes of the
+/// budget all bodies share, and of its address group's share.
+type HeldBytes = (Option<OwnedSemaphorePermit>, GroupBytes);
+
+/// Reads a `POST /txs` body of at most [`MAX_BATCH_BODY_BYTES`], taking for each byte as
+/// it arrives one of `group`'s bytes and then a permit of `budget`; both are held until
+/// dropped.
 ///
 /// # Errors
-/// 413 for a body (declared or sent) over the limit, 400 if it cannot be read, 503 when
-/// the node is stopping.
+/// 413 for a body (declared or sent) over the limit, 400 if it cannot be read, 503
+/// `[busy]` when a body holding part of the budget waited too long for more, 503 when the
+/// node is stopping.
 async fn read_batch_body(
     request: Request,
     budget: &Arc<Semaphore>,
-) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), ApiError> {
+    mut group: GroupBytes,
+) -> Result<(Vec<u8>, HeldBytes), ApiError> {
     let too_large = || ApiError {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         message: format!(
@@ -433,28 +460,49 @@ async fn read_batch_body(
             return Err(too_large());
         }
         let permits = u32::try_from(chunk.len()).map_err(|_| too_large())?;
-        let acquire = Arc::clone(budget).acquire_many_owned(permits);
         // A body holding part of the budget must not wait for the rest for long: bodies
         // that each hold part of it and wait for more would wait for each other until
-        // their timeouts. One that waits too long gives its part back.
-        let more = match held {
-            None => acquire.await,
-            Some(_) => tokio::time::timeout(BATCH_BUDGET_WAIT, acquire)
-                .await
-                .map_err(|_| {
-                    ApiError::unavailable(
-                        "the node is reading too many batches at once; try again [busy]",
-                    )
-                })?,
-        }
-        .map_err(|_| ApiError::unavailable("the node is shutting down"))?;
+        // their timeouts. One that waits too long gives its part back. The same deadline
+        // bounds its wait for more of its group's share, which it holds part of from its
+        // first chunk on (while that chunk waits for the budget it holds part of its
+        // group's share only, which keeps no other group waiting).
+        let deadline = held
+            .is_some()
+            .then(|| tokio::time::Instant::now() + BATCH_BUDGET_WAIT);
+        // The group's share first: a body waiting for its group's other bodies to give
+        // bytes back holds nothing of the budget other groups wait for.
+        wait_for_budget(group.take(permits), deadline).await?;
+        let more =
+            wait_for_budget(Arc::clone(budget).acquire_many_owned(permits), deadline).await?;
         match &mut held {
             Some(held) => held.merge(more),
             None => held = Some(more),
         }
         body.extend_from_slice(&chunk);
     }
-    Ok((body, held))
+    Ok((body, (held, group)))
+}
+
+/// Waits for bytes of a body budget: as long as it takes (within the request timeout)
+/// without a `deadline`, else until it.
+///
+/// # Errors
+/// 503 `[busy]` past the deadline, 503 when the node is stopping.
+async fn wait_for_budget<T>(
+    acquire: impl Future<Output = Result<T, AcquireError>>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<T, ApiError> {
+    match deadline {
+        None => acquire.await,
+        Some(deadline) => tokio::time::timeout_at(deadline, acquire)
+            .await
+            .map_err(|_| {
+                ApiError::unavailable(
+                    "the node is reading too many batches at once; try again [busy]",
+                )
+            })?,
+    }
+    .map_err(|_| ApiError::unavailable("the node is shutting down"))
 }
 
 /// Admits the transactions of a `POST /txs` batch in order, each succeeding or failing on
@@ -723,6 +771,7 @@ fn describe_inputs(
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
+    use std::time::Duration;
 
     use powchain_consensus::encode::Encode;
 
@@ -1034,11 +1083,21 @@ mod tests {
         let (second, to_second) = streamed_batch();
         to_first.send(vec![b' '; 6]).expect("sent");
         to_second.send(vec![b' '; 4]).expect("sent");
+        // The operator's own, whose group is not capped: only the budget all share counts.
+        let groups = GroupBudgets::new(BATCH_BODY_GROUP_SHARE_BYTES);
+        let (first_group, second_group) = (
+            groups.enter(AddressGroup::Local),
+            groups.enter(AddressGroup::Local),
+        );
         let reads = {
             let (first_budget, second_budget) = (Arc::clone(&budget), Arc::clone(&budget));
             (
-                tokio::spawn(async move { read_batch_body(first, &first_budget).await }),
-                tokio::spawn(async move { read_batch_body(second, &second_budget).await }),
+                tokio::spawn(
+                    async move { read_batch_body(first, &first_budget, first_group).await },
+                ),
+                tokio::spawn(
+                    async move { read_batch_body(second, &second_budget, second_group).await },
+                ),
             )
         };
         // Both have read their first part: the budget is theirs.
@@ -1113,6 +1172,97 @@ mod tests {
         );
         assert_eq!(answer.json()["refused"], 1);
         drop(slow);
+        server.begin_stop();
+        server.join().await.expect("the server stops cleanly");
+    }
+
+    #[tokio::test]
+    async fn one_group_s_stalled_bodies_hold_its_share_and_other_groups_are_answered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (_folder, node) = regtest_node(0);
+        let batches = BatchSlots::default();
+        let places = crate::large_reads::LargeReads::new(
+            crate::options::DEFAULT_MAX_LARGE_READS,
+            crate::options::DEFAULT_MAX_UNSENT_ANSWER_BYTES,
+        );
+        let router = crate::router::router_sharing(
+            Arc::clone(&node),
+            crate::ApiOptions::default(),
+            places,
+            batches.clone(),
+        );
+        let limits = crate::server::ConnectionLimits {
+            max_connections: crate::options::DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: crate::options::DEFAULT_HEADER_READ_TIMEOUT,
+            shutdown_grace: Duration::from_secs(1),
+            eviction_grace: crate::server::EVICTION_GRACE,
+            write_stall_timeout: crate::options::DEFAULT_WRITE_STALL_TIMEOUT,
+        };
+        let mut server = TestServer::router(router, limits).await;
+        // Eight strangers of one group each send a whole body but its last byte, and then
+        // nothing: the whole budget, but for a byte each.
+        let stalled = BATCH_BODY_BUDGET_BYTES / MAX_BATCH_BODY_BYTES;
+        let strangers: Vec<_> = (2..2 + stalled as u8)
+            .map(|host| {
+                let address = server.address;
+                tokio::spawn(async move {
+                    let source = [127, 9, 0, host].into();
+                    let mut stream = crate::testing::connect_from(source, address).await;
+                    let head = format!(
+                        "POST /txs HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                         Content-Length: {MAX_BATCH_BODY_BYTES}\r\n\r\n"
+                    );
+                    // The node may answer a body it gave up on ([busy]) and close it
+                    // while it is sent.
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream
+                        .write_all(&vec![b' '; MAX_BATCH_BODY_BYTES - 1])
+                        .await;
+                    // Then silent, its connection open, until the node answers it.
+                    let mut answer = Vec::new();
+                    let _ = stream.read_to_end(&mut answer).await;
+                })
+            })
+            .collect();
+        // They hold all they may once their group's share is taken but for a byte a body
+        // (were groups not capped, once the whole budget is, but for those bytes).
+        let group = AddressGroup::V4([127, 9]);
+        crate::testing::wait_until("the strangers' bodies hold all they may", || {
+            let left = batches.bytes.available_permits().min(
+                batches
+                    .by_group
+                    .left(group)
+                    .unwrap_or(BATCH_BODY_GROUP_SHARE_BYTES),
+            );
+            std::future::ready(left <= stalled)
+        })
+        .await;
+        // Another group's batch is answered meanwhile, well within the 30 s the strangers'
+        // requests may take.
+        let body = br#"{"hex": ["00"]}"#;
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            crate::testing::post_from(
+                [127, 10, 0, 2].into(),
+                server.address,
+                "/txs",
+                body,
+                body.len(),
+            ),
+        )
+        .await
+        .expect("another group's batch does not wait for the strangers' bodies");
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert_eq!(answer.json()["refused"], 1);
+        for stranger in strangers {
+            stranger.abort();
+        }
         server.begin_stop();
         server.join().await.expect("the server stops cleanly");
     }

@@ -555,11 +555,13 @@ pub struct NodeArgs {
     pub wallet_passphrase_file: Option<PathBuf>,
     /// Start the chain again: move `chain.redb` aside (to `chain.redb.damaged-<unix
     /// seconds>`), as well as a damaged `mempool.redb`, and sync again from peers, keeping
-    /// the wallet. For a damaged or lost chain file; use it for one start only.
+    /// the wallet (a missing `wallet.keys` is still refused, unless `--new-wallet`). For a
+    /// damaged or lost chain file; use it for one start only.
     #[arg(long, env = "REINDEX", value_parser = BoolishValueParser::new())]
     pub reindex: bool,
-    /// Create a new wallet although `wallet.keys` is missing next to a chain above genesis
-    /// (the chain may pay the wallet that is gone: restore it instead if you can).
+    /// Create a new wallet although `wallet.keys` is missing next to a chain above genesis,
+    /// or next to the chain `--reindex` moves aside (the chain may pay the wallet that is
+    /// gone: restore it instead if you can).
     #[arg(long, env = "NEW_WALLET", value_parser = BoolishValueParser::new())]
     pub new_wallet: bool,
     /// A configuration file of node flags by long name (`mine = true`), used where neither

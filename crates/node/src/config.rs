@@ -32,10 +32,13 @@ pub struct NodeConfig {
     /// Start the chain again from genesis: `chain.redb` is moved aside (to
     /// `chain.redb.damaged-<unix seconds>`), as is a damaged pool store, and the chain is
     /// synced again from peers; the wallet is kept. Also what lets a node start when the
-    /// chain file is missing or empty next to a wallet.
+    /// chain file is missing or empty next to a wallet. It does not make a new wallet:
+    /// with `wallet.keys` missing next to a chain file that was ever written (the one to
+    /// be moved aside, whatever its height, as it may be too damaged to read), the start
+    /// is refused unless `new_wallet` asks, before anything is moved.
     pub reindex: bool,
     /// Create a new wallet although `wallet.keys` is missing next to a chain above genesis
-    /// (which may pay the wallet that is gone).
+    /// (which may pay the wallet that is gone), or next to the chain `reindex` moves aside.
     pub new_wallet: bool,
     /// Keep the chain in memory (redb's in-memory backend) and store the pool nowhere:
     /// nothing of them survives the node. For simulations (`crates/sim`), which run hundreds of nodes in

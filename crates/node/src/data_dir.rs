@@ -3,9 +3,11 @@
 //! unless the user asked (`--reindex`, `--new-wallet`).
 //!
 //! ```text
-//!   Node::open ──▶ reindex? move chain.redb aside ──▶ else: chain.redb missing or empty
-//!                  (chain.redb.damaged-<secs>)           next to wallet.keys or
-//!                                                        mempool.redb? refuse
+//!   Node::open ──▶ reindex? wallet.keys missing next to ──▶ move chain.redb aside
+//!                  a chain.redb ever written, and no       (chain.redb.damaged-<secs>)
+//!                  --new-wallet? refuse
+//!              ──▶ else: chain.redb missing or empty next to wallet.keys or
+//!                  mempool.redb? refuse
 //!              ──▶ ChainState::open ──▶ wallet.keys missing above genesis and no
 //!                                       --new-wallet? refuse ──▶ wallet, pool store
 //! ```
@@ -68,7 +70,27 @@ pub(crate) fn refuse_lost_wallet(
     }
     Err(NodeError::WalletMissing {
         path: wallet,
-        height: chain_height,
+        height: Some(chain_height),
+    })
+}
+
+/// Refuses `--reindex` where the wallet is gone but a chain is there, unless
+/// `config.new_wallet` asks for a new wallet. It runs before the chain is moved aside,
+/// as nothing may be touched once the start is refused, and because the chain opened
+/// after the move is at genesis and would pass [`refuse_lost_wallet`]. The old chain is
+/// not opened to learn its height: it may be too damaged to open, which is why it is
+/// being reindexed. So any chain file ever written counts as one that may pay the wallet.
+///
+/// # Errors
+/// [`NodeError::WalletMissing`] naming the key file, with no height.
+pub(crate) fn refuse_lost_wallet_before_reindex(config: &NodeConfig) -> Result<(), NodeError> {
+    let wallet = config.wallet_path();
+    if config.new_wallet || is_missing_or_empty(&config.chain_path()) || wallet.exists() {
+        return Ok(());
+    }
+    Err(NodeError::WalletMissing {
+        path: wallet,
+        height: None,
     })
 }
 
@@ -381,6 +403,45 @@ mod tests {
         let node = open(&config, &clock).expect("--new-wallet starts");
         assert_ne!(node.wallet_address(), address);
         assert!(config.wallet_path().exists());
+    }
+
+    #[test]
+    fn reindex_with_a_missing_wallet_next_to_a_chain_is_refused_before_anything_moves() {
+        let (mut config, clock, dir, address) = closed_with_chain();
+        std::fs::remove_file(config.wallet_path()).expect("delete the wallet");
+        config.reindex = true;
+        let healthy = std::fs::read(config.chain_path()).expect("read the chain");
+        // A healthy chain, then one too damaged to open: there is no height to go by, so
+        // the file being there is what counts.
+        for chain in [healthy, vec![0x5a; 8192]] {
+            std::fs::write(config.chain_path(), &chain).expect("write the chain");
+            let error = open(&config, &clock).err().expect("refused");
+            let message = error.to_string();
+            assert!(
+                matches!(error, NodeError::WalletMissing { height: None, .. }),
+                "{message}"
+            );
+            assert!(
+                message.contains(&config.wallet_path().display().to_string())
+                    && message.contains("--reindex")
+                    && message.contains("--new-wallet"),
+                "{message}"
+            );
+            // Refused before anything was touched.
+            assert!(moved_aside(dir.path(), "chain.redb").is_empty());
+            assert!(moved_aside(dir.path(), "mempool.redb").is_empty());
+            assert_eq!(
+                std::fs::read(config.chain_path()).expect("still there"),
+                chain
+            );
+            assert!(!config.wallet_path().exists(), "no wallet was made");
+        }
+        config.new_wallet = true;
+        let node = open(&config, &clock).expect("--reindex --new-wallet starts");
+        assert_eq!(node.tip().height, BlockHeight::GENESIS);
+        assert_ne!(node.wallet_address(), address);
+        assert!(config.wallet_path().exists());
+        assert_eq!(moved_aside(dir.path(), "chain.redb").len(), 1);
     }
 
     #[test]

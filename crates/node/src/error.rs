@@ -56,16 +56,17 @@ pub enum NodeError {
     },
     /// The wallet's key file is missing next to a chain that may pay it.
     #[error(
-        "{} is missing, but the chain here is {height} blocks high and may pay the wallet \
-         that is gone. Restore wallet.keys from a backup, or start with --new-wallet to \
-         create a new one",
-        path.display()
+        "{} is missing, but {} may pay the wallet that is gone. Restore wallet.keys from a \
+         backup, or start with --new-wallet to create a new one",
+        path.display(),
+        chain_here(height)
     )]
     WalletMissing {
         /// The key file.
         path: std::path::PathBuf,
-        /// The chain's height.
-        height: powchain_consensus::BlockHeight,
+        /// The chain's height; `None` for a chain `--reindex` was about to move aside,
+        /// which is judged unread (it may be too damaged to open).
+        height: Option<powchain_consensus::BlockHeight>,
     },
     /// A damaged store could not be moved aside.
     #[error("cannot move {} aside: {source}", path.display())]
@@ -113,6 +114,14 @@ pub enum NodeError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+}
+
+/// The chain a missing wallet is refused next to, as [`NodeError::WalletMissing`] names it.
+fn chain_here(height: &Option<powchain_consensus::BlockHeight>) -> String {
+    match height {
+        Some(height) => format!("the chain here is {height} blocks high and"),
+        None => "the chain here, which --reindex would move aside and sync again,".to_owned(),
+    }
 }
 
 impl NodeError {

@@ -133,6 +133,7 @@ impl Node {
         if config.in_memory {
             // Nothing on disk to move aside or to find missing.
         } else if config.reindex {
+            data_dir::refuse_lost_wallet_before_reindex(&config)?;
             data_dir::move_aside(&config.chain_path(), clock.now_ms())?;
         } else {
             data_dir::refuse_lost_chain(&config)?;

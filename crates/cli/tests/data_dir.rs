@@ -1,7 +1,8 @@
 //! Damaged or lost data on disk, as the user meets it through the `powchain` binary: a
 //! damaged chain file is an error naming it and what to do, never a panic; a lost chain or
 //! a lost wallet is never silently replaced (`--reindex`, `--new-wallet` ask for it);
-//! `powchain check` passes on a healthy directory and names a tampered coin.
+//! `powchain check` passes on a healthy directory, names a tampered coin, and keeps out of
+//! a directory another process has locked.
 
 mod support;
 
@@ -13,6 +14,7 @@ use powchain_chain::{ChainError, ChainOptions, ChainState};
 use powchain_consensus::encode::Encode;
 use powchain_consensus::testkit::test_address;
 use powchain_consensus::{Amount, Network, TxOut};
+use powchain_node::DirectoryLock;
 use redb::TableDefinition;
 use support::TestNode;
 
@@ -229,6 +231,33 @@ fn check_passes_on_a_healthy_directory_and_fails_on_a_tampered_coin() {
             && printed.contains("--reindex"),
         "{printed}"
     );
+}
+
+#[test]
+fn check_refuses_a_directory_whose_lock_is_held_and_runs_once_it_is_free() {
+    let (node, _) = stopped_node_with_blocks("check-locked", 2);
+    // The lock alone, as a node starting with --reindex holds it while it moves the chain
+    // aside: the store itself is not open, so its own lock cannot refuse the check.
+    let lock = DirectoryLock::acquire(node.data_dir()).expect("take the directory's lock");
+    let locked = check(node.data_dir());
+    let printed = text(&locked);
+    assert!(!locked.status.success(), "{printed}");
+    assert!(
+        printed.contains(&format!("{} is in use", node.data_dir().display()))
+            && printed.contains(".lock")
+            && printed.contains("stop it first"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("checking"),
+        "the chain was not opened: {printed}"
+    );
+
+    drop(lock);
+    let free = check(node.data_dir());
+    let printed = text(&free);
+    assert!(free.status.success(), "{printed}");
+    assert!(printed.contains("result: ok"), "{printed}");
 }
 
 #[test]

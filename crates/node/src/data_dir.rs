@@ -94,11 +94,12 @@ pub(crate) fn refuse_lost_wallet_before_reindex(config: &NodeConfig) -> Result<(
     })
 }
 
-/// The data directory's lock, held for as long as the node is open: one process a
-/// directory. The stores' own locks (redb's) would refuse a second node only once it opens
-/// them, after `--reindex` has already renamed the running node's chain and pool aside
-/// (a rename succeeds under an open file), and the wallet's key file has no lock of its
-/// own: two processes would each rewrite it from their own list of keys.
+/// The data directory's lock, held for as long as the node is open (and by `powchain
+/// check` while it reads the chain): one process a directory. The stores' own locks
+/// (redb's) would refuse a second node only once it opens them, after `--reindex` has
+/// already renamed the running node's chain and pool aside (a rename succeeds under an
+/// open file), and the wallet's key file has no lock of its own: two processes would
+/// each rewrite it from their own list of keys.
 #[derive(Debug)]
 pub struct DirectoryLock {
     /// Open for as long as the lock is held: the operating system releases it when the

@@ -77,11 +77,13 @@ pub enum NodeError {
         source: std::io::Error,
     },
     /// Another process holds the data directory's lock: another node (or one started
-    /// with `--reindex`, which would move the running node's stores aside) uses it.
+    /// with `--reindex`, which would move the running node's stores aside), or
+    /// `powchain check`, uses it.
     #[error(
-        "{} is in use by another process: another node uses this data directory (it holds \
-         {}); stop it first, or give this node its own: another HTTP_PORT (`--http-port`; \
-         the default directory is data/<network>-<http port>) or `--data-dir`",
+        "{} is in use by another process: another node (or `powchain check`) uses this data \
+         directory (it holds {}); stop it first, or give this node its own: another \
+         HTTP_PORT (`--http-port`; the default directory is data/<network>-<http port>) or \
+         `--data-dir`",
         directory.display(),
         lock.display()
     )]

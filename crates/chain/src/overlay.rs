@@ -30,7 +30,7 @@ use powchain_consensus::{
     Address, Block, BlockHash, BlockHeight, Coin, OutPoint, Transaction, Txid,
 };
 
-use crate::store::{AddressTx, TxLocation};
+use crate::store::{AddressTx, HistoryKey, TxLocation};
 
 /// What a block did to one coin.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -305,6 +305,43 @@ impl Overlay {
                 position: *position,
             })
         })
+    }
+
+    /// Where the unflushed blocks hold each of their transactions, in txid order (the
+    /// transaction index's key order): the rows a flush would write to `tx_index`.
+    pub(crate) fn tx_locations(&self) -> Vec<(Txid, TxLocation)> {
+        let mut locations: Vec<(Txid, TxLocation)> = self
+            .layers
+            .iter()
+            .flat_map(|layer| {
+                layer.transactions.iter().map(|(txid, position)| {
+                    let location = TxLocation {
+                        block_hash: layer.hash,
+                        position: *position,
+                    };
+                    (*txid, location)
+                })
+            })
+            .collect();
+        locations.sort_unstable_by_key(|(txid, _)| *txid);
+        locations
+    }
+
+    /// The unflushed blocks' history rows as (address, height, txid), in that order (the
+    /// history table's key order): the rows a flush would write to `address_txs`.
+    pub(crate) fn history_rows(&self) -> Vec<HistoryKey> {
+        let mut rows: Vec<HistoryKey> = self
+            .layers
+            .iter()
+            .flat_map(|layer| {
+                layer
+                    .history
+                    .iter()
+                    .map(|(address, txid)| (*address, layer.height, *txid))
+            })
+            .collect();
+        rows.sort_unstable();
+        rows
     }
 
     /// The net change of every coin the unflushed blocks touched, in outpoint order (the

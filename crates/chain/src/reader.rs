@@ -18,9 +18,9 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 use crate::error::{ChainError, corrupt};
 use crate::overlay::{CoinChange, Overlay};
 use crate::store::{
-    ADDRESS_TXS, ADDRESS_UTXO, AddressCoin, AddressTx, BLOCK_INDEX, BLOCKS, HEIGHTS, IndexRecord,
-    META_TIP, TX_INDEX, TxLocation, UNDO, UTXO, address_range, coin_from_bytes, decode_undo,
-    outpoint_from_key, outpoint_key, read_meta_hash, tx_location_from_bytes,
+    ADDRESS_TXS, ADDRESS_UTXO, AddressCoin, AddressTx, BLOCK_INDEX, BLOCKS, HEIGHTS, HistoryKey,
+    IndexRecord, META_TIP, TX_INDEX, TxLocation, UNDO, UTXO, address_range, coin_from_bytes,
+    decode_undo, outpoint_from_key, outpoint_key, read_meta_hash, tx_location_from_bytes,
 };
 
 /// A stored block's size and transaction count, read without decoding its transactions.
@@ -439,6 +439,80 @@ impl Snapshot {
         Ok(set)
     }
 
+    /// The whole transaction index as [`Snapshot::tx_location`] reads it (the table and
+    /// the coin cache's rows), in txid order, for the consistency check. Streamed: only
+    /// the coin cache's rows are held, so a table of millions of rows costs no memory.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails, at once or as a row; a row both
+    /// in the table and in the coin cache is an error too (txids are unique on the main
+    /// chain, and a table row under a cached one would show again when that block is
+    /// disconnected).
+    pub(crate) fn tx_index_rows(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<(Txid, TxLocation), ChainError>>, ChainError> {
+        let table = self.transaction.open_table(TX_INDEX)?;
+        let rows = table.range::<&[u8]>(..)?.map(|row| {
+            let (key, value) = row?;
+            let txid = Txid(key.value().try_into().map_err(|_| {
+                ChainError::Corrupt("a transaction index key is not a txid".into())
+            })?);
+            let location =
+                tx_location_from_bytes(value.value()).map_err(corrupt("transaction location"))?;
+            Ok((txid, location))
+        });
+        Ok(merge_cached_rows(
+            rows,
+            self.overlay.tx_locations(),
+            |txid| {
+                format!(
+                    "the coin cache and the transaction index table both locate transaction {txid}"
+                )
+            },
+        ))
+    }
+
+    /// Every main-chain history row as [`Snapshot::address_history`] reads them (the table
+    /// and the coin cache's rows), as (address, height, txid) in that order, for the
+    /// consistency check. Streamed as [`Snapshot::tx_index_rows`] is.
+    ///
+    /// # Errors
+    /// [`ChainError`] if the store is damaged or fails, at once or as a row, or a row is
+    /// both in the table and in the coin cache.
+    pub(crate) fn history_rows(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<(HistoryKey, ()), ChainError>>, ChainError> {
+        let table = self.transaction.open_table(ADDRESS_TXS)?;
+        let rows = table.range::<&[u8]>(..)?.map(|row| {
+            let (key, _) = row?;
+            let mut reader = Reader::new(key.value());
+            let address = Address(reader.read_array().map_err(corrupt("history key"))?);
+            let height = BlockHeight(u64::from_be_bytes(
+                reader.read_array().map_err(corrupt("history key"))?,
+            ));
+            let txid = Txid(reader.read_array().map_err(corrupt("history key"))?);
+            reader.finish().map_err(corrupt("history key"))?;
+            Ok(((address, height, txid), ()))
+        });
+        let cached = self
+            .overlay
+            .history_rows()
+            .into_iter()
+            .map(|row| (row, ()))
+            .collect();
+        let network = self.params.network;
+        Ok(merge_cached_rows(
+            rows,
+            cached,
+            move |(address, height, txid)| {
+                format!(
+                    "the coin cache and the history table both hold transaction {txid} of {} at height {height}",
+                    address.to_bech32(network)
+                )
+            },
+        ))
+    }
+
     /// Main-chain blocks whose changes are in the coin cache, not yet in the tables.
     pub fn unflushed_blocks(&self) -> usize {
         self.overlay.len()
@@ -446,8 +520,8 @@ impl Snapshot {
 
     /// Recomputes the UTXO set by connecting the main chain from genesis (trusting the
     /// signatures the chain checked when it connected each block) and compares it with the
-    /// stored one, along with the height index and the per-address index: what
-    /// `crate::check::check_chain` does.
+    /// stored one, along with the height index, the per-address index, the transaction
+    /// index and the per-address history: what `crate::check::check_chain` does.
     ///
     /// # Errors
     /// [`ChainError::Corrupt`] describing the first difference.
@@ -521,6 +595,11 @@ pub struct ConsistencyReport {
     pub utxo_count: usize,
     /// Their total value.
     pub value: Amount,
+    /// Rows of the transaction index (every main-chain transaction but genesis's), equal
+    /// in store and rebuild.
+    pub located_transactions: usize,
+    /// Rows of the per-address history, equal in store and rebuild.
+    pub history_rows: usize,
 }
 
 /// Splits a key of the address tables into its 32-byte address and the rest; a shorter
@@ -533,6 +612,54 @@ fn split_address_key(key: &[u8]) -> Result<(&[u8], &[u8]), ChainError> {
         )));
     }
     Ok(key.split_at(32))
+}
+
+/// A table's rows and the coin cache's rows of the same table, both in key order, merged
+/// into one stream in key order: the rows as readers see them. A key in both is the
+/// error `overlap` describes, as the UTXO set's reading treats a cached coin that does
+/// not fit the table.
+fn merge_cached_rows<K: Ord, V>(
+    mut table: impl Iterator<Item = Result<(K, V), ChainError>>,
+    cached: Vec<(K, V)>,
+    overlap: impl Fn(&K) -> String,
+) -> impl Iterator<Item = Result<(K, V), ChainError>> {
+    let mut cached = cached.into_iter().peekable();
+    let mut stored: Option<(K, V)> = None;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        // The first error ends the stream: what follows a damaged row is not read.
+        if failed {
+            return None;
+        }
+        if stored.is_none() {
+            match table.next() {
+                Some(Ok(row)) => stored = Some(row),
+                Some(Err(error)) => {
+                    failed = true;
+                    return Some(Err(error));
+                }
+                None => {}
+            }
+        }
+        let cached_first = match (&stored, cached.peek()) {
+            (None, None) => return None,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (Some((stored_key, _)), Some((cached_key, _))) => match cached_key.cmp(stored_key) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => {
+                    failed = true;
+                    return Some(Err(ChainError::Corrupt(overlap(cached_key))));
+                }
+            },
+        };
+        if cached_first {
+            cached.next().map(Ok)
+        } else {
+            stored.take().map(Ok)
+        }
+    })
 }
 
 /// The next row of an address's coins in the table, decoded.

@@ -309,6 +309,9 @@ pub(crate) fn address_utxo_key(address: &Address, outpoint: &OutPoint) -> [u8; 6
     key
 }
 
+/// A history row as (address, height, txid): ordered as the history table's keys are.
+pub(crate) type HistoryKey = (Address, BlockHeight, Txid);
+
 pub(crate) fn address_tx_key(address: &Address, height: BlockHeight, txid: &Txid) -> [u8; 72] {
     let mut key = [0u8; 72];
     key[..32].copy_from_slice(&address.0);

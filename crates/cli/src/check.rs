@@ -1,6 +1,7 @@
 //! `powchain check`: checks a stopped node's data directory (every main-chain block, and
-//! the UTXO set against one rebuilt from genesis) and prints a short summary. The work is
-//! `powchain_chain::check`; this file locks the directory, opens, prints and chooses the
+//! the UTXO set and the indexes against ones rebuilt from genesis) and prints a short
+//! summary. The work is `powchain_chain::check`; this file locks the directory, opens,
+//! prints and chooses the
 //! exit code.
 
 use std::time::Instant;
@@ -77,6 +78,10 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
     println!(
         "coins: {} unspent outputs worth {}, equal to a rebuild from genesis",
         report.utxo_count, report.value
+    );
+    println!(
+        "indexes: {} transactions located, {} address-history rows, equal to a rebuild",
+        report.located_transactions, report.history_rows
     );
     println!("result: ok ({:.1} s)", started.elapsed().as_secs_f64());
     Ok(())

@@ -1,8 +1,8 @@
 //! Damaged or lost data on disk, as the user meets it through the `powchain` binary: a
 //! damaged chain file is an error naming it and what to do, never a panic; a lost chain or
 //! a lost wallet is never silently replaced (`--reindex`, `--new-wallet` ask for it);
-//! `powchain check` passes on a healthy directory, names a tampered coin, and keeps out of
-//! a directory another process has locked.
+//! `powchain check` passes on a healthy directory, names a lost index row and a tampered
+//! coin, and keeps out of a directory another process has locked.
 
 mod support;
 
@@ -20,6 +20,7 @@ use support::TestNode;
 
 const PAGE_BYTES: usize = 4096;
 const UTXO: TableDefinition<&[u8], &[u8]> = TableDefinition::new("utxo");
+const TX_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tx_index");
 
 fn chain_file(node: &TestNode) -> PathBuf {
     node.data_dir().join("chain.redb")
@@ -182,7 +183,7 @@ fn a_lost_wallet_next_to_a_chain_is_refused_and_new_wallet_makes_one() {
 }
 
 #[test]
-fn check_passes_on_a_healthy_directory_and_fails_on_a_tampered_coin() {
+fn check_passes_on_a_healthy_directory_and_names_a_lost_index_row_and_a_tampered_coin() {
     let mut node = TestNode::start("check");
     for index in 0..4 {
         node.mine(&format!("block {index}"));
@@ -198,9 +199,44 @@ fn check_passes_on_a_healthy_directory_and_fails_on_a_tampered_coin() {
     assert!(
         printed.contains("blocks: 5 checked (height 4")
             && printed.contains("coins: 4 unspent outputs worth 200,")
+            && printed.contains("indexes: 4 transactions located, 4 address-history rows")
             && printed.contains("result: ok"),
         "{printed}"
     );
+
+    // A transaction's row taken out of the transaction index, then put back.
+    let (txid, location) = {
+        let db = redb::Database::open(chain_file(&node)).expect("open the chain file");
+        let write = db.begin_write().expect("write");
+        let row = {
+            let mut table = write.open_table(TX_INDEX).expect("the tx_index table");
+            let (key, value) = table.pop_first().expect("reads").expect("a row");
+            (key.value().to_vec(), value.value().to_vec())
+        };
+        write.commit().expect("commit");
+        row
+    };
+    let lost = check(node.data_dir());
+    let printed = text(&lost);
+    assert!(!lost.status.success(), "{printed}");
+    let hex: String = txid.iter().map(|byte| format!("{byte:02x}")).collect();
+    assert!(
+        printed.contains(&format!(
+            "transaction index differs from a rebuild (3 stored, 4 rebuilt): transaction {hex} \
+             is missing"
+        )),
+        "{printed}"
+    );
+    {
+        let db = redb::Database::open(chain_file(&node)).expect("open the chain file");
+        let write = db.begin_write().expect("write");
+        write
+            .open_table(TX_INDEX)
+            .expect("the tx_index table")
+            .insert(txid.as_slice(), location.as_slice())
+            .expect("put back");
+        write.commit().expect("commit");
+    }
 
     // A coin no block created, written into the stored UTXO set.
     {

@@ -376,10 +376,7 @@ mod tests {
         send_get(&mut refused, "/events", false).await;
         let answer = read_answer(&mut refused).await;
         assert_eq!(answer.status, 503);
-        let message = answer.json()["error"]
-            .as_str()
-            .expect("an error message")
-            .to_owned();
+        let message = answer.error_message();
         assert!(
             message.contains("2 clients of your network (127.9.0.0/16)"),
             "{message}"

@@ -160,6 +160,14 @@ impl Answer {
     pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("the body is JSON")
     }
+
+    /// The `error` string of an error answer.
+    pub(crate) fn error_message(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .expect("an error message")
+            .to_owned()
+    }
 }
 
 /// A connection to `address` from `source` (a loopback address such as `127.9.0.2`: a

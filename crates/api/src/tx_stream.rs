@@ -722,10 +722,7 @@ mod tests {
             .expect("the handshake is written");
         let answer = crate::testing::read_answer(&mut refused).await;
         assert_eq!(answer.status, 503);
-        let message = answer.json()["error"]
-            .as_str()
-            .expect("an error message")
-            .to_owned();
+        let message = answer.error_message();
         assert!(
             message.contains("your network (127.9.0.0/16) already hold 1 of"),
             "{message}"

@@ -168,6 +168,19 @@ async fn connect_next_block_paying(
     hash
 }
 
+/// A spend of `chain`'s mature coin `index`, signed for one output value and sent with
+/// another: its signature no longer holds (`bad-signature`).
+fn forged_spend(chain: &TestChain, index: u64) -> Transaction {
+    let mut forged = chain.spend(
+        &[chain.mature_coin(index).0],
+        vec![out(40 * 100_000_000, 1)],
+        &[chain.miner],
+        &HashMap::new(),
+    );
+    forged.outputs[0].value = Amount::from_units(45 * 100_000_000).expect("in range");
+    forged
+}
+
 fn out(units: u64, seed: u8) -> TxOut {
     TxOut {
         value: Amount::from_units(units).expect("in range"),
@@ -474,14 +487,7 @@ async fn transactions_sent_back_to_back_are_admitted_in_order_and_an_invalid_one
         &[chain.miner],
         &parent_coins,
     );
-    // Signed for one output value, sent with another: its signature no longer holds.
-    let mut forged = chain.spend(
-        &[chain.mature_coin(1).0],
-        vec![out(40 * 100_000_000, 1)],
-        &[chain.miner],
-        &HashMap::new(),
-    );
-    forged.outputs[0].value = Amount::from_units(45 * 100_000_000).expect("in range");
+    let forged = forged_spend(&chain, 1);
 
     let mut peer = raw_peer(&node.url(), 46_004).await.expect("connects");
     // One burst: the session reads them as one batch (a parent before its child, then the
@@ -580,13 +586,7 @@ async fn payments_sent_after_a_forgery_in_one_burst_are_fetched_from_honest_peer
         &HashMap::new(),
     );
     let txid = payment.compute_txid();
-    let mut forged = chain.spend(
-        &[chain.mature_coin(1).0],
-        vec![out(40 * 100_000_000, 1)],
-        &[chain.miner],
-        &HashMap::new(),
-    );
-    forged.outputs[0].value = Amount::from_units(45 * 100_000_000).expect("in range");
+    let forged = forged_spend(&chain, 1);
 
     let mut stranger = raw_peer(&node.url(), 46_095).await.expect("connects");
     for transaction in [&forged, &payment] {

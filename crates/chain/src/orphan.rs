@@ -1,6 +1,6 @@
 //! Blocks that arrived before their parent, held (bounded) until it comes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use powchain_consensus::{Block, BlockHash};
 
@@ -44,27 +44,24 @@ impl OrphanPool {
         }
     }
 
-    /// Removes and returns the orphans whose parent is `parent`, oldest first.
+    /// Removes and returns the oldest orphan whose parent is one of `parents`, if any.
     ///
-    /// The order matters: each child is given its place in the block index (its
+    /// The order matters: each block is given its place in the block index (its
     /// `sequence`) as it is accepted, and among branches of equal work the node keeps the
-    /// one it saw first. So the children are handed back in the order they came, by
-    /// walking the arrival queue rather than the map (whose order is random).
-    pub(crate) fn take_children(&mut self, parent: &BlockHash) -> Vec<Block> {
-        let mut children = Vec::new();
-        let blocks = &mut self.blocks;
-        let bytes = &mut self.bytes;
-        self.arrival.retain(|hash| {
-            let is_child = blocks
+    /// one it saw first. So the caller takes orphans one at a time, oldest first among
+    /// those whose parent it has, adding each accepted one to `parents`: siblings, and
+    /// their children after them, go in the order they came, by the arrival queue rather
+    /// than the map (whose order is random).
+    pub(crate) fn take_oldest_child_of(&mut self, parents: &HashSet<BlockHash>) -> Option<Block> {
+        let position = self.arrival.iter().position(|hash| {
+            self.blocks
                 .get(hash)
-                .is_some_and(|(block, _)| block.header.prev_hash == *parent);
-            if is_child && let Some((block, size)) = blocks.remove(hash) {
-                *bytes -= size;
-                children.push(block);
-            }
-            !is_child
-        });
-        children
+                .is_some_and(|(block, _)| parents.contains(&block.header.prev_hash))
+        })?;
+        let hash = self.arrival.remove(position)?;
+        let (block, size) = self.blocks.remove(&hash)?;
+        self.bytes -= size;
+        Some(block)
     }
 }
 
@@ -86,7 +83,12 @@ mod tests {
         assert!(!pool.contains(&BlockHash([0; 32])));
         assert!(pool.contains(&BlockHash([(MAX_ORPHAN_BLOCKS + 9) as u8; 32])));
         let parent = block.header.prev_hash;
-        assert_eq!(pool.take_children(&parent).len(), MAX_ORPHAN_BLOCKS);
+        let parents = HashSet::from([parent]);
+        let mut taken = 0;
+        while pool.take_oldest_child_of(&parents).is_some() {
+            taken += 1;
+        }
+        assert_eq!(taken, MAX_ORPHAN_BLOCKS);
         assert_eq!(pool.len(), 0);
         assert_eq!(pool.bytes, 0);
     }
@@ -110,9 +112,8 @@ mod tests {
                 pool.insert(BlockHash([0xff; 32]), stranger, 100);
             }
         }
-        let nonces: Vec<u64> = pool
-            .take_children(&parent)
-            .iter()
+        let parents = HashSet::from([parent]);
+        let nonces: Vec<u64> = std::iter::from_fn(|| pool.take_oldest_child_of(&parents))
             .map(|child| child.header.nonce)
             .collect();
         let expected: Vec<u64> = order.iter().map(|&key| u64::from(key)).collect();
@@ -121,5 +122,38 @@ mod tests {
         assert!(pool.contains(&BlockHash([0xff; 32])));
         assert_eq!(pool.bytes, 100);
         assert_eq!(pool.arrival, [BlockHash([0xff; 32])]);
+    }
+
+    #[test]
+    fn a_generation_s_children_come_back_in_the_order_they_arrived_too() {
+        let chain = TestChain::new(Network::Regtest);
+        let template = chain.build(vec![], Amount::ZERO);
+        let parent = template.header.prev_hash;
+        let child_of = |parent: BlockHash, nonce: u8| {
+            let mut block = template.clone();
+            block.header.prev_hash = parent;
+            block.header.nonce = u64::from(nonce);
+            (BlockHash([nonce; 32]), block)
+        };
+        // Siblings 1 and 2, then 1's child 3, then 2's child 4. A walk of the parents as a
+        // stack took 4 before 3, though 3 came first: the later branch got the lower
+        // sequence.
+        let mut pool = OrphanPool::default();
+        for (parent, nonce) in [(parent, 1), (parent, 2), (BlockHash([1; 32]), 3)] {
+            let (hash, block) = child_of(parent, nonce);
+            pool.insert(hash, block, 100);
+        }
+        let (hash, block) = child_of(BlockHash([2; 32]), 4);
+        pool.insert(hash, block, 100);
+        let mut parents = HashSet::from([parent]);
+        let mut order = Vec::new();
+        while let Some(block) = pool.take_oldest_child_of(&parents) {
+            let nonce = u8::try_from(block.header.nonce).expect("small");
+            order.push(nonce);
+            parents.insert(BlockHash([nonce; 32]));
+        }
+        assert_eq!(order, [1, 2, 3, 4]);
+        assert_eq!(pool.len(), 0);
+        assert_eq!(pool.bytes, 0);
     }
 }

@@ -139,10 +139,28 @@ impl MempoolError {
     }
 
     /// The output a refused transaction waits for, if something arriving later may let it
-    /// in: its missing input (a parent to come), or the coinbase it spends before it
-    /// matures here (a block to come).
+    /// in: its missing input (a parent to come), or the coinbase it spends if that matures
+    /// with the next block here (its sender is that block ahead). A spend further from
+    /// maturity waits for nothing: nobody honest relays it, and one held would be tried at
+    /// every block until then (the coin it waits for already exists).
     pub fn awaited_input(&self) -> Option<OutPoint> {
-        self.missing_input().or_else(|| self.immature_input())
+        if let Some(missing) = self.missing_input() {
+            return Some(missing);
+        }
+        match self {
+            MempoolError::Invalid(error) => match error.root_cause() {
+                ConsensusError::ImmatureCoinbaseSpend {
+                    outpoint,
+                    created,
+                    spend_height,
+                    maturity,
+                } if created.0.saturating_add(*maturity) == spend_height.0.saturating_add(1) => {
+                    Some(*outpoint)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// True if the transaction breaks a consensus rule whatever else arrives later (the
@@ -194,7 +212,19 @@ mod tests {
             maturity: 10,
         });
         assert_eq!(premature.mature_at(), Some(BlockHeight(15)));
-        assert_eq!(premature.awaited_input(), Some(outpoint));
+        assert_eq!(
+            premature.awaited_input(),
+            Some(outpoint),
+            "a block early: held"
+        );
+        let far = MempoolError::Invalid(ConsensusError::ImmatureCoinbaseSpend {
+            outpoint,
+            created: BlockHeight(5),
+            spend_height: BlockHeight(12),
+            maturity: 10,
+        });
+        assert!(!far.is_invalid());
+        assert_eq!(far.awaited_input(), None, "three blocks early: not held");
         assert!(!premature.is_invalid(), "a later block lets it in: no ban");
         let missing = MempoolError::Invalid(ConsensusError::MissingInput { outpoint });
         assert!(!missing.is_invalid(), "its parent may come");

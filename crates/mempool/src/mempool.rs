@@ -308,7 +308,15 @@ impl Mempool {
         let incoming = PackageScore::new(&own_totals, self.next_sequence, txid);
         let bid = self.bid_for_room(&own_totals, &ancestors);
         // Most refusals of a full pool end here, before any signature is checked.
-        self.check_room_can_be_made(&incoming, &bid, &ancestors)?;
+        // A newcomer pays the increment to take a place; a transaction returning from a
+        // disconnected block or kept through a reorganisation was admitted once already,
+        // and is taken back as before (Bitcoin Core re-admits those without it).
+        let increment = if limit_descendants {
+            self.options.min_fee_rate
+        } else {
+            FeeRate::ZERO
+        };
+        self.check_room_can_be_made(&incoming, &bid, &ancestors, increment)?;
 
         let checks = &input_check.signature_checks;
         verifier.verify_all(checks).map_err(|failed| {
@@ -318,7 +326,7 @@ impl Mempool {
             MempoolError::Invalid(ConsensusError::BadSignature { input_index })
         })?;
 
-        let evicted = self.make_room(&incoming, &bid, &ancestors)?;
+        let evicted = self.make_room(&incoming, &bid, &ancestors, increment)?;
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         self.link_entry(PoolEntry {

@@ -24,10 +24,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
             .map(|transaction| (transaction.compute_txid(), transaction.clone()))
             .collect();
         // Seen at once, so that nobody else is asked for them while the node judges them.
-        for (txid, _) in &held {
-            self.known.insert(&InventoryItem::Transaction(*txid));
-            self.p2p.first_sight_of_transaction(*txid);
-        }
+        let first_sights: Vec<bool> = held
+            .iter()
+            .map(|(txid, _)| {
+                self.known.insert(&InventoryItem::Transaction(*txid));
+                self.p2p.first_sight_of_transaction(*txid)
+            })
+            .collect();
         let count = u32::try_from(transactions.len()).unwrap_or(u32::MAX);
         self.p2p.simulated_validation(0, 0, count).await;
         let results = self
@@ -39,11 +42,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Session<S> {
         // for it). Those it judged have arrived; those after were never judged, so they
         // are not seen, and their requests stay with this peer until its session ends and
         // pass to their next announcer: marked seen and done, a stranger that sent a
-        // forgery first could bury the real payments it sent after it.
+        // forgery first could bury the real payments it sent after it. (Only what this
+        // batch made seen: one seen before, refused or held, say, stays so.)
         for (index, (txid, _)) in held.iter().enumerate() {
             if index < results.len() {
                 self.p2p.transaction_arrived(txid);
-            } else {
+            } else if first_sights[index] {
                 self.p2p.forget_seen_transaction(txid);
             }
         }

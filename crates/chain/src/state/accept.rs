@@ -194,18 +194,21 @@ impl ChainState {
         parent: BlockHash,
         now_ms: u64,
     ) -> Result<(), ChainError> {
-        let mut parents = vec![parent];
-        while let Some(parent) = parents.pop() {
-            for orphan in self.orphans.take_children(&parent) {
-                let hash = orphan.compute_hash();
-                match self.accept_one_block(hash, orphan, now_ms) {
-                    Ok(BlockOutcome::SideBranch | BlockOutcome::MainChain) => parents.push(hash),
-                    Ok(_) => {}
-                    Err(error) if error.is_invalid() => {
-                        warn!(block = %hash, %error, "dropped an invalid orphan block");
-                    }
-                    Err(error) => return Err(error),
+        // Oldest first among the orphans whose parent is in, whatever their depth: a
+        // grandchild that came before its uncle's child goes first too (see
+        // `OrphanPool::take_oldest_child_of`).
+        let mut parents = std::collections::HashSet::from([parent]);
+        while let Some(orphan) = self.orphans.take_oldest_child_of(&parents) {
+            let hash = orphan.compute_hash();
+            match self.accept_one_block(hash, orphan, now_ms) {
+                Ok(BlockOutcome::SideBranch | BlockOutcome::MainChain) => {
+                    parents.insert(hash);
                 }
+                Ok(_) => {}
+                Err(error) if error.is_invalid() => {
+                    warn!(block = %hash, %error, "dropped an invalid orphan block");
+                }
+                Err(error) => return Err(error),
             }
         }
         Ok(())

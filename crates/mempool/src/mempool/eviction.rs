@@ -71,15 +71,16 @@ impl Mempool {
         incoming: &PackageScore,
         bid: &PackageTotals,
         ancestors: &HashSet<Txid>,
+        increment: FeeRate,
     ) -> Result<(), MempoolError> {
         if self.total_bytes + incoming.size <= self.options.max_bytes {
             return Ok(());
         }
         let candidate = self.lowest_evictable(ancestors);
-        if candidate.is_some_and(|candidate| self.outbids(bid, &candidate)) {
+        if candidate.is_some_and(|candidate| outbids(bid, &candidate, increment)) {
             Ok(())
         } else {
-            Err(self.pool_full_error(bid, candidate))
+            Err(self.pool_full_error(bid, candidate, increment))
         }
     }
 
@@ -98,25 +99,27 @@ impl Mempool {
         &self,
         bid: &PackageTotals,
         candidate: Option<PackageScore>,
+        increment: FeeRate,
     ) -> MempoolError {
         // Without a candidate, everything left is an ancestor of the newcomer; the
         // cheapest of those is what would have to go.
         let lowest = candidate
             .or_else(|| self.eviction_order.first().copied())
             .map_or(FeeRate::ZERO, |score| score.fee_rate());
-        let increment = self.options.min_fee_rate.to_units_per_kilobyte();
         MempoolError::PoolFull {
             fee_rate: bid.fee_rate(),
             lowest,
             needed: FeeRate::from_units_per_kilobyte(
-                lowest.to_units_per_kilobyte().saturating_add(increment),
+                lowest
+                    .to_units_per_kilobyte()
+                    .saturating_add(increment.to_units_per_kilobyte()),
             ),
         }
     }
 
     /// Evicts the lowest-paying descendant packages until `incoming` fits, as long as each
-    /// pays a lower rate than its `bid` ([`Mempool::bid_for_room`]) by the pool's minimum
-    /// fee rate at least ([`Mempool::outbids`]). If one that must go
+    /// pays a lower rate than its `bid` ([`Mempool::bid_for_room`]) by `increment` at
+    /// least. If one that must go
     /// does not, puts everything back and refuses with [`MempoolError::PoolFull`].
     ///
     /// Removing a package lowers its ancestors' descendant totals and so moves them in
@@ -127,17 +130,18 @@ impl Mempool {
         incoming: &PackageScore,
         bid: &PackageTotals,
         ancestors: &HashSet<Txid>,
+        increment: FeeRate,
     ) -> Result<Vec<Txid>, MempoolError> {
         let mut evicted: Vec<PoolEntry> = Vec::new();
         while self.total_bytes + incoming.size > self.options.max_bytes {
             let candidate = self.lowest_evictable(ancestors);
             match candidate {
-                Some(candidate) if self.outbids(bid, &candidate) => {
+                Some(candidate) if outbids(bid, &candidate, increment) => {
                     let package = self.with_descendants([candidate.txid]);
                     evicted.extend(self.remove_entries(&package));
                 }
                 _ => {
-                    let error = self.pool_full_error(bid, candidate);
+                    let error = self.pool_full_error(bid, candidate, increment);
                     evicted.sort_by_key(|entry| entry.sequence);
                     for entry in evicted {
                         self.link_entry(entry);
@@ -158,24 +162,21 @@ impl Mempool {
     }
 }
 
-impl Mempool {
-    /// True if `bid` pays at least the pool's minimum fee rate a byte more than
-    /// `candidate`'s package (exactly, and strictly more with a minimum of zero): the
-    /// increment a newcomer pays to take a place (see the module documentation).
-    fn outbids(&self, bid: &PackageTotals, candidate: &PackageScore) -> bool {
-        let increment = self.options.min_fee_rate;
-        // The candidate's fee raised by the increment on its bytes (rounded up); past
-        // the money range, nothing outbids it.
-        let Some(raised) = increment
-            .fee_for(candidate.size)
-            .and_then(|extra| candidate.fee.checked_add(extra))
-        else {
-            return false;
-        };
-        match PackageScore::compare_rate(raised, candidate.size, bid.fee, bid.size) {
-            Ordering::Less => true,
-            Ordering::Equal => increment > FeeRate::ZERO,
-            Ordering::Greater => false,
-        }
+/// True if `bid` pays at least `increment` a byte more than `candidate`'s package
+/// (exactly, and strictly more with no increment): a newcomer's increment is the pool's
+/// minimum fee rate (see the module documentation), a returning transaction's none.
+fn outbids(bid: &PackageTotals, candidate: &PackageScore, increment: FeeRate) -> bool {
+    // The candidate's fee raised by the increment on its bytes (rounded up); past the
+    // money range, nothing outbids it.
+    let Some(raised) = increment
+        .fee_for(candidate.size)
+        .and_then(|extra| candidate.fee.checked_add(extra))
+    else {
+        return false;
+    };
+    match PackageScore::compare_rate(raised, candidate.size, bid.fee, bid.size) {
+        Ordering::Less => true,
+        Ordering::Equal => increment > FeeRate::ZERO,
+        Ordering::Greater => false,
     }
 }

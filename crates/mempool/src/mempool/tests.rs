@@ -655,11 +655,23 @@ fn evicting_a_package_costs_the_minimum_fee_rate_on_its_bytes() {
     // The first payment's coin, spent again one unit above the second: refused again.
     let again = spend(&chain, &pool, &[chain.mature_coin(0).0], 1, raised + 1);
     assert_eq!(
-        accept(&mut pool, &chain, again)
+        accept(&mut pool, &chain, again.clone())
             .expect_err("each round costs the increment again")
             .rule(),
         "pool-full"
     );
+    // Returning from a disconnected block, it was admitted once already: taken back as
+    // before the increment, for a unit more.
+    let returned = pool
+        .readmit(
+            again,
+            &chain.utxo,
+            chain.height().next(),
+            START_MS,
+            &SequentialVerifier,
+        )
+        .expect("a returning payment pays no increment");
+    assert_eq!(returned.evicted.len(), 1);
 }
 
 #[test]
